@@ -1,0 +1,75 @@
+//! Enforcers: turn [`BanOrder`]s into kernel state.
+//!
+//! One small trait so the daemon picks a backend at start (nft over netlink,
+//! or `log` for a dry run) and nothing else knows which one runs.
+
+pub mod log;
+pub mod nft;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::config::port::PortRange;
+use crate::message::BanOrder;
+
+/// What the kernel does to a banned address's packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BlockType {
+    /// TCP reset / ICMP port unreachable: the client fails at once.
+    #[default]
+    Reject,
+    /// Silently drop: the client times out.
+    Drop,
+}
+
+/// What the enforcer needs to know about one jail to build its rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailRules {
+    /// Jail name; sets are named `<name>-v4` / `<name>-v6`.
+    pub name: String,
+    /// Empty means every port and protocol.
+    pub ports: Vec<PortRange>,
+    pub blocktype: BlockType,
+}
+
+/// Outcome of applying one ban order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The address was not banned; it is now.
+    Added,
+    /// It was banned with less time left; its timeout was raised in place.
+    Extended,
+    /// It was already banned for at least as long; nothing was sent.
+    Unchanged,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnforceError {
+    #[error("netlink: {0}")]
+    Netlink(String),
+    #[error("kernel refused {what}: {source}")]
+    Kernel {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("jail {0:?} is not configured in the enforcer")]
+    UnknownJail(String),
+}
+
+/// A firewall backend. Calls are synchronous: each is one netlink transaction
+/// (or none), measured in microseconds, so the enforcer runs them on its own thread.
+pub trait Backend: Send {
+    /// Make the kernel match `jails`: create what is missing, remove what belongs
+    /// to jails no longer configured, keep every existing ban. Never flushes sets.
+    fn reconcile(&mut self, jails: &[JailRules]) -> Result<(), EnforceError>;
+
+    /// Apply many bans in one transaction. Returns one outcome per order, in order.
+    fn ban(&mut self, orders: &[BanOrder]) -> Result<Vec<Applied>, EnforceError>;
+
+    /// Lift a ban. Unbanning an address that is not banned is not an error.
+    fn unban(&mut self, jail: &str, addr: IpAddr) -> Result<bool, EnforceError>;
+
+    /// Time left on a ban according to the backend's own record (None: not banned).
+    fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration>;
+}

@@ -1,0 +1,1 @@
+//! nft backend over netlink.

@@ -1,0 +1,15 @@
+//! nftjail: a fail2ban-class intrusion-prevention daemon that bans attackers
+//! straight into kernel nftables sets over netlink.
+//!
+//! The tree is the pipeline: [`source`] reads lines, [`matcher`] runs every
+//! jail's [`filter`] over each line in one pass, [`tracker`] counts failures and
+//! decides bans, [`enforce`] puts them in the kernel. [`daemon`] wires them.
+
+pub mod config;
+pub mod daemon;
+pub mod enforce;
+pub mod filter;
+pub mod matcher;
+pub mod message;
+pub mod source;
+pub mod tracker;

@@ -1,0 +1,1 @@
+//! One pass per line over every jail of a source.

@@ -1,0 +1,1 @@
+//! Follows a file like tail -F.

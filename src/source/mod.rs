@@ -1,0 +1,2 @@
+//! Log sources.
+pub mod file;
