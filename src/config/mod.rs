@@ -1,2 +1,431 @@
-//! Configuration.
+//! Configuration: the TOML file (`raw`) checked once into ready-to-run values.
+//!
+//! Nothing downstream parses strings: durations, networks, port ranges and
+//! compiled filters all come out of [`Config::parse`]. Every problem is reported
+//! with file:line:col and its key, all at once, and a config with any problem is
+//! refused whole, so the daemon never runs half-configured.
+
+pub mod duration;
+pub mod error;
+pub mod ignore;
 pub mod port;
+mod raw;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
+
+pub use error::{ConfigError, Problem};
+use error::Locator;
+use ignore::IgnoreList;
+use port::PortRange;
+use raw::{RawConfig, RawJail};
+
+use crate::enforce::{BlockType, JailRules};
+use crate::filter::{self, Filter, FilterDef};
+
+/// Where the daemon looks when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/nftjail/nftjail.toml";
+/// The config compiled into the binary, used when no file exists at [`DEFAULT_PATH`].
+pub const EMBEDDED: &str = include_str!("../../config/nftjail.toml");
+
+const DEFAULT_BANTIME: Duration = Duration::from_secs(600);
+const DEFAULT_FINDTIME: Duration = Duration::from_secs(600);
+const DEFAULT_MAXRETRY: u32 = 5;
+/// Longest jail name: the set name `<jail>-v6` must stay well under the
+/// kernel's 256-byte limit and readable in `nft list`.
+const MAX_JAIL_NAME: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Nft,
+    /// Dry run: bans are logged, the kernel is not touched.
+    Log,
+}
+
+/// A checked, ready-to-run configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from (`<embedded>` for the built-in one).
+    pub origin: PathBuf,
+    pub backend: BackendKind,
+    pub table: String,
+    /// Enabled jails only, in name order; a [`crate::message::JailId`] indexes this.
+    pub jails: Vec<Jail>,
+}
+
+/// One enabled jail.
+#[derive(Debug, Clone)]
+pub struct Jail {
+    pub name: Arc<str>,
+    pub filter: Arc<Filter>,
+    pub logpaths: Vec<PathBuf>,
+    /// Empty: every port and protocol.
+    pub ports: Vec<PortRange>,
+    pub maxretry: u32,
+    pub findtime: Duration,
+    pub bantime: Duration,
+    pub ignore: IgnoreList,
+    pub blocktype: BlockType,
+}
+
+impl Jail {
+    pub fn rules(&self) -> JailRules {
+        JailRules {
+            name: self.name.to_string(),
+            ports: self.ports.clone(),
+            blocktype: self.blocktype,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, or the embedded config when `path` is None and the default
+    /// file does not exist.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match path {
+            Some(p) => p.to_path_buf(),
+            None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
+            None => return Config::parse(EMBEDDED, Path::new("<embedded>")),
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Config::parse(&text, &path)
+    }
+
+    /// Parses and checks `text`; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let loc = Locator { file: origin, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            let key = loc.key_path_at(span.start);
+            ConfigError::Invalid(vec![loc.at(span, key, e.message().trim())])
+        })?;
+        Checker { loc, problems: Vec::new() }.check(raw)
+    }
+
+    pub fn jail_rules(&self) -> Vec<JailRules> {
+        self.jails.iter().map(Jail::rules).collect()
+    }
+}
+
+/// Collects every problem while turning the raw config into a checked one.
+struct Checker<'a> {
+    loc: Locator<'a>,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn problem(&mut self, span: Range<usize>, key: &str, msg: impl Into<String>) {
+        let p = self.loc.at(span, key, msg);
+        self.problems.push(p);
+    }
+
+    fn check(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let backend = match raw.daemon.backend.as_ref() {
+            None => BackendKind::Nft,
+            Some(b) => match b.get_ref().as_str() {
+                "nft" => BackendKind::Nft,
+                "log" => BackendKind::Log,
+                other => {
+                    self.problem(
+                        b.span(),
+                        "daemon.backend",
+                        format!("unknown backend {other:?} (use \"nft\" or \"log\")"),
+                    );
+                    BackendKind::Nft
+                }
+            },
+        };
+        let table = match raw.daemon.table.as_ref() {
+            None => "nftjail".to_string(),
+            Some(t) => {
+                if !valid_name(t.get_ref()) {
+                    self.problem(
+                        t.span(),
+                        "daemon.table",
+                        "table name must be 1-64 characters of A-Z a-z 0-9 _ -",
+                    );
+                }
+                t.get_ref().clone()
+            }
+        };
+        let filter_dir = raw
+            .daemon
+            .filter_dir
+            .as_ref()
+            .map(|d| PathBuf::from(d.get_ref()))
+            .unwrap_or_else(|| PathBuf::from("/etc/nftjail/filters"));
+
+        let d = &raw.defaults;
+        let default_bantime = self
+            .duration(d.bantime.as_ref(), "defaults.bantime")
+            .unwrap_or(DEFAULT_BANTIME);
+        let default_findtime = self
+            .duration(d.findtime.as_ref(), "defaults.findtime")
+            .unwrap_or(DEFAULT_FINDTIME);
+        let default_maxretry = self
+            .maxretry(d.maxretry.as_ref(), "defaults.maxretry")
+            .unwrap_or(DEFAULT_MAXRETRY);
+        let default_ignore = self.ignoreip(d.ignoreip.as_ref(), "defaults.ignoreip");
+        let default_blocktype = self
+            .blocktype(d.blocktype.as_ref(), "defaults.blocktype")
+            .unwrap_or_default();
+        let default_ports = d.port.as_ref().map(|p| self.ports(p, "defaults.port"));
+        let default_ignoreself = d.ignoreself.unwrap_or(true);
+
+        let mut jails = Vec::new();
+        for (name, spanned) in &raw.jail {
+            let span = spanned.span();
+            let j: &RawJail = spanned.get_ref();
+            let key = format!("jail.{name}");
+            if !valid_name(name) {
+                self.problem(
+                    span.clone(),
+                    &key,
+                    "jail name must be 1-64 characters of A-Z a-z 0-9 _ - (it names kernel sets)",
+                );
+                continue;
+            }
+            if !j.enabled.unwrap_or(true) {
+                continue;
+            }
+            let filter = self.filter(name, j, &filter_dir, span.clone());
+            let logpaths = match j.logpath.as_ref() {
+                Some(v) => self
+                    .strings(v, &format!("{key}.logpath"))
+                    .into_iter()
+                    .map(PathBuf::from)
+                    .collect(),
+                None => {
+                    self.problem(span.clone(), &key, "an enabled jail needs a logpath");
+                    Vec::new()
+                }
+            };
+            let ports = match j.port.as_ref() {
+                Some(p) => self.ports(p, &format!("{key}.port")),
+                None => default_ports.clone().unwrap_or_default(),
+            };
+            let mut nets = default_ignore.clone();
+            nets.extend(self.ignoreip(j.ignoreip.as_ref(), &format!("{key}.ignoreip")));
+            let jail = Jail {
+                name: Arc::from(name.as_str()),
+                // A placeholder keeps checking the other keys; the config is
+                // refused anyway since the filter problem was recorded.
+                filter: filter.unwrap_or_else(|| Arc::new(Filter::empty(name))),
+                logpaths,
+                ports,
+                maxretry: self
+                    .maxretry(j.maxretry.as_ref(), &format!("{key}.maxretry"))
+                    .unwrap_or(default_maxretry),
+                findtime: self
+                    .duration(j.findtime.as_ref(), &format!("{key}.findtime"))
+                    .unwrap_or(default_findtime),
+                bantime: self
+                    .duration(j.bantime.as_ref(), &format!("{key}.bantime"))
+                    .unwrap_or(default_bantime),
+                ignore: IgnoreList::new(nets, j.ignoreself.unwrap_or(default_ignoreself)),
+                blocktype: self
+                    .blocktype(j.blocktype.as_ref(), &format!("{key}.blocktype"))
+                    .unwrap_or(default_blocktype),
+            };
+            jails.push(jail);
+        }
+        if self.problems.is_empty() {
+            Ok(Config {
+                origin: self.loc.file.to_path_buf(),
+                backend,
+                table,
+                jails,
+            })
+        } else {
+            Err(ConfigError::Invalid(self.problems))
+        }
+    }
+
+    fn filter(
+        &mut self,
+        jail: &str,
+        j: &RawJail,
+        filter_dir: &Path,
+        jail_span: Range<usize>,
+    ) -> Option<Arc<Filter>> {
+        let key = format!("jail.{jail}");
+        let (def, name, span, fkey) = match (&j.filter, &j.failregex) {
+            (Some(f), Some(r)) => {
+                self.problem(
+                    r.span(),
+                    &format!("{key}.failregex"),
+                    format!("give either filter = {:?} or failregex, not both", f.get_ref()),
+                );
+                return None;
+            }
+            (Some(f), None) => {
+                let name = f.get_ref();
+                let fkey = format!("{key}.filter");
+                let def = match self.named_filter(name, filter_dir) {
+                    Ok(def) => def,
+                    Err(msg) => {
+                        self.problem(f.span(), &fkey, msg);
+                        return None;
+                    }
+                };
+                let mut def = def;
+                if let Some(extra) = &j.ignoreregex {
+                    def.ignoreregex.extend(extra.get_ref().iter().cloned());
+                }
+                (def, name.clone(), f.span(), fkey)
+            }
+            (None, Some(r)) => {
+                let def = FilterDef {
+                    description: format!("inline filter of jail {jail}"),
+                    failregex: r.get_ref().clone(),
+                    ignoreregex: j
+                        .ignoreregex
+                        .as_ref()
+                        .map(|i| i.get_ref().clone())
+                        .unwrap_or_default(),
+                };
+                (def, jail.to_string(), r.span(), format!("{key}.failregex"))
+            }
+            (None, None) => {
+                self.problem(
+                    jail_span,
+                    &key,
+                    "a jail needs filter = \"NAME\" or an inline failregex list",
+                );
+                return None;
+            }
+        };
+        match Filter::compile(&def, &name) {
+            Ok(f) => Some(Arc::new(f)),
+            Err(e) => {
+                self.problem(span, &fkey, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn named_filter(&self, name: &str, dir: &Path) -> Result<FilterDef, String> {
+        if !valid_name(name) {
+            return Err(format!("filter name {name:?} must be A-Z a-z 0-9 _ -"));
+        }
+        let file = dir.join(format!("{name}.toml"));
+        if file.exists() {
+            return filter::load_filter_file(&file).map_err(|e| e.to_string());
+        }
+        match filter::library(name) {
+            Some(text) => FilterDef::parse(text, &format!("<built-in filter {name}>"))
+                .map_err(|e| e.to_string()),
+            None => Err(format!(
+                "unknown filter {name:?}: not in {} nor the built-in library ({})",
+                dir.display(),
+                filter::library_names().join(", ")
+            )),
+        }
+    }
+
+    fn duration(&mut self, v: Option<&Spanned<toml::Value>>, key: &str) -> Option<Duration> {
+        let v = v?;
+        let parsed = match v.get_ref() {
+            toml::Value::Integer(n) if *n > 0 => Ok(Duration::from_secs(*n as u64)),
+            toml::Value::Integer(_) => Err("must be positive".to_string()),
+            toml::Value::String(s) => duration::parse_duration(s),
+            other => Err(format!(
+                "expected seconds or a string like \"10m\", found {}",
+                other.type_str()
+            )),
+        };
+        match parsed {
+            Ok(d) if d.is_zero() => {
+                self.problem(v.span(), key, "must be longer than 0 s");
+                None
+            }
+            Ok(d) => Some(d),
+            Err(msg) => {
+                self.problem(v.span(), key, msg);
+                None
+            }
+        }
+    }
+
+    fn maxretry(&mut self, v: Option<&Spanned<i64>>, key: &str) -> Option<u32> {
+        let v = v?;
+        match u32::try_from(*v.get_ref()) {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                self.problem(v.span(), key, "must be a whole number from 1 up");
+                None
+            }
+        }
+    }
+
+    fn blocktype(&mut self, v: Option<&Spanned<String>>, key: &str) -> Option<BlockType> {
+        let v = v?;
+        match v.get_ref().as_str() {
+            "reject" => Some(BlockType::Reject),
+            "drop" => Some(BlockType::Drop),
+            other => {
+                self.problem(
+                    v.span(),
+                    key,
+                    format!("unknown blocktype {other:?} (use \"reject\" or \"drop\")"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string (items separated by commas or spaces, as fail2ban writes them),
+    /// a number, or a list of either.
+    fn strings(&mut self, v: &Spanned<toml::Value>, key: &str) -> Vec<String> {
+        let item = |x: &toml::Value| match x {
+            toml::Value::String(s) => Some(s.clone()),
+            toml::Value::Integer(n) => Some(n.to_string()),
+            _ => None,
+        };
+        let out: Option<Vec<String>> = match v.get_ref() {
+            toml::Value::Array(a) => a.iter().map(item).collect(),
+            other => item(other).map(|s| vec![s]),
+        };
+        out.unwrap_or_else(|| {
+            self.problem(v.span(), key, "expected a string or a list of strings");
+            Vec::new()
+        })
+    }
+
+    fn ports(&mut self, v: &Spanned<toml::Value>, key: &str) -> Vec<PortRange> {
+        let items = self.strings(v, key);
+        let refs: Vec<&str> = items.iter().map(String::as_str).collect();
+        port::parse_ports(&refs).unwrap_or_else(|msg| {
+            self.problem(v.span(), key, msg);
+            Vec::new()
+        })
+    }
+
+    fn ignoreip(&mut self, v: Option<&Spanned<toml::Value>>, key: &str) -> Vec<ipnet::IpNet> {
+        let Some(v) = v else { return Vec::new() };
+        let mut nets = Vec::new();
+        for item in self.strings(v, key) {
+            for word in item.split([',', ' ', '\t']).filter(|w| !w.is_empty()) {
+                match ignore::parse_net(word) {
+                    Ok(n) => nets.push(n),
+                    Err(msg) => self.problem(v.span(), key, msg),
+                }
+            }
+        }
+        nets
+    }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_JAIL_NAME
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}

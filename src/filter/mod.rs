@@ -1,1 +1,144 @@
-//! Compiled filters.
+//! Filters: what a failure line looks like for one service, and where in it
+//! the attacker's address sits.
+//!
+//! A filter is a TOML file of our own (`config/filters/NAME.toml`, embedded in
+//! the binary) with `failregex` and `ignoreregex` lists. Compiling expands the
+//! tags (`<HOST>`, `<SYSLOG>`, see [`tags`]) and checks every regex once, so a
+//! bad filter is a config error, never a runtime surprise.
+
+pub mod library;
+pub mod tags;
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use regex::Regex;
+use serde::Deserialize;
+
+pub use library::{library, library_names};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    #[error("cannot read filter {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}:{col}: {message}")]
+    Parse {
+        origin: String,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    #[error("filter {filter}: {kind}[{index}] {message}")]
+    Regex {
+        filter: String,
+        kind: &'static str,
+        index: usize,
+        message: String,
+    },
+}
+
+/// A filter as written in its file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterDef {
+    #[serde(default)]
+    pub description: String,
+    pub failregex: Vec<String>,
+    #[serde(default)]
+    pub ignoreregex: Vec<String>,
+}
+
+impl FilterDef {
+    /// Parses filter TOML; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<FilterDef, FilterError> {
+        toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start).min(text.len());
+            let before = &text[..at];
+            FilterError::Parse {
+                origin: origin.to_string(),
+                line: before.matches('\n').count() + 1,
+                col: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+                message: e.message().trim().to_string(),
+            }
+        })
+    }
+}
+
+/// Reads a user filter file (`/etc/nftjail/filters/NAME.toml`).
+pub fn load_filter_file(path: &Path) -> Result<FilterDef, FilterError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FilterError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    FilterDef::parse(&text, &path.display().to_string())
+}
+
+/// A compiled filter.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub name: String,
+    /// Expanded failregex sources, in order (the matcher builds its set from them).
+    pub failregex: Vec<Regex>,
+    pub ignoreregex: Vec<Regex>,
+}
+
+impl Filter {
+    pub fn compile(def: &FilterDef, name: &str) -> Result<Filter, FilterError> {
+        let err = |kind, index, message: String| FilterError::Regex {
+            filter: name.to_string(),
+            kind,
+            index,
+            message,
+        };
+        if def.failregex.is_empty() {
+            return Err(err("failregex", 0, "is empty: the filter would never match".into()));
+        }
+        let failregex = def
+            .failregex
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let expanded = tags::expand(r).map_err(|m| err("failregex", i, m))?;
+                Regex::new(&expanded).map_err(|e| err("failregex", i, e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ignoreregex = def
+            .ignoreregex
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Regex::new(r).map_err(|e| err("ignoreregex", i, e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Filter {
+            name: name.to_string(),
+            failregex,
+            ignoreregex,
+        })
+    }
+
+    /// A filter that matches nothing (stands in for one that failed to load).
+    pub fn empty(name: &str) -> Filter {
+        Filter {
+            name: name.to_string(),
+            failregex: Vec::new(),
+            ignoreregex: Vec::new(),
+        }
+    }
+
+    /// The address this line blames, if it is a failure and not ignored.
+    /// The matcher does the same for many filters at once; this is the
+    /// one-filter reference used by tests and tools.
+    pub fn find(&self, line: &str) -> Option<IpAddr> {
+        let addr = self.failregex.iter().find_map(|re| host_in(re, line))?;
+        (!self.ignoreregex.iter().any(|re| re.is_match(line))).then_some(addr)
+    }
+}
+
+/// Runs one expanded failregex and parses its host group.
+pub(crate) fn host_in(re: &Regex, line: &str) -> Option<IpAddr> {
+    let caps = re.captures(line)?;
+    tags::parse_host(caps.name(tags::HOST_GROUP)?.as_str())
+}

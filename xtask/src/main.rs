@@ -1,1 +1,161 @@
-fn main() {}
+#![allow(clippy::disallowed_methods)]
+//! Project tasks: `cargo xtask deps | demo | ci`.
+//!
+//! xtask is the one place that forks tools freely (apt-get, cargo, ip): it
+//! sets the machine up and drives the product, it is not the product.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// Debian packages the build, the demo and the tests need, with why.
+const PACKAGES: &[(&str, &str)] = &[
+    ("libclang1", "rustables runs bindgen at build time"),
+    ("nftables", "the `nft` CLI, an independent reader of the kernel in tests and the demo"),
+    ("iproute2", "`ip netns` / veth for the namespace tests and the demo"),
+    ("util-linux", "`unshare` for the demo's private /var/log"),
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
+    match args.first().map(String::as_str) {
+        Some("deps") => deps(),
+        Some("demo") => demo(),
+        Some("ci") => ci(&rest),
+        Some("listen") => probe::listen(&rest),
+        Some("connect") => probe::connect(&rest),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 deps   install the Debian packages nftjail needs (as root)\n\
+                 demo   ban a simulated SASL brute force in a throwaway network namespace\n\
+                 ci     everything CI runs: deps, fmt, clippy, all tests"
+            );
+            bail!("no task given")
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+/// Installs the missing packages with apt-get when root; otherwise says what is missing.
+fn deps() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|(p, _)| !installed(p))
+        .map(|(p, _)| *p)
+        .collect();
+    if missing.is_empty() {
+        eprintln!("deps: all present ({})", PACKAGES.iter().map(|p| p.0).collect::<Vec<_>>().join(", "));
+        return Ok(());
+    }
+    if !is_root() {
+        for (p, why) in PACKAGES.iter().filter(|(p, _)| missing.contains(p)) {
+            eprintln!("missing: {p} ({why})");
+        }
+        bail!("run as root (or: sudo apt-get install {})", missing.join(" "));
+    }
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// Everything CI runs, in the order a failure is cheapest to report.
+fn ci(extra: &[&str]) -> Result<()> {
+    deps()?;
+    if !is_root() {
+        bail!("the namespace tests need root (they create network namespaces)");
+    }
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args(["test", "--workspace"]).args(extra))?;
+    eprintln!("ci: all checks passed");
+    Ok(())
+}
+
+fn demo() -> Result<()> {
+    deps()?;
+    if !is_root() {
+        bail!("the demo creates network namespaces: run it as root");
+    }
+    run(cargo().args(["build", "--release", "--bin", "nftjail"]))?;
+    let nftjail = root().join("target/release/nftjail");
+    let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(include_str!("demo.sh"))
+        .env("NFTJAIL", nftjail)
+        .env("XTASK", xtask)
+        .stdin(Stdio::null());
+    run(&mut cmd)
+}
+
+/// Tiny TCP endpoints for the demo, run inside namespaces with `ip netns exec`,
+/// so the demo needs no netcat or python on a fresh machine.
+mod probe {
+    use std::io::Write;
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use anyhow::{Context, Result};
+
+    pub fn listen(args: &[&str]) -> Result<()> {
+        let addr: SocketAddr = args.first().context("listen ADDR:PORT")?.parse()?;
+        let listener = TcpListener::bind(addr).with_context(|| format!("bind {addr}"))?;
+        for mut conn in listener.incoming().flatten() {
+            let _ = conn.write_all(b"220 demo ESMTP\r\n");
+        }
+        Ok(())
+    }
+
+    pub fn connect(args: &[&str]) -> Result<()> {
+        let addr: SocketAddr = args.first().context("connect ADDR:PORT")?.parse()?;
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(_) => println!("connect {addr}: connected"),
+            Err(e) => println!("connect {addr}: {e}"),
+        }
+        Ok(())
+    }
+}

@@ -1,1 +1,338 @@
-//! nft backend over netlink.
+//! The nft backend: bans as elements with timeouts in kernel sets, over
+//! netlink, with no process forked.
+//!
+//! Files: `wire` encodes and decodes nfnetlink messages (sets, elements,
+//! dumps), `ruleset` builds the table, chain and rules with rustables,
+//! `netlink` owns the socket. This file keeps the record of bans and decides
+//! what each order needs.
+//!
+//! Invariant: the record and the kernel agree. The record changes only after
+//! the kernel accepted the transaction; an extension is a delete and an add in
+//! one transaction (portable to 6.1, where re-adding does not update a
+//! timeout), so the address is never unbanned in between.
+
+mod netlink;
+mod ruleset;
+pub mod wire;
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use super::{Applied, Backend, EnforceError, JailRules};
+use crate::message::BanOrder;
+use netlink::{Netlink, Refused, MAX_TRANSACTION};
+use wire::set_name;
+
+/// When a ban ends, by our clock (the kernel's timeout, started when it was sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    At(Instant),
+    /// An element without timeout (added by hand): permanent.
+    Never,
+}
+
+/// How long after our record says a ban expired the kernel may still hold the
+/// element before its garbage collector runs; such an element must be deleted
+/// before it is added again, or the add would be a silent no-op.
+const GC_GRACE: Duration = Duration::from_secs(60);
+/// Orders per transaction: about 40 bytes each stays under [`MAX_TRANSACTION`].
+const ORDERS_PER_TRANSACTION: usize = MAX_TRANSACTION / 64;
+
+pub struct NftBackend {
+    table: String,
+    nl: Netlink,
+    /// Per jail name: banned address → end of ban.
+    record: HashMap<String, HashMap<IpAddr, Until>>,
+}
+
+/// What one order needs from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    Add,
+    /// Delete then add in the same transaction.
+    Replace,
+    Nothing,
+}
+
+impl NftBackend {
+    pub fn open(table: &str) -> Result<Self, EnforceError> {
+        let nl = Netlink::open().map_err(|e| kernel("opening the nfnetlink socket", e))?;
+        Ok(NftBackend {
+            table: table.to_string(),
+            nl,
+            record: HashMap::new(),
+        })
+    }
+
+    /// Sends a transaction; a refusal becomes an error naming the message.
+    fn commit(&mut self, body: &[u8], describe: &dyn Fn(u32) -> String) -> Result<(), EnforceError> {
+        let refused = self
+            .nl
+            .transact(body)
+            .map_err(|e| kernel("sending a transaction", e))?;
+        match refused.first() {
+            None => Ok(()),
+            Some(Refused { seq, errno }) => Err(kernel(
+                &format!(
+                    "{} (transaction of {} bytes aborted, nothing applied)",
+                    describe(*seq),
+                    body.len()
+                ),
+                io::Error::from_raw_os_error(*errno),
+            )),
+        }
+    }
+
+    fn existing_sets(&mut self) -> Result<Vec<String>, EnforceError> {
+        let table = self.table.clone();
+        let bodies = self
+            .nl
+            .dump(|w| w.get_sets(&table))
+            .map_err(|e| kernel("listing our sets", e))?;
+        Ok(bodies.iter().filter_map(|b| wire::parse_set_name(b)).collect())
+    }
+
+    fn load_elements(&mut self, set: &str) -> Result<Vec<wire::Element>, EnforceError> {
+        let table = self.table.clone();
+        let bodies = self
+            .nl
+            .dump(|w| w.get_elements(&table, set))
+            .map_err(|e| kernel(&format!("listing the elements of {set}"), e))?;
+        Ok(bodies.iter().flat_map(|b| wire::parse_elements(b)).collect())
+    }
+
+    fn plan(&self, jail: &str, addr: IpAddr, bantime: Duration, now: Instant) -> Plan {
+        match self.record.get(jail).and_then(|bans| bans.get(&addr)) {
+            None => Plan::Add,
+            Some(Until::Never) => Plan::Nothing,
+            Some(Until::At(t)) if *t > now => {
+                if bantime > *t - now {
+                    Plan::Replace
+                } else {
+                    Plan::Nothing
+                }
+            }
+            Some(Until::At(t)) if now - *t < GC_GRACE => Plan::Replace,
+            Some(Until::At(_)) => Plan::Add,
+        }
+    }
+
+    /// Applies one chunk of decided orders in one transaction.
+    fn apply(&mut self, chunk: &[(String, IpAddr, Duration, Plan)]) -> Result<(), EnforceError> {
+        // Per set: deletes first, then adds (a replace is both).
+        let mut dels: HashMap<String, Vec<(IpAddr, Option<Duration>)>> = HashMap::new();
+        let mut adds: HashMap<String, Vec<(IpAddr, Option<Duration>)>> = HashMap::new();
+        for (jail, addr, bantime, plan) in chunk {
+            let set = set_name(jail, addr);
+            if *plan == Plan::Replace {
+                dels.entry(set.clone()).or_default().push((*addr, None));
+            }
+            adds.entry(set).or_default().push((*addr, Some(*bantime)));
+        }
+        let mut w = self.nl.writer();
+        let mut del_msgs: Vec<(u32, String)> = Vec::new();
+        let mut what: Vec<(u32, String)> = Vec::new();
+        for (set, elems) in &dels {
+            for seq in w.elements(&self.table, set, elems, false) {
+                del_msgs.push((seq, set.clone()));
+                what.push((seq, format!("delete from {set}")));
+            }
+        }
+        for (set, elems) in &adds {
+            for seq in w.elements(&self.table, set, elems, true) {
+                what.push((seq, format!("add to {set}")));
+            }
+        }
+        // The transport renumbers from the same counter, shifted by its batch-begin message.
+        let first = self.nl.next_seq;
+        let describe = move |seq: u32| {
+            what.iter()
+                .find(|(s, _)| *s + 1 == seq)
+                .map_or_else(|| format!("message {}", seq.wrapping_sub(first)), |(_, d)| d.clone())
+        };
+        let body = w.buf;
+        match self.commit(&body, &describe) {
+            Err(EnforceError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) && !dels.is_empty() =>
+            {
+                // A delete hit an element the kernel had already collected.
+                // Redo the replaces one by one: delete+add, or add alone.
+                warn!("an expired ban was already collected by the kernel; retrying one by one");
+                for (jail, addr, bantime, plan) in chunk {
+                    let set = set_name(jail, addr);
+                    let mut w = self.nl.writer();
+                    if *plan == Plan::Replace {
+                        w.elements(&self.table, &set, &[(*addr, None)], false);
+                    }
+                    w.elements(&self.table, &set, &[(*addr, Some(*bantime))], true);
+                    let msg = format!("ban {addr} in {set}");
+                    match self.commit(&w.buf, &|_| msg.clone()) {
+                        Err(EnforceError::Kernel { source, .. })
+                            if source.raw_os_error() == Some(libc::ENOENT) =>
+                        {
+                            let mut w = self.nl.writer();
+                            w.elements(&self.table, &set, &[(*addr, Some(*bantime))], true);
+                            self.commit(&w.buf, &|_| msg.clone())?;
+                        }
+                        other => other?,
+                    }
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+impl Backend for NftBackend {
+    fn reconcile(&mut self, jails: &[JailRules]) -> Result<(), EnforceError> {
+        let existing = self.existing_sets()?;
+        let wanted: Vec<String> = jails
+            .iter()
+            .flat_map(|j| [format!("{}-v4", j.name), format!("{}-v6", j.name)])
+            .collect();
+        let mut body = ruleset::table_message(&self.table);
+        let mut w = self.nl.writer();
+        for (i, name) in wanted.iter().enumerate() {
+            w.new_set(&self.table, name, name.ends_with("-v6"), i as u32 + 1);
+        }
+        body.extend_from_slice(&w.buf);
+        let rules = ruleset::chain_messages(&self.table, jails)
+            .map_err(|e| EnforceError::Netlink(e.to_string()))?;
+        body.extend_from_slice(&rules);
+        let stale: Vec<&String> = existing.iter().filter(|s| !wanted.contains(s)).collect();
+        let mut w = wire::Writer::default();
+        for name in &stale {
+            w.del_set(&self.table, name);
+        }
+        body.extend_from_slice(&w.buf);
+        let table = self.table.clone();
+        self.commit(&body, &|_| format!("reconciling table inet {table}"))?;
+        if !stale.is_empty() {
+            info!(sets = ?stale, "removed the sets of jails no longer configured");
+        }
+
+        // Load what the kernel holds, so re-bans and remaining() are right
+        // after a restart.
+        let now = Instant::now();
+        let names: HashSet<&str> = jails.iter().map(|j| j.name.as_str()).collect();
+        self.record.retain(|j, _| names.contains(j.as_str()));
+        for jail in jails {
+            let mut bans = HashMap::new();
+            for v in ["v4", "v6"] {
+                for e in self.load_elements(&format!("{}-{v}", jail.name))? {
+                    let until = match (e.timeout, e.expires) {
+                        (_, Some(left)) => Until::At(now + left),
+                        (Some(t), None) => Until::At(now + t),
+                        (None, None) => Until::Never,
+                    };
+                    bans.insert(e.addr, until);
+                }
+            }
+            if !bans.is_empty() {
+                info!(jail = %jail.name, bans = bans.len(), "bans already in the kernel kept");
+            }
+            self.record.insert(jail.name.clone(), bans);
+        }
+        Ok(())
+    }
+
+    fn ban(&mut self, orders: &[BanOrder]) -> Result<Vec<Applied>, EnforceError> {
+        if let Some(o) = orders.iter().find(|o| !self.record.contains_key(&*o.jail)) {
+            return Err(EnforceError::UnknownJail(o.jail.to_string()));
+        }
+        let now = Instant::now();
+        let mut outcomes = Vec::with_capacity(orders.len());
+        let mut todo: Vec<(String, IpAddr, Duration, Plan)> = Vec::new();
+        // Decided within this call, so a duplicate sees the first one's effect.
+        let mut pending: HashMap<(&str, IpAddr), Duration> = HashMap::new();
+        for o in orders {
+            let addr = o.addr.to_canonical();
+            let key = (&*o.jail, addr);
+            if let Some(&earlier) = pending.get(&key) {
+                if o.bantime > earlier {
+                    if let Some(t) = todo.iter_mut().rev().find(|t| t.0 == *o.jail && t.1 == addr) {
+                        t.2 = o.bantime;
+                    }
+                    pending.insert(key, o.bantime);
+                    outcomes.push(Applied::Extended);
+                } else {
+                    outcomes.push(Applied::Unchanged);
+                }
+                continue;
+            }
+            let plan = self.plan(&o.jail, addr, o.bantime, now);
+            outcomes.push(match plan {
+                Plan::Add => Applied::Added,
+                Plan::Replace if matches!(self.remaining(&o.jail, addr), Some(d) if !d.is_zero()) => {
+                    Applied::Extended
+                }
+                Plan::Replace => Applied::Added,
+                Plan::Nothing => Applied::Unchanged,
+            });
+            if plan != Plan::Nothing {
+                pending.insert(key, o.bantime);
+                todo.push((o.jail.to_string(), addr, o.bantime, plan));
+            }
+        }
+        for chunk in todo.chunks(ORDERS_PER_TRANSACTION) {
+            self.apply(chunk)?;
+            for (jail, addr, bantime, _) in chunk {
+                if let Some(bans) = self.record.get_mut(jail) {
+                    // The kernel started its clock after `now`: our record may
+                    // end a few ms early, never late (GC_GRACE covers the gap).
+                    bans.insert(*addr, Until::At(now + *bantime));
+                }
+            }
+        }
+        Ok(outcomes)
+    }
+
+    fn unban(&mut self, jail: &str, addr: IpAddr) -> Result<bool, EnforceError> {
+        let addr = addr.to_canonical();
+        let now = Instant::now();
+        let Some(bans) = self.record.get(jail) else {
+            return Err(EnforceError::UnknownJail(jail.to_string()));
+        };
+        match bans.get(&addr) {
+            None => return Ok(false),
+            Some(Until::At(t)) if *t <= now => {
+                if let Some(b) = self.record.get_mut(jail) {
+                    b.remove(&addr);
+                }
+                return Ok(false);
+            }
+            Some(_) => {}
+        }
+        let set = set_name(jail, &addr);
+        let mut w = self.nl.writer();
+        w.elements(&self.table, &set, &[(addr, None)], false);
+        let result = self.commit(&w.buf, &|_| format!("unban {addr} from {set}"));
+        if let Some(b) = self.record.get_mut(jail) {
+            b.remove(&addr);
+        }
+        match result {
+            Ok(()) => Ok(true),
+            Err(EnforceError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {
+        match self.record.get(jail)?.get(&addr.to_canonical())? {
+            Until::Never => Some(Duration::MAX),
+            Until::At(t) => t.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()),
+        }
+    }
+}
+
+fn kernel(what: &str, source: io::Error) -> EnforceError {
+    EnforceError::Kernel {
+        what: what.to_string(),
+        source,
+    }
+}

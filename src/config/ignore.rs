@@ -1,0 +1,127 @@
+//! Addresses a jail must never ban: `ignoreip` networks plus, with
+//! `ignoreself`, loopback and every address of this host.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IgnoreList {
+    nets: Vec<IpNet>,
+}
+
+impl IgnoreList {
+    pub fn new(mut nets: Vec<IpNet>, ignoreself: bool) -> Self {
+        if ignoreself {
+            nets.extend(self_networks());
+        }
+        nets.sort();
+        nets.dedup();
+        IgnoreList { nets }
+    }
+
+    /// True when `addr` (normalized: IPv4-mapped IPv6 counts as IPv4) must not be banned.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = addr.to_canonical();
+        self.nets.iter().any(|n| n.contains(&addr))
+    }
+
+    pub fn networks(&self) -> &[IpNet] {
+        &self.nets
+    }
+}
+
+/// Parses one `ignoreip` item: an address or a CIDR network.
+pub fn parse_net(item: &str) -> Result<IpNet, String> {
+    let item = item.trim();
+    if let Ok(net) = item.parse::<IpNet>() {
+        return Ok(net.trunc());
+    }
+    item.parse::<IpAddr>()
+        .map(|a| IpNet::from(a.to_canonical()))
+        .map_err(|_| {
+            format!("{item:?} is neither an IP address nor a CIDR network (e.g. 192.0.2.0/24, 2001:db8::/32)")
+        })
+}
+
+/// Loopback ranges and the host's own interface addresses (fail2ban's `ignoreself`).
+fn self_networks() -> Vec<IpNet> {
+    let mut nets: Vec<IpNet> = ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    nets.extend(interface_addresses().into_iter().map(IpNet::from));
+    nets
+}
+
+fn interface_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we walk read-only and free once.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let sa = (*cur).ifa_addr;
+            if !sa.is_null() {
+                match i32::from((*sa).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(sa as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes()));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(sa as *const libc::sockaddr_in6);
+                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            cur = (*cur).ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn cidr_and_single_addresses() {
+        let nets = ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"]
+            .iter()
+            .map(|s| parse_net(s).unwrap())
+            .collect();
+        let list = IgnoreList::new(nets, false);
+        assert!(list.contains(ip("192.0.2.200")));
+        assert!(list.contains(ip("::ffff:192.0.2.1")));
+        assert!(list.contains(ip("2001:db8:1::5")));
+        assert!(list.contains(ip("198.51.100.7")));
+        assert!(!list.contains(ip("198.51.100.8")));
+        assert!(!list.contains(ip("127.0.0.1")));
+        assert!(!list.contains(ip("2001:db9::1")));
+    }
+
+    #[test]
+    fn ignoreself_covers_loopback() {
+        let list = IgnoreList::new(Vec::new(), true);
+        assert!(list.contains(ip("127.0.0.1")));
+        assert!(list.contains(ip("127.8.9.10")));
+        assert!(list.contains(ip("::1")));
+    }
+
+    #[test]
+    fn bad_items() {
+        assert!(parse_net("10.0.0.0/33").is_err());
+        assert!(parse_net("300.1.1.1").is_err());
+        assert!(parse_net("example.org").is_err());
+        assert_eq!(parse_net("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+    }
+}

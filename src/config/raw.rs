@@ -1,0 +1,59 @@
+//! The config file as written: serde structs that mirror the TOML exactly,
+//! with spans kept on every value that still needs checking.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub daemon: RawDaemon,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    #[serde(default)]
+    pub jail: BTreeMap<String, Spanned<RawJail>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    /// `nft` (default) or `log` (dry run: bans are only logged).
+    pub backend: Option<Spanned<String>>,
+    /// Name of our nftables table (family inet).
+    pub table: Option<Spanned<String>>,
+    /// Directory searched for `NAME.toml` filters before the built-in library.
+    pub filter_dir: Option<Spanned<String>>,
+}
+
+/// Values every jail inherits unless it sets its own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub bantime: Option<Spanned<toml::Value>>,
+    pub findtime: Option<Spanned<toml::Value>>,
+    pub maxretry: Option<Spanned<i64>>,
+    pub ignoreip: Option<Spanned<toml::Value>>,
+    pub ignoreself: Option<bool>,
+    pub blocktype: Option<Spanned<String>>,
+    pub port: Option<Spanned<toml::Value>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJail {
+    pub enabled: Option<bool>,
+    pub filter: Option<Spanned<String>>,
+    pub failregex: Option<Spanned<Vec<String>>>,
+    pub ignoreregex: Option<Spanned<Vec<String>>>,
+    pub logpath: Option<Spanned<toml::Value>>,
+    pub port: Option<Spanned<toml::Value>>,
+    pub maxretry: Option<Spanned<i64>>,
+    pub findtime: Option<Spanned<toml::Value>>,
+    pub bantime: Option<Spanned<toml::Value>>,
+    pub ignoreip: Option<Spanned<toml::Value>>,
+    pub ignoreself: Option<bool>,
+    pub blocktype: Option<Spanned<String>>,
+}

@@ -1,1 +1,0 @@
-//! Follows a file like tail -F.

@@ -1,0 +1,151 @@
+#![allow(clippy::unwrap_used)]
+//! Config errors name file:line:col and the key, all problems at once, and a
+//! config with any problem is refused whole.
+
+use std::path::Path;
+use std::time::Duration;
+
+use nftjail::config::port::{PortRange, Proto};
+use nftjail::config::{Config, ConfigError, EMBEDDED};
+use nftjail::enforce::BlockType;
+
+fn errors(text: &str) -> String {
+    match Config::parse(text, Path::new("/etc/nftjail/nftjail.toml")) {
+        Ok(_) => panic!("config was accepted:\n{text}"),
+        Err(e @ ConfigError::Invalid(_)) => e.to_string(),
+        Err(e) => panic!("unexpected error kind: {e}"),
+    }
+}
+
+const JAIL: &str = "[jail.sshd]\nfilter = \"sshd\"\nlogpath = \"/var/log/auth.log\"\n";
+
+#[test]
+fn embedded_default_config_is_valid() {
+    let cfg = Config::parse(EMBEDDED, Path::new("<embedded>")).expect("embedded config");
+    let names: Vec<&str> = cfg.jails.iter().map(|j| &*j.name).collect();
+    assert_eq!(names, ["postfix-sasl", "sshd"]);
+    let postfix = &cfg.jails[0];
+    assert_eq!(postfix.maxretry, 5);
+    assert_eq!(postfix.bantime, Duration::from_secs(600));
+    let ports: Vec<u16> = postfix.ports.iter().map(|p| p.first).collect();
+    assert_eq!(ports, [25, 465, 587]);
+    assert_eq!(cfg.table, "nftjail");
+}
+
+#[test]
+fn full_jail_is_checked_into_typed_values() {
+    let cfg = Config::parse(
+        r#"
+[defaults]
+bantime = "1h"
+maxretry = 4
+
+[jail.zimbra-submission]
+filter = "postfix-sasl"
+logpath = ["/var/log/zimbra.log", "/var/log/mail.log"]
+port = "submission,smtps,1000:1002/udp"
+findtime = 90
+bantime = "1d"
+ignoreip = "192.0.2.0/24 2001:db8::/32"
+ignoreself = false
+blocktype = "drop"
+
+[jail.off]
+enabled = false
+filter = "nosuchfilter"
+"#,
+        Path::new("t.toml"),
+    )
+    .expect("valid config");
+    assert_eq!(cfg.jails.len(), 1, "disabled jails are not checked nor run");
+    let j = &cfg.jails[0];
+    assert_eq!(&*j.name, "zimbra-submission");
+    assert_eq!(j.logpaths.len(), 2);
+    assert_eq!(j.maxretry, 4, "inherited from [defaults]");
+    assert_eq!(j.findtime, Duration::from_secs(90));
+    assert_eq!(j.bantime, Duration::from_secs(86400));
+    assert_eq!(j.blocktype, BlockType::Drop);
+    assert_eq!(
+        j.ports,
+        vec![
+            PortRange { proto: Proto::Tcp, first: 465, last: 465 },
+            PortRange { proto: Proto::Tcp, first: 587, last: 587 },
+            PortRange { proto: Proto::Udp, first: 1000, last: 1002 },
+        ]
+    );
+    assert!(j.ignore.contains("192.0.2.9".parse().unwrap()));
+    assert!(j.ignore.contains("2001:db8::9".parse().unwrap()));
+    assert!(!j.ignore.contains("127.0.0.1".parse().unwrap()), "ignoreself = false");
+}
+
+#[test]
+fn unknown_key_names_file_line_col_and_key() {
+    let text = format!("{JAIL}bantme = \"10m\"\n");
+    assert_eq!(
+        errors(&text),
+        "/etc/nftjail/nftjail.toml:4:1: jail.sshd.bantme: unknown field `bantme`, expected one of `enabled`, `filter`, `failregex`, `ignoreregex`, `logpath`, `port`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `blocktype`"
+    );
+}
+
+#[test]
+fn bad_duration_names_its_position() {
+    let text = format!("{JAIL}bantime = \"10x\"\n");
+    assert_eq!(
+        errors(&text),
+        "/etc/nftjail/nftjail.toml:4:11: jail.sshd.bantime: invalid duration \"10x\": unknown unit \"x\" (use s, m, h, d or w)"
+    );
+}
+
+#[test]
+fn wrong_type_names_its_position() {
+    let text = format!("{JAIL}maxretry = \"five\"\n");
+    let e = errors(&text);
+    assert!(e.starts_with("/etc/nftjail/nftjail.toml:4:12: jail.sshd.maxretry: "), "{e}");
+    assert!(e.contains("invalid type"), "{e}");
+}
+
+#[test]
+fn toml_syntax_error_is_located() {
+    let e = errors("[defaults]\nbantime = \n");
+    assert!(e.starts_with("/etc/nftjail/nftjail.toml:2:"), "{e}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = "[defaults]\nmaxretry = 0\n\n[jail.a]\nfilter = \"nosuch\"\nlogpath = \"/x\"\nport = \"70000\"\nignoreip = [\"10.0.0.0/33\"]\nblocktype = \"tarpit\"\n";
+    let e = errors(text);
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 5, "{e}");
+    assert!(lines[0].starts_with("/etc/nftjail/nftjail.toml:2:12: defaults.maxretry: must be a whole number from 1 up"), "{e}");
+    assert!(lines.iter().any(|l| l.starts_with("/etc/nftjail/nftjail.toml:5:10: jail.a.filter: unknown filter \"nosuch\"")), "{e}");
+    assert!(lines.iter().any(|l| l.starts_with("/etc/nftjail/nftjail.toml:7:8: jail.a.port: port \"70000\" is out of range")), "{e}");
+    assert!(lines.iter().any(|l| l.starts_with("/etc/nftjail/nftjail.toml:8:12: jail.a.ignoreip: \"10.0.0.0/33\" is neither")), "{e}");
+    assert!(lines.iter().any(|l| l.starts_with("/etc/nftjail/nftjail.toml:9:13: jail.a.blocktype: unknown blocktype \"tarpit\"")), "{e}");
+}
+
+#[test]
+fn jail_without_logpath_or_filter_is_refused() {
+    let e = errors("[jail.x]\nport = \"ssh\"\n");
+    assert!(e.contains("jail.x: a jail needs filter"), "{e}");
+    assert!(e.contains("jail.x: an enabled jail needs a logpath"), "{e}");
+}
+
+#[test]
+fn filter_and_inline_failregex_are_exclusive_and_bad_regex_is_located() {
+    let e = errors("[jail.x]\nfilter = \"sshd\"\nfailregex = ['<HOST>']\nlogpath = \"/x\"\n");
+    assert!(e.contains(":3:13: jail.x.failregex: give either filter"), "{e}");
+    let e = errors("[jail.x]\nfailregex = ['from <HOST> ((']\nlogpath = \"/x\"\n");
+    assert!(e.starts_with("/etc/nftjail/nftjail.toml:2:13: jail.x.failregex: "), "{e}");
+}
+
+#[test]
+fn jail_names_must_be_valid_set_names() {
+    let e = errors("[jail.\"bad name\"]\nfilter = \"sshd\"\nlogpath = \"/x\"\n");
+    assert!(e.contains("jail.bad name: jail name must be"), "{e}");
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let e = Config::load(Some(Path::new("/nonexistent/nftjail.toml"))).unwrap_err();
+    assert!(e.to_string().contains("cannot read config /nonexistent/nftjail.toml"), "{e}");
+}
