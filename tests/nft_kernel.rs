@@ -1,0 +1,264 @@
+#![allow(clippy::disallowed_methods)]
+//! The nft backend against the real kernel, each test in a fresh network
+//! namespace of its own thread (`unshare(CLONE_NEWNET)`), with the `nft` CLI
+//! as an independent reader.
+
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nftjail::config::port::{PortRange, Proto};
+use nftjail::enforce::nft::NftBackend;
+use nftjail::enforce::{Applied, Backend, BlockType, JailRules};
+use nftjail::message::BanOrder;
+
+/// Moves this test's thread into a new, empty network namespace.
+fn fresh_netns() {
+    // SAFETY: geteuid/unshare have no memory-safety preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "kernel tests need root (cargo xtask ci)");
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+}
+
+fn nft(args: &[&str]) -> String {
+    let out = Command::new("/usr/sbin/nft")
+        .args(args)
+        .output()
+        .expect("the nft CLI is needed as an independent reader: cargo xtask deps");
+    assert!(out.status.success(), "nft {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn jail(name: &str, ports: &[(Proto, u16, u16)], blocktype: BlockType) -> JailRules {
+    JailRules {
+        name: name.into(),
+        ports: ports
+            .iter()
+            .map(|&(proto, first, last)| PortRange { proto, first, last })
+            .collect(),
+        blocktype,
+    }
+}
+
+fn example_jails() -> Vec<JailRules> {
+    vec![
+        jail("sshd", &[(Proto::Tcp, 22, 22)], BlockType::Reject),
+        jail(
+            "zimbra-submission",
+            &[(Proto::Tcp, 465, 465), (Proto::Tcp, 587, 587), (Proto::Udp, 5000, 5010)],
+            BlockType::Drop,
+        ),
+    ]
+}
+
+fn order(jail: &str, addr: &str, secs: u64) -> BanOrder {
+    BanOrder {
+        jail: Arc::from(jail),
+        addr: addr.parse().unwrap(),
+        bantime: Duration::from_secs(secs),
+        failures: 5,
+    }
+}
+
+/// `timeout T expires E` → E in whole seconds (nft prints e.g. `9m59s` or `4s999ms`).
+fn expires_secs(listing: &str, addr: &str) -> Option<u64> {
+    let at = listing.find(&format!("{addr} timeout"))?;
+    let rest = &listing[at..];
+    let e = rest.split("expires ").nth(1)?;
+    let e: String = e.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let mut secs = 0;
+    let mut n = 0u64;
+    let mut chars = e.chars().peekable();
+    while let Some(c) = chars.next() {
+        if let Some(d) = c.to_digit(10) {
+            n = n * 10 + u64::from(d);
+            continue;
+        }
+        match c {
+            'd' => secs += n * 86400,
+            'h' => secs += n * 3600,
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+            }
+            'm' => secs += n * 60,
+            's' => secs += n,
+            _ => {}
+        }
+        n = 0;
+    }
+    Some(secs)
+}
+
+#[test]
+fn reconcile_builds_the_golden_layout_and_is_idempotent() {
+    fresh_netns();
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&example_jails()).unwrap();
+    let first = nft(&["list", "table", "inet", "nftjail"]);
+    let golden = include_str!("../nft/golden/example.nft");
+    assert_eq!(first, golden, "listing differs from nft/golden/example.nft");
+    b.reconcile(&example_jails()).unwrap();
+    let mut again = NftBackend::open("nftjail").unwrap();
+    again.reconcile(&example_jails()).unwrap();
+    assert_eq!(nft(&["list", "table", "inet", "nftjail"]), golden, "reconcile is not idempotent");
+    // The committed script loads into an empty kernel and lists the same.
+    nft(&["delete", "table", "inet", "nftjail"]);
+    nft(&["-f", concat!(env!("CARGO_MANIFEST_DIR"), "/nft/nftjail.nft")]);
+    assert_eq!(nft(&["list", "table", "inet", "nftjail"]), golden);
+}
+
+#[test]
+fn reconcile_keeps_bans_and_removes_jails_no_longer_configured() {
+    fresh_netns();
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&example_jails()).unwrap();
+    b.ban(&[order("sshd", "203.0.113.5", 600), order("zimbra-submission", "203.0.113.6", 600)])
+        .unwrap();
+    // Restart with only sshd: its ban stays, zimbra's sets and rules go.
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&example_jails()[..1]).unwrap();
+    let table = nft(&["list", "table", "inet", "nftjail"]);
+    assert!(table.contains("203.0.113.5 timeout 10m expires"), "{table}");
+    assert!(!table.contains("zimbra"), "{table}");
+    let left = b.remaining("sshd", "203.0.113.5".parse().unwrap()).unwrap();
+    assert!(left > Duration::from_secs(590) && left <= Duration::from_secs(600), "{left:?}");
+    // Nothing outside our table is touched.
+    nft(&["add", "table", "inet", "other"]);
+    nft(&["add", "set", "inet", "other", "keep", "{ type ipv4_addr; }"]);
+    b.reconcile(&[]).unwrap();
+    assert!(nft(&["list", "ruleset"]).contains("set keep"));
+}
+
+#[test]
+fn ban_extend_unchanged_and_unban_agree_with_the_kernel() {
+    fresh_netns();
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&example_jails()).unwrap();
+    let out = b.ban(&[order("sshd", "203.0.113.7", 60), order("sshd", "2001:db8::7", 60)]).unwrap();
+    assert_eq!(out, [Applied::Added, Applied::Added]);
+    let v4 = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
+    assert!(v4.contains("203.0.113.7 timeout 1m expires"), "{v4}");
+    let v6 = nft(&["list", "set", "inet", "nftjail", "sshd-v6"]);
+    assert!(v6.contains("2001:db8::7 timeout 1m expires"), "{v6}");
+
+    // Longer: extended in place (delete+add in one transaction).
+    assert_eq!(b.ban(&[order("sshd", "203.0.113.7", 3600)]).unwrap(), [Applied::Extended]);
+    let v4 = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
+    assert!(v4.contains("203.0.113.7 timeout 1h expires"), "{v4}");
+    assert!(expires_secs(&v4, "203.0.113.7").unwrap() > 3500, "{v4}");
+    // Shorter: nothing sent, the longer ban stays.
+    assert_eq!(b.ban(&[order("sshd", "203.0.113.7", 10)]).unwrap(), [Applied::Unchanged]);
+    assert!(nft(&["list", "set", "inet", "nftjail", "sshd-v4"]).contains("timeout 1h"));
+    // Duplicates in one batch: one add, the longer wins.
+    let out = b
+        .ban(&[order("sshd", "203.0.113.8", 60), order("sshd", "203.0.113.8", 120)])
+        .unwrap();
+    assert_eq!(out, [Applied::Added, Applied::Extended]);
+    assert!(nft(&["list", "set", "inet", "nftjail", "sshd-v4"]).contains("203.0.113.8 timeout 2m"));
+
+    assert!(b.unban("sshd", "203.0.113.7".parse().unwrap()).unwrap());
+    assert!(!b.unban("sshd", "203.0.113.7".parse().unwrap()).unwrap());
+    assert!(!b.unban("sshd", "198.51.100.1".parse().unwrap()).unwrap());
+    assert!(!nft(&["list", "set", "inet", "nftjail", "sshd-v4"]).contains("203.0.113.7"));
+    assert!(b.ban(&[order("nosuch", "203.0.113.9", 60)]).is_err());
+}
+
+#[test]
+fn ten_thousand_bans_in_one_call_all_reach_the_kernel() {
+    fresh_netns();
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&example_jails()).unwrap();
+    let orders: Vec<BanOrder> = (0..10_000u32)
+        .map(|i| BanOrder {
+            jail: Arc::from("sshd"),
+            addr: IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()),
+            bantime: Duration::from_secs(600),
+            failures: 5,
+        })
+        .collect();
+    let start = Instant::now();
+    let out = b.ban(&orders).unwrap();
+    let took = start.elapsed();
+    eprintln!("10,000 bans in one call: {took:?} ({:.0}/s)", 10_000.0 / took.as_secs_f64());
+    assert!(out.iter().all(|a| *a == Applied::Added));
+    let listing = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
+    assert_eq!(listing.matches("expires").count(), 10_000);
+    assert!(listing.contains("10.0.39.15 timeout 10m"), "last address present");
+}
+
+#[test]
+fn the_kernel_expires_a_ban_by_itself_and_it_can_be_banned_again() {
+    fresh_netns();
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&example_jails()).unwrap();
+    b.ban(&[order("sshd", "203.0.113.10", 1)]).unwrap();
+    assert!(nft(&["list", "set", "inet", "nftjail", "sshd-v4"]).contains("203.0.113.10"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(b.remaining("sshd", "203.0.113.10".parse().unwrap()), None);
+    // Banned again right after expiry (the kernel may not have collected the
+    // old element yet): it must really be in the set with the new timeout.
+    assert_eq!(b.ban(&[order("sshd", "203.0.113.10", 600)]).unwrap(), [Applied::Added]);
+    let v4 = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
+    assert!(expires_secs(&v4, "203.0.113.10").unwrap() > 590, "{v4}");
+    b.ban(&[order("sshd", "203.0.113.11", 1)]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nft(&["list", "set", "inet", "nftjail", "sshd-v4"]).contains("203.0.113.11") {
+        assert!(Instant::now() < deadline, "kernel did not expire the element");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_banned_source_is_refused_on_the_jails_port_only() {
+    fresh_netns();
+    let lo = Command::new("ip").args(["link", "set", "lo", "up"]).status().unwrap();
+    assert!(lo.success());
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&[jail("j", &[(Proto::Tcp, 2525, 2525)], BlockType::Reject)]).unwrap();
+    let on = |port| TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (_a, _b) = (on(2525), on(2526));
+    let connect = |from: &str, port: u16| {
+        let sock = socket2_connect(from, port);
+        sock.map(drop).map_err(|e| e.kind())
+    };
+    assert_eq!(connect("127.0.0.2", 2525), Ok(()));
+    b.ban(&[order("j", "127.0.0.2", 60)]).unwrap();
+    assert_eq!(connect("127.0.0.2", 2525), Err(std::io::ErrorKind::ConnectionRefused));
+    assert_eq!(connect("127.0.0.3", 2525), Ok(()), "another source still connects");
+    assert_eq!(connect("127.0.0.2", 2526), Ok(()), "another port is not the jail's");
+    let table = nft(&["list", "chain", "inet", "nftjail", "input"]);
+    assert!(table.contains("counter packets 1"), "{table}");
+}
+
+/// Connects from a chosen loopback source address.
+fn socket2_connect(from: &str, port: u16) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let src: std::net::Ipv4Addr = from.parse().unwrap();
+    // SAFETY: plain socket/bind/connect on a fresh fd we own.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let stream = TcpStream::from_raw_fd(fd);
+        let sa = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: 0,
+            sin_addr: libc::in_addr { s_addr: u32::from(src).to_be() },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::bind(fd, (&sa as *const libc::sockaddr_in).cast(), std::mem::size_of_val(&sa) as u32);
+        assert_eq!(rc, 0, "bind {from}");
+        let dst = libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(fd, (&dst as *const libc::sockaddr_in).cast(), std::mem::size_of_val(&dst) as u32);
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let _: SocketAddr = stream.peer_addr()?;
+        Ok(stream)
+    }
+}
