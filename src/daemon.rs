@@ -70,7 +70,11 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), DaemonError> {
         .name("enforcer".into())
         .spawn(move || enforce_loop(backend, ban_rx))
         .map_err(DaemonError::Thread)?;
-    let tracker = tokio::spawn(track_loop(Tracker::new(config.jails.clone()), fail_rx, ban_tx));
+    let tracker = tokio::spawn(track_loop(
+        Tracker::new(config.jails.clone()),
+        fail_rx,
+        ban_tx,
+    ));
 
     info!(
         jails = config.jails.len(),

@@ -10,7 +10,11 @@ use nftjail::config::{Config, DEFAULT_PATH};
 use nftjail::daemon::{self, RunOptions};
 
 #[derive(Parser)]
-#[command(name = "nftjail", version, about = "Bans attackers found in logs into kernel nftables sets")]
+#[command(
+    name = "nftjail",
+    version,
+    about = "Bans attackers found in logs into kernel nftables sets"
+)]
 struct Cli {
     /// Config file [default: /etc/nftjail/nftjail.toml, else the built-in config]
     #[arg(long, short, global = true, value_name = "PATH")]

@@ -109,13 +109,19 @@ mod tests {
             (0, filter(&["from <HOST>$"], &["trusted"])),
             (1, filter(&["from <HOST>$"], &[])),
         ]);
-        assert_eq!(hits(&m, "trusted from 192.0.2.1"), vec![(1, "192.0.2.1".into())]);
+        assert_eq!(
+            hits(&m, "trusted from 192.0.2.1"),
+            vec![(1, "192.0.2.1".into())]
+        );
     }
 
     #[test]
     fn second_regex_of_a_jail_is_tried_when_first_host_is_invalid() {
         let m = Matcher::new(vec![(0, filter(&["a <HOST>", "b=<HOST>$"], &[]))]);
-        assert_eq!(hits(&m, "a 999.9.9.9 b=192.0.2.4"), vec![(0, "192.0.2.4".into())]);
+        assert_eq!(
+            hits(&m, "a 999.9.9.9 b=192.0.2.4"),
+            vec![(0, "192.0.2.4".into())]
+        );
     }
 
     #[test]
@@ -124,7 +130,8 @@ mod tests {
             0,
             Arc::new(
                 Filter::compile(
-                    &FilterDef::parse(crate::filter::library("postfix-sasl").unwrap(), "lib").unwrap(),
+                    &FilterDef::parse(crate::filter::library("postfix-sasl").unwrap(), "lib")
+                        .unwrap(),
                     "postfix-sasl",
                 )
                 .unwrap(),

@@ -17,7 +17,9 @@ use crate::message::{BanOrder, Failure, JailId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// Counted; `count` failures of this address are now inside findtime.
-    Counted { count: u32 },
+    Counted {
+        count: u32,
+    },
     /// The address is in the jail's ignore list (or `ignoreself`).
     Ignored,
     Ban(BanOrder),
@@ -115,8 +117,14 @@ mod tests {
     #[test]
     fn maxretry_th_failure_inside_findtime_bans() {
         let mut t = tracker("");
-        assert_eq!(t.record(at("203.0.113.1", 0)), Verdict::Counted { count: 1 });
-        assert_eq!(t.record(at("203.0.113.1", 10)), Verdict::Counted { count: 2 });
+        assert_eq!(
+            t.record(at("203.0.113.1", 0)),
+            Verdict::Counted { count: 1 }
+        );
+        assert_eq!(
+            t.record(at("203.0.113.1", 10)),
+            Verdict::Counted { count: 2 }
+        );
         match t.record(at("203.0.113.1", 20)) {
             Verdict::Ban(o) => {
                 assert_eq!(o.addr.to_string(), "203.0.113.1");
@@ -127,7 +135,10 @@ mod tests {
             v => panic!("expected a ban, got {v:?}"),
         }
         // The ban cleared the window: counting starts again.
-        assert_eq!(t.record(at("203.0.113.1", 21)), Verdict::Counted { count: 1 });
+        assert_eq!(
+            t.record(at("203.0.113.1", 21)),
+            Verdict::Counted { count: 1 }
+        );
     }
 
     #[test]
@@ -136,7 +147,10 @@ mod tests {
         t.record(at("203.0.113.1", 0));
         t.record(at("203.0.113.1", 30));
         // 61 s after the first: the first has left the 60 s window.
-        assert_eq!(t.record(at("203.0.113.1", 61)), Verdict::Counted { count: 2 });
+        assert_eq!(
+            t.record(at("203.0.113.1", 61)),
+            Verdict::Counted { count: 2 }
+        );
         assert!(matches!(t.record(at("203.0.113.1", 62)), Verdict::Ban(_)));
     }
 

@@ -68,14 +68,29 @@ filter = "nosuchfilter"
     assert_eq!(
         j.ports,
         vec![
-            PortRange { proto: Proto::Tcp, first: 465, last: 465 },
-            PortRange { proto: Proto::Tcp, first: 587, last: 587 },
-            PortRange { proto: Proto::Udp, first: 1000, last: 1002 },
+            PortRange {
+                proto: Proto::Tcp,
+                first: 465,
+                last: 465
+            },
+            PortRange {
+                proto: Proto::Tcp,
+                first: 587,
+                last: 587
+            },
+            PortRange {
+                proto: Proto::Udp,
+                first: 1000,
+                last: 1002
+            },
         ]
     );
     assert!(j.ignore.contains("192.0.2.9".parse().unwrap()));
     assert!(j.ignore.contains("2001:db8::9".parse().unwrap()));
-    assert!(!j.ignore.contains("127.0.0.1".parse().unwrap()), "ignoreself = false");
+    assert!(
+        !j.ignore.contains("127.0.0.1".parse().unwrap()),
+        "ignoreself = false"
+    );
 }
 
 #[test]
@@ -100,7 +115,10 @@ fn bad_duration_names_its_position() {
 fn wrong_type_names_its_position() {
     let text = format!("{JAIL}maxretry = \"five\"\n");
     let e = errors(&text);
-    assert!(e.starts_with("/etc/nftjail/nftjail.toml:4:12: jail.sshd.maxretry: "), "{e}");
+    assert!(
+        e.starts_with("/etc/nftjail/nftjail.toml:4:12: jail.sshd.maxretry: "),
+        "{e}"
+    );
     assert!(e.contains("invalid type"), "{e}");
 }
 
@@ -116,11 +134,36 @@ fn every_problem_is_reported_at_once() {
     let e = errors(text);
     let lines: Vec<&str> = e.lines().collect();
     assert_eq!(lines.len(), 5, "{e}");
-    assert!(lines[0].starts_with("/etc/nftjail/nftjail.toml:2:12: defaults.maxretry: must be a whole number from 1 up"), "{e}");
-    assert!(lines.iter().any(|l| l.starts_with("/etc/nftjail/nftjail.toml:5:10: jail.a.filter: unknown filter \"nosuch\"")), "{e}");
-    assert!(lines.iter().any(|l| l.starts_with("/etc/nftjail/nftjail.toml:7:8: jail.a.port: port \"70000\" is out of range")), "{e}");
-    assert!(lines.iter().any(|l| l.starts_with("/etc/nftjail/nftjail.toml:8:12: jail.a.ignoreip: \"10.0.0.0/33\" is neither")), "{e}");
-    assert!(lines.iter().any(|l| l.starts_with("/etc/nftjail/nftjail.toml:9:13: jail.a.blocktype: unknown blocktype \"tarpit\"")), "{e}");
+    assert!(
+        lines[0].starts_with(
+            "/etc/nftjail/nftjail.toml:2:12: defaults.maxretry: must be a whole number from 1 up"
+        ),
+        "{e}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "/etc/nftjail/nftjail.toml:5:10: jail.a.filter: unknown filter \"nosuch\""
+        )),
+        "{e}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "/etc/nftjail/nftjail.toml:7:8: jail.a.port: port \"70000\" is out of range"
+        )),
+        "{e}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "/etc/nftjail/nftjail.toml:8:12: jail.a.ignoreip: \"10.0.0.0/33\" is neither"
+        )),
+        "{e}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "/etc/nftjail/nftjail.toml:9:13: jail.a.blocktype: unknown blocktype \"tarpit\""
+        )),
+        "{e}"
+    );
 }
 
 #[test]
@@ -133,9 +176,15 @@ fn jail_without_logpath_or_filter_is_refused() {
 #[test]
 fn filter_and_inline_failregex_are_exclusive_and_bad_regex_is_located() {
     let e = errors("[jail.x]\nfilter = \"sshd\"\nfailregex = ['<HOST>']\nlogpath = \"/x\"\n");
-    assert!(e.contains(":3:13: jail.x.failregex: give either filter"), "{e}");
+    assert!(
+        e.contains(":3:13: jail.x.failregex: give either filter"),
+        "{e}"
+    );
     let e = errors("[jail.x]\nfailregex = ['from <HOST> ((']\nlogpath = \"/x\"\n");
-    assert!(e.starts_with("/etc/nftjail/nftjail.toml:2:13: jail.x.failregex: "), "{e}");
+    assert!(
+        e.starts_with("/etc/nftjail/nftjail.toml:2:13: jail.x.failregex: "),
+        "{e}"
+    );
 }
 
 #[test]
@@ -147,5 +196,9 @@ fn jail_names_must_be_valid_set_names() {
 #[test]
 fn missing_file_is_a_clear_error() {
     let e = Config::load(Some(Path::new("/nonexistent/nftjail.toml"))).unwrap_err();
-    assert!(e.to_string().contains("cannot read config /nonexistent/nftjail.toml"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("cannot read config /nonexistent/nftjail.toml"),
+        "{e}"
+    );
 }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 #![allow(clippy::disallowed_methods)]
 //! End to end through the real kernel: a failure line in a log becomes an
 //! nftables ban that refuses the attacker's next TCP connection, the innocent
@@ -47,11 +48,21 @@ fn fake_firewall_tools(dir: &Path) -> std::path::PathBuf {
     let bin = dir.join("fakebin");
     std::fs::create_dir(&bin).expect("fakebin");
     let record = dir.join("forked.txt");
-    for tool in ["nft", "iptables", "ip6tables", "ufw", "iptables-restore", "ip6tables-restore"] {
+    for tool in [
+        "nft",
+        "iptables",
+        "ip6tables",
+        "ufw",
+        "iptables-restore",
+        "ip6tables-restore",
+    ] {
         let path = bin.join(tool);
         std::fs::write(
             &path,
-            format!("#!/bin/sh\necho \"{tool} $*\" >> {}\nexit 1\n", record.display()),
+            format!(
+                "#!/bin/sh\necho \"{tool} $*\" >> {}\nexit 1\n",
+                record.display()
+            ),
         )
         .expect("fake tool");
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -79,12 +90,28 @@ fn failure_lines_ban_in_the_kernel_and_the_kernel_expires_the_ban() {
     let srv = Netns::new("srv");
     let atk = Netns::new("atk");
     let inno = Netns::new("inno");
-    link(&srv, &["192.0.2.1/24", "2001:db8:1::1/64"], &atk, &["192.0.2.66/24", "2001:db8:1::66/64"], "a");
-    link(&srv, &["198.51.100.1/24", "2001:db8:2::1/64"], &inno, &["198.51.100.7/24", "2001:db8:2::7/64"], "i");
+    link(
+        &srv,
+        &["192.0.2.1/24", "2001:db8:1::1/64"],
+        &atk,
+        &["192.0.2.66/24", "2001:db8:1::66/64"],
+        "a",
+    );
+    link(
+        &srv,
+        &["198.51.100.1/24", "2001:db8:2::1/64"],
+        &inno,
+        &["198.51.100.7/24", "2001:db8:2::7/64"],
+        "i",
+    );
     listen(&srv, &[SRV4, SRV6, SRV4_INNO, SRV6_INNO]);
 
     for to in [SRV4, SRV6] {
-        assert_eq!(connect(&atk, to), Ok(()), "attacker reaches {to} before any ban");
+        assert_eq!(
+            connect(&atk, to),
+            Ok(()),
+            "attacker reaches {to} before any ban"
+        );
     }
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -104,20 +131,45 @@ fn failure_lines_ban_in_the_kernel_and_the_kernel_expires_the_ban() {
     let mut cmd = srv.command(env!("CARGO_BIN_EXE_nftjail"));
     cmd.args(["run", "--config"]).arg(&config).env(
         "PATH",
-        format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", dir.path().join("fakebin").display()),
+        format!(
+            "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+            dir.path().join("fakebin").display()
+        ),
     );
     let mut daemon = Daemon::spawn(cmd);
     daemon.wait_for("ready", Duration::from_secs(10));
 
     // The line already in the file is history (the daemon starts at the end):
     // two new failures are not enough, the third bans.
-    append(&log, &[sasl_failure("192.0.2.66", 1), sasl_failure("2001:db8:1::66", 1)]);
-    append(&log, &[sasl_failure("192.0.2.66", 2), sasl_failure("2001:db8:1::66", 2)]);
+    append(
+        &log,
+        &[
+            sasl_failure("192.0.2.66", 1),
+            sasl_failure("2001:db8:1::66", 1),
+        ],
+    );
+    append(
+        &log,
+        &[
+            sasl_failure("192.0.2.66", 2),
+            sasl_failure("2001:db8:1::66", 2),
+        ],
+    );
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(connect(&atk, SRV4), Ok(()), "two failures must not ban (maxretry 3)");
+    assert_eq!(
+        connect(&atk, SRV4),
+        Ok(()),
+        "two failures must not ban (maxretry 3)"
+    );
 
     let appended = Instant::now();
-    append(&log, &[sasl_failure("192.0.2.66", 3), sasl_failure("[2001:db8:1::66]", 3)]);
+    append(
+        &log,
+        &[
+            sasl_failure("192.0.2.66", 3),
+            sasl_failure("[2001:db8:1::66]", 3),
+        ],
+    );
 
     // Within 1 s, the attacker's next connection is refused (blocktype reject).
     let mut refused = Vec::new();
@@ -132,42 +184,74 @@ fn failure_lines_ban_in_the_kernel_and_the_kernel_expires_the_ban() {
         };
         match outcome {
             Ok(t) => refused.push((to, t)),
-            Err(last) => panic!("{to} not refused within 1 s (last: {last:?}); log:\n{}", daemon.log()),
+            Err(last) => panic!(
+                "{to} not refused within 1 s (last: {last:?}); log:\n{}",
+                daemon.log()
+            ),
         }
     }
     eprintln!("refused after: {refused:?}");
     let line = daemon.wait_for("addr=192.0.2.66", Duration::from_secs(2));
-    assert!(line.contains("jail=e2e") && line.contains("failures=3") && line.contains("bantime=3s"), "{line}");
+    assert!(
+        line.contains("jail=e2e") && line.contains("failures=3") && line.contains("bantime=3s"),
+        "{line}"
+    );
     daemon.wait_for("addr=2001:db8:1::66", Duration::from_secs(2));
 
     // The innocent client still connects, over both families.
     for to in [SRV4_INNO, SRV6_INNO] {
-        assert_eq!(connect(&inno, to), Ok(()), "innocent client must reach {to}");
+        assert_eq!(
+            connect(&inno, to),
+            Ok(()),
+            "innocent client must reach {to}"
+        );
     }
 
     // The real nft CLI, an independent reader, sees both bans with `expires`.
-    let v4 = srv.output("/usr/sbin/nft", &["list", "set", "inet", "nftjail", "e2e-v4"]);
+    let v4 = srv.output(
+        "/usr/sbin/nft",
+        &["list", "set", "inet", "nftjail", "e2e-v4"],
+    );
     assert!(v4.contains("192.0.2.66 timeout 3s expires"), "{v4}");
-    let v6 = srv.output("/usr/sbin/nft", &["list", "set", "inet", "nftjail", "e2e-v6"]);
+    let v6 = srv.output(
+        "/usr/sbin/nft",
+        &["list", "set", "inet", "nftjail", "e2e-v6"],
+    );
     assert!(v6.contains("2001:db8:1::66 timeout 3s expires"), "{v6}");
     assert!(!v4.contains("198.51.100.7"), "{v4}");
 
     // After bantime the kernel has removed them by itself and the client is back.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let v4 = srv.output("/usr/sbin/nft", &["list", "set", "inet", "nftjail", "e2e-v4"]);
-        let v6 = srv.output("/usr/sbin/nft", &["list", "set", "inet", "nftjail", "e2e-v6"]);
+        let v4 = srv.output(
+            "/usr/sbin/nft",
+            &["list", "set", "inet", "nftjail", "e2e-v4"],
+        );
+        let v6 = srv.output(
+            "/usr/sbin/nft",
+            &["list", "set", "inet", "nftjail", "e2e-v6"],
+        );
         if !v4.contains("192.0.2.66") && !v6.contains("2001:db8:1::66") {
             break;
         }
-        assert!(Instant::now() < deadline, "kernel did not expire the bans:\n{v4}\n{v6}");
+        assert!(
+            Instant::now() < deadline,
+            "kernel did not expire the bans:\n{v4}\n{v6}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     for to in [SRV4, SRV6] {
-        assert_eq!(connect(&atk, to), Ok(()), "attacker reaches {to} again after expiry");
+        assert_eq!(
+            connect(&atk, to),
+            Ok(()),
+            "attacker reaches {to} again after expiry"
+        );
     }
 
     daemon.stop();
     let calls = std::fs::read_to_string(&forked).unwrap_or_default();
-    assert!(calls.is_empty(), "the daemon forked firewall tools:\n{calls}");
+    assert!(
+        calls.is_empty(),
+        "the daemon forked firewall tools:\n{calls}"
+    );
 }

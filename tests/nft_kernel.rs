@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 #![allow(clippy::disallowed_methods)]
 //! The nft backend against the real kernel, each test in a fresh network
 //! namespace of its own thread (`unshare(CLONE_NEWNET)`), with the `nft` CLI
@@ -16,9 +17,18 @@ use nftjail::message::BanOrder;
 /// Moves this test's thread into a new, empty network namespace.
 fn fresh_netns() {
     // SAFETY: geteuid/unshare have no memory-safety preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "kernel tests need root (cargo xtask ci)");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "kernel tests need root (cargo xtask ci)"
+    );
     let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-    assert_eq!(rc, 0, "unshare(CLONE_NEWNET): {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "unshare(CLONE_NEWNET): {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 fn nft(args: &[&str]) -> String {
@@ -26,7 +36,11 @@ fn nft(args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("the nft CLI is needed as an independent reader: cargo xtask deps");
-    assert!(out.status.success(), "nft {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nft {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -46,7 +60,11 @@ fn example_jails() -> Vec<JailRules> {
         jail("sshd", &[(Proto::Tcp, 22, 22)], BlockType::Reject),
         jail(
             "zimbra-submission",
-            &[(Proto::Tcp, 465, 465), (Proto::Tcp, 587, 587), (Proto::Udp, 5000, 5010)],
+            &[
+                (Proto::Tcp, 465, 465),
+                (Proto::Tcp, 587, 587),
+                (Proto::Udp, 5000, 5010),
+            ],
             BlockType::Drop,
         ),
     ]
@@ -66,7 +84,10 @@ fn expires_secs(listing: &str, addr: &str) -> Option<u64> {
     let at = listing.find(&format!("{addr} timeout"))?;
     let rest = &listing[at..];
     let e = rest.split("expires ").nth(1)?;
-    let e: String = e.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let e: String = e
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
     let mut secs = 0;
     let mut n = 0u64;
     let mut chars = e.chars().peekable();
@@ -101,10 +122,17 @@ fn reconcile_builds_the_golden_layout_and_is_idempotent() {
     b.reconcile(&example_jails()).unwrap();
     let mut again = NftBackend::open("nftjail").unwrap();
     again.reconcile(&example_jails()).unwrap();
-    assert_eq!(nft(&["list", "table", "inet", "nftjail"]), golden, "reconcile is not idempotent");
+    assert_eq!(
+        nft(&["list", "table", "inet", "nftjail"]),
+        golden,
+        "reconcile is not idempotent"
+    );
     // The committed script loads into an empty kernel and lists the same.
     nft(&["delete", "table", "inet", "nftjail"]);
-    nft(&["-f", concat!(env!("CARGO_MANIFEST_DIR"), "/nft/nftjail.nft")]);
+    nft(&[
+        "-f",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/nft/nftjail.nft"),
+    ]);
     assert_eq!(nft(&["list", "table", "inet", "nftjail"]), golden);
 }
 
@@ -113,8 +141,11 @@ fn reconcile_keeps_bans_and_removes_jails_no_longer_configured() {
     fresh_netns();
     let mut b = NftBackend::open("nftjail").unwrap();
     b.reconcile(&example_jails()).unwrap();
-    b.ban(&[order("sshd", "203.0.113.5", 600), order("zimbra-submission", "203.0.113.6", 600)])
-        .unwrap();
+    b.ban(&[
+        order("sshd", "203.0.113.5", 600),
+        order("zimbra-submission", "203.0.113.6", 600),
+    ])
+    .unwrap();
     // Restart with only sshd: its ban stays, zimbra's sets and rules go.
     let mut b = NftBackend::open("nftjail").unwrap();
     b.reconcile(&example_jails()[..1]).unwrap();
@@ -122,7 +153,10 @@ fn reconcile_keeps_bans_and_removes_jails_no_longer_configured() {
     assert!(table.contains("203.0.113.5 timeout 10m expires"), "{table}");
     assert!(!table.contains("zimbra"), "{table}");
     let left = b.remaining("sshd", "203.0.113.5".parse().unwrap()).unwrap();
-    assert!(left > Duration::from_secs(590) && left <= Duration::from_secs(600), "{left:?}");
+    assert!(
+        left > Duration::from_secs(590) && left <= Duration::from_secs(600),
+        "{left:?}"
+    );
     // Nothing outside our table is touched.
     nft(&["add", "table", "inet", "other"]);
     nft(&["add", "set", "inet", "other", "keep", "{ type ipv4_addr; }"]);
@@ -135,7 +169,12 @@ fn ban_extend_unchanged_and_unban_agree_with_the_kernel() {
     fresh_netns();
     let mut b = NftBackend::open("nftjail").unwrap();
     b.reconcile(&example_jails()).unwrap();
-    let out = b.ban(&[order("sshd", "203.0.113.7", 60), order("sshd", "2001:db8::7", 60)]).unwrap();
+    let out = b
+        .ban(&[
+            order("sshd", "203.0.113.7", 60),
+            order("sshd", "2001:db8::7", 60),
+        ])
+        .unwrap();
     assert_eq!(out, [Applied::Added, Applied::Added]);
     let v4 = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
     assert!(v4.contains("203.0.113.7 timeout 1m expires"), "{v4}");
@@ -143,16 +182,25 @@ fn ban_extend_unchanged_and_unban_agree_with_the_kernel() {
     assert!(v6.contains("2001:db8::7 timeout 1m expires"), "{v6}");
 
     // Longer: extended in place (delete+add in one transaction).
-    assert_eq!(b.ban(&[order("sshd", "203.0.113.7", 3600)]).unwrap(), [Applied::Extended]);
+    assert_eq!(
+        b.ban(&[order("sshd", "203.0.113.7", 3600)]).unwrap(),
+        [Applied::Extended]
+    );
     let v4 = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
     assert!(v4.contains("203.0.113.7 timeout 1h expires"), "{v4}");
     assert!(expires_secs(&v4, "203.0.113.7").unwrap() > 3500, "{v4}");
     // Shorter: nothing sent, the longer ban stays.
-    assert_eq!(b.ban(&[order("sshd", "203.0.113.7", 10)]).unwrap(), [Applied::Unchanged]);
+    assert_eq!(
+        b.ban(&[order("sshd", "203.0.113.7", 10)]).unwrap(),
+        [Applied::Unchanged]
+    );
     assert!(nft(&["list", "set", "inet", "nftjail", "sshd-v4"]).contains("timeout 1h"));
     // Duplicates in one batch: one add, the longer wins.
     let out = b
-        .ban(&[order("sshd", "203.0.113.8", 60), order("sshd", "203.0.113.8", 120)])
+        .ban(&[
+            order("sshd", "203.0.113.8", 60),
+            order("sshd", "203.0.113.8", 120),
+        ])
         .unwrap();
     assert_eq!(out, [Applied::Added, Applied::Extended]);
     assert!(nft(&["list", "set", "inet", "nftjail", "sshd-v4"]).contains("203.0.113.8 timeout 2m"));
@@ -180,11 +228,17 @@ fn ten_thousand_bans_in_one_call_all_reach_the_kernel() {
     let start = Instant::now();
     let out = b.ban(&orders).unwrap();
     let took = start.elapsed();
-    eprintln!("10,000 bans in one call: {took:?} ({:.0}/s)", 10_000.0 / took.as_secs_f64());
+    eprintln!(
+        "10,000 bans in one call: {took:?} ({:.0}/s)",
+        10_000.0 / took.as_secs_f64()
+    );
     assert!(out.iter().all(|a| *a == Applied::Added));
     let listing = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
     assert_eq!(listing.matches("expires").count(), 10_000);
-    assert!(listing.contains("10.0.39.15 timeout 10m"), "last address present");
+    assert!(
+        listing.contains("10.0.39.15 timeout 10m"),
+        "last address present"
+    );
 }
 
 #[test]
@@ -198,13 +252,19 @@ fn the_kernel_expires_a_ban_by_itself_and_it_can_be_banned_again() {
     assert_eq!(b.remaining("sshd", "203.0.113.10".parse().unwrap()), None);
     // Banned again right after expiry (the kernel may not have collected the
     // old element yet): it must really be in the set with the new timeout.
-    assert_eq!(b.ban(&[order("sshd", "203.0.113.10", 600)]).unwrap(), [Applied::Added]);
+    assert_eq!(
+        b.ban(&[order("sshd", "203.0.113.10", 600)]).unwrap(),
+        [Applied::Added]
+    );
     let v4 = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
     assert!(expires_secs(&v4, "203.0.113.10").unwrap() > 590, "{v4}");
     b.ban(&[order("sshd", "203.0.113.11", 1)]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while nft(&["list", "set", "inet", "nftjail", "sshd-v4"]).contains("203.0.113.11") {
-        assert!(Instant::now() < deadline, "kernel did not expire the element");
+        assert!(
+            Instant::now() < deadline,
+            "kernel did not expire the element"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -212,10 +272,14 @@ fn the_kernel_expires_a_ban_by_itself_and_it_can_be_banned_again() {
 #[test]
 fn a_banned_source_is_refused_on_the_jails_port_only() {
     fresh_netns();
-    let lo = Command::new("ip").args(["link", "set", "lo", "up"]).status().unwrap();
+    let lo = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .unwrap();
     assert!(lo.success());
     let mut b = NftBackend::open("nftjail").unwrap();
-    b.reconcile(&[jail("j", &[(Proto::Tcp, 2525, 2525)], BlockType::Reject)]).unwrap();
+    b.reconcile(&[jail("j", &[(Proto::Tcp, 2525, 2525)], BlockType::Reject)])
+        .unwrap();
     let on = |port| TcpListener::bind(("127.0.0.1", port)).unwrap();
     let (_a, _b) = (on(2525), on(2526));
     let connect = |from: &str, port: u16| {
@@ -224,9 +288,20 @@ fn a_banned_source_is_refused_on_the_jails_port_only() {
     };
     assert_eq!(connect("127.0.0.2", 2525), Ok(()));
     b.ban(&[order("j", "127.0.0.2", 60)]).unwrap();
-    assert_eq!(connect("127.0.0.2", 2525), Err(std::io::ErrorKind::ConnectionRefused));
-    assert_eq!(connect("127.0.0.3", 2525), Ok(()), "another source still connects");
-    assert_eq!(connect("127.0.0.2", 2526), Ok(()), "another port is not the jail's");
+    assert_eq!(
+        connect("127.0.0.2", 2525),
+        Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    assert_eq!(
+        connect("127.0.0.3", 2525),
+        Ok(()),
+        "another source still connects"
+    );
+    assert_eq!(
+        connect("127.0.0.2", 2526),
+        Ok(()),
+        "another port is not the jail's"
+    );
     let table = nft(&["list", "chain", "inet", "nftjail", "input"]);
     assert!(table.contains("counter packets 1"), "{table}");
 }
@@ -243,18 +318,30 @@ fn socket2_connect(from: &str, port: u16) -> std::io::Result<TcpStream> {
         let sa = libc::sockaddr_in {
             sin_family: libc::AF_INET as u16,
             sin_port: 0,
-            sin_addr: libc::in_addr { s_addr: u32::from(src).to_be() },
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(src).to_be(),
+            },
             sin_zero: [0; 8],
         };
-        let rc = libc::bind(fd, (&sa as *const libc::sockaddr_in).cast(), std::mem::size_of_val(&sa) as u32);
+        let rc = libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of_val(&sa) as u32,
+        );
         assert_eq!(rc, 0, "bind {from}");
         let dst = libc::sockaddr_in {
             sin_family: libc::AF_INET as u16,
             sin_port: port.to_be(),
-            sin_addr: libc::in_addr { s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be() },
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
             sin_zero: [0; 8],
         };
-        let rc = libc::connect(fd, (&dst as *const libc::sockaddr_in).cast(), std::mem::size_of_val(&dst) as u32);
+        let rc = libc::connect(
+            fd,
+            (&dst as *const libc::sockaddr_in).cast(),
+            std::mem::size_of_val(&dst) as u32,
+        );
         if rc != 0 {
             return Err(std::io::Error::last_os_error());
         }

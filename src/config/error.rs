@@ -49,7 +49,12 @@ pub(crate) struct Locator<'a> {
 }
 
 impl Locator<'_> {
-    pub fn at(&self, span: Range<usize>, key: impl Into<String>, message: impl Into<String>) -> Problem {
+    pub fn at(
+        &self,
+        span: Range<usize>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Problem {
         let start = span.start.min(self.text.len());
         let before = &self.text[..start];
         let line = before.matches('\n').count() + 1;

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-pub use error::{ConfigError, Problem};
 use error::Locator;
+pub use error::{ConfigError, Problem};
 use ignore::IgnoreList;
 use port::PortRange;
 use raw::{RawConfig, RawJail};
@@ -106,7 +106,11 @@ impl Config {
             let key = loc.key_path_at(span.start);
             ConfigError::Invalid(vec![loc.at(span, key, e.message().trim())])
         })?;
-        Checker { loc, problems: Vec::new() }.check(raw)
+        Checker {
+            loc,
+            problems: Vec::new(),
+        }
+        .check(raw)
     }
 
     pub fn jail_rules(&self) -> Vec<JailRules> {
@@ -261,7 +265,10 @@ impl Checker<'_> {
                 self.problem(
                     r.span(),
                     &format!("{key}.failregex"),
-                    format!("give either filter = {:?} or failregex, not both", f.get_ref()),
+                    format!(
+                        "give either filter = {:?} or failregex, not both",
+                        f.get_ref()
+                    ),
                 );
                 return None;
             }

@@ -77,7 +77,9 @@ fn port_number(s: &str) -> Result<u16, String> {
         };
     }
     service_port(s).ok_or_else(|| {
-        format!("unknown service name {s:?} (not a number, not in /etc/services nor the built-in list)")
+        format!(
+            "unknown service name {s:?} (not a number, not in /etc/services nor the built-in list)"
+        )
     })
 }
 
@@ -161,9 +163,13 @@ mod tests {
 
     #[test]
     fn bad_ports_are_errors() {
-        assert!(parse_ports(&["70000"]).unwrap_err().contains("out of range"));
+        assert!(parse_ports(&["70000"])
+            .unwrap_err()
+            .contains("out of range"));
         assert!(parse_ports(&["0"]).is_err());
-        assert!(parse_ports(&["2000:1000"]).unwrap_err().contains("backwards"));
+        assert!(parse_ports(&["2000:1000"])
+            .unwrap_err()
+            .contains("backwards"));
         assert!(parse_ports(&["22/sctp"]).unwrap_err().contains("protocol"));
         assert!(parse_ports(&["nosuchservice"])
             .unwrap_err()

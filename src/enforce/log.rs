@@ -24,7 +24,10 @@ impl Backend for LogBackend {
 
     fn ban(&mut self, orders: &[BanOrder]) -> Result<Vec<Applied>, EnforceError> {
         let now = Instant::now();
-        if let Some(o) = orders.iter().find(|o| !self.jails.iter().any(|j| **j == *o.jail)) {
+        if let Some(o) = orders
+            .iter()
+            .find(|o| !self.jails.iter().any(|j| **j == *o.jail))
+        {
             return Err(EnforceError::UnknownJail(o.jail.to_string()));
         }
         Ok(orders

@@ -2,7 +2,10 @@
 //! binary so a jail can name a filter on a machine with no filter files.
 
 const LIBRARY: &[(&str, &str)] = &[
-    ("postfix-sasl", include_str!("../../config/filters/postfix-sasl.toml")),
+    (
+        "postfix-sasl",
+        include_str!("../../config/filters/postfix-sasl.toml"),
+    ),
     ("sshd", include_str!("../../config/filters/sshd.toml")),
 ];
 

@@ -95,7 +95,11 @@ impl Filter {
             message,
         };
         if def.failregex.is_empty() {
-            return Err(err("failregex", 0, "is empty: the filter would never match".into()));
+            return Err(err(
+                "failregex",
+                0,
+                "is empty: the filter would never match".into(),
+            ));
         }
         let failregex = def
             .failregex

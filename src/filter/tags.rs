@@ -48,7 +48,9 @@ pub fn expand(regex: &str) -> Result<String, String> {
     match hosts {
         1 => Ok(out),
         0 => Err("has no <HOST> (or <ADDR>, <IP4>, <IP6>): it cannot say whom to ban".into()),
-        n => Err(format!("has {n} address tags; exactly one <HOST> is allowed")),
+        n => Err(format!(
+            "has {n} address tags; exactly one <HOST> is allowed"
+        )),
     }
 }
 
@@ -78,13 +80,31 @@ mod tests {
     #[test]
     fn host_forms() {
         let re = r"^from <HOST> port \d+$";
-        assert_eq!(host_of(re, "from 192.0.2.1 port 22"), "192.0.2.1".parse().ok());
-        assert_eq!(host_of(re, "from 2001:db8::1 port 22"), "2001:db8::1".parse().ok());
-        assert_eq!(host_of(re, "from [2001:db8::1] port 22"), "2001:db8::1".parse().ok());
-        assert_eq!(host_of(re, "from ::ffff:192.0.2.9 port 22"), "192.0.2.9".parse().ok());
+        assert_eq!(
+            host_of(re, "from 192.0.2.1 port 22"),
+            "192.0.2.1".parse().ok()
+        );
+        assert_eq!(
+            host_of(re, "from 2001:db8::1 port 22"),
+            "2001:db8::1".parse().ok()
+        );
+        assert_eq!(
+            host_of(re, "from [2001:db8::1] port 22"),
+            "2001:db8::1".parse().ok()
+        );
+        assert_eq!(
+            host_of(re, "from ::ffff:192.0.2.9 port 22"),
+            "192.0.2.9".parse().ok()
+        );
         assert_eq!(host_of(re, "from ::1 port 22"), "::1".parse().ok());
-        assert_eq!(host_of(r"unknown\[<HOST>\]", "unknown[203.0.113.5]"), "203.0.113.5".parse().ok());
-        assert_eq!(host_of(r"unknown\[<HOST>\]", "unknown[2001:db8:1::66]"), "2001:db8:1::66".parse().ok());
+        assert_eq!(
+            host_of(r"unknown\[<HOST>\]", "unknown[203.0.113.5]"),
+            "203.0.113.5".parse().ok()
+        );
+        assert_eq!(
+            host_of(r"unknown\[<HOST>\]", "unknown[2001:db8:1::66]"),
+            "2001:db8:1::66".parse().ok()
+        );
     }
 
     #[test]

@@ -18,9 +18,15 @@ use std::time::{Duration, Instant};
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this test creates network namespaces and must run as root (cargo xtask ci)");
+    assert_eq!(
+        euid, 0,
+        "this test creates network namespaces and must run as root (cargo xtask ci)"
+    );
     for tool in ["/usr/sbin/ip", "/usr/sbin/nft"] {
-        assert!(Path::new(tool).exists(), "{tool} is missing: run `cargo xtask deps`");
+        assert!(
+            Path::new(tool).exists(),
+            "{tool} is missing: run `cargo xtask deps`"
+        );
     }
 }
 
@@ -93,7 +99,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }
 
@@ -126,7 +134,9 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn spawn(mut cmd: Command) -> Daemon {
-        cmd.stderr(Stdio::piped()).stdout(Stdio::null()).stdin(Stdio::null());
+        cmd.stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .stdin(Stdio::null());
         let mut child = cmd.spawn().expect("cannot start nftjail");
         let stderr = child.stderr.take().expect("stderr is piped");
         let lines = Arc::new(Mutex::new(Vec::new()));

@@ -12,8 +12,14 @@ use anyhow::{bail, Context, Result};
 /// Debian packages the build, the demo and the tests need, with why.
 const PACKAGES: &[(&str, &str)] = &[
     ("libclang1", "rustables runs bindgen at build time"),
-    ("nftables", "the `nft` CLI, an independent reader of the kernel in tests and the demo"),
-    ("iproute2", "`ip netns` / veth for the namespace tests and the demo"),
+    (
+        "nftables",
+        "the `nft` CLI, an independent reader of the kernel in tests and the demo",
+    ),
+    (
+        "iproute2",
+        "`ip netns` / veth for the namespace tests and the demo",
+    ),
     ("util-linux", "`unshare` for the demo's private /var/log"),
 ];
 
@@ -80,14 +86,20 @@ fn deps() -> Result<()> {
         .map(|(p, _)| *p)
         .collect();
     if missing.is_empty() {
-        eprintln!("deps: all present ({})", PACKAGES.iter().map(|p| p.0).collect::<Vec<_>>().join(", "));
+        eprintln!(
+            "deps: all present ({})",
+            PACKAGES.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+        );
         return Ok(());
     }
     if !is_root() {
         for (p, why) in PACKAGES.iter().filter(|(p, _)| missing.contains(p)) {
             eprintln!("missing: {p} ({why})");
         }
-        bail!("run as root (or: sudo apt-get install {})", missing.join(" "));
+        bail!(
+            "run as root (or: sudo apt-get install {})",
+            missing.join(" ")
+        );
     }
     run(Command::new("apt-get").arg("update").arg("-q"))?;
     run(Command::new("apt-get")
@@ -109,7 +121,14 @@ fn ci(extra: &[&str]) -> Result<()> {
         bail!("the namespace tests need root (they create network namespaces)");
     }
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     run(cargo().args(["test", "--workspace"]).args(extra))?;
     eprintln!("ci: all checks passed");
     Ok(())

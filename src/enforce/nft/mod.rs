@@ -69,7 +69,11 @@ impl NftBackend {
     }
 
     /// Sends a transaction; a refusal becomes an error naming the message.
-    fn commit(&mut self, body: &[u8], describe: &dyn Fn(u32) -> String) -> Result<(), EnforceError> {
+    fn commit(
+        &mut self,
+        body: &[u8],
+        describe: &dyn Fn(u32) -> String,
+    ) -> Result<(), EnforceError> {
         let refused = self
             .nl
             .transact(body)
@@ -93,7 +97,10 @@ impl NftBackend {
             .nl
             .dump(|w| w.get_sets(&table))
             .map_err(|e| kernel("listing our sets", e))?;
-        Ok(bodies.iter().filter_map(|b| wire::parse_set_name(b)).collect())
+        Ok(bodies
+            .iter()
+            .filter_map(|b| wire::parse_set_name(b))
+            .collect())
     }
 
     fn load_elements(&mut self, set: &str) -> Result<Vec<wire::Element>, EnforceError> {
@@ -102,7 +109,10 @@ impl NftBackend {
             .nl
             .dump(|w| w.get_elements(&table, set))
             .map_err(|e| kernel(&format!("listing the elements of {set}"), e))?;
-        Ok(bodies.iter().flat_map(|b| wire::parse_elements(b)).collect())
+        Ok(bodies
+            .iter()
+            .flat_map(|b| wire::parse_elements(b))
+            .collect())
     }
 
     fn plan(&self, jail: &str, addr: IpAddr, bantime: Duration, now: Instant) -> Plan {
@@ -150,9 +160,10 @@ impl NftBackend {
         // The transport renumbers from the same counter, shifted by its batch-begin message.
         let first = self.nl.next_seq;
         let describe = move |seq: u32| {
-            what.iter()
-                .find(|(s, _)| *s + 1 == seq)
-                .map_or_else(|| format!("message {}", seq.wrapping_sub(first)), |(_, d)| d.clone())
+            what.iter().find(|(s, _)| *s + 1 == seq).map_or_else(
+                || format!("message {}", seq.wrapping_sub(first)),
+                |(_, d)| d.clone(),
+            )
         };
         let body = w.buf;
         match self.commit(&body, &describe) {
@@ -255,7 +266,11 @@ impl Backend for NftBackend {
             let key = (&*o.jail, addr);
             if let Some(&earlier) = pending.get(&key) {
                 if o.bantime > earlier {
-                    if let Some(t) = todo.iter_mut().rev().find(|t| t.0 == *o.jail && t.1 == addr) {
+                    if let Some(t) = todo
+                        .iter_mut()
+                        .rev()
+                        .find(|t| t.0 == *o.jail && t.1 == addr)
+                    {
                         t.2 = o.bantime;
                     }
                     pending.insert(key, o.bantime);
@@ -317,7 +332,11 @@ impl Backend for NftBackend {
         }
         match result {
             Ok(()) => Ok(true),
-            Err(EnforceError::Kernel { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Err(EnforceError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     }
@@ -325,7 +344,9 @@ impl Backend for NftBackend {
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {
         match self.record.get(jail)?.get(&addr.to_canonical())? {
             Until::Never => Some(Duration::MAX),
-            Until::At(t) => t.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()),
+            Until::At(t) => t
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero()),
         }
     }
 }

@@ -67,9 +67,13 @@ impl Netlink {
         w.batch_begin();
         let mut at = 0;
         while at + 16 <= body.len() {
-            let len = u32::from_ne_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]) as usize;
+            let len =
+                u32::from_ne_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]) as usize;
             if len < 16 || at + len > body.len() {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "malformed message in transaction"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "malformed message in transaction",
+                ));
             }
             let start = w.buf.len();
             w.buf.extend_from_slice(&body[at..at + len]);
@@ -94,7 +98,10 @@ impl Netlink {
                     Some(e) if e != 0 && m.seq == sentinel_seq => {
                         return Err(io::Error::from_raw_os_error(-e))
                     }
-                    Some(e) if e != 0 => refused.push(Refused { seq: m.seq, errno: -e }),
+                    Some(e) if e != 0 => refused.push(Refused {
+                        seq: m.seq,
+                        errno: -e,
+                    }),
                     _ => {}
                 }
             }
@@ -129,7 +136,10 @@ impl Netlink {
     fn send(&self, buf: &[u8]) -> io::Result<()> {
         let sent = self.sock.send(buf, SendFlags::empty())?;
         if sent != buf.len() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "short netlink send"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "short netlink send",
+            ));
         }
         Ok(())
     }

@@ -9,7 +9,9 @@ use rustables::expr::{
     Lookup, Meta, MetaType, NetworkHeaderField, Register, Reject, RejectType, TCPHeaderField,
     TransportHeaderField, UDPHeaderField, VerdictKind,
 };
-use rustables::{Batch, Chain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily, Rule, Table};
+use rustables::{
+    Batch, Chain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily, Rule, Table,
+};
 
 use super::wire;
 use crate::config::port::{PortRange, Proto};
@@ -31,7 +33,10 @@ pub struct RuleError {
 /// The message that creates the table (no EXCL: an existing one stays).
 pub fn table_message(table: &str) -> Vec<u8> {
     let mut batch = Batch::new();
-    batch.add(&Table::new(ProtocolFamily::Inet).with_name(table), MsgType::Add);
+    batch.add(
+        &Table::new(ProtocolFamily::Inet).with_name(table),
+        MsgType::Add,
+    );
     strip_batch_markers(&batch.finalize())
 }
 
@@ -76,12 +81,21 @@ pub fn chain_messages(table: &str, jails: &[JailRules]) -> Result<Vec<u8>, RuleE
 }
 
 /// `[meta l4proto P th dport A[-B]] ip[6] saddr @<jail>-v4|6 counter reject|drop`
-fn rule(chain: &Chain, jail: &JailRules, v6: bool, port: Option<PortRange>) -> Result<Rule, String> {
+fn rule(
+    chain: &Chain,
+    jail: &JailRules,
+    v6: bool,
+    port: Option<PortRange>,
+) -> Result<Rule, String> {
     let mut r = Rule::new(chain).map_err(|e| e.to_string())?;
     r.add_expr(Meta::new(MetaType::NfProto));
     r.add_expr(Cmp::new(
         CmpOp::Eq,
-        [if v6 { libc::NFPROTO_IPV6 } else { libc::NFPROTO_IPV4 } as u8],
+        [if v6 {
+            libc::NFPROTO_IPV6
+        } else {
+            libc::NFPROTO_IPV4
+        } as u8],
     ));
     if let Some(p) = port {
         r.add_expr(Meta::new(MetaType::L4Proto));
@@ -143,7 +157,10 @@ fn strip_batch_markers(buf: &[u8]) -> Vec<u8> {
         }
         at += (len + 3) & !3;
     }
-    spans.into_iter().flat_map(|s| buf[s].iter().copied()).collect()
+    spans
+        .into_iter()
+        .flat_map(|s| buf[s].iter().copied())
+        .collect()
 }
 
 #[cfg(test)]
@@ -155,8 +172,16 @@ mod tests {
         let jails = [JailRules {
             name: "sshd".into(),
             ports: vec![
-                PortRange { proto: Proto::Tcp, first: 22, last: 22 },
-                PortRange { proto: Proto::Udp, first: 1000, last: 2000 },
+                PortRange {
+                    proto: Proto::Tcp,
+                    first: 22,
+                    last: 22,
+                },
+                PortRange {
+                    proto: Proto::Udp,
+                    first: 1000,
+                    last: 2000,
+                },
             ],
             blocktype: BlockType::Reject,
         }];

@@ -89,7 +89,8 @@ impl Writer {
         self.stack.push(self.buf.len());
         self.buf.extend_from_slice(&0u32.to_ne_bytes()); // length, patched in end()
         self.buf.extend_from_slice(&ty.to_ne_bytes());
-        self.buf.extend_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(flags | NLM_F_REQUEST).to_ne_bytes());
         self.buf.extend_from_slice(&seq.to_ne_bytes());
         self.buf.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel's
         self.buf.push(family);
@@ -136,7 +137,8 @@ impl Writer {
     pub fn nest_begin(&mut self, ty: u16) {
         self.stack.push(self.buf.len());
         self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf.extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
+        self.buf
+            .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
     }
 
     pub fn nest_end(&mut self) {
@@ -165,7 +167,10 @@ impl Writer {
         self.attr_str(NFTA_SET_TABLE, table);
         self.attr_str(NFTA_SET_NAME, name);
         self.attr_be32(NFTA_SET_FLAGS, NFT_SET_TIMEOUT);
-        self.attr_be32(NFTA_SET_KEY_TYPE, if v6 { TYPE_IP6ADDR } else { TYPE_IPADDR });
+        self.attr_be32(
+            NFTA_SET_KEY_TYPE,
+            if v6 { TYPE_IP6ADDR } else { TYPE_IPADDR },
+        );
         self.attr_be32(NFTA_SET_KEY_LEN, if v6 { 16 } else { 4 });
         self.attr_be32(NFTA_SET_ID, id);
         self.end();
@@ -276,7 +281,9 @@ pub fn messages(buf: &[u8]) -> Vec<Msg<'_>> {
         let payload = &rest[16..len];
         let (error, body) = if ty == NLMSG_ERROR && payload.len() >= 4 {
             (
-                Some(i32::from_ne_bytes([payload[0], payload[1], payload[2], payload[3]])),
+                Some(i32::from_ne_bytes([
+                    payload[0], payload[1], payload[2], payload[3],
+                ])),
                 &payload[4..],
             )
         } else if payload.len() >= 4 {
@@ -286,10 +293,17 @@ pub fn messages(buf: &[u8]) -> Vec<Msg<'_>> {
         };
         // For errors, the offending message's header follows; its seq is what counts.
         let seq = match error {
-            Some(_) if body.len() >= 12 => u32::from_ne_bytes([body[8], body[9], body[10], body[11]]),
+            Some(_) if body.len() >= 12 => {
+                u32::from_ne_bytes([body[8], body[9], body[10], body[11]])
+            }
             _ => seq,
         };
-        out.push(Msg { ty, seq, error, body });
+        out.push(Msg {
+            ty,
+            seq,
+            error,
+            body,
+        });
         rest = &rest[align4(len).min(rest.len())..];
     }
     out
@@ -312,7 +326,7 @@ pub fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-fn attr<'a>(buf: &'a [u8], ty: u16) -> Option<&'a [u8]> {
+fn attr(buf: &[u8], ty: u16) -> Option<&[u8]> {
     attrs(buf).find(|(t, _)| *t == ty).map(|(_, v)| v)
 }
 
@@ -388,7 +402,12 @@ mod tests {
         assert_eq!(elems[0].timeout, Some(Duration::from_secs(3)));
         // nest(4) + key nest(4) + value(8) + timeout(12)
         assert_eq!(list.len(), 28);
-        assert_eq!(attr(msgs[0].body, NFTA_SET_ELEM_LIST_SET).map(c_str).unwrap(), "j-v4");
+        assert_eq!(
+            attr(msgs[0].body, NFTA_SET_ELEM_LIST_SET)
+                .map(c_str)
+                .unwrap(),
+            "j-v4"
+        );
     }
 
     #[test]
@@ -410,7 +429,12 @@ mod tests {
     #[test]
     fn ipv6_and_deletes() {
         let mut w = Writer::default();
-        w.elements("t", "s-v6", &[("2001:db8::1".parse().unwrap(), None)], false);
+        w.elements(
+            "t",
+            "s-v6",
+            &[("2001:db8::1".parse().unwrap(), None)],
+            false,
+        );
         let msgs = messages(&w.buf);
         assert_eq!(msgs[0].ty & 0xff, NFT_MSG_DELSETELEM);
         let e = &parse_elements(msgs[0].body)[0];

@@ -170,7 +170,11 @@ impl FileFollower {
     }
 
     /// Blocks, calling `on_line` for each complete line, until `stop` fires.
-    pub fn follow(&mut self, stop: &Stopper, mut on_line: impl FnMut(&str)) -> Result<(), FileSourceError> {
+    pub fn follow(
+        &mut self,
+        stop: &Stopper,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(), FileSourceError> {
         let mut events = vec![0u8; 16 * 1024];
         loop {
             self.catch_up(&mut on_line);
@@ -235,7 +239,9 @@ impl FileFollower {
         if let Some(cur) = self.current.as_mut() {
             drain(&self.path, cur, &mut self.chunk, on_line);
         }
-        let on_disk = std::fs::metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
+        let on_disk = std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
         let replaced = match (&self.current, on_disk) {
             (_, None) => false,
             (None, Some(_)) => true,
@@ -283,7 +289,8 @@ impl FileFollower {
     fn unwatch(&mut self, generation: Generation) {
         // The current file may share the inode watch (same inode re-linked):
         // only remove a watch nobody else uses.
-        let shared = self.current.as_ref().and_then(|c| c.watch.as_ref()) == generation.watch.as_ref();
+        let shared =
+            self.current.as_ref().and_then(|c| c.watch.as_ref()) == generation.watch.as_ref();
         if let (Some(wd), false) = (generation.watch, shared) {
             let _ = self.inotify.watches().remove(wd);
         }
