@@ -148,7 +148,11 @@ fn demo() -> Result<()> {
         .env("NFTJAIL", nftjail)
         .env("XTASK", xtask)
         .stdin(Stdio::null());
-    run(&mut cmd)
+    let status = cmd.status().context("cannot run bash for the demo")?;
+    if !status.success() {
+        bail!("the demo failed: {status}");
+    }
+    Ok(())
 }
 
 /// Tiny TCP endpoints for the demo, run inside namespaces with `ip netns exec`,
