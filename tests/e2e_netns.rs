@@ -121,7 +121,7 @@ fn failure_lines_ban_in_the_kernel_and_the_kernel_expires_the_ban() {
     std::fs::write(
         &config,
         format!(
-            "[jail.e2e]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = 3\nbantime = \"3s\"\nfindtime = \"1m\"\n",
+            "[jail.e2e]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = 3\nbantime = \"3s\"\nfindtime = \"1m\"\nignoreip = [\"198.51.100.0/24\", \"2001:db8:2::/64\"]\n",
             log.display()
         ),
     )
@@ -138,6 +138,19 @@ fn failure_lines_ban_in_the_kernel_and_the_kernel_expires_the_ban() {
     );
     let mut daemon = Daemon::spawn(cmd);
     daemon.wait_for("ready", Duration::from_secs(10));
+
+    // Hostile input first: a 1 MiB line, binary junk, a bad address, and
+    // failures from ignored networks (ignoreip), which must never ban.
+    let mut hostile = vec![
+        "X".repeat(1 << 20),
+        String::from_utf8_lossy(b"\xff\xfe\x00\x1b[31m junk").into_owned(),
+        sasl_failure("999.1.2.3", 9),
+    ];
+    for n in 0..5 {
+        hostile.push(sasl_failure("198.51.100.7", n));
+        hostile.push(sasl_failure("2001:db8:2::7", n));
+    }
+    append(&log, &hostile);
 
     // The line already in the file is history (the daemon starts at the end):
     // two new failures are not enough, the third bans.
@@ -218,7 +231,12 @@ fn failure_lines_ban_in_the_kernel_and_the_kernel_expires_the_ban() {
         &["list", "set", "inet", "nftjail", "e2e-v6"],
     );
     assert!(v6.contains("2001:db8:1::66 timeout 3s expires"), "{v6}");
-    assert!(!v4.contains("198.51.100.7"), "{v4}");
+    assert!(!v4.contains("198.51.100.7"), "ignoreip was banned: {v4}");
+    assert!(!v6.contains("2001:db8:2::7"), "ignoreip was banned: {v6}");
+    assert!(
+        !daemon.log().contains("999.1.2.3"),
+        "a bad address reached the tracker"
+    );
 
     // After bantime the kernel has removed them by itself and the client is back.
     let deadline = Instant::now() + Duration::from_secs(10);
