@@ -74,6 +74,15 @@ fn append(path: &Path, text: &str) {
     f.write_all(text.as_bytes()).unwrap();
 }
 
+/// An empty log in a fresh directory, already followed from its end.
+fn following_empty_log() -> (tempfile::TempDir, PathBuf, Running) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_in(&dir);
+    append(&log, "");
+    let r = Running::start(&log, FollowOptions::default());
+    (dir, log, r)
+}
+
 fn log_in(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("mail.log")
 }
@@ -126,10 +135,7 @@ fn missing_directory_is_a_clear_error() {
 
 #[test]
 fn rename_rotation_loses_and_repeats_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = log_in(&dir);
-    append(&log, "");
-    let r = Running::start(&log, FollowOptions::default());
+    let (dir, log, r) = following_empty_log();
     append(&log, "a1\na2\n");
     assert_eq!(r.expect(2), ["a1", "a2"]);
     // logrotate: rename; the writer still appends to the old file for a while,
@@ -154,10 +160,7 @@ fn rename_rotation_loses_and_repeats_nothing() {
 
 #[test]
 fn delete_and_recreate_is_followed() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = log_in(&dir);
-    append(&log, "");
-    let r = Running::start(&log, FollowOptions::default());
+    let (_dir, log, r) = following_empty_log();
     append(&log, "x1\n");
     assert_eq!(r.expect(1), ["x1"]);
     std::fs::remove_file(&log).unwrap();
@@ -167,10 +170,7 @@ fn delete_and_recreate_is_followed() {
 
 #[test]
 fn copytruncate_restarts_at_the_beginning_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = log_in(&dir);
-    append(&log, "");
-    let r = Running::start(&log, FollowOptions::default());
+    let (dir, log, r) = following_empty_log();
     append(&log, "c1\nc2\nc3\n");
     assert_eq!(r.expect(3), ["c1", "c2", "c3"]);
     std::fs::copy(&log, dir.path().join("mail.log.1")).unwrap();
@@ -187,10 +187,7 @@ fn copytruncate_restarts_at_the_beginning_once() {
 
 #[test]
 fn a_partial_line_is_held_until_its_newline() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = log_in(&dir);
-    append(&log, "");
-    let r = Running::start(&log, FollowOptions::default());
+    let (_dir, log, r) = following_empty_log();
     append(&log, "Mar  5 16:01:34 mx1 postfix/sub");
     assert!(
         r.rx.recv_timeout(Duration::from_millis(300)).is_err(),
@@ -205,10 +202,7 @@ fn a_partial_line_is_held_until_its_newline() {
 
 #[test]
 fn an_overlong_line_is_cut_and_the_next_line_is_intact() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = log_in(&dir);
-    append(&log, "");
-    let r = Running::start(&log, FollowOptions::default());
+    let (_dir, log, r) = following_empty_log();
     let long = "x".repeat(200 * 1024);
     append(&log, &format!("{long}\nafter\n"));
     let got = r.expect(2);
@@ -218,10 +212,7 @@ fn an_overlong_line_is_cut_and_the_next_line_is_intact() {
 
 #[test]
 fn binary_junk_and_crlf_never_lose_a_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = log_in(&dir);
-    append(&log, "");
-    let r = Running::start(&log, FollowOptions::default());
+    let (_dir, log, r) = following_empty_log();
     let mut f = OpenOptions::new().append(true).open(&log).unwrap();
     f.write_all(b"bad \xff\xfe\x00 bytes\r\nok\r\n").unwrap();
     assert_eq!(r.expect(2), ["bad \u{fffd}\u{fffd}\u{0} bytes", "ok"]);
@@ -229,10 +220,7 @@ fn binary_junk_and_crlf_never_lose_a_line() {
 
 #[test]
 fn a_burst_of_100k_lines_arrives_complete_and_in_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = log_in(&dir);
-    append(&log, "");
-    let r = Running::start(&log, FollowOptions::default());
+    let (_dir, log, r) = following_empty_log();
     let mut text = String::new();
     for i in 0..100_000 {
         text.push_str(&format!("line {i}\n"));
