@@ -2,18 +2,24 @@
 //!
 //! All failregexes of all those jails go into one `RegexSet`: a line that no
 //! jail cares about (nearly all of them) costs one scan of a lazy DFA and no
-//! allocation, whether one jail or ten read the file. Only when the set says a
+//! allocation, whether one jail or ten read the file. Before that, a `memmem`
+//! search for each pattern's required literal (see [`crate::filter::literal`])
+//! turns most lines away without running any regex. Only when the set says a
 //! pattern matched is that pattern's capturing regex run to pull out the host.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use memchr::memmem;
 use regex::RegexSet;
 
 use crate::filter::{host_in, Filter};
 use crate::message::JailId;
 
 pub struct Matcher {
+    /// Per pattern of `set`, the literal every match of it contains; None when
+    /// some pattern has none (then every line goes through the set instead).
+    prefilter: Option<Vec<memmem::Finder<'static>>>,
     set: RegexSet,
     /// For each pattern of `set`: which entry of `jails` it belongs to, and its index there.
     owners: Vec<(usize, usize)>,
@@ -37,17 +43,56 @@ impl Matcher {
             .dfa_size_limit(64 << 20)
             .build()
             .unwrap_or_else(|_| RegexSet::empty());
-        Matcher { set, owners, jails }
+        let literals: Option<Vec<String>> = sources
+            .iter()
+            .map(|s| crate::filter::literal::required_literal(s))
+            .collect();
+        let prefilter = literals.map(|lits| {
+            lits.iter()
+                .map(|l| memmem::Finder::new(l.as_bytes()).into_owned())
+                .collect()
+        });
+        Matcher {
+            prefilter,
+            set,
+            owners,
+            jails,
+        }
     }
 
     /// Calls `hit(jail, addr)` for each jail whose failregex matches `line`
     /// (first matching failregex of that jail) and whose ignoreregex does not.
     pub fn scan(&self, line: &str, mut hit: impl FnMut(JailId, IpAddr)) {
-        if !self.set.is_match(line) {
-            return;
+        match &self.prefilter {
+            // Only patterns whose literal is in the line can match; run just
+            // those (usually none), in order.
+            Some(finders) => {
+                let bytes = line.as_bytes();
+                let candidates = finders
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.find(bytes).is_some())
+                    .map(|(i, _)| i);
+                self.confirm(line, candidates, &mut hit);
+            }
+            None => {
+                if self.set.is_match(line) {
+                    self.confirm(line, self.set.matches(line).into_iter(), &mut hit);
+                }
+            }
         }
+    }
+
+    /// Runs the capturing regex of each candidate pattern (in pattern order),
+    /// reporting each jail at most once and honouring its ignoreregex.
+    fn confirm(
+        &self,
+        line: &str,
+        candidates: impl Iterator<Item = usize>,
+        hit: &mut impl FnMut(JailId, IpAddr),
+    ) {
         let mut last_slot = usize::MAX;
-        for pattern in self.set.matches(line).iter() {
+        for pattern in candidates {
             let (slot, index) = self.owners[pattern];
             if slot == last_slot {
                 continue;
@@ -101,6 +146,18 @@ mod tests {
             vec![(3, "2001:db8::7".into()), (7, "2001:db8::7".into())]
         );
         assert!(hits(&m, "all good").is_empty());
+    }
+
+    #[test]
+    fn patterns_without_a_required_literal_go_through_the_set() {
+        let m = Matcher::new(vec![
+            (0, filter(&["^<HOST>$"], &[])),
+            (1, filter(&["from <HOST>$"], &[])),
+        ]);
+        assert!(m.prefilter.is_none());
+        assert_eq!(hits(&m, "2001:db8::9"), vec![(0, "2001:db8::9".into())]);
+        assert_eq!(hits(&m, "from 192.0.2.1"), vec![(1, "192.0.2.1".into())]);
+        assert!(hits(&m, "nothing").is_empty());
     }
 
     #[test]

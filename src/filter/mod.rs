@@ -7,6 +7,7 @@
 //! bad filter is a config error, never a runtime surprise.
 
 pub mod library;
+pub mod literal;
 pub mod tags;
 
 use std::net::IpAddr;

@@ -9,6 +9,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
+mod bench;
+mod gen;
+
 /// Debian packages the build, the demo and the tests need, with why.
 const PACKAGES: &[(&str, &str)] = &[
     ("libclang1", "rustables runs bindgen at build time"),
@@ -30,6 +33,10 @@ fn main() -> Result<()> {
         Some("deps") => deps(),
         Some("demo") => demo(),
         Some("ci") => ci(&rest),
+        Some("bench") => {
+            deps()?;
+            bench::bench(&rest, &root())
+        }
         Some("listen") => probe::listen(&rest),
         Some("connect") => probe::connect(&rest),
         _ => {
@@ -37,7 +44,9 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <task>\n\n\
                  deps   install the Debian packages nftjail needs (as root)\n\
                  demo   ban a simulated SASL brute force in a throwaway network namespace\n\
-                 ci     everything CI runs: deps, fmt, clippy, all tests"
+                 ci     everything CI runs: deps, fmt, clippy, all tests\n\
+                 bench  nftjail beside grep, fail2ban-regex and nft -f; writes BENCHMARKS.md\n\
+                 \x20      (--smoke: tiny sizes, --full: large sizes)"
             );
             bail!("no task given")
         }

@@ -1,0 +1,138 @@
+//! The longest literal every match of a regex must contain, found from the
+//! pattern text: a `memmem` search for it rejects almost every log line before
+//! any regex runs.
+//!
+//! Deliberately simple and conservative: only text at nesting depth 0 counts,
+//! a quantifier takes back the character it applies to, and a top-level `|`
+//! means no literal is required. When in doubt the answer is "none", which
+//! costs speed, never a missed match.
+
+/// The longest required literal of `pattern`, if at least 4 bytes long.
+pub fn required_literal(pattern: &str) -> Option<String> {
+    let mut best = String::new();
+    let mut run = String::new();
+    let mut depth = 0usize;
+    let mut chars = pattern.chars().peekable();
+    let end_run = |run: &mut String, best: &mut String| {
+        if run.len() > best.len() {
+            *best = run.clone();
+        }
+        run.clear();
+    };
+    while let Some(c) = chars.next() {
+        if depth > 0 {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                '[' => skip_class(&mut chars),
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '|' => return None,
+            '(' => {
+                depth += 1;
+                end_run(&mut run, &mut best);
+            }
+            '[' => {
+                skip_class(&mut chars);
+                end_run(&mut run, &mut best);
+            }
+            '?' | '*' | '{' => {
+                // The previous character was optional or repeated: drop it.
+                run.pop();
+                end_run(&mut run, &mut best);
+                if c == '{' {
+                    for d in chars.by_ref() {
+                        if d == '}' {
+                            break;
+                        }
+                    }
+                }
+                // A lazy or possessive marker after a quantifier.
+                if chars.peek() == Some(&'?') {
+                    chars.next();
+                }
+            }
+            '+' => end_run(&mut run, &mut best),
+            '.' | '^' | '$' => end_run(&mut run, &mut best),
+            '\\' => match chars.next() {
+                Some(e) if e.is_ascii_punctuation() => run.push(e),
+                _ => end_run(&mut run, &mut best),
+            },
+            _ => run.push(c),
+        }
+    }
+    end_run(&mut run, &mut best);
+    // A quantifier right after the run's last character was handled above;
+    // short literals filter too little to be worth a search.
+    (best.len() >= 4).then_some(best)
+}
+
+fn skip_class(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    // A `]` right after `[` or `[^` is a literal member.
+    if chars.peek() == Some(&'^') {
+        chars.next();
+    }
+    if chars.peek() == Some(&']') {
+        chars.next();
+    }
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            ']' => return,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::required_literal as lit;
+
+    #[test]
+    fn finds_the_longest_top_level_literal() {
+        assert_eq!(
+            lit(r"^\S+ sshd\[\d+\]: Failed password for (?:invalid user )?.*? from x").as_deref(),
+            Some("]: Failed password for ")
+        );
+        assert_eq!(
+            lit(r"warning: [\w.-]+\[x\]: SASL (?:A|B) authentication failed: ").as_deref(),
+            Some(" authentication failed: ")
+        );
+        assert_eq!(lit(r"abcdefx?").as_deref(), Some("abcdef"));
+        assert_eq!(lit(r"abcdef{2}").as_deref(), Some("abcde"));
+        assert_eq!(lit(r"a[b|c]defgh").as_deref(), Some("defgh"));
+    }
+
+    #[test]
+    fn no_literal_when_none_is_required() {
+        assert_eq!(lit(r"abcdef|ghijkl"), None);
+        assert_eq!(lit(r"(?:abcdef)?x"), None);
+        assert_eq!(lit(r"ab.cd"), None);
+    }
+
+    #[test]
+    fn every_match_contains_the_literal() {
+        let pats = [
+            r"^x \S+ sshd\[\d+\]: Invalid user .*? from \d+ port \d+$",
+            r"Failed (?:password|none) for \w+",
+        ];
+        let lines = [
+            "x h sshd[1]: Invalid user bob from 1 port 2",
+            "Failed none for root",
+        ];
+        for (p, l) in pats.iter().zip(lines) {
+            assert!(regex::Regex::new(p).unwrap().is_match(l));
+            if let Some(lit) = lit(p) {
+                assert!(l.contains(&lit), "{lit:?} not in {l:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! `cargo xtask bench [--full | --smoke]`: nftjail beside its peers, same
+//! input, same run, written to BENCHMARKS.md.
+//!
+//! Scenario 1 (matching) and 2 (ban throughput against the `nft -f` bulk
+//! rate) are here; fail2ban-server ban throughput, latency and memory are not
+//! yet (see BENCHMARKS.md).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::gen::{self, Spec};
+
+/// Our postfix-sasl failregex in fail2ban-rs's syntax (it finds the date itself).
+const FAIL2BAN_RS_POSTFIX: &str = r"postfix(?:-[\w.-]+)?/(?:[\w.-]+/)?smtpd\[\d+\]: warning: [\w.-]+\[<HOST>\]: SASL [A-Z0-9-]+ authentication failed: ";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Smoke,
+    Fast,
+    Full,
+}
+
+struct Row {
+    tool: String,
+    command: String,
+    /// Seconds per run.
+    runs: Vec<f64>,
+    work: f64,
+    unit: &'static str,
+    note: String,
+}
+
+impl Row {
+    fn median(&self) -> f64 {
+        let mut r = self.runs.clone();
+        r.sort_by(f64::total_cmp);
+        r.get(r.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+    fn cells(&self) -> String {
+        let rate = |s: f64| self.work / s;
+        let min = self.runs.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self.runs.iter().copied().fold(0.0, f64::max);
+        format!(
+            "| {} | {} | {:.3} s | {} | {} – {} | {} | `{}` |",
+            self.tool,
+            self.runs.len(),
+            self.median(),
+            human(rate(self.median()), self.unit),
+            human(rate(max), self.unit),
+            human(rate(min), self.unit),
+            self.note,
+            self.command
+        )
+    }
+}
+
+fn human(v: f64, unit: &str) -> String {
+    if v >= 1e6 {
+        format!("{:.2} M {unit}", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} k {unit}", v / 1e3)
+    } else {
+        format!("{v:.0} {unit}")
+    }
+}
+
+fn time(cmd: &mut Command) -> Result<(f64, String)> {
+    let start = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let secs = start.elapsed().as_secs_f64();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    // grep -c exits 1 when it counts 0; anything else failing is an error.
+    if !out.status.success() && out.status.code() != Some(1) {
+        bail!("{cmd:?} failed: {}\n{text}", out.status);
+    }
+    Ok((secs, text))
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
+    })
+}
+
+pub fn bench(args: &[&str], root: &Path) -> Result<()> {
+    let mode = if args.contains(&"--smoke") {
+        Mode::Smoke
+    } else if args.contains(&"--full") {
+        Mode::Full
+    } else {
+        Mode::Fast
+    };
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args(["build", "--release", "--bin", "nftjail"])
+        .status()?;
+    if !status.success() {
+        bail!("release build failed");
+    }
+    let nftjail = root.join("target/release/nftjail");
+    let dir = tempdir()?;
+    let mut report = String::new();
+    let machine = machine();
+    let _ = writeln!(report, "Machine: {machine}\n");
+
+    // Scenario 1: matching.
+    let lines = match mode {
+        Mode::Smoke => 20_000,
+        Mode::Fast => 1_000_000,
+        Mode::Full => 2_000_000,
+    };
+    let log = dir.join("mail.log");
+    let spec = Spec {
+        lines,
+        attack: 0.05,
+        attackers: 5_000,
+        v6: 0.2,
+        seed: 42,
+    };
+    std::fs::write(&log, gen::generate(&spec))?;
+    let runs = if mode == Mode::Smoke { 1 } else { 5 };
+    let mut rows = Vec::new();
+    let regex = String::from_utf8(
+        Command::new(&nftjail)
+            .args(["test", "postfix-sasl", "-", "--print-regex"])
+            .output()?
+            .stdout,
+    )?;
+    let regex = regex.trim().to_string();
+    let expected = (lines as f64 * 0.05) as u64;
+
+    let mut row = |tool: &str,
+                   note: &str,
+                   runs: usize,
+                   mut make: Box<dyn FnMut() -> Command>,
+                   check: &dyn Fn(&str) -> Result<()>|
+     -> Result<()> {
+        let mut times = Vec::new();
+        let mut shown = String::new();
+        for _ in 0..runs {
+            let mut cmd = make();
+            shown = format!("{cmd:?}").replace('"', "");
+            if tool == "grep -cP" {
+                shown = "grep -cP \"$(nftjail test postfix-sasl - --print-regex)\" mail.log".into();
+            }
+            let (secs, out) = time(&mut cmd)?;
+            check(&out)?;
+            times.push(secs);
+        }
+        rows.push(Row {
+            tool: tool.into(),
+            command: shown
+                .replace(&*dir.to_string_lossy(), "")
+                .replace(&*nftjail.to_string_lossy(), "nftjail")
+                .trim_start_matches('/')
+                .chars()
+                .take(160)
+                .collect(),
+            runs: times,
+            work: lines as f64,
+            unit: "lines/s",
+            note: note.into(),
+        });
+        Ok(())
+    };
+    let near = |got: u64| got.abs_diff(expected) <= expected / 20 + 5;
+    {
+        let (n, l) = (nftjail.clone(), log.clone());
+        row(
+            "nftjail test",
+            "postfix-sasl, one pass",
+            runs,
+            Box::new(move || {
+                let mut c = Command::new(&n);
+                c.args(["test", "postfix-sasl"]).arg(&l);
+                c
+            }),
+            &|out| {
+                let m: u64 = out
+                    .split("matched: ")
+                    .nth(1)
+                    .and_then(|s| s.split(',').next())
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0);
+                if near(m) {
+                    Ok(())
+                } else {
+                    bail!("nftjail matched {m}, expected ~{expected}")
+                }
+            },
+        )?;
+    }
+    {
+        let (r, l) = (regex.clone(), log.clone());
+        row(
+            "grep -cP",
+            "same regex",
+            runs,
+            Box::new(move || {
+                let mut c = Command::new("grep");
+                c.arg("-cP").arg(&r).arg(&l);
+                c
+            }),
+            &|out| {
+                let m: u64 = out.trim().parse().unwrap_or(0);
+                if near(m) {
+                    Ok(())
+                } else {
+                    bail!("grep counted {m}, expected ~{expected}")
+                }
+            },
+        )?;
+    }
+    if let Some(f2b) = which("fail2ban-regex") {
+        let l = log.clone();
+        let f2b_runs = if mode == Mode::Full { 3 } else { 1 };
+        row(
+            "fail2ban-regex",
+            "stock filter postfix[mode=auth]",
+            f2b_runs,
+            Box::new(move || {
+                let mut c = Command::new(&f2b);
+                c.arg(&l)
+                    .arg("/etc/fail2ban/filter.d/postfix.conf[mode=auth]");
+                c
+            }),
+            &|out| {
+                let m: u64 = out
+                    .split("Failregex: ")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                if near(m) {
+                    Ok(())
+                } else {
+                    bail!("fail2ban-regex matched {m}, expected ~{expected}:\n{out}")
+                }
+            },
+        )?;
+    } else {
+        let _ = writeln!(
+            report,
+            "fail2ban-regex not installed (apt-get install fail2ban): left out.\n"
+        );
+    }
+    if let Some(f2brs) = which("fail2ban-rs") {
+        let cfg = dir.join("fail2ban-rs.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[global]\nstate_file = \"{d}/f2brs-state.bin\"\nsocket_path = \"{d}/f2brs.sock\"\n\n[jail.postfix]\nlog_path = \"{l}\"\ndate_format = \"syslog\"\nfilter = ['{FAIL2BAN_RS_POSTFIX}']\n",
+                d = dir.display(),
+                l = log.display()
+            ),
+        )?;
+        let l = log.clone();
+        row(
+            "fail2ban-rs dry-run",
+            "1.5.4, equivalent pattern",
+            runs,
+            Box::new(move || {
+                let mut c = Command::new(&f2brs);
+                c.arg("-c").arg(&cfg).arg("dry-run").arg(&l);
+                c
+            }),
+            &|out| {
+                let m: u64 = out
+                    .split("Matches:")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                if near(m) {
+                    Ok(())
+                } else {
+                    bail!("fail2ban-rs matched {m}, expected ~{expected}")
+                }
+            },
+        )?;
+    } else {
+        let _ = writeln!(
+            report,
+            "fail2ban-rs not installed (cargo install fail2ban-rs): left out.\n"
+        );
+    }
+    let _ = writeln!(
+        report,
+        "## 1. Matching: {lines} lines, 5% Postfix SASL failures\n"
+    );
+    let _ = writeln!(report, "| tool | runs | median time | median rate | range | note | command |\n|---|---|---|---|---|---|---|");
+    let base = rows
+        .iter()
+        .find(|r| r.tool == "grep -cP")
+        .map(|r| r.work / r.median());
+    for r in &rows {
+        let _ = writeln!(report, "{}", r.cells());
+    }
+    if let (Some(grep), Some(nj)) = (base, rows.first().map(|r| r.work / r.median())) {
+        let _ = writeln!(report, "\nnftjail / grep -cP = {:.0}%", 100.0 * nj / grep);
+        if let Some(rs) = rows.iter().find(|r| r.tool == "fail2ban-rs dry-run") {
+            let _ = writeln!(
+                report,
+                "nftjail / fail2ban-rs = {:.2}×",
+                nj / (rs.work / rs.median())
+            );
+        }
+        if let Some(f2b) = rows.iter().find(|r| r.tool == "fail2ban-regex") {
+            let _ = writeln!(
+                report,
+                "nftjail / fail2ban-regex = {:.0}×",
+                nj / (f2b.work / f2b.median())
+            );
+        }
+    }
+
+    // Scenario 2: ban throughput into the kernel.
+    let sizes: &[u32] = match mode {
+        Mode::Smoke => &[200],
+        Mode::Fast => &[1_000, 10_000],
+        Mode::Full => &[1_000, 10_000, 100_000],
+    };
+    let _ = writeln!(report, "\n## 2. Ban throughput: N attackers each reaching maxretry=3, time until all N are in the kernel set\n");
+    let _ = writeln!(report, "| N | nftjail (daemon, log → kernel) | `nft -f` bulk load of the same N elements | nftjail / nft -f |\n|---|---|---|---|");
+    for &n in sizes {
+        let nj = daemon_bans(&nftjail, &dir, n)?;
+        let bulk = nft_bulk(&dir, n)?;
+        let _ = writeln!(
+            report,
+            "| {n} | {:.3} s ({}) | {:.3} s ({}) | {:.0}% |",
+            nj,
+            human(n as f64 / nj, "bans/s"),
+            bulk,
+            human(n as f64 / bulk, "elements/s"),
+            100.0 * bulk / nj
+        );
+    }
+    println!("{report}");
+    if mode != Mode::Smoke {
+        let doc = format!(
+            "# Benchmarks\n\nMeasured with `cargo xtask bench{}` (release build). Numbers are from one run of\nthe whole harness; every tool read the same generated file in the same run.\n\n{report}\n{}",
+            if mode == Mode::Full { " --full" } else { "" },
+            include_str!("bench_notes.md")
+        );
+        std::fs::write(root.join("BENCHMARKS.md"), doc)?;
+        println!("wrote BENCHMARKS.md");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("nftjail-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores, {cpu}, Linux {}", kernel.trim())
+}
+
+/// A named network namespace, deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn new(tag: &str) -> Result<Netns> {
+        let name = format!("nftjail-bench-{}-{tag}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()?
+            .success();
+        if !ok {
+            bail!("ip netns add {name} failed (root needed)");
+        }
+        Ok(Netns(name))
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+/// Starts the daemon in a fresh namespace, appends N×3 failures in one write,
+/// and times until it has logged N bans; then checks the kernel holds N.
+fn daemon_bans(nftjail: &Path, dir: &Path, n: u32) -> Result<f64> {
+    let ns = Netns::new("daemon")?;
+    let log = dir.join(format!("bans-{n}.log"));
+    std::fs::write(&log, "")?;
+    let cfg = dir.join("bench.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[jail.bench]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = 3\nfindtime = \"1h\"\nbantime = \"1h\"\n",
+            log.display()
+        ),
+    )?;
+    let err = dir.join(format!("daemon-{n}.err"));
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(nftjail)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stderr(std::fs::File::create(&err)?)
+        .stdout(Stdio::null())
+        .spawn()?;
+    let wait = |pred: &dyn Fn(&str) -> bool, limit: Duration| -> Result<Instant> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let text = std::fs::read_to_string(&err).unwrap_or_default();
+            if pred(&text) {
+                return Ok(Instant::now());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "daemon did not get there in {limit:?}:\n{}",
+                    text.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait(&|t| t.contains("ready"), Duration::from_secs(10))?;
+    let spec = Spec {
+        lines: n as usize * 3,
+        attack: 1.0,
+        attackers: n,
+        v6: 0.0,
+        seed: 7,
+    };
+    let text = gen::generate(&spec);
+    let start = Instant::now();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)?
+        .write_all_str(&text)?;
+    let done = wait(
+        &|t| t.matches("ban: ").count() >= n as usize,
+        Duration::from_secs(120),
+    )?;
+    let secs = (done - start).as_secs_f64();
+    let listing = Command::new("ip")
+        .args([
+            "netns", "exec", &ns.0, "nft", "list", "set", "inet", "nftjail", "bench-v4",
+        ])
+        .output()?;
+    let count = String::from_utf8_lossy(&listing.stdout)
+        .matches("expires")
+        .count();
+    let _ = child.kill();
+    let _ = child.wait();
+    if count != n as usize {
+        bail!("the kernel holds {count} bans, expected {n}");
+    }
+    Ok(secs)
+}
+
+trait WriteStr {
+    fn write_all_str(&mut self, s: &str) -> std::io::Result<()>;
+}
+
+impl WriteStr for std::fs::File {
+    fn write_all_str(&mut self, s: &str) -> std::io::Result<()> {
+        std::io::Write::write_all(self, s.as_bytes())
+    }
+}
+
+/// The kernel's bulk rate through the nft CLI: one file, N elements.
+fn nft_bulk(dir: &Path, n: u32) -> Result<f64> {
+    let ns = Netns::new("bulk")?;
+    let mut script =
+        String::from("add table inet b\nadd set inet b s { type ipv4_addr; flags timeout; }\n");
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let elems: Vec<String> = chunk
+            .iter()
+            .map(|&i| format!("{} timeout 1h", gen::attacker(i, false)))
+            .collect();
+        let _ = writeln!(script, "add element inet b s {{ {} }}", elems.join(", "));
+    }
+    let file = dir.join(format!("bulk-{n}.nft"));
+    std::fs::write(&file, script)?;
+    let (secs, _) = time(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, "nft", "-f"])
+            .arg(&file),
+    )?;
+    Ok(secs)
+}

@@ -1,0 +1,85 @@
+//! A deterministic mail-server log: Postfix, Dovecot and sshd traffic with a
+//! chosen share of SASL failures from a chosen number of attackers. Same
+//! arguments, same bytes, so every tool in a benchmark reads the same input.
+
+use std::fmt::Write as _;
+
+pub struct Spec {
+    pub lines: usize,
+    /// Share of lines that are SASL failures (0.05 = 5%).
+    pub attack: f64,
+    pub attackers: u32,
+    /// Share of attackers with an IPv6 address.
+    pub v6: f64,
+    pub seed: u64,
+}
+
+/// xorshift64*: tiny, fast, deterministic; statistical quality is irrelevant here.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}
+
+/// Attacker number `i` → its address (TEST-NET-3 / 2001:db8::/32 based, but
+/// spread over many /24s so the set is realistic).
+pub fn attacker(i: u32, v6: bool) -> String {
+    if v6 {
+        format!("2001:db8:{:x}::{:x}", i >> 16, i & 0xffff)
+    } else {
+        format!("10.{}.{}.{}", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff)
+    }
+}
+
+const USERS: &[&str] = &["alice", "bob", "carol", "dave", "info", "sales", "admin"];
+
+pub fn generate(spec: &Spec) -> String {
+    let mut rng = Rng(spec.seed | 1);
+    let mut out = String::with_capacity(spec.lines * 130);
+    let mut next_attacker = 0u32;
+    for n in 0..spec.lines {
+        let secs = n / 2000;
+        let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+        let ts = format!("Mar  5 {h:02}:{m:02}:{s:02} mx1");
+        let pid = 1000 + rng.below(30000);
+        let client = format!("192.168.{}.{}", rng.below(256), rng.below(254) + 1);
+        if rng.chance(spec.attack) {
+            // Each attacker in turn, so every one of them reaches maxretry.
+            let i = next_attacker % spec.attackers.max(1);
+            next_attacker += 1;
+            let v6 = (i as f64) < spec.v6 * spec.attackers as f64;
+            let mech = ["LOGIN", "PLAIN", "CRAM-MD5"][rng.below(3) as usize];
+            let svc = ["submission/smtpd", "smtpd", "smtps/smtpd"][rng.below(3) as usize];
+            let _ = writeln!(
+                out,
+                "{ts} postfix/{svc}[{pid}]: warning: unknown[{}]: SASL {mech} authentication failed: authentication failure",
+                attacker(i, v6)
+            );
+            continue;
+        }
+        let user = USERS[rng.below(USERS.len() as u64) as usize];
+        let qid = format!("{:010X}", rng.next() & 0xff_ffff_ffff);
+        let _ = match rng.below(8) {
+            0 => writeln!(out, "{ts} postfix/submission/smtpd[{pid}]: connect from mail.example.net[{client}]"),
+            1 => writeln!(out, "{ts} postfix/submission/smtpd[{pid}]: disconnect from mail.example.net[{client}] ehlo=1 auth=1 mail=1 rcpt=1 data=1 quit=1 commands=6"),
+            2 => writeln!(out, "{ts} postfix/qmgr[{pid}]: {qid}: from=<{user}@example.org>, size={}, nrcpt=1 (queue active)", rng.below(90000) + 500),
+            3 => writeln!(out, "{ts} postfix/smtp[{pid}]: {qid}: to=<{user}@example.com>, relay=mx.example.com[198.51.100.25]:25, delay=0.{}, delays=0.1/0/0.1/0.2, dsn=2.0.0, status=sent (250 2.0.0 Ok)", rng.below(99)),
+            4 => writeln!(out, "{ts} dovecot: imap-login: Login: user=<{user}@example.org>, method=PLAIN, rip={client}, lip=192.0.2.10, mpid={pid}, TLS, session=<abc{pid}>"),
+            5 => writeln!(out, "{ts} postfix/submission/smtpd[{pid}]: {qid}: client=mail.example.net[{client}], sasl_method=PLAIN, sasl_username={user}@example.org"),
+            6 => writeln!(out, "{ts} sshd[{pid}]: Accepted publickey for {user} from {client} port {} ssh2: ED25519 SHA256:Zm9vYmFy", rng.below(60000) + 1024),
+            _ => writeln!(out, "{ts} postfix/cleanup[{pid}]: {qid}: message-id=<{qid}@example.org>"),
+        };
+    }
+    out
+}
