@@ -71,7 +71,7 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), DaemonError> {
         .spawn(move || enforce_loop(backend, ban_rx))
         .map_err(DaemonError::Thread)?;
     let tracker = tokio::spawn(track_loop(
-        Tracker::new(config.jails.clone()),
+        Tracker::with_limit(config.jails.clone(), config.max_tracked),
         fail_rx,
         ban_tx,
     ));

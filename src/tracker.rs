@@ -27,15 +27,82 @@ pub enum Verdict {
 
 pub struct Tracker {
     jails: Vec<Jail>,
-    /// Times of the most recent failures, at most `maxretry` per key, oldest first.
-    windows: HashMap<(JailId, IpAddr), VecDeque<SystemTime>>,
+    windows: HashMap<Key, Window>,
+    /// Keys in the order their windows were opened, for oldest-first eviction.
+    /// Lazy: a key whose window is gone is skipped when it reaches the front.
+    opened: VecDeque<Key>,
+    max_tracked: usize,
 }
+
+/// Compact on purpose: an attack spread over a million addresses makes a
+/// million of these (about 130 bytes each with the map and the queue).
+type Key = (u16, IpAddr);
+
+/// The most recent failure times of one address in one jail, at most
+/// `maxretry`, in milliseconds since the epoch, oldest first.
+struct Window {
+    times: Box<[u64]>,
+    len: u8,
+}
+
+impl Window {
+    fn new(maxretry: usize) -> Self {
+        Window {
+            times: vec![0; maxretry].into_boxed_slice(),
+            len: 0,
+        }
+    }
+
+    fn times(&self) -> &[u64] {
+        &self.times[..usize::from(self.len)]
+    }
+
+    /// Adds `t`, keeps only times inside `(t - findtime, t + findtime]`, drops
+    /// the oldest beyond capacity; returns how many remain.
+    fn push(&mut self, t: u64, findtime: u64) -> usize {
+        let cap = self.times.len();
+        let mut n = 0;
+        for i in 0..usize::from(self.len) {
+            let x = self.times[i];
+            if x + findtime > t && x <= t + findtime {
+                self.times[n] = x;
+                n += 1;
+            }
+        }
+        if n == cap {
+            self.times.copy_within(1..n, 0);
+            n -= 1;
+        }
+        // Sources can deliver slightly out of order: keep the times sorted.
+        let pos = self.times[..n].partition_point(|&x| x <= t);
+        self.times.copy_within(pos..n, pos + 1);
+        self.times[pos] = t;
+        n += 1;
+        self.len = n as u8;
+        n
+    }
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub use crate::config::DEFAULT_MAX_TRACKED;
 
 impl Tracker {
     pub fn new(jails: Vec<Jail>) -> Self {
+        Self::with_limit(jails, DEFAULT_MAX_TRACKED)
+    }
+
+    /// `max_tracked` bounds memory under an attack from very many addresses:
+    /// past it, the windows opened first are forgotten first.
+    pub fn with_limit(jails: Vec<Jail>, max_tracked: usize) -> Self {
         Tracker {
             jails,
             windows: HashMap::new(),
+            opened: VecDeque::new(),
+            max_tracked: max_tracked.max(1),
         }
     }
 
@@ -56,19 +123,21 @@ impl Tracker {
         if jail.ignore.contains(addr) {
             return Verdict::Ignored;
         }
-        let maxretry = jail.maxretry as usize;
-        let since = failure.time.checked_sub(jail.findtime);
-        let window = self.windows.entry((failure.jail, addr)).or_default();
-        window.push_back(failure.time);
-        // Out-of-order times (several sources) are fine: only the count inside the
-        // window matters, and the window holds at most maxretry entries.
-        window.retain(|&t| since.is_none_or(|s| t > s) && t <= failure.time + jail.findtime);
-        while window.len() > maxretry {
-            window.pop_front();
-        }
-        let count = window.len() as u32;
-        if window.len() >= maxretry {
-            self.windows.remove(&(failure.jail, addr));
+        // Config checking keeps jail counts far below u16::MAX and maxretry
+        // within u8 windows; clamp rather than trust that here.
+        let key = (failure.jail.min(usize::from(u16::MAX)) as u16, addr);
+        let maxretry = (jail.maxretry as usize).clamp(1, usize::from(u8::MAX));
+        let findtime = jail.findtime.as_millis() as u64;
+        let window = match self.windows.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.opened.push_back(key);
+                e.insert(Window::new(maxretry))
+            }
+        };
+        let count = window.push(millis(failure.time), findtime) as u32;
+        if count as usize >= maxretry {
+            self.windows.remove(&key);
             return Verdict::Ban(BanOrder {
                 jail: jail.name.clone(),
                 addr,
@@ -76,19 +145,39 @@ impl Tracker {
                 failures: count,
             });
         }
+        self.evict();
         Verdict::Counted { count }
+    }
+
+    fn evict(&mut self) {
+        while self.windows.len() > self.max_tracked {
+            match self.opened.pop_front() {
+                Some(key) => {
+                    self.windows.remove(&key);
+                }
+                None => break,
+            }
+        }
+        // Bans and prunes leave stale keys behind; drop them now and then so
+        // the queue stays proportional to the map.
+        if self.opened.len() > 2 * self.windows.len() + 1024 {
+            let windows = &self.windows;
+            self.opened.retain(|k| windows.contains_key(k));
+        }
     }
 
     /// Forgets failure windows with nothing left inside findtime at `now`.
     /// Called on a timer so memory tracks the attack, not the uptime.
     pub fn prune(&mut self, now: SystemTime) {
+        let now = millis(now);
         let jails = &self.jails;
         self.windows.retain(|(jail, _), window| {
-            let findtime = jails.get(*jail).map_or(Duration::ZERO, |j| j.findtime);
-            window
-                .back()
-                .is_some_and(|&t| now.duration_since(t).map_or(true, |age| age < findtime))
+            let findtime = jails
+                .get(usize::from(*jail))
+                .map_or(0, |j| j.findtime.as_millis() as u64);
+            window.times().last().is_some_and(|&t| t + findtime > now)
         });
+        self.evict();
     }
 }
 
@@ -178,6 +267,26 @@ mod tests {
             assert_eq!(t.record(at("127.0.0.1", i)), Verdict::Ignored);
         }
         assert_eq!(t.tracked(), 0);
+    }
+
+    #[test]
+    fn the_cap_forgets_the_oldest_windows_first() {
+        let text = "[jail.j]\nfailregex = ['from <HOST>$']\nlogpath = \"/dev/null\"\nmaxretry = 2\nfindtime = 60\n";
+        let cfg = Config::parse(text, Path::new("t.toml")).unwrap();
+        let mut t = Tracker::with_limit(cfg.jails, 3);
+        for (i, a) in ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"]
+            .iter()
+            .enumerate()
+        {
+            t.record(at(a, i as u64));
+        }
+        assert_eq!(t.tracked(), 3);
+        // .1 was evicted: its second failure starts over instead of banning.
+        assert_eq!(
+            t.record(at("203.0.113.1", 5)),
+            Verdict::Counted { count: 1 }
+        );
+        assert!(matches!(t.record(at("203.0.113.4", 6)), Verdict::Ban(_)));
     }
 
     #[test]

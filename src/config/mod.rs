@@ -35,6 +35,8 @@ pub const EMBEDDED: &str = include_str!("../../config/nftjail.toml");
 const DEFAULT_BANTIME: Duration = Duration::from_secs(600);
 const DEFAULT_FINDTIME: Duration = Duration::from_secs(600);
 const DEFAULT_MAXRETRY: u32 = 5;
+/// Default cap on addresses whose failures are counted (all jails together).
+pub const DEFAULT_MAX_TRACKED: usize = 1_000_000;
 /// Longest jail name: the set name `<jail>-v6` must stay well under the
 /// kernel's 256-byte limit and readable in `nft list`.
 const MAX_JAIL_NAME: usize = 64;
@@ -53,6 +55,8 @@ pub struct Config {
     pub origin: PathBuf,
     pub backend: BackendKind,
     pub table: String,
+    /// Cap on failure windows kept by the tracker.
+    pub max_tracked: usize,
     /// Enabled jails only, in name order; a [`crate::message::JailId`] indexes this.
     pub jails: Vec<Jail>,
 }
@@ -159,6 +163,20 @@ impl Checker<'_> {
                 t.get_ref().clone()
             }
         };
+        let max_tracked = match raw.daemon.max_tracked.as_ref() {
+            None => DEFAULT_MAX_TRACKED,
+            Some(v) => match usize::try_from(*v.get_ref()) {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    self.problem(
+                        v.span(),
+                        "daemon.max_tracked",
+                        "must be a whole number from 1 up",
+                    );
+                    DEFAULT_MAX_TRACKED
+                }
+            },
+        };
         let filter_dir = raw
             .daemon
             .filter_dir
@@ -245,6 +263,7 @@ impl Checker<'_> {
                 origin: self.loc.file.to_path_buf(),
                 backend,
                 table,
+                max_tracked,
                 jails,
             })
         } else {

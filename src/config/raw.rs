@@ -26,6 +26,8 @@ pub struct RawDaemon {
     pub table: Option<Spanned<String>>,
     /// Directory searched for `NAME.toml` filters before the built-in library.
     pub filter_dir: Option<Spanned<String>>,
+    /// Cap on addresses whose failures are being counted (oldest forgotten first).
+    pub max_tracked: Option<Spanned<i64>>,
 }
 
 /// Values every jail inherits unless it sets its own.
