@@ -8,10 +8,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::config::Jail;
-use crate::message::{BanOrder, Failure, JailId};
+use crate::message::{BanOrder, Failure};
 
 /// What the tracker did with one failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
