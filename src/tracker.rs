@@ -185,6 +185,7 @@ impl Tracker {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use std::time::Duration;
     use std::path::Path;
 
     fn tracker(extra: &str) -> Tracker {
