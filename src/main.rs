@@ -62,6 +62,7 @@ fn main() -> ExitCode {
     // Not lossy: every ban line is written; the guard flushes them at exit.
     let (writer, _flush_at_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
+        .buffered_lines_limit(4096)
         .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_writer(writer)

@@ -185,8 +185,8 @@ impl Tracker {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use std::time::Duration;
     use std::path::Path;
+    use std::time::Duration;
 
     fn tracker(extra: &str) -> Tracker {
         let text = format!(

@@ -345,6 +345,57 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
             100.0 * bulk / nj
         );
     }
+    // Scenario 3: latency from the decisive line to the element in the kernel.
+    let samples = match mode {
+        Mode::Smoke => 20,
+        _ => 1_000,
+    };
+    let mut lat = latency(&nftjail, &dir, samples)?;
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] * 1e3;
+    let _ = writeln!(
+        report,
+        "\n## 3. Ban latency: decisive line appended → element seen by `nft monitor` (netlink events), {samples} samples\n\n| tool | p50 | p99 | max |\n|---|---|---|---|\n| nftjail | {:.2} ms | {:.2} ms | {:.2} ms |",
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+
+    // Scenario 4: memory and restore.
+    let distinct = match mode {
+        Mode::Smoke => 10_000,
+        Mode::Fast => 1_000_000,
+        Mode::Full => 1_000_000,
+    };
+    let mem = memory(&nftjail, &dir, distinct)?;
+    let _ = writeln!(
+        report,
+        "\n## 4. Memory and restore\n\n| what | nftjail |\n|---|---|"
+    );
+    let _ = writeln!(
+        report,
+        "| idle RSS, one jail on one file | {:.1} MiB |",
+        mem.idle_kib as f64 / 1024.0
+    );
+    let _ = writeln!(
+        report,
+        "| RSS after {distinct} distinct addresses with one failure each | {:.1} MiB ({:.0} bytes per tracked address) |",
+        mem.loaded_kib as f64 / 1024.0,
+        (mem.loaded_kib.saturating_sub(mem.idle_kib)) as f64 * 1024.0 / distinct as f64
+    );
+    let _ = writeln!(
+        report,
+        "| start with {} bans already in the kernel, until ready (reconcile + dump) | {:.3} s |",
+        mem.restore_n, mem.restore_secs
+    );
+    if let Some(rss) = fail2ban_rs_idle(&dir)? {
+        let _ = writeln!(
+            report,
+            "| fail2ban-rs 1.5.4 idle RSS, same jail | {:.1} MiB |",
+            rss as f64 / 1024.0
+        );
+    }
+
     println!("{report}");
     if mode != Mode::Smoke {
         let doc = format!(
@@ -508,4 +559,233 @@ fn nft_bulk(dir: &Path, n: u32) -> Result<f64> {
             .arg(&file),
     )?;
     Ok(secs)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A daemon in its own namespace on a fresh log; killed on drop.
+struct Daemon {
+    child: std::process::Child,
+    err: PathBuf,
+    _ns: Netns,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(nftjail: &Path, dir: &Path, tag: &str, maxretry: u32, ns: Netns) -> Result<Daemon> {
+        let log = dir.join(format!("{tag}.log"));
+        std::fs::write(&log, "")?;
+        let cfg = dir.join(format!("{tag}.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[jail.bench]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = {maxretry}\nfindtime = \"1h\"\nbantime = \"1h\"\n",
+                log.display()
+            ),
+        )?;
+        let err = dir.join(format!("{tag}.err"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &ns.0])
+            .arg(nftjail)
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stderr(std::fs::File::create(&err)?)
+            .stdout(Stdio::null())
+            .spawn()?;
+        let d = Daemon {
+            child,
+            err,
+            _ns: ns,
+            log,
+        };
+        d.wait_log(|t| t.contains("ready"), Duration::from_secs(30))?;
+        Ok(d)
+    }
+
+    fn wait_log(&self, pred: impl Fn(&str) -> bool, limit: Duration) -> Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let text = std::fs::read_to_string(&self.err).unwrap_or_default();
+            if pred(&text) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "daemon: timed out; log tail:\n{}",
+                    text.lines().rev().take(5).collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// maxretry = 1, so every appended line is decisive; `nft monitor` reports
+/// each new element from the kernel's own netlink events.
+fn latency(nftjail: &Path, dir: &Path, samples: u32) -> Result<Vec<f64>> {
+    use std::io::{BufRead, BufReader, Write};
+    let ns = Netns::new("latency")?;
+    let name = ns.0.clone();
+    let d = Daemon::start(nftjail, dir, "latency", 1, ns)?;
+    let mut monitor = Command::new("ip")
+        .args(["netns", "exec", &name, "nft", "monitor", "new", "elements"])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let out = monitor.stdout.take().context("monitor stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut log = std::fs::OpenOptions::new().append(true).open(&d.log)?;
+    let mut lat = Vec::new();
+    for i in 0..samples {
+        let addr = gen::attacker(100_000 + i, false);
+        let line = format!("Mar  5 16:01:34 mx1 postfix/submission/smtpd[1]: warning: unknown[{addr}]: SASL LOGIN authentication failed: authentication failure\n");
+        let start = Instant::now();
+        log.write_all(line.as_bytes())?;
+        loop {
+            let (at, l) = rx
+                .recv_timeout(Duration::from_secs(5))
+                .context("no element event within 5 s")?;
+            if l.contains(&format!("{{ {addr} ")) {
+                lat.push((at - start).as_secs_f64());
+                break;
+            }
+        }
+    }
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    Ok(lat)
+}
+
+struct Memory {
+    idle_kib: u64,
+    loaded_kib: u64,
+    restore_n: u32,
+    restore_secs: f64,
+}
+
+fn memory(nftjail: &Path, dir: &Path, distinct: u32) -> Result<Memory> {
+    use std::io::Write;
+    let d = Daemon::start(nftjail, dir, "memory", 5, Netns::new("memory")?)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_kib = rss_kib(d.child.id());
+    let spec = Spec {
+        lines: distinct as usize,
+        attack: 1.0,
+        attackers: distinct,
+        v6: 0.0,
+        seed: 9,
+    };
+    let text = gen::generate(&spec);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&d.log)?
+        .write_all(text.as_bytes())?;
+    // Done when RSS has not grown for a second.
+    let mut last = 0;
+    let mut still = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while still.elapsed() < Duration::from_secs(1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = rss_kib(d.child.id());
+        if now != last {
+            last = now;
+            still = Instant::now();
+        }
+    }
+    let loaded_kib = last;
+    drop(d);
+
+    // Restore: 100k elements in the kernel, then a daemon start.
+    let restore_n = distinct.min(100_000);
+    let ns = Netns::new("restore")?;
+    let mut script = String::from("add table inet nftjail\nadd set inet nftjail bench-v4 { type ipv4_addr; flags timeout; }\nadd set inet nftjail bench-v6 { type ipv6_addr; flags timeout; }\n");
+    for chunk in (0..restore_n).collect::<Vec<_>>().chunks(1000) {
+        let elems: Vec<String> = chunk
+            .iter()
+            .map(|&i| format!("{} timeout 1h", gen::attacker(i, false)))
+            .collect();
+        let _ = writeln!(
+            script,
+            "add element inet nftjail bench-v4 {{ {} }}",
+            elems.join(", ")
+        );
+    }
+    let file = dir.join("restore.nft");
+    std::fs::write(&file, script)?;
+    time(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, "nft", "-f"])
+            .arg(&file),
+    )?;
+    let start = Instant::now();
+    let d = Daemon::start(nftjail, dir, "restore", 5, ns)?;
+    let restore_secs = start.elapsed().as_secs_f64();
+    let kept = std::fs::read_to_string(&d.err).unwrap_or_default();
+    if !kept.contains(&format!("bans={restore_n}")) {
+        bail!("restore: the daemon did not report {restore_n} kept bans:\n{kept}");
+    }
+    Ok(Memory {
+        idle_kib,
+        loaded_kib,
+        restore_n,
+        restore_secs,
+    })
+}
+
+/// fail2ban-rs idle RSS with an equivalent jail, in its own namespace.
+fn fail2ban_rs_idle(dir: &Path) -> Result<Option<u64>> {
+    let Some(bin) = which("fail2ban-rs") else {
+        return Ok(None);
+    };
+    let ns = Netns::new("f2brs")?;
+    let log = dir.join("f2brs-idle.log");
+    std::fs::write(&log, "")?;
+    let cfg = dir.join("f2brs-idle.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[global]\nstate_file = \"{d}/f2brs-idle.bin\"\nsocket_path = \"{d}/f2brs-idle.sock\"\n\n[jail.postfix]\nlog_path = \"{l}\"\ndate_format = \"syslog\"\nport = [\"587\"]\nfilter = ['{FAIL2BAN_RS_POSTFIX}']\n",
+            d = dir.display(),
+            l = log.display()
+        ),
+    )?;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(bin)
+        .arg("-c")
+        .arg(&cfg)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = rss_kib(child.id());
+    let alive = child.try_wait()?.is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(alive.then_some(rss))
 }

@@ -139,6 +139,8 @@ fn ci(extra: &[&str]) -> Result<()> {
         "warnings",
     ]))?;
     run(cargo().args(["test", "--workspace"]).args(extra))?;
+    // Every benchmark scenario at tiny size, so the harness cannot rot.
+    bench::bench(&["--smoke"], &root())?;
     eprintln!("ci: all checks passed");
     Ok(())
 }
