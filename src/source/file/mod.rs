@@ -1,27 +1,36 @@
 //! Follows a log file like `tail -F`, woken by inotify only (no sleep-poll).
 //!
-//! The file is known by its inode. Rotation by rename (logrotate's default) or
-//! delete-and-create: the old file is drained to its end, its unfinished last
-//! line delivered, and it is kept open and drained on every wake-up until the
-//! next rotation, because writers often append to it for a moment before they
-//! reopen. Then the new file is read from its start. copytruncate: a size below
-//! our offset means truncation, and reading restarts at 0. Lines appended
-//! between logrotate's copy and its truncate are lost to every reader; that is
-//! inherent to copytruncate.
+//! The file is known by its inode, not its name. On every wake-up the source
+//! reads what is new and then checks which inode the path names now:
+//!
+//! - Rotation by rename (logrotate's default) or delete-and-create: the old
+//!   file is drained to its end and its unfinished last line delivered (its
+//!   newline will never come). It is then kept open and drained on every
+//!   wake-up until the next rotation, because writers often append to it for
+//!   a moment before they reopen. The new file is read from its start.
+//! - copytruncate: a size below our offset means truncation, and reading
+//!   restarts at 0. Lines appended between logrotate's copy and its truncate
+//!   are lost to every reader; that is inherent to copytruncate. So is a
+//!   truncation followed by writes that outgrow our offset before we wake:
+//!   it cannot be told from an append.
+//! - A file that does not exist yet is waited for (its directory is watched)
+//!   and read from its start: all of it is new.
 
+mod generation;
 mod lines;
+mod stopper;
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use inotify::{Inotify, WatchDescriptor, WatchMask};
+use inotify::{Inotify, WatchMask};
 use tracing::{info, warn};
 
-pub use lines::LineSplitter;
+use generation::{FileId, Generation};
+pub use lines::{LineSplitter, Pushed};
+pub use stopper::Stopper;
 
 /// Where reading starts in a file that already exists at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,7 +45,8 @@ pub enum StartAt {
 #[derive(Debug, Clone, Copy)]
 pub struct FollowOptions {
     pub start: StartAt,
-    /// Longest line kept; longer ones are cut here with a warning.
+    /// Longest line kept, in bytes; longer ones are cut here with a warning,
+    /// which bounds memory whatever a log contains.
     pub max_line: usize,
 }
 
@@ -51,75 +61,46 @@ impl Default for FollowOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {
-    #[error("{}: {what}: {source}", path.display())]
+    #[error("log file {}: {what}: {source}", path.display())]
     Io {
         path: PathBuf,
         what: &'static str,
         #[source]
         source: io::Error,
     },
-    #[error("{}: the directory {} does not exist", path.display(), dir.display())]
+    #[error(
+        "log file {}: its directory {} does not exist or is not a directory; create it or fix the path",
+        path.display(),
+        dir.display()
+    )]
     NoDirectory { path: PathBuf, dir: PathBuf },
 }
 
-/// Wakes a blocked [`FileFollower::follow`] from another thread (an eventfd
-/// polled beside the inotify fd).
-#[derive(Clone, Debug)]
-pub struct Stopper {
-    fd: Arc<OwnedFd>,
-}
+/// Writes and renames of the followed file itself (by inode).
+const FILE_EVENTS: WatchMask = WatchMask::MODIFY
+    .union(WatchMask::MOVE_SELF)
+    .union(WatchMask::DELETE_SELF)
+    .union(WatchMask::ATTRIB);
+/// Names appearing and going in its directory; no MODIFY here, or every write
+/// to any other log beside it would wake us.
+const DIR_EVENTS: WatchMask = WatchMask::CREATE
+    .union(WatchMask::MOVED_TO)
+    .union(WatchMask::MOVED_FROM)
+    .union(WatchMask::DELETE);
 
-impl Stopper {
-    pub fn new() -> io::Result<Self> {
-        // SAFETY: eventfd returns a new fd or -1; we own it from here on.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a freshly created, valid fd owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        Ok(Stopper { fd: Arc::new(fd) })
-    }
-
-    pub fn stop(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
-        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-    }
-
-    fn raw(&self) -> i32 {
-        self.fd.as_raw_fd()
-    }
-}
-
-/// One open generation of the file.
-struct Generation {
-    file: File,
-    dev: u64,
-    ino: u64,
-    offset: u64,
-    lines: LineSplitter,
-    watch: Option<WatchDescriptor>,
-}
+/// Big reads: a burst of lines costs few syscalls.
+const CHUNK: usize = 128 * 1024;
 
 pub struct FileFollower {
     path: PathBuf,
     opts: FollowOptions,
     inotify: Inotify,
+    /// What the path named when last looked at.
     current: Option<Generation>,
     /// The generation before the last rotation, still drained.
     retired: Option<Generation>,
     chunk: Vec<u8>,
 }
-
-const FILE_EVENTS: WatchMask = WatchMask::MODIFY
-    .union(WatchMask::MOVE_SELF)
-    .union(WatchMask::DELETE_SELF)
-    .union(WatchMask::ATTRIB);
-const DIR_EVENTS: WatchMask = WatchMask::CREATE
-    .union(WatchMask::MOVED_TO)
-    .union(WatchMask::MOVED_FROM)
-    .union(WatchMask::DELETE);
 
 impl FileFollower {
     /// Opens the file now (so nothing written after this call is missed) and
@@ -130,37 +111,37 @@ impl FileFollower {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        if !dir.is_dir() {
-            return Err(FileSourceError::NoDirectory { path, dir });
+        match std::fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(FileSourceError::NoDirectory { path, dir }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(FileSourceError::NoDirectory { path, dir })
+            }
+            Err(e) => return Err(io_err(&path, "cannot access its directory", e)),
         }
         let inotify = Inotify::init().map_err(|e| io_err(&path, "inotify_init", e))?;
         inotify
             .watches()
             .add(&dir, DIR_EVENTS)
-            .map_err(|e| io_err(&path, "watching its directory", e))?;
+            .map_err(|e| io_err(&path, "cannot watch its directory", e))?;
         let mut follower = FileFollower {
             path,
             opts,
             inotify,
             current: None,
             retired: None,
-            chunk: vec![0; 128 * 1024],
+            chunk: vec![0; CHUNK],
         };
-        match follower.open_current() {
+        match follower.open_path() {
             Ok(Some(mut g)) => {
                 if opts.start == StartAt::End {
-                    g.offset = g
-                        .file
-                        .seek(SeekFrom::End(0))
-                        .map_err(|e| io_err(&follower.path, "seek", e))?;
-                    if g.offset > 0 && last_byte(&mut g.file, g.offset) != Some(b'\n') {
-                        g.lines.skip_to_next_line();
-                    }
+                    g.seek_to_end()
+                        .map_err(|e| io_err(&follower.path, "cannot seek to its end", e))?;
                 }
                 follower.current = Some(g);
             }
             Ok(None) => info!(file = %follower.path.display(), "waiting for the file to appear"),
-            Err(e) => return Err(io_err(&follower.path, "open", e)),
+            Err(e) => return Err(io_err(&follower.path, "cannot open", e)),
         }
         Ok(follower)
     }
@@ -169,7 +150,9 @@ impl FileFollower {
         &self.path
     }
 
-    /// Blocks, calling `on_line` for each complete line, until `stop` fires.
+    /// Blocks, calling `on_line` for each complete line (without its "\n" or
+    /// "\r\n", decoded lossily as UTF-8), until `stop` fires; then returns
+    /// `Ok(())` after delivering what was written up to then.
     pub fn follow(
         &mut self,
         stop: &Stopper,
@@ -197,35 +180,30 @@ impl FileFollower {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                return Err(FileSourceError::Io {
-                    path: self.path.clone(),
-                    what: "poll",
-                    source: e,
-                });
+                return Err(io_err(&self.path, "poll", e));
             }
             if fds[1].revents != 0 {
-                // Deliver what was written up to the stop, then return.
                 self.catch_up(&mut on_line);
                 return Ok(());
             }
-            // Drain the queue; what the events were does not matter, since
-            // catch_up re-reads the state of the file system.
-            loop {
-                match self.inotify.read_events(&mut events) {
-                    Ok(mut evs) => {
-                        if evs.next().is_none() {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        return Err(FileSourceError::Io {
-                            path: self.path.clone(),
-                            what: "reading inotify events",
-                            source: e,
-                        })
+            self.discard_events(&mut events)?;
+        }
+    }
+
+    /// Empties the inotify queue. Which events came does not matter:
+    /// `catch_up` looks at the files themselves, which also covers a queue
+    /// overflow.
+    fn discard_events(&mut self, buf: &mut [u8]) -> Result<(), FileSourceError> {
+        loop {
+            match self.inotify.read_events(buf) {
+                Ok(mut events) => {
+                    if events.next().is_none() {
+                        return Ok(());
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err(&self.path, "cannot read inotify events", e)),
             }
         }
     }
@@ -234,102 +212,83 @@ impl FileFollower {
     /// at the path if it was replaced.
     fn catch_up(&mut self, on_line: &mut dyn FnMut(&str)) {
         if let Some(old) = self.retired.as_mut() {
-            drain(&self.path, old, &mut self.chunk, on_line);
+            old.drain(&self.path, &mut self.chunk, on_line);
         }
         if let Some(cur) = self.current.as_mut() {
-            drain(&self.path, cur, &mut self.chunk, on_line);
+            cur.drain(&self.path, &mut self.chunk, on_line);
         }
-        let on_disk = std::fs::metadata(&self.path)
-            .ok()
-            .map(|m| (m.dev(), m.ino()));
-        let replaced = match (&self.current, on_disk) {
-            (_, None) => false,
-            (None, Some(_)) => true,
-            (Some(cur), Some(id)) => (cur.dev, cur.ino) != id,
+        let Ok(meta) = std::fs::metadata(&self.path) else {
+            // Gone (between a rename and the create): keep what we have.
+            return;
         };
-        if !replaced {
+        if self.current_id() == Some((meta.dev(), meta.ino())) {
             return;
         }
-        match self.open_current() {
-            Ok(Some(mut new)) => {
-                if let Some(mut old) = self.current.take() {
-                    info!(file = %self.path.display(), "rotated: now reading the new file");
-                    old.lines.flush(on_line);
-                    if let Some(prev) = self.retired.take() {
-                        self.unwatch(prev);
-                    }
-                    self.retired = Some(old);
-                }
-                drain(&self.path, &mut new, &mut self.chunk, on_line);
-                self.current = Some(new);
-            }
+        match self.open_path() {
+            Ok(Some(new)) => self.switch_to(new, on_line),
             Ok(None) => {}
             Err(e) => warn!(file = %self.path.display(), "cannot open: {e}"),
         }
     }
 
-    fn open_current(&mut self) -> io::Result<Option<Generation>> {
-        let file = match File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let meta = file.metadata()?;
-        let watch = self.inotify.watches().add(&self.path, FILE_EVENTS).ok();
-        Ok(Some(Generation {
-            file,
-            dev: meta.dev(),
-            ino: meta.ino(),
-            offset: 0,
-            lines: LineSplitter::new(self.opts.max_line),
-            watch,
-        }))
-    }
-
-    fn unwatch(&mut self, generation: Generation) {
-        // The current file may share the inode watch (same inode re-linked):
-        // only remove a watch nobody else uses.
-        let shared =
-            self.current.as_ref().and_then(|c| c.watch.as_ref()) == generation.watch.as_ref();
-        if let (Some(wd), false) = (generation.watch, shared) {
-            let _ = self.inotify.watches().remove(wd);
+    /// Makes `new` (just opened at the path) the current generation.
+    fn switch_to(&mut self, mut new: Generation, on_line: &mut dyn FnMut(&str)) {
+        if self.current_id() == Some(new.id) {
+            // Replaced and put back between our stat and our open.
+            return;
         }
-    }
-}
-
-/// Reads one generation to its current end, handling truncation.
-fn drain(path: &Path, g: &mut Generation, chunk: &mut [u8], on_line: &mut dyn FnMut(&str)) {
-    if let Ok(meta) = g.file.metadata() {
-        if meta.len() < g.offset {
-            info!(file = %path.display(), "truncated (copytruncate?): reading from the start");
-            g.lines.clear();
-            g.offset = 0;
-            if let Err(e) = g.file.seek(SeekFrom::Start(0)) {
-                warn!(file = %path.display(), "seek after truncation: {e}");
-                return;
+        if self.retired.as_ref().map(|g| g.id) == Some(new.id) {
+            // The rotated file was moved back: resume it where we were, so
+            // nothing in it is read twice.
+            drop(new);
+            std::mem::swap(&mut self.current, &mut self.retired);
+            if let Some(old) = self.retired.as_mut() {
+                old.lines.flush(on_line);
             }
+            return;
         }
-    }
-    loop {
-        match g.file.read(chunk) {
-            Ok(0) => return,
-            Ok(n) => {
-                g.offset += n as u64;
-                let pushed = g.lines.push(&chunk[..n], on_line);
-                if pushed.cut > 0 {
-                    warn!(
-                        file = %path.display(),
-                        lines = pushed.cut,
-                        "line longer than the limit: cut, the rest of it skipped"
-                    );
+        if let Some(mut old) = self.current.take() {
+            info!(file = %self.path.display(), "rotated: now reading the new file");
+            // Once more: the writer may have appended since the drain above.
+            old.drain(&self.path, &mut self.chunk, on_line);
+            old.lines.flush(on_line);
+            if let Some(mut prev) = self.retired.take() {
+                prev.drain(&self.path, &mut self.chunk, on_line);
+                prev.lines.flush(on_line);
+                if prev.watch.is_some() && prev.watch != old.watch && prev.watch != new.watch {
+                    if let Some(wd) = prev.watch.take() {
+                        // It may already be gone with its inode; nothing to do then.
+                        let _ = self.inotify.watches().remove(wd);
+                    }
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                warn!(file = %path.display(), "read: {e}");
-                return;
-            }
+            self.retired = Some(old);
         }
+        new.drain(&self.path, &mut self.chunk, on_line);
+        self.current = Some(new);
+    }
+
+    fn current_id(&self) -> Option<FileId> {
+        self.current.as_ref().map(|g| g.id)
+    }
+
+    /// Opens the path and watches the inode that was opened.
+    fn open_path(&mut self) -> io::Result<Option<Generation>> {
+        let Some(mut g) = Generation::open(&self.path, self.opts.max_line)? else {
+            return Ok(None);
+        };
+        // Through /proc the watch lands on the inode we hold, even if the
+        // path was replaced meanwhile; the path is the fallback without /proc.
+        let by_fd = format!("/proc/self/fd/{}", g.file.as_raw_fd());
+        let mut watches = self.inotify.watches();
+        g.watch = watches
+            .add(&by_fd, FILE_EVENTS)
+            .or_else(|_| watches.add(&self.path, FILE_EVENTS))
+            .map_err(
+                |e| warn!(file = %self.path.display(), "cannot watch; changes are seen late: {e}"),
+            )
+            .ok();
+        Ok(Some(g))
     }
 }
 
@@ -339,12 +298,4 @@ fn io_err(path: &Path, what: &'static str, source: io::Error) -> FileSourceError
         what,
         source,
     }
-}
-
-fn last_byte(file: &mut File, len: u64) -> Option<u8> {
-    let mut b = [0u8; 1];
-    file.seek(SeekFrom::Start(len - 1)).ok()?;
-    file.read_exact(&mut b).ok()?;
-    file.seek(SeekFrom::Start(len)).ok()?;
-    Some(b[0])
 }

@@ -1,0 +1,107 @@
+//! One opened incarnation of the followed path: the file, which inode it is,
+//! how far it was read, and its own partial line. After a rotation the old
+//! generation lives on beside the new one, so each keeps its own offset and
+//! line buffer and no line of one is glued to a line of the other.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use inotify::WatchDescriptor;
+use tracing::{info, warn};
+
+use super::lines::LineSplitter;
+
+/// Identity of a file across renames: device and inode.
+pub(super) type FileId = (u64, u64);
+
+pub(super) struct Generation {
+    pub(super) file: File,
+    pub(super) id: FileId,
+    offset: u64,
+    pub(super) lines: LineSplitter,
+    /// `None` when the watch could not be added; the file is then still read
+    /// on every other wake-up.
+    pub(super) watch: Option<WatchDescriptor>,
+}
+
+impl Generation {
+    /// Opens `path` at offset 0, or `None` when nothing is there yet.
+    pub(super) fn open(path: &Path, max_line: usize) -> io::Result<Option<Generation>> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "is a directory, not a log file",
+            ));
+        }
+        Ok(Some(Generation {
+            file,
+            id: (meta.dev(), meta.ino()),
+            offset: 0,
+            lines: LineSplitter::new(max_line),
+            watch: None,
+        }))
+    }
+
+    /// Starts after what is already there. An unfinished last line is skipped
+    /// too: its start was written before us, so it is not a new line.
+    pub(super) fn seek_to_end(&mut self) -> io::Result<()> {
+        self.offset = self.file.seek(SeekFrom::End(0))?;
+        if self.offset > 0 {
+            let mut last = [0u8; 1];
+            self.file.seek(SeekFrom::Start(self.offset - 1))?;
+            self.file.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                self.lines.skip_to_next_line();
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads to the current end of the file, restarting at 0 when it shrank
+    /// below our offset (copytruncate). Errors are logged, not returned: a
+    /// read error on a log must not stop the source, and the next wake-up
+    /// tries again.
+    pub(super) fn drain(&mut self, path: &Path, chunk: &mut [u8], on_line: &mut dyn FnMut(&str)) {
+        match self.file.metadata() {
+            Ok(meta) if meta.len() < self.offset => {
+                info!(file = %path.display(), "truncated (copytruncate?): reading from the start");
+                // Its newline went into the copy, if anywhere: never to us.
+                self.lines.flush(on_line);
+                self.offset = 0;
+                if let Err(e) = self.file.seek(SeekFrom::Start(0)) {
+                    warn!(file = %path.display(), "cannot seek after truncation: {e}");
+                    return;
+                }
+            }
+            _ => {}
+        }
+        loop {
+            match self.file.read(chunk) {
+                Ok(0) => return,
+                Ok(n) => {
+                    self.offset += n as u64;
+                    let Some(data) = chunk.get(..n) else { return };
+                    if self.lines.push(data, on_line).cut > 0 {
+                        warn!(
+                            file = %path.display(),
+                            "line longer than max_line cut; the rest of it was skipped"
+                        );
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!(file = %path.display(), "cannot read: {e}");
+                    return;
+                }
+            }
+        }
+    }
+}
