@@ -9,6 +9,9 @@
 
 /// The longest required literal of `pattern`, if at least 4 bytes long.
 pub fn required_literal(pattern: &str) -> Option<String> {
+    if folds_case_or_spaces(pattern) {
+        return None;
+    }
     let mut best = String::new();
     let mut run = String::new();
     let mut depth = 0usize;
@@ -61,7 +64,8 @@ pub fn required_literal(pattern: &str) -> Option<String> {
             '+' => end_run(&mut run, &mut best),
             '.' | '^' | '$' => end_run(&mut run, &mut best),
             '\\' => match chars.next() {
-                Some(e) if e.is_ascii_punctuation() => run.push(e),
+                // `\<` and `\>` are word-boundary assertions, not text.
+                Some(e) if e.is_ascii_punctuation() && e != '<' && e != '>' => run.push(e),
                 _ => end_run(&mut run, &mut best),
             },
             _ => run.push(c),
@@ -73,27 +77,54 @@ pub fn required_literal(pattern: &str) -> Option<String> {
     (best.len() >= 4).then_some(best)
 }
 
+/// Skips a character class whose `[` was just read, nested classes
+/// (`[[:alpha:]]`, `[a-z&&[^x]]`) included.
 fn skip_class(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
-    // A `]` right after `[` or `[^` is a literal member.
-    if chars.peek() == Some(&'^') {
-        chars.next();
-    }
-    if chars.peek() == Some(&']') {
-        chars.next();
-    }
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
+    let mut depth = 1usize;
+    let mut at_start = true;
+    while depth > 0 {
+        // A `]` right after `[` or `[^` is a literal member.
+        if at_start {
+            if chars.peek() == Some(&'^') {
                 chars.next();
             }
-            ']' => return,
-            _ => {}
+            if chars.peek() == Some(&']') {
+                chars.next();
+            }
+            at_start = false;
+        }
+        match chars.next() {
+            Some('\\') => {
+                chars.next();
+            }
+            Some('[') => {
+                depth += 1;
+                at_start = true;
+            }
+            Some(']') => depth -= 1,
+            Some(_) => {}
+            None => return,
         }
     }
 }
 
+/// Whether a flag group turns on case folding (`(?i)`, `(?i:...)`) or
+/// verbose mode (`(?x)`) anywhere: then the written text is not the text a
+/// line must contain, so no literal is claimed at all.
+fn folds_case_or_spaces(pattern: &str) -> bool {
+    pattern.match_indices("(?").any(|(at, _)| {
+        let flags: String = pattern[at + 2..]
+            .chars()
+            .take_while(|c| "imsUxRu-".contains(*c))
+            .collect();
+        let closes = pattern[at + 2 + flags.len()..].starts_with([':', ')']);
+        closes && (flags.contains('i') || flags.contains('x'))
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::required_literal as lit;
 
     #[test]
@@ -109,6 +140,22 @@ mod tests {
         assert_eq!(lit(r"abcdefx?").as_deref(), Some("abcdef"));
         assert_eq!(lit(r"abcdef{2}").as_deref(), Some("abcde"));
         assert_eq!(lit(r"a[b|c]defgh").as_deref(), Some("defgh"));
+    }
+
+    #[test]
+    fn nested_classes_flags_and_assertions() {
+        assert_eq!(lit(r"[[:alpha:]]+ failed x").as_deref(), Some(" failed x"));
+        assert_eq!(lit(r"[a-z&&[^x]]failed").as_deref(), Some("failed"));
+        assert_eq!(lit(r"[]x]failed").as_deref(), Some("failed"));
+        assert_eq!(lit(r"\<failed\>").as_deref(), Some("failed"));
+        assert_eq!(lit(r"(?i)failed password"), None);
+        assert_eq!(lit(r"(?x) failed password"), None);
+        assert_eq!(lit(r"a(?i:b)cdefgh(?-i)").as_deref(), None);
+        assert_eq!(
+            lit(r"(?s)failed password").as_deref(),
+            Some("failed password")
+        );
+        assert_eq!(lit(r"(?P<u>\w+) failed").as_deref(), Some(" failed"));
     }
 
     #[test]

@@ -70,7 +70,8 @@ impl FilterDef {
 }
 
 /// Reads a user filter file (`/etc/nftjail/filters/NAME.toml`).
-pub fn load_filter_file(path: &Path) -> Result<FilterDef, FilterError> {
+pub fn load_filter_file(path: impl AsRef<Path>) -> Result<FilterDef, FilterError> {
+    let path = path.as_ref();
     let text = std::fs::read_to_string(path).map_err(|source| FilterError::Read {
         path: path.display().to_string(),
         source,
@@ -82,8 +83,10 @@ pub fn load_filter_file(path: &Path) -> Result<FilterDef, FilterError> {
 #[derive(Debug, Clone)]
 pub struct Filter {
     pub name: String,
-    /// Expanded failregex sources, in order (the matcher builds its set from them).
+    /// Tag-expanded failregexes, in file order; each has one `host` group.
+    /// The matcher reads their source text to find its literal gates.
     pub failregex: Vec<Regex>,
+    /// Tag-expanded; a line any of them matches is not a failure.
     pub ignoreregex: Vec<Regex>,
 }
 
@@ -115,7 +118,10 @@ impl Filter {
             .ignoreregex
             .iter()
             .enumerate()
-            .map(|(i, r)| Regex::new(r).map_err(|e| err("ignoreregex", i, e.to_string())))
+            .map(|(i, r)| {
+                let expanded = tags::expand_ignore(r).map_err(|m| err("ignoreregex", i, m))?;
+                Regex::new(&expanded).map_err(|e| err("ignoreregex", i, e.to_string()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Filter {
             name: name.to_string(),
@@ -142,8 +148,85 @@ impl Filter {
     }
 }
 
-/// Runs one expanded failregex and parses its host group.
+/// Runs one expanded failregex and takes the address from its host group;
+/// `None` when the regex does not match or the capture is not a whole,
+/// valid address (see [`tags::host_at`]).
 pub(crate) fn host_in(re: &Regex, line: &str) -> Option<IpAddr> {
     let caps = re.captures(line)?;
-    tags::parse_host(caps.name(tags::HOST_GROUP)?.as_str())
+    let host = caps.name(tags::HOST_GROUP)?;
+    tags::host_at(line, host.start(), host.end())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn def(fail: &[&str], ignore: &[&str]) -> FilterDef {
+        FilterDef {
+            description: String::new(),
+            failregex: fail.iter().map(|s| s.to_string()).collect(),
+            ignoreregex: ignore.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn parse_reads_our_format() {
+        let text = "description = \"x\"\nfailregex = ['''from <HOST>$''']\n";
+        let d = FilterDef::parse(text, "f.toml").unwrap();
+        assert_eq!(d.description, "x");
+        assert_eq!(d.failregex, ["from <HOST>$"]);
+        assert!(d.ignoreregex.is_empty());
+    }
+
+    #[test]
+    fn parse_errors_name_origin_line_and_column() {
+        let e = FilterDef::parse("failregex = ['a <HOST>']\nfailregx = []\n", "/etc/f.toml");
+        let msg = e.unwrap_err().to_string();
+        assert!(
+            msg.starts_with("/etc/f.toml:2:1: unknown field `failregx`"),
+            "{msg}"
+        );
+        let msg = FilterDef::parse("description = 3\n", "lib")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("lib:1:15: "), "{msg}");
+    }
+
+    #[test]
+    fn compile_errors_name_filter_index_and_cause() {
+        let msg = |d: FilterDef| Filter::compile(&d, "web").unwrap_err().to_string();
+        let m = msg(def(&["ok <HOST>", "bad ( <HOST>"], &[]));
+        assert!(m.starts_with("filter web: failregex[1] "), "{m}");
+        assert!(m.contains("unclosed group"), "{m}");
+        let m = msg(def(&["<HOST>", "no address"], &[]));
+        assert!(
+            m.starts_with("filter web: failregex[1] has no <HOST>"),
+            "{m}"
+        );
+        let m = msg(def(&["<HOST> and <HOST>"], &[]));
+        assert!(m.contains("failregex[0] has 2 address tags"), "{m}");
+        let m = msg(def(&["<HOST>"], &["ok", "["]));
+        assert!(m.starts_with("filter web: ignoreregex[1] "), "{m}");
+        let m = msg(def(&[], &[]));
+        assert!(m.contains("failregex[0] is empty"), "{m}");
+    }
+
+    #[test]
+    fn find_applies_ignoreregex_with_tags() {
+        let f = Filter::compile(&def(&["from <HOST>$"], &["^trusted from <HOST>$"]), "t").unwrap();
+        assert_eq!(f.find("from 192.0.2.1"), "192.0.2.1".parse().ok());
+        assert_eq!(f.find("trusted from 192.0.2.1"), None);
+    }
+
+    #[test]
+    fn load_filter_file_reports_missing_files() {
+        let msg = load_filter_file("/nonexistent/x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("cannot read filter /nonexistent/x.toml: "),
+            "{msg}"
+        );
+    }
 }

@@ -1,50 +1,59 @@
-//! Tag expansion: `<HOST>` and friends become regex pieces.
+//! Tag expansion: `<HOST>` and friends become regex pieces, and the text a
+//! host tag captured becomes an address.
 //!
 //! The host pattern is deliberately loose (it only has to find the token):
-//! the captured text is then parsed with `std::net::IpAddr`, so a token that
-//! looks like an address but is not one (`999.1.1.1`) makes the line not
-//! match instead of banning something wrong.
+//! the captured text is then parsed with `std::net::IpAddr`, and a capture
+//! that is not a whole address token (`999.1.1.1`, the `1.2.3.4` inside
+//! `21.2.3.4`, the head of `2001:db8::1:22`) makes the line not match instead
+//! of banning something wrong. The expanded regexes stay PCRE-compatible so
+//! `nftjail test --print-regex` output can be fed to `grep -P`.
 
 use std::net::IpAddr;
 
 /// Name of the capture group every failregex gets for the address.
 pub const HOST_GROUP: &str = "host";
 
-const IP4: &str = r"(?:\d{1,3}\.){3}\d{1,3}";
+// ASCII classes throughout (`[0-9]`, not `\d`): they mean what a log
+// writes, and keep the automata small, which makes extracting the host
+// several times cheaper than with Unicode classes.
+const IP4: &str = r"(?:[0-9]{1,3}\.){3}[0-9]{1,3}";
 /// Hex groups with at least two colons, optionally ending in dotted IPv4
-/// (`::ffff:192.0.2.1`).
-const IP6: &str = r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?";
+/// (`::ffff:192.0.2.1`), optionally with a zone (`fe80::1%eth0`, stripped).
+const IP6: &str = r"(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9A-Fa-f]{1,4})?(?:%[A-Za-z0-9_.-]+)?";
 
-/// A syslog line header up to the program name: a BSD (`Mar  5 16:01:34`) or
-/// RFC 3339 timestamp, then the host name. Filters start with it so the
-/// program name is taken from its fixed place, never from message text.
-const SYSLOG: &str = r"(?:[A-Z][a-z]{2} [ \d]?\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?) \S+ ";
+/// A syslog line header up to the program name: an optional `<PRI>`, a BSD
+/// (`Mar  5 16:01:34`, journalctl's `.123456` too) or RFC 3339 timestamp,
+/// then the host name. Filters start with it so the program name is taken
+/// from its fixed place, never from message text.
+const SYSLOG: &str = concat!(
+    r"(?:<[0-9]{1,3}>)?",
+    r"(?:[A-Z][a-z]{2} [ 0-9]?[0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?",
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)",
+    r" [^ ]+ ",
+);
 
-/// Expands the tags of one regex. Exactly one address tag is required.
-pub fn expand(regex: &str) -> Result<String, String> {
-    let host = format!(r"\[?(?P<{HOST_GROUP}>{IP4}|{IP6})\]?");
-    let mut out = String::with_capacity(regex.len() + 256);
-    let mut hosts = 0;
-    let mut rest = regex;
-    while let Some(start) = rest.find('<') {
-        out.push_str(&rest[..start]);
-        let tail = &rest[start..];
-        let (piece, len, is_host) = if tail.starts_with("<HOST>") || tail.starts_with("<ADDR>") {
-            (host.as_str(), 6, true)
-        } else if tail.starts_with("<IP4>") {
-            (IP4_HOST.as_str(), 5, true)
-        } else if tail.starts_with("<IP6>") {
-            (IP6_HOST.as_str(), 5, true)
-        } else if tail.starts_with("<SYSLOG>") {
-            (SYSLOG, 8, false)
+/// The tags a filter may use, and what each expands to.
+fn tag(name: &str) -> Option<(String, bool)> {
+    let host = |inner: &str, brackets: bool| {
+        let group = format!("(?P<{HOST_GROUP}>{inner})");
+        if brackets {
+            format!(r"\[?{group}\]?")
         } else {
-            ("<", 1, false)
-        };
-        hosts += usize::from(is_host);
-        out.push_str(piece);
-        rest = &tail[len..];
-    }
-    out.push_str(rest);
+            group
+        }
+    };
+    Some(match name {
+        "HOST" | "ADDR" => (host(&format!("{IP4}|{IP6}"), true), true),
+        "IP4" => (host(IP4, false), true),
+        "IP6" => (host(IP6, true), true),
+        "SYSLOG" => (SYSLOG.to_string(), false),
+        _ => return None,
+    })
+}
+
+/// Expands the tags of a failregex: exactly one address tag is required.
+pub fn expand(regex: &str) -> Result<String, String> {
+    let (out, hosts) = expand_tags(regex);
     match hosts {
         1 => Ok(out),
         0 => Err("has no <HOST> (or <ADDR>, <IP4>, <IP6>): it cannot say whom to ban".into()),
@@ -54,72 +63,212 @@ pub fn expand(regex: &str) -> Result<String, String> {
     }
 }
 
-static IP4_HOST: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!(r"(?P<{HOST_GROUP}>{IP4})"));
-static IP6_HOST: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!(r"\[?(?P<{HOST_GROUP}>{IP6})\]?"));
+/// Expands the tags of an ignoreregex, which needs no address but may have one.
+pub fn expand_ignore(regex: &str) -> Result<String, String> {
+    match expand_tags(regex) {
+        (_, n) if n > 1 => Err(format!("has {n} address tags; at most one is allowed")),
+        (out, _) => Ok(out),
+    }
+}
 
-/// Parses captured host text; IPv4-mapped IPv6 comes out as IPv4.
+/// Replaces every known `<TAG>`; other `<...>` text (named groups, literal
+/// angle brackets) is left alone. Returns the text and the address tag count.
+fn expand_tags(regex: &str) -> (String, usize) {
+    let mut out = String::with_capacity(regex.len() + 256);
+    let mut hosts = 0;
+    let mut rest = regex;
+    while let Some(start) = rest.find('<') {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let name = tail[1..].split_once('>').map(|(n, _)| n);
+        match name.and_then(|n| Some((n, tag(n)?))) {
+            Some((name, (piece, is_host))) => {
+                hosts += usize::from(is_host);
+                out.push_str(&piece);
+                rest = &tail[name.len() + 2..];
+            }
+            None => {
+                out.push('<');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    (out, hosts)
+}
+
+/// The address a host tag captured at `start..end` of `line`, if that text is
+/// a whole address token. IPv4-mapped IPv6 comes out as IPv4.
+pub fn host_at(line: &str, start: usize, end: usize) -> Option<IpAddr> {
+    let bytes = line.as_bytes();
+    let text = &line[start..end];
+    let before = start.checked_sub(1).map(|i| bytes[i]);
+    let after = bytes.get(end).copied();
+    let next = bytes.get(end + 1).copied();
+    let v4 = !text.contains(':');
+    // The capture must not start inside a longer token: `2` + `1.2.3.4`,
+    // `2001:db8:` + `:1`, `2001:db8::` + `1.2.3.4`.
+    let starts_inside = match before {
+        Some(b) if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' => true,
+        Some(b':') => {
+            let prev = start.checked_sub(2).map(|i| bytes[i]);
+            prev.is_some_and(|p| p.is_ascii_hexdigit() || p == b':')
+        }
+        _ => false,
+    };
+    // ... nor end inside one: `1.2.3.45` + `6`, `1.2.3.4` + `.5`,
+    // `2001:db8::1` + `:22` (ambiguous, so not ours to guess).
+    let ends_inside = match after {
+        Some(b) if b.is_ascii_alphanumeric() || b == b'_' => true,
+        Some(b'.') => next.is_some_and(|n| n.is_ascii_digit()),
+        Some(b':') => !v4 && next.is_some_and(|n| n.is_ascii_hexdigit() || n == b':'),
+        _ => false,
+    };
+    if starts_inside || ends_inside {
+        return None;
+    }
+    parse_host(text)
+}
+
+/// Parses host text (brackets and a zone are dropped); IPv4-mapped IPv6
+/// comes out as IPv4. Text that is not an address gives `None`.
 pub fn parse_host(text: &str) -> Option<IpAddr> {
-    let text = text.trim_start_matches('[').trim_end_matches(']');
+    let text = text.strip_prefix('[').unwrap_or(text);
+    let text = text.strip_suffix(']').unwrap_or(text);
+    let text = text.split_once('%').map_or(text, |(addr, _zone)| addr);
     text.parse::<IpAddr>().ok().map(|a| a.to_canonical())
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use regex::Regex;
 
     fn host_of(regex: &str, line: &str) -> Option<IpAddr> {
         let re = Regex::new(&expand(regex).unwrap()).unwrap();
-        re.captures(line)
-            .and_then(|c| c.name(HOST_GROUP))
-            .and_then(|m| parse_host(m.as_str()))
+        let m = re.captures(line)?.name(HOST_GROUP)?;
+        host_at(line, m.start(), m.end())
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
     }
 
     #[test]
     fn host_forms() {
         let re = r"^from <HOST> port \d+$";
-        assert_eq!(
-            host_of(re, "from 192.0.2.1 port 22"),
-            "192.0.2.1".parse().ok()
-        );
-        assert_eq!(
-            host_of(re, "from 2001:db8::1 port 22"),
-            "2001:db8::1".parse().ok()
-        );
-        assert_eq!(
-            host_of(re, "from [2001:db8::1] port 22"),
-            "2001:db8::1".parse().ok()
-        );
+        assert_eq!(host_of(re, "from 192.0.2.1 port 22"), ip("192.0.2.1"));
+        assert_eq!(host_of(re, "from 2001:db8::1 port 22"), ip("2001:db8::1"));
+        assert_eq!(host_of(re, "from [2001:db8::1] port 22"), ip("2001:db8::1"));
         assert_eq!(
             host_of(re, "from ::ffff:192.0.2.9 port 22"),
-            "192.0.2.9".parse().ok()
-        );
-        assert_eq!(host_of(re, "from ::1 port 22"), "::1".parse().ok());
-        assert_eq!(
-            host_of(r"unknown\[<HOST>\]", "unknown[203.0.113.5]"),
-            "203.0.113.5".parse().ok()
+            ip("192.0.2.9")
         );
         assert_eq!(
-            host_of(r"unknown\[<HOST>\]", "unknown[2001:db8:1::66]"),
-            "2001:db8:1::66".parse().ok()
+            host_of(re, "from [::ffff:192.0.2.9] port 22"),
+            ip("192.0.2.9")
         );
+        assert_eq!(host_of(re, "from ::1 port 22"), ip("::1"));
+        assert_eq!(host_of(re, "from fe80::1%eth0 port 22"), ip("fe80::1"));
+        assert_eq!(
+            host_of(re, "from 2001:db8:0:0:0:0:0:1 port 22"),
+            ip("2001:db8::1")
+        );
+        let client = r"unknown\[<HOST>\]";
+        assert_eq!(host_of(client, "unknown[203.0.113.5]"), ip("203.0.113.5"));
+        assert_eq!(
+            host_of(client, "unknown[2001:db8:1::66]"),
+            ip("2001:db8:1::66")
+        );
+        assert_eq!(host_of("<ADDR>$", "x 192.0.2.3"), ip("192.0.2.3"));
+    }
+
+    #[test]
+    fn family_tags() {
+        assert_eq!(host_of("from <IP4>$", "from 192.0.2.1"), ip("192.0.2.1"));
+        assert_eq!(host_of("from <IP4>$", "from 2001:db8::1"), None);
+        assert_eq!(
+            host_of("from <IP6>$", "from [2001:db8::1]"),
+            ip("2001:db8::1")
+        );
+        assert_eq!(host_of("from <IP6>$", "from 192.0.2.1"), None);
     }
 
     #[test]
     fn not_an_address_is_no_match() {
         let re = r"^from <HOST> port \d+$";
-        assert_eq!(host_of(re, "from 999.1.1.1 port 22"), None);
-        assert_eq!(host_of(re, "from 1.2.3 port 22"), None);
-        assert_eq!(host_of(re, "from host.example port 22"), None);
-        assert_eq!(host_of(re, "from 1:2:3:4:5:6:7:8:9 port 22"), None);
+        for line in [
+            "from 999.1.1.1 port 22",
+            "from 1.2.3 port 22",
+            "from 01.2.3.4 port 22",
+            "from host.example port 22",
+            "from 1:2:3:4:5:6:7:8:9 port 22",
+            "from ::::: port 22",
+        ] {
+            assert_eq!(host_of(re, line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_piece_of_a_longer_token_is_no_match() {
+        // A greedy prefix lets the tag start late or end early; the part it
+        // found must not be taken for the address.
+        assert_eq!(host_of(r".*<HOST>", "x 999.1.1.1"), None);
+        assert_eq!(host_of(r".*<HOST>", "x 21.2.3.4"), None);
+        assert_eq!(host_of(r".*<HOST>", "x 2001:db8::1.2.3.4"), None);
+        assert_eq!(
+            host_of(r"x <HOST>", "x 2001:db8::1.2.3.4"),
+            ip("2001:db8::102:304")
+        );
+        assert_eq!(host_of(r"from <HOST>", "from 1.2.3.4567"), None);
+        assert_eq!(host_of(r"from <HOST>", "from 1.2.3.4.5"), None);
+        assert_eq!(host_of(r"from <HOST>:\d+", "from 2001:db8::1:22"), None);
+        assert_eq!(host_of(r"from <HOST>x", "from 1.2.3.4x"), None);
+        // Address-like neighbours that are not part of the token are fine.
+        assert_eq!(
+            host_of(r"from <HOST>:\d+", "from 192.0.2.1:22"),
+            ip("192.0.2.1")
+        );
+        assert_eq!(host_of(r"from <HOST>", "from 192.0.2.1."), ip("192.0.2.1"));
+        assert_eq!(host_of(r"IP:<HOST>", "IP:192.0.2.1"), ip("192.0.2.1"));
     }
 
     #[test]
     fn tag_count_is_checked() {
         assert!(expand("no tag").unwrap_err().contains("no <HOST>"));
         assert!(expand("<HOST> <HOST>").unwrap_err().contains("exactly one"));
+        assert!(expand("<HOST> <IP4>").unwrap_err().contains("exactly one"));
         assert!(expand("a <b> <HOST>").is_ok());
+        assert!(expand_ignore("no tag").is_ok());
+        assert!(expand_ignore("<HOST> <ADDR>").is_err());
+    }
+
+    #[test]
+    fn unknown_tags_and_named_groups_are_left_alone() {
+        let out = expand(r"(?P<user>\w+) <x> <HOST").unwrap_err();
+        assert!(out.contains("no <HOST>"));
+        let out = expand(r"(?P<user>\w+) <x> <HOST>").unwrap();
+        assert!(out.starts_with(r"(?P<user>\w+) <x> "));
+    }
+
+    #[test]
+    fn syslog_headers() {
+        let re = Regex::new(&expand(r"^<SYSLOG>sshd\[\d+\]: from <HOST>$").unwrap()).unwrap();
+        for head in [
+            "Mar  5 16:01:34 h",
+            "Mar 15 16:01:34 h",
+            "Mar 05 16:01:34.123456 h",
+            "<38>Mar  5 16:01:34 h",
+            "2024-03-05T16:01:34.123456+01:00 h",
+            "2024-03-05T16:01:34+0100 h",
+            "2024-03-05 16:01:34,123 h",
+            "2024-03-05T16:01:34Z h",
+        ] {
+            let line = format!("{head} sshd[1]: from 192.0.2.1");
+            assert!(re.is_match(&line), "{line}");
+        }
+        // The program must sit right after the header, not in the message.
+        assert!(!re.is_match("Mar  5 16:01:34 h cron[2]: sshd[1]: from 192.0.2.1"));
     }
 }

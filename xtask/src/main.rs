@@ -24,6 +24,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "`ip netns` / veth for the namespace tests and the demo",
     ),
     ("util-linux", "`unshare` for the demo's private /var/log"),
+    (
+        "fail2ban",
+        "its sample logs are a test corpus for our filters; fail2ban-regex is a benchmark peer",
+    ),
 ];
 
 fn main() -> Result<()> {
