@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use nftjail::config::port::{PortRange, Proto};
 use nftjail::enforce::nft::NftBackend;
-use nftjail::enforce::{Applied, Backend, BlockType, EnforceError, JailRules};
+use nftjail::enforce::{Applied, Backend, BlockType, JailRules};
 use nftjail::message::BanOrder;
 
 /// Moves this test's thread into a new, empty network namespace.
@@ -137,183 +137,6 @@ fn reconcile_builds_the_golden_layout_and_is_idempotent() {
 }
 
 #[test]
-fn every_port_and_udp_jails_reject_with_icmpx_and_match_their_golden_listing() {
-    fresh_netns();
-    let mut b = NftBackend::open("nftjail").unwrap();
-    let jails = [
-        jail("recidive", &[], BlockType::Reject),
-        jail("dns", &[(Proto::Udp, 53, 53)], BlockType::Reject),
-        jail("web", &[(Proto::Tcp, 80, 80)], BlockType::Drop),
-    ];
-    b.reconcile(&jails).unwrap();
-    let listing = nft(&["list", "table", "inet", "nftjail"]);
-    assert_eq!(
-        listing,
-        include_str!("../nft/golden/all-ports.nft"),
-        "listing differs from nft/golden/all-ports.nft"
-    );
-    b.reconcile(&jails).unwrap();
-    assert_eq!(nft(&["list", "table", "inet", "nftjail"]), listing);
-}
-
-#[test]
-fn a_restarted_backend_adopts_bans_it_did_not_write() {
-    fresh_netns();
-    let mut b = NftBackend::open("nftjail").unwrap();
-    b.reconcile(&example_jails()).unwrap();
-    // An independent writer: the nft CLI, with a remaining time (as a restore would).
-    nft(&[
-        "add",
-        "element",
-        "inet",
-        "nftjail",
-        "sshd-v4",
-        "{ 198.51.100.1 timeout 1h expires 30m, 198.51.100.2 }",
-    ]);
-    nft(&[
-        "add",
-        "element",
-        "inet",
-        "nftjail",
-        "sshd-v6",
-        "{ 2001:db8::1 timeout 10m }",
-    ]);
-    drop(b);
-    let mut b = NftBackend::open("nftjail").unwrap();
-    b.reconcile(&example_jails()).unwrap();
-    let left = |b: &NftBackend, a: &str| b.remaining("sshd", a.parse().unwrap());
-    let l = left(&b, "198.51.100.1").unwrap();
-    assert!(
-        l > Duration::from_secs(1790) && l <= Duration::from_secs(1800),
-        "{l:?}"
-    );
-    assert_eq!(left(&b, "198.51.100.2"), Some(Duration::MAX), "permanent");
-    let l = left(&b, "2001:db8::1").unwrap();
-    assert!(l > Duration::from_secs(590), "{l:?}");
-    // The record drives the next orders: shorter is nothing, longer extends.
-    assert_eq!(
-        b.ban(&[
-            order("sshd", "198.51.100.1", 600),
-            order("sshd", "198.51.100.2", 600),
-            order("sshd", "2001:db8::1", 7200),
-        ])
-        .unwrap(),
-        [Applied::Unchanged, Applied::Unchanged, Applied::Extended]
-    );
-    let v6 = nft(&["list", "set", "inet", "nftjail", "sshd-v6"]);
-    assert!(v6.contains("2001:db8::1 timeout 2h expires"), "{v6}");
-    let v4 = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
-    assert!(v4.contains("198.51.100.1 timeout 1h expires 2"), "{v4}");
-}
-
-#[test]
-fn an_extension_never_leaves_a_gap() {
-    fresh_netns();
-    let mut b = NftBackend::open("nftjail").unwrap();
-    b.reconcile(&example_jails()).unwrap();
-    b.ban(&[order("sshd", "203.0.113.20", 60)]).unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Threads start in the namespace of the thread that spawns them.
-    let reader = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut seen = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let v4 = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
-                assert!(v4.contains("203.0.113.20 timeout"), "gap seen: {v4}");
-                seen += 1;
-            }
-            seen
-        })
-    };
-    for i in 0..400 {
-        assert_eq!(
-            b.ban(&[order("sshd", "203.0.113.20", 61 + i)]).unwrap(),
-            [Applied::Extended]
-        );
-        std::thread::sleep(Duration::from_micros(500));
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let seen = reader.join().unwrap();
-    assert!(seen > 5, "the reader ran only {seen} times");
-    let v4 = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
-    assert!(v4.contains("203.0.113.20 timeout 7m40s"), "{v4}");
-}
-
-#[test]
-fn bans_removed_behind_our_back_are_added_again_not_an_error() {
-    fresh_netns();
-    let mut b = NftBackend::open("nftjail").unwrap();
-    b.reconcile(&example_jails()).unwrap();
-    let addrs = ["203.0.113.30", "203.0.113.31", "203.0.113.32"];
-    b.ban(&addrs.map(|a| order("sshd", a, 60))).unwrap();
-    // An admin deletes one: our delete of it (to extend) meets ENOENT.
-    nft(&[
-        "delete",
-        "element",
-        "inet",
-        "nftjail",
-        "sshd-v4",
-        "{ 203.0.113.31 }",
-    ]);
-    assert_eq!(
-        b.ban(&addrs.map(|a| order("sshd", a, 3600))).unwrap(),
-        [Applied::Extended; 3]
-    );
-    let v4 = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
-    for a in addrs {
-        assert!(v4.contains(&format!("{a} timeout 1h expires")), "{v4}");
-    }
-    // Unban of something gone behind our back: absent, not an error.
-    nft(&[
-        "delete",
-        "element",
-        "inet",
-        "nftjail",
-        "sshd-v4",
-        "{ 203.0.113.30 }",
-    ]);
-    assert!(!b.unban("sshd", "203.0.113.30".parse().unwrap()).unwrap());
-    assert!(b.unban("sshd", "203.0.113.32".parse().unwrap()).unwrap());
-}
-
-#[test]
-fn permanent_bans_and_refusals_that_name_the_message() {
-    fresh_netns();
-    let mut b = NftBackend::open("nftjail").unwrap();
-    b.reconcile(&example_jails()).unwrap();
-    assert_eq!(
-        b.ban(&[BanOrder {
-            bantime: Duration::MAX,
-            ..order("sshd", "203.0.113.40", 0)
-        }])
-        .unwrap(),
-        [Applied::Added]
-    );
-    let v4 = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
-    assert!(v4.contains("elements = { 203.0.113.40 }"), "{v4}");
-    assert_eq!(
-        b.remaining("sshd", "203.0.113.40".parse().unwrap()),
-        Some(Duration::MAX)
-    );
-    assert!(matches!(
-        b.ban(&[order("nosuch", "203.0.113.9", 60)]),
-        Err(EnforceError::UnknownJail(j)) if j == "nosuch"
-    ));
-    // A set name the kernel refuses (longer than 255 bytes): the error says which message.
-    let long = "x".repeat(300);
-    let err = b
-        .reconcile(&[jail(&long, &[], BlockType::Drop)])
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains(&format!("add set {long}-v4")), "{err}");
-    assert!(err.contains("nothing applied"), "{err}");
-    // Nothing applied: the previous layout and ban are intact.
-    let table = nft(&["list", "table", "inet", "nftjail"]);
-    assert!(table.contains("203.0.113.40") && table.contains("zimbra-submission-v6"));
-}
-
-#[test]
 fn reconcile_keeps_bans_and_removes_jails_no_longer_configured() {
     fresh_netns();
     let mut b = NftBackend::open("nftjail").unwrap();
@@ -416,34 +239,6 @@ fn ten_thousand_bans_in_one_call_all_reach_the_kernel() {
         listing.contains("10.0.39.15 timeout 10m"),
         "last address present"
     );
-    // All extended in one call: 10,000 deletes and adds in one transaction.
-    let longer: Vec<BanOrder> = orders
-        .iter()
-        .map(|o| BanOrder {
-            bantime: Duration::from_secs(3600),
-            ..o.clone()
-        })
-        .collect();
-    let start = Instant::now();
-    let out = b.ban(&longer).unwrap();
-    eprintln!("10,000 extensions in one call: {:?}", start.elapsed());
-    assert!(out.iter().all(|a| *a == Applied::Extended));
-    let listing = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
-    assert_eq!(listing.matches("timeout 1h expires").count(), 10_000);
-    // IPv6, into the other set.
-    let v6: Vec<BanOrder> = (0..10_000u128)
-        .map(|i| BanOrder {
-            jail: Arc::from("sshd"),
-            addr: IpAddr::from((0x2001_0db8_u128 << 96 | i).to_be_bytes()),
-            bantime: Duration::from_secs(600),
-            failures: 5,
-        })
-        .collect();
-    let start = Instant::now();
-    assert!(b.ban(&v6).unwrap().iter().all(|a| *a == Applied::Added));
-    eprintln!("10,000 IPv6 bans in one call: {:?}", start.elapsed());
-    let listing = nft(&["list", "set", "inet", "nftjail", "sshd-v6"]);
-    assert_eq!(listing.matches("expires").count(), 10_000);
 }
 
 #[test]
@@ -464,14 +259,14 @@ fn the_kernel_expires_a_ban_by_itself_and_it_can_be_banned_again() {
     let v4 = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
     assert!(expires_secs(&v4, "203.0.113.10").unwrap() > 590, "{v4}");
     b.ban(&[order("sshd", "203.0.113.11", 1)]).unwrap();
-    assert!(nft(&["list", "set", "inet", "nftjail", "sshd-v4"]).contains("203.0.113.11"));
-    std::thread::sleep(Duration::from_millis(2500));
-    let v4 = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
-    assert!(
-        !v4.contains("203.0.113.11"),
-        "kernel did not expire it: {v4}"
-    );
-    assert!(!b.unban("sshd", "203.0.113.11".parse().unwrap()).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nft(&["list", "set", "inet", "nftjail", "sshd-v4"]).contains("203.0.113.11") {
+        assert!(
+            Instant::now() < deadline,
+            "kernel did not expire the element"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
@@ -507,11 +302,8 @@ fn a_banned_source_is_refused_on_the_jails_port_only() {
         Ok(()),
         "another port is not the jail's"
     );
-    // The v4 rule counted the refused SYN (and maybe a late packet of the
-    // connection made before the ban): not zero, whatever the exact number.
-    let chain = nft(&["list", "chain", "inet", "nftjail", "input"]);
-    let rule = chain.lines().find(|l| l.contains("@j-v4")).unwrap();
-    assert!(!rule.contains("counter packets 0 "), "{chain}");
+    let table = nft(&["list", "chain", "inet", "nftjail", "input"]);
+    assert!(table.contains("counter packets 1"), "{table}");
 }
 
 /// Connects from a chosen loopback source address.

@@ -1,223 +1,201 @@
 //! The nft backend: bans as elements with timeouts in kernel sets, over
 //! netlink, with no process forked.
 //!
-//! Files: `wire` frames netlink messages, `element` encodes sets, elements
-//! and their dumps, `ruleset` builds the table, chain and rules with
-//! rustables, `transaction` labels the messages of one atomic batch,
-//! `socket` sends it and reads the answers, `record` keeps what we banned
-//! and until when. This file decides what each order needs and ties them up.
+//! Files: `wire` encodes and decodes nfnetlink messages (sets, elements,
+//! dumps), `ruleset` builds the table, chain and rules with rustables,
+//! `netlink` owns the socket. This file keeps the record of bans and decides
+//! what each order needs.
 //!
 //! Invariant: the record and the kernel agree. The record changes only after
 //! the kernel accepted the transaction; an extension is a delete and an add in
 //! one transaction (portable to 6.1, where re-adding does not update a
 //! timeout), so the address is never unbanned in between.
 
-mod element;
-mod record;
+mod netlink;
 mod ruleset;
-mod socket;
-mod transaction;
-mod wire;
+pub mod wire;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::{Applied, Backend, EnforceError, JailRules};
 use crate::message::BanOrder;
-use element::set_name;
-use record::{End, Plan, Record, FOREVER};
-use socket::{NfSocket, Refusal};
-use transaction::Transaction;
+use netlink::{Netlink, Refused, MAX_TRANSACTION};
+use wire::set_name;
 
-/// Attempts of one ban transaction: deletes refused with ENOENT are split,
-/// then dropped, so at most two retries.
-const BAN_ATTEMPTS: usize = 3;
-/// How often the record forgets bans that surely ended.
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// When a ban ends, by our clock (the kernel's timeout, started when it was sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    At(Instant),
+    /// An element without timeout (added by hand): permanent.
+    Never,
+}
+
+/// How long after our record says a ban expired the kernel may still hold the
+/// element before its garbage collector runs; such an element must be deleted
+/// before it is added again, or the add would be a silent no-op.
+const GC_GRACE: Duration = Duration::from_secs(60);
+/// Orders per transaction: about 40 bytes each stays under [`MAX_TRANSACTION`].
+const ORDERS_PER_TRANSACTION: usize = MAX_TRANSACTION / 64;
 
 pub struct NftBackend {
     table: String,
-    sock: NfSocket,
-    record: Record,
-    last_prune: Instant,
+    nl: Netlink,
+    /// Per jail name: banned address → end of ban.
+    record: HashMap<String, HashMap<IpAddr, Until>>,
 }
 
-/// One order that needs the kernel.
-struct Work {
-    jail: Arc<str>,
-    addr: IpAddr,
-    bantime: Duration,
-    plan: Plan,
-}
-
-/// Addresses deleted from one set by one message (or more, if long).
-struct Deletes {
-    set: String,
-    addrs: Vec<IpAddr>,
+/// What one order needs from the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    Add,
+    /// Delete then add in the same transaction.
+    Replace,
+    Nothing,
 }
 
 impl NftBackend {
-    /// Opens the nfnetlink socket. Nothing is sent to the kernel until
-    /// [`Backend::reconcile`], which must come before any ban.
     pub fn open(table: &str) -> Result<Self, EnforceError> {
-        let sock = NfSocket::open().map_err(|e| kernel("opening the nfnetlink socket", e))?;
+        let nl = Netlink::open().map_err(|e| kernel("opening the nfnetlink socket", e))?;
         Ok(NftBackend {
             table: table.to_string(),
-            sock,
-            record: Record::default(),
-            last_prune: Instant::now(),
+            nl,
+            record: HashMap::new(),
         })
     }
 
-    /// Sends `tx`; Ok(refusals) when the kernel refused some of it (then none
-    /// of it applied).
-    fn send(&mut self, tx: &Transaction) -> Result<Vec<Refusal>, EnforceError> {
-        if tx.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.sock.transact(tx).map_err(|e| {
-            kernel(
-                &format!(
-                    "a transaction of {} messages on table inet {}",
-                    tx.len(),
-                    self.table
-                ),
-                e,
-            )
-        })
-    }
-
-    /// Sends `tx`; any refusal is an error naming the refused message.
-    fn commit(&mut self, tx: &Transaction) -> Result<(), EnforceError> {
-        let refusals = self.send(tx)?;
-        match refusals.first() {
+    /// Sends a transaction; a refusal becomes an error naming the message.
+    fn commit(
+        &mut self,
+        body: &[u8],
+        describe: &dyn Fn(u32) -> String,
+    ) -> Result<(), EnforceError> {
+        let refused = self
+            .nl
+            .transact(body)
+            .map_err(|e| kernel("sending a transaction", e))?;
+        match refused.first() {
             None => Ok(()),
-            Some(r) => Err(refused(tx, *r, refusals.len())),
+            Some(Refused { seq, errno }) => Err(kernel(
+                &format!(
+                    "{} (transaction of {} bytes aborted, nothing applied)",
+                    describe(*seq),
+                    body.len()
+                ),
+                io::Error::from_raw_os_error(*errno),
+            )),
         }
     }
 
     fn existing_sets(&mut self) -> Result<Vec<String>, EnforceError> {
         let table = self.table.clone();
         let bodies = self
-            .sock
-            .dump(|w| element::get_sets(w, &table))
-            .map_err(|e| kernel(&format!("listing the sets of table inet {table}"), e))?;
+            .nl
+            .dump(|w| w.get_sets(&table))
+            .map_err(|e| kernel("listing our sets", e))?;
         Ok(bodies
             .iter()
-            .filter_map(|b| element::parse_set_name(b))
+            .filter_map(|b| wire::parse_set_name(b))
             .collect())
     }
 
-    /// The set's elements and when each ends by the kernel's clock.
-    fn load_set(&mut self, set: &str) -> Result<HashMap<IpAddr, End>, EnforceError> {
+    fn load_elements(&mut self, set: &str) -> Result<Vec<wire::Element>, EnforceError> {
         let table = self.table.clone();
-        let before = Instant::now();
         let bodies = self
-            .sock
-            .dump(|w| element::get_elements(w, &table, set))
-            .map_err(|e| kernel(&format!("listing the elements of set {set}"), e))?;
-        let after = Instant::now();
+            .nl
+            .dump(|w| w.get_elements(&table, set))
+            .map_err(|e| kernel(&format!("listing the elements of {set}"), e))?;
         Ok(bodies
             .iter()
-            .flat_map(|b| element::parse_elements(b))
-            .map(|e| {
-                let end = match (e.expires, e.timeout) {
-                    (Some(left), _) | (None, Some(left)) => End::of(left, before, after),
-                    (None, None) => End::Never,
-                };
-                (e.addr, end)
-            })
+            .flat_map(|b| wire::parse_elements(b))
             .collect())
     }
 
-    /// Applies one chunk of orders in one transaction, retrying without the
-    /// deletes the kernel refused with ENOENT (an element it had already
-    /// expired, or one removed by hand): the add alone then does the ban.
-    fn apply(&mut self, chunk: &[Work]) -> Result<(), EnforceError> {
-        let mut deletes: Vec<Deletes> = Vec::new();
-        let mut batched: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
-        let mut adds: BTreeMap<String, Vec<(IpAddr, Option<Duration>)>> = BTreeMap::new();
-        for w in chunk {
-            let set = set_name(&w.jail, &w.addr);
-            match w.plan {
-                Plan::Replace => batched.entry(set.clone()).or_default().push(w.addr),
-                Plan::TryReplace => deletes.push(Deletes {
-                    set: set.clone(),
-                    addrs: vec![w.addr],
-                }),
-                Plan::Add | Plan::Nothing => {}
-            }
-            let timeout = (w.bantime < FOREVER).then_some(w.bantime);
-            adds.entry(set).or_default().push((w.addr, timeout));
-        }
-        deletes.extend(
-            batched
-                .into_iter()
-                .map(|(set, addrs)| Deletes { set, addrs }),
-        );
-
-        for attempt in 1..=BAN_ATTEMPTS {
-            let mut tx = Transaction::new();
-            // Message indexes of each delete group, to map refusals back.
-            let mut owners: Vec<std::ops::Range<usize>> = Vec::new();
-            for d in &deletes {
-                let label = match d.addrs.as_slice() {
-                    [one] => format!("delete {one} from set {}", d.set),
-                    many => format!("delete {} elements from set {}", many.len(), d.set),
-                };
-                owners.push(tx.push(label, |w| {
-                    element::delete_elements(w, &self.table, &d.set, &d.addrs);
-                }));
-            }
-            for (set, elems) in &adds {
-                tx.push(format!("add {} elements to set {set}", elems.len()), |w| {
-                    element::add_elements(w, &self.table, set, elems);
-                });
-            }
-            let refusals = self.send(&tx)?;
-            let Some(first) = refusals.first() else {
-                return Ok(());
-            };
-            let gone: HashSet<usize> = refusals
-                .iter()
-                .filter(|r| r.errno == libc::ENOENT)
-                .filter_map(|r| owners.iter().position(|o| o.contains(&r.index)))
-                .collect();
-            let only_gone = refusals
-                .iter()
-                .all(|r| r.errno == libc::ENOENT && owners.iter().any(|o| o.contains(&r.index)));
-            if !only_gone || attempt == BAN_ATTEMPTS {
-                let r = refusals
-                    .iter()
-                    .find(|r| {
-                        r.errno != libc::ENOENT || !owners.iter().any(|o| o.contains(&r.index))
-                    })
-                    .unwrap_or(first);
-                return Err(refused(&tx, *r, refusals.len()));
-            }
-            // A refused single delete is dropped; a refused list is split, so
-            // the next attempt names the very elements that are gone.
-            let mut next = Vec::with_capacity(deletes.len());
-            for (i, d) in deletes.into_iter().enumerate() {
-                if !gone.contains(&i) {
-                    next.push(d);
-                } else if d.addrs.len() == 1 {
-                    debug!(set = %d.set, addr = %d.addrs[0], "already gone from the kernel; adding it afresh");
+    fn plan(&self, jail: &str, addr: IpAddr, bantime: Duration, now: Instant) -> Plan {
+        match self.record.get(jail).and_then(|bans| bans.get(&addr)) {
+            None => Plan::Add,
+            Some(Until::Never) => Plan::Nothing,
+            Some(Until::At(t)) if *t > now => {
+                if bantime > *t - now {
+                    Plan::Replace
                 } else {
-                    next.extend(d.addrs.into_iter().map(|a| Deletes {
-                        set: d.set.clone(),
-                        addrs: vec![a],
-                    }));
+                    Plan::Nothing
                 }
             }
-            deletes = next;
+            Some(Until::At(t)) if now - *t < GC_GRACE => Plan::Replace,
+            Some(Until::At(_)) => Plan::Add,
         }
-        Ok(())
+    }
+
+    /// Applies one chunk of decided orders in one transaction.
+    fn apply(&mut self, chunk: &[(String, IpAddr, Duration, Plan)]) -> Result<(), EnforceError> {
+        // Per set: deletes first, then adds (a replace is both).
+        let mut dels: HashMap<String, Vec<(IpAddr, Option<Duration>)>> = HashMap::new();
+        let mut adds: HashMap<String, Vec<(IpAddr, Option<Duration>)>> = HashMap::new();
+        for (jail, addr, bantime, plan) in chunk {
+            let set = set_name(jail, addr);
+            if *plan == Plan::Replace {
+                dels.entry(set.clone()).or_default().push((*addr, None));
+            }
+            adds.entry(set).or_default().push((*addr, Some(*bantime)));
+        }
+        let mut w = self.nl.writer();
+        let mut del_msgs: Vec<(u32, String)> = Vec::new();
+        let mut what: Vec<(u32, String)> = Vec::new();
+        for (set, elems) in &dels {
+            for seq in w.elements(&self.table, set, elems, false) {
+                del_msgs.push((seq, set.clone()));
+                what.push((seq, format!("delete from {set}")));
+            }
+        }
+        for (set, elems) in &adds {
+            for seq in w.elements(&self.table, set, elems, true) {
+                what.push((seq, format!("add to {set}")));
+            }
+        }
+        // The transport renumbers from the same counter, shifted by its batch-begin message.
+        let first = self.nl.next_seq;
+        let describe = move |seq: u32| {
+            what.iter().find(|(s, _)| *s + 1 == seq).map_or_else(
+                || format!("message {}", seq.wrapping_sub(first)),
+                |(_, d)| d.clone(),
+            )
+        };
+        let body = w.buf;
+        match self.commit(&body, &describe) {
+            Err(EnforceError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) && !dels.is_empty() =>
+            {
+                // A delete hit an element the kernel had already collected.
+                // Redo the replaces one by one: delete+add, or add alone.
+                warn!("an expired ban was already collected by the kernel; retrying one by one");
+                for (jail, addr, bantime, plan) in chunk {
+                    let set = set_name(jail, addr);
+                    let mut w = self.nl.writer();
+                    if *plan == Plan::Replace {
+                        w.elements(&self.table, &set, &[(*addr, None)], false);
+                    }
+                    w.elements(&self.table, &set, &[(*addr, Some(*bantime))], true);
+                    let msg = format!("ban {addr} in {set}");
+                    match self.commit(&w.buf, &|_| msg.clone()) {
+                        Err(EnforceError::Kernel { source, .. })
+                            if source.raw_os_error() == Some(libc::ENOENT) =>
+                        {
+                            let mut w = self.nl.writer();
+                            w.elements(&self.table, &set, &[(*addr, Some(*bantime))], true);
+                            self.commit(&w.buf, &|_| msg.clone())?;
+                        }
+                        other => other?,
+                    }
+                }
+                Ok(())
+            }
+            other => other,
+        }
     }
 }
 
@@ -228,210 +206,154 @@ impl Backend for NftBackend {
             .iter()
             .flat_map(|j| [format!("{}-v4", j.name), format!("{}-v6", j.name)])
             .collect();
-        let stale: Vec<&String> = existing.iter().filter(|s| !wanted.contains(s)).collect();
-
-        let mut tx = Transaction::new();
-        ruleset::add_table(&mut tx, &self.table);
+        let mut body = ruleset::table_message(&self.table);
+        let mut w = self.nl.writer();
         for (i, name) in wanted.iter().enumerate() {
-            tx.push(format!("add set {name}"), |w| {
-                element::new_set(w, &self.table, name, name.ends_with("-v6"), i as u32 + 1)
-            });
+            w.new_set(&self.table, name, name.ends_with("-v6"), i as u32 + 1);
         }
-        ruleset::replace_rules(&mut tx, &self.table, jails)
+        body.extend_from_slice(&w.buf);
+        let rules = ruleset::chain_messages(&self.table, jails)
             .map_err(|e| EnforceError::Netlink(e.to_string()))?;
-        // After the rules that used them are gone, in the same transaction.
+        body.extend_from_slice(&rules);
+        let stale: Vec<&String> = existing.iter().filter(|s| !wanted.contains(s)).collect();
+        let mut w = wire::Writer::default();
         for name in &stale {
-            tx.push(
-                format!("delete set {name} of a jail no longer configured"),
-                |w| element::del_set(w, &self.table, name),
-            );
+            w.del_set(&self.table, name);
         }
-        self.commit(&tx)?;
+        body.extend_from_slice(&w.buf);
+        let table = self.table.clone();
+        self.commit(&body, &|_| format!("reconciling table inet {table}"))?;
         if !stale.is_empty() {
             info!(sets = ?stale, "removed the sets of jails no longer configured");
         }
 
         // Load what the kernel holds, so re-bans and remaining() are right
         // after a restart.
-        let mut loaded = HashMap::new();
+        let now = Instant::now();
+        let names: HashSet<&str> = jails.iter().map(|j| j.name.as_str()).collect();
+        self.record.retain(|j, _| names.contains(j.as_str()));
         for jail in jails {
-            let mut bans = self.load_set(&format!("{}-v4", jail.name))?;
-            bans.extend(self.load_set(&format!("{}-v6", jail.name))?);
+            let mut bans = HashMap::new();
+            for v in ["v4", "v6"] {
+                for e in self.load_elements(&format!("{}-{v}", jail.name))? {
+                    let until = match (e.timeout, e.expires) {
+                        (_, Some(left)) => Until::At(now + left),
+                        (Some(t), None) => Until::At(now + t),
+                        (None, None) => Until::Never,
+                    };
+                    bans.insert(e.addr, until);
+                }
+            }
             if !bans.is_empty() {
                 info!(jail = %jail.name, bans = bans.len(), "bans already in the kernel kept");
             }
-            loaded.insert(jail.name.clone(), bans);
+            self.record.insert(jail.name.clone(), bans);
         }
-        self.record.load(loaded);
         Ok(())
     }
 
     fn ban(&mut self, orders: &[BanOrder]) -> Result<Vec<Applied>, EnforceError> {
-        if let Some(o) = orders.iter().find(|o| !self.record.has_jail(&o.jail)) {
+        if let Some(o) = orders.iter().find(|o| !self.record.contains_key(&*o.jail)) {
             return Err(EnforceError::UnknownJail(o.jail.to_string()));
         }
         let now = Instant::now();
-        if now.duration_since(self.last_prune) > PRUNE_EVERY {
-            self.record.prune(now);
-            self.last_prune = now;
-        }
         let mut outcomes = Vec::with_capacity(orders.len());
-        let mut todo: Vec<Work> = Vec::new();
-        // Orders decided in this call, so a duplicate builds on the first.
-        let mut pending: HashMap<(&str, IpAddr), usize> = HashMap::new();
+        let mut todo: Vec<(String, IpAddr, Duration, Plan)> = Vec::new();
+        // Decided within this call, so a duplicate sees the first one's effect.
+        let mut pending: HashMap<(&str, IpAddr), Duration> = HashMap::new();
         for o in orders {
             let addr = o.addr.to_canonical();
-            if let Some(&i) = pending.get(&(&*o.jail, addr)) {
-                if o.bantime > todo[i].bantime {
-                    todo[i].bantime = o.bantime;
+            let key = (&*o.jail, addr);
+            if let Some(&earlier) = pending.get(&key) {
+                if o.bantime > earlier {
+                    if let Some(t) = todo
+                        .iter_mut()
+                        .rev()
+                        .find(|t| t.0 == *o.jail && t.1 == addr)
+                    {
+                        t.2 = o.bantime;
+                    }
+                    pending.insert(key, o.bantime);
                     outcomes.push(Applied::Extended);
                 } else {
                     outcomes.push(Applied::Unchanged);
                 }
                 continue;
             }
-            let plan = record::plan(self.record.state(&o.jail, addr, now), o.bantime);
+            let plan = self.plan(&o.jail, addr, o.bantime, now);
             outcomes.push(match plan {
-                Plan::Add | Plan::TryReplace => Applied::Added,
-                Plan::Replace => Applied::Extended,
+                Plan::Add => Applied::Added,
+                Plan::Replace if matches!(self.remaining(&o.jail, addr), Some(d) if !d.is_zero()) => {
+                    Applied::Extended
+                }
+                Plan::Replace => Applied::Added,
                 Plan::Nothing => Applied::Unchanged,
             });
             if plan != Plan::Nothing {
-                pending.insert((&*o.jail, addr), todo.len());
-                todo.push(Work {
-                    jail: o.jail.clone(),
-                    addr,
-                    bantime: o.bantime,
-                    plan,
-                });
+                pending.insert(key, o.bantime);
+                todo.push((o.jail.to_string(), addr, o.bantime, plan));
             }
         }
-        for range in chunks(&todo, self.sock.max_transaction(), self.table.len()) {
-            let chunk = &todo[range];
-            let sent = Instant::now();
+        for chunk in todo.chunks(ORDERS_PER_TRANSACTION) {
             self.apply(chunk)?;
-            let acked = Instant::now();
-            for w in chunk {
-                self.record
-                    .insert(&w.jail, w.addr, End::of(w.bantime, sent, acked));
+            for (jail, addr, bantime, _) in chunk {
+                if let Some(bans) = self.record.get_mut(jail) {
+                    // The kernel started its clock after `now`: our record may
+                    // end a few ms early, never late (GC_GRACE covers the gap).
+                    bans.insert(*addr, Until::At(now + *bantime));
+                }
             }
         }
         Ok(outcomes)
     }
 
     fn unban(&mut self, jail: &str, addr: IpAddr) -> Result<bool, EnforceError> {
-        if !self.record.has_jail(jail) {
-            return Err(EnforceError::UnknownJail(jail.to_string()));
-        }
         let addr = addr.to_canonical();
-        if self.record.state(jail, addr, Instant::now()) == record::State::Absent {
-            // Never banned, or the kernel surely expired it: nothing to send.
-            self.record.remove(jail, addr);
-            return Ok(false);
+        let now = Instant::now();
+        let Some(bans) = self.record.get(jail) else {
+            return Err(EnforceError::UnknownJail(jail.to_string()));
+        };
+        match bans.get(&addr) {
+            None => return Ok(false),
+            Some(Until::At(t)) if *t <= now => {
+                if let Some(b) = self.record.get_mut(jail) {
+                    b.remove(&addr);
+                }
+                return Ok(false);
+            }
+            Some(_) => {}
         }
         let set = set_name(jail, &addr);
-        let mut tx = Transaction::new();
-        tx.push(format!("delete {addr} from set {set}"), |w| {
-            element::delete_elements(w, &self.table, &set, &[addr]);
-        });
-        let refusals = self.send(&tx)?;
-        self.record.remove(jail, addr);
-        match refusals.first() {
-            None => Ok(true),
-            Some(r) if r.errno == libc::ENOENT => Ok(false),
-            Some(r) => Err(refused(&tx, *r, refusals.len())),
+        let mut w = self.nl.writer();
+        w.elements(&self.table, &set, &[(addr, None)], false);
+        let result = self.commit(&w.buf, &|_| format!("unban {addr} from {set}"));
+        if let Some(b) = self.record.get_mut(jail) {
+            b.remove(&addr);
+        }
+        match result {
+            Ok(()) => Ok(true),
+            Err(EnforceError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
     }
 
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {
-        self.record
-            .remaining(jail, addr.to_canonical(), Instant::now())
-    }
-}
-
-/// Cuts `todo` into transactions of at most about `budget` bytes, so each
-/// fits the socket's send buffer (8 MiB as root; ~200 KiB without FORCE).
-fn chunks(todo: &[Work], budget: usize, table_len: usize) -> Vec<std::ops::Range<usize>> {
-    let mut out = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, w) in todo.iter().enumerate() {
-        // Key, timeout and nests of the add and of a batched delete; a
-        // TryReplace delete is a message of its own with both names.
-        let mut cost = 72;
-        if w.plan == Plan::TryReplace {
-            cost += 48 + table_len + w.jail.len();
+        match self.record.get(jail)?.get(&addr.to_canonical())? {
+            Until::Never => Some(Duration::MAX),
+            Until::At(t) => t
+                .checked_duration_since(Instant::now())
+                .filter(|d| !d.is_zero()),
         }
-        if bytes + cost > budget && i > start {
-            out.push(start..i);
-            (start, bytes) = (i, 0);
-        }
-        bytes += cost;
     }
-    if start < todo.len() {
-        out.push(start..todo.len());
-    }
-    out
 }
 
 fn kernel(what: &str, source: io::Error) -> EnforceError {
     EnforceError::Kernel {
         what: what.to_string(),
         source,
-    }
-}
-
-/// The error for a refused transaction, naming the message.
-fn refused(tx: &Transaction, r: Refusal, count: usize) -> EnforceError {
-    let others = match count {
-        0 | 1 => String::new(),
-        n => format!(", and {} other messages", n - 1),
-    };
-    warn!(
-        message = tx.label(r.index),
-        errno = r.errno,
-        "the kernel refused a transaction"
-    );
-    kernel(
-        &format!(
-            "{} (message {} of {}{others}; the whole transaction was aborted, nothing applied)",
-            tx.label(r.index),
-            r.index + 1,
-            tx.len()
-        ),
-        io::Error::from_raw_os_error(r.errno),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn work(n: usize, plan: Plan) -> Vec<Work> {
-        (0..n as u32)
-            .map(|i| Work {
-                jail: Arc::from("sshd"),
-                addr: IpAddr::from(i.to_be_bytes()),
-                bantime: Duration::from_secs(60),
-                plan,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn one_transaction_when_it_fits_several_when_not() {
-        let todo = work(10_000, Plan::Add);
-        let whole = chunks(&todo, 4 << 20, 7);
-        assert_eq!((whole.len(), whole[0].clone()), (1, 0..10_000));
-        let small = chunks(&todo, 200 << 10, 7);
-        assert!(small.len() > 1, "{small:?}");
-        assert_eq!(small.first().map(|r| r.start), Some(0));
-        assert_eq!(small.last().map(|r| r.end), Some(10_000));
-        assert!(small.windows(2).all(|w| w[0].end == w[1].start));
-        assert!(small.iter().all(|r| r.len() * 72 <= 200 << 10));
-        let tries = chunks(&work(10_000, Plan::TryReplace), 200 << 10, 7);
-        assert!(tries.len() > small.len());
-        assert!(chunks(&[], 1 << 20, 7).is_empty());
-        // Even a budget smaller than one order sends it, alone.
-        assert_eq!(chunks(&work(2, Plan::Add), 10, 7), [0..1, 1..2]);
     }
 }

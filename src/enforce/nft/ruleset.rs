@@ -1,9 +1,8 @@
 //! The table, chain and rules, built with rustables.
 //!
-//! rustables encodes them; we take its finalized batch bytes and splice the
-//! messages into our [`Transaction`], so the rules, our sets and elements
-//! change in one atomic step. One rustables batch per rule, so each rule has
-//! its own label when the kernel refuses it.
+//! rustables encodes them; we take its finalized batch bytes, drop its own
+//! begin/end markers and splice the messages into our transaction, so the
+//! rules, our sets and elements change in one atomic step.
 
 use rustables::expr::{
     Cmp, CmpOp, Counter, HighLevelPayload, IPv4HeaderField, IPv6HeaderField, IcmpCode, Immediate,
@@ -14,7 +13,7 @@ use rustables::{
     Batch, Chain, ChainPolicy, ChainType, Hook, HookClass, MsgType, ProtocolFamily, Rule, Table,
 };
 
-use super::transaction::Transaction;
+use super::wire;
 use crate::config::port::{PortRange, Proto};
 use crate::enforce::{BlockType, JailRules};
 
@@ -31,25 +30,21 @@ pub struct RuleError {
     message: String,
 }
 
-/// Adds the table (no EXCL: an existing one and its contents stay).
-pub fn add_table(tx: &mut Transaction, table: &str) {
+/// The message that creates the table (no EXCL: an existing one stays).
+pub fn table_message(table: &str) -> Vec<u8> {
     let mut batch = Batch::new();
     batch.add(
         &Table::new(ProtocolFamily::Inet).with_name(table),
         MsgType::Add,
     );
-    tx.splice(&batch.finalize(), format!("add table inet {table}"));
+    strip_batch_markers(&batch.finalize())
 }
 
-/// Adds the chain (no EXCL), deletes every rule of it and adds the wanted
-/// ones, in this order inside the caller's transaction, so there is no moment
-/// without rules. No element is touched: a set's bans survive a reconcile.
-/// The jails' sets must be added before these messages.
-pub fn replace_rules(
-    tx: &mut Transaction,
-    table: &str,
-    jails: &[JailRules],
-) -> Result<(), RuleError> {
+/// Messages that create the chain (no EXCL), delete every rule of it and add
+/// the wanted ones. No elements are touched: a set's bans survive a reconcile.
+/// The jails' sets must exist before these messages in the same transaction.
+pub fn chain_messages(table: &str, jails: &[JailRules]) -> Result<Vec<u8>, RuleError> {
+    let mut batch = Batch::new();
     let t = Table::new(ProtocolFamily::Inet).with_name(table);
     let hook = Hook::default()
         .with_class(HookClass::In as u32)
@@ -59,20 +54,13 @@ pub fn replace_rules(
         .with_hook(hook)
         .with_policy(ChainPolicy::Accept)
         .with_type(ChainType::Filter);
-    let mut batch = Batch::new();
     batch.add(&chain, MsgType::Add);
-    tx.splice(&batch.finalize(), format!("add chain inet {table} {CHAIN}"));
-    // DELRULE with only table and chain: every rule of the chain.
+    // DELRULE with only table and chain: flush the chain's rules.
     let flush = Rule::new(&chain).map_err(|e| RuleError {
         jail: String::new(),
         message: e.to_string(),
     })?;
-    let mut batch = Batch::new();
     batch.add(&flush, MsgType::Del);
-    tx.splice(
-        &batch.finalize(),
-        format!("delete the rules of chain {CHAIN}"),
-    );
     for jail in jails {
         for v6 in [false, true] {
             let ports: Vec<Option<PortRange>> = if jail.ports.is_empty() {
@@ -85,22 +73,11 @@ pub fn replace_rules(
                     jail: jail.name.clone(),
                     message,
                 })?;
-                let mut batch = Batch::new();
                 batch.add(&rule, MsgType::Add);
-                let what = match port {
-                    Some(p) if p.first == p.last => format!("{} dport {}", p.proto, p.first),
-                    Some(p) => format!("{} dport {}-{}", p.proto, p.first, p.last),
-                    None => "every port".to_string(),
-                };
-                let family = if v6 { "ip6" } else { "ip" };
-                tx.splice(
-                    &batch.finalize(),
-                    format!("add rule for jail {} ({what}, {family} saddr)", jail.name),
-                );
             }
         }
     }
-    Ok(())
+    Ok(strip_batch_markers(&batch.finalize()))
 }
 
 /// `[meta l4proto P th dport A[-B]] ip[6] saddr @<jail>-v4|6 counter reject|drop`
@@ -164,9 +141,30 @@ fn rule(
     Ok(r)
 }
 
+/// Drops the first (BATCH_BEGIN) and last (BATCH_END) messages of a finalized
+/// rustables batch; our transport renumbers the rest.
+fn strip_batch_markers(buf: &[u8]) -> Vec<u8> {
+    let mut spans = Vec::new();
+    let mut at = 0;
+    while at + 16 <= buf.len() {
+        let len = u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+        if len < 16 || at + len > buf.len() {
+            break;
+        }
+        let ty = u16::from_ne_bytes([buf[at + 4], buf[at + 5]]);
+        if ty != wire::NFNL_MSG_BATCH_BEGIN && ty != wire::NFNL_MSG_BATCH_END {
+            spans.push(at..at + len);
+        }
+        at += (len + 3) & !3;
+    }
+    spans
+        .into_iter()
+        .flat_map(|s| buf[s].iter().copied())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::wire::messages;
     use super::*;
 
     #[test]
@@ -187,23 +185,11 @@ mod tests {
             ],
             blocktype: BlockType::Reject,
         }];
-        let mut tx = Transaction::new();
-        add_table(&mut tx, "nftjail");
-        replace_rules(&mut tx, "nftjail", &jails).unwrap();
-        let msgs = messages(tx.bytes());
+        let mut buf = table_message("nftjail");
+        buf.extend(chain_messages("nftjail", &jails).unwrap());
+        let msgs = wire::messages(&buf);
         let types: Vec<u16> = msgs.iter().map(|m| m.ty & 0xff).collect();
         // table, chain, flush (DELRULE), then 2 families x 2 ports
         assert_eq!(types, [0, 3, 8, 6, 6, 6, 6]);
-        let seqs: Vec<u32> = msgs.iter().map(|m| m.seq).collect();
-        assert_eq!(seqs, [0, 1, 2, 3, 4, 5, 6]);
-        assert_eq!(tx.label(0), "add table inet nftjail");
-        assert_eq!(
-            tx.label(3),
-            "add rule for jail sshd (tcp dport 22, ip saddr)"
-        );
-        assert_eq!(
-            tx.label(6),
-            "add rule for jail sshd (udp dport 1000-2000, ip6 saddr)"
-        );
     }
 }

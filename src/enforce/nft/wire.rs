@@ -1,44 +1,77 @@
-//! Netlink framing for nfnetlink: a message writer (headers, attributes,
-//! nests, 4-byte padding) and a reader that never trusts a length.
+//! nfnetlink encoding and decoding for what rustables 0.9 lacks: sets with
+//! `flags timeout`, set elements with per-element timeout and expiration, and
+//! the set / element dumps a restart needs.
 //!
-//! It knows nothing of sets or elements (`element.rs` does); it exists so the
-//! byte layout is written once and unit-tested without a kernel. Netlink
-//! headers are host-endian; nf_tables attribute values are big-endian.
+//! Everything here is pure bytes in, bytes out, so it is unit-tested without
+//! a kernel. Attribute values of nf_tables are big-endian.
+
+use std::net::IpAddr;
+use std::time::Duration;
 
 pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
 pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 pub const NFNL_MSG_BATCH_END: u16 = 0x11;
 pub const NFPROTO_INET: u8 = 1;
 
+pub const NFT_MSG_NEWSET: u16 = 9;
+pub const NFT_MSG_GETSET: u16 = 10;
+pub const NFT_MSG_DELSET: u16 = 11;
+pub const NFT_MSG_NEWSETELEM: u16 = 12;
+pub const NFT_MSG_GETSETELEM: u16 = 13;
+pub const NFT_MSG_DELSETELEM: u16 = 14;
+pub const NFT_MSG_GETGEN: u16 = 16;
+
 pub const NLMSG_ERROR: u16 = 2;
 pub const NLMSG_DONE: u16 = 3;
 pub const NLM_F_REQUEST: u16 = 0x1;
 pub const NLM_F_ACK: u16 = 0x4;
-/// Set on dump answers when the ruleset changed while the dump ran.
-pub const NLM_F_DUMP_INTR: u16 = 0x10;
 pub const NLM_F_DUMP: u16 = 0x300;
 pub const NLM_F_CREATE: u16 = 0x400;
 const NLA_F_NESTED: u16 = 0x8000;
 const NLA_TYPE_MASK: u16 = 0x3fff;
 
-/// Netlink header (16 bytes) plus nfgenmsg (4 bytes).
-#[cfg(test)]
-pub const HEADER_LEN: usize = 20;
+const NFTA_SET_TABLE: u16 = 1;
+const NFTA_SET_NAME: u16 = 2;
+const NFTA_SET_FLAGS: u16 = 3;
+const NFTA_SET_KEY_TYPE: u16 = 4;
+const NFTA_SET_KEY_LEN: u16 = 5;
+const NFTA_SET_ID: u16 = 10;
+const NFT_SET_TIMEOUT: u32 = 0x10;
+/// nft's own data type numbers, so `nft list` prints `type ipv4_addr`.
+const TYPE_IPADDR: u32 = 7;
+const TYPE_IP6ADDR: u32 = 8;
 
-pub fn align4(n: usize) -> usize {
-    (n + 3) & !3
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
+const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
+const NFTA_DATA_VALUE: u16 = 1;
+
+/// Stay well under the u16 attribute length (rustables' bug at ~4,095 keys).
+pub const MAX_ELEMENTS_BYTES: usize = 60 * 1024;
+
+/// Which of a jail's two sets an address belongs to.
+pub fn set_name(jail: &str, addr: &IpAddr) -> String {
+    match addr {
+        IpAddr::V4(_) => format!("{jail}-v4"),
+        IpAddr::V6(_) => format!("{jail}-v6"),
+    }
 }
 
 /// A growing buffer of netlink messages.
-///
-/// `seq` numbers the messages written; inside a transaction it is the
-/// message's index, which the transport later shifts into its own sequence.
 #[derive(Default)]
 pub struct Writer {
     pub buf: Vec<u8>,
-    /// Start offsets of the open message and nests.
+    /// Start offsets of open nests and the current message.
     stack: Vec<usize>,
     pub seq: u32,
+}
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
 }
 
 impl Writer {
@@ -52,7 +85,7 @@ impl Writer {
     /// Starts a message; returns its sequence number.
     pub fn begin(&mut self, ty: u16, flags: u16, family: u8, res_id: u16) -> u32 {
         let seq = self.seq;
-        self.seq = self.seq.wrapping_add(1);
+        self.seq += 1;
         self.stack.push(self.buf.len());
         self.buf.extend_from_slice(&0u32.to_ne_bytes()); // length, patched in end()
         self.buf.extend_from_slice(&ty.to_ne_bytes());
@@ -66,7 +99,6 @@ impl Writer {
         seq
     }
 
-    /// Ends the message begun last, writing its length.
     pub fn end(&mut self) {
         if let Some(start) = self.stack.pop() {
             let len = (self.buf.len() - start) as u32;
@@ -74,7 +106,7 @@ impl Writer {
         }
     }
 
-    /// An nf_tables message of family inet.
+    /// An nf_tables message (type in the nftables subsystem).
     pub fn begin_nft(&mut self, msg: u16, flags: u16) -> u32 {
         self.begin((NFNL_SUBSYS_NFTABLES << 8) | msg, flags, NFPROTO_INET, 0)
     }
@@ -87,7 +119,6 @@ impl Writer {
         self.buf.resize(self.buf.len() + align4(len) - len, 0);
     }
 
-    /// A NUL-terminated string, as the kernel's NLA_STRING policy wants.
     pub fn attr_str(&mut self, ty: u16, s: &str) {
         let mut v = Vec::with_capacity(s.len() + 1);
         v.extend_from_slice(s.as_bytes());
@@ -110,8 +141,6 @@ impl Writer {
             .extend_from_slice(&(ty | NLA_F_NESTED).to_ne_bytes());
     }
 
-    /// Ends a nest. Callers keep nests under 64 KiB (the length is a u16):
-    /// `element.rs` splits element lists well before that.
     pub fn nest_end(&mut self) {
         if let Some(start) = self.stack.pop() {
             let len = (self.buf.len() - start) as u16;
@@ -130,77 +159,154 @@ impl Writer {
         self.end();
         seq
     }
+
+    /// `add set inet TABLE NAME { type ipv4_addr; flags timeout; }` (no EXCL:
+    /// an existing set and its elements are kept).
+    pub fn new_set(&mut self, table: &str, name: &str, v6: bool, id: u32) -> u32 {
+        let seq = self.begin_nft(NFT_MSG_NEWSET, NLM_F_CREATE);
+        self.attr_str(NFTA_SET_TABLE, table);
+        self.attr_str(NFTA_SET_NAME, name);
+        self.attr_be32(NFTA_SET_FLAGS, NFT_SET_TIMEOUT);
+        self.attr_be32(
+            NFTA_SET_KEY_TYPE,
+            if v6 { TYPE_IP6ADDR } else { TYPE_IPADDR },
+        );
+        self.attr_be32(NFTA_SET_KEY_LEN, if v6 { 16 } else { 4 });
+        self.attr_be32(NFTA_SET_ID, id);
+        self.end();
+        seq
+    }
+
+    pub fn del_set(&mut self, table: &str, name: &str) -> u32 {
+        let seq = self.begin_nft(NFT_MSG_DELSET, 0);
+        self.attr_str(NFTA_SET_TABLE, table);
+        self.attr_str(NFTA_SET_NAME, name);
+        self.end();
+        seq
+    }
+
+    /// Element messages for one set, split so that no element list passes
+    /// [`MAX_ELEMENTS_BYTES`]. `timeout` None means a delete.
+    /// Returns the sequence numbers used, one per message.
+    pub fn elements(
+        &mut self,
+        table: &str,
+        set: &str,
+        elems: &[(IpAddr, Option<Duration>)],
+        add: bool,
+    ) -> Vec<u32> {
+        let mut seqs = Vec::new();
+        let mut rest = elems;
+        while !rest.is_empty() {
+            let (msg, flags) = if add {
+                (NFT_MSG_NEWSETELEM, NLM_F_CREATE)
+            } else {
+                (NFT_MSG_DELSETELEM, 0)
+            };
+            seqs.push(self.begin_nft(msg, flags));
+            self.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
+            self.attr_str(NFTA_SET_ELEM_LIST_SET, set);
+            self.nest_begin(NFTA_SET_ELEM_LIST_ELEMENTS);
+            let start = self.buf.len();
+            let mut n = 0;
+            for (addr, timeout) in rest {
+                if self.buf.len() - start > MAX_ELEMENTS_BYTES {
+                    break;
+                }
+                self.nest_begin(NFTA_LIST_ELEM);
+                self.nest_begin(NFTA_SET_ELEM_KEY);
+                match addr {
+                    IpAddr::V4(a) => self.attr(NFTA_DATA_VALUE, &a.octets()),
+                    IpAddr::V6(a) => self.attr(NFTA_DATA_VALUE, &a.octets()),
+                }
+                self.nest_end();
+                if let Some(t) = timeout {
+                    // The kernel refuses a zero timeout; round up to 1 ms.
+                    let ms = (t.as_millis() as u64).max(1);
+                    self.attr_be64(NFTA_SET_ELEM_TIMEOUT, ms);
+                }
+                self.nest_end();
+                n += 1;
+            }
+            self.nest_end();
+            self.end();
+            rest = &rest[n..];
+        }
+        seqs
+    }
+
+    pub fn get_sets(&mut self, table: &str) -> u32 {
+        let seq = self.begin_nft(NFT_MSG_GETSET, NLM_F_DUMP);
+        self.attr_str(NFTA_SET_TABLE, table);
+        self.end();
+        seq
+    }
+
+    pub fn get_elements(&mut self, table: &str, set: &str) -> u32 {
+        let seq = self.begin_nft(NFT_MSG_GETSETELEM, NLM_F_DUMP);
+        self.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
+        self.attr_str(NFTA_SET_ELEM_LIST_SET, set);
+        self.end();
+        seq
+    }
+
+    pub fn get_gen(&mut self) -> u32 {
+        let seq = self.begin_nft(NFT_MSG_GETGEN, NLM_F_ACK);
+        self.end();
+        seq
+    }
 }
 
-/// One netlink message read back.
+/// One netlink message read back: header fields and the payload after nfgenmsg.
 #[derive(Debug)]
 pub struct Msg<'a> {
     pub ty: u16,
-    pub flags: u16,
-    /// For NLMSG_ERROR, the sequence number of the message it answers.
     pub seq: u32,
     /// For NLMSG_ERROR: the negated errno (0 = ack).
     pub error: Option<i32>,
-    /// The payload after nfgenmsg (after the errno for NLMSG_ERROR).
     pub body: &'a [u8],
-}
-
-/// Byte spans of the whole messages in `buf`; stops at anything malformed.
-pub fn spans(buf: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let len = u32::from_ne_bytes(buf.get(at..at + 4)?.try_into().ok()?) as usize;
-        if len < 16 || at + len > buf.len() {
-            return None;
-        }
-        let span = at..at + len;
-        at += align4(len);
-        Some(span)
-    })
-}
-
-fn ne16(b: &[u8], at: usize) -> u16 {
-    u16::from_ne_bytes([b[at], b[at + 1]])
-}
-
-fn ne32(b: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 /// Splits a received buffer into messages; stops at anything malformed.
 pub fn messages(buf: &[u8]) -> Vec<Msg<'_>> {
-    spans(buf)
-        .map(|span| {
-            let m = &buf[span];
-            let (ty, flags) = (ne16(m, 4), ne16(m, 6));
-            let payload = &m[16..];
-            if ty == NLMSG_ERROR && payload.len() >= 4 {
-                let errno = ne32(payload, 0) as i32;
-                let echoed = &payload[4..];
-                // The answered message's header follows the errno: its seq counts.
-                let seq = if echoed.len() >= 12 {
-                    ne32(echoed, 8)
-                } else {
-                    ne32(m, 8)
-                };
-                Msg {
-                    ty,
-                    flags,
-                    seq,
-                    error: Some(errno),
-                    body: echoed,
-                }
-            } else {
-                Msg {
-                    ty,
-                    flags,
-                    seq: ne32(m, 8),
-                    error: None,
-                    body: payload.get(4..).unwrap_or_default(),
-                }
+    let mut out = Vec::new();
+    let mut rest = buf;
+    while rest.len() >= 16 {
+        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if len < 16 || len > rest.len() {
+            break;
+        }
+        let ty = u16::from_ne_bytes([rest[4], rest[5]]);
+        let seq = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        let payload = &rest[16..len];
+        let (error, body) = if ty == NLMSG_ERROR && payload.len() >= 4 {
+            (
+                Some(i32::from_ne_bytes([
+                    payload[0], payload[1], payload[2], payload[3],
+                ])),
+                &payload[4..],
+            )
+        } else if payload.len() >= 4 {
+            (None, &payload[4..])
+        } else {
+            (None, &payload[..0])
+        };
+        // For errors, the offending message's header follows; its seq is what counts.
+        let seq = match error {
+            Some(_) if body.len() >= 12 => {
+                u32::from_ne_bytes([body[8], body[9], body[10], body[11]])
             }
-        })
-        .collect()
+            _ => seq,
+        };
+        out.push(Msg {
+            ty,
+            seq,
+            error,
+            body,
+        });
+        rest = &rest[align4(len).min(rest.len())..];
+    }
+    out
 }
 
 /// Iterates over the attributes of `buf` as (type without flags, value).
@@ -209,8 +315,8 @@ pub fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
         if buf.len() < 4 {
             return None;
         }
-        let len = ne16(buf, 0) as usize;
-        let ty = ne16(buf, 2) & NLA_TYPE_MASK;
+        let len = u16::from_ne_bytes([buf[0], buf[1]]) as usize;
+        let ty = u16::from_ne_bytes([buf[2], buf[3]]) & NLA_TYPE_MASK;
         if len < 4 || len > buf.len() {
             return None;
         }
@@ -220,19 +326,55 @@ pub fn attrs(mut buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-/// The first attribute of type `ty`.
-pub fn attr(buf: &[u8], ty: u16) -> Option<&[u8]> {
+fn attr(buf: &[u8], ty: u16) -> Option<&[u8]> {
     attrs(buf).find(|(t, _)| *t == ty).map(|(_, v)| v)
 }
 
-/// A NUL-terminated string attribute value.
-pub fn c_str(v: &[u8]) -> String {
+fn c_str(v: &[u8]) -> String {
     let v = v.split(|&b| b == 0).next().unwrap_or(v);
     String::from_utf8_lossy(v).into_owned()
 }
 
-pub fn be64(v: &[u8]) -> Option<u64> {
+fn be64(v: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
+}
+
+/// The set name in a NEWSET message of a dump.
+pub fn parse_set_name(body: &[u8]) -> Option<String> {
+    attr(body, NFTA_SET_NAME).map(c_str)
+}
+
+/// An element read back from the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    pub addr: IpAddr,
+    pub timeout: Option<Duration>,
+    /// Time left before the kernel removes it.
+    pub expires: Option<Duration>,
+}
+
+/// Elements of a NEWSETELEM message of a dump.
+pub fn parse_elements(body: &[u8]) -> Vec<Element> {
+    let Some(list) = attr(body, NFTA_SET_ELEM_LIST_ELEMENTS) else {
+        return Vec::new();
+    };
+    attrs(list)
+        .filter(|(t, _)| *t == NFTA_LIST_ELEM)
+        .filter_map(|(_, elem)| {
+            let key = attr(attr(elem, NFTA_SET_ELEM_KEY)?, NFTA_DATA_VALUE)?;
+            let addr = match key.len() {
+                4 => IpAddr::from(<[u8; 4]>::try_from(key).ok()?),
+                16 => IpAddr::from(<[u8; 16]>::try_from(key).ok()?),
+                _ => return None,
+            };
+            let ms = |ty| attr(elem, ty).and_then(be64).map(Duration::from_millis);
+            Some(Element {
+                addr,
+                timeout: ms(NFTA_SET_ELEM_TIMEOUT),
+                expires: ms(NFTA_SET_ELEM_EXPIRATION),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -240,60 +382,70 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_attributes_and_padding() {
-        let mut w = Writer::with_seq(5);
-        assert_eq!(w.begin_nft(9, NLM_F_CREATE), 5);
-        w.attr_str(1, "abc"); // 4 + "abc\0" = 8, no padding
-        w.attr_str(2, "abcd"); // 4 + 5 = 9, padded to 12
-        w.nest_begin(3);
-        w.attr_be32(1, 7);
-        w.nest_end();
-        w.end();
-        assert_eq!(w.buf.len(), HEADER_LEN + 8 + 12 + 4 + 8);
-        assert_eq!(ne32(&w.buf, 0) as usize, w.buf.len());
-        assert_eq!(ne16(&w.buf, 4), (NFNL_SUBSYS_NFTABLES << 8) | 9);
-        assert_eq!(ne16(&w.buf, 6), NLM_F_CREATE | NLM_F_REQUEST);
-        assert_eq!(w.buf[16], NFPROTO_INET);
-        // The padded string's length field says 9, the next attribute starts at 12.
-        assert_eq!(ne16(&w.buf, HEADER_LEN + 8), 9);
-        assert_eq!(&w.buf[HEADER_LEN + 8 + 9..HEADER_LEN + 8 + 12], &[0, 0, 0]);
-        // The nest carries NLA_F_NESTED and its full length.
-        let nest = HEADER_LEN + 20;
-        assert_eq!(ne16(&w.buf, nest), 12);
-        assert_eq!(ne16(&w.buf, nest + 2), 3 | NLA_F_NESTED);
-
+    fn element_message_layout() {
+        let mut w = Writer::with_seq(7);
+        let seqs = w.elements(
+            "nftjail",
+            "j-v4",
+            &[("192.0.2.1".parse().unwrap(), Some(Duration::from_secs(3)))],
+            true,
+        );
+        assert_eq!(seqs, [7]);
         let msgs = messages(&w.buf);
         assert_eq!(msgs.len(), 1);
-        assert_eq!(msgs[0].seq, 5);
-        assert_eq!(attr(msgs[0].body, 2).map(c_str).unwrap(), "abcd");
-        let inner = attr(msgs[0].body, 3).unwrap();
-        assert_eq!(attr(inner, 1).unwrap(), 7u32.to_be_bytes());
+        assert_eq!(msgs[0].ty, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM);
+        assert_eq!(msgs[0].seq, 7);
+        let list = attr(msgs[0].body, NFTA_SET_ELEM_LIST_ELEMENTS).unwrap();
+        let elems = parse_elements(msgs[0].body);
+        assert_eq!(elems.len(), 1);
+        assert_eq!(elems[0].addr.to_string(), "192.0.2.1");
+        assert_eq!(elems[0].timeout, Some(Duration::from_secs(3)));
+        // nest(4) + key nest(4) + value(8) + timeout(12)
+        assert_eq!(list.len(), 28);
+        assert_eq!(
+            attr(msgs[0].body, NFTA_SET_ELEM_LIST_SET)
+                .map(c_str)
+                .unwrap(),
+            "j-v4"
+        );
     }
 
     #[test]
-    fn errors_carry_the_answered_seq() {
-        let mut req = Writer::with_seq(42);
-        req.begin_nft(14, 0);
-        req.end();
-        let mut err = Vec::new();
-        err.extend_from_slice(&((16 + 4 + 16) as u32).to_ne_bytes());
-        err.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
-        err.extend_from_slice(&0u16.to_ne_bytes());
-        err.extend_from_slice(&0u32.to_ne_bytes()); // outer seq: ignored
-        err.extend_from_slice(&0u32.to_ne_bytes());
-        err.extend_from_slice(&(-libc::ENOENT).to_ne_bytes());
-        err.extend_from_slice(&req.buf[..16]);
-        let m = messages(&err);
-        assert_eq!(m[0].error, Some(-libc::ENOENT));
-        assert_eq!(m[0].seq, 42);
+    fn big_lists_are_split_under_the_u16_limit() {
+        let elems: Vec<_> = (0..10_000u32)
+            .map(|i| (IpAddr::from(i.to_be_bytes()), Some(Duration::from_secs(60))))
+            .collect();
+        let mut w = Writer::default();
+        let seqs = w.elements("t", "s", &elems, true);
+        assert!(seqs.len() >= 5, "{}", seqs.len());
+        let msgs = messages(&w.buf);
+        let total: usize = msgs.iter().map(|m| parse_elements(m.body).len()).sum();
+        assert_eq!(total, 10_000);
+        for m in &msgs {
+            assert!(m.body.len() < 65_535);
+        }
+    }
+
+    #[test]
+    fn ipv6_and_deletes() {
+        let mut w = Writer::default();
+        w.elements(
+            "t",
+            "s-v6",
+            &[("2001:db8::1".parse().unwrap(), None)],
+            false,
+        );
+        let msgs = messages(&w.buf);
+        assert_eq!(msgs[0].ty & 0xff, NFT_MSG_DELSETELEM);
+        let e = &parse_elements(msgs[0].body)[0];
+        assert_eq!(e.addr.to_string(), "2001:db8::1");
+        assert_eq!(e.timeout, None);
     }
 
     #[test]
     fn garbage_is_not_a_panic() {
         assert!(messages(&[0xff; 40]).is_empty());
-        assert!(messages(&[20, 0, 0, 0, 2, 0]).is_empty());
+        assert!(parse_elements(&[1, 0, 3, 0, 9, 9, 9]).is_empty());
         assert_eq!(attrs(&[200, 0, 1, 0]).count(), 0);
-        assert_eq!(attrs(&[2, 0, 1, 0]).count(), 0);
-        assert_eq!(be64(&[1, 2, 3]), None);
     }
 }
