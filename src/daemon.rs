@@ -143,8 +143,9 @@ fn start_sources(
             .name(name)
             .spawn(move || {
                 let result = follower.follow(&stop, |line| {
-                    let time = SystemTime::now();
                     matcher.scan(line, |jail, addr| {
+                        // The clock is read only for hits, not for every line.
+                        let time = SystemTime::now();
                         // A closed channel means shutdown; the line is not lost
                         // state, since bans already decided are in the kernel.
                         let _ = tx.blocking_send(Failure { jail, addr, time });
