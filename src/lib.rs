@@ -12,4 +12,5 @@ pub mod filter;
 pub mod matcher;
 pub mod message;
 pub mod source;
+pub mod timestamp;
 pub mod tracker;

@@ -6,6 +6,7 @@
 //! tags (`<HOST>`, `<SYSLOG>`, see [`tags`]) and checks every regex once, so a
 //! bad filter is a config error, never a runtime surprise.
 
+pub mod fail2ban;
 pub mod library;
 pub mod literal;
 pub mod tags;
