@@ -10,8 +10,13 @@ use nftjail::config::{Config, DEFAULT_PATH};
 use nftjail::daemon::{self, RunOptions};
 
 mod cli {
+    pub mod client;
     pub mod test;
 }
+
+use cli::client::Style;
+use nftjail::control::client::ClientError;
+use nftjail::control::protocol::Request;
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +28,9 @@ struct Cli {
     /// Config file [default: /etc/nftjail/nftjail.toml, else the built-in config]
     #[arg(long, short, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Control socket of the daemon [default: the config's daemon.socket]
+    #[arg(long, global = true, value_name = "PATH", env = "NFTJAIL_SOCKET")]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,10 +61,71 @@ enum Command {
         #[arg(long)]
         print_regex: bool,
     },
+    /// The jail list, or one jail's counters and bans (fail2ban-client's layout).
+    Status {
+        jail: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ban an address in a jail now.
+    Ban {
+        jail: String,
+        addr: String,
+        /// How long (600, 30s, 10m, 1h, 1d, 1w) [default: the jail's bantime]
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+        /// Ban even an address the jail ignores (ignoreip, ignoreself)
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift bans: `unban JAIL ADDR`, `unban ADDR` (every jail) or `unban --all`.
+    Unban {
+        #[arg(num_args = 0..=2, value_names = ["JAIL", "ADDR"])]
+        args: Vec<String>,
+        /// Every ban of every jail
+        #[arg(long, conflicts_with = "args")]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Active bans with the time they have left, all or of one address.
+    Banned {
+        addr: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the daemon re-read its config; a broken file is reported and the running config stays.
+    Reload {
+        #[arg(long)]
+        json: bool,
+    },
+    /// This program's version and the running daemon's.
+    Version {
+        #[arg(long)]
+        json: bool,
+    },
+    /// fail2ban-client's forms: status [JAIL], set JAIL banip|unbanip ADDR, unban ADDR|--all, reload.
+    /// Also what runs when the binary is called through a `fail2ban-client` symlink.
+    Client {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Called as `fail2ban-client` (a symlink): every argument is a
+    // fail2ban-client form, so scripts written for fail2ban keep working.
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let called = argv
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n == "fail2ban-client");
+    if called {
+        argv.insert(1, "client".into());
+    }
+    let cli = Cli::parse_from(argv);
     // Log lines go to stderr from a writer thread, so a burst of thousands of
     // ban lines costs the enforcer a queue push each, not a write(2) each.
     // Not lossy: every ban line is written; the guard flushes them at exit.
@@ -78,9 +147,52 @@ fn main() -> ExitCode {
         Err(e) => {
             drop(_flush_at_exit);
             eprintln!("nftjail: {e:#}");
-            ExitCode::FAILURE
+            let code = e
+                .downcast_ref::<ClientError>()
+                .map_or(1, ClientError::exit_code);
+            ExitCode::from(code)
         }
     }
+}
+
+/// The socket to talk to: `--socket`/`$NFTJAIL_SOCKET`, else the config's,
+/// else the default; a config that does not parse must not stop `nftjail status`.
+fn socket_path(cli: &Cli) -> PathBuf {
+    if let Some(s) = &cli.socket {
+        return s.clone();
+    }
+    if let Ok(c) = Config::load(cli.config.as_deref()) {
+        return c.socket;
+    }
+    // A broken file (say, after an edit that `reload` is about to refuse):
+    // its daemon.socket line is still the best guess at where the daemon is.
+    let path = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH));
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let (key, value) = l.split_once('=')?;
+                (key.trim() == "socket").then(|| {
+                    value
+                        .trim()
+                        .trim_matches(|c| c == '"' || c == '\'')
+                        .to_string()
+                })
+            })
+        })
+        .filter(|s| s.starts_with('/'))
+        .map_or_else(
+            || PathBuf::from(nftjail::config::DEFAULT_SOCKET),
+            PathBuf::from,
+        )
+}
+
+fn ask(cli: &Cli, req: Request, json: bool) -> anyhow::Result<()> {
+    let style = if json { Style::Json } else { Style::Human };
+    Ok(cli::client::run(&socket_path(cli), req, style)?)
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -115,6 +227,65 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Status { ref jail, json } => {
+            ask(&cli, Request::Status { jail: jail.clone() }, json)
+        }
+        Command::Ban {
+            ref jail,
+            ref addr,
+            ref duration,
+            force,
+            json,
+        } => {
+            let seconds = duration
+                .as_deref()
+                .map(nftjail::config::duration::parse_duration)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--for: {e}"))?
+                .map(|d| d.as_secs());
+            let req = Request::Ban {
+                jail: jail.clone(),
+                addr: addr.clone(),
+                seconds,
+                force,
+            };
+            ask(&cli, req, json)
+        }
+        Command::Unban {
+            ref args,
+            all,
+            json,
+        } => {
+            let req = match (all, args.as_slice()) {
+                (true, _) => Request::Unban {
+                    jail: None,
+                    addr: None,
+                },
+                (false, [addr]) => Request::Unban {
+                    jail: None,
+                    addr: Some(addr.clone()),
+                },
+                (false, [jail, addr]) => Request::Unban {
+                    jail: Some(jail.clone()),
+                    addr: Some(addr.clone()),
+                },
+                _ => anyhow::bail!("usage: nftjail unban JAIL ADDR | unban ADDR | unban --all"),
+            };
+            ask(&cli, req, json)
+        }
+        Command::Banned { ref addr, json } => {
+            ask(&cli, Request::Banned { addr: addr.clone() }, json)
+        }
+        Command::Reload { json } => ask(&cli, Request::Reload, json),
+        Command::Version { json } => ask(&cli, Request::Version, json),
+        Command::Client { ref args } => {
+            let requests = cli::client::fail2ban_forms(args).map_err(anyhow::Error::msg)?;
+            let socket = socket_path(&cli);
+            for req in requests {
+                cli::client::run(&socket, req, Style::Fail2ban)?;
+            }
+            Ok(())
+        }
         Command::Run { dry_run } => {
             let config = load()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -123,7 +294,13 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 .build()
                 .context("cannot start the async runtime")?;
             runtime
-                .block_on(daemon::run(config, RunOptions { dry_run }))
+                .block_on(daemon::run(
+                    config,
+                    RunOptions {
+                        dry_run,
+                        config_path: cli.config.clone(),
+                    },
+                ))
                 .with_context(|| format!("daemon failed (config default path: {DEFAULT_PATH})"))
         }
     }

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::time::SystemTime;
 
 use crate::config::Jail;
-use crate::message::{BanOrder, Failure};
+use crate::message::{BanOrder, Failure, JailId};
 
 /// What the tracker did with one failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,12 +26,23 @@ pub enum Verdict {
 }
 
 pub struct Tracker {
-    jails: Vec<Jail>,
+    /// Indexed by [`crate::message::JailId`]; None for a jail removed by a reload.
+    jails: Vec<Option<Jail>>,
+    counts: Vec<JailCounts>,
     windows: HashMap<Key, Window>,
     /// Keys in the order their windows were opened, for oldest-first eviction.
     /// Lazy: a key whose window is gone is skipped when it reaches the front.
     opened: VecDeque<Key>,
     max_tracked: usize,
+}
+
+/// fail2ban's "Currently failed" and "Total failed" for one jail.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JailCounts {
+    /// Addresses with failures inside findtime now.
+    pub current: u64,
+    /// Failures counted since start (ignored addresses excluded).
+    pub total: u64,
 }
 
 /// Compact on purpose: an attack spread over a million addresses makes a
@@ -83,6 +94,11 @@ impl Window {
     }
 }
 
+/// Window capacity: maxretry, kept within what a `u8` length can count.
+fn maxretry_of(jail: &Jail) -> usize {
+    (jail.maxretry as usize).clamp(1, usize::from(u8::MAX))
+}
+
 fn millis(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -98,7 +114,14 @@ impl Tracker {
     /// `max_tracked` bounds memory under an attack from very many addresses:
     /// past it, the windows opened first are forgotten first.
     pub fn with_limit(jails: Vec<Jail>, max_tracked: usize) -> Self {
+        Self::with_slots(jails.into_iter().map(Some).collect(), max_tracked)
+    }
+
+    /// Jails by id, with holes where a reload removed one, so ids stay stable
+    /// for failures already on their way.
+    pub fn with_slots(jails: Vec<Option<Jail>>, max_tracked: usize) -> Self {
         Tracker {
+            counts: vec![JailCounts::default(); jails.len()],
             jails,
             windows: HashMap::new(),
             opened: VecDeque::new(),
@@ -106,8 +129,48 @@ impl Tracker {
         }
     }
 
-    pub fn jails(&self) -> &[Jail] {
-        &self.jails
+    /// A reload: windows of jails still present are kept (trimmed if maxretry
+    /// shrank), those of removed jails forgotten; new limits apply from the
+    /// next failure.
+    pub fn reconfigure(&mut self, jails: Vec<Option<Jail>>, max_tracked: usize) {
+        self.counts.resize(jails.len(), JailCounts::default());
+        self.jails = jails;
+        self.max_tracked = max_tracked.max(1);
+        let jails = &self.jails;
+        let counts = &mut self.counts;
+        self.windows.retain(|(id, _), window| {
+            let id = usize::from(*id);
+            let Some(Some(jail)) = jails.get(id) else {
+                if let Some(c) = counts.get_mut(id) {
+                    c.current = c.current.saturating_sub(1);
+                }
+                return false;
+            };
+            let cap = maxretry_of(jail);
+            if cap != window.times.len() {
+                let keep = window.times().len().min(cap);
+                let newest = &window.times()[window.times().len() - keep..];
+                let mut w = Window::new(cap);
+                w.times[..keep].copy_from_slice(newest);
+                w.len = keep as u8;
+                *window = w;
+            }
+            true
+        });
+        self.evict();
+    }
+
+    pub fn jails(&self) -> impl Iterator<Item = &Jail> {
+        self.jails.iter().flatten()
+    }
+
+    /// Number of jail ids, removed ones included.
+    pub fn slots(&self) -> usize {
+        self.jails.len()
+    }
+
+    pub fn counts(&self, jail: JailId) -> JailCounts {
+        self.counts.get(jail).copied().unwrap_or_default()
     }
 
     /// Addresses with failures being counted, across jails.
@@ -116,7 +179,7 @@ impl Tracker {
     }
 
     pub fn record(&mut self, failure: Failure) -> Verdict {
-        let Some(jail) = self.jails.get(failure.jail) else {
+        let Some(Some(jail)) = self.jails.get(failure.jail) else {
             return Verdict::Ignored;
         };
         let addr = failure.addr.to_canonical();
@@ -126,18 +189,22 @@ impl Tracker {
         // Config checking keeps jail counts far below u16::MAX and maxretry
         // within u8 windows; clamp rather than trust that here.
         let key = (failure.jail.min(usize::from(u16::MAX)) as u16, addr);
-        let maxretry = (jail.maxretry as usize).clamp(1, usize::from(u8::MAX));
+        let maxretry = maxretry_of(jail);
         let findtime = jail.findtime.as_millis() as u64;
+        let counts = &mut self.counts[failure.jail];
+        counts.total += 1;
         let window = match self.windows.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
                 self.opened.push_back(key);
+                counts.current += 1;
                 e.insert(Window::new(maxretry))
             }
         };
         let count = window.push(millis(failure.time), findtime) as u32;
         if count as usize >= maxretry {
             self.windows.remove(&key);
+            counts.current = counts.current.saturating_sub(1);
             return Verdict::Ban(BanOrder {
                 jail: jail.name.clone(),
                 addr,
@@ -153,7 +220,11 @@ impl Tracker {
         while self.windows.len() > self.max_tracked {
             match self.opened.pop_front() {
                 Some(key) => {
-                    self.windows.remove(&key);
+                    if self.windows.remove(&key).is_some() {
+                        if let Some(c) = self.counts.get_mut(usize::from(key.0)) {
+                            c.current = c.current.saturating_sub(1);
+                        }
+                    }
                 }
                 None => break,
             }
@@ -171,11 +242,20 @@ impl Tracker {
     pub fn prune(&mut self, now: SystemTime) {
         let now = millis(now);
         let jails = &self.jails;
+        let counts = &mut self.counts;
         self.windows.retain(|(jail, _), window| {
+            let id = usize::from(*jail);
             let findtime = jails
-                .get(usize::from(*jail))
+                .get(id)
+                .and_then(Option::as_ref)
                 .map_or(0, |j| j.findtime.as_millis() as u64);
-            window.times().last().is_some_and(|&t| t + findtime > now)
+            let keep = window.times().last().is_some_and(|&t| t + findtime > now);
+            if !keep {
+                if let Some(c) = counts.get_mut(id) {
+                    c.current = c.current.saturating_sub(1);
+                }
+            }
+            keep
         });
         self.evict();
     }

@@ -29,6 +29,8 @@ use crate::filter::{self, Filter, FilterDef};
 
 /// Where the daemon looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/nftjail/nftjail.toml";
+/// Where the daemon listens for `nftjail status`, `ban`, `reload`...
+pub const DEFAULT_SOCKET: &str = "/run/nftjail/nftjail.sock";
 /// The config compiled into the binary, used when no file exists at [`DEFAULT_PATH`].
 pub const EMBEDDED: &str = include_str!("../../config/nftjail.toml");
 
@@ -57,8 +59,12 @@ pub struct Config {
     pub table: String,
     /// Cap on failure windows kept by the tracker.
     pub max_tracked: usize,
-    /// Enabled jails only, in name order; a [`crate::message::JailId`] indexes this.
+    /// Enabled jails only, in name order.
     pub jails: Vec<Jail>,
+    /// Control socket path.
+    pub socket: PathBuf,
+    /// Group given read-write access to the control socket (mode 0660), by gid.
+    pub socket_group: Option<(String, u32)>,
 }
 
 /// One enabled jail.
@@ -177,6 +183,28 @@ impl Checker<'_> {
                 }
             },
         };
+        let socket = match raw.daemon.socket.as_ref() {
+            None => PathBuf::from(DEFAULT_SOCKET),
+            Some(p) if Path::new(p.get_ref()).is_absolute() => PathBuf::from(p.get_ref()),
+            Some(p) => {
+                self.problem(p.span(), "daemon.socket", "must be an absolute path");
+                PathBuf::from(DEFAULT_SOCKET)
+            }
+        };
+        let socket_group = match raw.daemon.socket_group.as_ref() {
+            None => None,
+            Some(g) => match group_id(g.get_ref()) {
+                Some(gid) => Some((g.get_ref().clone(), gid)),
+                None => {
+                    self.problem(
+                        g.span(),
+                        "daemon.socket_group",
+                        format!("no such group {:?} on this system", g.get_ref()),
+                    );
+                    None
+                }
+            },
+        };
         let filter_dir = raw
             .daemon
             .filter_dir
@@ -264,6 +292,8 @@ impl Checker<'_> {
                 backend,
                 table,
                 max_tracked,
+                socket,
+                socket_group,
                 jails,
             })
         } else {
@@ -454,4 +484,24 @@ fn valid_name(s: &str) -> bool {
         && s.len() <= MAX_JAIL_NAME
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Looks a group name up in the system's group database (files, LDAP...).
+fn group_id(name: &str) -> Option<u32> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut out: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call and `buf` outlives it;
+    // getgrnam_r writes only inside `grp` and `buf`.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut out,
+        )
+    };
+    (rc == 0 && !out.is_null()).then_some(grp.gr_gid)
 }

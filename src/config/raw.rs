@@ -28,6 +28,10 @@ pub struct RawDaemon {
     pub filter_dir: Option<Spanned<String>>,
     /// Cap on addresses whose failures are being counted (oldest forgotten first).
     pub max_tracked: Option<Spanned<i64>>,
+    /// Path of the control socket.
+    pub socket: Option<Spanned<String>>,
+    /// Group allowed to use the control socket besides root.
+    pub socket_group: Option<Spanned<String>>,
 }
 
 /// Values every jail inherits unless it sets its own.

@@ -54,6 +54,23 @@ impl Backend for LogBackend {
             .is_some_and(|until| until > now))
     }
 
+    fn list(&self, jail: &str) -> Vec<(IpAddr, Option<Duration>)> {
+        let now = Instant::now();
+        let mut out: Vec<(IpAddr, Option<Duration>)> = self
+            .bans
+            .iter()
+            .filter(|((j, _), _)| j == jail)
+            .filter_map(|((_, addr), until)| {
+                until
+                    .checked_duration_since(now)
+                    .filter(|d| !d.is_zero())
+                    .map(|d| (*addr, Some(d)))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {
         let until = self.bans.get(&(jail.to_string(), addr))?;
         until.checked_duration_since(Instant::now())

@@ -72,4 +72,7 @@ pub trait Backend: Send {
 
     /// Time left on a ban according to the backend's own record (None: not banned).
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration>;
+
+    /// A jail's active bans with their time left (None: a ban without timeout).
+    fn list(&self, jail: &str) -> Vec<(IpAddr, Option<Duration>)>;
 }

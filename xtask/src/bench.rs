@@ -535,7 +535,8 @@ impl Daemon {
         std::fs::write(
             &cfg,
             format!(
-                "[jail.bench]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = {maxretry}\nfindtime = \"1h\"\nbantime = \"1h\"\n",
+                "[daemon]\nsocket = \"{}\"\n[jail.bench]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = {maxretry}\nfindtime = \"1h\"\nbantime = \"1h\"\n",
+                dir.join(format!("{tag}.sock")).display(),
                 log.display()
             ),
         )?;

@@ -33,6 +33,8 @@ ip -n "$ATK" link set demo-atk up
 ip netns exec "$SRV" unshare --mount --propagation private bash -s <<INNER
 set -euo pipefail
 mount -t tmpfs nftjail-demo /var/log
+mkdir -p /run/nftjail
+mount -t tmpfs nftjail-demo-run /run/nftjail
 : > /var/log/mail.log
 "$XTASK" listen $SERVER:587 &
 sleep 0.2
@@ -68,6 +70,10 @@ ip netns exec "$ATK" "$XTASK" connect $SERVER:587
 echo
 echo "\$ nft list chain inet nftjail input"
 nft list chain inet nftjail input
+
+echo
+echo "\$ nftjail status postfix-sasl     (over the control socket, fail2ban-client's layout)"
+"$NFTJAIL" status postfix-sasl
 
 kill -TERM \$DAEMON
 wait \$DAEMON || true

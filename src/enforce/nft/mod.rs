@@ -341,6 +341,25 @@ impl Backend for NftBackend {
         }
     }
 
+    fn list(&self, jail: &str) -> Vec<(IpAddr, Option<Duration>)> {
+        let now = Instant::now();
+        let Some(bans) = self.record.get(jail) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(IpAddr, Option<Duration>)> = bans
+            .iter()
+            .filter_map(|(addr, until)| match until {
+                Until::Never => Some((*addr, None)),
+                Until::At(t) => t
+                    .checked_duration_since(now)
+                    .filter(|d| !d.is_zero())
+                    .map(|d| (*addr, Some(d))),
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {
         match self.record.get(jail)?.get(&addr.to_canonical())? {
             Until::Never => Some(Duration::MAX),

@@ -1,0 +1,219 @@
+//! Client commands: ask the daemon over its socket and print the answer the
+//! way fail2ban-client does, so runbooks and scripts that grep its output keep
+//! working; `--json` prints the daemon's reply as is, for new scripts.
+
+use std::path::Path;
+
+use nftjail::control::client::{request, ClientError};
+use nftjail::control::protocol::{BanInfo, JailStatus, Reply, Request};
+
+/// How a reply is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    /// Our own words (and fail2ban's layout for `status`).
+    Human,
+    Json,
+    /// fail2ban-client's terse answers (`set JAIL banip` prints a count...).
+    Fail2ban,
+}
+
+pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError> {
+    let reply = request(socket, &req)?;
+    if style == Style::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reply).unwrap_or_else(|_| "{}".into())
+        );
+        return Ok(());
+    }
+    let fail2ban = style == Style::Fail2ban;
+    match reply {
+        Reply::Jails { jails } => {
+            println!("Status");
+            println!("|- Number of jail:\t{}", jails.len());
+            println!("`- Jail list:\t{}", jails.join(", "));
+        }
+        Reply::JailStatus(s) => print_status(&s),
+        Reply::Banned { bans } => print_bans(&bans),
+        Reply::Ban {
+            jail,
+            addr,
+            seconds,
+            outcome,
+        } => {
+            if fail2ban {
+                // fail2ban-client prints how many addresses it banned.
+                println!("{}", u8::from(outcome != "unchanged"));
+            } else {
+                let what = match outcome.as_str() {
+                    "added" => "banned",
+                    "extended" => "ban extended",
+                    _ => "already banned for at least as long",
+                };
+                println!(
+                    "{jail}: {addr} {what} ({})",
+                    nftjail::daemon::human_secs(seconds)
+                );
+            }
+        }
+        Reply::Unbanned { bans } => {
+            if fail2ban {
+                println!("{}", bans.len());
+            } else if bans.is_empty() {
+                println!("nothing was banned");
+            } else {
+                for b in &bans {
+                    println!("{}: {} unbanned", b.jail, b.addr);
+                }
+            }
+        }
+        Reply::Reloaded {
+            jails,
+            added,
+            removed,
+        } => {
+            if fail2ban {
+                println!("OK");
+            } else {
+                println!("reloaded: {} jail(s): {}", jails.len(), jails.join(", "));
+                if !added.is_empty() {
+                    println!("added: {}", added.join(", "));
+                }
+                if !removed.is_empty() {
+                    println!("removed (bans lifted): {}", removed.join(", "));
+                }
+            }
+        }
+        Reply::Version { version } => {
+            if fail2ban {
+                println!("{version}");
+            } else {
+                println!("nftjail {} (daemon {version})", env!("CARGO_PKG_VERSION"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_status(s: &JailStatus) {
+    println!("Status for the jail: {}", s.jail);
+    println!("|- Filter");
+    println!("|  |- Currently failed:\t{}", s.currently_failed);
+    println!("|  |- Total failed:\t{}", s.total_failed);
+    println!("|  `- File list:\t{}", s.files.join(" "));
+    println!("`- Actions");
+    println!("   |- Currently banned:\t{}", s.currently_banned);
+    println!("   |- Total banned:\t{}", s.total_banned);
+    println!("   `- Banned IP list:\t{}", s.banned.join(" "));
+}
+
+fn print_bans(bans: &[BanInfo]) {
+    if bans.is_empty() {
+        println!("no active bans");
+        return;
+    }
+    for b in bans {
+        let left = match b.remaining {
+            Some(s) => format!("{} left", nftjail::daemon::human_secs(s)),
+            None => "no timeout".into(),
+        };
+        println!("{}\t{}\t{left}", b.jail, b.addr);
+    }
+}
+
+/// fail2ban-client's argument forms that runbooks use, mapped to requests.
+/// Returns the requests to send (several for `set JAIL banip A B`).
+pub fn fail2ban_forms(args: &[String]) -> Result<Vec<Request>, String> {
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let addrs = |list: &[&str]| -> Result<Vec<String>, String> {
+        if list.is_empty() {
+            Err("an address is needed".into())
+        } else {
+            Ok(list.iter().map(|s| s.to_string()).collect())
+        }
+    };
+    Ok(match a.as_slice() {
+        ["status"] => vec![Request::Status { jail: None }],
+        ["status", jail] | ["status", jail, _] => vec![Request::Status {
+            jail: Some(jail.to_string()),
+        }],
+        ["set", jail, "banip", rest @ ..] => addrs(rest)?
+            .into_iter()
+            .map(|addr| Request::Ban {
+                jail: jail.to_string(),
+                addr,
+                seconds: None,
+                force: false,
+            })
+            .collect(),
+        ["set", jail, "unbanip", rest @ ..] => addrs(rest)?
+            .into_iter()
+            .map(|addr| Request::Unban {
+                jail: Some(jail.to_string()),
+                addr: Some(addr),
+            })
+            .collect(),
+        ["unban", "--all"] | ["unban", "-a"] => vec![Request::Unban {
+            jail: None,
+            addr: None,
+        }],
+        ["unban", rest @ ..] => addrs(rest)?
+            .into_iter()
+            .map(|addr| Request::Unban {
+                jail: None,
+                addr: Some(addr),
+            })
+            .collect(),
+        ["banned"] => vec![Request::Banned { addr: None }],
+        ["banned", addr] => vec![Request::Banned {
+            addr: Some(addr.to_string()),
+        }],
+        ["reload", ..] => vec![Request::Reload],
+        ["version"] | ["ping"] => vec![Request::Version],
+        _ => {
+            return Err(format!(
+                "unsupported fail2ban-client command {:?}; supported: status [JAIL], set JAIL banip|unbanip ADDR..., unban ADDR...|--all, banned [ADDR], reload, ping, version",
+                args.join(" ")
+            ))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forms(s: &str) -> Result<Vec<Request>, String> {
+        fail2ban_forms(&s.split_whitespace().map(String::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn runbook_lines_map_to_requests() {
+        assert_eq!(
+            forms("status").unwrap(),
+            vec![Request::Status { jail: None }]
+        );
+        assert_eq!(
+            forms("set sshd banip 203.0.113.1 203.0.113.2")
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            forms("set sshd unbanip 203.0.113.1").unwrap(),
+            vec![Request::Unban {
+                jail: Some("sshd".into()),
+                addr: Some("203.0.113.1".into())
+            }]
+        );
+        assert_eq!(
+            forms("unban --all").unwrap(),
+            vec![Request::Unban {
+                jail: None,
+                addr: None
+            }]
+        );
+        assert!(forms("set sshd banip").is_err());
+        assert!(forms("start sshd").is_err());
+    }
+}

@@ -1,0 +1,203 @@
+//! The daemon's side of the control socket: accept, check the peer, read one
+//! framed request at a time, answer. What a request does is the [`Handler`]'s
+//! business; this file only keeps a misbehaving client from hurting the daemon.
+//!
+//! Everything here runs on the tokio runtime, apart from the log readers'
+//! threads, so a flood of clients can slow other clients but never ingestion.
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, warn};
+
+use super::protocol::{
+    decode_request, encode, ErrorCode, ErrorReply, Request, Response, MAX_REQUEST,
+};
+
+/// Connections served at once; more wait for a slot (their requests queue in
+/// the kernel's socket backlog, not in our memory).
+const MAX_CLIENTS: usize = 512;
+/// A client that connects and says nothing is dropped after this.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// Executes requests. Implemented by the daemon.
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, req: Request) -> impl Future<Output = Response> + Send;
+}
+
+/// Who may talk to the daemon besides root.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Access {
+    pub group: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    #[error("another nftjail daemon is already answering on {0}")]
+    InUse(PathBuf),
+    #[error("cannot create the control socket {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Creates the socket with its final permissions before anyone can connect:
+/// mode 0600 (0660 with a group), owner root.
+pub fn bind(path: &Path, access: Access) -> Result<UnixListener, BindError> {
+    let err = |source| BindError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
+        }
+    }
+    if path.exists() {
+        // A socket file left by a daemon that died: nobody answers on it.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(BindError::InUse(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    // The umask makes bind(2) create the socket already closed to others, so
+    // there is no moment where it is open to everyone before the chmod.
+    // SAFETY: umask has no memory effects; it is process-wide, and at start
+    // no other thread of ours creates files.
+    let old = unsafe { libc::umask(0o177) };
+    let listener = UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = listener.map_err(err)?;
+    if let Some(gid) = access.group {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(err)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
+    }
+    Ok(listener)
+}
+
+/// Serves until `stop` turns true; then removes the socket file.
+pub async fn serve<H: Handler>(
+    listener: UnixListener,
+    path: PathBuf,
+    access: Access,
+    handler: Arc<H>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    loop {
+        let stream = tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    warn!("control socket accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let handler = Arc::clone(&handler);
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, access, &*handler).await {
+                debug!("control client: {e}");
+            }
+            drop(permit);
+        });
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
+async fn connection<H: Handler>(
+    mut stream: UnixStream,
+    access: Access,
+    handler: &H,
+) -> io::Result<()> {
+    if !allowed(&stream, access) {
+        // No answer at all: an unauthorized peer learns nothing.
+        warn!("control socket: refused a peer that is neither root nor in socket_group");
+        return Ok(());
+    }
+    loop {
+        let len = match tokio::time::timeout(IDLE, stream.read_u32()).await {
+            Err(_) => return Ok(()),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(r) => r? as usize,
+        };
+        if len > MAX_REQUEST {
+            let answer = error(
+                ErrorCode::BadRequest,
+                format!("request of {len} bytes is over the {MAX_REQUEST}-byte limit"),
+            );
+            return write(&mut stream, &answer).await;
+        }
+        let mut body = vec![0; len];
+        match tokio::time::timeout(IDLE, stream.read_exact(&mut body)).await {
+            Err(_) => return Ok(()),
+            Ok(r) => r?,
+        };
+        let answer = match decode_request(&body) {
+            Ok(req) => handler.handle(req).await,
+            Err(e) => Response::Error(e),
+        };
+        write(&mut stream, &answer).await?;
+    }
+}
+
+async fn write(stream: &mut UnixStream, answer: &Response) -> io::Result<()> {
+    let body = encode(answer);
+    let len = u32::try_from(body.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "answer too large"))?;
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await
+}
+
+pub fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+    Response::Error(ErrorReply {
+        code,
+        message: message.into(),
+    })
+}
+
+/// The socket's mode already keeps others out; checking the peer's
+/// credentials as well means a mode changed by hand does not open the daemon.
+fn allowed(stream: &UnixStream, access: Access) -> bool {
+    let Ok(cred) = stream.peer_cred() else {
+        return false;
+    };
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if cred.uid() == 0 || cred.uid() == me {
+        return true;
+    }
+    let Some(gid) = access.group else {
+        return false;
+    };
+    if cred.gid() == gid {
+        return true;
+    }
+    // Supplementary groups are not in SO_PEERCRED; the kernel shows them here.
+    cred.pid()
+        .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .is_some_and(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Groups:"))
+                .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+        })
+}

@@ -1,0 +1,354 @@
+//! What each control request does inside the daemon. The stages keep their
+//! own state; this asks them through their channels and never touches the
+//! log readers' hot path.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::enforcing::{EnforcerMsg, JailBans, Lifted};
+use super::sources::Sources;
+use super::tracking::TrackerCtl;
+use super::JailSlots;
+use crate::config::Config;
+use crate::control::protocol::{BanInfo, ErrorCode, JailStatus, Reply, Request, Response};
+use crate::control::server::{error, Handler};
+use crate::enforce::Applied;
+use crate::message::BanOrder;
+
+pub struct Handle {
+    pub(super) config: RwLock<Arc<Config>>,
+    /// The file reloads read again (None: the default lookup).
+    pub(super) config_path: Option<PathBuf>,
+    pub(super) slots: Mutex<JailSlots>,
+    pub(super) sources: tokio::sync::Mutex<Sources>,
+    pub(super) tracker: mpsc::Sender<TrackerCtl>,
+    pub(super) enforcer: mpsc::Sender<EnforcerMsg>,
+}
+
+type Answer = Result<Reply, Response>;
+
+impl Handler for Handle {
+    async fn handle(&self, req: Request) -> Response {
+        let answer = match req {
+            Request::Status { jail: None } => Ok(Reply::Jails {
+                jails: self
+                    .config()
+                    .jails
+                    .iter()
+                    .map(|j| j.name.to_string())
+                    .collect(),
+            }),
+            Request::Status { jail: Some(j) } => self.status(&j).await,
+            Request::Ban {
+                jail,
+                addr,
+                seconds,
+                force,
+            } => self.ban(&jail, &addr, seconds, force).await,
+            Request::Unban { jail, addr } => self.unban(jail, addr).await,
+            Request::Banned { addr } => self.banned(addr).await,
+            Request::Reload => self.reload().await,
+            Request::Version => Ok(Reply::Version {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            }),
+        };
+        answer.map_or_else(|e| e, Response::Ok)
+    }
+}
+
+impl Handle {
+    fn config(&self) -> Arc<Config> {
+        match self.config.read() {
+            Ok(c) => Arc::clone(&c),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn known_jail(&self, jail: &str) -> Result<Arc<Config>, Response> {
+        let config = self.config();
+        if config.jails.iter().any(|j| &*j.name == jail) {
+            Ok(config)
+        } else {
+            Err(error(
+                ErrorCode::UnknownJail,
+                format!(
+                    "no jail {jail:?} (jails: {})",
+                    config
+                        .jails
+                        .iter()
+                        .map(|j| &*j.name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ))
+        }
+    }
+
+    /// Sends a request to a stage and waits for its answer.
+    async fn ask<T, M>(
+        &self,
+        to: &mpsc::Sender<M>,
+        make: impl FnOnce(oneshot::Sender<T>) -> M,
+    ) -> Result<T, Response> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || error(ErrorCode::Failed, "the daemon is stopping");
+        to.send(make(tx)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    async fn lists(&self) -> Result<Vec<JailBans>, Response> {
+        self.ask(&self.enforcer, |reply| EnforcerMsg::List { reply })
+            .await
+    }
+
+    async fn status(&self, jail: &str) -> Answer {
+        let config = self.known_jail(jail)?;
+        let id = self.slot_of(jail);
+        let counts = self
+            .ask(&self.tracker, |reply| TrackerCtl::Counts { reply })
+            .await?;
+        let counts = id
+            .and_then(|id| counts.get(id).copied())
+            .unwrap_or_default();
+        let bans = self.lists().await?.into_iter().find(|b| b.jail == jail);
+        let files = config
+            .jails
+            .iter()
+            .find(|j| &*j.name == jail)
+            .map(|j| j.logpaths.iter().map(|p| p.display().to_string()).collect())
+            .unwrap_or_default();
+        let (total_banned, banned) = match bans {
+            Some(b) => (b.total, b.bans.iter().map(|(a, _)| a.to_string()).collect()),
+            None => (0, Vec::new()),
+        };
+        Ok(Reply::JailStatus(JailStatus {
+            jail: jail.to_string(),
+            currently_failed: counts.current,
+            total_failed: counts.total,
+            files,
+            currently_banned: banned.len() as u64,
+            total_banned,
+            banned,
+        }))
+    }
+
+    fn slot_of(&self, jail: &str) -> Option<usize> {
+        let slots = self.slots.lock().ok()?;
+        slots.names.iter().position(|n| &**n == jail)
+    }
+
+    async fn ban(&self, jail: &str, addr: &str, seconds: Option<u64>, force: bool) -> Answer {
+        let config = self.known_jail(jail)?;
+        let addr = parse_addr(addr)?;
+        let Some(j) = config.jails.iter().find(|j| &*j.name == jail) else {
+            return Err(error(ErrorCode::UnknownJail, format!("no jail {jail:?}")));
+        };
+        if j.ignore.contains(addr) && !force {
+            return Err(error(
+                ErrorCode::Refused,
+                format!("{addr} is in jail {jail}'s ignoreip/ignoreself list; use --force to ban it anyway"),
+            ));
+        }
+        let bantime = match seconds {
+            Some(0) => return Err(error(ErrorCode::BadRequest, "a ban of 0 seconds")),
+            Some(s) => Duration::from_secs(s),
+            None => j.bantime,
+        };
+        let order = BanOrder {
+            jail: Arc::clone(&j.name),
+            addr,
+            bantime,
+            failures: 0,
+        };
+        let outcome = self
+            .ask(&self.enforcer, |reply| EnforcerMsg::Manual { order, reply })
+            .await?
+            .map_err(|e| error(ErrorCode::Failed, e.to_string()))?;
+        Ok(Reply::Ban {
+            jail: jail.to_string(),
+            addr: addr.to_string(),
+            seconds: bantime.as_secs(),
+            outcome: match outcome {
+                Applied::Added => "added",
+                Applied::Extended => "extended",
+                Applied::Unchanged => "unchanged",
+            }
+            .to_string(),
+        })
+    }
+
+    async fn unban(&self, jail: Option<String>, addr: Option<String>) -> Answer {
+        if let Some(j) = &jail {
+            self.known_jail(j)?;
+        }
+        let addr = addr.as_deref().map(parse_addr).transpose()?;
+        let lifted = self
+            .ask(&self.enforcer, |reply| EnforcerMsg::Unban {
+                jail,
+                addr,
+                reply,
+            })
+            .await?
+            .map_err(|e| error(ErrorCode::Failed, e.to_string()))?;
+        Ok(Reply::Unbanned {
+            bans: lifted.into_iter().map(info).collect(),
+        })
+    }
+
+    async fn banned(&self, addr: Option<String>) -> Answer {
+        let addr = addr.as_deref().map(parse_addr).transpose()?;
+        let mut bans = Vec::new();
+        for jail in self.lists().await? {
+            for (a, remaining) in jail.bans {
+                if addr.is_none_or(|want| want == a) {
+                    bans.push(info(Lifted {
+                        jail: jail.jail.clone(),
+                        addr: a,
+                        remaining,
+                    }));
+                }
+            }
+        }
+        Ok(Reply::Banned { bans })
+    }
+
+    /// All or nothing: the new file is parsed and checked, new log files are
+    /// opened and the kernel reconciled (one transaction) before any stage
+    /// switches; a failure at any of these leaves the running config as it was.
+    pub async fn reload(&self) -> Answer {
+        let mut sources = self.sources.lock().await;
+        let path = self.config_path.clone();
+        let new = tokio::task::spawn_blocking(move || Config::load(path.as_deref()))
+            .await
+            .map_err(|e| error(ErrorCode::Failed, e.to_string()))?
+            .map_err(|e| {
+                warn!("reload refused, the running config stays: {e}");
+                error(
+                    ErrorCode::Config,
+                    format!("{e}\nthe running config stays in force"),
+                )
+            })?;
+        let old = self.config();
+        if let Some(what) = needs_restart(&old, &new) {
+            return Err(error(
+                ErrorCode::Config,
+                format!("{what} changed: that needs a restart; the running config stays in force"),
+            ));
+        }
+        let (ids, jails) = match self.slots.lock() {
+            Ok(mut s) => s.assign(&new),
+            Err(_) => return Err(error(ErrorCode::Failed, "internal state poisoned")),
+        };
+        let prepared = sources.prepare(&new, &ids).map_err(|e| {
+            error(
+                ErrorCode::Failed,
+                format!("{e}; the running config stays in force"),
+            )
+        })?;
+        let rules = new.jail_rules();
+        self.ask(&self.enforcer, |reply| EnforcerMsg::Reconcile {
+            rules,
+            reply,
+        })
+        .await?
+        .map_err(|e| {
+            error(
+                ErrorCode::Failed,
+                format!("{e}; the running config stays in force"),
+            )
+        })?;
+        let max_tracked = new.max_tracked;
+        self.ask(&self.tracker, |reply| TrackerCtl::Reconfigure {
+            jails,
+            max_tracked,
+            reply,
+        })
+        .await?;
+        let stopped = sources
+            .commit(prepared)
+            .map_err(|e| error(ErrorCode::Failed, e.to_string()))?;
+        drop(sources);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in stopped {
+                let _ = t.join();
+            }
+        })
+        .await;
+        let names =
+            |c: &Config| -> Vec<String> { c.jails.iter().map(|j| j.name.to_string()).collect() };
+        let (before, after) = (names(&old), names(&new));
+        let added: Vec<String> = after
+            .iter()
+            .filter(|j| !before.contains(j))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = before
+            .iter()
+            .filter(|j| !after.contains(j))
+            .cloned()
+            .collect();
+        info!(
+            config = %new.origin.display(),
+            added = ?added,
+            removed = ?removed,
+            "reloaded: {}",
+            after.join(", ")
+        );
+        match self.config.write() {
+            Ok(mut c) => *c = Arc::new(new),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
+        }
+        Ok(Reply::Reloaded {
+            jails: after,
+            added,
+            removed,
+        })
+    }
+}
+
+/// Settings the running daemon cannot switch in place.
+fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
+    if old.backend != new.backend {
+        Some("daemon.backend")
+    } else if old.table != new.table {
+        Some("daemon.table")
+    } else if old.socket != new.socket || old.socket_group != new.socket_group {
+        Some("daemon.socket")
+    } else {
+        None
+    }
+}
+
+fn info(l: Lifted) -> BanInfo {
+    BanInfo {
+        jail: l.jail,
+        addr: l.addr.to_string(),
+        remaining: l.remaining.map(|d| d.as_secs()),
+    }
+}
+
+/// One address; a prefix covering exactly one address (`/32`, `/128`) is
+/// taken as that address. Wider prefixes need interval sets, not built yet.
+fn parse_addr(text: &str) -> Result<IpAddr, Response> {
+    let text = text.trim();
+    if let Ok(a) = text.parse::<IpAddr>() {
+        return Ok(a.to_canonical());
+    }
+    match text.parse::<IpNet>() {
+        Ok(net) if net.prefix_len() == net.max_prefix_len() => Ok(net.addr().to_canonical()),
+        Ok(net) => Err(error(
+            ErrorCode::BadAddress,
+            format!("{net}: banning a whole prefix is not supported yet (only single addresses)"),
+        )),
+        Err(_) => Err(error(
+            ErrorCode::BadAddress,
+            format!("{text:?} is not an IPv4 or IPv6 address"),
+        )),
+    }
+}

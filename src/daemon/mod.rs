@@ -1,0 +1,231 @@
+//! Wiring: one thread per log file (source + matcher inline), one tracker
+//! task, one enforcer thread; data flows one way through bounded channels.
+//! The control socket asks the tracker and the enforcer through their own
+//! channels and swaps the readers' matchers on reload.
+//!
+//! ```text
+//! file threads ──Failure──▶ tracker task ──BanOrder──▶ enforcer thread ──netlink──▶ kernel
+//!                                ▲                           ▲
+//!                                └──── control socket ───────┘
+//! ```
+//! Shutdown follows tokio's guide: a signal stops the sources, their senders
+//! drop, the tracker drains and ends, and the enforcer applies its last batch
+//! before it returns.
+
+mod control;
+mod enforcing;
+mod sources;
+mod tracking;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::{BackendKind, Config, Jail};
+use crate::control::server::{self as control_server, Access, BindError};
+use crate::enforce::log::LogBackend;
+use crate::enforce::nft::NftBackend;
+use crate::enforce::{Backend, EnforceError};
+use crate::message::{Failure, JailId};
+use crate::source::file::FileSourceError;
+use crate::tracker::Tracker;
+
+pub use control::Handle;
+use enforcing::{Enforcer, EnforcerMsg};
+use sources::Sources;
+use tracking::TrackerCtl;
+
+/// Failures waiting for the tracker; a burst beyond this back-pressures the
+/// file readers instead of growing memory.
+const FAILURE_QUEUE: usize = 16 * 1024;
+const BAN_QUEUE: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("enforcer: {0}")]
+    Enforce(#[from] EnforceError),
+    #[error("log source: {0}")]
+    Source(#[from] FileSourceError),
+    #[error("{0}")]
+    Control(#[from] BindError),
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    #[error("signal handling: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Options that come from the command line rather than the config file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Force the dry-run backend whatever the config says.
+    pub dry_run: bool,
+    /// The file `reload` (and SIGHUP) reads again; None: the default lookup.
+    pub config_path: Option<PathBuf>,
+}
+
+/// Jail ids that stay the same across reloads: a name keeps its id for the
+/// life of the process, so a failure already on its way when a reload lands
+/// is counted for the right jail, or dropped if its jail is gone.
+#[derive(Debug, Default)]
+pub struct JailSlots {
+    names: Vec<Arc<str>>,
+}
+
+impl JailSlots {
+    /// Ids of `config.jails` in order, and the jails laid out by id.
+    fn assign(&mut self, config: &Config) -> (Vec<JailId>, Vec<Option<Jail>>) {
+        let mut ids = Vec::with_capacity(config.jails.len());
+        for jail in &config.jails {
+            let id = match self.names.iter().position(|n| *n == jail.name) {
+                Some(id) => id,
+                None => {
+                    self.names.push(Arc::clone(&jail.name));
+                    self.names.len() - 1
+                }
+            };
+            ids.push(id);
+        }
+        let mut by_id = vec![None; self.names.len()];
+        for (jail, &id) in config.jails.iter().zip(&ids) {
+            by_id[id] = Some(jail.clone());
+        }
+        (ids, by_id)
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the config.
+pub async fn run(config: Config, opts: RunOptions) -> Result<(), DaemonError> {
+    let mut backend: Box<dyn Backend> = match (opts.dry_run, config.backend) {
+        (true, _) | (false, BackendKind::Log) => Box::new(LogBackend::default()),
+        (false, BackendKind::Nft) => Box::new(NftBackend::open(&config.table)?),
+    };
+    let rules = config.jail_rules();
+    backend.reconcile(&rules)?;
+    let access = Access {
+        group: config.socket_group.as_ref().map(|(_, gid)| *gid),
+    };
+    let listener = control_server::bind(&config.socket, access)?;
+
+    let (fail_tx, fail_rx) = mpsc::channel::<Failure>(FAILURE_QUEUE);
+    let (enf_tx, enf_rx) = mpsc::channel::<EnforcerMsg>(BAN_QUEUE);
+    let (trk_tx, trk_rx) = mpsc::channel::<TrackerCtl>(256);
+
+    let mut slots = JailSlots::default();
+    let (ids, jails) = slots.assign(&config);
+    let mut sources = Sources::new(fail_tx);
+    let prepared = sources.prepare(&config, &ids)?;
+    sources.commit(prepared)?;
+
+    let enforcer = Enforcer::new(backend, &rules);
+    let enforcer = std::thread::Builder::new()
+        .name("enforcer".into())
+        .spawn(move || enforcer.run(enf_rx))
+        .map_err(DaemonError::Thread)?;
+    let tracker = tokio::spawn(tracking::run(
+        Tracker::with_slots(jails, config.max_tracked),
+        fail_rx,
+        trk_rx,
+        enf_tx.clone(),
+    ));
+
+    info!(
+        jails = config.jails.len(),
+        files = sources.len(),
+        config = %config.origin.display(),
+        socket = %config.socket.display(),
+        "ready: {}",
+        config.jails.iter().map(|j| &*j.name).collect::<Vec<_>>().join(", ")
+    );
+    let socket = config.socket.clone();
+    let handle = Arc::new(Handle {
+        config: RwLock::new(Arc::new(config)),
+        config_path: opts.config_path,
+        slots: Mutex::new(slots),
+        sources: tokio::sync::Mutex::new(sources),
+        tracker: trk_tx,
+        enforcer: enf_tx.clone(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(control_server::serve(
+        listener,
+        socket,
+        access,
+        Arc::clone(&handle),
+        stop_rx,
+    ));
+
+    wait_for_shutdown(&handle).await?;
+    info!("stopping: bans stay in the kernel until they expire");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let threads = handle.sources.lock().await.stop_all();
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            if t.join().is_err() {
+                error!("a log source thread panicked");
+            }
+        }
+    })
+    .await;
+    if tracker.await.is_err() {
+        error!("the tracker task panicked");
+    }
+    // Every decided ban is queued ahead of this.
+    let _ = enf_tx.send(EnforcerMsg::Stop).await;
+    if tokio::task::spawn_blocking(move || enforcer.join().is_err())
+        .await
+        .unwrap_or(true)
+    {
+        error!("the enforcer thread panicked");
+    }
+    Ok(())
+}
+
+async fn wait_for_shutdown(handle: &Handle) -> Result<(), DaemonError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => { info!("SIGTERM received"); return Ok(()) }
+            _ = int.recv() => { info!("SIGINT received"); return Ok(()) }
+            _ = hup.recv() => {
+                info!("SIGHUP received: reloading");
+                if let Err(crate::control::protocol::Response::Error(e)) = handle.reload().await {
+                    warn!("reload failed: {}", e.message);
+                }
+            }
+        }
+    }
+}
+
+/// `600 s` → `10m`, the way the config spells it.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    for (unit, n) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if s >= n && s % n == 0 {
+            return format!("{}{unit}", s / n);
+        }
+    }
+    format!("{s}s")
+}
+
+/// `3587` → `59m47s`: remaining times, which are rarely whole units.
+pub fn human_secs(s: u64) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if rest >= n {
+            out.push_str(&format!("{}{unit}", rest / n));
+            rest %= n;
+        }
+    }
+    if rest > 0 || out.is_empty() {
+        out.push_str(&format!("{rest}s"));
+    }
+    out
+}

@@ -1,0 +1,173 @@
+//! The running log readers: one thread per distinct file, however many jails
+//! read it, with the file's matcher swappable so a reload changes filters
+//! without reopening the file or losing its position.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tracing::error;
+
+use super::DaemonError;
+use crate::config::Config;
+use crate::matcher::Matcher;
+use crate::message::{Failure, JailId};
+use crate::source::file::{FileFollower, FollowOptions, Stopper};
+
+pub struct Sources {
+    /// Cloned into each new reader; dropped at stop so the tracker sees the end.
+    tx: Option<mpsc::Sender<Failure>>,
+    running: BTreeMap<PathBuf, Running>,
+}
+
+struct Running {
+    matcher: Arc<ArcSwap<Matcher>>,
+    stopper: Stopper,
+    thread: JoinHandle<()>,
+}
+
+/// Everything a config change needs that can fail, done before anything changes.
+pub struct Prepared {
+    matchers: BTreeMap<PathBuf, Matcher>,
+    opened: Vec<(PathBuf, FileFollower, Stopper)>,
+}
+
+impl Sources {
+    pub fn new(tx: mpsc::Sender<Failure>) -> Self {
+        Sources {
+            tx: Some(tx),
+            running: BTreeMap::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Builds every file's matcher and opens the files not yet followed.
+    /// `ids[i]` is the stable id of `config.jails[i]`.
+    pub fn prepare(&self, config: &Config, ids: &[JailId]) -> Result<Prepared, DaemonError> {
+        let mut by_path: BTreeMap<PathBuf, Vec<usize>> = BTreeMap::new();
+        for (i, jail) in config.jails.iter().enumerate() {
+            for path in &jail.logpaths {
+                by_path.entry(path.clone()).or_default().push(i);
+            }
+        }
+        let mut prepared = Prepared {
+            matchers: BTreeMap::new(),
+            opened: Vec::new(),
+        };
+        for (path, jails) in by_path {
+            let matcher = Matcher::new(
+                jails
+                    .iter()
+                    .map(|&i| (ids[i], Arc::clone(&config.jails[i].filter)))
+                    .collect(),
+            );
+            if !self.running.contains_key(&path) {
+                // Opened now, before "ready" or "reloaded" is said, so a line
+                // written after that is never missed by a reader starting up.
+                let follower = FileFollower::new(path.clone(), FollowOptions::default())?;
+                let stopper = Stopper::new().map_err(DaemonError::Thread)?;
+                prepared.opened.push((path.clone(), follower, stopper));
+            }
+            prepared.matchers.insert(path, matcher);
+        }
+        Ok(prepared)
+    }
+
+    /// Applies a prepared change: new matchers swapped in, new files read,
+    /// files no jail reads any more stopped. Returns the stopped threads to join.
+    pub fn commit(&mut self, mut prepared: Prepared) -> Result<Vec<JoinHandle<()>>, DaemonError> {
+        let mut stopped = Vec::new();
+        let gone: Vec<PathBuf> = self
+            .running
+            .keys()
+            .filter(|p| !prepared.matchers.contains_key(*p))
+            .cloned()
+            .collect();
+        for path in gone {
+            if let Some(r) = self.running.remove(&path) {
+                r.stopper.stop();
+                stopped.push(r.thread);
+            }
+        }
+        for (path, follower, stopper) in prepared.opened.drain(..) {
+            let Some(matcher) = prepared.matchers.remove(&path) else {
+                continue;
+            };
+            let Some(tx) = self.tx.clone() else {
+                break;
+            };
+            let matcher = Arc::new(ArcSwap::from_pointee(matcher));
+            let thread = spawn(
+                path.clone(),
+                follower,
+                stopper.clone(),
+                Arc::clone(&matcher),
+                tx,
+            )?;
+            self.running.insert(
+                path,
+                Running {
+                    matcher,
+                    stopper,
+                    thread,
+                },
+            );
+        }
+        for (path, matcher) in prepared.matchers {
+            if let Some(r) = self.running.get(&path) {
+                r.matcher.store(Arc::new(matcher));
+            }
+        }
+        Ok(stopped)
+    }
+
+    /// Stops every reader and returns their threads; the failure channel
+    /// closes once they are joined.
+    pub fn stop_all(&mut self) -> Vec<JoinHandle<()>> {
+        self.tx = None;
+        let running = std::mem::take(&mut self.running);
+        running
+            .into_values()
+            .map(|r| {
+                r.stopper.stop();
+                r.thread
+            })
+            .collect()
+    }
+}
+
+fn spawn(
+    path: PathBuf,
+    mut follower: FileFollower,
+    stop: Stopper,
+    matcher: Arc<ArcSwap<Matcher>>,
+    tx: mpsc::Sender<Failure>,
+) -> Result<JoinHandle<()>, DaemonError> {
+    std::thread::Builder::new()
+        .name(format!("source:{}", path.display()))
+        .spawn(move || {
+            let result = follower.follow(&stop, |line| {
+                // A lock-free load: a reload swaps the matcher between two
+                // lines, never in the middle of one.
+                let matcher = matcher.load();
+                matcher.scan(line, |jail, addr| {
+                    // The clock is read only for hits, not for every line.
+                    let time = SystemTime::now();
+                    // A closed channel means shutdown; bans already decided
+                    // are in the kernel.
+                    let _ = tx.blocking_send(Failure { jail, addr, time });
+                });
+            });
+            if let Err(e) = result {
+                error!(file = %path.display(), "log source stopped: {e}");
+            }
+        })
+        .map_err(DaemonError::Thread)
+}

@@ -1,0 +1,63 @@
+//! The tracker task: failures in, ban orders out, plus the two things the
+//! control plane asks of it (counters, and new jails on reload).
+
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
+
+use super::enforcing::EnforcerMsg;
+use crate::config::Jail;
+use crate::message::Failure;
+use crate::tracker::{JailCounts, Tracker, Verdict};
+
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
+
+pub enum TrackerCtl {
+    /// Counters of every jail id.
+    Counts {
+        reply: oneshot::Sender<Vec<JailCounts>>,
+    },
+    Reconfigure {
+        jails: Vec<Option<Jail>>,
+        max_tracked: usize,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Ends when every log reader has stopped (the failure channel closed).
+pub async fn run(
+    mut tracker: Tracker,
+    mut failures: mpsc::Receiver<Failure>,
+    mut ctl: mpsc::Receiver<TrackerCtl>,
+    bans: mpsc::Sender<EnforcerMsg>,
+) {
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    loop {
+        tokio::select! {
+            f = failures.recv() => {
+                let Some(f) = f else { break };
+                match tracker.record(f) {
+                    Verdict::Ban(order) => {
+                        if bans.send(EnforcerMsg::Ban(order)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Verdict::Ignored => debug!(addr = %f.addr, "failure from an ignored address"),
+                    Verdict::Counted { count } => debug!(addr = %f.addr, count, "failure counted"),
+                }
+            }
+            Some(c) = ctl.recv() => match c {
+                TrackerCtl::Counts { reply } => {
+                    let n = tracker.slots();
+                    let _ = reply.send((0..n).map(|id| tracker.counts(id)).collect());
+                }
+                TrackerCtl::Reconfigure { jails, max_tracked, reply } => {
+                    tracker.reconfigure(jails, max_tracked);
+                    let _ = reply.send(());
+                }
+            },
+            _ = prune.tick() => tracker.prune(SystemTime::now()),
+        }
+    }
+}
