@@ -378,4 +378,40 @@ mod tests {
         t.prune(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + 70));
         assert_eq!(t.tracked(), 1);
     }
+
+    #[test]
+    fn counts_follow_windows_and_reconfigure_keeps_present_jails() {
+        let mut t = tracker("");
+        t.record(at("203.0.113.1", 0));
+        t.record(at("203.0.113.2", 0));
+        t.record(at("203.0.113.2", 1));
+        assert_eq!(
+            t.counts(0),
+            JailCounts {
+                current: 2,
+                total: 3
+            }
+        );
+        assert!(matches!(t.record(at("203.0.113.2", 2)), Verdict::Ban(_)));
+        assert_eq!(
+            t.counts(0),
+            JailCounts {
+                current: 1,
+                total: 4
+            }
+        );
+
+        // Same jail, maxretry 3 -> 2: .1's one failure is kept; one more bans.
+        let text = "[jail.j]\nfailregex = ['from <HOST>$']\nlogpath = \"/dev/null\"\nmaxretry = 2\nfindtime = 60\n";
+        let jails = Config::parse(text, Path::new("t.toml")).unwrap().jails;
+        t.reconfigure(jails.into_iter().map(Some).collect(), 100);
+        assert!(matches!(t.record(at("203.0.113.1", 3)), Verdict::Ban(_)));
+
+        // The jail removed: its windows and failures on their way are dropped.
+        t.record(at("203.0.113.3", 4));
+        t.reconfigure(vec![None], 100);
+        assert_eq!(t.tracked(), 0);
+        assert_eq!(t.counts(0).current, 0);
+        assert_eq!(t.record(at("203.0.113.3", 5)), Verdict::Ignored);
+    }
 }

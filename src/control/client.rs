@@ -38,6 +38,7 @@ impl ClientError {
             ClientError::NotRunning(_) => 3,
             ClientError::PermissionDenied(_) => 4,
             ClientError::Daemon { code, .. } => match code {
+                ErrorCode::Denied => 4,
                 ErrorCode::UnknownJail => 5,
                 ErrorCode::BadAddress => 6,
                 ErrorCode::Refused => 7,
@@ -67,8 +68,9 @@ pub fn request(socket: &Path, req: &Request) -> Result<Reply, ClientError> {
         Ok(b) => b,
         Err(FrameError::Io(e)) => return Err(ClientError::Io(e)),
         Err(FrameError::Closed) => {
-            // The daemon closes without answering only when it refuses the peer.
-            return Err(ClientError::PermissionDenied(shown));
+            return Err(ClientError::Protocol(
+                "the daemon closed the connection without answering".into(),
+            ))
         }
         Err(e) => return Err(ClientError::Protocol(e.to_string())),
     };

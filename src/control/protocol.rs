@@ -90,6 +90,8 @@ pub enum ErrorCode {
     Config,
     /// The kernel or the daemon could not do it.
     Failed,
+    /// The peer is neither root nor in the configured socket_group.
+    Denied,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -127,9 +127,12 @@ async fn connection<H: Handler>(
     handler: &H,
 ) -> io::Result<()> {
     if !allowed(&stream, access) {
-        // No answer at all: an unauthorized peer learns nothing.
         warn!("control socket: refused a peer that is neither root nor in socket_group");
-        return Ok(());
+        let answer = error(
+            ErrorCode::Denied,
+            "permission denied: the control socket is for root (or the configured socket_group)",
+        );
+        return write(&mut stream, &answer).await;
     }
     loop {
         let len = match tokio::time::timeout(IDLE, stream.read_u32()).await {
