@@ -304,6 +304,22 @@ fn a_banned_source_is_refused_on_the_jails_port_only() {
     );
     let table = nft(&["list", "chain", "inet", "nftjail", "input"]);
     assert!(table.contains("counter packets 1"), "{table}");
+
+    // A banned prefix refuses every address inside it, and only those.
+    b.ban_net(
+        "j",
+        "127.0.9.0/24".parse().unwrap(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    for inside in ["127.0.9.1", "127.0.9.254"] {
+        assert_eq!(
+            connect(inside, 2525),
+            Err(std::io::ErrorKind::ConnectionRefused),
+            "{inside}"
+        );
+    }
+    assert_eq!(connect("127.0.10.1", 2525), Ok(()), "outside the prefix");
 }
 
 /// Connects from a chosen loopback source address.
@@ -348,4 +364,63 @@ fn socket2_connect(from: &str, port: u16) -> std::io::Result<TcpStream> {
         let _: SocketAddr = stream.peer_addr()?;
         Ok(stream)
     }
+}
+
+#[test]
+fn prefixes_go_in_interval_sets_without_overlaps_and_survive_a_restart() {
+    fresh_netns();
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&example_jails()).unwrap();
+    let net4: ipnet::IpNet = "198.51.100.0/24".parse().unwrap();
+    let net6: ipnet::IpNet = "2001:db8:77::/48".parse().unwrap();
+    let top: ipnet::IpNet = "255.255.255.0/24".parse().unwrap();
+    let hour = Duration::from_secs(3600);
+    assert_eq!(b.ban_net("sshd", net4, hour).unwrap(), Applied::Added);
+    assert_eq!(b.ban_net("sshd", net6, hour).unwrap(), Applied::Added);
+    // The last /24 of the address space has no interval end element.
+    assert_eq!(b.ban_net("sshd", top, hour).unwrap(), Applied::Added);
+    let s4 = nft(&["list", "set", "inet", "nftjail", "sshd-net4"]);
+    assert!(s4.contains("198.51.100.0/24 timeout 1h expires"), "{s4}");
+    assert!(s4.contains("255.255.255.0/24 timeout 1h expires"), "{s4}");
+    let s6 = nft(&["list", "set", "inet", "nftjail", "sshd-net6"]);
+    assert!(s6.contains("2001:db8:77::/48 timeout 1h expires"), "{s6}");
+
+    // Inside or around a banned prefix: refused before the kernel says EEXIST.
+    for overlapping in ["198.51.100.128/25", "198.51.0.0/16"] {
+        let e = b
+            .ban_net("sshd", overlapping.parse().unwrap(), hour)
+            .unwrap_err();
+        assert!(e.to_string().contains("overlaps"), "{e}");
+    }
+    // The same prefix: longer extends, shorter changes nothing.
+    assert_eq!(
+        b.ban_net("sshd", net4, Duration::from_secs(60)).unwrap(),
+        Applied::Unchanged
+    );
+    assert_eq!(
+        b.ban_net("sshd", net4, 2 * hour).unwrap(),
+        Applied::Extended
+    );
+    let s4 = nft(&["list", "set", "inet", "nftjail", "sshd-net4"]);
+    assert!(s4.contains("198.51.100.0/24 timeout 2h expires"), "{s4}");
+
+    // A restart reads the prefixes back with their time left.
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&example_jails()).unwrap();
+    let listed = b.list("sshd");
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let (_, left) = listed.iter().find(|(n, _)| *n == net4).unwrap();
+    assert!(left.unwrap() > Duration::from_secs(7100), "{left:?}");
+
+    assert!(b.unban_net("sshd", net4).unwrap());
+    assert!(!b.unban_net("sshd", net4).unwrap());
+    let s4 = nft(&["list", "set", "inet", "nftjail", "sshd-net4"]);
+    assert!(!s4.contains("198.51.100.0/24"), "{s4}");
+    assert!(s4.contains("255.255.255.0/24"), "{s4}");
+    // After the unban the /25 fits.
+    assert_eq!(
+        b.ban_net("sshd", "198.51.100.128/25".parse().unwrap(), hour)
+            .unwrap(),
+        Applied::Added
+    );
 }

@@ -26,6 +26,15 @@ impl IgnoreList {
         self.nets.iter().any(|n| n.contains(&addr))
     }
 
+    /// An ignored network inside or around `net`, if any: banning `net`
+    /// would ban some address this list protects.
+    pub fn overlap(&self, net: &IpNet) -> Option<IpNet> {
+        self.nets
+            .iter()
+            .find(|n| n.contains(&net.network()) || net.contains(&n.network()))
+            .copied()
+    }
+
     pub fn networks(&self) -> &[IpNet] {
         &self.nets
     }

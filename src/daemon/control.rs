@@ -11,15 +11,14 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use super::enforcing::{EnforcerMsg, JailBans, Lifted};
+use super::enforcing::{show, EnforcerMsg, JailBans, Lifted};
 use super::sources::Sources;
 use super::tracking::TrackerCtl;
 use super::JailSlots;
 use crate::config::Config;
 use crate::control::protocol::{BanInfo, ErrorCode, JailStatus, Reply, Request, Response};
 use crate::control::server::{error, Handler};
-use crate::enforce::Applied;
-use crate::message::BanOrder;
+use crate::enforce::{Applied, EnforceError};
 
 pub struct Handle {
     pub(super) config: RwLock<Arc<Config>>,
@@ -124,7 +123,7 @@ impl Handle {
             .map(|j| j.logpaths.iter().map(|p| p.display().to_string()).collect())
             .unwrap_or_default();
         let (total_banned, banned) = match bans {
-            Some(b) => (b.total, b.bans.iter().map(|(a, _)| a.to_string()).collect()),
+            Some(b) => (b.total, b.bans.iter().map(|(a, _)| show(a)).collect()),
             None => (0, Vec::new()),
         };
         Ok(Reply::JailStatus(JailStatus {
@@ -145,14 +144,17 @@ impl Handle {
 
     async fn ban(&self, jail: &str, addr: &str, seconds: Option<u64>, force: bool) -> Answer {
         let config = self.known_jail(jail)?;
-        let addr = parse_addr(addr)?;
+        let target = parse_target(addr)?;
         let Some(j) = config.jails.iter().find(|j| &*j.name == jail) else {
             return Err(error(ErrorCode::UnknownJail, format!("no jail {jail:?}")));
         };
-        if j.ignore.contains(addr) && !force {
+        if let Some(hit) = j.ignore.overlap(&target).filter(|_| !force) {
             return Err(error(
                 ErrorCode::Refused,
-                format!("{addr} is in jail {jail}'s ignoreip/ignoreself list; use --force to ban it anyway"),
+                format!(
+                    "{} covers {hit}, which jail {jail} never bans (ignoreip/ignoreself); use --force to ban it anyway",
+                    show(&target)
+                ),
             ));
         }
         let bantime = match seconds {
@@ -160,19 +162,22 @@ impl Handle {
             Some(s) => Duration::from_secs(s),
             None => j.bantime,
         };
-        let order = BanOrder {
-            jail: Arc::clone(&j.name),
-            addr,
-            bantime,
-            failures: 0,
-        };
+        let name = Arc::clone(&j.name);
         let outcome = self
-            .ask(&self.enforcer, |reply| EnforcerMsg::Manual { order, reply })
+            .ask(&self.enforcer, |reply| EnforcerMsg::Manual {
+                jail: name,
+                target,
+                bantime,
+                reply,
+            })
             .await?
-            .map_err(|e| error(ErrorCode::Failed, e.to_string()))?;
+            .map_err(|e| match e {
+                EnforceError::Overlap { .. } => error(ErrorCode::Refused, e.to_string()),
+                e => error(ErrorCode::Failed, e.to_string()),
+            })?;
         Ok(Reply::Ban {
             jail: jail.to_string(),
-            addr: addr.to_string(),
+            addr: show(&target),
             seconds: bantime.as_secs(),
             outcome: match outcome {
                 Applied::Added => "added",
@@ -187,11 +192,11 @@ impl Handle {
         if let Some(j) = &jail {
             self.known_jail(j)?;
         }
-        let addr = addr.as_deref().map(parse_addr).transpose()?;
+        let target = addr.as_deref().map(parse_target).transpose()?;
         let lifted = self
             .ask(&self.enforcer, |reply| EnforcerMsg::Unban {
                 jail,
-                addr,
+                target,
                 reply,
             })
             .await?
@@ -202,11 +207,12 @@ impl Handle {
     }
 
     async fn banned(&self, addr: Option<String>) -> Answer {
-        let addr = addr.as_deref().map(parse_addr).transpose()?;
+        let target = addr.as_deref().map(parse_target).transpose()?;
         let mut bans = Vec::new();
         for jail in self.lists().await? {
             for (a, remaining) in jail.bans {
-                if addr.is_none_or(|want| want == a) {
+                // An address asks which bans cover it, prefixes included.
+                if target.is_none_or(|want| want == a || a.contains(&want)) {
                     bans.push(info(Lifted {
                         jail: jail.jail.clone(),
                         addr: a,
@@ -328,27 +334,35 @@ fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
 fn info(l: Lifted) -> BanInfo {
     BanInfo {
         jail: l.jail,
-        addr: l.addr.to_string(),
+        addr: show(&l.addr),
         remaining: l.remaining.map(|d| d.as_secs()),
     }
 }
 
-/// One address; a prefix covering exactly one address (`/32`, `/128`) is
-/// taken as that address. Wider prefixes need interval sets, not built yet.
-fn parse_addr(text: &str) -> Result<IpAddr, Response> {
+/// An address, or a CIDR prefix (host bits are an error: `192.0.2.7/24` is
+/// more likely a typo than a wish to ban 192.0.2.0/24).
+fn parse_target(text: &str) -> Result<IpNet, Response> {
     let text = text.trim();
     if let Ok(a) = text.parse::<IpAddr>() {
-        return Ok(a.to_canonical());
+        return Ok(IpNet::from(a.to_canonical()));
     }
     match text.parse::<IpNet>() {
-        Ok(net) if net.prefix_len() == net.max_prefix_len() => Ok(net.addr().to_canonical()),
-        Ok(net) => Err(error(
+        Ok(net) if net.trunc() != net => Err(error(
             ErrorCode::BadAddress,
-            format!("{net}: banning a whole prefix is not supported yet (only single addresses)"),
+            format!("{net} has host bits set; did you mean {}?", net.trunc()),
         )),
+        Ok(net) if net.prefix_len() == 0 => Err(error(
+            ErrorCode::BadAddress,
+            format!("{net} would ban every address"),
+        )),
+        Ok(IpNet::V6(n)) if n.addr().to_ipv4_mapped().is_some() => Err(error(
+            ErrorCode::BadAddress,
+            format!("{n}: write IPv4-mapped prefixes as IPv4"),
+        )),
+        Ok(net) => Ok(net),
         Err(_) => Err(error(
             ErrorCode::BadAddress,
-            format!("{text:?} is not an IPv4 or IPv6 address"),
+            format!("{text:?} is not an IPv4 or IPv6 address or CIDR prefix"),
         )),
     }
 }

@@ -4,8 +4,10 @@
 //! reconcile on reload) are served between batches with a reply channel.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
@@ -20,15 +22,17 @@ const MAX_BATCH: usize = 4096;
 pub enum EnforcerMsg {
     /// Decided by the tracker.
     Ban(BanOrder),
-    /// `nftjail ban`.
+    /// `nftjail ban`: an address (a /32 or /128) or a prefix.
     Manual {
-        order: BanOrder,
+        jail: Arc<str>,
+        target: IpNet,
+        bantime: Duration,
         reply: oneshot::Sender<Result<Applied, EnforceError>>,
     },
-    /// `nftjail unban`: None means every jail / every address.
+    /// `nftjail unban`: None means every jail / every address and prefix.
     Unban {
         jail: Option<String>,
-        addr: Option<IpAddr>,
+        target: Option<IpNet>,
         reply: oneshot::Sender<Result<Vec<Lifted>, EnforceError>>,
     },
     List {
@@ -46,7 +50,7 @@ pub enum EnforcerMsg {
 #[derive(Debug, Clone)]
 pub struct Lifted {
     pub jail: String,
-    pub addr: IpAddr,
+    pub addr: IpNet,
     pub remaining: Option<Duration>,
 }
 
@@ -55,7 +59,7 @@ pub struct Lifted {
 pub struct JailBans {
     pub jail: String,
     pub total: u64,
-    pub bans: Vec<(IpAddr, Option<Duration>)>,
+    pub bans: Vec<(IpNet, Option<Duration>)>,
 }
 
 pub struct Enforcer {
@@ -105,14 +109,20 @@ impl Enforcer {
                         warn!(bans = batch.len(), "bans not applied: {e}");
                     }
                 }
-                EnforcerMsg::Manual { order, reply } => {
-                    let result = self
-                        .ban(std::slice::from_ref(&order), true)
-                        .map(|v| v.first().copied().unwrap_or(Applied::Unchanged));
-                    let _ = reply.send(result);
+                EnforcerMsg::Manual {
+                    jail,
+                    target,
+                    bantime,
+                    reply,
+                } => {
+                    let _ = reply.send(self.manual(jail, target, bantime));
                 }
-                EnforcerMsg::Unban { jail, addr, reply } => {
-                    let _ = reply.send(self.unban(jail.as_deref(), addr));
+                EnforcerMsg::Unban {
+                    jail,
+                    target,
+                    reply,
+                } => {
+                    let _ = reply.send(self.unban(jail.as_deref(), target));
                 }
                 EnforcerMsg::List { reply } => {
                     let _ = reply.send(self.list());
@@ -163,10 +173,38 @@ impl Enforcer {
         Ok(applied)
     }
 
+    fn manual(
+        &mut self,
+        jail: Arc<str>,
+        target: IpNet,
+        bantime: Duration,
+    ) -> Result<Applied, EnforceError> {
+        if is_host(&target) {
+            let order = BanOrder {
+                jail,
+                addr: target.addr(),
+                bantime,
+                failures: 0,
+            };
+            return self
+                .ban(std::slice::from_ref(&order), true)
+                .map(|v| v.first().copied().unwrap_or(Applied::Unchanged));
+        }
+        let outcome = self.backend.ban_net(&jail, target, bantime)?;
+        if outcome != Applied::Unchanged {
+            *self.totals.entry(jail.to_string()).or_default() += 1;
+            info!(
+                "ban: jail={jail} prefix={target} manual bantime={}",
+                human(bantime)
+            );
+        }
+        Ok(outcome)
+    }
+
     fn unban(
         &mut self,
         jail: Option<&str>,
-        addr: Option<IpAddr>,
+        target: Option<IpNet>,
     ) -> Result<Vec<Lifted>, EnforceError> {
         let jails: Vec<String> = match jail {
             Some(j) if self.jails.iter().any(|x| x == j) => vec![j.to_string()],
@@ -175,23 +213,23 @@ impl Enforcer {
         };
         let mut lifted = Vec::new();
         for jail in jails {
-            let addrs: Vec<IpAddr> = match addr {
-                Some(a) => vec![a.to_canonical()],
-                None => self
-                    .backend
-                    .list(&jail)
-                    .into_iter()
-                    .map(|(a, _)| a)
-                    .collect(),
+            let listed = self.backend.list(&jail);
+            let targets: Vec<(IpNet, Option<Duration>)> = match target {
+                Some(t) => listed.into_iter().filter(|(n, _)| *n == t).collect(),
+                None => listed,
             };
-            for a in addrs {
-                let remaining = self.backend.remaining(&jail, a);
-                if self.backend.unban(&jail, a)? {
-                    info!("unban: jail={jail} addr={a}");
+            for (t, remaining) in targets {
+                let done = if is_host(&t) {
+                    self.backend.unban(&jail, t.addr())?
+                } else {
+                    self.backend.unban_net(&jail, t)?
+                };
+                if done {
+                    info!("unban: jail={jail} addr={}", show(&t));
                     lifted.push(Lifted {
                         jail: jail.clone(),
-                        addr: a,
-                        remaining: remaining.filter(|d| *d != Duration::MAX),
+                        addr: t,
+                        remaining,
                     });
                 }
             }
@@ -208,5 +246,19 @@ impl Enforcer {
                 bans: self.backend.list(j),
             })
             .collect()
+    }
+}
+
+/// A /32 or /128: one address, kept in the address sets.
+pub fn is_host(net: &IpNet) -> bool {
+    net.prefix_len() == net.max_prefix_len()
+}
+
+/// An address without its /32, a prefix with its length.
+pub fn show(net: &IpNet) -> String {
+    if is_host(net) {
+        net.addr().to_string()
+    } else {
+        net.to_string()
     }
 }

@@ -5,13 +5,45 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
+
 use super::{Applied, Backend, EnforceError, JailRules};
 use crate::message::BanOrder;
 
 #[derive(Default)]
 pub struct LogBackend {
     jails: Vec<String>,
-    bans: HashMap<(String, IpAddr), Instant>,
+    /// Addresses as /32 or /128 beside prefixes, like the listing shows them.
+    bans: HashMap<(String, IpNet), Instant>,
+}
+
+impl LogBackend {
+    fn known(&self, jail: &str) -> Result<(), EnforceError> {
+        if self.jails.iter().any(|j| j == jail) {
+            Ok(())
+        } else {
+            Err(EnforceError::UnknownJail(jail.to_string()))
+        }
+    }
+
+    fn put(&mut self, jail: &str, net: IpNet, bantime: Duration, now: Instant) -> Applied {
+        let until = now + bantime;
+        match self.bans.insert((jail.to_string(), net), until) {
+            Some(old) if old > now && old >= until => {
+                self.bans.insert((jail.to_string(), net), old);
+                Applied::Unchanged
+            }
+            Some(old) if old > now => Applied::Extended,
+            _ => Applied::Added,
+        }
+    }
+
+    fn lift(&mut self, jail: &str, net: IpNet) -> bool {
+        let now = Instant::now();
+        self.bans
+            .remove(&(jail.to_string(), net))
+            .is_some_and(|until| until > now)
+    }
 }
 
 impl Backend for LogBackend {
@@ -24,55 +56,54 @@ impl Backend for LogBackend {
 
     fn ban(&mut self, orders: &[BanOrder]) -> Result<Vec<Applied>, EnforceError> {
         let now = Instant::now();
-        if let Some(o) = orders
-            .iter()
-            .find(|o| !self.jails.iter().any(|j| **j == *o.jail))
-        {
-            return Err(EnforceError::UnknownJail(o.jail.to_string()));
+        for o in orders {
+            self.known(&o.jail)?;
         }
         Ok(orders
             .iter()
-            .map(|o| {
-                let until = now + o.bantime;
-                match self.bans.insert((o.jail.to_string(), o.addr), until) {
-                    Some(old) if old > now && old >= until => {
-                        self.bans.insert((o.jail.to_string(), o.addr), old);
-                        Applied::Unchanged
-                    }
-                    Some(old) if old > now => Applied::Extended,
-                    _ => Applied::Added,
-                }
-            })
+            .map(|o| self.put(&o.jail, IpNet::from(o.addr.to_canonical()), o.bantime, now))
             .collect())
     }
 
     fn unban(&mut self, jail: &str, addr: IpAddr) -> Result<bool, EnforceError> {
-        let now = Instant::now();
-        Ok(self
-            .bans
-            .remove(&(jail.to_string(), addr))
-            .is_some_and(|until| until > now))
+        Ok(self.lift(jail, IpNet::from(addr.to_canonical())))
     }
 
-    fn list(&self, jail: &str) -> Vec<(IpAddr, Option<Duration>)> {
+    fn list(&self, jail: &str) -> Vec<(IpNet, Option<Duration>)> {
         let now = Instant::now();
-        let mut out: Vec<(IpAddr, Option<Duration>)> = self
+        let mut out: Vec<(IpNet, Option<Duration>)> = self
             .bans
             .iter()
             .filter(|((j, _), _)| j == jail)
-            .filter_map(|((_, addr), until)| {
+            .filter_map(|((_, net), until)| {
                 until
                     .checked_duration_since(now)
                     .filter(|d| !d.is_zero())
-                    .map(|d| (*addr, Some(d)))
+                    .map(|d| (*net, Some(d)))
             })
             .collect();
         out.sort();
         out
     }
 
+    fn ban_net(
+        &mut self,
+        jail: &str,
+        net: IpNet,
+        bantime: Duration,
+    ) -> Result<Applied, EnforceError> {
+        self.known(jail)?;
+        Ok(self.put(jail, net.trunc(), bantime, Instant::now()))
+    }
+
+    fn unban_net(&mut self, jail: &str, net: IpNet) -> Result<bool, EnforceError> {
+        Ok(self.lift(jail, net.trunc()))
+    }
+
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {
-        let until = self.bans.get(&(jail.to_string(), addr))?;
+        let until = self
+            .bans
+            .get(&(jail.to_string(), IpNet::from(addr.to_canonical())))?;
         until.checked_duration_since(Instant::now())
     }
 }

@@ -9,6 +9,8 @@ pub mod nft;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use crate::config::port::PortRange;
 use crate::message::BanOrder;
 
@@ -55,6 +57,8 @@ pub enum EnforceError {
     },
     #[error("jail {0:?} is not configured in the enforcer")]
     UnknownJail(String),
+    #[error("{wanted} overlaps the banned prefix {existing}: unban that first")]
+    Overlap { wanted: String, existing: String },
 }
 
 /// A firewall backend. Calls are synchronous: each is one netlink transaction
@@ -73,6 +77,19 @@ pub trait Backend: Send {
     /// Time left on a ban according to the backend's own record (None: not banned).
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration>;
 
-    /// A jail's active bans with their time left (None: a ban without timeout).
-    fn list(&self, jail: &str) -> Vec<(IpAddr, Option<Duration>)>;
+    /// A jail's active bans, addresses as /32 or /128, with their time left
+    /// (None: a ban without timeout).
+    fn list(&self, jail: &str) -> Vec<(IpNet, Option<Duration>)>;
+
+    /// Ban a whole prefix (kept apart from addresses, in interval sets).
+    /// A prefix overlapping another banned prefix is refused.
+    fn ban_net(
+        &mut self,
+        jail: &str,
+        net: IpNet,
+        bantime: Duration,
+    ) -> Result<Applied, EnforceError>;
+
+    /// Lift a prefix ban (exactly that prefix).
+    fn unban_net(&mut self, jail: &str, net: IpNet) -> Result<bool, EnforceError>;
 }

@@ -24,8 +24,9 @@ use tracing::{info, warn};
 
 use super::{Applied, Backend, EnforceError, JailRules};
 use crate::message::BanOrder;
+use ipnet::IpNet;
 use netlink::{Netlink, Refused, MAX_TRANSACTION};
-use wire::set_name;
+use wire::{net_set_name, set_name};
 
 /// When a ban ends, by our clock (the kernel's timeout, started when it was sent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,8 @@ pub struct NftBackend {
     nl: Netlink,
     /// Per jail name: banned address → end of ban.
     record: HashMap<String, HashMap<IpAddr, Until>>,
+    /// Per jail name: banned prefix → end of ban (the `-net4`/`-net6` sets).
+    nets: HashMap<String, HashMap<IpNet, Until>>,
 }
 
 /// What one order needs from the kernel.
@@ -65,6 +68,7 @@ impl NftBackend {
             table: table.to_string(),
             nl,
             record: HashMap::new(),
+            nets: HashMap::new(),
         })
     }
 
@@ -204,12 +208,14 @@ impl Backend for NftBackend {
         let existing = self.existing_sets()?;
         let wanted: Vec<String> = jails
             .iter()
-            .flat_map(|j| [format!("{}-v4", j.name), format!("{}-v6", j.name)])
+            .flat_map(|j| ["v4", "v6", "net4", "net6"].map(|k| format!("{}-{k}", j.name)))
             .collect();
         let mut body = ruleset::table_message(&self.table);
         let mut w = self.nl.writer();
         for (i, name) in wanted.iter().enumerate() {
-            w.new_set(&self.table, name, name.ends_with("-v6"), i as u32 + 1);
+            let v6 = name.ends_with('6');
+            let interval = name.ends_with("-net4") || name.ends_with("-net6");
+            w.new_set(&self.table, name, v6, interval, i as u32 + 1);
         }
         body.extend_from_slice(&w.buf);
         let rules = ruleset::chain_messages(&self.table, jails)
@@ -232,22 +238,31 @@ impl Backend for NftBackend {
         let now = Instant::now();
         let names: HashSet<&str> = jails.iter().map(|j| j.name.as_str()).collect();
         self.record.retain(|j, _| names.contains(j.as_str()));
+        self.nets.retain(|j, _| names.contains(j.as_str()));
+        let until = |e: &wire::Element| match (e.timeout, e.expires) {
+            (_, Some(left)) => Until::At(now + left),
+            (Some(t), None) => Until::At(now + t),
+            (None, None) => Until::Never,
+        };
         for jail in jails {
             let mut bans = HashMap::new();
             for v in ["v4", "v6"] {
                 for e in self.load_elements(&format!("{}-{v}", jail.name))? {
-                    let until = match (e.timeout, e.expires) {
-                        (_, Some(left)) => Until::At(now + left),
-                        (Some(t), None) => Until::At(now + t),
-                        (None, None) => Until::Never,
-                    };
-                    bans.insert(e.addr, until);
+                    bans.insert(e.addr, until(&e));
                 }
             }
-            if !bans.is_empty() {
-                info!(jail = %jail.name, bans = bans.len(), "bans already in the kernel kept");
+            let mut nets = HashMap::new();
+            for v in ["net4", "net6"] {
+                let elems = self.load_elements(&format!("{}-{v}", jail.name))?;
+                for (net, e) in wire::elements_to_nets(&elems) {
+                    nets.insert(net, until(e));
+                }
+            }
+            if !bans.is_empty() || !nets.is_empty() {
+                info!(jail = %jail.name, bans = bans.len(), prefixes = nets.len(), "bans already in the kernel kept");
             }
             self.record.insert(jail.name.clone(), bans);
+            self.nets.insert(jail.name.clone(), nets);
         }
         Ok(())
     }
@@ -341,23 +356,124 @@ impl Backend for NftBackend {
         }
     }
 
-    fn list(&self, jail: &str) -> Vec<(IpAddr, Option<Duration>)> {
+    fn list(&self, jail: &str) -> Vec<(IpNet, Option<Duration>)> {
         let now = Instant::now();
-        let Some(bans) = self.record.get(jail) else {
-            return Vec::new();
+        let left = |until: &Until| match until {
+            Until::Never => Some(None),
+            Until::At(t) => t
+                .checked_duration_since(now)
+                .filter(|d| !d.is_zero())
+                .map(Some),
         };
-        let mut out: Vec<(IpAddr, Option<Duration>)> = bans
-            .iter()
-            .filter_map(|(addr, until)| match until {
-                Until::Never => Some((*addr, None)),
-                Until::At(t) => t
-                    .checked_duration_since(now)
-                    .filter(|d| !d.is_zero())
-                    .map(|d| (*addr, Some(d))),
-            })
-            .collect();
+        let addrs = self
+            .record
+            .get(jail)
+            .into_iter()
+            .flatten()
+            .filter_map(|(a, u)| left(u).map(|l| (IpNet::from(*a), l)));
+        let nets = self
+            .nets
+            .get(jail)
+            .into_iter()
+            .flatten()
+            .filter_map(|(n, u)| left(u).map(|l| (*n, l)));
+        let mut out: Vec<(IpNet, Option<Duration>)> = addrs.chain(nets).collect();
         out.sort();
         out
+    }
+
+    fn ban_net(
+        &mut self,
+        jail: &str,
+        net: IpNet,
+        bantime: Duration,
+    ) -> Result<Applied, EnforceError> {
+        let net = net.trunc();
+        let now = Instant::now();
+        let Some(nets) = self.nets.get(jail) else {
+            return Err(EnforceError::UnknownJail(jail.to_string()));
+        };
+        // The kernel refuses (EEXIST) a prefix inside or around a stored one.
+        let live = |u: &Until| match u {
+            Until::Never => true,
+            Until::At(t) => *t + GC_GRACE > now,
+        };
+        let mut replace = false;
+        for (other, until) in nets {
+            if !live(until) || !(other.contains(&net.network()) || net.contains(&other.network())) {
+                continue;
+            }
+            if *other != net {
+                return Err(EnforceError::Overlap {
+                    wanted: net.to_string(),
+                    existing: other.to_string(),
+                });
+            }
+            match until {
+                Until::Never => return Ok(Applied::Unchanged),
+                Until::At(t) if *t > now && t.duration_since(now) >= bantime => {
+                    return Ok(Applied::Unchanged)
+                }
+                _ => replace = true,
+            }
+        }
+        let set = net_set_name(jail, &net);
+        let mut w = self.nl.writer();
+        if replace {
+            w.intervals(&self.table, &set, &[(net, None)], false);
+        }
+        w.intervals(&self.table, &set, &[(net, Some(bantime))], true);
+        let msg = format!("ban {net} in {set}");
+        match self.commit(&w.buf, &|_| msg.clone()) {
+            Err(EnforceError::Kernel { source, .. })
+                if replace && source.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                // Already collected by the kernel: add alone.
+                let mut w = self.nl.writer();
+                w.intervals(&self.table, &set, &[(net, Some(bantime))], true);
+                self.commit(&w.buf, &|_| msg.clone())?;
+            }
+            other => other?,
+        }
+        let was_active = self
+            .nets
+            .get(jail)
+            .and_then(|n| n.get(&net))
+            .is_some_and(|u| matches!(u, Until::At(t) if *t > now));
+        if let Some(n) = self.nets.get_mut(jail) {
+            n.insert(net, Until::At(now + bantime));
+        }
+        Ok(if was_active {
+            Applied::Extended
+        } else {
+            Applied::Added
+        })
+    }
+
+    fn unban_net(&mut self, jail: &str, net: IpNet) -> Result<bool, EnforceError> {
+        let net = net.trunc();
+        let now = Instant::now();
+        let Some(nets) = self.nets.get_mut(jail) else {
+            return Err(EnforceError::UnknownJail(jail.to_string()));
+        };
+        let Some(until) = nets.remove(&net) else {
+            return Ok(false);
+        };
+        if matches!(until, Until::At(t) if t + GC_GRACE <= now) {
+            return Ok(false);
+        }
+        let set = net_set_name(jail, &net);
+        let mut w = self.nl.writer();
+        w.intervals(&self.table, &set, &[(net, None)], false);
+        match self.commit(&w.buf, &|_| format!("unban {net} from {set}")) {
+            Ok(()) => Ok(matches!(until, Until::Never) || matches!(until, Until::At(t) if t > now)),
+            Err(EnforceError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {

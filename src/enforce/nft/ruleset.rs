@@ -68,23 +68,27 @@ pub fn chain_messages(table: &str, jails: &[JailRules]) -> Result<Vec<u8>, RuleE
             } else {
                 jail.ports.iter().copied().map(Some).collect()
             };
-            for port in ports {
-                let rule = rule(&chain, jail, v6, port).map_err(|message| RuleError {
-                    jail: jail.name.clone(),
-                    message,
-                })?;
-                batch.add(&rule, MsgType::Add);
+            // Addresses first, then prefixes, so `nft list` reads in that order.
+            for net in [false, true] {
+                for port in &ports {
+                    let rule = rule(&chain, jail, v6, net, *port).map_err(|message| RuleError {
+                        jail: jail.name.clone(),
+                        message,
+                    })?;
+                    batch.add(&rule, MsgType::Add);
+                }
             }
         }
     }
     Ok(strip_batch_markers(&batch.finalize()))
 }
 
-/// `[meta l4proto P th dport A[-B]] ip[6] saddr @<jail>-v4|6 counter reject|drop`
+/// `[meta l4proto P th dport A[-B]] ip[6] saddr @<jail>-v4|v6|net4|net6 counter reject|drop`
 fn rule(
     chain: &Chain,
     jail: &JailRules,
     v6: bool,
+    net: bool,
     port: Option<PortRange>,
 ) -> Result<Rule, String> {
     let mut r = Rule::new(chain).map_err(|e| e.to_string())?;
@@ -124,7 +128,13 @@ fn rule(
         NetworkHeaderField::IPv4(IPv4HeaderField::Saddr)
     };
     r.add_expr(HighLevelPayload::Network(saddr).build());
-    let set = format!("{}-{}", jail.name, if v6 { "v6" } else { "v4" });
+    let suffix = match (net, v6) {
+        (false, false) => "v4",
+        (false, true) => "v6",
+        (true, false) => "net4",
+        (true, true) => "net6",
+    };
+    let set = format!("{}-{suffix}", jail.name);
     r.add_expr(Lookup::default().with_set(set).with_sreg(Register::Reg1));
     r.add_expr(Counter::default());
     match (jail.blocktype, port.map(|p| p.proto)) {
@@ -189,7 +199,7 @@ mod tests {
         buf.extend(chain_messages("nftjail", &jails).unwrap());
         let msgs = wire::messages(&buf);
         let types: Vec<u16> = msgs.iter().map(|m| m.ty & 0xff).collect();
-        // table, chain, flush (DELRULE), then 2 families x 2 ports
-        assert_eq!(types, [0, 3, 8, 6, 6, 6, 6]);
+        // table, chain, flush (DELRULE), then 2 families x 2 set kinds x 2 ports
+        assert_eq!(types, [0, 3, 8, 6, 6, 6, 6, 6, 6, 6, 6]);
     }
 }

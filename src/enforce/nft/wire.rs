@@ -8,6 +8,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
 pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 pub const NFNL_MSG_BATCH_END: u16 = 0x11;
@@ -37,6 +39,7 @@ const NFTA_SET_KEY_TYPE: u16 = 4;
 const NFTA_SET_KEY_LEN: u16 = 5;
 const NFTA_SET_ID: u16 = 10;
 const NFT_SET_TIMEOUT: u32 = 0x10;
+const NFT_SET_INTERVAL: u32 = 0x4;
 /// nft's own data type numbers, so `nft list` prints `type ipv4_addr`.
 const TYPE_IPADDR: u32 = 7;
 const TYPE_IP6ADDR: u32 = 8;
@@ -46,6 +49,8 @@ const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_SET_ELEM_FLAGS: u16 = 3;
+const NFT_SET_ELEM_INTERVAL_END: u32 = 0x1;
 const NFTA_SET_ELEM_TIMEOUT: u16 = 4;
 const NFTA_SET_ELEM_EXPIRATION: u16 = 5;
 const NFTA_DATA_VALUE: u16 = 1;
@@ -53,11 +58,32 @@ const NFTA_DATA_VALUE: u16 = 1;
 /// Stay well under the u16 attribute length (rustables' bug at ~4,095 keys).
 pub const MAX_ELEMENTS_BYTES: usize = 60 * 1024;
 
-/// Which of a jail's two sets an address belongs to.
+/// Which of a jail's two address sets an address belongs to.
 pub fn set_name(jail: &str, addr: &IpAddr) -> String {
     match addr {
         IpAddr::V4(_) => format!("{jail}-v4"),
         IpAddr::V6(_) => format!("{jail}-v6"),
+    }
+}
+
+/// Which of a jail's two prefix sets (`flags interval,timeout`) a prefix belongs to.
+pub fn net_set_name(jail: &str, net: &IpNet) -> String {
+    match net {
+        IpNet::V4(_) => format!("{jail}-net4"),
+        IpNet::V6(_) => format!("{jail}-net6"),
+    }
+}
+
+/// The first address after a prefix: the key of its interval-end element.
+/// None when the prefix runs to the end of the address space.
+fn after(net: &IpNet) -> Option<IpAddr> {
+    match net {
+        IpNet::V4(n) => u32::from(n.broadcast())
+            .checked_add(1)
+            .map(|x| IpAddr::from(x.to_be_bytes())),
+        IpNet::V6(n) => u128::from(n.broadcast())
+            .checked_add(1)
+            .map(|x| IpAddr::from(x.to_be_bytes())),
     }
 }
 
@@ -161,12 +187,18 @@ impl Writer {
     }
 
     /// `add set inet TABLE NAME { type ipv4_addr; flags timeout; }` (no EXCL:
-    /// an existing set and its elements are kept).
-    pub fn new_set(&mut self, table: &str, name: &str, v6: bool, id: u32) -> u32 {
+    /// an existing set and its elements are kept); `interval` adds
+    /// `flags interval` for prefixes.
+    pub fn new_set(&mut self, table: &str, name: &str, v6: bool, interval: bool, id: u32) -> u32 {
         let seq = self.begin_nft(NFT_MSG_NEWSET, NLM_F_CREATE);
         self.attr_str(NFTA_SET_TABLE, table);
         self.attr_str(NFTA_SET_NAME, name);
-        self.attr_be32(NFTA_SET_FLAGS, NFT_SET_TIMEOUT);
+        let flags = if interval {
+            NFT_SET_TIMEOUT | NFT_SET_INTERVAL
+        } else {
+            NFT_SET_TIMEOUT
+        };
+        self.attr_be32(NFTA_SET_FLAGS, flags);
         self.attr_be32(
             NFTA_SET_KEY_TYPE,
             if v6 { TYPE_IP6ADDR } else { TYPE_IPADDR },
@@ -233,6 +265,54 @@ impl Writer {
             rest = &rest[n..];
         }
         seqs
+    }
+
+    /// Prefixes as intervals: a start element (carrying the timeout) and an
+    /// interval-end element at the first address after the prefix (carrying
+    /// nothing else: the kernel refuses a timeout there). One message per call;
+    /// prefix bans are few and manual.
+    pub fn intervals(
+        &mut self,
+        table: &str,
+        set: &str,
+        nets: &[(IpNet, Option<Duration>)],
+        add: bool,
+    ) -> u32 {
+        let (msg, flags) = if add {
+            (NFT_MSG_NEWSETELEM, NLM_F_CREATE)
+        } else {
+            (NFT_MSG_DELSETELEM, 0)
+        };
+        let seq = self.begin_nft(msg, flags);
+        self.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
+        self.attr_str(NFTA_SET_ELEM_LIST_SET, set);
+        self.nest_begin(NFTA_SET_ELEM_LIST_ELEMENTS);
+        for (net, timeout) in nets {
+            self.key_elem(net.network(), *timeout, false);
+            if let Some(end) = after(net) {
+                self.key_elem(end, None, true);
+            }
+        }
+        self.nest_end();
+        self.end();
+        seq
+    }
+
+    fn key_elem(&mut self, addr: IpAddr, timeout: Option<Duration>, interval_end: bool) {
+        self.nest_begin(NFTA_LIST_ELEM);
+        self.nest_begin(NFTA_SET_ELEM_KEY);
+        match addr {
+            IpAddr::V4(a) => self.attr(NFTA_DATA_VALUE, &a.octets()),
+            IpAddr::V6(a) => self.attr(NFTA_DATA_VALUE, &a.octets()),
+        }
+        self.nest_end();
+        if interval_end {
+            self.attr_be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+        }
+        if let Some(t) = timeout {
+            self.attr_be64(NFTA_SET_ELEM_TIMEOUT, (t.as_millis() as u64).max(1));
+        }
+        self.nest_end();
     }
 
     pub fn get_sets(&mut self, table: &str) -> u32 {
@@ -335,6 +415,10 @@ fn c_str(v: &[u8]) -> String {
     String::from_utf8_lossy(v).into_owned()
 }
 
+fn be32(v: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(v.get(..4)?.try_into().ok()?))
+}
+
 fn be64(v: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
 }
@@ -351,6 +435,47 @@ pub struct Element {
     pub timeout: Option<Duration>,
     /// Time left before the kernel removes it.
     pub expires: Option<Duration>,
+    /// An interval-end element of a prefix set.
+    pub interval_end: bool,
+}
+
+/// Prefixes from an interval set's elements: each start paired with the
+/// nearest end above it. A range that is not one aligned prefix (made by
+/// hand) is left out: we never made it.
+pub fn elements_to_nets(elems: &[Element]) -> Vec<(IpNet, &Element)> {
+    let mut ends: Vec<u128> = elems
+        .iter()
+        .filter(|e| e.interval_end)
+        .map(|e| key_num(&e.addr))
+        .collect();
+    ends.sort_unstable();
+    elems
+        .iter()
+        .filter(|e| !e.interval_end)
+        .filter_map(|e| {
+            let start = key_num(&e.addr);
+            let bits = if e.addr.is_ipv4() { 32 } else { 128 };
+            let end = ends.get(ends.partition_point(|&x| x <= start)).copied();
+            let size = match end {
+                Some(end) => end - start,
+                // Runs to the end of the address space.
+                None if bits == 32 => (1u128 << 32) - start,
+                None => u128::MAX - start + 1,
+            };
+            if !size.is_power_of_two() || start % size != 0 {
+                return None;
+            }
+            let prefix = bits - size.trailing_zeros() as u8;
+            IpNet::new(e.addr, prefix).ok().map(|n| (n, e))
+        })
+        .collect()
+}
+
+fn key_num(a: &IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(*a)),
+        IpAddr::V6(a) => u128::from(*a),
+    }
 }
 
 /// Elements of a NEWSETELEM message of a dump.
@@ -368,10 +493,12 @@ pub fn parse_elements(body: &[u8]) -> Vec<Element> {
                 _ => return None,
             };
             let ms = |ty| attr(elem, ty).and_then(be64).map(Duration::from_millis);
+            let flags = attr(elem, NFTA_SET_ELEM_FLAGS).and_then(be32).unwrap_or(0);
             Some(Element {
                 addr,
                 timeout: ms(NFTA_SET_ELEM_TIMEOUT),
                 expires: ms(NFTA_SET_ELEM_EXPIRATION),
+                interval_end: flags & NFT_SET_ELEM_INTERVAL_END != 0,
             })
         })
         .collect()
