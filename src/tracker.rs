@@ -22,6 +22,8 @@ pub enum Verdict {
     },
     /// The address is in the jail's ignore list (or `ignoreself`).
     Ignored,
+    /// The failure is older than findtime: it could not help a ban.
+    Stale,
     Ban(BanOrder),
 }
 
@@ -176,6 +178,23 @@ impl Tracker {
     /// Addresses with failures being counted, across jails.
     pub fn tracked(&self) -> usize {
         self.windows.len()
+    }
+
+    /// Like [`Tracker::record`], but a failure already older than findtime at
+    /// `now` (a line read late: a backlog, a slow log shipper) is not counted.
+    pub fn record_at(&mut self, failure: Failure, now: SystemTime) -> Verdict {
+        let stale = match self.jails.get(failure.jail) {
+            Some(Some(jail)) => failure
+                .time
+                .checked_add(jail.findtime)
+                .is_some_and(|end| end <= now),
+            _ => false,
+        };
+        if stale {
+            Verdict::Stale
+        } else {
+            self.record(failure)
+        }
     }
 
     pub fn record(&mut self, failure: Failure) -> Verdict {
@@ -368,6 +387,19 @@ mod tests {
             Verdict::Counted { count: 1 }
         );
         assert!(matches!(t.record(at("203.0.113.4", 6)), Verdict::Ban(_)));
+    }
+
+    #[test]
+    fn failures_older_than_findtime_when_read_are_not_counted() {
+        let mut t = tracker("");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + 100);
+        // findtime is 60 s: a line from 61 s ago is stale, one from 59 s ago counts.
+        assert_eq!(t.record_at(at("203.0.113.1", 39), now), Verdict::Stale);
+        assert_eq!(
+            t.record_at(at("203.0.113.1", 41), now),
+            Verdict::Counted { count: 1 }
+        );
+        assert_eq!(t.counts(0).total, 1);
     }
 
     #[test]

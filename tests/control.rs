@@ -515,3 +515,44 @@ fn two_hundred_clients_while_lines_stream_in() {
     }
     eprintln!("answers served: {}", answers.load(Ordering::Relaxed));
 }
+
+#[test]
+fn a_line_counts_at_its_own_time_and_old_lines_do_not_count() {
+    let fx = Fixture::start(
+        "ctl-dates",
+        "[jail.d]\nfailregex = ['login failure from <HOST>$']\nlogpath = \"/dev/null\"\nmaxretry = 2\nfindtime = \"10m\"\n",
+    );
+    // jail d reads a.log too, through a reload that adds the path.
+    let config = fx.path("nftjail.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "logpath = \"/dev/null\"",
+        &format!("logpath = \"{}\"", fx.path("d.log").display()),
+    );
+    std::fs::write(fx.path("d.log"), "").unwrap();
+    std::fs::write(&config, text).unwrap();
+    fx.ok(&["--config", config.to_str().unwrap(), "reload"]);
+    // Written long ago (a backlog read late): older than findtime, not counted.
+    fx.append(
+        "d.log",
+        "2020-01-01T00:00:00+00:00 mx1 app: login failure from 203.0.113.60\n\
+         2020-01-01T00:00:01+00:00 mx1 app: login failure from 203.0.113.60\n\
+         2020-01-01T00:00:02+00:00 mx1 app: login failure from 203.0.113.60\n",
+    );
+    // Then two recent ones from another address: a ban.
+    let now = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S+00:00");
+    fx.append(
+        "d.log",
+        &format!("{now} mx1 app: login failure from 203.0.113.61\n{now} mx1 app: login failure from 203.0.113.61\n"),
+    );
+    fx.daemon
+        .wait_for("ban: jail=d addr=203.0.113.61", Duration::from_secs(5));
+    match fx.ask(Request::Status {
+        jail: Some("d".into()),
+    }) {
+        Reply::JailStatus(s) => {
+            assert_eq!(s.total_failed, 2, "the three old lines were not counted");
+            assert_eq!(s.banned, ["203.0.113.61"]);
+        }
+        r => panic!("{r:?}"),
+    }
+}

@@ -80,8 +80,11 @@ fn append(log: &Path, lines: &[String]) {
     }
 }
 
+/// A failure line stamped now, as syslog writes it: the daemon counts a
+/// line at its own time, and an old stamp would fall outside findtime.
 fn sasl_failure(addr: &str, n: usize) -> String {
-    format!("Mar  5 16:01:{n:02} mx1 postfix/submission/smtpd[106{n:02}]: warning: unknown[{addr}]: SASL LOGIN authentication failed: authentication failure")
+    let now = jiff::ZonedDateTime::now().strftime("%b %e %H:%M:%S");
+    format!("{now} mx1 postfix/submission/smtpd[106{n:02}]: warning: unknown[{addr}]: SASL LOGIN authentication failed: authentication failure")
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
@@ -17,6 +17,21 @@ use crate::config::Config;
 use crate::matcher::Matcher;
 use crate::message::{Failure, JailId};
 use crate::source::file::{FileFollower, FollowOptions, Stopper};
+use crate::timestamp::DateDetector;
+
+/// A line dated later than this after now is a clock or zone mismatch, not
+/// the future: it counts as written now.
+const FUTURE_SLACK: Duration = Duration::from_secs(60);
+
+/// The line's own time (so findtime counts from the event), or now for a
+/// line without a date.
+fn line_time(dates: &mut DateDetector, line: &str) -> SystemTime {
+    let now = SystemTime::now();
+    match dates.find(line, now) {
+        Some(found) if found.time <= now + FUTURE_SLACK => found.time.min(now),
+        _ => now,
+    }
+}
 
 pub struct Sources {
     /// Cloned into each new reader; dropped at stop so the tracker sees the end.
@@ -153,13 +168,17 @@ fn spawn(
     std::thread::Builder::new()
         .name(format!("source:{}", path.display()))
         .spawn(move || {
+            // One per file: it learns the file's date format on the first
+            // dated line and keeps it.
+            let mut dates = DateDetector::auto();
             let result = follower.follow(&stop, |line| {
                 // A lock-free load: a reload swaps the matcher between two
                 // lines, never in the middle of one.
                 let matcher = matcher.load();
+                let mut time = None;
                 matcher.scan(line, |jail, addr| {
-                    // The clock is read only for hits, not for every line.
-                    let time = SystemTime::now();
+                    // Dates are read only for lines that hit, once per line.
+                    let time = *time.get_or_insert_with(|| line_time(&mut dates, line));
                     // A closed channel means shutdown; bans already decided
                     // are in the kernel.
                     let _ = tx.blocking_send(Failure { jail, addr, time });

@@ -37,13 +37,14 @@ pub async fn run(
         tokio::select! {
             f = failures.recv() => {
                 let Some(f) = f else { break };
-                match tracker.record(f) {
+                match tracker.record_at(f, SystemTime::now()) {
                     Verdict::Ban(order) => {
                         if bans.send(EnforcerMsg::Ban(order)).await.is_err() {
                             break;
                         }
                     }
                     Verdict::Ignored => debug!(addr = %f.addr, "failure from an ignored address"),
+                    Verdict::Stale => debug!(addr = %f.addr, "failure older than findtime, not counted"),
                     Verdict::Counted { count } => debug!(addr = %f.addr, count, "failure counted"),
                 }
             }

@@ -138,11 +138,14 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         Mode::Full => 2_000_000,
     };
     let log = dir.join("mail.log");
+    let (day, first_second) = gen::ending_now(lines);
     let spec = Spec {
         lines,
         attack: 0.05,
         attackers: 5_000,
         v6: 0.2,
+        day,
+        first_second,
         seed: 42,
     };
     std::fs::write(&log, gen::generate(&spec))?;
@@ -442,11 +445,14 @@ impl Drop for Netns {
 fn daemon_bans(nftjail: &Path, dir: &Path, n: u32) -> Result<f64> {
     use std::io::Write;
     let d = Daemon::start(nftjail, dir, &format!("bans-{n}"), 3, Netns::new("daemon")?)?;
+    let (day, first_second) = gen::ending_now(n as usize * 3);
     let spec = Spec {
         lines: n as usize * 3,
         attack: 1.0,
         attackers: n,
         v6: 0.0,
+        day,
+        first_second,
         seed: 7,
     };
     let text = gen::generate(&spec);
@@ -609,7 +615,8 @@ fn latency(nftjail: &Path, dir: &Path, samples: u32) -> Result<Vec<f64>> {
     let mut lat = Vec::new();
     for i in 0..samples {
         let addr = gen::attacker(100_000 + i, false);
-        let line = format!("Mar  5 16:01:34 mx1 postfix/submission/smtpd[1]: warning: unknown[{addr}]: SASL LOGIN authentication failed: authentication failure\n");
+        let now = jiff::ZonedDateTime::now().strftime("%b %e %H:%M:%S");
+        let line = format!("{now} mx1 postfix/submission/smtpd[1]: warning: unknown[{addr}]: SASL LOGIN authentication failed: authentication failure\n");
         let start = Instant::now();
         log.write_all(line.as_bytes())?;
         loop {
@@ -639,11 +646,14 @@ fn memory(nftjail: &Path, dir: &Path, distinct: u32) -> Result<Memory> {
     let d = Daemon::start(nftjail, dir, "memory", 5, Netns::new("memory")?)?;
     std::thread::sleep(Duration::from_millis(500));
     let idle_kib = rss_kib(d.child.id());
+    let (day, first_second) = gen::ending_now(distinct as usize);
     let spec = Spec {
         lines: distinct as usize,
         attack: 1.0,
         attackers: distinct,
         v6: 0.0,
+        day,
+        first_second,
         seed: 9,
     };
     let text = gen::generate(&spec);

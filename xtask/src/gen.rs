@@ -12,6 +12,27 @@ pub struct Spec {
     /// Share of attackers with an IPv6 address.
     pub v6: f64,
     pub seed: u64,
+    /// Syslog day of the lines ("Nov 25") and the second of that day of the
+    /// first line: the daemon counts a line at its own time, so benchmarks
+    /// write logs that end about now (see [`ending_now`]).
+    pub day: String,
+    pub first_second: u32,
+}
+
+/// Lines written at 2,000 per second.
+const LINES_PER_SECOND: usize = 2000;
+
+/// (day, first second) for `lines` lines that end now in local time, so no
+/// line is older than a benchmark's findtime. Same arguments within a second,
+/// same bytes.
+pub fn ending_now(lines: usize) -> (String, u32) {
+    let now = jiff::ZonedDateTime::now();
+    let second = now.hour() as u32 * 3600 + now.minute() as u32 * 60 + now.second() as u32;
+    let span = (lines / LINES_PER_SECOND) as u32;
+    (
+        now.strftime("%b %e").to_string(),
+        second.saturating_sub(span),
+    )
 }
 
 /// xorshift64*: tiny, fast, deterministic; statistical quality is irrelevant here.
@@ -49,9 +70,9 @@ pub fn generate(spec: &Spec) -> String {
     let mut out = String::with_capacity(spec.lines * 130);
     let mut next_attacker = 0u32;
     for n in 0..spec.lines {
-        let secs = n / 2000;
-        let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-        let ts = format!("Mar  5 {h:02}:{m:02}:{s:02} mx1");
+        let secs = (spec.first_second as usize + n / LINES_PER_SECOND).min(86_399);
+        let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+        let ts = format!("{} {h:02}:{m:02}:{s:02} mx1", spec.day);
         let pid = 1000 + rng.below(30000);
         let client = format!("192.168.{}.{}", rng.below(256), rng.below(254) + 1);
         if rng.chance(spec.attack) {
