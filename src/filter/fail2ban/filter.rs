@@ -111,6 +111,18 @@ impl Fail2banFilter {
     /// `dir` the `filter.d` directory names are looked up in.
     pub fn load(spec: &str, dir: &Path) -> Result<Fail2banFilter, Fail2banError> {
         let (name, options) = parse_spec(spec)?;
+        Self::load_with_options(&name, &options, dir)
+    }
+
+    /// Like [`load`](Self::load) with the options given apart from the
+    /// name, for callers (a jail config) that hold them as key/value pairs.
+    pub fn load_with_options(
+        name: &str,
+        options: &[(String, String)],
+        dir: &Path,
+    ) -> Result<Fail2banFilter, Fail2banError> {
+        let options = options.to_vec();
+        let name = name.to_string();
         let as_path = Path::new(&name);
         let base = if name.contains('/') || name.ends_with(".conf") {
             as_path.with_extension("")
