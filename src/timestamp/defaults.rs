@@ -1,0 +1,98 @@
+//! The templates tried when a source has no `datepattern`: the formats
+//! fail2ban's date detector knows, in its order of preference.
+
+use super::template::Template;
+
+/// One default template.
+pub(crate) enum Default {
+    Pattern(&'static str),
+    Epoch,
+    Tai64n,
+}
+
+/// Each format once, unanchored. The order decides ties: more specific
+/// formats come before ones that could match a part of them.
+pub(crate) const DEFAULTS: [Default; 17] = [
+    // ISO 8601 and its relatives: 2005-01-23T21:59:59.981746+01:00,
+    // 2005/01/23 21:59:59 (nginx error log), 2006.12.21 06:43:20 (syslog-ng).
+    Default::Pattern(r"%ExY(?P<_sep>[-/.])%m(?P=_sep)%d(?:T|  ?)%H:%M:%S(?:[.,]%f)?(?:\s*%z)?"),
+    // BSD syslog and asctime, optional weekday, fraction and year:
+    // Mar  5 16:01:34, Sat Mar 05 16:01:34.123456 2022 (Apache error log).
+    Default::Pattern(r"(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?"),
+    // asctime with the year before the time: Sun Jan 23 2005 21:59:59.011.
+    Default::Pattern(r"(?:%a )?%b %d %ExY %k:%M:%S(?:\.%f)?"),
+    // Day first: 23/01/2005 21:59:59, 23/01/05 21:59:59, 17-07-2008 17:23:25.
+    Default::Pattern(r"%d(?P<_sep>[-/])%m(?P=_sep)(?:%ExY|%Exy) %k:%M:%S"),
+    // Apache/nginx access log [05/Mar/2022:16:01:34 +0100], named and
+    // roundcube 26-Jul-2007 15:20:52.252 +0200.
+    Default::Pattern(r"%d(?P<_sep>[-/])%b(?P=_sep)%ExY[ :]?%H:%M:%S(?:\.%f)?(?: %z)?"),
+    // cPanel: 05/20/2008:01:57:39.
+    Default::Pattern(r"%m/%d/%ExY:%H:%M:%S"),
+    // Month first with a fraction, so it is not taken for day first:
+    // 01-27-2012 16:22:44.252.
+    Default::Pattern(r"%m-%d-%ExY %k:%M:%S(?:\.%f)?"),
+    // Seconds since the epoch at the line start, in brackets or in SELinux
+    // audit records.
+    Default::Epoch,
+    // Only a time of day, at the line start: today is assumed.
+    Default::Pattern(r"{^LN-BEG}%H:%M:%S"),
+    // <09/16/08@05:03:30>
+    Default::Pattern(r"^<%m/%d/%Exy@%H:%M:%S>"),
+    // MySQL: 130322 11:46:11
+    Default::Pattern(r"%Exy%Exm%Exd  ?%H:%M:%S"),
+    // Apache Tomcat: Jan 23, 2005 9:59:59 PM
+    Default::Pattern(r"%b %d, %ExY %I:%M:%S %p"),
+    // ASSP: Apr-27-13 02:33:06
+    Default::Pattern(r"^%b-%d-%Exy %k:%M:%S"),
+    // Basic ISO 8601: 20050123T215959, 20050123 215959.
+    Default::Pattern(r"%ExY%Exm%Exd(?:T|  ?)%ExH%ExM%ExS(?:[.,]%f)?(?:\s*%z)?"),
+    // Zone name before the date (monit): PDT Apr 16 21:05:29
+    Default::Pattern(r"(?:%Z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?"),
+    // Offset before the date: +00:00 Jan 23 21:59:59.011 2005
+    Default::Pattern(r"(?:%z )?(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?"),
+    // daemontools' TAI64N labels: @4000000063b2a1c80a1b2c3d
+    Default::Tai64n,
+];
+
+/// Whether a default is anchored to the line start already.
+fn anchored(d: &Default) -> bool {
+    matches!(d, Default::Pattern(p) if p.starts_with('^') || p.starts_with("{^LN-BEG}"))
+}
+
+/// A default as a template, optionally anchored to the line start.
+fn build(d: &Default, line_begin: bool) -> Option<Template> {
+    match d {
+        Default::Pattern(p) if line_begin && !anchored(d) => {
+            Template::pattern(&format!("{{^LN-BEG}}{p}")).ok()
+        }
+        Default::Pattern(p) => Template::pattern(p).ok(),
+        Default::Epoch => Some(Template::epoch(false, line_begin)),
+        Default::Tai64n => Some(Template::tai64n(line_begin)),
+    }
+}
+
+/// The full list for auto-detection: line-start anchored copies first,
+/// because a date at the line start is the common case and the safest
+/// reading, then every format anywhere in the line.
+pub(crate) fn all() -> Vec<Template> {
+    let mut out: Vec<Template> = DEFAULTS
+        .iter()
+        .filter(|d| !anchored(d))
+        .filter_map(|d| build(d, true))
+        .collect();
+    out.extend(DEFAULTS.iter().filter_map(|d| build(d, false)));
+    out
+}
+
+/// `{^LN-BEG}`: only the templates that match at the line start.
+pub(crate) fn line_begin_only() -> Vec<Template> {
+    all().into_iter().filter(|t| t.line_begin).collect()
+}
+
+/// The unanchored pattern texts, for `{DATE}` substitution.
+pub(crate) fn patterns() -> impl Iterator<Item = &'static str> {
+    DEFAULTS.iter().filter_map(|d| match d {
+        Default::Pattern(p) => Some(p.strip_prefix("{^LN-BEG}").unwrap_or(p)),
+        _ => None,
+    })
+}

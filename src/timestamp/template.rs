@@ -1,0 +1,576 @@
+//! One date template: where in a line a date may stand and how to read it.
+//!
+//! Pattern templates are turned into a regex the way fail2ban builds its own
+//! (`%`-directives expanded, a capture group around the date, word or
+//! line-begin boundaries added) so that a `datepattern` written for fail2ban
+//! finds the same text here. Epoch and TAI64N templates are scanned by hand:
+//! they are simple and sit at the line start, so no regex is needed.
+
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use fancy_regex::{Captures, Regex};
+
+use super::directives::{fragment, is_alpha, month_number, EXTENDED};
+use super::error::DatePatternError;
+use super::fast::Fast;
+use super::fields::{zone_offset_seconds, Fields};
+
+/// fail2ban's "not inside a word" test, `(?=^|\b|\W)` at the start and
+/// `(?=\b|\W|$)` at the end, both of which hold unless there is a word
+/// character on both sides. Written with half word boundaries so the regex
+/// needs no look-around and runs on the fast engine.
+const BOUND: &str = r"(?:\b{start-half}|\b{end-half})";
+
+/// What the line-begin anchor lets precede a date: up to two non-word
+/// characters such as `[` or `<`.
+const LINE_START: &str = r"^(?:\W{0,2})?";
+
+/// A match of a template in a line.
+#[derive(Clone, Debug)]
+pub(crate) struct Hit {
+    /// Where the whole match starts; fail2ban's "distance" of the date.
+    pub start: usize,
+    /// The date text (the template's first group), which a caller cuts out.
+    pub span: Range<usize>,
+    /// `None` when the text matched but holds no valid value.
+    pub fields: Option<Fields>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Begin {
+    None,
+    Word,
+    Line,
+}
+
+/// Which field a named group fills.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Slot {
+    Year4,
+    Year2,
+    Month,
+    MonthName,
+    Day,
+    Hour,
+    Hour12,
+    AmPm,
+    Minute,
+    Second,
+    Fraction,
+    YearDay,
+    Zone,
+    Epoch,
+}
+
+impl Slot {
+    fn of(name: &str) -> Option<Slot> {
+        Some(match name {
+            "Y" => Slot::Year4,
+            "y" => Slot::Year2,
+            "m" => Slot::Month,
+            "b" | "B" => Slot::MonthName,
+            "d" => Slot::Day,
+            "H" => Slot::Hour,
+            "I" => Slot::Hour12,
+            "p" => Slot::AmPm,
+            "M" => Slot::Minute,
+            "S" => Slot::Second,
+            "f" => Slot::Fraction,
+            "j" => Slot::YearDay,
+            "z" | "Z" => Slot::Zone,
+            "s" => Slot::Epoch,
+            _ => return None,
+        })
+    }
+}
+
+pub(crate) enum Kind {
+    /// A `%`-pattern, or a pattern with `{EPOCH}` in it (`epoch` set).
+    Regex {
+        re: Regex,
+        slots: Vec<(usize, Slot)>,
+        /// For `{EPOCH}` patterns: the group with the number, and whether
+        /// milli/microsecond forms are allowed.
+        epoch: Option<(usize, bool)>,
+    },
+    Epoch {
+        long: bool,
+        line_begin: bool,
+    },
+    Tai64n {
+        line_begin: bool,
+    },
+    /// `{NONE}`: lines carry no date; the caller's `now` is their time.
+    Empty,
+}
+
+pub(crate) struct Template {
+    pub name: String,
+    /// Only ever matches at the line start, so a kept template is retried
+    /// there instead of near the previous position.
+    pub line_begin: bool,
+    pub kind: Kind,
+    /// A hand-written reader for this exact pattern, used once the template
+    /// is known to save running the regex on every line.
+    pub fast: Option<Fast>,
+}
+
+impl Template {
+    pub fn epoch(long: bool, line_begin: bool) -> Template {
+        let name = match (long, line_begin) {
+            (false, false) => "Epoch",
+            (true, false) => "LongEpoch",
+            (false, true) => "{^LN-BEG}Epoch",
+            (true, true) => "{^LN-BEG}LongEpoch",
+        };
+        Template {
+            name: name.into(),
+            line_begin,
+            kind: Kind::Epoch { long, line_begin },
+            fast: None,
+        }
+    }
+
+    pub fn tai64n(line_begin: bool) -> Template {
+        Template {
+            name: if line_begin {
+                "{^LN-BEG}TAI64N"
+            } else {
+                "TAI64N"
+            }
+            .into(),
+            line_begin,
+            kind: Kind::Tai64n { line_begin },
+            fast: None,
+        }
+    }
+
+    pub fn empty() -> Template {
+        Template {
+            name: "{NONE}".into(),
+            line_begin: true,
+            kind: Kind::Empty,
+            fast: None,
+        }
+    }
+
+    /// A `%`-pattern as fail2ban's `DatePatternRegex` reads it.
+    pub fn pattern(pattern: &str) -> Result<Template, DatePatternError> {
+        let mut p = pattern;
+        let mut begin = Begin::Word;
+        let mut end = true;
+        if let Some(rest) = p.strip_prefix("{UNB}") {
+            p = rest;
+            begin = Begin::None;
+            end = false;
+        }
+        if begin != Begin::None {
+            if let Some(rest) = p.strip_prefix("{^LN-BEG}") {
+                p = rest;
+                begin = Begin::Line;
+            }
+        }
+        let (body, alpha) = expand(p, pattern)?;
+        let regex = if alpha { format!("(?i){body}") } else { body };
+        let (regex, line_begin) = bound(&regex, begin, end);
+        let fast = Fast::for_pattern(pattern);
+        Template::compile(pattern, &regex, line_begin, None, fast)
+    }
+
+    /// A pattern with `{EPOCH}`/`{LEPOCH}` in it: the number is read as
+    /// epoch seconds wherever the surrounding regex puts it.
+    pub fn epoch_pattern(pattern: &str, long: bool) -> Result<Template, DatePatternError> {
+        let number = if long { LONG_EPOCH } else { SHORT_EPOCH };
+        let replaced = epoch_placeholder().replace_all(pattern, format!("({number})").as_str());
+        let (regex, line_begin) = bound(&format!("({replaced})"), Begin::Word, true);
+        Template::compile(pattern, &regex, line_begin, Some((2, long)), None)
+    }
+
+    fn compile(
+        name: &str,
+        regex: &str,
+        line_begin: bool,
+        epoch: Option<(usize, bool)>,
+        fast: Option<Fast>,
+    ) -> Result<Template, DatePatternError> {
+        let re = Regex::new(regex).map_err(|e| DatePatternError::Regex {
+            pattern: name.to_string(),
+            source: Box::new(e),
+        })?;
+        let slots = re
+            .capture_names()
+            .enumerate()
+            .filter_map(|(i, n)| Some((i, Slot::of(n?)?)))
+            .collect();
+        Ok(Template {
+            name: name.to_string(),
+            line_begin,
+            kind: Kind::Regex { re, slots, epoch },
+            fast,
+        })
+    }
+
+    /// The first match at or after byte `from`.
+    pub fn search(&self, line: &str, from: usize) -> Option<Hit> {
+        match &self.kind {
+            Kind::Regex { re, slots, epoch } => {
+                let caps = re.captures_from_pos(line, from).ok()??;
+                let whole = caps.get(0)?;
+                let span = caps.get(1).map_or(whole.range(), |m| m.range());
+                let fields = match epoch {
+                    Some((group, long)) => caps
+                        .get(*group)
+                        .and_then(|m| epoch_value(m.as_str(), *long))
+                        .map(|e| Fields {
+                            epoch: Some(e),
+                            ..Fields::default()
+                        }),
+                    None => read_fields(&caps, slots),
+                };
+                Some(Hit {
+                    start: whole.start(),
+                    span,
+                    fields,
+                })
+            }
+            Kind::Epoch { long, line_begin } => {
+                search_epoch(line.as_bytes(), from, *long, *line_begin)
+            }
+            Kind::Tai64n { line_begin } => search_tai64n(line.as_bytes(), from, *line_begin),
+            Kind::Empty => (from == 0).then(|| Hit {
+                start: 0,
+                span: 0..0,
+                fields: Some(Fields::default()),
+            }),
+        }
+    }
+}
+
+/// `%`-directives replaced by their regex; also says whether any of them
+/// matches letters.
+fn expand(p: &str, whole: &str) -> Result<(String, bool), DatePatternError> {
+    let mut out = String::with_capacity(p.len() * 4);
+    let mut alpha = false;
+    let mut rest = p;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let name = if after.starts_with('%') {
+            "%"
+        } else if let Some(ext) = EXTENDED.iter().find(|e| after.starts_with(**e)) {
+            ext
+        } else {
+            let end = after.chars().next().map_or(0, char::len_utf8);
+            &after[..end]
+        };
+        if name == "%" {
+            out.push('%');
+        } else {
+            let frag = fragment(name).ok_or_else(|| DatePatternError::UnknownDirective {
+                pattern: whole.to_string(),
+                directive: name.to_string(),
+            })?;
+            alpha |= is_alpha(name);
+            out.push_str(&frag);
+        }
+        rest = &after[name.len()..];
+    }
+    out.push_str(rest);
+    Ok((out, alpha))
+}
+
+fn meta(cell: &'static OnceLock<Regex>, re: &str) -> &'static Regex {
+    #[allow(clippy::expect_used)] // constant patterns, exercised by every test
+    cell.get_or_init(|| Regex::new(re).expect("built-in regex compiles"))
+}
+
+fn epoch_placeholder() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    meta(&RE, r"(?i)(?<!\\)\{L?EPOCH\}")
+}
+
+/// Whether `pattern` holds an `{EPOCH}`/`{LEPOCH}` placeholder.
+pub(crate) fn has_epoch_placeholder(pattern: &str) -> bool {
+    epoch_placeholder().is_match(pattern).unwrap_or(false)
+}
+
+/// Adds the capture group and boundaries fail2ban adds around a date regex;
+/// returns the regex and whether it can only match at the line start.
+fn bound(regex: &str, begin: Begin, end: bool) -> (String, bool) {
+    static FLAGS: OnceLock<Regex> = OnceLock::new();
+    static NO_BEGIN: OnceLock<Regex> = OnceLock::new();
+    static NO_END: OnceLock<Regex> = OnceLock::new();
+    static GROUPED: OnceLock<Regex> = OnceLock::new();
+    static GROUP: OnceLock<Regex> = OnceLock::new();
+    static LINE_BOUND: OnceLock<Regex> = OnceLock::new();
+    static STARS: OnceLock<Regex> = OnceLock::new();
+
+    let mut regex = regex.trim().to_string();
+    // Inline flags such as `(?i)` must stay in front of everything added.
+    let mut flags = String::new();
+    if let Ok(Some(m)) = meta(&FLAGS, r"\(\?[a-z]+\)").find(&regex) {
+        flags = m.as_str().replace('u', "");
+        if flags == "(?)" {
+            flags.clear();
+        }
+        regex.replace_range(m.range(), "");
+    }
+    let no_begin = meta(&NO_BEGIN, r"^\(*(?:\(\?\w+\))?(?:\^|\(*\*\*|\((?:\?:)?\^)");
+    let no_end = meta(&NO_END, r"(?<!\\)(?:\$\)?|\\b|\\s|\*\*\)*)$");
+    let bound_begin = begin != Begin::None && !no_begin.is_match(&regex).unwrap_or(false);
+    let bound_end = end && !no_end.is_match(&regex).unwrap_or(false);
+    let grouped = meta(&GROUPED, r"(?<!\(\?)(?<!\\)\((?!\?)");
+    if !grouped.is_match(&regex).unwrap_or(false) {
+        let group = meta(&GROUP, r"(?s)^((?:\(\?\w+\))?\^?(?:\(\?\w+\))?)(.*?)(\$?)$");
+        regex = group.replace(&regex, "$1($2)$3").into_owned();
+    }
+    let mut line_begin = false;
+    if bound_begin {
+        regex = match begin {
+            Begin::Line => {
+                line_begin = true;
+                format!("{LINE_START}{regex}")
+            }
+            _ => format!("{BOUND}{regex}"),
+        };
+    }
+    if bound_end {
+        regex.push_str(BOUND);
+    }
+    let line_bound = meta(&LINE_BOUND, r"^(?:\(\?\w+\))?(?:\^|\((?:\?:)?\^(?!\|))");
+    line_begin |= line_bound.is_match(&regex).unwrap_or(false);
+    let stars = meta(&STARS, r"^\(*(?:\(\?\w+\))?\(*\*\*|(?<!\\)\*\*\)*$");
+    let regex = stars
+        .replace_all(&regex, |c: &Captures<str>| c[0].replace("**", ""))
+        .into_owned();
+    (format!("{flags}{regex}"), line_begin)
+}
+
+fn digits<T: TryFrom<i64>>(s: &str) -> Option<T> {
+    let s = s.trim();
+    if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let v = s.bytes().fold(0i64, |a, b| a * 10 + i64::from(b - b'0'));
+    T::try_from(v).ok()
+}
+
+fn read_fields(caps: &Captures<str>, slots: &[(usize, Slot)]) -> Option<Fields> {
+    let mut f = Fields::default();
+    for &(i, slot) in slots {
+        let Some(m) = caps.get(i) else { continue };
+        let v = m.as_str();
+        match slot {
+            Slot::Year4 => f.year = Some(digits(v)?),
+            Slot::Year2 => f.year = Some(digits::<i32>(v)? + 2000),
+            Slot::Month => f.month = Some(digits(v)?),
+            Slot::MonthName => f.month = Some(month_number(v)?),
+            Slot::Day => f.day = Some(digits(v)?),
+            Slot::Hour => f.hour = digits(v)?,
+            Slot::Hour12 => f.hour12 = Some(digits(v)?),
+            Slot::AmPm => f.pm = Some(v.eq_ignore_ascii_case("pm")),
+            Slot::Minute => f.minute = digits(v)?,
+            Slot::Second => f.second = digits(v)?,
+            Slot::Fraction => f.nanos = fraction_nanos(v.as_bytes())?,
+            Slot::YearDay => f.yday = Some(digits(v)?),
+            Slot::Zone => {
+                f.offset = Some(match v {
+                    "Z" | "UTC" | "GMT" => 0,
+                    _ => zone_offset_seconds(v)?,
+                })
+            }
+            Slot::Epoch => f.epoch = Some((digits(v)?, 0)),
+        }
+    }
+    Some(f)
+}
+
+/// Up to nine fraction digits as nanoseconds.
+pub(crate) fn fraction_nanos(d: &[u8]) -> Option<i32> {
+    if d.is_empty() || d.len() > 9 || !d.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut v = d.iter().fold(0i32, |a, b| a * 10 + i32::from(b - b'0'));
+    for _ in d.len()..9 {
+        v *= 10;
+    }
+    Some(v)
+}
+
+/// Epoch seconds, optionally with a fraction; the long form also takes
+/// 13/14-digit milliseconds and 16/17-digit microseconds.
+const SHORT_EPOCH: &str = r"\d{10,11}\b(?:\.\d{3,6})?";
+const LONG_EPOCH: &str = r"\d{10,11}(?:\d{3}(?:\.\d{1,6}|\d{3})?)?";
+
+/// The instant an epoch number names, as `(seconds, nanoseconds)`.
+pub(crate) fn epoch_value(text: &str, long: bool) -> Option<(i64, i32)> {
+    let (int, frac) = match text.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (text, None),
+    };
+    if int.is_empty() || int.len() > 17 || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = int.bytes().fold(0i64, |a, b| a * 10 + i64::from(b - b'0'));
+    let frac_nanos = match frac {
+        Some(f) => fraction_nanos(f.as_bytes())?,
+        None => 0,
+    };
+    let (secs, nanos) = if long && int.len() >= 16 && frac.is_none() {
+        (n / 1_000_000, (n % 1_000_000) as i32 * 1000)
+    } else if long && int.len() >= 13 {
+        (n / 1000, (n % 1000) as i32 * 1_000_000 + frac_nanos / 1000)
+    } else {
+        (n, frac_nanos)
+    };
+    Some((secs, nanos))
+}
+
+fn is_word(line: &[u8], i: usize) -> bool {
+    // Non-ASCII bytes belong to letters often enough that treating them as
+    // word characters keeps the boundary rule on the safe side.
+    line.get(i)
+        .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b >= 0x80)
+}
+
+/// fail2ban's boundary rule at byte `i`: not between two word characters.
+pub(crate) fn at_bound(line: &[u8], i: usize) -> bool {
+    !(i > 0 && is_word(line, i - 1) && is_word(line, i))
+}
+
+/// Where a line-begin anchored date may start: after up to two non-word
+/// characters (greedy, so the last non-word one before a word character).
+pub(crate) fn line_start(line: &[u8]) -> usize {
+    let mut i = 0;
+    while i < 2 && i < line.len() && !is_word(line, i) {
+        i += 1;
+    }
+    i
+}
+
+fn digit_run(line: &[u8], at: usize) -> usize {
+    line.get(at..)
+        .map_or(0, |r| r.iter().take_while(|b| b.is_ascii_digit()).count())
+}
+
+/// Reads an epoch number at `at`, with the boundary checks of fail2ban's
+/// epoch regexes; returns the end of the number.
+fn epoch_at(line: &[u8], at: usize, long: bool) -> Option<usize> {
+    let n = digit_run(line, at);
+    let ok_int = if long {
+        matches!(n, 10 | 11 | 13 | 14 | 16 | 17)
+    } else {
+        matches!(n, 10 | 11)
+    };
+    if !ok_int {
+        return None;
+    }
+    let mut end = at + n;
+    if line.get(end) == Some(&b'.') {
+        let f = digit_run(line, end + 1);
+        let frac_ok = if long {
+            (13..=14).contains(&n) && (1..=6).contains(&f)
+        } else {
+            (3..=6).contains(&f)
+        };
+        if frac_ok && !is_word(line, end + 1 + f) {
+            end += 1 + f;
+        }
+    }
+    (!is_word(line, end)).then_some(end)
+}
+
+fn search_epoch(line: &[u8], from: usize, long: bool, line_begin: bool) -> Option<Hit> {
+    let hit = |at: usize, start: usize| -> Option<Hit> {
+        let end = epoch_at(line, at, long)?;
+        let text = std::str::from_utf8(line.get(at..end)?).ok()?;
+        Some(Hit {
+            start,
+            span: at..end,
+            fields: epoch_value(text, long).map(|e| Fields {
+                epoch: Some(e),
+                ..Fields::default()
+            }),
+        })
+    };
+    if line_begin {
+        return if from == 0 {
+            hit(line_start(line), 0)
+        } else {
+            None
+        };
+    }
+    if from == 0 {
+        if let Some(h) = hit(0, 0) {
+            return Some(h);
+        }
+    }
+    if from <= 1 && line.first() == Some(&b'[') {
+        if let Some(h) = hit(1, 1) {
+            return Some(h);
+        }
+    }
+    // SELinux audit lines: `audit(1709654494.123:42)`.
+    let mut pos = from.saturating_sub(6);
+    while let Some(i) = memchr::memmem::find(line.get(pos..)?, b"audit(") {
+        let at = pos + i + 6;
+        if at >= from && (pos + i == 0 || !is_word(line, pos + i - 1)) {
+            if let Some(h) = hit(at, at) {
+                return Some(h);
+            }
+        }
+        pos = at;
+    }
+    None
+}
+
+fn search_tai64n(line: &[u8], from: usize, line_begin: bool) -> Option<Hit> {
+    let at_hex = |at: usize| -> Option<Hit> {
+        let hex = line.get(at + 1..at + 25)?;
+        if line.get(at) != Some(&b'@')
+            || !hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return None;
+        }
+        if is_word(line, at + 25) {
+            return None;
+        }
+        let val = |r: &[u8]| {
+            r.iter().fold(0i64, |a, b| {
+                a * 16 + i64::from((*b as char).to_digit(16).unwrap_or(0))
+            })
+        };
+        let secs = val(&hex[1..16]);
+        let nanos = i32::try_from(val(&hex[16..24]))
+            .ok()
+            .filter(|n| *n < 1_000_000_000);
+        Some(Hit {
+            start: at,
+            span: at..at + 25,
+            fields: nanos.map(|n| Fields {
+                epoch: Some((secs, n)),
+                ..Fields::default()
+            }),
+        })
+    };
+    if line_begin {
+        if from != 0 {
+            return None;
+        }
+        let mut s = line_start(line);
+        // The `@` is itself a non-word character the anchor may have eaten.
+        if s > 0 && line.get(s) != Some(&b'@') && line.get(s - 1) == Some(&b'@') {
+            s -= 1;
+        }
+        return at_hex(s).map(|h| Hit { start: 0, ..h });
+    }
+    let mut pos = from;
+    while let Some(i) = memchr::memchr(b'@', line.get(pos..)?) {
+        if let Some(h) = at_hex(pos + i) {
+            return Some(h);
+        }
+        pos += i + 1;
+    }
+    None
+}
