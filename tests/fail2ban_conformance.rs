@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use nftjail::filter::fail2ban::{Fail2banFilter, Fail2banMatch};
+use nftjail::timestamp::Zone;
 use serde_json::Value;
 
 const FILTER_DIR: &str = "/etc/fail2ban/filter.d";
@@ -203,7 +204,9 @@ fn load(name: &str, opts: &Opts) -> Result<Fail2banFilter, String> {
         .filter(|(k, _)| !k.starts_with("test."))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let zone = Zone::named("Europe/Zurich").map_err(|e| e.to_string())?;
     Fail2banFilter::load_with_options(name, &options, Path::new(FILTER_DIR))
+        .map(|f| f.with_zone(zone))
         .map_err(|e| e.to_string())
 }
 

@@ -234,6 +234,13 @@ impl Fail2banFilter {
         })
     }
 
+    /// Zone for dates written without one (default: the system's local
+    /// zone, `$TZ` honoured), as fail2ban's `logtimezone`.
+    pub fn with_zone(mut self, zone: crate::timestamp::Zone) -> Fail2banFilter {
+        self.dates.set_zone(zone);
+        self
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
