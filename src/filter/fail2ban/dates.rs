@@ -83,7 +83,7 @@ mod tests {
     fn strptime_dates_drop_the_fraction_epochs_keep_it() {
         let mut d = LineDates::auto();
         let now = UNIX_EPOCH + Duration::from_secs(1_124_013_600);
-        let f = d.find("1124013000.25 x", now).unwrap();
+        let f = d.find("1124013000.250 x", now).unwrap();
         assert_eq!(f.time, UNIX_EPOCH + Duration::from_millis(1_124_013_000_250));
         let f = d.find("2005-08-14 10:00:00.750 x", now).unwrap();
         assert_eq!(f.time.duration_since(UNIX_EPOCH).unwrap().subsec_nanos(), 0);

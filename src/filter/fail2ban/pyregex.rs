@@ -23,6 +23,8 @@ pub fn translate(src: &str) -> Result<Translated, String> {
     let mut i = 0;
     // After a quantifier: a following `+` makes it possessive.
     let mut after_quantifier = false;
+    // Capture groups so far by name, for `(?(name)...)` conditionals.
+    let mut captures: Vec<Option<String>> = Vec::new();
     while i < chars.len() {
         let c = chars[i];
         let was_quantifier = std::mem::take(&mut after_quantifier);
@@ -38,7 +40,7 @@ pub fn translate(src: &str) -> Result<Translated, String> {
                 i += used;
             }
             '(' => {
-                let used = group(&chars, i, &mut out, &mut backtrack)?;
+                let used = group(&chars, i, &mut out, &mut backtrack, &mut captures)?;
                 i += used;
             }
             '*' | '+' | '?' => {
@@ -232,17 +234,44 @@ fn group(
     start: usize,
     out: &mut String,
     backtrack: &mut bool,
+    captures: &mut Vec<Option<String>>,
 ) -> Result<usize, String> {
     let rest: String = chars[start..chars.len().min(start + 4)].iter().collect();
     if !rest.starts_with("(?") {
+        captures.push(None);
         out.push('(');
         return Ok(1);
     }
     let tail: String = chars[start..].iter().collect();
-    if tail.starts_with("(?P<") || tail.starts_with("(?:") {
-        let n = if tail.starts_with("(?:") { 3 } else { 4 };
-        out.push_str(&tail[..n]);
-        return Ok(n);
+    if tail.starts_with("(?:") {
+        out.push_str("(?:");
+        return Ok(3);
+    }
+    let named = tail
+        .strip_prefix("(?P<")
+        .or_else(|| tail.strip_prefix("(?<").filter(|r| !r.starts_with(['=', '!'])));
+    if let Some(after) = named {
+        let end = after.find('>').ok_or("unterminated group name")?;
+        captures.push(Some(after[..end].to_string()));
+        out.push_str(&format!("(?P<{}>", &after[..end]));
+        return Ok(tail.len() - after.len() + end + 1);
+    }
+    // fancy-regex takes only group numbers in conditionals.
+    if let Some(after) = tail.strip_prefix("(?(") {
+        let end = after.find(')').ok_or("unterminated conditional")?;
+        let cond = &after[..end];
+        let number = if cond.chars().all(|c| c.is_ascii_digit()) {
+            cond.to_string()
+        } else {
+            let index = captures
+                .iter()
+                .position(|n| n.as_deref() == Some(cond))
+                .ok_or_else(|| format!("conditional on unknown group {cond}"))?;
+            (index + 1).to_string()
+        };
+        out.push_str(&format!("(?({number})"));
+        *backtrack = true;
+        return Ok(3 + cond.chars().count() + 1);
     }
     if let Some(after) = tail.strip_prefix("(?P=") {
         let end = after.find(')').ok_or("unterminated (?P=name)")?;
@@ -254,16 +283,12 @@ fn group(
         let end = after.find(')').ok_or("unterminated comment")?;
         return Ok(3 + after[..end].chars().count() + 1);
     }
-    for prefix in ["(?<=", "(?<!", "(?=", "(?!", "(?>", "(?("] {
+    for prefix in ["(?<=", "(?<!", "(?=", "(?!", "(?>"] {
         if tail.starts_with(prefix) {
             out.push_str(prefix);
             *backtrack = true;
             return Ok(prefix.len());
         }
-    }
-    if tail.starts_with("(?<") {
-        out.push_str("(?P<");
-        return Ok(3);
     }
     // Inline flags: `(?imsx)` or `(?i-s:...)`.
     let mut i = start + 2;
@@ -336,6 +361,16 @@ mod tests {
         assert!(translate(r"(?P<x>a)(?P=x)").unwrap().backtrack);
         assert!(translate(r"a++").unwrap().backtrack);
         assert!(!translate(r"a+?(?P<x>b)").unwrap().backtrack);
+    }
+
+    #[test]
+    fn named_conditional_becomes_numbered() {
+        let p = translate(r"^(x)?(?P<a>y)?(?(a)b|c)$").unwrap();
+        assert!(p.pattern.contains("(?(2)b|c)"), "{}", p.pattern);
+        let re = fancy_regex::Regex::new(&p.pattern).unwrap();
+        assert!(re.is_match("yb").unwrap());
+        assert!(re.is_match("c").unwrap());
+        assert!(!re.is_match("yc").unwrap());
     }
 
     #[test]
