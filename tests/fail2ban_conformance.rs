@@ -84,9 +84,15 @@ fn last_sunday(y: i64, m: i64) -> i64 {
 /// A local time in CET/CEST (EU rules) as the Unix time `mktime` gives.
 fn zurich(text: &str) -> Option<SystemTime> {
     let (date, time) = text.split_once('T')?;
-    let d: Vec<i64> = date.split('-').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
     let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
-    let t: Vec<i64> = hms.split(':').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let t: Vec<i64> = hms
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
     let (y, mo, da) = (d[0], d[1], d[2]);
     let naive = days_from_civil(y, mo, da) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
     let start = days_from_civil(y, 3, last_sunday(y, 3)) * 86_400 + 2 * 3600;
@@ -119,7 +125,8 @@ fn condition(expr: &str, name: &str, opts: &Opts) -> bool {
         .strip_prefix("opts.get(")
         .and_then(|r| r.strip_suffix(')'))
     {
-        opts.get(key.trim_matches(|c| c == '\'' || c == '"')).cloned()
+        opts.get(key.trim_matches(|c| c == '\'' || c == '"'))
+            .cloned()
     } else {
         panic!("unknown condition {expr}")
     };
@@ -316,15 +323,16 @@ fn run_filter(name: &str) -> Tally {
                 tally.checked += 1;
                 let verdict = match filters.get_mut(&case.flt_name) {
                     Some(Ok(filter)) => {
-                        let found = if case.opts.get("logtype").map(String::as_str) == Some("journal") {
-                            let prefixed = match case.opts.get("test.prefix-line") {
-                                Some(p) => format!("{p}{line}"),
-                                None => line.to_string(),
+                        let found =
+                            if case.opts.get("logtype").map(String::as_str) == Some("journal") {
+                                let prefixed = match case.opts.get("test.prefix-line") {
+                                    Some(p) => format!("{p}{line}"),
+                                    None => line.to_string(),
+                                };
+                                filter.failures_dated(&prefixed, now())
+                            } else {
+                                filter.failures(line, now())
                             };
-                            filter.failures_dated(&prefixed, now())
-                        } else {
-                            filter.failures(line, now())
-                        };
                         judge(&found, &faildata)
                     }
                     Some(Err(e)) => Some(format!("load error: {e}")),
@@ -337,7 +345,11 @@ fn run_filter(name: &str) -> Tally {
                             tally.why.push(format!("{file}:{}: {why}", number + 1));
                         }
                         if std::env::var_os("NFTJAIL_CONFORMANCE_VERBOSE").is_some() {
-                            eprintln!("{}: {file}:{}: {why}\n    {line}", case.flt_name, number + 1);
+                            eprintln!(
+                                "{}: {file}:{}: {why}\n    {line}",
+                                case.flt_name,
+                                number + 1
+                            );
                         }
                     }
                 }
@@ -391,6 +403,14 @@ fn render(results: &BTreeMap<String, Tally>) -> String {
         s,
         "**Overall: {agree} of {checked} checked lines agree ({:.2}%).**\n",
         pct(agree, checked)
+    );
+    s.push_str(
+        "Not compared: annotation keys other than `match`, `host`, `user`, `time`\n\
+         (`attempts`, `users`, `desc`...); fail2ban's test-only filters `zzz-*`\n\
+         (their includes point into fail2ban's source tree). `sasl` is no longer a\n\
+         stock filter (it became `postfix[mode=auth]`, covered under postfix).\n\
+         Dates: fail2ban keeps sub-second precision only for Unix-epoch dates, so\n\
+         other dates are reported in whole seconds, as fail2ban's strptime does.\n\n",
     );
     s.push_str("| filter | checked | agree | disagree | % | why (first disagreements) |\n");
     s.push_str("|---|---:|---:|---:|---:|---|\n");

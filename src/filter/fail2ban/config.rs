@@ -263,8 +263,10 @@ fn sorted_glob(dir: &Path, ext: &str) -> Vec<PathBuf> {
 fn conditional(name: &str) -> Option<(&str, &str)> {
     let q = name.find('?')?;
     let base = &name[..q];
-    (!base.is_empty() && base.chars().all(|c| c.is_alphanumeric() || c == '_') && q + 1 < name.len())
-        .then(|| (base, &name[q..]))
+    (!base.is_empty()
+        && base.chars().all(|c| c.is_alphanumeric() || c == '_')
+        && q + 1 < name.len())
+    .then(|| (base, &name[q..]))
 }
 
 fn parse_file(path: &Path) -> Result<IniFile, Fail2banError> {
@@ -374,7 +376,11 @@ mod tests {
     #[test]
     fn vars_win_over_section() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "f.conf", "[Definition]\nmode = normal\nx = m=%(mode)s\n");
+        write(
+            d.path(),
+            "f.conf",
+            "[Definition]\nmode = normal\nx = m=%(mode)s\n",
+        );
         let set = ConfigSet::read(&d.path().join("f")).unwrap();
         let vars = vec![("mode".to_string(), "aggressive".to_string())];
         assert_eq!(

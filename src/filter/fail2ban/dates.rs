@@ -84,7 +84,10 @@ mod tests {
         let mut d = LineDates::auto();
         let now = UNIX_EPOCH + Duration::from_secs(1_124_013_600);
         let f = d.find("1124013000.250 x", now).unwrap();
-        assert_eq!(f.time, UNIX_EPOCH + Duration::from_millis(1_124_013_000_250));
+        assert_eq!(
+            f.time,
+            UNIX_EPOCH + Duration::from_millis(1_124_013_000_250)
+        );
         let f = d.find("2005-08-14 10:00:00.750 x", now).unwrap();
         assert_eq!(f.time.duration_since(UNIX_EPOCH).unwrap().subsec_nanos(), 0);
     }

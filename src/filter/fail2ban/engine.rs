@@ -84,13 +84,14 @@ impl Compiled {
     /// The first match in `hay`. A backtracking run that exceeds its step
     /// limit counts as no match, as a time-out would in practice.
     pub fn search(&self, hay: &str) -> Option<Hit> {
-        let collect = |get: &dyn Fn(usize) -> Option<Range<usize>>| -> Vec<(String, Option<Range<usize>>)> {
-            self.names
-                .iter()
-                .enumerate()
-                .filter_map(|(i, n)| n.as_ref().map(|n| (n.clone(), get(i))))
-                .collect()
-        };
+        let collect =
+            |get: &dyn Fn(usize) -> Option<Range<usize>>| -> Vec<(String, Option<Range<usize>>)> {
+                self.names
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| n.as_ref().map(|n| (n.clone(), get(i))))
+                    .collect()
+            };
         match &self.engine {
             Engine::Linear(re) => {
                 let caps = re.captures(hay)?;

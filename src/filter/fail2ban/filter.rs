@@ -157,7 +157,9 @@ impl Fail2banFilter {
                 .max(1),
         };
         let use_dns = !matches!(
-            opts.get("usedns").map(|s| s.trim().to_lowercase()).as_deref(),
+            opts.get("usedns")
+                .map(|s| s.trim().to_lowercase())
+                .as_deref(),
             Some("no")
         );
         let compile = |key: &str, line: usize, text: &str, multiline: bool| {
@@ -212,7 +214,10 @@ impl Fail2banFilter {
         for (line, text) in lines("ignoreregex") {
             ignoreregex.push(compile("ignoreregex", line, &text, false)?);
         }
-        let datepattern = opts.get("datepattern").filter(|v| !v.trim().is_empty()).cloned();
+        let datepattern = opts
+            .get("datepattern")
+            .filter(|v| !v.trim().is_empty())
+            .cloned();
         let dates = match &datepattern {
             Some(p) => LineDates::from_pattern(p)
                 .map_err(|message| value_error("datepattern", p, message))?,
@@ -340,7 +345,12 @@ impl Fail2banFilter {
     }
 
     /// fail2ban's `findFailure` in check-all mode.
-    fn find(&mut self, tuple: Line, date: Option<SystemTime>, now: SystemTime) -> Vec<Fail2banMatch> {
+    fn find(
+        &mut self,
+        tuple: Line,
+        date: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Vec<Fail2banMatch> {
         let mut out = Vec::new();
         if self.maxlines > 1 {
             self.buffer.push(tuple);
@@ -384,8 +394,7 @@ impl Fail2banFilter {
                 continue;
             };
             let groups = groups_of(&hit, &text);
-            if !self.ignoreregex.is_empty()
-                && self.ignored(&text, &org, Some((index, &hit, &text)))
+            if !self.ignoreregex.is_empty() && self.ignored(&text, &org, Some((index, &hit, &text)))
             {
                 buf = None;
                 continue;
@@ -503,7 +512,10 @@ impl Fail2banFilter {
         if fail.take_truthy("mlfforget") {
             flags |= 2;
         }
-        let user = fail.get("user").filter(|u| !u.is_empty()).map(str::to_string);
+        let user = fail
+            .get("user")
+            .filter(|u| !u.is_empty())
+            .map(str::to_string);
         let position = self.mlfid.iter().position(|(k, _, _)| k == id);
         let users;
         let mut merged = match position {
@@ -617,7 +629,10 @@ fn split_lines(hit: &Hit, hay: &str, org: &[Line], re: &Compiled) -> (Vec<Line>,
         .and_then(|h| h.find('\n'))
         .map_or(hay.len(), |p| from + p + 1);
     let count = |upto: usize| hay.get(..upto).map_or(0, |h| h.matches('\n').count());
-    let (lc1, lc2) = (count(line_start).min(org.len()), count(line_end).min(org.len()));
+    let (lc1, lc2) = (
+        count(line_start).min(org.len()),
+        count(line_end).min(org.len()),
+    );
     let mut matched: Vec<Line> = org[lc1..lc2.max(lc1)].to_vec();
     let mut rest: Vec<Line> = org[..lc1].to_vec();
     let skipped: Vec<String> = re
@@ -644,4 +659,107 @@ fn unmatched(hit: &Hit, hay: &str, org: &[Line], re: &Compiled) -> Vec<Line> {
         return Vec::new();
     }
     split_lines(hit, hay, org, re).1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(definition: &str) -> Fail2banFilter {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("t.conf"),
+            format!("[Definition]\n{definition}"),
+        )
+        .unwrap();
+        Fail2banFilter::load("t", d.path()).unwrap()
+    }
+
+    fn at() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_124_013_600)
+    }
+
+    #[test]
+    fn prefregex_content_and_ignoreregex() {
+        let mut f = filter(
+            "prefregex = ^svc: <F-CONTENT>.+</F-CONTENT>$\n\
+             failregex = ^bad login for <F-USER>\\S+</F-USER> from <HOST>$\n\
+             ignoreregex = for admin\n",
+        );
+        let m = f
+            .process("svc: bad login for bob from 192.0.2.7", at())
+            .unwrap();
+        assert_eq!(m.addr, Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(m.user.as_deref(), Some("bob"));
+        assert_eq!(m.time, None);
+        assert!(f
+            .process("other: bad login for bob from 192.0.2.7", at())
+            .is_none());
+        assert!(f
+            .process("svc: bad login for admin from 192.0.2.7", at())
+            .is_none());
+    }
+
+    #[test]
+    fn dns_host_stays_text_and_fid_is_the_id() {
+        let mut f = filter("failregex = ^x <HOST>$\n            ^y <F-ID>\\w+</F-ID> <HOST>$\n");
+        let m = f.process("x host.example.org", at()).unwrap();
+        assert_eq!(m.host.as_deref(), Some("host.example.org"));
+        assert_eq!(m.addr, None);
+        let m = f.process("y sess1 192.0.2.1", at()).unwrap();
+        assert_eq!(m.id, "sess1");
+        assert_eq!(m.regex, 1);
+    }
+
+    #[test]
+    fn maxlines_joins_lines_and_consumes_them() {
+        let mut f =
+            filter("maxlines = 3\nfailregex = ^conn from <HOST>$<SKIPLINES>^auth failed$\n");
+        assert!(f.process("conn from 192.0.2.9", at()).is_none());
+        assert!(f.process("noise", at()).is_none());
+        let m = f.process("auth failed", at()).unwrap();
+        assert_eq!(m.host.as_deref(), Some("192.0.2.9"));
+        // The matched lines left the buffer; the skipped one stayed.
+        assert!(f.process("auth failed", at()).is_none());
+    }
+
+    #[test]
+    fn mlfid_joins_a_connection_and_success_cancels() {
+        let defs = "failregex = ^\\[<F-MLFID>\\d+</F-MLFID>\\] <F-NOFAIL>connect from</F-NOFAIL> <HOST>$\n\
+                    \x20           ^\\[<F-MLFID>\\d+</F-MLFID>\\] auth failed$\n\
+                    \x20           ^\\[<F-MLFID>\\d+</F-MLFID>\\] <F-NOFAIL><F-MLFFORGET>closed</F-MLFFORGET></F-NOFAIL>$\n";
+        let mut f = filter(defs);
+        assert!(f.process("[7] connect from 192.0.2.3", at()).is_none());
+        let m = f.process("[7] auth failed", at()).unwrap();
+        assert_eq!(m.host.as_deref(), Some("192.0.2.3"));
+        // A no-failure line ends the connection: a later failure on the
+        // same id has no address to count against.
+        assert!(f.process("[7] closed", at()).is_none());
+        assert!(f.process("[7] auth failed", at()).is_none());
+    }
+
+    #[test]
+    fn filter_options_reach_init_tags() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("t.conf"),
+            "[Init]\nword = normal\n[Definition]\nfailregex = ^<word> <HOST>$\n",
+        )
+        .unwrap();
+        let mut f = Fail2banFilter::load("t[word=odd]", d.path()).unwrap();
+        assert!(f.process("odd 192.0.2.1", at()).is_some());
+        assert!(f.process("normal 192.0.2.1", at()).is_none());
+    }
+
+    #[test]
+    fn bad_regex_names_filter_key_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("t.conf"),
+            "[Definition]\nfailregex = ^ok <HOST>$\n            ^bad ( <HOST>$\n",
+        )
+        .unwrap();
+        let e = Fail2banFilter::load("t", d.path()).unwrap_err().to_string();
+        assert!(e.contains("filter t: failregex line 2"), "{e}");
+    }
 }

@@ -118,9 +118,8 @@ fn comment_start(line: &str) -> Option<usize> {
         return Some(0);
     }
     let bytes = line.as_bytes();
-    (0..bytes.len()).find(|&i| {
-        bytes[i] == b';' && (i == 0 || (bytes[i - 1] as char).is_ascii_whitespace())
-    })
+    (0..bytes.len())
+        .find(|&i| bytes[i] == b';' && (i == 0 || (bytes[i - 1] as char).is_ascii_whitespace()))
 }
 
 /// `[name]` with the name running to the last `]`, as configparser's

@@ -124,9 +124,7 @@ fn next_tag(value: &str, from: usize) -> Option<(usize, usize)> {
     while let Some(open) = value.get(start..)?.find('<') {
         let open = start + open;
         let body = &value[open + 1..];
-        let len = body
-            .find(|c: char| c == ' ' || c == '<' || c == '>')
-            .unwrap_or(body.len());
+        let len = body.find([' ', '<', '>']).unwrap_or(body.len());
         if len > 0 && body[len..].starts_with('>') {
             return Some((open, open + len + 2));
         }

@@ -96,8 +96,7 @@ fn repetition(chars: &[char], start: usize) -> Option<(String, usize)> {
         None => (body.as_str(), None),
     };
     let digits = |s: &str| s.chars().all(|c| c.is_ascii_digit());
-    if !digits(lo) || !hi.is_none_or(digits) || (lo.is_empty() && hi.is_none_or(str::is_empty))
-    {
+    if !digits(lo) || !hi.is_none_or(digits) || (lo.is_empty() && hi.is_none_or(str::is_empty)) {
         return None;
     }
     let lo = if lo.is_empty() { "0" } else { lo };
@@ -167,7 +166,23 @@ fn literal(c: char, in_class: bool) -> String {
     } else {
         matches!(
             c,
-            '\\' | '.' | '+' | '*' | '?' | '(' | ')' | '|' | '[' | ']' | '{' | '}' | '^' | '$' | '#' | '&' | '-' | '~'
+            '\\' | '.'
+                | '+'
+                | '*'
+                | '?'
+                | '('
+                | ')'
+                | '|'
+                | '['
+                | ']'
+                | '{'
+                | '}'
+                | '^'
+                | '$'
+                | '#'
+                | '&'
+                | '-'
+                | '~'
         )
     };
     if meta {
@@ -247,9 +262,10 @@ fn group(
         out.push_str("(?:");
         return Ok(3);
     }
-    let named = tail
-        .strip_prefix("(?P<")
-        .or_else(|| tail.strip_prefix("(?<").filter(|r| !r.starts_with(['=', '!'])));
+    let named = tail.strip_prefix("(?P<").or_else(|| {
+        tail.strip_prefix("(?<")
+            .filter(|r| !r.starts_with(['=', '!']))
+    });
     if let Some(after) = named {
         let end = after.find('>').ok_or("unterminated group name")?;
         captures.push(Some(after[..end].to_string()));

@@ -95,25 +95,22 @@ pub fn expand(regex: &str, use_dns: bool) -> String {
 /// Length of a `</?[\w-]+/?>` tag at the start of `s`.
 fn tag_at(s: &str) -> Option<usize> {
     let body = &s[1..];
-    let mut len = 0;
-    let b = body.strip_prefix('/').map(|r| {
-        len += 1;
-        r
-    });
-    let body2 = b.unwrap_or(body);
-    let word = body2
+    let (slash, body) = match body.strip_prefix('/') {
+        Some(rest) => (1, rest),
+        None => (0, body),
+    };
+    let word = body
         .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
-        .unwrap_or(body2.len());
+        .unwrap_or(body.len());
     if word == 0 {
         return None;
     }
-    len += word;
-    let mut after = &body2[word..];
-    if let Some(r) = after.strip_prefix('/') {
-        len += 1;
-        after = r;
-    }
-    after.starts_with('>').then_some(len + 2)
+    let after = &body[word..];
+    let (close, after) = match after.strip_prefix('/') {
+        Some(rest) => (1, rest),
+        None => (0, after),
+    };
+    after.starts_with('>').then_some(slash + word + close + 2)
 }
 
 /// `F-NAME` or `/F-NAME` with an upper-case name: (closing?, NAME).
@@ -124,8 +121,7 @@ fn custom_name(name: &str) -> Option<(bool, &str)> {
     };
     let n = n.strip_prefix("F-")?;
     (!n.is_empty()
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_' || c == '-'))
     .then_some((closing, n))
 }
@@ -153,7 +149,14 @@ mod tests {
     #[test]
     fn ip6_forms_match() {
         let re = regex::Regex::new(&format!("^{}$", addr())).unwrap();
-        for ok in ["::1", "2001:db8::1", "[2001:db8::]", "fe80::", "1.2.3.4", "::ffff:1.2.3.4"] {
+        for ok in [
+            "::1",
+            "2001:db8::1",
+            "[2001:db8::]",
+            "fe80::",
+            "1.2.3.4",
+            "::ffff:1.2.3.4",
+        ] {
             assert!(re.is_match(ok), "{ok}");
         }
         assert!(!re.is_match("host.example"));
