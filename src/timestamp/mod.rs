@@ -52,6 +52,8 @@ pub struct DateDetector {
     /// Where that match started, for retrying unanchored templates there.
     last_start: usize,
     now_cache: NowCache,
+    /// The last date read, for lines whose template matched an empty date.
+    last_time: Option<SystemTime>,
 }
 
 impl std::fmt::Debug for DateDetector {
@@ -72,6 +74,7 @@ impl DateDetector {
             last: None,
             last_start: 0,
             now_cache: NowCache::default(),
+            last_time: None,
         }
     }
 
@@ -116,15 +119,20 @@ impl DateDetector {
         let now_ts = to_timestamp(now)?;
         let fields = hit.fields?;
         if hit.span.is_empty() {
-            // An optional date that is absent: fail2ban dates such lines now.
+            // The pattern says this line has no date of its own (a
+            // continuation line, `{NONE}`): like fail2ban, take the previous
+            // line's if it is recent, else now.
+            let recent = now.checked_sub(RECENT).unwrap_or(SystemTime::UNIX_EPOCH);
+            let time = self.last_time.filter(|t| *t > recent).unwrap_or(now);
             return Some(Found {
-                time: now,
+                time,
                 span: hit.span,
             });
         }
-        let ts = fields.resolve(&self.zone.0, now_ts, &mut self.now_cache)?;
+        let time = to_system_time(fields.resolve(&self.zone.0, now_ts, &mut self.now_cache)?)?;
+        self.last_time = Some(time);
         Some(Found {
-            time: to_system_time(ts)?,
+            time,
             span: hit.span,
         })
     }
@@ -234,6 +242,9 @@ fn add_pattern(out: &mut Vec<Template>, line: &str) -> Result<(), DatePatternErr
     }
     Ok(())
 }
+
+/// How old the previous line's date may be to stand for a dateless line.
+const RECENT: Duration = Duration::from_secs(60);
 
 /// ISO 8601 as the `ISO8601` shorthand means it: full date, `T` or space,
 /// optional fraction and zone.

@@ -1,0 +1,300 @@
+//! Conformance with fail2ban's own date detection, on fail2ban's sample logs.
+//!
+//! fail2ban annotates each sample line it checks with a `# failJSON: {...}`
+//! line whose `"time"` is the local time (TZ=Europe/Zurich) fail2ban reads
+//! from that line, with "now" fixed at 2005-08-14 12:00:00 CEST. This test
+//! reads every sample log of the installed fail2ban, dates each line with
+//! [`DateDetector`] (using the filter's resolved `datepattern`, else auto
+//! detection) and compares. The filters' `datepattern` values are resolved
+//! by fail2ban's own config reader (through the system python), because they
+//! are inherited and interpolated across files.
+//!
+//! Skipped, with a message, where fail2ban is not installed.
+
+#![allow(clippy::disallowed_methods)] // runs fail2ban's config reader
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
+
+use nftjail::timestamp::{DateDetector, Zone};
+use serde_json::Value;
+
+const F2B: &str = "/usr/lib/python3/dist-packages/fail2ban";
+/// fail2ban's test "now": Sun Aug 14 12:00:00 CEST 2005 (tests/utils.py).
+const TEST_NOW: u64 = 1_124_013_600;
+/// The share of annotated lines whose time must agree with fail2ban's.
+const AGREEMENT_FLOOR: f64 = 1.0;
+
+/// Prints the resolved `datepattern` of each (filter, options) request, one
+/// JSON value a line (`null`: none, or the filter cannot be read).
+const RESOLVE: &str = r#"
+import json, sys
+from fail2ban.client.filterreader import FilterReader
+for line in sys.stdin:
+    name, opts = json.loads(line)
+    dp = None
+    try:
+        f = FilterReader(name, "jail", opts, basedir="/etc/fail2ban")
+        f.read()
+        f.getOptions({})
+        for opt in f.convert():
+            if opt[2] == "datepattern":
+                dp = opt[3]
+    except Exception:
+        pass
+    print(json.dumps(dp), flush=True)
+"#;
+
+/// One block of lines read with one filter configuration.
+struct Block {
+    filter: String,
+    options: serde_json::Map<String, Value>,
+    /// (annotation, line) pairs; lines without annotation are fed to the
+    /// detector too, as fail2ban does, but not checked.
+    lines: Vec<(Option<Value>, String)>,
+}
+
+fn parse_file(name: &str, logs: &Path, blocks: &mut Vec<Block>) {
+    let Ok(text) = std::fs::read_to_string(logs.join(name)) else {
+        return;
+    };
+    let mut common = serde_json::Map::new();
+    let mut current = Block {
+        filter: name.to_string(),
+        options: serde_json::Map::new(),
+        lines: Vec::new(),
+    };
+    let mut pending: Option<Value> = None;
+    for line in text.lines() {
+        let line = line.trim_end_matches('\r');
+        let directive = line
+            .trim_start_matches('#')
+            .trim_start()
+            .split_once(':')
+            .filter(|_| line.starts_with('#'));
+        match directive {
+            Some(("failJSON", json)) => pending = serde_json::from_str(json).ok(),
+            Some(("fileOptions", json)) => {
+                if let Ok(Value::Object(o)) = serde_json::from_str(json) {
+                    common = o;
+                }
+            }
+            Some(("filterOptions", json)) => {
+                let v: Value = serde_json::from_str(json).unwrap_or(Value::Null);
+                let first = match v {
+                    Value::Array(a) => a.into_iter().next().unwrap_or(Value::Null),
+                    v => v,
+                };
+                let mut options = common.clone();
+                if let Value::Object(o) = first {
+                    options.extend(o);
+                }
+                let next = Block {
+                    filter: name.to_string(),
+                    options,
+                    lines: Vec::new(),
+                };
+                blocks.push(std::mem::replace(&mut current, next));
+            }
+            Some(("addFILE", json)) => {
+                if let Ok(Value::String(f)) = serde_json::from_str(json) {
+                    parse_file(&f, logs, blocks);
+                }
+            }
+            _ if line.starts_with('#') || line.trim().is_empty() => {}
+            _ => current.lines.push((pending.take(), line.to_string())),
+        }
+    }
+    blocks.push(current);
+}
+
+fn resolve_patterns(blocks: &[Block]) -> Option<Vec<Option<String>>> {
+    let mut child = Command::new("/usr/bin/python3")
+        .args(["-c", RESOLVE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut input = String::new();
+    for b in blocks {
+        let opts: serde_json::Map<String, Value> = b
+            .options
+            .iter()
+            .filter(|(k, _)| !k.starts_with("test."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        input.push_str(&serde_json::to_string(&(&b.filter, opts)).ok()?);
+        input.push('\n');
+    }
+    child.stdin.take()?.write_all(input.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let patterns: Vec<Option<String>> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Option<String>>(l).ok().flatten())
+        .collect();
+    (patterns.len() == blocks.len()).then_some(patterns)
+}
+
+/// The annotated local time as (seconds, microseconds) since the epoch.
+fn annotated(zone: &jiff::tz::TimeZone, text: &str) -> Option<(i64, i64)> {
+    let dt: jiff::civil::DateTime = text.parse().ok()?;
+    let ts = zone.to_timestamp(dt).ok()?;
+    Some((ts.as_second(), i64::from(ts.subsec_nanosecond()) / 1000))
+}
+
+#[derive(Default)]
+struct Tally {
+    checked: usize,
+    agreed: usize,
+    disagreements: Vec<String>,
+}
+
+#[test]
+fn timestamps_agree_with_fail2ban_sample_logs() {
+    let logs = Path::new(F2B).join("tests/files/logs");
+    let Ok(dir) = std::fs::read_dir(&logs) else {
+        eprintln!(
+            "fail2ban sample logs not found at {}; skipped",
+            logs.display()
+        );
+        return;
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+
+    let mut blocks = Vec::new();
+    let mut file_of_block = Vec::new();
+    for name in &names {
+        let before = blocks.len();
+        parse_file(name, &logs, &mut blocks);
+        file_of_block.extend(std::iter::repeat_n(name.clone(), blocks.len() - before));
+    }
+    let Some(patterns) = resolve_patterns(&blocks) else {
+        eprintln!("fail2ban's config reader could not be run; skipped");
+        return;
+    };
+
+    let zurich = jiff::tz::TimeZone::get("Europe/Zurich").expect("tz database has Europe/Zurich");
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(TEST_NOW);
+    let mut per_file: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut skipped = 0usize;
+    for ((block, pattern), file) in blocks.iter().zip(&patterns).zip(&file_of_block) {
+        // Journal lines get their time from the journal, not the text.
+        let journal = block.options.get("logtype").and_then(Value::as_str) == Some("journal");
+        let mut detector = match pattern {
+            Some(p) => DateDetector::from_fail2ban(p)
+                .unwrap_or_else(|e| panic!("{file}: datepattern {p:?}: {e}")),
+            None => DateDetector::auto(),
+        }
+        .with_zone(Zone::named("Europe/Zurich").expect("zone"));
+        let tally = per_file.entry(file.clone()).or_default();
+        for (note, line) in &block.lines {
+            let found = detector.find(line, now);
+            let Some(note) = note else { continue };
+            let checked = note.get("match").and_then(Value::as_bool) == Some(true)
+                && note.get("constraint").is_none();
+            let Some(time) = note.get("time").and_then(Value::as_str) else {
+                continue;
+            };
+            if !checked || journal {
+                skipped += 1;
+                continue;
+            }
+            let Some((want_s, want_us)) = annotated(&zurich, time) else {
+                skipped += 1;
+                continue;
+            };
+            tally.checked += 1;
+            let got = found.as_ref().map(|f| {
+                let d = f
+                    .time
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                (d.as_secs() as i64, i64::from(d.subsec_micros()))
+            });
+            let agree = match got {
+                // fail2ban keeps sub-seconds only where the annotation has them.
+                Some((s, us)) => s == want_s && (want_us == 0 || us == want_us),
+                None => false,
+            };
+            if agree {
+                tally.agreed += 1;
+            } else {
+                let got_text = got.map_or("none".to_string(), |(s, _)| {
+                    jiff::Timestamp::from_second(s)
+                        .map(|t| zurich.to_datetime(t).to_string())
+                        .unwrap_or_default()
+                });
+                tally.disagreements.push(format!(
+                    "{file} [{}]: want {time}, got {got_text}: {line}",
+                    pattern.as_deref().unwrap_or("auto")
+                ));
+            }
+        }
+    }
+
+    let (mut checked, mut agreed) = (0, 0);
+    println!("{:<32} {:>7} {:>7}", "sample log", "agreed", "checked");
+    for (file, t) in &per_file {
+        if t.checked > 0 {
+            println!("{file:<32} {:>7} {:>7}", t.agreed, t.checked);
+        }
+        checked += t.checked;
+        agreed += t.agreed;
+    }
+    for t in per_file.values() {
+        for d in &t.disagreements {
+            println!("DISAGREE {d}");
+        }
+    }
+    let share = agreed as f64 / checked.max(1) as f64;
+    println!(
+        "overall: {agreed}/{checked} agree ({:.2}%), {skipped} annotated lines not checkable",
+        share * 100.0
+    );
+    assert!(checked > 500, "too few annotated lines found: {checked}");
+    assert!(
+        share >= AGREEMENT_FLOOR,
+        "agreement {agreed}/{checked} below the floor {AGREEMENT_FLOOR}"
+    );
+}
+
+/// Lines per second of `find` once the template is known; run with
+/// `cargo test --release --test timestamps -- --ignored --nocapture`.
+/// Prints only: speed depends on the machine, so nothing is asserted.
+#[test]
+#[ignore]
+fn timestamps_throughput() {
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_717_243_200);
+    let cases = [
+        ("bsd syslog", "Mar  5 16:01:34 host sshd[1234]: Failed password for root from 192.0.2.1 port 22 ssh2"),
+        ("iso 8601", "2024-03-05T16:01:34.123456+01:00 host sshd[1234]: Failed password for root from 192.0.2.1"),
+        ("access log", r#"192.0.2.1 - - [05/Mar/2024:16:01:34 +0100] "GET /wp-login.php HTTP/1.1" 404 153"#),
+        ("epoch", "1709654494.123 host sshd[1234]: Failed password for root from 192.0.2.1"),
+    ];
+    for (name, line) in cases {
+        // Varying seconds so no cache sees the same line twice in a row.
+        let lines: Vec<String> = (0..60)
+            .map(|s| line.replacen(":34", &format!(":{s:02}"), 1))
+            .collect();
+        let mut d = DateDetector::auto().with_zone(Zone::named("Europe/Zurich").expect("zone"));
+        let n = 2_000_000;
+        let start = std::time::Instant::now();
+        let mut found = 0usize;
+        for i in 0..n {
+            found += usize::from(d.find(&lines[i % lines.len()], now).is_some());
+        }
+        let secs = start.elapsed().as_secs_f64();
+        assert_eq!(found, n, "{name}: every line has a date");
+        println!("{name:<12} {:>10.0} lines/s", n as f64 / secs);
+    }
+}
