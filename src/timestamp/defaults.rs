@@ -10,15 +10,22 @@ pub(crate) enum Default {
     Tai64n,
 }
 
+/// ISO 8601 and relatives; also read by hand (`fast`).
+pub(crate) const ISO: &str =
+    r"%ExY(?P<_sep>[-/.])%m(?P=_sep)%d(?:T|  ?)%H:%M:%S(?:[.,]%f)?(?:\s*%z)?";
+
+/// BSD syslog and asctime; also read by hand (`fast`).
+pub(crate) const SYSLOG: &str = r"(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?";
+
 /// Each format once, unanchored. The order decides ties: more specific
 /// formats come before ones that could match a part of them.
 pub(crate) const DEFAULTS: [Default; 17] = [
     // ISO 8601 and its relatives: 2005-01-23T21:59:59.981746+01:00,
     // 2005/01/23 21:59:59 (nginx error log), 2006.12.21 06:43:20 (syslog-ng).
-    Default::Pattern(r"%ExY(?P<_sep>[-/.])%m(?P=_sep)%d(?:T|  ?)%H:%M:%S(?:[.,]%f)?(?:\s*%z)?"),
+    Default::Pattern(ISO),
     // BSD syslog and asctime, optional weekday, fraction and year:
     // Mar  5 16:01:34, Sat Mar 05 16:01:34.123456 2022 (Apache error log).
-    Default::Pattern(r"(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?"),
+    Default::Pattern(SYSLOG),
     // asctime with the year before the time: Sun Jan 23 2005 21:59:59.011.
     Default::Pattern(r"(?:%a )?%b %d %ExY %k:%M:%S(?:\.%f)?"),
     // Day first: 23/01/2005 21:59:59, 23/01/05 21:59:59, 17-07-2008 17:23:25.

@@ -87,6 +87,16 @@ fn exact_year() -> &'static str {
     })
 }
 
+/// Whether four bytes are a year `%ExY` accepts.
+pub(crate) fn exact_year_ok(y: &[u8]) -> bool {
+    let [a, b, c, d] = y else { return false };
+    let max_decade = exact_year().as_bytes().get(5).copied().unwrap_or(b'9');
+    if exact_year().starts_with(r"\d") {
+        return y.iter().all(u8::is_ascii_digit);
+    }
+    *a == b'2' && *b == b'0' && (b'0'..=max_decade).contains(c) && d.is_ascii_digit()
+}
+
 /// Directive names with the `Ex` prefix, longest first so `%ExY` is not read
 /// as `%E` followed by `xY`.
 pub(crate) const EXTENDED: [&str; 12] = [

@@ -148,3 +148,85 @@ fn timestamp_from_fail2ban_simple() {
     assert!(d.find("x 2024-03-05 16:01:34", at(NOW)).is_none());
     assert!(DateDetector::from_fail2ban("%Y-%q").is_err());
 }
+
+/// Lines built from pieces that exercise every choice point of the
+/// hand-written readers: the readers must never disagree with the regex.
+fn generated_lines() -> Vec<String> {
+    let prefixes = ["", "[", "<1>", "host: ", "x"];
+    let dates = [
+        "Mar  5 16:01:34",
+        "Mar 5 16:01:34",
+        "mar 05 6:01:34",
+        "Sat Mar 31 16:1:34",
+        "Sat Mar 30  6:01:34",
+        "Dec 31 23:59:59",
+        "Feb 30 12:00:00",
+        "Mar  5 24:01:34",
+        "Mar 3 16:01:61",
+        "Mar 35 16:01:34",
+        "Mar 32 16:01:34",
+        "2024-03-32 16:01:34",
+        "2024-03-05T16:01:34",
+        "2024-3-5 16:01:34",
+        "2024/12/31  23:59:59",
+        "2024.10.05 08:01:34",
+        "2024-13-05 16:01:34",
+        "2024-02-30 16:01:34",
+        "2024-03-05 9:01:34",
+        "2024-03-05 29:01:34",
+        "2024-1-05T1:2:3",
+        "1999-03-05 16:01:34",
+    ];
+    let tails = [
+        "", ".1", ".123456", ".1234567", ",5", " 2022", " 2022x", ".5 2023", "Z", " +01:00",
+        "+0100", "  -05", " UTC", " GMT", "+01:", "+2500", " Zed", "x", "5", " host", ":", "]",
+    ];
+    let mut out = Vec::new();
+    for p in prefixes {
+        for d in dates {
+            for t in tails {
+                out.push(format!("{p}{d}{t} rest"));
+                out.push(format!("{p}{d}{t}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn timestamp_fast_readers_agree_with_regex() {
+    use super::defaults::{ISO, SYSLOG};
+    use super::fast::Fast;
+    use super::fast::ISO_PINNED;
+    let mut compared = 0;
+    for pattern in [SYSLOG, ISO, ISO_PINNED] {
+        for anchored in [false, true] {
+            let text = if anchored {
+                format!("{{^LN-BEG}}{pattern}")
+            } else {
+                pattern.to_string()
+            };
+            let t = template::Template::pattern(&text).unwrap();
+            let fast = t.fast.expect("has a reader");
+            for line in generated_lines() {
+                let Some(by_regex) = t.search(&line, 0) else {
+                    // The reader may only succeed where the regex does.
+                    for at in 0..line.len() {
+                        assert!(
+                            fast_hit(fast, &t, &line, at).is_none(),
+                            "{text} on {line:?} at {at}"
+                        );
+                    }
+                    continue;
+                };
+                if let Some(by_hand) = fast_hit(fast, &t, &line, by_regex.start) {
+                    compared += 1;
+                    assert_eq!(by_hand.span, by_regex.span, "{text} on {line:?}");
+                    assert_eq!(by_hand.fields, by_regex.fields, "{text} on {line:?}");
+                }
+            }
+        }
+    }
+    assert!(compared > 500, "only {compared} lines read by hand");
+    assert_eq!(Fast::for_pattern("%Y"), None);
+}

@@ -1,0 +1,144 @@
+//! One compiled fail2ban regex: on Rust's linear-time `regex` when the
+//! pattern allows, on `fancy-regex`'s backtracking engine only for the
+//! patterns that need look-around, back-references or atomic groups.
+
+use std::ops::Range;
+
+use super::pyregex;
+
+/// Generous: fail2ban's `<HOST>` alternatives repeated in long filters
+/// exceed the default compiled-size limit.
+const SIZE_LIMIT: usize = 64 << 20;
+
+#[derive(Debug)]
+enum Engine {
+    Linear(regex::Regex),
+    Backtrack(fancy_regex::Regex),
+}
+
+#[derive(Debug)]
+pub struct Compiled {
+    engine: Engine,
+    names: Vec<Option<String>>,
+}
+
+/// A match: its span and the named groups that took part.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub span: Range<usize>,
+    pub groups: Vec<(String, Option<Range<usize>>)>,
+}
+
+impl Hit {
+    pub fn group<'a>(&self, hay: &'a str, name: &str) -> Option<&'a str> {
+        self.groups
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, r)| r.clone())
+            .and_then(|r| hay.get(r))
+    }
+}
+
+impl Compiled {
+    /// `multiline` is fail2ban's `re.MULTILINE` (set for failregex when
+    /// `maxlines` > 1): `^`/`$` then match at every line.
+    pub fn new(python: &str, multiline: bool) -> Result<Compiled, String> {
+        let t = pyregex::translate(python)?;
+        let pattern = if multiline {
+            format!("(?m){}", t.pattern)
+        } else {
+            t.pattern
+        };
+        let linear = if t.backtrack {
+            None
+        } else {
+            regex::RegexBuilder::new(&pattern)
+                .size_limit(SIZE_LIMIT)
+                .build()
+                .ok()
+        };
+        let engine = match linear {
+            Some(re) => Engine::Linear(re),
+            None => Engine::Backtrack(
+                fancy_regex::RegexBuilder::new(&pattern)
+                    .delegate_size_limit(SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        let names = match &engine {
+            Engine::Linear(re) => re.capture_names().map(|n| n.map(str::to_string)).collect(),
+            Engine::Backtrack(re) => re.capture_names().map(|n| n.map(str::to_string)).collect(),
+        };
+        Ok(Compiled { engine, names })
+    }
+
+    pub fn has_group(&self, name: &str) -> bool {
+        self.names.iter().flatten().any(|n| n == name)
+    }
+
+    pub fn group_names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().flatten().map(String::as_str)
+    }
+
+    /// The first match in `hay`. A backtracking run that exceeds its step
+    /// limit counts as no match, as a time-out would in practice.
+    pub fn search(&self, hay: &str) -> Option<Hit> {
+        let collect =
+            |get: &dyn Fn(usize) -> Option<Range<usize>>| -> Vec<(String, Option<Range<usize>>)> {
+                self.names
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, n)| n.as_ref().map(|n| (n.clone(), get(i))))
+                    .collect()
+            };
+        match &self.engine {
+            Engine::Linear(re) => {
+                let caps = re.captures(hay)?;
+                let span = caps.get(0)?.range();
+                let groups = collect(&|i| caps.get(i).map(|m| m.range()));
+                Some(Hit { span, groups })
+            }
+            Engine::Backtrack(re) => {
+                let caps = re.captures(hay).ok()??;
+                let span = caps.get(0)?.range();
+                let groups = collect(&|i| caps.get(i).map(|m| m.range()));
+                Some(Hit { span, groups })
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub fn is_backtracking(&self) -> bool {
+        matches!(self.engine, Engine::Backtrack(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookbehind_runs_on_backtracking_engine() {
+        let c = Compiled::new(r"(?<=user )(?P<user>\w+)", false).unwrap();
+        assert!(c.is_backtracking());
+        let hit = c.search("bad user bob").unwrap();
+        assert_eq!(hit.group("bad user bob", "user"), Some("bob"));
+    }
+
+    #[test]
+    fn plain_regex_stays_linear() {
+        let c = Compiled::new(r"^a (?P<x>\d+)$", false).unwrap();
+        assert!(!c.is_backtracking());
+        assert!(c.search("a 12").is_some());
+        assert!(c.search("a 12 b").is_none());
+    }
+
+    #[test]
+    fn multiline_anchors_each_line() {
+        let c = Compiled::new(r"^b$", true).unwrap();
+        assert!(c.search("a\nb\n").is_some());
+        let c = Compiled::new(r"^b$", false).unwrap();
+        assert!(c.search("a\nb").is_none());
+    }
+}

@@ -1,0 +1,765 @@
+//! The compiled filter and its per-line state: the `maxlines` buffer, the
+//! last known date and the multi-line failure cache (`<F-MLFID>`), kept
+//! so a line is judged exactly as fail2ban's `Filter.processLine` judges it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use super::config::ConfigSet;
+use super::dates::LineDates;
+use super::engine::{Compiled, Hit};
+use super::error::Fail2banError;
+use super::matched::Fail2banMatch;
+use super::options::{combined, parse_spec};
+use super::tags;
+
+/// A remembered date older than this is not lent to an undated line.
+const LAST_DATE_REUSE: Duration = Duration::from_secs(60);
+/// fail2ban's multi-line failure cache: at most this many connections,
+/// each forgotten after five minutes.
+const MLFID_MAX: usize = 100;
+const MLFID_TTL: Duration = Duration::from_secs(300);
+/// Groups that identify a failure, in fail2ban's order.
+const ID_GROUPS: [&str; 5] = ["fid", "ip4", "ip6", "dns", "mlfid"];
+
+/// One buffered line split around its date: fail2ban matches the text
+/// before and after the date joined, never the date itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Line {
+    pre: String,
+    date: String,
+    post: String,
+}
+
+impl Line {
+    fn text(&self) -> String {
+        format!("{}{}", self.pre, self.post)
+    }
+}
+
+fn join(lines: &[Line]) -> String {
+    let mut s = String::new();
+    for l in lines {
+        s.push_str(&l.pre);
+        s.push_str(&l.post);
+        s.push('\n');
+    }
+    s
+}
+
+/// Matched group values of one failure (absent = did not take part), with
+/// the users seen on the same connection.
+#[derive(Debug, Clone, Default)]
+struct Fail {
+    groups: HashMap<String, String>,
+    users: BTreeSet<String>,
+}
+
+impl Fail {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.groups.get(k).map(String::as_str)
+    }
+    /// Python truthiness of a group: taken part and not empty.
+    fn truthy(&self, k: &str) -> bool {
+        self.get(k).is_some_and(|v| !v.is_empty())
+    }
+    fn take_truthy(&mut self, k: &str) -> bool {
+        self.groups.remove(k).is_some_and(|v| !v.is_empty())
+    }
+}
+
+/// A fail2ban regex with the name of the option line it came from.
+#[derive(Debug)]
+struct Rule {
+    re: Compiled,
+    multiline: bool,
+}
+
+impl Rule {
+    /// Searches `buf` (lines each ending in `\n`). A regex compiled without
+    /// `re.MULTILINE` sees `$` match only at the very end, so it gets the
+    /// buffer without its final newline.
+    fn search(&self, buf: &str) -> Option<Hit> {
+        if self.multiline {
+            self.re.search(buf)
+        } else {
+            self.re.search(buf.strip_suffix('\n').unwrap_or(buf))
+        }
+    }
+}
+
+/// A fail2ban filter, loaded from its files and ready to judge lines.
+#[derive(Debug)]
+pub struct Fail2banFilter {
+    name: String,
+    prefregex: Option<Rule>,
+    failregex: Vec<Rule>,
+    ignoreregex: Vec<Rule>,
+    maxlines: usize,
+    journalmatch: Vec<String>,
+    datepattern: Option<String>,
+    dates: LineDates,
+    buffer: Vec<Line>,
+    last_date: Option<(SystemTime, String)>,
+    mlfid: Vec<(String, SystemTime, Fail)>,
+}
+
+impl Fail2banFilter {
+    /// `spec` like `postfix[mode=auth]`, `sshd`, or a path to a `.conf`;
+    /// `dir` the `filter.d` directory names are looked up in.
+    pub fn load(spec: &str, dir: &Path) -> Result<Fail2banFilter, Fail2banError> {
+        let (name, options) = parse_spec(spec)?;
+        Self::load_with_options(&name, &options, dir)
+    }
+
+    /// Like [`load`](Self::load) with the options given apart from the
+    /// name, for callers (a jail config) that hold them as key/value pairs.
+    pub fn load_with_options(
+        name: &str,
+        options: &[(String, String)],
+        dir: &Path,
+    ) -> Result<Fail2banFilter, Fail2banError> {
+        let options = options.to_vec();
+        let name = name.to_string();
+        let as_path = Path::new(&name);
+        let base = if name.contains('/') || name.ends_with(".conf") {
+            as_path.with_extension("")
+        } else {
+            dir.join(&name)
+        };
+        let display = base
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| name.clone());
+        let config = ConfigSet::read(&base)?;
+        let opts = combined(&config, &options, &display)?;
+        Self::from_options(&display, &opts)
+    }
+
+    /// Builds the filter from final option values (after interpolation).
+    fn from_options(
+        name: &str,
+        opts: &HashMap<String, String>,
+    ) -> Result<Fail2banFilter, Fail2banError> {
+        let value_error = |key: &str, value: &str, message: String| Fail2banError::Value {
+            filter: name.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+            message,
+        };
+        let maxlines = match opts.get("maxlines").map(|s| s.trim()) {
+            None | Some("") => 1,
+            Some(v) => v
+                .parse::<usize>()
+                .map_err(|e| value_error("maxlines", v, e.to_string()))?
+                .max(1),
+        };
+        let use_dns = !matches!(
+            opts.get("usedns")
+                .map(|s| s.trim().to_lowercase())
+                .as_deref(),
+            Some("no")
+        );
+        let compile = |key: &str, line: usize, text: &str, multiline: bool| {
+            let expanded = tags::expand(text, use_dns);
+            if expanded.trim_start().is_empty() {
+                return Err(Fail2banError::Regex {
+                    filter: name.to_string(),
+                    key: key.to_string(),
+                    line,
+                    message: "empty regex".into(),
+                });
+            }
+            Compiled::new(&expanded, multiline)
+                .map(|re| Rule { re, multiline })
+                .map_err(|message| Fail2banError::Regex {
+                    filter: name.to_string(),
+                    key: key.to_string(),
+                    line,
+                    message,
+                })
+        };
+        let prefregex = match opts.get("prefregex").filter(|v| !v.is_empty()) {
+            Some(v) => Some(compile("prefregex", 1, v, false)?),
+            None => None,
+        };
+        let lines = |key: &str| -> Vec<(usize, String)> {
+            opts.get(key)
+                .map(|v| {
+                    v.split('\n')
+                        .enumerate()
+                        .filter(|(_, l)| !l.is_empty())
+                        .map(|(i, l)| (i + 1, l.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut failregex = Vec::new();
+        for (line, text) in lines("failregex") {
+            let rule = compile("failregex", line, &text, maxlines > 1)?;
+            let has_id = |re: &Compiled| ID_GROUPS.iter().any(|g| re.has_group(g));
+            if !has_id(&rule.re) && !prefregex.as_ref().is_some_and(|p| has_id(&p.re)) {
+                return Err(Fail2banError::Regex {
+                    filter: name.to_string(),
+                    key: "failregex".into(),
+                    line,
+                    message: "no <HOST>, <ADDR>, <F-ID> or other failure-id group".into(),
+                });
+            }
+            failregex.push(rule);
+        }
+        let mut ignoreregex = Vec::new();
+        for (line, text) in lines("ignoreregex") {
+            ignoreregex.push(compile("ignoreregex", line, &text, false)?);
+        }
+        let datepattern = opts
+            .get("datepattern")
+            .filter(|v| !v.trim().is_empty())
+            .cloned();
+        let dates = match &datepattern {
+            Some(p) => LineDates::from_pattern(p)
+                .map_err(|message| value_error("datepattern", p, message))?,
+            None => LineDates::auto(),
+        };
+        let journalmatch = lines("journalmatch").into_iter().map(|(_, l)| l).collect();
+        Ok(Fail2banFilter {
+            name: name.to_string(),
+            prefregex,
+            failregex,
+            ignoreregex,
+            maxlines,
+            journalmatch,
+            datepattern,
+            dates,
+            buffer: Vec::new(),
+            last_date: None,
+            mlfid: Vec::new(),
+        })
+    }
+
+    /// Zone for dates written without one (default: the system's local
+    /// zone, `$TZ` honoured), as fail2ban's `logtimezone`.
+    pub fn with_zone(mut self, zone: crate::timestamp::Zone) -> Fail2banFilter {
+        self.dates.set_zone(zone);
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn maxlines(&self) -> usize {
+        self.maxlines
+    }
+    /// `journalmatch` lines, unparsed, for a journal source to apply.
+    pub fn journalmatch(&self) -> &[String] {
+        &self.journalmatch
+    }
+    pub fn datepattern(&self) -> Option<&str> {
+        self.datepattern.as_deref()
+    }
+    pub fn failregex_count(&self) -> usize {
+        self.failregex.len()
+    }
+
+    /// Feeds one log line; returns the failure fail2ban would count for it.
+    pub fn process(&mut self, line: &str, now: SystemTime) -> Option<Fail2banMatch> {
+        self.failures(line, now).into_iter().next()
+    }
+
+    /// Every failure the line produces with each failregex tried (fail2ban's
+    /// check-all mode, used by its sample tests); usually zero or one.
+    pub fn failures(&mut self, line: &str, now: SystemTime) -> Vec<Fail2banMatch> {
+        let recent = |last: &Option<(SystemTime, String)>| {
+            last.as_ref()
+                .filter(|(t, _)| *t + LAST_DATE_REUSE > now)
+                .cloned()
+        };
+        let whole = || Line {
+            pre: String::new(),
+            date: String::new(),
+            post: line.to_string(),
+        };
+        let (tuple, date) = match self.dates.find(line, now) {
+            Some(found) if !found.span.is_empty() && line.get(found.span.clone()).is_some() => {
+                let text = line[found.span.clone()].to_string();
+                self.last_date = Some((found.time, text.clone()));
+                let tuple = Line {
+                    pre: line[..found.span.start].to_string(),
+                    date: text,
+                    post: line[found.span.end..].to_string(),
+                };
+                (tuple, Some(found.time))
+            }
+            // An optional date that matched empty: the last one, or now.
+            Some(found) => match recent(&self.last_date) {
+                Some((t, text)) => (
+                    Line {
+                        pre: String::new(),
+                        date: text,
+                        post: line.to_string(),
+                    },
+                    Some(t),
+                ),
+                None => {
+                    let s = found.span.start.min(line.len());
+                    let e = found.span.end.clamp(s, line.len());
+                    let tuple = Line {
+                        pre: line.get(..s).unwrap_or("").to_string(),
+                        date: String::new(),
+                        post: line.get(e..).unwrap_or(line).to_string(),
+                    };
+                    (tuple, Some(now))
+                }
+            },
+            None => match recent(&self.last_date) {
+                Some((t, text)) => (
+                    Line {
+                        pre: String::new(),
+                        date: text,
+                        post: line.to_string(),
+                    },
+                    Some(t),
+                ),
+                None => (whole(), None),
+            },
+        };
+        self.find(tuple, date, now)
+    }
+
+    /// Feeds a line whose time is already known (a journal entry): no date
+    /// is looked for in the text.
+    pub fn process_dated(&mut self, line: &str, time: SystemTime) -> Option<Fail2banMatch> {
+        self.failures_dated(line, time).into_iter().next()
+    }
+
+    pub fn failures_dated(&mut self, line: &str, time: SystemTime) -> Vec<Fail2banMatch> {
+        let tuple = Line {
+            pre: String::new(),
+            date: String::new(),
+            post: line.to_string(),
+        };
+        self.last_date = Some((time, String::new()));
+        self.find(tuple, Some(time), time)
+    }
+
+    /// fail2ban's `findFailure` in check-all mode.
+    fn find(
+        &mut self,
+        tuple: Line,
+        date: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Vec<Fail2banMatch> {
+        let mut out = Vec::new();
+        if self.maxlines > 1 {
+            self.buffer.push(tuple);
+            let excess = self.buffer.len().saturating_sub(self.maxlines);
+            self.buffer.drain(..excess);
+        } else {
+            self.buffer = vec![tuple];
+        }
+        let org = self.buffer.clone();
+        let mut buf = Some(join(&org));
+        if !self.ignoreregex.is_empty()
+            && self.ignoreregex.len() + 2 < self.failregex.len()
+            && self.ignored(buf.as_deref().unwrap_or(""), &org, None)
+        {
+            return out;
+        }
+        let mut pre_groups: HashMap<String, Option<String>> = HashMap::new();
+        if let Some(pref) = &self.prefregex {
+            let text = buf.clone().unwrap_or_default();
+            let Some(hit) = pref.search(&text) else {
+                return out;
+            };
+            pre_groups = groups_of(&hit, &text);
+            let content = pre_groups.remove("content").flatten();
+            if let Some(content) = content.filter(|c| !c.is_empty()) {
+                self.buffer = vec![Line {
+                    pre: String::new(),
+                    date: String::new(),
+                    post: content,
+                }];
+                buf = None;
+            }
+        }
+        for index in 0..self.failregex.len() {
+            let text = match buf.take() {
+                Some(b) => b,
+                None => join(&self.buffer),
+            };
+            buf = Some(text.clone());
+            let Some(hit) = self.failregex[index].search(&text) else {
+                continue;
+            };
+            let groups = groups_of(&hit, &text);
+            if !self.ignoreregex.is_empty() && self.ignored(&text, &org, Some((index, &hit, &text)))
+            {
+                buf = None;
+                continue;
+            }
+            if self.maxlines > 1 {
+                self.buffer = unmatched(&hit, &text, &org, &self.failregex[index].re);
+                buf = None;
+            }
+            let mut merged = pre_groups.clone();
+            merged.extend(groups);
+            let mut fail = Fail {
+                groups: merged
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect(),
+                users: BTreeSet::new(),
+            };
+            alt_values(&mut fail);
+            let mlfid = fail.get("mlfid").map(str::to_string);
+            if let Some(id) = &mlfid {
+                fail = self.merge(id, fail, now);
+            }
+            let fid = fail.get("fid").map(str::to_string);
+            let host = ["ip4", "ip6", "dns"]
+                .iter()
+                .find_map(|g| fail.get(g))
+                .map(str::to_string);
+            let ip = host.clone().or_else(|| fid.clone());
+            let Some(ip) = ip else {
+                if let Some(id) = &mlfid {
+                    if let Some(entry) = self.mlfid.iter_mut().find(|(k, _, _)| k == id) {
+                        entry.2.groups.insert("mlfpending".into(), "1".into());
+                    }
+                }
+                continue;
+            };
+            if fail.truthy("nofail") {
+                continue;
+            }
+            let id = match &fid {
+                Some(f) if *f != ip => f.clone(),
+                _ => ip.clone(),
+            };
+            let addr = fail
+                .get("ip4")
+                .or_else(|| fail.get("ip6"))
+                .and_then(|a| a.parse::<IpAddr>().ok());
+            let user = fail.get("user").map(str::to_string);
+            let fields = fail
+                .groups
+                .iter()
+                .filter(|(k, _)| {
+                    !matches!(
+                        k.as_str(),
+                        "ip4" | "ip6" | "dns" | "user" | "mlfpending" | "nofail" | "mlfgained"
+                    ) && !k.starts_with("skiplines")
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            out.push(Fail2banMatch {
+                id,
+                host,
+                addr,
+                time: date,
+                user,
+                fields,
+                regex: index,
+            });
+        }
+        out
+    }
+
+    /// Whether an ignoreregex matches; for a multi-line buffer only the
+    /// lines the failregex matched are looked at, and an ignored match
+    /// drops them from the buffer.
+    fn ignored(&mut self, buf: &str, org: &[Line], fail: Option<(usize, &Hit, &str)>) -> bool {
+        let (text, scope) = match fail {
+            Some((index, hit, hay)) if self.maxlines > 1 => {
+                let (m, _) = split_lines(hit, hay, org, &self.failregex[index].re);
+                (join(&m), m)
+            }
+            _ => (buf.to_string(), org.to_vec()),
+        };
+        let _ = scope;
+        let mut found = false;
+        for rule in &self.ignoreregex {
+            if rule.search(&text).is_some() {
+                found = true;
+                if self.maxlines > 1 {
+                    if let Some((index, hit, hay)) = fail {
+                        self.buffer = unmatched(hit, hay, org, &self.failregex[index].re);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// fail2ban's `_mergeFailure`: lines of one connection (same
+    /// `<F-MLFID>`) pool their groups; `<F-NOFAIL>` lines only help
+    /// identify, `<F-MLFFORGET>` ends the connection, `<F-MLFGAINED>`
+    /// (a success) cancels what was pending unless several users tried.
+    fn merge(&mut self, id: &str, mut fail: Fail, now: SystemTime) -> Fail {
+        self.mlfid.retain(|(_, t, _)| *t + MLFID_TTL > now);
+        let mut flags = 0u8;
+        if fail.truthy("mlfgained") {
+            flags |= 8 | 1;
+            if !fail.truthy("nofail") {
+                let gained = fail.get("mlfgained").unwrap_or_default().to_string();
+                fail.groups.insert("nofail".into(), gained);
+            }
+        } else if fail.truthy("nofail") {
+            flags |= 1;
+        }
+        if fail.take_truthy("mlfforget") {
+            flags |= 2;
+        }
+        let user = fail
+            .get("user")
+            .filter(|u| !u.is_empty())
+            .map(str::to_string);
+        let position = self.mlfid.iter().position(|(k, _, _)| k == id);
+        let users;
+        let mut merged = match position {
+            Some(pos) => {
+                let cached = &mut self.mlfid[pos].2;
+                if let Some(u) = user {
+                    cached.users.insert(u);
+                }
+                users = cached.users.len();
+                if cached.take_truthy("nofail") {
+                    flags |= 4;
+                }
+                if cached.take_truthy("mlfgained") {
+                    flags |= 4;
+                }
+                if flags & 8 != 0 {
+                    cached.groups.remove("mlfpending");
+                }
+                for (k, v) in fail.groups {
+                    cached.groups.insert(k, v);
+                }
+                let merged = cached.clone();
+                if flags & 2 != 0 {
+                    self.mlfid.remove(pos);
+                }
+                merged
+            }
+            None => {
+                if let Some(u) = user {
+                    fail.users.insert(u);
+                }
+                users = fail.users.len();
+                if flags & 2 == 0 {
+                    if self.mlfid.len() >= MLFID_MAX {
+                        self.mlfid.remove(0);
+                    }
+                    self.mlfid.push((id.to_string(), now, fail.clone()));
+                }
+                fail
+            }
+        };
+        if merged.take_truthy("mlfpending") || users > 1 {
+            merged.groups.remove("nofail");
+            merged.groups.remove("mlfgained");
+        }
+        // The cache shares fail2ban's dict: mirror the pops on it.
+        if let Some(entry) = self.mlfid.iter_mut().find(|(k, _, _)| k == id) {
+            entry.2.groups = merged.groups.clone();
+            entry.2.users = merged.users.clone();
+        }
+        merged
+    }
+}
+
+fn groups_of(hit: &Hit, hay: &str) -> HashMap<String, Option<String>> {
+    hit.groups
+        .iter()
+        .map(|(n, r)| {
+            (
+                n.clone(),
+                r.clone().and_then(|r| hay.get(r)).map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// `<F-ALT_USER>` and the like fill `user` when it is missing.
+fn alt_values(fail: &mut Fail) {
+    let mut alts: Vec<(String, String)> = fail
+        .groups
+        .iter()
+        .filter_map(|(k, v)| {
+            let rest = k.strip_prefix("alt_")?;
+            let base = match rest.rsplit_once('_') {
+                Some((b, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => b,
+                _ => rest,
+            };
+            let base = match base {
+                "id" => "fid",
+                "port" => "fport",
+                b => b,
+            };
+            Some((k.clone(), format!("{base}\u{0}{v}")))
+        })
+        .collect();
+    alts.sort();
+    for (_, packed) in alts {
+        if let Some((name, value)) = packed.split_once('\u{0}') {
+            if !value.is_empty() && !fail.truthy(name) {
+                fail.groups.insert(name.to_string(), value.to_string());
+            }
+        }
+    }
+}
+
+/// The buffer lines a match covered and the rest, as fail2ban splits them
+/// (lines captured by `<SKIPLINES>` count as not matched).
+fn split_lines(hit: &Hit, hay: &str, org: &[Line], re: &Compiled) -> (Vec<Line>, Vec<Line>) {
+    if org.len() <= 1 {
+        return (org.to_vec(), Vec::new());
+    }
+    let start = hit.span.start;
+    let end = hit.span.end;
+    let line_start = hay
+        .get(..(start + 1).min(hay.len()))
+        .and_then(|h| h.rfind('\n'))
+        .map_or(0, |p| p + 1);
+    let from = end.saturating_sub(1).min(hay.len());
+    let line_end = hay
+        .get(from..)
+        .and_then(|h| h.find('\n'))
+        .map_or(hay.len(), |p| from + p + 1);
+    let count = |upto: usize| hay.get(..upto).map_or(0, |h| h.matches('\n').count());
+    let (lc1, lc2) = (
+        count(line_start).min(org.len()),
+        count(line_end).min(org.len()),
+    );
+    let mut matched: Vec<Line> = org[lc1..lc2.max(lc1)].to_vec();
+    let mut rest: Vec<Line> = org[..lc1].to_vec();
+    let skipped: Vec<String> = re
+        .group_names()
+        .filter(|n| n.starts_with("skiplines"))
+        .filter_map(|n| hit.group(hay, n))
+        .collect::<String>()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut n = 0;
+    for s in skipped {
+        if let Some(m) = matched.iter().skip(n).position(|l| l.text() == s) {
+            rest.push(matched.remove(n + m));
+            n += m;
+        }
+    }
+    rest.extend(org[lc2.max(lc1)..].iter().cloned());
+    (matched, rest)
+}
+
+fn unmatched(hit: &Hit, hay: &str, org: &[Line], re: &Compiled) -> Vec<Line> {
+    if org.len() <= 1 {
+        return Vec::new();
+    }
+    split_lines(hit, hay, org, re).1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(definition: &str) -> Fail2banFilter {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("t.conf"),
+            format!("[Definition]\n{definition}"),
+        )
+        .unwrap();
+        Fail2banFilter::load("t", d.path()).unwrap()
+    }
+
+    fn at() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_124_013_600)
+    }
+
+    #[test]
+    fn prefregex_content_and_ignoreregex() {
+        let mut f = filter(
+            "prefregex = ^svc: <F-CONTENT>.+</F-CONTENT>$\n\
+             failregex = ^bad login for <F-USER>\\S+</F-USER> from <HOST>$\n\
+             ignoreregex = for admin\n",
+        );
+        let m = f
+            .process("svc: bad login for bob from 192.0.2.7", at())
+            .unwrap();
+        assert_eq!(m.addr, Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(m.user.as_deref(), Some("bob"));
+        assert_eq!(m.time, None);
+        assert!(f
+            .process("other: bad login for bob from 192.0.2.7", at())
+            .is_none());
+        assert!(f
+            .process("svc: bad login for admin from 192.0.2.7", at())
+            .is_none());
+    }
+
+    #[test]
+    fn dns_host_stays_text_and_fid_is_the_id() {
+        let mut f = filter("failregex = ^x <HOST>$\n            ^y <F-ID>\\w+</F-ID> <HOST>$\n");
+        let m = f.process("x host.example.org", at()).unwrap();
+        assert_eq!(m.host.as_deref(), Some("host.example.org"));
+        assert_eq!(m.addr, None);
+        let m = f.process("y sess1 192.0.2.1", at()).unwrap();
+        assert_eq!(m.id, "sess1");
+        assert_eq!(m.regex, 1);
+    }
+
+    #[test]
+    fn maxlines_joins_lines_and_consumes_them() {
+        let mut f =
+            filter("maxlines = 3\nfailregex = ^conn from <HOST>$<SKIPLINES>^auth failed$\n");
+        assert!(f.process("conn from 192.0.2.9", at()).is_none());
+        assert!(f.process("noise", at()).is_none());
+        let m = f.process("auth failed", at()).unwrap();
+        assert_eq!(m.host.as_deref(), Some("192.0.2.9"));
+        // The matched lines left the buffer; the skipped one stayed.
+        assert!(f.process("auth failed", at()).is_none());
+    }
+
+    #[test]
+    fn mlfid_joins_a_connection_and_success_cancels() {
+        let defs = "failregex = ^\\[<F-MLFID>\\d+</F-MLFID>\\] <F-NOFAIL>connect from</F-NOFAIL> <HOST>$\n\
+                    \x20           ^\\[<F-MLFID>\\d+</F-MLFID>\\] auth failed$\n\
+                    \x20           ^\\[<F-MLFID>\\d+</F-MLFID>\\] <F-NOFAIL><F-MLFFORGET>closed</F-MLFFORGET></F-NOFAIL>$\n";
+        let mut f = filter(defs);
+        assert!(f.process("[7] connect from 192.0.2.3", at()).is_none());
+        let m = f.process("[7] auth failed", at()).unwrap();
+        assert_eq!(m.host.as_deref(), Some("192.0.2.3"));
+        // A no-failure line ends the connection: a later failure on the
+        // same id has no address to count against.
+        assert!(f.process("[7] closed", at()).is_none());
+        assert!(f.process("[7] auth failed", at()).is_none());
+    }
+
+    #[test]
+    fn filter_options_reach_init_tags() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("t.conf"),
+            "[Init]\nword = normal\n[Definition]\nfailregex = ^<word> <HOST>$\n",
+        )
+        .unwrap();
+        let mut f = Fail2banFilter::load("t[word=odd]", d.path()).unwrap();
+        assert!(f.process("odd 192.0.2.1", at()).is_some());
+        assert!(f.process("normal 192.0.2.1", at()).is_none());
+    }
+
+    #[test]
+    fn bad_regex_names_filter_key_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("t.conf"),
+            "[Definition]\nfailregex = ^ok <HOST>$\n            ^bad ( <HOST>$\n",
+        )
+        .unwrap();
+        let e = Fail2banFilter::load("t", d.path()).unwrap_err().to_string();
+        assert!(e.contains("filter t: failregex line 2"), "{e}");
+    }
+}
