@@ -556,3 +556,42 @@ fn a_line_counts_at_its_own_time_and_old_lines_do_not_count() {
         r => panic!("{r:?}"),
     }
 }
+
+#[test]
+fn a_jail_runs_a_fail2ban_filter_file_as_it_is() {
+    let fx = Fixture::start(
+        "ctl-f2bfilter",
+        "[jail.f]\nfilter = \"fail2ban:sshd[mode=normal]\"\nlogpath = \"/dev/null\"\nmaxretry = 2\n",
+    );
+    let config = fx.path("nftjail.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "logpath = \"/dev/null\"",
+        &format!("logpath = \"{}\"", fx.path("auth.log").display()),
+    );
+    std::fs::write(fx.path("auth.log"), "").unwrap();
+    std::fs::write(&config, text).unwrap();
+    fx.ok(&["--config", config.to_str().unwrap(), "reload"]);
+    let now = jiff::ZonedDateTime::now().strftime("%b %e %H:%M:%S");
+    // fail2ban's own sshd filter (read from /etc/fail2ban/filter.d) decides.
+    fx.append(
+        "auth.log",
+        &format!(
+            "{now} mx1 sshd[4242]: Failed password for root from 203.0.113.80 port 50022 ssh2\n\
+             {now} mx1 sshd[4243]: Accepted password for alice from 203.0.113.81 port 50023 ssh2\n\
+             {now} mx1 sshd[4244]: Failed password for invalid user admin from 203.0.113.80 port 50024 ssh2\n"
+        ),
+    );
+    fx.daemon
+        .wait_for("ban: jail=f addr=203.0.113.80", Duration::from_secs(5));
+    assert!(fx.set("f-v4").contains("203.0.113.80"));
+    assert!(!fx.set("f-v4").contains("203.0.113.81"));
+
+    // A broken fail2ban filter name is a config error with its location.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("fail2ban:sshd[mode=normal]", "fail2ban:no-such-filter");
+    std::fs::write(&config, text).unwrap();
+    let (code, _, err) = fx.cli(&["--config", config.to_str().unwrap(), "reload"]);
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("jail.f.filter"), "{err}");
+}

@@ -25,7 +25,7 @@ use port::PortRange;
 use raw::{RawConfig, RawJail};
 
 use crate::enforce::{BlockType, JailRules};
-use crate::filter::{self, Filter, FilterDef};
+use crate::filter::{self, fail2ban, Filter, FilterDef};
 
 /// Where the daemon looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/nftjail/nftjail.toml";
@@ -67,11 +67,29 @@ pub struct Config {
     pub socket_group: Option<(String, u32)>,
 }
 
+/// Where a fail2ban filter comes from: `sshd[mode=aggressive]` or a path, and
+/// the filter.d directory it is looked up in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fail2banSpec {
+    pub spec: String,
+    pub dir: PathBuf,
+}
+
+impl Fail2banSpec {
+    pub fn load(&self) -> Result<fail2ban::Fail2banFilter, fail2ban::Fail2banError> {
+        fail2ban::Fail2banFilter::load(&self.spec, &self.dir)
+    }
+}
+
 /// One enabled jail.
 #[derive(Debug, Clone)]
 pub struct Jail {
     pub name: Arc<str>,
     pub filter: Arc<Filter>,
+    /// `filter = "fail2ban:NAME[opts]"`: a fail2ban filter file run as
+    /// fail2ban runs it (each log reader loads its own instance, since such a
+    /// filter keeps state: maxlines buffers, the date format of its file).
+    pub fail2ban: Option<Fail2banSpec>,
     pub logpaths: Vec<PathBuf>,
     /// Empty: every port and protocol.
     pub ports: Vec<PortRange>,
@@ -245,7 +263,16 @@ impl Checker<'_> {
             if !j.enabled.unwrap_or(true) {
                 continue;
             }
-            let filter = self.filter(name, j, &filter_dir, span.clone());
+            let fail2ban = j
+                .filter
+                .as_ref()
+                .and_then(|f| Some((f, f.get_ref().strip_prefix("fail2ban:")?)))
+                .and_then(|(f, spec)| self.fail2ban(name, spec, f.span()));
+            let filter = if fail2ban.is_some() {
+                Some(Arc::new(Filter::empty(name)))
+            } else {
+                self.filter(name, j, &filter_dir, span.clone())
+            };
             let logpaths = match j.logpath.as_ref() {
                 Some(v) => self
                     .strings(v, &format!("{key}.logpath"))
@@ -268,6 +295,7 @@ impl Checker<'_> {
                 // A placeholder keeps checking the other keys; the config is
                 // refused anyway since the filter problem was recorded.
                 filter: filter.unwrap_or_else(|| Arc::new(Filter::empty(name))),
+                fail2ban,
                 logpaths,
                 ports,
                 maxretry: self
@@ -362,6 +390,21 @@ impl Checker<'_> {
             Ok(f) => Some(Arc::new(f)),
             Err(e) => {
                 self.problem(span, &fkey, e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Loads a fail2ban filter once to check it; readers load their own.
+    fn fail2ban(&mut self, jail: &str, spec: &str, span: Range<usize>) -> Option<Fail2banSpec> {
+        let dir = PathBuf::from(fail2ban::DEFAULT_FILTER_DIR);
+        match fail2ban::Fail2banFilter::load(spec, &dir) {
+            Ok(_) => Some(Fail2banSpec {
+                spec: spec.to_string(),
+                dir,
+            }),
+            Err(e) => {
+                self.problem(span, &format!("jail.{jail}.filter"), e.to_string());
                 None
             }
         }

@@ -13,7 +13,8 @@ use tokio::sync::mpsc;
 use tracing::error;
 
 use super::DaemonError;
-use crate::config::Config;
+use crate::config::{Config, Fail2banSpec};
+use crate::filter::fail2ban::Fail2banFilter;
 use crate::matcher::Matcher;
 use crate::message::{Failure, JailId};
 use crate::source::file::{FileFollower, FollowOptions, Stopper};
@@ -40,14 +41,21 @@ pub struct Sources {
 }
 
 struct Running {
-    matcher: Arc<ArcSwap<Matcher>>,
+    plan: Arc<ArcSwap<Plan>>,
     stopper: Stopper,
     thread: JoinHandle<()>,
 }
 
+/// What a reader runs over each line of its file: our filters in one pass,
+/// and fail2ban filter files, each run as fail2ban runs it.
+pub struct Plan {
+    matcher: Matcher,
+    fail2ban: Vec<(JailId, Fail2banSpec)>,
+}
+
 /// Everything a config change needs that can fail, done before anything changes.
 pub struct Prepared {
-    matchers: BTreeMap<PathBuf, Matcher>,
+    matchers: BTreeMap<PathBuf, Plan>,
     opened: Vec<(PathBuf, FileFollower, Stopper)>,
 }
 
@@ -77,12 +85,19 @@ impl Sources {
             opened: Vec::new(),
         };
         for (path, jails) in by_path {
-            let matcher = Matcher::new(
-                jails
+            let matcher = Plan {
+                matcher: Matcher::new(
+                    jails
+                        .iter()
+                        .filter(|&&i| config.jails[i].fail2ban.is_none())
+                        .map(|&i| (ids[i], Arc::clone(&config.jails[i].filter)))
+                        .collect(),
+                ),
+                fail2ban: jails
                     .iter()
-                    .map(|&i| (ids[i], Arc::clone(&config.jails[i].filter)))
+                    .filter_map(|&i| Some((ids[i], config.jails[i].fail2ban.clone()?)))
                     .collect(),
-            );
+            };
             if !self.running.contains_key(&path) {
                 // Opened now, before "ready" or "reloaded" is said, so a line
                 // written after that is never missed by a reader starting up.
@@ -118,18 +133,18 @@ impl Sources {
             let Some(tx) = self.tx.clone() else {
                 break;
             };
-            let matcher = Arc::new(ArcSwap::from_pointee(matcher));
+            let plan = Arc::new(ArcSwap::from_pointee(matcher));
             let thread = spawn(
                 path.clone(),
                 follower,
                 stopper.clone(),
-                Arc::clone(&matcher),
+                Arc::clone(&plan),
                 tx,
             )?;
             self.running.insert(
                 path,
                 Running {
-                    matcher,
+                    plan,
                     stopper,
                     thread,
                 },
@@ -137,7 +152,7 @@ impl Sources {
         }
         for (path, matcher) in prepared.matchers {
             if let Some(r) = self.running.get(&path) {
-                r.matcher.store(Arc::new(matcher));
+                r.plan.store(Arc::new(matcher));
             }
         }
         Ok(stopped)
@@ -162,7 +177,7 @@ fn spawn(
     path: PathBuf,
     mut follower: FileFollower,
     stop: Stopper,
-    matcher: Arc<ArcSwap<Matcher>>,
+    plan: Arc<ArcSwap<Plan>>,
     tx: mpsc::Sender<Failure>,
 ) -> Result<JoinHandle<()>, DaemonError> {
     std::thread::Builder::new()
@@ -171,10 +186,15 @@ fn spawn(
             // One per file: it learns the file's date format on the first
             // dated line and keeps it.
             let mut dates = DateDetector::auto();
+            // This reader's own instances of the plan's fail2ban filters,
+            // loaded again when a reload brings a new plan.
+            let mut fail2ban = Fail2banRunner::default();
             let result = follower.follow(&stop, |line| {
-                // A lock-free load: a reload swaps the matcher between two
+                // A lock-free load: a reload swaps the plan between two
                 // lines, never in the middle of one.
-                let matcher = matcher.load();
+                let plan = plan.load();
+                fail2ban.run(&plan, line, &tx);
+                let matcher = &plan.matcher;
                 let mut time = None;
                 matcher.scan(line, |jail, addr| {
                     // Dates are read only for lines that hit, once per line.
@@ -189,4 +209,53 @@ fn spawn(
             }
         })
         .map_err(DaemonError::Thread)
+}
+
+/// The fail2ban filters of one reader, instantiated from its current plan.
+#[derive(Default)]
+struct Fail2banRunner {
+    /// The plan they were loaded from, to notice a reload.
+    from: Option<Arc<Plan>>,
+    filters: Vec<(JailId, Fail2banFilter)>,
+}
+
+impl Fail2banRunner {
+    fn run(&mut self, plan: &Arc<Plan>, line: &str, tx: &mpsc::Sender<Failure>) {
+        if plan.fail2ban.is_empty() {
+            self.filters.clear();
+            return;
+        }
+        if !self.from.as_ref().is_some_and(|p| Arc::ptr_eq(p, plan)) {
+            self.from = Some(Arc::clone(plan));
+            self.filters = plan
+                .fail2ban
+                .iter()
+                .filter_map(|(id, spec)| match spec.load() {
+                    Ok(f) => Some((*id, f)),
+                    Err(e) => {
+                        error!(filter = %spec.spec, "fail2ban filter cannot be loaded: {e}");
+                        None
+                    }
+                })
+                .collect();
+        }
+        let now = SystemTime::now();
+        for (jail, filter) in &mut self.filters {
+            let Some(m) = filter.process(line, now) else {
+                continue;
+            };
+            // <DNS> hosts stay text in fail2ban; we ban addresses only.
+            let Some(addr) = m.addr else { continue };
+            let time = m
+                .time
+                .filter(|t| *t <= now + FUTURE_SLACK)
+                .unwrap_or(now)
+                .min(now);
+            let _ = tx.blocking_send(Failure {
+                jail: *jail,
+                addr: addr.to_canonical(),
+                time,
+            });
+        }
+    }
 }
