@@ -13,6 +13,15 @@ use std::net::IpAddr;
 /// Name of the capture group every failregex gets for the address.
 pub const HOST_GROUP: &str = "host";
 
+/// Name of the group `<HOSTPORT>` captures its address in: the address is
+/// followed by `:PORT`, so there a colon and digits end the token instead of
+/// continuing it (`2001:db8::1:4711` is `2001:db8::1`, port 4711).
+pub const HOST_PORT_GROUP: &str = "hostport";
+
+/// Name of the group that says how many failures one line stands for
+/// (`<COUNT>`, or written by hand as `(?P<count>...)`).
+pub const COUNT_GROUP: &str = "count";
+
 // ASCII classes throughout (`[0-9]`, not `\d`): they mean what a log
 // writes, and keep the automata small, which makes extracting the host
 // several times cheaper than with Unicode classes.
@@ -32,6 +41,29 @@ const SYSLOG: &str = concat!(
     r" [^ ]+ ",
 );
 
+/// The timestamp part of [`SYSLOG`] alone, for logs a program writes itself
+/// with a syslog-like date but no host name (Dovecot's `log_path`, Exim's
+/// mainlog).
+const TIMESTAMP: &str = concat!(
+    r"(?:[A-Z][a-z]{2} [ 0-9]?[0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?",
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)",
+    r" ",
+);
+
+/// An Apache 2.4 error log line up to its `[client ...]` field:
+/// `[Tue Mar 05 16:01:34.123456 2024] [module:level] [pid N(:tid N)] `,
+/// written to a file or, after a syslog header, by `ErrorLog syslog:`.
+/// The fields are fixed by httpd, so a filter that follows this with
+/// `\[client <HOSTPORT>\]` takes the client from its fixed place, before any
+/// request text (URL, user name) the client chose.
+const APACHE_ERROR: &str = concat!(
+    r"(?:\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9]?[0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)? [0-9]{4}\] ",
+    r"|(?:<[0-9]{1,3}>)?(?:[A-Z][a-z]{2} [ 0-9]?[0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?",
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)",
+    r" [^ ]+ (?:apache2|httpd)(?:/[A-Za-z0-9_.-]+)?(?:\[[0-9]+\])?: )",
+    r"\[[A-Za-z0-9_]*:[a-z0-9]+\] \[pid [0-9]+(?::tid [0-9]+)?\] ",
+);
+
 /// The tags a filter may use, and what each expands to.
 fn tag(name: &str) -> Option<(String, bool)> {
     let host = |inner: &str, brackets: bool| {
@@ -46,7 +78,17 @@ fn tag(name: &str) -> Option<(String, bool)> {
         "HOST" | "ADDR" => (host(&format!("{IP4}|{IP6}"), true), true),
         "IP4" => (host(IP4, false), true),
         "IP6" => (host(IP6, true), true),
+        // Brackets are optional around IPv6 (`[2001:db8::1]:80`, Apache's
+        // `2001:db8::1:80`); the port is required, which is what makes the
+        // unbracketed form unambiguous.
+        "HOSTPORT" => (
+            format!(r"\[?(?P<{HOST_PORT_GROUP}>{IP4}|{IP6})\]?:[0-9]{{1,5}}"),
+            true,
+        ),
+        "COUNT" => (format!("(?P<{COUNT_GROUP}>[0-9]+)"), false),
         "SYSLOG" => (SYSLOG.to_string(), false),
+        "TIMESTAMP" => (TIMESTAMP.to_string(), false),
+        "APACHE_ERROR" => (APACHE_ERROR.to_string(), false),
         _ => return None,
     })
 }
@@ -100,6 +142,16 @@ fn expand_tags(regex: &str) -> (String, usize) {
 /// The address a host tag captured at `start..end` of `line`, if that text is
 /// a whole address token. IPv4-mapped IPv6 comes out as IPv4.
 pub fn host_at(line: &str, start: usize, end: usize) -> Option<IpAddr> {
+    host_token_at(line, start, end, false)
+}
+
+/// [`host_at`] for an address that `:PORT` follows (`<HOSTPORT>`): there the
+/// colon after the address is the port separator, not more address.
+pub fn host_port_at(line: &str, start: usize, end: usize) -> Option<IpAddr> {
+    host_token_at(line, start, end, true)
+}
+
+fn host_token_at(line: &str, start: usize, end: usize, port_follows: bool) -> Option<IpAddr> {
     let bytes = line.as_bytes();
     let text = &line[start..end];
     let before = start.checked_sub(1).map(|i| bytes[i]);
@@ -121,6 +173,7 @@ pub fn host_at(line: &str, start: usize, end: usize) -> Option<IpAddr> {
     let ends_inside = match after {
         Some(b) if b.is_ascii_alphanumeric() || b == b'_' => true,
         Some(b'.') => next.is_some_and(|n| n.is_ascii_digit()),
+        Some(b':') if port_follows => next.is_none_or(|n| !n.is_ascii_digit()),
         Some(b':') => !v4 && next.is_some_and(|n| n.is_ascii_hexdigit() || n == b':'),
         _ => false,
     };
