@@ -164,15 +164,11 @@ impl Filter {
 /// session have, and above any sensible maxretry.
 pub const MAX_COUNT: u32 = 20;
 
-/// Runs one expanded failregex and takes the address from its host group;
-/// `None` when the regex does not match or the capture is not a whole,
-/// valid address (see [`tags::host_at`]).
-pub(crate) fn host_in(re: &Regex, line: &str) -> Option<IpAddr> {
-    hit_in(re, line).map(|(addr, _)| addr)
-}
-
-/// [`host_in`] with the failure count: the `count` group read as a decimal
-/// number and capped at [`MAX_COUNT`], 1 when the regex has no such group.
+/// Runs one expanded failregex and takes the address from its host group
+/// (`None` when the regex does not match or the capture is not a whole,
+/// valid address, see [`tags::host_at`]) and the failure count: the
+/// `count` group read as a decimal number and capped at [`MAX_COUNT`], 1
+/// when the regex has no such group.
 /// A count of 0 says the line records no failure, so it is no match; a
 /// count that is not a number (a hand-written group that captured other
 /// text) counts once, as the line did match.

@@ -162,6 +162,8 @@ fn host_token_at(line: &str, start: usize, end: usize, port_follows: bool) -> Op
     // `2001:db8:` + `:1`, `2001:db8::` + `1.2.3.4`.
     let starts_inside = match before {
         Some(b) if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' => true,
+        // Sendmail writes `[IPv6:2001:db8::1]`: that colon ends a label.
+        Some(b':') if line[..start].ends_with("[IPv6:") => false,
         Some(b':') => {
             let prev = start.checked_sub(2).map(|i| bytes[i]);
             prev.is_some_and(|p| p.is_ascii_hexdigit() || p == b':')
@@ -285,6 +287,11 @@ mod tests {
         );
         assert_eq!(host_of(r"from <HOST>", "from 192.0.2.1."), ip("192.0.2.1"));
         assert_eq!(host_of(r"IP:<HOST>", "IP:192.0.2.1"), ip("192.0.2.1"));
+        assert_eq!(
+            host_of(r"\[IPv6:<HOST>\]", "[IPv6:2001:db8::1]"),
+            ip("2001:db8::1")
+        );
+        assert_eq!(host_of(r"xIPv6:<HOST>\]", "[xIPv6:2001:db8::1]"), None);
     }
 
     #[test]
