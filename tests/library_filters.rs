@@ -597,7 +597,8 @@ fn sshd_aggressive_adds_preauth_noise_to_sshd() {
         (s("Connection closed by 192.0.2.7 port 4711 [preauth]"), "192.0.2.7"),
         (s("Connection reset by 2001:db8::7 port 4711 [preauth]"), "2001:db8::7"),
         (s("Disconnected from 192.0.2.7 port 4711 [preauth]"), "192.0.2.7"),
-        (s("Received disconnect from 192.0.2.7 port 4711:11: Bye Bye [preauth]"), "192.0.2.7"),
+        (s("Received disconnect from 192.0.2.7: 11: Bye Bye [preauth]"), "192.0.2.7"),
+        (s("error: Received disconnect from 2001:db8::7: 3: com.jcraft.jsch.JSchException: Auth fail [preauth]"), "2001:db8::7"),
         (s("error: maximum authentication attempts exceeded for root from 192.0.2.7 port 4711 ssh2 [preauth]"), "192.0.2.7"),
         (s("error: maximum authentication attempts exceeded for invalid user x from 192.0.2.7 port 4711 ssh2 [preauth]"), "192.0.2.7"),
         (s("fatal: Timeout before authentication for 192.0.2.7 port 4711"), "192.0.2.7"),
@@ -616,6 +617,8 @@ fn sshd_aggressive_adds_preauth_noise_to_sshd() {
             s("Failed publickey for root from 192.0.2.7 port 4711 ssh2: ED25519 SHA256:x"),
             s("Connection closed by invalid user x 192.0.2.7 port 4711 [preauth]"),
             s("Received disconnect from 192.0.2.7 port 4711:11: disconnected by user"),
+            // Counted from the `Disconnected from` line that follows it.
+            s("Received disconnect from 192.0.2.7 port 4711:11: Bye Bye [preauth]"),
             s("Disconnected from user root 192.0.2.7 port 4711"),
             s("Connection closed by 192.0.2.7 port 4711"),
             s("Server listening on :: port 22."),
@@ -632,7 +635,7 @@ fn sshd_aggressive_client_text_cannot_supply_the_address() {
         &[
             (s("Bad protocol version identification 'x' from 6.6.6.6 port 1' from 192.0.2.7 port 4711"), "192.0.2.7"),
             (s("Unable to negotiate with 192.0.2.7 port 4711: no matching cipher found. Their offer: from 6.6.6.6 port 1 [preauth]"), "192.0.2.7"),
-            (s("Received disconnect from 192.0.2.7 port 4711:11: from 6.6.6.6 port 1 [preauth] [preauth]"), "192.0.2.7"),
+            (s("Received disconnect from 192.0.2.7: 11: from 6.6.6.6: 1: [preauth] [preauth]"), "192.0.2.7"),
             (s("error: maximum authentication attempts exceeded for x from 6.6.6.6 port 1 ssh2 [preauth] from 192.0.2.7 port 4711 ssh2 [preauth]"), "192.0.2.7"),
         ],
     );
@@ -642,6 +645,30 @@ fn sshd_aggressive_client_text_cannot_supply_the_address() {
             "Bad protocol version identification 'from 6.6.6.6 port 1'",
         )],
     );
+}
+
+#[test]
+fn sshd_aggressive_counts_a_preauth_disconnect_once() {
+    let s = |msg: &str| format!("{T} sshd[4711]: {msg}");
+    let session = [
+        s("Connection from 192.0.2.7 port 4711 on 198.51.100.1 port 22 rdomain \"\""),
+        s("Received disconnect from 192.0.2.7 port 4711:11: Bye Bye [preauth]"),
+        s("Disconnected from 192.0.2.7 port 4711 [preauth]"),
+    ];
+    assert_eq!(
+        failures("sshd-aggressive", &session),
+        [("192.0.2.7".to_string(), 1)]
+    );
+    let guessed = [
+        s("Failed password for root from 192.0.2.8 port 4711 ssh2"),
+        s("Received disconnect from 192.0.2.8 port 4711:11: Bye [preauth]"),
+        s("Disconnected from authenticating user root 192.0.2.8 port 4711 [preauth]"),
+    ];
+    assert_eq!(
+        failures("sshd-aggressive", &guessed),
+        [("192.0.2.8".to_string(), 2)]
+    );
+    assert_eq!(failures("sshd", &guessed), [("192.0.2.8".to_string(), 2)]);
 }
 
 // ---------------------------------------------------------------- web
@@ -1063,7 +1090,9 @@ fn sshd_aggressive_agrees_with_fail2ban_samples() {
             "Connection closed by 192.0.2.111 [preauth]",
         ],
     );
-    assert!(both >= 46, "{both}");
+    // fail2ban also counts `Received disconnect from ADDR port N:..`,
+    // which we count from the `Disconnected from` line after it.
+    assert!(both >= 42, "{both}");
 }
 
 #[test]
