@@ -1,6 +1,13 @@
 //! Tag expansion: `<HOST>` and friends become regex pieces, and the text a
 //! host tag captured becomes an address.
 //!
+//! Address tags (exactly one per failregex): `<HOST>` / `<ADDR>` (IPv4 or
+//! IPv6, optionally bracketed), `<IP4>`, `<IP6>`, and `<HOSTPORT>` (an
+//! address followed by `:PORT`). Others: `<COUNT>` (how many failures the
+//! line stands for), and line headers `<SYSLOG>` (BSD or RFC 3339 syslog
+//! header and host name), `<TIMESTAMP>` (the date alone) and
+//! `<APACHE_ERROR>` (Apache 2.4 error log fields up to `[client ...]`).
+//!
 //! The host pattern is deliberately loose (it only has to find the token):
 //! the captured text is then parsed with `std::net::IpAddr`, and a capture
 //! that is not a whole address token (`999.1.1.1`, the `1.2.3.4` inside
@@ -310,6 +317,43 @@ mod tests {
         assert!(out.contains("no <HOST>"));
         let out = expand(r"(?P<user>\w+) <x> <HOST>").unwrap();
         assert!(out.starts_with(r"(?P<user>\w+) <x> "));
+    }
+
+    #[test]
+    fn count_and_header_tags_are_not_address_tags() {
+        assert!(expand("<COUNT> failures")
+            .unwrap_err()
+            .contains("no <HOST>"));
+        assert!(expand("<HOSTPORT> <HOST>")
+            .unwrap_err()
+            .contains("exactly one"));
+        let re = Regex::new(&expand(r"^<TIMESTAMP>n=<COUNT> <HOST>$").unwrap()).unwrap();
+        let caps = re.captures("2024-03-05 16:01:34 n=12 192.0.2.1").unwrap();
+        assert_eq!(&caps[COUNT_GROUP], "12");
+        assert!(re.is_match("Mar 05 16:01:34 n=1 192.0.2.1"));
+        assert!(!re.is_match("Mar 05 16:01:34 host n=1 192.0.2.1"));
+    }
+
+    #[test]
+    fn apache_error_headers() {
+        let re = Regex::new(&expand(r"^<APACHE_ERROR>\[client <HOSTPORT>\] x$").unwrap()).unwrap();
+        for head in [
+            "[Tue Mar 05 16:01:34.123456 2024] [php:notice] [pid 4711] ",
+            "[Tue Mar 05 16:01:34 2024] [auth_basic:error] [pid 4711:tid 140] ",
+            "[Tue Mar  5 16:01:34.1 2024] [:error] [pid 1] ",
+            "Mar  5 16:01:34 web apache2[4711]: [php7:notice] [pid 4711] ",
+            "2024-03-05T16:01:34+01:00 web httpd/vhost[1]: [core:info] [pid 1] ",
+        ] {
+            let line = format!("{head}[client 192.0.2.1:4711] x");
+            assert!(re.is_match(&line), "{line}");
+        }
+        // The client field must follow httpd's own fields directly.
+        assert!(!re.is_match(
+            "[Tue Mar 05 16:01:34 2024] [php:notice] [pid 1] y [client 192.0.2.1:4711] x"
+        ));
+        assert!(!re.is_match(
+            "Mar  5 16:01:34 web cron[1]: [php:notice] [pid 1] [client 192.0.2.1:4711] x"
+        ));
     }
 
     #[test]
