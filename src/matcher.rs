@@ -19,7 +19,7 @@ use std::sync::Arc;
 use memchr::memmem;
 use regex::{Regex, RegexSet, RegexSetBuilder};
 
-use crate::filter::{host_in, literal::required_literal, Filter};
+use crate::filter::{hit_in, literal::required_literal, Filter};
 use crate::message::JailId;
 
 pub struct Matcher {
@@ -141,7 +141,10 @@ impl Matcher {
 
     /// Calls `hit(jail, addr)` for each jail whose failregex matches `line`
     /// (its first failregex that yields an address) and whose ignoreregex
-    /// does not. Jails are reported in the order given to [`Matcher::new`].
+    /// does not; once per failure when the line stands for several (a
+    /// `<COUNT>` group, at most [`crate::filter::MAX_COUNT`]), so counting
+    /// stays the caller's plain one-call-one-failure. Jails are reported in
+    /// the order given to [`Matcher::new`].
     pub fn scan(&self, line: &str, mut hit: impl FnMut(JailId, IpAddr)) {
         let literal = self.literal_gate.as_ref().is_some_and(|g| g.is_match(line));
         let set = self.set.as_ref().filter(|s| s.is_match(line));
@@ -165,12 +168,14 @@ impl Matcher {
                 continue;
             }
             let (jail, filter) = &self.jails[p.slot];
-            let Some(addr) = host_in(&filter.failregex[p.index], line) else {
+            let Some((addr, count)) = hit_in(&filter.failregex[p.index], line) else {
                 continue;
             };
             done_slot = p.slot;
             if !filter.ignoreregex.iter().any(|re| re.is_match(line)) {
-                hit(*jail, addr);
+                for _ in 0..count {
+                    hit(*jail, addr);
+                }
             }
         }
     }
@@ -273,6 +278,32 @@ mod tests {
         assert_eq!(
             hits(&m, "a 999.9.9.9 b=192.0.2.4"),
             vec![(0, "192.0.2.4".into())]
+        );
+    }
+
+    #[test]
+    fn a_counted_line_is_reported_once_per_failure() {
+        let m = Matcher::new(vec![
+            (0, filter(&["failed <COUNT> times from <HOST>$"], &[])),
+            (1, filter(&["from <HOST>$"], &[])),
+        ]);
+        let h = hits(&m, "failed 3 times from 192.0.2.1");
+        assert_eq!(
+            h,
+            vec![
+                (0, "192.0.2.1".into()),
+                (0, "192.0.2.1".into()),
+                (0, "192.0.2.1".into()),
+                (1, "192.0.2.1".into())
+            ]
+        );
+        assert_eq!(
+            hits(&m, "failed 4000000000 times from 192.0.2.1").len(),
+            crate::filter::MAX_COUNT as usize + 1
+        );
+        assert_eq!(
+            hits(&m, "failed 0 times from 192.0.2.1"),
+            vec![(1, "192.0.2.1".into())]
         );
     }
 

@@ -42,7 +42,9 @@ const T: &str = "Mar  5 16:01:34 mx1";
 
 #[test]
 fn every_library_filter_compiles_and_says_what_it_is() {
-    assert_eq!(library_names(), ["postfix-sasl", "sshd"]);
+    for name in ["postfix-sasl", "sshd"] {
+        assert!(library_names().contains(&name), "{name} missing");
+    }
     for name in library_names() {
         let def = FilterDef::parse(library(name).unwrap(), name).unwrap();
         assert!(!def.description.is_empty(), "{name} has no description");

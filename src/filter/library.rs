@@ -9,7 +9,23 @@ macro_rules! filters {
     };
 }
 
-filters!("postfix-sasl", "sshd");
+filters!(
+    "apache-auth",
+    "courier-auth",
+    "cyrus-imap",
+    "dovecot",
+    "exim",
+    "kopano-webapp",
+    "nginx-http-auth",
+    "postfix",
+    "postfix-sasl",
+    "roundcube-auth",
+    "sasl",
+    "sogo-auth",
+    "sshd",
+    "sshd-aggressive",
+    "zimbra-submission",
+);
 
 /// The TOML text of a built-in filter.
 pub fn library(name: &str) -> Option<&'static str> {

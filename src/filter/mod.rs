@@ -144,18 +144,58 @@ impl Filter {
     /// The matcher does the same for many filters at once; this is the
     /// one-filter reference used by tests and tools.
     pub fn find(&self, line: &str) -> Option<IpAddr> {
-        let addr = self.failregex.iter().find_map(|re| host_in(re, line))?;
-        (!self.ignoreregex.iter().any(|re| re.is_match(line))).then_some(addr)
+        self.find_counted(line).map(|(addr, _)| addr)
+    }
+
+    /// [`Filter::find`] with the number of failures the line stands for
+    /// (see [`MAX_COUNT`]); a line that says it stands for none is no match.
+    pub fn find_counted(&self, line: &str) -> Option<(IpAddr, u32)> {
+        let hit = self.failregex.iter().find_map(|re| hit_in(re, line))?;
+        (!self.ignoreregex.iter().any(|re| re.is_match(line))).then_some(hit)
     }
 }
 
-/// Runs one expanded failregex and takes the address from its host group;
-/// `None` when the regex does not match or the capture is not a whole,
-/// valid address (see [`tags::host_at`]).
-pub(crate) fn host_in(re: &Regex, line: &str) -> Option<IpAddr> {
+/// The most failures one line may stand for. The number is written by the
+/// logging program but sits in a line an attacker can shape, and the
+/// matcher reports each failure separately: without a cap a single line
+/// (`auth=0/4000000000`) would mean billions of calls, and any value above
+/// maxretry bans at once anyway. 20 is Postfix's default
+/// `smtpd_hard_error_limit`, the most failures an honest server lets one
+/// session have, and above any sensible maxretry.
+pub const MAX_COUNT: u32 = 20;
+
+/// Runs one expanded failregex and takes the address from its host group
+/// (`None` when the regex does not match or the capture is not a whole,
+/// valid address, see [`tags::host_at`]) and the failure count: the
+/// `count` group read as a decimal number and capped at [`MAX_COUNT`], 1
+/// when the regex has no such group.
+/// A count of 0 says the line records no failure, so it is no match; a
+/// count that is not a number (a hand-written group that captured other
+/// text) counts once, as the line did match.
+pub(crate) fn hit_in(re: &Regex, line: &str) -> Option<(IpAddr, u32)> {
     let caps = re.captures(line)?;
-    let host = caps.name(tags::HOST_GROUP)?;
-    tags::host_at(line, host.start(), host.end())
+    let addr = if let Some(host) = caps.name(tags::HOST_GROUP) {
+        tags::host_at(line, host.start(), host.end())
+    } else {
+        let host = caps.name(tags::HOST_PORT_GROUP)?;
+        tags::host_port_at(line, host.start(), host.end())
+    }?;
+    let count = caps
+        .name(tags::COUNT_GROUP)
+        .map_or(1, |c| parse_count(c.as_str()));
+    (count > 0).then_some((addr, count))
+}
+
+/// Decimal digits, saturating at [`MAX_COUNT`] however many there are.
+fn parse_count(text: &str) -> u32 {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return 1;
+    }
+    text.bytes().fold(0u32, |n, b| {
+        n.saturating_mul(10)
+            .saturating_add(u32::from(b - b'0'))
+            .min(MAX_COUNT)
+    })
 }
 
 #[cfg(test)]
@@ -218,6 +258,62 @@ mod tests {
         let f = Filter::compile(&def(&["from <HOST>$"], &["^trusted from <HOST>$"]), "t").unwrap();
         assert_eq!(f.find("from 192.0.2.1"), "192.0.2.1".parse().ok());
         assert_eq!(f.find("trusted from 192.0.2.1"), None);
+    }
+
+    #[test]
+    fn count_group_is_parsed_capped_and_zero_is_no_match() {
+        let f = Filter::compile(&def(&[r"from <HOST> failed=<COUNT>$"], &[]), "c").unwrap();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(f.find_counted("from 192.0.2.1 failed=3"), Some((ip, 3)));
+        assert_eq!(f.find_counted("from 192.0.2.1 failed=20"), Some((ip, 20)));
+        assert_eq!(
+            f.find_counted("from 192.0.2.1 failed=21"),
+            Some((ip, MAX_COUNT))
+        );
+        assert_eq!(
+            f.find_counted("from 192.0.2.1 failed=99999999999999999999999"),
+            Some((ip, MAX_COUNT))
+        );
+        assert_eq!(f.find_counted("from 192.0.2.1 failed=007"), Some((ip, 7)));
+        assert_eq!(f.find_counted("from 192.0.2.1 failed=0"), None);
+        assert_eq!(f.find_counted("from 192.0.2.1 failed=000"), None);
+        // Without a count group a match is one failure.
+        let one = Filter::compile(&def(&[r"from <HOST>$"], &[]), "o").unwrap();
+        assert_eq!(one.find_counted("from 192.0.2.1"), Some((ip, 1)));
+        // A hand-written group with other text counts once.
+        let odd = Filter::compile(&def(&[r"from <HOST> n=(?P<count>\w+)$"], &[]), "x").unwrap();
+        assert_eq!(odd.find_counted("from 192.0.2.1 n=many"), Some((ip, 1)));
+        assert_eq!(odd.find_counted("from 192.0.2.1 n=2"), Some((ip, 2)));
+    }
+
+    #[test]
+    fn hostport_takes_the_port_off_unbracketed_ipv6() {
+        let f = Filter::compile(&def(&[r"^\[client <HOSTPORT>\] x$"], &[]), "hp").unwrap();
+        let got = |l: &str| f.find(l).map(|a| a.to_string());
+        assert_eq!(
+            got("[client 192.0.2.1:4711] x").as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(
+            got("[client 2001:db8::1:4711] x").as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            got("[client 2001:db8::25:80] x").as_deref(),
+            Some("2001:db8::25")
+        );
+        assert_eq!(
+            got("[client [2001:db8::1]:4711] x").as_deref(),
+            Some("2001:db8::1")
+        );
+        assert_eq!(
+            got("[client ::ffff:192.0.2.9:4711] x").as_deref(),
+            Some("192.0.2.9")
+        );
+        // The port is required: without it the address is not trusted.
+        assert_eq!(got("[client 192.0.2.1] x"), None);
+        assert_eq!(got("[client 999.0.2.1:80] x"), None);
+        assert_eq!(got("[client 1.192.0.2.1:80] x"), None);
     }
 
     #[test]

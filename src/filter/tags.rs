@@ -1,6 +1,13 @@
 //! Tag expansion: `<HOST>` and friends become regex pieces, and the text a
 //! host tag captured becomes an address.
 //!
+//! Address tags (exactly one per failregex): `<HOST>` / `<ADDR>` (IPv4 or
+//! IPv6, optionally bracketed), `<IP4>`, `<IP6>`, and `<HOSTPORT>` (an
+//! address followed by `:PORT`). Others: `<COUNT>` (how many failures the
+//! line stands for), and line headers `<SYSLOG>` (BSD or RFC 3339 syslog
+//! header and host name), `<TIMESTAMP>` (the date alone) and
+//! `<APACHE_ERROR>` (Apache 2.4 error log fields up to `[client ...]`).
+//!
 //! The host pattern is deliberately loose (it only has to find the token):
 //! the captured text is then parsed with `std::net::IpAddr`, and a capture
 //! that is not a whole address token (`999.1.1.1`, the `1.2.3.4` inside
@@ -12,6 +19,15 @@ use std::net::IpAddr;
 
 /// Name of the capture group every failregex gets for the address.
 pub const HOST_GROUP: &str = "host";
+
+/// Name of the group `<HOSTPORT>` captures its address in: the address is
+/// followed by `:PORT`, so there a colon and digits end the token instead of
+/// continuing it (`2001:db8::1:4711` is `2001:db8::1`, port 4711).
+pub const HOST_PORT_GROUP: &str = "hostport";
+
+/// Name of the group that says how many failures one line stands for
+/// (`<COUNT>`, or written by hand as `(?P<count>...)`).
+pub const COUNT_GROUP: &str = "count";
 
 // ASCII classes throughout (`[0-9]`, not `\d`): they mean what a log
 // writes, and keep the automata small, which makes extracting the host
@@ -32,6 +48,29 @@ const SYSLOG: &str = concat!(
     r" [^ ]+ ",
 );
 
+/// The timestamp part of [`SYSLOG`] alone, for logs a program writes itself
+/// with a syslog-like date but no host name (Dovecot's `log_path`, Exim's
+/// mainlog).
+const TIMESTAMP: &str = concat!(
+    r"(?:[A-Z][a-z]{2} [ 0-9]?[0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?",
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)",
+    r" ",
+);
+
+/// An Apache 2.4 error log line up to its `[client ...]` field:
+/// `[Tue Mar 05 16:01:34.123456 2024] [module:level] [pid N(:tid N)] `,
+/// written to a file or, after a syslog header, by `ErrorLog syslog:`.
+/// The fields are fixed by httpd, so a filter that follows this with
+/// `\[client <HOSTPORT>\]` takes the client from its fixed place, before any
+/// request text (URL, user name) the client chose.
+const APACHE_ERROR: &str = concat!(
+    r"(?:\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ 0-9]?[0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)? [0-9]{4}\] ",
+    r"|(?:<[0-9]{1,3}>)?(?:[A-Z][a-z]{2} [ 0-9]?[0-9] [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?",
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:[.,][0-9]+)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)",
+    r" [^ ]+ (?:apache2|httpd)(?:/[A-Za-z0-9_.-]+)?(?:\[[0-9]+\])?: )",
+    r"\[[A-Za-z0-9_]*:[a-z0-9]+\] \[pid [0-9]+(?::tid [0-9]+)?\] ",
+);
+
 /// The tags a filter may use, and what each expands to.
 fn tag(name: &str) -> Option<(String, bool)> {
     let host = |inner: &str, brackets: bool| {
@@ -46,7 +85,17 @@ fn tag(name: &str) -> Option<(String, bool)> {
         "HOST" | "ADDR" => (host(&format!("{IP4}|{IP6}"), true), true),
         "IP4" => (host(IP4, false), true),
         "IP6" => (host(IP6, true), true),
+        // Brackets are optional around IPv6 (`[2001:db8::1]:80`, Apache's
+        // `2001:db8::1:80`); the port is required, which is what makes the
+        // unbracketed form unambiguous.
+        "HOSTPORT" => (
+            format!(r"\[?(?P<{HOST_PORT_GROUP}>{IP4}|{IP6})\]?:[0-9]{{1,5}}"),
+            true,
+        ),
+        "COUNT" => (format!("(?P<{COUNT_GROUP}>[0-9]+)"), false),
         "SYSLOG" => (SYSLOG.to_string(), false),
+        "TIMESTAMP" => (TIMESTAMP.to_string(), false),
+        "APACHE_ERROR" => (APACHE_ERROR.to_string(), false),
         _ => return None,
     })
 }
@@ -100,6 +149,16 @@ fn expand_tags(regex: &str) -> (String, usize) {
 /// The address a host tag captured at `start..end` of `line`, if that text is
 /// a whole address token. IPv4-mapped IPv6 comes out as IPv4.
 pub fn host_at(line: &str, start: usize, end: usize) -> Option<IpAddr> {
+    host_token_at(line, start, end, false)
+}
+
+/// [`host_at`] for an address that `:PORT` follows (`<HOSTPORT>`): there the
+/// colon after the address is the port separator, not more address.
+pub fn host_port_at(line: &str, start: usize, end: usize) -> Option<IpAddr> {
+    host_token_at(line, start, end, true)
+}
+
+fn host_token_at(line: &str, start: usize, end: usize, port_follows: bool) -> Option<IpAddr> {
     let bytes = line.as_bytes();
     let text = &line[start..end];
     let before = start.checked_sub(1).map(|i| bytes[i]);
@@ -110,6 +169,8 @@ pub fn host_at(line: &str, start: usize, end: usize) -> Option<IpAddr> {
     // `2001:db8:` + `:1`, `2001:db8::` + `1.2.3.4`.
     let starts_inside = match before {
         Some(b) if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' => true,
+        // Sendmail writes `[IPv6:2001:db8::1]`: that colon ends a label.
+        Some(b':') if line[..start].ends_with("[IPv6:") => false,
         Some(b':') => {
             let prev = start.checked_sub(2).map(|i| bytes[i]);
             prev.is_some_and(|p| p.is_ascii_hexdigit() || p == b':')
@@ -121,6 +182,7 @@ pub fn host_at(line: &str, start: usize, end: usize) -> Option<IpAddr> {
     let ends_inside = match after {
         Some(b) if b.is_ascii_alphanumeric() || b == b'_' => true,
         Some(b'.') => next.is_some_and(|n| n.is_ascii_digit()),
+        Some(b':') if port_follows => next.is_none_or(|n| !n.is_ascii_digit()),
         Some(b':') => !v4 && next.is_some_and(|n| n.is_ascii_hexdigit() || n == b':'),
         _ => false,
     };
@@ -232,6 +294,11 @@ mod tests {
         );
         assert_eq!(host_of(r"from <HOST>", "from 192.0.2.1."), ip("192.0.2.1"));
         assert_eq!(host_of(r"IP:<HOST>", "IP:192.0.2.1"), ip("192.0.2.1"));
+        assert_eq!(
+            host_of(r"\[IPv6:<HOST>\]", "[IPv6:2001:db8::1]"),
+            ip("2001:db8::1")
+        );
+        assert_eq!(host_of(r"xIPv6:<HOST>\]", "[xIPv6:2001:db8::1]"), None);
     }
 
     #[test]
@@ -250,6 +317,43 @@ mod tests {
         assert!(out.contains("no <HOST>"));
         let out = expand(r"(?P<user>\w+) <x> <HOST>").unwrap();
         assert!(out.starts_with(r"(?P<user>\w+) <x> "));
+    }
+
+    #[test]
+    fn count_and_header_tags_are_not_address_tags() {
+        assert!(expand("<COUNT> failures")
+            .unwrap_err()
+            .contains("no <HOST>"));
+        assert!(expand("<HOSTPORT> <HOST>")
+            .unwrap_err()
+            .contains("exactly one"));
+        let re = Regex::new(&expand(r"^<TIMESTAMP>n=<COUNT> <HOST>$").unwrap()).unwrap();
+        let caps = re.captures("2024-03-05 16:01:34 n=12 192.0.2.1").unwrap();
+        assert_eq!(&caps[COUNT_GROUP], "12");
+        assert!(re.is_match("Mar 05 16:01:34 n=1 192.0.2.1"));
+        assert!(!re.is_match("Mar 05 16:01:34 host n=1 192.0.2.1"));
+    }
+
+    #[test]
+    fn apache_error_headers() {
+        let re = Regex::new(&expand(r"^<APACHE_ERROR>\[client <HOSTPORT>\] x$").unwrap()).unwrap();
+        for head in [
+            "[Tue Mar 05 16:01:34.123456 2024] [php:notice] [pid 4711] ",
+            "[Tue Mar 05 16:01:34 2024] [auth_basic:error] [pid 4711:tid 140] ",
+            "[Tue Mar  5 16:01:34.1 2024] [:error] [pid 1] ",
+            "Mar  5 16:01:34 web apache2[4711]: [php7:notice] [pid 4711] ",
+            "2024-03-05T16:01:34+01:00 web httpd/vhost[1]: [core:info] [pid 1] ",
+        ] {
+            let line = format!("{head}[client 192.0.2.1:4711] x");
+            assert!(re.is_match(&line), "{line}");
+        }
+        // The client field must follow httpd's own fields directly.
+        assert!(!re.is_match(
+            "[Tue Mar 05 16:01:34 2024] [php:notice] [pid 1] y [client 192.0.2.1:4711] x"
+        ));
+        assert!(!re.is_match(
+            "Mar  5 16:01:34 web cron[1]: [php:notice] [pid 1] [client 192.0.2.1:4711] x"
+        ));
     }
 
     #[test]
