@@ -275,11 +275,14 @@ fn timestamps_agree_with_fail2ban_sample_logs() {
 #[ignore]
 fn timestamps_throughput() {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_717_243_200);
+    let junk = "z".repeat(100_000);
     let cases = [
         ("bsd syslog", "Mar  5 16:01:34 host sshd[1234]: Failed password for root from 192.0.2.1 port 22 ssh2"),
         ("iso 8601", "2024-03-05T16:01:34.123456+01:00 host sshd[1234]: Failed password for root from 192.0.2.1"),
         ("access log", r#"192.0.2.1 - - [05/Mar/2024:16:01:34 +0100] "GET /wp-login.php HTTP/1.1" 404 153"#),
         ("epoch", "1709654494.123 host sshd[1234]: Failed password for root from 192.0.2.1"),
+        ("no date", "host sshd[1234]: Failed password for root from 192.0.2.1 port 22 ssh2 at :34"),
+        ("100kB junk", junk.as_str()),
     ];
     for (name, line) in cases {
         // Varying seconds so no cache sees the same line twice in a row.
@@ -287,14 +290,19 @@ fn timestamps_throughput() {
             .map(|s| line.replacen(":34", &format!(":{s:02}"), 1))
             .collect();
         let mut d = DateDetector::auto().with_zone(Zone::named("Europe/Zurich").expect("zone"));
-        let n = 2_000_000;
+        let n = if line.len() > 1000 { 200 } else { 200_000 };
         let start = std::time::Instant::now();
         let mut found = 0usize;
         for i in 0..n {
             found += usize::from(d.find(&lines[i % lines.len()], now).is_some());
         }
         let secs = start.elapsed().as_secs_f64();
-        assert_eq!(found, n, "{name}: every line has a date");
+        let expected = if name.starts_with("no") || name.contains("junk") {
+            0
+        } else {
+            n
+        };
+        assert_eq!(found, expected, "{name}");
         println!("{name:<12} {:>10.0} lines/s", n as f64 / secs);
     }
 }

@@ -1,6 +1,8 @@
 //! The templates tried when a source has no `datepattern`: the formats
 //! fail2ban's date detector knows, in its order of preference.
 
+use std::sync::OnceLock;
+
 use super::template::Template;
 
 /// One default template.
@@ -80,8 +82,14 @@ fn build(d: &Default, line_begin: bool) -> Option<Template> {
 
 /// The full list for auto-detection: line-start anchored copies first,
 /// because a date at the line start is the common case and the safest
-/// reading, then every format anywhere in the line.
+/// reading, then every format anywhere in the line. Compiled once per
+/// process; each detector gets its own copy (the regexes are shared).
 pub(crate) fn all() -> Vec<Template> {
+    static ALL: OnceLock<Vec<Template>> = OnceLock::new();
+    ALL.get_or_init(compile_all).clone()
+}
+
+fn compile_all() -> Vec<Template> {
     let mut out: Vec<Template> = DEFAULTS
         .iter()
         .filter(|d| !anchored(d))
