@@ -178,10 +178,44 @@ fn generated_lines() -> Vec<String> {
         "2024-03-05 29:01:34",
         "2024-1-05T1:2:3",
         "1999-03-05 16:01:34",
+        "05/Mar/2024:16:01:34",
+        "5-mar-2024 16:01:34",
+        "31/Dec/2023 6:01:34",
+        "05/Mar-2024:16:01:34",
+        "30/Feb/2024:24:01:34",
+        "05/Mar/2024::16:01:34",
     ];
     let tails = [
-        "", ".1", ".123456", ".1234567", ",5", " 2022", " 2022x", ".5 2023", "Z", " +01:00",
-        "+0100", "  -05", " UTC", " GMT", "+01:", "+2500", " Zed", "x", "5", " host", ":", "]",
+        "",
+        ".1",
+        ".123456",
+        ".1234567",
+        ",5",
+        " 2022",
+        " 2022x",
+        ".5 2023",
+        "Z",
+        " +01:00",
+        "+0100",
+        "  -05",
+        " UTC",
+        " GMT",
+        "+01:",
+        "+2500",
+        " Zed",
+        "x",
+        "5",
+        " host",
+        ":",
+        "]",
+        " +0100]",
+        " z",
+        " utc]",
+        " -0130\"",
+        "\x0c+0100",
+        " \u{a0}+0100",
+        "\u{a0}x",
+        "\t-0100",
     ];
     let mut out = Vec::new();
     for p in prefixes {
@@ -197,11 +231,11 @@ fn generated_lines() -> Vec<String> {
 
 #[test]
 fn timestamp_fast_readers_agree_with_regex() {
-    use super::defaults::{ISO, SYSLOG};
+    use super::defaults::{ACCESS, ISO, SYSLOG};
     use super::fast::Fast;
     use super::fast::ISO_PINNED;
     let mut compared = 0;
-    for pattern in [SYSLOG, ISO, ISO_PINNED] {
+    for pattern in [SYSLOG, ISO, ISO_PINNED, ACCESS] {
         for anchored in [false, true] {
             let text = if anchored {
                 format!("{{^LN-BEG}}{pattern}")
