@@ -314,6 +314,7 @@ fn timestamp_invalid_dates_give_none() {
     // Years beyond what an instant can hold.
     assert_eq!(pinned("^%s", "999999999999 x"), None);
     assert_eq!(pinned("^%Y-%m-%d", "0000-00-01 x"), None);
+    assert_eq!(pinned("^%Y-%m-%d", "0000-01-01 x"), None);
     // Year 1 is a valid date, long before the epoch.
     let (t, _, _) = pinned("^%Y-%m-%d %H:%M:%S", "0001-01-01 00:00:00 x").unwrap();
     assert_eq!(t, -62135596800);
@@ -789,4 +790,10 @@ fn timestamp_fail2ban_filter_datepatterns() {
     if tried == 0 {
         eprintln!("fail2ban filters not installed; nothing checked");
     }
+}
+
+#[test]
+fn timestamp_detector_can_move_between_threads() {
+    fn send<T: Send>(_: &T) {}
+    send(&DateDetector::auto());
 }
