@@ -1,6 +1,8 @@
 //! The templates tried when a source has no `datepattern`: the formats
 //! fail2ban's date detector knows, in its order of preference.
 
+use std::sync::OnceLock;
+
 use super::template::Template;
 
 /// One default template.
@@ -17,6 +19,9 @@ pub(crate) const ISO: &str =
 /// BSD syslog and asctime; also read by hand (`fast`).
 pub(crate) const SYSLOG: &str = r"(?:%a )?%b %d %k:%M:%S(?:\.%f)?(?: %ExY)?";
 
+/// Apache/nginx access logs and relatives; also read by hand (`fast`).
+pub(crate) const ACCESS: &str = r"%d(?P<_sep>[-/])%b(?P=_sep)%ExY[ :]?%H:%M:%S(?:\.%f)?(?: %z)?";
+
 /// Each format once, unanchored. The order decides ties: more specific
 /// formats come before ones that could match a part of them.
 pub(crate) const DEFAULTS: [Default; 17] = [
@@ -32,7 +37,7 @@ pub(crate) const DEFAULTS: [Default; 17] = [
     Default::Pattern(r"%d(?P<_sep>[-/])%m(?P=_sep)(?:%ExY|%Exy) %k:%M:%S"),
     // Apache/nginx access log [05/Mar/2022:16:01:34 +0100], named and
     // roundcube 26-Jul-2007 15:20:52.252 +0200.
-    Default::Pattern(r"%d(?P<_sep>[-/])%b(?P=_sep)%ExY[ :]?%H:%M:%S(?:\.%f)?(?: %z)?"),
+    Default::Pattern(ACCESS),
     // cPanel: 05/20/2008:01:57:39.
     Default::Pattern(r"%m/%d/%ExY:%H:%M:%S"),
     // Month first with a fraction, so it is not taken for day first:
@@ -80,8 +85,14 @@ fn build(d: &Default, line_begin: bool) -> Option<Template> {
 
 /// The full list for auto-detection: line-start anchored copies first,
 /// because a date at the line start is the common case and the safest
-/// reading, then every format anywhere in the line.
+/// reading, then every format anywhere in the line. Compiled once per
+/// process; each detector gets its own copy (the regexes are shared).
 pub(crate) fn all() -> Vec<Template> {
+    static ALL: OnceLock<Vec<Template>> = OnceLock::new();
+    ALL.get_or_init(compile_all).clone()
+}
+
+fn compile_all() -> Vec<Template> {
     let mut out: Vec<Template> = DEFAULTS
         .iter()
         .filter(|d| !anchored(d))

@@ -6,7 +6,7 @@
 //! gives up (returns `None`) wherever the regex would have to backtrack
 //! further, so the caller falls back to the regex and results never differ.
 
-use super::defaults::{ISO, SYSLOG};
+use super::defaults::{ACCESS, ISO, SYSLOG};
 use super::directives::{exact_year_ok, month_number};
 use super::fields::Fields;
 use super::template::fraction_nanos;
@@ -19,6 +19,8 @@ pub(crate) enum Fast {
     /// `%ExY(?P<_sep>[-/.])%m(?P=_sep)%d` then `(?:T|  ?)` (default) or
     /// `[T ]` (the form many filters pin), then `%H:%M:%S(?:[.,]%f)?(?:\s*%z)?`.
     Iso { one_separator: bool },
+    /// `%d(?P<_sep>[-/])%b(?P=_sep)%ExY[ :]?%H:%M:%S(?:\.%f)?(?: %z)?`
+    Access,
 }
 
 /// The ISO form filters pin, with exactly one `T` or space before the time.
@@ -30,6 +32,7 @@ impl Fast {
         let p = pattern.strip_prefix("{^LN-BEG}").unwrap_or(pattern);
         match p {
             SYSLOG => Some(Fast::Syslog),
+            ACCESS => Some(Fast::Access),
             ISO => Some(Fast::Iso {
                 one_separator: false,
             }),
@@ -47,6 +50,7 @@ impl Fast {
         match self {
             Fast::Syslog => r.syslog(),
             Fast::Iso { one_separator } => r.iso(one_separator),
+            Fast::Access => r.access(),
         }
     }
 }
@@ -213,24 +217,16 @@ impl Reader<'_> {
                 self.i += 1;
             }
         }
-        // `%H` is `[0-1]?\d|2[0-3]`.
-        let (a, b) = (self.at(0)?, self.at(1));
-        let hour = if matches!(a, b'0'..=b'1') && digit(b).is_some() && self.at(2) == Some(b':') {
-            self.i += 3;
-            digit(Some(a))? * 10 + digit(b)?
-        } else if digit(Some(a)).is_some() && b == Some(b':') {
-            self.i += 2;
-            digit(Some(a))?
-        } else if a == b'2' && matches!(b, Some(b'0'..=b'3')) && self.at(2) == Some(b':') {
-            self.i += 3;
-            20 + digit(b)?
-        } else {
-            return None;
-        };
+        let hour = self.hour24()?;
         let minute = self.number(b'5', b':')?;
         let second = self.seconds()?;
         let nanos = self.fraction(b".,")?;
-        let offset = self.zone();
+        // `\s` is Unicode-aware in the regex: after a non-ASCII byte there
+        // may be a zone only the regex sees.
+        if self.line.get(self.blanks_end()).is_some_and(|b| *b >= 0x80) {
+            return None;
+        }
+        let offset = self.zone(true);
         let fields = Fields {
             year: Some(year),
             month: Some(month),
@@ -245,12 +241,95 @@ impl Reader<'_> {
         Some((self.i, fields))
     }
 
-    /// `(?:\s*%z)?`: consumed only when a zone follows the blanks.
-    fn zone(&mut self) -> Option<i32> {
+    /// Where the ASCII white space (`\s`) from the current byte ends.
+    fn blanks_end(&self) -> usize {
         let mut j = self.i;
-        while matches!(self.line.get(j), Some(b' ' | b'\t')) {
+        while matches!(
+            self.line.get(j),
+            Some(b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+        ) {
             j += 1;
         }
+        j
+    }
+
+    /// `%H` (`[0-1]?\d|2[0-3]`) followed by `:`, which is consumed.
+    fn hour24(&mut self) -> Option<i8> {
+        let (a, b) = (self.at(0)?, self.at(1));
+        let colon_at = |k| self.at(k) == Some(b':');
+        let (len, hour) = if matches!(a, b'0'..=b'1') && digit(b).is_some() && colon_at(2) {
+            (3, digit(Some(a))? * 10 + digit(b)?)
+        } else if digit(Some(a)).is_some() && b == Some(b':') {
+            (2, digit(Some(a))?)
+        } else if a == b'2' && matches!(b, Some(b'0'..=b'3')) && colon_at(2) {
+            (3, 20 + digit(b)?)
+        } else {
+            return None;
+        };
+        self.i += len;
+        Some(hour)
+    }
+
+    fn access(&mut self) -> Option<(usize, Fields)> {
+        let day = self.day(|b| matches!(b, Some(b'-' | b'/')))?;
+        let sep = self.at(0)?;
+        self.i += 1;
+        let month = month_number(std::str::from_utf8(self.line.get(self.i..self.i + 3)?).ok()?)?;
+        self.i += 3;
+        self.byte(sep)?;
+        let y = self.line.get(self.i..self.i + 4)?;
+        if !exact_year_ok(y) {
+            return None;
+        }
+        let year = year_value(y);
+        self.i += 4;
+        if matches!(self.at(0), Some(b' ' | b':')) {
+            self.i += 1;
+        }
+        let hour = self.hour24()?;
+        let minute = self.number(b'5', b':')?;
+        let second = self.seconds()?;
+        let nanos = self.fraction(b".")?;
+        // `(?: %z)?`, in a pattern that `%b` makes case-insensitive: a
+        // lower-case `utc` matches there but is no zone fail2ban knows, so
+        // such lines are left to the regex path.
+        let offset = if self.at(0) == Some(b' ') {
+            let before = self.i;
+            self.i += 1;
+            let z = self.zone(false);
+            if z.is_none() {
+                let rest = self.line.get(self.i..).unwrap_or_default();
+                let folded = [&b"z"[..], b"utc", b"gmt"].iter().any(|l| {
+                    rest.get(..l.len())
+                        .is_some_and(|h| h.eq_ignore_ascii_case(l))
+                });
+                if folded {
+                    return None;
+                }
+                self.i = before;
+            }
+            z
+        } else {
+            None
+        };
+        let fields = Fields {
+            year: Some(year),
+            month: Some(month),
+            day: Some(day),
+            hour,
+            minute,
+            second,
+            nanos,
+            offset,
+            ..Fields::default()
+        };
+        Some((self.i, fields))
+    }
+
+    /// `%z` (`Z|UTC|GMT|[+-][01]\d(?::?\d{2})?`), after blanks if `blanks`
+    /// (`\s*`); consumed only when a zone is there.
+    fn zone(&mut self, blanks: bool) -> Option<i32> {
+        let j = if blanks { self.blanks_end() } else { self.i };
         let rest = self.line.get(j..)?;
         for lit in [&b"Z"[..], b"UTC", b"GMT"] {
             if rest.starts_with(lit) {

@@ -88,6 +88,10 @@ impl Fields {
             Some(y) => (y, false),
             None => (i32::from(now_civil(cache).year()), true),
         };
+        // fail2ban (Python's datetime) knows years 1 to 9999 only.
+        if !(1..=9999).contains(&year) {
+            return None;
+        }
         let year16 = i16::try_from(year).ok()?;
         let (month, day, assume_today) = match (self.month, self.day, self.yday) {
             (Some(m), Some(d), _) => (m, d, false),

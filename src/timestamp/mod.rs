@@ -11,6 +11,20 @@
 //! `datepattern` syntax ([`DateDetector::from_fail2ban`]). Whichever matched
 //! last is tried first on the next line, at the same place, which makes the
 //! steady state one cheap check per line.
+//!
+//! Auto-detection knows fail2ban's default formats: ISO 8601 / RFC 3339 with
+//! `-`, `/` or `.` between date fields (so also RFC 5424 and nginx error
+//! logs), BSD syslog and asctime (Apache error logs) with optional weekday,
+//! fraction and year, Apache/nginx access logs, day-first and month-first
+//! numeric dates, cPanel, MySQL, Tomcat, ASSP, basic ISO 8601, epoch seconds
+//! (line start, `[...]`, SELinux `audit(...)`), time-of-day only, and
+//! TAI64N. Each is tried anchored at the line start first, then anywhere.
+//!
+//! Filling in what a line leaves out follows fail2ban too: no year means
+//! this year unless that is more than a day ahead of `now`; no date means
+//! today unless ahead of `now`; a pattern that matches an empty date means
+//! the previous line's date if under a minute old, else `now`. Impossible
+//! dates give `None` rather than a guess.
 
 mod defaults;
 mod directives;

@@ -7,7 +7,7 @@
 //! they are simple and sit at the line start, so no regex is needed.
 
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use fancy_regex::{Captures, Regex};
 
@@ -85,10 +85,45 @@ impl Slot {
     }
 }
 
+/// The regex crate where the pattern allows (linear time, no allocation
+/// per search); fancy-regex where it needs back-references or look-around.
+pub(crate) enum Engine {
+    Plain {
+        re: regex::Regex,
+        /// Reused between searches so a search allocates nothing; a mutex
+        /// only so compiled templates can be shared, never contended since
+        /// each detector has its own copy.
+        locations: Mutex<regex::CaptureLocations>,
+    },
+    Fancy {
+        re: Regex,
+        /// A plain regex matching wherever `re` does and possibly more: its
+        /// linear scan rules out most lines and tells where the backtracking
+        /// engine can start.
+        prefilter: Option<regex::Regex>,
+    },
+}
+
+impl Clone for Engine {
+    fn clone(&self) -> Engine {
+        match self {
+            Engine::Plain { re, .. } => Engine::Plain {
+                re: re.clone(),
+                locations: Mutex::new(re.capture_locations()),
+            },
+            Engine::Fancy { re, prefilter } => Engine::Fancy {
+                re: re.clone(),
+                prefilter: prefilter.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Clone)]
 pub(crate) enum Kind {
     /// A `%`-pattern, or a pattern with `{EPOCH}` in it (`epoch` set).
     Regex {
-        re: Regex,
+        engine: Engine,
         slots: Vec<(usize, Slot)>,
         /// For `{EPOCH}` patterns: the group with the number, and whether
         /// milli/microsecond forms are allowed.
@@ -105,6 +140,7 @@ pub(crate) enum Kind {
     Empty,
 }
 
+#[derive(Clone)]
 pub(crate) struct Template {
     pub name: String,
     /// Only ever matches at the line start, so a kept template is retried
@@ -194,46 +230,61 @@ impl Template {
         epoch: Option<(usize, bool)>,
         fast: Option<Fast>,
     ) -> Result<Template, DatePatternError> {
-        let re = Regex::new(regex).map_err(|e| DatePatternError::Regex {
-            pattern: name.to_string(),
-            source: Box::new(e),
-        })?;
-        let slots = re
-            .capture_names()
-            .enumerate()
-            .filter_map(|(i, n)| Some((i, Slot::of(n?)?)))
-            .collect();
+        let slot_of = |(i, n): (usize, Option<&str>)| Some((i, Slot::of(n?)?));
+        let (engine, slots) = match regex::Regex::new(regex) {
+            Ok(re) => {
+                let slots = re.capture_names().enumerate().filter_map(slot_of).collect();
+                let locations = Mutex::new(re.capture_locations());
+                (Engine::Plain { re, locations }, slots)
+            }
+            Err(_) => {
+                let re = Regex::new(regex).map_err(|e| DatePatternError::Regex {
+                    pattern: name.to_string(),
+                    source: Box::new(e),
+                })?;
+                let slots = re.capture_names().enumerate().filter_map(slot_of).collect();
+                let prefilter = prefilter(regex);
+                (Engine::Fancy { re, prefilter }, slots)
+            }
+        };
         Ok(Template {
             name: name.to_string(),
             line_begin,
-            kind: Kind::Regex { re, slots, epoch },
+            kind: Kind::Regex {
+                engine,
+                slots,
+                epoch,
+            },
             fast,
         })
     }
 
     /// The first match at or after byte `from`.
     pub fn search(&self, line: &str, from: usize) -> Option<Hit> {
+        // `from` comes from an earlier line and may not fit this one.
+        if !line.is_char_boundary(from) {
+            return None;
+        }
         match &self.kind {
-            Kind::Regex { re, slots, epoch } => {
-                let caps = re.captures_from_pos(line, from).ok()??;
-                let whole = caps.get(0)?;
-                let span = caps.get(1).map_or(whole.range(), |m| m.range());
-                let fields = match epoch {
-                    Some((group, long)) => caps
-                        .get(*group)
-                        .and_then(|m| epoch_value(m.as_str(), *long))
-                        .map(|e| Fields {
-                            epoch: Some(e),
-                            ..Fields::default()
-                        }),
-                    None => read_fields(&caps, slots),
-                };
-                Some(Hit {
-                    start: whole.start(),
-                    span,
-                    fields,
-                })
-            }
+            Kind::Regex {
+                engine,
+                slots,
+                epoch,
+            } => match engine {
+                Engine::Plain { re, locations } => {
+                    let mut locs = locations.lock().ok()?;
+                    re.captures_read_at(&mut locs, line, from)?;
+                    hit(line, |i| locs.get(i).map(|(s, e)| s..e), slots, *epoch)
+                }
+                Engine::Fancy { re, prefilter } => {
+                    let from = match prefilter {
+                        Some(p) => p.find_at(line, from)?.start(),
+                        None => from,
+                    };
+                    let caps = re.captures_from_pos(line, from).ok()??;
+                    hit(line, |i| caps.get(i).map(|m| m.range()), slots, *epoch)
+                }
+            },
             Kind::Epoch { long, line_begin } => {
                 search_epoch(line.as_bytes(), from, *long, *line_begin)
             }
@@ -245,6 +296,19 @@ impl Template {
             }),
         }
     }
+}
+
+/// The prefilter for a template regex that needs back-references: each
+/// `(?P=name)` widened to any text. `None` when the regex needs no
+/// backtracking engine anyway or uses other features the plain engine lacks.
+fn prefilter(regex: &str) -> Option<regex::Regex> {
+    static BACKREF: OnceLock<Regex> = OnceLock::new();
+    let backref = meta(&BACKREF, r"\(\?P=\w+\)");
+    if !backref.is_match(regex).unwrap_or(false) {
+        return None;
+    }
+    let widened = backref.replace_all(regex, "(?s:.*?)");
+    regex::Regex::new(&widened).ok()
 }
 
 /// `%`-directives replaced by their regex; also says whether any of them
@@ -356,11 +420,40 @@ fn digits<T: TryFrom<i64>>(s: &str) -> Option<T> {
     T::try_from(v).ok()
 }
 
-fn read_fields(caps: &Captures<str>, slots: &[(usize, Slot)]) -> Option<Fields> {
+/// The hit a regex match makes, from its group ranges.
+fn hit(
+    line: &str,
+    group: impl Fn(usize) -> Option<Range<usize>>,
+    slots: &[(usize, Slot)],
+    epoch: Option<(usize, bool)>,
+) -> Option<Hit> {
+    let whole = group(0)?;
+    let span = group(1).unwrap_or_else(|| whole.clone());
+    let fields = match epoch {
+        Some((g, long)) => group(g)
+            .and_then(|r| epoch_value(line.get(r)?, long))
+            .map(|e| Fields {
+                epoch: Some(e),
+                ..Fields::default()
+            }),
+        None => read_fields(line, &group, slots),
+    };
+    Some(Hit {
+        start: whole.start,
+        span,
+        fields,
+    })
+}
+
+fn read_fields(
+    line: &str,
+    group: &impl Fn(usize) -> Option<Range<usize>>,
+    slots: &[(usize, Slot)],
+) -> Option<Fields> {
     let mut f = Fields::default();
     for &(i, slot) in slots {
-        let Some(m) = caps.get(i) else { continue };
-        let v = m.as_str();
+        let Some(r) = group(i) else { continue };
+        let v = line.get(r)?;
         match slot {
             Slot::Year4 => f.year = Some(digits(v)?),
             Slot::Year2 => f.year = Some(digits::<i32>(v)? + 2000),
