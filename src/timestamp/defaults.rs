@@ -97,6 +97,7 @@ fn compile_all() -> Vec<Template> {
         .iter()
         .filter(|d| !anchored(d))
         .filter_map(|d| build(d, true))
+        .map(|t| Template { weight: 100.0, ..t })
         .collect();
     out.extend(DEFAULTS.iter().filter_map(|d| build(d, false)));
     out
