@@ -591,18 +591,16 @@ fn timestamps_match_fail2ban_detector_on_synthetic_lines() {
     assert_eq!(theirs.len(), runs.len());
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(TEST_NOW);
     let (mut total, mut agreed, mut dated) = (0usize, 0usize, 0usize);
-    let new_detector = |pattern: Option<&str>| {
-        match pattern {
+    for ((pattern, lines, fresh), theirs) in runs.iter().zip(&theirs) {
+        let unused = match pattern {
             Some(p) => DateDetector::from_fail2ban(p).expect("datepattern compiles"),
             None => DateDetector::auto(),
         }
-        .with_zone(Zone::named("Europe/Zurich").expect("zone"))
-    };
-    for ((pattern, lines, fresh), theirs) in runs.iter().zip(&theirs) {
-        let mut detector = new_detector(*pattern);
+        .with_zone(Zone::named("Europe/Zurich").expect("zone"));
+        let mut detector = unused.clone();
         for (line, want) in lines.iter().zip(theirs) {
             if *fresh {
-                detector = new_detector(*pattern);
+                detector.reset();
             }
             let got = detector.find(line, now).map(|f| {
                 let d = f

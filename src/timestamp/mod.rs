@@ -57,7 +57,10 @@ pub struct Found {
 /// Finds the date in each line of one source.
 ///
 /// Keeps the template that matched last (and where), so lines of one log are
-/// read with one template until the format changes.
+/// read with one template until the format changes. Cloning an unused
+/// detector is the cheap way to give each source its own (compiling a
+/// `datepattern` costs far more).
+#[derive(Clone)]
 pub struct DateDetector {
     templates: Vec<Template>,
     zone: Zone,
@@ -93,7 +96,7 @@ impl std::fmt::Debug for DateDetector {
 impl DateDetector {
     fn with_templates(templates: Vec<Template>) -> DateDetector {
         DateDetector {
-            stats: vec![Stats::default(); templates.len()],
+            stats: (0..templates.len()).map(Stats::new).collect(),
             first_unused: 0,
             templates,
             zone: Zone::local(),
@@ -137,6 +140,25 @@ impl DateDetector {
     /// Names of the templates in the order they are tried, for diagnostics.
     pub fn template_names(&self) -> impl Iterator<Item = &str> {
         self.templates.iter().map(|t| t.name.as_str())
+    }
+
+    /// Forgets what the source's lines looked like (template, order,
+    /// positions, last date), as a new detector would; cheaper than
+    /// building one, e.g. when a log file is replaced by another program's.
+    pub fn reset(&mut self) {
+        let mut both: Vec<(Template, Stats)> =
+            self.templates.drain(..).zip(self.stats.drain(..)).collect();
+        both.sort_by_key(|(_, s)| s.home);
+        for (t, s) in both {
+            self.stats.push(Stats::new(s.home));
+            self.templates.push(t);
+        }
+        self.first_unused = 0;
+        self.last = None;
+        self.last_distance = 1;
+        self.last_end_chars = 0;
+        self.last_chars = [None; 4];
+        self.last_time = None;
     }
 
     /// Name of the template that found the last date, for diagnostics
@@ -321,7 +343,7 @@ impl DateDetector {
             let Some(hit) = t.search(line, 0) else {
                 continue;
             };
-            let own = self.stats.get(i).copied().unwrap_or_default();
+            let own = self.stats.get(i).copied().unwrap_or(Stats::new(i));
             if i + 1 == count || t.line_begin {
                 return Some((i, hit));
             }
@@ -358,6 +380,8 @@ fn chars_before(line: &str, at: usize) -> usize {
 /// What the detector remembers of one template.
 #[derive(Clone, Copy, Debug)]
 struct Stats {
+    /// Its place in the list before any reordering.
+    home: usize,
     wins: u32,
     /// Where (in characters) it last found a date.
     distance: usize,
@@ -365,9 +389,10 @@ struct Stats {
     last_used: i64,
 }
 
-impl Default for Stats {
-    fn default() -> Stats {
+impl Stats {
+    fn new(home: usize) -> Stats {
         Stats {
+            home,
             wins: 0,
             distance: usize::MAX,
             last_used: 0,
