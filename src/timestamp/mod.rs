@@ -451,13 +451,11 @@ fn add_pattern(out: &mut Vec<Template>, line: &str) -> Result<(), DatePatternErr
             out.push(Template::epoch_pattern(line, key.contains("LEPOCH"))?)
         }
         _ if date_placeholder().is_match(line).unwrap_or(false) => {
-            for p in defaults::patterns() {
+            for p in defaults::date_substitutes() {
                 let replaced = date_placeholder().replace_all(line, fancy_regex::NoExpand(p));
                 // Defaults that cannot stand inside this regex are left out
                 // rather than failing the whole pattern.
-                if let Ok(t) = Template::pattern(&replaced) {
-                    out.push(t);
-                }
+                let _ = add_pattern(out, &replaced);
             }
         }
         _ => out.push(Template::pattern(line)?),
