@@ -318,13 +318,18 @@ time.tzset()
 from fail2ban.server.mytime import MyTime
 from fail2ban.server.datedetector import DateDetector
 MyTime.setTime(int(sys.argv[1]))
+def detector(pattern):
+    dd = DateDetector()
+    for p in [p.strip() for p in (pattern or "").split("\n") if p.strip()]:
+        dd.appendTemplate(p)
+    return dd
 for block in sys.stdin:
     block = json.loads(block)
-    dd = DateDetector()
-    for p in [p.strip() for p in (block["pattern"] or "").split("\n") if p.strip()]:
-        dd.appendTemplate(p)
+    dd = detector(block["pattern"])
     last, out = None, []
     for line in block["lines"]:
+        if block.get("fresh"):
+            dd, last = detector(block["pattern"]), None
         res = None
         try:
             m, tmpl = dd.matchTime(line)
@@ -487,4 +492,226 @@ fn run_python(script: &str, args: &[&str], input: &str) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8(out.stdout).ok())?
+}
+
+/// Dates in every default format and some near misses, in surroundings
+/// that test the boundary rules.
+fn synthetic_lines() -> Vec<String> {
+    let prefixes = ["", "[", "<13>1 ", "host ", "x", "  ", "((", "audit(", "é "];
+    let dates = [
+        "Mar  5 16:01:34",
+        "Sat Mar 05 16:01:34.123456 2004",
+        "2004-03-05T16:01:34.123+01:00",
+        "2004-03-05 16:01:34",
+        "2004-3-5  6:01:34",
+        "2004/03/05 16:01:34",
+        "05/Mar/2004:16:01:34 +0100",
+        "1109654494",
+        "1109654494.123",
+        "23/01/2005 21:59:59",
+        "23-01-05 21:59:59",
+        "01-27-2005 16:22:44.252",
+        "050322 11:46:11",
+        "Jan 23, 2005 9:59:59 PM",
+        "Apr-27-05 02:33:06",
+        "20050123T215959",
+        "20050123 215959,5",
+        "PDT Apr 16 21:05:29",
+        "+02:00 Jan 23 21:59:59.011 2005",
+        "@400000004c8e1a2b0a1b2c3d",
+        "16:01:34",
+        "<09/16/04@05:03:30>",
+        "26-Jul-2004 15:20:52.252 +0200",
+        "05/20/2004:01:57:39",
+        "Sun Jan 23 2005 21:59:59.011",
+        "2005.01.23 21:59:59",
+        "2004-02-30 16:01:34",
+        "Feb 29 12:00:00",
+        "Aug 15 11:00:00",
+        "Aug 16 12:00:01",
+        "13:30:00",
+        "2005-08-14 12:00:00 CEST",
+        "Mar 31 25:01:34",
+        "1999-03-05 16:01:34",
+    ];
+    let tails = [
+        "", " x", "x", ".5", ",123", " 2004", "Z", " +0100", "]", ":1)",
+    ];
+    let mut out = Vec::new();
+    for p in prefixes {
+        for d in dates {
+            for t in tails {
+                out.push(format!("{p}{d}{t}"));
+            }
+        }
+    }
+    // Date-like junk: digits, separators and month names in random order.
+    let pieces = [
+        "0",
+        "1",
+        "2",
+        "3",
+        "5",
+        "9",
+        "20",
+        "04",
+        "12",
+        "31",
+        "1109654494",
+        ":",
+        "-",
+        "/",
+        ".",
+        ",",
+        " ",
+        "  ",
+        "T",
+        "Z",
+        "+01",
+        "[",
+        "]",
+        "@",
+        "Mar",
+        "Sat",
+        "PDT",
+        "pm",
+        "é",
+        "x",
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..1500 {
+        let mut line = String::new();
+        for _ in 0..(seed % 12 + 4) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            line.push_str(pieces[(seed % pieces.len() as u64) as usize]);
+        }
+        out.push(line);
+    }
+    out
+}
+
+/// fail2ban's detector and ours on synthetic lines, each read by a fresh
+/// detector: auto-detection and a few filters' datepatterns.
+#[test]
+fn timestamps_match_fail2ban_detector_on_synthetic_lines() {
+    let lines = synthetic_lines();
+    // Auto-detection, and every datepattern the installed filters resolve to.
+    let filters: Vec<Block> = std::fs::read_dir("/etc/fail2ban/filter.d")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter_map(|n| n.strip_suffix(".conf").map(String::from))
+                .map(|filter| Block {
+                    filter,
+                    options: serde_json::Map::new(),
+                    lines: Vec::new(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut resolved: Vec<String> = resolve_patterns(&filters)
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect();
+    resolved.sort();
+    resolved.dedup();
+    let patterns: Vec<Option<&str>> = std::iter::once(None)
+        .chain(resolved.iter().map(|p| Some(p.as_str())))
+        .collect();
+    println!(
+        "synthetic lines with auto-detection and {} datepatterns",
+        resolved.len()
+    );
+    // Each pattern twice: every line read by a fresh detector, then all
+    // lines in a shuffled order by one detector that keeps its template.
+    let mut shuffled = lines.clone();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in (1..shuffled.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        shuffled.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+    let runs: Vec<(Option<&str>, &Vec<String>, bool)> = patterns
+        .iter()
+        .map(|p| (*p, &lines, true))
+        .chain(patterns.iter().map(|p| (*p, &shuffled, false)))
+        .collect();
+    let mut input = String::new();
+    for (p, lines, fresh) in &runs {
+        let v = serde_json::json!({ "pattern": p, "lines": lines, "fresh": fresh });
+        input.push_str(&v.to_string());
+        input.push('\n');
+    }
+    let Some(theirs) = run_python(DETECT, &[&TEST_NOW.to_string()], &input) else {
+        eprintln!("fail2ban's date detector could not be run; skipped");
+        return;
+    };
+    let theirs: Vec<Vec<Option<(usize, usize, f64)>>> = theirs
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("detector output is JSON"))
+        .collect();
+    assert_eq!(theirs.len(), runs.len());
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(TEST_NOW);
+    let (mut total, mut agreed, mut dated) = (0usize, 0usize, 0usize);
+    for ((pattern, lines, fresh), theirs) in runs.iter().zip(&theirs) {
+        let unused = match pattern {
+            Some(p) => DateDetector::from_fail2ban(p).expect("datepattern compiles"),
+            None => DateDetector::auto(),
+        }
+        .with_zone(Zone::named("Europe/Zurich").expect("zone"));
+        let mut detector = unused.clone();
+        for (line, want) in lines.iter().zip(theirs) {
+            if *fresh {
+                detector.reset();
+            }
+            let got = detector.find(line, now).map(|f| {
+                let d = f
+                    .time
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                (f.span, d.as_secs_f64())
+            });
+            total += 1;
+            dated += usize::from(want.is_some());
+            if same_date(&got, want) {
+                agreed += 1;
+            } else {
+                println!(
+                    "DIFFER [{}] fail2ban {want:?}, ours {got:?}: {line:?}",
+                    pattern.unwrap_or("auto")
+                );
+            }
+        }
+    }
+    println!("synthetic: {agreed}/{total} agree with fail2ban's detector ({dated} dated by it)");
+    assert!(
+        dated > 5000,
+        "generator produced too few dated lines: {dated}"
+    );
+    assert!(
+        agreed as f64 / total as f64 >= SYNTHETIC_FLOOR,
+        "{agreed}/{total} below the floor {SYNTHETIC_FLOOR}"
+    );
+}
+
+/// The share of synthetic lines on which date text and time must agree.
+const SYNTHETIC_FLOOR: f64 = 1.0;
+
+/// Same date text and time; fail2ban drops sub-seconds except for epoch
+/// numbers, so fractions are compared only where it kept one.
+fn same_date(
+    got: &Option<(std::ops::Range<usize>, f64)>,
+    want: &Option<(usize, usize, f64)>,
+) -> bool {
+    match (got, want) {
+        (None, None) => true,
+        (Some((span, t)), Some((s, e, w))) => {
+            let time_ok = t.floor() == w.floor() && (w.fract() == 0.0 || (t - w).abs() < 1e-5);
+            span.start == *s && span.end == *e && time_ok
+        }
+        _ => false,
+    }
 }

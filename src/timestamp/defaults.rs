@@ -97,6 +97,7 @@ fn compile_all() -> Vec<Template> {
         .iter()
         .filter(|d| !anchored(d))
         .filter_map(|d| build(d, true))
+        .map(|t| Template { weight: 100.0, ..t })
         .collect();
     out.extend(DEFAULTS.iter().filter_map(|d| build(d, false)));
     out
@@ -107,10 +108,14 @@ pub(crate) fn line_begin_only() -> Vec<Template> {
     all().into_iter().filter(|t| t.line_begin).collect()
 }
 
-/// The unanchored pattern texts, for `{DATE}` substitution.
-pub(crate) fn patterns() -> impl Iterator<Item = &'static str> {
-    DEFAULTS.iter().filter_map(|d| match d {
-        Default::Pattern(p) => Some(p.strip_prefix("{^LN-BEG}").unwrap_or(p)),
-        _ => None,
+/// What `{DATE}` stands for, one default at a time: the pattern without a
+/// line-begin anchor, or the name of an epoch or TAI64N template (which
+/// fail2ban then reads as a `datepattern` again, so `^{DATE}` gives the
+/// line-start epoch template and other surroundings a literal word).
+pub(crate) fn date_substitutes() -> impl Iterator<Item = &'static str> {
+    DEFAULTS.iter().map(|d| match d {
+        Default::Pattern(p) => p.strip_prefix("{^LN-BEG}").unwrap_or(p),
+        Default::Epoch => "Epoch",
+        Default::Tai64n => "TAI64N",
     })
 }

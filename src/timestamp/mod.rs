@@ -57,14 +57,27 @@ pub struct Found {
 /// Finds the date in each line of one source.
 ///
 /// Keeps the template that matched last (and where), so lines of one log are
-/// read with one template until the format changes.
+/// read with one template until the format changes. Cloning an unused
+/// detector is the cheap way to give each source its own (compiling a
+/// `datepattern` costs far more).
+#[derive(Clone)]
 pub struct DateDetector {
     templates: Vec<Template>,
     zone: Zone,
     /// Index of the template that matched last.
     last: Option<usize>,
-    /// Where that match started, for retrying unanchored templates there.
-    last_start: usize,
+    /// Where (in characters) that match started; before any match 1, as in
+    /// fail2ban, so a first date at the line start or one character in is
+    /// taken at once.
+    last_distance: usize,
+    /// Where (in characters) it ended.
+    last_end_chars: usize,
+    /// The characters before and at its start, before and at its end.
+    last_chars: [Option<char>; 4],
+    /// Per template: how often it won and where it last matched.
+    stats: Vec<Stats>,
+    /// The first template that never won, as a place to move winners to.
+    first_unused: usize,
     now_cache: NowCache,
     /// The last date read, for lines whose template matched an empty date.
     last_time: Option<SystemTime>,
@@ -83,10 +96,14 @@ impl std::fmt::Debug for DateDetector {
 impl DateDetector {
     fn with_templates(templates: Vec<Template>) -> DateDetector {
         DateDetector {
+            stats: (0..templates.len()).map(Stats::new).collect(),
+            first_unused: 0,
             templates,
             zone: Zone::local(),
             last: None,
-            last_start: 0,
+            last_distance: 1,
+            last_end_chars: 0,
+            last_chars: [None; 4],
             now_cache: NowCache::default(),
             last_time: None,
         }
@@ -125,12 +142,36 @@ impl DateDetector {
         self.templates.iter().map(|t| t.name.as_str())
     }
 
+    /// Forgets what the source's lines looked like (template, order,
+    /// positions, last date), as a new detector would; cheaper than
+    /// building one, e.g. when a log file is replaced by another program's.
+    pub fn reset(&mut self) {
+        let mut both: Vec<(Template, Stats)> =
+            self.templates.drain(..).zip(self.stats.drain(..)).collect();
+        both.sort_by_key(|(_, s)| s.home);
+        for (t, s) in both {
+            self.stats.push(Stats::new(s.home));
+            self.templates.push(t);
+        }
+        self.first_unused = 0;
+        self.last = None;
+        self.last_distance = 1;
+        self.last_end_chars = 0;
+        self.last_chars = [None; 4];
+        self.last_time = None;
+    }
+
+    /// Name of the template that found the last date, for diagnostics
+    /// (`nftjail test` can say which format it detected).
+    pub fn current_template(&self) -> Option<&str> {
+        self.templates.get(self.last?).map(|t| t.name.as_str())
+    }
+
     /// Finds the line's date; `now` drives year inference and is injectable for tests.
     pub fn find(&mut self, line: &str, now: SystemTime) -> Option<Found> {
         let (index, hit) = self.locate(line)?;
-        self.last = Some(index);
-        self.last_start = hit.start;
         let now_ts = to_timestamp(now)?;
+        self.won(index, line, (hit.start, hit.end), now_ts.as_second());
         let fields = hit.fields?;
         if hit.span.is_empty() {
             // The pattern says this line has no date of its own (a
@@ -151,50 +192,216 @@ impl DateDetector {
         })
     }
 
-    /// The template that finds the date and its match. The last template is
-    /// tried first where it matched before; if it matches elsewhere now, the
-    /// others get a chance to find something nearer the line start.
-    fn locate(&self, line: &str) -> Option<(usize, Hit)> {
-        let mut fallback: Option<(usize, Hit)> = None;
-        let mut skip = None;
-        if let Some(i) = self.last {
-            let t = self.templates.get(i)?;
-            if let Some(fast) = t.fast {
-                if let Some(hit) = fast_hit(fast, t, line, self.last_start) {
-                    return Some((i, hit));
-                }
+    /// Byte offsets in `line` of the last match's start and end (kept in
+    /// characters, as fail2ban compares them), clamped to the line's end
+    /// like a Python slice.
+    fn last_place(&self, line: &str) -> (usize, usize) {
+        (
+            byte_of_char(line, self.last_distance),
+            byte_of_char(line, self.last_end_chars),
+        )
+    }
+
+    /// fail2ban's test that the last template's date is still where it
+    /// was: the character before the date (or its first one, if not
+    /// alphanumeric) and the one after it (or its last one, likewise) are
+    /// as in the previous line.
+    fn same_surroundings(&self, line: &str, from: usize, to: usize) -> bool {
+        let before = |at: usize| line.get(..at).and_then(|s| s.chars().next_back());
+        let after = |at: usize| line.get(at..).and_then(|s| s.chars().next());
+        let [before_start, at_start, before_end, at_end] = self.last_chars;
+        let not_alnum = |c: Option<char>| c.is_some_and(|c| !c.is_alphanumeric());
+        let start_ok =
+            before(from) == before_start || (after(from) == at_start && not_alnum(at_start));
+        let end_ok = after(to) == at_end || (before(to) == before_end && not_alnum(before_end));
+        start_ok && end_ok
+    }
+
+    /// Books a win of template `index` and, like fail2ban, moves it towards
+    /// the front so a source's format is found early in the next search.
+    fn won(&mut self, index: usize, line: &str, (start, end): (usize, usize), now: i64) {
+        let distance = chars_before(line, start);
+        let before = |at: usize| line.get(..at).and_then(|s| s.chars().next_back());
+        let after = |at: usize| line.get(at..).and_then(|s| s.chars().next());
+        self.last_chars = [before(start), after(start), before(end), after(end)];
+        self.last_end_chars = chars_before(line, end);
+        if let Some(s) = self.stats.get_mut(index) {
+            s.wins = s.wins.saturating_add(1);
+            s.distance = distance;
+            s.last_used = now;
+        }
+        if self.first_unused == index {
+            self.first_unused += 1;
+        }
+        self.last_distance = distance;
+        let mut index = index;
+        if index != 0 && Some(index) != self.last {
+            index = self.move_forward(index);
+        }
+        self.last = Some(index);
+    }
+
+    /// fail2ban's bubbling: to the first never-used place (or half-way to
+    /// the front) if this template now weighs more than the one there or
+    /// that one has long been unused, else one place up on the same terms.
+    fn move_forward(&mut self, from: usize) -> usize {
+        let weight = |d: &DateDetector, i: usize| -> f64 {
+            match (d.stats.get(i), d.templates.get(i)) {
+                (Some(s), Some(t)) => f64::from(s.wins) * t.weight / s.distance.max(1) as f64,
+                _ => 0.0,
             }
-            let from = if t.line_begin { 0 } else { self.last_start };
-            match t.search(line, from) {
-                Some(hit) if t.line_begin || hit.start == self.last_start => return Some((i, hit)),
-                Some(hit) => fallback = Some((i, hit)),
-                None if from == 0 => skip = Some(i),
-                None => {}
+        };
+        let mine = weight(self, from);
+        let unused_since = self.stats.get(from).map_or(0, |s| s.last_used) - UNUSED_SECONDS;
+        let movable = |d: &DateDetector, to: usize| {
+            mine > weight(d, to) || d.stats.get(to).is_some_and(|s| unused_since > s.last_used)
+        };
+        let mut to = if self.first_unused < from {
+            self.first_unused
+        } else {
+            from / 2
+        };
+        if !movable(self, to) {
+            if to + 1 == from {
+                return from;
+            }
+            to = from - 1;
+            if !movable(self, to) {
+                return from;
             }
         }
+        let t = self.templates.remove(from);
+        self.templates.insert(to, t);
+        let s = self.stats.remove(from);
+        self.stats.insert(to, s);
+        while self
+            .stats
+            .get(self.first_unused)
+            .is_some_and(|s| s.wins > 0)
+        {
+            self.first_unused += 1;
+        }
+        to
+    }
+
+    /// The template that finds the date and its match, chosen as fail2ban
+    /// chooses. The last template is tried first where it matched before. A
+    /// full search takes the first template that matches at the line start,
+    /// or no further in than the last date and than this template's own last
+    /// match; other matches are held back and the nearest one is taken if
+    /// nothing better comes, since a date deep in a line may be part of the
+    /// message.
+    fn locate(&self, line: &str) -> Option<(usize, Hit)> {
+        let mut best: Option<(usize, Hit)> = None;
+        let mut searched = None;
+        if let Some(i) = self.last {
+            let t = self.templates.get(i)?;
+            if t.line_begin {
+                searched = Some(i);
+                if let Some(hit) = t.fast.and_then(|f| fast_hit(f, t, line, 0)) {
+                    return Some((i, hit));
+                }
+                if let Some(hit) = t.search(line, 0) {
+                    return Some((i, hit));
+                }
+            } else {
+                // An unanchored template must find its date exactly where it
+                // did before, or another template may fit the line better.
+                // Where the text around that place looks as before, only that
+                // part of the line is searched (as fail2ban does); else all.
+                let (from, to) = self.last_place(line);
+                let same_place = |h: &Hit| {
+                    chars_before(line, h.start) == self.last_distance
+                        && chars_before(line, h.end) == self.last_end_chars
+                };
+                let hit = match (from, to) {
+                    (from, to) if self.same_surroundings(line, from, to) => {
+                        let fast = t.fast.and_then(|f| fast_hit(f, t, line, from));
+                        match fast.filter(|h| h.end == to) {
+                            Some(hit) => return Some((i, hit)),
+                            None => t.search(line.get(..to)?, from),
+                        }
+                    }
+                    _ => {
+                        searched = Some(i);
+                        t.search(line, 0)
+                    }
+                };
+                if let Some(hit) = hit {
+                    if same_place(&hit) || self.templates.len() == 1 {
+                        return Some((i, hit));
+                    }
+                    best = Some((i, hit));
+                }
+            }
+        }
+        let count = self.templates.len();
         for (i, t) in self.templates.iter().enumerate() {
-            if Some(i) == skip || Some(i) == self.last && fallback.is_some() {
+            if Some(i) == searched {
                 continue;
             }
             let Some(hit) = t.search(line, 0) else {
                 continue;
             };
-            if t.line_begin || hit.start == 0 || i + 1 == self.templates.len() {
+            let own = self.stats.get(i).copied().unwrap_or(Stats::new(i));
+            if i + 1 == count || t.line_begin {
                 return Some((i, hit));
             }
-            // A date further into the line than the last one may be part of
-            // the message; keep looking for one nearer the start.
-            if self.last.is_some() && hit.start > self.last_start {
-                if fallback.as_ref().is_none_or(|(_, f)| hit.start < f.start) {
-                    fallback = Some((i, hit));
+            let distance = chars_before(line, hit.start);
+            if distance > own.distance || distance > self.last_distance {
+                if best.as_ref().is_none_or(|(_, b)| hit.start < b.start) {
+                    best = Some((i, hit));
                 }
                 continue;
             }
             return Some((i, hit));
         }
-        fallback
+        best
     }
 }
+
+/// Byte offset of character `n` of `line` (`line.len()` past the last);
+/// cheap for the usual ASCII prefix.
+fn byte_of_char(line: &str, n: usize) -> usize {
+    let b = line.as_bytes();
+    if b.get(..n).is_some_and(|p| p.is_ascii()) {
+        return n;
+    }
+    line.char_indices().nth(n).map_or(line.len(), |(i, _)| i)
+}
+
+/// Characters in `line` before byte `at`.
+fn chars_before(line: &str, at: usize) -> usize {
+    line.as_bytes()
+        .get(..at)
+        .map_or(0, |b| b.iter().filter(|&&c| c & 0xc0 != 0x80).count())
+}
+
+/// What the detector remembers of one template.
+#[derive(Clone, Copy, Debug)]
+struct Stats {
+    /// Its place in the list before any reordering.
+    home: usize,
+    wins: u32,
+    /// Where (in characters) it last found a date.
+    distance: usize,
+    /// When (`now`, in seconds) it last found one; 0 for never.
+    last_used: i64,
+}
+
+impl Stats {
+    fn new(home: usize) -> Stats {
+        Stats {
+            home,
+            wins: 0,
+            distance: usize::MAX,
+            last_used: 0,
+        }
+    }
+}
+
+/// After this long without a date a template may be displaced by another.
+const UNUSED_SECONDS: i64 = 300;
 
 /// The hand-written reader's result at the previous position, if the
 /// boundary rules around it hold as the regex would require.
@@ -214,6 +421,7 @@ fn fast_hit(fast: fast::Fast, t: &Template, line: &str, last_start: usize) -> Op
     }
     Some(Hit {
         start: if t.line_begin { 0 } else { at },
+        end,
         span: at..end,
         fields: Some(fields),
     })
@@ -243,13 +451,11 @@ fn add_pattern(out: &mut Vec<Template>, line: &str) -> Result<(), DatePatternErr
             out.push(Template::epoch_pattern(line, key.contains("LEPOCH"))?)
         }
         _ if date_placeholder().is_match(line).unwrap_or(false) => {
-            for p in defaults::patterns() {
+            for p in defaults::date_substitutes() {
                 let replaced = date_placeholder().replace_all(line, fancy_regex::NoExpand(p));
                 // Defaults that cannot stand inside this regex are left out
                 // rather than failing the whole pattern.
-                if let Ok(t) = Template::pattern(&replaced) {
-                    out.push(t);
-                }
+                let _ = add_pattern(out, &replaced);
             }
         }
         _ => out.push(Template::pattern(line)?),

@@ -31,6 +31,8 @@ const LINE_START: &str = r"^(?:\W{0,2})?";
 pub(crate) struct Hit {
     /// Where the whole match starts; fail2ban's "distance" of the date.
     pub start: usize,
+    /// Where the whole match ends.
+    pub end: usize,
     /// The date text (the template's first group), which a caller cuts out.
     pub span: Range<usize>,
     /// `None` when the text matched but holds no valid value.
@@ -147,6 +149,9 @@ pub(crate) struct Template {
     /// there instead of near the previous position.
     pub line_begin: bool,
     pub kind: Kind,
+    /// How strongly a win pulls the template to the front of the search
+    /// order: line-start copies of the defaults pull harder, as in fail2ban.
+    pub weight: f64,
     /// A hand-written reader for this exact pattern, used once the template
     /// is known to save running the regex on every line.
     pub fast: Option<Fast>,
@@ -165,6 +170,7 @@ impl Template {
             line_begin,
             kind: Kind::Epoch { long, line_begin },
             fast: None,
+            weight: 1.0,
         }
     }
 
@@ -179,6 +185,7 @@ impl Template {
             line_begin,
             kind: Kind::Tai64n { line_begin },
             fast: None,
+            weight: 1.0,
         }
     }
 
@@ -188,6 +195,7 @@ impl Template {
             line_begin: true,
             kind: Kind::Empty,
             fast: None,
+            weight: 1.0,
         }
     }
 
@@ -256,6 +264,7 @@ impl Template {
                 epoch,
             },
             fast,
+            weight: 1.0,
         })
     }
 
@@ -291,6 +300,7 @@ impl Template {
             Kind::Tai64n { line_begin } => search_tai64n(line.as_bytes(), from, *line_begin),
             Kind::Empty => (from == 0).then(|| Hit {
                 start: 0,
+                end: 0,
                 span: 0..0,
                 fields: Some(Fields::default()),
             }),
@@ -440,6 +450,7 @@ fn hit(
     };
     Some(Hit {
         start: whole.start,
+        end: whole.end,
         span,
         fields,
     })
@@ -580,6 +591,7 @@ fn search_epoch(line: &[u8], from: usize, long: bool, line_begin: bool) -> Optio
         let text = std::str::from_utf8(line.get(at..end)?).ok()?;
         Some(Hit {
             start,
+            end,
             span: at..end,
             fields: epoch_value(text, long).map(|e| Fields {
                 epoch: Some(e),
@@ -640,6 +652,7 @@ fn search_tai64n(line: &[u8], from: usize, line_begin: bool) -> Option<Hit> {
             .filter(|n| *n < 1_000_000_000);
         Some(Hit {
             start: at,
+            end: at + 25,
             span: at..at + 25,
             fields: nanos.map(|n| Fields {
                 epoch: Some((secs, n)),

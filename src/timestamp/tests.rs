@@ -620,6 +620,17 @@ fn timestamp_template_is_kept_and_changed() {
     assert_eq!(secs(f.time), epoch("2024-03-05T16:01:36Z"));
     let f = d.find("Mar  5 16:01:37 host c", now).unwrap();
     assert_eq!(secs(f.time), epoch("2024-03-05T16:01:37Z"));
+    assert!(d.current_template().is_some_and(|t| t.contains("%b %d")));
+    let order: Vec<String> = d.template_names().map(String::from).collect();
+    d.reset();
+    assert_eq!(d.current_template(), None);
+    let fresh: Vec<String> = DateDetector::auto()
+        .template_names()
+        .map(String::from)
+        .collect();
+    let reset: Vec<String> = d.template_names().map(String::from).collect();
+    assert_eq!(reset, fresh);
+    assert_ne!(order, fresh, "wins moved templates forward");
 }
 
 /// The `datepattern` a filter file sets itself, unescaped as fail2ban's
