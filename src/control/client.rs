@@ -63,7 +63,16 @@ pub fn request(socket: &Path, req: &Request) -> Result<Reply, ClientError> {
     })?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
-    write_frame(&mut stream, &encode(req))?;
+    match write_frame(&mut stream, &encode(req)) {
+        // The daemon may answer (a refusal) and close before reading the
+        // request; its answer is still waiting in the socket.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) => {}
+        other => other?,
+    }
     let bytes = match read_frame(&mut stream, MAX_RESPONSE) {
         Ok(b) => b,
         Err(FrameError::Io(e)) => return Err(ClientError::Io(e)),
