@@ -218,12 +218,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 "{}: OK, {} jail(s): {}",
                 config.origin.display(),
                 config.jails.len(),
-                config
-                    .jails
-                    .iter()
-                    .map(|j| &*j.name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                config.jail_names().join(", ")
             );
             Ok(())
         }

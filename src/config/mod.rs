@@ -141,6 +141,11 @@ impl Config {
         .check(raw)
     }
 
+    /// Enabled jail names, in order.
+    pub fn jail_names(&self) -> Vec<&str> {
+        self.jails.iter().map(|j| &*j.name).collect()
+    }
+
     pub fn jail_rules(&self) -> Vec<JailRules> {
         self.jails.iter().map(Jail::rules).collect()
     }

@@ -38,9 +38,9 @@ impl Handler for Handle {
             Request::Status { jail: None } => Ok(Reply::Jails {
                 jails: self
                     .config()
-                    .jails
-                    .iter()
-                    .map(|j| j.name.to_string())
+                    .jail_names()
+                    .into_iter()
+                    .map(String::from)
                     .collect(),
             }),
             Request::Status { jail: Some(j) } => self.status(&j).await,
@@ -69,23 +69,18 @@ impl Handle {
         }
     }
 
-    fn known_jail(&self, jail: &str) -> Result<Arc<Config>, Response> {
+    /// The running config and the named jail's index in it.
+    fn known_jail(&self, jail: &str) -> Result<(Arc<Config>, usize), Response> {
         let config = self.config();
-        if config.jails.iter().any(|j| &*j.name == jail) {
-            Ok(config)
-        } else {
-            Err(error(
+        match config.jails.iter().position(|j| &*j.name == jail) {
+            Some(i) => Ok((config, i)),
+            None => Err(error(
                 ErrorCode::UnknownJail,
                 format!(
                     "no jail {jail:?} (jails: {})",
-                    config
-                        .jails
-                        .iter()
-                        .map(|j| &*j.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    config.jail_names().join(", ")
                 ),
-            ))
+            )),
         }
     }
 
@@ -107,7 +102,7 @@ impl Handle {
     }
 
     async fn status(&self, jail: &str) -> Answer {
-        let config = self.known_jail(jail)?;
+        let (config, index) = self.known_jail(jail)?;
         let id = self.slot_of(jail);
         let counts = self
             .ask(&self.tracker, |reply| TrackerCtl::Counts { reply })
@@ -116,12 +111,11 @@ impl Handle {
             .and_then(|id| counts.get(id).copied())
             .unwrap_or_default();
         let bans = self.lists().await?.into_iter().find(|b| b.jail == jail);
-        let files = config
-            .jails
+        let files = config.jails[index]
+            .logpaths
             .iter()
-            .find(|j| &*j.name == jail)
-            .map(|j| j.logpaths.iter().map(|p| p.display().to_string()).collect())
-            .unwrap_or_default();
+            .map(|p| p.display().to_string())
+            .collect();
         let (total_banned, banned) = match bans {
             Some(b) => (b.total, b.bans.iter().map(|(a, _)| show(a)).collect()),
             None => (0, Vec::new()),
@@ -143,11 +137,9 @@ impl Handle {
     }
 
     async fn ban(&self, jail: &str, addr: &str, seconds: Option<u64>, force: bool) -> Answer {
-        let config = self.known_jail(jail)?;
+        let (config, index) = self.known_jail(jail)?;
         let target = parse_target(addr)?;
-        let Some(j) = config.jails.iter().find(|j| &*j.name == jail) else {
-            return Err(error(ErrorCode::UnknownJail, format!("no jail {jail:?}")));
-        };
+        let j = &config.jails[index];
         if let Some(hit) = j.ignore.overlap(&target).filter(|_| !force) {
             return Err(error(
                 ErrorCode::Refused,
@@ -287,7 +279,7 @@ impl Handle {
         })
         .await;
         let names =
-            |c: &Config| -> Vec<String> { c.jails.iter().map(|j| j.name.to_string()).collect() };
+            |c: &Config| -> Vec<String> { c.jail_names().into_iter().map(String::from).collect() };
         let (before, after) = (names(&old), names(&new));
         let added: Vec<String> = after
             .iter()

@@ -137,7 +137,7 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), DaemonError> {
         config = %config.origin.display(),
         socket = %config.socket.display(),
         "ready: {}",
-        config.jails.iter().map(|j| &*j.name).collect::<Vec<_>>().join(", ")
+        config.jail_names().join(", ")
     );
     let socket = config.socket.clone();
     let handle = Arc::new(Handle {

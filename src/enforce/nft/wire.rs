@@ -245,19 +245,7 @@ impl Writer {
                 if self.buf.len() - start > MAX_ELEMENTS_BYTES {
                     break;
                 }
-                self.nest_begin(NFTA_LIST_ELEM);
-                self.nest_begin(NFTA_SET_ELEM_KEY);
-                match addr {
-                    IpAddr::V4(a) => self.attr(NFTA_DATA_VALUE, &a.octets()),
-                    IpAddr::V6(a) => self.attr(NFTA_DATA_VALUE, &a.octets()),
-                }
-                self.nest_end();
-                if let Some(t) = timeout {
-                    // The kernel refuses a zero timeout; round up to 1 ms.
-                    let ms = (t.as_millis() as u64).max(1);
-                    self.attr_be64(NFTA_SET_ELEM_TIMEOUT, ms);
-                }
-                self.nest_end();
+                self.key_elem(*addr, *timeout, false);
                 n += 1;
             }
             self.nest_end();
@@ -310,6 +298,7 @@ impl Writer {
             self.attr_be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
         }
         if let Some(t) = timeout {
+            // The kernel refuses a zero timeout; round up to 1 ms.
             self.attr_be64(NFTA_SET_ELEM_TIMEOUT, (t.as_millis() as u64).max(1));
         }
         self.nest_end();
