@@ -5,6 +5,7 @@
 //! jail's [`filter`] over each line in one pass, [`tracker`] counts failures and
 //! decides bans, [`enforce`] puts them in the kernel. [`daemon`] wires them.
 
+pub mod bantime;
 pub mod config;
 pub mod control;
 pub mod daemon;
@@ -13,5 +14,6 @@ pub mod filter;
 pub mod matcher;
 pub mod message;
 pub mod source;
+pub mod state;
 pub mod timestamp;
 pub mod tracker;

@@ -39,9 +39,12 @@ struct Cli {
 enum Command {
     /// Run the daemon in the foreground, logging to stderr.
     Run {
-        /// Log bans instead of putting them in the kernel.
+        /// Log bans instead of putting them in the kernel (and keep no state).
         #[arg(long)]
         dry_run: bool,
+        /// State directory, instead of the config's daemon.state_dir.
+        #[arg(long, value_name = "DIR", env = "NFTJAIL_STATE_DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Check the config and exit: 0 when it is valid.
     Check,
@@ -281,7 +284,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { dry_run } => {
+        Command::Run { dry_run, state_dir } => {
             let config = load()?;
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -294,6 +297,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     RunOptions {
                         dry_run,
                         config_path: cli.config.clone(),
+                        state_dir,
                     },
                 ))
                 .with_context(|| format!("daemon failed (config default path: {DEFAULT_PATH})"))

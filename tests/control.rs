@@ -101,7 +101,7 @@ impl Fixture {
 
 fn config_text(dir: &Path, bantime_a: &str, extra: &str) -> String {
     format!(
-        "[daemon]\nsocket = \"{d}/nftjail.sock\"\n\
+        "[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n\
          [jail.a]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/a.log\"\nmaxretry = 2\nbantime = \"{bantime_a}\"\n\
          [jail.b]\nfailregex = ['^bad login from <HOST>$']\nlogpath = \"{d}/b.log\"\nmaxretry = 3\nbantime = \"1h\"\n{extra}",
         d = dir.display()

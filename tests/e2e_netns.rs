@@ -124,8 +124,9 @@ fn failure_lines_ban_in_the_kernel_and_the_kernel_expires_the_ban() {
     std::fs::write(
         &config,
         format!(
-            "[daemon]\nsocket = \"{}\"\n[jail.e2e]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = 3\nbantime = \"3s\"\nfindtime = \"1m\"\nignoreip = [\"198.51.100.0/24\", \"2001:db8:2::/64\"]\n",
+            "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n[jail.e2e]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = 3\nbantime = \"3s\"\nfindtime = \"1m\"\nignoreip = [\"198.51.100.0/24\", \"2001:db8:2::/64\"]\n",
             dir.path().join("nftjail.sock").display(),
+            dir.path().join("state").display(),
             log.display()
         ),
     )

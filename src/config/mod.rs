@@ -8,6 +8,7 @@
 pub mod duration;
 pub mod error;
 pub mod ignore;
+pub mod persist;
 pub mod port;
 mod raw;
 
@@ -21,6 +22,7 @@ use toml::Spanned;
 use error::Locator;
 pub use error::{ConfigError, Problem};
 use ignore::IgnoreList;
+use persist::OnStop;
 use port::PortRange;
 use raw::{RawConfig, RawJail};
 
@@ -65,6 +67,11 @@ pub struct Config {
     pub socket: PathBuf,
     /// Group given read-write access to the control socket (mode 0660), by gid.
     pub socket_group: Option<(String, u32)>,
+    /// The state store's directory.
+    pub state_dir: PathBuf,
+    pub on_stop: OnStop,
+    /// Ban history older than this no longer counts for bantime increment.
+    pub dbpurgeage: Duration,
 }
 
 /// Where a fail2ban filter comes from: `sshd[mode=aggressive]` or a path, and
@@ -98,6 +105,8 @@ pub struct Jail {
     pub bantime: Duration,
     pub ignore: IgnoreList,
     pub blocktype: BlockType,
+    /// Longer bans for repeat offenders (`bantime_increment = true`).
+    pub increment: Option<crate::bantime::Increment>,
 }
 
 impl Jail {
@@ -144,6 +153,14 @@ impl Config {
     /// Enabled jail names, in order.
     pub fn jail_names(&self) -> Vec<&str> {
         self.jails.iter().map(|j| &*j.name).collect()
+    }
+
+    /// Jails with bantime increment on, by name.
+    pub fn increments(&self) -> std::collections::HashMap<String, crate::bantime::Increment> {
+        self.jails
+            .iter()
+            .filter_map(|j| Some((j.name.to_string(), j.increment.clone()?)))
+            .collect()
     }
 
     pub fn jail_rules(&self) -> Vec<JailRules> {
@@ -228,6 +245,11 @@ impl Checker<'_> {
                 }
             },
         };
+        let state_dir = self.state_dir(&raw.daemon);
+        let on_stop = self.on_stop(&raw.daemon);
+        let dbpurgeage = self
+            .duration(raw.daemon.dbpurgeage.as_ref(), "daemon.dbpurgeage")
+            .unwrap_or(persist::DEFAULT_DBPURGEAGE);
         let filter_dir = raw
             .daemon
             .filter_dir
@@ -251,6 +273,7 @@ impl Checker<'_> {
             .unwrap_or_default();
         let default_ports = d.port.as_ref().map(|p| self.ports(p, "defaults.port"));
         let default_ignoreself = d.ignoreself.unwrap_or(true);
+        let default_increment = d.increment();
 
         let mut jails = Vec::new();
         for (name, spanned) in &raw.jail {
@@ -295,7 +318,9 @@ impl Checker<'_> {
             };
             let mut nets = default_ignore.clone();
             nets.extend(self.ignoreip(j.ignoreip.as_ref(), &format!("{key}.ignoreip")));
+            let increment = self.increment(&default_increment, &j.increment(), &key);
             let jail = Jail {
+                increment,
                 name: Arc::from(name.as_str()),
                 // A placeholder keeps checking the other keys; the config is
                 // refused anyway since the filter problem was recorded.
@@ -328,6 +353,9 @@ impl Checker<'_> {
                 socket,
                 socket_group,
                 jails,
+                state_dir,
+                on_stop,
+                dbpurgeage,
             })
         } else {
             Err(ConfigError::Invalid(self.problems))

@@ -32,6 +32,24 @@ pub struct RawDaemon {
     pub socket: Option<Spanned<String>>,
     /// Group allowed to use the control socket besides root.
     pub socket_group: Option<Spanned<String>>,
+    /// Directory of the state store (bans, history, read positions).
+    pub state_dir: Option<Spanned<String>>,
+    /// `keep` (default) or `flush`: what SIGTERM does to the kernel's bans.
+    pub on_stop: Option<Spanned<String>>,
+    /// How long ban history is kept for bantime increment.
+    pub dbpurgeage: Option<Spanned<toml::Value>>,
+}
+
+/// fail2ban's `bantime.*` keys, spelled with `_` (a TOML key cannot be both a
+/// value and a table). Shared by `[defaults]` and each jail.
+#[derive(Debug, Default, Clone)]
+pub struct RawIncrement {
+    pub bantime_increment: Option<bool>,
+    pub bantime_factor: Option<Spanned<toml::Value>>,
+    pub bantime_multipliers: Option<Spanned<toml::Value>>,
+    pub bantime_maxtime: Option<Spanned<toml::Value>>,
+    pub bantime_rndtime: Option<Spanned<toml::Value>>,
+    pub bantime_overalljails: Option<bool>,
 }
 
 /// Values every jail inherits unless it sets its own.
@@ -45,6 +63,12 @@ pub struct RawDefaults {
     pub ignoreself: Option<bool>,
     pub blocktype: Option<Spanned<String>>,
     pub port: Option<Spanned<toml::Value>>,
+    pub bantime_increment: Option<bool>,
+    pub bantime_factor: Option<Spanned<toml::Value>>,
+    pub bantime_multipliers: Option<Spanned<toml::Value>>,
+    pub bantime_maxtime: Option<Spanned<toml::Value>>,
+    pub bantime_rndtime: Option<Spanned<toml::Value>>,
+    pub bantime_overalljails: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,4 +86,31 @@ pub struct RawJail {
     pub ignoreip: Option<Spanned<toml::Value>>,
     pub ignoreself: Option<bool>,
     pub blocktype: Option<Spanned<String>>,
+    pub bantime_increment: Option<bool>,
+    pub bantime_factor: Option<Spanned<toml::Value>>,
+    pub bantime_multipliers: Option<Spanned<toml::Value>>,
+    pub bantime_maxtime: Option<Spanned<toml::Value>>,
+    pub bantime_rndtime: Option<Spanned<toml::Value>>,
+    pub bantime_overalljails: Option<bool>,
 }
+
+/// The `bantime_*` keys of `[defaults]` or of a jail, gathered (serde's
+/// flatten would lose the spans and the unknown-key check).
+macro_rules! increment_of {
+    ($t:ty) => {
+        impl $t {
+            pub fn increment(&self) -> RawIncrement {
+                RawIncrement {
+                    bantime_increment: self.bantime_increment,
+                    bantime_factor: self.bantime_factor.clone(),
+                    bantime_multipliers: self.bantime_multipliers.clone(),
+                    bantime_maxtime: self.bantime_maxtime.clone(),
+                    bantime_rndtime: self.bantime_rndtime.clone(),
+                    bantime_overalljails: self.bantime_overalljails,
+                }
+            }
+        }
+    };
+}
+increment_of!(RawDefaults);
+increment_of!(RawJail);

@@ -62,7 +62,7 @@ impl Handler for Handle {
 }
 
 impl Handle {
-    fn config(&self) -> Arc<Config> {
+    pub(super) fn config(&self) -> Arc<Config> {
         match self.config.read() {
             Ok(c) => Arc::clone(&c),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
@@ -250,8 +250,10 @@ impl Handle {
             )
         })?;
         let rules = new.jail_rules();
+        let increments = new.increments();
         self.ask(&self.enforcer, |reply| EnforcerMsg::Reconcile {
             rules,
+            increments,
             reply,
         })
         .await?
@@ -318,6 +320,10 @@ fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
         Some("daemon.table")
     } else if old.socket != new.socket || old.socket_group != new.socket_group {
         Some("daemon.socket")
+    } else if old.state_dir != new.state_dir {
+        Some("daemon.state_dir")
+    } else if old.dbpurgeage != new.dbpurgeage {
+        Some("daemon.dbpurgeage")
     } else {
         None
     }

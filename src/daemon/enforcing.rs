@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::IpNet;
 
@@ -13,8 +13,11 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::human;
-use crate::enforce::{Applied, Backend, EnforceError, JailRules};
+use crate::bantime::{Increment, Offences};
+use crate::enforce::{Applied, Backend, EnforceError, JailRules, Restore};
 use crate::message::BanOrder;
+use crate::state::writer::{StateMsg, StateTx};
+use crate::state::StoredBan;
 
 /// Most bans applied in one netlink transaction.
 const MAX_BATCH: usize = 4096;
@@ -41,9 +44,14 @@ pub enum EnforcerMsg {
     /// A reload: make the kernel match the new jails.
     Reconcile {
         rules: Vec<JailRules>,
+        increments: HashMap<String, Increment>,
         reply: oneshot::Sender<Result<(), EnforceError>>,
     },
-    Stop,
+    /// Someone else changed our table (`nft flush ruleset`, a restart of the
+    /// nftables service): rebuild it and put every active ban back.
+    Heal,
+    /// Stop; with `flush`, remove our table and forget the bans first.
+    Stop { flush: bool },
 }
 
 /// One lifted ban, with the time it still had.
@@ -64,16 +72,39 @@ pub struct JailBans {
 
 pub struct Enforcer {
     backend: Box<dyn Backend>,
+    rules: Vec<JailRules>,
     jails: Vec<String>,
     totals: HashMap<String, u64>,
+    /// Jails with bantime increment on.
+    increments: HashMap<String, Increment>,
+    offences: Offences,
+    /// Where applied bans are recorded (None: a dry run keeps nothing).
+    state: Option<StateTx>,
+}
+
+/// What the enforcer starts from besides the backend.
+pub struct EnforcerSetup {
+    pub increments: HashMap<String, Increment>,
+    pub offences: Offences,
+    pub state: Option<StateTx>,
 }
 
 impl Enforcer {
-    pub fn new(backend: Box<dyn Backend>, rules: &[JailRules]) -> Self {
+    pub fn new(backend: Box<dyn Backend>, rules: &[JailRules], setup: EnforcerSetup) -> Self {
         Enforcer {
             backend,
+            rules: rules.to_vec(),
             jails: rules.iter().map(|r| r.name.clone()).collect(),
             totals: HashMap::new(),
+            increments: setup.increments,
+            offences: setup.offences,
+            state: setup.state,
+        }
+    }
+
+    fn record(&self, msg: StateMsg) {
+        if let Some(s) = &self.state {
+            s.send(msg);
         }
     }
 
@@ -127,22 +158,70 @@ impl Enforcer {
                 EnforcerMsg::List { reply } => {
                     let _ = reply.send(self.list());
                 }
-                EnforcerMsg::Reconcile { rules, reply } => {
+                EnforcerMsg::Reconcile {
+                    rules,
+                    increments,
+                    reply,
+                } => {
                     let result = self.backend.reconcile(&rules);
                     if result.is_ok() {
                         self.jails = rules.iter().map(|r| r.name.clone()).collect();
+                        self.rules = rules;
+                        self.increments = increments;
                         let jails = &self.jails;
                         self.totals.retain(|j, _| jails.contains(j));
+                        self.record(StateMsg::Jails(self.jails.clone()));
                     }
                     let _ = reply.send(result);
                 }
-                EnforcerMsg::Stop => break,
+                EnforcerMsg::Heal => self.heal(),
+                EnforcerMsg::Stop { flush } => {
+                    if flush {
+                        self.flush();
+                    }
+                    break;
+                }
             }
         }
     }
 
     fn ban(&mut self, orders: &[BanOrder], manual: bool) -> Result<Vec<Applied>, EnforceError> {
+        let now = SystemTime::now();
+        let grown;
+        let orders = if self.increments.is_empty() {
+            orders
+        } else {
+            grown = self.grow(orders, now);
+            &grown[..]
+        };
         let applied = self.backend.ban(orders)?;
+        let mut stored = Vec::new();
+        for (order, outcome) in orders.iter().zip(&applied) {
+            if *outcome == Applied::Unchanged {
+                continue;
+            }
+            let offence = *outcome == Applied::Added;
+            if offence {
+                self.offences
+                    .record(order.addr, Arc::clone(&order.jail), now);
+            }
+            if self.state.is_some() {
+                stored.push((
+                    StoredBan {
+                        jail: order.jail.to_string(),
+                        net: IpNet::from(order.addr.to_canonical()),
+                        start: now,
+                        until: Some(now + order.bantime),
+                        failures: order.failures,
+                        line: None,
+                    },
+                    offence,
+                ));
+            }
+        }
+        if !stored.is_empty() {
+            self.record(StateMsg::Banned(stored));
+        }
         for (order, outcome) in orders.iter().zip(&applied) {
             let verb = match outcome {
                 Applied::Added => "ban",
@@ -173,6 +252,65 @@ impl Enforcer {
         Ok(applied)
     }
 
+    /// Orders with their bantime grown for repeat offenders.
+    fn grow(&self, orders: &[BanOrder], now: SystemTime) -> Vec<BanOrder> {
+        orders
+            .iter()
+            .map(|o| {
+                let mut o = o.clone();
+                if let Some(inc) = self.increments.get(&*o.jail) {
+                    let jail = (!inc.overalljails).then_some(&*o.jail);
+                    let count = self.offences.count(o.addr.to_canonical(), jail, now);
+                    if count > 0 {
+                        o.bantime = inc.bantime(o.bantime, count);
+                        debug!(jail = %o.jail, addr = %o.addr, count, bantime = %human(o.bantime), "repeat offender");
+                    }
+                }
+                o
+            })
+            .collect()
+    }
+
+    /// Rebuilds our table after someone else changed it and puts back every
+    /// ban our record still holds, with the time it had left.
+    fn heal(&mut self) {
+        let started = Instant::now();
+        let before: Vec<JailBans> = self.list();
+        if let Err(e) = self.backend.reconcile(&self.rules) {
+            warn!("our table was changed by someone else and could not be rebuilt: {e}");
+            return;
+        }
+        let bans: Vec<Restore> = before
+            .iter()
+            .flat_map(|j| {
+                j.bans.iter().map(|(net, left)| Restore {
+                    jail: j.jail.clone(),
+                    net: *net,
+                    timeout: *left,
+                    remaining: *left,
+                })
+            })
+            .collect();
+        match self.backend.restore(&bans) {
+            Ok(0) => info!("our table was changed by someone else; rules checked, no ban was missing"),
+            Ok(n) => warn!(
+                "our table was changed by someone else (nft flush ruleset?): rebuilt it and restored {n} bans in {:.1} ms",
+                started.elapsed().as_secs_f64() * 1000.0
+            ),
+            Err(e) => warn!("our table was rebuilt but bans could not be restored: {e}"),
+        }
+    }
+
+    /// `on_stop = "flush"`: every ban lifted, in the kernel and the store.
+    fn flush(&mut self) {
+        match self.backend.remove_all() {
+            Ok(()) => info!("stopping: our table and every ban in it removed (on_stop = flush)"),
+            Err(e) => warn!("stopping: could not remove our table: {e}"),
+        }
+        let all = self.jails.iter().map(|j| (j.clone(), None)).collect();
+        self.record(StateMsg::Lifted(all));
+    }
+
     fn manual(
         &mut self,
         jail: Arc<str>,
@@ -192,6 +330,18 @@ impl Enforcer {
         }
         let outcome = self.backend.ban_net(&jail, target, bantime)?;
         if outcome != Applied::Unchanged {
+            let now = SystemTime::now();
+            self.record(StateMsg::Banned(vec![(
+                StoredBan {
+                    jail: jail.to_string(),
+                    net: target.trunc(),
+                    start: now,
+                    until: Some(now + bantime),
+                    failures: 0,
+                    line: None,
+                },
+                false,
+            )]));
             *self.totals.entry(jail.to_string()).or_default() += 1;
             info!(
                 "ban: jail={jail} prefix={target} manual bantime={}",
@@ -225,6 +375,7 @@ impl Enforcer {
                     self.backend.unban_net(&jail, t)?
                 };
                 if done {
+                    self.record(StateMsg::Lifted(vec![(jail.clone(), Some(t))]));
                     info!("unban: jail={jail} addr={}", show(&t));
                     lifted.push(Lifted {
                         jail: jail.clone(),

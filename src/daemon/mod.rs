@@ -14,6 +14,7 @@
 
 mod control;
 mod enforcing;
+mod restore;
 mod sources;
 mod tracking;
 
@@ -31,10 +32,11 @@ use crate::enforce::nft::NftBackend;
 use crate::enforce::{Backend, EnforceError};
 use crate::message::{Failure, JailId};
 use crate::source::file::FileSourceError;
+use crate::state::{writer as state_writer, StateError, Store};
 use crate::tracker::Tracker;
 
 pub use control::Handle;
-use enforcing::{Enforcer, EnforcerMsg};
+use enforcing::{Enforcer, EnforcerMsg, EnforcerSetup};
 use sources::Sources;
 use tracking::TrackerCtl;
 
@@ -55,6 +57,8 @@ pub enum DaemonError {
     Thread(std::io::Error),
     #[error("signal handling: {0}")]
     Signal(std::io::Error),
+    #[error("{0}")]
+    State(#[from] StateError),
 }
 
 /// Options that come from the command line rather than the config file.
@@ -64,6 +68,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// The file `reload` (and SIGHUP) reads again; None: the default lookup.
     pub config_path: Option<PathBuf>,
+    /// Overrides `daemon.state_dir` (`nftjail run --state-dir`).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Jail ids that stay the same across reloads: a name keeps its id for the
@@ -97,13 +103,41 @@ impl JailSlots {
 }
 
 /// Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the config.
-pub async fn run(config: Config, opts: RunOptions) -> Result<(), DaemonError> {
+pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError> {
     let mut backend: Box<dyn Backend> = match (opts.dry_run, config.backend) {
         (true, _) | (false, BackendKind::Log) => Box::new(LogBackend::default()),
         (false, BackendKind::Nft) => Box::new(NftBackend::open(&config.table)?),
     };
+    if let Some(dir) = &opts.state_dir {
+        config.state_dir = dir.clone();
+    }
     let rules = config.jail_rules();
     backend.reconcile(&rules)?;
+    // A dry run (--dry-run) keeps no state: it must not restore into, or
+    // record over, what the real daemon stored.
+    let (state, offences) = if opts.dry_run {
+        (None, crate::bantime::Offences::new(config.dbpurgeage))
+    } else {
+        let mut store = Store::open(&config.state_dir)?;
+        restore::at_start(&mut *backend, &mut store, &config)?;
+        let offences = restore::offences(&store, &config)?;
+        let (tx, thread) =
+            state_writer::spawn(store, config.dbpurgeage).map_err(DaemonError::Thread)?;
+        (Some((tx, thread)), offences)
+    };
+    let state_tx = state.as_ref().map(|(tx, _)| tx.clone());
+    let watcher = match backend.portid() {
+        Some(own) => {
+            match crate::enforce::nft::watch::Watcher::open(&config.table, Some(own)) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    warn!("cannot listen for ruleset changes; a flushed ruleset will not be healed: {e}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let access = Access {
         group: config.socket_group.as_ref().map(|(_, gid)| *gid),
     };
@@ -119,11 +153,34 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), DaemonError> {
     let prepared = sources.prepare(&config, &ids)?;
     sources.commit(prepared)?;
 
-    let enforcer = Enforcer::new(backend, &rules);
+    let enforcer = Enforcer::new(
+        backend,
+        &rules,
+        EnforcerSetup {
+            increments: config.increments(),
+            offences,
+            state: state_tx.clone(),
+        },
+    );
     let enforcer = std::thread::Builder::new()
         .name("enforcer".into())
         .spawn(move || enforcer.run(enf_rx))
         .map_err(DaemonError::Thread)?;
+    if let Some(mut w) = watcher {
+        let tx = enf_tx.clone();
+        std::thread::Builder::new()
+            .name("nft-watch".into())
+            .spawn(move || loop {
+                if let Err(e) = w.wait_for_change() {
+                    warn!("ruleset watcher stopped: {e}");
+                    return;
+                }
+                if tx.blocking_send(EnforcerMsg::Heal).is_err() {
+                    return;
+                }
+            })
+            .map_err(DaemonError::Thread)?;
+    }
     let tracker = tokio::spawn(tracking::run(
         Tracker::with_slots(jails, config.max_tracked),
         fail_rx,
@@ -158,7 +215,10 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), DaemonError> {
     ));
 
     wait_for_shutdown(&handle).await?;
-    info!("stopping: bans stay in the kernel until they expire");
+    let flush = handle.config().on_stop == crate::config::persist::OnStop::Flush;
+    if !flush {
+        info!("stopping: bans stay in the kernel until they expire");
+    }
     let _ = stop_tx.send(true);
     let _ = server.await;
     let threads = handle.sources.lock().await.stop_all();
@@ -174,12 +234,20 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), DaemonError> {
         error!("the tracker task panicked");
     }
     // Every decided ban is queued ahead of this.
-    let _ = enf_tx.send(EnforcerMsg::Stop).await;
+    let _ = enf_tx.send(EnforcerMsg::Stop { flush }).await;
     if tokio::task::spawn_blocking(move || enforcer.join().is_err())
         .await
         .unwrap_or(true)
     {
         error!("the enforcer thread panicked");
+    }
+    // The enforcer's handle is gone with it; ours is the last but this one.
+    drop(handle);
+    if let Some((tx, thread)) = state {
+        tx.sync();
+        drop(tx);
+        drop(state_tx);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::{Applied, Backend, EnforceError, JailRules};
+use super::{Applied, Backend, EnforceError, JailRules, Restore};
 use crate::message::BanOrder;
 
 #[derive(Default)]
@@ -98,6 +98,30 @@ impl Backend for LogBackend {
 
     fn unban_net(&mut self, jail: &str, net: IpNet) -> Result<bool, EnforceError> {
         Ok(self.lift(jail, net.trunc()))
+    }
+
+    fn remove_all(&mut self) -> Result<(), EnforceError> {
+        self.bans.clear();
+        Ok(())
+    }
+
+    fn restore(&mut self, bans: &[Restore]) -> Result<usize, EnforceError> {
+        let now = Instant::now();
+        let mut n = 0;
+        for b in bans {
+            self.known(&b.jail)?;
+            let key = (b.jail.clone(), b.net.trunc());
+            if self.bans.get(&key).is_some_and(|u| *u > now) {
+                continue;
+            }
+            // A permanent ban is kept for a century: the dry run has no "never".
+            let left = b
+                .remaining
+                .unwrap_or(Duration::from_secs(100 * 365 * 86_400));
+            self.bans.insert(key, now + left);
+            n += 1;
+        }
+        Ok(n)
     }
 
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {

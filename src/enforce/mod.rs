@@ -92,4 +92,28 @@ pub trait Backend: Send {
 
     /// Lift a prefix ban (exactly that prefix).
     fn unban_net(&mut self, jail: &str, net: IpNet) -> Result<bool, EnforceError>;
+
+    /// Put bans back with the time they had left (after a reboot, or after
+    /// someone flushed the ruleset). Bans the backend already holds are left
+    /// as they are. Returns how many were put back.
+    fn restore(&mut self, bans: &[Restore]) -> Result<usize, EnforceError>;
+
+    /// Removes everything we put in the kernel (`on_stop = "flush"`).
+    fn remove_all(&mut self) -> Result<(), EnforceError>;
+
+    /// The netlink port id our changes carry, so a watcher can tell the
+    /// kernel's echo of our own changes from someone else's.
+    fn portid(&self) -> Option<u32> {
+        None
+    }
+}
+
+/// A ban to put back: an address (/32, /128) or a prefix, its whole
+/// bantime and the time it has left (None: permanent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restore {
+    pub jail: String,
+    pub net: IpNet,
+    pub timeout: Option<Duration>,
+    pub remaining: Option<Duration>,
 }

@@ -541,8 +541,9 @@ impl Daemon {
         std::fs::write(
             &cfg,
             format!(
-                "[daemon]\nsocket = \"{}\"\n[jail.bench]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = {maxretry}\nfindtime = \"1h\"\nbantime = \"1h\"\n",
+                "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\n[jail.bench]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = {maxretry}\nfindtime = \"1h\"\nbantime = \"1h\"\n",
                 dir.join(format!("{tag}.sock")).display(),
+                dir.join(format!("{tag}-state")).display(),
                 log.display()
             ),
         )?;

@@ -29,12 +29,13 @@ ip -n "$ATK" link set demo-atk up
 
 # The server side runs in its own mount namespace with a tmpfs on /var/log, so
 # the daemon's built-in config (which follows /var/log/mail.log) reads the
-# simulated log, not the host's.
+# simulated log, not the host's, and its state store is thrown away with it.
 ip netns exec "$SRV" unshare --mount --propagation private bash -s <<INNER
 set -euo pipefail
 mount -t tmpfs nftjail-demo /var/log
-mkdir -p /run/nftjail
+mkdir -p /run/nftjail /var/lib/nftjail
 mount -t tmpfs nftjail-demo-run /run/nftjail
+mount -t tmpfs nftjail-demo-state /var/lib/nftjail
 : > /var/log/mail.log
 "$XTASK" listen $SERVER:587 &
 sleep 0.2

@@ -13,6 +13,7 @@
 
 mod netlink;
 mod ruleset;
+pub mod watch;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use super::{Applied, Backend, EnforceError, JailRules};
+use super::{Applied, Backend, EnforceError, JailRules, Restore};
 use crate::message::BanOrder;
 use ipnet::IpNet;
 use netlink::{Netlink, Refused, MAX_TRANSACTION};
@@ -474,6 +475,116 @@ impl Backend for NftBackend {
             }
             Err(e) => Err(e),
         }
+    }
+
+    fn restore(&mut self, bans: &[Restore]) -> Result<usize, EnforceError> {
+        let now = Instant::now();
+        let live = |u: &Until| match u {
+            Until::Never => true,
+            Until::At(t) => *t > now,
+        };
+        // Per set: timed elements, and permanent ones (no timeout at all).
+        let mut timed: HashMap<String, Vec<(IpNet, Duration, Duration)>> = HashMap::new();
+        let mut forever: HashMap<String, Vec<IpNet>> = HashMap::new();
+        let mut todo = Vec::new();
+        for b in bans {
+            let net = b.net.trunc();
+            let host = net.prefix_len() == net.max_prefix_len();
+            let held = if host {
+                let Some(r) = self.record.get(&b.jail) else {
+                    return Err(EnforceError::UnknownJail(b.jail.clone()));
+                };
+                r.get(&net.addr()).is_some_and(live)
+            } else {
+                let Some(r) = self.nets.get(&b.jail) else {
+                    return Err(EnforceError::UnknownJail(b.jail.clone()));
+                };
+                r.get(&net).is_some_and(live)
+            };
+            if held || b.remaining.is_some_and(|d| d.is_zero()) {
+                continue;
+            }
+            let set = if host {
+                set_name(&b.jail, &net.addr())
+            } else {
+                net_set_name(&b.jail, &net)
+            };
+            match b.remaining {
+                Some(left) => timed.entry(set).or_default().push((
+                    net,
+                    b.timeout.unwrap_or(left).max(left),
+                    left,
+                )),
+                None => forever.entry(set).or_default().push(net),
+            }
+            todo.push((b.jail.clone(), net, b.remaining));
+        }
+        if todo.is_empty() {
+            return Ok(0);
+        }
+        // One transaction per set chunk keeps each under MAX_TRANSACTION.
+        for (set, elems) in &timed {
+            for chunk in elems.chunks(ORDERS_PER_TRANSACTION / 2) {
+                let mut w = self.nl.writer();
+                w.restore(&self.table, set, chunk);
+                let msg = format!("restore {} bans into {set}", chunk.len());
+                self.commit(&w.buf, &|_| msg.clone())?;
+            }
+        }
+        for (set, nets) in &forever {
+            let mut w = self.nl.writer();
+            let hosts: Vec<(IpAddr, Option<Duration>)> = nets
+                .iter()
+                .filter(|n| n.prefix_len() == n.max_prefix_len())
+                .map(|n| (n.addr(), None))
+                .collect();
+            let prefixes: Vec<(IpNet, Option<Duration>)> = nets
+                .iter()
+                .filter(|n| n.prefix_len() != n.max_prefix_len())
+                .map(|n| (*n, None))
+                .collect();
+            if !hosts.is_empty() {
+                w.elements(&self.table, set, &hosts, true);
+            }
+            if !prefixes.is_empty() {
+                w.intervals(&self.table, set, &prefixes, true);
+            }
+            let msg = format!("restore permanent bans into {set}");
+            self.commit(&w.buf, &|_| msg.clone())?;
+        }
+        for (jail, net, left) in &todo {
+            let until = match left {
+                Some(d) => Until::At(now + *d),
+                None => Until::Never,
+            };
+            if net.prefix_len() == net.max_prefix_len() {
+                if let Some(r) = self.record.get_mut(jail) {
+                    r.insert(net.addr(), until);
+                }
+            } else if let Some(r) = self.nets.get_mut(jail) {
+                r.insert(*net, until);
+            }
+        }
+        Ok(todo.len())
+    }
+
+    fn remove_all(&mut self) -> Result<(), EnforceError> {
+        let mut w = self.nl.writer();
+        w.del_table(&self.table);
+        let table = self.table.clone();
+        match self.commit(&w.buf, &|_| format!("deleting table inet {table}")) {
+            Ok(()) => {}
+            Err(EnforceError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        self.record.clear();
+        self.nets.clear();
+        Ok(())
+    }
+
+    fn portid(&self) -> Option<u32> {
+        self.nl.portid()
     }
 
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {

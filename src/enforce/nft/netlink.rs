@@ -54,6 +54,22 @@ impl Netlink {
         })
     }
 
+    /// The port id the kernel gave our socket: change notifications caused
+    /// by our own transactions carry it.
+    pub fn portid(&self) -> Option<u32> {
+        // SAFETY: getsockname writes at most `len` bytes into a zeroed sockaddr_nl.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        let rc = unsafe {
+            libc::getsockname(
+                self.sock.as_raw_fd(),
+                (&mut addr as *mut libc::sockaddr_nl).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(addr.nl_pid)
+    }
+
     /// A writer whose sequence numbers continue ours.
     pub fn writer(&self) -> Writer {
         Writer::with_seq(self.next_seq)
@@ -145,7 +161,7 @@ impl Netlink {
     }
 }
 
-fn setsockopt(fd: i32, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
+pub(super) fn setsockopt(fd: i32, level: i32, name: i32, value: libc::c_int) -> io::Result<()> {
     // SAFETY: passes a pointer to a live c_int and its exact size.
     let rc = unsafe {
         libc::setsockopt(

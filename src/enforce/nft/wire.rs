@@ -15,6 +15,9 @@ pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
 pub const NFNL_MSG_BATCH_END: u16 = 0x11;
 pub const NFPROTO_INET: u8 = 1;
 
+pub const NFT_MSG_DELTABLE: u16 = 2;
+pub const NFT_MSG_DELCHAIN: u16 = 5;
+pub const NFT_MSG_DELRULE: u16 = 8;
 pub const NFT_MSG_NEWSET: u16 = 9;
 pub const NFT_MSG_GETSET: u16 = 10;
 pub const NFT_MSG_DELSET: u16 = 11;
@@ -94,6 +97,8 @@ pub struct Writer {
     /// Start offsets of open nests and the current message.
     stack: Vec<usize>,
     pub seq: u32,
+    /// Where the last element nest began (see [`Writer::restore`]).
+    last_elem: usize,
 }
 
 fn align4(n: usize) -> usize {
@@ -209,6 +214,14 @@ impl Writer {
         seq
     }
 
+    pub fn del_table(&mut self, table: &str) -> u32 {
+        let seq = self.begin_nft(NFT_MSG_DELTABLE, 0);
+        // NFTA_TABLE_NAME, attribute 1 like NFTA_SET_TABLE.
+        self.attr_str(NFTA_SET_TABLE, table);
+        self.end();
+        seq
+    }
+
     pub fn del_set(&mut self, table: &str, name: &str) -> u32 {
         let seq = self.begin_nft(NFT_MSG_DELSET, 0);
         self.attr_str(NFTA_SET_TABLE, table);
@@ -286,7 +299,61 @@ impl Writer {
         seq
     }
 
+    /// Elements put back with the time they had left: `timeout` is the whole
+    /// ban, `expires` what remains (the kernel shows `timeout T expires E`;
+    /// it refuses E > T). Prefixes are sent as intervals. Split like
+    /// [`Writer::elements`]; returns the sequence numbers used.
+    pub fn restore(
+        &mut self,
+        table: &str,
+        set: &str,
+        elems: &[(IpNet, Duration, Duration)],
+    ) -> Vec<u32> {
+        let mut seqs = Vec::new();
+        let mut rest = elems;
+        while !rest.is_empty() {
+            seqs.push(self.begin_nft(NFT_MSG_NEWSETELEM, NLM_F_CREATE));
+            self.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
+            self.attr_str(NFTA_SET_ELEM_LIST_SET, set);
+            self.nest_begin(NFTA_SET_ELEM_LIST_ELEMENTS);
+            let start = self.buf.len();
+            let mut n = 0;
+            for (net, timeout, expires) in rest {
+                if self.buf.len() - start > MAX_ELEMENTS_BYTES {
+                    break;
+                }
+                let timeout = (*timeout).max(*expires);
+                self.key_elem(net.network(), Some(timeout), false);
+                // The expiration goes inside the element just closed.
+                self.reopen_last_elem();
+                self.attr_be64(
+                    NFTA_SET_ELEM_EXPIRATION,
+                    (expires.as_millis() as u64).clamp(1, timeout.as_millis().max(1) as u64),
+                );
+                self.nest_end();
+                if net.prefix_len() != net.max_prefix_len() {
+                    if let Some(end) = after(net) {
+                        self.key_elem(end, None, true);
+                    }
+                }
+                n += 1;
+            }
+            self.nest_end();
+            self.end();
+            rest = &rest[n..];
+        }
+        seqs
+    }
+
+    /// Reopens the element nest just closed by [`Writer::key_elem`], so one
+    /// more attribute can go into it.
+    fn reopen_last_elem(&mut self) {
+        let at = self.last_elem;
+        self.stack.push(at);
+    }
+
     fn key_elem(&mut self, addr: IpAddr, timeout: Option<Duration>, interval_end: bool) {
+        self.last_elem = self.buf.len();
         self.nest_begin(NFTA_LIST_ELEM);
         self.nest_begin(NFTA_SET_ELEM_KEY);
         match addr {
@@ -334,6 +401,10 @@ pub struct Msg<'a> {
     /// For NLMSG_ERROR: the negated errno (0 = ack).
     pub error: Option<i32>,
     pub body: &'a [u8],
+    /// The port id of the socket whose request caused it (in notifications).
+    pub pid: u32,
+    /// The nfgenmsg family (inet, ip, ...); 0 when absent.
+    pub family: u8,
 }
 
 /// Splits a received buffer into messages; stops at anything malformed.
@@ -367,11 +438,15 @@ pub fn messages(buf: &[u8]) -> Vec<Msg<'_>> {
             }
             _ => seq,
         };
+        let pid = u32::from_ne_bytes([rest[12], rest[13], rest[14], rest[15]]);
+        let family = if len > 16 { rest[16] } else { 0 };
         out.push(Msg {
             ty,
             seq,
             error,
             body,
+            pid,
+            family,
         });
         rest = &rest[align4(len).min(rest.len())..];
     }
@@ -413,6 +488,12 @@ fn be64(v: &[u8]) -> Option<u64> {
 }
 
 /// The set name in a NEWSET message of a dump.
+/// The table a table, chain, rule, set or element message is about: each
+/// carries it as attribute 1.
+pub fn parse_table_name(body: &[u8]) -> Option<String> {
+    attr(body, NFTA_SET_TABLE).map(c_str)
+}
+
 pub fn parse_set_name(body: &[u8]) -> Option<String> {
     attr(body, NFTA_SET_NAME).map(c_str)
 }

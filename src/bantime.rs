@@ -1,0 +1,173 @@
+//! Longer bans for repeat offenders, with fail2ban's vocabulary
+//! (`bantime.increment`, `.factor`, `.multipliers`, `.maxtime`, `.rndtime`,
+//! `.overalljails`), spelled `bantime_increment` etc. in TOML since a key
+//! cannot be both a value and a table there.
+//!
+//! As in fail2ban, the count is the number of earlier bans of the address
+//! (in this jail, or in any jail with `overalljails`) still within
+//! `dbpurgeage`; the first ban gets the plain bantime.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// fail2ban caps its exponent at 20 (`1 << 20` times the bantime).
+const MAX_EXPONENT: u32 = 20;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Increment {
+    /// `bantime.factor`: multiplies the growth (default 1).
+    pub factor: f64,
+    /// `bantime.multipliers`: when set, the n-th repeat gets
+    /// bantime × factor × multipliers[n] (the last one once past the end),
+    /// instead of the default exponential bantime × factor × 2^n.
+    pub multipliers: Vec<f64>,
+    /// `bantime.maxtime`: no ban longer than this.
+    pub maxtime: Option<Duration>,
+    /// `bantime.rndtime`: up to this much random time added, so that botnets
+    /// cannot learn the exact moment a ban ends.
+    pub rndtime: Option<Duration>,
+    /// `bantime.overalljails`: earlier bans in every jail count.
+    pub overalljails: bool,
+}
+
+impl Default for Increment {
+    fn default() -> Self {
+        Increment {
+            factor: 1.0,
+            multipliers: Vec::new(),
+            maxtime: None,
+            rndtime: None,
+            overalljails: false,
+        }
+    }
+}
+
+impl Increment {
+    /// The bantime for an address banned `count` times before.
+    pub fn bantime(&self, base: Duration, count: u32) -> Duration {
+        if count == 0 || base.is_zero() {
+            return base;
+        }
+        let scale = if self.multipliers.is_empty() {
+            f64::from(1u32 << count.min(MAX_EXPONENT))
+        } else {
+            let i = (count as usize).min(self.multipliers.len() - 1);
+            self.multipliers[i]
+        };
+        let grown = base.as_secs_f64() * scale * self.factor;
+        // Never shorter than the plain bantime, never longer than maxtime.
+        let mut secs = grown.max(base.as_secs_f64());
+        if let Some(max) = self.maxtime {
+            secs = secs.min(max.as_secs_f64().max(base.as_secs_f64()));
+        }
+        let mut t =
+            Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(u32::MAX.into()));
+        if let Some(rnd) = self.rndtime {
+            t += rnd.mul_f64(fastrand::f64());
+        }
+        t
+    }
+}
+
+/// Earlier bans per address, kept for `dbpurgeage` (loaded from the state
+/// store at start, so counts survive restarts).
+#[derive(Debug, Default)]
+pub struct Offences {
+    by_addr: HashMap<IpAddr, Vec<(Arc<str>, SystemTime)>>,
+    keep: Duration,
+}
+
+impl Offences {
+    pub fn new(keep: Duration) -> Self {
+        Offences {
+            by_addr: HashMap::new(),
+            keep,
+        }
+    }
+
+    pub fn record(&mut self, addr: IpAddr, jail: Arc<str>, at: SystemTime) {
+        self.by_addr.entry(addr).or_default().push((jail, at));
+    }
+
+    /// Earlier bans of `addr` still remembered at `now`: in `jail`, or in
+    /// every jail when `jail` is None.
+    pub fn count(&self, addr: IpAddr, jail: Option<&str>, now: SystemTime) -> u32 {
+        let since = now.checked_sub(self.keep).unwrap_or(SystemTime::UNIX_EPOCH);
+        self.by_addr.get(&addr).map_or(0, |v| {
+            v.iter()
+                .filter(|(j, t)| *t >= since && jail.is_none_or(|x| x == &**j))
+                .count() as u32
+        })
+    }
+
+    /// Forgets what is older than `dbpurgeage`.
+    pub fn purge(&mut self, now: SystemTime) {
+        let since = now.checked_sub(self.keep).unwrap_or(SystemTime::UNIX_EPOCH);
+        self.by_addr.retain(|_, v| {
+            v.retain(|(_, t)| *t >= since);
+            !v.is_empty()
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn exponential_by_default_as_fail2ban() {
+        let inc = Increment::default();
+        assert_eq!(inc.bantime(H, 0), H);
+        assert_eq!(inc.bantime(H, 1), 2 * H);
+        assert_eq!(inc.bantime(H, 2), 4 * H);
+        assert_eq!(inc.bantime(H, 40), H * (1 << 20));
+        let inc = Increment {
+            factor: 3.0,
+            maxtime: Some(5 * H),
+            ..Increment::default()
+        };
+        assert_eq!(inc.bantime(H, 1), 5 * H);
+        assert_eq!(inc.bantime(H, 0), H);
+    }
+
+    #[test]
+    fn multipliers_then_last_one() {
+        let inc = Increment {
+            multipliers: vec![1.0, 5.0, 30.0],
+            ..Increment::default()
+        };
+        assert_eq!(inc.bantime(H, 1), 5 * H);
+        assert_eq!(inc.bantime(H, 2), 30 * H);
+        assert_eq!(inc.bantime(H, 9), 30 * H);
+    }
+
+    #[test]
+    fn rndtime_adds_at_most_its_value() {
+        let inc = Increment {
+            rndtime: Some(Duration::from_secs(60)),
+            ..Increment::default()
+        };
+        for _ in 0..100 {
+            let t = inc.bantime(H, 1);
+            assert!(t >= 2 * H && t <= 2 * H + Duration::from_secs(60), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn offences_count_per_jail_or_overall_and_expire() {
+        let now = SystemTime::now();
+        let mut o = Offences::new(Duration::from_secs(86_400));
+        let a: IpAddr = "192.0.2.1".parse().expect("addr");
+        o.record(a, "sshd".into(), now - Duration::from_secs(100));
+        o.record(a, "postfix".into(), now - Duration::from_secs(50));
+        o.record(a, "sshd".into(), now - Duration::from_secs(90_000));
+        assert_eq!(o.count(a, Some("sshd"), now), 1);
+        assert_eq!(o.count(a, None, now), 2);
+        o.purge(now);
+        assert_eq!(o.by_addr[&a].len(), 2);
+    }
+}

@@ -1,0 +1,119 @@
+//! At start: make the kernel and the state store agree, losing nothing.
+//!
+//! The kernel keeps its sets across a daemon restart (and a `kill -9`); the
+//! store keeps them across a reboot. Start takes the union: stored bans the
+//! kernel lacks are put back with their remaining time, kernel bans the store
+//! lacks (those applied just before a kill, before the store caught up) are
+//! adopted into it. Expired ones are dropped on both sides.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use ipnet::IpNet;
+use tracing::info;
+
+use super::DaemonError;
+use crate::bantime::Offences;
+use crate::config::Config;
+use crate::enforce::{Backend, Restore};
+use crate::state::{Store, StoredBan};
+
+/// A stored end and the kernel's may differ by the time a transaction took;
+/// beyond this the kernel's (the one that acts) is written to the store.
+const DRIFT: Duration = Duration::from_secs(2);
+
+pub fn at_start(
+    backend: &mut dyn Backend,
+    store: &mut Store,
+    config: &Config,
+) -> Result<(), DaemonError> {
+    let now = SystemTime::now();
+    store.purge(now, config.dbpurgeage)?;
+    let names: Vec<String> = config.jail_names().iter().map(|s| s.to_string()).collect();
+    let dropped = store.retain_jails(&names)?;
+    if dropped > 0 {
+        info!(
+            jails = dropped,
+            "stored bans of jails no longer configured dropped"
+        );
+    }
+    let stored: HashMap<(String, IpNet), StoredBan> = store
+        .bans()?
+        .into_iter()
+        .map(|b| ((b.jail.clone(), b.net), b))
+        .collect();
+    let mut kernel: HashMap<(String, IpNet), Option<Duration>> = HashMap::new();
+    for jail in &names {
+        for (net, left) in backend.list(jail) {
+            kernel.insert((jail.clone(), net), left);
+        }
+    }
+
+    let missing: Vec<Restore> = stored
+        .iter()
+        .filter(|(k, _)| !kernel.contains_key(*k))
+        .filter_map(|((jail, net), b)| {
+            let remaining = b.remaining(now);
+            if remaining.is_some_and(|d| d.is_zero()) {
+                return None;
+            }
+            let timeout = b.until.and_then(|u| u.duration_since(b.start).ok());
+            Some(Restore {
+                jail: jail.clone(),
+                net: *net,
+                timeout,
+                remaining,
+            })
+        })
+        .collect();
+    let restored = backend.restore(&missing)?;
+
+    let adopt: Vec<(StoredBan, bool)> = kernel
+        .iter()
+        .filter(|(k, left)| match stored.get(*k) {
+            None => true,
+            Some(b) => match (b.remaining(now), left) {
+                (Some(s), Some(k)) => s.abs_diff(*k) > DRIFT,
+                (None, None) => false,
+                _ => true,
+            },
+        })
+        .map(|((jail, net), left)| {
+            let old = stored.get(&(jail.clone(), *net));
+            (
+                StoredBan {
+                    jail: jail.clone(),
+                    net: *net,
+                    start: old.map_or(now, |b| b.start),
+                    until: left.map(|d| now + d),
+                    failures: old.map_or(0, |b| b.failures),
+                    line: old.and_then(|b| b.line.clone()),
+                },
+                false,
+            )
+        })
+        .collect();
+    store.put_bans(&adopt)?;
+    if restored > 0 || !adopt.is_empty() {
+        info!(
+            restored,
+            adopted = adopt.len(),
+            store = %store.path().display(),
+            "kernel and state store reconciled: bans restored from the store, kernel bans recorded"
+        );
+    }
+    Ok(())
+}
+
+/// Earlier bans within `dbpurgeage`, for bantime increment.
+pub fn offences(store: &Store, config: &Config) -> Result<Offences, DaemonError> {
+    let now = SystemTime::now();
+    let since = now
+        .checked_sub(config.dbpurgeage)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut o = Offences::new(config.dbpurgeage);
+    for (addr, jail, past) in store.history(since)? {
+        o.record(addr, jail.into(), past.time);
+    }
+    Ok(o)
+}

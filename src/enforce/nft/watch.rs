@@ -1,0 +1,161 @@
+//! Notices when someone else changes our table: `nft flush ruleset`,
+//! `nft delete table inet nftjail`, a restart of the nftables service (its
+//! script starts with `flush ruleset`). The kernel announces every ruleset
+//! change on the nftables multicast group; we listen there, with no polling.
+//!
+//! The price, measured (NETLINK.md): with a listener the kernel builds one
+//! notification per element we add, so adds cost more. Element events are
+//! read and dropped here; only deletions of our table, chains, rules or sets
+//! by another socket matter.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use tracing::{debug, warn};
+
+use super::netlink::setsockopt;
+use super::wire::{
+    self, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFT_MSG_DELCHAIN, NFT_MSG_DELRULE, NFT_MSG_DELSET,
+    NFT_MSG_DELTABLE,
+};
+
+/// `NFNLGRP_NFTABLES` from linux/netfilter/nfnetlink.h.
+const NFNLGRP_NFTABLES: libc::c_int = 7;
+const RECV_BUFFER: libc::c_int = 16 << 20;
+
+pub struct Watcher {
+    fd: OwnedFd,
+    table: String,
+    /// Our own backend's port id: its changes (a reload deleting rules) are ours.
+    own: Option<u32>,
+    buf: Vec<u8>,
+}
+
+impl Watcher {
+    pub fn open(table: &str, own: Option<u32>) -> io::Result<Watcher> {
+        // SAFETY: plain socket(2); the fd is owned right below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_NETFILTER,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh fd nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: a zeroed sockaddr_nl with the family set is a valid address.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: passes a valid sockaddr_nl and its size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_NETLINK,
+            libc::NETLINK_ADD_MEMBERSHIP,
+            NFNLGRP_NFTABLES,
+        )?;
+        if setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            RECV_BUFFER,
+        )
+        .is_err()
+        {
+            let _ = setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                RECV_BUFFER,
+            );
+        }
+        Ok(Watcher {
+            fd,
+            table: table.to_string(),
+            own,
+            buf: vec![0; 1 << 20],
+        })
+    }
+
+    /// Blocks until someone else changed our table, then returns once the
+    /// burst of events is read (one heal for one `nft flush ruleset`).
+    pub fn wait_for_change(&mut self) -> io::Result<()> {
+        let mut changed = false;
+        let mut flags = 0;
+        loop {
+            // SAFETY: receives into our own buffer, within its length.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    self.buf.as_mut_ptr().cast(),
+                    self.buf.len(),
+                    flags,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EAGAIN) if changed => return Ok(()),
+                    Some(libc::EAGAIN) => {
+                        flags = 0;
+                        continue;
+                    }
+                    // Events were lost: our table may have gone among them.
+                    Some(libc::ENOBUFS) => {
+                        warn!("ruleset events overflowed; checking our table");
+                        changed = true;
+                        flags = libc::MSG_DONTWAIT;
+                        continue;
+                    }
+                    _ => return Err(e),
+                }
+            }
+            if self.foreign_change(n as usize) {
+                changed = true;
+            }
+            // Read the rest of the burst without blocking.
+            flags = libc::MSG_DONTWAIT;
+        }
+    }
+
+    fn foreign_change(&self, n: usize) -> bool {
+        let mut hit = false;
+        for m in wire::messages(&self.buf[..n]) {
+            if m.ty >> 8 != NFNL_SUBSYS_NFTABLES {
+                continue;
+            }
+            let kind = m.ty & 0xff;
+            if ![
+                NFT_MSG_DELTABLE,
+                NFT_MSG_DELCHAIN,
+                NFT_MSG_DELRULE,
+                NFT_MSG_DELSET,
+            ]
+            .contains(&kind)
+            {
+                continue;
+            }
+            if m.family != NFPROTO_INET || Some(m.pid) == self.own {
+                continue;
+            }
+            if wire::parse_table_name(m.body).as_deref() == Some(self.table.as_str()) {
+                debug!(kind, pid = m.pid, "our table was changed by another socket");
+                hit = true;
+            }
+        }
+        hit
+    }
+}

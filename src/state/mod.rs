@@ -1,0 +1,529 @@
+//! The state store under `/var/lib/nftjail/`: what must survive a restart,
+//! a reboot or a `kill -9`.
+//!
+//! SQLite (rusqlite, bundled, WAL): one file, atomic transactions, readable
+//! with the `sqlite3` shell by an admin at 3 a.m., and a committed
+//! transaction survives the process being killed at any instant (the WAL is
+//! in the page cache; `synchronous = NORMAL` only risks the last commits on a
+//! power loss, which empties the kernel's sets as well).
+//!
+//! Ordering invariant (see `daemon::enforcing`): a ban goes to the kernel
+//! first and to the store right after, from the enforcer thread through
+//! [`writer`]. At every instant a decided ban is in the kernel, the store or
+//! both; a restart takes the union (kernel bans missing from the store are
+//! adopted, stored bans missing from the kernel are restored with their
+//! remaining time), so a `kill -9` loses none. An unban goes the same way, so
+//! one cut by a kill in its microsecond window comes back: fail closed.
+
+pub mod writer;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ipnet::IpNet;
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// The database file inside the state directory.
+pub const DB_FILE: &str = "nftjail.db";
+/// Bumped when the schema changes incompatibly.
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory {}: {source}", dir.display())]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state database {}: {source}", path.display())]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "state database {} has schema version {found}, this nftjail knows {SCHEMA_VERSION}; move it away to start afresh",
+        path.display()
+    )]
+    Version { path: PathBuf, found: i64 },
+}
+
+/// One active ban as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBan {
+    pub jail: String,
+    /// An address as /32 or /128, or a prefix.
+    pub net: IpNet,
+    pub start: SystemTime,
+    /// None: permanent.
+    pub until: Option<SystemTime>,
+    /// Failures that led to it (0 for a manual or adopted ban).
+    pub failures: u32,
+    /// The log line that decided it, if known (bounded in length).
+    pub line: Option<String>,
+}
+
+impl StoredBan {
+    /// Time left at `now` (None: permanent; zero: expired).
+    pub fn remaining(&self, now: SystemTime) -> Option<Duration> {
+        self.until
+            .map(|u| u.duration_since(now).unwrap_or(Duration::ZERO))
+    }
+}
+
+/// One past ban of an address, for bantime increment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PastBan {
+    pub time: SystemTime,
+}
+
+/// Where reading of a log file stopped: the file by identity (device and
+/// inode, plus a hash of its first line, since inodes are reused) and the
+/// byte offset of the first line not yet read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub dev: u64,
+    pub ino: u64,
+    pub head: u64,
+    pub offset: u64,
+}
+
+/// Longest decisive line kept with a ban.
+pub const MAX_LINE: usize = 1024;
+
+pub struct Store {
+    path: PathBuf,
+    conn: Connection,
+}
+
+pub fn ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub fn from_ms(v: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(v).unwrap_or(0))
+}
+
+impl Store {
+    /// Opens (creating) `dir/nftjail.db`. The directory is created mode 0700:
+    /// the store holds attackers' log lines and nothing anyone else needs.
+    pub fn open(dir: &Path) -> Result<Store, StateError> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StateError::Dir {
+                dir: dir.to_path_buf(),
+                source,
+            })?;
+        let path = dir.join(DB_FILE);
+        let db = |source| StateError::Db {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(db)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS bans(
+                 jail TEXT NOT NULL,
+                 net TEXT NOT NULL,
+                 start INTEGER NOT NULL,
+                 until INTEGER,
+                 failures INTEGER NOT NULL DEFAULT 0,
+                 line TEXT,
+                 PRIMARY KEY (jail, net)) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS history(
+                 addr TEXT NOT NULL,
+                 jail TEXT NOT NULL,
+                 time INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS history_addr ON history(addr, time);
+             CREATE INDEX IF NOT EXISTS history_time ON history(time);
+             CREATE TABLE IF NOT EXISTS positions(
+                 source TEXT PRIMARY KEY,
+                 dev INTEGER NOT NULL,
+                 ino INTEGER NOT NULL,
+                 head INTEGER NOT NULL,
+                 offset INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS cursors(
+                 source TEXT PRIMARY KEY,
+                 cursor TEXT NOT NULL) WITHOUT ROWID;",
+        )
+        .map_err(db)?;
+        let found: Option<i64> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db)?;
+        match found {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('schema', ?1)",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(db)?;
+            }
+            Some(v) if v == SCHEMA_VERSION => {}
+            Some(v) => return Err(StateError::Version { path, found: v }),
+        }
+        Ok(Store { path, conn })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db(&self, source: rusqlite::Error) -> StateError {
+        StateError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Every stored ban, expired ones included (the caller decides).
+    pub fn bans(&self) -> Result<Vec<StoredBan>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT jail, net, start, until, failures, line FROM bans")
+            .map_err(|e| self.db(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })
+            .map_err(|e| self.db(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (jail, net, start, until, failures, line) = row.map_err(|e| self.db(e))?;
+            // A row someone edited by hand into nonsense is skipped, not fatal.
+            let Ok(net) = net.parse::<IpNet>() else {
+                tracing::warn!(jail, net, "state: unreadable ban skipped");
+                continue;
+            };
+            out.push(StoredBan {
+                jail,
+                net,
+                start: from_ms(start),
+                until: until.map(from_ms),
+                failures: u32::try_from(failures).unwrap_or(0),
+                line,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records bans (insert or replace) and, for `offence` ones, a history
+    /// entry each, in one transaction.
+    pub fn put_bans(&mut self, bans: &[(StoredBan, bool)]) -> Result<(), StateError> {
+        let tx = self.conn.transaction().map_err(|e| StateError::Db {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO bans(jail, net, start, until, failures, line)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(|e| db_err(&self.path, e))?;
+            let mut hist = tx
+                .prepare_cached("INSERT INTO history(addr, jail, time) VALUES (?1, ?2, ?3)")
+                .map_err(|e| db_err(&self.path, e))?;
+            for (b, offence) in bans {
+                put.execute(params![
+                    b.jail,
+                    b.net.to_string(),
+                    ms(b.start),
+                    b.until.map(ms),
+                    b.failures,
+                    b.line
+                ])
+                .map_err(|e| db_err(&self.path, e))?;
+                if *offence {
+                    hist.execute(params![b.net.addr().to_string(), b.jail, ms(b.start)])
+                        .map_err(|e| db_err(&self.path, e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| db_err(&self.path, e))
+    }
+
+    /// Forgets bans; `None` as the net means every ban of that jail.
+    pub fn remove_bans(&mut self, keys: &[(String, Option<IpNet>)]) -> Result<(), StateError> {
+        let tx = self.conn.transaction().map_err(|e| db_err(&self.path, e))?;
+        {
+            let mut one = tx
+                .prepare_cached("DELETE FROM bans WHERE jail = ?1 AND net = ?2")
+                .map_err(|e| db_err(&self.path, e))?;
+            let mut all = tx
+                .prepare_cached("DELETE FROM bans WHERE jail = ?1")
+                .map_err(|e| db_err(&self.path, e))?;
+            for (jail, net) in keys {
+                match net {
+                    Some(n) => one.execute(params![jail, n.to_string()]),
+                    None => all.execute(params![jail]),
+                }
+                .map_err(|e| db_err(&self.path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| db_err(&self.path, e))
+    }
+
+    /// Keeps only the bans of these jails (a jail removed from the config
+    /// takes its bans with it, as its kernel sets are deleted).
+    pub fn retain_jails(&mut self, jails: &[String]) -> Result<usize, StateError> {
+        let stored: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT DISTINCT jail FROM bans")
+                .map_err(|e| self.db(e))?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(|e| self.db(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.db(e))?
+        };
+        let gone: Vec<(String, Option<IpNet>)> = stored
+            .into_iter()
+            .filter(|j| !jails.contains(j))
+            .map(|j| (j, None))
+            .collect();
+        self.remove_bans(&gone)?;
+        Ok(gone.len())
+    }
+
+    /// Drops expired bans and history older than `purge_age`.
+    pub fn purge(&mut self, now: SystemTime, purge_age: Duration) -> Result<(), StateError> {
+        let cutoff = ms(now.checked_sub(purge_age).unwrap_or(UNIX_EPOCH));
+        self.conn
+            .execute(
+                "DELETE FROM bans WHERE until IS NOT NULL AND until <= ?1",
+                [ms(now)],
+            )
+            .map_err(|e| self.db(e))?;
+        self.conn
+            .execute("DELETE FROM history WHERE time < ?1", [cutoff])
+            .map_err(|e| self.db(e))?;
+        Ok(())
+    }
+
+    /// Past bans within `since`, per address and jail, oldest first.
+    pub fn history(&self, since: SystemTime) -> Result<Vec<(IpAddr, String, PastBan)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT addr, jail, time FROM history WHERE time >= ?1 ORDER BY time")
+            .map_err(|e| self.db(e))?;
+        let rows = stmt
+            .query_map([ms(since)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(|e| self.db(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (addr, jail, time) = row.map_err(|e| self.db(e))?;
+            if let Ok(addr) = addr.parse() {
+                out.push((
+                    addr,
+                    jail,
+                    PastBan {
+                        time: from_ms(time),
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn positions(&self) -> Result<Vec<(String, Position)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source, dev, ino, head, offset FROM positions")
+            .map_err(|e| self.db(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Position {
+                        dev: r.get::<_, i64>(1)? as u64,
+                        ino: r.get::<_, i64>(2)? as u64,
+                        head: r.get::<_, i64>(3)? as u64,
+                        offset: r.get::<_, i64>(4)? as u64,
+                    },
+                ))
+            })
+            .map_err(|e| self.db(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.db(e))
+    }
+
+    /// Saves read positions in one transaction. Stored as SQLite's signed
+    /// integers, bit for bit.
+    pub fn save_positions(&mut self, positions: &[(String, Position)]) -> Result<(), StateError> {
+        let tx = self.conn.transaction().map_err(|e| db_err(&self.path, e))?;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO positions(source, dev, ino, head, offset)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| db_err(&self.path, e))?;
+            for (source, p) in positions {
+                put.execute(params![
+                    source,
+                    p.dev as i64,
+                    p.ino as i64,
+                    p.head as i64,
+                    p.offset as i64
+                ])
+                .map_err(|e| db_err(&self.path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| db_err(&self.path, e))
+    }
+
+    pub fn cursor(&self, source: &str) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT cursor FROM cursors WHERE source = ?1",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.db(e))
+    }
+
+    pub fn save_cursor(&mut self, source: &str, cursor: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO cursors(source, cursor) VALUES (?1, ?2)",
+                params![source, cursor],
+            )
+            .map(|_| ())
+            .map_err(|e| self.db(e))
+    }
+}
+
+fn db_err(path: &Path, source: rusqlite::Error) -> StateError {
+    StateError::Db {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Cuts a decisive log line to [`MAX_LINE`] bytes on a character boundary.
+pub fn bounded_line(line: &str) -> String {
+    if line.len() <= MAX_LINE {
+        return line.to_string();
+    }
+    let mut end = MAX_LINE;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ban(jail: &str, net: &str, secs: u64) -> StoredBan {
+        let now = SystemTime::now();
+        StoredBan {
+            jail: jail.into(),
+            net: net.parse().expect("net"),
+            start: now,
+            until: Some(now + Duration::from_secs(secs)),
+            failures: 3,
+            line: Some("x".into()),
+        }
+    }
+
+    #[test]
+    fn bans_round_trip_and_expire() {
+        let dir = tempdir();
+        let mut s = Store::open(&dir).expect("open");
+        s.put_bans(&[
+            (ban("sshd", "192.0.2.1/32", 3600), true),
+            (ban("sshd", "2001:db8::/64", 3600), false),
+            (ban("mail", "198.51.100.7/32", 0), true),
+        ])
+        .expect("put");
+        let mut got = s.bans().expect("bans");
+        got.sort_by(|a, b| a.net.cmp(&b.net));
+        assert_eq!(got.len(), 3);
+        s.purge(
+            SystemTime::now() + Duration::from_millis(5),
+            Duration::from_secs(86400),
+        )
+        .expect("purge");
+        let left: Vec<String> = s
+            .bans()
+            .expect("bans")
+            .iter()
+            .map(|b| b.net.to_string())
+            .collect();
+        assert!(!left.contains(&"198.51.100.7/32".to_string()), "{left:?}");
+        assert_eq!(left.len(), 2);
+        assert_eq!(s.history(UNIX_EPOCH).expect("history").len(), 2);
+        s.retain_jails(&["mail".into()]).expect("retain");
+        assert!(s.bans().expect("bans").is_empty());
+        drop(s);
+        // Reopened: the history is still there.
+        let s = Store::open(&dir).expect("reopen");
+        assert_eq!(s.history(UNIX_EPOCH).expect("history").len(), 2);
+    }
+
+    #[test]
+    fn positions_keep_full_u64() {
+        let dir = tempdir();
+        let mut s = Store::open(&dir).expect("open");
+        let p = Position {
+            dev: u64::MAX,
+            ino: 1 << 63,
+            head: 0xdead_beef_dead_beef,
+            offset: 12345,
+        };
+        s.save_positions(&[("/var/log/x".into(), p)]).expect("save");
+        assert_eq!(s.positions().expect("load"), vec![("/var/log/x".into(), p)]);
+        s.save_cursor("journal", "s=abc").expect("cursor");
+        assert_eq!(
+            s.cursor("journal").expect("cursor").as_deref(),
+            Some("s=abc")
+        );
+    }
+
+    #[test]
+    fn long_lines_are_cut_on_a_char_boundary() {
+        let line = "é".repeat(MAX_LINE);
+        let cut = bounded_line(&line);
+        assert!(cut.len() <= MAX_LINE && cut.len() >= MAX_LINE - 1);
+    }
+
+    fn tempdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "nftjail-state-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+}

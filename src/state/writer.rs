@@ -1,0 +1,101 @@
+//! The state writer thread: the only user of the database once the daemon
+//! runs, so SQLite's work never sits on the ban path. The enforcer sends what
+//! it applied; messages queued while a transaction ran are written together.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use ipnet::IpNet;
+use tracing::warn;
+
+use super::{Position, Store, StoredBan};
+
+/// How often expired bans and old history are purged.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+pub enum StateMsg {
+    /// Bans applied; `true` marks an offence (a new ban, counted in history).
+    Banned(Vec<(StoredBan, bool)>),
+    /// Bans lifted; a None prefix is every ban of that jail.
+    Lifted(Vec<(String, Option<IpNet>)>),
+    /// The configured jails after a reload.
+    Jails(Vec<String>),
+    Positions(Vec<(String, Position)>),
+    Cursor(String, String),
+    /// Answered once everything sent before it is committed.
+    Sync(Sender<()>),
+}
+
+/// A cheap handle to send to the writer; sending never blocks.
+#[derive(Clone)]
+pub struct StateTx(Sender<StateMsg>);
+
+impl StateTx {
+    pub fn send(&self, msg: StateMsg) {
+        if self.0.send(msg).is_err() {
+            warn!("state writer gone: a change was not recorded");
+        }
+    }
+
+    /// Waits until everything sent so far is written (at stop, and in tests).
+    pub fn sync(&self) {
+        let (tx, rx) = mpsc::channel();
+        self.send(StateMsg::Sync(tx));
+        let _ = rx.recv_timeout(Duration::from_secs(30));
+    }
+}
+
+/// Starts the writer. It ends when every [`StateTx`] is dropped, after
+/// writing what was queued.
+pub fn spawn(store: Store, purge_age: Duration) -> std::io::Result<(StateTx, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("state".into())
+        .spawn(move || run(store, rx, purge_age))?;
+    Ok((StateTx(tx), thread))
+}
+
+fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
+    let mut last_purge = Instant::now();
+    loop {
+        let first = match rx.recv_timeout(PURGE_EVERY) {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut msgs: Vec<StateMsg> = first.into_iter().collect();
+        msgs.extend(rx.try_iter().take(1024));
+        // Coalesce consecutive ban batches into one transaction.
+        let mut banned: Vec<(StoredBan, bool)> = Vec::new();
+        for msg in msgs {
+            if !matches!(msg, StateMsg::Banned(_)) && !banned.is_empty() {
+                report(store.put_bans(&banned));
+                banned.clear();
+            }
+            match msg {
+                StateMsg::Banned(b) => banned.extend(b),
+                StateMsg::Lifted(keys) => report(store.remove_bans(&keys)),
+                StateMsg::Jails(jails) => report(store.retain_jails(&jails).map(|_| ())),
+                StateMsg::Positions(p) => report(store.save_positions(&p)),
+                StateMsg::Cursor(source, cursor) => report(store.save_cursor(&source, &cursor)),
+                StateMsg::Sync(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+        if !banned.is_empty() {
+            report(store.put_bans(&banned));
+        }
+        if last_purge.elapsed() >= PURGE_EVERY {
+            last_purge = Instant::now();
+            report(store.purge(SystemTime::now(), purge_age));
+        }
+    }
+}
+
+fn report(r: Result<(), super::StateError>) {
+    if let Err(e) = r {
+        warn!("state not saved: {e}");
+    }
+}
