@@ -1,0 +1,420 @@
+#![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)]
+//! State that survives: restarts, reboots (a fresh namespace, so an empty
+//! kernel), `kill -9` at random moments, someone flushing the ruleset,
+//! repeat offenders, and `on_stop`. A real daemon with the nft backend in
+//! throwaway network namespaces; the store is read with SQLite directly.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use common::{require_root, Daemon, Netns};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
+
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new(extra: &str) -> Setup {
+        require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        std::fs::write(dir.path().join("a.log"), "").unwrap();
+        std::fs::write(dir.path().join("b.log"), "").unwrap();
+        std::fs::write(
+            dir.path().join("nftjail.toml"),
+            format!(
+                "[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n{extra}\n\
+                 [jail.a]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/a.log\"\nmaxretry = 1\nbantime = \"1h\"\n\
+                 [jail.b]\nfailregex = ['^bad from <HOST>$']\nlogpath = \"{d}/b.log\"\nmaxretry = 1\nbantime = \"2h\"\n"
+            ),
+        )
+        .unwrap();
+        Setup { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn start(&self, ns: &Netns) -> Daemon {
+        let mut cmd = ns.command(BIN);
+        cmd.arg("run").arg("--config").arg(self.path("nftjail.toml"));
+        let d = Daemon::spawn(cmd);
+        d.wait_for("ready:", Duration::from_secs(20));
+        d
+    }
+
+    fn append(&self, log: &str, text: &str) {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.path(log))
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(BIN)
+            .arg("--socket")
+            .arg(self.path("nftjail.sock"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nftjail {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The stored bans of a jail: net → (until in ms, or None).
+    fn stored(&self, jail: &str) -> BTreeMap<String, Option<i64>> {
+        let db = rusqlite::Connection::open(self.path("state/nftjail.db")).unwrap();
+        let mut stmt = db
+            .prepare("SELECT net, until FROM bans WHERE jail = ?1")
+            .unwrap();
+        let rows = stmt
+            .query_map([jail], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+            })
+            .unwrap();
+        rows.map(|r| r.unwrap())
+            .map(|(net, until)| (net.trim_end_matches("/32").to_string(), until))
+            .collect()
+    }
+
+    fn stored_set(&self, jail: &str) -> BTreeSet<String> {
+        self.stored(jail).into_keys().collect()
+    }
+}
+
+/// One element of `nft -j list set`: value, timeout and expires in seconds.
+#[derive(Debug, Clone)]
+struct Elem {
+    val: String,
+    timeout: Option<u64>,
+    expires: Option<u64>,
+}
+
+fn kernel(ns: &Netns, set: &str) -> Vec<Elem> {
+    let out = ns
+        .command("nft")
+        .args(["-j", "list", "set", "inet", "nftjail", set])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut elems = Vec::new();
+    for item in v["nftables"].as_array().unwrap() {
+        let Some(list) = item["set"]["elem"].as_array() else {
+            continue;
+        };
+        for e in list {
+            let (val, timeout, expires) = match e.get("elem") {
+                Some(inner) => (
+                    &inner["val"],
+                    inner["timeout"].as_u64(),
+                    inner["expires"].as_u64(),
+                ),
+                None => (e, None, None),
+            };
+            let val = match val.get("prefix") {
+                Some(p) => format!("{}/{}", p["addr"].as_str().unwrap(), p["len"]),
+                None => val.as_str().unwrap().to_string(),
+            };
+            elems.push(Elem {
+                val,
+                timeout,
+                expires,
+            });
+        }
+    }
+    elems
+}
+
+fn kernel_set(ns: &Netns, set: &str) -> BTreeSet<String> {
+    kernel(ns, set).into_iter().map(|e| e.val).collect()
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn restart_adopts_kernel_bans_and_a_reboot_restores_remaining_time() {
+    let s = Setup::new("");
+    let ns = Netns::new("st-reboot");
+    let mut d = s.start(&ns);
+    s.append(
+        "a.log",
+        "fail from 203.0.113.1\nfail from 203.0.113.2\nfail from 2001:db8::7\n",
+    );
+    s.append("b.log", "bad from 203.0.113.9\n");
+    s.cli(&["ban", "a", "198.51.100.0/24", "--for", "3h"]);
+    wait_until("four bans", Duration::from_secs(10), || {
+        kernel_set(&ns, "a-v4").len() == 2
+            && kernel_set(&ns, "a-v6").len() == 1
+            && kernel_set(&ns, "b-v4").len() == 1
+    });
+    d.stop();
+    assert_eq!(
+        s.stored_set("a"),
+        BTreeSet::from([
+            "203.0.113.1".into(),
+            "203.0.113.2".into(),
+            "2001:db8::7/128".into(),
+            "198.51.100.0/24".into()
+        ])
+    );
+    assert_eq!(s.stored_set("b"), BTreeSet::from(["203.0.113.9".into()]));
+
+    // While stopped: an admin adds a ban by hand; an old ban expired.
+    ns.output(
+        "nft",
+        &[
+            "add", "element", "inet", "nftjail", "a-v4", "{", "192.0.2.77", "timeout", "30m", "}",
+        ],
+    );
+    {
+        let db = rusqlite::Connection::open(s.path("state/nftjail.db")).unwrap();
+        db.execute(
+            "INSERT INTO bans(jail, net, start, until, failures) VALUES ('a', '203.0.113.50/32', ?1, ?2, 1)",
+            [now_ms() - 7_200_000, now_ms() - 1000],
+        )
+        .unwrap();
+    }
+    let mut d = s.start(&ns);
+    d.stop();
+    let stored = s.stored("a");
+    assert!(stored.contains_key("192.0.2.77"), "adopted: {stored:?}");
+    assert!(!stored.contains_key("203.0.113.50"), "expired kept: {stored:?}");
+    assert_eq!(
+        kernel_set(&ns, "a-v4"),
+        BTreeSet::from([
+            "192.0.2.77".into(),
+            "203.0.113.1".into(),
+            "203.0.113.2".into()
+        ])
+    );
+
+    // Reboot: a new namespace has an empty kernel; the store brings it all back.
+    drop(ns);
+    let ns = Netns::new("st-reboot2");
+    assert!(kernel_set(&ns, "a-v4").is_empty());
+    let mut d = s.start(&ns);
+    let started = now_ms();
+    let elems: Vec<Elem> = ["a-v4", "a-v6", "a-net4", "b-v4"]
+        .iter()
+        .flat_map(|set| kernel(&ns, set))
+        .collect();
+    let stored: BTreeMap<String, Option<i64>> = s
+        .stored("a")
+        .into_iter()
+        .chain(s.stored("b"))
+        .map(|(k, v)| (k.trim_end_matches("/128").to_string(), v))
+        .collect();
+    let vals: BTreeSet<String> = elems.iter().map(|e| e.val.clone()).collect();
+    let keys: BTreeSet<String> = stored.keys().cloned().collect();
+    assert_eq!(vals, keys, "kernel after reboot vs store");
+    for e in &elems {
+        let until = stored[&e.val].unwrap();
+        let want = (until - started) as f64 / 1000.0;
+        let got = e.expires.unwrap() as f64;
+        // nft prints whole seconds, rounded down: allow that plus 1 s.
+        assert!(
+            (got - want).abs() <= 2.0,
+            "{}: expires {got} s, store says {want:.1} s",
+            e.val
+        );
+        assert!(e.timeout.unwrap() >= e.expires.unwrap());
+    }
+    let ban_b = elems.iter().find(|e| e.val == "203.0.113.9").unwrap();
+    assert_eq!(ban_b.timeout, Some(7200), "the whole bantime is kept");
+    assert!(d.log().contains("restored=6"), "{}", d.log());
+    d.stop();
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_no_ban() {
+    const TRIALS: usize = 50;
+    const BURST: usize = 5000;
+    let mut rng = fastrand::Rng::with_seed(0x6e66_746a);
+    let mut killed_mid_burst = 0;
+    for trial in 0..TRIALS {
+        let s = Setup::new("");
+        let ns = Netns::new(&format!("st-k{trial}"));
+        let mut d = s.start(&ns);
+        let burst: String = (0..BURST)
+            .map(|i| format!("fail from 10.{}.{}.{}\n", trial, i / 250, i % 250 + 1))
+            .collect();
+        s.append("a.log", &burst);
+        std::thread::sleep(Duration::from_micros(rng.u64(0..150_000)));
+        let before = kernel_set(&ns, "a-v4");
+        d.child.kill().unwrap();
+        let _ = d.child.wait();
+        if before.len() < BURST {
+            killed_mid_burst += 1;
+        }
+
+        let mut d = s.start(&ns);
+        let after = kernel_set(&ns, "a-v4");
+        assert!(
+            before.is_subset(&after),
+            "trial {trial}: {} bans visible before the kill are gone",
+            before.difference(&after).count()
+        );
+        d.stop();
+        let kernel_now = kernel_set(&ns, "a-v4");
+        let stored = s.stored_set("a");
+        assert_eq!(
+            kernel_now, stored,
+            "trial {trial}: kernel and store differ after the restart"
+        );
+
+        // And the store alone brings them back after a reboot.
+        drop(ns);
+        let ns = Netns::new(&format!("st-k{trial}b"));
+        let mut d = s.start(&ns);
+        assert_eq!(kernel_set(&ns, "a-v4"), stored, "trial {trial}: reboot");
+        d.stop();
+    }
+    eprintln!("{killed_mid_burst} of {TRIALS} kills landed in the middle of the burst");
+    assert!(
+        killed_mid_burst >= 5,
+        "only {killed_mid_burst} kills hit the burst: the test does not exercise a crash mid-way"
+    );
+}
+
+#[test]
+fn a_flushed_ruleset_is_rebuilt_with_every_ban() {
+    let s = Setup::new("");
+    let ns = Netns::new("st-heal");
+    let mut d = s.start(&ns);
+    let lines: String = (0..1000)
+        .map(|i| format!("fail from 10.9.{}.{}\n", i / 250, i % 250 + 1))
+        .collect();
+    s.append("a.log", &lines);
+    s.cli(&["ban", "a", "198.51.100.0/24"]);
+    wait_until("1000 bans", Duration::from_secs(10), || {
+        kernel_set(&ns, "a-v4").len() == 1000
+    });
+    let before = kernel(&ns, "a-v4");
+
+    // Our own reload deletes and re-adds our rules: that is not a foreign change.
+    s.cli(&["reload"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!d.log().contains("changed by someone else"), "{}", d.log());
+
+    for (i, how) in [
+        vec!["flush", "ruleset"],
+        vec!["delete", "table", "inet", "nftjail"],
+        vec!["flush", "chain", "inet", "nftjail", "input"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        ns.output("nft", how);
+        let took = wait_until("the table rebuilt", Duration::from_secs(5), || {
+            kernel_set(&ns, "a-v4").len() == 1000 && kernel_set(&ns, "a-net4").len() == 1
+        });
+        eprintln!("after `nft {}`: 1000 bans back in {took:?}", how.join(" "));
+        let after = kernel(&ns, "a-v4");
+        for e in &after {
+            let old = before.iter().find(|b| b.val == e.val).unwrap();
+            // Restored with what was left, never longer.
+            assert!(e.expires.unwrap() <= old.expires.unwrap() + 1, "{e:?} vs {old:?}");
+            assert!(e.expires.unwrap() + 60 > old.expires.unwrap(), "{e:?} vs {old:?}");
+        }
+        let rules = ns.output("nft", &["list", "chain", "inet", "nftjail", "input"]);
+        assert!(rules.contains("@a-v4"), "rules rebuilt: {rules}");
+        let warnings = d.log().matches("changed by someone else").count();
+        assert!(warnings > i, "a warning per heal: {}", d.log());
+    }
+    d.stop();
+}
+
+#[test]
+fn a_third_offence_gets_a_longer_ban_across_restarts() {
+    let s = Setup::new("");
+    // Jail a: exponential (10m, 20m, 40m); jail b counts bans in every jail.
+    let cfg = std::fs::read_to_string(s.path("nftjail.toml"))
+        .unwrap()
+        .replace(
+            "maxretry = 1\nbantime = \"1h\"",
+            "maxretry = 1\nbantime = \"10m\"\nbantime_increment = true",
+        )
+        .replace(
+            "maxretry = 1\nbantime = \"2h\"",
+            "maxretry = 1\nbantime = \"1m\"\nbantime_increment = true\nbantime_overalljails = true\nbantime_multipliers = \"1 5 30 60\"",
+        );
+    std::fs::write(s.path("nftjail.toml"), cfg).unwrap();
+    let ns = Netns::new("st-incr");
+    let timeout = |ns: &Netns, set: &str| {
+        kernel(ns, set)
+            .into_iter()
+            .find(|e| e.val == "203.0.113.44")
+            .and_then(|e| e.timeout)
+    };
+    let mut d = s.start(&ns);
+    let mut seen = Vec::new();
+    for offence in 0..3 {
+        s.append("a.log", "fail from 203.0.113.44\n");
+        wait_until("a ban", Duration::from_secs(5), || {
+            timeout(&ns, "a-v4").is_some()
+        });
+        seen.push(timeout(&ns, "a-v4").unwrap());
+        s.cli(&["unban", "a", "203.0.113.44"]);
+        if offence == 1 {
+            // History lives in the store: a restart does not forgive.
+            d.stop();
+            d = s.start(&ns);
+        }
+    }
+    assert_eq!(seen, vec![600, 1200, 2400]);
+    // Three earlier bans in jail a: jail b's first ban is its 4th overall.
+    s.append("b.log", "bad from 203.0.113.44\n");
+    wait_until("b ban", Duration::from_secs(5), || {
+        timeout(&ns, "b-v4").is_some()
+    });
+    assert_eq!(timeout(&ns, "b-v4"), Some(3600));
+    d.stop();
+}
+
+#[test]
+fn on_stop_flush_removes_our_table_and_forgets_the_bans() {
+    let s = Setup::new("on_stop = \"flush\"");
+    let ns = Netns::new("st-flush");
+    let mut d = s.start(&ns);
+    s.append("a.log", "fail from 203.0.113.3\n");
+    wait_until("a ban", Duration::from_secs(5), || {
+        kernel_set(&ns, "a-v4").len() == 1
+    });
+    d.stop();
+    let tables = ns.output("nft", &["list", "tables"]);
+    assert!(!tables.contains("nftjail"), "{tables}");
+    assert!(s.stored_set("a").is_empty());
+    let mut d = s.start(&ns);
+    assert!(kernel_set(&ns, "a-v4").is_empty());
+    d.stop();
+}
