@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::config::Jail;
@@ -233,6 +234,25 @@ impl Tracker {
         }
         self.evict();
         Verdict::Counted { count }
+    }
+
+    /// Every failure still counted, by jail name, for the state store at
+    /// stop: a restart goes on counting where this run stopped.
+    pub fn snapshot(&self) -> Vec<(Arc<str>, IpAddr, SystemTime)> {
+        let mut out = Vec::new();
+        for ((jail, addr), w) in &self.windows {
+            let Some(Some(j)) = self.jails.get(usize::from(*jail)) else {
+                continue;
+            };
+            for t in w.times() {
+                out.push((
+                    Arc::clone(&j.name),
+                    *addr,
+                    SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(*t),
+                ));
+            }
+        }
+        out
     }
 
     fn evict(&mut self) {

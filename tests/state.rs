@@ -45,7 +45,9 @@ impl Setup {
 
     fn start(&self, ns: &Netns) -> Daemon {
         let mut cmd = ns.command(BIN);
-        cmd.arg("run").arg("--config").arg(self.path("nftjail.toml"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(self.path("nftjail.toml"));
         let d = Daemon::spawn(cmd);
         d.wait_for("ready:", Duration::from_secs(20));
         d
@@ -193,7 +195,16 @@ fn restart_adopts_kernel_bans_and_a_reboot_restores_remaining_time() {
     ns.output(
         "nft",
         &[
-            "add", "element", "inet", "nftjail", "a-v4", "{", "192.0.2.77", "timeout", "30m", "}",
+            "add",
+            "element",
+            "inet",
+            "nftjail",
+            "a-v4",
+            "{",
+            "192.0.2.77",
+            "timeout",
+            "30m",
+            "}",
         ],
     );
     {
@@ -208,7 +219,10 @@ fn restart_adopts_kernel_bans_and_a_reboot_restores_remaining_time() {
     d.stop();
     let stored = s.stored("a");
     assert!(stored.contains_key("192.0.2.77"), "adopted: {stored:?}");
-    assert!(!stored.contains_key("203.0.113.50"), "expired kept: {stored:?}");
+    assert!(
+        !stored.contains_key("203.0.113.50"),
+        "expired kept: {stored:?}"
+    );
     assert_eq!(
         kernel_set(&ns, "a-v4"),
         BTreeSet::from([
@@ -343,8 +357,14 @@ fn a_flushed_ruleset_is_rebuilt_with_every_ban() {
         for e in &after {
             let old = before.iter().find(|b| b.val == e.val).unwrap();
             // Restored with what was left, never longer.
-            assert!(e.expires.unwrap() <= old.expires.unwrap() + 1, "{e:?} vs {old:?}");
-            assert!(e.expires.unwrap() + 60 > old.expires.unwrap(), "{e:?} vs {old:?}");
+            assert!(
+                e.expires.unwrap() <= old.expires.unwrap() + 1,
+                "{e:?} vs {old:?}"
+            );
+            assert!(
+                e.expires.unwrap() + 60 > old.expires.unwrap(),
+                "{e:?} vs {old:?}"
+            );
         }
         let rules = ns.output("nft", &["list", "chain", "inet", "nftjail", "input"]);
         assert!(rules.contains("@a-v4"), "rules rebuilt: {rules}");
@@ -416,5 +436,81 @@ fn on_stop_flush_removes_our_table_and_forgets_the_bans() {
     assert!(s.stored_set("a").is_empty());
     let mut d = s.start(&ns);
     assert!(kernel_set(&ns, "a-v4").is_empty());
+    d.stop();
+}
+
+#[test]
+fn lines_written_while_stopped_are_read_once_across_a_rotation() {
+    let s = Setup::new("");
+    let cfg = std::fs::read_to_string(s.path("nftjail.toml"))
+        .unwrap()
+        .replace(
+            "maxretry = 1\nbantime = \"1h\"",
+            "maxretry = 3\nbantime = \"1h\"",
+        );
+    std::fs::write(s.path("nftjail.toml"), cfg).unwrap();
+    let ns = Netns::new("st-down");
+    let fails = |addr: &str, n: usize| format!("fail from {addr}\n").repeat(n);
+    let mut d = s.start(&ns);
+    // Z fails twice while we run; the third comes while we are stopped.
+    s.append("a.log", &fails("203.0.113.30", 2));
+    wait_until("two failures counted", Duration::from_secs(5), || {
+        s.cli(&["status", "a"]).contains("Total failed:\t2")
+    });
+    d.stop();
+
+    // While stopped: X twice, Y once and Z once in the old file; logrotate
+    // renames it; then X once, Y once and W three times in the new file.
+    s.append(
+        "a.log",
+        &[
+            fails("203.0.113.10", 2),
+            fails("203.0.113.20", 1),
+            fails("203.0.113.30", 1),
+        ]
+        .concat(),
+    );
+    std::fs::rename(s.path("a.log"), s.path("a.log.1")).unwrap();
+    std::fs::write(
+        s.path("a.log"),
+        [
+            fails("203.0.113.10", 1),
+            fails("203.0.113.20", 1),
+            fails("203.0.113.40", 3),
+        ]
+        .concat(),
+    )
+    .unwrap();
+
+    let mut d = s.start(&ns);
+    wait_until("three bans", Duration::from_secs(5), || {
+        kernel_set(&ns, "a-v4").len() >= 3
+    });
+    // Y has 2 failures in all: read twice it would have 3 or 4.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        kernel_set(&ns, "a-v4"),
+        BTreeSet::from([
+            "203.0.113.10".into(),
+            "203.0.113.30".into(),
+            "203.0.113.40".into()
+        ]),
+        "{}",
+        d.log()
+    );
+    let status = s.cli(&["status", "a"]);
+    // 2 carried over + 4 in the old file + 5 in the new one, each counted once.
+    assert!(status.contains("Total failed:\t11"), "{status}");
+    assert!(status.contains("Currently failed:\t1"), "Y alone: {status}");
+
+    // A plain restart reads nothing twice: no failure is added.
+    d.stop();
+    let mut d = s.start(&ns);
+    std::thread::sleep(Duration::from_millis(300));
+    let status = s.cli(&["status", "a"]);
+    assert!(
+        status.contains("Total failed:\t2"),
+        "Y's two carried only: {status}"
+    );
     d.stop();
 }

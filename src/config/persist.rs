@@ -4,8 +4,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use toml::Spanned;
-
 use super::raw::{RawDaemon, RawIncrement};
 use super::Checker;
 use crate::bantime::Increment;
@@ -136,6 +134,3 @@ fn number(v: &toml::Value) -> Option<f64> {
         _ => None,
     }
 }
-
-/// The raw value type the increment keys share.
-pub type RawValue = Option<Spanned<toml::Value>>;

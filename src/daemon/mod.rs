@@ -44,6 +44,9 @@ use tracking::TrackerCtl;
 /// file readers instead of growing memory.
 const FAILURE_QUEUE: usize = 16 * 1024;
 const BAN_QUEUE: usize = 16 * 1024;
+/// How often read positions go to the state store while running; at stop
+/// they are saved exactly. After a crash, at most this much is read again.
+const POSITIONS_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -115,15 +118,18 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
     backend.reconcile(&rules)?;
     // A dry run (--dry-run) keeps no state: it must not restore into, or
     // record over, what the real daemon stored.
-    let (state, offences) = if opts.dry_run {
-        (None, crate::bantime::Offences::new(config.dbpurgeage))
+    let (state, offences, positions, failures) = if opts.dry_run {
+        let none = crate::bantime::Offences::new(config.dbpurgeage);
+        (None, none, Vec::new(), Vec::new())
     } else {
         let mut store = Store::open(&config.state_dir)?;
         restore::at_start(&mut *backend, &mut store, &config)?;
         let offences = restore::offences(&store, &config)?;
+        let positions = store.positions()?;
+        let failures = store.take_failures()?;
         let (tx, thread) =
             state_writer::spawn(store, config.dbpurgeage).map_err(DaemonError::Thread)?;
-        (Some((tx, thread)), offences)
+        (Some((tx, thread)), offences, positions, failures)
     };
     let state_tx = state.as_ref().map(|(tx, _)| tx.clone());
     let watcher = match backend.portid() {
@@ -149,7 +155,7 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
 
     let mut slots = JailSlots::default();
     let (ids, jails) = slots.assign(&config);
-    let mut sources = Sources::new(fail_tx);
+    let mut sources = Sources::new(fail_tx, positions);
     let prepared = sources.prepare(&config, &ids)?;
     sources.commit(prepared)?;
 
@@ -181,14 +187,12 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
             })
             .map_err(DaemonError::Thread)?;
     }
-    let tracker = tokio::spawn(tracking::run(
-        Tracker::with_slots(jails, config.max_tracked),
-        fail_rx,
-        trk_rx,
-        enf_tx.clone(),
-    ));
+    let mut counting = Tracker::with_slots(jails, config.max_tracked);
+    let carried = carry_failures(&mut counting, &config, &ids, failures, &enf_tx).await;
+    let tracker = tokio::spawn(tracking::run(counting, fail_rx, trk_rx, enf_tx.clone()));
 
     info!(
+        carried,
         jails = config.jails.len(),
         files = sources.len(),
         config = %config.origin.display(),
@@ -214,13 +218,28 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
         stop_rx,
     ));
 
+    let saver = state_tx.clone().map(|tx| {
+        let handle = Arc::clone(&handle);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(POSITIONS_EVERY);
+            loop {
+                every.tick().await;
+                let p = handle.sources.lock().await.positions();
+                tx.send(state_writer::StateMsg::Positions(p));
+            }
+        })
+    });
     wait_for_shutdown(&handle).await?;
+    if let Some(s) = saver {
+        s.abort();
+    }
     let flush = handle.config().on_stop == crate::config::persist::OnStop::Flush;
     if !flush {
         info!("stopping: bans stay in the kernel until they expire");
     }
     let _ = stop_tx.send(true);
     let _ = server.await;
+    let slots = handle.sources.lock().await.position_slots();
     let threads = handle.sources.lock().await.stop_all();
     let _ = tokio::task::spawn_blocking(move || {
         for t in threads {
@@ -230,9 +249,13 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
         }
     })
     .await;
-    if tracker.await.is_err() {
-        error!("the tracker task panicked");
-    }
+    let counted = match tracker.await {
+        Ok(t) => t.snapshot(),
+        Err(_) => {
+            error!("the tracker task panicked");
+            Vec::new()
+        }
+    };
     // Every decided ban is queued ahead of this.
     let _ = enf_tx.send(EnforcerMsg::Stop { flush }).await;
     if tokio::task::spawn_blocking(move || enforcer.join().is_err())
@@ -244,12 +267,59 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
     // The enforcer's handle is gone with it; ours is the last but this one.
     drop(handle);
     if let Some((tx, thread)) = state {
+        // The readers have stopped after their last line: these are exact.
+        let final_positions = slots
+            .into_iter()
+            .filter_map(|(path, slot)| {
+                let p = (*slot.lock().ok()?)?;
+                Some((path.to_string_lossy().into_owned(), p))
+            })
+            .collect();
+        tx.send(state_writer::StateMsg::Positions(final_positions));
+        let counted = counted
+            .into_iter()
+            .map(|(jail, addr, t)| (jail.to_string(), addr, t))
+            .collect();
+        tx.send(state_writer::StateMsg::Failures(counted));
         tx.sync();
         drop(tx);
         drop(state_tx);
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     Ok(())
+}
+
+/// Failures still counted when the last run stopped count on: an attacker
+/// gains nothing from a restart. Returns how many were carried over.
+async fn carry_failures(
+    tracker: &mut Tracker,
+    config: &Config,
+    ids: &[JailId],
+    failures: Vec<(String, std::net::IpAddr, std::time::SystemTime)>,
+    enforcer: &mpsc::Sender<EnforcerMsg>,
+) -> usize {
+    let now = std::time::SystemTime::now();
+    let mut carried = 0;
+    for (jail, addr, time) in failures {
+        let Some(i) = config.jails.iter().position(|j| *j.name == *jail) else {
+            continue;
+        };
+        let failure = Failure {
+            jail: ids[i],
+            addr,
+            time,
+        };
+        match tracker.record_at(failure, now) {
+            crate::tracker::Verdict::Counted { .. } => carried += 1,
+            // maxretry was lowered meanwhile: the ban is due now.
+            crate::tracker::Verdict::Ban(order) => {
+                carried += 1;
+                let _ = enforcer.send(EnforcerMsg::Ban(order)).await;
+            }
+            _ => {}
+        }
+    }
+    carried
 }
 
 async fn wait_for_shutdown(handle: &Handle) -> Result<(), DaemonError> {

@@ -17,7 +17,8 @@ use crate::config::{Config, Fail2banSpec};
 use crate::filter::fail2ban::Fail2banFilter;
 use crate::matcher::Matcher;
 use crate::message::{Failure, JailId};
-use crate::source::file::{FileFollower, FollowOptions, Stopper};
+use crate::source::file::{FileFollower, FollowOptions, PositionSlot, StartAt, Stopper};
+use crate::state::Position;
 use crate::timestamp::DateDetector;
 
 /// A line dated later than this after now is a clock or zone mismatch, not
@@ -38,12 +39,15 @@ pub struct Sources {
     /// Cloned into each new reader; dropped at stop so the tracker sees the end.
     tx: Option<mpsc::Sender<Failure>>,
     running: BTreeMap<PathBuf, Running>,
+    /// Where the last run stopped in each file, used when it is first opened.
+    saved: BTreeMap<PathBuf, Position>,
 }
 
 struct Running {
     plan: Arc<ArcSwap<Plan>>,
     stopper: Stopper,
     thread: JoinHandle<()>,
+    position: PositionSlot,
 }
 
 /// What a reader runs over each line of its file: our filters in one pass,
@@ -60,11 +64,34 @@ pub struct Prepared {
 }
 
 impl Sources {
-    pub fn new(tx: mpsc::Sender<Failure>) -> Self {
+    pub fn new(tx: mpsc::Sender<Failure>, saved: Vec<(String, Position)>) -> Self {
         Sources {
             tx: Some(tx),
             running: BTreeMap::new(),
+            saved: saved
+                .into_iter()
+                .map(|(p, pos)| (PathBuf::from(p), pos))
+                .collect(),
         }
+    }
+
+    /// Where each file's reader stands, for the state store.
+    pub fn positions(&self) -> Vec<(String, Position)> {
+        self.running
+            .iter()
+            .filter_map(|(path, r)| {
+                let p = (*r.position.lock().ok()?)?;
+                Some((path.to_string_lossy().into_owned(), p))
+            })
+            .collect()
+    }
+
+    /// The position slots, to read once the readers have stopped.
+    pub fn position_slots(&self) -> Vec<(PathBuf, PositionSlot)> {
+        self.running
+            .iter()
+            .map(|(p, r)| (p.clone(), Arc::clone(&r.position)))
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -101,7 +128,11 @@ impl Sources {
             if !self.running.contains_key(&path) {
                 // Opened now, before "ready" or "reloaded" is said, so a line
                 // written after that is never missed by a reader starting up.
-                let follower = FileFollower::new(path.clone(), FollowOptions::default())?;
+                let mut opts = FollowOptions::default();
+                if let Some(p) = self.saved.get(&path) {
+                    opts.start = StartAt::Resume(*p);
+                }
+                let follower = FileFollower::new(path.clone(), opts)?;
                 let stopper = Stopper::new().map_err(DaemonError::Thread)?;
                 prepared.opened.push((path.clone(), follower, stopper));
             }
@@ -133,6 +164,10 @@ impl Sources {
             let Some(tx) = self.tx.clone() else {
                 break;
             };
+            // Used once: a file dropped by a reload and added back later is
+            // read from its end like any new one.
+            self.saved.remove(&path);
+            let position = follower.position_slot();
             let plan = Arc::new(ArcSwap::from_pointee(matcher));
             let thread = spawn(
                 path.clone(),
@@ -147,6 +182,7 @@ impl Sources {
                     plan,
                     stopper,
                     thread,
+                    position,
                 },
             );
         }

@@ -25,13 +25,14 @@ pub enum TrackerCtl {
     },
 }
 
-/// Ends when every log reader has stopped (the failure channel closed).
+/// Ends when every log reader has stopped (the failure channel closed),
+/// returning the tracker so its counts can be saved.
 pub async fn run(
     mut tracker: Tracker,
     mut failures: mpsc::Receiver<Failure>,
     mut ctl: mpsc::Receiver<TrackerCtl>,
     bans: mpsc::Sender<EnforcerMsg>,
-) {
+) -> Tracker {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
@@ -61,4 +62,5 @@ pub async fn run(
             _ = prune.tick() => tracker.prune(SystemTime::now()),
         }
     }
+    tracker
 }

@@ -154,6 +154,10 @@ impl Store {
                  ino INTEGER NOT NULL,
                  head INTEGER NOT NULL,
                  offset INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS failures(
+                 jail TEXT NOT NULL,
+                 addr TEXT NOT NULL,
+                 time INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS cursors(
                  source TEXT PRIMARY KEY,
                  cursor TEXT NOT NULL) WITHOUT ROWID;",
@@ -399,6 +403,58 @@ impl Store {
         tx.commit().map_err(|e| db_err(&self.path, e))
     }
 
+    /// Failures still counted when the last run stopped (replacing what
+    /// was there).
+    pub fn save_failures(
+        &mut self,
+        failures: &[(String, IpAddr, SystemTime)],
+    ) -> Result<(), StateError> {
+        let tx = self.conn.transaction().map_err(|e| db_err(&self.path, e))?;
+        tx.execute("DELETE FROM failures", [])
+            .map_err(|e| db_err(&self.path, e))?;
+        {
+            let mut put = tx
+                .prepare_cached("INSERT INTO failures(jail, addr, time) VALUES (?1, ?2, ?3)")
+                .map_err(|e| db_err(&self.path, e))?;
+            for (jail, addr, time) in failures {
+                put.execute(params![jail, addr.to_string(), ms(*time)])
+                    .map_err(|e| db_err(&self.path, e))?;
+            }
+        }
+        tx.commit().map_err(|e| db_err(&self.path, e))
+    }
+
+    /// The failures saved at the last stop, removed as they are read: after
+    /// a crash they are not counted a second time.
+    pub fn take_failures(&mut self) -> Result<Vec<(String, IpAddr, SystemTime)>, StateError> {
+        let mut out = Vec::new();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT jail, addr, time FROM failures ORDER BY time")
+                .map_err(|e| self.db(e))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(|e| self.db(e))?;
+            for row in rows {
+                let (jail, addr, time) = row.map_err(|e| self.db(e))?;
+                if let Ok(addr) = addr.parse() {
+                    out.push((jail, addr, from_ms(time)));
+                }
+            }
+        }
+        self.conn
+            .execute("DELETE FROM failures", [])
+            .map_err(|e| self.db(e))?;
+        Ok(out)
+    }
+
     pub fn cursor(&self, source: &str) -> Result<Option<String>, StateError> {
         self.conn
             .query_row(
@@ -467,7 +523,7 @@ mod tests {
         ])
         .expect("put");
         let mut got = s.bans().expect("bans");
-        got.sort_by(|a, b| a.net.cmp(&b.net));
+        got.sort_by_key(|b| b.net);
         assert_eq!(got.len(), 3);
         s.purge(
             SystemTime::now() + Duration::from_millis(5),

@@ -22,6 +22,8 @@ pub enum StateMsg {
     /// The configured jails after a reload.
     Jails(Vec<String>),
     Positions(Vec<(String, Position)>),
+    /// Failures still counted at stop.
+    Failures(Vec<(String, std::net::IpAddr, SystemTime)>),
     Cursor(String, String),
     /// Answered once everything sent before it is committed.
     Sync(Sender<()>),
@@ -78,6 +80,7 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
                 StateMsg::Lifted(keys) => report(store.remove_bans(&keys)),
                 StateMsg::Jails(jails) => report(store.retain_jails(&jails).map(|_| ())),
                 StateMsg::Positions(p) => report(store.save_positions(&p)),
+                StateMsg::Failures(f) => report(store.save_failures(&f)),
                 StateMsg::Cursor(source, cursor) => report(store.save_cursor(&source, &cursor)),
                 StateMsg::Sync(done) => {
                     let _ = done.send(());

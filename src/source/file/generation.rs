@@ -12,6 +12,30 @@ use inotify::WatchDescriptor;
 use tracing::{info, warn};
 
 use super::lines::LineSplitter;
+use crate::state::Position;
+
+/// The first line (or first 4 KiB) identifies a file.
+const HEAD: usize = 4096;
+
+/// FNV-1a of the first line: stable across builds and releases, unlike std's
+/// hasher, since it is stored. None until a first line is complete.
+fn head_hash(file: &File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = [0u8; HEAD];
+    let n = file.read_at(&mut buf, 0).ok()?;
+    let line = match memchr::memchr(b'\n', &buf[..n]) {
+        Some(i) => &buf[..i],
+        None if n == HEAD => &buf[..],
+        None => return None,
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in line {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // 0 means "unknown" in a saved position.
+    Some(h.max(1))
+}
 
 /// Identity of a file across renames: device and inode.
 pub(super) type FileId = (u64, u64);
@@ -24,6 +48,9 @@ pub(super) struct Generation {
     /// `None` when the watch could not be added; the file is then still read
     /// on every other wake-up.
     pub(super) watch: Option<WatchDescriptor>,
+    /// Hash of the first line, once there is one: inodes are reused, so the
+    /// identity of a file across a restart is its inode and its first line.
+    head: Option<u64>,
 }
 
 impl Generation {
@@ -47,7 +74,41 @@ impl Generation {
             offset: 0,
             lines: LineSplitter::new(max_line),
             watch: None,
+            head: None,
         }))
+    }
+
+    /// Resumes at a saved offset (the start of a line).
+    pub(super) fn seek_to(&mut self, offset: u64) -> io::Result<()> {
+        self.offset = self.file.seek(SeekFrom::Start(offset))?;
+        self.lines.clear();
+        Ok(())
+    }
+
+    /// Where reading stands, as a restart would resume it: the offset of the
+    /// first byte not yet delivered as part of a line.
+    pub(super) fn position(&mut self) -> Position {
+        if self.head.is_none() {
+            self.head = head_hash(&self.file);
+        }
+        Position {
+            dev: self.id.0,
+            ino: self.id.1,
+            head: self.head.unwrap_or(0),
+            offset: self.offset.saturating_sub(self.lines.held() as u64),
+        }
+    }
+
+    /// Whether this is the file a saved position was taken in.
+    pub(super) fn is(&mut self, p: &Position) -> bool {
+        if self.id != (p.dev, p.ino) {
+            return false;
+        }
+        if self.head.is_none() {
+            self.head = head_hash(&self.file);
+        }
+        // 0: the first line was not complete when the position was saved.
+        p.head == 0 || self.head == Some(p.head)
     }
 
     /// Starts after what is already there. An unfinished last line is skipped

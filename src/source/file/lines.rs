@@ -36,6 +36,11 @@ impl LineSplitter {
         !self.carry.is_empty()
     }
 
+    /// Bytes of a partial line held (read from the file, not yet delivered).
+    pub fn held(&self) -> usize {
+        self.carry.len()
+    }
+
     /// Forgets a partial line without delivering it.
     pub fn clear(&mut self) {
         self.carry.clear();

@@ -28,7 +28,12 @@ use std::path::{Path, PathBuf};
 use inotify::{Inotify, WatchMask};
 use tracing::{info, warn};
 
+use crate::state::Position;
 use generation::{FileId, Generation};
+
+/// Where a follower stands, shared with whoever saves it (the daemon writes
+/// it to the state store now and then and at stop).
+pub type PositionSlot = std::sync::Arc<std::sync::Mutex<Option<Position>>>;
 pub use lines::{LineSplitter, Pushed};
 pub use stopper::Stopper;
 
@@ -40,6 +45,11 @@ pub enum StartAt {
     #[default]
     End,
     Beginning,
+    /// Where a previous run stopped (from the state store): the rest of
+    /// that file, also when it was rotated away meanwhile (found by inode
+    /// in the same directory), then the file now at the path from its start.
+    /// Lines written while the daemon was stopped are read exactly once.
+    Resume(Position),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +110,7 @@ pub struct FileFollower {
     /// The generation before the last rotation, still drained.
     retired: Option<Generation>,
     chunk: Vec<u8>,
+    slot: PositionSlot,
 }
 
 impl FileFollower {
@@ -131,19 +142,95 @@ impl FileFollower {
             current: None,
             retired: None,
             chunk: vec![0; CHUNK],
+            slot: PositionSlot::default(),
         };
-        match follower.open_path() {
-            Ok(Some(mut g)) => {
-                if opts.start == StartAt::End {
-                    g.seek_to_end()
-                        .map_err(|e| io_err(&follower.path, "cannot seek to its end", e))?;
-                }
+        let opened = follower
+            .open_path()
+            .map_err(|e| io_err(&follower.path, "cannot open", e))?;
+        match (opened, opts.start) {
+            (Some(g), StartAt::Resume(p)) => follower.resume(Some(g), &p)?,
+            (None, StartAt::Resume(p)) => {
+                follower.resume(None, &p)?;
+                info!(file = %follower.path.display(), "waiting for the file to appear");
+            }
+            (Some(mut g), StartAt::End) => {
+                g.seek_to_end()
+                    .map_err(|e| io_err(&follower.path, "cannot seek to its end", e))?;
                 follower.current = Some(g);
             }
-            Ok(None) => info!(file = %follower.path.display(), "waiting for the file to appear"),
-            Err(e) => return Err(io_err(&follower.path, "cannot open", e)),
+            (Some(g), StartAt::Beginning) => follower.current = Some(g),
+            (None, _) => info!(file = %follower.path.display(), "waiting for the file to appear"),
         }
+        follower.publish();
         Ok(follower)
+    }
+
+    /// Picks up where a previous run stopped.
+    fn resume(&mut self, now: Option<Generation>, p: &Position) -> Result<(), FileSourceError> {
+        let at_path = now.map(|mut g| (g.is(p), g));
+        match at_path {
+            Some((true, mut g)) => {
+                let len = g.file.metadata().map(|m| m.len()).unwrap_or(0);
+                if len >= p.offset {
+                    g.seek_to(p.offset)
+                        .map_err(|e| io_err(&self.path, "cannot seek to the saved position", e))?;
+                    info!(file = %self.path.display(), offset = p.offset, "resuming where the last run stopped");
+                } else {
+                    info!(file = %self.path.display(), "truncated while we were stopped: reading from the start");
+                }
+                self.current = Some(g);
+            }
+            other => {
+                // Rotated while we were stopped: finish the old file first.
+                if let Some(old) = self.find_rotated(p) {
+                    self.retired = Some(old);
+                }
+                if let Some((_, g)) = other {
+                    info!(file = %self.path.display(), "a new file since the last run: reading it from the start");
+                    self.current = Some(g);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The file a saved position was in, if it still exists beside the path
+    /// under another name (logrotate's `mail.log.1`), opened at that position.
+    fn find_rotated(&mut self, p: &Position) -> Option<Generation> {
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty())?;
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() || (meta.dev(), meta.ino()) != (p.dev, p.ino) {
+                continue;
+            }
+            let Ok(Some(mut g)) = Generation::open(&entry.path(), self.opts.max_line) else {
+                continue;
+            };
+            if !g.is(p) || meta.len() < p.offset || g.seek_to(p.offset).is_err() {
+                continue;
+            }
+            info!(
+                file = %self.path.display(),
+                rotated = %entry.path().display(),
+                "rotated while we were stopped: reading the rest of the old file first"
+            );
+            let by_fd = format!("/proc/self/fd/{}", g.file.as_raw_fd());
+            g.watch = self.inotify.watches().add(&by_fd, FILE_EVENTS).ok();
+            return Some(g);
+        }
+        None
+    }
+
+    /// A handle on this follower's position, updated after every read.
+    pub fn position_slot(&self) -> PositionSlot {
+        std::sync::Arc::clone(&self.slot)
+    }
+
+    fn publish(&mut self) {
+        let p = self.current.as_mut().map(|g| g.position());
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = p;
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -211,6 +298,11 @@ impl FileFollower {
     /// Reads everything new: the retired file, the current one, and a new file
     /// at the path if it was replaced.
     fn catch_up(&mut self, on_line: &mut dyn FnMut(&str)) {
+        self.read_new(on_line);
+        self.publish();
+    }
+
+    fn read_new(&mut self, on_line: &mut dyn FnMut(&str)) {
         if let Some(old) = self.retired.as_mut() {
             old.drain(&self.path, &mut self.chunk, on_line);
         }
