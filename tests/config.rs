@@ -98,7 +98,7 @@ fn unknown_key_names_file_line_col_and_key() {
     let text = format!("{JAIL}bantme = \"10m\"\n");
     assert_eq!(
         errors(&text),
-        "/etc/nftjail/nftjail.toml:4:1: jail.sshd.bantme: unknown field `bantme`, expected one of `enabled`, `filter`, `failregex`, `ignoreregex`, `logpath`, `port`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `blocktype`"
+        "/etc/nftjail/nftjail.toml:4:1: jail.sshd.bantme: unknown field `bantme`, expected one of `enabled`, `filter`, `failregex`, `ignoreregex`, `logpath`, `port`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `blocktype`, `bantime_increment`, `bantime_factor`, `bantime_multipliers`, `bantime_maxtime`, `bantime_rndtime`, `bantime_overalljails`"
     );
 }
 
@@ -201,4 +201,44 @@ fn missing_file_is_a_clear_error() {
             .contains("cannot read config /nonexistent/nftjail.toml"),
         "{e}"
     );
+}
+
+#[test]
+fn state_and_increment_keys_are_checked_with_their_place() {
+    let text = format!(
+        "[daemon]\nstate_dir = \"var/lib\"\non_stop = \"maybe\"\ndbpurgeage = \"soon\"\n\
+         [defaults]\nbantime_factor = -1\n{JAIL}bantime_increment = true\nbantime_multipliers = \"1 x 4\"\nbantime_maxtime = \"1 parsec\"\n"
+    );
+    let e = errors(&text);
+    for want in [
+        "nftjail.toml:2:13: daemon.state_dir: must be an absolute path",
+        "nftjail.toml:3:11: daemon.on_stop: unknown value \"maybe\"",
+        "nftjail.toml:4:14: daemon.dbpurgeage:",
+        "nftjail.toml:6:18: defaults.bantime_factor: must be a number above 0",
+        "nftjail.toml:11:23: jail.sshd.bantime_multipliers: expected numbers above 0",
+        "nftjail.toml:12:19: jail.sshd.bantime_maxtime:",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    // fail2ban's dotted spelling cannot sit beside bantime in TOML: a clear error.
+    let e = errors(&format!(
+        "{JAIL}bantime = \"1h\"\nbantime.increment = true\n"
+    ));
+    assert!(e.contains("nftjail.toml:5:"), "{e}");
+
+    let ok = Config::parse(
+        &format!(
+            "[defaults]\nbantime_increment = true\nbantime_factor = 2\n{JAIL}bantime_multipliers = [1, 3, 9]\nbantime_overalljails = true\n\
+             [jail.other]\nfilter = \"sshd\"\nlogpath = \"/var/log/x\"\nbantime_increment = false\n"
+        ),
+        Path::new("t.toml"),
+    )
+    .expect("valid");
+    let inc = ok.increments();
+    assert_eq!(inc.len(), 1, "jail other turned it off");
+    let sshd = &inc["sshd"];
+    assert_eq!(sshd.factor, 2.0);
+    assert_eq!(sshd.multipliers, vec![1.0, 3.0, 9.0]);
+    assert!(sshd.overalljails);
+    assert_eq!(ok.state_dir, Path::new("/var/lib/nftjail"));
 }

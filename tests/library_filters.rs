@@ -59,7 +59,7 @@ fn failures(name: &str, lines: &[String]) -> Vec<(String, usize)> {
 const T: &str = "Mar  5 16:01:34 mx1";
 const ISO: &str = "2024-03-05T16:01:34.123456+01:00 mx1";
 
-const ALL: [&str; 15] = [
+const ALL: [&str; 16] = [
     "apache-auth",
     "courier-auth",
     "cyrus-imap",
@@ -69,6 +69,7 @@ const ALL: [&str; 15] = [
     "nginx-http-auth",
     "postfix",
     "postfix-sasl",
+    "recidive",
     "roundcube-auth",
     "sasl",
     "sogo-auth",

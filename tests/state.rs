@@ -514,3 +514,74 @@ fn lines_written_while_stopped_are_read_once_across_a_rotation() {
     );
     d.stop();
 }
+
+#[test]
+fn a_recidive_jail_over_our_own_log_bans_who_keeps_coming_back() {
+    let s = Setup::new("");
+    let log = s.path("nftjail.log");
+    std::fs::write(&log, "").unwrap();
+    let mut cfg = std::fs::read_to_string(s.path("nftjail.toml")).unwrap();
+    cfg.push_str(&format!(
+        "[jail.recidive]\nfilter = \"recidive\"\nlogpath = \"{}\"\nmaxretry = 3\nfindtime = \"1d\"\nbantime = \"1w\"\n",
+        log.display()
+    ));
+    std::fs::write(s.path("nftjail.toml"), cfg).unwrap();
+    let ns = Netns::new("st-recidive");
+    // The daemon's stderr appended to the file its recidive jail reads.
+    let mut cmd = ns.command("sh");
+    cmd.arg("-c").arg(format!(
+        "exec {BIN} run --config {} 2>>{}",
+        s.path("nftjail.toml").display(),
+        log.display()
+    ));
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _kill = KillOnDrop(child.id());
+    wait_until("ready", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).unwrap().contains("ready:")
+    });
+    for round in 0..3 {
+        s.append("a.log", "fail from 203.0.113.60\n");
+        if round < 2 {
+            s.append("b.log", "bad from 203.0.113.61\n");
+        }
+        wait_until("a ban", Duration::from_secs(5), || {
+            kernel_set(&ns, "a-v4").contains("203.0.113.60")
+        });
+        s.cli(&["unban", "a", "203.0.113.60"]);
+        if round < 2 {
+            s.cli(&["unban", "b", "203.0.113.61"]);
+        }
+    }
+    let waited = std::panic::catch_unwind(|| {
+        wait_until("the recidive ban", Duration::from_secs(5), || {
+            !kernel_set(&ns, "recidive-v4").is_empty()
+        })
+    });
+    assert!(
+        waited.is_ok(),
+        "no recidive ban; log:\n{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let recidive = kernel(&ns, "recidive-v4");
+    assert_eq!(recidive.len(), 1, "{recidive:?}");
+    assert_eq!(recidive[0].val, "203.0.113.60");
+    assert_eq!(recidive[0].timeout, Some(7 * 86_400));
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+}
+
+/// Kills a child spawned outside [`Daemon`] even when the test fails.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: signals a pid we spawned.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}

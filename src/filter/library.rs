@@ -19,6 +19,7 @@ filters!(
     "nginx-http-auth",
     "postfix",
     "postfix-sasl",
+    "recidive",
     "roundcube-auth",
     "sasl",
     "sogo-auth",
