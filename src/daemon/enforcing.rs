@@ -2,6 +2,13 @@
 //! ban record change in one place, in the order messages arrive. Automatic
 //! bans come in batches; control requests (manual ban, unban, listing,
 //! reconcile on reload) are served between batches with a reply channel.
+//!
+//! Ordering invariant with the state store: the kernel first, then the
+//! store (each applied batch is sent to the state writer right after the
+//! kernel accepted it). A `kill -9` in between leaves a ban only in the
+//! kernel, where the next start finds it and records it; so every ban that
+//! was in the kernel or shown by `status` is known after a restart. Unbans
+//! follow the same order: one cut by a kill comes back (fail closed).
 
 use std::collections::HashMap;
 use std::sync::Arc;
