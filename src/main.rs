@@ -11,6 +11,7 @@ use nftjail::daemon::{self, RunOptions};
 
 mod cli {
     pub mod client;
+    pub mod import;
     pub mod test;
 }
 
@@ -70,6 +71,16 @@ enum Command {
         /// host, time, user, regex); the report goes to stderr
         #[arg(long)]
         json: bool,
+    },
+    /// Read a fail2ban configuration (jail.conf, jail.d, jail.local) and
+    /// print the equivalent nftjail.toml for its enabled jails.
+    ImportFail2ban {
+        /// fail2ban's configuration directory
+        #[arg(default_value = "/etc/fail2ban")]
+        dir: PathBuf,
+        /// Write the TOML here instead of to standard output
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// The jail list, or one jail's counters and bans (fail2ban-client's layout).
     Status {
@@ -226,6 +237,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             };
             cli::test::run(filter, log, &opts)
         }
+        Command::ImportFail2ban {
+            ref dir,
+            ref output,
+        } => cli::import::run(dir, output.as_deref()),
         Command::Check => {
             let config = load()?;
             println!(
