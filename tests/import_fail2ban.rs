@@ -73,6 +73,8 @@ fn jails_of_jail_local_become_a_config_nftjail_check_accepts() {
          \n\
          [sshd]\n\
          enabled = true\n\
+         mode = aggressive\n\
+         ignoreregex = for monitor from\n\
          \n\
          [postfix-sasl]\n\
          enabled  = true\n\
@@ -142,10 +144,34 @@ fn jails_of_jail_local_become_a_config_nftjail_check_accepts() {
     );
 
     let sshd = jail("sshd");
+    let spec = &sshd.fail2ban.as_ref().unwrap().spec;
     assert_eq!(
-        sshd.fail2ban.as_ref().unwrap().spec,
-        format!("{}/sshd.conf[mode=normal]", filter_dir.display())
+        *spec,
+        format!(
+            "{}/sshd.conf[mode=aggressive, ignoreregex=\"for monitor from\"]",
+            filter_dir.display()
+        )
     );
+    // The jail's own ignoreregex works through the spec, as in fail2ban.
+    let mut child = Command::new(BIN)
+        .args(["test", &format!("fail2ban:{spec}"), "-", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        b"Nov 25 09:12:01 mx sshd[1]: Failed password for monitor from 192.0.2.9 port 22 ssh2\n\
+          Nov 25 09:12:02 mx sshd[1]: Failed password for admin from 192.0.2.9 port 22 ssh2\n",
+    )
+    .unwrap();
+    let judged = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    let judged: Vec<serde_json::Value> = judged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(judged[0]["match"], false, "{judged:?}");
+    assert_eq!(judged[1]["match"], true, "{judged:?}");
     assert_eq!(sshd.logpaths, [PathBuf::from("/var/log/auth.log")]);
     assert_eq!(sshd.ports.iter().map(|p| p.first).collect::<Vec<_>>(), [22]);
     assert_eq!((sshd.maxretry, sshd.bantime.as_secs()), (5, 600));

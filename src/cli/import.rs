@@ -306,11 +306,11 @@ fn filter_spec(
         Some(i) => (&value[..i], value[i + 1..].strip_suffix(']').unwrap_or("")),
         None => (value, ""),
     };
-    let mut options: Vec<String> = opts
-        .split(',')
-        .map(str::trim)
+    // The jail's own options stay as written (quoted values may hold commas).
+    let mut options: Vec<String> = Some(opts.trim())
         .filter(|o| !o.is_empty())
         .map(str::to_string)
+        .into_iter()
         .collect();
     let own = config.own_options(name);
     for key in FILTER_KEYS {
