@@ -768,6 +768,40 @@ mod tests {
     }
 
     #[test]
+    fn last_line_reports_ignoreregex_nofail_and_own_date() {
+        let mut f = filter(
+            "failregex = <F-NOFAIL>hello</F-NOFAIL> from <HOST>$\n\
+             \x20           bad from <HOST>$\n\
+             ignoreregex = ^nothing$\n\
+             \x20             bad from 192\\.0\\.2\\.9$\n",
+        );
+        assert_eq!(
+            f.failregex_text(),
+            [
+                "<F-NOFAIL>hello</F-NOFAIL> from <HOST>$",
+                "bad from <HOST>$"
+            ]
+        );
+        assert!(f
+            .process("2005-08-14 11:59:00 bad from 192.0.2.9", at())
+            .is_none());
+        let r = f.last_line().clone();
+        assert_eq!((r.ignoreregex, r.nofail, r.dated), (vec![1], vec![], true));
+        assert!(r.time.is_some());
+        assert!(f.last_date_template().is_some());
+        assert!(f
+            .process("2005-08-14 11:59:01 hello from 192.0.2.9", at())
+            .is_none());
+        assert_eq!(f.last_line().nofail, [0]);
+        assert!(f.last_line().ignoreregex.is_empty());
+        // No date of its own: the recent one is lent, but the line is not dated.
+        let m = f.process("bad from 192.0.2.10", at()).unwrap();
+        assert_eq!(m.regex, 1);
+        assert!(!f.last_line().dated && f.last_line().time.is_some());
+        assert_eq!(f.last_date_template(), None);
+    }
+
+    #[test]
     fn dns_host_stays_text_and_fid_is_the_id() {
         let mut f = filter("failregex = ^x <HOST>$\n            ^y <F-ID>\\w+</F-ID> <HOST>$\n");
         let m = f.process("x host.example.org", at()).unwrap();
