@@ -322,3 +322,45 @@ fn hostile_input_never_crashes() {
         assert!(ok, "{spec}: {err}");
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_run_quietly() {
+    use std::io::{BufRead, BufReader};
+    let line = "Mar  5 16:01:34 mx1 postfix/smtpd[7]: connect from unknown[192.0.2.1]\n";
+    let input = line.repeat(200_000);
+    for args in [
+        &["postfix-sasl", "-", "--json"][..],
+        &["postfix-sasl", "-", "--print-missed"],
+    ] {
+        let mut child = Command::new(BIN)
+            .arg("test")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.clone();
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(data.as_bytes());
+        });
+        // Read one line, then go away like `| head -1`.
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(
+            first.starts_with("{\"line\":1,") || first == line,
+            "{first}"
+        );
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert!(
+            !err.contains("panicked") && !err.contains("Broken pipe"),
+            "{err}"
+        );
+    }
+}

@@ -11,7 +11,8 @@
 //! fail2ban filter files run through [`Fail2banFilter`], line by line, as
 //! the daemon runs them.
 
-use std::io::{Read, Write};
+use std::cell::RefCell;
+use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -265,7 +266,8 @@ pub fn run(filter_spec: &str, log: &str, opts: &Options) -> Result<()> {
     };
     let now = SystemTime::now();
     let mut number = 0u64;
-    let mut write_error: Option<std::io::Error> = None;
+    // Set on the first failed write; reading stops there.
+    let write_error: RefCell<Option<std::io::Error>> = RefCell::new(None);
     let mut lines = LineSplitter::new(MAX_LINE);
     let mut chunk = vec![0u8; 1 << 20];
     let mut cut = 0usize;
@@ -305,10 +307,10 @@ pub fn run(filter_spec: &str, log: &str, opts: &Options) -> Result<()> {
             Ok(())
         };
         if let Err(e) = written {
-            write_error.get_or_insert(e);
+            write_error.borrow_mut().get_or_insert(e);
         }
     };
-    loop {
+    while write_error.borrow().is_none() {
         let n = input
             .read(&mut chunk)
             .with_context(|| format!("reading {log}"))?;
@@ -319,18 +321,24 @@ pub fn run(filter_spec: &str, log: &str, opts: &Options) -> Result<()> {
     }
     lines.flush(&mut on_line);
     let secs = start.elapsed().as_secs_f64();
-    out.flush().context("writing to standard output")?;
-    if let Some(e) = write_error {
-        return Err(e).context("writing to standard output");
-    }
+    let failed = write_error.into_inner().or_else(|| out.flush().err());
     drop(out);
-    let report = report(filter_spec, &judge, &st, secs, cut, opts.json);
-    if opts.json {
-        eprint!("{report}");
-    } else {
-        print!("{report}");
+    match failed {
+        // The reader went away (`| head`, `jq` done): nothing more to say.
+        Some(e) if e.kind() == ErrorKind::BrokenPipe => return Ok(()),
+        Some(e) => return Err(e).context("writing to standard output"),
+        None => {}
     }
-    Ok(())
+    let report = report(filter_spec, &judge, &st, secs, cut, opts.json);
+    let written = if opts.json {
+        std::io::stderr().lock().write_all(report.as_bytes())
+    } else {
+        std::io::stdout().lock().write_all(report.as_bytes())
+    };
+    match written {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(e).context("writing the report"),
+        _ => Ok(()),
+    }
 }
 
 /// RFC 3339 in UTC; `None` for a time jiff cannot hold.
