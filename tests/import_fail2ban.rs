@@ -96,7 +96,17 @@ fn jails_of_jail_local_become_a_config_nftjail_check_accepts() {
          \n\
          [apache-auth]\n\
          enabled = true\n\
-         logpath = {}/nothing-*.log\n",
+         logpath = {}/nothing-*.log\n\
+         \n\
+         [my-jail]\n\
+         enabled = true\n\
+         filter = sshd\n\
+         logpath = /var/log/auth.log\n\
+         \n\
+         [my.jail]\n\
+         enabled = true\n\
+         filter = sshd\n\
+         logpath = /var/log/auth.log\n",
         logs.display(),
         logs.display()
     );
@@ -108,7 +118,7 @@ fn jails_of_jail_local_become_a_config_nftjail_check_accepts() {
     let (ok, out, err) = nftjail(&["check", "-c", toml_path.to_str().unwrap()]);
     assert!(ok, "{err}\n{text}");
     assert!(
-        out.contains("4 jail(s): dovecot, nginx-http-auth, postfix-sasl, sshd"),
+        out.contains("6 jail(s): dovecot, my-jail, my-jail-2, nginx-http-auth, postfix-sasl, sshd"),
         "{out}\n{text}"
     );
 
@@ -200,6 +210,12 @@ fn jails_of_jail_local_become_a_config_nftjail_check_accepts() {
         "{text}"
     );
     assert_eq!(nginx.blocktype, nftjail::enforce::BlockType::Drop);
+
+    // "my.jail" is no nftjail name; cleaned, it would collide.
+    assert!(
+        text.contains("fail2ban names this jail \"my.jail\""),
+        "{text}"
+    );
 
     // No file for its glob: written, but disabled, with the reason.
     assert!(config.jails.iter().all(|j| &*j.name != "apache-auth"));

@@ -114,6 +114,7 @@ pub fn import(dir: &Path) -> Result<String> {
     );
     let filter_dir = dir.join("filter.d");
     let mut enabled = 0;
+    let mut tables: Vec<String> = Vec::new();
     for name in config.jail_names() {
         let on = config
             .get(&name, "enabled")
@@ -124,7 +125,16 @@ pub fn import(dir: &Path) -> Result<String> {
             continue;
         }
         enabled += 1;
-        let jail = jail(&config, &name, &filter_dir).map_err(|e| jail_error(&config, &name, e))?;
+        // Two fail2ban names may clean up to the same nftjail name.
+        let mut table = toml_name(&name);
+        let mut n = 1;
+        while tables.contains(&table) {
+            n += 1;
+            table = format!("{}-{n}", toml_name(&name));
+        }
+        tables.push(table.clone());
+        let jail =
+            jail(&config, &name, &table, &filter_dir).map_err(|e| jail_error(&config, &name, e))?;
         out.push_str(&jail);
     }
     if enabled == 0 {
@@ -142,7 +152,7 @@ fn jail_error(config: &JailConfig, name: &str, e: anyhow::Error) -> anyhow::Erro
 }
 
 /// One `[jail.NAME]` table with its comments.
-fn jail(config: &JailConfig, name: &str, filter_dir: &Path) -> Result<String> {
+fn jail(config: &JailConfig, name: &str, table: &str, filter_dir: &Path) -> Result<String> {
     let get = |key: &str| -> Result<Option<String>> {
         config
             .get(name, key)
@@ -150,7 +160,6 @@ fn jail(config: &JailConfig, name: &str, filter_dir: &Path) -> Result<String> {
     };
     let mut t = String::new();
     let mut notes: Vec<String> = Vec::new();
-    let table = toml_name(name);
     let _ = writeln!(t, "[jail.{table}]");
     if table != name {
         notes.push(format!(
@@ -485,7 +494,7 @@ fn toml_name(name: &str) -> String {
                 '-'
             }
         })
-        .take(64)
+        .take(60)
         .collect();
     if clean.is_empty() {
         "jail".into()
