@@ -11,6 +11,7 @@ use nftjail::daemon::{self, RunOptions};
 
 mod cli {
     pub mod client;
+    pub mod import;
     pub mod test;
 }
 
@@ -48,21 +49,41 @@ enum Command {
     },
     /// Check the config and exit: 0 when it is valid.
     Check,
-    /// Run one filter over a log file (or - for stdin) and count matches.
+    /// Run one filter over a log file (or - for stdin) and report what it
+    /// matched, like fail2ban-regex.
     Test {
-        /// A built-in filter name or a filter file
+        /// A built-in filter name, a filter file, or fail2ban:NAME[opts]
+        /// (a fail2ban filter from /etc/fail2ban/filter.d, or a .conf path)
         filter: String,
         /// Log file, or - for standard input
         log: String,
         /// Print the lines that matched
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         print_matched: bool,
         /// Print the lines that did not match
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         print_missed: bool,
-        /// Print the filter's expanded regexes and exit
+        /// Print the lines a failregex matched but an ignoreregex (or a
+        /// fail2ban <F-NOFAIL> group) excused
+        #[arg(long, conflicts_with = "json")]
+        print_ignored: bool,
+        /// Print the filter's failregexes and exit (ours with tags expanded, for grep -P)
         #[arg(long)]
         print_regex: bool,
+        /// One JSON object per tested line on stdout (line, match, ignored,
+        /// host, time, user, regex); the report goes to stderr
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read a fail2ban configuration (jail.conf, jail.d, jail.local) and
+    /// print the equivalent nftjail.toml for its enabled jails.
+    ImportFail2ban {
+        /// fail2ban's configuration directory
+        #[arg(default_value = "/etc/fail2ban")]
+        dir: PathBuf,
+        /// Write the TOML here instead of to standard output
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// The jail list, or one jail's counters and bans (fail2ban-client's layout).
     Status {
@@ -206,15 +227,23 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             ref log,
             print_matched,
             print_missed,
+            print_ignored,
             print_regex,
+            json,
         } => {
             let opts = cli::test::Options {
                 print_matched,
                 print_missed,
+                print_ignored,
                 print_regex,
+                json,
             };
             cli::test::run(filter, log, &opts)
         }
+        Command::ImportFail2ban {
+            ref dir,
+            ref output,
+        } => cli::import::run(dir, output.as_deref()),
         Command::Check => {
             let config = load()?;
             println!(

@@ -139,6 +139,16 @@ impl Matcher {
         }
     }
 
+    /// Whether any pattern could match `line`: the gate of
+    /// [`Matcher::scan`] alone, without taking captures. For callers that
+    /// judge the few lines that pass in their own, slower detail
+    /// (`nftjail test` says which regex matched).
+    pub fn may_match(&self, line: &str) -> bool {
+        self.ungated
+            || self.literal_gate.as_ref().is_some_and(|g| g.is_match(line))
+            || self.set.as_ref().is_some_and(|s| s.is_match(line))
+    }
+
     /// Calls `hit(jail, addr)` for each jail whose failregex matches `line`
     /// (its first failregex that yields an address) and whose ignoreregex
     /// does not; once per failure when the line stands for several (a

@@ -1,50 +1,257 @@
 //! `nftjail test FILTER LOG`: runs one filter over a log and reports what it
-//! matched, like fail2ban-regex, at the speed of the daemon's own matcher.
+//! matched, laid out like fail2ban-regex's report (hits per failregex and
+//! ignoreregex, date templates, matched / ignored / missed), at the speed of
+//! the daemon's own matcher.
+//!
+//! Our filters are judged in two steps: the gate of the daemon's
+//! [`Matcher`] turns away the lines no failregex can match, and only the
+//! few it lets through are explained regex by regex ([`Filter::explain`],
+//! one capture per line, as the daemon takes), so the report costs the
+//! fast path nothing.
+//! fail2ban filter files run through [`Fail2banFilter`], line by line, as
+//! the daemon runs them.
 
-use std::io::{Read, Write};
+use std::cell::RefCell;
+use std::io::{ErrorKind, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
+use serde::Serialize;
 
+use nftjail::filter::fail2ban::{Fail2banFilter, DEFAULT_FILTER_DIR};
 use nftjail::filter::{self, Filter, FilterDef};
 use nftjail::matcher::Matcher;
 use nftjail::source::file::LineSplitter;
+use nftjail::timestamp::DateDetector;
+
+/// Longer lines are cut here, as the daemon's file reader cuts them.
+const MAX_LINE: usize = 64 * 1024;
 
 pub struct Options {
     pub print_matched: bool,
     pub print_missed: bool,
+    pub print_ignored: bool,
     /// Print the expanded failregexes (tags replaced) and exit, e.g. to run
     /// the very same pattern through `grep -P` in a benchmark.
     pub print_regex: bool,
+    /// One JSON object per tested line on stdout; the report goes to stderr.
+    pub json: bool,
 }
 
-/// A library name, or a path to a filter file.
-fn load(spec: &str) -> Result<Filter> {
+/// A loaded filter, of either kind.
+// One per run: the size of its variants does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Judge {
+    Ours {
+        filter: Arc<Filter>,
+        /// The daemon's matcher, for its gate: most lines stop there.
+        gate: Matcher,
+        dates: DateDetector,
+        /// The regexes as the filter file writes them (`<HOST>` unexpanded).
+        def: FilterDef,
+    },
+    Fail2ban(Fail2banFilter),
+}
+
+/// What one line came to.
+#[derive(Default)]
+struct Outcome {
+    matched: bool,
+    ignored: bool,
+    host: Option<String>,
+    time: Option<SystemTime>,
+    user: Option<String>,
+    /// Index of the failregex that blamed the line.
+    regex: Option<usize>,
+}
+
+/// One `--json` line. `regex` is the number the report shows (from 1).
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    line: u64,
+    #[serde(rename = "match")]
+    matched: bool,
+    ignored: bool,
+    host: Option<&'a str>,
+    time: Option<String>,
+    user: Option<&'a str>,
+    regex: Option<usize>,
+}
+
+#[derive(Default)]
+struct Stats {
+    /// Lines judged (comment and empty lines are skipped, as
+    /// fail2ban-regex skips them, so its sample files test the same).
+    tested: u64,
+    skipped: u64,
+    matched: u64,
+    ignored: u64,
+    /// Matched lines whose host is no IP address (a DNS name, or a form
+    /// such as `192.030.0.6`): fail2ban counts them, the daemon cannot ban them.
+    no_address: u64,
+    fail_hits: Vec<u64>,
+    ignore_hits: Vec<u64>,
+    /// Template name and lines it dated, in order of first use.
+    dates: Vec<(String, u64)>,
+}
+
+impl Stats {
+    fn date(&mut self, template: &str) {
+        match self.dates.iter_mut().find(|(t, _)| t == template) {
+            Some((_, n)) => *n += 1,
+            None => self.dates.push((template.to_string(), 1)),
+        }
+    }
+}
+
+/// A spec the way an admin writes it: `fail2ban:NAME[opts]`, a fail2ban
+/// `.conf` file (with or without `[opts]`), one of our filter files, or a
+/// built-in filter's name.
+fn load(spec: &str) -> Result<Judge> {
+    let fail2ban = |spec: &str| -> Result<Judge> {
+        let f = Fail2banFilter::load(spec, Path::new(DEFAULT_FILTER_DIR))
+            .with_context(|| format!("fail2ban filter {spec:?}"))?;
+        Ok(Judge::Fail2ban(f))
+    };
+    if let Some(rest) = spec.strip_prefix("fail2ban:") {
+        return fail2ban(rest);
+    }
+    if spec.split('[').next().is_some_and(|p| p.ends_with(".conf")) {
+        return fail2ban(spec);
+    }
     let def = if Path::new(spec).exists() {
         filter::load_filter_file(Path::new(spec))?
     } else {
         let text = filter::library(spec).with_context(|| {
             format!(
-                "no filter {spec:?}: not a file, not in the built-in library ({})",
+                "no filter {spec:?}: not a file, not in the built-in library ({}), \
+                 and not fail2ban:NAME",
                 filter::library_names().join(", ")
             )
         })?;
         FilterDef::parse(text, spec)?
     };
-    Ok(Filter::compile(&def, spec)?)
+    let filter = Arc::new(Filter::compile(&def, spec)?);
+    Ok(Judge::Ours {
+        gate: Matcher::new(vec![(0, Arc::clone(&filter))]),
+        filter,
+        dates: DateDetector::auto(),
+        def,
+    })
+}
+
+impl Judge {
+    fn failregex_text(&self) -> &[String] {
+        match self {
+            Judge::Ours { def, .. } => &def.failregex,
+            Judge::Fail2ban(f) => f.failregex_text(),
+        }
+    }
+
+    fn ignoreregex_text(&self) -> &[String] {
+        match self {
+            Judge::Ours { def, .. } => &def.ignoreregex,
+            Judge::Fail2ban(f) => f.ignoreregex_text(),
+        }
+    }
+
+    /// Judges one line and counts it. `every_date`: read the date of
+    /// every line, not only of lines a failregex blames (the daemon reads
+    /// them for those only, and so does the fast report).
+    fn judge(&mut self, line: &str, now: SystemTime, every_date: bool, st: &mut Stats) -> Outcome {
+        let mut out = Outcome::default();
+        match self {
+            Judge::Ours {
+                filter,
+                gate,
+                dates,
+                ..
+            } => {
+                let verdict = if gate.may_match(line) {
+                    filter.explain(line)
+                } else {
+                    None
+                };
+                let blamed = verdict.is_some();
+                if blamed || every_date {
+                    if let Some(found) = dates.find(line, now) {
+                        out.time = Some(found.time);
+                        if let Some(t) = dates.current_template() {
+                            st.date(t);
+                        }
+                    }
+                }
+                let Some(v) = verdict else {
+                    return out;
+                };
+                st.fail_hits[v.regex] += 1;
+                for &i in &v.ignored_by {
+                    st.ignore_hits[i] += 1;
+                }
+                out.ignored = !v.ignored_by.is_empty();
+                out.matched = !out.ignored;
+                out.host = Some(v.addr.to_string());
+                out.user = v.user;
+                out.regex = Some(v.regex);
+            }
+            Judge::Fail2ban(f) => {
+                let failures = f.failures(line, now);
+                let report = f.last_line();
+                out.time = report.time;
+                for &i in report.ignoreregex.iter() {
+                    st.ignore_hits[i] += 1;
+                }
+                for &i in report.nofail.iter() {
+                    st.fail_hits[i] += 1;
+                }
+                for m in &failures {
+                    st.fail_hits[m.regex] += 1;
+                }
+                // Every failregex is tried (fail2ban's check-all mode, as
+                // its sample tests and our daemon run filters), so a line
+                // can hold a failure and a no-failure match: it counts as
+                // matched, and as ignored only when nothing else matched.
+                out.matched = !failures.is_empty();
+                out.ignored =
+                    !out.matched && (!report.ignoreregex.is_empty() || !report.nofail.is_empty());
+                if let Some(t) = f.last_date_template() {
+                    st.date(t);
+                }
+                if out.matched && failures.iter().all(|m| m.addr.is_none()) {
+                    st.no_address += 1;
+                }
+                if let Some(m) = failures.into_iter().next() {
+                    out.host = m.host.or_else(|| m.addr.map(|a| a.to_string()));
+                    out.time = m.time.or(out.time);
+                    out.user = m.user;
+                    out.regex = Some(m.regex);
+                }
+            }
+        }
+        out
+    }
 }
 
 pub fn run(filter_spec: &str, log: &str, opts: &Options) -> Result<()> {
-    let filter = Arc::new(load(filter_spec)?);
+    let mut judge = load(filter_spec)?;
     if opts.print_regex {
-        for re in &filter.failregex {
-            println!("{}", re.as_str());
+        // Ours expanded, so `grep -P` runs the very same pattern.
+        match &judge {
+            Judge::Ours { filter, .. } => {
+                for re in &filter.failregex {
+                    println!("{}", re.as_str());
+                }
+            }
+            Judge::Fail2ban(f) => {
+                for re in f.failregex_text() {
+                    println!("{re}");
+                }
+            }
         }
         return Ok(());
     }
-    let matcher = Matcher::new(vec![(0, filter)]);
     let mut input: Box<dyn Read> = if log == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -52,37 +259,161 @@ pub fn run(filter_spec: &str, log: &str, opts: &Options) -> Result<()> {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut lines = LineSplitter::new(64 * 1024);
+    let mut st = Stats {
+        fail_hits: vec![0; judge.failregex_text().len()],
+        ignore_hits: vec![0; judge.ignoreregex_text().len()],
+        ..Stats::default()
+    };
+    let now = SystemTime::now();
+    let mut number = 0u64;
+    // Set on the first failed write; reading stops there.
+    let write_error: RefCell<Option<std::io::Error>> = RefCell::new(None);
+    let mut lines = LineSplitter::new(MAX_LINE);
     let mut chunk = vec![0u8; 1 << 20];
-    let (mut total, mut matched) = (0u64, 0u64);
+    let mut cut = 0usize;
     let start = Instant::now();
     let mut on_line = |line: &str| {
-        total += 1;
-        let mut hit = false;
-        matcher.scan(line, |_, _| hit = true);
-        if hit {
-            matched += 1;
+        number += 1;
+        if line.is_empty() || line.starts_with('#') {
+            st.skipped += 1;
+            return;
         }
-        if (hit && opts.print_matched) || (!hit && opts.print_missed) {
-            let _ = writeln!(out, "{line}");
+        st.tested += 1;
+        let o = judge.judge(line, now, opts.json, &mut st);
+        if o.matched {
+            st.matched += 1;
+        } else if o.ignored {
+            st.ignored += 1;
+        }
+        let written = if opts.json {
+            let record = JsonLine {
+                line: number,
+                matched: o.matched,
+                ignored: o.ignored,
+                host: o.host.as_deref(),
+                time: o.time.and_then(rfc3339),
+                user: o.user.as_deref(),
+                regex: o.regex.map(|i| i + 1),
+            };
+            serde_json::to_writer(&mut out, &record)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"))
+        } else if (o.matched && opts.print_matched)
+            || (o.ignored && opts.print_ignored)
+            || (!o.matched && !o.ignored && opts.print_missed)
+        {
+            writeln!(out, "{line}")
+        } else {
+            Ok(())
+        };
+        if let Err(e) = written {
+            write_error.borrow_mut().get_or_insert(e);
         }
     };
-    loop {
+    while write_error.borrow().is_none() {
         let n = input
             .read(&mut chunk)
             .with_context(|| format!("reading {log}"))?;
         if n == 0 {
             break;
         }
-        lines.push(&chunk[..n], &mut on_line);
+        cut += lines.push(&chunk[..n], &mut on_line).cut;
     }
     lines.flush(&mut on_line);
     let secs = start.elapsed().as_secs_f64();
+    let failed = write_error.into_inner().or_else(|| out.flush().err());
     drop(out);
-    eprintln!(
-        "Lines: {total}, matched: {matched}, missed: {}\nTime: {secs:.3} s, {:.0} lines/s",
-        total - matched,
-        total as f64 / secs.max(1e-9)
+    match failed {
+        // The reader went away (`| head`, `jq` done): nothing more to say.
+        Some(e) if e.kind() == ErrorKind::BrokenPipe => return Ok(()),
+        Some(e) => return Err(e).context("writing to standard output"),
+        None => {}
+    }
+    let report = report(filter_spec, &judge, &st, secs, cut, opts.json);
+    let written = if opts.json {
+        std::io::stderr().lock().write_all(report.as_bytes())
+    } else {
+        std::io::stdout().lock().write_all(report.as_bytes())
+    };
+    match written {
+        Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(e).context("writing the report"),
+        _ => Ok(()),
+    }
+}
+
+/// RFC 3339 in UTC; `None` for a time jiff cannot hold.
+fn rfc3339(t: SystemTime) -> Option<String> {
+    jiff::Timestamp::try_from(t).ok().map(|ts| ts.to_string())
+}
+
+fn report(spec: &str, judge: &Judge, st: &Stats, secs: f64, cut: usize, all_dates: bool) -> String {
+    use std::fmt::Write as _;
+    let mut r = String::new();
+    let kind = match judge {
+        Judge::Ours { .. } => "nftjail filter",
+        Judge::Fail2ban(_) => "fail2ban filter file",
+    };
+    let _ = writeln!(r, "Filter: {spec} ({kind})\n");
+    let total: u64 = st.fail_hits.iter().sum();
+    let _ = writeln!(r, "Failregex: {total} total");
+    let _ = writeln!(r, "|-  #) [# of hits] regular expression");
+    for (i, (text, hits)) in judge.failregex_text().iter().zip(&st.fail_hits).enumerate() {
+        if *hits > 0 {
+            let _ = writeln!(r, "|  {:>2}) [{hits}] {text}", i + 1);
+        }
+    }
+    let _ = writeln!(r, "`-\n");
+    let total: u64 = st.ignore_hits.iter().sum();
+    let _ = writeln!(r, "Ignoreregex: {total} total");
+    if total > 0 {
+        let _ = writeln!(r, "|-  #) [# of hits] regular expression");
+        for (i, (text, hits)) in judge
+            .ignoreregex_text()
+            .iter()
+            .zip(&st.ignore_hits)
+            .enumerate()
+        {
+            if *hits > 0 {
+                let _ = writeln!(r, "|  {:>2}) [{hits}] {text}", i + 1);
+            }
+        }
+        let _ = writeln!(r, "`-");
+    }
+    let which = match judge {
+        Judge::Ours { .. } if !all_dates => " (of the lines a failregex matched)",
+        _ => "",
+    };
+    let _ = writeln!(r, "\nDate template hits{which}:");
+    let _ = writeln!(r, "|- [# of hits] date format");
+    for (t, n) in &st.dates {
+        let _ = writeln!(r, "|  [{n}] {t}");
+    }
+    let _ = writeln!(r, "`-\n");
+    let missed = st.tested - st.matched - st.ignored;
+    let _ = writeln!(
+        r,
+        "Lines: {} lines, {} ignored, {} matched, {missed} missed",
+        st.tested, st.ignored, st.matched
     );
-    Ok(())
+    if st.no_address > 0 {
+        let _ = writeln!(
+            r,
+            "No address: {} matched lines name a host that is no IP address (nftjail bans addresses only)",
+            st.no_address
+        );
+    }
+    if st.skipped > 0 {
+        let _ = writeln!(r, "Skipped: {} comment or empty lines", st.skipped);
+    }
+    if cut > 0 {
+        let _ = writeln!(r, "Cut: {cut} lines longer than {MAX_LINE} bytes");
+    }
+    let rate = st.tested as f64 / secs.max(1e-9);
+    let _ = writeln!(r, "[processed in {secs:.3} s, {rate:.0} lines/s]");
+    let _ = writeln!(
+        r,
+        "Results: matched: {}, ignored: {}, missed: {missed}",
+        st.matched, st.ignored
+    );
+    r
 }

@@ -155,6 +155,51 @@ impl Filter {
     }
 }
 
+/// Why a filter blames a line, in detail: for reports such as `nftjail
+/// test`, which say which regex matched. The matcher keeps to the cheaper
+/// [`Filter::find_counted`] path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// Index of the first failregex that yields an address.
+    pub regex: usize,
+    pub addr: IpAddr,
+    /// Failures the line stands for (see [`MAX_COUNT`]).
+    pub count: u32,
+    /// The regex's `user` group, when it has one that took part.
+    pub user: Option<String>,
+    /// Indices of the ignoreregexes that match: not empty means the line
+    /// is no failure.
+    pub ignored_by: Vec<usize>,
+}
+
+impl Filter {
+    /// [`Filter::find_counted`]'s judgement with its reasons; also
+    /// returns lines an ignoreregex excuses (`ignored_by` not empty).
+    pub fn explain(&self, line: &str) -> Option<Verdict> {
+        let (regex, (addr, count), user) =
+            self.failregex.iter().enumerate().find_map(|(i, re)| {
+                let caps = re.captures(line)?;
+                let hit = hit_of(&caps, line)?;
+                let user = caps.name("user").map(|u| u.as_str().to_string());
+                Some((i, hit, user))
+            })?;
+        let ignored_by = self
+            .ignoreregex
+            .iter()
+            .enumerate()
+            .filter(|(_, re)| re.is_match(line))
+            .map(|(i, _)| i)
+            .collect();
+        Some(Verdict {
+            regex,
+            addr,
+            count,
+            user,
+            ignored_by,
+        })
+    }
+}
+
 /// The most failures one line may stand for. The number is written by the
 /// logging program but sits in a line an attacker can shape, and the
 /// matcher reports each failure separately: without a cap a single line
@@ -173,7 +218,11 @@ pub const MAX_COUNT: u32 = 20;
 /// count that is not a number (a hand-written group that captured other
 /// text) counts once, as the line did match.
 pub(crate) fn hit_in(re: &Regex, line: &str) -> Option<(IpAddr, u32)> {
-    let caps = re.captures(line)?;
+    hit_of(&re.captures(line)?, line)
+}
+
+/// [`hit_in`] for captures already taken.
+fn hit_of(caps: &regex::Captures<'_>, line: &str) -> Option<(IpAddr, u32)> {
     let addr = if let Some(host) = caps.name(tags::HOST_GROUP) {
         tags::host_at(line, host.start(), host.end())
     } else {
@@ -284,6 +333,27 @@ mod tests {
         let odd = Filter::compile(&def(&[r"from <HOST> n=(?P<count>\w+)$"], &[]), "x").unwrap();
         assert_eq!(odd.find_counted("from 192.0.2.1 n=many"), Some((ip, 1)));
         assert_eq!(odd.find_counted("from 192.0.2.1 n=2"), Some((ip, 2)));
+    }
+
+    #[test]
+    fn explain_names_the_regex_user_and_ignoreregexes() {
+        let f = Filter::compile(
+            &def(
+                &[r"^a from <HOST>$", r"^b for (?P<user>\S+) from <HOST>$"],
+                &["^x", "for root"],
+            ),
+            "e",
+        )
+        .unwrap();
+        let v = f.explain("b for bob from 192.0.2.8").unwrap();
+        assert_eq!((v.regex, v.user.as_deref()), (1, Some("bob")));
+        assert_eq!(v.addr, "192.0.2.8".parse::<IpAddr>().unwrap());
+        assert!(v.ignored_by.is_empty());
+        let v = f.explain("b for root from 192.0.2.8").unwrap();
+        assert_eq!(v.ignored_by, [1]);
+        assert_eq!(f.find("b for root from 192.0.2.8"), None);
+        assert_eq!(f.explain("a from 192.0.2.9").unwrap().user, None);
+        assert_eq!(f.explain("a from nowhere"), None);
     }
 
     #[test]

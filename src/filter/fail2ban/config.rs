@@ -23,6 +23,9 @@ pub type Options = Vec<(String, String)>;
 pub struct ConfigSet {
     defaults: Options,
     sections: HashMap<String, Options>,
+    /// Section names in the order they first appeared (jails are listed
+    /// in the order an admin wrote them).
+    order: Vec<String>,
     /// Files read, in reading order; for messages and tests.
     pub files: Vec<PathBuf>,
 }
@@ -96,6 +99,9 @@ impl ConfigSet {
                     set(shadow, k, v);
                 }
             }
+            if !self.order.contains(&name) {
+                self.order.push(name.clone());
+            }
             let target = self.sections.entry(name).or_default();
             for (k, v) in &options {
                 set(target, k, v);
@@ -105,6 +111,12 @@ impl ConfigSet {
 
     pub fn has_section(&self, section: &str) -> bool {
         self.sections.contains_key(section)
+    }
+
+    /// Section names in first-appearance order, without `[DEFAULT]`
+    /// and the `KNOWN/` shadows.
+    pub fn section_names(&self) -> impl Iterator<Item = &str> {
+        self.order.iter().map(String::as_str)
     }
 
     /// A section's own option names, without `[DEFAULT]`'s.
@@ -117,7 +129,7 @@ impl ConfigSet {
 
     /// The raw value as configparser's chain sees it: `vars`, then the
     /// section, then `[DEFAULT]`.
-    fn raw<'a>(&'a self, section: &str, key: &str, vars: &'a Options) -> Option<&'a str> {
+    pub fn raw<'a>(&'a self, section: &str, key: &str, vars: &'a Options) -> Option<&'a str> {
         lookup(vars, key)
             .or_else(|| self.sections.get(section).and_then(|o| lookup(o, key)))
             .or_else(|| lookup(&self.defaults, key))

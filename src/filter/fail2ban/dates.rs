@@ -40,6 +40,11 @@ impl LineDates {
         self.detector = detector.with_zone(zone);
     }
 
+    /// Name of the template that found the last date (for reports).
+    pub fn current_template(&self) -> Option<&str> {
+        self.detector.current_template()
+    }
+
     /// fail2ban keeps sub-second precision only for Unix epoch dates; a
     /// date read through its strptime loses the fraction, and the time it
     /// reports (and a ban's start) is the whole second.

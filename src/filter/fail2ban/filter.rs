@@ -90,6 +90,31 @@ impl Rule {
     }
 }
 
+/// What the last line fed to a filter did besides the failures it
+/// returned: what `nftjail test` reports the way fail2ban-regex does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineReport {
+    /// The line's time: its own date, one lent from a recent line as
+    /// fail2ban lends it, or `None` when no date is known.
+    pub time: Option<SystemTime>,
+    /// A date template found a date in this very line.
+    pub dated: bool,
+    /// Indices of the ignoreregexes that matched it.
+    pub ignoreregex: Vec<usize>,
+    /// Indices of the failregexes that matched it as a non-failure
+    /// (`<F-NOFAIL>`): fail2ban-regex counts such a line as ignored.
+    pub nofail: Vec<usize>,
+}
+
+impl LineReport {
+    fn clear(&mut self) {
+        self.time = None;
+        self.dated = false;
+        self.ignoreregex.clear();
+        self.nofail.clear();
+    }
+}
+
 /// A fail2ban filter, loaded from its files and ready to judge lines.
 #[derive(Debug)]
 pub struct Fail2banFilter {
@@ -97,6 +122,11 @@ pub struct Fail2banFilter {
     prefregex: Option<Rule>,
     failregex: Vec<Rule>,
     ignoreregex: Vec<Rule>,
+    /// The regexes as the filter file writes them (tags unexpanded), for
+    /// reports that show which one matched.
+    failregex_text: Vec<String>,
+    ignoreregex_text: Vec<String>,
+    last: LineReport,
     maxlines: usize,
     journalmatch: Vec<String>,
     datepattern: Option<String>,
@@ -197,6 +227,7 @@ impl Fail2banFilter {
                 .unwrap_or_default()
         };
         let mut failregex = Vec::new();
+        let mut failregex_text = Vec::new();
         for (line, text) in lines("failregex") {
             let rule = compile("failregex", line, &text, maxlines > 1)?;
             let has_id = |re: &Compiled| ID_GROUPS.iter().any(|g| re.has_group(g));
@@ -209,10 +240,13 @@ impl Fail2banFilter {
                 });
             }
             failregex.push(rule);
+            failregex_text.push(text);
         }
         let mut ignoreregex = Vec::new();
+        let mut ignoreregex_text = Vec::new();
         for (line, text) in lines("ignoreregex") {
             ignoreregex.push(compile("ignoreregex", line, &text, false)?);
+            ignoreregex_text.push(text);
         }
         let datepattern = opts
             .get("datepattern")
@@ -229,6 +263,9 @@ impl Fail2banFilter {
             prefregex,
             failregex,
             ignoreregex,
+            failregex_text,
+            ignoreregex_text,
+            last: LineReport::default(),
             maxlines,
             journalmatch,
             datepattern,
@@ -262,6 +299,25 @@ impl Fail2banFilter {
     pub fn failregex_count(&self) -> usize {
         self.failregex.len()
     }
+    /// The failregex lines as written (tags unexpanded), in index order.
+    pub fn failregex_text(&self) -> &[String] {
+        &self.failregex_text
+    }
+    pub fn ignoreregex_text(&self) -> &[String] {
+        &self.ignoreregex_text
+    }
+    /// What the last line fed did besides its failures.
+    pub fn last_line(&self) -> &LineReport {
+        &self.last
+    }
+    /// Name of the date template that found the last line's date, `None`
+    /// when that line had no date of its own.
+    pub fn last_date_template(&self) -> Option<&str> {
+        self.last
+            .dated
+            .then(|| self.dates.current_template())
+            .flatten()
+    }
 
     /// Feeds one log line; returns the failure fail2ban would count for it.
     pub fn process(&mut self, line: &str, now: SystemTime) -> Option<Fail2banMatch> {
@@ -281,8 +337,10 @@ impl Fail2banFilter {
             date: String::new(),
             post: line.to_string(),
         };
+        let mut dated = false;
         let (tuple, date) = match self.dates.find(line, now) {
             Some(found) if !found.span.is_empty() && line.get(found.span.clone()).is_some() => {
+                dated = true;
                 let text = line[found.span.clone()].to_string();
                 self.last_date = Some((found.time, text.clone()));
                 let tuple = Line {
@@ -325,6 +383,9 @@ impl Fail2banFilter {
                 None => (whole(), None),
             },
         };
+        self.last.clear();
+        self.last.dated = dated;
+        self.last.time = date;
         self.find(tuple, date, now)
     }
 
@@ -341,6 +402,8 @@ impl Fail2banFilter {
             post: line.to_string(),
         };
         self.last_date = Some((time, String::new()));
+        self.last.clear();
+        self.last.time = Some(time);
         self.find(tuple, Some(time), time)
     }
 
@@ -432,6 +495,7 @@ impl Fail2banFilter {
                 continue;
             };
             if fail.truthy("nofail") {
+                self.last.nofail.push(index);
                 continue;
             }
             let id = match &fid {
@@ -480,9 +544,12 @@ impl Fail2banFilter {
         };
         let _ = scope;
         let mut found = false;
-        for rule in &self.ignoreregex {
+        for (i, rule) in self.ignoreregex.iter().enumerate() {
             if rule.search(&text).is_some() {
                 found = true;
+                if !self.last.ignoreregex.contains(&i) {
+                    self.last.ignoreregex.push(i);
+                }
                 if self.maxlines > 1 {
                     if let Some((index, hit, hay)) = fail {
                         self.buffer = unmatched(hit, hay, org, &self.failregex[index].re);
@@ -698,6 +765,40 @@ mod tests {
         assert!(f
             .process("svc: bad login for admin from 192.0.2.7", at())
             .is_none());
+    }
+
+    #[test]
+    fn last_line_reports_ignoreregex_nofail_and_own_date() {
+        let mut f = filter(
+            "failregex = <F-NOFAIL>hello</F-NOFAIL> from <HOST>$\n\
+             \x20           bad from <HOST>$\n\
+             ignoreregex = ^nothing$\n\
+             \x20             bad from 192\\.0\\.2\\.9$\n",
+        );
+        assert_eq!(
+            f.failregex_text(),
+            [
+                "<F-NOFAIL>hello</F-NOFAIL> from <HOST>$",
+                "bad from <HOST>$"
+            ]
+        );
+        assert!(f
+            .process("2005-08-14 11:59:00 bad from 192.0.2.9", at())
+            .is_none());
+        let r = f.last_line().clone();
+        assert_eq!((r.ignoreregex, r.nofail, r.dated), (vec![1], vec![], true));
+        assert!(r.time.is_some());
+        assert!(f.last_date_template().is_some());
+        assert!(f
+            .process("2005-08-14 11:59:01 hello from 192.0.2.9", at())
+            .is_none());
+        assert_eq!(f.last_line().nofail, [0]);
+        assert!(f.last_line().ignoreregex.is_empty());
+        // No date of its own: the recent one is lent, but the line is not dated.
+        let m = f.process("bad from 192.0.2.10", at()).unwrap();
+        assert_eq!(m.regex, 1);
+        assert!(!f.last_line().dated && f.last_line().time.is_some());
+        assert_eq!(f.last_date_template(), None);
     }
 
     #[test]

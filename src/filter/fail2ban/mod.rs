@@ -6,6 +6,8 @@
 //! filter's files and interpolates `%(name)s`, [`options`] applies the
 //! spec's options and `<tag>` substitution, [`tags`] and [`pyregex`] turn a
 //! fail2ban regex into one for Rust's engines, [`filter`] judges lines.
+//! [`jails`] reads jail.conf and friends with the same rules, for
+//! `nftjail import-fail2ban`.
 
 mod config;
 mod dates;
@@ -13,13 +15,15 @@ mod engine;
 mod error;
 mod filter;
 mod ini;
+mod jails;
 mod matched;
 mod options;
 mod pyregex;
 mod tags;
 
 pub use error::Fail2banError;
-pub use filter::Fail2banFilter;
+pub use filter::{Fail2banFilter, LineReport};
+pub use jails::{parse_bool, JailConfig};
 pub use matched::Fail2banMatch;
 
 /// Where Debian and most distributions keep fail2ban's filters.
