@@ -535,18 +535,6 @@ fn list(items: &[String]) -> String {
     format!("[{}]", quoted.join(", "))
 }
 
-/// A fail2ban value as a TOML value: booleans and numbers as they are.
-fn toml_scalar(v: &str) -> String {
-    let v = v.trim();
-    if let Some(b) = parse_bool(v) {
-        return b.to_string();
-    }
-    if v.parse::<f64>().is_ok() {
-        return v.to_string();
-    }
-    quote(v)
-}
-
 /// Multi-line values (action lists) on one comment line.
 fn one_line(v: &str) -> String {
     v.split('\n')
