@@ -591,9 +591,6 @@ mod tests {
     #[test]
     fn names_and_values() {
         assert_eq!(toml_name("nginx.http"), "nginx-http");
-        assert_eq!(toml_scalar("true"), "true");
-        assert_eq!(toml_scalar("1.5"), "1.5");
-        assert_eq!(toml_scalar("1 2 4"), "\"1 2 4\"");
         assert_eq!(one_line("a\n  b\n"), "a ; b");
     }
 }
