@@ -42,6 +42,9 @@ enum Command {
         /// Log bans instead of putting them in the kernel.
         #[arg(long)]
         dry_run: bool,
+        /// Also read log lines from standard input, for this jail; the daemon stops at its end
+        #[arg(long, value_name = "JAIL")]
+        stdin: Option<String>,
     },
     /// Check the config and exit: 0 when it is valid.
     Check,
@@ -281,8 +284,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { dry_run } => {
+        Command::Run { dry_run, ref stdin } => {
             let config = load()?;
+            if let Some(jail) = stdin {
+                if !config.jails.iter().any(|j| &*j.name == jail) {
+                    anyhow::bail!(
+                        "--stdin {jail}: no such enabled jail (jails: {})",
+                        config.jail_names().join(", ")
+                    );
+                }
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -294,6 +305,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     RunOptions {
                         dry_run,
                         config_path: cli.config.clone(),
+                        stdin_jail: stdin.clone(),
                     },
                 ))
                 .with_context(|| format!("daemon failed (config default path: {DEFAULT_PATH})"))

@@ -10,6 +10,7 @@ pub mod error;
 pub mod ignore;
 pub mod port;
 mod raw;
+pub mod sources;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ pub use error::{ConfigError, Problem};
 use ignore::IgnoreList;
 use port::PortRange;
 use raw::{RawConfig, RawJail};
+pub use sources::{JournalConfig, JournalMatch, SyslogConfig};
 
 use crate::enforce::{BlockType, JailRules};
 use crate::filter::{self, fail2ban, Filter, FilterDef};
@@ -65,6 +67,10 @@ pub struct Config {
     pub socket: PathBuf,
     /// Group given read-write access to the control socket (mode 0660), by gid.
     pub socket_group: Option<(String, u32)>,
+    /// What must survive a restart is kept here (the journal cursor).
+    pub state_dir: PathBuf,
+    pub syslog: SyslogConfig,
+    pub journal: JournalConfig,
 }
 
 /// Where a fail2ban filter comes from: `sshd[mode=aggressive]` or a path, and
@@ -90,7 +96,12 @@ pub struct Jail {
     /// fail2ban runs it (each log reader loads its own instance, since such a
     /// filter keeps state: maxlines buffers, the date format of its file).
     pub fail2ban: Option<Fail2banSpec>,
+    /// Files, or globs in the file name (`/var/log/apache2/*error.log`).
     pub logpaths: Vec<PathBuf>,
+    /// Journal entries this jail reads (any of them).
+    pub journal: Vec<JournalMatch>,
+    /// Programs whose messages to the syslog receiver this jail reads.
+    pub syslog: Vec<String>,
     /// Empty: every port and protocol.
     pub ports: Vec<PortRange>,
     pub maxretry: u32,
@@ -235,6 +246,10 @@ impl Checker<'_> {
             .map(|d| PathBuf::from(d.get_ref()))
             .unwrap_or_else(|| PathBuf::from("/etc/nftjail/filters"));
 
+        let state_dir = self.state_dir(raw.daemon.state_dir.as_ref());
+        let syslog_config = self.syslog_config(&raw.syslog);
+        let journal_config = self.journal_config(&raw.journal);
+
         let d = &raw.defaults;
         let default_bantime = self
             .duration(d.bantime.as_ref(), "defaults.bantime")
@@ -279,16 +294,24 @@ impl Checker<'_> {
                 self.filter(name, j, &filter_dir, span.clone())
             };
             let logpaths = match j.logpath.as_ref() {
-                Some(v) => self
-                    .strings(v, &format!("{key}.logpath"))
-                    .into_iter()
-                    .map(PathBuf::from)
-                    .collect(),
-                None => {
-                    self.problem(span.clone(), &key, "an enabled jail needs a logpath");
-                    Vec::new()
-                }
+                Some(v) => self.logpaths(v, &format!("{key}.logpath")),
+                None => Vec::new(),
             };
+            let journal = match j.journal.as_ref() {
+                Some(v) => self.journal_matches(v, &format!("{key}.journal")),
+                None => Vec::new(),
+            };
+            let syslog = match j.syslog.as_ref() {
+                Some(v) => self.syslog_programs(v, &format!("{key}.syslog"), &syslog_config),
+                None => Vec::new(),
+            };
+            if j.logpath.is_none() && j.journal.is_none() && j.syslog.is_none() {
+                self.problem(
+                    span.clone(),
+                    &key,
+                    "an enabled jail needs a logpath, journal or syslog source",
+                );
+            }
             let ports = match j.port.as_ref() {
                 Some(p) => self.ports(p, &format!("{key}.port")),
                 None => default_ports.clone().unwrap_or_default(),
@@ -302,6 +325,8 @@ impl Checker<'_> {
                 filter: filter.unwrap_or_else(|| Arc::new(Filter::empty(name))),
                 fail2ban,
                 logpaths,
+                journal,
+                syslog,
                 ports,
                 maxretry: self
                     .maxretry(j.maxretry.as_ref(), &format!("{key}.maxretry"))
@@ -328,6 +353,9 @@ impl Checker<'_> {
                 socket,
                 socket_group,
                 jails,
+                state_dir,
+                syslog: syslog_config,
+                journal: journal_config,
             })
         } else {
             Err(ConfigError::Invalid(self.problems))

@@ -15,6 +15,28 @@ pub struct RawConfig {
     pub defaults: RawDefaults,
     #[serde(default)]
     pub jail: BTreeMap<String, Spanned<RawJail>>,
+    #[serde(default)]
+    pub syslog: RawSyslog,
+    #[serde(default)]
+    pub journal: RawJournal,
+}
+
+/// The syslog receiver: where rsyslog, syslog-ng or `logger` send to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSyslog {
+    /// Unix datagram socket path.
+    pub socket: Option<Spanned<String>>,
+    /// Local `address:port` to receive UDP on.
+    pub udp: Option<Spanned<String>>,
+}
+
+/// Where the systemd journal is read from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJournal {
+    /// A directory of journal files instead of the system journal.
+    pub dir: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -32,6 +54,8 @@ pub struct RawDaemon {
     pub socket: Option<Spanned<String>>,
     /// Group allowed to use the control socket besides root.
     pub socket_group: Option<Spanned<String>>,
+    /// Where the daemon keeps what must survive a restart (journal cursor).
+    pub state_dir: Option<Spanned<String>>,
 }
 
 /// Values every jail inherits unless it sets its own.
@@ -55,6 +79,10 @@ pub struct RawJail {
     pub failregex: Option<Spanned<Vec<String>>>,
     pub ignoreregex: Option<Spanned<Vec<String>>>,
     pub logpath: Option<Spanned<toml::Value>>,
+    /// journalctl-style matches: entries OR'd, `FIELD=value` terms in one entry AND'd.
+    pub journal: Option<Spanned<toml::Value>>,
+    /// Program names (syslog tag / APP-NAME) whose messages this jail reads.
+    pub syslog: Option<Spanned<toml::Value>>,
     pub port: Option<Spanned<toml::Value>>,
     pub maxretry: Option<Spanned<i64>>,
     pub findtime: Option<Spanned<toml::Value>>,

@@ -55,6 +55,12 @@ pub enum DaemonError {
     Thread(std::io::Error),
     #[error("signal handling: {0}")]
     Signal(std::io::Error),
+    #[error("{0}")]
+    Syslog(#[from] crate::source::syslog::SyslogError),
+    #[error("{0}")]
+    Journal(#[from] crate::source::journal::JournalError),
+    #[error("{0} changed: that needs a restart")]
+    Restart(&'static str),
 }
 
 /// Options that come from the command line rather than the config file.
@@ -64,6 +70,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// The file `reload` (and SIGHUP) reads again; None: the default lookup.
     pub config_path: Option<PathBuf>,
+    /// `run --stdin JAIL`: standard input is also read, for this jail; its end stops the daemon.
+    pub stdin_jail: Option<String>,
 }
 
 /// Jail ids that stay the same across reloads: a name keeps its id for the
@@ -115,7 +123,8 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), DaemonError> {
 
     let mut slots = JailSlots::default();
     let (ids, jails) = slots.assign(&config);
-    let mut sources = Sources::new(fail_tx);
+    let mut sources = Sources::new(fail_tx, opts.stdin_jail.clone());
+    let stdin_done = sources.stdin_done();
     let prepared = sources.prepare(&config, &ids)?;
     sources.commit(prepared)?;
 
@@ -157,7 +166,7 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), DaemonError> {
         stop_rx,
     ));
 
-    wait_for_shutdown(&handle).await?;
+    wait_for_shutdown(&handle, &stdin_done).await?;
     info!("stopping: bans stay in the kernel until they expire");
     let _ = stop_tx.send(true);
     let _ = server.await;
@@ -184,7 +193,10 @@ pub async fn run(config: Config, opts: RunOptions) -> Result<(), DaemonError> {
     Ok(())
 }
 
-async fn wait_for_shutdown(handle: &Handle) -> Result<(), DaemonError> {
+async fn wait_for_shutdown(
+    handle: &Handle,
+    stdin_done: &tokio::sync::Notify,
+) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
@@ -193,6 +205,7 @@ async fn wait_for_shutdown(handle: &Handle) -> Result<(), DaemonError> {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM received"); return Ok(()) }
             _ = int.recv() => { info!("SIGINT received"); return Ok(()) }
+            _ = stdin_done.notified() => return Ok(()),
             _ = hup.recv() => {
                 info!("SIGHUP received: reloading");
                 if let Err(crate::control::protocol::Response::Error(e)) = handle.reload().await {

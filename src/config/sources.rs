@@ -1,0 +1,251 @@
+//! Where jails read from besides plain files: `logpath` globs, the systemd
+//! journal (`journal = [...]`), the syslog receiver (`syslog = [...]`), and
+//! the `[syslog]`, `[journal]` and `daemon.state_dir` keys they need.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::raw::{RawJournal, RawSyslog};
+use super::Checker;
+
+/// Where state that must outlive the process (the journal cursor) is kept.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/nftjail";
+
+/// The syslog receiver's listening places; none configured means no receiver.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SyslogConfig {
+    /// A unix datagram socket (what rsyslog's omuxsock and `logger --socket` write to).
+    pub socket: Option<PathBuf>,
+    /// A UDP address, always a specific local one (never every interface).
+    pub udp: Option<SocketAddr>,
+}
+
+impl SyslogConfig {
+    pub fn is_configured(&self) -> bool {
+        self.socket.is_some() || self.udp.is_some()
+    }
+}
+
+/// Which journal is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct JournalConfig {
+    /// A directory of `*.journal` files; None: the system journal.
+    pub dir: Option<PathBuf>,
+}
+
+/// One `journal` entry: every `FIELD=value` term must hold (journalctl's AND
+/// within one argument list); a jail's entries are alternatives (OR).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JournalMatch {
+    pub terms: Vec<(String, String)>,
+}
+
+impl JournalMatch {
+    /// Parses `"_SYSTEMD_UNIT=ssh.service _PID=12"`.
+    pub fn parse(text: &str) -> Result<JournalMatch, String> {
+        let mut terms = Vec::new();
+        for word in text.split_whitespace() {
+            let Some((field, value)) = word.split_once('=') else {
+                return Err(format!("{word:?} is not FIELD=value"));
+            };
+            if !valid_field(field) {
+                return Err(format!(
+                    "{field:?} is not a journal field name (A-Z 0-9 _, not starting with a digit)"
+                ));
+            }
+            terms.push((field.to_string(), value.to_string()));
+        }
+        if terms.is_empty() {
+            return Err("an empty match would read every entry; give FIELD=value".into());
+        }
+        terms.sort();
+        terms.dedup();
+        Ok(JournalMatch { terms })
+    }
+}
+
+impl std::fmt::Display for JournalMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (k, v)) in self.terms.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// As journald accepts them: upper-case letters, digits and underscores, not
+/// starting with a digit, at most 64 bytes.
+fn valid_field(f: &str) -> bool {
+    !f.is_empty()
+        && f.len() <= 64
+        && !f.as_bytes()[0].is_ascii_digit()
+        && f.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// True when the path's file name holds a glob (`*`, `?` or `[`).
+pub fn is_glob(path: &Path) -> bool {
+    has_glob(&path.to_string_lossy())
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+impl Checker<'_> {
+    pub(super) fn state_dir(&mut self, v: Option<&Spanned<String>>) -> PathBuf {
+        match v {
+            None => PathBuf::from(DEFAULT_STATE_DIR),
+            Some(p) if Path::new(p.get_ref()).is_absolute() => PathBuf::from(p.get_ref()),
+            Some(p) => {
+                self.problem(p.span(), "daemon.state_dir", "must be an absolute path");
+                PathBuf::from(DEFAULT_STATE_DIR)
+            }
+        }
+    }
+
+    pub(super) fn syslog_config(&mut self, raw: &RawSyslog) -> SyslogConfig {
+        let socket = raw.socket.as_ref().and_then(|p| {
+            if Path::new(p.get_ref()).is_absolute() {
+                Some(PathBuf::from(p.get_ref()))
+            } else {
+                self.problem(p.span(), "syslog.socket", "must be an absolute path");
+                None
+            }
+        });
+        let udp = raw
+            .udp
+            .as_ref()
+            .and_then(|a| match a.get_ref().parse::<SocketAddr>() {
+                Ok(addr) if addr.ip().is_unspecified() => {
+                    self.problem(
+                        a.span(),
+                        "syslog.udp",
+                        "give a specific local address (e.g. \"127.0.0.1:5514\"), not every interface",
+                    );
+                    None
+                }
+                Ok(addr) if addr.port() == 0 => {
+                    self.problem(a.span(), "syslog.udp", "give a port other than 0");
+                    None
+                }
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.problem(
+                        a.span(),
+                        "syslog.udp",
+                        "expected ADDRESS:PORT, e.g. \"127.0.0.1:5514\" or \"[::1]:5514\"",
+                    );
+                    None
+                }
+            });
+        SyslogConfig { socket, udp }
+    }
+
+    pub(super) fn journal_config(&mut self, raw: &RawJournal) -> JournalConfig {
+        let dir = raw.dir.as_ref().and_then(|p| {
+            if Path::new(p.get_ref()).is_absolute() {
+                Some(PathBuf::from(p.get_ref()))
+            } else {
+                self.problem(p.span(), "journal.dir", "must be an absolute path");
+                None
+            }
+        });
+        JournalConfig { dir }
+    }
+
+    /// Paths and globs; a glob may stand only in the file name, since its
+    /// directory is what is watched for new files.
+    pub(super) fn logpaths(&mut self, v: &Spanned<toml::Value>, key: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for s in self.strings(v, key) {
+            let path = PathBuf::from(&s);
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let dir = path.parent().map(|d| d.to_string_lossy().into_owned());
+            if has_glob(dir.as_deref().unwrap_or("")) {
+                self.problem(
+                    v.span(),
+                    key,
+                    format!("{s:?}: a glob may stand only in the file name, not in its directory"),
+                );
+                continue;
+            }
+            if let Some(name) = name.filter(|n| has_glob(n)) {
+                if let Err(e) = glob::Pattern::new(&name) {
+                    self.problem(v.span(), key, format!("{s:?}: bad glob: {e}"));
+                    continue;
+                }
+            }
+            out.push(path);
+        }
+        out
+    }
+
+    pub(super) fn journal_matches(
+        &mut self,
+        v: &Spanned<toml::Value>,
+        key: &str,
+    ) -> Vec<JournalMatch> {
+        let mut out = Vec::new();
+        for s in self.strings(v, key) {
+            match JournalMatch::parse(&s) {
+                Ok(m) => out.push(m),
+                Err(msg) => self.problem(v.span(), key, msg),
+            }
+        }
+        out
+    }
+
+    pub(super) fn syslog_programs(
+        &mut self,
+        v: &Spanned<toml::Value>,
+        key: &str,
+        receiver: &SyslogConfig,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in self.strings(v, key) {
+            if s.is_empty() || s.contains(char::is_whitespace) || s.len() > 128 {
+                self.problem(
+                    v.span(),
+                    key,
+                    format!("{s:?}: a program name is 1-128 characters without spaces"),
+                );
+            } else {
+                out.push(s);
+            }
+        }
+        if !out.is_empty() && !receiver.is_configured() {
+            self.problem(
+                v.span(),
+                key,
+                "no syslog receiver: set [syslog] socket and/or udp",
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_match_terms() {
+        let m = JournalMatch::parse(" _SYSTEMD_UNIT=ssh.service  _PID=1 ").unwrap_or_else(|e| {
+            panic!("{e}");
+        });
+        assert_eq!(m.to_string(), "_PID=1 _SYSTEMD_UNIT=ssh.service");
+        assert!(JournalMatch::parse("").is_err());
+        assert!(JournalMatch::parse("unit=ssh").is_err());
+        assert!(JournalMatch::parse("1X=a").is_err());
+        assert!(JournalMatch::parse("NOEQUALS").is_err());
+        // A value may hold '=' and '/'.
+        let m = JournalMatch::parse("SYSLOG_IDENTIFIER=postfix/smtpd MESSAGE=a=b");
+        assert!(m.is_ok());
+    }
+}
