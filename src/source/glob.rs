@@ -9,7 +9,7 @@
 //! (`a.log` renamed to `b.log`, both matching) is read from its end, so no
 //! line is counted twice.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
@@ -95,30 +95,37 @@ impl GlobWatch {
 
     /// Regular files in the directory whose names match, with their inodes.
     fn scan(&self) -> BTreeMap<PathBuf, FileId> {
-        let mut out = BTreeMap::new();
+        self.scan_all().0
+    }
+
+    /// The matching files, and the inodes of every file in the directory.
+    fn scan_all(&self) -> (BTreeMap<PathBuf, FileId>, HashSet<FileId>) {
+        let mut matching = BTreeMap::new();
+        let mut all = HashSet::new();
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) => {
                 warn!(glob = %self.glob.display(), "cannot list its directory: {e}");
-                return out;
+                return (matching, all);
             }
         };
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if !self.pattern.matches(name) {
-                continue;
-            }
             let path = entry.path();
             // Through symlinks, as a follower opens them.
-            match std::fs::metadata(&path) {
-                Ok(m) if m.is_file() => {
-                    out.insert(path, (m.dev(), m.ino()));
-                }
-                _ => {}
+            let Ok(m) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if !m.is_file() {
+                continue;
+            }
+            let id = (m.dev(), m.ino());
+            all.insert(id);
+            let name = entry.file_name();
+            if name.to_str().is_some_and(|n| self.pattern.matches(n)) {
+                matching.insert(path, id);
             }
         }
-        out
+        (matching, all)
     }
 
     /// Follows the matching files until `stop`: `start` is called with each
@@ -157,7 +164,8 @@ impl GlobWatch {
                     Err(e) => return Err(e),
                 }
             }
-            let now = self.scan();
+            let (now, all) = self.scan_all();
+            let matched_ids: HashSet<FileId> = now.values().copied().collect();
             let followed: HashMap<FileId, &PathBuf> =
                 running.iter().map(|(p, (id, _))| (*id, p)).collect();
             let mut new = Vec::new();
@@ -173,10 +181,17 @@ impl GlobWatch {
                 };
                 new.push((path.clone(), *id, start_at));
             }
+            // A name gone while its file is still in the directory under a
+            // name we do not read is a rotation in progress (`x.log` ->
+            // `x.log.1`): its follower keeps draining the old file and takes
+            // the new one when it comes. Gone for good (deleted, moved
+            // out), or now read under another matching name: dropped.
             let gone: Vec<PathBuf> = running
-                .keys()
-                .filter(|p| !now.contains_key(*p))
-                .cloned()
+                .iter()
+                .filter(|(p, (id, _))| {
+                    !now.contains_key(*p) && (!all.contains(id) || matched_ids.contains(id))
+                })
+                .map(|(p, _)| p.clone())
                 .collect();
             for path in gone {
                 if let Some((_, t)) = running.remove(&path) {
