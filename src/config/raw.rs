@@ -79,10 +79,6 @@ pub struct RawJail {
     pub failregex: Option<Spanned<Vec<String>>>,
     pub ignoreregex: Option<Spanned<Vec<String>>>,
     pub logpath: Option<Spanned<toml::Value>>,
-    /// journalctl-style matches: entries OR'd, `FIELD=value` terms in one entry AND'd.
-    pub journal: Option<Spanned<toml::Value>>,
-    /// Program names (syslog tag / APP-NAME) whose messages this jail reads.
-    pub syslog: Option<Spanned<toml::Value>>,
     pub port: Option<Spanned<toml::Value>>,
     pub maxretry: Option<Spanned<i64>>,
     pub findtime: Option<Spanned<toml::Value>>,
@@ -90,4 +86,8 @@ pub struct RawJail {
     pub ignoreip: Option<Spanned<toml::Value>>,
     pub ignoreself: Option<bool>,
     pub blocktype: Option<Spanned<String>>,
+    /// journalctl-style matches: entries OR'd, `FIELD=value` terms in one entry AND'd.
+    pub journal: Option<Spanned<toml::Value>>,
+    /// Program names (syslog tag / APP-NAME) whose messages this jail reads.
+    pub syslog: Option<Spanned<toml::Value>>,
 }

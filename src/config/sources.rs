@@ -233,6 +233,76 @@ impl Checker<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+
+    fn errors(text: &str) -> String {
+        match Config::parse(text, Path::new("t.toml")) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const JAIL: &str = "[jail.j]\nfailregex = ['from <HOST>']\n";
+
+    #[test]
+    fn source_keys_are_checked_and_located() {
+        let e = errors(&format!("{JAIL}logpath = \"/var/*/x.log\"\n"));
+        assert!(e.contains("t.toml:3:11: jail.j.logpath: \"/var/*/x.log\": a glob may stand only in the file name"), "{e}");
+        let e = errors(&format!("{JAIL}journal = [\"unit=ssh\"]\n"));
+        assert!(
+            e.contains("t.toml:3:11: jail.j.journal: \"unit\" is not a journal field name"),
+            "{e}"
+        );
+        let e = errors(&format!("{JAIL}syslog = \"sshd\"\n"));
+        assert!(
+            e.contains("t.toml:3:10: jail.j.syslog: no syslog receiver"),
+            "{e}"
+        );
+        let e = errors(&format!(
+            "[syslog]\nudp = \"0.0.0.0:514\"\n{JAIL}syslog = \"sshd\"\n"
+        ));
+        assert!(
+            e.contains("t.toml:2:7: syslog.udp: give a specific local address"),
+            "{e}"
+        );
+        let e = errors(&format!(
+            "[syslog]\nsocket = \"rel.sock\"\n{JAIL}logpath = \"/dev/null\"\n"
+        ));
+        assert!(
+            e.contains("t.toml:2:10: syslog.socket: must be an absolute path"),
+            "{e}"
+        );
+        let e = errors(&format!(
+            "[daemon]\nstate_dir = \"x\"\n{JAIL}logpath = \"/dev/null\"\n"
+        ));
+        assert!(
+            e.contains("daemon.state_dir: must be an absolute path"),
+            "{e}"
+        );
+        let e = errors(JAIL);
+        assert!(
+            e.contains("jail.j: an enabled jail needs a logpath, journal or syslog source"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sources_parse() {
+        let text = format!(
+            "[daemon]\nstate_dir = \"/tmp/s\"\n[syslog]\nsocket = \"/run/x.sock\"\nudp = \"[::1]:5514\"\n\
+             [journal]\ndir = \"/tmp/j\"\n{JAIL}logpath = [\"/var/log/a/*error.log\", \"/var/log/b.log\"]\n\
+             journal = [\"_SYSTEMD_UNIT=ssh.service\", \"SYSLOG_IDENTIFIER=a _PID=1\"]\nsyslog = [\"postfix/smtpd\"]\n"
+        );
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let j = &c.jails[0];
+        assert!(is_glob(&j.logpaths[0]) && !is_glob(&j.logpaths[1]));
+        assert_eq!(j.journal.len(), 2);
+        assert_eq!(j.journal[1].terms.len(), 2);
+        assert_eq!(j.syslog, ["postfix/smtpd"]);
+        assert_eq!(c.state_dir, Path::new("/tmp/s"));
+        assert_eq!(c.syslog.udp.map(|a| a.port()), Some(5514));
+        assert_eq!(c.journal.dir.as_deref(), Some(Path::new("/tmp/j")));
+    }
 
     #[test]
     fn journal_match_terms() {
