@@ -328,6 +328,55 @@ fn syslog_receiver_with_logger_both_formats_both_transports() {
     );
 }
 
+/// rsyslog as the sender: a message logged to its own socket is forwarded
+/// to ours twice, over the unix socket (omuxsock, RFC 3164) and over UDP
+/// (omfwd, RFC 5424); the ban at 2 failures needs both to arrive.
+#[test]
+fn rsyslog_forwards_over_both_transports() {
+    tool("/usr/sbin/rsyslogd");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let mut d = start(dir.path(), &syslog_body(dir.path(), port, 2));
+    let p = dir.path().display();
+    let conf = format!(
+        "global(workDirectory=\"{p}\")\n\
+         module(load=\"imuxsock\" SysSock.Use=\"off\")\n\
+         input(type=\"imuxsock\" Socket=\"{p}/rsyslog-in.sock\")\n\
+         *.* action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{port}\" protocol=\"udp\" template=\"RSYSLOG_SyslogProtocol23Format\")\n\
+         $ModLoad omuxsock\n$OMUxSockSocket {p}/syslog.sock\n*.* :omuxsock:\n"
+    );
+    std::fs::write(dir.path().join("rsyslog.conf"), conf).unwrap();
+    let mut rsyslog = Command::new("/usr/sbin/rsyslogd")
+        .arg("-n")
+        .arg("-f")
+        .arg(dir.path().join("rsyslog.conf"))
+        .arg("-i")
+        .arg(dir.path().join("rsyslog.pid"))
+        .spawn()
+        .unwrap();
+    let input = dir.path().join("rsyslog-in.sock");
+    let deadline = Instant::now() + WAIT;
+    while !input.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    logger(
+        &[
+            "-u",
+            input.to_str().unwrap(),
+            "-t",
+            "sshd",
+            "--id=55",
+            "Failed password for root from 203.0.113.77 port 22 ssh2",
+        ],
+        None,
+    );
+    d.wait_for("ban: jail=ssh addr=203.0.113.77 failures=2", WAIT);
+    // SAFETY: kill with the pid of our own child.
+    unsafe { libc::kill(rsyslog.id() as i32, libc::SIGTERM) };
+    let _ = rsyslog.wait();
+    d.stop();
+}
+
 fn total_failed(socket: &Path, jail: &str) -> u64 {
     match request(
         socket,

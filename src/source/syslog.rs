@@ -128,7 +128,9 @@ fn parse_5424(s: &str) -> Result<SyslogMessage, Malformed> {
         ),
     };
     let msg = skip_structured_data(rest).ok_or(Malformed::Header("bad STRUCTURED-DATA"))?;
-    let msg = msg.strip_prefix(' ').unwrap_or(msg);
+    // rsyslog keeps the space that followed the tag in MSG: a filter
+    // expects one space after the header, so leading spaces go.
+    let msg = msg.trim_start_matches(' ');
     let msg = msg.strip_prefix('\u{feff}').unwrap_or(msg);
     if app == "-" {
         return Err(Malformed::NoTag);
@@ -212,7 +214,7 @@ fn parse_3164(s: &str) -> Result<SyslogMessage, Malformed> {
         r = &p[close + 1..];
     }
     let text = r.strip_prefix(':').ok_or(Malformed::NoTag)?;
-    let text = text.strip_prefix(' ').unwrap_or(text);
+    let text = text.trim_start_matches(' ');
     Ok(SyslogMessage {
         program: program.to_string(),
         pid,
@@ -522,6 +524,15 @@ mod tests {
         assert_eq!(m.host.as_deref(), Some("mx"));
         assert_eq!(m.text, "warning: hi");
         assert!(m.time.is_some());
+        // rsyslog's RSYSLOG_SyslogProtocol23Format keeps the tag's space.
+        let m = ok("<13>1 2026-11-25T10:49:24.318659+00:00 vm sshd 5 - -  Failed password\n");
+        assert_eq!(
+            m.line("x"),
+            format!(
+                "{} vm sshd[5]: Failed password",
+                classic_stamp(m.time.unwrap_or(SystemTime::UNIX_EPOCH))
+            )
+        );
         let m = ok("<34>1 - - sshd - - -");
         assert_eq!(m.text, "");
         assert_eq!(m.pid, None);

@@ -38,6 +38,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "writes real journal files from export-format text for the journal tests",
     ),
     (
+        "rsyslog",
+        "a real forwarding syslog daemon for the syslog receiver tests",
+    ),
+    (
         "bsdutils",
         "`logger`, a real syslog sender for the syslog receiver tests",
     ),
