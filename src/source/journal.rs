@@ -15,7 +15,6 @@
 //! and dropped on one thread.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -276,7 +275,11 @@ impl JournalReader {
     /// Reads every entry available, then waits for more, until `stop`.
     pub fn run(&mut self, stop: &Stopper, sink: &mut dyn JournalSink) -> Result<(), JournalError> {
         // The fd is set up by this call; it must come before the first wait.
-        let fd = self.journal.as_raw_fd();
+        let fd = self.journal.fd().map_err(|source| JournalError::Journal {
+            where_: self.where_.clone(),
+            what: "sd_journal_get_fd",
+            source,
+        })?;
         loop {
             if let Some(m) = sink.matches_changed() {
                 self.set_matches(&m)?;
