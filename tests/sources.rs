@@ -176,6 +176,10 @@ fn glob_follows_new_files_and_rotation_inside_it() {
     d.wait_for("new file: following it", WAIT);
     std::fs::rename(&c, logs.join("d-error.log")).unwrap();
     d.wait_for("gone: no longer followed", WAIT);
+    d.wait_for(
+        &format!("following it file={}", logs.join("d-error.log").display()),
+        WAIT,
+    );
     // One more: if the rename had made it read again, 100.5 would be banned
     // by its first line alone.
     append(&logs.join("d-error.log"), b"fail from 198.51.100.6\n");

@@ -7,7 +7,8 @@
 //! Only the file name may hold the glob: the directory is what is watched.
 //! A name that appears holding a file we already follow under another name
 //! (`a.log` renamed to `b.log`, both matching) is read from its end, so no
-//! line is counted twice.
+//! line is counted twice; a line written in the instant between the old
+//! name's follower being drained and the new name's being opened is missed.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
