@@ -90,23 +90,26 @@ fn sasl(ident: &str, unit: &str, ip: &str) -> Vec<(&'static str, String)> {
 }
 
 fn start(dir: &Path) -> Daemon {
+    write_config(dir, "_SYSTEMD_UNIT=ssh.service");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run").arg("--config").arg(dir.join("nftjail.toml"));
+    let d = Daemon::spawn(cmd);
+    d.wait_for("ready:", WAIT);
+    d
+}
+
+fn write_config(dir: &Path, ssh_match: &str) {
     let config = format!(
         "[daemon]\nbackend = \"log\"\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n\
          [defaults]\nignoreself = false\nfindtime = \"10m\"\n\
          [journal]\ndir = \"{d}/journal\"\n\
          [jail.ssh]\nfailregex = ['sshd\\[4242\\]: Failed password for \\S+ from <HOST> port']\n\
-         journal = [\"_SYSTEMD_UNIT=ssh.service\", \"_SYSTEMD_UNIT=sshd-alt.service\"]\nmaxretry = 2\n\
+         journal = [\"{ssh_match}\", \"_SYSTEMD_UNIT=sshd-alt.service\"]\nmaxretry = 2\n\
          [jail.smtp]\nfailregex = ['\\[77\\]: warning: \\S+\\[<HOST>\\]: SASL LOGIN authentication failed']\n\
          journal = [\"SYSLOG_IDENTIFIER=postfix/submission/smtpd _SYSTEMD_UNIT=postfix@-.service\"]\nmaxretry = 2\n",
         d = dir.display()
     );
-    let path = dir.join("nftjail.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("run").arg("--config").arg(path);
-    let d = Daemon::spawn(cmd);
-    d.wait_for("ready:", WAIT);
-    d
+    std::fs::write(dir.join("nftjail.toml"), config).unwrap();
 }
 
 fn total_failed(dir: &Path, jail: &str) -> u64 {
@@ -206,6 +209,46 @@ fn journal_matches_ban_and_a_restart_resumes_at_the_cursor() {
     let log = d.log();
     assert!(!log.contains("addr=192.0.2.2 "), "read twice:\n{log}");
     assert!(!log.contains("addr=192.0.2.5 "), "read twice:\n{log}");
+}
+
+/// A reload that changes a jail's match applies it to the entries written
+/// after it, from where the reader was: nothing skipped, nothing read again.
+#[test]
+fn reload_changes_journal_matches_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut j = Journal {
+        dir: dir.join("journal"),
+        n: 0,
+    };
+    std::fs::create_dir(&j.dir).unwrap();
+    j.write(&[(SystemTime::now(), ssh("cron.service", "192.0.2.20"))]);
+    let mut d = start(dir);
+    j.write(&[(SystemTime::now(), ssh("ssh.service", "192.0.2.21"))]);
+    let deadline = std::time::Instant::now() + WAIT;
+    while total_failed(dir, "ssh") < 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(total_failed(dir, "ssh"), 1);
+    write_config(dir, "_SYSTEMD_UNIT=cron.service");
+    match request(&dir.join("nftjail.sock"), &Request::Reload) {
+        Ok(_) => {}
+        Err(e) => panic!("reload: {e}"),
+    }
+    let t = SystemTime::now();
+    j.write(&[
+        (t, ssh("ssh.service", "192.0.2.21")),
+        (t, ssh("cron.service", "192.0.2.22")),
+        (t, ssh("cron.service", "192.0.2.22")),
+    ]);
+    d.wait_for("ban: jail=ssh addr=192.0.2.22 failures=2", WAIT);
+    // 192.0.2.21 once before (counted), once after (no longer matched);
+    // 192.0.2.20 was before start and is never read again.
+    assert_eq!(total_failed(dir, "ssh"), 3);
+    d.stop();
+    let log = d.log();
+    assert!(!log.contains("addr=192.0.2.21 "), "{log}");
+    assert!(!log.contains("addr=192.0.2.20 "), "{log}");
 }
 
 #[test]
