@@ -205,6 +205,21 @@ fn journal_matches_ban_and_a_restart_resumes_at_the_cursor() {
     // lost, the five earlier ones within findtime would count too.
     assert_eq!(total_failed(dir, "ssh"), 3);
     assert_eq!(total_failed(dir, "smtp"), 0);
+    match request(
+        &dir.join("nftjail.sock"),
+        &Request::Status {
+            jail: Some("ssh".into()),
+        },
+    ) {
+        Ok(Reply::JailStatus(s)) => assert_eq!(
+            s.files,
+            [
+                "journal: _SYSTEMD_UNIT=ssh.service",
+                "journal: _SYSTEMD_UNIT=sshd-alt.service"
+            ]
+        ),
+        other => panic!("status: {other:?}"),
+    }
     d.stop();
     let log = d.log();
     assert!(!log.contains("addr=192.0.2.2 "), "read twice:\n{log}");

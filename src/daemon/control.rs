@@ -111,10 +111,14 @@ impl Handle {
             .and_then(|id| counts.get(id).copied())
             .unwrap_or_default();
         let bans = self.lists().await?.into_iter().find(|b| b.jail == jail);
-        let files = config.jails[index]
+        let sources = &config.jails[index];
+        // Every source, as fail2ban lists files or journal matches.
+        let files = sources
             .logpaths
             .iter()
             .map(|p| p.display().to_string())
+            .chain(sources.journal.iter().map(|m| format!("journal: {m}")))
+            .chain(sources.syslog.iter().map(|p| format!("syslog: {p}")))
             .collect();
         let (total_banned, banned) = match bans {
             Some(b) => (b.total, b.bans.iter().map(|(a, _)| show(a)).collect()),
