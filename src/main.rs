@@ -46,6 +46,9 @@ enum Command {
         /// State directory, instead of the config's daemon.state_dir.
         #[arg(long, value_name = "DIR", env = "NFTJAIL_STATE_DIR")]
         state_dir: Option<PathBuf>,
+        /// Also read log lines from standard input, for this jail; the daemon stops at its end
+        #[arg(long, value_name = "JAIL")]
+        stdin: Option<String>,
     },
     /// Check the config and exit: 0 when it is valid.
     Check,
@@ -313,8 +316,20 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Run { dry_run, state_dir } => {
+        Command::Run {
+            dry_run,
+            state_dir,
+            ref stdin,
+        } => {
             let config = load()?;
+            if let Some(jail) = stdin {
+                if !config.jails.iter().any(|j| &*j.name == jail) {
+                    anyhow::bail!(
+                        "--stdin {jail}: no such enabled jail (jails: {})",
+                        config.jail_names().join(", ")
+                    );
+                }
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -327,6 +342,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                         dry_run,
                         config_path: cli.config.clone(),
                         state_dir,
+                        stdin_jail: stdin.clone(),
                     },
                 ))
                 .with_context(|| format!("daemon failed (config default path: {DEFAULT_PATH})"))

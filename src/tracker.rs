@@ -255,6 +255,14 @@ impl Tracker {
         out
     }
 
+    /// Starts "Total failed" from zero (after failures carried over from
+    /// the last run were recorded: they were counted by that run).
+    pub fn reset_totals(&mut self) {
+        for c in &mut self.counts {
+            c.total = 0;
+        }
+    }
+
     fn evict(&mut self) {
         while self.windows.len() > self.max_tracked {
             match self.opened.pop_front() {

@@ -11,6 +11,7 @@ pub mod ignore;
 pub mod persist;
 pub mod port;
 mod raw;
+pub mod sources;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use ignore::IgnoreList;
 use persist::OnStop;
 use port::PortRange;
 use raw::{RawConfig, RawJail};
+pub use sources::{JournalConfig, JournalMatch, SyslogConfig};
 
 use crate::enforce::{BlockType, JailRules};
 use crate::filter::{self, fail2ban, Filter, FilterDef};
@@ -72,6 +74,8 @@ pub struct Config {
     pub on_stop: OnStop,
     /// Ban history older than this no longer counts for bantime increment.
     pub dbpurgeage: Duration,
+    pub syslog: SyslogConfig,
+    pub journal: JournalConfig,
 }
 
 /// Where a fail2ban filter comes from: `sshd[mode=aggressive]` or a path, and
@@ -97,7 +101,12 @@ pub struct Jail {
     /// fail2ban runs it (each log reader loads its own instance, since such a
     /// filter keeps state: maxlines buffers, the date format of its file).
     pub fail2ban: Option<Fail2banSpec>,
+    /// Files, or globs in the file name (`/var/log/apache2/*error.log`).
     pub logpaths: Vec<PathBuf>,
+    /// Journal entries this jail reads (any of them).
+    pub journal: Vec<JournalMatch>,
+    /// Programs whose messages to the syslog receiver this jail reads.
+    pub syslog: Vec<String>,
     /// Empty: every port and protocol.
     pub ports: Vec<PortRange>,
     pub maxretry: u32,
@@ -257,6 +266,9 @@ impl Checker<'_> {
             .map(|d| PathBuf::from(d.get_ref()))
             .unwrap_or_else(|| PathBuf::from("/etc/nftjail/filters"));
 
+        let syslog_config = self.syslog_config(&raw.syslog);
+        let journal_config = self.journal_config(&raw.journal);
+
         let d = &raw.defaults;
         let default_bantime = self
             .duration(d.bantime.as_ref(), "defaults.bantime")
@@ -302,16 +314,24 @@ impl Checker<'_> {
                 self.filter(name, j, &filter_dir, span.clone())
             };
             let logpaths = match j.logpath.as_ref() {
-                Some(v) => self
-                    .strings(v, &format!("{key}.logpath"))
-                    .into_iter()
-                    .map(PathBuf::from)
-                    .collect(),
-                None => {
-                    self.problem(span.clone(), &key, "an enabled jail needs a logpath");
-                    Vec::new()
-                }
+                Some(v) => self.logpaths(v, &format!("{key}.logpath")),
+                None => Vec::new(),
             };
+            let journal = match j.journal.as_ref() {
+                Some(v) => self.journal_matches(v, &format!("{key}.journal")),
+                None => Vec::new(),
+            };
+            let syslog = match j.syslog.as_ref() {
+                Some(v) => self.syslog_programs(v, &format!("{key}.syslog"), &syslog_config),
+                None => Vec::new(),
+            };
+            if j.logpath.is_none() && j.journal.is_none() && j.syslog.is_none() {
+                self.problem(
+                    span.clone(),
+                    &key,
+                    "an enabled jail needs a logpath, journal or syslog source",
+                );
+            }
             let ports = match j.port.as_ref() {
                 Some(p) => self.ports(p, &format!("{key}.port")),
                 None => default_ports.clone().unwrap_or_default(),
@@ -327,6 +347,8 @@ impl Checker<'_> {
                 filter: filter.unwrap_or_else(|| Arc::new(Filter::empty(name))),
                 fail2ban,
                 logpaths,
+                journal,
+                syslog,
                 ports,
                 maxretry: self
                     .maxretry(j.maxretry.as_ref(), &format!("{key}.maxretry"))
@@ -356,6 +378,8 @@ impl Checker<'_> {
                 state_dir,
                 on_stop,
                 dbpurgeage,
+                syslog: syslog_config,
+                journal: journal_config,
             })
         } else {
             Err(ConfigError::Invalid(self.problems))

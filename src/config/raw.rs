@@ -15,6 +15,28 @@ pub struct RawConfig {
     pub defaults: RawDefaults,
     #[serde(default)]
     pub jail: BTreeMap<String, Spanned<RawJail>>,
+    #[serde(default)]
+    pub syslog: RawSyslog,
+    #[serde(default)]
+    pub journal: RawJournal,
+}
+
+/// The syslog receiver: where rsyslog, syslog-ng or `logger` send to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSyslog {
+    /// Unix datagram socket path.
+    pub socket: Option<Spanned<String>>,
+    /// Local `address:port` to receive UDP on.
+    pub udp: Option<Spanned<String>>,
+}
+
+/// Where the systemd journal is read from.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJournal {
+    /// A directory of journal files instead of the system journal.
+    pub dir: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +114,10 @@ pub struct RawJail {
     pub bantime_maxtime: Option<Spanned<toml::Value>>,
     pub bantime_rndtime: Option<Spanned<toml::Value>>,
     pub bantime_overalljails: Option<bool>,
+    /// journalctl-style matches: entries OR'd, `FIELD=value` terms in one entry AND'd.
+    pub journal: Option<Spanned<toml::Value>>,
+    /// Program names (syslog tag / APP-NAME) whose messages this jail reads.
+    pub syslog: Option<Spanned<toml::Value>>,
 }
 
 /// The `bantime_*` keys of `[defaults]` or of a jail, gathered (serde's

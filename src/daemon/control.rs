@@ -24,6 +24,8 @@ pub struct Handle {
     pub(super) config: RwLock<Arc<Config>>,
     /// The file reloads read again (None: the default lookup).
     pub(super) config_path: Option<PathBuf>,
+    /// `run --state-dir`: it stands over what a reloaded file says.
+    pub(super) state_dir: Option<PathBuf>,
     pub(super) slots: Mutex<JailSlots>,
     pub(super) sources: tokio::sync::Mutex<Sources>,
     pub(super) tracker: mpsc::Sender<TrackerCtl>,
@@ -111,10 +113,14 @@ impl Handle {
             .and_then(|id| counts.get(id).copied())
             .unwrap_or_default();
         let bans = self.lists().await?.into_iter().find(|b| b.jail == jail);
-        let files = config.jails[index]
+        let sources = &config.jails[index];
+        // Every source, as fail2ban lists files or journal matches.
+        let files = sources
             .logpaths
             .iter()
             .map(|p| p.display().to_string())
+            .chain(sources.journal.iter().map(|m| format!("journal: {m}")))
+            .chain(sources.syslog.iter().map(|p| format!("syslog: {p}")))
             .collect();
         let (total_banned, banned) = match bans {
             Some(b) => (b.total, b.bans.iter().map(|(a, _)| show(a)).collect()),
@@ -222,7 +228,7 @@ impl Handle {
     pub async fn reload(&self) -> Answer {
         let mut sources = self.sources.lock().await;
         let path = self.config_path.clone();
-        let new = tokio::task::spawn_blocking(move || Config::load(path.as_deref()))
+        let mut new = tokio::task::spawn_blocking(move || Config::load(path.as_deref()))
             .await
             .map_err(|e| error(ErrorCode::Failed, e.to_string()))?
             .map_err(|e| {
@@ -232,6 +238,9 @@ impl Handle {
                     format!("{e}\nthe running config stays in force"),
                 )
             })?;
+        if let Some(dir) = &self.state_dir {
+            new.state_dir = dir.clone();
+        }
         let old = self.config();
         if let Some(what) = needs_restart(&old, &new) {
             return Err(error(

@@ -62,6 +62,12 @@ pub enum DaemonError {
     Signal(std::io::Error),
     #[error("{0}")]
     State(#[from] StateError),
+    #[error("{0}")]
+    Syslog(#[from] crate::source::syslog::SyslogError),
+    #[error("{0}")]
+    Journal(#[from] crate::source::journal::JournalError),
+    #[error("{0} changed: that needs a restart")]
+    Restart(&'static str),
 }
 
 /// Options that come from the command line rather than the config file.
@@ -73,6 +79,8 @@ pub struct RunOptions {
     pub config_path: Option<PathBuf>,
     /// Overrides `daemon.state_dir` (`nftjail run --state-dir`).
     pub state_dir: Option<PathBuf>,
+    /// `run --stdin JAIL`: standard input is also read, for this jail; its end stops the daemon.
+    pub stdin_jail: Option<String>,
 }
 
 /// Jail ids that stay the same across reloads: a name keeps its id for the
@@ -155,7 +163,8 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
 
     let mut slots = JailSlots::default();
     let (ids, jails) = slots.assign(&config);
-    let mut sources = Sources::new(fail_tx, positions);
+    let mut sources = Sources::new(fail_tx, opts.stdin_jail.clone(), positions);
+    let stdin_done = sources.stdin_done();
     let prepared = sources.prepare(&config, &ids)?;
     sources.commit(prepared)?;
 
@@ -189,6 +198,7 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
     }
     let mut counting = Tracker::with_slots(jails, config.max_tracked);
     let carried = carry_failures(&mut counting, &config, &ids, failures, &enf_tx).await;
+    counting.reset_totals();
     let tracker = tokio::spawn(tracking::run(counting, fail_rx, trk_rx, enf_tx.clone()));
 
     info!(
@@ -204,6 +214,7 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
     let handle = Arc::new(Handle {
         config: RwLock::new(Arc::new(config)),
         config_path: opts.config_path,
+        state_dir: opts.state_dir.clone(),
         slots: Mutex::new(slots),
         sources: tokio::sync::Mutex::new(sources),
         tracker: trk_tx,
@@ -229,7 +240,7 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
             }
         })
     });
-    wait_for_shutdown(&handle).await?;
+    wait_for_shutdown(&handle, &stdin_done).await?;
     if let Some(s) = saver {
         s.abort();
     }
@@ -322,7 +333,10 @@ async fn carry_failures(
     carried
 }
 
-async fn wait_for_shutdown(handle: &Handle) -> Result<(), DaemonError> {
+async fn wait_for_shutdown(
+    handle: &Handle,
+    stdin_done: &tokio::sync::Notify,
+) -> Result<(), DaemonError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
@@ -331,6 +345,7 @@ async fn wait_for_shutdown(handle: &Handle) -> Result<(), DaemonError> {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM received"); return Ok(()) }
             _ = int.recv() => { info!("SIGINT received"); return Ok(()) }
+            _ = stdin_done.notified() => return Ok(()),
             _ = hup.recv() => {
                 info!("SIGHUP received: reloading");
                 if let Err(crate::control::protocol::Response::Error(e)) = handle.reload().await {

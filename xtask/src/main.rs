@@ -28,6 +28,23 @@ const PACKAGES: &[(&str, &str)] = &[
         "fail2ban",
         "its sample logs are a test corpus for our filters; fail2ban-regex is a benchmark peer",
     ),
+    (
+        "libsystemd-dev",
+        "the journal source links libsystemd (sd-journal) through the systemd crate",
+    ),
+    ("pkg-config", "the systemd crate finds libsystemd with it"),
+    (
+        "systemd-journal-remote",
+        "writes real journal files from export-format text for the journal tests",
+    ),
+    (
+        "rsyslog",
+        "a real forwarding syslog daemon for the syslog receiver tests",
+    ),
+    (
+        "bsdutils",
+        "`logger`, a real syslog sender for the syslog receiver tests",
+    ),
 ];
 
 fn main() -> Result<()> {

@@ -1,0 +1,307 @@
+//! Where jails read from besides plain files: `logpath` globs, the systemd
+//! journal (`journal = [...]`), the syslog receiver (`syslog = [...]`), and
+//! the `[syslog]`, `[journal]` and `daemon.state_dir` keys they need.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::raw::{RawJournal, RawSyslog};
+use super::Checker;
+
+/// The syslog receiver's listening places; none configured means no receiver.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SyslogConfig {
+    /// A unix datagram socket (what rsyslog's omuxsock and `logger --socket` write to).
+    pub socket: Option<PathBuf>,
+    /// A UDP address, always a specific local one (never every interface).
+    pub udp: Option<SocketAddr>,
+}
+
+impl SyslogConfig {
+    pub fn is_configured(&self) -> bool {
+        self.socket.is_some() || self.udp.is_some()
+    }
+}
+
+/// Which journal is read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct JournalConfig {
+    /// A directory of `*.journal` files; None: the system journal.
+    pub dir: Option<PathBuf>,
+}
+
+/// One `journal` entry: every `FIELD=value` term must hold (journalctl's AND
+/// within one argument list); a jail's entries are alternatives (OR).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JournalMatch {
+    pub terms: Vec<(String, String)>,
+}
+
+impl JournalMatch {
+    /// Parses `"_SYSTEMD_UNIT=ssh.service _PID=12"`.
+    pub fn parse(text: &str) -> Result<JournalMatch, String> {
+        let mut terms = Vec::new();
+        for word in text.split_whitespace() {
+            let Some((field, value)) = word.split_once('=') else {
+                return Err(format!("{word:?} is not FIELD=value"));
+            };
+            if !valid_field(field) {
+                return Err(format!(
+                    "{field:?} is not a journal field name (A-Z 0-9 _, not starting with a digit)"
+                ));
+            }
+            terms.push((field.to_string(), value.to_string()));
+        }
+        if terms.is_empty() {
+            return Err("an empty match would read every entry; give FIELD=value".into());
+        }
+        terms.sort();
+        terms.dedup();
+        Ok(JournalMatch { terms })
+    }
+}
+
+impl std::fmt::Display for JournalMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (k, v)) in self.terms.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// As journald accepts them: upper-case letters, digits and underscores, not
+/// starting with a digit, at most 64 bytes.
+fn valid_field(f: &str) -> bool {
+    !f.is_empty()
+        && f.len() <= 64
+        && !f.as_bytes()[0].is_ascii_digit()
+        && f.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// True when the path's file name holds a glob (`*`, `?` or `[`).
+pub fn is_glob(path: &Path) -> bool {
+    has_glob(&path.to_string_lossy())
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+impl Checker<'_> {
+    pub(super) fn syslog_config(&mut self, raw: &RawSyslog) -> SyslogConfig {
+        let socket = raw.socket.as_ref().and_then(|p| {
+            if Path::new(p.get_ref()).is_absolute() {
+                Some(PathBuf::from(p.get_ref()))
+            } else {
+                self.problem(p.span(), "syslog.socket", "must be an absolute path");
+                None
+            }
+        });
+        let udp = raw
+            .udp
+            .as_ref()
+            .and_then(|a| match a.get_ref().parse::<SocketAddr>() {
+                Ok(addr) if addr.ip().is_unspecified() => {
+                    self.problem(
+                        a.span(),
+                        "syslog.udp",
+                        "give a specific local address (e.g. \"127.0.0.1:5514\"), not every interface",
+                    );
+                    None
+                }
+                Ok(addr) if addr.port() == 0 => {
+                    self.problem(a.span(), "syslog.udp", "give a port other than 0");
+                    None
+                }
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.problem(
+                        a.span(),
+                        "syslog.udp",
+                        "expected ADDRESS:PORT, e.g. \"127.0.0.1:5514\" or \"[::1]:5514\"",
+                    );
+                    None
+                }
+            });
+        SyslogConfig { socket, udp }
+    }
+
+    pub(super) fn journal_config(&mut self, raw: &RawJournal) -> JournalConfig {
+        let dir = raw.dir.as_ref().and_then(|p| {
+            if Path::new(p.get_ref()).is_absolute() {
+                Some(PathBuf::from(p.get_ref()))
+            } else {
+                self.problem(p.span(), "journal.dir", "must be an absolute path");
+                None
+            }
+        });
+        JournalConfig { dir }
+    }
+
+    /// Paths and globs; a glob may stand only in the file name, since its
+    /// directory is what is watched for new files.
+    pub(super) fn logpaths(&mut self, v: &Spanned<toml::Value>, key: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for s in self.strings(v, key) {
+            let path = PathBuf::from(&s);
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let dir = path.parent().map(|d| d.to_string_lossy().into_owned());
+            if has_glob(dir.as_deref().unwrap_or("")) {
+                self.problem(
+                    v.span(),
+                    key,
+                    format!("{s:?}: a glob may stand only in the file name, not in its directory"),
+                );
+                continue;
+            }
+            if let Some(name) = name.filter(|n| has_glob(n)) {
+                if let Err(e) = glob::Pattern::new(&name) {
+                    self.problem(v.span(), key, format!("{s:?}: bad glob: {e}"));
+                    continue;
+                }
+            }
+            out.push(path);
+        }
+        out
+    }
+
+    pub(super) fn journal_matches(
+        &mut self,
+        v: &Spanned<toml::Value>,
+        key: &str,
+    ) -> Vec<JournalMatch> {
+        let mut out = Vec::new();
+        for s in self.strings(v, key) {
+            match JournalMatch::parse(&s) {
+                Ok(m) => out.push(m),
+                Err(msg) => self.problem(v.span(), key, msg),
+            }
+        }
+        out
+    }
+
+    pub(super) fn syslog_programs(
+        &mut self,
+        v: &Spanned<toml::Value>,
+        key: &str,
+        receiver: &SyslogConfig,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in self.strings(v, key) {
+            if s.is_empty() || s.contains(char::is_whitespace) || s.len() > 128 {
+                self.problem(
+                    v.span(),
+                    key,
+                    format!("{s:?}: a program name is 1-128 characters without spaces"),
+                );
+            } else {
+                out.push(s);
+            }
+        }
+        if !out.is_empty() && !receiver.is_configured() {
+            self.problem(
+                v.span(),
+                key,
+                "no syslog receiver: set [syslog] socket and/or udp",
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn errors(text: &str) -> String {
+        match Config::parse(text, Path::new("t.toml")) {
+            Ok(_) => panic!("accepted:\n{text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const JAIL: &str = "[jail.j]\nfailregex = ['from <HOST>']\n";
+
+    #[test]
+    fn source_keys_are_checked_and_located() {
+        let e = errors(&format!("{JAIL}logpath = \"/var/*/x.log\"\n"));
+        assert!(e.contains("t.toml:3:11: jail.j.logpath: \"/var/*/x.log\": a glob may stand only in the file name"), "{e}");
+        let e = errors(&format!("{JAIL}journal = [\"unit=ssh\"]\n"));
+        assert!(
+            e.contains("t.toml:3:11: jail.j.journal: \"unit\" is not a journal field name"),
+            "{e}"
+        );
+        let e = errors(&format!("{JAIL}syslog = \"sshd\"\n"));
+        assert!(
+            e.contains("t.toml:3:10: jail.j.syslog: no syslog receiver"),
+            "{e}"
+        );
+        let e = errors(&format!(
+            "[syslog]\nudp = \"0.0.0.0:514\"\n{JAIL}syslog = \"sshd\"\n"
+        ));
+        assert!(
+            e.contains("t.toml:2:7: syslog.udp: give a specific local address"),
+            "{e}"
+        );
+        let e = errors(&format!(
+            "[syslog]\nsocket = \"rel.sock\"\n{JAIL}logpath = \"/dev/null\"\n"
+        ));
+        assert!(
+            e.contains("t.toml:2:10: syslog.socket: must be an absolute path"),
+            "{e}"
+        );
+        let e = errors(&format!(
+            "[daemon]\nstate_dir = \"x\"\n{JAIL}logpath = \"/dev/null\"\n"
+        ));
+        assert!(
+            e.contains("daemon.state_dir: must be an absolute path"),
+            "{e}"
+        );
+        let e = errors(JAIL);
+        assert!(
+            e.contains("jail.j: an enabled jail needs a logpath, journal or syslog source"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn sources_parse() {
+        let text = format!(
+            "[daemon]\nstate_dir = \"/tmp/s\"\n[syslog]\nsocket = \"/run/x.sock\"\nudp = \"[::1]:5514\"\n\
+             [journal]\ndir = \"/tmp/j\"\n{JAIL}logpath = [\"/var/log/a/*error.log\", \"/var/log/b.log\"]\n\
+             journal = [\"_SYSTEMD_UNIT=ssh.service\", \"SYSLOG_IDENTIFIER=a _PID=1\"]\nsyslog = [\"postfix/smtpd\"]\n"
+        );
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let j = &c.jails[0];
+        assert!(is_glob(&j.logpaths[0]) && !is_glob(&j.logpaths[1]));
+        assert_eq!(j.journal.len(), 2);
+        assert_eq!(j.journal[1].terms.len(), 2);
+        assert_eq!(j.syslog, ["postfix/smtpd"]);
+        assert_eq!(c.state_dir, Path::new("/tmp/s"));
+        assert_eq!(c.syslog.udp.map(|a| a.port()), Some(5514));
+        assert_eq!(c.journal.dir.as_deref(), Some(Path::new("/tmp/j")));
+    }
+
+    #[test]
+    fn journal_match_terms() {
+        let m = JournalMatch::parse(" _SYSTEMD_UNIT=ssh.service  _PID=1 ").unwrap_or_else(|e| {
+            panic!("{e}");
+        });
+        assert_eq!(m.to_string(), "_PID=1 _SYSTEMD_UNIT=ssh.service");
+        assert!(JournalMatch::parse("").is_err());
+        assert!(JournalMatch::parse("unit=ssh").is_err());
+        assert!(JournalMatch::parse("1X=a").is_err());
+        assert!(JournalMatch::parse("NOEQUALS").is_err());
+        // A value may hold '=' and '/'.
+        let m = JournalMatch::parse("SYSLOG_IDENTIFIER=postfix/smtpd MESSAGE=a=b");
+        assert!(m.is_ok());
+    }
+}

@@ -1,0 +1,433 @@
+//! The systemd journal as a log source, read through libsystemd's
+//! sd-journal (the `systemd` crate): no `journalctl` child, no parsing of
+//! journal files by hand.
+//!
+//! Each entry is handed on as the line a syslog daemon would have written
+//! (`Mmm dd HH:MM:SS HOST IDENT[PID]: MESSAGE`), so the same filters read
+//! files and the journal, with the entry's own `__REALTIME_TIMESTAMP` as its
+//! time. The read position (the journal's cursor) is saved through a
+//! [`CursorStore`] after every batch and at stop, so a restart resumes at
+//! the entry after the last one read: none lost, none counted twice (a crash
+//! can repeat at most the last unsaved batch). With no saved cursor, reading
+//! starts `skip_older` ago: older entries are outside every findtime.
+//!
+//! The [`systemd::Journal`] handle is not `Send`: a reader is opened, used
+//! and dropped on one thread.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use systemd::journal::{self, Journal};
+use tracing::{info, warn};
+
+use super::file::Stopper;
+use crate::config::{JournalConfig, JournalMatch};
+
+/// sd-journal asks to be looked at again when its timeout passes even with
+/// no inotify event (files on unreliable file systems); this caps a sleep.
+const RECHECK: Duration = Duration::from_secs(1);
+/// Entries between two cursor saves in a long catch-up.
+const SAVE_EVERY: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {where_}: {what}: {source}")]
+    Journal {
+        where_: String,
+        what: &'static str,
+        #[source]
+        source: systemd::Error,
+    },
+    #[error("journal cursor store {}: {source}", path.display())]
+    Cursor {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("journal: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Where the read position is kept between runs. The state store (SQLite)
+/// will implement this too; until then [`FileCursorStore`] does.
+pub trait CursorStore: Send {
+    fn load(&self, key: &str) -> Result<Option<String>, JournalError>;
+    fn save(&self, key: &str, cursor: &str) -> Result<(), JournalError>;
+}
+
+/// One small file per key in the state directory, replaced atomically
+/// (write to a temporary file, fsync, rename): a crash leaves the old
+/// cursor or the new one, never half of one.
+pub struct FileCursorStore {
+    dir: PathBuf,
+}
+
+impl FileCursorStore {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FileCursorStore { dir: dir.into() }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        let safe: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir.join(format!("{safe}.cursor"))
+    }
+}
+
+impl CursorStore for FileCursorStore {
+    fn load(&self, key: &str) -> Result<Option<String>, JournalError> {
+        let path = self.path(key);
+        match std::fs::read_to_string(&path) {
+            Ok(s) if s.trim().is_empty() => Ok(None),
+            Ok(s) => Ok(Some(s.trim().to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(JournalError::Cursor { path, source }),
+        }
+    }
+
+    fn save(&self, key: &str, cursor: &str) -> Result<(), JournalError> {
+        use std::io::Write;
+        let path = self.path(key);
+        let err = |source| JournalError::Cursor {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.dir).map_err(err)?;
+        let tmp = path.with_extension("cursor.tmp");
+        let mut f = std::fs::File::create(&tmp).map_err(err)?;
+        f.write_all(cursor.as_bytes()).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        std::fs::rename(&tmp, &path).map_err(err)?;
+        Ok(())
+    }
+}
+
+/// The key a journal's cursor is saved under.
+pub fn cursor_key(config: &JournalConfig) -> String {
+    match &config.dir {
+        None => "journal-system".into(),
+        Some(d) => format!("journal-dir{}", d.display()),
+    }
+}
+
+/// What a reader hands on for each entry.
+pub struct JournalEntry {
+    /// The syslog-style line.
+    pub line: String,
+    /// `__REALTIME_TIMESTAMP`.
+    pub time: SystemTime,
+    /// Values of the fields the matches name, in the order of `fields`.
+    values: Vec<Option<String>>,
+    fields: Vec<String>,
+}
+
+impl JournalEntry {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        let i = self.fields.iter().position(|f| f == name)?;
+        self.values.get(i)?.as_deref()
+    }
+
+    /// journalctl's rule: terms on the same field are alternatives, terms on
+    /// different fields must all hold.
+    pub fn matches(&self, m: &JournalMatch) -> bool {
+        let mut i = 0;
+        while i < m.terms.len() {
+            let field = &m.terms[i].0;
+            let mut any = false;
+            while i < m.terms.len() && &m.terms[i].0 == field {
+                any |= self.field(field) == Some(m.terms[i].1.as_str());
+                i += 1;
+            }
+            if !any {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// What the reader asks of its user, between batches and per entry.
+pub trait JournalSink {
+    /// New matches after a reload, or None when they did not change.
+    fn matches_changed(&mut self) -> Option<Vec<JournalMatch>>;
+    fn entry(&mut self, entry: &JournalEntry);
+}
+
+pub struct JournalReader {
+    journal: Journal,
+    where_: String,
+    /// Fields read from each entry besides those of the line.
+    fields: Vec<String>,
+    key: String,
+    store: Box<dyn CursorStore>,
+    /// The last entry handed on.
+    cursor: Option<String>,
+    local_host: String,
+}
+
+impl JournalReader {
+    /// Opens the journal, applies `matches` and positions after the saved
+    /// cursor, or at `now - skip_older` when there is none.
+    pub fn open(
+        config: &JournalConfig,
+        matches: &[JournalMatch],
+        store: Box<dyn CursorStore>,
+        skip_older: Duration,
+    ) -> Result<Self, JournalError> {
+        let where_ = config
+            .dir
+            .as_deref()
+            .map_or_else(|| "system".to_string(), |d| d.display().to_string());
+        let jerr = |what| {
+            let where_ = where_.clone();
+            move |source| JournalError::Journal {
+                where_,
+                what,
+                source,
+            }
+        };
+        let seek_err = jerr("cannot seek by time");
+        let journal = match &config.dir {
+            None => journal::OpenOptions::default()
+                .system(true)
+                .local_only(false)
+                .open(),
+            Some(dir) => open_dir(dir),
+        }
+        .map_err(jerr("cannot open"))?;
+        let key = cursor_key(config);
+        let cursor = store.load(&key)?;
+        let mut reader = JournalReader {
+            journal,
+            where_,
+            fields: Vec::new(),
+            key,
+            store,
+            cursor,
+            local_host: super::syslog::local_hostname(),
+        };
+        reader.set_matches(matches)?;
+        if reader.cursor.is_none() {
+            let since = SystemTime::now()
+                .checked_sub(skip_older)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let usec = since
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros() as u64;
+            reader.journal.seek_realtime_usec(usec).map_err(seek_err)?;
+            info!(journal = %reader.where_, "no saved cursor: reading entries from {}s ago", skip_older.as_secs());
+        }
+        Ok(reader)
+    }
+
+    /// Replaces the matches (OR across entries, AND within one) and goes
+    /// back to just after the last entry handed on.
+    pub fn set_matches(&mut self, matches: &[JournalMatch]) -> Result<(), JournalError> {
+        let jerr = |what| {
+            let where_ = self.where_.clone();
+            move |source| JournalError::Journal {
+                where_,
+                what,
+                source,
+            }
+        };
+        self.journal.match_flush().map_err(jerr("match_flush"))?;
+        let mut fields: Vec<String> = Vec::new();
+        for (i, m) in matches.iter().enumerate() {
+            if i > 0 {
+                self.journal.match_or().map_err(jerr("match_or"))?;
+            }
+            for (k, v) in &m.terms {
+                self.journal
+                    .match_add(k, v.as_bytes())
+                    .map_err(jerr("match_add"))?;
+                if !fields.contains(k) {
+                    fields.push(k.clone());
+                }
+            }
+        }
+        self.fields = fields;
+        if let Some(c) = self.cursor.clone() {
+            self.journal
+                .seek_cursor(&c)
+                .map_err(jerr("cannot seek to the saved cursor"))?;
+            // Positioned on the entry of the cursor if it still exists (it
+            // was read already), else on the one after it (not read yet).
+            if self.journal.next().map_err(jerr("next"))? > 0
+                && !self.journal.test_cursor(&c).unwrap_or(false)
+            {
+                self.journal.previous().map_err(jerr("previous"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every entry available, then waits for more, until `stop`.
+    pub fn run(&mut self, stop: &Stopper, sink: &mut dyn JournalSink) -> Result<(), JournalError> {
+        // The fd is set up by this call; it must come before the first wait.
+        let fd = self.journal.fd().map_err(|source| JournalError::Journal {
+            where_: self.where_.clone(),
+            what: "sd_journal_get_fd",
+            source,
+        })?;
+        loop {
+            if let Some(m) = sink.matches_changed() {
+                self.set_matches(&m)?;
+            }
+            self.drain(sink)?;
+            let mut fds = [
+                libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: stop.raw(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: `fds` is a valid array of two pollfds for the call's duration.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, RECHECK.as_millis() as i32) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e.into());
+                }
+            }
+            if fds[1].revents != 0 {
+                self.drain(sink)?;
+                return Ok(());
+            }
+            if let Err(e) = self.journal.process() {
+                warn!(journal = %self.where_, "sd_journal_process: {e}");
+            }
+        }
+    }
+
+    fn drain(&mut self, sink: &mut dyn JournalSink) -> Result<(), JournalError> {
+        let mut since_save = 0;
+        loop {
+            match self.journal.next() {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(JournalError::Journal {
+                        where_: self.where_.clone(),
+                        what: "next",
+                        source: e,
+                    })
+                }
+            }
+            if let Some(entry) = self.read_entry() {
+                sink.entry(&entry);
+            }
+            match self.journal.cursor() {
+                Ok(c) => self.cursor = Some(c),
+                Err(e) => warn!(journal = %self.where_, "no cursor for an entry: {e}"),
+            }
+            since_save += 1;
+            if since_save >= SAVE_EVERY {
+                self.save();
+                since_save = 0;
+            }
+        }
+        if since_save > 0 {
+            self.save();
+        }
+        Ok(())
+    }
+
+    fn save(&self) {
+        if let Some(c) = &self.cursor {
+            if let Err(e) = self.store.save(&self.key, c) {
+                warn!("{e}");
+            }
+        }
+    }
+
+    fn get(&mut self, field: &str) -> Option<String> {
+        match self.journal.get_data(field) {
+            Ok(Some(f)) => f.value().map(|v| String::from_utf8_lossy(v).into_owned()),
+            _ => None,
+        }
+    }
+
+    fn read_entry(&mut self) -> Option<JournalEntry> {
+        let time = self.journal.timestamp().ok()?;
+        let message = self.get("MESSAGE")?;
+        let ident = self
+            .get("SYSLOG_IDENTIFIER")
+            .or_else(|| self.get("_COMM"))
+            .unwrap_or_else(|| "unknown".into());
+        let pid = self.get("SYSLOG_PID").or_else(|| self.get("_PID"));
+        let host = self
+            .get("_HOSTNAME")
+            .unwrap_or_else(|| self.local_host.clone());
+        let stamp = jiff::Timestamp::try_from(time)
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .strftime("%b %e %H:%M:%S")
+            .to_string();
+        // A multi-line message is one entry; filters see it as one line.
+        let message = message.replace(['\n', '\r'], " ");
+        let line = match pid {
+            Some(pid) => format!("{stamp} {host} {ident}[{pid}]: {message}"),
+            None => format!("{stamp} {host} {ident}: {message}"),
+        };
+        let fields = self.fields.clone();
+        let values = fields.iter().map(|f| self.get(f)).collect();
+        Some(JournalEntry {
+            line,
+            time,
+            values,
+            fields,
+        })
+    }
+}
+
+impl Drop for JournalReader {
+    fn drop(&mut self) {
+        self.save();
+    }
+}
+
+fn open_dir(dir: &Path) -> systemd::Result<Journal> {
+    journal::OpenDirectoryOptions::default().open_directory(dir.to_string_lossy().as_ref())
+}
+
+/// Opens and closes the journal once: a config naming a journal that cannot
+/// be opened is refused before anything changes.
+pub fn check_open(config: &JournalConfig) -> Result<(), JournalError> {
+    let where_ = config
+        .dir
+        .as_deref()
+        .map_or_else(|| "system".to_string(), |d| d.display().to_string());
+    if let Some(dir) = &config.dir {
+        if !dir.is_dir() {
+            return Err(JournalError::Io(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: no such directory", dir.display()),
+            )));
+        }
+    }
+    let opened = match &config.dir {
+        None => journal::OpenOptions::default().system(true).open(),
+        Some(dir) => open_dir(dir),
+    };
+    opened.map(drop).map_err(|source| JournalError::Journal {
+        where_,
+        what: "cannot open",
+        source,
+    })
+}
