@@ -121,6 +121,11 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
     };
     if let Some(dir) = &opts.state_dir {
         config.state_dir = dir.clone();
+    } else if opts.dry_run {
+        // Whatever a dry run reads (a journal cursor) must not move the real
+        // daemon's position: it keeps it in a throwaway directory.
+        config.state_dir =
+            std::env::temp_dir().join(format!("nftjail-dry-run-{}", std::process::id()));
     }
     let rules = config.jail_rules();
     backend.reconcile(&rules)?;

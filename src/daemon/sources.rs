@@ -24,7 +24,7 @@ use crate::matcher::Matcher;
 use crate::message::{Failure, JailId};
 use crate::source::file::{FileFollower, FollowOptions, PositionSlot, StartAt, Stopper};
 use crate::source::glob::GlobWatch;
-use crate::source::journal::{self, FileCursorStore, JournalEntry, JournalReader, JournalSink};
+use crate::source::journal::{self, JournalEntry, JournalReader, JournalSink};
 use crate::source::stdin::{self, StdinEnd};
 use crate::source::syslog::{self, SyslogMessage, SyslogReceiver};
 use crate::state::Position;
@@ -611,7 +611,7 @@ fn spawn_journal(
     stop: Stopper,
     runner: Runner,
 ) -> Result<JoinHandle<()>, DaemonError> {
-    let store = Box::new(FileCursorStore::new(state_dir));
+    let store = Box::new(crate::state::Store::open(state_dir)?);
     // The reader is opened on its thread (sd-journal handles stay on one
     // thread); whether that worked comes back before "ready" is said.
     let (opened_tx, opened_rx) = std::sync::mpsc::channel();

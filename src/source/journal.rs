@@ -15,7 +15,7 @@
 //! and dropped on one thread.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use systemd::journal::{self, Journal};
@@ -39,76 +39,17 @@ pub enum JournalError {
         #[source]
         source: systemd::Error,
     },
-    #[error("journal cursor store {}: {source}", path.display())]
-    Cursor {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("journal cursor: {0}")]
+    Cursor(#[from] crate::state::StateError),
     #[error("journal: {0}")]
     Io(#[from] io::Error),
 }
 
-/// Where the read position is kept between runs. The state store (SQLite)
-/// will implement this too; until then [`FileCursorStore`] does.
+/// Where the read position is kept between runs: the state store
+/// ([`crate::state::Store`], its `cursors` table), or anything else in tests.
 pub trait CursorStore: Send {
     fn load(&self, key: &str) -> Result<Option<String>, JournalError>;
     fn save(&self, key: &str, cursor: &str) -> Result<(), JournalError>;
-}
-
-/// One small file per key in the state directory, replaced atomically
-/// (write to a temporary file, fsync, rename): a crash leaves the old
-/// cursor or the new one, never half of one.
-pub struct FileCursorStore {
-    dir: PathBuf,
-}
-
-impl FileCursorStore {
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        FileCursorStore { dir: dir.into() }
-    }
-
-    fn path(&self, key: &str) -> PathBuf {
-        let safe: String = key
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.dir.join(format!("{safe}.cursor"))
-    }
-}
-
-impl CursorStore for FileCursorStore {
-    fn load(&self, key: &str) -> Result<Option<String>, JournalError> {
-        let path = self.path(key);
-        match std::fs::read_to_string(&path) {
-            Ok(s) if s.trim().is_empty() => Ok(None),
-            Ok(s) => Ok(Some(s.trim().to_string())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(JournalError::Cursor { path, source }),
-        }
-    }
-
-    fn save(&self, key: &str, cursor: &str) -> Result<(), JournalError> {
-        use std::io::Write;
-        let path = self.path(key);
-        let err = |source| JournalError::Cursor {
-            path: path.clone(),
-            source,
-        };
-        std::fs::create_dir_all(&self.dir).map_err(err)?;
-        let tmp = path.with_extension("cursor.tmp");
-        let mut f = std::fs::File::create(&tmp).map_err(err)?;
-        f.write_all(cursor.as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &path).map_err(err)?;
-        Ok(())
-    }
 }
 
 /// The key a journal's cursor is saved under.

@@ -466,7 +466,7 @@ impl Store {
             .map_err(|e| self.db(e))
     }
 
-    pub fn save_cursor(&mut self, source: &str, cursor: &str) -> Result<(), StateError> {
+    pub fn save_cursor(&self, source: &str, cursor: &str) -> Result<(), StateError> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO cursors(source, cursor) VALUES (?1, ?2)",
@@ -474,6 +474,18 @@ impl Store {
             )
             .map(|_| ())
             .map_err(|e| self.db(e))
+    }
+}
+
+/// The journal reader keeps its cursor here, through its own connection to
+/// the same database (WAL lets it write beside the state writer).
+impl crate::source::journal::CursorStore for Store {
+    fn load(&self, key: &str) -> Result<Option<String>, crate::source::journal::JournalError> {
+        Ok(self.cursor(key)?)
+    }
+
+    fn save(&self, key: &str, cursor: &str) -> Result<(), crate::source::journal::JournalError> {
+        Ok(self.save_cursor(key, cursor)?)
     }
 }
 

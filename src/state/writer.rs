@@ -24,7 +24,6 @@ pub enum StateMsg {
     Positions(Vec<(String, Position)>),
     /// Failures still counted at stop.
     Failures(Vec<(String, std::net::IpAddr, SystemTime)>),
-    Cursor(String, String),
     /// Answered once everything sent before it is committed.
     Sync(Sender<()>),
 }
@@ -81,7 +80,6 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
                 StateMsg::Jails(jails) => report(store.retain_jails(&jails).map(|_| ())),
                 StateMsg::Positions(p) => report(store.save_positions(&p)),
                 StateMsg::Failures(f) => report(store.save_failures(&f)),
-                StateMsg::Cursor(source, cursor) => report(store.save_cursor(&source, &cursor)),
                 StateMsg::Sync(done) => {
                     let _ = done.send(());
                 }
