@@ -6,6 +6,7 @@
 //! yet (see BENCHMARKS.md).
 
 use std::fmt::Write as _;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::gen::{self, Spec};
+use crate::{f2b, nl};
 
 /// Our postfix-sasl failregex in fail2ban-rs's syntax (it finds the date itself).
 const FAIL2BAN_RS_POSTFIX: &str = r"postfix(?:-[\w.-]+)?/(?:[\w.-]+/)?smtpd\[\d+\]: warning: [\w.-]+\[<HOST>\]: SASL [A-Z0-9-]+ authentication failed: ";
@@ -24,6 +26,7 @@ enum Mode {
     Full,
 }
 
+#[derive(Clone)]
 struct Row {
     tool: String,
     command: String,
@@ -39,6 +42,18 @@ impl Row {
         let mut r = self.runs.clone();
         r.sort_by(f64::total_cmp);
         r.get(r.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+    /// `0.030 s (333.3 k bans/s; 300.1 k – 350.2 k)`: median and range.
+    fn rate_cell(&self) -> String {
+        let min = self.runs.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self.runs.iter().copied().fold(0.0, f64::max);
+        format!(
+            "{:.3} s ({}; {} – {})",
+            self.median(),
+            human(self.work / self.median(), self.unit),
+            human(self.work / max, self.unit),
+            human(self.work / min, self.unit)
+        )
     }
     fn cells(&self) -> String {
         let rate = |s: f64| self.work / s;
@@ -125,7 +140,10 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     if !status.success() {
         bail!("release build failed");
     }
-    let nftjail = root.join("target/release/nftjail");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map_or_else(|| root.join("target"), |t| root.join(t));
+    let nftjail = target.join("release/nftjail");
     let dir = tempdir()?;
     let mut report = String::new();
     let machine = machine();
@@ -309,25 +327,85 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         }
     }
 
+    // Scenario 1b: ten jails on one file, through the daemon.
+    let ten = ten_jails(
+        &nftjail,
+        &dir,
+        &log,
+        if mode == Mode::Smoke { 1 } else { 3 },
+    )?;
+    let _ = writeln!(
+        report,
+        "\n### 1b. Ten jails (ten different filters of our library) on the same {lines}-line file, through the daemon\n\n\
+         Time from appending the file to the daemon's log until the ban decided by a marker line appended after it is in the kernel.\n\n\
+         | runs | median time | median rate | range |\n|---|---|---|---|\n| {} | {:.3} s | {} | {} – {} |\n\n\
+         Jails: {}. Target ≥ 2 M lines/s.",
+        ten.runs.len(),
+        ten.median(),
+        human(ten.work / ten.median(), "lines/s"),
+        human(ten.work / ten.runs.iter().copied().fold(0.0, f64::max), "lines/s"),
+        human(ten.work / ten.runs.iter().copied().fold(f64::INFINITY, f64::min), "lines/s"),
+        TEN_FILTERS.join(", ")
+    );
+
     // Scenario 2: ban throughput into the kernel.
     let sizes: &[u32] = match mode {
         Mode::Smoke => &[200],
         Mode::Fast => &[1_000, 10_000],
         Mode::Full => &[1_000, 10_000, 100_000],
     };
+    let ban_runs = if mode == Mode::Smoke { 1 } else { 5 };
+    // fail2ban-server bans a few hundred per second: each size gets this long.
+    let f2b_limit = Duration::from_secs(match mode {
+        Mode::Smoke => 30,
+        Mode::Fast => 40,
+        Mode::Full => 60,
+    });
     let _ = writeln!(report, "\n## 2. Ban throughput: N attackers each reaching maxretry=3, time until all N are in the kernel set\n");
-    let _ = writeln!(report, "| N | nftjail (daemon, log → kernel) | `nft -f` bulk load of the same N elements | nftjail / nft -f |\n|---|---|---|---|");
+    let _ = writeln!(report, "Every tool timed the same way: from the start of the command (`nft -f`) or of the log append (daemons) until the kernel answers a netlink GETSETELEM for the last element (probe every 0.1 ms), then the whole set is counted. nftjail and `nft -f`: median of {ban_runs} runs (range in brackets); fail2ban-server: one run, stopped after {} s.\n", f2b_limit.as_secs());
+    let _ = writeln!(report, "| N | nftjail (daemon, log → kernel) | `nft -f` bulk load of the same N elements | nftjail / nft -f | fail2ban-server 1.0.2 (nftables-allports, pyinotify) | nftjail / fail2ban-server |\n|---|---|---|---|---|---|");
     for &n in sizes {
-        let nj = daemon_bans(&nftjail, &dir, n)?;
-        let bulk = nft_bulk(&dir, n)?;
+        let mut nj = Row {
+            tool: "nftjail".into(),
+            command: String::new(),
+            runs: Vec::new(),
+            work: n as f64,
+            unit: "bans/s",
+            note: String::new(),
+        };
+        let mut bulk = Row {
+            runs: Vec::new(),
+            unit: "elements/s",
+            ..nj.clone()
+        };
+        for run in 0..ban_runs {
+            nj.runs.push(daemon_bans(&nftjail, &dir, n, run)?);
+            bulk.runs.push(nft_bulk(&dir, n)?);
+        }
+        let f2b = if f2b::available() {
+            let (secs, reached) = f2b_bans(&dir, n, f2b_limit)?;
+            let rate = reached as f64 / secs;
+            let cell = if reached == n as usize {
+                format!("{secs:.2} s ({})", human(rate, "bans/s"))
+            } else {
+                format!(
+                    "{reached} of {n} after {secs:.0} s ({}), stopped",
+                    human(rate, "bans/s")
+                )
+            };
+            let ratio = format!("{:.0}×", (n as f64 / nj.median()) / rate);
+            (cell, ratio)
+        } else {
+            ("not installed".into(), "–".into())
+        };
         let _ = writeln!(
             report,
-            "| {n} | {:.3} s ({}) | {:.3} s ({}) | {:.0}% |",
-            nj,
-            human(n as f64 / nj, "bans/s"),
-            bulk,
-            human(n as f64 / bulk, "elements/s"),
-            100.0 * bulk / nj
+            "| {n} | {} | {} | {:.0}% | {} | {} |",
+            nj.rate_cell(),
+            bulk.rate_cell(),
+            100.0 * bulk.median() / nj.median(),
+            f2b.0,
+            f2b.1
         );
     }
     // Scenario 3: latency from the decisive line to the element in the kernel.
@@ -335,16 +413,17 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         Mode::Smoke => 20,
         _ => 1_000,
     };
-    let mut lat = latency(&nftjail, &dir, samples)?;
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] * 1e3;
     let _ = writeln!(
         report,
-        "\n## 3. Ban latency: decisive line appended → element seen by `nft monitor` (netlink events), {samples} samples\n\n| tool | p50 | p99 | max |\n|---|---|---|---|\n| nftjail | {:.2} ms | {:.2} ms | {:.2} ms |",
-        pct(0.50),
-        pct(0.99),
-        pct(1.0)
+        "\n## 3. Ban latency: decisive line appended → element seen by `nft monitor` (netlink events), maxretry = 1\n\n| tool | samples | p50 | p99 | max |\n|---|---|---|---|---|"
     );
+    let lat = latency(&nftjail, &dir, samples)?;
+    let _ = writeln!(report, "| nftjail | {} |", percentiles(lat));
+    if f2b::available() {
+        let limit = Duration::from_secs(if mode == Mode::Smoke { 20 } else { 120 });
+        let lat = f2b_latency(&dir, samples, limit)?;
+        let _ = writeln!(report, "| fail2ban-server 1.0.2 | {} |", percentiles(lat));
+    }
 
     // Scenario 4: memory and restore.
     let distinct = match mode {
@@ -418,10 +497,10 @@ fn machine() -> String {
 }
 
 /// A named network namespace, deleted on drop.
-struct Netns(String);
+pub struct Netns(pub String);
 
 impl Netns {
-    fn new(tag: &str) -> Result<Netns> {
+    pub fn new(tag: &str) -> Result<Netns> {
         let name = format!("nftjail-bench-{}-{tag}", std::process::id());
         let ok = Command::new("ip")
             .args(["netns", "add", &name])
@@ -440,11 +519,23 @@ impl Drop for Netns {
     }
 }
 
+/// How often the probe asks the kernel while a run is under way.
+const POLL: Duration = Duration::from_micros(100);
+
 /// Starts the daemon in a fresh namespace, appends N×3 failures in one write,
-/// and times until it has logged N bans; then checks the kernel holds N.
-fn daemon_bans(nftjail: &Path, dir: &Path, n: u32) -> Result<f64> {
+/// and times until the kernel holds all N (asked over netlink, see [`nl`]).
+/// Attacker N-1 is the last to reach maxretry and bans go to the kernel in
+/// order, so its element shows up last; the full count is checked after.
+fn daemon_bans(nftjail: &Path, dir: &Path, n: u32, run: usize) -> Result<f64> {
     use std::io::Write;
-    let d = Daemon::start(nftjail, dir, &format!("bans-{n}"), 3, Netns::new("daemon")?)?;
+    let d = Daemon::start(
+        nftjail,
+        dir,
+        &format!("bans-{n}-{run}"),
+        3,
+        Netns::new("daemon")?,
+    )?;
+    let mut probe = nl::Probe::open(&d.ns.0)?;
     let (day, first_second) = gen::ending_now(n as usize * 3);
     let spec = Spec {
         lines: n as usize * 3,
@@ -456,28 +547,19 @@ fn daemon_bans(nftjail: &Path, dir: &Path, n: u32) -> Result<f64> {
         seed: 7,
     };
     let text = gen::generate(&spec);
+    let last: Ipv4Addr = gen::attacker(n - 1, false).parse()?;
     let start = Instant::now();
     std::fs::OpenOptions::new()
         .append(true)
         .open(&d.log)?
         .write_all(text.as_bytes())?;
-    d.wait_log(
-        |t| t.matches("ban: ").count() >= n as usize,
-        Duration::from_secs(120),
-    )?;
-    let secs = start.elapsed().as_secs_f64();
-    let listing = Command::new("ip")
-        .args([
-            "netns", "exec", &d.ns.0, "nft", "list", "set", "inet", "nftjail", "bench-v4",
-        ])
-        .output()?;
-    let count = String::from_utf8_lossy(&listing.stdout)
-        .matches("expires")
-        .count();
-    if count != n as usize {
-        bail!("the kernel holds {count} bans, expected {n}");
-    }
-    Ok(secs)
+    let seen = probe
+        .wait(POLL, start + Duration::from_secs(120), |p| {
+            p.has("nftjail", "bench-v4", last)
+        })?
+        .context("nftjail: the last ban did not reach the kernel within 120 s")?;
+    nl::expect_count(&mut probe, "nftjail", "bench-v4", n as usize)?;
+    Ok((seen - start).as_secs_f64())
 }
 
 /// An nft script that creates `table`/`set` and adds attackers 0..n with a
@@ -500,17 +582,31 @@ fn elements_script(table: &str, set: &str, n: u32) -> String {
     script
 }
 
+/// `nft -f` loading the same N elements (table, set and all elements in one
+/// transaction), timed like the daemon: from the command's start until the
+/// kernel answers that the last element is there.
 fn nft_bulk(dir: &Path, n: u32) -> Result<f64> {
     let ns = Netns::new("bulk")?;
+    let mut probe = nl::Probe::open(&ns.0)?;
     let script = elements_script("b", "s", n);
     let file = dir.join(format!("bulk-{n}.nft"));
     std::fs::write(&file, script)?;
-    let (secs, _) = time(
-        Command::new("ip")
-            .args(["netns", "exec", &ns.0, "nft", "-f"])
-            .arg(&file),
-    )?;
-    Ok(secs)
+    let last: Ipv4Addr = gen::attacker(n - 1, false).parse()?;
+    let start = Instant::now();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "nft", "-f"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .spawn()?;
+    let seen = probe.wait(POLL, start + Duration::from_secs(120), |p| {
+        p.has("b", "s", last)
+    })?;
+    if !child.wait()?.success() {
+        bail!("nft -f {} failed", file.display());
+    }
+    let seen = seen.context("nft -f: the elements did not show up within 120 s")?;
+    nl::expect_count(&mut probe, "b", "s", n as usize)?;
+    Ok((seen - start).as_secs_f64())
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -537,15 +633,25 @@ impl Daemon {
     fn start(nftjail: &Path, dir: &Path, tag: &str, maxretry: u32, ns: Netns) -> Result<Daemon> {
         let log = dir.join(format!("{tag}.log"));
         std::fs::write(&log, "")?;
+        let cfg = format!(
+            "[daemon]\nsocket = \"{}\"\n[jail.bench]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = {maxretry}\nfindtime = \"1h\"\nbantime = \"1h\"\n",
+            dir.join(format!("{tag}.sock")).display(),
+            log.display()
+        );
+        Self::start_with(nftjail, dir, tag, &cfg, log, ns)
+    }
+
+    /// A daemon with config text `config`, which reads `log`.
+    fn start_with(
+        nftjail: &Path,
+        dir: &Path,
+        tag: &str,
+        config: &str,
+        log: PathBuf,
+        ns: Netns,
+    ) -> Result<Daemon> {
         let cfg = dir.join(format!("{tag}.toml"));
-        std::fs::write(
-            &cfg,
-            format!(
-                "[daemon]\nsocket = \"{}\"\n[jail.bench]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = {maxretry}\nfindtime = \"1h\"\nbantime = \"1h\"\n",
-                dir.join(format!("{tag}.sock")).display(),
-                log.display()
-            ),
-        )?;
+        std::fs::write(&cfg, config)?;
         let err = dir.join(format!("{tag}.err"));
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.0])
@@ -593,12 +699,23 @@ impl Drop for Daemon {
 /// maxretry = 1, so every appended line is decisive; `nft monitor` reports
 /// each new element from the kernel's own netlink events.
 fn latency(nftjail: &Path, dir: &Path, samples: u32) -> Result<Vec<f64>> {
-    use std::io::{BufRead, BufReader, Write};
     let ns = Netns::new("latency")?;
-    let name = ns.0.clone();
     let d = Daemon::start(nftjail, dir, "latency", 1, ns)?;
+    latency_of(&d.ns.0, &d.log, samples, Duration::from_secs(600))
+}
+
+/// The same with fail2ban-server; it stops after `limit` with the samples it has.
+fn f2b_latency(dir: &Path, samples: u32, limit: Duration) -> Result<Vec<f64>> {
+    let s = f2b::Server::start(dir, "latency", 1, Netns::new("f2blat")?)?;
+    latency_of(&s.ns.0, &s.log, samples, limit)
+}
+
+/// Appends one decisive line at a time to `log` and waits for its element in
+/// the kernel of namespace `ns`, as `nft monitor` sees it.
+fn latency_of(ns: &str, log: &Path, samples: u32, limit: Duration) -> Result<Vec<f64>> {
+    use std::io::{BufRead, BufReader, Write};
     let mut monitor = Command::new("ip")
-        .args(["netns", "exec", &name, "nft", "monitor", "new", "elements"])
+        .args(["netns", "exec", ns, "nft", "monitor", "new", "elements"])
         .stdout(Stdio::piped())
         .spawn()?;
     let out = monitor.stdout.take().context("monitor stdout")?;
@@ -611,18 +728,22 @@ fn latency(nftjail: &Path, dir: &Path, samples: u32) -> Result<Vec<f64>> {
         }
     });
     std::thread::sleep(Duration::from_millis(300));
-    let mut log = std::fs::OpenOptions::new().append(true).open(&d.log)?;
+    let mut file = std::fs::OpenOptions::new().append(true).open(log)?;
     let mut lat = Vec::new();
+    let deadline = Instant::now() + limit;
     for i in 0..samples {
+        if Instant::now() > deadline {
+            break;
+        }
         let addr = gen::attacker(100_000 + i, false);
         let now = jiff::ZonedDateTime::now().strftime("%b %e %H:%M:%S");
         let line = format!("{now} mx1 postfix/submission/smtpd[1]: warning: unknown[{addr}]: SASL LOGIN authentication failed: authentication failure\n");
         let start = Instant::now();
-        log.write_all(line.as_bytes())?;
+        file.write_all(line.as_bytes())?;
         loop {
             let (at, l) = rx
-                .recv_timeout(Duration::from_secs(5))
-                .context("no element event within 5 s")?;
+                .recv_timeout(Duration::from_secs(10))
+                .context("no element event within 10 s")?;
             if l.contains(&format!("{{ {addr} ")) {
                 lat.push((at - start).as_secs_f64());
                 break;
@@ -632,6 +753,141 @@ fn latency(nftjail: &Path, dir: &Path, samples: u32) -> Result<Vec<f64>> {
     let _ = monitor.kill();
     let _ = monitor.wait();
     Ok(lat)
+}
+
+/// `| samples | p50 | p99 | max` cells.
+fn percentiles(mut lat: Vec<f64>) -> String {
+    if lat.is_empty() {
+        return "0 | – | – | –".into();
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] * 1e3;
+    format!(
+        "{} | {:.2} ms | {:.2} ms | {:.2} ms",
+        lat.len(),
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    )
+}
+
+/// fail2ban-server with the scenario-2 input; returns (seconds, elements in
+/// the kernel) at the moment all N were there or at `limit`.
+fn f2b_bans(dir: &Path, n: u32, limit: Duration) -> Result<(f64, usize)> {
+    use std::io::Write;
+    let s = f2b::Server::start(dir, &format!("bans-{n}"), 3, Netns::new("f2b")?)?;
+    let mut probe = nl::Probe::open(&s.ns.0)?;
+    let (day, first_second) = gen::ending_now(n as usize * 3);
+    let text = gen::generate(&Spec {
+        lines: n as usize * 3,
+        attack: 1.0,
+        attackers: n,
+        v6: 0.0,
+        day,
+        first_second,
+        seed: 7,
+    });
+    let start = Instant::now();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&s.log)?
+        .write_all(text.as_bytes())?;
+    // fail2ban bans in its own order: count the whole set (a dump) every 20 ms.
+    let mut reached = 0;
+    let done = probe.wait(Duration::from_millis(20), start + limit, |p| {
+        reached = p.count(f2b::TABLE, f2b::SET)?;
+        Ok(reached >= n as usize)
+    })?;
+    let end = done.unwrap_or_else(Instant::now);
+    Ok(((end - start).as_secs_f64(), reached))
+}
+
+/// Ten of our library's filters, all reading the mail log.
+const TEN_FILTERS: [&str; 10] = [
+    "postfix-sasl",
+    "postfix",
+    "dovecot",
+    "sasl",
+    "sshd",
+    "sshd-aggressive",
+    "exim",
+    "courier-auth",
+    "cyrus-imap",
+    "roundcube-auth",
+];
+
+/// A marker address no generated line uses.
+const MARKER: &str = "10.255.255.254";
+
+/// The daemon with ten jails on one file: the whole scenario-1 file is
+/// appended, then one sshd failure from [`MARKER`]; the `sshd` jail bans on
+/// the first failure, and one thread reads the file in order, so the
+/// marker's element in the kernel means every line before it was matched by
+/// all ten jails. Also checks the postfix-sasl jail banned every IPv4
+/// attacker of the file.
+fn ten_jails(nftjail: &Path, dir: &Path, input: &Path, runs: usize) -> Result<Row> {
+    use std::io::Write;
+    let text = std::fs::read(input)?;
+    let lines = text.iter().filter(|&&b| b == b'\n').count();
+    // The IPv4 attackers with at least maxretry (5) SASL failures in the file.
+    let mut failures: std::collections::HashMap<&[u8], u32> = std::collections::HashMap::new();
+    for line in text.split(|&b| b == b'\n') {
+        if !line.ends_with(b"authentication failed: authentication failure") {
+            continue;
+        }
+        let addr = line
+            .split(|&b| b == b'[')
+            .nth(2)
+            .and_then(|r| r.split(|&b| b == b']').next());
+        if let Some(a) = addr.filter(|a| a.contains(&b'.')) {
+            *failures.entry(a).or_default() += 1;
+        }
+    }
+    let v4_banned = failures.values().filter(|&&n| n >= 5).count();
+    let mut row = Row {
+        tool: "nftjail daemon, 10 jails".into(),
+        command: String::new(),
+        runs: Vec::new(),
+        work: lines as f64,
+        unit: "lines/s",
+        note: String::new(),
+    };
+    for run in 0..runs {
+        let tag = format!("ten-{run}");
+        let log = dir.join(format!("{tag}.log"));
+        std::fs::write(&log, "")?;
+        let mut cfg = format!(
+            "[daemon]\nsocket = \"{}\"\n",
+            dir.join(format!("{tag}.sock")).display()
+        );
+        for f in TEN_FILTERS {
+            let maxretry = if f == "sshd" { 1 } else { 5 };
+            let _ = write!(
+                cfg,
+                "[jail.{f}]\nfilter = \"{f}\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = {maxretry}\nfindtime = \"1h\"\nbantime = \"1h\"\n",
+                log.display()
+            );
+        }
+        let d = Daemon::start_with(nftjail, dir, &tag, &cfg, log, Netns::new("ten")?)?;
+        let mut probe = nl::Probe::open(&d.ns.0)?;
+        let now = jiff::ZonedDateTime::now().strftime("%b %e %H:%M:%S");
+        let marker =
+            format!("{now} mx1 sshd[77]: Failed password for root from {MARKER} port 2222 ssh2\n");
+        let mut file = std::fs::OpenOptions::new().append(true).open(&d.log)?;
+        let start = Instant::now();
+        file.write_all(&text)?;
+        file.write_all(marker.as_bytes())?;
+        let seen = probe
+            .wait(
+                Duration::from_micros(500),
+                start + Duration::from_secs(300),
+                |p| p.has("nftjail", "sshd-v4", MARKER.parse()?),
+            )?
+            .context("ten jails: the marker's ban did not reach the kernel within 300 s")?;
+        row.runs.push((seen - start).as_secs_f64());
+        nl::expect_count(&mut probe, "nftjail", "postfix-sasl-v4", v4_banned)?;
+    }
+    Ok(row)
 }
 
 struct Memory {
