@@ -2,6 +2,7 @@
 //! read it, with the file's matcher swappable so a reload changes filters
 //! without reopening the file or losing its position.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,6 +24,10 @@ use crate::timestamp::DateDetector;
 /// A line dated later than this after now is a clock or zone mismatch, not
 /// the future: it counts as written now.
 const FUTURE_SLACK: Duration = Duration::from_secs(60);
+
+/// Failures a reader holds back before handing them over in the middle of
+/// a burst; whatever it holds goes out as soon as it has read all there is.
+const FLUSH_AT: usize = 256;
 
 /// The line's own time (so findtime counts from the event), or now for a
 /// line without a date.
@@ -189,21 +194,34 @@ fn spawn(
             // This reader's own instances of the plan's fail2ban filters,
             // loaded again when a reload brings a new plan.
             let mut fail2ban = Fail2banRunner::default();
-            let result = follower.follow(&stop, |line| {
+            // Failures of a burst are handed to the tracker together: one
+            // wake-up of its task per batch, not per line.
+            let pending = RefCell::new(Vec::with_capacity(FLUSH_AT));
+            let flush = |pending: &mut Vec<Failure>| {
+                for f in pending.drain(..) {
+                    // A closed channel means shutdown; bans already decided
+                    // are in the kernel.
+                    let _ = tx.blocking_send(f);
+                }
+            };
+            let on_line = |line: &str| {
                 // A lock-free load: a reload swaps the plan between two
                 // lines, never in the middle of one.
                 let plan = plan.load();
-                fail2ban.run(&plan, line, &tx);
+                let mut pending = pending.borrow_mut();
+                fail2ban.run(&plan, line, &mut pending);
                 let matcher = &plan.matcher;
                 let mut time = None;
                 matcher.scan(line, |jail, addr| {
                     // Dates are read only for lines that hit, once per line.
                     let time = *time.get_or_insert_with(|| line_time(&mut dates, line));
-                    // A closed channel means shutdown; bans already decided
-                    // are in the kernel.
-                    let _ = tx.blocking_send(Failure { jail, addr, time });
+                    pending.push(Failure { jail, addr, time });
                 });
-            });
+                if pending.len() >= FLUSH_AT {
+                    flush(&mut pending);
+                }
+            };
+            let result = follower.follow_then(&stop, on_line, || flush(&mut pending.borrow_mut()));
             if let Err(e) = result {
                 error!(file = %path.display(), "log source stopped: {e}");
             }
@@ -220,7 +238,7 @@ struct Fail2banRunner {
 }
 
 impl Fail2banRunner {
-    fn run(&mut self, plan: &Arc<Plan>, line: &str, tx: &mpsc::Sender<Failure>) {
+    fn run(&mut self, plan: &Arc<Plan>, line: &str, out: &mut Vec<Failure>) {
         if plan.fail2ban.is_empty() {
             self.filters.clear();
             return;
@@ -251,7 +269,7 @@ impl Fail2banRunner {
                 .filter(|t| *t <= now + FUTURE_SLACK)
                 .unwrap_or(now)
                 .min(now);
-            let _ = tx.blocking_send(Failure {
+            out.push(Failure {
                 jail: *jail,
                 addr: addr.to_canonical(),
                 time,

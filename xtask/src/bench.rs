@@ -148,6 +148,13 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     let mut report = String::new();
     let machine = machine();
     let _ = writeln!(report, "Machine: {machine}\n");
+    // `--only-bans`: scenario 2 alone without fail2ban, for working on the ban path.
+    if args.contains(&"--only-bans") {
+        bans(&mut report, mode, &nftjail, &dir, false)?;
+        println!("{report}");
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
 
     // Scenario 1: matching.
     let lines = match mode {
@@ -348,66 +355,8 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         TEN_FILTERS.join(", ")
     );
 
-    // Scenario 2: ban throughput into the kernel.
-    let sizes: &[u32] = match mode {
-        Mode::Smoke => &[200],
-        Mode::Fast => &[1_000, 10_000],
-        Mode::Full => &[1_000, 10_000, 100_000],
-    };
-    let ban_runs = if mode == Mode::Smoke { 1 } else { 5 };
-    // fail2ban-server bans a few hundred per second: each size gets this long.
-    let f2b_limit = Duration::from_secs(match mode {
-        Mode::Smoke => 30,
-        Mode::Fast => 40,
-        Mode::Full => 60,
-    });
-    let _ = writeln!(report, "\n## 2. Ban throughput: N attackers each reaching maxretry=3, time until all N are in the kernel set\n");
-    let _ = writeln!(report, "Every tool timed the same way: from the start of the command (`nft -f`) or of the log append (daemons) until the kernel answers a netlink GETSETELEM for the last element (probe every 0.1 ms), then the whole set is counted. nftjail and `nft -f`: median of {ban_runs} runs (range in brackets); fail2ban-server: one run, stopped after {} s.\n", f2b_limit.as_secs());
-    let _ = writeln!(report, "| N | nftjail (daemon, log → kernel) | `nft -f` bulk load of the same N elements | nftjail / nft -f | fail2ban-server 1.0.2 (nftables-allports, pyinotify) | nftjail / fail2ban-server |\n|---|---|---|---|---|---|");
-    for &n in sizes {
-        let mut nj = Row {
-            tool: "nftjail".into(),
-            command: String::new(),
-            runs: Vec::new(),
-            work: n as f64,
-            unit: "bans/s",
-            note: String::new(),
-        };
-        let mut bulk = Row {
-            runs: Vec::new(),
-            unit: "elements/s",
-            ..nj.clone()
-        };
-        for run in 0..ban_runs {
-            nj.runs.push(daemon_bans(&nftjail, &dir, n, run)?);
-            bulk.runs.push(nft_bulk(&dir, n)?);
-        }
-        let f2b = if f2b::available() {
-            let (secs, reached) = f2b_bans(&dir, n, f2b_limit)?;
-            let rate = reached as f64 / secs;
-            let cell = if reached == n as usize {
-                format!("{secs:.2} s ({})", human(rate, "bans/s"))
-            } else {
-                format!(
-                    "{reached} of {n} after {secs:.0} s ({}), stopped",
-                    human(rate, "bans/s")
-                )
-            };
-            let ratio = format!("{:.0}×", (n as f64 / nj.median()) / rate);
-            (cell, ratio)
-        } else {
-            ("not installed".into(), "–".into())
-        };
-        let _ = writeln!(
-            report,
-            "| {n} | {} | {} | {:.0}% | {} | {} |",
-            nj.rate_cell(),
-            bulk.rate_cell(),
-            100.0 * bulk.median() / nj.median(),
-            f2b.0,
-            f2b.1
-        );
-    }
+    bans(&mut report, mode, &nftjail, &dir, true)?;
+
     // Scenario 3: latency from the decisive line to the element in the kernel.
     let samples = match mode {
         Mode::Smoke => 20,
@@ -474,6 +423,70 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Scenario 2: ban throughput into the kernel.
+fn bans(report: &mut String, mode: Mode, nftjail: &Path, dir: &Path, peers: bool) -> Result<()> {
+    let sizes: &[u32] = match mode {
+        Mode::Smoke => &[200],
+        Mode::Fast => &[1_000, 10_000],
+        Mode::Full => &[1_000, 10_000, 100_000],
+    };
+    let ban_runs = if mode == Mode::Smoke { 1 } else { 5 };
+    // fail2ban-server bans a few hundred per second: each size gets this long.
+    let f2b_limit = Duration::from_secs(match mode {
+        Mode::Smoke => 30,
+        Mode::Fast => 40,
+        Mode::Full => 60,
+    });
+    let _ = writeln!(report, "\n## 2. Ban throughput: N attackers each reaching maxretry=3, time until all N are in the kernel set\n");
+    let _ = writeln!(report, "Every tool timed the same way: from the start of the command (`nft -f`) or of the log append (daemons) until the kernel answers a netlink GETSETELEM for the last element (probe every 0.1 ms), then the whole set is counted. nftjail and `nft -f`: median of {ban_runs} runs (range in brackets); fail2ban-server: one run, stopped after {} s.\n", f2b_limit.as_secs());
+    let _ = writeln!(report, "| N | nftjail (daemon, log → kernel) | `nft -f` bulk load of the same N elements | nftjail / nft -f | fail2ban-server 1.0.2 (nftables-allports, pyinotify) | nftjail / fail2ban-server |\n|---|---|---|---|---|---|");
+    for &n in sizes {
+        let mut nj = Row {
+            tool: "nftjail".into(),
+            command: String::new(),
+            runs: Vec::new(),
+            work: n as f64,
+            unit: "bans/s",
+            note: String::new(),
+        };
+        let mut bulk = Row {
+            runs: Vec::new(),
+            unit: "elements/s",
+            ..nj.clone()
+        };
+        for run in 0..ban_runs {
+            nj.runs.push(daemon_bans(nftjail, dir, n, run)?);
+            bulk.runs.push(nft_bulk(dir, n)?);
+        }
+        let f2b = if peers && f2b::available() {
+            let (secs, reached) = f2b_bans(dir, n, f2b_limit)?;
+            let rate = reached as f64 / secs;
+            let cell = if reached == n as usize {
+                format!("{secs:.2} s ({})", human(rate, "bans/s"))
+            } else {
+                format!(
+                    "{reached} of {n} after {secs:.0} s ({}), stopped",
+                    human(rate, "bans/s")
+                )
+            };
+            let ratio = format!("{:.0}×", (n as f64 / nj.median()) / rate);
+            (cell, ratio)
+        } else {
+            ("not installed".into(), "–".into())
+        };
+        let _ = writeln!(
+            report,
+            "| {n} | {} | {} | {:.0}% | {} | {} |",
+            nj.rate_cell(),
+            bulk.rate_cell(),
+            100.0 * bulk.median() / nj.median(),
+            f2b.0,
+            f2b.1
+        );
+    }
+    Ok(())
+}
+
 fn tempdir() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("nftjail-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -493,7 +506,15 @@ fn machine() -> String {
         .map(|n| n.get())
         .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cores} cores, {cpu}, Linux {}", kernel.trim())
+    // Other work on the machine slows a multi-threaded pipeline more than a
+    // one-shot command: say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!(
+        "{cores} cores, {cpu}, Linux {}; load average at start {}",
+        kernel.trim(),
+        load.join(" ")
+    )
 }
 
 /// A named network namespace, deleted on drop.
@@ -521,6 +542,12 @@ impl Drop for Netns {
 
 /// How often the probe asks the kernel while a run is under way.
 const POLL: Duration = Duration::from_micros(100);
+fn poll() -> Duration {
+    std::env::var("POLL_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(POLL, Duration::from_micros)
+}
 
 /// Starts the daemon in a fresh namespace, appends N×3 failures in one write,
 /// and times until the kernel holds all N (asked over netlink, see [`nl`]).
@@ -554,12 +581,17 @@ fn daemon_bans(nftjail: &Path, dir: &Path, n: u32, run: usize) -> Result<f64> {
         .open(&d.log)?
         .write_all(text.as_bytes())?;
     let seen = probe
-        .wait(POLL, start + Duration::from_secs(120), |p| {
+        .wait(poll(), start + Duration::from_secs(120), |p| {
             p.has("nftjail", "bench-v4", last)
         })?
         .context("nftjail: the last ban did not reach the kernel within 120 s")?;
-    nl::expect_count(&mut probe, "nftjail", "bench-v4", n as usize)?;
+    nl::expect_all(&mut probe, "nftjail", "bench-v4", attackers(n))?;
     Ok((seen - start).as_secs_f64())
+}
+
+/// The addresses of attackers 0..n (IPv4).
+fn attackers(n: u32) -> impl Iterator<Item = Ipv4Addr> {
+    (0..n).filter_map(|i| gen::attacker(i, false).parse().ok())
 }
 
 /// An nft script that creates `table`/`set` and adds attackers 0..n with a
@@ -598,14 +630,14 @@ fn nft_bulk(dir: &Path, n: u32) -> Result<f64> {
         .arg(&file)
         .stdin(Stdio::null())
         .spawn()?;
-    let seen = probe.wait(POLL, start + Duration::from_secs(120), |p| {
+    let seen = probe.wait(poll(), start + Duration::from_secs(120), |p| {
         p.has("b", "s", last)
     })?;
     if !child.wait()?.success() {
         bail!("nft -f {} failed", file.display());
     }
     let seen = seen.context("nft -f: the elements did not show up within 120 s")?;
-    nl::expect_count(&mut probe, "b", "s", n as usize)?;
+    nl::expect_all(&mut probe, "b", "s", attackers(n))?;
     Ok((seen - start).as_secs_f64())
 }
 
@@ -843,7 +875,11 @@ fn ten_jails(nftjail: &Path, dir: &Path, input: &Path, runs: usize) -> Result<Ro
             *failures.entry(a).or_default() += 1;
         }
     }
-    let v4_banned = failures.values().filter(|&&n| n >= 5).count();
+    let v4_banned: Vec<Ipv4Addr> = failures
+        .iter()
+        .filter(|(_, &n)| n >= 5)
+        .filter_map(|(a, _)| std::str::from_utf8(a).ok()?.parse().ok())
+        .collect();
     let mut row = Row {
         tool: "nftjail daemon, 10 jails".into(),
         command: String::new(),
@@ -885,7 +921,12 @@ fn ten_jails(nftjail: &Path, dir: &Path, input: &Path, runs: usize) -> Result<Ro
             )?
             .context("ten jails: the marker's ban did not reach the kernel within 300 s")?;
         row.runs.push((seen - start).as_secs_f64());
-        nl::expect_count(&mut probe, "nftjail", "postfix-sasl-v4", v4_banned)?;
+        nl::expect_all(
+            &mut probe,
+            "nftjail",
+            "postfix-sasl-v4",
+            v4_banned.iter().copied(),
+        )?;
     }
     Ok(row)
 }

@@ -8,6 +8,7 @@
 //! comparison is between equals: from the start of the command (or the log
 //! append) until the kernel answers that the elements are there.
 
+use std::collections::HashSet;
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -154,12 +155,14 @@ impl Probe {
         }
     }
 
-    /// Elements in `table`/`set` (a dump); 0 when the set does not exist.
+    /// Distinct elements in `table`/`set` (a dump); 0 when the set does not
+    /// exist. Keys are deduplicated: a dump that runs while the kernel
+    /// resizes the set's hash table may return an element twice.
     pub fn count(&mut self, table: &str, set: &str) -> Result<usize> {
         let m = self.request(NLM_F_REQUEST | NLM_F_DUMP, table, set, None);
         self.send(&m)?;
         let seq = self.seq;
-        let mut total = 0;
+        let mut keys: HashSet<Vec<u8>> = HashSet::new();
         loop {
             let n = self.recv()?;
             for (ty, mseq, body) in messages(&self.buf[..n]) {
@@ -167,13 +170,13 @@ impl Probe {
                     continue;
                 }
                 match ty {
-                    NLMSG_DONE => return Ok(total),
+                    NLMSG_DONE => return Ok(keys.len()),
                     NLMSG_ERROR => {
                         let errno = body
                             .get(..4)
                             .map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
                         return match -errno {
-                            0 => Ok(total),
+                            0 => Ok(keys.len()),
                             libc::ENOENT => Ok(0),
                             e => Err(io::Error::from_raw_os_error(e)).context("element dump"),
                         };
@@ -181,8 +184,17 @@ impl Probe {
                     _ => {
                         // nfgenmsg, then attributes; the element list holds one nest per element.
                         for (aty, payload) in attrs(body.get(4..).unwrap_or_default()) {
-                            if aty == LIST_ELEMENTS {
-                                total += attrs(payload).filter(|(t, _)| *t == LIST_ELEM).count();
+                            if aty != LIST_ELEMENTS {
+                                continue;
+                            }
+                            for (_, elem) in attrs(payload).filter(|(t, _)| *t == LIST_ELEM) {
+                                let key = attrs(elem)
+                                    .find(|(t, _)| *t == ELEM_KEY)
+                                    .and_then(|(_, k)| attrs(k).find(|(t, _)| *t == DATA_VALUE))
+                                    .map(|(_, v)| v.to_vec());
+                                if let Some(k) = key {
+                                    keys.insert(k);
+                                }
                             }
                         }
                     }
@@ -255,11 +267,32 @@ fn attrs(buf: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-/// Fails unless the kernel set holds exactly `n` elements.
-pub fn expect_count(p: &mut Probe, table: &str, set: &str, n: usize) -> Result<()> {
-    let got = p.count(table, set)?;
-    if got != n {
-        bail!("the kernel holds {got} elements in {table}/{set}, expected {n}");
+/// Fails unless every one of `addrs` is in the set (one GET each: a dump
+/// just after a bulk insert can miss elements while the kernel resizes the
+/// set's hash table), and the set holds nothing else.
+pub fn expect_all(
+    p: &mut Probe,
+    table: &str,
+    set: &str,
+    addrs: impl Iterator<Item = Ipv4Addr>,
+) -> Result<()> {
+    let mut n = 0;
+    for a in addrs {
+        if !p.has(table, set, a)? {
+            bail!("{a} is not in the kernel set {table}/{set}");
+        }
+        n += 1;
     }
-    Ok(())
+    // Extra elements: the dump may still be short while a resize runs, so ask again.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = p.count(table, set)?;
+        if got == n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the kernel holds {got} elements in {table}/{set}, expected {n}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
