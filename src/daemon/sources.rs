@@ -27,7 +27,7 @@ const FUTURE_SLACK: Duration = Duration::from_secs(60);
 
 /// Failures a reader holds back before handing them over in the middle of
 /// a burst; whatever it holds goes out as soon as it has read all there is.
-const FLUSH_AT: usize = 256;
+pub const FLUSH_AT: usize = 256;
 
 /// The line's own time (so findtime counts from the event), or now for a
 /// line without a date.
@@ -41,7 +41,7 @@ fn line_time(dates: &mut DateDetector, line: &str) -> SystemTime {
 
 pub struct Sources {
     /// Cloned into each new reader; dropped at stop so the tracker sees the end.
-    tx: Option<mpsc::Sender<Failure>>,
+    tx: Option<mpsc::Sender<Vec<Failure>>>,
     running: BTreeMap<PathBuf, Running>,
 }
 
@@ -65,7 +65,7 @@ pub struct Prepared {
 }
 
 impl Sources {
-    pub fn new(tx: mpsc::Sender<Failure>) -> Self {
+    pub fn new(tx: mpsc::Sender<Vec<Failure>>) -> Self {
         Sources {
             tx: Some(tx),
             running: BTreeMap::new(),
@@ -183,7 +183,7 @@ fn spawn(
     mut follower: FileFollower,
     stop: Stopper,
     plan: Arc<ArcSwap<Plan>>,
-    tx: mpsc::Sender<Failure>,
+    tx: mpsc::Sender<Vec<Failure>>,
 ) -> Result<JoinHandle<()>, DaemonError> {
     std::thread::Builder::new()
         .name(format!("source:{}", path.display()))
@@ -194,14 +194,16 @@ fn spawn(
             // This reader's own instances of the plan's fail2ban filters,
             // loaded again when a reload brings a new plan.
             let mut fail2ban = Fail2banRunner::default();
-            // Failures of a burst are handed to the tracker together: one
-            // wake-up of its task per batch, not per line.
+            // Failures of a burst go to the tracker as one message: one
+            // wake-up of its task per batch, not per line (the tracker is
+            // quicker than a reader, so it would sleep between lines).
             let pending = RefCell::new(Vec::with_capacity(FLUSH_AT));
             let flush = |pending: &mut Vec<Failure>| {
-                for f in pending.drain(..) {
+                if !pending.is_empty() {
+                    let batch = std::mem::replace(pending, Vec::with_capacity(FLUSH_AT));
                     // A closed channel means shutdown; bans already decided
                     // are in the kernel.
-                    let _ = tx.blocking_send(f);
+                    let _ = tx.blocking_send(batch);
                 }
             };
             let on_line = |line: &str| {

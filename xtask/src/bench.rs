@@ -575,6 +575,7 @@ fn daemon_bans(nftjail: &Path, dir: &Path, n: u32, run: usize) -> Result<f64> {
     };
     let text = gen::generate(&spec);
     let last: Ipv4Addr = gen::attacker(n - 1, false).parse()?;
+    let wall = jiff::Timestamp::now();
     let start = Instant::now();
     std::fs::OpenOptions::new()
         .append(true)
@@ -586,6 +587,16 @@ fn daemon_bans(nftjail: &Path, dir: &Path, n: u32, run: usize) -> Result<f64> {
         })?
         .context("nftjail: the last ban did not reach the kernel within 120 s")?;
     nl::expect_all(&mut probe, "nftjail", "bench-v4", attackers(n))?;
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        let t = std::fs::read_to_string(&d.err)?;
+        let bans: Vec<&str> = t.lines().filter(|l| l.contains("ban: ")).collect();
+        eprintln!(
+            "DBG append {wall:?} probe {:?} first {:?} last {:?}",
+            seen - start,
+            bans.first().map(|l| &l[17..27]),
+            bans.last().map(|l| &l[17..27])
+        );
+    }
     Ok((seen - start).as_secs_f64())
 }
 
