@@ -14,12 +14,15 @@
 //! take the host out.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use memchr::memmem;
 use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
+use regex_automata::util::captures::Captures;
+use regex_automata::{Input, PatternID};
 
-use crate::filter::{hit_in, literal::required_literal, Filter};
+use crate::filter::{hit_in, literal::required_literal, parse_count, tags, Filter};
 use crate::message::JailId;
 
 pub struct Matcher {
@@ -41,6 +44,68 @@ struct Pattern {
     /// Index into that filter's `failregex`.
     index: usize,
     gate: Gate,
+    /// For a pattern anchored at the line start: its captures in one pass.
+    anchored: Option<Anchored>,
+}
+
+/// The capturing engine alone, for patterns that can only match at the line
+/// start (every pattern of our library: `^<SYSLOG>...`). `Regex::captures`
+/// first runs the lazy DFA to find where the match ends, then this same
+/// backtracker over that span; a match anchored at 0 needs only the second
+/// pass. Same engine, same leftmost-first result; about a quarter less time
+/// on every line that gets past the gate, which during a flood is every
+/// line. Lines longer than the backtracker takes go to `Regex::captures`.
+struct Anchored {
+    engine: BoundedBacktracker,
+    /// Reused between lines; one reader thread uses a matcher, so the lock
+    /// is never contended.
+    scratch: Mutex<(backtrack::Cache, Captures)>,
+    host: Option<usize>,
+    host_port: Option<usize>,
+    count: Option<usize>,
+}
+
+impl Anchored {
+    fn new(pattern: &str) -> Option<Anchored> {
+        let engine = BoundedBacktracker::new(pattern).ok()?;
+        if !engine.get_nfa().is_always_start_anchored() {
+            return None;
+        }
+        let info = engine.get_nfa().group_info().clone();
+        let group = |name: &str| info.to_index(PatternID::ZERO, name);
+        let scratch = Mutex::new((engine.create_cache(), engine.create_captures()));
+        Some(Anchored {
+            host: group(tags::HOST_GROUP),
+            host_port: group(tags::HOST_PORT_GROUP),
+            count: group(tags::COUNT_GROUP),
+            engine,
+            scratch,
+        })
+    }
+
+    /// As [`hit_in`]; None from the outer Option when the line is too long
+    /// for this engine.
+    fn hit(&self, line: &str) -> Option<Option<(IpAddr, u32)>> {
+        if line.len() > self.engine.max_haystack_len() {
+            return None;
+        }
+        let mut guard = self.scratch.lock().ok()?;
+        let (cache, caps) = &mut *guard;
+        let input = Input::new(line).anchored(regex_automata::Anchored::Yes);
+        self.engine.try_captures(cache, input, caps).ok()?;
+        if !caps.is_match() {
+            return Some(None);
+        }
+        let span = |g: Option<usize>| g.and_then(|g| caps.get_group(g));
+        let addr = match span(self.host) {
+            Some(h) => tags::host_at(line, h.start, h.end),
+            None => span(self.host_port).and_then(|h| tags::host_port_at(line, h.start, h.end)),
+        };
+        let count = span(self.count)
+            .and_then(|c| line.get(c.range()))
+            .map_or(1, parse_count);
+        Some(addr.filter(|_| count > 0).map(|a| (a, count)))
+    }
 }
 
 enum LiteralGate {
@@ -86,7 +151,13 @@ impl Matcher {
                         Gate::Set(unliteral.len() - 1)
                     }
                 };
-                patterns.push(Pattern { slot, index, gate });
+                let anchored = Anchored::new(re.as_str());
+                patterns.push(Pattern {
+                    slot,
+                    index,
+                    gate,
+                    anchored,
+                });
             }
         }
         let literal_gate = match literals.as_slice() {
@@ -168,7 +239,12 @@ impl Matcher {
                 continue;
             }
             let (jail, filter) = &self.jails[p.slot];
-            let Some((addr, count)) = hit_in(&filter.failregex[p.index], line) else {
+            let re = &filter.failregex[p.index];
+            let found = match p.anchored.as_ref().and_then(|a| a.hit(line)) {
+                Some(found) => found,
+                None => hit_in(re, line),
+            };
+            let Some((addr, count)) = found else {
                 continue;
             };
             done_slot = p.slot;
@@ -205,6 +281,51 @@ mod tests {
         let mut out = Vec::new();
         m.scan(line, |j, a| out.push((j, a.to_string())));
         out
+    }
+
+    /// The one-pass path must answer exactly as `hit_in` does, for every
+    /// pattern of the library and for hand-written ones with each group.
+    #[test]
+    fn anchored_path_agrees_with_hit_in() {
+        let lines = [
+            "Mar  5 16:01:34 mx1 postfix/submission/smtpd[10686]: warning: unknown[192.0.2.69]: SASL LOGIN authentication failed: authentication failure",
+            "Mar  5 16:01:34 mx1 postfix/smtpd[1]: warning: mail.example.com[2001:db8::1]:4711: SASL PLAIN authentication failed:",
+            "Mar  5 16:01:34 mx1 sshd[77]: Failed password for root from 192.0.2.7 port 2222 ssh2",
+            "Mar  5 16:01:34 mx1 sshd[77]: Failed password for invalid user x from 2001:db8::7 port 22 ssh2",
+            "Mar  5 16:01:34 mx1 dovecot: imap-login: Disconnected (auth failed, 3 attempts in 9 secs): user=<a>, method=PLAIN, rip=192.0.2.9, lip=192.0.2.10, TLS",
+            "Mar  5 16:01:34 mx1 postfix/smtpd[2]: disconnect from unknown[192.0.2.11] ehlo=1 auth=0/5 quit=1 commands=1/6",
+            "auth failed 7 times for 192.0.2.1:8080",
+            "nothing to see here",
+            "",
+        ];
+        let mut checked = 0;
+        for name in crate::filter::library_names() {
+            for re in &library(name).failregex {
+                let a = Anchored::new(re.as_str());
+                assert!(a.is_some() == re.as_str().starts_with('^'), "{name}: {re}");
+                if let Some(a) = a {
+                    for line in lines {
+                        let want = hit_in(re, line);
+                        assert_eq!(a.hit(line), Some(want), "{name}: {line}");
+                        checked += usize::from(want.is_some());
+                    }
+                }
+            }
+        }
+        // postfix-sasl (2 lines), postfix, sshd (2), dovecot at least.
+        assert!(checked >= 6, "{checked}");
+        let f = filter(
+            &[
+                "^auth failed <COUNT> times for <HOSTPORT>$",
+                "failed for <HOST>",
+            ],
+            &[],
+        );
+        let a = Anchored::new(f.failregex[0].as_str()).unwrap();
+        let hit = a.hit(lines[6]).unwrap();
+        assert_eq!(hit, hit_in(&f.failregex[0], lines[6]));
+        assert_eq!(hit, Some(("192.0.2.1".parse().unwrap(), 7)));
+        assert!(Anchored::new(f.failregex[1].as_str()).is_none());
     }
 
     #[test]
