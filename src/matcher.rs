@@ -53,16 +53,29 @@ struct Pattern {
 /// first runs the lazy DFA to find where the match ends, then this same
 /// backtracker over that span; a match anchored at 0 needs only the second
 /// pass. Same engine, same leftmost-first result; about a quarter less time
-/// on every line that gets past the gate, which during a flood is every
-/// line. Lines longer than the backtracker takes go to `Regex::captures`.
+/// on a line that matches. On a line that does not, the DFA gives up sooner
+/// than the backtracker, so which way is cheaper depends on how often the
+/// lines that get past this pattern's gate match: a pattern whose gate is
+/// a common word (`postfix`) goes DFA first, one whose lines mostly match
+/// (every line of a flood) goes straight to the backtracker. Lines longer
+/// than the backtracker takes go to `Regex::captures`.
 struct Anchored {
     engine: BoundedBacktracker,
     /// Reused between lines; one reader thread uses a matcher, so the lock
     /// is never contended.
-    scratch: Mutex<(backtrack::Cache, Captures)>,
+    scratch: Mutex<Scratch>,
     host: Option<usize>,
     host_port: Option<usize>,
     count: Option<usize>,
+}
+
+struct Scratch {
+    cache: backtrack::Cache,
+    caps: Captures,
+    /// Recent lines that reached this pattern, and how many of them matched;
+    /// halved now and then so the choice follows the traffic.
+    tried: u32,
+    matched: u32,
 }
 
 impl Anchored {
@@ -73,7 +86,12 @@ impl Anchored {
         }
         let info = engine.get_nfa().group_info().clone();
         let group = |name: &str| info.to_index(PatternID::ZERO, name);
-        let scratch = Mutex::new((engine.create_cache(), engine.create_captures()));
+        let scratch = Mutex::new(Scratch {
+            cache: engine.create_cache(),
+            caps: engine.create_captures(),
+            tried: 0,
+            matched: 0,
+        });
         Some(Anchored {
             host: group(tags::HOST_GROUP),
             host_port: group(tags::HOST_PORT_GROUP),
@@ -83,18 +101,41 @@ impl Anchored {
         })
     }
 
-    /// As [`hit_in`]; None from the outer Option when the line is too long
-    /// for this engine.
-    fn hit(&self, line: &str) -> Option<Option<(IpAddr, u32)>> {
+    /// As [`hit_in`] (`re` is the same pattern), by whichever way has been
+    /// cheaper for this pattern's recent lines.
+    fn hit(&self, re: &Regex, line: &str) -> Option<(IpAddr, u32)> {
+        let Ok(mut s) = self.scratch.lock() else {
+            return hit_in(re, line);
+        };
+        if s.tried >= 1024 {
+            s.tried /= 2;
+            s.matched /= 2;
+        }
+        s.tried += 1;
+        let (found, matched) = if s.matched * 2 >= s.tried - 1 {
+            match self.direct(&mut s, line) {
+                Some(found) => found,
+                None => (hit_in(re, line), false),
+            }
+        } else {
+            let found = hit_in(re, line);
+            (found, found.is_some())
+        };
+        s.matched += u32::from(matched);
+        found
+    }
+
+    /// The backtracker alone: the hit and whether the pattern matched; None
+    /// when the line is too long for it.
+    fn direct(&self, s: &mut Scratch, line: &str) -> Option<(Option<(IpAddr, u32)>, bool)> {
         if line.len() > self.engine.max_haystack_len() {
             return None;
         }
-        let mut guard = self.scratch.lock().ok()?;
-        let (cache, caps) = &mut *guard;
+        let Scratch { cache, caps, .. } = s;
         let input = Input::new(line).anchored(regex_automata::Anchored::Yes);
         self.engine.try_captures(cache, input, caps).ok()?;
         if !caps.is_match() {
-            return Some(None);
+            return Some((None, false));
         }
         let span = |g: Option<usize>| g.and_then(|g| caps.get_group(g));
         let addr = match span(self.host) {
@@ -104,7 +145,7 @@ impl Anchored {
         let count = span(self.count)
             .and_then(|c| line.get(c.range()))
             .map_or(1, parse_count);
-        Some(addr.filter(|_| count > 0).map(|a| (a, count)))
+        Some((addr.filter(|_| count > 0).map(|a| (a, count)), true))
     }
 }
 
@@ -240,8 +281,8 @@ impl Matcher {
             }
             let (jail, filter) = &self.jails[p.slot];
             let re = &filter.failregex[p.index];
-            let found = match p.anchored.as_ref().and_then(|a| a.hit(line)) {
-                Some(found) => found,
+            let found = match &p.anchored {
+                Some(a) => a.hit(re, line),
                 None => hit_in(re, line),
             };
             let Some((addr, count)) = found else {
@@ -306,7 +347,11 @@ mod tests {
                 if let Some(a) = a {
                     for line in lines {
                         let want = hit_in(re, line);
-                        assert_eq!(a.hit(line), Some(want), "{name}: {line}");
+                        let mut s = a.scratch.lock().unwrap();
+                        let direct = a.direct(&mut s, line).map(|(found, _)| found);
+                        assert_eq!(direct, Some(want), "{name}: {line}");
+                        drop(s);
+                        assert_eq!(a.hit(re, line), want, "{name}: {line}");
                         checked += usize::from(want.is_some());
                     }
                 }
@@ -322,7 +367,7 @@ mod tests {
             &[],
         );
         let a = Anchored::new(f.failregex[0].as_str()).unwrap();
-        let hit = a.hit(lines[6]).unwrap();
+        let hit = a.hit(&f.failregex[0], lines[6]);
         assert_eq!(hit, hit_in(&f.failregex[0], lines[6]));
         assert_eq!(hit, Some(("192.0.2.1".parse().unwrap(), 7)));
         assert!(Anchored::new(f.failregex[1].as_str()).is_none());
