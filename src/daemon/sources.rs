@@ -185,12 +185,14 @@ fn spawn(
     plan: Arc<ArcSwap<Plan>>,
     tx: mpsc::Sender<Vec<Failure>>,
 ) -> Result<JoinHandle<()>, DaemonError> {
+    // One per file: it learns the file's date format on the first dated
+    // line and keeps it. Made here, before the daemon says "ready": the
+    // first one compiles every date template (tens of ms), which would
+    // otherwise delay the first lines read after "ready".
+    let mut dates = DateDetector::auto();
     std::thread::Builder::new()
         .name(format!("source:{}", path.display()))
         .spawn(move || {
-            // One per file: it learns the file's date format on the first
-            // dated line and keeps it.
-            let mut dates = DateDetector::auto();
             // This reader's own instances of the plan's fail2ban filters,
             // loaded again when a reload brings a new plan.
             let mut fail2ban = Fail2banRunner::default();

@@ -430,6 +430,16 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A time-bounded peer's result: its time and rate, or how far it got.
+fn peer_cell(secs: f64, reached: usize, n: u32) -> String {
+    let rate = human(reached as f64 / secs, "bans/s");
+    if reached == n as usize {
+        format!("{secs:.2} s ({rate})")
+    } else {
+        format!("{reached} of {n} after {secs:.0} s ({rate}), stopped")
+    }
+}
+
 /// Scenario 2: ban throughput into the kernel.
 fn bans(report: &mut String, mode: Mode, nftjail: &Path, dir: &Path, peers: bool) -> Result<()> {
     let sizes: &[u32] = match mode {
@@ -446,7 +456,7 @@ fn bans(report: &mut String, mode: Mode, nftjail: &Path, dir: &Path, peers: bool
     });
     let _ = writeln!(report, "\n## 2. Ban throughput: N attackers each reaching maxretry=3, time until all N are in the kernel set\n");
     let _ = writeln!(report, "Every tool timed the same way: from the start of the command (`nft -f`) or of the log append (daemons) until the kernel answers a netlink GETSETELEM for the last element (probe every 0.1 ms), then the whole set is counted. nftjail and `nft -f`: median of {ban_runs} runs (range in brackets); fail2ban-server: one run, stopped after {} s.\n", f2b_limit.as_secs());
-    let _ = writeln!(report, "| N | nftjail (daemon, log → kernel) | `nft -f` bulk load of the same N elements | nftjail / nft -f | fail2ban-server 1.0.2 (nftables-allports, pyinotify) | nftjail / fail2ban-server |\n|---|---|---|---|---|---|");
+    let _ = writeln!(report, "| N | nftjail (daemon, log → kernel) | `nft -f` bulk load of the same N elements | nftjail / nft -f | fail2ban-server 1.0.2 (nftables-allports, pyinotify) | nftjail / fail2ban-server | fail2ban-rs 1.5.4 (nftables backend) |\n|---|---|---|---|---|---|---|");
     for &n in sizes {
         let mut nj = Row {
             tool: "nftjail".into(),
@@ -468,22 +478,19 @@ fn bans(report: &mut String, mode: Mode, nftjail: &Path, dir: &Path, peers: bool
         let f2b = if peers && f2b::available() {
             let (secs, reached) = f2b_bans(dir, n, f2b_limit)?;
             let rate = reached as f64 / secs;
-            let cell = if reached == n as usize {
-                format!("{secs:.2} s ({})", human(rate, "bans/s"))
-            } else {
-                format!(
-                    "{reached} of {n} after {secs:.0} s ({}), stopped",
-                    human(rate, "bans/s")
-                )
-            };
+            let cell = peer_cell(secs, reached, n);
             let ratio = format!("{:.0}×", (n as f64 / nj.median()) / rate);
             (cell, ratio)
         } else {
             ("not installed".into(), "–".into())
         };
+        let rs = match peers.then(|| f2brs_bans(dir, n, f2b_limit)).transpose()? {
+            Some(Some((secs, reached))) => peer_cell(secs, reached, n),
+            _ => "–".into(),
+        };
         let _ = writeln!(
             report,
-            "| {n} | {} | {} | {:.0}% | {} | {} |",
+            "| {n} | {} | {} | {:.0}% | {} | {} | {rs} |",
             nj.rate_cell(),
             bulk.rate_cell(),
             100.0 * bulk.median() / nj.median(),
@@ -549,12 +556,6 @@ impl Drop for Netns {
 
 /// How often the probe asks the kernel while a run is under way.
 const POLL: Duration = Duration::from_micros(100);
-fn poll() -> Duration {
-    std::env::var("POLL_US")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map_or(POLL, Duration::from_micros)
-}
 
 /// Starts the daemon in a fresh namespace, appends N×3 failures in one write,
 /// and times until the kernel holds all N (asked over netlink, see [`nl`]).
@@ -582,28 +583,17 @@ fn daemon_bans(nftjail: &Path, dir: &Path, n: u32, run: usize) -> Result<f64> {
     };
     let text = gen::generate(&spec);
     let last: Ipv4Addr = gen::attacker(n - 1, false).parse()?;
-    let wall = jiff::Timestamp::now();
     let start = Instant::now();
     std::fs::OpenOptions::new()
         .append(true)
         .open(&d.log)?
         .write_all(text.as_bytes())?;
     let seen = probe
-        .wait(poll(), start + Duration::from_secs(120), |p| {
+        .wait(POLL, start + Duration::from_secs(120), |p| {
             p.has("nftjail", "bench-v4", last)
         })?
         .context("nftjail: the last ban did not reach the kernel within 120 s")?;
     nl::expect_all(&mut probe, "nftjail", "bench-v4", attackers(n))?;
-    if std::env::var_os("BENCH_DEBUG").is_some() {
-        let t = std::fs::read_to_string(&d.err)?;
-        let bans: Vec<&str> = t.lines().filter(|l| l.contains("ban: ")).collect();
-        eprintln!(
-            "DBG append {wall:?} probe {:?} first {:?} last {:?}",
-            seen - start,
-            bans.first().map(|l| &l[17..27]),
-            bans.last().map(|l| &l[17..27])
-        );
-    }
     Ok((seen - start).as_secs_f64())
 }
 
@@ -648,7 +638,7 @@ fn nft_bulk(dir: &Path, n: u32) -> Result<f64> {
         .arg(&file)
         .stdin(Stdio::null())
         .spawn()?;
-    let seen = probe.wait(poll(), start + Duration::from_secs(120), |p| {
+    let seen = probe.wait(POLL, start + Duration::from_secs(120), |p| {
         p.has("b", "s", last)
     })?;
     if !child.wait()?.success() {
@@ -850,6 +840,94 @@ fn f2b_bans(dir: &Path, n: u32, limit: Duration) -> Result<(f64, usize)> {
     })?;
     let end = done.unwrap_or_else(Instant::now);
     Ok(((end - start).as_secs_f64(), reached))
+}
+
+/// fail2ban-rs with its nftables backend (one `nft` per ban) in its own
+/// namespace, the scenario-2 input appended to its log; (seconds, elements
+/// in its kernel set) when all N were there or at `limit`. None when it is
+/// not installed.
+fn f2brs_bans(dir: &Path, n: u32, limit: Duration) -> Result<Option<(f64, usize)>> {
+    use std::io::Write;
+    let Some(bin) = which("fail2ban-rs") else {
+        return Ok(None);
+    };
+    let ns = Netns::new("f2brs-bans")?;
+    let log = dir.join(format!("f2brs-bans-{n}.log"));
+    std::fs::write(&log, "")?;
+    let cfg = dir.join(format!("f2brs-bans-{n}.toml"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "[global]\nstate_file = \"{d}/f2brs-bans-{n}.bin\"\nsocket_path = \"{d}/f2brs-bans-{n}.sock\"\n\n[jail.bench]\nlog_path = \"{l}\"\ndate_format = \"syslog\"\nport = [\"587\"]\nmax_retry = 3\nfind_time = \"1h\"\nban_time = \"1h\"\nbackend = \"nftables\"\nfilter = ['{FAIL2BAN_RS_POSTFIX}']\n",
+            d = dir.display(),
+            l = log.display()
+        ),
+    )?;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(bin)
+        .arg("-c")
+        .arg(&cfg)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    // Started when its table is there (it creates it at start).
+    let mut probe = nl::Probe::open(&ns.0)?;
+    let ready = probe.wait(
+        Duration::from_millis(20),
+        Instant::now() + Duration::from_secs(10),
+        |p| Ok(p.count("fail2ban-rs", "f2b-bench").is_ok() && table_exists(&ns.0)),
+    )?;
+    if ready.is_none() || child.try_wait()?.is_some() {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("fail2ban-rs did not start in its namespace");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (day, first_second) = gen::ending_now(n as usize * 3);
+    let text = gen::generate(&Spec {
+        lines: n as usize * 3,
+        attack: 1.0,
+        attackers: n,
+        v6: 0.0,
+        day,
+        first_second,
+        seed: 7,
+    });
+    let start = Instant::now();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)?
+        .write_all(text.as_bytes())?;
+    let mut reached = 0;
+    let done = probe.wait(Duration::from_millis(20), start + limit, |p| {
+        reached = p.count("fail2ban-rs", "f2b-bench")?;
+        Ok(reached >= n as usize)
+    })?;
+    let end = done.unwrap_or_else(Instant::now);
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(Some(((end - start).as_secs_f64(), reached)))
+}
+
+/// Whether fail2ban-rs has made its table in namespace `ns`.
+fn table_exists(ns: &str) -> bool {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "nft",
+            "list",
+            "table",
+            "inet",
+            "fail2ban-rs",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Ten of our library's filters, all reading the mail log.
