@@ -26,6 +26,27 @@ enum Mode {
     Full,
 }
 
+/// The issue's targets beside what this run measured: (target, measured, met).
+#[derive(Default)]
+struct Targets(Vec<(String, String, bool)>);
+
+impl Targets {
+    fn add(&mut self, target: &str, measured: String, met: bool) {
+        self.0.push((target.to_string(), measured, met));
+    }
+    fn table(&self) -> String {
+        let mut t = String::from("| target | measured | met |\n|---|---|---|\n");
+        for (target, measured, met) in &self.0 {
+            let _ = writeln!(
+                t,
+                "| {target} | {measured} | {} |",
+                if *met { "yes" } else { "**no**" }
+            );
+        }
+        t
+    }
+}
+
 #[derive(Clone)]
 struct Row {
     tool: String,
@@ -150,7 +171,14 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     let _ = writeln!(report, "Machine: {machine}\n");
     // `--only-bans`: scenario 2 alone without fail2ban, for working on the ban path.
     if args.contains(&"--only-bans") {
-        bans(&mut report, mode, &nftjail, &dir, false)?;
+        bans(
+            &mut report,
+            mode,
+            &nftjail,
+            &dir,
+            false,
+            &mut Targets::default(),
+        )?;
         println!("{report}");
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(());
@@ -183,6 +211,7 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     }
     let runs = if mode == Mode::Smoke { 1 } else { 5 };
     let mut rows = Vec::new();
+    let mut targets = Targets::default();
     let regex = String::from_utf8(
         Command::new(&nftjail)
             .args(["test", "postfix-sasl", "-", "--print-regex"])
@@ -324,19 +353,29 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         let _ = writeln!(report, "{}", r.cells());
     }
     if let (Some(grep), Some(nj)) = (base, rows.first().map(|r| r.work / r.median())) {
-        let _ = writeln!(report, "\nnftjail / grep -cP = {:.0}%", 100.0 * nj / grep);
+        let pct = 100.0 * nj / grep;
+        let _ = writeln!(report, "\nnftjail / grep -cP = {pct:.0}%");
+        targets.add(
+            "matching ≥ 50% of grep -cP",
+            format!("{pct:.0}%"),
+            pct >= 50.0,
+        );
         if let Some(rs) = rows.iter().find(|r| r.tool == "fail2ban-rs dry-run") {
-            let _ = writeln!(
-                report,
-                "nftjail / fail2ban-rs = {:.2}×",
-                nj / (rs.work / rs.median())
+            let x = nj / (rs.work / rs.median());
+            let _ = writeln!(report, "nftjail / fail2ban-rs = {x:.2}×");
+            targets.add(
+                "matching faster than fail2ban-rs",
+                format!("{x:.2}×"),
+                x > 1.0,
             );
         }
         if let Some(f2b) = rows.iter().find(|r| r.tool == "fail2ban-regex") {
-            let _ = writeln!(
-                report,
-                "nftjail / fail2ban-regex = {:.0}×",
-                nj / (f2b.work / f2b.median())
+            let x = nj / (f2b.work / f2b.median());
+            let _ = writeln!(report, "nftjail / fail2ban-regex = {x:.0}×");
+            targets.add(
+                "matching ≥ 60× fail2ban-regex",
+                format!("{x:.0}×"),
+                x >= 60.0,
             );
         }
     }
@@ -361,8 +400,14 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         human(ten.work / ten.runs.iter().copied().fold(f64::INFINITY, f64::min), "lines/s"),
         TEN_FILTERS.join(", ")
     );
+    let ten_rate = ten.work / ten.median();
+    targets.add(
+        "10 jails on one file ≥ 2 M lines/s",
+        human(ten_rate, "lines/s"),
+        ten_rate >= 2e6,
+    );
 
-    bans(&mut report, mode, &nftjail, &dir, true)?;
+    bans(&mut report, mode, &nftjail, &dir, true, &mut targets)?;
 
     // Scenario 3: latency from the decisive line to the element in the kernel.
     let samples = match mode {
@@ -374,6 +419,8 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         "\n## 3. Ban latency: decisive line appended → element seen by `nft monitor` (netlink events), maxretry = 1\n\n| tool | samples | p50 | p99 | max |\n|---|---|---|---|---|"
     );
     let lat = latency(&nftjail, &dir, samples)?;
+    let p99 = p99_ms(&lat);
+    targets.add("latency p99 ≤ 5 ms", format!("{p99:.2} ms"), p99 <= 5.0);
     let _ = writeln!(report, "| nftjail | {} |", percentiles(lat));
     if f2b::available() {
         let limit = Duration::from_secs(if mode == Mode::Smoke { 20 } else { 120 });
@@ -408,18 +455,40 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         "| start with {} bans already in the kernel, until ready (reconcile + dump) | {:.3} s |",
         mem.restore_n, mem.restore_secs
     );
+    let idle_mib = mem.idle_kib as f64 / 1024.0;
+    targets.add(
+        "idle RSS ≤ 10 MiB",
+        format!("{idle_mib:.1} MiB"),
+        idle_mib <= 10.0,
+    );
     if let Some(rss) = fail2ban_rs_idle(&dir)? {
+        let rs_mib = rss as f64 / 1024.0;
         let _ = writeln!(
             report,
-            "| fail2ban-rs 1.5.4 idle RSS, same jail | {:.1} MiB |",
-            rss as f64 / 1024.0
+            "| fail2ban-rs 1.5.4 idle RSS, same jail | {rs_mib:.1} MiB |"
+        );
+        targets.add(
+            "idle RSS below fail2ban-rs's",
+            format!("{idle_mib:.1} vs {rs_mib:.1} MiB"),
+            idle_mib < rs_mib,
         );
     }
+    let per = (mem.loaded_kib.saturating_sub(mem.idle_kib)) as f64 * 1024.0 / distinct as f64;
+    targets.add(
+        "≤ 200 bytes per tracked address",
+        format!("{per:.0} bytes"),
+        per <= 200.0,
+    );
+    let _ = write!(
+        report,
+        "\n## Targets (issue 8) against this run\n\n{}",
+        targets.table()
+    );
 
     println!("{report}");
     if mode != Mode::Smoke {
         let doc = format!(
-            "# Benchmarks\n\nMeasured with `cargo xtask bench{}` (release build). Numbers are from one run of\nthe whole harness; every tool read the same generated file in the same run.\n\n{report}\n{}",
+            "# Benchmarks\n\nMeasured with `cargo xtask bench{}` (release build), every tool in the same run on the\nsame generated input; where a table gives runs, the median and the range over them.\n\n{report}\n{}",
             if mode == Mode::Full { " --full" } else { "" },
             include_str!("bench_notes.md")
         );
@@ -441,7 +510,14 @@ fn peer_cell(secs: f64, reached: usize, n: u32) -> String {
 }
 
 /// Scenario 2: ban throughput into the kernel.
-fn bans(report: &mut String, mode: Mode, nftjail: &Path, dir: &Path, peers: bool) -> Result<()> {
+fn bans(
+    report: &mut String,
+    mode: Mode,
+    nftjail: &Path,
+    dir: &Path,
+    peers: bool,
+    targets: &mut Targets,
+) -> Result<()> {
     let sizes: &[u32] = match mode {
         Mode::Smoke => &[200],
         Mode::Fast => &[1_000, 10_000],
@@ -479,11 +555,33 @@ fn bans(report: &mut String, mode: Mode, nftjail: &Path, dir: &Path, peers: bool
             let (secs, reached) = f2b_bans(dir, n, f2b_limit)?;
             let rate = reached as f64 / secs;
             let cell = peer_cell(secs, reached, n);
-            let ratio = format!("{:.0}×", (n as f64 / nj.median()) / rate);
+            let x = (n as f64 / nj.median()) / rate;
+            let ratio = format!("{x:.0}×");
+            targets.add(
+                &format!("N={n}: ≥ 200× fail2ban-server"),
+                if reached == n as usize {
+                    ratio.clone()
+                } else {
+                    format!("{ratio} (against the rate it reached before it was stopped)")
+                },
+                x >= 200.0,
+            );
             (cell, ratio)
         } else {
             ("not installed".into(), "–".into())
         };
+        let rate = n as f64 / nj.median();
+        targets.add(
+            &format!("N={n}: ≥ 100k bans/s into the kernel"),
+            human(rate, "bans/s"),
+            rate >= 100e3,
+        );
+        let pct = 100.0 * bulk.median() / nj.median();
+        targets.add(
+            &format!("N={n}: ≥ 80% of the `nft -f` rate"),
+            format!("{pct:.0}%"),
+            pct >= 80.0,
+        );
         let rs = match peers.then(|| f2brs_bans(dir, n, f2b_limit)).transpose()? {
             Some(Some((secs, reached))) => peer_cell(secs, reached, n),
             _ => "–".into(),
@@ -793,6 +891,14 @@ fn latency_of(ns: &str, log: &Path, samples: u32, limit: Duration) -> Result<Vec
     let _ = monitor.kill();
     let _ = monitor.wait();
     Ok(lat)
+}
+
+/// The 99th percentile in ms (NaN when there are no samples).
+fn p99_ms(lat: &[f64]) -> f64 {
+    let mut l = lat.to_vec();
+    l.sort_by(f64::total_cmp);
+    l.get(((l.len() as f64 * 0.99) as usize).min(l.len().saturating_sub(1)))
+        .map_or(f64::NAN, |v| v * 1e3)
 }
 
 /// `| samples | p50 | p99 | max` cells.
