@@ -22,7 +22,8 @@ use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::util::captures::Captures;
 use regex_automata::{Input, PatternID};
 
-use crate::filter::{hit_in, literal::required_literal, parse_count, tags, Filter};
+use crate::filter::literal::{required_literal, required_literals};
+use crate::filter::{hit_in, parse_count, tags, Filter};
 use crate::message::JailId;
 
 pub struct Matcher {
@@ -166,7 +167,9 @@ impl LiteralGate {
 }
 
 enum Gate {
-    Literal(Box<memmem::Finder<'static>>),
+    /// Every required literal of the pattern, the longest first (the one
+    /// the shared gate searches for): all must be in the line.
+    Literal(Vec<memmem::Finder<'static>>),
     /// Index of the pattern in `Matcher::set`.
     Set(usize),
     None,
@@ -181,11 +184,17 @@ impl Matcher {
             for (index, re) in filter.failregex.iter().enumerate() {
                 let gate = match required_literal(re.as_str()) {
                     Some(lit) => {
-                        let finder = memmem::Finder::new(lit.as_bytes()).into_owned();
+                        let mut finders = vec![memmem::Finder::new(lit.as_bytes()).into_owned()];
+                        finders.extend(
+                            required_literals(re.as_str())
+                                .iter()
+                                .filter(|l| **l != lit)
+                                .map(|l| memmem::Finder::new(l.as_bytes()).into_owned()),
+                        );
                         if !literals.contains(&lit) {
                             literals.push(lit);
                         }
-                        Gate::Literal(Box::new(finder))
+                        Gate::Literal(finders)
                     }
                     None => {
                         unliteral.push(re.as_str());
@@ -272,7 +281,7 @@ impl Matcher {
                 continue;
             }
             let candidate = match &p.gate {
-                Gate::Literal(f) => literal && f.find(bytes).is_some(),
+                Gate::Literal(all) => literal && all.iter().all(|f| f.find(bytes).is_some()),
                 Gate::Set(i) => set_matches.as_ref().is_some_and(|m| m.matched(*i)),
                 Gate::None => true,
             };
