@@ -531,7 +531,7 @@ fn bans(
         Mode::Full => 60,
     });
     let _ = writeln!(report, "\n## 2. Ban throughput: N attackers each reaching maxretry=3, time until all N are in the kernel set\n");
-    let _ = writeln!(report, "Every tool timed the same way: from the start of the command (`nft -f`) or of the log append (daemons) until the kernel answers a netlink GETSETELEM for the last element (probe every 0.1 ms), then the whole set is counted. nftjail and `nft -f`: median of {ban_runs} runs (range in brackets); fail2ban-server: one run, stopped after {} s.\n", f2b_limit.as_secs());
+    let _ = writeln!(report, "Every tool timed the same way: from the start of the command (`nft -f`) or of the log append (daemons) until the kernel answers a netlink GETSETELEM for the last element (probe every 0.1 ms), then the whole set is counted. nftjail and `nft -f`: median of {ban_runs} runs (range in brackets); fail2ban-server and fail2ban-rs (their set counted every 20 ms): one run each, stopped after {} s.\n", f2b_limit.as_secs());
     let _ = writeln!(report, "| N | nftjail (daemon, log → kernel) | `nft -f` bulk load of the same N elements | nftjail / nft -f | fail2ban-server 1.0.2 (nftables-allports, pyinotify) | nftjail / fail2ban-server | fail2ban-rs 1.5.4 (nftables backend) |\n|---|---|---|---|---|---|---|");
     for &n in sizes {
         let mut nj = Row {
