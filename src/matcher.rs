@@ -14,12 +14,16 @@
 //! take the host out.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use memchr::memmem;
 use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
+use regex_automata::util::captures::Captures;
+use regex_automata::{Input, PatternID};
 
-use crate::filter::{hit_in, literal::required_literal, Filter};
+use crate::filter::literal::{required_literal, required_literals};
+use crate::filter::{hit_in, parse_count, tags, Filter};
 use crate::message::JailId;
 
 pub struct Matcher {
@@ -41,6 +45,109 @@ struct Pattern {
     /// Index into that filter's `failregex`.
     index: usize,
     gate: Gate,
+    /// For a pattern anchored at the line start: its captures in one pass.
+    anchored: Option<Anchored>,
+}
+
+/// The capturing engine alone, for patterns that can only match at the line
+/// start (every pattern of our library: `^<SYSLOG>...`). `Regex::captures`
+/// first runs the lazy DFA to find where the match ends, then this same
+/// backtracker over that span; a match anchored at 0 needs only the second
+/// pass. Same engine, same leftmost-first result; about a quarter less time
+/// on a line that matches. On a line that does not, the DFA gives up sooner
+/// than the backtracker, so which way is cheaper depends on how often the
+/// lines that get past this pattern's gate match: a pattern whose gate is
+/// a common word (`postfix`) goes DFA first, one whose lines mostly match
+/// (every line of a flood) goes straight to the backtracker. Lines longer
+/// than the backtracker takes go to `Regex::captures`.
+struct Anchored {
+    engine: BoundedBacktracker,
+    /// Reused between lines; one reader thread uses a matcher, so the lock
+    /// is never contended.
+    scratch: Mutex<Scratch>,
+    host: Option<usize>,
+    host_port: Option<usize>,
+    count: Option<usize>,
+}
+
+struct Scratch {
+    cache: backtrack::Cache,
+    caps: Captures,
+    /// Recent lines that reached this pattern, and how many of them matched;
+    /// halved now and then so the choice follows the traffic.
+    tried: u32,
+    matched: u32,
+}
+
+impl Anchored {
+    fn new(pattern: &str) -> Option<Anchored> {
+        let engine = BoundedBacktracker::new(pattern).ok()?;
+        if !engine.get_nfa().is_always_start_anchored() {
+            return None;
+        }
+        let info = engine.get_nfa().group_info().clone();
+        let group = |name: &str| info.to_index(PatternID::ZERO, name);
+        let scratch = Mutex::new(Scratch {
+            cache: engine.create_cache(),
+            caps: engine.create_captures(),
+            tried: 0,
+            matched: 0,
+        });
+        Some(Anchored {
+            host: group(tags::HOST_GROUP),
+            host_port: group(tags::HOST_PORT_GROUP),
+            count: group(tags::COUNT_GROUP),
+            engine,
+            scratch,
+        })
+    }
+
+    /// As [`hit_in`] (`re` is the same pattern), by whichever way has been
+    /// cheaper for this pattern's recent lines.
+    fn hit(&self, re: &Regex, line: &str) -> Option<(IpAddr, u32)> {
+        let Ok(mut s) = self.scratch.lock() else {
+            return hit_in(re, line);
+        };
+        if s.tried >= 1024 {
+            s.tried /= 2;
+            s.matched /= 2;
+        }
+        s.tried += 1;
+        let (found, matched) = if s.matched * 2 >= s.tried - 1 {
+            match self.direct(&mut s, line) {
+                Some(found) => found,
+                None => (hit_in(re, line), false),
+            }
+        } else {
+            let found = hit_in(re, line);
+            (found, found.is_some())
+        };
+        s.matched += u32::from(matched);
+        found
+    }
+
+    /// The backtracker alone: the hit and whether the pattern matched; None
+    /// when the line is too long for it.
+    fn direct(&self, s: &mut Scratch, line: &str) -> Option<(Option<(IpAddr, u32)>, bool)> {
+        if line.len() > self.engine.max_haystack_len() {
+            return None;
+        }
+        let Scratch { cache, caps, .. } = s;
+        let input = Input::new(line).anchored(regex_automata::Anchored::Yes);
+        self.engine.try_captures(cache, input, caps).ok()?;
+        if !caps.is_match() {
+            return Some((None, false));
+        }
+        let span = |g: Option<usize>| g.and_then(|g| caps.get_group(g));
+        let addr = match span(self.host) {
+            Some(h) => tags::host_at(line, h.start, h.end),
+            None => span(self.host_port).and_then(|h| tags::host_port_at(line, h.start, h.end)),
+        };
+        let count = span(self.count)
+            .and_then(|c| line.get(c.range()))
+            .map_or(1, parse_count);
+        Some((addr.filter(|_| count > 0).map(|a| (a, count)), true))
+    }
 }
 
 enum LiteralGate {
@@ -60,7 +167,9 @@ impl LiteralGate {
 }
 
 enum Gate {
-    Literal(Box<memmem::Finder<'static>>),
+    /// Every required literal of the pattern, the longest first (the one
+    /// the shared gate searches for): all must be in the line.
+    Literal(Vec<memmem::Finder<'static>>),
     /// Index of the pattern in `Matcher::set`.
     Set(usize),
     None,
@@ -75,18 +184,30 @@ impl Matcher {
             for (index, re) in filter.failregex.iter().enumerate() {
                 let gate = match required_literal(re.as_str()) {
                     Some(lit) => {
-                        let finder = memmem::Finder::new(lit.as_bytes()).into_owned();
+                        let mut finders = vec![memmem::Finder::new(lit.as_bytes()).into_owned()];
+                        finders.extend(
+                            required_literals(re.as_str())
+                                .iter()
+                                .filter(|l| **l != lit)
+                                .map(|l| memmem::Finder::new(l.as_bytes()).into_owned()),
+                        );
                         if !literals.contains(&lit) {
                             literals.push(lit);
                         }
-                        Gate::Literal(Box::new(finder))
+                        Gate::Literal(finders)
                     }
                     None => {
                         unliteral.push(re.as_str());
                         Gate::Set(unliteral.len() - 1)
                     }
                 };
-                patterns.push(Pattern { slot, index, gate });
+                let anchored = Anchored::new(re.as_str());
+                patterns.push(Pattern {
+                    slot,
+                    index,
+                    gate,
+                    anchored,
+                });
             }
         }
         let literal_gate = match literals.as_slice() {
@@ -170,7 +291,7 @@ impl Matcher {
                 continue;
             }
             let candidate = match &p.gate {
-                Gate::Literal(f) => literal && f.find(bytes).is_some(),
+                Gate::Literal(all) => literal && all.iter().all(|f| f.find(bytes).is_some()),
                 Gate::Set(i) => set_matches.as_ref().is_some_and(|m| m.matched(*i)),
                 Gate::None => true,
             };
@@ -178,7 +299,12 @@ impl Matcher {
                 continue;
             }
             let (jail, filter) = &self.jails[p.slot];
-            let Some((addr, count)) = hit_in(&filter.failregex[p.index], line) else {
+            let re = &filter.failregex[p.index];
+            let found = match &p.anchored {
+                Some(a) => a.hit(re, line),
+                None => hit_in(re, line),
+            };
+            let Some((addr, count)) = found else {
                 continue;
             };
             done_slot = p.slot;
@@ -215,6 +341,55 @@ mod tests {
         let mut out = Vec::new();
         m.scan(line, |j, a| out.push((j, a.to_string())));
         out
+    }
+
+    /// The one-pass path must answer exactly as `hit_in` does, for every
+    /// pattern of the library and for hand-written ones with each group.
+    #[test]
+    fn anchored_path_agrees_with_hit_in() {
+        let lines = [
+            "Mar  5 16:01:34 mx1 postfix/submission/smtpd[10686]: warning: unknown[192.0.2.69]: SASL LOGIN authentication failed: authentication failure",
+            "Mar  5 16:01:34 mx1 postfix/smtpd[1]: warning: mail.example.com[2001:db8::1]:4711: SASL PLAIN authentication failed:",
+            "Mar  5 16:01:34 mx1 sshd[77]: Failed password for root from 192.0.2.7 port 2222 ssh2",
+            "Mar  5 16:01:34 mx1 sshd[77]: Failed password for invalid user x from 2001:db8::7 port 22 ssh2",
+            "Mar  5 16:01:34 mx1 dovecot: imap-login: Disconnected (auth failed, 3 attempts in 9 secs): user=<a>, method=PLAIN, rip=192.0.2.9, lip=192.0.2.10, TLS",
+            "Mar  5 16:01:34 mx1 postfix/smtpd[2]: disconnect from unknown[192.0.2.11] ehlo=1 auth=0/5 quit=1 commands=1/6",
+            "auth failed 7 times for 192.0.2.1:8080",
+            "nothing to see here",
+            "",
+        ];
+        let mut checked = 0;
+        for name in crate::filter::library_names() {
+            for re in &library(name).failregex {
+                let a = Anchored::new(re.as_str());
+                assert!(a.is_some() == re.as_str().starts_with('^'), "{name}: {re}");
+                if let Some(a) = a {
+                    for line in lines {
+                        let want = hit_in(re, line);
+                        let mut s = a.scratch.lock().unwrap();
+                        let direct = a.direct(&mut s, line).map(|(found, _)| found);
+                        assert_eq!(direct, Some(want), "{name}: {line}");
+                        drop(s);
+                        assert_eq!(a.hit(re, line), want, "{name}: {line}");
+                        checked += usize::from(want.is_some());
+                    }
+                }
+            }
+        }
+        // postfix-sasl (2 lines), postfix, sshd (2), dovecot at least.
+        assert!(checked >= 6, "{checked}");
+        let f = filter(
+            &[
+                "^auth failed <COUNT> times for <HOSTPORT>$",
+                "failed for <HOST>",
+            ],
+            &[],
+        );
+        let a = Anchored::new(f.failregex[0].as_str()).unwrap();
+        let hit = a.hit(&f.failregex[0], lines[6]);
+        assert_eq!(hit, hit_in(&f.failregex[0], lines[6]));
+        assert_eq!(hit, Some(("192.0.2.1".parse().unwrap(), 7)));
+        assert!(Anchored::new(f.failregex[1].as_str()).is_none());
     }
 
     #[test]

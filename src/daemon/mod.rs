@@ -162,7 +162,8 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
     };
     let listener = control_server::bind(&config.socket, access)?;
 
-    let (fail_tx, fail_rx) = mpsc::channel::<Failure>(FAILURE_QUEUE);
+    // Readers send their failures in batches (see sources::FLUSH_AT).
+    let (fail_tx, fail_rx) = mpsc::channel::<Vec<Failure>>(FAILURE_QUEUE / sources::FLUSH_AT);
     let (enf_tx, enf_rx) = mpsc::channel::<EnforcerMsg>(BAN_QUEUE);
     let (trk_tx, trk_rx) = mpsc::channel::<TrackerCtl>(256);
 

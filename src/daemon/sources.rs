@@ -30,6 +30,9 @@ use crate::source::syslog::{self, SyslogMessage, SyslogReceiver};
 use crate::state::Position;
 use crate::timestamp::DateDetector;
 
+/// Most failures a reader holds before handing them to the tracker.
+pub const FLUSH_AT: usize = 256;
+
 /// A line dated later than this after now is a clock or zone mismatch, not
 /// the future: it counts as written now.
 const FUTURE_SLACK: Duration = Duration::from_secs(60);
@@ -73,7 +76,7 @@ pub struct Routes {
 
 pub struct Sources {
     /// Cloned into each new reader; dropped at stop so the tracker sees the end.
-    tx: Option<mpsc::Sender<Failure>>,
+    tx: Option<mpsc::Sender<Vec<Failure>>>,
     running: BTreeMap<SourceKey, Running>,
     /// `run --stdin JAIL`.
     stdin_jail: Option<String>,
@@ -119,7 +122,7 @@ pub struct Prepared {
 
 impl Sources {
     pub fn new(
-        tx: mpsc::Sender<Failure>,
+        tx: mpsc::Sender<Vec<Failure>>,
         stdin_jail: Option<String>,
         saved: Vec<(String, Position)>,
     ) -> Self {
@@ -378,7 +381,12 @@ struct Runner {
     routes: Arc<ArcSwap<Routes>>,
     current: Arc<Routes>,
     states: Vec<RouteState>,
-    tx: mpsc::Sender<Failure>,
+    tx: mpsc::Sender<Vec<Failure>>,
+    /// Failures of a burst go to the tracker as one message: one wake-up of
+    /// its task per batch, not per line (the tracker is quicker than a
+    /// reader, so it would sleep between lines). Flushed at [`FLUSH_AT`] and
+    /// whenever the source has caught up.
+    pending: Vec<Failure>,
 }
 
 struct RouteState {
@@ -388,7 +396,7 @@ struct RouteState {
 }
 
 impl Runner {
-    fn new(routes: Arc<ArcSwap<Routes>>, tx: mpsc::Sender<Failure>) -> Self {
+    fn new(routes: Arc<ArcSwap<Routes>>, tx: mpsc::Sender<Vec<Failure>>) -> Self {
         let current = routes.load_full();
         let states = states_for(&current);
         Runner {
@@ -396,6 +404,17 @@ impl Runner {
             current,
             states,
             tx,
+            pending: Vec::with_capacity(FLUSH_AT),
+        }
+    }
+
+    /// Hands the pending failures to the tracker.
+    fn flush(&mut self) {
+        if !self.pending.is_empty() {
+            let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(FLUSH_AT));
+            // A closed channel means shutdown; bans already decided are in
+            // the kernel.
+            let _ = self.tx.blocking_send(batch);
         }
     }
 
@@ -427,17 +446,18 @@ impl Runner {
                 continue;
             }
             picked = true;
-            run_fail2ban(&mut state.fail2ban, line, given, &self.tx);
+            run_fail2ban(&mut state.fail2ban, line, given, &mut self.pending);
             let mut time = None;
             let dates = &mut state.dates;
-            let tx = &self.tx;
+            let pending = &mut self.pending;
             plan.matcher.scan(line, |jail, addr| {
                 // Dates are read only for lines that hit, once per line.
                 let time = *time.get_or_insert_with(|| line_time(dates, line, given));
-                // A closed channel means shutdown; bans already decided
-                // are in the kernel.
-                let _ = tx.blocking_send(Failure { jail, addr, time });
+                pending.push(Failure { jail, addr, time });
             });
+        }
+        if self.pending.len() >= FLUSH_AT {
+            self.flush();
         }
         picked
     }
@@ -469,7 +489,7 @@ fn run_fail2ban(
     filters: &mut [(JailId, Fail2banFilter)],
     line: &str,
     given: Option<SystemTime>,
-    tx: &mpsc::Sender<Failure>,
+    out: &mut Vec<Failure>,
 ) {
     let now = SystemTime::now();
     for (jail, filter) in filters {
@@ -483,7 +503,7 @@ fn run_fail2ban(
             .filter(|t| *t <= now + FUTURE_SLACK)
             .unwrap_or(now)
             .min(now);
-        let _ = tx.blocking_send(Failure {
+        out.push(Failure {
             jail: *jail,
             addr: addr.to_canonical(),
             time,
@@ -501,13 +521,18 @@ fn thread(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<
 fn spawn_file(
     mut follower: FileFollower,
     stop: Stopper,
-    mut runner: Runner,
+    runner: Runner,
 ) -> Result<JoinHandle<()>, DaemonError> {
     let path = follower.path().to_path_buf();
     thread(format!("source:{}", path.display()), move || {
-        let result = follower.follow(&stop, |line| {
-            runner.line(line, None, |_| true);
-        });
+        let runner = std::cell::RefCell::new(runner);
+        let result = follower.follow_then(
+            &stop,
+            |line| {
+                runner.borrow_mut().line(line, None, |_| true);
+            },
+            || runner.borrow_mut().flush(),
+        );
         if let Err(e) = result {
             error!(file = %path.display(), "log source stopped: {e}");
         }
@@ -557,6 +582,7 @@ fn spawn_stdin(
     thread("source:stdin".into(), move || {
         let result = stdin::read_lines(&stop, FollowOptions::default().max_line, |line| {
             runner.line(line, None, |_| true);
+            runner.flush();
         });
         match result {
             Ok(StdinEnd::Eof) => {
@@ -587,6 +613,7 @@ fn spawn_syslog(
                 m.time,
                 |r| matches!(r, Route::Program(p) if *p == m.program),
             );
+            runner.flush();
             if !routed {
                 counts
                     .unrouted
@@ -669,5 +696,6 @@ impl JournalSink for Sink {
             Some(entry.time),
             |r| matches!(r, Route::Journal(m) if entry.matches(m)),
         );
+        self.runner.flush();
     }
 }

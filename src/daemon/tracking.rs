@@ -29,24 +29,36 @@ pub enum TrackerCtl {
 /// returning the tracker so its counts can be saved.
 pub async fn run(
     mut tracker: Tracker,
-    mut failures: mpsc::Receiver<Failure>,
+    mut failures: mpsc::Receiver<Vec<Failure>>,
     mut ctl: mpsc::Receiver<TrackerCtl>,
     bans: mpsc::Sender<EnforcerMsg>,
 ) -> Tracker {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
         tokio::select! {
-            f = failures.recv() => {
-                let Some(f) = f else { break };
-                match tracker.record_at(f, SystemTime::now()) {
-                    Verdict::Ban(order) => {
-                        if bans.send(EnforcerMsg::Ban(order)).await.is_err() {
-                            break;
-                        }
+            batch = failures.recv() => {
+                let Some(batch) = batch else { break };
+                let now = SystemTime::now();
+                // Decided first, then sent together, so the enforcer wakes
+                // once for a burst and puts it in one transaction.
+                let mut orders = Vec::new();
+                for f in batch {
+                    match tracker.record_at(f, now) {
+                        Verdict::Ban(order) => orders.push(order),
+                        Verdict::Ignored => debug!(addr = %f.addr, "failure from an ignored address"),
+                        Verdict::Stale => debug!(addr = %f.addr, "failure older than findtime, not counted"),
+                        Verdict::Counted { count } => debug!(addr = %f.addr, count, "failure counted"),
                     }
-                    Verdict::Ignored => debug!(addr = %f.addr, "failure from an ignored address"),
-                    Verdict::Stale => debug!(addr = %f.addr, "failure older than findtime, not counted"),
-                    Verdict::Counted { count } => debug!(addr = %f.addr, count, "failure counted"),
+                }
+                let mut closed = false;
+                for order in orders {
+                    if bans.send(EnforcerMsg::Ban(order)).await.is_err() {
+                        closed = true;
+                        break;
+                    }
+                }
+                if closed {
+                    break;
                 }
             }
             Some(c) = ctl.recv() => match c {

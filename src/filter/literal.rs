@@ -9,16 +9,31 @@
 
 /// The longest required literal of `pattern`, if at least 4 bytes long.
 pub fn required_literal(pattern: &str) -> Option<String> {
-    if folds_case_or_spaces(pattern) {
-        return None;
+    let mut best: Option<String> = None;
+    for lit in required_literals(pattern) {
+        if best.as_ref().is_none_or(|b| lit.len() > b.len()) {
+            best = Some(lit);
+        }
     }
-    let mut best = String::new();
+    best
+}
+
+/// Every required literal of `pattern` at least 4 bytes long, in pattern
+/// order: a line without any one of them cannot match. The longest is the
+/// best single gate; the others turn away lines that have it but lack a
+/// rarer one (postfix's `]: disconnect from ` lines without ` auth=0/`).
+pub fn required_literals(pattern: &str) -> Vec<String> {
+    if folds_case_or_spaces(pattern) {
+        return Vec::new();
+    }
+    let mut best: Vec<String> = Vec::new();
     let mut run = String::new();
     let mut depth = 0usize;
     let mut chars = pattern.chars().peekable();
-    let end_run = |run: &mut String, best: &mut String| {
-        if run.len() > best.len() {
-            *best = run.clone();
+    let end_run = |run: &mut String, best: &mut Vec<String>| {
+        // Short literals filter too little to be worth a search.
+        if run.len() >= 4 {
+            best.push(run.clone());
         }
         run.clear();
     };
@@ -36,7 +51,7 @@ pub fn required_literal(pattern: &str) -> Option<String> {
             continue;
         }
         match c {
-            '|' => return None,
+            '|' => return Vec::new(),
             '(' => {
                 depth += 1;
                 end_run(&mut run, &mut best);
@@ -72,9 +87,8 @@ pub fn required_literal(pattern: &str) -> Option<String> {
         }
     }
     end_run(&mut run, &mut best);
-    // A quantifier right after the run's last character was handled above;
-    // short literals filter too little to be worth a search.
-    (best.len() >= 4).then_some(best)
+    // A quantifier right after the run's last character was handled above.
+    best
 }
 
 /// Skips a character class whose `[` was just read, nested classes
@@ -180,6 +194,21 @@ mod tests {
             if let Some(lit) = lit(p) {
                 assert!(l.contains(&lit), "{lit:?} not in {l:?}");
             }
+            for lit in super::required_literals(p) {
+                assert!(l.contains(&lit), "{lit:?} not in {l:?}");
+            }
         }
+    }
+
+    #[test]
+    fn every_required_literal_is_listed_in_order() {
+        let p = r"^\S+ disconnect from \S+ auth=0/(?P<n>\d+) x?y end";
+        assert_eq!(
+            super::required_literals(p),
+            [" disconnect from ", " auth=0/", "y end"]
+        );
+        assert_eq!(lit(p), Some(" disconnect from ".into()));
+        assert!(super::required_literals("a long one|another long one").is_empty());
+        assert!(super::required_literals("(?i)case folded text").is_empty());
     }
 }

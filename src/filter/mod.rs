@@ -236,7 +236,7 @@ fn hit_of(caps: &regex::Captures<'_>, line: &str) -> Option<(IpAddr, u32)> {
 }
 
 /// Decimal digits, saturating at [`MAX_COUNT`] however many there are.
-fn parse_count(text: &str) -> u32 {
+pub(crate) fn parse_count(text: &str) -> u32 {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
         return 1;
     }

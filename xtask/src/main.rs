@@ -10,7 +10,9 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod f2b;
 mod gen;
+mod nl;
 
 /// Debian packages the build, the demo and the tests need, with why.
 const PACKAGES: &[(&str, &str)] = &[
@@ -24,6 +26,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "`ip netns` / veth for the namespace tests and the demo",
     ),
     ("util-linux", "`unshare` for the demo's private /var/log"),
+    (
+        "python3-pyinotify",
+        "fail2ban-server's inotify backend, its fastest, for the side-by-side benchmark",
+    ),
     (
         "fail2ban",
         "its sample logs are a test corpus for our filters; fail2ban-regex is a benchmark peer",

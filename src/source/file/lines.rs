@@ -125,7 +125,12 @@ fn strip_cr(bytes: &[u8]) -> &[u8] {
 }
 
 fn deliver(bytes: &[u8], on_line: &mut dyn FnMut(&str)) {
-    let text: Cow<str> = String::from_utf8_lossy(bytes);
+    // std's validator has a word-at-a-time ASCII path that the lossy
+    // decoder's chunk iterator lacks; a log line is nearly always valid.
+    let text: Cow<str> = match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    };
     on_line(&text);
 }
 

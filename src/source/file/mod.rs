@@ -243,11 +243,25 @@ impl FileFollower {
     pub fn follow(
         &mut self,
         stop: &Stopper,
+        on_line: impl FnMut(&str),
+    ) -> Result<(), FileSourceError> {
+        self.follow_then(stop, on_line, || {})
+    }
+
+    /// [`Self::follow`], calling `caught_up` each time everything written so
+    /// far has been delivered, before it waits for more: a caller that
+    /// batches what `on_line` produces flushes there, so a burst costs one
+    /// hand-off and a lone line still goes out at once.
+    pub fn follow_then(
+        &mut self,
+        stop: &Stopper,
         mut on_line: impl FnMut(&str),
+        mut caught_up: impl FnMut(),
     ) -> Result<(), FileSourceError> {
         let mut events = vec![0u8; 16 * 1024];
         loop {
             self.catch_up(&mut on_line);
+            caught_up();
             let mut fds = [
                 libc::pollfd {
                     fd: self.inotify.as_raw_fd(),
@@ -271,6 +285,7 @@ impl FileFollower {
             }
             if fds[1].revents != 0 {
                 self.catch_up(&mut on_line);
+                caught_up();
                 return Ok(());
             }
             self.discard_events(&mut events)?;
