@@ -46,7 +46,7 @@ echo
 echo "starting: nftjail run (built-in default config, no config file)"
 "$NFTJAIL" run 2> /var/log/nftjail.log &
 DAEMON=\$!
-for _ in \$(seq 100); do grep -q ready /var/log/nftjail.log && break; sleep 0.05; done
+for _ in \$(seq 100); do grep -q 'INFO ready:' /var/log/nftjail.log && break; sleep 0.05; done
 cat /var/log/nftjail.log
 
 echo
