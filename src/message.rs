@@ -15,13 +15,16 @@ use std::time::{Duration, SystemTime};
 pub type JailId = usize;
 
 /// One authentication failure seen in a log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub jail: JailId,
     /// Always normalized: IPv4-mapped IPv6 arrives here as IPv4.
     pub addr: IpAddr,
-    /// When the failure happened (read time for now; the line's own time later).
+    /// When the failure happened: the line's own time, or when it was read.
     pub time: SystemTime,
+    /// The line, shared by the jails it hit: the one that decides a ban is
+    /// kept with the ban in the state store. The tracker keeps no lines.
+    pub line: Option<Arc<str>>,
 }
 
 /// A decision to ban `addr` in `jail` for `bantime`.
@@ -32,4 +35,6 @@ pub struct BanOrder {
     pub bantime: Duration,
     /// How many failures inside findtime led to the ban (for the log line).
     pub failures: u32,
+    /// The log line that decided it (None for a manual ban).
+    pub line: Option<Arc<str>>,
 }

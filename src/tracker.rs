@@ -230,6 +230,7 @@ impl Tracker {
                 addr,
                 bantime: jail.bantime,
                 failures: count,
+                line: failure.line,
             });
         }
         self.evict();
@@ -328,6 +329,7 @@ mod tests {
             jail: 0,
             addr: addr.parse().unwrap(),
             time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs),
+            line: None,
         }
     }
 

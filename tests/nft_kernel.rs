@@ -76,6 +76,7 @@ fn order(jail: &str, addr: &str, secs: u64) -> BanOrder {
         addr: addr.parse().unwrap(),
         bantime: Duration::from_secs(secs),
         failures: 5,
+        line: None,
     }
 }
 
@@ -223,6 +224,7 @@ fn ten_thousand_bans_in_one_call_all_reach_the_kernel() {
             addr: IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()),
             bantime: Duration::from_secs(600),
             failures: 5,
+            line: None,
         })
         .collect();
     let start = Instant::now();

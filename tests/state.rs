@@ -190,6 +190,19 @@ fn restart_adopts_kernel_bans_and_a_reboot_restores_remaining_time() {
         ])
     );
     assert_eq!(s.stored_set("b"), BTreeSet::from(["203.0.113.9".into()]));
+    // The decisive line is kept with the ban; a manual ban has none.
+    {
+        let db = rusqlite::Connection::open(s.path("state/nftjail.db")).unwrap();
+        let line = |net: &str| -> Option<String> {
+            db.query_row("SELECT line FROM bans WHERE net = ?1", [net], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(
+            line("203.0.113.1/32").as_deref(),
+            Some("fail from 203.0.113.1")
+        );
+        assert_eq!(line("198.51.100.0/24"), None);
+    }
 
     // While stopped: an admin adds a ban by hand; an old ban expired.
     ns.output(

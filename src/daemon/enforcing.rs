@@ -220,7 +220,7 @@ impl Enforcer {
                         start: now,
                         until: Some(now + order.bantime),
                         failures: order.failures,
-                        line: None,
+                        line: order.line.as_deref().map(crate::state::bounded_line),
                     },
                     offence,
                 ));
@@ -330,6 +330,7 @@ impl Enforcer {
                 addr: target.addr(),
                 bantime,
                 failures: 0,
+                line: None,
             };
             return self
                 .ban(std::slice::from_ref(&order), true)

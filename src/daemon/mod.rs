@@ -325,6 +325,7 @@ async fn carry_failures(
             jail: ids[i],
             addr,
             time,
+            line: None,
         };
         match tracker.record_at(failure, now) {
             crate::tracker::Verdict::Counted { .. } => carried += 1,

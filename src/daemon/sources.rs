@@ -448,12 +448,20 @@ impl Runner {
             picked = true;
             run_fail2ban(&mut state.fail2ban, line, given, &mut self.pending);
             let mut time = None;
+            let mut text: Option<Arc<str>> = None;
             let dates = &mut state.dates;
             let pending = &mut self.pending;
             plan.matcher.scan(line, |jail, addr| {
-                // Dates are read only for lines that hit, once per line.
+                // Dates are read (and the line copied) only for lines that
+                // hit, once per line.
                 let time = *time.get_or_insert_with(|| line_time(dates, line, given));
-                pending.push(Failure { jail, addr, time });
+                let text = text.get_or_insert_with(|| Arc::from(line));
+                pending.push(Failure {
+                    jail,
+                    addr,
+                    time,
+                    line: Some(Arc::clone(text)),
+                });
             });
         }
         if self.pending.len() >= FLUSH_AT {
@@ -507,6 +515,7 @@ fn run_fail2ban(
             jail: *jail,
             addr: addr.to_canonical(),
             time,
+            line: Some(Arc::from(line)),
         });
     }
 }

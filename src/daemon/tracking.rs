@@ -43,11 +43,12 @@ pub async fn run(
                 // once for a burst and puts it in one transaction.
                 let mut orders = Vec::new();
                 for f in batch {
+                    let addr = f.addr;
                     match tracker.record_at(f, now) {
                         Verdict::Ban(order) => orders.push(order),
-                        Verdict::Ignored => debug!(addr = %f.addr, "failure from an ignored address"),
-                        Verdict::Stale => debug!(addr = %f.addr, "failure older than findtime, not counted"),
-                        Verdict::Counted { count } => debug!(addr = %f.addr, count, "failure counted"),
+                        Verdict::Ignored => debug!(%addr, "failure from an ignored address"),
+                        Verdict::Stale => debug!(%addr, "failure older than findtime, not counted"),
+                        Verdict::Counted { count } => debug!(%addr, count, "failure counted"),
                     }
                 }
                 let mut closed = false;
