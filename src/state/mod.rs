@@ -122,6 +122,35 @@ impl Store {
                 source,
             })?;
         let path = dir.join(DB_FILE);
+        match Store::connect(&path) {
+            Err(StateError::Db { source, .. }) if is_corrupt(&source) => {
+                // The kernel still holds the running bans and they are
+                // adopted at start; history and positions are lost, the
+                // daemon is not. The damaged file is kept for a post-mortem.
+                let aside = path.with_extension(format!(
+                    "db.corrupt-{}",
+                    ms(std::time::SystemTime::now()) / 1000
+                ));
+                tracing::warn!(
+                    file = %path.display(),
+                    moved_to = %aside.display(),
+                    "state database unreadable ({source}); moved aside, starting a new one"
+                );
+                std::fs::rename(&path, &aside).map_err(|source| StateError::Dir {
+                    dir: dir.to_path_buf(),
+                    source,
+                })?;
+                for ext in ["db-wal", "db-shm"] {
+                    let _ = std::fs::remove_file(path.with_extension(ext));
+                }
+                Store::connect(&path)
+            }
+            other => other,
+        }
+    }
+
+    fn connect(path: &Path) -> Result<Store, StateError> {
+        let path = path.to_path_buf();
         let db = |source| StateError::Db {
             path: path.clone(),
             source,
@@ -489,6 +518,15 @@ impl crate::source::journal::CursorStore for Store {
     }
 }
 
+/// Not a database at all, or a damaged one (as opposed to a busy or
+/// unreadable file, which must stop the start: moving it would lose it).
+fn is_corrupt(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt)
+    )
+}
+
 fn db_err(path: &Path, source: rusqlite::Error) -> StateError {
     StateError::Db {
         path: path.to_path_buf(),
@@ -576,6 +614,22 @@ mod tests {
             s.cursor("journal").expect("cursor").as_deref(),
             Some("s=abc")
         );
+    }
+
+    #[test]
+    fn a_damaged_database_is_moved_aside_and_a_new_one_started() {
+        let dir = tempdir();
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join(DB_FILE), vec![0x5a; 8192]).expect("junk");
+        let mut s = Store::open(&dir).expect("a new store despite the junk");
+        s.put_bans(&[(ban("sshd", "192.0.2.1/32", 60), true)])
+            .expect("usable");
+        let aside: Vec<_> = std::fs::read_dir(&dir)
+            .expect("list")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
+            .collect();
+        assert_eq!(aside.len(), 1, "the damaged file is kept");
     }
 
     #[test]
