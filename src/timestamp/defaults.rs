@@ -75,9 +75,9 @@ fn anchored(d: &Default) -> bool {
 fn build(d: &Default, line_begin: bool) -> Option<Template> {
     match d {
         Default::Pattern(p) if line_begin && !anchored(d) => {
-            Template::pattern(&format!("{{^LN-BEG}}{p}")).ok()
+            Template::pattern_lazy(&format!("{{^LN-BEG}}{p}")).ok()
         }
-        Default::Pattern(p) => Template::pattern(p).ok(),
+        Default::Pattern(p) => Template::pattern_lazy(p).ok(),
         Default::Epoch => Some(Template::epoch(false, line_begin)),
         Default::Tai64n => Some(Template::tai64n(line_begin)),
     }
@@ -118,4 +118,19 @@ pub(crate) fn date_substitutes() -> impl Iterator<Item = &'static str> {
         Default::Epoch => "Epoch",
         Default::Tai64n => "TAI64N",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The defaults are compiled lazily: prove here that every one compiles.
+    #[test]
+    fn every_default_template_compiles() {
+        let all = compile_all();
+        assert!(all.len() > DEFAULTS.len());
+        for t in &all {
+            assert!(t.compiles(), "default template {} does not compile", t.name);
+        }
+    }
 }

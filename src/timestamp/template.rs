@@ -7,7 +7,7 @@
 //! they are simple and sit at the line start, so no regex is needed.
 
 use std::ops::Range;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use fancy_regex::{Captures, Regex};
 
@@ -140,6 +140,35 @@ pub(crate) enum Kind {
     },
     /// `{NONE}`: lines carry no date; the caller's `now` is their time.
     Empty,
+    /// A built-in template compiled on first use: compiled, the defaults
+    /// take megabytes, and most logs only ever need one or two of them.
+    /// The compiled regex is shared by every detector (`shared`); each
+    /// detector keeps its own copy of the engine (`local`), as it does for
+    /// an eager template, so readers never share capture buffers.
+    Lazy {
+        shared: Arc<LazyRegex>,
+        local: OnceLock<Option<Box<Kind>>>,
+    },
+}
+
+pub(crate) struct LazyRegex {
+    name: String,
+    regex: String,
+    line_begin: bool,
+    compiled: OnceLock<Option<Kind>>,
+}
+
+impl LazyRegex {
+    fn kind(&self) -> Option<Kind> {
+        self.compiled
+            .get_or_init(|| {
+                Template::compile(&self.name, &self.regex, self.line_begin, None, None)
+                    .map_err(|e| tracing::warn!("date template {} not usable: {e}", self.name))
+                    .ok()
+                    .map(|t| t.kind)
+            })
+            .clone()
+    }
 }
 
 #[derive(Clone)]
@@ -200,7 +229,36 @@ impl Template {
     }
 
     /// A `%`-pattern as fail2ban's `DatePatternRegex` reads it.
+    /// [`Template::pattern`] compiled only when first used (the built-in
+    /// defaults, which are known to compile).
+    pub fn pattern_lazy(pattern: &str) -> Result<Template, DatePatternError> {
+        let (regex, line_begin) = Template::regex_of(pattern)?;
+        Ok(Template {
+            name: pattern.to_string(),
+            line_begin,
+            kind: Kind::Lazy {
+                shared: Arc::new(LazyRegex {
+                    name: pattern.to_string(),
+                    regex,
+                    line_begin,
+                    compiled: OnceLock::new(),
+                }),
+                local: OnceLock::new(),
+            },
+            fast: Fast::for_pattern(pattern),
+            weight: 1.0,
+        })
+    }
+
     pub fn pattern(pattern: &str) -> Result<Template, DatePatternError> {
+        let (regex, line_begin) = Template::regex_of(pattern)?;
+        let fast = Fast::for_pattern(pattern);
+        Template::compile(pattern, &regex, line_begin, None, fast)
+    }
+
+    /// The regex a `%`-pattern stands for, and whether it is anchored at the
+    /// line start.
+    fn regex_of(pattern: &str) -> Result<(String, bool), DatePatternError> {
         let mut p = pattern;
         let mut begin = Begin::Word;
         let mut end = true;
@@ -217,9 +275,7 @@ impl Template {
         }
         let (body, alpha) = expand(p, pattern)?;
         let regex = if alpha { format!("(?i){body}") } else { body };
-        let (regex, line_begin) = bound(&regex, begin, end);
-        let fast = Fast::for_pattern(pattern);
-        Template::compile(pattern, &regex, line_begin, None, fast)
+        Ok(bound(&regex, begin, end))
     }
 
     /// A pattern with `{EPOCH}`/`{LEPOCH}` in it: the number is read as
@@ -268,13 +324,28 @@ impl Template {
         })
     }
 
+    /// Whether the template can run (a lazy one is compiled to find out).
+    #[cfg(test)]
+    pub fn compiles(&self) -> bool {
+        match &self.kind {
+            Kind::Lazy { shared, .. } => shared.kind().is_some(),
+            _ => true,
+        }
+    }
+
     /// The first match at or after byte `from`.
     pub fn search(&self, line: &str, from: usize) -> Option<Hit> {
         // `from` comes from an earlier line and may not fit this one.
         if !line.is_char_boundary(from) {
             return None;
         }
-        match &self.kind {
+        search_in(&self.kind, line, from)
+    }
+}
+
+fn search_in(kind: &Kind, line: &str, from: usize) -> Option<Hit> {
+    {
+        match kind {
             Kind::Regex {
                 engine,
                 slots,
@@ -304,6 +375,10 @@ impl Template {
                 span: 0..0,
                 fields: Some(Fields::default()),
             }),
+            Kind::Lazy { shared, local } => {
+                let kind = local.get_or_init(|| shared.kind().map(Box::new));
+                search_in(kind.as_deref()?, line, from)
+            }
         }
     }
 }
