@@ -72,10 +72,20 @@ fn anchored(d: &Default) -> bool {
 }
 
 /// A default as a template, optionally anchored to the line start.
+///
+/// Compiled, the defaults take megabytes, so most compile on first use.
+/// The line-start forms of the three common formats are compiled now: a
+/// detector tries them first on its first line, and that line should not
+/// wait for a compile.
 fn build(d: &Default, line_begin: bool) -> Option<Template> {
     match d {
         Default::Pattern(p) if line_begin && !anchored(d) => {
-            Template::pattern_lazy(&format!("{{^LN-BEG}}{p}")).ok()
+            let anchored = format!("{{^LN-BEG}}{p}");
+            if [ISO, SYSLOG, ACCESS].contains(p) {
+                Template::pattern(&anchored).ok()
+            } else {
+                Template::pattern_lazy(&anchored).ok()
+            }
         }
         Default::Pattern(p) => Template::pattern_lazy(p).ok(),
         Default::Epoch => Some(Template::epoch(false, line_begin)),
