@@ -285,14 +285,9 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
     drop(handle);
     if let Some((tx, thread)) = state {
         // The readers have stopped after their last line: these are exact.
-        let final_positions = slots
-            .into_iter()
-            .filter_map(|(path, slot)| {
-                let p = (*slot.lock().ok()?)?;
-                Some((path.to_string_lossy().into_owned(), p))
-            })
-            .collect();
-        tx.send(state_writer::StateMsg::Positions(final_positions));
+        tx.send(state_writer::StateMsg::Positions(sources::read_positions(
+            &slots,
+        )));
         let counted = counted
             .into_iter()
             .map(|(jail, addr, t)| (jail.to_string(), addr, t))

@@ -30,6 +30,17 @@ use crate::source::syslog::{self, SyslogMessage, SyslogReceiver};
 use crate::state::Position;
 use crate::timestamp::DateDetector;
 
+/// The positions in `slots` (a reader that has read nothing has none), by
+/// path as the state store keys them.
+pub fn read_positions(slots: &[(PathBuf, PositionSlot)]) -> Vec<(String, Position)> {
+    slots
+        .iter()
+        .filter_map(|(path, slot)| {
+            Some((path.to_string_lossy().into_owned(), (*slot.lock().ok()?)?))
+        })
+        .collect()
+}
+
 /// Most failures a reader holds before handing them to the tracker.
 pub const FLUSH_AT: usize = 256;
 
@@ -140,12 +151,7 @@ impl Sources {
 
     /// Where each file's reader stands, for the state store.
     pub fn positions(&self) -> Vec<(String, Position)> {
-        self.position_slots()
-            .into_iter()
-            .filter_map(|(path, slot)| {
-                Some((path.to_string_lossy().into_owned(), (*slot.lock().ok()?)?))
-            })
-            .collect()
+        read_positions(&self.position_slots())
     }
 
     /// The files' position slots, to read once the readers have stopped.

@@ -216,19 +216,12 @@ impl Store {
         &self.path
     }
 
-    fn db(&self, source: rusqlite::Error) -> StateError {
-        StateError::Db {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
     /// Every stored ban, expired ones included (the caller decides).
     pub fn bans(&self) -> Result<Vec<StoredBan>, StateError> {
         let mut stmt = self
             .conn
             .prepare("SELECT jail, net, start, until, failures, line FROM bans")
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| db_err(&self.path, e))?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((
@@ -240,10 +233,11 @@ impl Store {
                     r.get::<_, Option<String>>(5)?,
                 ))
             })
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| db_err(&self.path, e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (jail, net, start, until, failures, line) = row.map_err(|e| self.db(e))?;
+            let (jail, net, start, until, failures, line) =
+                row.map_err(|e| db_err(&self.path, e))?;
             // A row someone edited by hand into nonsense is skipped, not fatal.
             let Ok(net) = net.parse::<IpNet>() else {
                 tracing::warn!(jail, net, "state: unreadable ban skipped");
@@ -325,11 +319,12 @@ impl Store {
             let mut stmt = self
                 .conn
                 .prepare("SELECT DISTINCT jail FROM bans")
-                .map_err(|e| self.db(e))?;
+                .map_err(|e| db_err(&self.path, e))?;
             let rows = stmt
                 .query_map([], |r| r.get::<_, String>(0))
-                .map_err(|e| self.db(e))?;
-            rows.collect::<Result<_, _>>().map_err(|e| self.db(e))?
+                .map_err(|e| db_err(&self.path, e))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| db_err(&self.path, e))?
         };
         let gone: Vec<(String, Option<IpNet>)> = stored
             .into_iter()
@@ -348,10 +343,10 @@ impl Store {
                 "DELETE FROM bans WHERE until IS NOT NULL AND until <= ?1",
                 [ms(now)],
             )
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| db_err(&self.path, e))?;
         self.conn
             .execute("DELETE FROM history WHERE time < ?1", [cutoff])
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| db_err(&self.path, e))?;
         Ok(())
     }
 
@@ -360,7 +355,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare("SELECT addr, jail, time FROM history WHERE time >= ?1 ORDER BY time")
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| db_err(&self.path, e))?;
         let rows = stmt
             .query_map([ms(since)], |r| {
                 Ok((
@@ -369,10 +364,10 @@ impl Store {
                     r.get::<_, i64>(2)?,
                 ))
             })
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| db_err(&self.path, e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (addr, jail, time) = row.map_err(|e| self.db(e))?;
+            let (addr, jail, time) = row.map_err(|e| db_err(&self.path, e))?;
             if let Ok(addr) = addr.parse() {
                 out.push((
                     addr,
@@ -390,7 +385,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare("SELECT source, dev, ino, head, offset FROM positions")
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| db_err(&self.path, e))?;
         let rows = stmt
             .query_map([], |r| {
                 Ok((
@@ -403,8 +398,9 @@ impl Store {
                     },
                 ))
             })
-            .map_err(|e| self.db(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.db(e))
+            .map_err(|e| db_err(&self.path, e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| db_err(&self.path, e))
     }
 
     /// Saves read positions in one transaction. Stored as SQLite's signed
@@ -461,7 +457,7 @@ impl Store {
             let mut stmt = self
                 .conn
                 .prepare("SELECT jail, addr, time FROM failures ORDER BY time")
-                .map_err(|e| self.db(e))?;
+                .map_err(|e| db_err(&self.path, e))?;
             let rows = stmt
                 .query_map([], |r| {
                     Ok((
@@ -470,9 +466,9 @@ impl Store {
                         r.get::<_, i64>(2)?,
                     ))
                 })
-                .map_err(|e| self.db(e))?;
+                .map_err(|e| db_err(&self.path, e))?;
             for row in rows {
-                let (jail, addr, time) = row.map_err(|e| self.db(e))?;
+                let (jail, addr, time) = row.map_err(|e| db_err(&self.path, e))?;
                 if let Ok(addr) = addr.parse() {
                     out.push((jail, addr, from_ms(time)));
                 }
@@ -480,7 +476,7 @@ impl Store {
         }
         self.conn
             .execute("DELETE FROM failures", [])
-            .map_err(|e| self.db(e))?;
+            .map_err(|e| db_err(&self.path, e))?;
         Ok(out)
     }
 
@@ -492,7 +488,7 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(|e| self.db(e))
+            .map_err(|e| db_err(&self.path, e))
     }
 
     pub fn save_cursor(&self, source: &str, cursor: &str) -> Result<(), StateError> {
@@ -502,7 +498,7 @@ impl Store {
                 params![source, cursor],
             )
             .map(|_| ())
-            .map_err(|e| self.db(e))
+            .map_err(|e| db_err(&self.path, e))
     }
 }
 

@@ -97,8 +97,6 @@ pub struct Writer {
     /// Start offsets of open nests and the current message.
     stack: Vec<usize>,
     pub seq: u32,
-    /// Where the last element nest began (see [`Writer::restore`]).
-    last_elem: usize,
 }
 
 fn align4(n: usize) -> usize {
@@ -323,9 +321,7 @@ impl Writer {
                     break;
                 }
                 let timeout = (*timeout).max(*expires);
-                self.key_elem(net.network(), Some(timeout), false);
-                // The expiration goes inside the element just closed.
-                self.reopen_last_elem();
+                self.elem_begin(net.network(), Some(timeout), false);
                 self.attr_be64(
                     NFTA_SET_ELEM_EXPIRATION,
                     (expires.as_millis() as u64).clamp(1, timeout.as_millis().max(1) as u64),
@@ -345,15 +341,14 @@ impl Writer {
         seqs
     }
 
-    /// Reopens the element nest just closed by [`Writer::key_elem`], so one
-    /// more attribute can go into it.
-    fn reopen_last_elem(&mut self) {
-        let at = self.last_elem;
-        self.stack.push(at);
+    fn key_elem(&mut self, addr: IpAddr, timeout: Option<Duration>, interval_end: bool) {
+        self.elem_begin(addr, timeout, interval_end);
+        self.nest_end();
     }
 
-    fn key_elem(&mut self, addr: IpAddr, timeout: Option<Duration>, interval_end: bool) {
-        self.last_elem = self.buf.len();
+    /// An element with its key, flags and timeout, left open for more
+    /// attributes (an expiration); the caller closes it with `nest_end`.
+    fn elem_begin(&mut self, addr: IpAddr, timeout: Option<Duration>, interval_end: bool) {
         self.nest_begin(NFTA_LIST_ELEM);
         self.nest_begin(NFTA_SET_ELEM_KEY);
         match addr {
@@ -368,7 +363,6 @@ impl Writer {
             // The kernel refuses a zero timeout; round up to 1 ms.
             self.attr_be64(NFTA_SET_ELEM_TIMEOUT, (t.as_millis() as u64).max(1));
         }
-        self.nest_end();
     }
 
     pub fn get_sets(&mut self, table: &str) -> u32 {

@@ -262,28 +262,9 @@ impl FileFollower {
         loop {
             self.catch_up(&mut on_line);
             caught_up();
-            let mut fds = [
-                libc::pollfd {
-                    fd: self.inotify.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: stop.raw(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            // SAFETY: `fds` is a valid array of two pollfds for the call's duration.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(io_err(&self.path, "poll", e));
-            }
-            if fds[1].revents != 0 {
+            let readable = super::wait_readable(self.inotify.as_raw_fd(), stop)
+                .map_err(|e| io_err(&self.path, "poll", e))?;
+            if !readable {
                 self.catch_up(&mut on_line);
                 caught_up();
                 return Ok(());
