@@ -972,26 +972,14 @@ fn f2brs_bans(dir: &Path, n: u32, limit: Duration) -> Result<Option<(f64, usize)
         return Ok(None);
     };
     let ns = Netns::new("f2brs-bans")?;
-    let log = dir.join(format!("f2brs-bans-{n}.log"));
-    std::fs::write(&log, "")?;
-    let cfg = dir.join(format!("f2brs-bans-{n}.toml"));
-    std::fs::write(
-        &cfg,
-        format!(
-            "[global]\nstate_file = \"{d}/f2brs-bans-{n}.bin\"\nsocket_path = \"{d}/f2brs-bans-{n}.sock\"\n\n[jail.bench]\nlog_path = \"{l}\"\ndate_format = \"syslog\"\nport = [\"587\"]\nmax_retry = 3\nfind_time = \"1h\"\nban_time = \"1h\"\nbackend = \"nftables\"\nfilter = ['{FAIL2BAN_RS_POSTFIX}']\n",
-            d = dir.display(),
-            l = log.display()
-        ),
+    let (log, mut child) = fail2ban_rs_start(
+        &bin,
+        dir,
+        &ns,
+        &format!("f2brs-bans-{n}"),
+        "bench",
+        "max_retry = 3\nfind_time = \"1h\"\nban_time = \"1h\"\nbackend = \"nftables\"\n",
     )?;
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.0])
-        .arg(bin)
-        .arg("-c")
-        .arg(&cfg)
-        .arg("run")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
     // Started when its table is there (it creates it at start).
     let mut probe = nl::Probe::open(&ns.0)?;
     let ready = probe.wait(
@@ -1235,24 +1223,28 @@ fn memory(nftjail: &Path, dir: &Path, distinct: u32) -> Result<Memory> {
     })
 }
 
-/// fail2ban-rs idle RSS with an equivalent jail, in its own namespace.
-fn fail2ban_rs_idle(dir: &Path) -> Result<Option<u64>> {
-    let Some(bin) = which("fail2ban-rs") else {
-        return Ok(None);
-    };
-    let ns = Netns::new("f2brs")?;
-    let log = dir.join("f2brs-idle.log");
+/// Starts fail2ban-rs in `ns` with one jail `jail` (our postfix-sasl pattern
+/// on port 587) over a new empty log `TAG.log`, plus `extra` jail keys.
+fn fail2ban_rs_start(
+    bin: &Path,
+    dir: &Path,
+    ns: &Netns,
+    tag: &str,
+    jail: &str,
+    extra: &str,
+) -> Result<(PathBuf, std::process::Child)> {
+    let log = dir.join(format!("{tag}.log"));
     std::fs::write(&log, "")?;
-    let cfg = dir.join("f2brs-idle.toml");
+    let cfg = dir.join(format!("{tag}.toml"));
     std::fs::write(
         &cfg,
         format!(
-            "[global]\nstate_file = \"{d}/f2brs-idle.bin\"\nsocket_path = \"{d}/f2brs-idle.sock\"\n\n[jail.postfix]\nlog_path = \"{l}\"\ndate_format = \"syslog\"\nport = [\"587\"]\nfilter = ['{FAIL2BAN_RS_POSTFIX}']\n",
+            "[global]\nstate_file = \"{d}/{tag}.bin\"\nsocket_path = \"{d}/{tag}.sock\"\n\n[jail.{jail}]\nlog_path = \"{l}\"\ndate_format = \"syslog\"\nport = [\"587\"]\n{extra}filter = ['{FAIL2BAN_RS_POSTFIX}']\n",
             d = dir.display(),
             l = log.display()
         ),
     )?;
-    let mut child = Command::new("ip")
+    let child = Command::new("ip")
         .args(["netns", "exec", &ns.0])
         .arg(bin)
         .arg("-c")
@@ -1261,6 +1253,16 @@ fn fail2ban_rs_idle(dir: &Path) -> Result<Option<u64>> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
+    Ok((log, child))
+}
+
+/// fail2ban-rs idle RSS with an equivalent jail, in its own namespace.
+fn fail2ban_rs_idle(dir: &Path) -> Result<Option<u64>> {
+    let Some(bin) = which("fail2ban-rs") else {
+        return Ok(None);
+    };
+    let ns = Netns::new("f2brs")?;
+    let (_log, mut child) = fail2ban_rs_start(&bin, dir, &ns, "f2brs-idle", "postfix", "")?;
     std::thread::sleep(Duration::from_secs(2));
     let rss = rss_kib(child.id());
     let alive = child.try_wait()?.is_none();
