@@ -313,6 +313,7 @@ impl Handle {
             Ok(mut c) => *c = Arc::new(new),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
         }
+        super::footprint::shed_startup_memory();
         Ok(Reply::Reloaded {
             jails: after,
             added,

@@ -14,6 +14,7 @@
 
 mod control;
 mod enforcing;
+mod footprint;
 mod restore;
 mod sources;
 mod tracking;
@@ -216,6 +217,7 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
         "ready: {}",
         config.jail_names().join(", ")
     );
+    footprint::shed_startup_memory();
     let socket = config.socket.clone();
     let handle = Arc::new(Handle {
         config: RwLock::new(Arc::new(config)),

@@ -58,6 +58,7 @@ pub fn spawn(store: Store, purge_age: Duration) -> std::io::Result<(StateTx, Joi
 }
 
 fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
+    lower_priority();
     let mut last_purge = Instant::now();
     loop {
         let first = match rx.recv_timeout(PURGE_EVERY) {
@@ -91,6 +92,26 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = Instant::now();
             report(store.purge(SystemTime::now(), purge_age));
+        }
+    }
+}
+
+/// Runs this thread at nice 10. During a flood of bans the reader, tracker
+/// and enforcer need both cores and SQLite would take a third of one: the
+/// store may lag the kernel by a few seconds (sending never blocks, and a
+/// restart takes the union of kernel and store), the bans may not. Linux
+/// keeps the nice value per thread, so only this thread yields.
+fn lower_priority() {
+    // SAFETY: plain syscalls on the calling thread; failure (a seccomp
+    // filter, say) only leaves the default priority.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        let tid = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) != 0 {
+            warn!(
+                "state writer keeps normal priority: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
 }

@@ -184,6 +184,15 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         return Ok(());
     }
 
+    // `--only-memory`: scenario 4 alone, for work on the footprint.
+    if args.contains(&"--only-memory") {
+        let mut targets = Targets::default();
+        memory_section(&mut report, mode, &nftjail, &dir, &mut targets)?;
+        println!("{report}\n{}", targets.table());
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
+
     // Scenario 1: matching.
     let lines = match mode {
         Mode::Smoke => 20_000,
@@ -429,66 +438,7 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     }
 
     // Scenario 4: memory and restore.
-    let distinct = match mode {
-        Mode::Smoke => 10_000,
-        Mode::Fast => 1_000_000,
-        Mode::Full => 1_000_000,
-    };
-    let mem = memory(&nftjail, &dir, distinct)?;
-    let _ = writeln!(
-        report,
-        "\n## 4. Memory and restore\n\n| what | nftjail |\n|---|---|"
-    );
-    let _ = writeln!(
-        report,
-        "| idle RSS, one jail on one file | {:.1} MiB |",
-        mem.idle_kib as f64 / 1024.0
-    );
-    let _ = writeln!(
-        report,
-        "| RSS after {distinct} distinct addresses with one failure each | {:.1} MiB ({:.0} bytes per tracked address) |",
-        mem.loaded_kib as f64 / 1024.0,
-        (mem.loaded_kib.saturating_sub(mem.idle_kib)) as f64 * 1024.0 / distinct as f64
-    );
-    let _ = writeln!(
-        report,
-        "| start with {} bans already in the kernel and none in the store, until ready (reconcile, dump, record all in the store) | {:.3} s |",
-        mem.restore_n, mem.restore_secs
-    );
-    let _ = writeln!(
-        report,
-        "| reboot: start with an empty kernel and {} bans in the store, until ready (all restored with their remaining time) | {:.3} s |",
-        mem.restore_n, mem.reboot_secs
-    );
-    targets.add(
-        "100k bans restored in ≤ 1 s (after a reboot: store → empty kernel)",
-        format!("{} bans in {:.3} s", mem.restore_n, mem.reboot_secs),
-        mem.reboot_secs <= 1.0 && mem.restore_n >= 100_000,
-    );
-    let idle_mib = mem.idle_kib as f64 / 1024.0;
-    targets.add(
-        "idle RSS ≤ 10 MiB",
-        format!("{idle_mib:.1} MiB"),
-        idle_mib <= 10.0,
-    );
-    if let Some(rss) = fail2ban_rs_idle(&dir)? {
-        let rs_mib = rss as f64 / 1024.0;
-        let _ = writeln!(
-            report,
-            "| fail2ban-rs 1.5.4 idle RSS, same jail | {rs_mib:.1} MiB |"
-        );
-        targets.add(
-            "idle RSS below fail2ban-rs's",
-            format!("{idle_mib:.1} vs {rs_mib:.1} MiB"),
-            idle_mib < rs_mib,
-        );
-    }
-    let per = (mem.loaded_kib.saturating_sub(mem.idle_kib)) as f64 * 1024.0 / distinct as f64;
-    targets.add(
-        "≤ 200 bytes per tracked address",
-        format!("{per:.0} bytes"),
-        per <= 200.0,
-    );
+    memory_section(&mut report, mode, &nftjail, &dir, &mut targets)?;
     let _ = write!(
         report,
         "\n## Targets (issue 8) against this run\n\n{}",
@@ -1140,6 +1090,78 @@ fn ten_jails(nftjail: &Path, dir: &Path, input: &Path, runs: usize) -> Result<Ro
         )?;
     }
     Ok(row)
+}
+
+/// Scenario 4: idle RSS (beside fail2ban-rs's), bytes per tracked address,
+/// restore and reboot times.
+fn memory_section(
+    report: &mut String,
+    mode: Mode,
+    nftjail: &Path,
+    dir: &Path,
+    targets: &mut Targets,
+) -> Result<()> {
+    let distinct = match mode {
+        Mode::Smoke => 10_000,
+        Mode::Fast => 1_000_000,
+        Mode::Full => 1_000_000,
+    };
+    let mem = memory(nftjail, dir, distinct)?;
+    let _ = writeln!(
+        report,
+        "\n## 4. Memory and restore\n\n| what | nftjail |\n|---|---|"
+    );
+    let _ = writeln!(
+        report,
+        "| idle RSS, one jail on one file | {:.1} MiB |",
+        mem.idle_kib as f64 / 1024.0
+    );
+    let _ = writeln!(
+        report,
+        "| RSS after {distinct} distinct addresses with one failure each | {:.1} MiB ({:.0} bytes per tracked address) |",
+        mem.loaded_kib as f64 / 1024.0,
+        (mem.loaded_kib.saturating_sub(mem.idle_kib)) as f64 * 1024.0 / distinct as f64
+    );
+    let _ = writeln!(
+        report,
+        "| start with {} bans already in the kernel and none in the store, until ready (reconcile, dump, record all in the store) | {:.3} s |",
+        mem.restore_n, mem.restore_secs
+    );
+    let _ = writeln!(
+        report,
+        "| reboot: start with an empty kernel and {} bans in the store, until ready (all restored with their remaining time) | {:.3} s |",
+        mem.restore_n, mem.reboot_secs
+    );
+    targets.add(
+        "100k bans restored in ≤ 1 s (after a reboot: store → empty kernel)",
+        format!("{} bans in {:.3} s", mem.restore_n, mem.reboot_secs),
+        mem.reboot_secs <= 1.0 && mem.restore_n >= 100_000,
+    );
+    let idle_mib = mem.idle_kib as f64 / 1024.0;
+    targets.add(
+        "idle RSS ≤ 10 MiB",
+        format!("{idle_mib:.1} MiB"),
+        idle_mib <= 10.0,
+    );
+    if let Some(rss) = fail2ban_rs_idle(dir)? {
+        let rs_mib = rss as f64 / 1024.0;
+        let _ = writeln!(
+            report,
+            "| fail2ban-rs 1.5.4 idle RSS, same jail | {rs_mib:.1} MiB |"
+        );
+        targets.add(
+            "idle RSS below fail2ban-rs's",
+            format!("{idle_mib:.1} vs {rs_mib:.1} MiB"),
+            idle_mib < rs_mib,
+        );
+    }
+    let per = (mem.loaded_kib.saturating_sub(mem.idle_kib)) as f64 * 1024.0 / distinct as f64;
+    targets.add(
+        "≤ 200 bytes per tracked address",
+        format!("{per:.0} bytes"),
+        per <= 200.0,
+    );
+    Ok(())
 }
 
 struct Memory {

@@ -19,6 +19,12 @@ const BUFFER: libc::c_int = 8 << 20;
 const NETLINK_CAP_ACK: libc::c_int = 10;
 /// Largest transaction we send in one go.
 pub const MAX_TRANSACTION: usize = 2 << 20;
+/// One datagram per recv: the kernel sizes a dump's datagrams from the
+/// largest buffer a reader offered, capped at 32 KiB (netlink_recvmsg), and
+/// notifications fill at most NLMSG_GOODSIZE. Twice the cap leaves room;
+/// a bigger buffer would only sit in the heap (it did: 1 MiB each, measured
+/// as most of the idle daemon's heap).
+pub const RECV_BUFFER: usize = 64 << 10;
 
 /// A message the kernel refused, and why.
 #[derive(Debug)]
@@ -50,7 +56,7 @@ impl Netlink {
         Ok(Netlink {
             sock,
             next_seq: 1,
-            recv: vec![0; 1 << 20],
+            recv: vec![0; RECV_BUFFER],
         })
     }
 

@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tracing::{debug, warn};
 
-use super::netlink::setsockopt;
+use super::netlink::{self, setsockopt};
 use super::wire::{
     self, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFT_MSG_DELCHAIN, NFT_MSG_DELRULE, NFT_MSG_DELSET,
     NFT_MSG_DELTABLE,
@@ -21,7 +21,8 @@ use super::wire::{
 
 /// `NFNLGRP_NFTABLES` from linux/netfilter/nfnetlink.h.
 const NFNLGRP_NFTABLES: libc::c_int = 7;
-const RECV_BUFFER: libc::c_int = 16 << 20;
+/// The socket's queue: room for the events of a large foreign transaction.
+const SOCKET_QUEUE: libc::c_int = 16 << 20;
 
 pub struct Watcher {
     fd: OwnedFd,
@@ -70,7 +71,7 @@ impl Watcher {
             fd.as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_RCVBUFFORCE,
-            RECV_BUFFER,
+            SOCKET_QUEUE,
         )
         .is_err()
         {
@@ -78,14 +79,14 @@ impl Watcher {
                 fd.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_RCVBUF,
-                RECV_BUFFER,
+                SOCKET_QUEUE,
             );
         }
         Ok(Watcher {
             fd,
             table: table.to_string(),
             own,
-            buf: vec![0; 1 << 20],
+            buf: vec![0; netlink::RECV_BUFFER],
         })
     }
 
