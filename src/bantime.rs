@@ -7,7 +7,6 @@
 //! (in this jail, or in any jail with `overalljails`) still within
 //! `dbpurgeage`; the first ban gets the plain bantime.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -75,14 +74,14 @@ impl Increment {
 /// store at start, so counts survive restarts).
 #[derive(Debug, Default)]
 pub struct Offences {
-    by_addr: HashMap<IpAddr, Vec<(Arc<str>, SystemTime)>>,
+    by_addr: crate::AddrMap<IpAddr, Vec<(Arc<str>, SystemTime)>>,
     keep: Duration,
 }
 
 impl Offences {
     pub fn new(keep: Duration) -> Self {
         Offences {
-            by_addr: HashMap::new(),
+            by_addr: crate::AddrMap::default(),
             keep,
         }
     }

@@ -17,3 +17,9 @@ pub mod source;
 pub mod state;
 pub mod timestamp;
 pub mod tracker;
+
+/// A hash map keyed by addresses. The std default (SipHash) was a visible
+/// share of the tracker and enforcer during a ban flood; foldhash is several
+/// times faster on small keys and still seeded per process, so an attacker
+/// choosing addresses cannot aim at collisions.
+pub type AddrMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

@@ -6,7 +6,7 @@
 //! line and no filter can get them banned. Time is passed in with each
 //! failure, so windows are tested without sleeping.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -32,7 +32,7 @@ pub struct Tracker {
     /// Indexed by [`crate::message::JailId`]; None for a jail removed by a reload.
     jails: Vec<Option<Jail>>,
     counts: Vec<JailCounts>,
-    windows: HashMap<Key, Window>,
+    windows: crate::AddrMap<Key, Window>,
     /// Keys in the order their windows were opened, for oldest-first eviction.
     /// Lazy: a key whose window is gone is skipped when it reaches the front.
     opened: VecDeque<Key>,
@@ -126,7 +126,7 @@ impl Tracker {
         Tracker {
             counts: vec![JailCounts::default(); jails.len()],
             jails,
-            windows: HashMap::new(),
+            windows: crate::AddrMap::default(),
             opened: VecDeque::new(),
             max_tracked: max_tracked.max(1),
         }

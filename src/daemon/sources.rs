@@ -42,7 +42,7 @@ pub fn read_positions(slots: &[(PathBuf, PositionSlot)]) -> Vec<(String, Positio
 }
 
 /// Most failures a reader holds before handing them to the tracker.
-pub const FLUSH_AT: usize = 256;
+pub const FLUSH_AT: usize = 1024;
 
 /// A line dated later than this after now is a clock or zone mismatch, not
 /// the future: it counts as written now.

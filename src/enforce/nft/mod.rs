@@ -50,9 +50,9 @@ pub struct NftBackend {
     table: String,
     nl: Netlink,
     /// Per jail name: banned address → end of ban.
-    record: HashMap<String, HashMap<IpAddr, Until>>,
+    record: HashMap<String, crate::AddrMap<IpAddr, Until>>,
     /// Per jail name: banned prefix → end of ban (the `-net4`/`-net6` sets).
-    nets: HashMap<String, HashMap<IpNet, Until>>,
+    nets: HashMap<String, crate::AddrMap<IpNet, Until>>,
 }
 
 /// What one order needs from the kernel.
@@ -266,13 +266,13 @@ impl Backend for NftBackend {
             (None, None) => Until::Never,
         };
         for jail in jails {
-            let mut bans = HashMap::new();
+            let mut bans = crate::AddrMap::default();
             for v in ["v4", "v6"] {
                 for e in self.load_elements(&format!("{}-{v}", jail.name))? {
                     bans.insert(e.addr, until(&e));
                 }
             }
-            let mut nets = HashMap::new();
+            let mut nets = crate::AddrMap::default();
             for v in ["net4", "net6"] {
                 let elems = self.load_elements(&format!("{}-{v}", jail.name))?;
                 for (net, e) in wire::elements_to_nets(&elems) {
