@@ -387,6 +387,62 @@ fn a_flushed_ruleset_is_rebuilt_with_every_ban() {
     d.stop();
 }
 
+/// Flushes landing anywhere in a flood (inside the batches sent while the
+/// watcher is deaf, between them, in the middle of a heal) lose no ban:
+/// `nft -i` flushes the ruleset every 5 ms while 20,000 bans go in; once
+/// it stops, every ban must be back in the rebuilt table and none reported
+/// lost. (Which of the three ways caught each flush depends on timing; the
+/// deaf-batch check alone is tested deterministically in nft_kernel.rs.)
+#[test]
+fn a_ruleset_flushed_again_and_again_during_a_flood_loses_no_ban() {
+    const FLOOD: u32 = 20_000;
+    let s = Setup::new("");
+    let ns = Netns::new("st-flushes");
+    let mut d = s.start(&ns);
+    let mut nft = ns
+        .command("nft")
+        .arg("-i")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut flusher = nft.stdin.take().unwrap();
+    let flood: Vec<String> = (0..FLOOD)
+        .map(|i| format!("10.{}.{}.{}", i / 62_500, (i / 250) % 250, i % 250 + 1))
+        .collect();
+    s.append(
+        "a.log",
+        &flood
+            .iter()
+            .map(|a| format!("fail from {a}\n"))
+            .collect::<String>(),
+    );
+    // From the flood's first ban on, for 300 ms.
+    d.wait_for(&format!("addr={} ", flood[0]), Duration::from_secs(10));
+    let until = Instant::now() + Duration::from_millis(300);
+    let mut flushes = 0;
+    while Instant::now() < until {
+        flusher.write_all(b"flush ruleset\n").unwrap();
+        flushes += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(flusher);
+    assert!(nft.wait().unwrap().success());
+    let want: BTreeSet<String> = flood.into_iter().collect();
+    wait_until("every ban of the flood", Duration::from_secs(30), || {
+        kernel_set(&ns, "a-v4") == want
+    });
+    let rules = ns.output("nft", &["list", "chain", "inet", "nftjail", "input"]);
+    assert!(rules.contains("@a-v4"), "rules rebuilt: {rules}");
+    let log = d.log();
+    assert!(!log.contains("bans not applied"), "{log}");
+    eprintln!(
+        "{flushes} flushes; {} caught by a deaf batch's generation check",
+        log.matches("we did not listen through").count()
+    );
+    d.stop();
+}
+
 #[test]
 fn a_third_offence_gets_a_longer_ban_across_restarts() {
     let s = Setup::new("");

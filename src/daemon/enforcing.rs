@@ -11,6 +11,7 @@
 //! follow the same order: one cut by a kill comes back (fail closed).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,6 +29,13 @@ use crate::state::StoredBan;
 
 /// Most bans applied in one netlink transaction.
 const MAX_BATCH: usize = 4096;
+/// Times a batch is tried again after our table vanished under it.
+const RETRIES: u64 = 8;
+
+/// The kernel's answer when our table, a chain or a set is missing.
+fn table_gone(e: &EnforceError) -> bool {
+    matches!(e, EnforceError::Kernel { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
+}
 
 pub enum EnforcerMsg {
     /// Decided by the tracker.
@@ -55,8 +63,11 @@ pub enum EnforcerMsg {
         reply: oneshot::Sender<Result<(), EnforceError>>,
     },
     /// Someone else changed our table (`nft flush ruleset`, a restart of the
-    /// nftables service): rebuild it and put every active ban back.
-    Heal,
+    /// nftables service): rebuild it and put every active ban back. The
+    /// flag is the watcher's "a heal is queued": cleared as the heal starts,
+    /// so a storm of flushes queues one heal, not one per flush (each costs
+    /// a dump of every set).
+    Heal(Arc<AtomicBool>),
     /// Stop; with `flush`, remove our table and forget the bans first.
     Stop { flush: bool },
 }
@@ -143,8 +154,15 @@ impl Enforcer {
                             Err(_) => break,
                         }
                     }
-                    if let Err(e) = self.ban(&batch, false) {
-                        warn!(bans = batch.len(), "bans not applied: {e}");
+                    match self.ban(&batch, false) {
+                        Ok(_) if self.backend.foreign_change() => self.heal(),
+                        Ok(_) => {}
+                        // Our table went away under the batch (`nft flush
+                        // ruleset` between two of its transactions): rebuild
+                        // it, then give the batch one more go; bans that did
+                        // land before are kept by the heal.
+                        Err(e) if table_gone(&e) => self.heal_and_retry(&batch, e),
+                        Err(e) => warn!(bans = batch.len(), "bans not applied: {e}"),
                     }
                 }
                 EnforcerMsg::Manual {
@@ -181,7 +199,10 @@ impl Enforcer {
                     }
                     let _ = reply.send(result);
                 }
-                EnforcerMsg::Heal => self.heal(),
+                EnforcerMsg::Heal(queued) => {
+                    queued.store(false, Ordering::Release);
+                    self.heal();
+                }
                 EnforcerMsg::Stop { flush } => {
                     if flush {
                         self.flush();
@@ -238,7 +259,12 @@ impl Enforcer {
                     continue;
                 }
             };
-            *self.totals.entry(order.jail.to_string()).or_default() += 1;
+            match self.totals.get_mut(&*order.jail) {
+                Some(n) => *n += 1,
+                None => {
+                    self.totals.insert(order.jail.to_string(), 1);
+                }
+            }
             if manual {
                 info!(
                     "{verb}: jail={} addr={} manual bantime={}",
@@ -283,10 +309,6 @@ impl Enforcer {
     fn heal(&mut self) {
         let started = Instant::now();
         let before: Vec<JailBans> = self.list();
-        if let Err(e) = self.backend.reconcile(&self.rules) {
-            warn!("our table was changed by someone else and could not be rebuilt: {e}");
-            return;
-        }
         let bans: Vec<Restore> = before
             .iter()
             .flat_map(|j| {
@@ -298,14 +320,53 @@ impl Enforcer {
                 })
             })
             .collect();
-        match self.backend.restore(&bans) {
-            Ok(0) => info!("our table was changed by someone else; rules checked, no ban was missing"),
-            Ok(n) => warn!(
-                "our table was changed by someone else (nft flush ruleset?): rebuilt it and restored {n} bans in {:.1} ms",
-                started.elapsed().as_secs_f64() * 1000.0
-            ),
-            Err(e) => warn!("our table was rebuilt but bans could not be restored: {e}"),
+        // What we held before stays in `bans` whatever the kernel does
+        // meanwhile: someone flushing again between our rebuild and our
+        // restore only costs another round.
+        for attempt in 1..=RETRIES {
+            if let Err(e) = self.backend.reconcile(&self.rules) {
+                if table_gone(&e) && attempt < RETRIES {
+                    std::thread::sleep(Duration::from_millis(10 * attempt));
+                    continue;
+                }
+                warn!("our table was changed by someone else and could not be rebuilt: {e}");
+                return;
+            }
+            match self.backend.restore(&bans) {
+                Ok(0) => info!("our table was changed by someone else; rules checked, no ban was missing"),
+                Ok(n) => warn!(
+                    "our table was changed by someone else (nft flush ruleset?): rebuilt it and restored {n} bans in {:.1} ms",
+                    started.elapsed().as_secs_f64() * 1000.0
+                ),
+                Err(e) if table_gone(&e) && attempt < RETRIES => {
+                    std::thread::sleep(Duration::from_millis(10 * attempt));
+                    continue;
+                }
+                Err(e) => warn!("our table was rebuilt but bans could not be restored: {e}"),
+            }
+            return;
         }
+    }
+
+    /// Our table went away under a batch (`nft flush ruleset` between two
+    /// of its transactions): rebuild it, then give the batch another go;
+    /// bans that did land before are kept by the heal. Someone flushing
+    /// over and over may hit the retry too, so a few, spaced out.
+    fn heal_and_retry(&mut self, batch: &[BanOrder], mut error: EnforceError) {
+        for attempt in 1..=RETRIES {
+            self.backend.foreign_change();
+            self.heal();
+            match self.ban(batch, false) {
+                Ok(_) => return,
+                Err(e) if table_gone(&e) => error = e,
+                Err(e) => {
+                    error = e;
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10 * attempt));
+        }
+        warn!(bans = batch.len(), "bans not applied: {error}");
     }
 
     /// `on_stop = "flush"`: every ban lifted, in the kernel and the store.

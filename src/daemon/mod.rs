@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{BackendKind, Config, Jail};
 use crate::control::server::{self as control_server, Access, BindError};
@@ -149,7 +149,13 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
     let watcher = match backend.portid() {
         Some(own) => {
             match crate::enforce::nft::watch::Watcher::open(&config.table, Some(own)) {
-                Ok(w) => Some(w),
+                Ok(w) => {
+                    match w.muffle() {
+                        Ok(m) => backend.muffle_with(m),
+                        Err(e) => debug!("ban batches will not muffle the watcher: {e}"),
+                    }
+                    Some(w)
+                }
                 Err(e) => {
                     warn!("cannot listen for ruleset changes; a flushed ruleset will not be healed: {e}");
                     None
@@ -190,6 +196,7 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
         .map_err(DaemonError::Thread)?;
     if let Some(mut w) = watcher {
         let tx = enf_tx.clone();
+        let queued = Arc::new(std::sync::atomic::AtomicBool::new(false));
         std::thread::Builder::new()
             .name("nft-watch".into())
             .spawn(move || loop {
@@ -197,7 +204,12 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
                     warn!("ruleset watcher stopped: {e}");
                     return;
                 }
-                if tx.blocking_send(EnforcerMsg::Heal).is_err() {
+                let already = queued.swap(true, std::sync::atomic::Ordering::AcqRel);
+                if !already
+                    && tx
+                        .blocking_send(EnforcerMsg::Heal(Arc::clone(&queued)))
+                        .is_err()
+                {
                     return;
                 }
             })

@@ -7,6 +7,7 @@
 //! losing a position.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,7 +22,7 @@ use crate::config::sources::is_glob;
 use crate::config::{Config, Fail2banSpec, JournalConfig, JournalMatch, SyslogConfig};
 use crate::filter::fail2ban::Fail2banFilter;
 use crate::matcher::Matcher;
-use crate::message::{Failure, JailId};
+use crate::message::{Failure, JailId, SharedLine};
 use crate::source::file::{FileFollower, FollowOptions, PositionSlot, StartAt, Stopper};
 use crate::source::glob::GlobWatch;
 use crate::source::journal::{self, JournalEntry, JournalReader, JournalSink};
@@ -43,6 +44,10 @@ pub fn read_positions(slots: &[(PathBuf, PositionSlot)]) -> Vec<(String, Positio
 
 /// Most failures a reader holds before handing them to the tracker.
 pub const FLUSH_AT: usize = 1024;
+
+/// Most bytes of lines a reader holds before handing them over: a flood of
+/// long lines flushes sooner, so a batch's buffer stays small.
+const FLUSH_TEXT_AT: usize = 256 << 10;
 
 /// A line dated later than this after now is a clock or zone mismatch, not
 /// the future: it counts as written now.
@@ -393,6 +398,10 @@ struct Runner {
     /// reader, so it would sleep between lines). Flushed at [`FLUSH_AT`] and
     /// whenever the source has caught up.
     pending: Vec<Failure>,
+    /// The lines of `pending`, end to end: one buffer for the batch (see
+    /// [`SharedLine`]), with `spans` saying which failure has which line.
+    text: String,
+    spans: Vec<(usize, Range<usize>)>,
 }
 
 struct RouteState {
@@ -411,12 +420,26 @@ impl Runner {
             states,
             tx,
             pending: Vec::with_capacity(FLUSH_AT),
+            text: String::new(),
+            spans: Vec::new(),
         }
     }
 
     /// Hands the pending failures to the tracker.
     fn flush(&mut self) {
         if !self.pending.is_empty() {
+            if !self.spans.is_empty() {
+                let buf: Arc<str> = Arc::from(self.text.as_str());
+                for (i, range) in self.spans.drain(..) {
+                    if let Some(f) = self.pending.get_mut(i) {
+                        f.line = SharedLine::in_buffer(&buf, range);
+                    }
+                }
+                self.text.clear();
+                if self.text.capacity() > FLUSH_TEXT_AT * 2 {
+                    self.text.shrink_to(FLUSH_TEXT_AT);
+                }
+            }
             let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(FLUSH_AT));
             // A closed channel means shutdown; bans already decided are in
             // the kernel.
@@ -454,23 +477,28 @@ impl Runner {
             picked = true;
             run_fail2ban(&mut state.fail2ban, line, given, &mut self.pending);
             let mut time = None;
-            let mut text: Option<Arc<str>> = None;
+            let mut span: Option<Range<usize>> = None;
             let dates = &mut state.dates;
-            let pending = &mut self.pending;
+            let (pending, text, spans) = (&mut self.pending, &mut self.text, &mut self.spans);
             plan.matcher.scan(line, |jail, addr| {
                 // Dates are read (and the line copied) only for lines that
                 // hit, once per line.
                 let time = *time.get_or_insert_with(|| line_time(dates, line, given));
-                let text = text.get_or_insert_with(|| Arc::from(line));
+                let span = span.get_or_insert_with(|| {
+                    let start = text.len();
+                    text.push_str(line);
+                    start..text.len()
+                });
+                spans.push((pending.len(), span.clone()));
                 pending.push(Failure {
                     jail,
                     addr,
                     time,
-                    line: Some(Arc::clone(text)),
+                    line: None,
                 });
             });
         }
-        if self.pending.len() >= FLUSH_AT {
+        if self.pending.len() >= FLUSH_AT || self.text.len() >= FLUSH_TEXT_AT {
             self.flush();
         }
         picked
@@ -521,7 +549,7 @@ fn run_fail2ban(
             jail: *jail,
             addr: addr.to_canonical(),
             time,
-            line: Some(Arc::from(line)),
+            line: Some(SharedLine::new(line)),
         });
     }
 }

@@ -106,6 +106,16 @@ pub trait Backend: Send {
     fn portid(&self) -> Option<u32> {
         None
     }
+
+    /// Lets large batches turn the ruleset watcher's hearing off (see
+    /// [`nft::watch::Muffle`]).
+    fn muffle_with(&mut self, _muffle: nft::watch::Muffle) {}
+
+    /// Whether someone else changed the ruleset while the watcher was
+    /// muffled (asked after each batch; answering clears it).
+    fn foreign_change(&mut self) -> bool {
+        false
+    }
 }
 
 /// A ban to put back: an address (/32, /128) or a prefix, its whole

@@ -19,14 +19,16 @@ pub mod wire;
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Applied, Backend, EnforceError, JailRules, Restore};
 use crate::message::BanOrder;
 use ipnet::IpNet;
 use netlink::{Netlink, Refused, MAX_TRANSACTION};
+use watch::Muffle;
 use wire::{net_set_name, set_name};
 
 /// When a ban ends, by our clock (the kernel's timeout, started when it was sent).
@@ -45,6 +47,10 @@ const GC_GRACE: Duration = Duration::from_secs(60);
 const DUMP_TRIES: usize = 5;
 /// Orders per transaction: about 40 bytes each stays under [`MAX_TRANSACTION`].
 const ORDERS_PER_TRANSACTION: usize = MAX_TRANSACTION / 64;
+/// Bans in one call from which the watcher is muffled (see [`Muffle`]): below
+/// that, the two setsockopts and two GETGEN round trips cost more than the
+/// notifications they spare.
+const MUFFLE_AT: usize = 128;
 
 pub struct NftBackend {
     table: String,
@@ -53,6 +59,13 @@ pub struct NftBackend {
     record: HashMap<String, crate::AddrMap<IpAddr, Until>>,
     /// Per jail name: banned prefix → end of ban (the `-net4`/`-net6` sets).
     nets: HashMap<String, crate::AddrMap<IpNet, Until>>,
+    muffle: Option<Muffle>,
+    /// While deaf: the generation then, and our commits then.
+    deaf: Option<(u32, u64)>,
+    /// Transactions the kernel committed for us.
+    commits: u64,
+    /// Someone else committed while the watcher was muffled.
+    foreign: bool,
 }
 
 /// What one order needs from the kernel.
@@ -72,6 +85,10 @@ impl NftBackend {
             nl,
             record: HashMap::new(),
             nets: HashMap::new(),
+            muffle: None,
+            deaf: None,
+            commits: 0,
+            foreign: false,
         })
     }
 
@@ -86,7 +103,10 @@ impl NftBackend {
             .transact(body)
             .map_err(|e| kernel("sending a transaction", e))?;
         match refused.first() {
-            None => Ok(()),
+            None => {
+                self.commits += 1;
+                Ok(())
+            }
             Some(Refused { seq, errno }) => Err(kernel(
                 &format!(
                     "{} (transaction of {} bytes aborted, nothing applied)",
@@ -156,18 +176,101 @@ impl NftBackend {
         }
     }
 
-    /// Applies one chunk of decided orders in one transaction.
-    fn apply(&mut self, chunk: &[(String, IpAddr, Duration, Plan)]) -> Result<(), EnforceError> {
-        // Per set: deletes first, then adds (a replace is both).
-        let mut dels: HashMap<String, Vec<(IpAddr, Option<Duration>)>> = HashMap::new();
-        let mut adds: HashMap<String, Vec<(IpAddr, Option<Duration>)>> = HashMap::new();
-        for (jail, addr, bantime, plan) in chunk {
-            let set = set_name(jail, addr);
-            if *plan == Plan::Replace {
-                dels.entry(set.clone()).or_default().push((*addr, None));
+    /// Applies decided orders, a transaction per chunk, and records them.
+    fn apply_all(
+        &mut self,
+        todo: &[(Arc<str>, IpAddr, Duration, Plan)],
+        now: Instant,
+    ) -> Result<(), EnforceError> {
+        for chunk in todo.chunks(ORDERS_PER_TRANSACTION) {
+            self.apply(chunk)?;
+            for (jail, addr, bantime, _) in chunk {
+                if let Some(bans) = self.record.get_mut(&**jail) {
+                    // The kernel started its clock after `now`: our record may
+                    // end a few ms early, never late (GC_GRACE covers the gap).
+                    bans.insert(*addr, Until::At(now + *bantime));
+                }
             }
-            adds.entry(set).or_default().push((*addr, Some(*bantime)));
         }
+        Ok(())
+    }
+
+    /// Leaves the nftables notification group until [`NftBackend::hear_again`]
+    /// (see [`Muffle`]), noting the ruleset generation. False, and nothing
+    /// changed, without a muffle or when a step fails.
+    pub fn deafen(&mut self) -> bool {
+        let Some(m) = &self.muffle else {
+            return false;
+        };
+        if self.deaf.is_some() {
+            return true;
+        }
+        let generation = m.hear(false).and_then(|()| self.nl.current_generation());
+        match generation {
+            Ok(g) => {
+                self.deaf = Some((g, self.commits));
+                true
+            }
+            Err(e) => {
+                debug!("not muffling the watcher: {e}");
+                let _ = m.hear(true);
+                false
+            }
+        }
+    }
+
+    /// Rejoins the group, then compares the generation with the one noted
+    /// at [`NftBackend::deafen`]: moved by more than our own commits means
+    /// someone else committed meanwhile ([`Backend::foreign_change`]).
+    pub fn hear_again(&mut self) {
+        let Some((before, commits)) = self.deaf.take() else {
+            return;
+        };
+        let rejoined = self.muffle.as_ref().map_or(Ok(()), |m| m.hear(true));
+        let ours = self.commits - commits;
+        match rejoined.and_then(|()| self.nl.current_generation()) {
+            Ok(now) if u64::from(now.wrapping_sub(before)) == ours => {}
+            Ok(now) => {
+                info!(
+                    "the ruleset changed during {ours} transactions of ours we did not listen through (generation {before} → {now}); checking our table"
+                );
+                self.foreign = true;
+            }
+            Err(e) => {
+                warn!("cannot tell whether the ruleset changed during a ban batch: {e}");
+                self.foreign = true;
+            }
+        }
+    }
+
+    /// Applies one chunk of decided orders in one transaction.
+    fn apply(&mut self, chunk: &[(Arc<str>, IpAddr, Duration, Plan)]) -> Result<(), EnforceError> {
+        // Per set: deletes first, then adds (a replace is both). Grouped by
+        // jail and family, so a flood names each set once, not once a ban.
+        type Elems = Vec<(IpAddr, Option<Duration>)>;
+        type Groups<'a> = Vec<((&'a str, bool), Elems)>;
+        fn group<'a>(groups: &mut Groups<'a>, jail: &'a str, elem: (IpAddr, Option<Duration>)) {
+            let key = (jail, elem.0.is_ipv6());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, elems)) => elems.push(elem),
+                None => groups.push((key, vec![elem])),
+            }
+        }
+        let mut del_groups: Groups = Vec::new();
+        let mut add_groups: Groups = Vec::new();
+        for (jail, addr, bantime, plan) in chunk {
+            if *plan == Plan::Replace {
+                group(&mut del_groups, jail, (*addr, None));
+            }
+            group(&mut add_groups, jail, (*addr, Some(*bantime)));
+        }
+        let named = |groups: Groups| -> Vec<(String, Elems)> {
+            groups
+                .into_iter()
+                .filter_map(|((jail, _), elems)| Some((set_name(jail, elems.first()?.0), elems)))
+                .collect()
+        };
+        let (dels, adds) = (named(del_groups), named(add_groups));
         let mut w = self.nl.writer();
         let mut del_msgs: Vec<(u32, String)> = Vec::new();
         let mut what: Vec<(u32, String)> = Vec::new();
@@ -199,7 +302,7 @@ impl NftBackend {
                 // Redo the replaces one by one: delete+add, or add alone.
                 warn!("an expired ban was already collected by the kernel; retrying one by one");
                 for (jail, addr, bantime, plan) in chunk {
-                    let set = set_name(jail, addr);
+                    let set = set_name(jail, *addr);
                     let mut w = self.nl.writer();
                     if *plan == Plan::Replace {
                         w.elements(&self.table, &set, &[(*addr, None)], false);
@@ -294,9 +397,9 @@ impl Backend for NftBackend {
         }
         let now = Instant::now();
         let mut outcomes = Vec::with_capacity(orders.len());
-        let mut todo: Vec<(String, IpAddr, Duration, Plan)> = Vec::new();
+        let mut todo: Vec<(Arc<str>, IpAddr, Duration, Plan)> = Vec::new();
         // Decided within this call, so a duplicate sees the first one's effect.
-        let mut pending: HashMap<(&str, IpAddr), Duration> = HashMap::new();
+        let mut pending: crate::AddrMap<(&str, IpAddr), Duration> = crate::AddrMap::default();
         for o in orders {
             let addr = o.addr.to_canonical();
             let key = (&*o.jail, addr);
@@ -305,7 +408,7 @@ impl Backend for NftBackend {
                     if let Some(t) = todo
                         .iter_mut()
                         .rev()
-                        .find(|t| t.0 == *o.jail && t.1 == addr)
+                        .find(|t| *t.0 == *o.jail && t.1 == addr)
                     {
                         t.2 = o.bantime;
                     }
@@ -327,19 +430,16 @@ impl Backend for NftBackend {
             });
             if plan != Plan::Nothing {
                 pending.insert(key, o.bantime);
-                todo.push((o.jail.to_string(), addr, o.bantime, plan));
+                todo.push((Arc::clone(&o.jail), addr, o.bantime, plan));
             }
         }
-        for chunk in todo.chunks(ORDERS_PER_TRANSACTION) {
-            self.apply(chunk)?;
-            for (jail, addr, bantime, _) in chunk {
-                if let Some(bans) = self.record.get_mut(jail) {
-                    // The kernel started its clock after `now`: our record may
-                    // end a few ms early, never late (GC_GRACE covers the gap).
-                    bans.insert(*addr, Until::At(now + *bantime));
-                }
-            }
+        // Only a span this call started is ended here.
+        let deaf = todo.len() >= MUFFLE_AT && self.deaf.is_none() && self.deafen();
+        let applied = self.apply_all(&todo, now);
+        if deaf {
+            self.hear_again();
         }
+        applied?;
         Ok(outcomes)
     }
 
@@ -359,7 +459,7 @@ impl Backend for NftBackend {
             }
             Some(_) => {}
         }
-        let set = set_name(jail, &addr);
+        let set = set_name(jail, addr);
         let mut w = self.nl.writer();
         w.elements(&self.table, &set, &[(addr, None)], false);
         let result = self.commit(&w.buf, &|_| format!("unban {addr} from {set}"));
@@ -525,7 +625,7 @@ impl Backend for NftBackend {
                 continue;
             }
             let set = if host {
-                set_name(&b.jail, &net.addr())
+                set_name(&b.jail, net.addr())
             } else {
                 net_set_name(&b.jail, &net)
             };
@@ -605,6 +705,14 @@ impl Backend for NftBackend {
 
     fn portid(&self) -> Option<u32> {
         self.nl.portid()
+    }
+
+    fn muffle_with(&mut self, muffle: Muffle) {
+        self.muffle = Some(muffle);
+    }
+
+    fn foreign_change(&mut self) -> bool {
+        std::mem::take(&mut self.foreign)
     }
 
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {

@@ -12,7 +12,10 @@ use neli::consts::socket::{Msg as SendFlags, NlFamily};
 use neli::socket::NlSocket;
 use neli::utils::Groups;
 
-use super::wire::{self, Writer, NLMSG_DONE};
+use super::wire::{self, Writer, NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWGEN, NLMSG_DONE};
+
+/// The message type of the kernel's answer to GETGEN.
+const NEWGEN: u16 = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN;
 
 const BUFFER: libc::c_int = 8 << 20;
 /// Errors echo only the failing message's header, not its 60 KiB payload.
@@ -37,6 +40,9 @@ pub struct Netlink {
     sock: NlSocket,
     pub next_seq: u32,
     recv: Vec<u8>,
+    /// The ruleset generation right after our last transaction (the
+    /// answer to its closing GETGEN).
+    pub generation: Option<u32>,
 }
 
 impl Netlink {
@@ -57,6 +63,7 @@ impl Netlink {
             sock,
             next_seq: 1,
             recv: vec![0; RECV_BUFFER],
+            generation: None,
         })
     }
 
@@ -115,6 +122,9 @@ impl Netlink {
         loop {
             let n = self.sock.recv(&mut self.recv[..], SendFlags::empty())?.0;
             for m in wire::messages(&self.recv[..n]) {
+                if m.seq == sentinel_seq && m.ty == NEWGEN {
+                    self.generation = wire::parse_gen_id(m.body);
+                }
                 match m.error {
                     Some(0) if m.seq == sentinel_seq => return Ok(refused),
                     Some(e) if e != 0 && m.seq == sentinel_seq => {
@@ -125,6 +135,36 @@ impl Netlink {
                         errno: -e,
                     }),
                     _ => {}
+                }
+            }
+        }
+    }
+
+    /// The ruleset generation now.
+    pub fn current_generation(&mut self) -> io::Result<u32> {
+        let mut w = Writer::with_seq(self.next_seq);
+        let seq = w.get_gen();
+        self.next_seq = w.seq;
+        self.send(&w.buf)?;
+        let mut generation = None;
+        loop {
+            let n = self.sock.recv(&mut self.recv[..], SendFlags::empty())?.0;
+            for m in wire::messages(&self.recv[..n]) {
+                if m.seq != seq {
+                    continue;
+                }
+                match m.error {
+                    Some(0) => {
+                        return generation.ok_or_else(|| {
+                            io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                "GETGEN without a generation",
+                            )
+                        })
+                    }
+                    Some(e) => return Err(io::Error::from_raw_os_error(-e)),
+                    None if m.ty == NEWGEN => generation = wire::parse_gen_id(m.body),
+                    None => {}
                 }
             }
         }

@@ -24,7 +24,10 @@ pub const NFT_MSG_DELSET: u16 = 11;
 pub const NFT_MSG_NEWSETELEM: u16 = 12;
 pub const NFT_MSG_GETSETELEM: u16 = 13;
 pub const NFT_MSG_DELSETELEM: u16 = 14;
+pub const NFT_MSG_NEWGEN: u16 = 15;
 pub const NFT_MSG_GETGEN: u16 = 16;
+/// NFTA_GEN_ID, the only attribute of a NEWGEN message.
+const NFTA_GEN_ID: u16 = 1;
 
 pub const NLMSG_ERROR: u16 = 2;
 pub const NLMSG_DONE: u16 = 3;
@@ -62,7 +65,7 @@ const NFTA_DATA_VALUE: u16 = 1;
 pub const MAX_ELEMENTS_BYTES: usize = 60 * 1024;
 
 /// Which of a jail's two address sets an address belongs to.
-pub fn set_name(jail: &str, addr: &IpAddr) -> String {
+pub fn set_name(jail: &str, addr: IpAddr) -> String {
     match addr {
         IpAddr::V4(_) => format!("{jail}-v4"),
         IpAddr::V6(_) => format!("{jail}-v6"),
@@ -486,6 +489,12 @@ fn be64(v: &[u8]) -> Option<u64> {
 /// carries it as attribute 1.
 pub fn parse_table_name(body: &[u8]) -> Option<String> {
     attr(body, NFTA_SET_TABLE).map(c_str)
+}
+
+/// The ruleset generation a NEWGEN message (the answer to GETGEN) carries:
+/// the kernel counts it up by one for every transaction it commits.
+pub fn parse_gen_id(body: &[u8]) -> Option<u32> {
+    attr(body, NFTA_GEN_ID).and_then(be32)
 }
 
 pub fn parse_set_name(body: &[u8]) -> Option<String> {
