@@ -22,7 +22,7 @@ use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::util::captures::Captures;
 use regex_automata::{Input, PatternID};
 
-use crate::filter::literal::{required_literal, required_literals};
+use crate::filter::literal::{required_factors, required_literal, required_literals};
 use crate::filter::{hit_in, parse_count, tags, Filter};
 use crate::message::JailId;
 
@@ -37,6 +37,34 @@ pub struct Matcher {
     /// Patterns that neither gate covers (the set was too large to build):
     /// their regex is run on every line. Slow but never blind.
     ungated: bool,
+    /// Per jail, per ignoreregex: what a line must contain for it to be
+    /// worth running (a flood's every line reaches the ignoreregexes).
+    ignore_gates: Vec<Vec<Factors>>,
+}
+
+/// Text a line must contain: for each factor, one of its strings (see
+/// [`required_factors`]). Empty admits every line.
+struct Factors(Vec<Vec<memmem::Finder<'static>>>);
+
+impl Factors {
+    fn new(factors: Vec<Vec<String>>) -> Factors {
+        Factors(
+            factors
+                .iter()
+                .map(|any| {
+                    any.iter()
+                        .map(|s| memmem::Finder::new(s.as_bytes()).into_owned())
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+
+    fn admits(&self, hay: &[u8]) -> bool {
+        self.0
+            .iter()
+            .all(|any| any.iter().any(|f| f.find(hay).is_some()))
+    }
 }
 
 struct Pattern {
@@ -45,6 +73,10 @@ struct Pattern {
     /// Index into that filter's `failregex`.
     index: usize,
     gate: Gate,
+    /// The pattern's alternations of text (`(?:tried to use ...|proxy dest
+    /// auth failed)`), which its literals cannot express: one of each must
+    /// be in the line too.
+    alternatives: Factors,
     /// For a pattern anchored at the line start: its captures in one pass.
     anchored: Option<Anchored>,
 }
@@ -202,10 +234,15 @@ impl Matcher {
                     }
                 };
                 let anchored = Anchored::new(re.as_str());
+                let alternatives = required_factors(re.as_str())
+                    .into_iter()
+                    .filter(|f| f.len() > 1)
+                    .collect();
                 patterns.push(Pattern {
                     slot,
                     index,
                     gate,
+                    alternatives: Factors::new(alternatives),
                     anchored,
                 });
             }
@@ -251,12 +288,22 @@ impl Matcher {
                 }
             }
         };
+        let ignore_gates = jails
+            .iter()
+            .map(|(_, f)| {
+                f.ignoreregex
+                    .iter()
+                    .map(|re| Factors::new(required_factors(re.as_str())))
+                    .collect()
+            })
+            .collect();
         Matcher {
             jails,
             patterns,
             literal_gate,
             set,
             ungated,
+            ignore_gates,
         }
     }
 
@@ -295,7 +342,7 @@ impl Matcher {
                 Gate::Set(i) => set_matches.as_ref().is_some_and(|m| m.matched(*i)),
                 Gate::None => true,
             };
-            if !candidate {
+            if !candidate || !p.alternatives.admits(bytes) {
                 continue;
             }
             let (jail, filter) = &self.jails[p.slot];
@@ -308,7 +355,12 @@ impl Matcher {
                 continue;
             };
             done_slot = p.slot;
-            if !filter.ignoreregex.iter().any(|re| re.is_match(line)) {
+            let ignored = filter
+                .ignoreregex
+                .iter()
+                .zip(&self.ignore_gates[p.slot])
+                .any(|(re, gate)| gate.admits(bytes) && re.is_match(line));
+            if !ignored {
                 for _ in 0..count {
                     hit(*jail, addr);
                 }

@@ -91,6 +91,89 @@ pub fn required_literals(pattern: &str) -> Vec<String> {
     best
 }
 
+/// Strings of which every match of `pattern` contains at least one, per
+/// factor: all factors must be met. Unlike [`required_literals`] this sees
+/// through alternations (`\((?:tried to use ...|proxy dest auth failed)\)`
+/// requires one of its branches' texts), from the parsed pattern rather than
+/// its text. Factors whose shortest string is under 4 bytes, or with more
+/// than 16 strings, are dropped: they would filter too little. None when the
+/// pattern does not parse (the regex crate will say why).
+pub fn required_factors(pattern: &str) -> Vec<Vec<String>> {
+    let Ok(hir) = regex_syntax::Parser::new().parse(pattern) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Vec<String>> = Vec::new();
+    for factor in must(&hir) {
+        let strings: Vec<String> = factor
+            .into_iter()
+            .filter_map(|b| String::from_utf8(b).ok())
+            .collect();
+        let shortest = strings.iter().map(String::len).min().unwrap_or(0);
+        if shortest >= 4 && strings.len() <= 16 && !out.contains(&strings) {
+            out.push(strings);
+        }
+    }
+    out
+}
+
+/// A factor: byte strings, one of which every match contains.
+type Factor = Vec<Vec<u8>>;
+
+/// What every match of `hir` must contain, as factors.
+fn must(hir: &regex_syntax::hir::Hir) -> Vec<Factor> {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Literal(lit) => vec![vec![lit.0.to_vec()]],
+        HirKind::Capture(c) => must(&c.sub),
+        HirKind::Repetition(r) if r.min >= 1 => must(&r.sub),
+        HirKind::Concat(subs) => {
+            let mut out = Vec::new();
+            let mut run: Vec<u8> = Vec::new();
+            for sub in subs {
+                match literal_of(sub) {
+                    Some(bytes) => run.extend_from_slice(bytes),
+                    None => {
+                        if !run.is_empty() {
+                            out.push(vec![std::mem::take(&mut run)]);
+                        }
+                        out.extend(must(sub));
+                    }
+                }
+            }
+            if !run.is_empty() {
+                out.push(vec![run]);
+            }
+            out
+        }
+        HirKind::Alternation(branches) => {
+            // One string from each branch's best factor: whichever branch
+            // matched, one of them is in the line.
+            let mut union: Factor = Vec::new();
+            for branch in branches {
+                let Some(best) = must(branch)
+                    .into_iter()
+                    .max_by_key(|f| f.iter().map(Vec::len).min().unwrap_or(0))
+                else {
+                    return Vec::new();
+                };
+                union.extend(best);
+            }
+            vec![union]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The bytes of a literal, looking through a capture group.
+fn literal_of(hir: &regex_syntax::hir::Hir) -> Option<&[u8]> {
+    use regex_syntax::hir::HirKind;
+    match hir.kind() {
+        HirKind::Literal(lit) => Some(&lit.0),
+        HirKind::Capture(c) => literal_of(&c.sub),
+        _ => None,
+    }
+}
+
 /// Skips a character class whose `[` was just read, nested classes
 /// (`[[:alpha:]]`, `[a-z&&[^x]]`) included.
 fn skip_class(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
@@ -177,6 +260,58 @@ mod tests {
         assert_eq!(lit(r"abcdef|ghijkl"), None);
         assert_eq!(lit(r"(?:abcdef)?x"), None);
         assert_eq!(lit(r"ab.cd"), None);
+    }
+
+    #[test]
+    fn factors_see_through_alternations() {
+        use super::required_factors as factors;
+        let dovecot = r"^x-login: [A-Z][^<]*? \((?:tried to use (?:disabled|disallowed) plaintext auth|proxy dest auth failed)\): (?:.*, )?rip=(?P<host>[0-9.]+)(?:,.*)?$";
+        let found = factors(dovecot);
+        assert!(found.contains(&vec!["x-login: ".to_string()]), "{found:?}");
+        let alt = found.iter().find(|f| f.len() == 2).unwrap();
+        assert!(
+            alt.contains(&"proxy dest auth failed".to_string()),
+            "{found:?}"
+        );
+        // Case folding leaves classes, not text; an optional part or a
+        // branch without text requires nothing; short text is dropped.
+        assert!(factors(r"(?i)failed password").is_empty());
+        assert!(factors(r"x(?:abcdef)?y").is_empty());
+        assert!(factors(r"(?:abcdef|[0-9]+)").is_empty());
+        assert!(factors(r"(?:abcdef|ab)").is_empty());
+        assert_eq!(factors(r"(?:abcdef)+"), vec![vec!["abcdef".to_string()]]);
+        // Every match meets every factor.
+        let cases = [
+            (
+                dovecot,
+                "x-login: Disconnected (proxy dest auth failed): user=<a>, rip=1.2.3.4, lip=5",
+            ),
+            (
+                dovecot,
+                "x-login: Aborted login (tried to use disallowed plaintext auth): rip=1.2.3.4",
+            ),
+            (
+                r"^(?:<SYSLOG>)?(?:foo|bar baz) (?P<n>qux[0-9]+|quux) end$",
+                "bar baz quux end",
+            ),
+            (
+                r"(?:Connection lost to authentication server|Invalid authentication mechanism)(?:,|$)",
+                "x: Invalid authentication mechanism",
+            ),
+        ];
+        for (pattern, line) in cases {
+            let pattern = pattern.replace("<SYSLOG>", "s");
+            assert!(
+                regex::Regex::new(&pattern).unwrap().is_match(line),
+                "{pattern}"
+            );
+            for f in factors(&pattern) {
+                assert!(
+                    f.iter().any(|s| line.contains(s.as_str())),
+                    "{f:?} not in {line:?}"
+                );
+            }
+        }
     }
 
     #[test]
