@@ -26,6 +26,9 @@ use crate::filter::literal::{required_factors, required_literal, required_litera
 use crate::filter::{hit_in, parse_count, tags, Filter};
 use crate::message::JailId;
 
+mod cut;
+use cut::{Cut, CutScratch};
+
 pub struct Matcher {
     jails: Vec<(JailId, Arc<Filter>)>,
     /// Every failregex of every jail, jail by jail, in filter order.
@@ -100,11 +103,15 @@ struct Anchored {
     host: Option<usize>,
     host_port: Option<usize>,
     count: Option<usize>,
+    /// The same captures from the part of the line after a literal (see
+    /// [`cut`]), when the pattern has such a literal.
+    cut: Option<Cut>,
 }
 
 struct Scratch {
     cache: backtrack::Cache,
     caps: Captures,
+    cut: Option<CutScratch>,
     /// Recent lines that reached this pattern, and how many of them matched;
     /// halved now and then so the choice follows the traffic.
     tried: u32,
@@ -119,13 +126,16 @@ impl Anchored {
         }
         let info = engine.get_nfa().group_info().clone();
         let group = |name: &str| info.to_index(PatternID::ZERO, name);
+        let cut = Cut::new(pattern);
         let scratch = Mutex::new(Scratch {
             cache: engine.create_cache(),
             caps: engine.create_captures(),
+            cut: cut.as_ref().map(Cut::scratch),
             tried: 0,
             matched: 0,
         });
         Some(Anchored {
+            cut,
             host: group(tags::HOST_GROUP),
             host_port: group(tags::HOST_PORT_GROUP),
             count: group(tags::COUNT_GROUP),
@@ -161,25 +171,48 @@ impl Anchored {
     /// The backtracker alone: the hit and whether the pattern matched; None
     /// when the line is too long for it.
     fn direct(&self, s: &mut Scratch, line: &str) -> Option<(Option<(IpAddr, u32)>, bool)> {
+        if let (Some(cut), Some(cs)) = (&self.cut, &mut s.cut) {
+            if cut.captures(cs, line).is_some() {
+                return Some(read_hit(
+                    &cs.caps,
+                    [cut.host, cut.host_port, cut.count],
+                    line,
+                ));
+            }
+        }
         if line.len() > self.engine.max_haystack_len() {
             return None;
         }
         let Scratch { cache, caps, .. } = s;
         let input = Input::new(line).anchored(regex_automata::Anchored::Yes);
         self.engine.try_captures(cache, input, caps).ok()?;
-        if !caps.is_match() {
-            return Some((None, false));
-        }
-        let span = |g: Option<usize>| g.and_then(|g| caps.get_group(g));
-        let addr = match span(self.host) {
-            Some(h) => tags::host_at(line, h.start, h.end),
-            None => span(self.host_port).and_then(|h| tags::host_port_at(line, h.start, h.end)),
-        };
-        let count = span(self.count)
-            .and_then(|c| line.get(c.range()))
-            .map_or(1, parse_count);
-        Some((addr.filter(|_| count > 0).map(|a| (a, count)), true))
+        Some(read_hit(
+            caps,
+            [self.host, self.host_port, self.count],
+            line,
+        ))
     }
+}
+
+/// The hit in captures taken on `line` (`groups`: host, host:port and count
+/// group indices), and whether the pattern matched.
+fn read_hit(
+    caps: &Captures,
+    [host, host_port, count]: [Option<usize>; 3],
+    line: &str,
+) -> (Option<(IpAddr, u32)>, bool) {
+    if !caps.is_match() {
+        return (None, false);
+    }
+    let span = |g: Option<usize>| g.and_then(|g| caps.get_group(g));
+    let addr = match span(host) {
+        Some(h) => tags::host_at(line, h.start, h.end),
+        None => span(host_port).and_then(|h| tags::host_port_at(line, h.start, h.end)),
+    };
+    let count = span(count)
+        .and_then(|c| line.get(c.range()))
+        .map_or(1, parse_count);
+    (addr.filter(|_| count > 0).map(|a| (a, count)), true)
 }
 
 enum LiteralGate {
@@ -409,6 +442,11 @@ mod tests {
             "auth failed 7 times for 192.0.2.1:8080",
             "nothing to see here",
             "",
+            // The cut literal twice (whole-pattern path), or forged after a
+            // header that does not match (the part before the cut fails).
+            "Mar  5 16:01:34 mx1 postfix/smtpd[3]: warning: unknown[192.0.2.12]: SASL LOGIN authentication failed: ]: warning: x[192.0.2.13]: SASL LOGIN authentication failed",
+            "Mar  5 16:01:34 mx1 evil: postfix/smtpd[4]: warning: unknown[192.0.2.14]: SASL LOGIN authentication failed",
+            "Mar  5 16:01:34 mx1 sshd[77]: Failed password for root from 192.0.2.15 port 1 ssh2: Failed password for root from 192.0.2.16 port 2 ssh2",
         ];
         let mut checked = 0;
         for name in crate::filter::library_names() {
@@ -430,6 +468,15 @@ mod tests {
         }
         // postfix-sasl (2 lines), postfix, sshd (2), dovecot at least.
         assert!(checked >= 6, "{checked}");
+        // The cut is taken by the library's common patterns.
+        for name in ["postfix-sasl", "sshd", "dovecot"] {
+            let cuts = library(name)
+                .failregex
+                .iter()
+                .filter(|re| Cut::new(re.as_str()).is_some())
+                .count();
+            assert!(cuts > 0, "{name}: no pattern is cut");
+        }
         let f = filter(
             &[
                 "^auth failed <COUNT> times for <HOSTPORT>$",

@@ -1,0 +1,137 @@
+//! Captures from the part of the line that holds them.
+//!
+//! The backtracker that takes the host out of a matching line costs about
+//! three times the lazy DFA that says it matches, and most of that goes on
+//! the syslog header and program name before the host, which capture
+//! nothing. So a pattern `A L B`, where `L` is a literal of its top-level
+//! sequence and every capture we read is in `B`, is cut at `L`. When `L`
+//! occurs exactly once in a line, every match has it there, so the line
+//! matches iff `A` matches all of what comes before and `B` matches after
+//! it, and the backtracker's first match of the whole pattern has the same
+//! captures as its first match of `B` alone (the part before is forced).
+//! `A` is then checked by a DFA and only `B` goes through the backtracker.
+//! A line where `L` is missing or repeated takes the whole-pattern path.
+
+use memchr::memmem;
+use regex::Regex;
+use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
+use regex_automata::util::captures::Captures;
+use regex_automata::{Input, PatternID};
+use regex_syntax::hir::{Hir, HirKind, Look};
+
+use crate::filter::tags;
+
+/// Literals shorter than this are too common to be unique in a line.
+const MIN_CUT: usize = 4;
+
+pub struct Cut {
+    literal: memmem::Finder<'static>,
+    /// `^(?:A)$`, over the text before the literal.
+    before: Regex,
+    /// `B`, run anchored right after the literal.
+    pub engine: BoundedBacktracker,
+    pub host: Option<usize>,
+    pub host_port: Option<usize>,
+    pub count: Option<usize>,
+}
+
+/// Per-thread state of a cut's backtracker.
+pub struct CutScratch {
+    pub cache: backtrack::Cache,
+    pub caps: Captures,
+}
+
+impl Cut {
+    /// The cut of `pattern` at its last top-level literal before the host
+    /// group, if it has one that qualifies.
+    pub fn new(pattern: &str) -> Option<Cut> {
+        let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+        let HirKind::Concat(parts) = hir.kind() else {
+            return None;
+        };
+        let host = parts
+            .iter()
+            .position(|p| has_group(p, tags::HOST_GROUP) || has_group(p, tags::HOST_PORT_GROUP))?;
+        let at = (0..host)
+            .rev()
+            .find(|&i| matches!(parts[i].kind(), HirKind::Literal(l) if l.0.len() >= MIN_CUT))?;
+        let HirKind::Literal(literal) = parts[at].kind() else {
+            return None;
+        };
+        let (a, b) = (&parts[..at], &parts[at + 1..]);
+        // What we read must all be in B; A's look-arounds, but for the
+        // line start, would see a different text end than in the line.
+        if a.iter()
+            .any(|p| has_group(p, tags::COUNT_GROUP) || has_look(p))
+        {
+            return None;
+        }
+        let before = Regex::new(&format!("(?:{})\\z", Hir::concat(a.to_vec()))).ok()?;
+        let engine = BoundedBacktracker::new(&Hir::concat(b.to_vec()).to_string()).ok()?;
+        let info = engine.get_nfa().group_info().clone();
+        let group = |name: &str| info.to_index(PatternID::ZERO, name);
+        Some(Cut {
+            literal: memmem::Finder::new(&literal.0).into_owned(),
+            before,
+            host: group(tags::HOST_GROUP),
+            host_port: group(tags::HOST_PORT_GROUP),
+            count: group(tags::COUNT_GROUP),
+            engine,
+        })
+    }
+
+    pub fn scratch(&self) -> CutScratch {
+        CutScratch {
+            cache: self.engine.create_cache(),
+            caps: self.engine.create_captures(),
+        }
+    }
+
+    /// Captures of the whole pattern on `line`, in `s.caps` (offsets into
+    /// `line`); None when this line needs the whole-pattern path (the
+    /// literal missing or repeated, or the rest too long for the
+    /// backtracker).
+    pub fn captures(&self, s: &mut CutScratch, line: &str) -> Option<()> {
+        let bytes = line.as_bytes();
+        let at = self.literal.find(bytes)?;
+        let after = at + self.literal.needle().len();
+        if self.literal.find(&bytes[at + 1..]).is_some() {
+            return None;
+        }
+        if line.len() - after > self.engine.max_haystack_len() {
+            return None;
+        }
+        if !self.before.is_match(line.get(..at)?) {
+            s.caps.set_pattern(None);
+            return Some(());
+        }
+        let input = Input::new(line)
+            .span(after..line.len())
+            .anchored(regex_automata::Anchored::Yes);
+        self.engine
+            .try_captures(&mut s.cache, input, &mut s.caps)
+            .ok()?;
+        Some(())
+    }
+}
+
+fn has_group(hir: &Hir, name: &str) -> bool {
+    match hir.kind() {
+        HirKind::Capture(c) => c.name.as_deref() == Some(name) || has_group(&c.sub, name),
+        HirKind::Repetition(r) => has_group(&r.sub, name),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(|h| has_group(h, name)),
+        _ => false,
+    }
+}
+
+/// Whether `hir` holds a look-around other than the text start.
+fn has_look(hir: &Hir) -> bool {
+    match hir.kind() {
+        HirKind::Look(Look::Start) => false,
+        HirKind::Look(_) => true,
+        HirKind::Capture(c) => has_look(&c.sub),
+        HirKind::Repetition(r) => has_look(&r.sub),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(has_look),
+        _ => false,
+    }
+}
