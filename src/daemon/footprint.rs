@@ -6,13 +6,18 @@
 //! though the steady state runs a small part of it. The same goes for the
 //! heap: compilation temporaries are freed but their pages stay.
 //!
-//! So, at ready (and after each reload): `malloc_trim` returns free heap
+//! So, a second after ready (and after each reload): `malloc_trim` returns free heap
 //! pages to the kernel, and `MADV_PAGEOUT` (Linux ≥ 5.4) drops the binary's
 //! clean file-backed pages; whatever the daemon runs from then on is
 //! faulted back from the page cache on first use (minor faults). Both are
 //! advice: failure changes nothing but the footprint.
 
 use std::fs;
+use std::time::Duration;
+
+/// How long after "ready" the start-up memory is given back: by then the
+/// code that only runs once has run.
+pub const SETTLE: Duration = Duration::from_secs(1);
 
 /// Trims the heap and pages out this executable's read-only mappings.
 pub fn shed_startup_memory() {

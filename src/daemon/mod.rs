@@ -229,7 +229,12 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
         "ready: {}",
         config.jail_names().join(", ")
     );
-    footprint::shed_startup_memory();
+    // Once the start-up tail (control server, signal handlers, the readers'
+    // first reads) has run too, not in the middle of it.
+    tokio::spawn(async {
+        tokio::time::sleep(footprint::SETTLE).await;
+        footprint::shed_startup_memory();
+    });
     let socket = config.socket.clone();
     let handle = Arc::new(Handle {
         config: RwLock::new(Arc::new(config)),

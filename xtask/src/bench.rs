@@ -1175,7 +1175,9 @@ struct Memory {
 fn memory(nftjail: &Path, dir: &Path, distinct: u32) -> Result<Memory> {
     use std::io::Write;
     let d = Daemon::start(nftjail, dir, "memory", 5, Netns::new("memory")?)?;
-    std::thread::sleep(Duration::from_millis(500));
+    // Idle as fail2ban-rs's is read: 2 s after start (the daemon gives its
+    // start-up memory back 1 s after ready).
+    std::thread::sleep(Duration::from_secs(2));
     let idle_kib = rss_kib(d.child.id());
     let (day, first_second) = gen::ending_now(distinct as usize);
     let spec = Spec {
