@@ -32,6 +32,11 @@ const MAX_BATCH: usize = 4096;
 /// Times a batch is tried again after our table vanished under it.
 const RETRIES: u64 = 8;
 
+/// The wait after failed attempt `attempt`: 10 ms more each time.
+fn back_off(attempt: u64) {
+    std::thread::sleep(Duration::from_millis(10 * attempt));
+}
+
 /// The kernel's answer when our table, a chain or a set is missing.
 fn table_gone(e: &EnforceError) -> bool {
     matches!(e, EnforceError::Kernel { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
@@ -323,28 +328,25 @@ impl Enforcer {
         // What we held before stays in `bans` whatever the kernel does
         // meanwhile: someone flushing again between our rebuild and our
         // restore only costs another round.
-        for attempt in 1..=RETRIES {
-            if let Err(e) = self.backend.reconcile(&self.rules) {
-                if table_gone(&e) && attempt < RETRIES {
-                    std::thread::sleep(Duration::from_millis(10 * attempt));
-                    continue;
-                }
-                warn!("our table was changed by someone else and could not be rebuilt: {e}");
-                return;
+        let mut attempt = 1;
+        let rebuilt = loop {
+            let result = self
+                .backend
+                .reconcile(&self.rules)
+                .and_then(|()| self.backend.restore(&bans));
+            match result {
+                Err(e) if table_gone(&e) && attempt < RETRIES => back_off(attempt),
+                other => break other,
             }
-            match self.backend.restore(&bans) {
-                Ok(0) => info!("our table was changed by someone else; rules checked, no ban was missing"),
-                Ok(n) => warn!(
-                    "our table was changed by someone else (nft flush ruleset?): rebuilt it and restored {n} bans in {:.1} ms",
-                    started.elapsed().as_secs_f64() * 1000.0
-                ),
-                Err(e) if table_gone(&e) && attempt < RETRIES => {
-                    std::thread::sleep(Duration::from_millis(10 * attempt));
-                    continue;
-                }
-                Err(e) => warn!("our table was rebuilt but bans could not be restored: {e}"),
-            }
-            return;
+            attempt += 1;
+        };
+        match rebuilt {
+            Ok(0) => info!("our table was changed by someone else; rules checked, no ban was missing"),
+            Ok(n) => warn!(
+                "our table was changed by someone else (nft flush ruleset?): rebuilt it and restored {n} bans in {:.1} ms",
+                started.elapsed().as_secs_f64() * 1000.0
+            ),
+            Err(e) => warn!("our table was changed by someone else and could not be rebuilt with its bans: {e}"),
         }
     }
 
@@ -364,7 +366,7 @@ impl Enforcer {
                     break;
                 }
             }
-            std::thread::sleep(Duration::from_millis(10 * attempt));
+            back_off(attempt);
         }
         warn!(bans = batch.len(), "bans not applied: {error}");
     }

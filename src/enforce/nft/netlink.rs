@@ -140,34 +140,14 @@ impl Netlink {
         }
     }
 
-    /// The ruleset generation now.
+    /// The ruleset generation now: GETGEN is answered like a one-message dump.
     pub fn current_generation(&mut self) -> io::Result<u32> {
-        let mut w = Writer::with_seq(self.next_seq);
-        let seq = w.get_gen();
-        self.next_seq = w.seq;
-        self.send(&w.buf)?;
-        let mut generation = None;
-        loop {
-            let n = self.sock.recv(&mut self.recv[..], SendFlags::empty())?.0;
-            for m in wire::messages(&self.recv[..n]) {
-                if m.seq != seq {
-                    continue;
-                }
-                match m.error {
-                    Some(0) => {
-                        return generation.ok_or_else(|| {
-                            io::Error::new(
-                                io::ErrorKind::InvalidData,
-                                "GETGEN without a generation",
-                            )
-                        })
-                    }
-                    Some(e) => return Err(io::Error::from_raw_os_error(-e)),
-                    None if m.ty == NEWGEN => generation = wire::parse_gen_id(m.body),
-                    None => {}
-                }
-            }
-        }
+        self.dump(|w| w.get_gen())?
+            .iter()
+            .find_map(|body| wire::parse_gen_id(body))
+            .ok_or_else(|| {
+                io::Error::new(io::ErrorKind::InvalidData, "GETGEN without a generation")
+            })
     }
 
     /// Sends one dump request (built by `build`) and returns the body of every
