@@ -20,6 +20,7 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+use super::banlog::BanLog;
 use super::human;
 use crate::bantime::{Increment, Offences};
 use crate::enforce::{Applied, Backend, EnforceError, JailRules, Restore};
@@ -43,8 +44,9 @@ fn table_gone(e: &EnforceError) -> bool {
 }
 
 pub enum EnforcerMsg {
-    /// Decided by the tracker.
-    Ban(BanOrder),
+    /// Decided by the tracker: the bans of one batch of failures, in one
+    /// message so a flood costs a channel operation per batch, not per ban.
+    Bans(Vec<BanOrder>),
     /// `nftjail ban`: an address (a /32 or /128) or a prefix.
     Manual {
         jail: Arc<str>,
@@ -146,12 +148,12 @@ impl Enforcer {
                 },
             };
             match msg {
-                EnforcerMsg::Ban(first) => {
+                EnforcerMsg::Bans(first) => {
                     batch.clear();
-                    batch.push(first);
+                    batch.extend(first);
                     while batch.len() < MAX_BATCH {
                         match rx.try_recv() {
-                            Ok(EnforcerMsg::Ban(o)) => batch.push(o),
+                            Ok(EnforcerMsg::Bans(o)) => batch.extend(o),
                             Ok(other) => {
                                 held = Some(other);
                                 break;
@@ -255,6 +257,7 @@ impl Enforcer {
         if !stored.is_empty() {
             self.record(StateMsg::Banned(stored));
         }
+        let mut logged = BanLog::default();
         for (order, outcome) in orders.iter().zip(&applied) {
             let verb = match outcome {
                 Applied::Added => "ban",
@@ -278,15 +281,10 @@ impl Enforcer {
                     human(order.bantime)
                 );
             } else {
-                info!(
-                    "{verb}: jail={} addr={} failures={} bantime={}",
-                    order.jail,
-                    order.addr,
-                    order.failures,
-                    human(order.bantime)
-                );
+                logged.push(verb, order);
             }
         }
+        logged.flush();
         Ok(applied)
     }
 

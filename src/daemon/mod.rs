@@ -12,6 +12,7 @@
 //! drop, the tracker drains and ends, and the enforcer applies its last batch
 //! before it returns.
 
+mod banlog;
 mod control;
 mod enforcing;
 mod footprint;
@@ -44,7 +45,10 @@ use tracking::TrackerCtl;
 /// Failures waiting for the tracker; a burst beyond this back-pressures the
 /// file readers instead of growing memory.
 const FAILURE_QUEUE: usize = 16 * 1024;
-const BAN_QUEUE: usize = 16 * 1024;
+/// Messages waiting for the enforcer. The tracker sends one message per
+/// batch of failures (up to [`sources::FLUSH_AT`] bans each), control
+/// requests one each.
+const BAN_QUEUE: usize = 64;
 /// How often read positions go to the state store while running; at stop
 /// they are saved exactly. After a crash, at most this much is read again.
 const POSITIONS_EVERY: Duration = Duration::from_secs(5);
@@ -346,7 +350,7 @@ async fn carry_failures(
             // maxretry was lowered meanwhile: the ban is due now.
             crate::tracker::Verdict::Ban(order) => {
                 carried += 1;
-                let _ = enforcer.send(EnforcerMsg::Ban(order)).await;
+                let _ = enforcer.send(EnforcerMsg::Bans(vec![order])).await;
             }
             _ => {}
         }

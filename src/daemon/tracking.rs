@@ -51,14 +51,7 @@ pub async fn run(
                         Verdict::Counted { count } => debug!(%addr, count, "failure counted"),
                     }
                 }
-                let mut closed = false;
-                for order in orders {
-                    if bans.send(EnforcerMsg::Ban(order)).await.is_err() {
-                        closed = true;
-                        break;
-                    }
-                }
-                if closed {
+                if !orders.is_empty() && bans.send(EnforcerMsg::Bans(orders)).await.is_err() {
                     break;
                 }
             }
