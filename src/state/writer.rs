@@ -68,6 +68,9 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
         };
         let mut msgs: Vec<StateMsg> = first.into_iter().collect();
         msgs.extend(rx.try_iter().take(1024));
+        if msgs.iter().any(|m| matches!(m, StateMsg::Banned(_))) {
+            wait_for_the_flood_to_ebb(&rx, &mut msgs);
+        }
         // Coalesce consecutive ban batches into one transaction.
         let mut banned: Vec<(StoredBan, bool)> = Vec::new();
         for msg in msgs {
@@ -92,6 +95,36 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = Instant::now();
             report(store.purge(SystemTime::now(), purge_age));
+        }
+    }
+}
+
+/// Bans keep coming for as long as this waits: no ban for [`QUIET`].
+const QUIET: Duration = Duration::from_millis(50);
+/// The longest a ban waits to be written while a flood goes on.
+const FLOOD_MAX: Duration = Duration::from_secs(2);
+
+/// Gathers what follows a ban until bans stop coming for [`QUIET`] (or
+/// [`FLOOD_MAX`] passed, or someone waits on a [`StateMsg::Sync`]), so a
+/// flood is written after it, in one transaction. SQLite costs about 3 µs a
+/// ban, as much as matching its three lines; written during the flood, even
+/// as a background job, it took the cores and caches the bans were racing
+/// to the kernel on (a 100,000-ban flood reached the kernel ~10% later).
+/// The store may lag the kernel by this much, as it may anyway (see
+/// [`lower_priority`]): a restart adopts the bans it finds in the kernel.
+fn wait_for_the_flood_to_ebb(rx: &Receiver<StateMsg>, msgs: &mut Vec<StateMsg>) {
+    let until = Instant::now() + FLOOD_MAX;
+    while !msgs.iter().any(|m| matches!(m, StateMsg::Sync(_))) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match rx.recv_timeout(QUIET.min(left)) {
+            Ok(m) => {
+                msgs.push(m);
+                msgs.extend(rx.try_iter());
+            }
+            Err(_) => return,
         }
     }
 }
