@@ -70,11 +70,16 @@ impl Increment {
     }
 }
 
+/// An address's bans by jail and time. Inline for the first: most
+/// addresses are banned once, and a flood of new ones would otherwise cost
+/// an allocation each.
+type Bans = smallvec::SmallVec<[(Arc<str>, SystemTime); 1]>;
+
 /// Earlier bans per address, kept for `dbpurgeage` (loaded from the state
 /// store at start, so counts survive restarts).
 #[derive(Debug, Default)]
 pub struct Offences {
-    by_addr: crate::AddrMap<IpAddr, Vec<(Arc<str>, SystemTime)>>,
+    by_addr: crate::AddrMap<IpAddr, Bans>,
     keep: Duration,
 }
 

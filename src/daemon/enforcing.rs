@@ -243,7 +243,7 @@ impl Enforcer {
             if self.state.is_some() {
                 stored.push((
                     StoredBan {
-                        jail: order.jail.to_string(),
+                        jail: Arc::clone(&order.jail),
                         net: IpNet::from(order.addr.to_canonical()),
                         start: now,
                         until: Some(now + order.bantime),
@@ -258,6 +258,8 @@ impl Enforcer {
             self.record(StateMsg::Banned(stored));
         }
         let mut logged = BanLog::default();
+        // Counted per run of one jail, then added up: a flood is one jail.
+        let mut tally: Vec<(&Arc<str>, u64)> = Vec::new();
         for (order, outcome) in orders.iter().zip(&applied) {
             let verb = match outcome {
                 Applied::Added => "ban",
@@ -267,11 +269,9 @@ impl Enforcer {
                     continue;
                 }
             };
-            match self.totals.get_mut(&*order.jail) {
-                Some(n) => *n += 1,
-                None => {
-                    self.totals.insert(order.jail.to_string(), 1);
-                }
+            match tally.last_mut() {
+                Some((jail, n)) if ***jail == *order.jail => *n += 1,
+                _ => tally.push((&order.jail, 1)),
             }
             if manual {
                 info!(
@@ -285,6 +285,14 @@ impl Enforcer {
             }
         }
         logged.flush();
+        for (jail, n) in tally {
+            match self.totals.get_mut(&**jail) {
+                Some(total) => *total += n,
+                None => {
+                    self.totals.insert(jail.to_string(), n);
+                }
+            }
+        }
         Ok(applied)
     }
 
@@ -402,7 +410,7 @@ impl Enforcer {
             let now = SystemTime::now();
             self.record(StateMsg::Banned(vec![(
                 StoredBan {
-                    jail: jail.to_string(),
+                    jail: Arc::clone(&jail),
                     net: target.trunc(),
                     start: now,
                     until: Some(now + bantime),

@@ -40,7 +40,7 @@ pub fn at_start(
     let stored: HashMap<(String, IpNet), StoredBan> = store
         .bans()?
         .into_iter()
-        .map(|b| ((b.jail.clone(), b.net), b))
+        .map(|b| ((b.jail.to_string(), b.net), b))
         .collect();
     let mut kernel: HashMap<(String, IpNet), Option<Duration>> = HashMap::new();
     for jail in &names {
@@ -82,7 +82,7 @@ pub fn at_start(
             let old = stored.get(&(jail.clone(), *net));
             (
                 StoredBan {
-                    jail: jail.clone(),
+                    jail: jail.as_str().into(),
                     net: *net,
                     start: old.map_or(now, |b| b.start),
                     until: left.map(|d| now + d),

@@ -53,7 +53,7 @@ pub enum StateError {
 /// One active ban as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBan {
-    pub jail: String,
+    pub jail: std::sync::Arc<str>,
     /// An address as /32 or /128, or a prefix.
     pub net: IpNet,
     pub start: SystemTime,
@@ -244,7 +244,7 @@ impl Store {
                 continue;
             };
             out.push(StoredBan {
-                jail,
+                jail: jail.into(),
                 net,
                 start: from_ms(start),
                 until: until.map(from_ms),
@@ -274,7 +274,7 @@ impl Store {
                 .map_err(|e| db_err(&self.path, e))?;
             for (b, offence) in bans {
                 put.execute(params![
-                    b.jail,
+                    &*b.jail,
                     b.net.to_string(),
                     ms(b.start),
                     b.until.map(ms),
@@ -283,7 +283,7 @@ impl Store {
                 ])
                 .map_err(|e| db_err(&self.path, e))?;
                 if *offence {
-                    hist.execute(params![b.net.addr().to_string(), b.jail, ms(b.start)])
+                    hist.execute(params![b.net.addr().to_string(), &*b.jail, ms(b.start)])
                         .map_err(|e| db_err(&self.path, e))?;
                 }
             }
