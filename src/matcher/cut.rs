@@ -11,12 +11,22 @@
 //! captures as its first match of `B` alone (the part before is forced).
 //! `A` is then checked by a DFA and only `B` goes through the backtracker.
 //! A line where `L` is missing or repeated takes the whole-pattern path.
+//!
+//! `B` is split once more after the part holding the host, `B = H T`, when
+//! `T` holds no capture we read: the backtracker runs over `H` alone and a
+//! DFA checks that `T` matches where `H`'s match ended. The backtracker's
+//! first match of `H` is the highest-priority way through `H`; when `T`
+//! follows it, the highest-priority match of `B` goes through it too (any
+//! other way through `H` ranks lower), so the captures are the same. When
+//! `T` does not follow it, the whole `B` goes through the backtracker. On a
+//! SASL line this leaves the text after the address (`: SASL LOGIN
+//! authentication failed: …`, half the line) to the DFA.
 
 use memchr::memmem;
 use regex::Regex;
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::util::captures::Captures;
-use regex_automata::{Input, PatternID};
+use regex_automata::{meta, Input, PatternID};
 use regex_syntax::hir::{Hir, HirKind, Look};
 
 use crate::filter::tags;
@@ -30,15 +40,46 @@ pub struct Cut {
     before: Regex,
     /// `B`, run anchored right after the literal.
     pub engine: BoundedBacktracker,
-    pub host: Option<usize>,
-    pub host_port: Option<usize>,
-    pub count: Option<usize>,
+    /// Host, host:port and count group indices in `engine`'s captures.
+    pub groups: [Option<usize>; 3],
+    /// `B` split after the host: `H`'s backtracker, its group indices, and
+    /// `T`, run anchored where `H` ended.
+    head: Option<(BoundedBacktracker, [Option<usize>; 3], meta::Regex)>,
 }
 
-/// Per-thread state of a cut's backtracker.
+/// Per-thread state of a cut's backtrackers.
 pub struct CutScratch {
-    pub cache: backtrack::Cache,
-    pub caps: Captures,
+    cache: backtrack::Cache,
+    caps: Captures,
+    head: Option<(backtrack::Cache, Captures)>,
+}
+
+/// The host, host:port and count group indices of a backtracker.
+fn groups(engine: &BoundedBacktracker) -> [Option<usize>; 3] {
+    let info = engine.get_nfa().group_info();
+    let group = |name: &str| info.to_index(PatternID::ZERO, name);
+    [
+        group(tags::HOST_GROUP),
+        group(tags::HOST_PORT_GROUP),
+        group(tags::COUNT_GROUP),
+    ]
+}
+
+/// `b` split after its first top-level part holding the host: `H`'s
+/// backtracker with its groups, and `T` as an anchored DFA-backed regex.
+/// None when `T` is empty or holds the count.
+fn split_after_host(b: &[Hir]) -> Option<(BoundedBacktracker, [Option<usize>; 3], meta::Regex)> {
+    let h = b
+        .iter()
+        .position(|p| has_group(p, tags::HOST_GROUP) || has_group(p, tags::HOST_PORT_GROUP))?;
+    let (head, tail) = b.split_at(h + 1);
+    if tail.is_empty() || tail.iter().any(|p| has_group(p, tags::COUNT_GROUP)) {
+        return None;
+    }
+    let engine = BoundedBacktracker::new(&Hir::concat(head.to_vec()).to_string()).ok()?;
+    let tail = meta::Regex::new(&Hir::concat(tail.to_vec()).to_string()).ok()?;
+    let groups = groups(&engine);
+    Some((engine, groups, tail))
 }
 
 impl Cut {
@@ -68,30 +109,40 @@ impl Cut {
         }
         let before = Regex::new(&format!("(?:{})\\z", Hir::concat(a.to_vec()))).ok()?;
         let engine = BoundedBacktracker::new(&Hir::concat(b.to_vec()).to_string()).ok()?;
-        let info = engine.get_nfa().group_info().clone();
-        let group = |name: &str| info.to_index(PatternID::ZERO, name);
         Some(Cut {
             literal: memmem::Finder::new(&literal.0).into_owned(),
             before,
-            host: group(tags::HOST_GROUP),
-            host_port: group(tags::HOST_PORT_GROUP),
-            count: group(tags::COUNT_GROUP),
+            groups: groups(&engine),
+            head: split_after_host(b),
             engine,
         })
+    }
+
+    /// Whether `B` is split after the host (see the module doc).
+    pub fn splits_after_host(&self) -> bool {
+        self.head.is_some()
     }
 
     pub fn scratch(&self) -> CutScratch {
         CutScratch {
             cache: self.engine.create_cache(),
             caps: self.engine.create_captures(),
+            head: self
+                .head
+                .as_ref()
+                .map(|(e, ..)| (e.create_cache(), e.create_captures())),
         }
     }
 
-    /// Captures of the whole pattern on `line`, in `s.caps` (offsets into
-    /// `line`); None when this line needs the whole-pattern path (the
-    /// literal missing or repeated, or the rest too long for the
-    /// backtracker).
-    pub fn captures(&self, s: &mut CutScratch, line: &str) -> Option<()> {
+    /// Captures of the whole pattern on `line` (offsets into `line`) with
+    /// the host, host:port and count group indices to read them by; None
+    /// when this line needs the whole-pattern path (the literal missing or
+    /// repeated, or the rest too long for the backtracker).
+    pub fn captures<'s>(
+        &self,
+        s: &'s mut CutScratch,
+        line: &str,
+    ) -> Option<(&'s Captures, [Option<usize>; 3])> {
         let bytes = line.as_bytes();
         let at = self.literal.find(bytes)?;
         let after = at + self.literal.needle().len();
@@ -103,15 +154,29 @@ impl Cut {
         }
         if !self.before.is_match(line.get(..at)?) {
             s.caps.set_pattern(None);
-            return Some(());
+            return Some((&s.caps, self.groups));
         }
         let input = Input::new(line)
             .span(after..line.len())
             .anchored(regex_automata::Anchored::Yes);
+        if let (Some((engine, groups, tail)), Some((cache, caps))) = (&self.head, &mut s.head) {
+            if engine.try_captures(cache, input.clone(), caps).is_ok() {
+                let Some(end) = caps.get_match().map(|m| m.end()) else {
+                    // `H` fails, so `B` does.
+                    return Some((caps, *groups));
+                };
+                let rest = Input::new(line)
+                    .span(end..line.len())
+                    .anchored(regex_automata::Anchored::Yes);
+                if tail.is_match(rest) {
+                    return Some((caps, *groups));
+                }
+            }
+        }
         self.engine
             .try_captures(&mut s.cache, input, &mut s.caps)
             .ok()?;
-        Some(())
+        Some((&s.caps, self.groups))
     }
 }
 

@@ -172,12 +172,8 @@ impl Anchored {
     /// when the line is too long for it.
     fn direct(&self, s: &mut Scratch, line: &str) -> Option<(Option<(IpAddr, u32)>, bool)> {
         if let (Some(cut), Some(cs)) = (&self.cut, &mut s.cut) {
-            if cut.captures(cs, line).is_some() {
-                return Some(read_hit(
-                    &cs.caps,
-                    [cut.host, cut.host_port, cut.count],
-                    line,
-                ));
+            if let Some((caps, groups)) = cut.captures(cs, line) {
+                return Some(read_hit(caps, groups, line));
             }
         }
         if line.len() > self.engine.max_haystack_len() {
@@ -489,6 +485,38 @@ mod tests {
         assert_eq!(hit, hit_in(&f.failregex[0], lines[6]));
         assert_eq!(hit, Some(("192.0.2.1".parse().unwrap(), 7)));
         assert!(Anchored::new(f.failregex[1].as_str()).is_none());
+    }
+
+    /// The split after the host: when the tail does not follow the host's
+    /// first (longest) match, the whole pattern may still match with a
+    /// shorter host, and must be asked. (Here that host is refused anyway,
+    /// as part of a longer token, but the pattern did match.)
+    #[test]
+    fn the_tail_after_the_host_is_checked_where_the_host_ended() {
+        let f = filter(
+            &["^<SYSLOG>prog\\[[0-9]+\\]: from <HOST>1 end(?: .*)?$"],
+            &[],
+        );
+        let re = &f.failregex[0];
+        let cut = Cut::new(re.as_str()).unwrap();
+        assert!(cut.splits_after_host());
+        let mut s = cut.scratch();
+        let a = Anchored::new(re.as_str()).unwrap();
+        for line in [
+            "Mar  5 16:01:34 h prog[1]: from 192.0.2.11 end",
+            "Mar  5 16:01:34 h prog[1]: from 192.0.2.1 end",
+            "Mar  5 16:01:34 h prog[1]: from 192.0.2.101 end x",
+            "Mar  5 16:01:34 h prog[1]: from 2001:db8::11 end",
+        ] {
+            let (caps, groups) = cut.captures(&mut s, line).unwrap();
+            let (hit, matched) = read_hit(caps, groups, line);
+            assert_eq!(matched, re.is_match(line), "{line}");
+            assert_eq!(hit, hit_in(re, line), "{line}");
+            assert_eq!(a.hit(re, line), hit, "{line}");
+        }
+        // The library's SASL pattern is split there.
+        let sasl = &library("postfix-sasl").failregex[0];
+        assert!(Cut::new(sasl.as_str()).unwrap().splits_after_host());
     }
 
     #[test]
