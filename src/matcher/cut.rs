@@ -119,6 +119,7 @@ impl Cut {
     }
 
     /// Whether `B` is split after the host (see the module doc).
+    #[cfg(test)]
     pub fn splits_after_host(&self) -> bool {
         self.head.is_some()
     }
