@@ -14,6 +14,7 @@
 //! take the host out.
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use memchr::memmem;
@@ -106,6 +107,10 @@ struct Anchored {
     /// The same captures from the part of the line after a literal (see
     /// [`cut`]), when the pattern has such a literal.
     cut: Option<Cut>,
+    /// Most recent lines that reached this pattern matched it (a flood):
+    /// its own literals are not searched for first, since the engine,
+    /// which answers anyway, would find them all there.
+    flood: AtomicBool,
 }
 
 struct Scratch {
@@ -136,6 +141,7 @@ impl Anchored {
         });
         Some(Anchored {
             cut,
+            flood: AtomicBool::new(false),
             host: group(tags::HOST_GROUP),
             host_port: group(tags::HOST_PORT_GROUP),
             count: group(tags::COUNT_GROUP),
@@ -165,7 +171,16 @@ impl Anchored {
             (found, found.is_some())
         };
         s.matched += u32::from(matched);
+        self.flood
+            .store(s.matched * 4 >= s.tried * 3, Ordering::Relaxed);
         found
+    }
+
+    /// Whether most recent lines matched (see `flood`). A line let through
+    /// by it that does not match counts against it, so a flood's end turns
+    /// the literals back on.
+    fn in_flood(&self) -> bool {
+        self.flood.load(Ordering::Relaxed)
     }
 
     /// The backtracker alone: the hit and whether the pattern matched; None
@@ -367,7 +382,11 @@ impl Matcher {
                 continue;
             }
             let candidate = match &p.gate {
-                Gate::Literal(all) => literal && all.iter().all(|f| f.find(bytes).is_some()),
+                Gate::Literal(all) => {
+                    literal
+                        && (p.anchored.as_ref().is_some_and(Anchored::in_flood)
+                            || all.iter().all(|f| f.find(bytes).is_some()))
+                }
                 Gate::Set(i) => set_matches.as_ref().is_some_and(|m| m.matched(*i)),
                 Gate::None => true,
             };
@@ -517,6 +536,29 @@ mod tests {
         // The library's SASL pattern is split there.
         let sasl = &library("postfix-sasl").failregex[0];
         assert!(Cut::new(sasl.as_str()).unwrap().splits_after_host());
+    }
+
+    /// In a flood a pattern's own literals are skipped: the engine still
+    /// decides, so a look-alike line gets nothing, and enough of them turn
+    /// the literals back on.
+    #[test]
+    fn a_flood_skips_the_literals_but_not_the_answer() {
+        let m = Matcher::new(vec![(0, library("postfix-sasl"))]);
+        let sasl = |i: u32| {
+            format!("Mar  5 16:01:34 mx1 postfix/smtpd[1]: warning: unknown[192.0.2.{i}]: SASL LOGIN authentication failed: x")
+        };
+        for i in 1..200 {
+            assert_eq!(hits(&m, &sasl(i % 250)).len(), 1);
+        }
+        let a = m.patterns[0].anchored.as_ref().unwrap();
+        assert!(a.in_flood());
+        // Has the shared literal, lacks the pattern's others.
+        let fake = "Mar  5 16:01:34 mx1 postfix/smtpd[1]: info: unknown[192.0.2.9]: SASL LOGIN authentication failed: x";
+        for _ in 0..400 {
+            assert!(hits(&m, fake).is_empty());
+        }
+        assert!(!a.in_flood());
+        assert_eq!(hits(&m, &sasl(7)), [(0, "192.0.2.7".to_string())]);
     }
 
     #[test]
