@@ -160,10 +160,15 @@ fn main() -> ExitCode {
         .lossy(false)
         .buffered_lines_limit(4096)
         .finish(std::io::stderr());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !ansi {
+        // Plain text: a flood's ban lines may skip the per-line event.
+        nftjail::daemon::ban_lines_written_directly_to(writer.clone());
+    }
     tracing_subscriber::fmt()
         .with_writer(writer)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NFTJAIL_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

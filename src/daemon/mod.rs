@@ -37,6 +37,7 @@ use crate::source::file::FileSourceError;
 use crate::state::{writer as state_writer, StateError, Store};
 use crate::tracker::Tracker;
 
+pub use banlog::write_directly_to as ban_lines_written_directly_to;
 pub use control::Handle;
 use enforcing::{Enforcer, EnforcerMsg, EnforcerSetup};
 use sources::Sources;
