@@ -1159,6 +1159,12 @@ fn the_matcher_agrees_with_the_plain_regexes_on_every_sample_line() {
                 .unwrap_or_default();
             assert_eq!(got, want, "{name}: {line}");
             hits += got.len();
+            // `nftjail test`'s way: the fast path's hit, then the verdict.
+            let mut fast = None;
+            m.explain_fast(line, |_, regex, addr, count| {
+                fast = Some(f.verdict_of(line, regex, addr, count));
+            });
+            assert_eq!(fast, f.explain(line), "{name}: {line}");
         }
     }
     eprintln!(

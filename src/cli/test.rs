@@ -3,11 +3,12 @@
 //! ignoreregex, date templates, matched / ignored / missed), at the speed of
 //! the daemon's own matcher.
 //!
-//! Our filters are judged in two steps: the gate of the daemon's
-//! [`Matcher`] turns away the lines no failregex can match, and only the
-//! few it lets through are explained regex by regex ([`Filter::explain`],
-//! one capture per line, as the daemon takes), so the report costs the
-//! fast path nothing.
+//! Our filters are judged by the daemon's own [`Matcher`], gate and fast
+//! capture path alike ([`Matcher::explain_fast`]: which failregex, which
+//! address), so the report is what the daemon would do, at its speed; only
+//! the ignoreregexes and a `user` group are then asked of the hits
+//! ([`Filter::verdict_of`], which a test holds equal to
+//! [`Filter::explain`] on fail2ban's whole sample corpus).
 //! fail2ban filter files run through [`Fail2banFilter`], line by line, as
 //! the daemon runs them.
 
@@ -169,11 +170,12 @@ impl Judge {
                 dates,
                 ..
             } => {
-                let verdict = if gate.may_match(line) {
-                    filter.explain(line)
-                } else {
-                    None
-                };
+                let mut first = None;
+                gate.explain_fast(line, |_, regex, addr, count| {
+                    first = Some((regex, addr, count));
+                });
+                let verdict =
+                    first.map(|(regex, addr, count)| filter.verdict_of(line, regex, addr, count));
                 let blamed = verdict.is_some();
                 if blamed || every_date {
                     if let Some(found) = dates.find(line, now) {

@@ -175,6 +175,35 @@ pub struct Verdict {
 impl Filter {
     /// [`Filter::find_counted`]'s judgement with its reasons; also
     /// returns lines an ignoreregex excuses (`ignored_by` not empty).
+    /// [`Filter::explain`]'s verdict for a hit already found (by the
+    /// matcher's fast path, [`crate::matcher::Matcher::explain_fast`]):
+    /// failregex `regex` yields `addr` and `count` on `line`. Only a regex
+    /// with a `user` group is run again, for that group.
+    pub fn verdict_of(&self, line: &str, regex: usize, addr: IpAddr, count: u32) -> Verdict {
+        let user = self
+            .failregex
+            .get(regex)
+            .filter(|re| re.capture_names().any(|n| n == Some("user")))
+            .and_then(|re| re.captures(line))
+            .and_then(|caps| caps.name("user").map(|u| u.as_str().to_string()));
+        Verdict {
+            regex,
+            addr,
+            count,
+            user,
+            ignored_by: self.ignored_by(line),
+        }
+    }
+
+    fn ignored_by(&self, line: &str) -> Vec<usize> {
+        self.ignoreregex
+            .iter()
+            .enumerate()
+            .filter(|(_, re)| re.is_match(line))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     pub fn explain(&self, line: &str) -> Option<Verdict> {
         let (regex, (addr, count), user) =
             self.failregex.iter().enumerate().find_map(|(i, re)| {
@@ -183,19 +212,12 @@ impl Filter {
                 let user = caps.name("user").map(|u| u.as_str().to_string());
                 Some((i, hit, user))
             })?;
-        let ignored_by = self
-            .ignoreregex
-            .iter()
-            .enumerate()
-            .filter(|(_, re)| re.is_match(line))
-            .map(|(i, _)| i)
-            .collect();
         Some(Verdict {
             regex,
             addr,
             count,
             user,
-            ignored_by,
+            ignored_by: self.ignored_by(line),
         })
     }
 }

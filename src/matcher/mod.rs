@@ -368,6 +368,35 @@ impl Matcher {
     /// stays the caller's plain one-call-one-failure. Jails are reported in
     /// the order given to [`Matcher::new`].
     pub fn scan(&self, line: &str, mut hit: impl FnMut(JailId, IpAddr)) {
+        let bytes = line.as_bytes();
+        self.first_hits(line, |p, addr, count| {
+            let (jail, filter) = &self.jails[p.slot];
+            let ignored = filter
+                .ignoreregex
+                .iter()
+                .zip(&self.ignore_gates[p.slot])
+                .any(|(re, gate)| gate.admits(bytes) && re.is_match(line));
+            if !ignored {
+                for _ in 0..count {
+                    hit(*jail, addr);
+                }
+            }
+        });
+    }
+
+    /// For each jail, its first failregex that yields an address on `line`:
+    /// `hit(jail, failregex index, address, count)`, ignoreregexes not
+    /// asked. What [`Filter::explain`] finds, by the fast path: `nftjail
+    /// test` reports with it.
+    pub fn explain_fast(&self, line: &str, mut hit: impl FnMut(JailId, usize, IpAddr, u32)) {
+        self.first_hits(line, |p, addr, count| {
+            hit(self.jails[p.slot].0, p.index, addr, count);
+        });
+    }
+
+    /// The walk behind [`Matcher::scan`]: the gate, then each jail's
+    /// patterns in order until one yields an address.
+    fn first_hits(&self, line: &str, mut found: impl FnMut(&Pattern, IpAddr, u32)) {
         let literal = self.literal_gate.as_ref().is_some_and(|g| g.is_match(line));
         let set = self.set.as_ref().filter(|s| s.is_match(line));
         if !literal && set.is_none() && !self.ungated {
@@ -393,25 +422,14 @@ impl Matcher {
             if !candidate || !p.alternatives.admits(bytes) {
                 continue;
             }
-            let (jail, filter) = &self.jails[p.slot];
-            let re = &filter.failregex[p.index];
-            let found = match &p.anchored {
+            let re = &self.jails[p.slot].1.failregex[p.index];
+            let hit = match &p.anchored {
                 Some(a) => a.hit(re, line),
                 None => hit_in(re, line),
             };
-            let Some((addr, count)) = found else {
-                continue;
-            };
-            done_slot = p.slot;
-            let ignored = filter
-                .ignoreregex
-                .iter()
-                .zip(&self.ignore_gates[p.slot])
-                .any(|(re, gate)| gate.admits(bytes) && re.is_match(line));
-            if !ignored {
-                for _ in 0..count {
-                    hit(*jail, addr);
-                }
+            if let Some((addr, count)) = hit {
+                done_slot = p.slot;
+                found(p, addr, count);
             }
         }
     }
