@@ -1161,8 +1161,8 @@ fn the_matcher_agrees_with_the_plain_regexes_on_every_sample_line() {
             hits += got.len();
             // `nftjail test`'s way: the fast path's hit, then the verdict.
             let mut fast = None;
-            m.explain_fast(line, |_, regex, addr, count| {
-                fast = Some(f.verdict_of(line, regex, addr, count));
+            m.explain_fast(line, |_, regex, addr, count, ignored_by| {
+                fast = Some(f.verdict_of(line, regex, (addr, count), ignored_by));
             });
             assert_eq!(fast, f.explain(line), "{name}: {line}");
         }

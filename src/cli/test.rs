@@ -170,12 +170,10 @@ impl Judge {
                 dates,
                 ..
             } => {
-                let mut first = None;
-                gate.explain_fast(line, |_, regex, addr, count| {
-                    first = Some((regex, addr, count));
+                let mut verdict = None;
+                gate.explain_fast(line, |_, regex, addr, count, ignored_by| {
+                    verdict = Some(filter.verdict_of(line, regex, (addr, count), ignored_by));
                 });
-                let verdict =
-                    first.map(|(regex, addr, count)| filter.verdict_of(line, regex, addr, count));
                 let blamed = verdict.is_some();
                 if blamed || every_date {
                     if let Some(found) = dates.find(line, now) {

@@ -177,9 +177,16 @@ impl Filter {
     /// returns lines an ignoreregex excuses (`ignored_by` not empty).
     /// [`Filter::explain`]'s verdict for a hit already found (by the
     /// matcher's fast path, [`crate::matcher::Matcher::explain_fast`]):
-    /// failregex `regex` yields `addr` and `count` on `line`. Only a regex
-    /// with a `user` group is run again, for that group.
-    pub fn verdict_of(&self, line: &str, regex: usize, addr: IpAddr, count: u32) -> Verdict {
+    /// failregex `regex` yields `addr` and `count` on `line`, and the
+    /// ignoreregexes `ignored_by` match it. Only a regex with a `user`
+    /// group is run again, for that group.
+    pub fn verdict_of(
+        &self,
+        line: &str,
+        regex: usize,
+        (addr, count): (IpAddr, u32),
+        ignored_by: Vec<usize>,
+    ) -> Verdict {
         let user = self
             .failregex
             .get(regex)
@@ -191,17 +198,8 @@ impl Filter {
             addr,
             count,
             user,
-            ignored_by: self.ignored_by(line),
+            ignored_by,
         }
-    }
-
-    fn ignored_by(&self, line: &str) -> Vec<usize> {
-        self.ignoreregex
-            .iter()
-            .enumerate()
-            .filter(|(_, re)| re.is_match(line))
-            .map(|(i, _)| i)
-            .collect()
     }
 
     pub fn explain(&self, line: &str) -> Option<Verdict> {
@@ -212,12 +210,19 @@ impl Filter {
                 let user = caps.name("user").map(|u| u.as_str().to_string());
                 Some((i, hit, user))
             })?;
+        let ignored_by = self
+            .ignoreregex
+            .iter()
+            .enumerate()
+            .filter(|(_, re)| re.is_match(line))
+            .map(|(i, _)| i)
+            .collect();
         Some(Verdict {
             regex,
             addr,
             count,
             user,
-            ignored_by: self.ignored_by(line),
+            ignored_by,
         })
     }
 }

@@ -385,12 +385,26 @@ impl Matcher {
     }
 
     /// For each jail, its first failregex that yields an address on `line`:
-    /// `hit(jail, failregex index, address, count)`, ignoreregexes not
-    /// asked. What [`Filter::explain`] finds, by the fast path: `nftjail
-    /// test` reports with it.
-    pub fn explain_fast(&self, line: &str, mut hit: impl FnMut(JailId, usize, IpAddr, u32)) {
+    /// `hit(jail, failregex index, address, count, indices of the
+    /// ignoreregexes that match)`. What [`Filter::explain`] finds, by the
+    /// fast path: `nftjail test` reports with it.
+    pub fn explain_fast(
+        &self,
+        line: &str,
+        mut hit: impl FnMut(JailId, usize, IpAddr, u32, Vec<usize>),
+    ) {
+        let bytes = line.as_bytes();
         self.first_hits(line, |p, addr, count| {
-            hit(self.jails[p.slot].0, p.index, addr, count);
+            let (jail, filter) = &self.jails[p.slot];
+            let ignored_by = filter
+                .ignoreregex
+                .iter()
+                .zip(&self.ignore_gates[p.slot])
+                .enumerate()
+                .filter(|(_, (re, gate))| gate.admits(bytes) && re.is_match(line))
+                .map(|(i, _)| i)
+                .collect();
+            hit(*jail, p.index, addr, count, ignored_by);
         });
     }
 
