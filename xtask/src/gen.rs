@@ -4,6 +4,8 @@
 
 use std::fmt::Write as _;
 
+use anyhow::{bail, Context, Result};
+
 pub struct Spec {
     pub lines: usize,
     /// Share of lines that are SASL failures (0.05 = 5%).
@@ -103,4 +105,91 @@ pub fn generate(spec: &Spec) -> String {
         };
     }
     out
+}
+
+/// `cargo xtask gen`: the generator on its own, for trying a filter or a
+/// daemon on the benchmarks' input (or a variation of it) by hand.
+pub fn cli(args: &[&str]) -> Result<()> {
+    let mut lines = 100_000usize;
+    let mut attack = 0.05f64;
+    let mut attackers = 5_000u32;
+    let mut v6 = 0.2f64;
+    let mut seed = 42u64;
+    let mut out: Option<&str> = None;
+    let mut it = args.iter();
+    while let Some(&flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        let bad = || format!("{flag} {value}: not a valid value");
+        match flag {
+            "--lines" => lines = value.parse().with_context(bad)?,
+            "--attack" => attack = value.parse().with_context(bad)?,
+            "--attackers" => attackers = value.parse().with_context(bad)?,
+            "--v6" => v6 = value.parse().with_context(bad)?,
+            "--seed" => seed = value.parse().with_context(bad)?,
+            "-o" | "--out" => out = Some(value),
+            _ => bail!(
+                "unknown option {flag}; options: --lines N, --attack SHARE, --attackers N, --v6 SHARE, --seed N, -o FILE"
+            ),
+        }
+    }
+    if !(0.0..=1.0).contains(&attack) || !(0.0..=1.0).contains(&v6) {
+        bail!("--attack and --v6 are shares between 0 and 1");
+    }
+    let (day, first_second) = ending_now(lines);
+    let text = generate(&Spec {
+        lines,
+        attack,
+        attackers,
+        v6,
+        seed,
+        day,
+        first_second,
+    });
+    match out {
+        Some(path) => std::fs::write(path, text).with_context(|| format!("cannot write {path}"))?,
+        None => {
+            use std::io::Write;
+            std::io::stdout().lock().write_all(text.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(seed: u64) -> Spec {
+        Spec {
+            lines: 20_000,
+            attack: 0.1,
+            attackers: 50,
+            v6: 0.2,
+            seed,
+            day: "Nov 25".into(),
+            first_second: 3600,
+        }
+    }
+
+    #[test]
+    fn same_arguments_same_bytes_and_the_shares_asked_for() {
+        let text = generate(&spec(7));
+        assert_eq!(text, generate(&spec(7)));
+        assert_ne!(text, generate(&spec(8)));
+        assert_eq!(text.lines().count(), 20_000);
+        let attacks: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("SASL") && l.contains("authentication failed"))
+            .collect();
+        // 10% ± a little (each line is a coin toss).
+        assert!((1_800..2_200).contains(&attacks.len()), "{}", attacks.len());
+        let distinct: std::collections::BTreeSet<&str> = attacks
+            .iter()
+            .filter_map(|l| l.split("unknown[").nth(1)?.split(']').next())
+            .collect();
+        assert_eq!(distinct.len(), 50);
+        // Attackers 0..10 of 50 (20%) are IPv6.
+        assert_eq!(distinct.iter().filter(|a| a.contains(':')).count(), 10);
+        assert!(text.starts_with("Nov 25 01:00:00 mx1 "));
+    }
 }

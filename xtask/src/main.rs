@@ -64,6 +64,7 @@ fn main() -> Result<()> {
             deps()?;
             bench::bench(&rest, &root())
         }
+        Some("gen") => gen::cli(&rest),
         Some("listen") => probe::listen(&rest),
         Some("connect") => probe::connect(&rest),
         _ => {
@@ -73,7 +74,9 @@ fn main() -> Result<()> {
                  demo   ban a simulated SASL brute force in a throwaway network namespace\n\
                  ci     everything CI runs: deps, fmt, clippy, all tests\n\
                  bench  nftjail beside grep, fail2ban-regex and nft -f; writes BENCHMARKS.md\n\
-                 \x20      (--smoke: tiny sizes, --full: large sizes)"
+                 \x20      (--smoke: tiny sizes, --full: large sizes)\n\
+                 gen    the benchmarks' mail log: --lines N --attack SHARE --attackers N\n\
+                 \x20      --v6 SHARE --seed N [-o FILE] (stdout by default)"
             );
             bail!("no task given")
         }
