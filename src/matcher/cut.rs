@@ -34,6 +34,7 @@ use crate::filter::tags;
 /// Literals shorter than this are too common to be unique in a line.
 const MIN_CUT: usize = 4;
 
+#[derive(Clone)]
 pub struct Cut {
     literal: memmem::Finder<'static>,
     /// `^(?:A)$`, over the text before the literal.

@@ -14,13 +14,15 @@
 //! take the host out.
 
 use std::net::IpAddr;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use memchr::memmem;
 use regex::{Regex, RegexSet, RegexSetBuilder};
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::util::captures::Captures;
+use regex_automata::util::pool::Pool;
 use regex_automata::{Input, PatternID};
 
 use crate::filter::literal::{required_factors, required_literal, required_literals};
@@ -98,9 +100,11 @@ struct Pattern {
 /// than the backtracker takes go to `Regex::captures`.
 struct Anchored {
     engine: BoundedBacktracker,
-    /// Reused between lines; one reader thread uses a matcher, so the lock
-    /// is never contended.
-    scratch: Mutex<Scratch>,
+    /// Reused between lines. A pool as the `regex` crate keeps its caches
+    /// in: the thread that uses it first (a source's reader) takes its
+    /// scratch with an atomic load, no lock; another thread gets one of
+    /// its own.
+    scratch: Pool<Scratch, MakeScratch>,
     host: Option<usize>,
     host_port: Option<usize>,
     count: Option<usize>,
@@ -112,6 +116,8 @@ struct Anchored {
     /// which answers anyway, would find them all there.
     flood: AtomicBool,
 }
+
+type MakeScratch = Box<dyn Fn() -> Scratch + Send + Sync + UnwindSafe + RefUnwindSafe>;
 
 struct Scratch {
     cache: backtrack::Cache,
@@ -132,13 +138,17 @@ impl Anchored {
         let info = engine.get_nfa().group_info().clone();
         let group = |name: &str| info.to_index(PatternID::ZERO, name);
         let cut = Cut::new(pattern);
-        let scratch = Mutex::new(Scratch {
-            cache: engine.create_cache(),
-            caps: engine.create_captures(),
-            cut: cut.as_ref().map(Cut::scratch),
-            tried: 0,
-            matched: 0,
-        });
+        let make: MakeScratch = {
+            let (engine, cut) = (engine.clone(), cut.clone());
+            Box::new(move || Scratch {
+                cache: engine.create_cache(),
+                caps: engine.create_captures(),
+                cut: cut.as_ref().map(Cut::scratch),
+                tried: 0,
+                matched: 0,
+            })
+        };
+        let scratch = Pool::new(make);
         Some(Anchored {
             cut,
             flood: AtomicBool::new(false),
@@ -153,9 +163,7 @@ impl Anchored {
     /// As [`hit_in`] (`re` is the same pattern), by whichever way has been
     /// cheaper for this pattern's recent lines.
     fn hit(&self, re: &Regex, line: &str) -> Option<(IpAddr, u32)> {
-        let Ok(mut s) = self.scratch.lock() else {
-            return hit_in(re, line);
-        };
+        let mut s = self.scratch.get();
         if s.tried >= 1024 {
             s.tried /= 2;
             s.matched /= 2;
@@ -503,7 +511,7 @@ mod tests {
                 if let Some(a) = a {
                     for line in lines {
                         let want = hit_in(re, line);
-                        let mut s = a.scratch.lock().unwrap();
+                        let mut s = a.scratch.get();
                         let direct = a.direct(&mut s, line).map(|(found, _)| found);
                         assert_eq!(direct, Some(want), "{name}: {line}");
                         drop(s);
