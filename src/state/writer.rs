@@ -114,15 +114,19 @@ const FLOOD_MAX: Duration = Duration::from_secs(2);
 /// [`lower_priority`]): a restart adopts the bans it finds in the kernel.
 fn wait_for_the_flood_to_ebb(rx: &Receiver<StateMsg>, msgs: &mut Vec<StateMsg>) {
     let until = Instant::now() + FLOOD_MAX;
-    while !msgs.iter().any(|m| matches!(m, StateMsg::Sync(_))) {
+    let is_sync = |m: &StateMsg| matches!(m, StateMsg::Sync(_));
+    let mut waited_on = msgs.iter().any(is_sync);
+    while !waited_on {
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return;
         }
         match rx.recv_timeout(QUIET.min(left)) {
             Ok(m) => {
+                let from = msgs.len();
                 msgs.push(m);
                 msgs.extend(rx.try_iter());
+                waited_on = msgs[from..].iter().any(is_sync);
             }
             Err(_) => return,
         }
@@ -158,5 +162,68 @@ fn lower_priority() {
 fn report(r: Result<(), super::StateError>) {
     if let Err(e) = r {
         warn!("state not saved: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StoredBan;
+
+    fn ban(i: u32) -> (StoredBan, bool) {
+        let now = SystemTime::now();
+        let addr = std::net::Ipv4Addr::from(0xc000_0200 + i);
+        (
+            StoredBan {
+                jail: "j".into(),
+                net: IpNet::from(std::net::IpAddr::V4(addr)),
+                start: now,
+                until: Some(now + Duration::from_secs(600)),
+                failures: 3,
+                line: None,
+            },
+            true,
+        )
+    }
+
+    fn stored(dir: &std::path::Path) -> usize {
+        Store::open(dir)
+            .and_then(|s| s.bans())
+            .map_or(0, |b| b.len())
+    }
+
+    /// What the flood wait must not cost: bans sent during a flood are all
+    /// written once it ebbs, and a `sync` (a stop) does not wait for the
+    /// ebb, even while bans keep coming (it would wait up to FLOOD_MAX).
+    #[test]
+    fn a_flood_is_written_when_it_ebbs_and_a_sync_does_not_wait_for_that() {
+        let dir = std::env::temp_dir().join(format!("nftjail-writer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (tx, thread) = spawn(Store::open(&dir).expect("open"), PURGE_EVERY).expect("spawn");
+        let flood = {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for i in 0..3000 {
+                    tx.send(StateMsg::Banned(vec![ban(i)]));
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        let asked = Instant::now();
+        tx.sync();
+        // Generous: the wait it must not do is FLOOD_MAX (2 s).
+        assert!(
+            asked.elapsed() < FLOOD_MAX / 2,
+            "sync took {:?}",
+            asked.elapsed()
+        );
+        assert!(stored(&dir) > 0);
+        flood.join().expect("flood");
+        tx.sync();
+        assert_eq!(stored(&dir), 3000);
+        drop(tx);
+        thread.join().expect("writer");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
