@@ -427,6 +427,7 @@ impl Matcher {
         // Past the gate: rare, so allocating here is fine.
         let set_matches = set.map(|s| s.matches(line));
         let bytes = line.as_bytes();
+        let one_literal = matches!(self.literal_gate, Some(LiteralGate::One(_)));
         let mut done_slot = usize::MAX;
         for p in &self.patterns {
             if p.slot == done_slot {
@@ -434,9 +435,19 @@ impl Matcher {
             }
             let candidate = match &p.gate {
                 Gate::Literal(all) => {
-                    literal
-                        && (p.anchored.as_ref().is_some_and(Anchored::in_flood)
-                            || all.iter().all(|f| f.find(bytes).is_some()))
+                    // The first is the one the shared gate looks for: found
+                    // already when the gate is that one literal. In a flood
+                    // the others are left to the engine; the first is still
+                    // asked behind a gate of many literals, so another
+                    // jail's lines do not pour into this pattern's engine.
+                    let flood = p.anchored.as_ref().is_some_and(Anchored::in_flood);
+                    let asked = match (one_literal, flood) {
+                        (true, true) => &all[..0],
+                        (true, false) => all.get(1..).unwrap_or_default(),
+                        (false, true) => &all[..all.len().min(1)],
+                        (false, false) => &all[..],
+                    };
+                    literal && asked.iter().all(|f| f.find(bytes).is_some())
                 }
                 Gate::Set(i) => set_matches.as_ref().is_some_and(|m| m.matched(*i)),
                 Gate::None => true,
@@ -599,6 +610,31 @@ mod tests {
         }
         assert!(!a.in_flood());
         assert_eq!(hits(&m, &sasl(7)), [(0, "192.0.2.7".to_string())]);
+    }
+
+    /// Behind a gate of several jails' literals, a flooded pattern still
+    /// asks for its first literal: the other jails' lines do not reach its
+    /// engine (which would cost their time and end its flood mode).
+    #[test]
+    fn another_jails_lines_stay_out_of_a_flooded_pattern() {
+        let m = Matcher::new(vec![(0, library("postfix-sasl")), (1, library("sshd"))]);
+        let sasl = |i: u32| {
+            format!("Mar  5 16:01:34 mx1 postfix/smtpd[1]: warning: unknown[192.0.2.{i}]: SASL LOGIN authentication failed: x")
+        };
+        for i in 1..200 {
+            assert_eq!(
+                hits(&m, &sasl(i % 250)),
+                [(0, format!("192.0.2.{}", i % 250))]
+            );
+        }
+        let flooded = m.patterns.iter().find(|p| p.slot == 0).unwrap();
+        let a = flooded.anchored.as_ref().unwrap();
+        assert!(a.in_flood());
+        for i in 1..400 {
+            let ssh = format!("Mar  5 16:01:34 mx1 sshd[7]: Failed password for root from 198.51.100.{} port 22 ssh2", i % 250);
+            assert_eq!(hits(&m, &ssh), [(1, format!("198.51.100.{}", i % 250))]);
+        }
+        assert!(a.in_flood(), "sshd lines reached the SASL pattern's engine");
     }
 
     #[test]
