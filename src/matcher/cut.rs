@@ -56,7 +56,7 @@ pub struct CutScratch {
 }
 
 /// The host, host:port and count group indices of a backtracker.
-fn groups(engine: &BoundedBacktracker) -> [Option<usize>; 3] {
+pub(super) fn groups(engine: &BoundedBacktracker) -> [Option<usize>; 3] {
     let info = engine.get_nfa().group_info();
     let group = |name: &str| info.to_index(PatternID::ZERO, name);
     [

@@ -23,7 +23,7 @@ use regex::{Regex, RegexSet, RegexSetBuilder};
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
-use regex_automata::{Input, PatternID};
+use regex_automata::Input;
 
 use crate::filter::literal::{required_factors, required_literal, required_literals};
 use crate::filter::{hit_in, parse_count, tags, Filter};
@@ -105,9 +105,8 @@ struct Anchored {
     /// scratch with an atomic load, no lock; another thread gets one of
     /// its own.
     scratch: Pool<Scratch, MakeScratch>,
-    host: Option<usize>,
-    host_port: Option<usize>,
-    count: Option<usize>,
+    /// Host, host:port and count group indices (see [`read_hit`]).
+    groups: [Option<usize>; 3],
     /// The same captures from the part of the line after a literal (see
     /// [`cut`]), when the pattern has such a literal.
     cut: Option<Cut>,
@@ -135,8 +134,6 @@ impl Anchored {
         if !engine.get_nfa().is_always_start_anchored() {
             return None;
         }
-        let info = engine.get_nfa().group_info().clone();
-        let group = |name: &str| info.to_index(PatternID::ZERO, name);
         let cut = Cut::new(pattern);
         let make: MakeScratch = {
             let (engine, cut) = (engine.clone(), cut.clone());
@@ -152,9 +149,7 @@ impl Anchored {
         Some(Anchored {
             cut,
             flood: AtomicBool::new(false),
-            host: group(tags::HOST_GROUP),
-            host_port: group(tags::HOST_PORT_GROUP),
-            count: group(tags::COUNT_GROUP),
+            groups: cut::groups(&engine),
             engine,
             scratch,
         })
@@ -205,11 +200,7 @@ impl Anchored {
         let Scratch { cache, caps, .. } = s;
         let input = Input::new(line).anchored(regex_automata::Anchored::Yes);
         self.engine.try_captures(cache, input, caps).ok()?;
-        Some(read_hit(
-            caps,
-            [self.host, self.host_port, self.count],
-            line,
-        ))
+        Some(read_hit(caps, self.groups, line))
     }
 }
 
@@ -376,17 +367,10 @@ impl Matcher {
     /// stays the caller's plain one-call-one-failure. Jails are reported in
     /// the order given to [`Matcher::new`].
     pub fn scan(&self, line: &str, mut hit: impl FnMut(JailId, IpAddr)) {
-        let bytes = line.as_bytes();
         self.first_hits(line, |p, addr, count| {
-            let (jail, filter) = &self.jails[p.slot];
-            let ignored = filter
-                .ignoreregex
-                .iter()
-                .zip(&self.ignore_gates[p.slot])
-                .any(|(re, gate)| gate.admits(bytes) && re.is_match(line));
-            if !ignored {
+            if self.ignored_by(p.slot, line).next().is_none() {
                 for _ in 0..count {
-                    hit(*jail, addr);
+                    hit(self.jails[p.slot].0, addr);
                 }
             }
         });
@@ -401,19 +385,23 @@ impl Matcher {
         line: &str,
         mut hit: impl FnMut(JailId, usize, IpAddr, u32, Vec<usize>),
     ) {
-        let bytes = line.as_bytes();
         self.first_hits(line, |p, addr, count| {
-            let (jail, filter) = &self.jails[p.slot];
-            let ignored_by = filter
-                .ignoreregex
-                .iter()
-                .zip(&self.ignore_gates[p.slot])
-                .enumerate()
-                .filter(|(_, (re, gate))| gate.admits(bytes) && re.is_match(line))
-                .map(|(i, _)| i)
-                .collect();
-            hit(*jail, p.index, addr, count, ignored_by);
+            let ignored_by = self.ignored_by(p.slot, line).collect();
+            hit(self.jails[p.slot].0, p.index, addr, count, ignored_by);
         });
+    }
+
+    /// Indices of the ignoreregexes of the jail in `slot` that match
+    /// `line`, each asked only when the line holds its required text.
+    fn ignored_by<'a>(&'a self, slot: usize, line: &'a str) -> impl Iterator<Item = usize> + 'a {
+        let filter = &self.jails[slot].1;
+        filter
+            .ignoreregex
+            .iter()
+            .zip(&self.ignore_gates[slot])
+            .enumerate()
+            .filter(move |(_, (re, gate))| gate.admits(line.as_bytes()) && re.is_match(line))
+            .map(|(i, _)| i)
     }
 
     /// The walk behind [`Matcher::scan`]: the gate, then each jail's
