@@ -28,7 +28,7 @@ use crate::source::glob::GlobWatch;
 use crate::source::journal::{self, JournalEntry, JournalReader, JournalSink};
 use crate::source::stdin::{self, StdinEnd};
 use crate::source::syslog::{self, SyslogMessage, SyslogReceiver};
-use crate::state::Position;
+use crate::source::file::Position;
 use crate::timestamp::DateDetector;
 
 /// The positions in `slots` (a reader that has read nothing has none), by

@@ -79,16 +79,7 @@ pub struct PastBan {
     pub time: SystemTime,
 }
 
-/// Where reading of a log file stopped: the file by identity (device and
-/// inode, plus a hash of its first line, since inodes are reused) and the
-/// byte offset of the first line not yet read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    pub dev: u64,
-    pub ino: u64,
-    pub head: u64,
-    pub offset: u64,
-}
+use crate::source::file::Position;
 
 /// Longest decisive line kept with a ban.
 pub const MAX_LINE: usize = 1024;
@@ -506,11 +497,13 @@ impl Store {
 /// the same database (WAL lets it write beside the state writer).
 impl crate::source::journal::CursorStore for Store {
     fn load(&self, key: &str) -> Result<Option<String>, crate::source::journal::JournalError> {
-        Ok(self.cursor(key)?)
+        self.cursor(key)
+            .map_err(|e| crate::source::journal::JournalError::Cursor(Box::new(e)))
     }
 
     fn save(&self, key: &str, cursor: &str) -> Result<(), crate::source::journal::JournalError> {
-        Ok(self.save_cursor(key, cursor)?)
+        self.save_cursor(key, cursor)
+            .map_err(|e| crate::source::journal::JournalError::Cursor(Box::new(e)))
     }
 }
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 use ipnet::IpNet;
 use tracing::warn;
 
-use super::{Position, Store, StoredBan};
+use super::{Store, StoredBan};
+use crate::source::file::Position;
 
 /// How often expired bans and old history are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);

@@ -12,7 +12,7 @@ use inotify::WatchDescriptor;
 use tracing::{info, warn};
 
 use super::lines::LineSplitter;
-use crate::state::Position;
+use super::Position;
 
 /// The first line (or first 4 KiB) identifies a file.
 const HEAD: usize = 4096;

@@ -28,8 +28,18 @@ use std::path::{Path, PathBuf};
 use inotify::{Inotify, WatchMask};
 use tracing::{info, warn};
 
-use crate::state::Position;
 use generation::{FileId, Generation};
+
+/// Where reading of a log file stopped: the file by identity (device and
+/// inode, plus a hash of its first line, since inodes are reused) and the
+/// byte offset of the first line not yet read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub dev: u64,
+    pub ino: u64,
+    pub head: u64,
+    pub offset: u64,
+}
 
 /// Where a follower stands, shared with whoever saves it (the daemon writes
 /// it to the state store now and then and at stop).

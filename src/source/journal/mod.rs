@@ -22,7 +22,9 @@ use systemd::journal::{self, Journal};
 use tracing::{info, warn};
 
 use super::file::Stopper;
-use crate::config::{JournalConfig, JournalMatch};
+
+mod selection;
+pub use selection::{JournalConfig, JournalMatch};
 
 /// sd-journal asks to be looked at again when its timeout passes even with
 /// no inotify event (files on unreliable file systems); this caps a sleep.
@@ -40,7 +42,7 @@ pub enum JournalError {
         source: systemd::Error,
     },
     #[error("journal cursor: {0}")]
-    Cursor(#[from] crate::state::StateError),
+    Cursor(Box<dyn std::error::Error + Send + Sync>),
     #[error("journal: {0}")]
     Io(#[from] io::Error),
 }
@@ -154,7 +156,7 @@ impl JournalReader {
             key,
             store,
             cursor,
-            local_host: super::syslog::local_hostname(),
+            local_host: crate::source::syslog::local_hostname(),
         };
         reader.set_matches(matches)?;
         if reader.cursor.is_none() {
