@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nftjail::source::file::{FileFollower, FollowOptions, StartAt, Stopper};
+use nftjail::source::Lines;
 
 /// Long enough for a loaded CI machine; only reached when a test fails.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -39,9 +40,12 @@ impl Running {
                 .finish();
             tracing::subscriber::with_default(subscriber, || {
                 follower
-                    .follow(&s, |line| {
-                        let _ = tx.send(line.to_string());
-                    })
+                    .follow(
+                        &s,
+                        &mut Lines(|line: &str| {
+                            let _ = tx.send(line.to_string());
+                        }),
+                    )
                     .unwrap();
             });
         });
@@ -364,7 +368,7 @@ fn stop_makes_follow_return() {
     let (done_tx, done_rx) = channel();
     let s = stop.clone();
     let handle = std::thread::spawn(move || {
-        let result = follower.follow(&s, |_| {});
+        let result = follower.follow(&s, &mut Lines(|_: &str| {}));
         let _ = done_tx.send(result.is_ok());
     });
     assert!(done_rx.recv_timeout(Duration::from_millis(200)).is_err());

@@ -12,13 +12,13 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::enforcing::{show, EnforcerMsg, JailBans, Lifted};
-use super::sources::Sources;
 use super::tracking::TrackerCtl;
 use super::JailSlots;
 use crate::config::Config;
 use crate::control::protocol::{BanInfo, ErrorCode, JailStatus, Reply, Request, Response};
 use crate::control::server::{error, Handler};
 use crate::enforce::{Applied, EnforceError};
+use crate::pipeline::Sources;
 
 pub struct Handle {
     pub(super) config: RwLock<Arc<Config>>,

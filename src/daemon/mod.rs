@@ -17,7 +17,6 @@ mod control;
 mod enforcing;
 mod footprint;
 mod restore;
-mod sources;
 mod tracking;
 
 use std::path::PathBuf;
@@ -33,21 +32,20 @@ use crate::enforce::log::LogBackend;
 use crate::enforce::nft::NftBackend;
 use crate::enforce::{Backend, EnforceError};
 use crate::message::{Failure, JailId};
-use crate::source::file::FileSourceError;
+use crate::pipeline::{self, PipelineError, Sources};
 use crate::state::{writer as state_writer, StateError, Store};
 use crate::tracker::Tracker;
 
 pub use banlog::write_directly_to as ban_lines_written_directly_to;
 pub use control::Handle;
 use enforcing::{Enforcer, EnforcerMsg, EnforcerSetup};
-use sources::Sources;
 use tracking::TrackerCtl;
 
 /// Failures waiting for the tracker; a burst beyond this back-pressures the
 /// file readers instead of growing memory.
 const FAILURE_QUEUE: usize = 16 * 1024;
 /// Messages waiting for the enforcer. The tracker sends one message per
-/// batch of failures (up to [`sources::FLUSH_AT`] bans each), control
+/// batch of failures (up to [`pipeline::FLUSH_AT`] bans each), control
 /// requests one each.
 const BAN_QUEUE: usize = 64;
 /// How often read positions go to the state store while running; at stop
@@ -58,8 +56,8 @@ const POSITIONS_EVERY: Duration = Duration::from_secs(5);
 pub enum DaemonError {
     #[error("enforcer: {0}")]
     Enforce(#[from] EnforceError),
-    #[error("log source: {0}")]
-    Source(#[from] FileSourceError),
+    #[error("{0}")]
+    Pipeline(#[from] PipelineError),
     #[error("{0}")]
     Control(#[from] BindError),
     #[error("cannot start a thread: {0}")]
@@ -68,12 +66,6 @@ pub enum DaemonError {
     Signal(std::io::Error),
     #[error("{0}")]
     State(#[from] StateError),
-    #[error("{0}")]
-    Syslog(#[from] crate::source::syslog::SyslogError),
-    #[error("{0}")]
-    Journal(#[from] crate::source::journal::JournalError),
-    #[error("{0} changed: that needs a restart")]
-    Restart(&'static str),
 }
 
 /// Options that come from the command line rather than the config file.
@@ -174,14 +166,20 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
     };
     let listener = control_server::bind(&config.socket, access)?;
 
-    // Readers send their failures in batches (see sources::FLUSH_AT).
-    let (fail_tx, fail_rx) = mpsc::channel::<Vec<Failure>>(FAILURE_QUEUE / sources::FLUSH_AT);
+    // Readers send their failures in batches (see pipeline::FLUSH_AT).
+    let (fail_tx, fail_rx) = mpsc::channel::<Vec<Failure>>(FAILURE_QUEUE / pipeline::FLUSH_AT);
     let (enf_tx, enf_rx) = mpsc::channel::<EnforcerMsg>(BAN_QUEUE);
     let (trk_tx, trk_rx) = mpsc::channel::<TrackerCtl>(256);
 
     let mut slots = JailSlots::default();
     let (ids, jails) = slots.assign(&config);
-    let mut sources = Sources::new(fail_tx, opts.stdin_jail.clone(), positions);
+    let state_dir = config.state_dir.clone();
+    let cursors: pipeline::CursorStores = Arc::new(move || {
+        Store::open(&state_dir)
+            .map(|s| Box::new(s) as Box<dyn crate::source::journal::CursorStore>)
+            .map_err(|e| crate::source::journal::JournalError::Cursor(Box::new(e)))
+    });
+    let mut sources = Sources::new(fail_tx, opts.stdin_jail.clone(), positions, cursors);
     let stdin_done = sources.stdin_done();
     let prepared = sources.prepare(&config, &ids)?;
     sources.commit(prepared)?;
@@ -309,7 +307,7 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
     drop(handle);
     if let Some((tx, thread)) = state {
         // The readers have stopped after their last line: these are exact.
-        tx.send(state_writer::StateMsg::Positions(sources::read_positions(
+        tx.send(state_writer::StateMsg::Positions(pipeline::read_positions(
             &slots,
         )));
         let counted = counted

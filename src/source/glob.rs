@@ -17,10 +17,31 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use inotify::{Inotify, WatchMask};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::file::{FileFollower, FileSourceError, FollowOptions, StartAt, Stopper};
-use super::wait_readable;
+use super::{wait_readable, Sink};
+
+/// A file's reader thread and what stops it.
+type Following = (Stopper, std::thread::JoinHandle<()>);
+
+/// Runs `follower` on a thread of its own until its stopper fires.
+pub fn spawn_follower<S: Sink + Send + 'static>(
+    mut follower: FileFollower,
+    mut sink: S,
+) -> io::Result<Following> {
+    let stopper = Stopper::new()?;
+    let stop = stopper.clone();
+    let path = follower.path().to_path_buf();
+    let thread = std::thread::Builder::new()
+        .name(format!("source:{}", path.display()))
+        .spawn(move || {
+            if let Err(e) = follower.follow(&stop, &mut sink) {
+                error!(file = %path.display(), "log source stopped: {e}");
+            }
+        })?;
+    Ok((stopper, thread))
+}
 
 type FileId = (u64, u64);
 
@@ -129,11 +150,35 @@ impl GlobWatch {
         (matching, all)
     }
 
-    /// Follows the matching files until `stop`: `start` is called with each
-    /// follower to run (on a thread of the caller's), `end` with each whose
-    /// file is gone, and with all of them at the end. `end` must drain its
-    /// follower (stop it and join it) so that nothing it read is lost.
-    pub fn run<T>(
+    /// Follows the matching files until `stop`, each on a thread of its own
+    /// pushing into the sink `sink_for` makes for its path. A follower whose
+    /// file is gone, and every follower at the end, is stopped and joined
+    /// (it drains its file first), so nothing it read is lost.
+    pub fn run<S: Sink + Send + 'static>(
+        &mut self,
+        stop: &Stopper,
+        mut sink_for: impl FnMut(&Path) -> S,
+    ) -> io::Result<()> {
+        let mut start = |path: &Path, follower: FileFollower| {
+            let sink = sink_for(path);
+            match spawn_follower(follower, sink) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    error!(file = %path.display(), "cannot follow: {e}");
+                    None
+                }
+            }
+        };
+        let end = |_: &Path, (stopper, thread): Following| {
+            stopper.stop();
+            if thread.join().is_err() {
+                error!("a log file reader panicked");
+            }
+        };
+        self.follow_all(stop, &mut start, end)
+    }
+
+    fn follow_all<T>(
         &mut self,
         stop: &Stopper,
         mut start: impl FnMut(&Path, FileFollower) -> Option<T>,

@@ -1,6 +1,8 @@
 //! Log sources: files (and globs of files), standard input, the syslog
-//! receiver and the systemd journal. Each hands out text lines; the daemon
-//! runs the same filters over all of them.
+//! receiver and the systemd journal. Each pushes the lines it reads into a
+//! [`Sink`], the one shape every source shares (ripgrep's searcher does the
+//! same with its `Sink`): what reads the lines (jails, routes, filters) is
+//! the sink's business, so a source knows nothing of it.
 pub mod file;
 pub mod glob;
 pub mod journal;
@@ -9,8 +11,68 @@ pub mod syslog;
 
 use std::io;
 use std::os::fd::RawFd;
+use std::time::SystemTime;
 
 use file::Stopper;
+use journal::JournalEntry;
+
+/// Where a source pushes what it reads.
+pub trait Sink {
+    /// One line, without its line ending. Returns false when nothing
+    /// downstream reads such a line (a syslog program no jail names), which
+    /// a source may count.
+    fn line(&mut self, line: &Line<'_>) -> bool;
+
+    /// Everything available has been delivered and the source is about to
+    /// wait (or to record how far it read): a sink that batches hands its
+    /// batch on here, so a burst costs one hand-off and a lone line still
+    /// goes out at once.
+    fn caught_up(&mut self) {}
+}
+
+/// One line as a source read it.
+#[derive(Clone, Copy)]
+pub struct Line<'a> {
+    pub text: &'a str,
+    /// The source's own time for the line (a journal entry's, a syslog
+    /// message's zoned stamp); None: a date in the text, if any, says it.
+    pub time: Option<SystemTime>,
+    /// What the line can be routed by besides its text.
+    pub origin: Origin<'a>,
+}
+
+/// Where a line came from within its source.
+#[derive(Clone, Copy)]
+pub enum Origin<'a> {
+    /// A file or a stream: every line is alike.
+    Stream,
+    /// A syslog message of this program (tag or APP-NAME).
+    Program(&'a str),
+    /// A journal entry, with the fields its matches name.
+    Journal(&'a JournalEntry),
+}
+
+impl<'a> Line<'a> {
+    /// A line of a file or stream, with no time of its own.
+    pub fn plain(text: &'a str) -> Self {
+        Line {
+            text,
+            time: None,
+            origin: Origin::Stream,
+        }
+    }
+}
+
+/// A closure over each line's text as a [`Sink`], for callers that need
+/// nothing else (tests, tools): `follower.follow(&stop, &mut Lines(|l| ...))`.
+pub struct Lines<F>(pub F);
+
+impl<F: FnMut(&str)> Sink for Lines<F> {
+    fn line(&mut self, line: &Line<'_>) -> bool {
+        (self.0)(line.text);
+        true
+    }
+}
 
 /// Blocks until `fd` is readable (true) or `stop` fired (false). The sources
 /// sleep here, with no periodic wake-up, and stopping wakes them at once.

@@ -5,7 +5,7 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 
 use super::file::{LineSplitter, Stopper};
-use super::wait_readable;
+use super::{wait_readable, Line, Sink};
 
 /// How the reading ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -17,10 +17,10 @@ pub enum StdinEnd {
 
 /// Reads lines from standard input (lossy UTF-8, "\n" or "\r\n") until end
 /// of input or `stop`; a last line without its newline is delivered at EOF.
-pub fn read_lines(
+pub fn read_lines<S: Sink + ?Sized>(
     stop: &Stopper,
     max_line: usize,
-    mut on_line: impl FnMut(&str),
+    sink: &mut S,
 ) -> io::Result<StdinEnd> {
     let stdin = io::stdin();
     let fd = stdin.as_raw_fd();
@@ -34,11 +34,17 @@ pub fn read_lines(
         }
         match lock.read(&mut buf) {
             Ok(0) => {
-                lines.flush(&mut on_line);
+                lines.flush(&mut |text| {
+                    sink.line(&Line::plain(text));
+                });
+                sink.caught_up();
                 return Ok(StdinEnd::Eof);
             }
             Ok(n) => {
-                lines.push(&buf[..n], &mut on_line);
+                lines.push(&buf[..n], &mut |text| {
+                    sink.line(&Line::plain(text));
+                });
+                sink.caught_up();
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

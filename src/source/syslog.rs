@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::file::Stopper;
+use super::{Line, Origin, Sink};
 
 /// Longest message taken, in bytes; rsyslog's default maxMessageSize is 8k.
 pub const MAX_MESSAGE: usize = 16 * 1024;
@@ -350,13 +351,11 @@ impl SyslogReceiver {
         self.udp.as_ref().and_then(|s| s.local_addr().ok())
     }
 
-    /// Receives until `stop`, calling `on_message` for each well-formed
-    /// message; the rest is counted.
-    pub fn run(
-        &mut self,
-        stop: &Stopper,
-        mut on_message: impl FnMut(&SyslogMessage),
-    ) -> io::Result<()> {
+    /// Receives until `stop`, pushing each well-formed message into `sink`
+    /// as the line a syslog daemon would write, routed by its program; the
+    /// rest, and messages no route reads, are counted.
+    pub fn run<S: Sink + ?Sized>(&mut self, stop: &Stopper, sink: &mut S) -> io::Result<()> {
+        let host = local_hostname();
         let fds: Vec<RawFd> = self
             .unix
             .iter()
@@ -386,19 +385,21 @@ impl SyslogReceiver {
             let stopping = polls.last().is_some_and(|p| p.revents != 0);
             // Drain what is queued even when stopping: it was sent while we ran.
             for &fd in &fds {
-                self.drain(fd, &mut buf, &mut on_message)?;
+                self.drain(fd, &mut buf, &host, sink)?;
             }
+            sink.caught_up();
             if stopping {
                 return Ok(());
             }
         }
     }
 
-    fn drain(
+    fn drain<S: Sink + ?Sized>(
         &self,
         fd: RawFd,
         buf: &mut [u8],
-        on_message: &mut impl FnMut(&SyslogMessage),
+        host: &str,
+        sink: &mut S,
     ) -> io::Result<()> {
         loop {
             // MSG_TRUNC: the datagram's real length comes back even when it
@@ -429,7 +430,17 @@ impl SyslogReceiver {
                 continue;
             }
             match parse(&buf[..n]) {
-                Ok(m) => on_message(&m),
+                Ok(m) => {
+                    let text = m.line(host);
+                    let line = Line {
+                        text: &text,
+                        time: m.time,
+                        origin: Origin::Program(&m.program),
+                    };
+                    if !sink.line(&line) {
+                        self.counts.unrouted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 Err(e) => {
                     let count = self.counts.malformed.fetch_add(1, Ordering::Relaxed);
                     // The first of each thousand, so a flood cannot flood our log.

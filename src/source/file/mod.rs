@@ -30,6 +30,8 @@ use tracing::{info, warn};
 
 use generation::{FileId, Generation};
 
+use super::{Line, Sink};
+
 /// Where reading of a log file stopped: the file by identity (device and
 /// inode, plus a hash of its first line, since inodes are reused) and the
 /// byte offset of the first line not yet read.
@@ -247,36 +249,22 @@ impl FileFollower {
         &self.path
     }
 
-    /// Blocks, calling `on_line` for each complete line (without its "\n" or
-    /// "\r\n", decoded lossily as UTF-8), until `stop` fires; then returns
-    /// `Ok(())` after delivering what was written up to then.
-    pub fn follow(
+    /// Blocks, pushing each complete line (without its "\n" or "\r\n",
+    /// decoded lossily as UTF-8) into `sink`, and telling it when it has
+    /// caught up, until `stop` fires; then returns `Ok(())` after delivering
+    /// what was written up to then.
+    pub fn follow<S: Sink + ?Sized>(
         &mut self,
         stop: &Stopper,
-        on_line: impl FnMut(&str),
-    ) -> Result<(), FileSourceError> {
-        self.follow_then(stop, on_line, || {})
-    }
-
-    /// [`Self::follow`], calling `caught_up` each time everything written so
-    /// far has been delivered, before it waits for more: a caller that
-    /// batches what `on_line` produces flushes there, so a burst costs one
-    /// hand-off and a lone line still goes out at once.
-    pub fn follow_then(
-        &mut self,
-        stop: &Stopper,
-        mut on_line: impl FnMut(&str),
-        mut caught_up: impl FnMut(),
+        sink: &mut S,
     ) -> Result<(), FileSourceError> {
         let mut events = vec![0u8; 16 * 1024];
         loop {
-            self.catch_up(&mut on_line);
-            caught_up();
+            self.catch_up(sink);
             let readable = super::wait_readable(self.inotify.as_raw_fd(), stop)
                 .map_err(|e| io_err(&self.path, "poll", e))?;
             if !readable {
-                self.catch_up(&mut on_line);
-                caught_up();
+                self.catch_up(sink);
                 return Ok(());
             }
             self.discard_events(&mut events)?;
@@ -303,8 +291,11 @@ impl FileFollower {
 
     /// Reads everything new: the retired file, the current one, and a new file
     /// at the path if it was replaced.
-    fn catch_up(&mut self, on_line: &mut dyn FnMut(&str)) {
-        self.read_new(on_line);
+    fn catch_up<S: Sink + ?Sized>(&mut self, sink: &mut S) {
+        self.read_new(&mut |text| {
+            sink.line(&Line::plain(text));
+        });
+        sink.caught_up();
         self.publish();
     }
 

@@ -22,6 +22,7 @@ use systemd::journal::{self, Journal};
 use tracing::{info, warn};
 
 use super::file::Stopper;
+use super::{Line, Origin, Sink};
 
 mod selection;
 pub use selection::{JournalConfig, JournalMatch};
@@ -96,13 +97,6 @@ impl JournalEntry {
         }
         true
     }
-}
-
-/// What the reader asks of its user, between batches and per entry.
-pub trait JournalSink {
-    /// New matches after a reload, or None when they did not change.
-    fn matches_changed(&mut self) -> Option<Vec<JournalMatch>>;
-    fn entry(&mut self, entry: &JournalEntry);
 }
 
 pub struct JournalReader {
@@ -215,8 +209,15 @@ impl JournalReader {
         Ok(())
     }
 
-    /// Reads every entry available, then waits for more, until `stop`.
-    pub fn run(&mut self, stop: &Stopper, sink: &mut dyn JournalSink) -> Result<(), JournalError> {
+    /// Reads every entry available into `sink`, then waits for more, until
+    /// `stop`. Before each read, `reselect` may give new matches (after a
+    /// reload); None keeps the current ones.
+    pub fn run<S: Sink + ?Sized>(
+        &mut self,
+        stop: &Stopper,
+        sink: &mut S,
+        mut reselect: impl FnMut(&mut S) -> Option<Vec<JournalMatch>>,
+    ) -> Result<(), JournalError> {
         // The fd is set up by this call; it must come before the first wait.
         let fd = self.journal.fd().map_err(|source| JournalError::Journal {
             where_: self.where_.clone(),
@@ -224,7 +225,7 @@ impl JournalReader {
             source,
         })?;
         loop {
-            if let Some(m) = sink.matches_changed() {
+            if let Some(m) = reselect(sink) {
                 self.set_matches(&m)?;
             }
             self.drain(sink)?;
@@ -258,7 +259,7 @@ impl JournalReader {
         }
     }
 
-    fn drain(&mut self, sink: &mut dyn JournalSink) -> Result<(), JournalError> {
+    fn drain<S: Sink + ?Sized>(&mut self, sink: &mut S) -> Result<(), JournalError> {
         let mut since_save = 0;
         loop {
             match self.journal.next() {
@@ -273,7 +274,11 @@ impl JournalReader {
                 }
             }
             if let Some(entry) = self.read_entry() {
-                sink.entry(&entry);
+                sink.line(&Line {
+                    text: &entry.line,
+                    time: Some(entry.time),
+                    origin: Origin::Journal(&entry),
+                });
             }
             match self.journal.cursor() {
                 Ok(c) => self.cursor = Some(c),
@@ -281,10 +286,13 @@ impl JournalReader {
             }
             since_save += 1;
             if since_save >= SAVE_EVERY {
+                // What the sink holds goes on before the cursor passes it.
+                sink.caught_up();
                 self.save();
                 since_save = 0;
             }
         }
+        sink.caught_up();
         if since_save > 0 {
             self.save();
         }

@@ -1,0 +1,391 @@
+//! The running log readers: each distinct source opened once, on a thread
+//! of its own, pushing into a [`LineStage`]. A source's routes are swapped
+//! through [`ArcSwap`] on reload, so filters change without reopening
+//! anything or losing a position.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, Notify};
+use tracing::{error, info};
+
+use super::routes::{self, Routes, SourceKey};
+use super::stage::LineStage;
+use crate::config::Config;
+use crate::message::{Failure, JailId};
+use crate::source::file::{
+    FileFollower, FileSourceError, FollowOptions, Position, PositionSlot, StartAt, Stopper,
+};
+use crate::source::glob::GlobWatch;
+use crate::source::journal::{self, CursorStore, JournalError, JournalReader};
+use crate::source::stdin::{self, StdinEnd};
+use crate::source::syslog::{SyslogError, SyslogReceiver};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("log source: {0}")]
+    Source(#[from] FileSourceError),
+    #[error("cannot start a reader thread: {0}")]
+    Thread(std::io::Error),
+    #[error("{0}")]
+    Syslog(#[from] SyslogError),
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    #[error("{0} changed: that needs a restart")]
+    Restart(&'static str),
+}
+
+/// Opens the store a journal reader keeps its cursor in (each reader has
+/// its own handle: sd-journal readers live on their own thread).
+pub type CursorStores = Arc<dyn Fn() -> Result<Box<dyn CursorStore>, JournalError> + Send + Sync>;
+
+pub struct Sources {
+    /// Cloned into each new reader; dropped at stop so the tracker sees the end.
+    tx: Option<mpsc::Sender<Vec<Failure>>>,
+    running: BTreeMap<SourceKey, Running>,
+    /// `run --stdin JAIL`.
+    stdin_jail: Option<String>,
+    /// Told when standard input ended, so the daemon stops.
+    stdin_done: Arc<Notify>,
+    /// Where the last run stopped in each file, used when it is first opened.
+    saved: BTreeMap<PathBuf, Position>,
+    cursors: CursorStores,
+}
+
+struct Running {
+    routes: Arc<ArcSwap<Routes>>,
+    stopper: Stopper,
+    thread: JoinHandle<()>,
+    /// A file's read position, for the state store.
+    position: Option<PositionSlot>,
+}
+
+/// A source opened by `prepare`, started by `commit`.
+enum Opened {
+    File(FileFollower),
+    Glob(GlobWatch),
+    Stdin,
+    Syslog(SyslogReceiver),
+    /// Not `Send`: opened on its own thread at commit (checked at prepare).
+    Journal {
+        skip_older: Duration,
+    },
+}
+
+/// Everything a config change needs that can fail, done before anything changes.
+pub struct Prepared {
+    routes: BTreeMap<SourceKey, Routes>,
+    opened: Vec<(SourceKey, Opened, Stopper)>,
+}
+
+impl Sources {
+    pub fn new(
+        tx: mpsc::Sender<Vec<Failure>>,
+        stdin_jail: Option<String>,
+        saved: Vec<(String, Position)>,
+        cursors: CursorStores,
+    ) -> Self {
+        Sources {
+            tx: Some(tx),
+            running: BTreeMap::new(),
+            stdin_jail,
+            stdin_done: Arc::new(Notify::new()),
+            saved: saved
+                .into_iter()
+                .map(|(p, pos)| (PathBuf::from(p), pos))
+                .collect(),
+            cursors,
+        }
+    }
+
+    /// Where each file's reader stands, by path as the state store keys
+    /// them (a reader that has read nothing has none).
+    pub fn positions(&self) -> Vec<(String, Position)> {
+        read_positions(&self.position_slots())
+    }
+
+    /// The files' position slots, to read once the readers have stopped.
+    pub fn position_slots(&self) -> Vec<(PathBuf, PositionSlot)> {
+        self.running
+            .iter()
+            .filter_map(|(key, r)| match (key, &r.position) {
+                (SourceKey::File(path), Some(slot)) => Some((path.clone(), Arc::clone(slot))),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// Fires once standard input has been read to its end.
+    pub fn stdin_done(&self) -> Arc<Notify> {
+        Arc::clone(&self.stdin_done)
+    }
+
+    /// Builds every source's routes and opens the sources not yet read.
+    /// `ids[i]` is the stable id of `config.jails[i]`.
+    pub fn prepare(&self, config: &Config, ids: &[JailId]) -> Result<Prepared, PipelineError> {
+        let (routes, journal_findtime) = routes::plan(config, ids, self.stdin_jail.as_deref());
+        let mut opened = Vec::new();
+        for key in routes.keys() {
+            if self.running.contains_key(key) {
+                continue;
+            }
+            if matches!(key, SourceKey::Syslog(_))
+                && self
+                    .running
+                    .keys()
+                    .any(|k| matches!(k, SourceKey::Syslog(_)))
+            {
+                return Err(PipelineError::Restart("[syslog] socket or udp"));
+            }
+            // Opened now, before "ready" or "reloaded" is said, so a line
+            // written after that is never missed by a reader starting up.
+            let resume = match key {
+                SourceKey::File(path) => self.saved.get(path).copied(),
+                _ => None,
+            };
+            let source = open(key, journal_findtime, resume)?;
+            let stopper = Stopper::new().map_err(PipelineError::Thread)?;
+            opened.push((key.clone(), source, stopper));
+        }
+        Ok(Prepared { routes, opened })
+    }
+
+    /// Applies a prepared change: new routes swapped in, new sources read,
+    /// sources no jail reads any more stopped. Returns the stopped threads to join.
+    pub fn commit(&mut self, mut prepared: Prepared) -> Result<Vec<JoinHandle<()>>, PipelineError> {
+        let mut stopped = Vec::new();
+        let gone: Vec<SourceKey> = self
+            .running
+            .keys()
+            .filter(|k| !prepared.routes.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(r) = self.running.remove(&key) {
+                r.stopper.stop();
+                stopped.push(r.thread);
+            }
+        }
+        for (key, opened, stopper) in prepared.opened.drain(..) {
+            let Some(routes) = prepared.routes.remove(&key) else {
+                continue;
+            };
+            let Some(tx) = self.tx.clone() else {
+                break;
+            };
+            let routes = Arc::new(ArcSwap::from_pointee(routes));
+            let stage = LineStage::new(Arc::clone(&routes), tx);
+            let position = match (&key, &opened) {
+                (SourceKey::File(path), Opened::File(f)) => {
+                    // Used once: a file dropped by a reload and added back
+                    // later is read from its end like any new one.
+                    self.saved.remove(path);
+                    Some(f.position_slot())
+                }
+                _ => None,
+            };
+            let stop = stopper.clone();
+            let thread = match (opened, &key) {
+                (Opened::File(f), _) => spawn_file(f, stop, stage)?,
+                (Opened::Glob(g), _) => spawn_glob(g, stop, stage)?,
+                (Opened::Stdin, _) => spawn_stdin(stop, stage, self.stdin_done())?,
+                (Opened::Syslog(r), _) => spawn_syslog(r, stop, stage)?,
+                (Opened::Journal { skip_older }, SourceKey::Journal(config)) => spawn_journal(
+                    config.clone(),
+                    Arc::clone(&self.cursors),
+                    skip_older,
+                    stop,
+                    stage,
+                )?,
+                (Opened::Journal { .. }, _) => continue,
+            };
+            self.running.insert(
+                key,
+                Running {
+                    routes,
+                    stopper,
+                    thread,
+                    position,
+                },
+            );
+        }
+        for (key, routes) in prepared.routes {
+            if let Some(r) = self.running.get(&key) {
+                r.routes.store(Arc::new(routes));
+            }
+        }
+        Ok(stopped)
+    }
+
+    /// Stops every reader and returns their threads; the failure channel
+    /// closes once they are joined.
+    pub fn stop_all(&mut self) -> Vec<JoinHandle<()>> {
+        self.tx = None;
+        let running = std::mem::take(&mut self.running);
+        running
+            .into_values()
+            .map(|r| {
+                r.stopper.stop();
+                r.thread
+            })
+            .collect()
+    }
+}
+
+/// The positions in `slots`, by path as the state store keys them.
+pub fn read_positions(slots: &[(PathBuf, PositionSlot)]) -> Vec<(String, Position)> {
+    slots
+        .iter()
+        .filter_map(|(path, slot)| {
+            Some((path.to_string_lossy().into_owned(), (*slot.lock().ok()?)?))
+        })
+        .collect()
+}
+
+fn open(
+    key: &SourceKey,
+    journal_findtime: Duration,
+    resume: Option<Position>,
+) -> Result<Opened, PipelineError> {
+    Ok(match key {
+        SourceKey::File(path) => {
+            let mut opts = FollowOptions::default();
+            if let Some(p) = resume {
+                opts.start = StartAt::Resume(p);
+            }
+            Opened::File(FileFollower::new(path.clone(), opts)?)
+        }
+        SourceKey::Glob(path) => {
+            Opened::Glob(GlobWatch::new(path.clone(), FollowOptions::default())?)
+        }
+        SourceKey::Stdin => Opened::Stdin,
+        SourceKey::Syslog(c) => Opened::Syslog(SyslogReceiver::bind(c.socket.as_deref(), c.udp)?),
+        SourceKey::Journal(c) => {
+            journal::check_open(c)?;
+            Opened::Journal {
+                skip_older: journal_findtime,
+            }
+        }
+    })
+}
+
+fn thread(
+    name: String,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, PipelineError> {
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(f)
+        .map_err(PipelineError::Thread)
+}
+
+fn spawn_file(
+    mut follower: FileFollower,
+    stop: Stopper,
+    mut stage: LineStage,
+) -> Result<JoinHandle<()>, PipelineError> {
+    let path = follower.path().to_path_buf();
+    thread(format!("source:{}", path.display()), move || {
+        if let Err(e) = follower.follow(&stop, &mut stage) {
+            error!(file = %path.display(), "log source stopped: {e}");
+        }
+    })
+}
+
+fn spawn_glob(
+    mut watch: GlobWatch,
+    stop: Stopper,
+    stage: LineStage,
+) -> Result<JoinHandle<()>, PipelineError> {
+    let name = watch.glob().to_path_buf();
+    thread(format!("glob:{}", name.display()), move || {
+        if let Err(e) = watch.run(&stop, |_| stage.sibling()) {
+            error!(glob = %name.display(), "log source stopped: {e}");
+        }
+    })
+}
+
+fn spawn_stdin(
+    stop: Stopper,
+    mut stage: LineStage,
+    done: Arc<Notify>,
+) -> Result<JoinHandle<()>, PipelineError> {
+    thread("source:stdin".into(), move || {
+        match stdin::read_lines(&stop, FollowOptions::default().max_line, &mut stage) {
+            Ok(StdinEnd::Eof) => {
+                info!("standard input ended: stopping");
+                done.notify_one();
+            }
+            Ok(StdinEnd::Stopped) => {}
+            Err(e) => {
+                error!("standard input: {e}");
+                done.notify_one();
+            }
+        }
+    })
+}
+
+fn spawn_syslog(
+    mut receiver: SyslogReceiver,
+    stop: Stopper,
+    mut stage: LineStage,
+) -> Result<JoinHandle<()>, PipelineError> {
+    thread("source:syslog".into(), move || {
+        if let Err(e) = receiver.run(&stop, &mut stage) {
+            error!("syslog receiver stopped: {e}");
+        }
+        let [received, malformed, oversized, unrouted] = receiver.counts.snapshot();
+        info!(
+            received,
+            malformed, oversized, unrouted, "syslog receiver stopped"
+        );
+    })
+}
+
+fn spawn_journal(
+    config: journal::JournalConfig,
+    cursors: CursorStores,
+    skip_older: Duration,
+    stop: Stopper,
+    mut stage: LineStage,
+) -> Result<JoinHandle<()>, PipelineError> {
+    let store = cursors()?;
+    // The reader is opened on its thread (sd-journal handles stay on one
+    // thread); whether that worked comes back before "ready" is said.
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let handle = thread("source:journal".into(), move || {
+        let matches = stage.journal_matches();
+        let mut reader = match JournalReader::open(&config, &matches, store, skip_older) {
+            Ok(r) => {
+                let _ = opened_tx.send(Ok(()));
+                r
+            }
+            Err(e) => {
+                let _ = opened_tx.send(Err(e));
+                return;
+            }
+        };
+        if let Err(e) = reader.run(&stop, &mut stage, LineStage::journal_reselect) {
+            error!("journal source stopped: {e}");
+        }
+    })?;
+    match opened_rx.recv() {
+        Ok(Ok(())) => Ok(handle),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(PipelineError::Thread(std::io::Error::other(
+            "the journal thread ended before opening the journal",
+        ))),
+    }
+}

@@ -1,0 +1,115 @@
+//! One entry point for every filter a route runs over a line: our built-in
+//! filters in the [`Matcher`]'s one pass, and fail2ban filter files each run
+//! as fail2ban runs them. It also settles the time a failure counts from.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tracing::error;
+
+use crate::config::{Fail2banSpec, Jail};
+use crate::filter::fail2ban::Fail2banFilter;
+use crate::matcher::Matcher;
+use crate::message::JailId;
+use crate::timestamp::DateDetector;
+
+/// A line dated later than this after now is a clock or zone mismatch, not
+/// the future: it counts as written now.
+const FUTURE_SLACK: Duration = Duration::from_secs(60);
+
+/// The filters of the jails that read one route, shared by its readers.
+pub(super) struct JailFilters {
+    matcher: Matcher,
+    fail2ban: Vec<(JailId, Fail2banSpec)>,
+}
+
+impl JailFilters {
+    pub(super) fn new(jails: &[(JailId, &Jail)]) -> Self {
+        JailFilters {
+            matcher: Matcher::new(
+                jails
+                    .iter()
+                    .filter(|(_, j)| j.fail2ban.is_none())
+                    .map(|(id, j)| (*id, Arc::clone(&j.filter)))
+                    .collect(),
+            ),
+            fail2ban: jails
+                .iter()
+                .filter_map(|(id, j)| Some((*id, j.fail2ban.clone()?)))
+                .collect(),
+        }
+    }
+}
+
+/// What one reader keeps per route between lines: the date format its lines
+/// use (learnt on the first dated line) and its own instances of the
+/// route's fail2ban filters (such a filter keeps state across lines).
+pub(super) struct ReaderFilters {
+    dates: DateDetector,
+    fail2ban: Vec<(JailId, Fail2banFilter)>,
+}
+
+impl ReaderFilters {
+    pub(super) fn new(filters: &JailFilters) -> Self {
+        ReaderFilters {
+            dates: DateDetector::auto(),
+            fail2ban: filters
+                .fail2ban
+                .iter()
+                .filter_map(|(id, spec)| match spec.load() {
+                    Ok(f) => Some((*id, f)),
+                    Err(e) => {
+                        error!(filter = %spec.spec, "fail2ban filter cannot be loaded: {e}");
+                        None
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs every filter of `filters` over `line`, calling `hit` with each
+    /// jail and address found and the time the failure counts from: the
+    /// line's own (`given` by the source, or read from the text), never
+    /// later than now.
+    pub(super) fn scan(
+        &mut self,
+        filters: &JailFilters,
+        line: &str,
+        given: Option<SystemTime>,
+        mut hit: impl FnMut(JailId, IpAddr, SystemTime),
+    ) {
+        // Most routes have no fail2ban filter: no clock read per line for them.
+        if !self.fail2ban.is_empty() {
+            let now = SystemTime::now();
+            for (jail, filter) in &mut self.fail2ban {
+                let Some(m) = filter.process(line, now) else {
+                    continue;
+                };
+                // <DNS> hosts stay text in fail2ban; we ban addresses only.
+                let Some(addr) = m.addr else { continue };
+                hit(*jail, addr.to_canonical(), settle(given.or(m.time), now));
+            }
+        }
+        let dates = &mut self.dates;
+        let mut time = None;
+        filters.matcher.scan(line, |jail, addr| {
+            // Dates are read only for lines that hit, once per line.
+            let time = *time.get_or_insert_with(|| {
+                let now = SystemTime::now();
+                let found = given.or_else(|| dates.find(line, now).map(|f| f.time));
+                settle(found, now)
+            });
+            hit(jail, addr, time);
+        });
+    }
+}
+
+/// The time a failure counts from: the line's own, or now for a line
+/// without one or dated in the future (findtime counts from the event).
+fn settle(found: Option<SystemTime>, now: SystemTime) -> SystemTime {
+    match found {
+        Some(t) if t <= now + FUTURE_SLACK => t.min(now),
+        _ => now,
+    }
+}

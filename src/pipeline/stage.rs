@@ -1,0 +1,176 @@
+//! A reader's line stage: the [`Sink`] every source pushes into. It picks
+//! the routes a line belongs to, runs their filters ([`super::scan`]) and
+//! batches what matched into [`Failure`]s for the tracker.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::routes::{Routes, SharedRoutes};
+use super::scan::ReaderFilters;
+use crate::message::{Failure, SharedLine};
+use crate::source::journal::JournalMatch;
+use crate::source::{Line, Sink};
+
+/// Most failures a reader holds before handing them to the tracker.
+pub const FLUSH_AT: usize = 1024;
+
+/// Most bytes of lines a reader holds before handing them over: a flood of
+/// long lines flushes sooner, so a batch's buffer stays small.
+const FLUSH_TEXT_AT: usize = 256 << 10;
+
+/// One reader's stage, with its own per-route state, rebuilt when a reload
+/// swaps the source's routes.
+pub(super) struct LineStage {
+    routes: SharedRoutes,
+    current: Arc<Routes>,
+    filters: Vec<ReaderFilters>,
+    batch: Batch,
+}
+
+impl LineStage {
+    pub(super) fn new(routes: SharedRoutes, tx: mpsc::Sender<Vec<Failure>>) -> Self {
+        let current = routes.load_full();
+        let filters = filters_for(&current);
+        LineStage {
+            routes,
+            current,
+            filters,
+            batch: Batch::new(tx),
+        }
+    }
+
+    /// Another stage for the same routes and tracker (a glob's new file).
+    pub(super) fn sibling(&self) -> Self {
+        LineStage::new(Arc::clone(&self.routes), self.batch.tx.clone())
+    }
+
+    /// Picks up new routes after a reload; true when they changed.
+    fn refresh(&mut self) -> bool {
+        // A lock-free load: a reload swaps routes between two lines, never
+        // in the middle of one.
+        let now = self.routes.load();
+        if Arc::ptr_eq(&now, &self.current) {
+            return false;
+        }
+        self.current = arc_swap::Guard::into_inner(now);
+        self.filters = filters_for(&self.current);
+        true
+    }
+
+    /// The journal matches of the current routes.
+    pub(super) fn journal_matches(&self) -> Vec<JournalMatch> {
+        self.current.journal_matches()
+    }
+
+    /// The journal matches, when a reload changed the routes.
+    pub(super) fn journal_reselect(&mut self) -> Option<Vec<JournalMatch>> {
+        self.refresh().then(|| self.journal_matches())
+    }
+}
+
+impl Sink for LineStage {
+    fn line(&mut self, line: &Line<'_>) -> bool {
+        self.refresh();
+        let mut routed = false;
+        let batch = &mut self.batch;
+        // The line is copied once, for its first hit, whatever the route.
+        let mut span = None;
+        for ((route, filters), reader) in self.current.routes.iter().zip(&mut self.filters) {
+            if !route.takes(&line.origin) {
+                continue;
+            }
+            routed = true;
+            reader.scan(filters, line.text, line.time, |jail, addr, time| {
+                batch.push(
+                    Failure {
+                        jail,
+                        addr,
+                        time,
+                        line: None,
+                    },
+                    line.text,
+                    &mut span,
+                );
+            });
+        }
+        if batch.is_full() {
+            batch.flush();
+        }
+        routed
+    }
+
+    fn caught_up(&mut self) {
+        self.batch.flush();
+    }
+}
+
+fn filters_for(routes: &Routes) -> Vec<ReaderFilters> {
+    routes
+        .routes
+        .iter()
+        .map(|(_, filters)| ReaderFilters::new(filters))
+        .collect()
+}
+
+/// Failures of a burst, going to the tracker as one message: one wake-up
+/// of its task per batch, not per line (the tracker is quicker than a
+/// reader, so it would sleep between lines).
+struct Batch {
+    tx: mpsc::Sender<Vec<Failure>>,
+    pending: Vec<Failure>,
+    /// The lines of `pending`, end to end: one buffer for the batch (see
+    /// [`SharedLine`]), with `spans` saying which failure has which line.
+    text: String,
+    spans: Vec<(usize, Range<usize>)>,
+}
+
+impl Batch {
+    fn new(tx: mpsc::Sender<Vec<Failure>>) -> Self {
+        Batch {
+            tx,
+            pending: Vec::with_capacity(FLUSH_AT),
+            text: String::new(),
+            spans: Vec::new(),
+        }
+    }
+
+    /// Adds `failure`, found in `line`; `span` is where `line` already sits
+    /// in the batch's text, if a hit before copied it.
+    fn push(&mut self, failure: Failure, line: &str, span: &mut Option<Range<usize>>) {
+        let text = &mut self.text;
+        let span = span.get_or_insert_with(|| {
+            let start = text.len();
+            text.push_str(line);
+            start..text.len()
+        });
+        self.spans.push((self.pending.len(), span.clone()));
+        self.pending.push(failure);
+    }
+
+    fn is_full(&self) -> bool {
+        self.pending.len() >= FLUSH_AT || self.text.len() >= FLUSH_TEXT_AT
+    }
+
+    /// Hands the pending failures to the tracker.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let buf: Arc<str> = Arc::from(self.text.as_str());
+        for (i, range) in self.spans.drain(..) {
+            if let Some(f) = self.pending.get_mut(i) {
+                f.line = SharedLine::in_buffer(&buf, range);
+            }
+        }
+        self.text.clear();
+        if self.text.capacity() > FLUSH_TEXT_AT * 2 {
+            self.text.shrink_to(FLUSH_TEXT_AT);
+        }
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(FLUSH_AT));
+        // A closed channel means shutdown; bans already decided are in the
+        // kernel.
+        let _ = self.tx.blocking_send(batch);
+    }
+}
