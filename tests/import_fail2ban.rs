@@ -275,3 +275,39 @@ fn errors_name_the_directory_or_the_jail_and_its_file() {
     );
     assert!(err.contains("nosuch.conf"), "{err}");
 }
+
+#[test]
+fn a_systemd_backend_jail_reads_the_journal_with_its_filters_journalmatch() {
+    let d = tempfile::tempdir().unwrap();
+    fail2ban_dir(
+        d.path(),
+        "[sshd]\nenabled = true\nbackend = systemd\n\n\
+         [my-journal]\nenabled = true\nbackend = systemd\nfilter = sshd\n\
+         journalmatch = _SYSTEMD_UNIT=ssh.service + _COMM=sshd _UID=0\n",
+    );
+    let toml_path = import_to_file(d.path());
+    let text = std::fs::read_to_string(&toml_path).unwrap();
+    let (ok, _, err) = nftjail(&["check", "-c", toml_path.to_str().unwrap()]);
+    assert!(ok, "{err}\n{text}");
+    assert!(!text.contains("journal yet"), "{text}");
+
+    let config = Config::load(Some(&toml_path)).unwrap();
+    let journal = |name: &str| -> Vec<String> {
+        let jail = config.jails.iter().find(|j| &*j.name == name).unwrap();
+        assert!(jail.logpaths.is_empty(), "{name}: {text}");
+        jail.journal.iter().map(|m| m.to_string()).collect()
+    };
+    // fail2ban's own sshd filter: `+` separates alternatives.
+    assert_eq!(
+        journal("sshd"),
+        ["_SYSTEMD_UNIT=sshd.service", "_COMM=sshd"],
+        "{text}"
+    );
+    // A jail's own journalmatch stands over the filter's; terms of one
+    // alternative all hold (sorted, as journalctl treats them alike).
+    assert_eq!(
+        journal("my-journal"),
+        ["_SYSTEMD_UNIT=ssh.service", "_COMM=sshd _UID=0"],
+        "{text}"
+    );
+}

@@ -9,16 +9,16 @@
 //! migrated jails match exactly what they matched before. (Our built-in
 //! filters are faster but not line-for-line the same; switching a jail to
 //! one is a deliberate second step, checked with `nftjail test`.)
-//! Whatever has no nftjail equivalent (actions, mail, bantime increment
-//! before issue 5, journal backends) is written as a TOML comment, never
-//! dropped silently.
+//! A `backend = systemd` jail reads the journal with the filter's
+//! `journalmatch`. Whatever has no nftjail equivalent (actions, mail) is
+//! written as a TOML comment, never dropped silently.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use nftjail::config::{ignore, port, Config};
+use nftjail::config::{ignore, port, Config, JournalMatch};
 use nftjail::filter::fail2ban::{self, parse_bool, Fail2banFilter, JailConfig};
 
 /// Jail options whose value is carried over or deliberately dropped; any
@@ -174,25 +174,39 @@ fn jail(config: &JailConfig, name: &str, table: &str, filter_dir: &Path) -> Resu
     } else {
         logpaths(&get("logpath")?.unwrap_or_default(), &mut notes)
     };
-    if journal {
-        let _ = writeln!(
-            t,
-            "# backend = {backend}: nftjail does not read the systemd journal yet\n\
-             # (issue 7). Give a log file the service writes (e.g. through rsyslog)\n\
-             # as logpath, then enable the jail.\nenabled = false"
-        );
-    } else if logpaths.is_empty() {
-        let _ = writeln!(
-            t,
-            "# No log file of this jail exists now (see below); fail2ban would not\n\
-             # start it either. Give logpath and enable the jail.\nenabled = false"
-        );
+    let spec = filter_spec(config, name, filter_dir, &mut notes)?;
+    let matches = if journal {
+        journal_matches(&spec, filter_dir)
     } else {
-        let _ = writeln!(t, "enabled = true");
+        Ok(Vec::new())
+    };
+    match &matches {
+        Err(why) if journal => {
+            let _ = writeln!(
+                t,
+                "# backend = {backend}: {why}.\n\
+                 # Give the journal matches (journal = [\"_SYSTEMD_UNIT=x.service\"])\n\
+                 # or a log file as logpath, then enable the jail.\nenabled = false"
+            );
+        }
+        _ if !journal && logpaths.is_empty() => {
+            let _ = writeln!(
+                t,
+                "# No log file of this jail exists now (see below); fail2ban would not\n\
+                 # start it either. Give logpath and enable the jail.\nenabled = false"
+            );
+        }
+        _ => {
+            let _ = writeln!(t, "enabled = true");
+        }
     }
 
-    let spec = filter_spec(config, name, filter_dir, &mut notes)?;
     let _ = writeln!(t, "filter = {}", quote(&format!("fail2ban:{spec}")));
+    if let Ok(m) = &matches {
+        if !m.is_empty() {
+            let _ = writeln!(t, "journal = {}", list(m));
+        }
+    }
     if !logpaths.is_empty() {
         let _ = writeln!(t, "logpath = {}", list(&logpaths));
     }
@@ -320,6 +334,28 @@ fn jail(config: &JailConfig, name: &str, table: &str, filter_dir: &Path) -> Resu
 /// the jail sets itself appended, as a path when `filter.d` is not the
 /// one the daemon looks in. Loading it here makes a missing or broken
 /// filter an error of the import, naming the jail.
+/// fail2ban's `journalmatch` of the jail's filter as nftjail `journal`
+/// matches: `A=1 + B=2` is two alternatives, like journalctl's `+`.
+fn journal_matches(spec: &str, filter_dir: &Path) -> Result<Vec<String>, String> {
+    let filter = Fail2banFilter::load(spec, filter_dir)
+        .map_err(|e| format!("its filter cannot be read for its journalmatch ({e})"))?;
+    let mut out = Vec::new();
+    for line in filter.journalmatch() {
+        for alt in line.split(" + ").map(str::trim).filter(|a| !a.is_empty()) {
+            let m = JournalMatch::parse(alt)
+                .map_err(|e| format!("journalmatch {alt:?} is not one nftjail reads ({e})"))?;
+            let m = m.to_string();
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("its filter has no journalmatch to select journal entries with".into());
+    }
+    Ok(out)
+}
+
 fn filter_spec(
     config: &JailConfig,
     name: &str,

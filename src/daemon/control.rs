@@ -313,7 +313,7 @@ impl Handle {
             Ok(mut c) => *c = Arc::new(new),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
         }
-        super::footprint::shed_startup_memory();
+        super::give_back_freed_heap();
         Ok(Reply::Reloaded {
             jails: after,
             added,

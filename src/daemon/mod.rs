@@ -15,7 +15,6 @@
 mod banlog;
 mod control;
 mod enforcing;
-mod footprint;
 mod restore;
 mod tracking;
 
@@ -232,12 +231,7 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
         "ready: {}",
         config.jail_names().join(", ")
     );
-    // Once the start-up tail (control server, signal handlers, the readers'
-    // first reads) has run too, not in the middle of it.
-    tokio::spawn(async {
-        tokio::time::sleep(footprint::SETTLE).await;
-        footprint::shed_startup_memory();
-    });
+    give_back_freed_heap();
     let socket = config.socket.clone();
     let handle = Arc::new(Handle {
         config: RwLock::new(Arc::new(config)),
@@ -321,6 +315,18 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     }
     Ok(())
+}
+
+/// Returns to the kernel the heap pages that start-up (or a reload: TOML,
+/// regex compilation) used and freed; glibc keeps them otherwise. The
+/// binary's own code is left alone: paging it out would only move the cost
+/// to the first ban after it.
+fn give_back_freed_heap() {
+    // SAFETY: malloc_trim only releases free memory of glibc's arenas.
+    #[cfg(target_env = "gnu")]
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Failures still counted when the last run stopped count on: an attacker

@@ -107,11 +107,10 @@ const FLOOD_MAX: Duration = Duration::from_secs(2);
 
 /// Gathers what follows a ban until bans stop coming for [`QUIET`] (or
 /// [`FLOOD_MAX`] passed, or someone waits on a [`StateMsg::Sync`]), so a
-/// flood is written after it, in one transaction. SQLite costs about 3 µs a
-/// ban, as much as matching its three lines; written during the flood, even
-/// as a background job, it took the cores and caches the bans were racing
-/// to the kernel on (a 100,000-ban flood reached the kernel ~10% later).
-/// The store may lag the kernel by this much, as it may anyway (see
+/// flood is written after it, in one transaction. A ban's row costs about
+/// as much as matching its lines; written during the flood, even as a
+/// background job, it takes the cores and caches the bans are racing to the
+/// kernel on. The store may lag the kernel by this much, as it may anyway (see
 /// [`lower_priority`]): a restart adopts the bans it finds in the kernel.
 fn wait_for_the_flood_to_ebb(rx: &Receiver<StateMsg>, msgs: &mut Vec<StateMsg>) {
     let until = Instant::now() + FLOOD_MAX;
@@ -136,8 +135,8 @@ fn wait_for_the_flood_to_ebb(rx: &Receiver<StateMsg>, msgs: &mut Vec<StateMsg>) 
 
 /// Runs this thread as a background job (`SCHED_IDLE`, or nice 19 where
 /// that is refused). During a flood of bans the reader, tracker and
-/// enforcer need both cores and SQLite would take a quarter of them (about
-/// 3 µs per ban): the store may lag the kernel until the flood ebbs
+/// enforcer need every core and SQLite would take a share of them: the
+/// store may lag the kernel until the flood ebbs
 /// (sending never blocks, and a restart takes the union of kernel and
 /// store), the bans may not. On an idle machine it runs at once. Linux
 /// keeps the policy per thread, so only this thread yields.
