@@ -1,5 +1,5 @@
 #![allow(clippy::disallowed_methods)]
-//! Project tasks: `cargo xtask deps | demo | ci`.
+//! Project tasks: `cargo xtask deps | demo | ci | tidy | bench | gen`.
 //!
 //! xtask is the one place that forks tools freely (apt-get, cargo, ip): it
 //! sets the machine up and drives the product, it is not the product.
@@ -13,6 +13,7 @@ mod bench;
 mod f2b;
 mod gen;
 mod nl;
+mod tidy;
 
 /// Debian packages the build, the demo and the tests need, with why.
 const PACKAGES: &[(&str, &str)] = &[
@@ -65,6 +66,7 @@ fn main() -> Result<()> {
             bench::bench(&rest, &root())
         }
         Some("gen") => gen::cli(&rest),
+        Some("tidy") => tidy::tidy(&root()),
         Some("listen") => probe::listen(&rest),
         Some("connect") => probe::connect(&rest),
         _ => {
@@ -73,6 +75,7 @@ fn main() -> Result<()> {
                  deps   install the Debian packages nftjail needs (as root)\n\
                  demo   ban a simulated SASL brute force in a throwaway network namespace\n\
                  ci     everything CI runs: deps, fmt, clippy, all tests\n\
+                 tidy   the rules in tidy.toml: module layering, file sizes, no forks\n\
                  bench  nftjail beside grep, fail2ban-regex and nft -f; writes BENCHMARKS.md\n\
                  \x20      (--smoke: tiny sizes, --full: large sizes)\n\
                  gen    the benchmarks' mail log: --lines N --attack SHARE --attackers N\n\
