@@ -331,3 +331,36 @@ mod tests {
 "#;
     assert_reports(&violations(RULES, &[("src/enforce.rs", text)]), &[]);
 }
+
+/// The scanner on this repository's own code: once comments and literals are blanked, brackets
+/// balance in every file, which they would not if a literal or comment were misread.
+#[test]
+fn every_file_of_this_repository_scans_to_balanced_brackets() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the repository");
+    let mut tree = super::Tree::new();
+    for dir in ["src", "xtask/src", "tests"] {
+        super::read_tree(root, dir, &mut tree).expect("readable tree");
+    }
+    assert!(tree.len() > 10, "found {} files", tree.len());
+    for (path, file) in &tree {
+        let mut stack = Vec::new();
+        for (at, b) in file.code.bytes().enumerate() {
+            match b {
+                b'(' | b'[' | b'{' => stack.push(b),
+                b')' | b']' | b'}' => {
+                    let open = stack.pop();
+                    let want = match b {
+                        b')' => b'(',
+                        b']' => b'[',
+                        _ => b'{',
+                    };
+                    assert_eq!(open, Some(want), "{path}:{}: unbalanced", file.line_of(at));
+                }
+                _ => {}
+            }
+        }
+        assert!(stack.is_empty(), "{path}: unclosed brackets");
+    }
+}
