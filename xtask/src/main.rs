@@ -1,5 +1,5 @@
 #![allow(clippy::disallowed_methods)]
-//! Project tasks: `cargo xtask deps | demo | ci`.
+//! Project tasks: `cargo xtask deps | demo | ci | tidy | bench | gen`.
 //!
 //! xtask is the one place that forks tools freely (apt-get, cargo, ip): it
 //! sets the machine up and drives the product, it is not the product.
@@ -13,6 +13,7 @@ mod bench;
 mod f2b;
 mod gen;
 mod nl;
+mod tidy;
 
 /// Debian packages the build, the demo and the tests need, with why.
 const PACKAGES: &[(&str, &str)] = &[
@@ -65,6 +66,12 @@ fn main() -> Result<()> {
             bench::bench(&rest, &root())
         }
         Some("gen") => gen::cli(&rest),
+        Some("tidy") => {
+            if !tidy::tidy(&root())? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Some("listen") => probe::listen(&rest),
         Some("connect") => probe::connect(&rest),
         _ => {
@@ -72,7 +79,8 @@ fn main() -> Result<()> {
                 "usage: cargo xtask <task>\n\n\
                  deps   install the Debian packages nftjail needs (as root)\n\
                  demo   ban a simulated SASL brute force in a throwaway network namespace\n\
-                 ci     everything CI runs: deps, fmt, clippy, all tests\n\
+                 ci     everything CI runs: deps, fmt, tidy, clippy, all tests\n\
+                 tidy   the rules in tidy.toml: module layering, file sizes, no forks\n\
                  bench  nftjail beside grep, fail2ban-regex and nft -f; writes BENCHMARKS.md\n\
                  \x20      (--smoke: tiny sizes, --full: large sizes)\n\
                  gen    the benchmarks' mail log: --lines N --attack SHARE --attackers N\n\
@@ -160,6 +168,10 @@ fn ci(extra: &[&str]) -> Result<()> {
         bail!("the namespace tests need root (they create network namespaces)");
     }
     run(cargo().args(["fmt", "--all", "--check"]))?;
+    // Reading files only, so the architecture is checked before anything is built.
+    if !tidy::tidy(&root())? {
+        bail!("tidy: the tree breaks tidy.toml (listed above)");
+    }
     run(cargo().args([
         "clippy",
         "--workspace",
