@@ -1,0 +1,198 @@
+//! Scenario 4, memory and restore: idle RSS beside fail2ban-rs's, bytes per
+//! tracked address, and the time to start over bans already in the kernel or
+//! only in the state store.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+
+use super::daemon::{Daemon, Netns};
+use super::fail2ban_rs::fail2ban_rs_start;
+use super::report::Targets;
+use super::{elements_script, time, which, Mode};
+use crate::gen::{self, Spec};
+
+/// Scenario 4: idle RSS (beside fail2ban-rs's), bytes per tracked address,
+/// restore and reboot times.
+pub(super) fn memory_section(
+    report: &mut String,
+    mode: Mode,
+    nftjail: &Path,
+    dir: &Path,
+    targets: &mut Targets,
+) -> Result<()> {
+    let distinct = match mode {
+        Mode::Smoke => 10_000,
+        Mode::Fast => 1_000_000,
+        Mode::Full => 1_000_000,
+    };
+    let mem = memory(nftjail, dir, distinct)?;
+    let _ = writeln!(
+        report,
+        "\n## 4. Memory and restore\n\n| what | nftjail |\n|---|---|"
+    );
+    let _ = writeln!(
+        report,
+        "| idle RSS, one jail on one file | {:.1} MiB |",
+        mem.idle_kib as f64 / 1024.0
+    );
+    let _ = writeln!(
+        report,
+        "| RSS after {distinct} distinct addresses with one failure each | {:.1} MiB ({:.0} bytes per tracked address) |",
+        mem.loaded_kib as f64 / 1024.0,
+        (mem.loaded_kib.saturating_sub(mem.idle_kib)) as f64 * 1024.0 / distinct as f64
+    );
+    let _ = writeln!(
+        report,
+        "| start with {} bans already in the kernel and none in the store, until ready (reconcile, dump, record all in the store) | {:.3} s |",
+        mem.restore_n, mem.restore_secs
+    );
+    let _ = writeln!(
+        report,
+        "| reboot: start with an empty kernel and {} bans in the store, until ready (all restored with their remaining time) | {:.3} s |",
+        mem.restore_n, mem.reboot_secs
+    );
+    targets.add(
+        "100k bans restored in ≤ 1 s (after a reboot: store → empty kernel)",
+        format!("{} bans in {:.3} s", mem.restore_n, mem.reboot_secs),
+        mem.reboot_secs <= 1.0 && mem.restore_n >= 100_000,
+    );
+    let idle_mib = mem.idle_kib as f64 / 1024.0;
+    targets.add(
+        "idle RSS ≤ 10 MiB",
+        format!("{idle_mib:.1} MiB"),
+        idle_mib <= 10.0,
+    );
+    if let Some(rss) = fail2ban_rs_idle(dir)? {
+        let rs_mib = rss as f64 / 1024.0;
+        let _ = writeln!(
+            report,
+            "| fail2ban-rs 1.5.4 idle RSS, same jail | {rs_mib:.1} MiB |"
+        );
+        targets.add(
+            "idle RSS below fail2ban-rs's",
+            format!("{idle_mib:.1} vs {rs_mib:.1} MiB"),
+            idle_mib < rs_mib,
+        );
+    }
+    let per = (mem.loaded_kib.saturating_sub(mem.idle_kib)) as f64 * 1024.0 / distinct as f64;
+    targets.add(
+        "≤ 200 bytes per tracked address",
+        format!("{per:.0} bytes"),
+        per <= 200.0,
+    );
+    Ok(())
+}
+
+struct Memory {
+    idle_kib: u64,
+    loaded_kib: u64,
+    restore_n: u32,
+    restore_secs: f64,
+    reboot_secs: f64,
+}
+
+fn memory(nftjail: &Path, dir: &Path, distinct: u32) -> Result<Memory> {
+    use std::io::Write;
+    let d = Daemon::start(nftjail, dir, "memory", 5, Netns::new("memory")?)?;
+    // Idle as fail2ban-rs's is read: 2 s after start (the daemon gives its
+    // start-up memory back 1 s after ready).
+    std::thread::sleep(Duration::from_secs(2));
+    let idle_kib = rss_kib(d.child.id());
+    let (day, first_second) = gen::ending_now(distinct as usize);
+    let spec = Spec {
+        lines: distinct as usize,
+        attack: 1.0,
+        attackers: distinct,
+        v6: 0.0,
+        day,
+        first_second,
+        seed: 9,
+    };
+    let text = gen::generate(&spec);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&d.log)?
+        .write_all(text.as_bytes())?;
+    // Done when RSS has not grown for a second.
+    let mut last = 0;
+    let mut still = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while still.elapsed() < Duration::from_secs(1) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = rss_kib(d.child.id());
+        if now != last {
+            last = now;
+            still = Instant::now();
+        }
+    }
+    let loaded_kib = last;
+    drop(d);
+
+    // Restore: 100k elements in the kernel, then a daemon start.
+    let restore_n = distinct.min(100_000);
+    let ns = Netns::new("restore")?;
+    // The daemon creates bench-v6 itself on reconcile.
+    let script = elements_script("nftjail", "bench-v4", restore_n);
+    let file = dir.join("restore.nft");
+    std::fs::write(&file, script)?;
+    time(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.0, "nft", "-f"])
+            .arg(&file),
+    )?;
+    let start = Instant::now();
+    let d = Daemon::start(nftjail, dir, "restore", 5, ns)?;
+    let restore_secs = start.elapsed().as_secs_f64();
+    let kept = std::fs::read_to_string(&d.err).unwrap_or_default();
+    if !kept.contains(&format!("bans={restore_n}")) {
+        bail!("restore: the daemon did not report {restore_n} kept bans:\n{kept}");
+    }
+    drop(d);
+
+    // Reboot: an empty kernel (a new namespace) and the same state store.
+    let start = Instant::now();
+    let d = Daemon::start(nftjail, dir, "restore", 5, Netns::new("reboot")?)?;
+    let reboot_secs = start.elapsed().as_secs_f64();
+    let log = std::fs::read_to_string(&d.err).unwrap_or_default();
+    if !log.contains(&format!("restored={restore_n}")) {
+        bail!("reboot: the daemon did not restore {restore_n} bans from its store:\n{log}");
+    }
+    Ok(Memory {
+        idle_kib,
+        loaded_kib,
+        restore_n,
+        restore_secs,
+        reboot_secs,
+    })
+}
+
+/// fail2ban-rs idle RSS with an equivalent jail, in its own namespace.
+fn fail2ban_rs_idle(dir: &Path) -> Result<Option<u64>> {
+    let Some(bin) = which("fail2ban-rs") else {
+        return Ok(None);
+    };
+    let ns = Netns::new("f2brs")?;
+    let (_log, mut child) = fail2ban_rs_start(&bin, dir, &ns, "f2brs-idle", "postfix", "")?;
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = rss_kib(child.id());
+    let alive = child.try_wait()?.is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    Ok(alive.then_some(rss))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
