@@ -26,11 +26,14 @@
 //! the previous line's date if under a minute old, else `now`. Impossible
 //! dates give `None` rather than a guess.
 
+mod bounds;
 mod defaults;
 mod directives;
+mod epoch;
 mod error;
 mod fast;
 mod fields;
+mod tai64n;
 mod template;
 mod zone;
 
@@ -408,15 +411,15 @@ const UNUSED_SECONDS: i64 = 300;
 fn fast_hit(fast: fast::Fast, t: &Template, line: &str, last_start: usize) -> Option<Hit> {
     let bytes = line.as_bytes();
     let at = if t.line_begin {
-        template::line_start(bytes)
+        bounds::line_start(bytes)
     } else {
         last_start
     };
-    if !t.line_begin && !template::at_bound(bytes, at) {
+    if !t.line_begin && !bounds::at_bound(bytes, at) {
         return None;
     }
     let (end, fields) = fast.read(bytes, at)?;
-    if !template::at_bound(bytes, end) || !line.is_char_boundary(end) {
+    if !bounds::at_bound(bytes, end) || !line.is_char_boundary(end) {
         return None;
     }
     Some(Hit {

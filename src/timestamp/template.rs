@@ -3,8 +3,9 @@
 //! Pattern templates are turned into a regex the way fail2ban builds its own
 //! (`%`-directives expanded, a capture group around the date, word or
 //! line-begin boundaries added) so that a `datepattern` written for fail2ban
-//! finds the same text here. Epoch and TAI64N templates are scanned by hand:
-//! they are simple and sit at the line start, so no regex is needed.
+//! finds the same text here. Epoch and TAI64N templates are scanned by hand
+//! (`epoch.rs`, `tai64n.rs`): they are simple and sit at the line start, so no
+//! regex is needed.
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -12,9 +13,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use fancy_regex::{Captures, Regex};
 
 use super::directives::{fragment, is_alpha, month_number, EXTENDED};
+use super::epoch::{epoch_value, search_epoch, LONG_EPOCH, SHORT_EPOCH};
 use super::error::DatePatternError;
 use super::fast::Fast;
 use super::fields::{zone_offset_seconds, Fields};
+use super::tai64n::search_tai64n;
 
 /// fail2ban's "not inside a word" test, `(?=^|\b|\W)` at the start and
 /// `(?=\b|\W|$)` at the end, both of which hold unless there is a word
@@ -575,183 +578,4 @@ pub(crate) fn fraction_nanos(d: &[u8]) -> Option<i32> {
         v *= 10;
     }
     Some(v)
-}
-
-/// Epoch seconds, optionally with a fraction; the long form also takes
-/// 13/14-digit milliseconds and 16/17-digit microseconds.
-const SHORT_EPOCH: &str = r"\d{10,11}\b(?:\.\d{3,6})?";
-const LONG_EPOCH: &str = r"\d{10,11}(?:\d{3}(?:\.\d{1,6}|\d{3})?)?";
-
-/// The instant an epoch number names, as `(seconds, nanoseconds)`.
-pub(crate) fn epoch_value(text: &str, long: bool) -> Option<(i64, i32)> {
-    let (int, frac) = match text.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (text, None),
-    };
-    if int.is_empty() || int.len() > 17 || !int.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n = int.bytes().fold(0i64, |a, b| a * 10 + i64::from(b - b'0'));
-    let frac_nanos = match frac {
-        Some(f) => fraction_nanos(f.as_bytes())?,
-        None => 0,
-    };
-    let (secs, nanos) = if long && int.len() >= 16 && frac.is_none() {
-        (n / 1_000_000, (n % 1_000_000) as i32 * 1000)
-    } else if long && int.len() >= 13 {
-        (n / 1000, (n % 1000) as i32 * 1_000_000 + frac_nanos / 1000)
-    } else {
-        (n, frac_nanos)
-    };
-    Some((secs, nanos))
-}
-
-fn is_word(line: &[u8], i: usize) -> bool {
-    // Non-ASCII bytes belong to letters often enough that treating them as
-    // word characters keeps the boundary rule on the safe side.
-    line.get(i)
-        .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_' || *b >= 0x80)
-}
-
-/// fail2ban's boundary rule at byte `i`: not between two word characters.
-pub(crate) fn at_bound(line: &[u8], i: usize) -> bool {
-    !(i > 0 && is_word(line, i - 1) && is_word(line, i))
-}
-
-/// Where a line-begin anchored date may start: after up to two non-word
-/// characters (greedy, so the last non-word one before a word character).
-pub(crate) fn line_start(line: &[u8]) -> usize {
-    let mut i = 0;
-    while i < 2 && i < line.len() && !is_word(line, i) {
-        i += 1;
-    }
-    i
-}
-
-fn digit_run(line: &[u8], at: usize) -> usize {
-    line.get(at..)
-        .map_or(0, |r| r.iter().take_while(|b| b.is_ascii_digit()).count())
-}
-
-/// Reads an epoch number at `at`, with the boundary checks of fail2ban's
-/// epoch regexes; returns the end of the number.
-fn epoch_at(line: &[u8], at: usize, long: bool) -> Option<usize> {
-    let n = digit_run(line, at);
-    let ok_int = if long {
-        matches!(n, 10 | 11 | 13 | 14 | 16 | 17)
-    } else {
-        matches!(n, 10 | 11)
-    };
-    if !ok_int {
-        return None;
-    }
-    let mut end = at + n;
-    if line.get(end) == Some(&b'.') {
-        let f = digit_run(line, end + 1);
-        let frac_ok = if long {
-            (13..=14).contains(&n) && (1..=6).contains(&f)
-        } else {
-            (3..=6).contains(&f)
-        };
-        if frac_ok && !is_word(line, end + 1 + f) {
-            end += 1 + f;
-        }
-    }
-    (!is_word(line, end)).then_some(end)
-}
-
-fn search_epoch(line: &[u8], from: usize, long: bool, line_begin: bool) -> Option<Hit> {
-    let hit = |at: usize, start: usize| -> Option<Hit> {
-        let end = epoch_at(line, at, long)?;
-        let text = std::str::from_utf8(line.get(at..end)?).ok()?;
-        Some(Hit {
-            start,
-            end,
-            span: at..end,
-            fields: epoch_value(text, long).map(|e| Fields {
-                epoch: Some(e),
-                ..Fields::default()
-            }),
-        })
-    };
-    if line_begin {
-        return if from == 0 {
-            hit(line_start(line), 0)
-        } else {
-            None
-        };
-    }
-    if from == 0 {
-        if let Some(h) = hit(0, 0) {
-            return Some(h);
-        }
-    }
-    if from <= 1 && line.first() == Some(&b'[') {
-        if let Some(h) = hit(1, 1) {
-            return Some(h);
-        }
-    }
-    // SELinux audit lines: `audit(1709654494.123:42)`.
-    let mut pos = from.saturating_sub(6);
-    while let Some(i) = memchr::memmem::find(line.get(pos..)?, b"audit(") {
-        let at = pos + i + 6;
-        if at >= from && (pos + i == 0 || !is_word(line, pos + i - 1)) {
-            if let Some(h) = hit(at, at) {
-                return Some(h);
-            }
-        }
-        pos = at;
-    }
-    None
-}
-
-fn search_tai64n(line: &[u8], from: usize, line_begin: bool) -> Option<Hit> {
-    let at_hex = |at: usize| -> Option<Hit> {
-        let hex = line.get(at + 1..at + 25)?;
-        if line.get(at) != Some(&b'@')
-            || !hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
-            return None;
-        }
-        if is_word(line, at + 25) {
-            return None;
-        }
-        let val = |r: &[u8]| {
-            r.iter().fold(0i64, |a, b| {
-                a * 16 + i64::from((*b as char).to_digit(16).unwrap_or(0))
-            })
-        };
-        let secs = val(&hex[1..16]);
-        let nanos = i32::try_from(val(&hex[16..24]))
-            .ok()
-            .filter(|n| *n < 1_000_000_000);
-        Some(Hit {
-            start: at,
-            end: at + 25,
-            span: at..at + 25,
-            fields: nanos.map(|n| Fields {
-                epoch: Some((secs, n)),
-                ..Fields::default()
-            }),
-        })
-    };
-    if line_begin {
-        if from != 0 {
-            return None;
-        }
-        let mut s = line_start(line);
-        // The `@` is itself a non-word character the anchor may have eaten.
-        if s > 0 && line.get(s) != Some(&b'@') && line.get(s - 1) == Some(&b'@') {
-            s -= 1;
-        }
-        return at_hex(s).map(|h| Hit { start: 0, ..h });
-    }
-    let mut pos = from;
-    while let Some(i) = memchr::memchr(b'@', line.get(pos..)?) {
-        if let Some(h) = at_hex(pos + i) {
-            return Some(h);
-        }
-        pos += i + 1;
-    }
-    None
 }
