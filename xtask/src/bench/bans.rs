@@ -158,9 +158,8 @@ fn daemon_bans(nftjail: &Path, dir: &Path, n: u32, run: usize) -> Result<f64> {
 /// Appends `text` to `log` in one write and returns when that write did:
 /// the start of a ban-throughput clock. A daemon cannot see the lines
 /// before (inotify reports a write when it ends), so nothing a daemon does
-/// falls before it; the write itself is the writer's time and varies here
-/// from 10 to 110 ms for 39 MB, by whether the page cache gets fresh pages
-/// (first touch of guest memory on this VM).
+/// falls before it; the write itself is the writer's time, and varies with
+/// whether the page cache gets fresh pages.
 fn append(log: &Path, text: &str) -> Result<Instant> {
     use std::io::Write;
     std::fs::OpenOptions::new()

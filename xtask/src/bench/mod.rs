@@ -126,7 +126,7 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     memory_section(&mut report, mode, &nftjail, &dir, &mut targets)?;
     let _ = write!(
         report,
-        "\n## Targets (issue 8) against this run\n\n{}",
+        "\n## Performance targets against this run\n\n{}",
         targets.table()
     );
 
