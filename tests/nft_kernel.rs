@@ -9,10 +9,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nftjail::config::port::{PortRange, Proto};
 use nftjail::enforce::nft::NftBackend;
-use nftjail::enforce::{Applied, Backend, BlockType, JailRules};
+use nftjail::enforce::{Applied, Backend};
 use nftjail::message::BanOrder;
+use nftjail::rules::{BlockType, JailRules, PortRange, Proto};
 
 /// Moves this test's thread into a new, empty network namespace.
 fn fresh_netns() {

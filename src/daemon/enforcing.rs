@@ -23,8 +23,9 @@ use tracing::{debug, info, warn};
 use super::banlog::BanLog;
 use super::human;
 use crate::bantime::{Increment, Offences};
-use crate::enforce::{Applied, Backend, EnforceError, JailRules, Restore};
+use crate::enforce::{Applied, Backend, EnforceError, Restore};
 use crate::message::BanOrder;
+use crate::rules::JailRules;
 use crate::state::writer::{StateMsg, StateTx};
 use crate::state::StoredBan;
 

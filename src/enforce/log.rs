@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::{Applied, Backend, EnforceError, JailRules, Restore};
+use super::{Applied, Backend, EnforceError, Restore};
 use crate::message::BanOrder;
+use crate::rules::JailRules;
 
 #[derive(Default)]
 pub struct LogBackend {

@@ -11,28 +11,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::config::port::PortRange;
 use crate::message::BanOrder;
-
-/// What the kernel does to a banned address's packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BlockType {
-    /// TCP reset / ICMP port unreachable: the client fails at once.
-    #[default]
-    Reject,
-    /// Silently drop: the client times out.
-    Drop,
-}
-
-/// What the enforcer needs to know about one jail to build its rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JailRules {
-    /// Jail name; sets are named `<name>-v4` / `<name>-v6`.
-    pub name: String,
-    /// Empty means every port and protocol.
-    pub ports: Vec<PortRange>,
-    pub blocktype: BlockType,
-}
+use crate::rules::JailRules;
 
 /// Outcome of applying one ban order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

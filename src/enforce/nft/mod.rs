@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
-use super::{Applied, Backend, EnforceError, JailRules, Restore};
+use super::{Applied, Backend, EnforceError, Restore};
 use crate::message::BanOrder;
+use crate::rules::JailRules;
 use ipnet::IpNet;
 use netlink::{Netlink, Refused, MAX_TRANSACTION};
 use watch::Muffle;
