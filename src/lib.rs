@@ -11,6 +11,7 @@ pub mod control;
 pub mod daemon;
 pub mod enforce;
 pub mod filter;
+pub mod human;
 pub mod matcher;
 pub mod message;
 pub mod rules;

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 
 use tracing::info;
 
-use super::human;
+use crate::human::human;
 use crate::message::BanOrder;
 
 /// The daemon's log writer, when ban lines may be written to it directly.

@@ -21,9 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::banlog::BanLog;
-use super::human;
 use crate::bantime::{Increment, Offences};
 use crate::enforce::{Applied, Backend, EnforceError, Restore};
+use crate::human::human;
 use crate::message::BanOrder;
 use crate::rules::JailRules;
 use crate::state::writer::{StateMsg, StateTx};

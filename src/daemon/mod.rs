@@ -381,30 +381,3 @@ async fn wait_for_shutdown(
         }
     }
 }
-
-/// `600 s` → `10m`, the way the config spells it.
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    for (unit, n) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if s >= n && s % n == 0 {
-            return format!("{}{unit}", s / n);
-        }
-    }
-    format!("{s}s")
-}
-
-/// `3587` → `59m47s`: remaining times, which are rarely whole units.
-pub fn human_secs(s: u64) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if rest >= n {
-            out.push_str(&format!("{}{unit}", rest / n));
-            rest %= n;
-        }
-    }
-    if rest > 0 || out.is_empty() {
-        out.push_str(&format!("{rest}s"));
-    }
-    out
-}
