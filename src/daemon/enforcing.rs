@@ -39,11 +39,6 @@ fn back_off(attempt: u64) {
     std::thread::sleep(Duration::from_millis(10 * attempt));
 }
 
-/// The kernel's answer when our table, a chain or a set is missing.
-fn table_gone(e: &EnforceError) -> bool {
-    matches!(e, EnforceError::Kernel { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
-}
-
 pub enum EnforcerMsg {
     /// Decided by the tracker: the bans of one batch of failures, in one
     /// message so a flood costs a channel operation per batch, not per ban.
@@ -169,7 +164,7 @@ impl Enforcer {
                         // ruleset` between two of its transactions): rebuild
                         // it, then give the batch one more go; bans that did
                         // land before are kept by the heal.
-                        Err(e) if table_gone(&e) => self.heal_and_retry(&batch, e),
+                        Err(e) if e.is_missing() => self.heal_and_retry(&batch, e),
                         Err(e) => warn!(bans = batch.len(), "bans not applied: {e}"),
                     }
                 }
@@ -342,7 +337,7 @@ impl Enforcer {
                 .reconcile(&self.rules)
                 .and_then(|()| self.backend.restore(&bans));
             match result {
-                Err(e) if table_gone(&e) && attempt < RETRIES => back_off(attempt),
+                Err(e) if e.is_missing() && attempt < RETRIES => back_off(attempt),
                 other => break other,
             }
             attempt += 1;
@@ -367,7 +362,7 @@ impl Enforcer {
             self.heal();
             match self.ban(batch, false) {
                 Ok(_) => return,
-                Err(e) if table_gone(&e) => error = e,
+                Err(e) if e.is_missing() => error = e,
                 Err(e) => {
                     error = e;
                     break;

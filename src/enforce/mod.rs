@@ -41,6 +41,15 @@ pub enum EnforceError {
     Overlap { wanted: String, existing: String },
 }
 
+impl EnforceError {
+    /// The kernel's ENOENT: our table, a chain, a set or an element is not
+    /// there (someone flushed the ruleset, or the kernel already collected
+    /// an expired element).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, EnforceError::Kernel { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
+    }
+}
+
 /// A firewall backend. Calls are synchronous: each is one netlink transaction
 /// (or none), measured in microseconds, so the enforcer runs them on its own thread.
 pub trait Backend: Send {

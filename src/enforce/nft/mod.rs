@@ -296,9 +296,7 @@ impl NftBackend {
         };
         let body = w.buf;
         match self.commit(&body, &describe) {
-            Err(EnforceError::Kernel { source, .. })
-                if source.raw_os_error() == Some(libc::ENOENT) && !dels.is_empty() =>
-            {
+            Err(e) if e.is_missing() && !dels.is_empty() => {
                 // A delete hit an element the kernel had already collected.
                 // Redo the replaces one by one: delete+add, or add alone.
                 warn!("an expired ban was already collected by the kernel; retrying one by one");
@@ -311,9 +309,7 @@ impl NftBackend {
                     w.elements(&self.table, &set, &[(*addr, Some(*bantime))], true);
                     let msg = format!("ban {addr} in {set}");
                     match self.commit(&w.buf, &|_| msg.clone()) {
-                        Err(EnforceError::Kernel { source, .. })
-                            if source.raw_os_error() == Some(libc::ENOENT) =>
-                        {
+                        Err(e) if e.is_missing() => {
                             let mut w = self.nl.writer();
                             w.elements(&self.table, &set, &[(*addr, Some(*bantime))], true);
                             self.commit(&w.buf, &|_| msg.clone())?;
@@ -469,11 +465,7 @@ impl Backend for NftBackend {
         }
         match result {
             Ok(()) => Ok(true),
-            Err(EnforceError::Kernel { source, .. })
-                if source.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                Ok(false)
-            }
+            Err(e) if e.is_missing() => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -547,9 +539,7 @@ impl Backend for NftBackend {
         w.intervals(&self.table, &set, &[(net, Some(bantime))], true);
         let msg = format!("ban {net} in {set}");
         match self.commit(&w.buf, &|_| msg.clone()) {
-            Err(EnforceError::Kernel { source, .. })
-                if replace && source.raw_os_error() == Some(libc::ENOENT) =>
-            {
+            Err(e) if replace && e.is_missing() => {
                 // Already collected by the kernel: add alone.
                 let mut w = self.nl.writer();
                 w.intervals(&self.table, &set, &[(net, Some(bantime))], true);
@@ -589,11 +579,7 @@ impl Backend for NftBackend {
         w.intervals(&self.table, &set, &[(net, None)], false);
         match self.commit(&w.buf, &|_| format!("unban {net} from {set}")) {
             Ok(()) => Ok(matches!(until, Until::Never) || matches!(until, Until::At(t) if t > now)),
-            Err(EnforceError::Kernel { source, .. })
-                if source.raw_os_error() == Some(libc::ENOENT) =>
-            {
-                Ok(false)
-            }
+            Err(e) if e.is_missing() => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -695,8 +681,7 @@ impl Backend for NftBackend {
         let table = self.table.clone();
         match self.commit(&w.buf, &|_| format!("deleting table inet {table}")) {
             Ok(()) => {}
-            Err(EnforceError::Kernel { source, .. })
-                if source.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) if e.is_missing() => {}
             Err(e) => return Err(e),
         }
         self.record.clear();
