@@ -11,13 +11,13 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use super::enforcing::{show, EnforcerMsg, JailBans, Lifted};
 use super::sources::Sources;
 use super::tracking::TrackerCtl;
 use super::JailSlots;
 use crate::config::Config;
 use crate::control::protocol::{BanInfo, ErrorCode, JailStatus, Reply, Request, Response};
 use crate::control::server::{error, Handler};
+use crate::enforce::enforcer::{show, EnforcerMsg, JailBans, Lifted};
 use crate::enforce::{Applied, EnforceError};
 
 pub struct Handle {

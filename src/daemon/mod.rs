@@ -12,11 +12,8 @@
 //! drop, the tracker drains and ends, and the enforcer applies its last batch
 //! before it returns.
 
-mod banlog;
 mod control;
-mod enforcing;
 mod footprint;
-mod restore;
 mod sources;
 mod tracking;
 
@@ -37,9 +34,10 @@ use crate::source::file::FileSourceError;
 use crate::state::{writer as state_writer, StateError, Store};
 use crate::tracker::Tracker;
 
-pub use banlog::write_directly_to as ban_lines_written_directly_to;
+pub use crate::enforce::banlog::write_directly_to as ban_lines_written_directly_to;
+use crate::enforce::enforcer::{Enforcer, EnforcerMsg, EnforcerSetup};
+use crate::enforce::restore;
 pub use control::Handle;
-use enforcing::{Enforcer, EnforcerMsg, EnforcerSetup};
 use sources::Sources;
 use tracking::TrackerCtl;
 

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use super::enforcing::EnforcerMsg;
 use crate::config::Jail;
+use crate::enforce::enforcer::EnforcerMsg;
 use crate::message::Failure;
 use crate::tracker::{JailCounts, Tracker, Verdict};
 

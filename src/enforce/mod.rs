@@ -1,10 +1,16 @@
-//! Enforcers: turn [`BanOrder`]s into kernel state.
+//! Enforcing: turn [`BanOrder`]s into kernel state.
 //!
-//! One small trait so the daemon picks a backend at start (nft over netlink,
-//! or `log` for a dry run) and nothing else knows which one runs.
+//! [`enforcer`] is the loop that owns the backend (and writes the ban log
+//! lines, [`banlog`]); [`restore`] makes the kernel and the state store agree
+//! at start. The backends sit behind one small trait, so the daemon picks
+//! one at start (nft over netlink, or `log` for a dry run) and nothing else
+//! knows which one runs.
 
+pub mod banlog;
+pub mod enforcer;
 pub mod log;
 pub mod nft;
+pub mod restore;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -39,6 +45,9 @@ pub enum EnforceError {
     UnknownJail(String),
     #[error("{wanted} overlaps the banned prefix {existing}: unban that first")]
     Overlap { wanted: String, existing: String },
+    /// The state store, read at start to reconcile it with the kernel.
+    #[error("{0}")]
+    State(#[from] crate::state::StateError),
 }
 
 impl EnforceError {

@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::banlog::BanLog;
+use super::{Applied, Backend, EnforceError, Restore};
 use crate::bantime::{Increment, Offences};
-use crate::enforce::{Applied, Backend, EnforceError, Restore};
 use crate::human::human;
 use crate::message::BanOrder;
 use crate::rules::JailRules;

@@ -12,10 +12,9 @@ use std::time::{Duration, SystemTime};
 use ipnet::IpNet;
 use tracing::info;
 
-use super::DaemonError;
+use super::{Backend, EnforceError, Restore};
 use crate::bantime::Offences;
 use crate::config::Config;
-use crate::enforce::{Backend, Restore};
 use crate::state::{Store, StoredBan};
 
 /// A stored end and the kernel's may differ by the time a transaction took;
@@ -26,7 +25,7 @@ pub fn at_start(
     backend: &mut dyn Backend,
     store: &mut Store,
     config: &Config,
-) -> Result<(), DaemonError> {
+) -> Result<(), EnforceError> {
     let now = SystemTime::now();
     store.purge(now, config.dbpurgeage)?;
     let names: Vec<String> = config.jail_names().iter().map(|s| s.to_string()).collect();
@@ -106,7 +105,7 @@ pub fn at_start(
 }
 
 /// Earlier bans within `dbpurgeage`, for bantime increment.
-pub fn offences(store: &Store, config: &Config) -> Result<Offences, DaemonError> {
+pub fn offences(store: &Store, config: &Config) -> Result<Offences, EnforceError> {
     let now = SystemTime::now();
     let since = now
         .checked_sub(config.dbpurgeage)
