@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{BackendKind, Config, Jail};
 use crate::control::server::{self as control_server, Access, BindError};
@@ -149,24 +149,6 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
         (Some((tx, thread)), offences, positions, failures)
     };
     let state_tx = state.as_ref().map(|(tx, _)| tx.clone());
-    let watcher = match backend.portid() {
-        Some(own) => {
-            match crate::enforce::nft::watch::Watcher::open(&config.table, Some(own)) {
-                Ok(w) => {
-                    match w.muffle() {
-                        Ok(m) => backend.muffle_with(m),
-                        Err(e) => debug!("ban batches will not muffle the watcher: {e}"),
-                    }
-                    Some(w)
-                }
-                Err(e) => {
-                    warn!("cannot listen for ruleset changes; a flushed ruleset will not be healed: {e}");
-                    None
-                }
-            }
-        }
-        None => None,
-    };
     let access = Access {
         group: config.socket_group.as_ref().map(|(_, gid)| *gid),
     };
@@ -184,7 +166,7 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
     let prepared = sources.prepare(&config, &ids)?;
     sources.commit(prepared)?;
 
-    let enforcer = Enforcer::new(
+    let mut enforcer = Enforcer::new(
         backend,
         &rules,
         EnforcerSetup {
@@ -193,31 +175,11 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
             state: state_tx.clone(),
         },
     );
+    enforcer.watch_for_tampering(enf_tx.clone());
     let enforcer = std::thread::Builder::new()
         .name("enforcer".into())
         .spawn(move || enforcer.run(enf_rx))
         .map_err(DaemonError::Thread)?;
-    if let Some(mut w) = watcher {
-        let tx = enf_tx.clone();
-        let queued = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        std::thread::Builder::new()
-            .name("nft-watch".into())
-            .spawn(move || loop {
-                if let Err(e) = w.wait_for_change() {
-                    warn!("ruleset watcher stopped: {e}");
-                    return;
-                }
-                let already = queued.swap(true, std::sync::atomic::Ordering::AcqRel);
-                if !already
-                    && tx
-                        .blocking_send(EnforcerMsg::Heal(Arc::clone(&queued)))
-                        .is_err()
-                {
-                    return;
-                }
-            })
-            .map_err(DaemonError::Thread)?;
-    }
     let mut counting = Tracker::with_slots(jails, config.max_tracked);
     let carried = carry_failures(&mut counting, &config, &ids, failures, &enf_tx).await;
     counting.reset_totals();

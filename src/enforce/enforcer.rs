@@ -129,6 +129,24 @@ impl Enforcer {
         }
     }
 
+    /// Has the backend watch for someone else changing our table; each
+    /// change queues a [`EnforcerMsg::Heal`] on `to_self`, but at most one at
+    /// a time (a storm of flushes heals once, see [`EnforcerMsg::Heal`]).
+    pub fn watch_for_tampering(&mut self, to_self: mpsc::Sender<EnforcerMsg>) {
+        let queued = Arc::new(AtomicBool::new(false));
+        let wake = move || {
+            if queued.swap(true, Ordering::AcqRel) {
+                return true;
+            }
+            to_self
+                .blocking_send(EnforcerMsg::Heal(Arc::clone(&queued)))
+                .is_ok()
+        };
+        if let Err(e) = self.backend.watch_for_tampering(Box::new(wake)) {
+            warn!("a flushed ruleset will not be healed: {e}");
+        }
+    }
+
     /// Runs until [`EnforcerMsg::Stop`] or until every sender is gone.
     /// Whatever queued up while a transaction ran goes into the next one, so a
     /// flood costs few transactions and a lone ban goes out at once.
@@ -158,7 +176,7 @@ impl Enforcer {
                         }
                     }
                     match self.ban(&batch, false) {
-                        Ok(_) if self.backend.foreign_change() => self.heal(),
+                        Ok(_) if self.backend.tampered() => self.heal(),
                         Ok(_) => {}
                         // Our table went away under the batch (`nft flush
                         // ruleset` between two of its transactions): rebuild
@@ -358,7 +376,7 @@ impl Enforcer {
     /// over and over may hit the retry too, so a few, spaced out.
     fn heal_and_retry(&mut self, batch: &[BanOrder], mut error: EnforceError) {
         for attempt in 1..=RETRIES {
-            self.backend.foreign_change();
+            self.backend.tampered();
             self.heal();
             match self.ban(batch, false) {
                 Ok(_) => return,

@@ -45,6 +45,8 @@ pub enum EnforceError {
     UnknownJail(String),
     #[error("{wanted} overlaps the banned prefix {existing}: unban that first")]
     Overlap { wanted: String, existing: String },
+    #[error("cannot watch for ruleset changes: {0}")]
+    Watch(std::io::Error),
     /// The state store, read at start to reconcile it with the kernel.
     #[error("{0}")]
     State(#[from] crate::state::StateError),
@@ -99,19 +101,21 @@ pub trait Backend: Send {
     /// Removes everything we put in the kernel (`on_stop = "flush"`).
     fn remove_all(&mut self) -> Result<(), EnforceError>;
 
-    /// The netlink port id our changes carry, so a watcher can tell the
-    /// kernel's echo of our own changes from someone else's.
-    fn portid(&self) -> Option<u32> {
-        None
+    /// Starts noticing when someone else changes what this backend put in
+    /// the kernel (`nft flush ruleset`, a restart of the nftables service),
+    /// from a thread of its own, calling `wake` after each such change so
+    /// the enforcer can rebuild. `wake` answers false once nobody listens
+    /// any more: the watch ends then. Backends with nothing to watch do nothing.
+    fn watch_for_tampering(
+        &mut self,
+        _wake: Box<dyn Fn() -> bool + Send>,
+    ) -> Result<(), EnforceError> {
+        Ok(())
     }
 
-    /// Lets large batches turn the ruleset watcher's hearing off (see
-    /// [`nft::watch::Muffle`]).
-    fn muffle_with(&mut self, _muffle: nft::watch::Muffle) {}
-
-    /// Whether someone else changed the ruleset while the watcher was
-    /// muffled (asked after each batch; answering clears it).
-    fn foreign_change(&mut self) -> bool {
+    /// Whether someone else changed our part of the kernel at a moment the
+    /// watch could not see (asked after each batch; answering clears it).
+    fn tampered(&mut self) -> bool {
         false
     }
 }

@@ -13,7 +13,7 @@
 
 mod netlink;
 mod ruleset;
-pub mod watch;
+mod watch;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -22,14 +22,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use super::{Applied, Backend, EnforceError, Restore};
 use crate::message::BanOrder;
 use crate::rules::JailRules;
 use ipnet::IpNet;
 use netlink::{Netlink, Refused, MAX_TRANSACTION};
-use watch::Muffle;
+use watch::WatchPause;
 use wire::{net_set_name, set_name};
 
 /// When a ban ends, by our clock (the kernel's timeout, started when it was sent).
@@ -48,10 +48,10 @@ const GC_GRACE: Duration = Duration::from_secs(60);
 const DUMP_TRIES: usize = 5;
 /// Orders per transaction: about 40 bytes each stays under [`MAX_TRANSACTION`].
 const ORDERS_PER_TRANSACTION: usize = MAX_TRANSACTION / 64;
-/// Bans in one call from which the watcher is muffled (see [`Muffle`]): below
-/// that, the two setsockopts and two GETGEN round trips cost more than the
-/// notifications they spare.
-const MUFFLE_AT: usize = 128;
+/// Bans in one call from which the watch is paused (see [`WatchPause`]):
+/// below that, the two setsockopts and two GETGEN round trips cost more than
+/// the notifications they spare.
+const PAUSE_WATCH_AT: usize = 128;
 
 pub struct NftBackend {
     table: String,
@@ -60,13 +60,15 @@ pub struct NftBackend {
     record: HashMap<String, crate::AddrMap<IpAddr, Until>>,
     /// Per jail name: banned prefix → end of ban (the `-net4`/`-net6` sets).
     nets: HashMap<String, crate::AddrMap<IpNet, Until>>,
-    muffle: Option<Muffle>,
-    /// While deaf: the generation then, and our commits then.
-    deaf: Option<(u32, u64)>,
+    /// Set once [`Backend::watch_for_tampering`] started the watcher.
+    pause: Option<WatchPause>,
+    /// While the watch is paused: the ruleset generation then, and our
+    /// commits then.
+    paused: Option<(u32, u64)>,
     /// Transactions the kernel committed for us.
     commits: u64,
-    /// Someone else committed while the watcher was muffled.
-    foreign: bool,
+    /// Someone else committed while the watch was paused.
+    changed_by_others: bool,
 }
 
 /// What one order needs from the kernel.
@@ -86,10 +88,10 @@ impl NftBackend {
             nl,
             record: HashMap::new(),
             nets: HashMap::new(),
-            muffle: None,
-            deaf: None,
+            pause: None,
+            paused: None,
             commits: 0,
-            foreign: false,
+            changed_by_others: false,
         })
     }
 
@@ -194,54 +196,6 @@ impl NftBackend {
             }
         }
         Ok(())
-    }
-
-    /// Leaves the nftables notification group until [`NftBackend::hear_again`]
-    /// (see [`Muffle`]), noting the ruleset generation. False, and nothing
-    /// changed, without a muffle or when a step fails.
-    pub fn deafen(&mut self) -> bool {
-        let Some(m) = &self.muffle else {
-            return false;
-        };
-        if self.deaf.is_some() {
-            return true;
-        }
-        let generation = m.hear(false).and_then(|()| self.nl.current_generation());
-        match generation {
-            Ok(g) => {
-                self.deaf = Some((g, self.commits));
-                true
-            }
-            Err(e) => {
-                debug!("not muffling the watcher: {e}");
-                let _ = m.hear(true);
-                false
-            }
-        }
-    }
-
-    /// Rejoins the group, then compares the generation with the one noted
-    /// at [`NftBackend::deafen`]: moved by more than our own commits means
-    /// someone else committed meanwhile ([`Backend::foreign_change`]).
-    pub fn hear_again(&mut self) {
-        let Some((before, commits)) = self.deaf.take() else {
-            return;
-        };
-        let rejoined = self.muffle.as_ref().map_or(Ok(()), |m| m.hear(true));
-        let ours = self.commits - commits;
-        match rejoined.and_then(|()| self.nl.current_generation()) {
-            Ok(now) if u64::from(now.wrapping_sub(before)) == ours => {}
-            Ok(now) => {
-                info!(
-                    "the ruleset changed during {ours} transactions of ours we did not listen through (generation {before} → {now}); checking our table"
-                );
-                self.foreign = true;
-            }
-            Err(e) => {
-                warn!("cannot tell whether the ruleset changed during a ban batch: {e}");
-                self.foreign = true;
-            }
-        }
     }
 
     /// Applies one chunk of decided orders in one transaction.
@@ -431,10 +385,10 @@ impl Backend for NftBackend {
             }
         }
         // Only a span this call started is ended here.
-        let deaf = todo.len() >= MUFFLE_AT && self.deaf.is_none() && self.deafen();
+        let paused = todo.len() >= PAUSE_WATCH_AT && self.paused.is_none() && self.pause_watch();
         let applied = self.apply_all(&todo, now);
-        if deaf {
-            self.hear_again();
+        if paused {
+            self.resume_watch();
         }
         applied?;
         Ok(outcomes)
@@ -689,16 +643,15 @@ impl Backend for NftBackend {
         Ok(())
     }
 
-    fn portid(&self) -> Option<u32> {
-        self.nl.portid()
+    fn watch_for_tampering(
+        &mut self,
+        wake: Box<dyn Fn() -> bool + Send>,
+    ) -> Result<(), EnforceError> {
+        self.start_watch(wake)
     }
 
-    fn muffle_with(&mut self, muffle: Muffle) {
-        self.muffle = Some(muffle);
-    }
-
-    fn foreign_change(&mut self) -> bool {
-        std::mem::take(&mut self.foreign)
+    fn tampered(&mut self) -> bool {
+        std::mem::take(&mut self.changed_by_others)
     }
 
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {
