@@ -15,7 +15,6 @@
 mod control;
 mod footprint;
 mod sources;
-mod tracking;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,11 +34,11 @@ use crate::state::{writer as state_writer, StateError, Store};
 use crate::tracker::Tracker;
 
 pub use crate::enforce::banlog::write_directly_to as ban_lines_written_directly_to;
-use crate::enforce::enforcer::{Enforcer, EnforcerMsg, EnforcerSetup};
+use crate::enforce::enforcer::{Enforcer, EnforcerMsg};
 use crate::enforce::restore;
+use crate::tracker::task::{self as tracker_task, TrackerCtl};
 pub use control::Handle;
 use sources::Sources;
-use tracking::TrackerCtl;
 
 /// Failures waiting for the tracker; a burst beyond this back-pressures the
 /// file readers instead of growing memory.
@@ -166,24 +165,16 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
     let prepared = sources.prepare(&config, &ids)?;
     sources.commit(prepared)?;
 
-    let mut enforcer = Enforcer::new(
-        backend,
-        &rules,
-        EnforcerSetup {
-            increments: config.increments(),
-            offences,
-            state: state_tx.clone(),
-        },
-    );
+    let mut enforcer = Enforcer::new(backend, &rules, state_tx.clone());
     enforcer.watch_for_tampering(enf_tx.clone());
     let enforcer = std::thread::Builder::new()
         .name("enforcer".into())
         .spawn(move || enforcer.run(enf_rx))
         .map_err(DaemonError::Thread)?;
-    let mut counting = Tracker::with_slots(jails, config.max_tracked);
+    let mut counting = Tracker::with_slots(jails, config.max_tracked).with_offences(offences);
     let carried = carry_failures(&mut counting, &config, &ids, failures, &enf_tx).await;
     counting.reset_totals();
-    let tracker = tokio::spawn(tracking::run(counting, fail_rx, trk_rx, enf_tx.clone()));
+    let tracker = tokio::spawn(tracker_task::run(counting, fail_rx, trk_rx, enf_tx.clone()));
 
     info!(
         carried,

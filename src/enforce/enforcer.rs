@@ -22,7 +22,6 @@ use tracing::{debug, info, warn};
 
 use super::banlog::BanLog;
 use super::{Applied, Backend, EnforceError, Restore};
-use crate::bantime::{Increment, Offences};
 use crate::human::human;
 use crate::message::BanOrder;
 use crate::rules::JailRules;
@@ -62,7 +61,6 @@ pub enum EnforcerMsg {
     /// A reload: make the kernel match the new jails.
     Reconcile {
         rules: Vec<JailRules>,
-        increments: HashMap<String, Increment>,
         reply: oneshot::Sender<Result<(), EnforceError>>,
     },
     /// Someone else changed our table (`nft flush ruleset`, a restart of the
@@ -73,6 +71,12 @@ pub enum EnforcerMsg {
     Heal(Arc<AtomicBool>),
     /// Stop; with `flush`, remove our table and forget the bans first.
     Stop { flush: bool },
+}
+
+impl From<Vec<BanOrder>> for EnforcerMsg {
+    fn from(orders: Vec<BanOrder>) -> Self {
+        EnforcerMsg::Bans(orders)
+    }
 }
 
 /// One lifted ban, with the time it still had.
@@ -96,30 +100,19 @@ pub struct Enforcer {
     rules: Vec<JailRules>,
     jails: Vec<String>,
     totals: HashMap<String, u64>,
-    /// Jails with bantime increment on.
-    increments: HashMap<String, Increment>,
-    offences: Offences,
     /// Where applied bans are recorded (None: a dry run keeps nothing).
     state: Option<StateTx>,
 }
 
-/// What the enforcer starts from besides the backend.
-pub struct EnforcerSetup {
-    pub increments: HashMap<String, Increment>,
-    pub offences: Offences,
-    pub state: Option<StateTx>,
-}
-
 impl Enforcer {
-    pub fn new(backend: Box<dyn Backend>, rules: &[JailRules], setup: EnforcerSetup) -> Self {
+    /// `state`: where applied bans are recorded (None: a dry run keeps nothing).
+    pub fn new(backend: Box<dyn Backend>, rules: &[JailRules], state: Option<StateTx>) -> Self {
         Enforcer {
             backend,
             rules: rules.to_vec(),
             jails: rules.iter().map(|r| r.name.clone()).collect(),
             totals: HashMap::new(),
-            increments: setup.increments,
-            offences: setup.offences,
-            state: setup.state,
+            state,
         }
     }
 
@@ -204,16 +197,11 @@ impl Enforcer {
                 EnforcerMsg::List { reply } => {
                     let _ = reply.send(self.list());
                 }
-                EnforcerMsg::Reconcile {
-                    rules,
-                    increments,
-                    reply,
-                } => {
+                EnforcerMsg::Reconcile { rules, reply } => {
                     let result = self.backend.reconcile(&rules);
                     if result.is_ok() {
                         self.jails = rules.iter().map(|r| r.name.clone()).collect();
                         self.rules = rules;
-                        self.increments = increments;
                         let jails = &self.jails;
                         self.totals.retain(|j, _| jails.contains(j));
                         self.record(StateMsg::Jails(self.jails.clone()));
@@ -236,24 +224,15 @@ impl Enforcer {
 
     fn ban(&mut self, orders: &[BanOrder], manual: bool) -> Result<Vec<Applied>, EnforceError> {
         let now = SystemTime::now();
-        let grown;
-        let orders = if self.increments.is_empty() {
-            orders
-        } else {
-            grown = self.grow(orders, now);
-            &grown[..]
-        };
         let applied = self.backend.ban(orders)?;
         let mut stored = Vec::new();
         for (order, outcome) in orders.iter().zip(&applied) {
             if *outcome == Applied::Unchanged {
                 continue;
             }
+            // Kept in the store's history for bantime increment after a
+            // restart (the tracker counts the offences of this run).
             let offence = *outcome == Applied::Added;
-            if offence {
-                self.offences
-                    .record(order.addr, Arc::clone(&order.jail), now);
-            }
             if self.state.is_some() {
                 stored.push((
                     StoredBan {
@@ -308,25 +287,6 @@ impl Enforcer {
             }
         }
         Ok(applied)
-    }
-
-    /// Orders with their bantime grown for repeat offenders.
-    fn grow(&self, orders: &[BanOrder], now: SystemTime) -> Vec<BanOrder> {
-        orders
-            .iter()
-            .map(|o| {
-                let mut o = o.clone();
-                if let Some(inc) = self.increments.get(&*o.jail) {
-                    let jail = (!inc.overalljails).then_some(&*o.jail);
-                    let count = self.offences.count(o.addr.to_canonical(), jail, now);
-                    if count > 0 {
-                        o.bantime = inc.bantime(o.bantime, count);
-                        debug!(jail = %o.jail, addr = %o.addr, count, bantime = %human(o.bantime), "repeat offender");
-                    }
-                }
-                o
-            })
-            .collect()
     }
 
     /// Rebuilds our table after someone else changed it and puts back every
