@@ -16,7 +16,8 @@ use super::JailSlots;
 use crate::config::Config;
 use crate::control::protocol::{BanInfo, ErrorCode, JailStatus, Reply, Request, Response};
 use crate::control::server::{error, Handler};
-use crate::enforce::enforcer::{is_host, show, EnforcerMsg, JailBans, Lifted};
+use crate::enforce::enforcer::{show, EnforcerMsg, JailBans, Lifted};
+use crate::enforce::record::is_host;
 use crate::enforce::{Applied, EnforceError};
 use crate::tracker::task::TrackerCtl;
 

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::banlog::BanLog;
+use super::record::is_host;
 use super::{Applied, Backend, EnforceError, Restore};
 use crate::human::human;
 use crate::message::BanOrder;
@@ -449,11 +450,6 @@ impl Enforcer {
             })
             .collect()
     }
-}
-
-/// A /32 or /128: one address, kept in the address sets.
-pub fn is_host(net: &IpNet) -> bool {
-    net.prefix_len() == net.max_prefix_len()
 }
 
 /// An address without its /32, a prefix with its length.

@@ -10,6 +10,7 @@ pub mod banlog;
 pub mod enforcer;
 pub mod log;
 pub mod nft;
+pub mod record;
 pub mod restore;
 
 use std::net::IpAddr;
