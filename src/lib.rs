@@ -11,7 +11,6 @@ pub mod control;
 pub mod daemon;
 pub mod enforce;
 pub mod filter;
-pub mod human;
 pub mod matcher;
 pub mod message;
 pub mod rules;

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use tracing::info;
 
-use crate::human::human;
+use crate::bantime::human;
 use crate::message::BanOrder;
 
 /// The daemon's log writer, when ban lines may be written to it directly.

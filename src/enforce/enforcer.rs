@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 use super::banlog::BanLog;
 use super::record::is_host;
 use super::{Applied, Backend, EnforceError, Restore};
-use crate::human::human;
+use crate::bantime::human;
 use crate::message::BanOrder;
 use crate::rules::JailRules;
 use crate::state::writer::{StateMsg, StateTx};
