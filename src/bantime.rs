@@ -70,13 +70,22 @@ impl Increment {
     }
 }
 
-/// An address's bans by jail and time. Inline for the first: most
-/// addresses are banned once, and a flood of new ones would otherwise cost
-/// an allocation each.
-type Bans = smallvec::SmallVec<[(Arc<str>, SystemTime); 1]>;
+/// One earlier ban: its jail, when it was decided and when it ends.
+#[derive(Debug, Clone)]
+struct Offence {
+    jail: Arc<str>,
+    at: SystemTime,
+    until: SystemTime,
+}
+
+/// An address's bans. Inline for the first: most addresses are banned
+/// once, and a flood of new ones would otherwise cost an allocation each.
+type Bans = smallvec::SmallVec<[Offence; 1]>;
 
 /// Earlier bans per address, kept for `dbpurgeage` (loaded from the state
-/// store at start, so counts survive restarts).
+/// store at start, so counts survive restarts), with when each ends: a ban
+/// decided while an earlier one in the same jail still runs is not a new
+/// offence (fail2ban's "already banned").
 #[derive(Debug, Default)]
 pub struct Offences {
     by_addr: crate::AddrMap<IpAddr, Bans>,
@@ -91,8 +100,28 @@ impl Offences {
         }
     }
 
-    pub fn record(&mut self, addr: IpAddr, jail: Arc<str>, at: SystemTime) {
-        self.by_addr.entry(addr).or_default().push((jail, at));
+    /// A ban of `addr` in `jail` decided `at`, running `until`.
+    pub fn record(&mut self, addr: IpAddr, jail: Arc<str>, at: SystemTime, until: SystemTime) {
+        self.by_addr
+            .entry(addr)
+            .or_default()
+            .push(Offence { jail, at, until });
+    }
+
+    /// Whether a ban recorded for `addr` in `jail` still runs at `now`.
+    pub fn running(&self, addr: IpAddr, jail: &str, now: SystemTime) -> bool {
+        self.by_addr
+            .get(&addr)
+            .is_some_and(|v| v.iter().any(|o| *o.jail == *jail && o.until > now))
+    }
+
+    /// `addr`'s ban in `jail` was lifted at `now` (an unban): it no longer runs.
+    pub fn lift(&mut self, addr: IpAddr, jail: &str, now: SystemTime) {
+        if let Some(v) = self.by_addr.get_mut(&addr) {
+            for o in v.iter_mut().filter(|o| *o.jail == *jail && o.until > now) {
+                o.until = now;
+            }
+        }
     }
 
     /// Earlier bans of `addr` still remembered at `now`: in `jail`, or in
@@ -101,7 +130,7 @@ impl Offences {
         let since = now.checked_sub(self.keep).unwrap_or(SystemTime::UNIX_EPOCH);
         self.by_addr.get(&addr).map_or(0, |v| {
             v.iter()
-                .filter(|(j, t)| *t >= since && jail.is_none_or(|x| x == &**j))
+                .filter(|o| o.at >= since && jail.is_none_or(|x| x == &*o.jail))
                 .count() as u32
         })
     }
@@ -110,10 +139,39 @@ impl Offences {
     pub fn purge(&mut self, now: SystemTime) {
         let since = now.checked_sub(self.keep).unwrap_or(SystemTime::UNIX_EPOCH);
         self.by_addr.retain(|_, v| {
-            v.retain(|(_, t)| *t >= since);
+            v.retain(|o| o.at >= since || o.until > now);
             !v.is_empty()
         });
     }
+}
+
+/// Durations in log lines and CLI output, spelled the way the config
+/// spells them.
+/// `600 s` → `10m`, the way the config spells it.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    for (unit, n) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if s >= n && s % n == 0 {
+            return format!("{}{unit}", s / n);
+        }
+    }
+    format!("{s}s")
+}
+
+/// `3587` → `59m47s`: remaining times, which are rarely whole units.
+pub fn human_secs(s: u64) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if rest >= n {
+            out.push_str(&format!("{}{unit}", rest / n));
+            rest %= n;
+        }
+    }
+    if rest > 0 || out.is_empty() {
+        out.push_str(&format!("{rest}s"));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -166,12 +224,36 @@ mod tests {
         let now = SystemTime::now();
         let mut o = Offences::new(Duration::from_secs(86_400));
         let a: IpAddr = "192.0.2.1".parse().expect("addr");
-        o.record(a, "sshd".into(), now - Duration::from_secs(100));
-        o.record(a, "postfix".into(), now - Duration::from_secs(50));
-        o.record(a, "sshd".into(), now - Duration::from_secs(90_000));
+        let ago = |s| now - Duration::from_secs(s);
+        o.record(a, "sshd".into(), ago(100), ago(40));
+        o.record(a, "postfix".into(), ago(50), now + H);
+        o.record(a, "sshd".into(), ago(90_000), ago(89_000));
         assert_eq!(o.count(a, Some("sshd"), now), 1);
         assert_eq!(o.count(a, None, now), 2);
         o.purge(now);
         assert_eq!(o.by_addr[&a].len(), 2);
+    }
+
+    #[test]
+    fn a_running_ban_ends_when_lifted() {
+        let now = SystemTime::now();
+        let mut o = Offences::new(Duration::from_secs(86_400));
+        let a: IpAddr = "192.0.2.1".parse().expect("addr");
+        o.record(a, "sshd".into(), now, now + H);
+        assert!(o.running(a, "sshd", now));
+        assert!(!o.running(a, "postfix", now));
+        o.lift(a, "sshd", now);
+        assert!(!o.running(a, "sshd", now));
+        assert_eq!(o.count(a, Some("sshd"), now), 1);
+    }
+
+    #[test]
+    fn whole_units_and_remaining_times() {
+        assert_eq!(human(Duration::from_secs(600)), "10m");
+        assert_eq!(human(Duration::from_secs(7_200)), "2h");
+        assert_eq!(human(Duration::from_secs(90)), "90s");
+        assert_eq!(human_secs(3_587), "59m47s");
+        assert_eq!(human_secs(0), "0s");
+        assert_eq!(human_secs(86_401), "1d1s");
     }
 }

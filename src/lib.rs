@@ -14,6 +14,7 @@ pub mod filter;
 pub mod matcher;
 pub mod message;
 pub mod pipeline;
+pub mod rules;
 pub mod source;
 pub mod state;
 pub mod timestamp;

@@ -5,9 +5,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use nftjail::config::port::{PortRange, Proto};
 use nftjail::config::{Config, ConfigError, EMBEDDED};
-use nftjail::enforce::BlockType;
+use nftjail::rules::{BlockType, PortRange, Proto};
 
 fn errors(text: &str) -> String {
     match Config::parse(text, Path::new("/etc/nftjail/nftjail.toml")) {

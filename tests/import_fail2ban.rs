@@ -221,7 +221,7 @@ fn jails_of_jail_local_become_a_config_nftjail_check_accepts() {
         [logs.join("a-error.log"), logs.join("b-error.log")],
         "{text}"
     );
-    assert_eq!(nginx.blocktype, nftjail::enforce::BlockType::Drop);
+    assert_eq!(nginx.blocktype, nftjail::rules::BlockType::Drop);
 
     // "my.jail" is no nftjail name; cleaned, it would collide.
     assert!(

@@ -9,10 +9,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nftjail::config::port::{PortRange, Proto};
 use nftjail::enforce::nft::NftBackend;
-use nftjail::enforce::{Applied, Backend, BlockType, JailRules};
+use nftjail::enforce::{Applied, Backend};
 use nftjail::message::BanOrder;
+use nftjail::rules::{BlockType, JailRules, PortRange, Proto};
 
 /// Moves this test's thread into a new, empty network namespace.
 fn fresh_netns() {
@@ -427,19 +427,19 @@ fn prefixes_go_in_interval_sets_without_overlaps_and_survive_a_restart() {
     );
 }
 
-/// A large batch leaves the watcher deaf (the kernel then builds no
+/// A large batch pauses the ruleset watch (the kernel then builds no
 /// notification per element), and the ruleset generation tells whether
-/// anyone else committed meanwhile. Both answers, with a watcher on the same
-/// namespace: quiet around our own batches, and loud when `nft` commits in
-/// the deaf span; and the watcher, hearing again, hears the next change.
+/// anyone else committed meanwhile. Both answers, with the backend's own
+/// watch on the namespace: quiet around our own batches, and loud when `nft`
+/// commits in the paused span; and the watch, resumed, sees the next change.
 #[test]
-fn a_deaf_batch_notices_a_foreign_commit_by_the_ruleset_generation() {
-    use nftjail::enforce::nft::watch::Watcher;
+fn a_paused_watch_notices_a_commit_by_others_by_the_ruleset_generation() {
     fresh_netns();
     let mut b = NftBackend::open("nftjail").unwrap();
     b.reconcile(&example_jails()).unwrap();
-    let watcher = Watcher::open("nftjail", b.portid()).unwrap();
-    b.muffle_with(watcher.muffle().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    b.watch_for_tampering(Box::new(move || tx.send(()).is_ok()))
+        .unwrap();
     let orders = |base: u32| -> Vec<BanOrder> {
         (0..1_000u32)
             .map(|i| {
@@ -452,35 +452,31 @@ fn a_deaf_batch_notices_a_foreign_commit_by_the_ruleset_generation() {
             .collect()
     };
 
-    // Our own batches, deaf inside ban() and across an outer span: nothing foreign.
+    // Our own batches, paused inside ban() and across an outer span: nothing by others.
     b.ban(&orders(0x0a00_0000)).unwrap();
-    assert!(!b.foreign_change(), "our own commits counted as foreign");
-    assert!(b.deafen());
+    assert!(!b.tampered(), "our own commits counted as someone else's");
+    assert!(b.pause_watch());
     b.ban(&orders(0x0a01_0000)).unwrap();
     b.ban(&orders(0x0a02_0000)).unwrap();
-    b.hear_again();
-    assert!(!b.foreign_change(), "our own commits counted as foreign");
+    b.resume_watch();
+    assert!(!b.tampered(), "our own commits counted as someone else's");
 
-    // Someone else commits while we are deaf: noticed once, then cleared.
-    assert!(b.deafen());
+    // Someone else commits while the watch is paused: noticed once, then cleared.
+    assert!(b.pause_watch());
     b.ban(&orders(0x0a03_0000)).unwrap();
     nft(&["add", "table", "inet", "someone-else"]);
     b.ban(&orders(0x0a04_0000)).unwrap();
-    b.hear_again();
+    b.resume_watch();
     assert!(
-        b.foreign_change(),
-        "a foreign commit in the deaf span went unnoticed"
+        b.tampered(),
+        "a commit by others in the paused span went unnoticed"
     );
-    assert!(!b.foreign_change(), "answering clears it");
+    assert!(!b.tampered(), "answering clears it");
     let listing = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
     assert_eq!(listing.matches("expires").count(), 5_000);
 
-    // Hearing again: the watcher sees the next deletion of our table.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut w = watcher;
-        let _ = tx.send(w.wait_for_change().is_ok());
-    });
+    // Resumed: the watch sees the next deletion of our table.
+    assert!(rx.try_recv().is_err(), "woken by our own commits");
     nft(&["delete", "table", "inet", "nftjail"]);
-    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(true));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(()));
 }

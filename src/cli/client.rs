@@ -52,7 +52,7 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
                 };
                 println!(
                     "{jail}: {addr} {what} ({})",
-                    nftjail::daemon::human_secs(seconds)
+                    nftjail::bantime::human_secs(seconds)
                 );
             }
         }
@@ -114,7 +114,7 @@ fn print_bans(bans: &[BanInfo]) {
     }
     for b in bans {
         let left = match b.remaining {
-            Some(s) => format!("{} left", nftjail::daemon::human_secs(s)),
+            Some(s) => format!("{} left", nftjail::bantime::human_secs(s)),
             None => "no timeout".into(),
         };
         println!("{}\t{}\t{left}", b.jail, b.addr);

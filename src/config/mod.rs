@@ -24,12 +24,11 @@ use error::Locator;
 pub use error::{ConfigError, Problem};
 use ignore::IgnoreList;
 use persist::OnStop;
-use port::PortRange;
 use raw::{RawConfig, RawJail};
 pub use sources::{JournalConfig, JournalMatch, SyslogConfig};
 
-use crate::enforce::{BlockType, JailRules};
 use crate::filter::{self, fail2ban, Filter, FilterDef};
+use crate::rules::{BlockType, JailRules, PortRange};
 
 /// Where the daemon looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/nftjail/nftjail.toml";

@@ -11,14 +11,15 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use super::enforcing::{show, EnforcerMsg, JailBans, Lifted};
-use super::tracking::TrackerCtl;
 use super::JailSlots;
 use crate::config::Config;
 use crate::control::protocol::{BanInfo, ErrorCode, JailStatus, Reply, Request, Response};
 use crate::control::server::{error, Handler};
+use crate::enforce::enforcer::{show, EnforcerMsg, JailBans, Lifted};
+use crate::enforce::record::is_host;
 use crate::enforce::{Applied, EnforceError};
 use crate::pipeline::Sources;
+use crate::tracker::task::TrackerCtl;
 
 pub struct Handle {
     pub(super) config: RwLock<Arc<Config>>,
@@ -163,7 +164,7 @@ impl Handle {
         let name = Arc::clone(&j.name);
         let outcome = self
             .ask(&self.enforcer, |reply| EnforcerMsg::Manual {
-                jail: name,
+                jail: Arc::clone(&name),
                 target,
                 bantime,
                 reply,
@@ -173,6 +174,17 @@ impl Handle {
                 EnforceError::Overlap { .. } => error(ErrorCode::Refused, e.to_string()),
                 e => error(ErrorCode::Failed, e.to_string()),
             })?;
+        if outcome == Applied::Added && is_host(&target) {
+            // Counts for bantime increment, where the tracker decides it.
+            let _ = self
+                .tracker
+                .send(TrackerCtl::BannedByHand {
+                    jail: name,
+                    addr: target.addr(),
+                    bantime,
+                })
+                .await;
+        }
         Ok(Reply::Ban {
             jail: jail.to_string(),
             addr: show(&target),
@@ -199,6 +211,14 @@ impl Handle {
             })
             .await?
             .map_err(|e| error(ErrorCode::Failed, e.to_string()))?;
+        let hosts: Vec<(String, IpAddr)> = lifted
+            .iter()
+            .filter(|l| is_host(&l.addr))
+            .map(|l| (l.jail.clone(), l.addr.addr()))
+            .collect();
+        if !hosts.is_empty() {
+            let _ = self.tracker.send(TrackerCtl::Unbanned(hosts)).await;
+        }
         Ok(Reply::Unbanned {
             bans: lifted.into_iter().map(info).collect(),
         })
@@ -259,10 +279,8 @@ impl Handle {
             )
         })?;
         let rules = new.jail_rules();
-        let increments = new.increments();
         self.ask(&self.enforcer, |reply| EnforcerMsg::Reconcile {
             rules,
-            increments,
             reply,
         })
         .await?

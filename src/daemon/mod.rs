@@ -12,18 +12,14 @@
 //! drop, the tracker drains and ends, and the enforcer applies its last batch
 //! before it returns.
 
-mod banlog;
 mod control;
-mod enforcing;
-mod restore;
-mod tracking;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{BackendKind, Config, Jail};
 use crate::control::server::{self as control_server, Access, BindError};
@@ -35,10 +31,11 @@ use crate::pipeline::{self, PipelineError, Sources};
 use crate::state::{writer as state_writer, StateError, Store};
 use crate::tracker::Tracker;
 
-pub use banlog::write_directly_to as ban_lines_written_directly_to;
+pub use crate::enforce::banlog::write_directly_to as ban_lines_written_directly_to;
+use crate::enforce::enforcer::{Enforcer, EnforcerMsg};
+use crate::enforce::restore;
+use crate::tracker::task::{self as tracker_task, TrackerCtl};
 pub use control::Handle;
-use enforcing::{Enforcer, EnforcerMsg, EnforcerSetup};
-use tracking::TrackerCtl;
 
 /// Failures waiting for the tracker; a burst beyond this back-pressures the
 /// file readers instead of growing memory.
@@ -142,24 +139,6 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
         (Some((tx, thread)), offences, positions, failures)
     };
     let state_tx = state.as_ref().map(|(tx, _)| tx.clone());
-    let watcher = match backend.portid() {
-        Some(own) => {
-            match crate::enforce::nft::watch::Watcher::open(&config.table, Some(own)) {
-                Ok(w) => {
-                    match w.muffle() {
-                        Ok(m) => backend.muffle_with(m),
-                        Err(e) => debug!("ban batches will not muffle the watcher: {e}"),
-                    }
-                    Some(w)
-                }
-                Err(e) => {
-                    warn!("cannot listen for ruleset changes; a flushed ruleset will not be healed: {e}");
-                    None
-                }
-            }
-        }
-        None => None,
-    };
     let access = Access {
         group: config.socket_group.as_ref().map(|(_, gid)| *gid),
     };
@@ -183,44 +162,16 @@ pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError
     let prepared = sources.prepare(&config, &ids)?;
     sources.commit(prepared)?;
 
-    let enforcer = Enforcer::new(
-        backend,
-        &rules,
-        EnforcerSetup {
-            increments: config.increments(),
-            offences,
-            state: state_tx.clone(),
-        },
-    );
+    let mut enforcer = Enforcer::new(backend, &rules, state_tx.clone());
+    enforcer.watch_for_tampering(enf_tx.clone());
     let enforcer = std::thread::Builder::new()
         .name("enforcer".into())
         .spawn(move || enforcer.run(enf_rx))
         .map_err(DaemonError::Thread)?;
-    if let Some(mut w) = watcher {
-        let tx = enf_tx.clone();
-        let queued = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        std::thread::Builder::new()
-            .name("nft-watch".into())
-            .spawn(move || loop {
-                if let Err(e) = w.wait_for_change() {
-                    warn!("ruleset watcher stopped: {e}");
-                    return;
-                }
-                let already = queued.swap(true, std::sync::atomic::Ordering::AcqRel);
-                if !already
-                    && tx
-                        .blocking_send(EnforcerMsg::Heal(Arc::clone(&queued)))
-                        .is_err()
-                {
-                    return;
-                }
-            })
-            .map_err(DaemonError::Thread)?;
-    }
-    let mut counting = Tracker::with_slots(jails, config.max_tracked);
+    let mut counting = Tracker::with_slots(jails, config.max_tracked).with_offences(offences);
     let carried = carry_failures(&mut counting, &config, &ids, failures, &enf_tx).await;
     counting.reset_totals();
-    let tracker = tokio::spawn(tracking::run(counting, fail_rx, trk_rx, enf_tx.clone()));
+    let tracker = tokio::spawn(tracker_task::run(counting, fail_rx, trk_rx, enf_tx.clone()));
 
     info!(
         carried,
@@ -384,31 +335,4 @@ async fn wait_for_shutdown(
             }
         }
     }
-}
-
-/// `600 s` → `10m`, the way the config spells it.
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    for (unit, n) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if s >= n && s % n == 0 {
-            return format!("{}{unit}", s / n);
-        }
-    }
-    format!("{s}s")
-}
-
-/// `3587` → `59m47s`: remaining times, which are rarely whole units.
-pub fn human_secs(s: u64) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if rest >= n {
-            out.push_str(&format!("{}{unit}", rest / n));
-            rest %= n;
-        }
-    }
-    if rest > 0 || out.is_empty() {
-        out.push_str(&format!("{rest}s"));
-    }
-    out
 }

@@ -1,38 +1,25 @@
-//! Enforcers: turn [`BanOrder`]s into kernel state.
+//! Enforcing: turn [`BanOrder`]s into kernel state.
 //!
-//! One small trait so the daemon picks a backend at start (nft over netlink,
-//! or `log` for a dry run) and nothing else knows which one runs.
+//! [`enforcer`] is the loop that owns the backend (and writes the ban log
+//! lines, [`banlog`]); [`restore`] makes the kernel and the state store agree
+//! at start. The backends sit behind one small trait, so the daemon picks
+//! one at start (nft over netlink, or `log` for a dry run) and nothing else
+//! knows which one runs.
 
+pub mod banlog;
+pub mod enforcer;
 pub mod log;
 pub mod nft;
+pub mod record;
+pub mod restore;
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::config::port::PortRange;
 use crate::message::BanOrder;
-
-/// What the kernel does to a banned address's packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BlockType {
-    /// TCP reset / ICMP port unreachable: the client fails at once.
-    #[default]
-    Reject,
-    /// Silently drop: the client times out.
-    Drop,
-}
-
-/// What the enforcer needs to know about one jail to build its rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JailRules {
-    /// Jail name; sets are named `<name>-v4` / `<name>-v6`.
-    pub name: String,
-    /// Empty means every port and protocol.
-    pub ports: Vec<PortRange>,
-    pub blocktype: BlockType,
-}
+use crate::rules::JailRules;
 
 /// Outcome of applying one ban order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +46,20 @@ pub enum EnforceError {
     UnknownJail(String),
     #[error("{wanted} overlaps the banned prefix {existing}: unban that first")]
     Overlap { wanted: String, existing: String },
+    #[error("cannot watch for ruleset changes: {0}")]
+    Watch(std::io::Error),
+    /// The state store, read at start to reconcile it with the kernel.
+    #[error("{0}")]
+    State(#[from] crate::state::StateError),
+}
+
+impl EnforceError {
+    /// The kernel's ENOENT: our table, a chain, a set or an element is not
+    /// there (someone flushed the ruleset, or the kernel already collected
+    /// an expired element).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, EnforceError::Kernel { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
+    }
 }
 
 /// A firewall backend. Calls are synchronous: each is one netlink transaction
@@ -101,19 +102,21 @@ pub trait Backend: Send {
     /// Removes everything we put in the kernel (`on_stop = "flush"`).
     fn remove_all(&mut self) -> Result<(), EnforceError>;
 
-    /// The netlink port id our changes carry, so a watcher can tell the
-    /// kernel's echo of our own changes from someone else's.
-    fn portid(&self) -> Option<u32> {
-        None
+    /// Starts noticing when someone else changes what this backend put in
+    /// the kernel (`nft flush ruleset`, a restart of the nftables service),
+    /// from a thread of its own, calling `wake` after each such change so
+    /// the enforcer can rebuild. `wake` answers false once nobody listens
+    /// any more: the watch ends then. Backends with nothing to watch do nothing.
+    fn watch_for_tampering(
+        &mut self,
+        _wake: Box<dyn Fn() -> bool + Send>,
+    ) -> Result<(), EnforceError> {
+        Ok(())
     }
 
-    /// Lets large batches turn the ruleset watcher's hearing off (see
-    /// [`nft::watch::Muffle`]).
-    fn muffle_with(&mut self, _muffle: nft::watch::Muffle) {}
-
-    /// Whether someone else changed the ruleset while the watcher was
-    /// muffled (asked after each batch; answering clears it).
-    fn foreign_change(&mut self) -> bool {
+    /// Whether someone else changed our part of the kernel at a moment the
+    /// watch could not see (asked after each batch; answering clears it).
+    fn tampered(&mut self) -> bool {
         false
     }
 }

@@ -14,8 +14,7 @@ use rustables::{
 };
 
 use super::wire;
-use crate::config::port::{PortRange, Proto};
-use crate::enforce::{BlockType, JailRules};
+use crate::rules::{BlockType, JailRules, PortRange, Proto};
 
 /// Our one base chain.
 pub const CHAIN: &str = "input";

@@ -3,21 +3,27 @@
 //! script starts with `flush ruleset`). The kernel announces every ruleset
 //! change on the nftables multicast group; we listen there, with no polling.
 //!
-//! The price, measured (NETLINK.md): with a listener the kernel builds one
-//! notification per element we add, so adds cost more. Element events are
-//! read and dropped here; only deletions of our table, chains, rules or sets
-//! by another socket matter.
+//! The price: while anyone listens on that group, the kernel builds one
+//! notification per element a transaction adds, so adds cost more (large
+//! batches pause the watch, see [`WatchPause`]). Element events are read and
+//! dropped here; only deletions of our table, chains, rules or sets by
+//! another socket matter.
+//!
+//! The backend opens the watcher and runs it on a thread of its own
+//! ([`NftBackend::start_watch`]); nothing outside `nft` knows it exists.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::netlink::{self, setsockopt};
 use super::wire::{
     self, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFT_MSG_DELCHAIN, NFT_MSG_DELRULE, NFT_MSG_DELSET,
     NFT_MSG_DELTABLE,
 };
+use super::NftBackend;
+use crate::enforce::EnforceError;
 
 /// `NFNLGRP_NFTABLES` from linux/netfilter/nfnetlink.h.
 const NFNLGRP_NFTABLES: libc::c_int = 7;
@@ -90,10 +96,10 @@ impl Watcher {
         })
     }
 
-    /// A handle that turns this watcher's hearing off and on, for the
-    /// backend's large ban batches (see [`Muffle`]).
-    pub fn muffle(&self) -> io::Result<Muffle> {
-        Ok(Muffle {
+    /// A handle that pauses and resumes this watcher's membership of the
+    /// group, for the backend's large ban batches (see [`WatchPause`]).
+    pub fn pause_handle(&self) -> io::Result<WatchPause> {
+        Ok(WatchPause {
             fd: self.fd.try_clone()?,
         })
     }
@@ -132,7 +138,7 @@ impl Watcher {
                     _ => return Err(e),
                 }
             }
-            if self.foreign_change(n as usize) {
+            if self.changed_by_others(n as usize) {
                 changed = true;
             }
             // Read the rest of the burst without blocking.
@@ -140,7 +146,7 @@ impl Watcher {
         }
     }
 
-    fn foreign_change(&self, n: usize) -> bool {
+    fn changed_by_others(&self, n: usize) -> bool {
         let mut hit = false;
         for m in wire::messages(&self.buf[..n]) {
             if m.ty >> 8 != NFNL_SUBSYS_NFTABLES {
@@ -171,24 +177,104 @@ impl Watcher {
 
 /// While anyone listens on the nftables group, the kernel builds a
 /// notification for every element a transaction adds, and the watcher
-/// thread reads each one only to drop it: measured, 14% of the time a flood
-/// of 10,000 bans takes. So for a large batch the backend leaves the group,
+/// thread reads each one only to drop it: a noticeable share of the time a
+/// flood of bans takes. So for a large batch the backend leaves the group,
 /// and checks the ruleset generation instead: the kernel counts it up once
 /// per committed transaction, so if it moved by more than the backend's own
 /// commits, someone else changed something meanwhile, and the enforcer
 /// checks our table as if the watcher had seen it.
-pub struct Muffle {
+pub struct WatchPause {
     fd: OwnedFd,
 }
 
-impl Muffle {
+impl WatchPause {
     /// Leaves (false) or rejoins (true) the nftables notification group.
-    pub fn hear(&self, on: bool) -> io::Result<()> {
+    pub fn listen(&self, on: bool) -> io::Result<()> {
         let op = if on {
             libc::NETLINK_ADD_MEMBERSHIP
         } else {
             libc::NETLINK_DROP_MEMBERSHIP
         };
         setsockopt(self.fd.as_raw_fd(), libc::SOL_NETLINK, op, NFNLGRP_NFTABLES)
+    }
+}
+
+impl NftBackend {
+    /// Opens the watcher (our own changes told apart by our port id) and
+    /// runs it on the `nft-watch` thread, calling `wake` after each change
+    /// by someone else until `wake` answers false.
+    pub(super) fn start_watch(
+        &mut self,
+        wake: Box<dyn Fn() -> bool + Send>,
+    ) -> Result<(), EnforceError> {
+        let mut watcher =
+            Watcher::open(&self.table, self.nl.portid()).map_err(EnforceError::Watch)?;
+        match watcher.pause_handle() {
+            Ok(p) => self.pause = Some(p),
+            Err(e) => debug!("large ban batches will not pause the ruleset watch: {e}"),
+        }
+        std::thread::Builder::new()
+            .name("nft-watch".into())
+            .spawn(move || loop {
+                if let Err(e) = watcher.wait_for_change() {
+                    warn!("ruleset watcher stopped: {e}");
+                    return;
+                }
+                if !wake() {
+                    return;
+                }
+            })
+            .map_err(EnforceError::Watch)?;
+        Ok(())
+    }
+
+    /// Leaves the nftables notification group until
+    /// [`NftBackend::resume_watch`] (see [`WatchPause`]), noting the ruleset
+    /// generation. False, and nothing changed, without a watch or when a
+    /// step fails.
+    pub fn pause_watch(&mut self) -> bool {
+        let Some(p) = &self.pause else {
+            return false;
+        };
+        if self.paused.is_some() {
+            return true;
+        }
+        let generation = p.listen(false).and_then(|()| self.nl.current_generation());
+        match generation {
+            Ok(g) => {
+                self.paused = Some((g, self.commits));
+                true
+            }
+            Err(e) => {
+                debug!("not pausing the ruleset watch: {e}");
+                let _ = p.listen(true);
+                false
+            }
+        }
+    }
+
+    /// Rejoins the group, then compares the generation with the one noted
+    /// at [`NftBackend::pause_watch`]: moved by more than our own commits
+    /// means someone else committed meanwhile (answered by
+    /// [`crate::enforce::Backend::tampered`]).
+    pub fn resume_watch(&mut self) {
+        let Some((before, commits)) = self.paused.take() else {
+            return;
+        };
+        let rejoined = self.pause.as_ref().map_or(Ok(()), |p| p.listen(true));
+        let ours = self.commits - commits;
+        match rejoined.and_then(|()| self.nl.current_generation()) {
+            Ok(now) if u64::from(now.wrapping_sub(before)) == ours => {}
+            Ok(now) => {
+                info!(
+                    "the ruleset changed during {ours} transactions of ours we did not listen through (generation {before} → {now}); checking our table"
+                );
+                self.changed_by_others = true;
+            }
+            Err(e) => {
+                warn!("cannot tell whether the ruleset changed during a ban batch: {e}");
+                self.changed_by_others = true;
+            }
+        }
     }
 }

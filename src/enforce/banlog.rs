@@ -3,9 +3,8 @@
 //! line), but a batch's lines are written as one piece.
 //!
 //! Through `tracing`, each line is an event: its timestamp formatted, a
-//! buffer allocated, a queue push, and a wake of the log writer thread. At
-//! 100,000 bans that was about 1 µs a ban in the enforcer and as much again
-//! in the writer: a fifth of the time a flood took to reach the kernel.
+//! buffer allocated, a queue push, and a wake of the log writer thread; in
+//! a flood of bans that cost was a large share of the way to the kernel.
 //! Where the daemon's log is plain text (stderr not a terminal, so no
 //! colours: under systemd, or redirected to a file), the enforcer formats
 //! a batch's lines itself, byte for byte as `tracing` would (a test pins
@@ -19,7 +18,7 @@ use std::sync::OnceLock;
 
 use tracing::info;
 
-use super::human;
+use crate::bantime::human;
 use crate::message::BanOrder;
 
 /// The daemon's log writer, when ban lines may be written to it directly.

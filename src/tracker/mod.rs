@@ -1,16 +1,25 @@
-//! Failure windows and ban decisions, per jail and address.
+//! Failure windows and ban decisions, per jail and address; [`task`] is the
+//! loop that feeds them and sends the decisions on.
 //!
 //! fail2ban's semantics: the `maxretry`-th failure of one address inside
 //! `findtime` bans it, and a ban clears that address's failures. Ignored
 //! addresses are refused here, the last stop before the enforcer, so no log
-//! line and no filter can get them banned. Time is passed in with each
-//! failure, so windows are tested without sleeping.
+//! line and no filter can get them banned. The bantime policy is decided here
+//! too: a repeat offender's bantime grows (`bantime_increment`) before the
+//! order leaves, so a [`BanOrder`] carries its final bantime. Time is passed
+//! in with each failure, so windows and bantimes are tested without sleeping.
+
+pub mod task;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use tracing::debug;
+
+use crate::bantime::Offences;
+use crate::config::persist::DEFAULT_DBPURGEAGE;
 use crate::config::Jail;
 use crate::message::{BanOrder, Failure, JailId};
 
@@ -37,6 +46,8 @@ pub struct Tracker {
     /// Lazy: a key whose window is gone is skipped when it reaches the front.
     opened: VecDeque<Key>,
     max_tracked: usize,
+    /// Earlier bans, for bantime increment.
+    offences: Offences,
 }
 
 /// fail2ban's "Currently failed" and "Total failed" for one jail.
@@ -129,7 +140,15 @@ impl Tracker {
             windows: crate::AddrMap::default(),
             opened: VecDeque::new(),
             max_tracked: max_tracked.max(1),
+            offences: Offences::new(DEFAULT_DBPURGEAGE),
         }
+    }
+
+    /// Starts from earlier bans (the state store's history), so a restart
+    /// does not forgive repeat offenders.
+    pub fn with_offences(mut self, offences: Offences) -> Self {
+        self.offences = offences;
+        self
     }
 
     /// A reload: windows of jails still present are kept (trimmed if maxretry
@@ -194,11 +213,77 @@ impl Tracker {
         if stale {
             Verdict::Stale
         } else {
-            self.record(failure)
+            self.decide(failure, now)
         }
     }
 
+    /// Counts `failure` as of its own time.
     pub fn record(&mut self, failure: Failure) -> Verdict {
+        let now = failure.time;
+        self.decide(failure, now)
+    }
+
+    fn decide(&mut self, failure: Failure, now: SystemTime) -> Verdict {
+        let id = failure.jail;
+        match self.tally(failure) {
+            Verdict::Ban(mut order) => {
+                self.bantime_policy(id, &mut order, now);
+                Verdict::Ban(order)
+            }
+            v => v,
+        }
+    }
+
+    /// Grows a repeat offender's bantime and records the ban as an offence.
+    /// As in fail2ban, the count is the earlier bans of the address (in this
+    /// jail, or in any with `overalljails`) within `dbpurgeage`; a ban
+    /// decided while an earlier one of this jail still runs is not a new
+    /// offence (the backend extends the running one, or leaves it).
+    fn bantime_policy(&mut self, id: JailId, order: &mut BanOrder, now: SystemTime) {
+        let increment = self
+            .jails
+            .get(id)
+            .and_then(Option::as_ref)
+            .and_then(|j| j.increment.as_ref());
+        if let Some(inc) = increment {
+            let jail = (!inc.overalljails).then_some(&*order.jail);
+            let count = self.offences.count(order.addr, jail, now);
+            if count > 0 {
+                order.bantime = inc.bantime(order.bantime, count);
+                debug!(jail = %order.jail, addr = %order.addr, count, bantime = ?order.bantime, "repeat offender");
+            }
+        }
+        if !self.offences.running(order.addr, &order.jail, now) {
+            self.offences.record(
+                order.addr,
+                Arc::clone(&order.jail),
+                now,
+                now + order.bantime,
+            );
+        }
+    }
+
+    /// A ban made by hand (`nftjail ban` of one address) that the backend
+    /// newly added: an offence like any other, though its bantime did not grow.
+    pub fn banned_by_hand(
+        &mut self,
+        jail: Arc<str>,
+        addr: IpAddr,
+        bantime: Duration,
+        now: SystemTime,
+    ) {
+        let addr = addr.to_canonical();
+        self.offences.record(addr, jail, now, now + bantime);
+    }
+
+    /// A ban lifted by hand (`nftjail unban`): a new ban of the address is a
+    /// new offence again.
+    pub fn unbanned(&mut self, jail: &str, addr: IpAddr, now: SystemTime) {
+        self.offences.lift(addr.to_canonical(), jail, now);
+    }
+
+    /// Counts one failure; a ban comes out with the jail's plain bantime.
+    fn tally(&mut self, failure: Failure) -> Verdict {
         let Some(Some(jail)) = self.jails.get(failure.jail) else {
             return Verdict::Ignored;
         };
@@ -249,7 +334,7 @@ impl Tracker {
                 out.push((
                     Arc::clone(&j.name),
                     *addr,
-                    SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(*t),
+                    SystemTime::UNIX_EPOCH + Duration::from_millis(*t),
                 ));
             }
         }
@@ -288,6 +373,7 @@ impl Tracker {
     /// Forgets failure windows with nothing left inside findtime at `now`.
     /// Called on a timer so memory tracks the attack, not the uptime.
     pub fn prune(&mut self, now: SystemTime) {
+        self.offences.purge(now);
         let now = millis(now);
         let jails = &self.jails;
         let counts = &mut self.counts;
@@ -314,7 +400,6 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use std::path::Path;
-    use std::time::Duration;
 
     fn tracker(extra: &str) -> Tracker {
         let text = format!(
@@ -475,5 +560,33 @@ mod tests {
         assert_eq!(t.tracked(), 0);
         assert_eq!(t.counts(0).current, 0);
         assert_eq!(t.record(at("203.0.113.3", 5)), Verdict::Ignored);
+    }
+
+    #[test]
+    fn repeat_offenders_get_longer_bans_and_a_running_ban_is_no_new_offence() {
+        let mut t = tracker("bantime_increment = true\n");
+        // maxretry is 3: the third failure bans.
+        let ban = |t: &mut Tracker, secs| {
+            t.record(at("203.0.113.9", secs - 2));
+            t.record(at("203.0.113.9", secs - 1));
+            match t.record(at("203.0.113.9", secs)) {
+                Verdict::Ban(o) => o.bantime.as_secs(),
+                v => panic!("expected a ban, got {v:?}"),
+            }
+        };
+        assert_eq!(ban(&mut t, 2), 300);
+        // Decided again while the first runs: grown for the one earlier
+        // ban, but not counted as another.
+        assert_eq!(ban(&mut t, 100), 600);
+        assert_eq!(ban(&mut t, 400), 600);
+        // That one ran until 1000: the next is a third offence.
+        assert_eq!(ban(&mut t, 1_000), 1_200);
+        // Lifted by hand: the next ban is a new offence at once.
+        t.unbanned(
+            "j",
+            "203.0.113.9".parse().unwrap(),
+            at("203.0.113.9", 1_001).time,
+        );
+        assert_eq!(ban(&mut t, 1_002), 2_400);
     }
 }

@@ -21,10 +21,11 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::banlog::BanLog;
-use super::human;
-use crate::bantime::{Increment, Offences};
-use crate::enforce::{Applied, Backend, EnforceError, JailRules, Restore};
+use super::record::is_host;
+use super::{Applied, Backend, EnforceError, Restore};
+use crate::bantime::human;
 use crate::message::BanOrder;
+use crate::rules::JailRules;
 use crate::state::writer::{StateMsg, StateTx};
 use crate::state::StoredBan;
 
@@ -36,11 +37,6 @@ const RETRIES: u64 = 8;
 /// The wait after failed attempt `attempt`: 10 ms more each time.
 fn back_off(attempt: u64) {
     std::thread::sleep(Duration::from_millis(10 * attempt));
-}
-
-/// The kernel's answer when our table, a chain or a set is missing.
-fn table_gone(e: &EnforceError) -> bool {
-    matches!(e, EnforceError::Kernel { source, .. } if source.raw_os_error() == Some(libc::ENOENT))
 }
 
 pub enum EnforcerMsg {
@@ -66,7 +62,6 @@ pub enum EnforcerMsg {
     /// A reload: make the kernel match the new jails.
     Reconcile {
         rules: Vec<JailRules>,
-        increments: HashMap<String, Increment>,
         reply: oneshot::Sender<Result<(), EnforceError>>,
     },
     /// Someone else changed our table (`nft flush ruleset`, a restart of the
@@ -77,6 +72,12 @@ pub enum EnforcerMsg {
     Heal(Arc<AtomicBool>),
     /// Stop; with `flush`, remove our table and forget the bans first.
     Stop { flush: bool },
+}
+
+impl From<Vec<BanOrder>> for EnforcerMsg {
+    fn from(orders: Vec<BanOrder>) -> Self {
+        EnforcerMsg::Bans(orders)
+    }
 }
 
 /// One lifted ban, with the time it still had.
@@ -100,36 +101,43 @@ pub struct Enforcer {
     rules: Vec<JailRules>,
     jails: Vec<String>,
     totals: HashMap<String, u64>,
-    /// Jails with bantime increment on.
-    increments: HashMap<String, Increment>,
-    offences: Offences,
     /// Where applied bans are recorded (None: a dry run keeps nothing).
     state: Option<StateTx>,
 }
 
-/// What the enforcer starts from besides the backend.
-pub struct EnforcerSetup {
-    pub increments: HashMap<String, Increment>,
-    pub offences: Offences,
-    pub state: Option<StateTx>,
-}
-
 impl Enforcer {
-    pub fn new(backend: Box<dyn Backend>, rules: &[JailRules], setup: EnforcerSetup) -> Self {
+    /// `state`: where applied bans are recorded (None: a dry run keeps nothing).
+    pub fn new(backend: Box<dyn Backend>, rules: &[JailRules], state: Option<StateTx>) -> Self {
         Enforcer {
             backend,
             rules: rules.to_vec(),
             jails: rules.iter().map(|r| r.name.clone()).collect(),
             totals: HashMap::new(),
-            increments: setup.increments,
-            offences: setup.offences,
-            state: setup.state,
+            state,
         }
     }
 
     fn record(&self, msg: StateMsg) {
         if let Some(s) = &self.state {
             s.send(msg);
+        }
+    }
+
+    /// Has the backend watch for someone else changing our table; each
+    /// change queues a [`EnforcerMsg::Heal`] on `to_self`, but at most one at
+    /// a time (a storm of flushes heals once, see [`EnforcerMsg::Heal`]).
+    pub fn watch_for_tampering(&mut self, to_self: mpsc::Sender<EnforcerMsg>) {
+        let queued = Arc::new(AtomicBool::new(false));
+        let wake = move || {
+            if queued.swap(true, Ordering::AcqRel) {
+                return true;
+            }
+            to_self
+                .blocking_send(EnforcerMsg::Heal(Arc::clone(&queued)))
+                .is_ok()
+        };
+        if let Err(e) = self.backend.watch_for_tampering(Box::new(wake)) {
+            warn!("a flushed ruleset will not be healed: {e}");
         }
     }
 
@@ -162,13 +170,13 @@ impl Enforcer {
                         }
                     }
                     match self.ban(&batch, false) {
-                        Ok(_) if self.backend.foreign_change() => self.heal(),
+                        Ok(_) if self.backend.tampered() => self.heal(),
                         Ok(_) => {}
                         // Our table went away under the batch (`nft flush
                         // ruleset` between two of its transactions): rebuild
                         // it, then give the batch one more go; bans that did
                         // land before are kept by the heal.
-                        Err(e) if table_gone(&e) => self.heal_and_retry(&batch, e),
+                        Err(e) if e.is_missing() => self.heal_and_retry(&batch, e),
                         Err(e) => warn!(bans = batch.len(), "bans not applied: {e}"),
                     }
                 }
@@ -190,16 +198,11 @@ impl Enforcer {
                 EnforcerMsg::List { reply } => {
                     let _ = reply.send(self.list());
                 }
-                EnforcerMsg::Reconcile {
-                    rules,
-                    increments,
-                    reply,
-                } => {
+                EnforcerMsg::Reconcile { rules, reply } => {
                     let result = self.backend.reconcile(&rules);
                     if result.is_ok() {
                         self.jails = rules.iter().map(|r| r.name.clone()).collect();
                         self.rules = rules;
-                        self.increments = increments;
                         let jails = &self.jails;
                         self.totals.retain(|j, _| jails.contains(j));
                         self.record(StateMsg::Jails(self.jails.clone()));
@@ -222,24 +225,15 @@ impl Enforcer {
 
     fn ban(&mut self, orders: &[BanOrder], manual: bool) -> Result<Vec<Applied>, EnforceError> {
         let now = SystemTime::now();
-        let grown;
-        let orders = if self.increments.is_empty() {
-            orders
-        } else {
-            grown = self.grow(orders, now);
-            &grown[..]
-        };
         let applied = self.backend.ban(orders)?;
         let mut stored = Vec::new();
         for (order, outcome) in orders.iter().zip(&applied) {
             if *outcome == Applied::Unchanged {
                 continue;
             }
+            // Kept in the store's history for bantime increment after a
+            // restart (the tracker counts the offences of this run).
             let offence = *outcome == Applied::Added;
-            if offence {
-                self.offences
-                    .record(order.addr, Arc::clone(&order.jail), now);
-            }
             if self.state.is_some() {
                 stored.push((
                     StoredBan {
@@ -296,25 +290,6 @@ impl Enforcer {
         Ok(applied)
     }
 
-    /// Orders with their bantime grown for repeat offenders.
-    fn grow(&self, orders: &[BanOrder], now: SystemTime) -> Vec<BanOrder> {
-        orders
-            .iter()
-            .map(|o| {
-                let mut o = o.clone();
-                if let Some(inc) = self.increments.get(&*o.jail) {
-                    let jail = (!inc.overalljails).then_some(&*o.jail);
-                    let count = self.offences.count(o.addr.to_canonical(), jail, now);
-                    if count > 0 {
-                        o.bantime = inc.bantime(o.bantime, count);
-                        debug!(jail = %o.jail, addr = %o.addr, count, bantime = %human(o.bantime), "repeat offender");
-                    }
-                }
-                o
-            })
-            .collect()
-    }
-
     /// Rebuilds our table after someone else changed it and puts back every
     /// ban our record still holds, with the time it had left.
     fn heal(&mut self) {
@@ -341,7 +316,7 @@ impl Enforcer {
                 .reconcile(&self.rules)
                 .and_then(|()| self.backend.restore(&bans));
             match result {
-                Err(e) if table_gone(&e) && attempt < RETRIES => back_off(attempt),
+                Err(e) if e.is_missing() && attempt < RETRIES => back_off(attempt),
                 other => break other,
             }
             attempt += 1;
@@ -362,11 +337,11 @@ impl Enforcer {
     /// over and over may hit the retry too, so a few, spaced out.
     fn heal_and_retry(&mut self, batch: &[BanOrder], mut error: EnforceError) {
         for attempt in 1..=RETRIES {
-            self.backend.foreign_change();
+            self.backend.tampered();
             self.heal();
             match self.ban(batch, false) {
                 Ok(_) => return,
-                Err(e) if table_gone(&e) => error = e,
+                Err(e) if e.is_missing() => error = e,
                 Err(e) => {
                     error = e;
                     break;
@@ -475,11 +450,6 @@ impl Enforcer {
             })
             .collect()
     }
-}
-
-/// A /32 or /128: one address, kept in the address sets.
-pub fn is_host(net: &IpNet) -> bool {
-    net.prefix_len() == net.max_prefix_len()
 }
 
 /// An address without its /32, a prefix with its length.

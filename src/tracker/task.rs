@@ -1,15 +1,17 @@
-//! The tracker task: failures in, ban orders out, plus the two things the
-//! control plane asks of it (counters, and new jails on reload).
+//! The tracker task: failures in, ban orders out, plus what the control
+//! plane asks of it (counters, new jails on reload) and tells it (bans
+//! made and lifted by hand, which count for bantime increment).
 
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use super::enforcing::EnforcerMsg;
+use super::{JailCounts, Tracker, Verdict};
 use crate::config::Jail;
-use crate::message::Failure;
-use crate::tracker::{JailCounts, Tracker, Verdict};
+use crate::message::{BanOrder, Failure};
 
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
 
@@ -18,20 +20,30 @@ pub enum TrackerCtl {
     Counts {
         reply: oneshot::Sender<Vec<JailCounts>>,
     },
+    /// A reload; the jails carry their new bantime increments.
     Reconfigure {
         jails: Vec<Option<Jail>>,
         max_tracked: usize,
         reply: oneshot::Sender<()>,
     },
+    /// `nftjail ban` newly banned one address: an offence.
+    BannedByHand {
+        jail: Arc<str>,
+        addr: IpAddr,
+        bantime: Duration,
+    },
+    /// `nftjail unban` lifted these addresses' bans (jail, address).
+    Unbanned(Vec<(String, IpAddr)>),
 }
 
 /// Ends when every log reader has stopped (the failure channel closed),
-/// returning the tracker so its counts can be saved.
-pub async fn run(
+/// returning the tracker so its counts can be saved. The bans of one batch
+/// of failures leave as one message, whatever type the next stage reads.
+pub async fn run<M: From<Vec<BanOrder>>>(
     mut tracker: Tracker,
     mut failures: mpsc::Receiver<Vec<Failure>>,
     mut ctl: mpsc::Receiver<TrackerCtl>,
-    bans: mpsc::Sender<EnforcerMsg>,
+    bans: mpsc::Sender<M>,
 ) -> Tracker {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     loop {
@@ -51,7 +63,7 @@ pub async fn run(
                         Verdict::Counted { count } => debug!(%addr, count, "failure counted"),
                     }
                 }
-                if !orders.is_empty() && bans.send(EnforcerMsg::Bans(orders)).await.is_err() {
+                if !orders.is_empty() && bans.send(M::from(orders)).await.is_err() {
                     break;
                 }
             }
@@ -63,6 +75,15 @@ pub async fn run(
                 TrackerCtl::Reconfigure { jails, max_tracked, reply } => {
                     tracker.reconfigure(jails, max_tracked);
                     let _ = reply.send(());
+                }
+                TrackerCtl::BannedByHand { jail, addr, bantime } => {
+                    tracker.banned_by_hand(jail, addr, bantime, SystemTime::now());
+                }
+                TrackerCtl::Unbanned(lifted) => {
+                    let now = SystemTime::now();
+                    for (jail, addr) in lifted {
+                        tracker.unbanned(&jail, addr, now);
+                    }
                 }
             },
             _ = prune.tick() => tracker.prune(SystemTime::now()),

@@ -7,15 +7,15 @@
 //! adopted into it. Expired ones are dropped on both sides.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 use tracing::info;
 
-use super::DaemonError;
+use super::{Backend, EnforceError, Restore};
 use crate::bantime::Offences;
 use crate::config::Config;
-use crate::enforce::{Backend, Restore};
 use crate::state::{Store, StoredBan};
 
 /// A stored end and the kernel's may differ by the time a transaction took;
@@ -26,7 +26,7 @@ pub fn at_start(
     backend: &mut dyn Backend,
     store: &mut Store,
     config: &Config,
-) -> Result<(), DaemonError> {
+) -> Result<(), EnforceError> {
     let now = SystemTime::now();
     store.purge(now, config.dbpurgeage)?;
     let names: Vec<String> = config.jail_names().iter().map(|s| s.to_string()).collect();
@@ -105,15 +105,35 @@ pub fn at_start(
     Ok(())
 }
 
-/// Earlier bans within `dbpurgeage`, for bantime increment.
-pub fn offences(store: &Store, config: &Config) -> Result<Offences, DaemonError> {
+/// Earlier bans within `dbpurgeage`, for the tracker's bantime increment;
+/// those still in force are marked running (a ban decided again while one
+/// runs is not a new offence).
+pub fn offences(store: &Store, config: &Config) -> Result<Offences, EnforceError> {
     let now = SystemTime::now();
     let since = now
         .checked_sub(config.dbpurgeage)
         .unwrap_or(SystemTime::UNIX_EPOCH);
+    // A permanent ban runs for a century, as far as counting goes.
+    let forever = now + Duration::from_secs(100 * 365 * 86_400);
+    let running: HashMap<(String, IpAddr), SystemTime> = store
+        .bans()?
+        .into_iter()
+        .filter(|b| b.net.prefix_len() == b.net.max_prefix_len())
+        .map(|b| {
+            (
+                (b.jail.to_string(), b.net.addr()),
+                b.until.unwrap_or(forever),
+            )
+        })
+        .collect();
     let mut o = Offences::new(config.dbpurgeage);
     for (addr, jail, past) in store.history(since)? {
-        o.record(addr, jail.into(), past.time);
+        let until = running
+            .get(&(jail.clone(), addr))
+            .copied()
+            .filter(|u| *u > past.time)
+            .unwrap_or(past.time);
+        o.record(addr, jail.into(), past.time, until);
     }
     Ok(o)
 }
