@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
-use tracing::{info, warn};
 
 use super::JailSlots;
 use crate::config::Config;
@@ -88,7 +87,7 @@ impl Handle {
     }
 
     /// Sends a request to a stage and waits for its answer.
-    async fn ask<T, M>(
+    pub(super) async fn ask<T, M>(
         &self,
         to: &mpsc::Sender<M>,
         make: impl FnOnce(oneshot::Sender<T>) -> M,
@@ -240,120 +239,6 @@ impl Handle {
             }
         }
         Ok(Reply::Banned { bans })
-    }
-
-    /// All or nothing: the new file is parsed and checked, new log files are
-    /// opened and the kernel reconciled (one transaction) before any stage
-    /// switches; a failure at any of these leaves the running config as it was.
-    pub async fn reload(&self) -> Answer {
-        let mut sources = self.sources.lock().await;
-        let path = self.config_path.clone();
-        let mut new = tokio::task::spawn_blocking(move || Config::load(path.as_deref()))
-            .await
-            .map_err(|e| error(ErrorCode::Failed, e.to_string()))?
-            .map_err(|e| {
-                warn!("reload refused, the running config stays: {e}");
-                error(
-                    ErrorCode::Config,
-                    format!("{e}\nthe running config stays in force"),
-                )
-            })?;
-        if let Some(dir) = &self.state_dir {
-            new.state_dir = dir.clone();
-        }
-        let old = self.config();
-        if let Some(what) = needs_restart(&old, &new) {
-            return Err(error(
-                ErrorCode::Config,
-                format!("{what} changed: that needs a restart; the running config stays in force"),
-            ));
-        }
-        let (ids, jails) = match self.slots.lock() {
-            Ok(mut s) => s.assign(&new),
-            Err(_) => return Err(error(ErrorCode::Failed, "internal state poisoned")),
-        };
-        let prepared = sources.prepare(&new, &ids).map_err(|e| {
-            error(
-                ErrorCode::Failed,
-                format!("{e}; the running config stays in force"),
-            )
-        })?;
-        let rules = new.jail_rules();
-        self.ask(&self.enforcer, |reply| EnforcerMsg::Reconcile {
-            rules,
-            reply,
-        })
-        .await?
-        .map_err(|e| {
-            error(
-                ErrorCode::Failed,
-                format!("{e}; the running config stays in force"),
-            )
-        })?;
-        let max_tracked = new.max_tracked;
-        self.ask(&self.tracker, |reply| TrackerCtl::Reconfigure {
-            jails,
-            max_tracked,
-            reply,
-        })
-        .await?;
-        let stopped = sources
-            .commit(prepared)
-            .map_err(|e| error(ErrorCode::Failed, e.to_string()))?;
-        drop(sources);
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in stopped {
-                let _ = t.join();
-            }
-        })
-        .await;
-        let names =
-            |c: &Config| -> Vec<String> { c.jail_names().into_iter().map(String::from).collect() };
-        let (before, after) = (names(&old), names(&new));
-        let added: Vec<String> = after
-            .iter()
-            .filter(|j| !before.contains(j))
-            .cloned()
-            .collect();
-        let removed: Vec<String> = before
-            .iter()
-            .filter(|j| !after.contains(j))
-            .cloned()
-            .collect();
-        info!(
-            config = %new.origin.display(),
-            added = ?added,
-            removed = ?removed,
-            "reloaded: {}",
-            after.join(", ")
-        );
-        match self.config.write() {
-            Ok(mut c) => *c = Arc::new(new),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
-        }
-        super::give_back_freed_heap();
-        Ok(Reply::Reloaded {
-            jails: after,
-            added,
-            removed,
-        })
-    }
-}
-
-/// Settings the running daemon cannot switch in place.
-fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
-    if old.backend != new.backend {
-        Some("daemon.backend")
-    } else if old.table != new.table {
-        Some("daemon.table")
-    } else if old.socket != new.socket || old.socket_group != new.socket_group {
-        Some("daemon.socket")
-    } else if old.state_dir != new.state_dir {
-        Some("daemon.state_dir")
-    } else if old.dbpurgeage != new.dbpurgeage {
-        Some("daemon.dbpurgeage")
-    } else {
-        None
     }
 }
 

@@ -1,40 +1,30 @@
-//! Wiring: one thread per log file (source + matcher inline), one tracker
-//! task, one enforcer thread; data flows one way through bounded channels.
-//! The control socket asks the tracker and the enforcer through their own
-//! channels and swaps the readers' matchers on reload.
-//!
-//! ```text
-//! file threads ──Failure──▶ tracker task ──BanOrder──▶ enforcer thread ──netlink──▶ kernel
-//!                                ▲                           ▲
-//!                                └──── control socket ───────┘
-//! ```
-//! Shutdown follows tokio's guide: a signal stops the sources, their senders
-//! drop, the tracker drains and ends, and the enforcer applies its last batch
-//! before it returns.
+//! Wiring, and nothing else: [`run`] is [`start::start`] (every stage
+//! created and started, in the order that keeps a line from being missed),
+//! [`serve`] (signals; requests are served by [`control`] and [`reload`]) and
+//! [`stop::stop`] (every stage stopped, in the order that keeps a decided
+//! ban or a counted failure from being lost). The stages own their loops:
+//! readers in `pipeline`, the tracker in `tracker`, the enforcer in
+//! `enforce`, the state writer in `state`. ARCHITECTURE.md draws them.
 
 mod control;
+mod reload;
+mod start;
+mod stop;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use crate::config::{BackendKind, Config, Jail};
-use crate::control::server::{self as control_server, Access, BindError};
-use crate::enforce::log::LogBackend;
-use crate::enforce::nft::NftBackend;
-use crate::enforce::{Backend, EnforceError};
-use crate::message::{Failure, JailId};
-use crate::pipeline::{self, PipelineError, Sources};
-use crate::state::{writer as state_writer, StateError, Store};
-use crate::tracker::Tracker;
+use crate::config::{Config, Jail};
+use crate::control::server::BindError;
+use crate::enforce::EnforceError;
+use crate::message::JailId;
+use crate::pipeline::PipelineError;
+use crate::state::StateError;
 
 pub use crate::enforce::banlog::write_directly_to as ban_lines_written_directly_to;
-use crate::enforce::enforcer::{Enforcer, EnforcerMsg};
-use crate::enforce::restore;
-use crate::tracker::task::{self as tracker_task, TrackerCtl};
 pub use control::Handle;
 
 /// Failures waiting for the tracker; a burst beyond this back-pressures the
@@ -107,165 +97,13 @@ impl JailSlots {
     }
 }
 
-/// Runs the daemon until SIGINT or SIGTERM; SIGHUP reloads the config.
-pub async fn run(mut config: Config, opts: RunOptions) -> Result<(), DaemonError> {
-    let mut backend: Box<dyn Backend> = match (opts.dry_run, config.backend) {
-        (true, _) | (false, BackendKind::Log) => Box::new(LogBackend::default()),
-        (false, BackendKind::Nft) => Box::new(NftBackend::open(&config.table)?),
-    };
-    if let Some(dir) = &opts.state_dir {
-        config.state_dir = dir.clone();
-    } else if opts.dry_run {
-        // Whatever a dry run reads (a journal cursor) must not move the real
-        // daemon's position: it keeps it in a throwaway directory.
-        config.state_dir =
-            std::env::temp_dir().join(format!("nftjail-dry-run-{}", std::process::id()));
-    }
-    let rules = config.jail_rules();
-    backend.reconcile(&rules)?;
-    // A dry run (--dry-run) keeps no state: it must not restore into, or
-    // record over, what the real daemon stored.
-    let (state, offences, positions, failures) = if opts.dry_run {
-        let none = crate::bantime::Offences::new(config.dbpurgeage);
-        (None, none, Vec::new(), Vec::new())
-    } else {
-        let mut store = Store::open(&config.state_dir)?;
-        restore::at_start(&mut *backend, &mut store, &config)?;
-        let offences = restore::offences(&store, &config)?;
-        let positions = store.positions()?;
-        let failures = store.take_failures()?;
-        let (tx, thread) =
-            state_writer::spawn(store, config.dbpurgeage).map_err(DaemonError::Thread)?;
-        (Some((tx, thread)), offences, positions, failures)
-    };
-    let state_tx = state.as_ref().map(|(tx, _)| tx.clone());
-    let access = Access {
-        group: config.socket_group.as_ref().map(|(_, gid)| *gid),
-    };
-    let listener = control_server::bind(&config.socket, access)?;
-
-    // Readers send their failures in batches (see pipeline::FLUSH_AT).
-    let (fail_tx, fail_rx) = mpsc::channel::<Vec<Failure>>(FAILURE_QUEUE / pipeline::FLUSH_AT);
-    let (enf_tx, enf_rx) = mpsc::channel::<EnforcerMsg>(BAN_QUEUE);
-    let (trk_tx, trk_rx) = mpsc::channel::<TrackerCtl>(256);
-
-    let mut slots = JailSlots::default();
-    let (ids, jails) = slots.assign(&config);
-    let state_dir = config.state_dir.clone();
-    let cursors: pipeline::CursorStores = Arc::new(move || {
-        Store::open(&state_dir)
-            .map(|s| Box::new(s) as Box<dyn crate::source::journal::CursorStore>)
-            .map_err(|e| crate::source::journal::JournalError::Cursor(Box::new(e)))
-    });
-    let mut sources = Sources::new(fail_tx, opts.stdin_jail.clone(), positions, cursors);
-    let stdin_done = sources.stdin_done();
-    let prepared = sources.prepare(&config, &ids)?;
-    sources.commit(prepared)?;
-
-    let mut enforcer = Enforcer::new(backend, &rules, state_tx.clone());
-    enforcer.watch_for_tampering(enf_tx.clone());
-    let enforcer = std::thread::Builder::new()
-        .name("enforcer".into())
-        .spawn(move || enforcer.run(enf_rx))
-        .map_err(DaemonError::Thread)?;
-    let mut counting = Tracker::with_slots(jails, config.max_tracked).with_offences(offences);
-    let carried = carry_failures(&mut counting, &config, &ids, failures, &enf_tx).await;
-    counting.reset_totals();
-    let tracker = tokio::spawn(tracker_task::run(counting, fail_rx, trk_rx, enf_tx.clone()));
-
-    info!(
-        carried,
-        jails = config.jails.len(),
-        files = sources.len(),
-        config = %config.origin.display(),
-        socket = %config.socket.display(),
-        "ready: {}",
-        config.jail_names().join(", ")
-    );
-    give_back_freed_heap();
-    let socket = config.socket.clone();
-    let handle = Arc::new(Handle {
-        config: RwLock::new(Arc::new(config)),
-        config_path: opts.config_path,
-        state_dir: opts.state_dir.clone(),
-        slots: Mutex::new(slots),
-        sources: tokio::sync::Mutex::new(sources),
-        tracker: trk_tx,
-        enforcer: enf_tx.clone(),
-    });
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(control_server::serve(
-        listener,
-        socket,
-        access,
-        Arc::clone(&handle),
-        stop_rx,
-    ));
-
-    let saver = state_tx.clone().map(|tx| {
-        let handle = Arc::clone(&handle);
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(POSITIONS_EVERY);
-            loop {
-                every.tick().await;
-                let p = handle.sources.lock().await.positions();
-                tx.send(state_writer::StateMsg::Positions(p));
-            }
-        })
-    });
-    wait_for_shutdown(&handle, &stdin_done).await?;
-    if let Some(s) = saver {
-        s.abort();
-    }
-    let flush = handle.config().on_stop == crate::config::persist::OnStop::Flush;
-    if !flush {
-        info!("stopping: bans stay in the kernel until they expire");
-    }
-    let _ = stop_tx.send(true);
-    let _ = server.await;
-    let slots = handle.sources.lock().await.position_slots();
-    let threads = handle.sources.lock().await.stop_all();
-    let _ = tokio::task::spawn_blocking(move || {
-        for t in threads {
-            if t.join().is_err() {
-                error!("a log source thread panicked");
-            }
-        }
-    })
-    .await;
-    let counted = match tracker.await {
-        Ok(t) => t.snapshot(),
-        Err(_) => {
-            error!("the tracker task panicked");
-            Vec::new()
-        }
-    };
-    // Every decided ban is queued ahead of this.
-    let _ = enf_tx.send(EnforcerMsg::Stop { flush }).await;
-    if tokio::task::spawn_blocking(move || enforcer.join().is_err())
-        .await
-        .unwrap_or(true)
-    {
-        error!("the enforcer thread panicked");
-    }
-    // The enforcer's handle is gone with it; ours is the last but this one.
-    drop(handle);
-    if let Some((tx, thread)) = state {
-        // The readers have stopped after their last line: these are exact.
-        tx.send(state_writer::StateMsg::Positions(pipeline::read_positions(
-            &slots,
-        )));
-        let counted = counted
-            .into_iter()
-            .map(|(jail, addr, t)| (jail.to_string(), addr, t))
-            .collect();
-        tx.send(state_writer::StateMsg::Failures(counted));
-        tx.sync();
-        drop(tx);
-        drop(state_tx);
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-    }
-    Ok(())
+/// Runs the daemon until SIGINT or SIGTERM (or the end of `--stdin`);
+/// SIGHUP reloads the config.
+pub async fn run(config: Config, opts: RunOptions) -> Result<(), DaemonError> {
+    let running = start::start(config, opts).await?;
+    let served = serve(&running).await;
+    stop::stop(running).await;
+    served
 }
 
 /// Returns to the kernel the heap pages that start-up (or a reload: TOML,
@@ -280,44 +118,9 @@ fn give_back_freed_heap() {
     }
 }
 
-/// Failures still counted when the last run stopped count on: an attacker
-/// gains nothing from a restart. Returns how many were carried over.
-async fn carry_failures(
-    tracker: &mut Tracker,
-    config: &Config,
-    ids: &[JailId],
-    failures: Vec<(String, std::net::IpAddr, std::time::SystemTime)>,
-    enforcer: &mpsc::Sender<EnforcerMsg>,
-) -> usize {
-    let now = std::time::SystemTime::now();
-    let mut carried = 0;
-    for (jail, addr, time) in failures {
-        let Some(i) = config.jails.iter().position(|j| *j.name == *jail) else {
-            continue;
-        };
-        let failure = Failure {
-            jail: ids[i],
-            addr,
-            time,
-            line: None,
-        };
-        match tracker.record_at(failure, now) {
-            crate::tracker::Verdict::Counted { .. } => carried += 1,
-            // maxretry was lowered meanwhile: the ban is due now.
-            crate::tracker::Verdict::Ban(order) => {
-                carried += 1;
-                let _ = enforcer.send(EnforcerMsg::Bans(vec![order])).await;
-            }
-            _ => {}
-        }
-    }
-    carried
-}
-
-async fn wait_for_shutdown(
-    handle: &Handle,
-    stdin_done: &tokio::sync::Notify,
-) -> Result<(), DaemonError> {
+/// Waits for the signal to stop, reloading on SIGHUP meanwhile.
+async fn serve(running: &start::Running) -> Result<(), DaemonError> {
+    let (handle, stdin_done) = (&running.handle, &running.stdin_done);
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;

@@ -341,12 +341,43 @@ impl Tracker {
         out
     }
 
-    /// Starts "Total failed" from zero (after failures carried over from
-    /// the last run were recorded: they were counted by that run).
-    pub fn reset_totals(&mut self) {
+    /// Counts on the failures the last run still counted when it stopped
+    /// (by jail name, as [`Self::snapshot`] gave them): an attacker gains
+    /// nothing from a restart. Returns how many were carried over, and the
+    /// bans now due (maxretry was lowered meanwhile). "Total failed" starts
+    /// from zero after them: the last run counted them.
+    pub fn carry_over(
+        &mut self,
+        failures: Vec<(String, IpAddr, SystemTime)>,
+        now: SystemTime,
+    ) -> (usize, Vec<BanOrder>) {
+        let mut carried = 0;
+        let mut due = Vec::new();
+        for (jail, addr, time) in failures {
+            let id = self
+                .jails
+                .iter()
+                .position(|j| j.as_ref().is_some_and(|j| *j.name == *jail));
+            let Some(jail) = id else { continue };
+            let failure = Failure {
+                jail,
+                addr,
+                time,
+                line: None,
+            };
+            match self.record_at(failure, now) {
+                Verdict::Counted { .. } => carried += 1,
+                Verdict::Ban(order) => {
+                    carried += 1;
+                    due.push(order);
+                }
+                Verdict::Ignored | Verdict::Stale => {}
+            }
+        }
         for c in &mut self.counts {
             c.total = 0;
         }
+        (carried, due)
     }
 
     fn evict(&mut self) {

@@ -1,0 +1,225 @@
+//! Start-up: the backend and the kernel's ruleset first, then what the last
+//! run left (bans, offences, positions, counts), then the stages from the
+//! end of the pipeline backwards, so nothing a stage sends has nowhere to
+//! go. "ready" is said only once every source is open.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use super::{control::Handle, DaemonError, JailSlots, RunOptions};
+use super::{BAN_QUEUE, FAILURE_QUEUE, POSITIONS_EVERY};
+use crate::bantime::Offences;
+use crate::config::{BackendKind, Config};
+use crate::control::server::{self as control_server, Access};
+use crate::enforce::enforcer::{Enforcer, EnforcerMsg};
+use crate::enforce::log::LogBackend;
+use crate::enforce::nft::NftBackend;
+use crate::enforce::{restore, Backend};
+use crate::message::Failure;
+use crate::pipeline::{self, Sources};
+use crate::rules::JailRules;
+use crate::source::file::Position;
+use crate::source::journal::{CursorStore, JournalError};
+use crate::state::writer::{self as state_writer, StateMsg, StateTx};
+use crate::state::Store;
+use crate::tracker::task::{self as tracker_task, TrackerCtl};
+use crate::tracker::Tracker;
+
+/// Everything [`super::serve`] and [`super::stop::stop`] need of the
+/// running stages.
+pub(super) struct Running {
+    pub(super) handle: Arc<Handle>,
+    pub(super) stdin_done: Arc<Notify>,
+    pub(super) server: JoinHandle<()>,
+    pub(super) stop_server: watch::Sender<bool>,
+    pub(super) tracker: JoinHandle<Tracker>,
+    pub(super) enforcer: std::thread::JoinHandle<()>,
+    pub(super) enforcer_tx: mpsc::Sender<EnforcerMsg>,
+    /// The state writer (None: a dry run keeps no state).
+    pub(super) state: Option<(StateTx, std::thread::JoinHandle<()>)>,
+    pub(super) position_saver: Option<JoinHandle<()>>,
+}
+
+/// What the last run left in the state store, besides the bans (which
+/// [`restore::at_start`] puts back in the kernel).
+struct LastRun {
+    offences: Offences,
+    positions: Vec<(String, Position)>,
+    failures: Vec<(String, std::net::IpAddr, SystemTime)>,
+}
+
+pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Running, DaemonError> {
+    place_state_dir(&mut config, &opts);
+    let mut backend = open_backend(&config, opts.dry_run)?;
+    let rules = config.jail_rules();
+    backend.reconcile(&rules)?;
+    let (state, last) = restore_last_run(&mut *backend, &config, opts.dry_run)?;
+    let state_tx = state.as_ref().map(|(tx, _)| tx.clone());
+    let access = Access {
+        group: config.socket_group.as_ref().map(|(_, gid)| *gid),
+    };
+    let listener = control_server::bind(&config.socket, access)?;
+
+    // Readers send their failures in batches (see pipeline::FLUSH_AT).
+    let (fail_tx, fail_rx) = mpsc::channel::<Vec<Failure>>(FAILURE_QUEUE / pipeline::FLUSH_AT);
+    let (enforcer_tx, enforcer_rx) = mpsc::channel::<EnforcerMsg>(BAN_QUEUE);
+    let (tracker_tx, tracker_rx) = mpsc::channel::<TrackerCtl>(256);
+
+    let enforcer = spawn_enforcer(backend, &rules, state_tx.clone(), &enforcer_tx, enforcer_rx)?;
+    let mut slots = JailSlots::default();
+    let (ids, jails) = slots.assign(&config);
+    let mut counting = Tracker::with_slots(jails, config.max_tracked).with_offences(last.offences);
+    let carried = carry_over(&mut counting, last.failures, &enforcer_tx).await;
+    let tracker = tracker_task::run(counting, fail_rx, tracker_rx, enforcer_tx.clone());
+    let tracker = tokio::spawn(tracker);
+    let mut sources = Sources::new(
+        fail_tx,
+        opts.stdin_jail,
+        last.positions,
+        cursor_stores(&config),
+    );
+    let stdin_done = sources.stdin_done();
+    let prepared = sources.prepare(&config, &ids)?;
+    sources.commit(prepared)?;
+    info!(
+        carried,
+        jails = config.jails.len(),
+        files = sources.len(),
+        config = %config.origin.display(),
+        socket = %config.socket.display(),
+        "ready: {}",
+        config.jail_names().join(", ")
+    );
+    super::give_back_freed_heap();
+
+    let socket = config.socket.clone();
+    let handle = Arc::new(Handle {
+        config: RwLock::new(Arc::new(config)),
+        config_path: opts.config_path,
+        state_dir: opts.state_dir,
+        slots: Mutex::new(slots),
+        sources: tokio::sync::Mutex::new(sources),
+        tracker: tracker_tx,
+        enforcer: enforcer_tx.clone(),
+    });
+    let (stop_server, stop_rx) = watch::channel(false);
+    let server = control_server::serve(listener, socket, access, Arc::clone(&handle), stop_rx);
+    let server = tokio::spawn(server);
+    let position_saver = state_tx.map(|tx| tokio::spawn(save_positions(Arc::clone(&handle), tx)));
+    Ok(Running {
+        handle,
+        stdin_done,
+        server,
+        stop_server,
+        tracker,
+        enforcer,
+        enforcer_tx,
+        state,
+        position_saver,
+    })
+}
+
+/// The enforcer on its own thread: the only owner of the backend.
+fn spawn_enforcer(
+    backend: Box<dyn Backend>,
+    rules: &[JailRules],
+    state: Option<StateTx>,
+    tx: &mpsc::Sender<EnforcerMsg>,
+    rx: mpsc::Receiver<EnforcerMsg>,
+) -> Result<std::thread::JoinHandle<()>, DaemonError> {
+    let mut enforcer = Enforcer::new(backend, rules, state);
+    enforcer.watch_for_tampering(tx.clone());
+    std::thread::Builder::new()
+        .name("enforcer".into())
+        .spawn(move || enforcer.run(rx))
+        .map_err(DaemonError::Thread)
+}
+
+/// Failures the last run still counted count on; a ban they make due now
+/// (maxretry was lowered meanwhile) goes to the enforcer at once.
+async fn carry_over(
+    tracker: &mut Tracker,
+    failures: Vec<(String, std::net::IpAddr, SystemTime)>,
+    enforcer: &mpsc::Sender<EnforcerMsg>,
+) -> usize {
+    let (carried, due) = tracker.carry_over(failures, SystemTime::now());
+    if !due.is_empty() {
+        let _ = enforcer.send(EnforcerMsg::Bans(due)).await;
+    }
+    carried
+}
+
+/// `--state-dir` stands over the config; a dry run keeps whatever it reads
+/// (a journal cursor) in a throwaway directory, so it never moves the real
+/// daemon's position.
+fn place_state_dir(config: &mut Config, opts: &RunOptions) {
+    if let Some(dir) = &opts.state_dir {
+        config.state_dir = dir.clone();
+    } else if opts.dry_run {
+        config.state_dir =
+            std::env::temp_dir().join(format!("nftjail-dry-run-{}", std::process::id()));
+    }
+}
+
+/// The backend chosen once, at start: nothing else knows which one runs.
+fn open_backend(config: &Config, dry_run: bool) -> Result<Box<dyn Backend>, DaemonError> {
+    Ok(match (dry_run, config.backend) {
+        (true, _) | (false, BackendKind::Log) => Box::new(LogBackend::default()),
+        (false, BackendKind::Nft) => Box::new(NftBackend::open(&config.table)?),
+    })
+}
+
+type StateWriter = (StateTx, std::thread::JoinHandle<()>);
+
+/// Puts the last run's bans back and reads what else it left, then hands
+/// the store to its writer thread. A dry run keeps no state: it must not
+/// restore into, or record over, what the real daemon stored.
+fn restore_last_run(
+    backend: &mut dyn Backend,
+    config: &Config,
+    dry_run: bool,
+) -> Result<(Option<StateWriter>, LastRun), DaemonError> {
+    if dry_run {
+        let nothing = LastRun {
+            offences: Offences::new(config.dbpurgeage),
+            positions: Vec::new(),
+            failures: Vec::new(),
+        };
+        return Ok((None, nothing));
+    }
+    let mut store = Store::open(&config.state_dir)?;
+    restore::at_start(backend, &mut store, config)?;
+    let last = LastRun {
+        offences: restore::offences(&store, config)?,
+        positions: store.positions()?,
+        failures: store.take_failures()?,
+    };
+    let writer = state_writer::spawn(store, config.dbpurgeage).map_err(DaemonError::Thread)?;
+    Ok((Some(writer), last))
+}
+
+/// Each journal reader keeps its cursor through a handle of its own on the
+/// state store.
+fn cursor_stores(config: &Config) -> pipeline::CursorStores {
+    let dir = config.state_dir.clone();
+    Arc::new(move || {
+        Store::open(&dir)
+            .map(|s| Box::new(s) as Box<dyn CursorStore>)
+            .map_err(|e| JournalError::Cursor(Box::new(e)))
+    })
+}
+
+/// Read positions go to the store every [`POSITIONS_EVERY`] while running
+/// (at stop they are saved exactly).
+async fn save_positions(handle: Arc<Handle>, tx: StateTx) {
+    let mut every = tokio::time::interval(POSITIONS_EVERY);
+    loop {
+        every.tick().await;
+        let p = handle.sources.lock().await.positions();
+        tx.send(StateMsg::Positions(p));
+    }
+}

@@ -1,0 +1,77 @@
+//! Shutdown, as tokio's guide has it: the readers stop after their last
+//! line and their senders drop; the tracker drains and hands back its
+//! counts; the enforcer applies every ban queued before its stop; the state
+//! writer records exact positions and the counts last.
+
+use tracing::{error, info};
+
+use super::start::Running;
+use crate::config::persist::OnStop;
+use crate::enforce::enforcer::EnforcerMsg;
+use crate::pipeline;
+use crate::state::writer::StateMsg;
+
+pub(super) async fn stop(running: Running) {
+    let Running {
+        handle,
+        server,
+        stop_server,
+        tracker,
+        enforcer,
+        enforcer_tx,
+        state,
+        position_saver,
+        ..
+    } = running;
+    if let Some(s) = position_saver {
+        s.abort();
+    }
+    let flush = handle.config().on_stop == OnStop::Flush;
+    if !flush {
+        info!("stopping: bans stay in the kernel until they expire");
+    }
+    let _ = stop_server.send(true);
+    let _ = server.await;
+    let (slots, threads) = {
+        let mut sources = handle.sources.lock().await;
+        (sources.position_slots(), sources.stop_all())
+    };
+    let joined = tokio::task::spawn_blocking(move || {
+        threads
+            .into_iter()
+            .map(|t| t.join())
+            .filter(Result::is_err)
+            .count()
+    });
+    if joined.await.unwrap_or(1) > 0 {
+        error!("a log source thread panicked");
+    }
+    let counted = match tracker.await {
+        Ok(t) => t.snapshot(),
+        Err(_) => {
+            error!("the tracker task panicked");
+            Vec::new()
+        }
+    };
+    // Every decided ban is queued ahead of this.
+    let _ = enforcer_tx.send(EnforcerMsg::Stop { flush }).await;
+    if tokio::task::spawn_blocking(move || enforcer.join().is_err())
+        .await
+        .unwrap_or(true)
+    {
+        error!("the enforcer thread panicked");
+    }
+    drop(handle);
+    if let Some((tx, thread)) = state {
+        // The readers have stopped after their last line: these are exact.
+        tx.send(StateMsg::Positions(pipeline::read_positions(&slots)));
+        let counted = counted
+            .into_iter()
+            .map(|(jail, addr, t)| (jail.to_string(), addr, t))
+            .collect();
+        tx.send(StateMsg::Failures(counted));
+        tx.sync();
+        drop(tx);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
