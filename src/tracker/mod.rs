@@ -60,7 +60,8 @@ pub struct JailCounts {
 }
 
 /// Compact on purpose: an attack spread over a million addresses makes a
-/// million of these (about 170 bytes each with the map and the queue, measured).
+/// million of these, each with its map entry and its place in the queue
+/// (BENCHMARKS.md has the cost per address).
 type Key = (u16, IpAddr);
 
 /// The most recent failure times of one address in one jail, at most

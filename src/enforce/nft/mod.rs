@@ -64,9 +64,9 @@ pub struct NftBackend {
     changed_by_others: bool,
 }
 
-/// What one order needs from the kernel.
+/// What one order needs from the kernel, judged from the ban record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Plan {
+enum ElementChange {
     Add,
     /// Delete then add in the same transaction.
     Replace,
@@ -155,26 +155,26 @@ impl NftBackend {
         Ok(seen.into_values().collect())
     }
 
-    fn plan(&self, jail: &str, addr: IpAddr, bantime: Duration, now: Instant) -> Plan {
+    fn plan(&self, jail: &str, addr: IpAddr, bantime: Duration, now: Instant) -> ElementChange {
         match self.bans.addrs(jail).and_then(|bans| bans.get(&addr)) {
-            None => Plan::Add,
-            Some(Until::Never) => Plan::Nothing,
+            None => ElementChange::Add,
+            Some(Until::Never) => ElementChange::Nothing,
             Some(Until::At(t)) if *t > now => {
                 if bantime > *t - now {
-                    Plan::Replace
+                    ElementChange::Replace
                 } else {
-                    Plan::Nothing
+                    ElementChange::Nothing
                 }
             }
-            Some(Until::At(t)) if now - *t < GC_GRACE => Plan::Replace,
-            Some(Until::At(_)) => Plan::Add,
+            Some(Until::At(t)) if now - *t < GC_GRACE => ElementChange::Replace,
+            Some(Until::At(_)) => ElementChange::Add,
         }
     }
 
     /// Applies decided orders, a transaction per chunk, and records them.
     fn apply_all(
         &mut self,
-        todo: &[(Arc<str>, IpAddr, Duration, Plan)],
+        todo: &[(Arc<str>, IpAddr, Duration, ElementChange)],
         now: Instant,
     ) -> Result<(), EnforceError> {
         for chunk in todo.chunks(ORDERS_PER_TRANSACTION) {
@@ -191,7 +191,10 @@ impl NftBackend {
     }
 
     /// Applies one chunk of decided orders in one transaction.
-    fn apply(&mut self, chunk: &[(Arc<str>, IpAddr, Duration, Plan)]) -> Result<(), EnforceError> {
+    fn apply(
+        &mut self,
+        chunk: &[(Arc<str>, IpAddr, Duration, ElementChange)],
+    ) -> Result<(), EnforceError> {
         // Per set: deletes first, then adds (a replace is both). Grouped by
         // jail and family, so a flood names each set once, not once a ban.
         type Elems = Vec<(IpAddr, Option<Duration>)>;
@@ -206,7 +209,7 @@ impl NftBackend {
         let mut del_groups: Groups = Vec::new();
         let mut add_groups: Groups = Vec::new();
         for (jail, addr, bantime, plan) in chunk {
-            if *plan == Plan::Replace {
+            if *plan == ElementChange::Replace {
                 group(&mut del_groups, jail, (*addr, None));
             }
             group(&mut add_groups, jail, (*addr, Some(*bantime)));
@@ -249,7 +252,7 @@ impl NftBackend {
                 for (jail, addr, bantime, plan) in chunk {
                     let set = set_name(jail, *addr);
                     let mut w = self.nl.writer();
-                    if *plan == Plan::Replace {
+                    if *plan == ElementChange::Replace {
                         w.elements(&self.table, &set, &[(*addr, None)], false);
                     }
                     w.elements(&self.table, &set, &[(*addr, Some(*bantime))], true);
@@ -337,7 +340,7 @@ impl Backend for NftBackend {
         }
         let now = Instant::now();
         let mut outcomes = Vec::with_capacity(orders.len());
-        let mut todo: Vec<(Arc<str>, IpAddr, Duration, Plan)> = Vec::new();
+        let mut todo: Vec<(Arc<str>, IpAddr, Duration, ElementChange)> = Vec::new();
         // Decided within this call, so a duplicate sees the first one's effect.
         let mut pending: crate::AddrMap<(&str, IpAddr), Duration> = crate::AddrMap::default();
         for o in orders {
@@ -361,14 +364,14 @@ impl Backend for NftBackend {
             }
             let plan = self.plan(&o.jail, addr, o.bantime, now);
             outcomes.push(match plan {
-                Plan::Add => Applied::Added,
-                Plan::Replace if matches!(self.remaining(&o.jail, addr), Some(d) if !d.is_zero()) => {
+                ElementChange::Add => Applied::Added,
+                ElementChange::Replace if matches!(self.remaining(&o.jail, addr), Some(d) if !d.is_zero()) => {
                     Applied::Extended
                 }
-                Plan::Replace => Applied::Added,
-                Plan::Nothing => Applied::Unchanged,
+                ElementChange::Replace => Applied::Added,
+                ElementChange::Nothing => Applied::Unchanged,
             });
-            if plan != Plan::Nothing {
+            if plan != ElementChange::Nothing {
                 pending.insert(key, o.bantime);
                 todo.push((Arc::clone(&o.jail), addr, o.bantime, plan));
             }

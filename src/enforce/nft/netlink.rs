@@ -25,8 +25,8 @@ pub const MAX_TRANSACTION: usize = 2 << 20;
 /// One datagram per recv: the kernel sizes a dump's datagrams from the
 /// largest buffer a reader offered, capped at 32 KiB (netlink_recvmsg), and
 /// notifications fill at most NLMSG_GOODSIZE. Twice the cap leaves room;
-/// a bigger buffer would only sit in the heap (it did: 1 MiB each, measured
-/// as most of the idle daemon's heap).
+/// a bigger buffer would only sit in the heap, the largest part of an idle
+/// daemon's.
 pub const RECV_BUFFER: usize = 64 << 10;
 
 /// A message the kernel refused, and why.
