@@ -45,7 +45,7 @@ pub struct BanOrder {
 ///
 /// A reader puts the lines that hit of one batch into one buffer and hands
 /// out ranges of it: one allocation per batch instead of one per line. Per
-/// line, that allocation was a quarter of a reader's time in a flood (the
+/// line, that allocation is a large part of a reader's time in a flood (the
 /// lines are freed on other threads, so glibc's thread cache never serves
 /// them). The buffer lives until the last of its lines is dropped: the
 /// tracker drops all but the lines that decide a ban, and the enforcer

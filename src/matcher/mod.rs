@@ -91,8 +91,8 @@ struct Pattern {
 /// start (every pattern of our library: `^<SYSLOG>...`). `Regex::captures`
 /// first runs the lazy DFA to find where the match ends, then this same
 /// backtracker over that span; a match anchored at 0 needs only the second
-/// pass. Same engine, same leftmost-first result; about a quarter less time
-/// on a line that matches. On a line that does not, the DFA gives up sooner
+/// pass. Same engine, same leftmost-first result; less time on a line that
+/// matches. On a line that does not, the DFA gives up sooner
 /// than the backtracker, so which way is cheaper depends on how often the
 /// lines that get past this pattern's gate match: a pattern whose gate is
 /// a common word (`postfix`) goes DFA first, one whose lines mostly match
