@@ -8,6 +8,7 @@
 
 mod control;
 mod reload;
+mod service;
 mod start;
 mod stop;
 

@@ -70,6 +70,15 @@ pub enum EnforcerMsg {
     /// so a storm of flushes queues one heal, not one per flush (each costs
     /// a dump of every set).
     Heal(Arc<AtomicBool>),
+    /// The service watchdog's heartbeat, answered between batches (so an
+    /// answer means the enforcer thread is taking messages) with how many
+    /// times the bans changed since start, so whoever shows the number of
+    /// active bans asks for the list only when it may have changed.
+    Ping(oneshot::Sender<u64>),
+    /// Test hook, in debug builds only: the enforcer thread sleeps this long,
+    /// as a wedged one would, so a test sees the service watchdog go quiet.
+    #[cfg(debug_assertions)]
+    Stall(Duration),
     /// Stop; with `flush`, remove our table and forget the bans first.
     Stop { flush: bool },
 }
@@ -103,6 +112,8 @@ pub struct Enforcer {
     totals: HashMap<String, u64>,
     /// Where applied bans are recorded (None: a dry run keeps nothing).
     state: Option<StateTx>,
+    /// Bumped whenever bans were added, extended or lifted (see [`EnforcerMsg::Ping`]).
+    changes: u64,
 }
 
 impl Enforcer {
@@ -114,6 +125,7 @@ impl Enforcer {
             jails: rules.iter().map(|r| r.name.clone()).collect(),
             totals: HashMap::new(),
             state,
+            changes: 0,
         }
     }
 
@@ -201,6 +213,7 @@ impl Enforcer {
                 EnforcerMsg::Reconcile { rules, reply } => {
                     let result = self.backend.reconcile(&rules);
                     if result.is_ok() {
+                        self.changes += 1;
                         self.jails = rules.iter().map(|r| r.name.clone()).collect();
                         self.rules = rules;
                         let jails = &self.jails;
@@ -209,8 +222,17 @@ impl Enforcer {
                     }
                     let _ = reply.send(result);
                 }
+                EnforcerMsg::Ping(reply) => {
+                    let _ = reply.send(self.changes);
+                }
+                #[cfg(debug_assertions)]
+                EnforcerMsg::Stall(d) => {
+                    warn!("test hook: the enforcer stalls for {d:?}");
+                    std::thread::sleep(d);
+                }
                 EnforcerMsg::Heal(queued) => {
                     queued.store(false, Ordering::Release);
+                    self.changes += 1;
                     self.heal();
                 }
                 EnforcerMsg::Stop { flush } => {
@@ -279,6 +301,9 @@ impl Enforcer {
             }
         }
         logged.flush();
+        if !tally.is_empty() {
+            self.changes += 1;
+        }
         for (jail, n) in tally {
             match self.totals.get_mut(&**jail) {
                 Some(total) => *total += n,
@@ -395,6 +420,7 @@ impl Enforcer {
                 false,
             )]));
             *self.totals.entry(jail.to_string()).or_default() += 1;
+            self.changes += 1;
             info!(
                 "ban: jail={jail} prefix={target} manual bantime={}",
                 human(bantime)
@@ -427,6 +453,7 @@ impl Enforcer {
                     self.backend.unban_net(&jail, t)?
                 };
                 if done {
+                    self.changes += 1;
                     self.record(StateMsg::Lifted(vec![(jail.clone(), Some(t))]));
                     info!("unban: jail={jail} addr={}", show(&t));
                     lifted.push(Lifted {
