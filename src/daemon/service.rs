@@ -101,7 +101,7 @@ async fn watch(handle: Arc<Handle>, watchdog: Option<Duration>) {
         let changes = match heartbeat(&handle.tracker, &handle.enforcer, watchdog, within).await {
             Ok(changes) => {
                 if let Some(s) = stalled.take() {
-                    info!("the pipeline answers again ({s} before): watchdog pings resume");
+                    info!("the pipeline answers again after a stall ({s}): watchdog pings resume");
                 }
                 if watchdog.is_some() {
                     notify(&[NotifyState::Watchdog]);
