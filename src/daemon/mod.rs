@@ -25,6 +25,7 @@ use crate::message::JailId;
 use crate::pipeline::PipelineError;
 use crate::state::StateError;
 
+pub use crate::enforce::banlog::structured_events as ban_events_with_fields;
 pub use crate::enforce::banlog::write_directly_to as ban_lines_written_directly_to;
 pub use control::Handle;
 

@@ -23,7 +23,6 @@ use tracing::{debug, info, warn};
 use super::banlog::BanLog;
 use super::record::is_host;
 use super::{Applied, Backend, EnforceError, Restore};
-use crate::bantime::human;
 use crate::message::BanOrder;
 use crate::rules::JailRules;
 use crate::state::writer::{StateMsg, StateTx};
@@ -290,12 +289,8 @@ impl Enforcer {
                 _ => tally.push((&order.jail, 1)),
             }
             if manual {
-                info!(
-                    "{verb}: jail={} addr={} manual bantime={}",
-                    order.jail,
-                    order.addr,
-                    human(order.bantime)
-                );
+                let addr = order.addr.to_string();
+                super::banlog::manual_ban(verb, &order.jail, &addr, false, order.bantime);
             } else {
                 logged.push(verb, order);
             }
@@ -421,10 +416,8 @@ impl Enforcer {
             )]));
             *self.totals.entry(jail.to_string()).or_default() += 1;
             self.changes += 1;
-            info!(
-                "ban: jail={jail} prefix={target} manual bantime={}",
-                human(bantime)
-            );
+            let prefix = target.to_string();
+            super::banlog::manual_ban("ban", &jail, &prefix, true, bantime);
         }
         Ok(outcome)
     }
@@ -455,7 +448,7 @@ impl Enforcer {
                 if done {
                     self.changes += 1;
                     self.record(StateMsg::Lifted(vec![(jail.clone(), Some(t))]));
-                    info!("unban: jail={jail} addr={}", show(&t));
+                    super::banlog::manual_unban(&jail, &show(&t));
                     lifted.push(Lifted {
                         jail: jail.clone(),
                         addr: t,
