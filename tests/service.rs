@@ -230,6 +230,7 @@ fn without_notify_socket_the_daemon_runs_as_before() {
         .env("WATCHDOG_USEC", "1000000");
     let mut daemon = Daemon::spawn(cmd);
     daemon.wait_for("ready: a", Duration::from_secs(15));
+    // At once after "ready": a reload then must reload, not kill.
     // SAFETY: kill with the pid of our own child.
     unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) };
     daemon.wait_for("reloaded: a", Duration::from_secs(10));
