@@ -12,6 +12,7 @@ use nftjail::daemon::{self, RunOptions};
 mod cli {
     pub mod client;
     pub mod import;
+    pub mod logging;
     pub mod test;
 }
 
@@ -38,8 +39,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon in the foreground, logging to stderr.
+    /// Run the daemon in the foreground, logging to stderr (to the journal,
+    /// with fields, when stderr is the journal under systemd).
     Run {
+        /// Log this level and above; stands over NFTJAIL_LOG (an EnvFilter
+        /// directive, e.g. `info,nftjail::source=debug`) [default: info]
+        #[arg(long, value_name = "LEVEL")]
+        log_level: Option<cli::logging::Level>,
         /// Log bans instead of putting them in the kernel (and keep no state).
         #[arg(long)]
         dry_run: bool,
@@ -153,27 +159,11 @@ fn main() -> ExitCode {
         argv.insert(1, "client".into());
     }
     let cli = Cli::parse_from(argv);
-    // Log lines go to stderr from a writer thread, so a burst of thousands of
-    // ban lines costs the enforcer a queue push each, not a write(2) each.
-    // Not lossy: every ban line is written; the guard flushes them at exit.
-    let (writer, _flush_at_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(4096)
-        .finish(std::io::stderr());
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    if !ansi {
-        // Plain text: a flood's ban lines may skip the per-line event.
-        nftjail::daemon::ban_lines_written_directly_to(writer.clone());
-    }
-    tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_target(false)
-        .with_ansi(ansi)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NFTJAIL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let level = match &cli.command {
+        Command::Run { log_level, .. } => *log_level,
+        _ => None,
+    };
+    let _flush_at_exit = cli::logging::init(level);
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -325,6 +315,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             dry_run,
             state_dir,
             ref stdin,
+            ..
         } => {
             let config = load()?;
             if let Some(jail) = stdin {

@@ -194,7 +194,12 @@ fn allowed(stream: &UnixStream, access: Access) -> bool {
     if cred.gid() == gid {
         return true;
     }
-    // Supplementary groups are not in SO_PEERCRED; the kernel shows them here.
+    // Supplementary groups are not in SO_PEERCRED.
+    if let Some(groups) = peer_groups(stream) {
+        return groups.contains(&gid);
+    }
+    // Where SO_PEERGROUPS is missing, the kernel shows them in /proc, which
+    // the shipped unit hides (ProtectProc=invisible): hence SO_PEERGROUPS first.
     cred.pid()
         .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
         .is_some_and(|status| {
@@ -203,4 +208,89 @@ fn allowed(stream: &UnixStream, access: Access) -> bool {
                 .find_map(|l| l.strip_prefix("Groups:"))
                 .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
         })
+}
+
+/// The peer's supplementary groups as the kernel took them at connect
+/// (SO_PEERGROUPS, Linux 4.13); None where it is not available.
+#[cfg(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64",
+        target_arch = "s390x",
+        target_arch = "powerpc64",
+        target_arch = "loongarch64"
+    )
+))]
+fn peer_groups(stream: &UnixStream) -> Option<Vec<libc::gid_t>> {
+    use std::os::fd::AsRawFd;
+    // asm-generic/socket.h; libc does not export it for these targets.
+    const SO_PEERGROUPS: libc::c_int = 59;
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    loop {
+        let size = std::mem::size_of::<libc::gid_t>();
+        let mut len = libc::socklen_t::try_from(groups.len() * size).ok()?;
+        // SAFETY: `groups` is a live buffer of `len` bytes for the call's duration.
+        let rc = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            groups.truncate(usize::try_from(len).ok()? / size);
+            return Some(groups);
+        }
+        // ERANGE: `len` now says how much is needed.
+        let needed = usize::try_from(len).ok()? / size;
+        if io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) || needed <= groups.len()
+        {
+            return None;
+        }
+        groups.resize(needed, 0);
+    }
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "x86",
+        target_arch = "aarch64",
+        target_arch = "arm",
+        target_arch = "riscv64",
+        target_arch = "s390x",
+        target_arch = "powerpc64",
+        target_arch = "loongarch64"
+    )
+)))]
+fn peer_groups(_: &UnixStream) -> Option<Vec<libc::gid_t>> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SO_PEERGROUPS hands back the connecting process's supplementary
+    /// groups: here, this test's own.
+    #[tokio::test]
+    async fn peer_groups_are_the_peers_supplementary_groups() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mut ours = vec![0 as libc::gid_t; 256];
+        // SAFETY: `ours` is a live buffer of 256 gids.
+        let n = unsafe { libc::getgroups(256, ours.as_mut_ptr()) };
+        assert!(n >= 0, "{}", io::Error::last_os_error());
+        ours.truncate(n as usize);
+        let mut got = peer_groups(&a).expect("SO_PEERGROUPS on this kernel");
+        ours.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, ours);
+    }
 }

@@ -30,6 +30,9 @@ pub struct Handle {
     pub(super) sources: tokio::sync::Mutex<Sources>,
     pub(super) tracker: mpsc::Sender<TrackerCtl>,
     pub(super) enforcer: mpsc::Sender<EnforcerMsg>,
+    /// Told when the jails or the bans changed by request, so systemd's
+    /// STATUS= follows at once (see `service`).
+    pub(super) status_changed: tokio::sync::Notify,
 }
 
 type Answer = Result<Reply, Response>;
@@ -51,8 +54,16 @@ impl Handler for Handle {
                 addr,
                 seconds,
                 force,
-            } => self.ban(&jail, &addr, seconds, force).await,
-            Request::Unban { jail, addr } => self.unban(jail, addr).await,
+            } => {
+                let answer = self.ban(&jail, &addr, seconds, force).await;
+                self.status_changed.notify_one();
+                answer
+            }
+            Request::Unban { jail, addr } => {
+                let answer = self.unban(jail, addr).await;
+                self.status_changed.notify_one();
+                answer
+            }
             Request::Banned { addr } => self.banned(addr).await,
             Request::Reload => self.reload().await,
             Request::Version => Ok(Reply::Version {

@@ -8,6 +8,7 @@
 
 mod control;
 mod reload;
+mod service;
 mod start;
 mod stop;
 
@@ -24,6 +25,7 @@ use crate::message::JailId;
 use crate::pipeline::PipelineError;
 use crate::state::StateError;
 
+pub use crate::enforce::banlog::structured_events as ban_events_with_fields;
 pub use crate::enforce::banlog::write_directly_to as ban_lines_written_directly_to;
 pub use control::Handle;
 
@@ -100,8 +102,11 @@ impl JailSlots {
 /// Runs the daemon until SIGINT or SIGTERM (or the end of `--stdin`);
 /// SIGHUP reloads the config.
 pub async fn run(config: Config, opts: RunOptions) -> Result<(), DaemonError> {
+    // Before start: once "ready" is said (and READY=1 sent), a SIGHUP from
+    // `systemctl reload` must reload, not kill with the default action.
+    let signals = Signals::install()?;
     let running = start::start(config, opts).await?;
-    let served = serve(&running).await;
+    let served = serve(&running, signals).await;
     stop::stop(running).await;
     served
 }
@@ -118,13 +123,33 @@ fn give_back_freed_heap() {
     }
 }
 
+/// The signals the daemon answers.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals, DaemonError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let on = |kind| signal(kind).map_err(DaemonError::Signal);
+        Ok(Signals {
+            term: on(SignalKind::terminate())?,
+            int: on(SignalKind::interrupt())?,
+            hup: on(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Waits for the signal to stop, reloading on SIGHUP meanwhile.
-async fn serve(running: &start::Running) -> Result<(), DaemonError> {
+async fn serve(running: &start::Running, signals: Signals) -> Result<(), DaemonError> {
     let (handle, stdin_done) = (&running.handle, &running.stdin_done);
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signal)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(DaemonError::Signal)?;
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => { info!("SIGTERM received"); return Ok(()) }

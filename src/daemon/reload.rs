@@ -16,7 +16,17 @@ impl Handle {
     /// All or nothing: the new file is parsed and checked, new log files are
     /// opened and the kernel reconciled (one transaction) before any stage
     /// switches; a failure at any of these leaves the running config as it was.
+    /// systemd hears RELOADING=1 before and READY=1 after, refused or not:
+    /// either way the daemon runs on.
     pub async fn reload(&self) -> Result<Reply, Response> {
+        super::service::reloading();
+        let reloaded = self.switch().await;
+        super::service::ready();
+        self.status_changed.notify_one();
+        reloaded
+    }
+
+    async fn switch(&self) -> Result<Reply, Response> {
         // Held throughout: two reloads never interleave.
         let mut sources = self.sources.lock().await;
         let new = self.read_new_config().await?;

@@ -1,7 +1,8 @@
 //! Start-up: the backend and the kernel's ruleset first, then what the last
 //! run left (bans, offences, positions, counts), then the stages from the
 //! end of the pipeline backwards, so nothing a stage sends has nowhere to
-//! go. "ready" is said only once every source is open.
+//! go. "ready" is said (and READY=1 sent to systemd) only once every source
+//! is open.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
@@ -42,6 +43,8 @@ pub(super) struct Running {
     /// The state writer (None: a dry run keeps no state).
     pub(super) state: Option<(StateTx, std::thread::JoinHandle<()>)>,
     pub(super) position_saver: Option<JoinHandle<()>>,
+    /// STATUS= and the watchdog (None: not under systemd).
+    pub(super) service: Option<JoinHandle<()>>,
 }
 
 /// What the last run left in the state store, besides the bans (which
@@ -94,6 +97,7 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
         "ready: {}",
         config.jail_names().join(", ")
     );
+    super::service::ready();
     super::give_back_freed_heap();
 
     let socket = config.socket.clone();
@@ -105,7 +109,11 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
         sources: tokio::sync::Mutex::new(sources),
         tracker: tracker_tx,
         enforcer: enforcer_tx.clone(),
+        status_changed: Notify::new(),
     });
+    let service = super::service::spawn(Arc::clone(&handle));
+    #[cfg(debug_assertions)]
+    super::service::stall_on_sigusr2(enforcer_tx.clone());
     let (stop_server, stop_rx) = watch::channel(false);
     let server = control_server::serve(listener, socket, access, Arc::clone(&handle), stop_rx);
     let server = tokio::spawn(server);
@@ -120,6 +128,7 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
         enforcer_tx,
         state,
         position_saver,
+        service,
     })
 }
 

@@ -21,8 +21,14 @@ pub(super) async fn stop(running: Running) {
         enforcer_tx,
         state,
         position_saver,
+        service,
         ..
     } = running;
+    super::service::stopping();
+    // Stages stopping on purpose must not read as stalled.
+    if let Some(s) = service {
+        s.abort();
+    }
     if let Some(s) = position_saver {
         s.abort();
     }

@@ -11,10 +11,20 @@
 //! that), with one timestamp for the batch, and hands them to the same
 //! writer in one piece. Elsewhere, and when INFO is filtered out, it goes
 //! through `tracing` as usual.
+//!
+//! Where the log is the systemd journal (`nftjail run` under systemd, see
+//! `src/cli/logging.rs`), each ban and unban is an event of its own with
+//! fields beside the same message, which the journal layer stores as
+//! `JAIL=`, `ADDR=`, `FAILURES=`, `BANTIME=` (seconds) and `REASON=`
+//! (`maxretry` for a ban the tracker decided, `manual` for `nftjail ban` and
+//! `unban`), so `journalctl -u nftjail JAIL=sshd` finds a jail's bans.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::sync::OnceLock;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use tracing::info;
 
@@ -24,10 +34,32 @@ use crate::message::BanOrder;
 /// The daemon's log writer, when ban lines may be written to it directly.
 static DIRECT: OnceLock<tracing_appender::non_blocking::NonBlocking> = OnceLock::new();
 
+/// Bans and unbans are events with fields (the log is the journal).
+static STRUCTURED: AtomicBool = AtomicBool::new(false);
+
 /// Lets ban lines go straight to `writer`, which must be the writer of the
 /// `tracing_subscriber::fmt` layer, with ANSI colours and targets off.
 pub fn write_directly_to(writer: tracing_appender::non_blocking::NonBlocking) {
     let _ = DIRECT.set(writer);
+}
+
+/// Makes every ban and unban an event with its fields (see the module's
+/// doc); for a log that stores fields, where plain text would lose them.
+pub fn structured_events() {
+    STRUCTURED.store(true, Ordering::Relaxed);
+}
+
+fn structured() -> bool {
+    STRUCTURED.load(Ordering::Relaxed)
+}
+
+/// A ban of the tracker's, kept as fields when the log takes fields.
+struct Decided {
+    verb: &'static str,
+    jail: Arc<str>,
+    addr: IpAddr,
+    failures: u32,
+    bantime: Duration,
 }
 
 #[derive(Default)]
@@ -35,10 +67,22 @@ pub struct BanLog {
     /// The messages, `\n`-terminated.
     text: String,
     lines: usize,
+    /// The same bans as fields, when [`structured_events`] was asked for.
+    events: Vec<Decided>,
 }
 
 impl BanLog {
-    pub fn push(&mut self, verb: &str, order: &BanOrder) {
+    pub fn push(&mut self, verb: &'static str, order: &BanOrder) {
+        if structured() {
+            self.events.push(Decided {
+                verb,
+                jail: Arc::clone(&order.jail),
+                addr: order.addr,
+                failures: order.failures,
+                bantime: order.bantime,
+            });
+            return;
+        }
         let _ = writeln!(
             self.text,
             "{verb}: jail={} addr={} failures={} bantime={}",
@@ -52,6 +96,21 @@ impl BanLog {
 
     /// Writes the lines and forgets them.
     pub fn flush(&mut self) {
+        for e in self.events.drain(..) {
+            info!(
+                jail = %e.jail,
+                addr = %e.addr,
+                failures = e.failures,
+                bantime = e.bantime.as_secs(),
+                reason = "maxretry",
+                "{}: jail={} addr={} failures={} bantime={}",
+                e.verb,
+                e.jail,
+                e.addr,
+                e.failures,
+                human(e.bantime)
+            );
+        }
         if self.lines == 0 {
             return;
         }
@@ -85,6 +144,40 @@ impl BanLog {
             out.push('\n');
         }
         out
+    }
+}
+
+/// A ban by hand (`nftjail ban`) of an address or a prefix.
+pub fn manual_ban(verb: &str, jail: &str, target: &str, prefix: bool, bantime: Duration) {
+    let what = if prefix { "prefix" } else { "addr" };
+    if structured() {
+        info!(
+            jail,
+            addr = target,
+            bantime = bantime.as_secs(),
+            reason = "manual",
+            "{verb}: jail={jail} {what}={target} manual bantime={}",
+            human(bantime)
+        );
+    } else {
+        info!(
+            "{verb}: jail={jail} {what}={target} manual bantime={}",
+            human(bantime)
+        );
+    }
+}
+
+/// A ban lifted by hand (`nftjail unban`).
+pub fn manual_unban(jail: &str, target: &str) {
+    if structured() {
+        info!(
+            jail,
+            addr = target,
+            reason = "manual",
+            "unban: jail={jail} addr={target}"
+        );
+    } else {
+        info!("unban: jail={jail} addr={target}");
     }
 }
 

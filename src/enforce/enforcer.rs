@@ -23,7 +23,6 @@ use tracing::{debug, info, warn};
 use super::banlog::BanLog;
 use super::record::is_host;
 use super::{Applied, Backend, EnforceError, Restore};
-use crate::bantime::human;
 use crate::message::BanOrder;
 use crate::rules::JailRules;
 use crate::state::writer::{StateMsg, StateTx};
@@ -70,6 +69,15 @@ pub enum EnforcerMsg {
     /// so a storm of flushes queues one heal, not one per flush (each costs
     /// a dump of every set).
     Heal(Arc<AtomicBool>),
+    /// The service watchdog's heartbeat, answered between batches (so an
+    /// answer means the enforcer thread is taking messages) with how many
+    /// times the bans changed since start, so whoever shows the number of
+    /// active bans asks for the list only when it may have changed.
+    Ping(oneshot::Sender<u64>),
+    /// Test hook, in debug builds only: the enforcer thread sleeps this long,
+    /// as a wedged one would, so a test sees the service watchdog go quiet.
+    #[cfg(debug_assertions)]
+    Stall(Duration),
     /// Stop; with `flush`, remove our table and forget the bans first.
     Stop { flush: bool },
 }
@@ -103,6 +111,8 @@ pub struct Enforcer {
     totals: HashMap<String, u64>,
     /// Where applied bans are recorded (None: a dry run keeps nothing).
     state: Option<StateTx>,
+    /// Bumped whenever bans were added, extended or lifted (see [`EnforcerMsg::Ping`]).
+    changes: u64,
 }
 
 impl Enforcer {
@@ -114,6 +124,7 @@ impl Enforcer {
             jails: rules.iter().map(|r| r.name.clone()).collect(),
             totals: HashMap::new(),
             state,
+            changes: 0,
         }
     }
 
@@ -201,6 +212,7 @@ impl Enforcer {
                 EnforcerMsg::Reconcile { rules, reply } => {
                     let result = self.backend.reconcile(&rules);
                     if result.is_ok() {
+                        self.changes += 1;
                         self.jails = rules.iter().map(|r| r.name.clone()).collect();
                         self.rules = rules;
                         let jails = &self.jails;
@@ -209,8 +221,17 @@ impl Enforcer {
                     }
                     let _ = reply.send(result);
                 }
+                EnforcerMsg::Ping(reply) => {
+                    let _ = reply.send(self.changes);
+                }
+                #[cfg(debug_assertions)]
+                EnforcerMsg::Stall(d) => {
+                    warn!("test hook: the enforcer stalls for {d:?}");
+                    std::thread::sleep(d);
+                }
                 EnforcerMsg::Heal(queued) => {
                     queued.store(false, Ordering::Release);
+                    self.changes += 1;
                     self.heal();
                 }
                 EnforcerMsg::Stop { flush } => {
@@ -268,17 +289,16 @@ impl Enforcer {
                 _ => tally.push((&order.jail, 1)),
             }
             if manual {
-                info!(
-                    "{verb}: jail={} addr={} manual bantime={}",
-                    order.jail,
-                    order.addr,
-                    human(order.bantime)
-                );
+                let addr = order.addr.to_string();
+                super::banlog::manual_ban(verb, &order.jail, &addr, false, order.bantime);
             } else {
                 logged.push(verb, order);
             }
         }
         logged.flush();
+        if !tally.is_empty() {
+            self.changes += 1;
+        }
         for (jail, n) in tally {
             match self.totals.get_mut(&**jail) {
                 Some(total) => *total += n,
@@ -395,10 +415,9 @@ impl Enforcer {
                 false,
             )]));
             *self.totals.entry(jail.to_string()).or_default() += 1;
-            info!(
-                "ban: jail={jail} prefix={target} manual bantime={}",
-                human(bantime)
-            );
+            self.changes += 1;
+            let prefix = target.to_string();
+            super::banlog::manual_ban("ban", &jail, &prefix, true, bantime);
         }
         Ok(outcome)
     }
@@ -427,8 +446,9 @@ impl Enforcer {
                     self.backend.unban_net(&jail, t)?
                 };
                 if done {
+                    self.changes += 1;
                     self.record(StateMsg::Lifted(vec![(jail.clone(), Some(t))]));
-                    info!("unban: jail={jail} addr={}", show(&t));
+                    super::banlog::manual_unban(&jail, &show(&t));
                     lifted.push(Lifted {
                         jail: jail.clone(),
                         addr: t,

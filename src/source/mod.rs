@@ -6,6 +6,7 @@
 pub mod file;
 pub mod glob;
 pub mod journal;
+pub mod liveness;
 pub mod stdin;
 pub mod syslog;
 
@@ -90,8 +91,10 @@ pub(crate) fn wait_readable(fd: RawFd, stop: &Stopper) -> io::Result<bool> {
                 revents: 0,
             },
         ];
+        liveness::waiting();
         // SAFETY: `fds` is a valid array of two pollfds for the call's duration.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        liveness::woke();
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {

@@ -373,8 +373,10 @@ impl SyslogReceiver {
                     revents: 0,
                 })
                 .collect();
+            super::liveness::waiting();
             // SAFETY: `polls` is a valid array of pollfds for the call's duration.
             let n = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, -1) };
+            super::liveness::woke();
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::Interrupted {

@@ -34,6 +34,9 @@ pub enum TrackerCtl {
     },
     /// `nftjail unban` lifted these addresses' bans (jail, address).
     Unbanned(Vec<(String, IpAddr)>),
+    /// The service watchdog's heartbeat: answered from the task's loop, so
+    /// an answer means the tracker is taking messages.
+    Ping(oneshot::Sender<()>),
 }
 
 /// Ends when every log reader has stopped (the failure channel closed),
@@ -78,6 +81,9 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                 }
                 TrackerCtl::BannedByHand { jail, addr, bantime } => {
                     tracker.banned_by_hand(jail, addr, bantime, SystemTime::now());
+                }
+                TrackerCtl::Ping(reply) => {
+                    let _ = reply.send(());
                 }
                 TrackerCtl::Unbanned(lifted) => {
                     let now = SystemTime::now();

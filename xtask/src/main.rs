@@ -52,6 +52,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "bsdutils",
         "`logger`, a real syslog sender for the syslog receiver tests",
     ),
+    (
+        "systemd",
+        "`systemd-analyze verify` and `security` check the unit file in tests",
+    ),
 ];
 
 fn main() -> Result<()> {

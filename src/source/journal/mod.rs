@@ -241,8 +241,10 @@ impl JournalReader {
                     revents: 0,
                 },
             ];
+            super::liveness::waiting();
             // SAFETY: `fds` is a valid array of two pollfds for the call's duration.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, RECHECK.as_millis() as i32) };
+            super::liveness::woke();
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() != io::ErrorKind::Interrupted {
