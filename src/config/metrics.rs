@@ -80,7 +80,9 @@ mod tests {
     #[test]
     fn a_public_address_needs_allow_public() {
         for addr in ["0.0.0.0:9716", "[::]:9716", "192.0.2.1:9716"] {
-            let e = parse(&format!("listen = \"{addr}\"")).unwrap_err().to_string();
+            let e = parse(&format!("listen = \"{addr}\""))
+                .unwrap_err()
+                .to_string();
             assert!(e.starts_with("t.toml:2:10: metrics.listen: "), "{e}");
             assert!(e.contains("allow_public"), "{e}");
         }
@@ -94,7 +96,9 @@ mod tests {
         assert!(e.contains("metrics.listen"), "{e}");
         let e = parse("listen = \"127.0.0.1:0\"").unwrap_err().to_string();
         assert!(e.contains("metrics.listen"), "{e}");
-        let e = parse("listen = \"127.0.0.1:9716\"\nport = 1").unwrap_err().to_string();
+        let e = parse("listen = \"127.0.0.1:9716\"\nport = 1")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("port"), "{e}");
     }
 }

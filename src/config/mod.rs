@@ -24,9 +24,9 @@ use toml::Spanned;
 use error::Locator;
 pub use error::{ConfigError, Problem};
 use ignore::IgnoreList;
+pub use metrics::MetricsConfig;
 use persist::OnStop;
 use raw::{RawConfig, RawJail};
-pub use metrics::MetricsConfig;
 pub use sources::{JournalConfig, JournalMatch, SyslogConfig};
 
 use crate::filter::{self, fail2ban, Filter, FilterDef};
