@@ -102,6 +102,7 @@ mod tests {
             bantime: Duration::from_secs(3600),
             failures,
             line: None,
+            read: None,
         }
     }
 

@@ -25,6 +25,7 @@ use super::record::is_host;
 use super::{Applied, Backend, EnforceError, Restore};
 use crate::bantime::human;
 use crate::message::BanOrder;
+use crate::metrics;
 use crate::rules::JailRules;
 use crate::state::writer::{StateMsg, StateTx};
 use crate::state::StoredBan;
@@ -177,7 +178,10 @@ impl Enforcer {
                         // it, then give the batch one more go; bans that did
                         // land before are kept by the heal.
                         Err(e) if e.is_missing() => self.heal_and_retry(&batch, e),
-                        Err(e) => warn!(bans = batch.len(), "bans not applied: {e}"),
+                        Err(e) => {
+                            crate::metrics::enforcer_error();
+                            warn!(bans = batch.len(), "bans not applied: {e}");
+                        }
                     }
                 }
                 EnforcerMsg::Manual {
@@ -226,6 +230,7 @@ impl Enforcer {
     fn ban(&mut self, orders: &[BanOrder], manual: bool) -> Result<Vec<Applied>, EnforceError> {
         let now = SystemTime::now();
         let applied = self.backend.ban(orders)?;
+        crate::metrics::ban_latency(orders.iter().filter_map(|o| o.read));
         let mut stored = Vec::new();
         for (order, outcome) in orders.iter().zip(&applied) {
             if *outcome == Applied::Unchanged {
@@ -280,6 +285,12 @@ impl Enforcer {
         }
         logged.flush();
         for (jail, n) in tally {
+            let reason = if manual {
+                metrics::MANUAL
+            } else {
+                metrics::FILTER
+            };
+            metrics::banned(jail, reason, n);
             match self.totals.get_mut(&**jail) {
                 Some(total) => *total += n,
                 None => {
@@ -294,6 +305,7 @@ impl Enforcer {
     /// ban our record still holds, with the time it had left.
     fn heal(&mut self) {
         let started = Instant::now();
+        metrics::healed();
         let before: Vec<JailBans> = self.list();
         let bans: Vec<Restore> = before
             .iter()
@@ -327,7 +339,10 @@ impl Enforcer {
                 "our table was changed by someone else (nft flush ruleset?): rebuilt it and restored {n} bans in {:.1} ms",
                 started.elapsed().as_secs_f64() * 1000.0
             ),
-            Err(e) => warn!("our table was changed by someone else and could not be rebuilt with its bans: {e}"),
+            Err(e) => {
+                metrics::enforcer_error();
+                warn!("our table was changed by someone else and could not be rebuilt with its bans: {e}");
+            }
         }
     }
 
@@ -349,6 +364,7 @@ impl Enforcer {
             }
             back_off(attempt);
         }
+        metrics::enforcer_error();
         warn!(bans = batch.len(), "bans not applied: {error}");
     }
 
@@ -375,6 +391,7 @@ impl Enforcer {
                 bantime,
                 failures: 0,
                 line: None,
+                read: None,
             };
             return self
                 .ban(std::slice::from_ref(&order), true)
@@ -395,6 +412,7 @@ impl Enforcer {
                 false,
             )]));
             *self.totals.entry(jail.to_string()).or_default() += 1;
+            metrics::banned(&jail, metrics::MANUAL, 1);
             info!(
                 "ban: jail={jail} prefix={target} manual bantime={}",
                 human(bantime)
@@ -428,6 +446,7 @@ impl Enforcer {
                 };
                 if done {
                     self.record(StateMsg::Lifted(vec![(jail.clone(), Some(t))]));
+                    metrics::unbanned(&jail, metrics::MANUAL);
                     info!("unban: jail={jail} addr={}", show(&t));
                     lifted.push(Lifted {
                         jail: jail.clone(),
