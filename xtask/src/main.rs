@@ -52,6 +52,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "bsdutils",
         "`logger`, a real syslog sender for the syslog receiver tests",
     ),
+    (
+        "curl",
+        "a real HTTP client scraping /metrics in the metrics tests",
+    ),
 ];
 
 fn main() -> Result<()> {
