@@ -16,7 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use super::{install, set_active, Metrics, ACTIVE_WAIT};
+use super::{install, set_active, Metrics};
 
 /// Largest request head read; a scraper's is a few hundred bytes.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -24,6 +24,9 @@ const MAX_REQUEST: usize = 8 * 1024;
 const DEADLINE: Duration = Duration::from_secs(5);
 /// Exchanges served at once.
 const MAX_CLIENTS: usize = 8;
+/// How long a scrape waits for the enforcer's count of active bans before
+/// showing the last one (the enforcer serves it between two batches).
+const ACTIVE_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {

@@ -17,7 +17,7 @@ mod http;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -356,10 +356,6 @@ impl Collector for SyslogCollector {
         Ok(())
     }
 }
-
-/// How long a scrape waits for the enforcer's count of active bans before
-/// showing the last one (the enforcer serves it between two batches).
-const ACTIVE_WAIT: Duration = Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {
