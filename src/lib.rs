@@ -13,6 +13,7 @@ pub mod enforce;
 pub mod filter;
 pub mod matcher;
 pub mod message;
+pub mod metrics;
 pub mod pipeline;
 pub mod rules;
 pub mod source;

@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::ops::{Deref, Range};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Index of a jail in the checked configuration (`Config::jails`).
 ///
@@ -27,6 +27,10 @@ pub struct Failure {
     /// The line, shared by the jails it hit: the one that decides a ban is
     /// kept with the ban in the state store. The tracker keeps no lines.
     pub line: Option<SharedLine>,
+    /// When its line was read, for the ban latency metric (None: not from
+    /// a line read in this run). One clock read per failing line, none for
+    /// the other lines.
+    pub read: Option<Instant>,
 }
 
 /// A decision to ban `addr` in `jail` for `bantime`.
@@ -39,6 +43,8 @@ pub struct BanOrder {
     pub failures: u32,
     /// The log line that decided it (None for a manual ban).
     pub line: Option<SharedLine>,
+    /// When that line was read (see [`Failure::read`]).
+    pub read: Option<Instant>,
 }
 
 /// A log line that travels with its failure without a copy of its own.

@@ -77,6 +77,7 @@ fn order(jail: &str, addr: &str, secs: u64) -> BanOrder {
         bantime: Duration::from_secs(secs),
         failures: 5,
         line: None,
+        read: None,
     }
 }
 
@@ -225,6 +226,7 @@ fn ten_thousand_bans_in_one_call_all_reach_the_kernel() {
             bantime: Duration::from_secs(600),
             failures: 5,
             line: None,
+            read: None,
         })
         .collect();
     let start = Instant::now();

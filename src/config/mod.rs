@@ -8,6 +8,7 @@
 pub mod duration;
 pub mod error;
 pub mod ignore;
+pub mod metrics;
 pub mod persist;
 pub mod port;
 mod raw;
@@ -23,6 +24,7 @@ use toml::Spanned;
 use error::Locator;
 pub use error::{ConfigError, Problem};
 use ignore::IgnoreList;
+pub use metrics::MetricsConfig;
 use persist::OnStop;
 use raw::{RawConfig, RawJail};
 pub use sources::{JournalConfig, JournalMatch, SyslogConfig};
@@ -75,6 +77,8 @@ pub struct Config {
     pub dbpurgeage: Duration,
     pub syslog: SyslogConfig,
     pub journal: JournalConfig,
+    /// Where Prometheus metrics are served (None: not at all).
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// Where a fail2ban filter comes from: `sshd[mode=aggressive]` or a path, and
@@ -267,6 +271,7 @@ impl Checker<'_> {
 
         let syslog_config = self.syslog_config(&raw.syslog);
         let journal_config = self.journal_config(&raw.journal);
+        let metrics = self.metrics_config(raw.metrics.as_ref());
 
         let d = &raw.defaults;
         let default_bantime = self
@@ -379,6 +384,7 @@ impl Checker<'_> {
                 dbpurgeage,
                 syslog: syslog_config,
                 journal: journal_config,
+                metrics,
             })
         } else {
             Err(ConfigError::Invalid(self.problems))

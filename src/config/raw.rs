@@ -19,6 +19,17 @@ pub struct RawConfig {
     pub syslog: RawSyslog,
     #[serde(default)]
     pub journal: RawJournal,
+    pub metrics: Option<RawMetrics>,
+}
+
+/// Prometheus metrics: off unless `listen` is given.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// `address:port` to serve `GET /metrics` on.
+    pub listen: Option<Spanned<String>>,
+    /// Lets `listen` be a non-loopback or wildcard address.
+    pub allow_public: Option<bool>,
 }
 
 /// The syslog receiver: where rsyslog, syslog-ng or `logger` send to.

@@ -54,6 +54,8 @@ pub enum DaemonError {
     Signal(std::io::Error),
     #[error("{0}")]
     State(#[from] StateError),
+    #[error("{0}")]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// Options that come from the command line rather than the config file.

@@ -19,8 +19,9 @@ use crate::control::server::{self as control_server, Access};
 use crate::enforce::enforcer::{Enforcer, EnforcerMsg};
 use crate::enforce::log::LogBackend;
 use crate::enforce::nft::NftBackend;
-use crate::enforce::{restore, Backend};
+use crate::enforce::{self, restore, Backend};
 use crate::message::Failure;
+use crate::metrics::Exporter;
 use crate::pipeline::{self, Sources};
 use crate::rules::JailRules;
 use crate::source::file::Position;
@@ -57,6 +58,8 @@ struct LastRun {
 
 pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Running, DaemonError> {
     place_state_dir(&mut config, &opts);
+    // First, so that what start-up restores is counted too.
+    let metrics = Exporter::bind(config.metrics.map(|m| m.listen)).await?;
     let mut backend = open_backend(&config, opts.dry_run)?;
     let rules = config.jail_rules();
     backend.reconcile(&rules)?;
@@ -117,6 +120,9 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let (stop_server, stop_rx) = watch::channel(false);
     let server = control_server::serve(listener, socket, access, Arc::clone(&handle), stop_rx);
     let server = tokio::spawn(server);
+    if let Some(m) = metrics {
+        tokio::spawn(m.serve(enforce::metrics::active_bans(&enforcer_tx)));
+    }
     let position_saver = state_tx.map(|tx| tokio::spawn(save_positions(Arc::clone(&handle), tx)));
     Ok(Running {
         handle,

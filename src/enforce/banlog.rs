@@ -195,6 +195,7 @@ mod tests {
             bantime: Duration::from_secs(3600),
             failures,
             line: None,
+            read: None,
         }
     }
 

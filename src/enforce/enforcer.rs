@@ -24,6 +24,7 @@ use super::banlog::BanLog;
 use super::record::is_host;
 use super::{Applied, Backend, EnforceError, Restore};
 use crate::message::BanOrder;
+use crate::metrics;
 use crate::rules::JailRules;
 use crate::state::writer::{StateMsg, StateTx};
 use crate::state::StoredBan;
@@ -188,7 +189,10 @@ impl Enforcer {
                         // it, then give the batch one more go; bans that did
                         // land before are kept by the heal.
                         Err(e) if e.is_missing() => self.heal_and_retry(&batch, e),
-                        Err(e) => warn!(bans = batch.len(), "bans not applied: {e}"),
+                        Err(e) => {
+                            crate::metrics::enforcer_error();
+                            warn!(bans = batch.len(), "bans not applied: {e}");
+                        }
                     }
                 }
                 EnforcerMsg::Manual {
@@ -247,6 +251,7 @@ impl Enforcer {
     fn ban(&mut self, orders: &[BanOrder], manual: bool) -> Result<Vec<Applied>, EnforceError> {
         let now = SystemTime::now();
         let applied = self.backend.ban(orders)?;
+        crate::metrics::ban_latency(orders.iter().filter_map(|o| o.read));
         let mut stored = Vec::new();
         for (order, outcome) in orders.iter().zip(&applied) {
             if *outcome == Applied::Unchanged {
@@ -300,6 +305,12 @@ impl Enforcer {
             self.changes += 1;
         }
         for (jail, n) in tally {
+            let reason = if manual {
+                metrics::MANUAL
+            } else {
+                metrics::FILTER
+            };
+            metrics::banned(jail, reason, n);
             match self.totals.get_mut(&**jail) {
                 Some(total) => *total += n,
                 None => {
@@ -314,6 +325,7 @@ impl Enforcer {
     /// ban our record still holds, with the time it had left.
     fn heal(&mut self) {
         let started = Instant::now();
+        metrics::healed();
         let before: Vec<JailBans> = self.list();
         let bans: Vec<Restore> = before
             .iter()
@@ -347,7 +359,10 @@ impl Enforcer {
                 "our table was changed by someone else (nft flush ruleset?): rebuilt it and restored {n} bans in {:.1} ms",
                 started.elapsed().as_secs_f64() * 1000.0
             ),
-            Err(e) => warn!("our table was changed by someone else and could not be rebuilt with its bans: {e}"),
+            Err(e) => {
+                metrics::enforcer_error();
+                warn!("our table was changed by someone else and could not be rebuilt with its bans: {e}");
+            }
         }
     }
 
@@ -369,6 +384,7 @@ impl Enforcer {
             }
             back_off(attempt);
         }
+        metrics::enforcer_error();
         warn!(bans = batch.len(), "bans not applied: {error}");
     }
 
@@ -395,6 +411,7 @@ impl Enforcer {
                 bantime,
                 failures: 0,
                 line: None,
+                read: None,
             };
             return self
                 .ban(std::slice::from_ref(&order), true)
@@ -415,6 +432,7 @@ impl Enforcer {
                 false,
             )]));
             *self.totals.entry(jail.to_string()).or_default() += 1;
+            metrics::banned(&jail, metrics::MANUAL, 1);
             self.changes += 1;
             let prefix = target.to_string();
             super::banlog::manual_ban("ban", &jail, &prefix, true, bantime);
@@ -448,6 +466,7 @@ impl Enforcer {
                 if done {
                     self.changes += 1;
                     self.record(StateMsg::Lifted(vec![(jail.clone(), Some(t))]));
+                    metrics::unbanned(&jail, metrics::MANUAL);
                     super::banlog::manual_unban(&jail, &show(&t));
                     lifted.push(Lifted {
                         jail: jail.clone(),

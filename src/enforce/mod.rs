@@ -9,6 +9,7 @@
 pub mod banlog;
 pub mod enforcer;
 pub mod log;
+pub mod metrics;
 pub mod nft;
 pub mod record;
 pub mod restore;

@@ -67,6 +67,9 @@ pub fn at_start(
         })
         .collect();
     let restored = backend.restore(&missing)?;
+    for r in &missing {
+        crate::metrics::banned(&r.jail, crate::metrics::RESTORE, 1);
+    }
 
     let adopt: Vec<(StoredBan, bool)> = kernel
         .iter()

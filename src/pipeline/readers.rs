@@ -186,7 +186,7 @@ impl Sources {
                 break;
             };
             let routes = Arc::new(ArcSwap::from_pointee(routes));
-            let stage = LineStage::new(Arc::clone(&routes), tx);
+            let stage = LineStage::new(Arc::clone(&routes), tx).counting(&source_label(&key));
             let position = match (&key, &opened) {
                 (SourceKey::File(path), Opened::File(f)) => {
                     // Used once: a file dropped by a reload and added back
@@ -342,6 +342,8 @@ fn spawn_syslog(
     stop: Stopper,
     mut stage: LineStage,
 ) -> Result<JoinHandle<()>, PipelineError> {
+    let counts = Arc::clone(&receiver.counts);
+    crate::metrics::syslog(move || counts.snapshot());
     thread("source:syslog".into(), move || {
         if let Err(e) = receiver.run(&stop, &mut stage) {
             error!("syslog receiver stopped: {e}");
@@ -387,5 +389,16 @@ fn spawn_journal(
         Err(_) => Err(PipelineError::Thread(std::io::Error::other(
             "the journal thread ended before opening the journal",
         ))),
+    }
+}
+
+/// What the metrics call a source: a file's path (a glob's pattern, so
+/// rotated and new files add no labels), or `stdin`, `syslog`, `journal`.
+fn source_label(key: &SourceKey) -> String {
+    match key {
+        SourceKey::File(p) | SourceKey::Glob(p) => p.to_string_lossy().into_owned(),
+        SourceKey::Stdin => "stdin".into(),
+        SourceKey::Syslog(_) => "syslog".into(),
+        SourceKey::Journal(_) => "journal".into(),
     }
 }

@@ -4,12 +4,14 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
 use super::routes::{Routes, SharedRoutes};
 use super::scan::ReaderFilters;
 use crate::message::{Failure, SharedLine};
+use crate::metrics::SourceCounters;
 use crate::source::journal::JournalMatch;
 use crate::source::{Line, Sink};
 
@@ -27,6 +29,7 @@ pub(super) struct LineStage {
     current: Arc<Routes>,
     filters: Vec<ReaderFilters>,
     batch: Batch,
+    counts: LineCounts,
 }
 
 impl LineStage {
@@ -38,12 +41,28 @@ impl LineStage {
             current,
             filters,
             batch: Batch::new(tx),
+            counts: LineCounts::default(),
         }
     }
 
-    /// Another stage for the same routes and tracker (a glob's new file).
+    /// Counts its lines under `source` in the metrics, when they are on.
+    pub(super) fn counting(mut self, source: &str) -> Self {
+        self.counts.metrics = SourceCounters::new(source);
+        self
+    }
+
+    /// Another stage for the same routes and tracker (a glob's new file),
+    /// counted under the same source.
     pub(super) fn sibling(&self) -> Self {
-        LineStage::new(Arc::clone(&self.routes), self.batch.tx.clone())
+        let mut stage = LineStage::new(Arc::clone(&self.routes), self.batch.tx.clone());
+        stage.counts.metrics = self.counts.metrics.clone();
+        stage
+    }
+
+    /// Hands the batch on, and what was counted with it.
+    fn flush(&mut self) {
+        self.batch.flush();
+        self.counts.report();
     }
 
     /// Picks up new routes after a reload; true when they changed.
@@ -77,32 +96,71 @@ impl Sink for LineStage {
         let batch = &mut self.batch;
         // The line is copied once, for its first hit, whatever the route.
         let mut span = None;
+        // The clock is read once, for the first hit, and not for lines
+        // that hit nothing.
+        let mut read = None;
+        let mut newest = None;
         for ((route, filters), reader) in self.current.routes.iter().zip(&mut self.filters) {
             if !route.takes(&line.origin) {
                 continue;
             }
             routed = true;
             reader.scan(filters, line.text, line.time, |jail, addr, time| {
+                newest = newest.max(Some(time));
                 batch.push(
                     Failure {
                         jail,
                         addr,
                         time,
                         line: None,
+                        read: Some(*read.get_or_insert_with(Instant::now)),
                     },
                     line.text,
                     &mut span,
                 );
             });
         }
-        if batch.is_full() {
-            batch.flush();
+        self.counts.line(span.is_some(), newest);
+        if self.batch.is_full() {
+            self.flush();
         }
         routed
     }
 
     fn caught_up(&mut self) {
-        self.batch.flush();
+        self.flush();
+    }
+}
+
+/// A reader's line counts since it last reported: plain integers on the
+/// reader's thread, added to the metrics when its batch leaves, so a line
+/// costs no atomic operation.
+#[derive(Default)]
+struct LineCounts {
+    read: u64,
+    matched: u64,
+    /// The time of the newest failure since the last report.
+    newest: Option<SystemTime>,
+    /// None: metrics are off.
+    metrics: Option<SourceCounters>,
+}
+
+impl LineCounts {
+    fn line(&mut self, matched: bool, newest: Option<SystemTime>) {
+        self.read += 1;
+        if matched {
+            self.matched += 1;
+            self.newest = self.newest.max(newest);
+        }
+    }
+
+    fn report(&mut self) {
+        if let Some(m) = &self.metrics {
+            m.add(self.read, self.matched, self.newest);
+        }
+        self.read = 0;
+        self.matched = 0;
+        self.newest = None;
     }
 }
 

@@ -35,7 +35,9 @@ pub struct StateTx(Sender<StateMsg>);
 
 impl StateTx {
     pub fn send(&self, msg: StateMsg) {
+        crate::metrics::state_queued();
         if self.0.send(msg).is_err() {
+            crate::metrics::state_taken();
             warn!("state writer gone: a change was not recorded");
         }
     }
@@ -75,6 +77,7 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
         // Coalesce consecutive ban batches into one transaction.
         let mut banned: Vec<(StoredBan, bool)> = Vec::new();
         for msg in msgs {
+            crate::metrics::state_taken();
             if !matches!(msg, StateMsg::Banned(_)) && !banned.is_empty() {
                 report(store.put_bans(&banned));
                 banned.clear();

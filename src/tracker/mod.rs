@@ -9,6 +9,7 @@
 //! order leaves, so a [`BanOrder`] carries its final bantime. Time is passed
 //! in with each failure, so windows and bantimes are tested without sleeping.
 
+mod metrics;
 pub mod task;
 
 use std::collections::VecDeque;
@@ -48,6 +49,8 @@ pub struct Tracker {
     max_tracked: usize,
     /// Earlier bans, for bantime increment.
     offences: Offences,
+    /// Each jail id's `counts.total` when last reported to the metrics.
+    published: Vec<u64>,
 }
 
 /// fail2ban's "Currently failed" and "Total failed" for one jail.
@@ -142,6 +145,7 @@ impl Tracker {
             opened: VecDeque::new(),
             max_tracked: max_tracked.max(1),
             offences: Offences::new(DEFAULT_DBPURGEAGE),
+            published: Vec::new(),
         }
     }
 
@@ -317,6 +321,7 @@ impl Tracker {
                 bantime: jail.bantime,
                 failures: count,
                 line: failure.line,
+                read: failure.read,
             });
         }
         self.evict();
@@ -365,6 +370,7 @@ impl Tracker {
                 addr,
                 time,
                 line: None,
+                read: None,
             };
             match self.record_at(failure, now) {
                 Verdict::Counted { .. } => carried += 1,
@@ -447,6 +453,7 @@ mod tests {
             addr: addr.parse().unwrap(),
             time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs),
             line: None,
+            read: None,
         }
     }
 

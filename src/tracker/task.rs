@@ -66,6 +66,7 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                         Verdict::Counted { count } => debug!(%addr, count, "failure counted"),
                     }
                 }
+                tracker.publish();
                 if !orders.is_empty() && bans.send(M::from(orders)).await.is_err() {
                     break;
                 }

@@ -56,6 +56,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "systemd",
         "`systemd-analyze verify` and `security` check the unit file in tests",
     ),
+    (
+        "curl",
+        "a real HTTP client scraping /metrics in the metrics tests",
+    ),
 ];
 
 fn main() -> Result<()> {
