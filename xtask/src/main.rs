@@ -256,6 +256,10 @@ fn ci(extra: &[&str]) -> Result<()> {
     if !is_root() {
         bail!("the namespace tests need root (they create network namespaces)");
     }
+    // The configs the tests write take the umask; root's usual 022 keeps them
+    // from being group-writable, which the daemon refuses (config/strict.rs).
+    // SAFETY: umask has no preconditions and cannot fail.
+    unsafe { libc::umask(0o022) };
     run(cargo().args(["fmt", "--all", "--check"]))?;
     // Reading files only, so the architecture is checked before anything is built.
     if !tidy::tidy(&root())? {
