@@ -49,6 +49,8 @@ fn generate_man_writes_section_8_pages_for_every_subcommand() {
     ] {
         let page = std::fs::read_to_string(dir.path().join(format!("nftjail-{sub}.8"))).unwrap();
         assert!(page.contains(&format!(".TH nftjail-{sub} 8")), "{sub}");
+        let footer = concat!("nftjail ", env!("CARGO_PKG_VERSION"));
+        assert!(page.contains(footer), "{sub}: no {footer:?} footer");
     }
     // The packaging command documents nothing an admin would run.
     assert!(!dir.path().join("nftjail-generate.8").exists());

@@ -79,7 +79,13 @@ fn create(dir: &Path, name: &str) -> anyhow::Result<BufWriter<File>> {
 }
 
 fn man(cmd: &Command, dir: &Path) -> anyhow::Result<()> {
-    let page = |c: &Command| Man::new(c.clone()).section(SECTION).manual(MANUAL);
+    // Every page's footer names the program and its version, subcommands' too.
+    let page = |c: &Command| {
+        Man::new(c.clone())
+            .section(SECTION)
+            .manual(MANUAL)
+            .source(concat!("nftjail ", env!("CARGO_PKG_VERSION")))
+    };
     let main = page(cmd);
     let mut out = create(dir, &main.get_filename())?;
     main.render_title(&mut out)?;

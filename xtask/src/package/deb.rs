@@ -160,11 +160,12 @@ pub fn control(pkg: &Package, arch: &str, depends: &str, installed_kib: u64) -> 
     c
 }
 
-/// `md5sum`'s output for every file, paths relative to the root, as
-/// dh_md5sums writes it (conffiles included, dpkg skips them itself).
+/// `md5sum`'s output for every file but the conffile, paths relative to
+/// the root, as dh_md5sums writes it (dpkg keeps conffiles' sums itself).
 fn md5sums(tree: &Path, files: &[PathBuf]) -> Result<String> {
     let mut rel: Vec<String> = files
         .iter()
+        .filter(|f| *f != Path::new(super::CONFIG))
         .map(|f| {
             f.strip_prefix("/")
                 .unwrap_or(f)

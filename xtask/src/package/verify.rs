@@ -112,11 +112,16 @@ pub fn verify(root: &Path, deb: &Path) -> Result<()> {
         "conffiles: {conffiles:?}"
     );
     let md5sums = fs::read_to_string(control.join("md5sums"))?;
+    // Every regular file but the one conffile.
     let regular = files.values().filter(|(m, _)| m.starts_with('-')).count();
     ensure!(
-        md5sums.lines().count() == regular,
+        md5sums.lines().count() + 1 == regular,
         "md5sums has {} lines for {regular} files",
         md5sums.lines().count()
+    );
+    ensure!(
+        !md5sums.contains(" etc/nftjail/nftjail.toml"),
+        "md5sums lists the conffile"
     );
     eprintln!("verify: Depends: {depends}; conffiles and md5sums match");
 
