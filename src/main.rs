@@ -4,13 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use nftjail::config::{Config, DEFAULT_PATH};
 use nftjail::daemon::{self, RunOptions};
 
 mod cli {
     pub mod client;
+    pub mod generate;
     pub mod import;
     pub mod logging;
     pub mod test;
@@ -145,6 +146,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The manual pages or shell completions, for packaging.
+    #[command(hide = true, subcommand)]
+    Generate(cli::generate::What),
 }
 
 fn main() -> ExitCode {
@@ -242,6 +246,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             ref dir,
             ref output,
         } => cli::import::run(dir, output.as_deref()),
+        Command::Generate(ref what) => cli::generate::run(what, Cli::command()),
         Command::Check => {
             let config = load()?;
             println!(

@@ -241,3 +241,88 @@ fn state_and_increment_keys_are_checked_with_their_place() {
     assert!(sshd.overalljails);
     assert_eq!(ok.state_dir, Path::new("/var/lib/nftjail"));
 }
+
+/// A config dir with `nftjail.toml` (mode 0644) whose jail uses the sshd
+/// filter, looked up first in `filters/`.
+fn config_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let filters = dir.path().join("filters");
+    std::fs::create_dir(&filters).unwrap();
+    let path = dir.path().join("nftjail.toml");
+    let text = format!("[daemon]\nfilter_dir = \"{}\"\n{JAIL}", filters.display());
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    (dir, path)
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_filter_file_in_filter_dir_replaces_the_built_in_one() {
+    let (dir, path) = config_dir();
+    let config = Config::load(Some(&path)).unwrap();
+    let built_in = config.jails[0].filter.failregex.len();
+    assert!(built_in > 1, "the built-in sshd filter has several regexes");
+
+    let own = dir.path().join("filters/sshd.toml");
+    std::fs::write(&own, "failregex = ['''^Bad login from <HOST>$''']\n").unwrap();
+    set_mode(&own, 0o644);
+    let config = Config::load(Some(&path)).unwrap();
+    let filter = &config.jails[0].filter;
+    assert_eq!(filter.failregex.len(), 1);
+    assert_eq!(
+        filter.find("Bad login from 192.0.2.7"),
+        Some("192.0.2.7".parse().unwrap())
+    );
+}
+
+#[test]
+fn a_group_writable_config_is_refused_with_the_fix() {
+    let (_dir, path) = config_dir();
+    set_mode(&path, 0o664);
+    let e = Config::load(Some(&path)).unwrap_err();
+    assert!(matches!(e, ConfigError::Unsafe { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert!(
+        msg.contains(&format!("chmod go-w {}", path.display())),
+        "{msg}"
+    );
+    set_mode(&path, 0o644);
+    assert!(Config::load(Some(&path)).is_ok());
+}
+
+#[test]
+fn a_world_writable_filter_override_is_refused_with_the_fix() {
+    let (dir, path) = config_dir();
+    let own = dir.path().join("filters/sshd.toml");
+    std::fs::write(&own, "failregex = ['''^Bad login from <HOST>$''']\n").unwrap();
+    set_mode(&own, 0o666);
+    let msg = Config::load(Some(&path)).unwrap_err().to_string();
+    assert!(msg.contains("jail.sshd.filter"), "{msg}");
+    assert!(
+        msg.contains(&format!("chmod go-w {}", own.display())),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_config_owned_by_another_user_is_refused_when_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Only root can hand a file to another user; the CI runs as root.
+        panic!("this test needs root (cargo xtask ci runs the tests as root)");
+    }
+    let (_dir, path) = config_dir();
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let msg = Config::load(Some(&path)).unwrap_err().to_string();
+    assert!(msg.contains("uid 65534"), "{msg}");
+    assert!(
+        msg.contains(&format!("chown root: {}", path.display())),
+        "{msg}"
+    );
+}

@@ -37,6 +37,9 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// A config file someone other than root may change (see `strict`).
+    #[error("refusing config {}: {reason}", path.display())]
+    Unsafe { path: PathBuf, reason: String },
     /// Every problem found, so an admin fixes them all in one round.
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<Problem>),

@@ -13,6 +13,7 @@ pub mod persist;
 pub mod port;
 mod raw;
 pub mod sources;
+pub mod strict;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -140,6 +141,9 @@ impl Config {
             None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
             None => return Config::parse(EMBEDDED, Path::new("<embedded>")),
         };
+        if let Some(reason) = strict::unsafe_reason(&path) {
+            return Err(ConfigError::Unsafe { path, reason });
+        }
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
             path: path.clone(),
             source,
@@ -476,8 +480,12 @@ impl Checker<'_> {
         if !valid_name(name) {
             return Err(format!("filter name {name:?} must be A-Z a-z 0-9 _ -"));
         }
+        // An admin's file of the same name replaces the built-in filter.
         let file = dir.join(format!("{name}.toml"));
         if file.exists() {
+            if let Some(reason) = strict::unsafe_reason(&file) {
+                return Err(format!("refusing filter {}: {reason}", file.display()));
+            }
             return filter::load_filter_file(&file).map_err(|e| e.to_string());
         }
         match filter::library(name) {

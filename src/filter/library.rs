@@ -1,5 +1,10 @@
 //! The built-in filter library: `config/filters/*.toml`, compiled into the
 //! binary so a jail can name a filter on a machine with no filter files.
+//! The binary and its filters are then one version: an upgrade cannot pair
+//! a new daemon with stale filter files. An admin's `FILTER_DIR/NAME.toml`
+//! (/etc/nftjail/filters) replaces a built-in filter of the same name; the
+//! package's /usr/share/nftjail/filters is the library as shipped, to read
+//! and copy from, and is never read by the daemon.
 
 /// One list, so a name and its text cannot drift apart.
 macro_rules! filters {

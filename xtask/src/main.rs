@@ -1,5 +1,5 @@
 #![allow(clippy::disallowed_methods)]
-//! Project tasks: `cargo xtask deps | demo | ci | tidy | bench | gen`.
+//! Project tasks: `cargo xtask deps | demo | ci | deb | install | tidy | bench | gen`.
 //!
 //! xtask is the one place that forks tools freely (apt-get, cargo, ip): it
 //! sets the machine up and drives the product, it is not the product.
@@ -10,14 +10,22 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context, Result};
 
 mod bench;
+mod cargo;
 mod f2b;
 mod gen;
 mod nl;
+mod package;
 mod tidy;
 
-/// Debian packages the build, the demo and the tests need, with why.
-const PACKAGES: &[(&str, &str)] = &[
+/// Debian packages building nftjail, its package and the demo need, with
+/// why: all `cargo xtask demo` and `cargo xtask deb` install on a host.
+const BUILD_PACKAGES: &[(&str, &str)] = &[
     ("libclang1", "rustables runs bindgen at build time"),
+    (
+        "libsystemd-dev",
+        "the journal source links libsystemd (sd-journal) through the systemd crate",
+    ),
+    ("pkg-config", "the systemd crate finds libsystemd with it"),
     (
         "nftables",
         "the `nft` CLI, an independent reader of the kernel in tests and the demo",
@@ -28,6 +36,16 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("util-linux", "`unshare` for the demo's private /var/log"),
     (
+        "dpkg-dev",
+        "dpkg-shlibdeps computes the .deb's Depends (cargo xtask deb)",
+    ),
+    ("binutils", "`strip` for the packaged binary"),
+];
+
+/// Debian packages only the tests and benchmarks need (`cargo xtask ci`,
+/// `cargo xtask deps`), with why.
+const PACKAGES: &[(&str, &str)] = &[
+    (
         "python3-pyinotify",
         "fail2ban-server's inotify backend, its fastest, for the side-by-side benchmark",
     ),
@@ -35,11 +53,6 @@ const PACKAGES: &[(&str, &str)] = &[
         "fail2ban",
         "its sample logs are a test corpus for our filters; fail2ban-regex is a benchmark peer",
     ),
-    (
-        "libsystemd-dev",
-        "the journal source links libsystemd (sd-journal) through the systemd crate",
-    ),
-    ("pkg-config", "the systemd crate finds libsystemd with it"),
     (
         "systemd-journal-remote",
         "writes real journal files from export-format text for the journal tests",
@@ -60,17 +73,28 @@ const PACKAGES: &[(&str, &str)] = &[
         "curl",
         "a real HTTP client scraping /metrics in the metrics tests",
     ),
+    ("lintian", "checks the .deb in `cargo xtask ci`"),
 ];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     match args.first().map(String::as_str) {
-        Some("deps") => deps(),
+        Some("deps") => deps(ALL_PACKAGES),
         Some("demo") => demo(),
         Some("ci") => ci(&rest),
+        Some("deb") => {
+            deps(&[BUILD_PACKAGES])?;
+            let deb = package::deb::build(&root())?;
+            // `--check`: what `cargo xtask ci` checks of the package (needs lintian).
+            if rest.contains(&"--check") {
+                package::verify::verify(&root(), &deb)?;
+            }
+            Ok(())
+        }
+        Some("install") => package::install::install(&root(), &rest),
         Some("bench") => {
-            deps()?;
+            deps(ALL_PACKAGES)?;
             bench::bench(&rest, &root())
         }
         Some("gen") => gen::cli(&rest),
@@ -85,9 +109,11 @@ fn main() -> Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
-                 deps   install the Debian packages nftjail needs (as root)\n\
+                 deps   install the Debian packages the build and the tests need (as root)\n\
                  demo   ban a simulated SASL brute force in a throwaway network namespace\n\
-                 ci     everything CI runs: deps, fmt, tidy, clippy, all tests\n\
+                 ci     everything CI runs: deps, fmt, tidy, clippy, all tests, the .deb\n\
+                 deb    target/debian/nftjail_VERSION_ARCH.deb; --check: list, unpack, run, lintian\n\
+                 install [--prefix DIR (/usr/local)] [--destdir DIR]  the .deb's files, without dpkg\n\
                  tidy   the rules in tidy.toml: module layering, file sizes, no forks\n\
                  bench  nftjail beside grep, fail2ban-regex and nft -f; writes BENCHMARKS.md\n\
                  \x20      (--smoke: tiny sizes, --full: large sizes)\n\
@@ -133,34 +159,97 @@ fn installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Installs the missing packages with apt-get when root; otherwise says what is missing.
-fn deps() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES
+/// Every package the tests need: the build's and the test-only ones.
+const ALL_PACKAGES: &[&[(&str, &str)]] = &[BUILD_PACKAGES, PACKAGES];
+
+/// Installs the missing packages with apt-get when root, after saying which
+/// and why; otherwise says what is missing. No service a package brings
+/// (rsyslog, fail2ban) is started: see [`NoServiceStarts`].
+fn deps(lists: &[&[(&'static str, &'static str)]]) -> Result<()> {
+    let wanted: Vec<(&str, &str)> = lists.iter().flat_map(|l| l.iter().copied()).collect();
+    let missing: Vec<(&str, &str)> = wanted
         .iter()
+        .copied()
         .filter(|(p, _)| !installed(p))
-        .map(|(p, _)| *p)
         .collect();
     if missing.is_empty() {
         eprintln!(
             "deps: all present ({})",
-            PACKAGES.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+            wanted.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
         );
         return Ok(());
     }
+    let names: Vec<&str> = missing.iter().map(|(p, _)| *p).collect();
     if !is_root() {
-        for (p, why) in PACKAGES.iter().filter(|(p, _)| missing.contains(p)) {
+        for (p, why) in &missing {
             eprintln!("missing: {p} ({why})");
         }
-        bail!(
-            "run as root (or: sudo apt-get install {})",
-            missing.join(" ")
-        );
+        bail!("run as root (or: sudo apt-get install {})", names.join(" "));
     }
+    eprintln!(
+        "deps: installing {} Debian package(s) with apt-get:",
+        missing.len()
+    );
+    for (p, why) in &missing {
+        eprintln!("  {p}: {why}");
+    }
+    let _guard = NoServiceStarts::install()?;
     run(Command::new("apt-get").arg("update").arg("-q"))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-q", "--no-install-recommends"])
-        .args(&missing)
+        .args(&names)
         .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// A /usr/sbin/policy-rc.d that exits 101 ("action forbidden") while
+/// apt-get runs, so packages installed for the tests (rsyslog, fail2ban)
+/// do not start their services on the admin's machine: invoke-rc.d and
+/// deb-systemd-invoke ask it first. Made only when none exists, removed on
+/// drop; an existing one is the admin's and is left alone.
+struct NoServiceStarts {
+    created: Option<PathBuf>,
+}
+
+impl NoServiceStarts {
+    const PATH: &'static str = "/usr/sbin/policy-rc.d";
+
+    fn install() -> Result<NoServiceStarts> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = PathBuf::from(Self::PATH);
+        if path.exists() {
+            eprintln!(
+                "deps: {} exists; it decides which services start",
+                path.display()
+            );
+            return Ok(NoServiceStarts { created: None });
+        }
+        std::fs::write(
+            &path,
+            "#!/bin/sh\n# Written by cargo xtask deps while apt-get runs: start no service.\nexit 101\n",
+        )
+        .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        eprintln!(
+            "deps: services stay stopped ({} exits 101 until apt-get is done)",
+            path.display()
+        );
+        Ok(NoServiceStarts {
+            created: Some(path),
+        })
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = &self.created {
+            if let Err(e) = std::fs::remove_file(path) {
+                eprintln!(
+                    "deps: cannot remove {}: {e}; remove it by hand",
+                    path.display()
+                );
+            }
+        }
+    }
 }
 
 fn cargo() -> Command {
@@ -171,10 +260,14 @@ fn cargo() -> Command {
 
 /// Everything CI runs, in the order a failure is cheapest to report.
 fn ci(extra: &[&str]) -> Result<()> {
-    deps()?;
+    deps(ALL_PACKAGES)?;
     if !is_root() {
         bail!("the namespace tests need root (they create network namespaces)");
     }
+    // The configs the tests write take the umask; root's usual 022 keeps them
+    // from being group-writable, which the daemon refuses (config/strict.rs).
+    // SAFETY: umask has no preconditions and cannot fail.
+    unsafe { libc::umask(0o022) };
     run(cargo().args(["fmt", "--all", "--check"]))?;
     // Reading files only, so the architecture is checked before anything is built.
     if !tidy::tidy(&root())? {
@@ -189,6 +282,10 @@ fn ci(extra: &[&str]) -> Result<()> {
         "warnings",
     ]))?;
     run(cargo().args(["test", "--workspace"]).args(extra))?;
+    // The package, built once from the release binary and checked as an
+    // admin meets it (not inside `cargo test`: see package/verify.rs).
+    let deb = package::deb::build(&root())?;
+    package::verify::verify(&root(), &deb)?;
     // Every benchmark scenario at tiny size, so the harness cannot rot.
     bench::bench(&["--smoke"], &root())?;
     eprintln!("ci: all checks passed");
@@ -196,12 +293,11 @@ fn ci(extra: &[&str]) -> Result<()> {
 }
 
 fn demo() -> Result<()> {
-    deps()?;
+    deps(&[BUILD_PACKAGES])?;
     if !is_root() {
         bail!("the demo creates network namespaces: run it as root");
     }
-    run(cargo().args(["build", "--release", "--bin", "nftjail"]))?;
-    let nftjail = root().join("target/release/nftjail");
+    let nftjail = cargo::release_binary(&root())?;
     let xtask = std::env::current_exe().context("cannot find the xtask binary")?;
     let mut cmd = Command::new("bash");
     cmd.arg("-c")

@@ -50,17 +50,7 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     } else {
         Mode::Fast
     };
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(root)
-        .args(["build", "--release", "--bin", "nftjail"])
-        .status()?;
-    if !status.success() {
-        bail!("release build failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map_or_else(|| root.join("target"), |t| root.join(t));
-    let nftjail = target.join("release/nftjail");
+    let nftjail = crate::cargo::release_binary(root)?;
     let dir = tempdir()?;
     let mut report = String::new();
     let machine = machine();
