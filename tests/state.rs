@@ -529,6 +529,34 @@ fn on_stop_flush_removes_our_table_and_forgets_the_bans() {
 }
 
 #[test]
+fn a_restart_for_a_package_upgrade_keeps_the_bans_even_with_on_stop_flush() {
+    let s = Setup::new("on_stop = \"flush\"");
+    let ns = Netns::new("st-upgr");
+    let mut d = s.start(&ns);
+    s.append("a.log", "fail from 203.0.113.4\n");
+    wait_until("a ban", Duration::from_secs(5), || {
+        kernel_set(&ns, "a-v4").len() == 1
+    });
+    // What the package's postinst leaves beside the socket before a restart.
+    let marker = s.path("keep-bans-on-stop");
+    std::fs::write(&marker, "").unwrap();
+    d.stop();
+    assert_eq!(
+        kernel_set(&ns, "a-v4").len(),
+        1,
+        "the ban stays in the kernel"
+    );
+    assert_eq!(s.stored_set("a").len(), 1, "and in the store");
+    assert!(!marker.exists(), "the marker is used once");
+    // The next stop is an ordinary one again: it flushes.
+    let mut d = s.start(&ns);
+    assert_eq!(kernel_set(&ns, "a-v4").len(), 1);
+    d.stop();
+    let tables = ns.output("nft", &["list", "tables"]);
+    assert!(!tables.contains("nftjail"), "{tables}");
+}
+
+#[test]
 fn lines_written_while_stopped_are_read_once_across_a_rotation() {
     let s = Setup::new("");
     let cfg = std::fs::read_to_string(s.path("nftjail.toml"))

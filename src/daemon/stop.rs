@@ -11,6 +11,22 @@ use crate::enforce::enforcer::EnforcerMsg;
 use crate::pipeline;
 use crate::state::writer::StateMsg;
 
+/// A package upgrade restarts the daemon; with `on_stop = "flush"` that
+/// stop would lift every ban for the moments the new binary takes to start.
+/// The package's postinst leaves this file beside the control socket just
+/// before it restarts the service: the stop it asks for keeps the bans
+/// (the new daemon adopts them), once.
+pub const KEEP_BANS_ONCE: &str = "keep-bans-on-stop";
+
+fn restart_for_upgrade(socket: &std::path::Path) -> bool {
+    let marker = socket.with_file_name(KEEP_BANS_ONCE);
+    let found = std::fs::remove_file(&marker).is_ok();
+    if found {
+        info!(marker = %marker.display(), "restarted for an upgrade: bans stay for the new daemon");
+    }
+    found
+}
+
 pub(super) async fn stop(running: Running) {
     let Running {
         handle,
@@ -32,7 +48,8 @@ pub(super) async fn stop(running: Running) {
     if let Some(s) = position_saver {
         s.abort();
     }
-    let flush = handle.config().on_stop == OnStop::Flush;
+    let config = handle.config();
+    let flush = config.on_stop == OnStop::Flush && !restart_for_upgrade(&config.socket);
     if !flush {
         info!("stopping: bans stay in the kernel until they expire");
     }

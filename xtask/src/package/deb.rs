@@ -216,6 +216,8 @@ if [ \"$1\" = \"configure\" ] || [ \"$1\" = \"abort-upgrade\" ] || [ \"$1\" = \"
 \t\t# An upgrade restarts the daemon (prerm left it running): the bans stay
 \t\t# in the kernel and the new daemon adopts them.
 \t\tif [ -n \"$2\" ]; then
+\t\t\t# Even with on_stop = \"flush\" this stop keeps the bans (once).
+\t\t\tif [ -d /run/nftjail ]; then touch /run/nftjail/keep-bans-on-stop; fi
 \t\t\t_dh_action=restart
 \t\telse
 \t\t\t_dh_action=start
