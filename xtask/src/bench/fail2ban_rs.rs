@@ -62,3 +62,22 @@ pub(super) fn table_exists(ns: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// The peer the speed targets name, at the version BENCHMARKS.md compares
+/// with; a real run installs it from crates.io when it is missing (smoke
+/// runs in CI leave it out and say so in their tables).
+pub(super) const VERSION: &str = "1.5.4";
+
+pub(super) fn install_if_missing() -> Result<()> {
+    if super::which("fail2ban-rs").is_some() {
+        return Ok(());
+    }
+    eprintln!("bench: installing fail2ban-rs {VERSION} (the Rust peer) with cargo install");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["install", "--locked", "fail2ban-rs", "--version", VERSION])
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("cargo install fail2ban-rs {VERSION} failed: {status}");
+    }
+    Ok(())
+}

@@ -51,6 +51,9 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         Mode::Fast
     };
     let nftjail = crate::cargo::release_binary(root)?;
+    if mode != Mode::Smoke {
+        fail2ban_rs::install_if_missing()?;
+    }
     let dir = tempdir()?;
     let mut report = String::new();
     let machine = machine();
