@@ -14,6 +14,17 @@ use std::time::{Duration, SystemTime};
 /// fail2ban caps its exponent at 20 (`1 << 20` times the bantime).
 const MAX_EXPONENT: u32 = 20;
 
+/// The longest ban (and any duration the config takes) we hand the kernel.
+///
+/// The kernel takes an element's timeout as milliseconds and refuses with
+/// ERANGE any value at or above `u64::MAX / NSEC_PER_MSEC` (it converts to
+/// nanoseconds before jiffies, see `nf_msecs_to_jiffies64`), so its largest
+/// is 18_446_744_073 s, about 584 years; the same check is in 6.1. A refused
+/// element aborts its whole transaction, so we stay well below: 26000
+/// weeks (about 498 years) leaves room for `bantime_rndtime` and rounding
+/// and reads as a whole unit in messages.
+pub const MAX_BANTIME: Duration = Duration::from_secs(26_000 * 604_800);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Increment {
     /// `bantime.factor`: multiplies the growth (default 1).
@@ -44,7 +55,9 @@ impl Default for Increment {
 }
 
 impl Increment {
-    /// The bantime for an address banned `count` times before.
+    /// The bantime for an address banned `count` times before, never past
+    /// [`MAX_BANTIME`], whatever the growth, maxtime and rndtime: the kernel
+    /// would refuse a longer one, and with it the bans sharing its transaction.
     pub fn bantime(&self, base: Duration, count: u32) -> Duration {
         if count == 0 || base.is_zero() {
             return base;
@@ -61,12 +74,13 @@ impl Increment {
         if let Some(max) = self.maxtime {
             secs = secs.min(max.as_secs_f64().max(base.as_secs_f64()));
         }
-        let mut t =
-            Duration::try_from_secs_f64(secs).unwrap_or(Duration::from_secs(u32::MAX.into()));
+        let mut t = Duration::try_from_secs_f64(secs)
+            .unwrap_or(MAX_BANTIME)
+            .min(MAX_BANTIME);
         if let Some(rnd) = self.rndtime {
-            t += rnd.mul_f64(fastrand::f64());
+            t = t.saturating_add(rnd.mul_f64(fastrand::f64()));
         }
-        t
+        t.min(MAX_BANTIME)
     }
 }
 
@@ -194,6 +208,26 @@ mod tests {
         };
         assert_eq!(inc.bantime(H, 1), 5 * H);
         assert_eq!(inc.bantime(H, 0), H);
+    }
+
+    #[test]
+    fn growth_stops_at_the_kernels_limit_with_or_without_maxtime() {
+        let week = Duration::from_secs(604_800);
+        let base = 10_000 * week;
+        let plain = Increment::default();
+        assert_eq!(plain.bantime(base, 20), MAX_BANTIME);
+        let above = Increment {
+            maxtime: Some(10 * MAX_BANTIME),
+            rndtime: Some(week),
+            ..Increment::default()
+        };
+        assert_eq!(above.bantime(base, 3), MAX_BANTIME);
+        let huge = Increment {
+            multipliers: vec![1.0, f64::MAX],
+            ..Increment::default()
+        };
+        assert_eq!(huge.bantime(base, 1), MAX_BANTIME);
+        assert_eq!(plain.bantime(base, 1), 2 * base);
     }
 
     #[test]

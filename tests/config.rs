@@ -111,6 +111,27 @@ fn bad_duration_names_its_position() {
 }
 
 #[test]
+fn a_duration_past_the_kernels_limit_is_refused_with_the_maximum() {
+    let text = format!(
+        "[defaults]\nfindtime = 99999999999\n{JAIL}bantime = \"100000000w\"\nbantime_increment = true\nbantime_maxtime = \"26001w\"\n"
+    );
+    let e = errors(&text);
+    for want in [
+        "/etc/nftjail/nftjail.toml:2:12: defaults.findtime: 99999999999s is longer than the longest ban the kernel takes (at most 26000w)",
+        "/etc/nftjail/nftjail.toml:6:11: jail.sshd.bantime: 100000000w is longer than the longest ban the kernel takes (at most 26000w)",
+        "/etc/nftjail/nftjail.toml:8:19: jail.sshd.bantime_maxtime: 26001w is longer than the longest ban the kernel takes (at most 26000w)",
+    ] {
+        assert!(e.contains(want), "missing {want:?} in:\n{e}");
+    }
+    let ok = Config::parse(
+        &format!("{JAIL}bantime = \"26000w\"\n"),
+        Path::new("t.toml"),
+    )
+    .expect("the maximum itself is taken");
+    assert_eq!(ok.jails[0].bantime, Duration::from_secs(26_000 * 604_800));
+}
+
+#[test]
 fn wrong_type_names_its_position() {
     let text = format!("{JAIL}maxretry = \"five\"\n");
     let e = errors(&text);

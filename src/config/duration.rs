@@ -3,6 +3,24 @@
 
 use std::time::Duration;
 
+use crate::bantime::{human, MAX_BANTIME};
+
+/// Refuses a duration longer than the kernel takes as an element timeout
+/// ([`MAX_BANTIME`]): caught when the config is read, it cannot abort a
+/// transaction of bans later.
+pub fn within_limit(d: Duration) -> Result<Duration, String> {
+    if d > MAX_BANTIME {
+        return Err(format!(
+            "{} is longer than the longest ban the kernel takes (at most {})",
+            human(d),
+            human(MAX_BANTIME)
+        ));
+    }
+    Ok(d)
+}
+
+/// Reads a duration, bounded by [`within_limit`] (the manual `ban --for`
+/// goes through here too).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let text = s.trim();
     if text.is_empty() {
@@ -40,7 +58,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .and_then(|v| total.checked_add(v))
             .ok_or_else(|| format!("duration {s:?} is too large"))?;
     }
-    Ok(Duration::from_secs(total))
+    within_limit(Duration::from_secs(total))
 }
 
 #[cfg(test)]
@@ -61,5 +79,7 @@ mod tests {
         assert!(secs("m").is_err());
         assert!(secs("").is_err());
         assert!(secs("99999999999999999999w").is_err());
+        assert!(secs("100000000w").unwrap_err().contains("at most 26000w"));
+        assert_eq!(secs("26000w"), Ok(MAX_BANTIME.as_secs()));
     }
 }

@@ -502,7 +502,9 @@ impl Checker<'_> {
     fn duration(&mut self, v: Option<&Spanned<toml::Value>>, key: &str) -> Option<Duration> {
         let v = v?;
         let parsed = match v.get_ref() {
-            toml::Value::Integer(n) if *n > 0 => Ok(Duration::from_secs(*n as u64)),
+            toml::Value::Integer(n) if *n > 0 => {
+                duration::within_limit(Duration::from_secs(n.unsigned_abs()))
+            }
             toml::Value::Integer(_) => Err("must be positive".to_string()),
             toml::Value::String(s) => duration::parse_duration(s),
             other => Err(format!(
