@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nftjail::enforce::enforcer::Enforcer;
 use nftjail::enforce::nft::NftBackend;
 use nftjail::enforce::{Applied, Backend};
 use nftjail::message::BanOrder;
@@ -481,4 +482,45 @@ fn a_paused_watch_notices_a_commit_by_others_by_the_ruleset_generation() {
     assert!(rx.try_recv().is_err(), "woken by our own commits");
     nft(&["delete", "table", "inet", "nftjail"]);
     assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(()));
+}
+
+#[test]
+fn a_refused_order_fails_alone_and_the_rest_of_its_batch_is_applied() {
+    fresh_netns();
+    let jails = example_jails();
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&jails).unwrap();
+    let mut e = Enforcer::new(Box::new(b), &jails, None);
+    // Past the kernel's limit on an element timeout: the config refuses
+    // such a bantime, so the order is made here.
+    let mut bad = order("sshd", "192.0.2.66", 600);
+    bad.bantime = Duration::from_secs(u64::MAX / 1000);
+    let batch = [
+        order("sshd", "192.0.2.1", 600),
+        order("zimbra-submission", "198.51.100.7", 600),
+        bad,
+        order("zimbra-submission", "2001:db8::5", 600),
+        order("sshd", "192.0.2.2", 600),
+    ];
+    let refused = e.ban_batch(&batch).unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].index, 2);
+    assert_eq!(&*refused[0].jail, "sshd");
+    assert_eq!(refused[0].addr.to_string(), "192.0.2.66");
+    let msg = refused[0].error.to_string();
+    assert!(msg.contains("out of range"), "{msg}");
+
+    let sshd = nft(&["list", "set", "inet", "nftjail", "sshd-v4"]);
+    assert!(sshd.contains("192.0.2.1 "), "{sshd}");
+    assert!(sshd.contains("192.0.2.2 "), "{sshd}");
+    assert!(!sshd.contains("192.0.2.66"), "{sshd}");
+    let v4 = nft(&["list", "set", "inet", "nftjail", "zimbra-submission-v4"]);
+    assert!(v4.contains("198.51.100.7 "), "{v4}");
+    let v6 = nft(&["list", "set", "inet", "nftjail", "zimbra-submission-v6"]);
+    assert!(v6.contains("2001:db8::5 "), "{v6}");
+
+    // Nothing of the refused order was kept: the same batch again is
+    // refused for that order alone.
+    let again = e.ban_batch(&batch).unwrap();
+    assert_eq!(again.iter().map(|r| r.index).collect::<Vec<_>>(), [2]);
 }

@@ -89,6 +89,17 @@ impl From<Vec<BanOrder>> for EnforcerMsg {
     }
 }
 
+/// One order of a batch the kernel refused, alone in its transaction.
+#[derive(Debug)]
+pub struct Refused {
+    /// Its place in the batch.
+    pub index: usize,
+    pub jail: Arc<str>,
+    pub addr: std::net::IpAddr,
+    /// The kernel's answer.
+    pub error: EnforceError,
+}
+
 /// One lifted ban, with the time it still had.
 #[derive(Debug, Clone)]
 pub struct Lifted {
@@ -181,7 +192,7 @@ impl Enforcer {
                             Err(_) => break,
                         }
                     }
-                    match self.ban(&batch, false) {
+                    match self.ban_batch(&batch) {
                         Ok(_) if self.backend.tampered() => self.heal(),
                         Ok(_) => {}
                         // Our table went away under the batch (`nft flush
@@ -246,6 +257,54 @@ impl Enforcer {
                 }
             }
         }
+    }
+
+    /// Applies a batch of automatic bans. A batch is one transaction, and a
+    /// transaction the kernel refuses is refused whole: so a refusal that is
+    /// not "our table is gone" (that one is healed by the caller) splits the
+    /// batch in halves, again and again, until every order the kernel takes
+    /// is applied and each one it refuses is alone. Those are logged with
+    /// their jail, address and the kernel's answer, and returned; nothing of
+    /// them reaches the ban record, the state store or the ban log. Err only
+    /// when our table is gone (what landed before stays applied and recorded).
+    pub fn ban_batch(&mut self, orders: &[BanOrder]) -> Result<Vec<Refused>, EnforceError> {
+        let mut refused = Vec::new();
+        self.ban_split(orders, 0, &mut refused)?;
+        if !refused.is_empty() {
+            metrics::enforcer_error();
+        }
+        Ok(refused)
+    }
+
+    /// [`Enforcer::ban_batch`] on `orders`, which start at `offset` in the batch.
+    fn ban_split(
+        &mut self,
+        orders: &[BanOrder],
+        offset: usize,
+        refused: &mut Vec<Refused>,
+    ) -> Result<(), EnforceError> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let error = match self.ban(orders, false) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_missing() => return Err(e),
+            Err(e) => e,
+        };
+        if let [order] = orders {
+            warn!(jail = %order.jail, addr = %order.addr, bantime = ?order.bantime, "ban not applied: {error}");
+            refused.push(Refused {
+                index: offset,
+                jail: Arc::clone(&order.jail),
+                addr: order.addr,
+                error,
+            });
+            return Ok(());
+        }
+        let half = orders.len() / 2;
+        let (first, second) = orders.split_at(half);
+        self.ban_split(first, offset, refused)?;
+        self.ban_split(second, offset + half, refused)
     }
 
     fn ban(&mut self, orders: &[BanOrder], manual: bool) -> Result<Vec<Applied>, EnforceError> {
@@ -374,7 +433,7 @@ impl Enforcer {
         for attempt in 1..=RETRIES {
             self.backend.tampered();
             self.heal();
-            match self.ban(batch, false) {
+            match self.ban_batch(batch) {
                 Ok(_) => return,
                 Err(e) if e.is_missing() => error = e,
                 Err(e) => {
