@@ -18,8 +18,8 @@ const MAX_EXPONENT: u32 = 20;
 ///
 /// The kernel takes an element's timeout as milliseconds and refuses with
 /// ERANGE any value at or above `u64::MAX / NSEC_PER_MSEC` (it converts to
-/// nanoseconds before jiffies, see `nf_msecs_to_jiffies64`), so its largest
-/// is 18_446_744_073 s, about 584 years; the same check is in 6.1. A refused
+/// nanoseconds before jiffies, see `nf_msecs_to_jiffies64`): nearly six
+/// centuries, the same on 6.1 as on recent kernels. A refused
 /// element aborts its whole transaction, so we stay well below: 26000
 /// weeks (about 498 years) leaves room for `bantime_rndtime` and rounding
 /// and reads as a whole unit in messages.

@@ -29,7 +29,9 @@ use crate::rules::JailRules;
 use crate::state::writer::{StateMsg, StateTx};
 use crate::state::StoredBan;
 
-/// Most bans applied in one netlink transaction.
+/// Most bans applied in one netlink transaction. Within the nft backend's
+/// transaction size, so a batch is applied whole or not at all, which
+/// [`Enforcer::ban_batch`] relies on when it splits a refused one.
 const MAX_BATCH: usize = 4096;
 /// Times a batch is tried again after our table vanished under it.
 const RETRIES: u64 = 8;
@@ -291,6 +293,17 @@ impl Enforcer {
             Err(e) if e.is_missing() => return Err(e),
             Err(e) => e,
         };
+        if !may_be_one_order(&error) {
+            // Every half would fail the same way: one line for the lot.
+            warn!(bans = orders.len(), "bans not applied: {error}");
+            refused.extend(orders.iter().enumerate().map(|(i, order)| Refused {
+                index: offset + i,
+                jail: Arc::clone(&order.jail),
+                addr: order.addr,
+                error: same(&error),
+            }));
+            return Ok(());
+        }
         if let [order] = orders {
             warn!(jail = %order.jail, addr = %order.addr, bantime = ?order.bantime, "ban not applied: {error}");
             refused.push(Refused {
@@ -550,11 +563,202 @@ impl Enforcer {
     }
 }
 
+/// Whether a refusal may come from one order of a batch (a timeout out of
+/// range, an element the set cannot take, a jail no longer configured), so
+/// that splitting the batch saves the others; a refusal of the socket or of
+/// our rights would only be repeated by every half, once per order.
+fn may_be_one_order(error: &EnforceError) -> bool {
+    match error {
+        EnforceError::UnknownJail(_) => true,
+        EnforceError::Kernel { source, .. } => matches!(
+            source.raw_os_error(),
+            Some(
+                libc::ERANGE
+                    | libc::EINVAL
+                    | libc::EEXIST
+                    | libc::EOVERFLOW
+                    | libc::E2BIG
+                    | libc::ENOSPC
+            )
+        ),
+        _ => false,
+    }
+}
+
+/// The same refusal again, for each order it refused (an I/O error is not
+/// `Clone`): the kernel's errno is kept, so is the text.
+fn same(error: &EnforceError) -> EnforceError {
+    match error {
+        EnforceError::Kernel { what, source } => EnforceError::Kernel {
+            what: what.clone(),
+            source: match source.raw_os_error() {
+                Some(errno) => std::io::Error::from_raw_os_error(errno),
+                None => std::io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        other => EnforceError::Netlink(other.to_string()),
+    }
+}
+
 /// An address without its /32, a prefix with its length.
 pub fn show(net: &IpNet) -> String {
     if is_host(net) {
         net.addr().to_string()
     } else {
         net.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enforce::log::LogBackend;
+    use crate::rules::BlockType;
+
+    fn rules(names: &[&str]) -> Vec<JailRules> {
+        names
+            .iter()
+            .map(|n| JailRules {
+                name: n.to_string(),
+                ports: Vec::new(),
+                blocktype: BlockType::Drop,
+            })
+            .collect()
+    }
+
+    fn order(jail: &str, addr: &str) -> BanOrder {
+        BanOrder {
+            jail: Arc::from(jail),
+            addr: addr.parse().expect("addr"),
+            bantime: Duration::from_secs(600),
+            failures: 1,
+            line: None,
+            read: None,
+        }
+    }
+
+    fn enforcer(backend: Box<dyn Backend>) -> Enforcer {
+        let jails = rules(&["sshd", "postfix"]);
+        let mut backend = backend;
+        backend.reconcile(&jails).expect("reconcile");
+        Enforcer::new(backend, &jails, None)
+    }
+
+    fn banned(e: &Enforcer) -> Vec<String> {
+        e.list()
+            .into_iter()
+            .flat_map(|j| {
+                let jail = j.jail;
+                j.bans
+                    .into_iter()
+                    .map(move |(n, _)| format!("{jail} {}", show(&n)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_order_for_a_jail_gone_fails_alone() {
+        let mut e = enforcer(Box::new(LogBackend::default()));
+        let batch = [
+            order("sshd", "192.0.2.1"),
+            order("postfix", "192.0.2.2"),
+            order("gone", "192.0.2.3"),
+            order("sshd", "192.0.2.4"),
+        ];
+        let refused = e.ban_batch(&batch).expect("no heal needed");
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!((refused[0].index, &*refused[0].jail), (2, "gone"));
+        let mut got = banned(&e);
+        got.sort();
+        assert_eq!(
+            got,
+            ["postfix 192.0.2.2", "sshd 192.0.2.1", "sshd 192.0.2.4"]
+        );
+        assert_eq!(e.totals.get("sshd"), Some(&2));
+    }
+
+    /// Refuses every batch with one errno, as the socket or missing rights would.
+    struct Refusing {
+        errno: i32,
+        calls: Arc<std::sync::atomic::AtomicUsize>,
+        inner: LogBackend,
+    }
+
+    impl Backend for Refusing {
+        fn reconcile(&mut self, jails: &[JailRules]) -> Result<(), EnforceError> {
+            self.inner.reconcile(jails)
+        }
+        fn ban(&mut self, _: &[BanOrder]) -> Result<Vec<Applied>, EnforceError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            Err(EnforceError::Kernel {
+                what: "add to sshd-v4".into(),
+                source: std::io::Error::from_raw_os_error(self.errno),
+            })
+        }
+        fn unban(&mut self, jail: &str, addr: std::net::IpAddr) -> Result<bool, EnforceError> {
+            self.inner.unban(jail, addr)
+        }
+        fn remaining(&self, jail: &str, addr: std::net::IpAddr) -> Option<Duration> {
+            self.inner.remaining(jail, addr)
+        }
+        fn list(&self, jail: &str) -> Vec<(IpNet, Option<Duration>)> {
+            self.inner.list(jail)
+        }
+        fn ban_net(
+            &mut self,
+            jail: &str,
+            net: IpNet,
+            t: Duration,
+        ) -> Result<Applied, EnforceError> {
+            self.inner.ban_net(jail, net, t)
+        }
+        fn unban_net(&mut self, jail: &str, net: IpNet) -> Result<bool, EnforceError> {
+            self.inner.unban_net(jail, net)
+        }
+        fn restore(&mut self, bans: &[Restore]) -> Result<usize, EnforceError> {
+            self.inner.restore(bans)
+        }
+        fn remove_all(&mut self) -> Result<(), EnforceError> {
+            self.inner.remove_all()
+        }
+    }
+
+    #[test]
+    fn a_refusal_of_the_whole_batch_is_not_split() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut e = enforcer(Box::new(Refusing {
+            errno: libc::EPERM,
+            calls: Arc::clone(&calls),
+            inner: LogBackend::default(),
+        }));
+        let batch: Vec<BanOrder> = (1..=64)
+            .map(|i| order("sshd", &format!("192.0.2.{i}")))
+            .collect();
+        let refused = e.ban_batch(&batch).expect("no heal needed");
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+        assert_eq!(refused.len(), 64);
+        assert!(refused
+            .iter()
+            .all(|r| matches!(&r.error, EnforceError::Kernel { source, .. } if source.raw_os_error() == Some(libc::EPERM))));
+        assert!(banned(&e).is_empty());
+    }
+
+    #[test]
+    fn a_refusal_of_every_order_is_reported_for_each() {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut e = enforcer(Box::new(Refusing {
+            errno: libc::ERANGE,
+            calls: Arc::clone(&calls),
+            inner: LogBackend::default(),
+        }));
+        let batch = [
+            order("sshd", "192.0.2.1"),
+            order("postfix", "192.0.2.2"),
+            order("sshd", "192.0.2.3"),
+        ];
+        let refused = e.ban_batch(&batch).expect("no heal needed");
+        let at: Vec<usize> = refused.iter().map(|r| r.index).collect();
+        assert_eq!(at, [0, 1, 2]);
+        assert!(banned(&e).is_empty());
     }
 }
