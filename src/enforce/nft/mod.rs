@@ -172,6 +172,9 @@ impl NftBackend {
     }
 
     /// Applies decided orders, a transaction per chunk, and records them.
+    /// A chunk the kernel refuses is recorded not at all (its transaction
+    /// was aborted whole), so the enforcer can split a refused batch and
+    /// send its parts again against a record that still matches the kernel.
     fn apply_all(
         &mut self,
         todo: &[(Arc<str>, IpAddr, Duration, ElementChange)],
