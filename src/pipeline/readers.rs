@@ -271,7 +271,11 @@ fn open(
             Opened::Glob(GlobWatch::new(path.clone(), FollowOptions::default())?)
         }
         SourceKey::Stdin => Opened::Stdin,
-        SourceKey::Syslog(c) => Opened::Syslog(SyslogReceiver::bind(c.socket.as_deref(), c.udp)?),
+        SourceKey::Syslog(c) => Opened::Syslog(SyslogReceiver::bind(
+            c.socket.as_deref(),
+            c.udp,
+            &c.udp_senders,
+        )?),
         SourceKey::Journal(c) => {
             journal::check_open(c)?;
             Opened::Journal {
@@ -348,10 +352,11 @@ fn spawn_syslog(
         if let Err(e) = receiver.run(&stop, &mut stage) {
             error!("syslog receiver stopped: {e}");
         }
-        let [received, malformed, oversized, unrouted] = receiver.counts.snapshot();
+        let [received, malformed, oversized, unrouted, rejected, dropped] =
+            receiver.counts.snapshot();
         info!(
             received,
-            malformed, oversized, unrouted, "syslog receiver stopped"
+            malformed, oversized, unrouted, rejected, dropped, "syslog receiver stopped"
         );
     })
 }
