@@ -147,7 +147,9 @@ impl Sources {
                     .keys()
                     .any(|k| matches!(k, SourceKey::Syslog(_)))
             {
-                return Err(PipelineError::Restart("[syslog] socket or udp"));
+                return Err(PipelineError::Restart(
+                    "[syslog] socket, udp or udp_senders",
+                ));
             }
             // Opened now, before "ready" or "reloaded" is said, so a line
             // written after that is never missed by a reader starting up.
