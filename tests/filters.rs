@@ -138,6 +138,48 @@ fn postfix_sasl_cannot_be_injected() {
 }
 
 #[test]
+fn sogo_auth_cannot_be_injected() {
+    let f = filter("sogo-auth");
+    let line = |from: &str| {
+        format!("{T} sogod [4711]: SOGoRootPage Login from '{from}' for user 'bob' might not have worked - password policy: 65535  grace: -1  expire: -1  bound: 0")
+    };
+    // The client at 192.0.2.7 sends its own X-Forwarded-For naming a third
+    // party; the proxy appends the address it saw. However the claim is
+    // shaped, the third party is never the address and the client is.
+    for claim in [
+        "8.8.8.8",
+        "8.8.8.8, 8.8.4.4",
+        "8.8.8.8,8.8.4.4",
+        "8.8.8.8, ",
+        "unknown, 8.8.8.8",
+        "[8.8.8.8]",
+        "::ffff:8.8.8.8",
+    ] {
+        let l = line(&format!("{claim}, 192.0.2.7"));
+        assert_eq!(host(&f, &l).as_deref(), Some("192.0.2.7"), "{l}");
+    }
+    // Repeated failures count against the client only: the address a jail
+    // would ban is the client's on every line, never the third party's.
+    let hosts: Vec<_> = (0..3)
+        .map(|i| host(&f, &line(&format!("8.8.8.{i}, 192.0.2.7"))))
+        .collect();
+    assert_eq!(hosts, vec![Some("192.0.2.7".to_string()); 3]);
+    // A quote in the claim cannot end the list early.
+    let l = line("8.8.8.8', 192.0.2.7");
+    assert_eq!(host(&f, &l).as_deref(), Some("192.0.2.7"), "{l}");
+    // A claim holding SOGo's own `' for user '` reads like an injected user
+    // name: ambiguous, so no match at all, never the third party.
+    assert_misses(
+        &f,
+        &[
+            &line("8.8.8.8' for user 'x, 192.0.2.7"),
+            &line("8.8.8.8' for user 'x"),
+            &line("x' for user 'y', 8.8.8.8"),
+        ],
+    );
+}
+
+#[test]
 fn sshd_matches_password_invalid_user_pam_and_aborted_auth() {
     let f = filter("sshd");
     assert_hits(

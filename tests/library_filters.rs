@@ -879,8 +879,9 @@ fn sogo_auth_takes_the_address_the_proxy_added() {
             (s("6.6.6.6, 5.5.5.5, 192.0.2.7", "bob"), "192.0.2.7"),
             ("Mar 05 16:01:34 sogod [4711]: SOGoRootPage Login from '192.0.2.7' for user 'bob' might not have worked - password policy: 65535  grace: -1  expire: -1  bound: 0".to_string(), "192.0.2.7"),
             (format!("{ISO} sogod[4711]: SOGoRootPage Login from '192.0.2.7' for user 'bob' might not have worked - password policy: 65535  grace: -1  expire: -1  bound: 0"), "192.0.2.7"),
-            // The user name comes after the address list.
-            (s("192.0.2.7", "x' for user 'y', 6.6.6.6' for user 'z"), "192.0.2.7"),
+            // Quotes in the client's own list: the proxy's element is still last.
+            (s("6.6.6.6', 192.0.2.7", "bob"), "192.0.2.7"),
+            (s("x' 6.6.6.6, 192.0.2.7", "bob"), "192.0.2.7"),
         ],
     );
     assert_misses(
@@ -889,8 +890,11 @@ fn sogo_auth_takes_the_address_the_proxy_added() {
             format!("{T} sogod [4711]: SOGoRootPage successful login from '192.0.2.7' for user 'bob' - expire = -1  grace = -1"),
             format!("{T} sogod [4711]: <0x0xb8537990[LDAPSource]> <NSException: 0xb87c3008> NAME:LDAPException REASON:operation bind failed: Invalid credentials (0x31) INFO:{{login = \"uid=bob,ou=users\"; }}"),
             "192.0.2.7 - - [05/Mar/2024:16:01:34 GMT] \"POST /SOGo/connect HTTP/1.1\" 403 34/38 0.311 - - 2M".to_string(),
-            // A quote in the forwarded list: unmatched, never the user's address.
+            // SOGo's separator twice, from the list or from the user name:
+            // the split is ambiguous, so unmatched rather than a wrong ban.
             s("x' for user 'y', 6.6.6.6", "bob"),
+            s("192.0.2.7", "x' for user 'y', 6.6.6.6' for user 'z"),
+            s("6.6.6.6' for user 'x, 192.0.2.7", "bob"),
         ],
     );
 }

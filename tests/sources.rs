@@ -332,6 +332,46 @@ fn syslog_receiver_with_logger_both_formats_both_transports() {
     );
 }
 
+/// A local user forging UDP syslog from another loopback address gets no
+/// one banned; the allowed sender still does, and the forgeries are counted.
+#[test]
+fn syslog_udp_from_a_sender_not_allowed_is_rejected_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_udp_port();
+    let body = format!(
+        "[syslog]\nudp = \"127.0.0.1:{port}\"\nudp_senders = [\"127.0.0.1\"]\n\
+         [jail.ssh]\nfailregex = ['sshd\\[\\d+\\]: Failed password for \\S+ from <HOST> port']\nsyslog = [\"sshd\"]\nmaxretry = 3\n"
+    );
+    let mut d = start(dir.path(), &body);
+    let msg = |ip: &str| format!("<38>sshd[1]: Failed password for root from {ip} port 22 ssh2");
+    let forger = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let allowed = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..3 {
+        forger
+            .send_to(msg("8.8.8.8").as_bytes(), ("127.0.0.1", port))
+            .unwrap();
+    }
+    for _ in 0..3 {
+        allowed
+            .send_to(msg("192.0.2.7").as_bytes(), ("127.0.0.1", port))
+            .unwrap();
+    }
+    // The receiver reads its socket in arrival order: the forgeries were
+    // judged before the ban it waits for.
+    d.wait_for("ban: jail=ssh addr=192.0.2.7 failures=3", WAIT);
+    d.stop();
+    let log = d.log();
+    assert!(!log.contains("addr=8.8.8.8"), "{log}");
+    assert!(log.contains("UDP datagram from 127.0.0.2 dropped"), "{log}");
+    let counts = log
+        .lines()
+        .find(|l| l.contains("syslog receiver stopped"))
+        .unwrap_or_else(|| panic!("no counts line: {log}"));
+    for want in ["received=3", "rejected=3", "dropped=0"] {
+        assert!(counts.contains(want), "{want} not in {counts}");
+    }
+}
+
 /// rsyslog as the sender: a message logged to its own socket is forwarded
 /// to ours twice, over the unix socket (omuxsock, RFC 3164) and over UDP
 /// (omfwd, RFC 5424); the ban at 2 failures needs both to arrive.

@@ -40,6 +40,8 @@ pub struct RawSyslog {
     pub socket: Option<Spanned<String>>,
     /// Local `address:port` to receive UDP on.
     pub udp: Option<Spanned<String>>,
+    /// Addresses and networks allowed to send over UDP.
+    pub udp_senders: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// Where the systemd journal is read from.

@@ -3,6 +3,8 @@
 //! the `[syslog]`, `[journal]` and `daemon.state_dir` keys they need.
 
 use std::net::SocketAddr;
+
+use ipnet::IpNet;
 use std::path::{Path, PathBuf};
 
 use toml::Spanned;
@@ -18,6 +20,9 @@ pub struct SyslogConfig {
     pub socket: Option<PathBuf>,
     /// A UDP address, always a specific local one (never every interface).
     pub udp: Option<SocketAddr>,
+    /// Who may send over UDP, which anyone able to reach the port can
+    /// forge: loopback by default, and required when `udp` is not loopback.
+    pub udp_senders: Vec<IpNet>,
 }
 
 impl SyslogConfig {
@@ -71,7 +76,47 @@ impl Checker<'_> {
                     None
                 }
             });
-        SyslogConfig { socket, udp }
+        let udp_senders = self.udp_senders(raw, udp);
+        SyslogConfig {
+            socket,
+            udp,
+            udp_senders,
+        }
+    }
+
+    /// The UDP sender list, or the loopback networks when `udp` is a
+    /// loopback address and none is given. A non-loopback `udp` without a
+    /// list is refused: defaulting to loopback would silently drop every
+    /// remote message, and defaulting to everyone lets anyone who reaches
+    /// the port have any address banned.
+    fn udp_senders(&mut self, raw: &RawSyslog, udp: Option<SocketAddr>) -> Vec<IpNet> {
+        let Some(list) = &raw.udp_senders else {
+            if let (Some(addr), Some(a)) = (udp, &raw.udp) {
+                if !addr.ip().is_loopback() {
+                    self.problem(
+                        a.span(),
+                        "syslog.udp_senders",
+                        "required when syslog.udp is not a loopback address: list the addresses or networks allowed to send (UDP senders can be forged; prefer [syslog] socket)",
+                    );
+                }
+            }
+            return crate::source::syslog::loopback_senders();
+        };
+        if list.get_ref().is_empty() {
+            self.problem(
+                list.span(),
+                "syslog.udp_senders",
+                "give at least one address or network, or leave the key out for loopback only",
+            );
+        }
+        let mut nets = Vec::new();
+        for item in list.get_ref() {
+            match super::ignore::parse_net(item.get_ref()) {
+                Ok(n) => nets.push(n),
+                Err(msg) => self.problem(item.span(), "syslog.udp_senders", msg),
+            }
+        }
+        nets
     }
 
     pub(super) fn journal_config(&mut self, raw: &RawJournal) -> JournalConfig {
@@ -229,6 +274,44 @@ mod tests {
         assert_eq!(c.state_dir, Path::new("/tmp/s"));
         assert_eq!(c.syslog.udp.map(|a| a.port()), Some(5514));
         assert_eq!(c.journal.dir.as_deref(), Some(Path::new("/tmp/j")));
+    }
+
+    #[test]
+    fn syslog_udp_senders_required_off_loopback() {
+        let e = errors(&format!(
+            "[syslog]\nudp = \"192.0.2.1:5514\"\n{JAIL}syslog = \"sshd\"\n"
+        ));
+        assert!(
+            e.contains("t.toml:2:7: syslog.udp_senders: required when syslog.udp is not a loopback address"),
+            "{e}"
+        );
+        let e = errors(&format!(
+            "[syslog]\nudp = \"192.0.2.1:5514\"\nudp_senders = [\"10.0.0.0/8\", \"nope\"]\n{JAIL}syslog = \"sshd\"\n"
+        ));
+        assert!(
+            e.contains("t.toml:3:30: syslog.udp_senders: \"nope\""),
+            "{e}"
+        );
+        let e = errors(&format!(
+            "[syslog]\nudp = \"192.0.2.1:5514\"\nudp_senders = []\n{JAIL}syslog = \"sshd\"\n"
+        ));
+        assert!(
+            e.contains("t.toml:3:15: syslog.udp_senders: give at least one"),
+            "{e}"
+        );
+        let text = format!(
+            "[syslog]\nudp = \"192.0.2.1:5514\"\nudp_senders = [\"10.0.0.0/8\", \"::1\"]\n{JAIL}syslog = \"sshd\"\n"
+        );
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let want: Vec<IpNet> = ["10.0.0.0/8", "::1/128"].map(|n| n.parse().unwrap()).into();
+        assert_eq!(c.syslog.udp_senders, want);
+        // Loopback without a list: loopback senders only.
+        let text = format!("[syslog]\nudp = \"127.0.0.1:5514\"\n{JAIL}syslog = \"sshd\"\n");
+        let c = Config::parse(&text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.syslog.udp_senders,
+            crate::source::syslog::loopback_senders()
+        );
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub(crate) struct JailSet {
     set: &'static str,
 }
 
-type SyslogReader = Box<dyn Fn() -> [u64; 4] + Send + Sync>;
+type SyslogReader = Box<dyn Fn() -> [u64; 6] + Send + Sync>;
 
 /// Every metric of the daemon, and the registry that encodes them.
 pub struct Metrics {
@@ -305,8 +305,9 @@ pub fn state_taken() {
 }
 
 /// Where the syslog receiver's counters are read at scrape: received,
-/// malformed, oversized, unrouted.
-pub fn syslog(read: impl Fn() -> [u64; 4] + Send + Sync + 'static) {
+/// malformed, oversized, unrouted, rejected (UDP sender not allowed),
+/// dropped (by the kernel, queue full).
+pub fn syslog(read: impl Fn() -> [u64; 6] + Send + Sync + 'static) {
     if get().is_some() {
         if let Ok(mut s) = SYSLOG.lock() {
             *s = Some(Box::new(read));
@@ -342,13 +343,20 @@ impl Collector for SyslogCollector {
         let Some(counts) = counts else { return Ok(()) };
         let mut metric = encoder.encode_descriptor(
             "nftjail_syslog_messages",
-            "Messages of the syslog receiver: received, and of those malformed, oversized or unrouted (no jail reads their program)",
+            "Messages of the syslog receiver: received, and of those malformed, oversized or unrouted (no jail reads their program); rejected (UDP sender not allowed) and dropped (by the kernel, receive queue full), which were never received",
             None,
             prometheus_client::metrics::MetricType::Counter,
         )?;
-        for (kind, n) in ["received", "malformed", "oversized", "unrouted"]
-            .into_iter()
-            .zip(counts)
+        for (kind, n) in [
+            "received",
+            "malformed",
+            "oversized",
+            "unrouted",
+            "rejected",
+            "dropped",
+        ]
+        .into_iter()
+        .zip(counts)
         {
             let labels = [("kind", kind)];
             ConstCounter::new(n).encode(metric.encode_family(&labels)?)?;

@@ -147,7 +147,9 @@ impl Sources {
                     .keys()
                     .any(|k| matches!(k, SourceKey::Syslog(_)))
             {
-                return Err(PipelineError::Restart("[syslog] socket or udp"));
+                return Err(PipelineError::Restart(
+                    "[syslog] socket, udp or udp_senders",
+                ));
             }
             // Opened now, before "ready" or "reloaded" is said, so a line
             // written after that is never missed by a reader starting up.
@@ -271,7 +273,11 @@ fn open(
             Opened::Glob(GlobWatch::new(path.clone(), FollowOptions::default())?)
         }
         SourceKey::Stdin => Opened::Stdin,
-        SourceKey::Syslog(c) => Opened::Syslog(SyslogReceiver::bind(c.socket.as_deref(), c.udp)?),
+        SourceKey::Syslog(c) => Opened::Syslog(SyslogReceiver::bind(
+            c.socket.as_deref(),
+            c.udp,
+            &c.udp_senders,
+        )?),
         SourceKey::Journal(c) => {
             journal::check_open(c)?;
             Opened::Journal {
@@ -348,10 +354,11 @@ fn spawn_syslog(
         if let Err(e) = receiver.run(&stop, &mut stage) {
             error!("syslog receiver stopped: {e}");
         }
-        let [received, malformed, oversized, unrouted] = receiver.counts.snapshot();
+        let [received, malformed, oversized, unrouted, rejected, dropped] =
+            receiver.counts.snapshot();
         info!(
             received,
-            malformed, oversized, unrouted, "syslog receiver stopped"
+            malformed, oversized, unrouted, rejected, dropped, "syslog receiver stopped"
         );
     })
 }

@@ -8,9 +8,15 @@
 //! (`Mmm dd HH:MM:SS HOST PROGRAM[PID]: MESSAGE`), so the same filters read
 //! files and the receiver. A datagram that is malformed or larger than
 //! [`MAX_MESSAGE`] is counted and dropped, never fatal.
+//!
+//! UDP has no sender authentication: anyone who can reach the port can
+//! claim any program and any address in the text. Datagrams are taken only
+//! from the configured sender networks (loopback unless told otherwise);
+//! the rest are counted as rejected. The unix socket, writable by root
+//! only, is the safe transport.
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
@@ -18,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
+
+use ipnet::IpNet;
 
 use super::file::Stopper;
 use super::{Line, Origin, Sink};
@@ -254,17 +262,35 @@ pub struct SyslogCounts {
     pub oversized: AtomicU64,
     /// Well-formed, but no jail reads its program.
     pub unrouted: AtomicU64,
+    /// UDP datagrams from a sender outside the allowed networks: not
+    /// counted as received, since nothing of them was read.
+    pub rejected: AtomicU64,
+    /// UDP datagrams the kernel dropped because our receive queue was full
+    /// (`SO_RXQ_OVFL`): they never reached us, so this is the only trace of
+    /// a flood outrunning the filters.
+    pub dropped: AtomicU64,
 }
 
 impl SyslogCounts {
-    pub fn snapshot(&self) -> [u64; 4] {
+    /// received, malformed, oversized, unrouted, rejected, dropped.
+    pub fn snapshot(&self) -> [u64; 6] {
         [
             self.received.load(Ordering::Relaxed),
             self.malformed.load(Ordering::Relaxed),
             self.oversized.load(Ordering::Relaxed),
             self.unrouted.load(Ordering::Relaxed),
+            self.rejected.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
         ]
     }
+}
+
+/// The senders taken over UDP when none are configured: the host itself.
+pub fn loopback_senders() -> Vec<IpNet> {
+    vec![
+        IpNet::new_assert(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 0)), 8),
+        IpNet::new_assert(IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+    ]
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,14 +313,22 @@ pub enum SyslogError {
 pub struct SyslogReceiver {
     unix: Option<(PathBuf, UnixDatagram)>,
     udp: Option<UdpSocket>,
+    /// Who may send over UDP; a sender's IPv4-mapped address is compared
+    /// as IPv4.
+    udp_senders: Vec<IpNet>,
     pub counts: Arc<SyslogCounts>,
 }
 
 impl SyslogReceiver {
     /// Binds now, so a message sent once the daemon said "ready" is kept.
     /// A stale socket file left by a previous run is replaced; any other
-    /// file at the path is refused.
-    pub fn bind(socket: Option<&Path>, udp: Option<SocketAddr>) -> Result<Self, SyslogError> {
+    /// file at the path is refused. `udp_senders` empty means the loopback
+    /// networks only, so a forgotten list never opens the port to everyone.
+    pub fn bind(
+        socket: Option<&Path>,
+        udp: Option<SocketAddr>,
+        udp_senders: &[IpNet],
+    ) -> Result<Self, SyslogError> {
         let unix = match socket {
             None => None,
             Some(path) => {
@@ -336,12 +370,21 @@ impl SyslogReceiver {
                 let s = UdpSocket::bind(addr).map_err(err)?;
                 s.set_nonblocking(true).map_err(err)?;
                 raise_rcvbuf(s.as_raw_fd());
+                // Only UDP: a unix datagram sender waits when our queue is
+                // full, the kernel drops nothing on our side.
+                set_int_opt(s.as_raw_fd(), libc::SO_RXQ_OVFL, 1).map_err(err)?;
                 Some(s)
             }
+        };
+        let udp_senders = if udp_senders.is_empty() {
+            loopback_senders()
+        } else {
+            udp_senders.to_vec()
         };
         Ok(SyslogReceiver {
             unix,
             udp,
+            udp_senders,
             counts: Arc::new(SyslogCounts::default()),
         })
     }
@@ -386,8 +429,9 @@ impl SyslogReceiver {
             }
             let stopping = polls.last().is_some_and(|p| p.revents != 0);
             // Drain what is queued even when stopping: it was sent while we ran.
+            let udp = self.udp.as_ref().map(|s| s.as_raw_fd());
             for &fd in &fds {
-                self.drain(fd, &mut buf, &host, sink)?;
+                self.drain(fd, Some(fd) == udp, &mut buf, &host, sink)?;
             }
             sink.caught_up();
             if stopping {
@@ -399,33 +443,42 @@ impl SyslogReceiver {
     fn drain<S: Sink + ?Sized>(
         &self,
         fd: RawFd,
+        udp: bool,
         buf: &mut [u8],
         host: &str,
         sink: &mut S,
     ) -> io::Result<()> {
         loop {
-            // MSG_TRUNC: the datagram's real length comes back even when it
-            // did not fit, so an oversized one is told from a full one.
-            // SAFETY: `buf` is valid for writes of its length.
-            let n = unsafe {
-                libc::recv(
-                    fd,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_TRUNC | libc::MSG_DONTWAIT,
-                )
-            };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.kind() {
+            let got = match recv_datagram(fd, buf) {
+                Ok(got) => got,
+                Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => return Ok(()),
                     io::ErrorKind::Interrupted => continue,
                     // An ICMP error from an earlier exchange: not ours to stop on.
                     io::ErrorKind::ConnectionRefused => continue,
                     _ => return Err(e),
-                }
+                },
+            };
+            if let Some(total) = got.drops {
+                // The kernel's count since the socket was made, as of this
+                // datagram: the highest seen is the total.
+                self.counts
+                    .dropped
+                    .fetch_max(u64::from(total), Ordering::Relaxed);
             }
-            let n = n as usize;
+            if udp && !self.sender_allowed(got.from) {
+                let count = self.counts.rejected.fetch_add(1, Ordering::Relaxed);
+                // The first of each thousand, so a flood cannot flood our log.
+                if count % 1000 == 0 {
+                    let from = got.from.map_or_else(|| "?".into(), |a| a.to_string());
+                    tracing::warn!(
+                        rejected = count + 1,
+                        "syslog: UDP datagram from {from} dropped: not in [syslog] udp_senders"
+                    );
+                }
+                continue;
+            }
+            let n = got.len;
             self.counts.received.fetch_add(1, Ordering::Relaxed);
             if n > MAX_MESSAGE {
                 self.counts.oversized.fetch_add(1, Ordering::Relaxed);
@@ -455,6 +508,111 @@ impl SyslogReceiver {
                 }
             }
         }
+    }
+}
+
+impl SyslogReceiver {
+    fn sender_allowed(&self, from: Option<IpAddr>) -> bool {
+        from.is_some_and(|a| {
+            let a = a.to_canonical();
+            self.udp_senders.iter().any(|n| n.contains(&a))
+        })
+    }
+}
+
+/// One datagram as `recvmsg` returned it.
+struct Received {
+    /// Its real length, which may exceed the buffer (MSG_TRUNC).
+    len: usize,
+    /// The sender, for an IP socket.
+    from: Option<IpAddr>,
+    /// The socket's drop count when the kernel attached one (SO_RXQ_OVFL).
+    drops: Option<u32>,
+}
+
+/// Receives one datagram with its sender and the kernel's drop count.
+/// MSG_TRUNC: the datagram's real length comes back even when it did not
+/// fit, so an oversized one is told from a full one.
+fn recv_datagram(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr; the pointers are set below.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: `msg` points at `name`, `iov` (over `buf`) and `control`, all
+    // live and of the sizes given, for the call's duration.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_TRUNC | libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut drops = None;
+    // SAFETY: `msg` was filled by recvmsg; the CMSG macros walk only within
+    // msg_controllen, and a SO_RXQ_OVFL payload is one u32 (read unaligned).
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET
+                && (*c).cmsg_type == libc::SO_RXQ_OVFL
+                && (*c).cmsg_len as usize >= libc::CMSG_LEN(4) as usize
+            {
+                drops = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(Received {
+        len: n as usize,
+        from: sender(&name, msg.msg_namelen),
+        drops,
+    })
+}
+
+/// The IP address in a sockaddr recvmsg filled, if it is one.
+fn sender(name: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<IpAddr> {
+    let len = len as usize;
+    match libc::c_int::from(name.ss_family) {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says sockaddr_in, and the kernel wrote that many bytes.
+            let a =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(IpAddr::V4(Ipv4Addr::from(a.sin_addr.s_addr.to_ne_bytes())))
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family says sockaddr_in6, and the kernel wrote that many bytes.
+            let a =
+                unsafe { &*(name as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(IpAddr::V6(Ipv6Addr::from(a.sin6_addr.s6_addr)))
+        }
+        _ => None,
+    }
+}
+
+fn set_int_opt(fd: RawFd, opt: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -569,5 +727,99 @@ mod tests {
         // Invalid UTF-8 is decoded lossily, never refused.
         let m = parse(b"<13>app: caf\xe9").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.text, "caf\u{fffd}");
+    }
+}
+
+#[cfg(test)]
+mod receiver_tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    /// Keeps every line it is given.
+    #[derive(Default)]
+    struct Lines(Vec<String>);
+
+    impl Sink for Lines {
+        fn line(&mut self, line: &Line<'_>) -> bool {
+            self.0.push(line.text.to_string());
+            true
+        }
+    }
+
+    fn receiver(senders: &[&str]) -> SyslogReceiver {
+        let nets: Vec<IpNet> = senders
+            .iter()
+            .map(|s| s.parse().unwrap_or_else(|e| panic!("{s}: {e}")))
+            .collect();
+        let at = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        SyslogReceiver::bind(None, Some(at), &nets).unwrap()
+    }
+
+    fn send_from(from: Ipv4Addr, to: SocketAddr, text: &str) {
+        let s = UdpSocket::bind((from, 0)).unwrap();
+        s.send_to(text.as_bytes(), to).unwrap();
+    }
+
+    /// Delivers what is queued now: a stopper already fired makes `run`
+    /// drain once and return.
+    fn drain(r: &mut SyslogReceiver) -> Vec<String> {
+        let stop = Stopper::new().unwrap();
+        stop.stop();
+        let mut lines = Lines::default();
+        r.run(&stop, &mut lines).unwrap();
+        lines.0
+    }
+
+    #[test]
+    fn syslog_udp_takes_only_allowed_senders() {
+        let mut r = receiver(&["127.0.0.1/32"]);
+        let to = r.udp_addr().unwrap();
+        send_from(
+            Ipv4Addr::new(127, 0, 0, 2),
+            to,
+            "<38>sshd[1]: from 8.8.8.8 forged",
+        );
+        send_from(Ipv4Addr::LOCALHOST, to, "<38>sshd[2]: from 192.0.2.7 real");
+        let lines = drain(&mut r);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].ends_with("sshd[2]: from 192.0.2.7 real"),
+            "{lines:?}"
+        );
+        let [received, _, _, _, rejected, dropped] = r.counts.snapshot();
+        assert_eq!((received, rejected, dropped), (1, 1, 0));
+    }
+
+    #[test]
+    fn syslog_udp_senders_default_to_loopback() {
+        let r = receiver(&[]);
+        assert!(r.sender_allowed(Some("127.0.0.2".parse().unwrap())));
+        assert!(r.sender_allowed(Some("::1".parse().unwrap())));
+        assert!(r.sender_allowed(Some("::ffff:127.0.0.1".parse().unwrap())));
+        assert!(!r.sender_allowed(Some("192.0.2.7".parse().unwrap())));
+        assert!(!r.sender_allowed(None));
+    }
+
+    #[test]
+    fn syslog_udp_counts_kernel_drops() {
+        let mut r = receiver(&[]);
+        let to = r.udp_addr().unwrap();
+        let fd = r.udp.as_ref().unwrap().as_raw_fd();
+        // The smallest queue the kernel allows, so a burst overflows it.
+        set_int_opt(fd, libc::SO_RCVBUF, 1).unwrap();
+        const SENT: u64 = 500;
+        let s = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        for i in 0..SENT {
+            s.send_to(format!("<38>app[{i}]: x").as_bytes(), to)
+                .unwrap();
+        }
+        drain(&mut r);
+        // The kernel reports the count on the next datagram it queues.
+        s.send_to(b"<38>app[0]: last", to).unwrap();
+        drain(&mut r);
+        let [received, _, _, _, rejected, dropped] = r.counts.snapshot();
+        assert!(dropped > 0, "nothing dropped: {received} received");
+        assert_eq!(rejected, 0);
+        assert_eq!(received + dropped, SENT + 1);
     }
 }
