@@ -8,7 +8,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -96,6 +96,21 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop.stop();
+        // The thread drops its line sender when it ends. A follower stuck in
+        // a syscall (a blocking open) is left behind, so the test fails
+        // instead of hanging in the join.
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    assert!(std::thread::panicking(), "follower did not stop");
+                    return;
+                }
+            }
+        }
         if let Some(h) = self.handle.take() {
             // Do not hide the test's own panic behind a second one.
             if h.join().is_err() && !std::thread::panicking() {
