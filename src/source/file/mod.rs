@@ -17,7 +17,7 @@
 //!   and read from its start: all of it is new.
 //! - What is not a regular file inside the path's directory (a FIFO, a
 //!   device, a directory, a symlink leading out of the directory) is
-//!   refused with a warning and treated as missing: see [`open`] for why.
+//!   refused with a warning and treated as missing: `open.rs` says why.
 
 mod generation;
 mod lines;
