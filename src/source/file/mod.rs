@@ -389,12 +389,10 @@ impl FileFollower {
                 return Ok(None);
             }
             Checked::Refused { id, why } => {
-                let seen = Some((id, why));
-                if self.refused != seen {
-                    if let Some((_, why)) = &seen {
-                        warn!(file = %self.path.display(), "not read: {why}; treated as missing until a regular file is there");
-                    }
-                    self.refused = seen;
+                let seen = (id, why);
+                if self.refused.as_ref() != Some(&seen) {
+                    warn!(file = %self.path.display(), "not read: {}; treated as missing until a regular file is there", seen.1);
+                    self.refused = Some(seen);
                 }
                 return Ok(None);
             }
