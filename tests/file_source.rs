@@ -1,13 +1,14 @@
 #![allow(clippy::unwrap_used)]
 //! The file source on real files: start at end, files that appear later,
 //! rename, delete and copytruncate rotation, partial and overlong lines,
-//! bursts, stopping. Lines are awaited with a generous timeout; nothing here
-//! asserts on time.
+//! bursts, stopping, and what must not be read at a log path (FIFOs,
+//! directories, devices, symlinks out of the log's directory). Lines are
+//! awaited with a generous timeout; nothing here asserts on time.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -26,19 +27,24 @@ struct Running {
 }
 
 impl Running {
+    /// Opens the follower on its own thread (so what `new` logs is kept, and
+    /// a `new` that blocks fails the test instead of hanging it) and follows.
     fn start(path: &Path, opts: FollowOptions) -> Running {
         let (tx, rx) = channel();
+        let (opened_tx, opened_rx) = channel();
         let stop = Stopper::new().unwrap();
-        let mut follower = FileFollower::new(path, opts).unwrap();
         let s = stop.clone();
         let logs = Logs::default();
         let writer = logs.clone();
+        let path = path.to_path_buf();
         let handle = std::thread::spawn(move || {
             let subscriber = tracing_subscriber::fmt()
                 .with_writer(move || writer.clone())
                 .with_ansi(false)
                 .finish();
             tracing::subscriber::with_default(subscriber, || {
+                let mut follower = FileFollower::new(path, opts).unwrap();
+                let _ = opened_tx.send(());
                 follower
                     .follow(
                         &s,
@@ -49,11 +55,22 @@ impl Running {
                     .unwrap();
             });
         });
+        assert!(
+            opened_rx.recv_timeout(PATIENCE).is_ok(),
+            "FileFollower::new did not return"
+        );
         Running {
             rx,
             stop,
             handle: Some(handle),
             logs,
+        }
+    }
+
+    /// Checks that no line comes for a while.
+    fn expect_none(&self) {
+        if let Ok(line) = self.rx.recv_timeout(Duration::from_millis(300)) {
+            panic!("unexpected line {line:?}");
         }
     }
 
@@ -79,6 +96,21 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop.stop();
+        // The thread drops its line sender when it ends. A follower stuck in
+        // a syscall (a blocking open) is left behind, so the test fails
+        // instead of hanging in the join.
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    assert!(std::thread::panicking(), "follower did not stop");
+                    return;
+                }
+            }
+        }
         if let Some(h) = self.handle.take() {
             // Do not hide the test's own panic behind a second one.
             if h.join().is_err() && !std::thread::panicking() {
@@ -375,4 +407,120 @@ fn stop_makes_follow_return() {
     stop.stop();
     assert_eq!(done_rx.recv_timeout(PATIENCE), Ok(true));
     handle.join().unwrap();
+}
+
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path for the call's duration.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn a_fifo_at_the_path_is_refused_and_a_file_replacing_it_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_in(&dir);
+    mkfifo(&log);
+    // A FIFO with no writer would block a plain open for reading forever.
+    let r = Running::start(&log, FollowOptions::default());
+    r.expect_none();
+    let logs = r.logs.text();
+    assert!(logs.contains("is a FIFO"), "{logs}");
+    assert!(logs.contains(&*log.to_string_lossy()), "{logs}");
+    std::fs::remove_file(&log).unwrap();
+    append(&log, "after 1\nafter 2\n");
+    assert_eq!(r.expect(2), ["after 1", "after 2"]);
+    append(&log, "after 3\n");
+    assert_eq!(r.expect(1), ["after 3"]);
+    let logs = r.logs.text();
+    assert_eq!(logs.matches("is a FIFO").count(), 1, "{logs}");
+}
+
+#[test]
+fn a_fifo_replacing_a_followed_file_is_refused_and_the_old_file_kept() {
+    let (_dir, log, r) = following_empty_log();
+    let mut writer = OpenOptions::new().append(true).open(&log).unwrap();
+    writer.write_all(b"x1\n").unwrap();
+    assert_eq!(r.expect(1), ["x1"]);
+    std::fs::remove_file(&log).unwrap();
+    mkfifo(&log);
+    // The deleted file is still drained; the FIFO is not opened to read.
+    writer.write_all(b"x2\n").unwrap();
+    assert_eq!(r.expect(1), ["x2"]);
+    let logs = r.logs.text();
+    assert!(logs.contains("is a FIFO"), "{logs}");
+    std::fs::remove_file(&log).unwrap();
+    append(&log, "y1\n");
+    assert_eq!(r.expect(1), ["y1"]);
+}
+
+#[test]
+fn a_directory_at_the_path_is_refused_and_a_file_replacing_it_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = log_in(&dir);
+    std::fs::create_dir(&log).unwrap();
+    let r = Running::start(&log, FollowOptions::default());
+    r.expect_none();
+    let logs = r.logs.text();
+    assert!(logs.contains("is a directory"), "{logs}");
+    assert!(logs.contains(&*log.to_string_lossy()), "{logs}");
+    std::fs::remove_dir(&log).unwrap();
+    append(&log, "after\n");
+    assert_eq!(r.expect(1), ["after"]);
+}
+
+#[test]
+fn a_character_device_at_the_path_is_refused() {
+    let r = Running::start(Path::new("/dev/null"), FollowOptions::default());
+    r.expect_none();
+    let logs = r.logs.text();
+    assert!(logs.contains("is a character device"), "{logs}");
+    assert!(logs.contains("/dev/null"), "{logs}");
+}
+
+#[test]
+fn a_symlink_out_of_the_log_directory_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let secret = elsewhere.path().join("secret");
+    append(&secret, "secret 1\n");
+    let log = log_in(&dir);
+    std::os::unix::fs::symlink(&secret, &log).unwrap();
+    let opts = FollowOptions {
+        start: StartAt::Beginning,
+        ..Default::default()
+    };
+    let r = Running::start(&log, opts);
+    append(&secret, "secret 2\n");
+    r.expect_none();
+    let logs = r.logs.text();
+    let real = std::fs::canonicalize(&secret).unwrap();
+    let inside = std::fs::canonicalize(dir.path()).unwrap();
+    assert!(logs.contains("outside its directory"), "{logs}");
+    assert!(logs.contains(&*real.to_string_lossy()), "{logs}");
+    assert!(logs.contains(&*inside.to_string_lossy()), "{logs}");
+    assert!(logs.contains(&*log.to_string_lossy()), "{logs}");
+    // A regular file taking the name is followed.
+    std::fs::remove_file(&log).unwrap();
+    append(&log, "mine\n");
+    assert_eq!(r.expect(1), ["mine"]);
+}
+
+#[test]
+fn a_symlink_within_the_log_directory_is_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("app")).unwrap();
+    let real = dir.path().join("app").join("real.log");
+    append(&real, "r1\n");
+    let log = log_in(&dir);
+    std::os::unix::fs::symlink("app/real.log", &log).unwrap();
+    let opts = FollowOptions {
+        start: StartAt::Beginning,
+        ..Default::default()
+    };
+    let r = Running::start(&log, opts);
+    assert_eq!(r.expect(1), ["r1"]);
+    append(&real, "r2\n");
+    assert_eq!(r.expect(1), ["r2"]);
+    assert!(!r.logs.text().contains("WARN"), "{}", r.logs.text());
 }

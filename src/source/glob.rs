@@ -5,6 +5,10 @@
 //! goes away is drained and dropped.
 //!
 //! Only the file name may hold the glob: the directory is what is watched.
+//! Only regular files match (a FIFO, device or directory whose name matches
+//! is passed over: opening one could block or read what is no log), and a
+//! matching symlink is read only if it leads to a file inside the directory,
+//! as for a single path (see [`FileFollower`]).
 //! A name that appears holding a file we already follow under another name
 //! (`a.log` renamed to `b.log`, both matching) is read from its end, so no
 //! line is counted twice; a line written in the instant between the old

@@ -3,7 +3,7 @@
 //! generation lives on beside the new one, so each keeps its own offset and
 //! line buffer and no line of one is glued to a line of the other.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
@@ -54,28 +54,17 @@ pub(super) struct Generation {
 }
 
 impl Generation {
-    /// Opens `path` at offset 0, or `None` when nothing is there yet.
-    pub(super) fn open(path: &Path, max_line: usize) -> io::Result<Option<Generation>> {
-        let file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let meta = file.metadata()?;
-        if meta.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "is a directory, not a log file",
-            ));
-        }
-        Ok(Some(Generation {
+    /// A file just opened and checked (`super::open::open_log`), read from
+    /// offset 0.
+    pub(super) fn new(file: File, meta: &Metadata, max_line: usize) -> Generation {
+        Generation {
             file,
             id: (meta.dev(), meta.ino()),
             offset: 0,
             lines: LineSplitter::new(max_line),
             watch: None,
             head: None,
-        }))
+        }
     }
 
     /// Resumes at a saved offset (the start of a line).

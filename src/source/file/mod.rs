@@ -15,9 +15,13 @@
 //!   it cannot be told from an append.
 //! - A file that does not exist yet is waited for (its directory is watched)
 //!   and read from its start: all of it is new.
+//! - What is not a regular file inside the path's directory (a FIFO, a
+//!   device, a directory, a symlink leading out of the directory) is
+//!   refused with a warning and treated as missing: `open.rs` says why.
 
 mod generation;
 mod lines;
+mod open;
 mod stopper;
 
 use std::io;
@@ -29,6 +33,7 @@ use inotify::{Inotify, WatchMask};
 use tracing::{info, warn};
 
 use generation::{FileId, Generation};
+use open::{open_log, Checked};
 
 use super::{Line, Sink};
 
@@ -115,8 +120,16 @@ const CHUNK: usize = 128 * 1024;
 
 pub struct FileFollower {
     path: PathBuf,
+    /// The path's directory with every symlink resolved: what is read must
+    /// really be in it or below it.
+    within: PathBuf,
     opts: FollowOptions,
     inotify: Inotify,
+    /// What was refused at the path last (a FIFO, a symlink out of the
+    /// directory) and why, so it is warned about once, not on every wake-up.
+    /// It is still looked at again on each wake-up: a regular file that
+    /// takes the name may well reuse the refused thing's inode number.
+    refused: Option<(FileId, String)>,
     /// What the path named when last looked at.
     current: Option<Generation>,
     /// The generation before the last rotation, still drained.
@@ -142,6 +155,8 @@ impl FileFollower {
             }
             Err(e) => return Err(io_err(&path, "cannot access its directory", e)),
         }
+        let within = std::fs::canonicalize(&dir)
+            .map_err(|e| io_err(&path, "cannot resolve its directory", e))?;
         let inotify = Inotify::init().map_err(|e| io_err(&path, "inotify_init", e))?;
         inotify
             .watches()
@@ -149,8 +164,10 @@ impl FileFollower {
             .map_err(|e| io_err(&path, "cannot watch its directory", e))?;
         let mut follower = FileFollower {
             path,
+            within,
             opts,
             inotify,
+            refused: None,
             current: None,
             retired: None,
             chunk: vec![0; CHUNK],
@@ -215,9 +232,10 @@ impl FileFollower {
             if !meta.is_file() || (meta.dev(), meta.ino()) != (p.dev, p.ino) {
                 continue;
             }
-            let Ok(Some(mut g)) = Generation::open(&entry.path(), self.opts.max_line) else {
+            let Ok(Checked::File(file, meta)) = open_log(&entry.path(), &self.within) else {
                 continue;
             };
+            let mut g = Generation::new(file, &meta, self.opts.max_line);
             if !g.is(p) || meta.len() < p.offset || g.seek_to(p.offset).is_err() {
                 continue;
             }
@@ -361,11 +379,25 @@ impl FileFollower {
         self.current.as_ref().map(|g| g.id)
     }
 
-    /// Opens the path and watches the inode that was opened.
+    /// Opens the path and watches the inode that was opened; `None` when
+    /// nothing, or nothing that may be read, is there.
     fn open_path(&mut self) -> io::Result<Option<Generation>> {
-        let Some(mut g) = Generation::open(&self.path, self.opts.max_line)? else {
-            return Ok(None);
+        let mut g = match open_log(&self.path, &self.within)? {
+            Checked::File(file, meta) => Generation::new(file, &meta, self.opts.max_line),
+            Checked::Missing => {
+                self.refused = None;
+                return Ok(None);
+            }
+            Checked::Refused { id, why } => {
+                let seen = (id, why);
+                if self.refused.as_ref() != Some(&seen) {
+                    warn!(file = %self.path.display(), "not read: {}; treated as missing until a regular file is there", seen.1);
+                    self.refused = Some(seen);
+                }
+                return Ok(None);
+            }
         };
+        self.refused = None;
         // Through /proc the watch lands on the inode we hold, even if the
         // path was replaced meanwhile; the path is the fallback without /proc.
         let by_fd = format!("/proc/self/fd/{}", g.file.as_raw_fd());
