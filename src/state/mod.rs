@@ -48,6 +48,8 @@ pub enum StateError {
         path.display()
     )]
     Version { path: PathBuf, found: i64 },
+    #[error("state database {} is damaged: {detail}", path.display())]
+    Damaged { path: PathBuf, detail: String },
 }
 
 /// One active ban as stored.
@@ -87,6 +89,8 @@ pub const MAX_LINE: usize = 1024;
 pub struct Store {
     path: PathBuf,
     conn: Connection,
+    /// Set when this is the in-memory stand-in: why the file is not used.
+    degraded: Option<String>,
 }
 
 pub fn ms(t: SystemTime) -> i64 {
@@ -102,6 +106,12 @@ pub fn from_ms(v: i64) -> SystemTime {
 impl Store {
     /// Opens (creating) `dir/nftjail.db`. The directory is created mode 0700:
     /// the store holds attackers' log lines and nothing anyone else needs.
+    ///
+    /// A damaged database (not one at all, or one `PRAGMA quick_check`
+    /// finds broken below a readable header) is moved aside and a new one
+    /// started: the kernel still holds the running bans and they are
+    /// adopted at start, so only history and positions are lost, never the
+    /// daemon. The damaged file is kept for a post-mortem.
     pub fn open(dir: &Path) -> Result<Store, StateError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -113,30 +123,59 @@ impl Store {
                 source,
             })?;
         let path = dir.join(DB_FILE);
-        match Store::connect(&path) {
-            Err(StateError::Db { source, .. }) if is_corrupt(&source) => {
-                // The kernel still holds the running bans and they are
-                // adopted at start; history and positions are lost, the
-                // daemon is not. The damaged file is kept for a post-mortem.
-                let aside = path.with_extension(format!(
-                    "db.corrupt-{}",
-                    ms(std::time::SystemTime::now()) / 1000
-                ));
-                tracing::warn!(
-                    file = %path.display(),
-                    moved_to = %aside.display(),
-                    "state database unreadable ({source}); moved aside, starting a new one"
-                );
-                std::fs::rename(&path, &aside).map_err(|source| StateError::Dir {
-                    dir: dir.to_path_buf(),
-                    source,
-                })?;
-                for ext in ["db-wal", "db-shm"] {
-                    let _ = std::fs::remove_file(path.with_extension(ext));
-                }
-                Store::connect(&path)
-            }
-            other => other,
+        let damage = match Store::connect(&path).and_then(Store::checked) {
+            Err(StateError::Db { source, .. }) if is_corrupt(&source) => source.to_string(),
+            Err(StateError::Damaged { detail, .. }) => detail,
+            other => return other,
+        };
+        let aside = path.with_extension(format!("db.corrupt-{}", ms(SystemTime::now()) / 1000));
+        tracing::error!(
+            file = %path.display(),
+            moved_to = %aside.display(),
+            "state database damaged ({damage}); moved aside, starting a new one: \
+             history and read positions are lost, running bans are taken from the kernel"
+        );
+        std::fs::rename(&path, &aside).map_err(|source| StateError::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        for ext in ["db-wal", "db-shm"] {
+            let _ = std::fs::remove_file(path.with_extension(ext));
+        }
+        Store::connect(&path)
+    }
+
+    /// A store in memory standing in for `path` when that cannot be opened
+    /// or read: the daemon keeps banning (the kernel holds the bans and a
+    /// restart adopts them) and keeps its history for this run only.
+    /// `cause` says why, for the reminders the writer logs.
+    pub fn in_memory(path: &Path, cause: String) -> Result<Store, StateError> {
+        let conn = Connection::open_in_memory().map_err(|e| db_err(path, e))?;
+        let mut store = Store::init(path.to_path_buf(), conn)?;
+        store.degraded = Some(cause);
+        Ok(store)
+    }
+
+    /// Why this store only lives in memory (None: it is the file).
+    pub fn degraded(&self) -> Option<&str> {
+        self.degraded.as_deref()
+    }
+
+    /// `PRAGMA quick_check`: SQLite opens a file whose header is intact
+    /// however broken the pages below it are, and the damage would only
+    /// show at the first read or write of a running daemon.
+    fn checked(self) -> Result<Store, StateError> {
+        let verdict: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| db_err(&self.path, e))?;
+        if verdict == "ok" {
+            Ok(self)
+        } else {
+            Err(StateError::Damaged {
+                path: self.path.clone(),
+                detail: verdict,
+            })
         }
     }
 
@@ -152,6 +191,15 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db)?;
+        Store::init(path, conn)
+    }
+
+    /// Creates the tables a new store lacks and checks the schema version.
+    fn init(path: PathBuf, conn: Connection) -> Result<Store, StateError> {
+        let db = |source| StateError::Db {
+            path: path.clone(),
+            source,
+        };
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS bans(
@@ -200,7 +248,11 @@ impl Store {
             Some(v) if v == SCHEMA_VERSION => {}
             Some(v) => return Err(StateError::Version { path, found: v }),
         }
-        Ok(Store { path, conn })
+        Ok(Store {
+            path,
+            conn,
+            degraded: None,
+        })
     }
 
     pub fn path(&self) -> &Path {
