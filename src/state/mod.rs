@@ -255,6 +255,15 @@ impl Store {
         })
     }
 
+    /// Makes the connection refuse writes as a read-only or full disk does,
+    /// so the writer's retries can be tested without either.
+    #[cfg(test)]
+    pub(crate) fn refuse_writes(&self, refuse: bool) {
+        self.conn
+            .pragma_update(None, "query_only", refuse)
+            .expect("query_only");
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

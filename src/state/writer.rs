@@ -417,4 +417,47 @@ mod tests {
         thread.join().expect("writer");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// A store that refuses writes loses nothing it is sent: the changes
+    /// wait, in order (the unban after the ban it lifts), and are written
+    /// once it accepts them again.
+    #[test]
+    fn refused_writes_wait_in_order_and_are_written_when_the_store_accepts_them() {
+        let dir = std::env::temp_dir().join(format!("nftjail-backlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(&dir).expect("open");
+        let mut backlog = Backlog::new();
+        store.refuse_writes(true);
+        backlog.write(&mut store, Change::Banned(vec![ban(1), ban(2)]));
+        let lifted = ("j".to_string(), Some(ban(1).0.net));
+        backlog.write(&mut store, Change::Lifted(vec![lifted]));
+        backlog.write(&mut store, Change::Positions(Vec::new()));
+        backlog.write(&mut store, Change::Positions(Vec::new()));
+        assert!(backlog.retry_at.is_some(), "a failure streak is on");
+        assert_eq!(backlog.changes.len(), 3, "newer positions replace older");
+        backlog.retry(&mut store, true);
+        assert_eq!(backlog.changes.len(), 3, "still refused: still waiting");
+        assert_eq!(stored(&dir), 0);
+
+        store.refuse_writes(false);
+        backlog.retry(&mut store, true);
+        assert!(backlog.changes.is_empty() && backlog.retry_at.is_none());
+        let left: Vec<IpNet> = store.bans().expect("bans").iter().map(|b| b.net).collect();
+        assert_eq!(left, vec![ban(2).0.net], "the unban came after the ban");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The backlog is bounded: past it the oldest changes go, the newest
+    /// stay.
+    #[test]
+    fn the_backlog_is_bounded() {
+        let mut backlog = Backlog::new();
+        for i in 0..3 {
+            let bans = (0..BACKLOG_MAX / 2).map(|j| ban(i * 1_000_000 + j as u32));
+            backlog.keep(Change::Banned(bans.collect()));
+        }
+        assert!(backlog.rows <= BACKLOG_MAX);
+        assert_eq!(backlog.dropped, BACKLOG_MAX / 2);
+        assert_eq!(backlog.changes.len(), 2);
+    }
 }
