@@ -257,13 +257,24 @@ fn offences(store: &Store, config: &Config) -> Result<Offences, DaemonError> {
 }
 
 /// Each journal reader keeps its cursor through a handle of its own on the
-/// state store.
+/// state store; where that cannot be opened, in memory (the journal is read
+/// all the same, only a restart does not resume at the cursor).
 fn cursor_stores(config: &Config) -> pipeline::CursorStores {
     let dir = config.state_dir.clone();
     Arc::new(move || {
-        Store::open(&dir)
-            .map(|s| Box::new(s) as Box<dyn CursorStore>)
-            .map_err(|e| JournalError::Cursor(Box::new(e)))
+        let store = match Store::open(&dir) {
+            Ok(s) => s,
+            Err(e) => {
+                let path = dir.join(crate::state::DB_FILE);
+                tracing::error!(
+                    path = %path.display(),
+                    "state persistence degraded: journal cursor kept in memory ({e})"
+                );
+                Store::in_memory(&path, e.to_string())
+                    .map_err(|e| JournalError::Cursor(Box::new(e)))?
+            }
+        };
+        Ok(Box::new(store) as Box<dyn CursorStore>)
     })
 }
 
