@@ -766,15 +766,20 @@ fn a_damaged_store_is_moved_aside_and_the_daemon_still_bans() {
 fn a_read_only_state_dir_degrades_persistence_but_not_banning() {
     let s = Setup::new("");
     let state = s.path("state");
-    std::fs::create_dir_all(&state).unwrap();
-    // A valid store from an earlier run, which SQLite cannot write now.
-    rusqlite::Connection::open(state.join("nftjail.db"))
-        .unwrap()
-        .execute_batch("CREATE TABLE earlier(x INTEGER);")
-        .unwrap();
+    // An earlier run left a ban in the store.
+    {
+        let ns = Netns::new("st-ro-before");
+        let mut d = s.start(&ns);
+        s.append("a.log", "fail from 203.0.113.5\n");
+        wait_until("the first ban", Duration::from_secs(10), || {
+            kernel_set(&ns, "a-v4").contains("203.0.113.5")
+        });
+        d.stop();
+    }
     let before = std::fs::read(state.join("nftjail.db")).unwrap();
     // Read-only in the daemon's own mount namespace only (mode 0555 does
     // not stop root): the test still sees the directory as it is.
+    // A reboot (a new namespace: an empty kernel) with the disk read-only.
     let ns = Netns::new("st-readonly");
     let mut cmd = ns.command("unshare");
     cmd.args(["-m", "--propagation", "private", "sh", "-c"])

@@ -216,8 +216,8 @@ fn restore_last_run(
             tracing::error!(
                 path = %path.display(),
                 "state persistence degraded: cannot use the state store ({e}); \
-                 banning from the kernel's record with a store in memory: history, \
-                 read positions and counts will not survive a restart"
+                 banning from the kernel's record and what the file still yields, with a \
+                 store in memory: history, read positions and counts will not survive a restart"
             );
             let memory = Store::in_memory(&path, e.to_string());
             read_last_run(backend, memory, config)?

@@ -149,11 +149,73 @@ impl Store {
     /// or read: the daemon keeps banning (the kernel holds the bans and a
     /// restart adopts them) and keeps its history for this run only.
     /// `cause` says why, for the reminders the writer logs.
+    ///
+    /// Whatever of the file can still be read (a read-only disk, not a
+    /// damaged file) is copied in first, so stored bans are still put back
+    /// after a reboot and repeat offenders still counted.
     pub fn in_memory(path: &Path, cause: String) -> Result<Store, StateError> {
         let conn = Connection::open_in_memory().map_err(|e| db_err(path, e))?;
         let mut store = Store::init(path.to_path_buf(), conn)?;
         store.degraded = Some(cause);
+        if path.exists() {
+            match store.copy_from(path) {
+                Ok(()) => tracing::info!(
+                    file = %path.display(),
+                    "state read from the file into memory"
+                ),
+                Err(e) => tracing::warn!(
+                    file = %path.display(),
+                    "state file not readable either, starting empty: {e}"
+                ),
+            }
+        }
         Ok(store)
+    }
+
+    /// Copies every table of the file at `path` in, reading it as
+    /// immutable: no lock, no journal, nothing written beside it (the disk
+    /// may refuse that too). All or nothing.
+    fn copy_from(&mut self, path: &Path) -> Result<(), StateError> {
+        let escaped = path
+            .display()
+            .to_string()
+            .replace('%', "%25")
+            .replace('?', "%3f")
+            .replace('#', "%23");
+        let uri = format!("file:{escaped}?mode=ro&immutable=1");
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS old", [uri])
+            .map_err(|e| db_err(path, e))?;
+        let copied = self.copy_attached(path);
+        let detached = self
+            .conn
+            .execute_batch("DETACH DATABASE old")
+            .map_err(|e| db_err(path, e));
+        copied.and(detached)
+    }
+
+    fn copy_attached(&mut self, path: &Path) -> Result<(), StateError> {
+        let tx = self.conn.transaction().map_err(|e| db_err(path, e))?;
+        let found: i64 = tx
+            .query_row("SELECT value FROM old.meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| db_err(path, e))?;
+        if found != SCHEMA_VERSION {
+            return Err(StateError::Version {
+                path: path.to_path_buf(),
+                found,
+            });
+        }
+        tx.execute_batch(
+            "INSERT INTO bans SELECT jail, net, start, until, failures, line FROM old.bans;
+             INSERT INTO history SELECT addr, jail, time FROM old.history;
+             INSERT INTO positions SELECT source, dev, ino, head, offset FROM old.positions;
+             INSERT INTO failures SELECT jail, addr, time FROM old.failures;
+             INSERT INTO cursors SELECT source, cursor FROM old.cursors;",
+        )
+        .map_err(|e| db_err(path, e))?;
+        tx.commit().map_err(|e| db_err(path, e))
     }
 
     /// Why this store only lives in memory (None: it is the file).
