@@ -707,3 +707,106 @@ impl Drop for KillOnDrop {
         unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
     }
 }
+
+/// A store whose header is intact but whose pages below it are garbage:
+/// SQLite opens it, and only a read or a check finds the damage.
+fn write_damaged_store(path: &std::path::Path) {
+    {
+        let db = rusqlite::Connection::open(path).unwrap();
+        db.execute_batch(
+            "PRAGMA page_size = 4096; CREATE TABLE bans(jail TEXT, net TEXT);
+             CREATE TABLE history(addr TEXT, jail TEXT, time INTEGER);",
+        )
+        .unwrap();
+        for i in 0..2000 {
+            db.execute(
+                "INSERT INTO history VALUES (?1, 'a', ?2)",
+                rusqlite::params![format!("192.0.2.{}", i % 250), i],
+            )
+            .unwrap();
+        }
+    }
+    let mut bytes = std::fs::read(path).unwrap();
+    assert!(bytes.len() > 8192, "a store of several pages");
+    let mut x: u32 = 0x1234_5678;
+    for b in &mut bytes[4096..] {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_store_is_moved_aside_and_the_daemon_still_bans() {
+    let s = Setup::new("");
+    std::fs::create_dir_all(s.path("state")).unwrap();
+    write_damaged_store(&s.path("state/nftjail.db"));
+    let ns = Netns::new("st-corrupt");
+    let mut d = s.start(&ns);
+    s.append("a.log", "fail from 203.0.113.5\n");
+    wait_until("the ban in the kernel", Duration::from_secs(10), || {
+        kernel_set(&ns, "a-v4").contains("203.0.113.5")
+    });
+    let aside: Vec<String> = std::fs::read_dir(s.path("state"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("nftjail.db.corrupt-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged file is kept aside");
+    assert!(d.log().contains("moved aside"), "{}", d.log());
+    d.stop();
+    // The new store works: the ban was recorded in it.
+    assert_eq!(s.stored_set("a"), BTreeSet::from(["203.0.113.5".into()]));
+}
+
+#[test]
+fn a_read_only_state_dir_degrades_persistence_but_not_banning() {
+    let s = Setup::new("");
+    let state = s.path("state");
+    // An earlier run left a ban in the store.
+    {
+        let ns = Netns::new("st-ro-before");
+        let mut d = s.start(&ns);
+        s.append("a.log", "fail from 203.0.113.5\n");
+        wait_until("the first ban", Duration::from_secs(10), || {
+            kernel_set(&ns, "a-v4").contains("203.0.113.5")
+        });
+        d.stop();
+    }
+    let before = std::fs::read(state.join("nftjail.db")).unwrap();
+    // Read-only in the daemon's own mount namespace only (mode 0555 does
+    // not stop root): the test still sees the directory as it is.
+    // A reboot (a new namespace: an empty kernel) with the disk read-only.
+    let ns = Netns::new("st-readonly");
+    let mut cmd = ns.command("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$1\" \"$1\" && mount -o remount,bind,ro \"$1\" && exec \"$0\" run --config \"$2\"")
+        .arg(BIN)
+        .arg(&state)
+        .arg(s.path("nftjail.toml"));
+    let mut d = Daemon::spawn(cmd);
+    d.wait_for("ready:", Duration::from_secs(20));
+    assert!(
+        d.log().contains("state persistence degraded"),
+        "{}",
+        d.log()
+    );
+    assert!(
+        d.log().contains("nftjail.db"),
+        "names the path: {}",
+        d.log()
+    );
+    s.append("a.log", "fail from 203.0.113.6\n");
+    wait_until("the ban in the kernel", Duration::from_secs(10), || {
+        kernel_set(&ns, "a-v4").contains("203.0.113.6")
+    });
+    d.stop();
+    assert_eq!(
+        std::fs::read(state.join("nftjail.db")).unwrap(),
+        before,
+        "nothing was written through the read-only mount"
+    );
+}

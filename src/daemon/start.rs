@@ -206,25 +206,75 @@ fn restore_last_run(
         };
         return Ok((None, nothing));
     }
-    let mut store = Store::open(&config.state_dir)?;
-    restore::at_start(backend, &mut store, config)?;
-    let last = LastRun {
-        offences: restore::offences(&store, config)?,
-        positions: store.positions()?,
-        failures: store.take_failures()?,
+    let (store, last) = match read_last_run(backend, Store::open(&config.state_dir), config) {
+        Ok(read) => read,
+        Err(DaemonError::State(e)) => {
+            // The store must never be a reason not to ban: the kernel holds
+            // the running bans (reconcile adopted them), so run on with a
+            // store in memory and say so loudly, now and periodically.
+            let path = config.state_dir.join(crate::state::DB_FILE);
+            tracing::error!(
+                path = %path.display(),
+                "state persistence degraded: cannot use the state store ({e}); \
+                 banning from the kernel's record and what the file still yields, with a \
+                 store in memory: history, read positions and counts will not survive a restart"
+            );
+            let memory = Store::in_memory(&path, e.to_string());
+            read_last_run(backend, memory, config)?
+        }
+        Err(e) => return Err(e),
     };
     let writer = state_writer::spawn(store, config.dbpurgeage).map_err(DaemonError::Thread)?;
     Ok((Some(writer), last))
 }
 
+/// Puts the stored bans back and adopts the kernel's, then reads what else
+/// the last run left. Any state error is the caller's to degrade on.
+fn read_last_run(
+    backend: &mut dyn Backend,
+    store: Result<Store, crate::state::StateError>,
+    config: &Config,
+) -> Result<(Store, LastRun), DaemonError> {
+    let mut store = store?;
+    match restore::at_start(backend, &mut store, config) {
+        Err(crate::enforce::EnforceError::State(e)) => return Err(DaemonError::State(e)),
+        other => other?,
+    }
+    let last = LastRun {
+        offences: offences(&store, config)?,
+        positions: store.positions()?,
+        failures: store.take_failures()?,
+    };
+    Ok((store, last))
+}
+
+/// The last run's offences; a state error inside comes out as one.
+fn offences(store: &Store, config: &Config) -> Result<Offences, DaemonError> {
+    match restore::offences(store, config) {
+        Err(crate::enforce::EnforceError::State(e)) => Err(DaemonError::State(e)),
+        other => Ok(other?),
+    }
+}
+
 /// Each journal reader keeps its cursor through a handle of its own on the
-/// state store.
+/// state store; where that cannot be opened, in memory (the journal is read
+/// all the same, only a restart does not resume at the cursor).
 fn cursor_stores(config: &Config) -> pipeline::CursorStores {
     let dir = config.state_dir.clone();
     Arc::new(move || {
-        Store::open(&dir)
-            .map(|s| Box::new(s) as Box<dyn CursorStore>)
-            .map_err(|e| JournalError::Cursor(Box::new(e)))
+        let store = match Store::open(&dir) {
+            Ok(s) => s,
+            Err(e) => {
+                let path = dir.join(crate::state::DB_FILE);
+                tracing::error!(
+                    path = %path.display(),
+                    "state persistence degraded: journal cursor kept in memory ({e})"
+                );
+                Store::in_memory(&path, e.to_string())
+                    .map_err(|e| JournalError::Cursor(Box::new(e)))?
+            }
+        };
+        Ok(Box::new(store) as Box<dyn CursorStore>)
     })
 }
 

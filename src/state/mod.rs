@@ -48,6 +48,8 @@ pub enum StateError {
         path.display()
     )]
     Version { path: PathBuf, found: i64 },
+    #[error("state database {} is damaged: {detail}", path.display())]
+    Damaged { path: PathBuf, detail: String },
 }
 
 /// One active ban as stored.
@@ -87,6 +89,8 @@ pub const MAX_LINE: usize = 1024;
 pub struct Store {
     path: PathBuf,
     conn: Connection,
+    /// Set when this is the in-memory stand-in: why the file is not used.
+    degraded: Option<String>,
 }
 
 pub fn ms(t: SystemTime) -> i64 {
@@ -102,6 +106,12 @@ pub fn from_ms(v: i64) -> SystemTime {
 impl Store {
     /// Opens (creating) `dir/nftjail.db`. The directory is created mode 0700:
     /// the store holds attackers' log lines and nothing anyone else needs.
+    ///
+    /// A damaged database (not one at all, or one `PRAGMA quick_check`
+    /// finds broken below a readable header) is moved aside and a new one
+    /// started: the kernel still holds the running bans and they are
+    /// adopted at start, so only history and positions are lost, never the
+    /// daemon. The damaged file is kept for a post-mortem.
     pub fn open(dir: &Path) -> Result<Store, StateError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -113,30 +123,121 @@ impl Store {
                 source,
             })?;
         let path = dir.join(DB_FILE);
-        match Store::connect(&path) {
-            Err(StateError::Db { source, .. }) if is_corrupt(&source) => {
-                // The kernel still holds the running bans and they are
-                // adopted at start; history and positions are lost, the
-                // daemon is not. The damaged file is kept for a post-mortem.
-                let aside = path.with_extension(format!(
-                    "db.corrupt-{}",
-                    ms(std::time::SystemTime::now()) / 1000
-                ));
-                tracing::warn!(
+        let damage = match Store::connect(&path).and_then(Store::checked) {
+            Err(StateError::Db { source, .. }) if is_corrupt(&source) => source.to_string(),
+            Err(StateError::Damaged { detail, .. }) => detail,
+            other => return other,
+        };
+        let aside = path.with_extension(format!("db.corrupt-{}", ms(SystemTime::now()) / 1000));
+        tracing::error!(
+            file = %path.display(),
+            moved_to = %aside.display(),
+            "state database damaged ({damage}); moved aside, starting a new one: \
+             history and read positions are lost, running bans are taken from the kernel"
+        );
+        std::fs::rename(&path, &aside).map_err(|source| StateError::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        for ext in ["db-wal", "db-shm"] {
+            let _ = std::fs::remove_file(path.with_extension(ext));
+        }
+        Store::connect(&path)
+    }
+
+    /// A store in memory standing in for `path` when that cannot be opened
+    /// or read: the daemon keeps banning (the kernel holds the bans and a
+    /// restart adopts them) and keeps its history for this run only.
+    /// `cause` says why, for the reminders the writer logs.
+    ///
+    /// Whatever of the file can still be read (a read-only disk, not a
+    /// damaged file) is copied in first, so stored bans are still put back
+    /// after a reboot and repeat offenders still counted.
+    pub fn in_memory(path: &Path, cause: String) -> Result<Store, StateError> {
+        let conn = Connection::open_in_memory().map_err(|e| db_err(path, e))?;
+        let mut store = Store::init(path.to_path_buf(), conn)?;
+        store.degraded = Some(cause);
+        if path.exists() {
+            match store.copy_from(path) {
+                Ok(()) => tracing::info!(
                     file = %path.display(),
-                    moved_to = %aside.display(),
-                    "state database unreadable ({source}); moved aside, starting a new one"
-                );
-                std::fs::rename(&path, &aside).map_err(|source| StateError::Dir {
-                    dir: dir.to_path_buf(),
-                    source,
-                })?;
-                for ext in ["db-wal", "db-shm"] {
-                    let _ = std::fs::remove_file(path.with_extension(ext));
-                }
-                Store::connect(&path)
+                    "state read from the file into memory"
+                ),
+                Err(e) => tracing::warn!(
+                    file = %path.display(),
+                    "state file not readable either, starting empty: {e}"
+                ),
             }
-            other => other,
+        }
+        Ok(store)
+    }
+
+    /// Copies every table of the file at `path` in, reading it as
+    /// immutable: no lock, no journal, nothing written beside it (the disk
+    /// may refuse that too). All or nothing.
+    fn copy_from(&mut self, path: &Path) -> Result<(), StateError> {
+        let escaped = path
+            .display()
+            .to_string()
+            .replace('%', "%25")
+            .replace('?', "%3f")
+            .replace('#', "%23");
+        let uri = format!("file:{escaped}?mode=ro&immutable=1");
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS old", [uri])
+            .map_err(|e| db_err(path, e))?;
+        let copied = self.copy_attached(path);
+        let detached = self
+            .conn
+            .execute_batch("DETACH DATABASE old")
+            .map_err(|e| db_err(path, e));
+        copied.and(detached)
+    }
+
+    fn copy_attached(&mut self, path: &Path) -> Result<(), StateError> {
+        let tx = self.conn.transaction().map_err(|e| db_err(path, e))?;
+        let found: i64 = tx
+            .query_row("SELECT value FROM old.meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| db_err(path, e))?;
+        if found != SCHEMA_VERSION {
+            return Err(StateError::Version {
+                path: path.to_path_buf(),
+                found,
+            });
+        }
+        tx.execute_batch(
+            "INSERT INTO bans SELECT jail, net, start, until, failures, line FROM old.bans;
+             INSERT INTO history SELECT addr, jail, time FROM old.history;
+             INSERT INTO positions SELECT source, dev, ino, head, offset FROM old.positions;
+             INSERT INTO failures SELECT jail, addr, time FROM old.failures;
+             INSERT INTO cursors SELECT source, cursor FROM old.cursors;",
+        )
+        .map_err(|e| db_err(path, e))?;
+        tx.commit().map_err(|e| db_err(path, e))
+    }
+
+    /// Why this store only lives in memory (None: it is the file).
+    pub fn degraded(&self) -> Option<&str> {
+        self.degraded.as_deref()
+    }
+
+    /// `PRAGMA quick_check`: SQLite opens a file whose header is intact
+    /// however broken the pages below it are, and the damage would only
+    /// show at the first read or write of a running daemon.
+    fn checked(self) -> Result<Store, StateError> {
+        let verdict: String = self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| db_err(&self.path, e))?;
+        if verdict == "ok" {
+            Ok(self)
+        } else {
+            Err(StateError::Damaged {
+                path: self.path.clone(),
+                detail: verdict,
+            })
         }
     }
 
@@ -152,6 +253,15 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(db)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db)?;
+        Store::init(path, conn)
+    }
+
+    /// Creates the tables a new store lacks and checks the schema version.
+    fn init(path: PathBuf, conn: Connection) -> Result<Store, StateError> {
+        let db = |source| StateError::Db {
+            path: path.clone(),
+            source,
+        };
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS bans(
@@ -200,7 +310,20 @@ impl Store {
             Some(v) if v == SCHEMA_VERSION => {}
             Some(v) => return Err(StateError::Version { path, found: v }),
         }
-        Ok(Store { path, conn })
+        Ok(Store {
+            path,
+            conn,
+            degraded: None,
+        })
+    }
+
+    /// Makes the connection refuse writes as a read-only or full disk does,
+    /// so the writer's retries can be tested without either.
+    #[cfg(test)]
+    pub(crate) fn refuse_writes(&self, refuse: bool) {
+        self.conn
+            .pragma_update(None, "query_only", refuse)
+            .expect("query_only");
     }
 
     pub fn path(&self) -> &Path {

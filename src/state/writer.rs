@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::IpNet;
-use tracing::warn;
+use tracing::{error, info, warn};
 
 use super::{Store, StoredBan};
 use crate::source::file::Position;
@@ -60,11 +60,162 @@ pub fn spawn(store: Store, purge_age: Duration) -> std::io::Result<(StateTx, Joi
     Ok((StateTx(tx), thread))
 }
 
+/// One change to write; what failed waits in [`Backlog`] in this form.
+enum Change {
+    Banned(Vec<(StoredBan, bool)>),
+    Lifted(Vec<(String, Option<IpNet>)>),
+    Jails(Vec<String>),
+    Positions(Vec<(String, Position)>),
+    Failures(Vec<(String, std::net::IpAddr, SystemTime)>),
+}
+
+impl Change {
+    fn write(&self, store: &mut Store) -> Result<(), super::StateError> {
+        match self {
+            Change::Banned(b) => store.put_bans(b),
+            Change::Lifted(keys) => store.remove_bans(keys),
+            Change::Jails(jails) => store.retain_jails(jails).map(|_| ()),
+            Change::Positions(p) => store.save_positions(p),
+            Change::Failures(f) => store.save_failures(f),
+        }
+    }
+
+    /// Rows it holds, for the backlog's bound.
+    fn size(&self) -> usize {
+        match self {
+            Change::Banned(b) => b.len(),
+            Change::Lifted(k) => k.len(),
+            Change::Jails(j) => j.len(),
+            Change::Positions(p) => p.len(),
+            Change::Failures(f) => f.len(),
+        }
+        .max(1)
+    }
+
+    /// Only the newest positions and counts matter: an older one waiting
+    /// is replaced, not written after.
+    fn replaces(&self, older: &Change) -> bool {
+        matches!(
+            (self, older),
+            (Change::Positions(_), Change::Positions(_))
+                | (Change::Failures(_), Change::Failures(_))
+        )
+    }
+}
+
+/// Most rows kept waiting while the store refuses writes. Past it the
+/// oldest changes are dropped, which loses no ban: a ban not written is in
+/// the kernel and adopted at the next start, an unban not written comes
+/// back there (fail closed).
+const BACKLOG_MAX: usize = 100_000;
+/// First wait before writing again after a failure; doubled up to
+/// [`RETRY_MAX`] while the store keeps refusing.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+/// How often a daemon running without its store file says so again: a
+/// single line at start scrolls away, the missing persistence does not.
+const REMIND_EVERY: Duration = Duration::from_secs(600);
+
+/// Changes the store refused (a read-only or full disk), kept in order and
+/// written again with backoff, so a disk that comes back loses nothing.
+struct Backlog {
+    changes: std::collections::VecDeque<Change>,
+    rows: usize,
+    dropped: usize,
+    /// When to try again (None: nothing waits).
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Backlog {
+    fn new() -> Backlog {
+        Backlog {
+            changes: std::collections::VecDeque::new(),
+            rows: 0,
+            dropped: 0,
+            retry_at: None,
+            backoff: RETRY_FIRST,
+        }
+    }
+
+    /// Writes `change` unless older ones still wait (order matters: an
+    /// unban must not be overtaken by the ban it lifts).
+    fn write(&mut self, store: &mut Store, change: Change) {
+        if self.changes.is_empty() {
+            match change.write(store) {
+                Ok(()) => return,
+                Err(e) => self.failed(&e),
+            }
+        }
+        self.keep(change);
+    }
+
+    fn keep(&mut self, change: Change) {
+        if let Some(pos) = self.changes.iter().position(|old| change.replaces(old)) {
+            if let Some(old) = self.changes.remove(pos) {
+                self.rows -= old.size();
+            }
+        }
+        self.rows += change.size();
+        self.changes.push_back(change);
+        while self.rows > BACKLOG_MAX && self.changes.len() > 1 {
+            if let Some(old) = self.changes.pop_front() {
+                self.rows -= old.size();
+                self.dropped += old.size();
+            }
+        }
+    }
+
+    /// The first failure of a streak is logged; the streak's end is too.
+    fn failed(&mut self, e: &super::StateError) {
+        if self.retry_at.is_none() {
+            error!(
+                "state store refuses writes ({e}): changes are kept in memory and written \
+                 again until it accepts them; banning goes on"
+            );
+            self.backoff = RETRY_FIRST;
+        } else {
+            self.backoff = (self.backoff * 2).min(RETRY_MAX);
+        }
+        self.retry_at = Some(Instant::now() + self.backoff);
+    }
+
+    /// Writes what waits, oldest first, if its time has come (or `now`
+    /// is forced, at stop).
+    fn retry(&mut self, store: &mut Store, forced: bool) {
+        match self.retry_at {
+            Some(at) if forced || Instant::now() >= at => {}
+            _ => return,
+        }
+        while let Some(change) = self.changes.front() {
+            if let Err(e) = change.write(store) {
+                self.failed(&e);
+                return;
+            }
+            self.rows -= change.size();
+            self.changes.pop_front();
+        }
+        info!(
+            dropped = self.dropped,
+            "state store accepts writes again; what waited is written"
+        );
+        self.dropped = 0;
+        self.retry_at = None;
+    }
+}
+
 fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
     lower_priority();
     let mut last_purge = Instant::now();
+    let mut next_reminder = Instant::now() + REMIND_EVERY;
+    let mut backlog = Backlog::new();
     loop {
-        let first = match rx.recv_timeout(PURGE_EVERY) {
+        let now = Instant::now();
+        let mut wake = (last_purge + PURGE_EVERY).min(next_reminder);
+        if let Some(at) = backlog.retry_at {
+            wake = wake.min(at);
+        }
+        let first = match rx.recv_timeout(wake.saturating_duration_since(now)) {
             Ok(m) => Some(m),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
@@ -74,32 +225,69 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
         if msgs.iter().any(|m| matches!(m, StateMsg::Banned(_))) {
             wait_for_the_flood_to_ebb(&rx, &mut msgs);
         }
+        backlog.retry(&mut store, false);
         // Coalesce consecutive ban batches into one transaction.
         let mut banned: Vec<(StoredBan, bool)> = Vec::new();
         for msg in msgs {
             crate::metrics::state_taken();
             if !matches!(msg, StateMsg::Banned(_)) && !banned.is_empty() {
-                report(store.put_bans(&banned));
-                banned.clear();
+                backlog.write(&mut store, Change::Banned(std::mem::take(&mut banned)));
             }
-            match msg {
-                StateMsg::Banned(b) => banned.extend(b),
-                StateMsg::Lifted(keys) => report(store.remove_bans(&keys)),
-                StateMsg::Jails(jails) => report(store.retain_jails(&jails).map(|_| ())),
-                StateMsg::Positions(p) => report(store.save_positions(&p)),
-                StateMsg::Failures(f) => report(store.save_failures(&f)),
+            let change = match msg {
+                StateMsg::Banned(b) => {
+                    banned.extend(b);
+                    continue;
+                }
+                StateMsg::Lifted(keys) => Change::Lifted(keys),
+                StateMsg::Jails(jails) => Change::Jails(jails),
+                StateMsg::Positions(p) => Change::Positions(p),
+                StateMsg::Failures(f) => Change::Failures(f),
                 StateMsg::Sync(done) => {
                     let _ = done.send(());
+                    continue;
                 }
-            }
+            };
+            backlog.write(&mut store, change);
         }
         if !banned.is_empty() {
-            report(store.put_bans(&banned));
+            backlog.write(&mut store, Change::Banned(banned));
         }
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = Instant::now();
             report(store.purge(SystemTime::now(), purge_age));
         }
+        if Instant::now() >= next_reminder {
+            next_reminder = Instant::now() + REMIND_EVERY;
+            remind(&store, &backlog);
+        }
+    }
+    // At stop: one last try for what waits, so a disk that came back
+    // meanwhile gets the final positions and counts.
+    backlog.retry(&mut store, true);
+    if !backlog.changes.is_empty() {
+        error!(
+            rows = backlog.rows,
+            "state store still refuses writes at stop: these changes are lost \
+             (running bans stay in the kernel and are adopted at the next start)"
+        );
+    }
+}
+
+/// The periodic reminder that persistence is degraded.
+fn remind(store: &Store, backlog: &Backlog) {
+    if let Some(cause) = store.degraded() {
+        error!(
+            path = %store.path().display(),
+            "state persistence degraded: the store could not be opened ({cause}); \
+             bans are in the kernel only and history is lost at stop"
+        );
+    } else if backlog.retry_at.is_some() {
+        error!(
+            path = %store.path().display(),
+            waiting = backlog.rows,
+            dropped = backlog.dropped,
+            "state persistence degraded: the store still refuses writes"
+        );
     }
 }
 
@@ -228,5 +416,48 @@ mod tests {
         drop(tx);
         thread.join().expect("writer");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store that refuses writes loses nothing it is sent: the changes
+    /// wait, in order (the unban after the ban it lifts), and are written
+    /// once it accepts them again.
+    #[test]
+    fn refused_writes_wait_in_order_and_are_written_when_the_store_accepts_them() {
+        let dir = std::env::temp_dir().join(format!("nftjail-backlog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut store = Store::open(&dir).expect("open");
+        let mut backlog = Backlog::new();
+        store.refuse_writes(true);
+        backlog.write(&mut store, Change::Banned(vec![ban(1), ban(2)]));
+        let lifted = ("j".to_string(), Some(ban(1).0.net));
+        backlog.write(&mut store, Change::Lifted(vec![lifted]));
+        backlog.write(&mut store, Change::Positions(Vec::new()));
+        backlog.write(&mut store, Change::Positions(Vec::new()));
+        assert!(backlog.retry_at.is_some(), "a failure streak is on");
+        assert_eq!(backlog.changes.len(), 3, "newer positions replace older");
+        backlog.retry(&mut store, true);
+        assert_eq!(backlog.changes.len(), 3, "still refused: still waiting");
+        assert_eq!(stored(&dir), 0);
+
+        store.refuse_writes(false);
+        backlog.retry(&mut store, true);
+        assert!(backlog.changes.is_empty() && backlog.retry_at.is_none());
+        let left: Vec<IpNet> = store.bans().expect("bans").iter().map(|b| b.net).collect();
+        assert_eq!(left, vec![ban(2).0.net], "the unban came after the ban");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The backlog is bounded: past it the oldest changes go, the newest
+    /// stay.
+    #[test]
+    fn the_backlog_is_bounded() {
+        let mut backlog = Backlog::new();
+        for i in 0..3 {
+            let bans = (0..BACKLOG_MAX / 2).map(|j| ban(i * 1_000_000 + j as u32));
+            backlog.keep(Change::Banned(bans.collect()));
+        }
+        assert!(backlog.rows <= BACKLOG_MAX);
+        assert_eq!(backlog.dropped, BACKLOG_MAX / 2);
+        assert_eq!(backlog.changes.len(), 2);
     }
 }
