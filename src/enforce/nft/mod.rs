@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::record::{BanRecord, Until};
 use super::{Applied, Backend, EnforceError, Restore};
@@ -249,9 +249,10 @@ impl NftBackend {
         let body = w.buf;
         match self.commit(&body, &describe) {
             Err(e) if e.is_missing() && !dels.is_empty() => {
-                // A delete hit an element the kernel had already collected.
-                // Redo the replaces one by one: delete+add, or add alone.
-                warn!("an expired ban was already collected by the kernel; retrying one by one");
+                // A delete hit an element no longer in the kernel: redo the
+                // replaces one by one (delete+add, or add alone), saying
+                // which element was gone and why it may have been.
+                debug!("a ban to replace was no longer in the kernel; retrying one by one");
                 for (jail, addr, bantime, plan) in chunk {
                     let set = set_name(jail, *addr);
                     let mut w = self.nl.writer();
@@ -262,6 +263,7 @@ impl NftBackend {
                     let msg = format!("ban {addr} in {set}");
                     match self.commit(&w.buf, &|_| msg.clone()) {
                         Err(e) if e.is_missing() => {
+                            self.say_why_gone(jail, *addr, &set);
                             let mut w = self.nl.writer();
                             w.elements(&self.table, &set, &[(*addr, Some(*bantime))], true);
                             self.commit(&w.buf, &|_| msg.clone())?;
@@ -272,6 +274,28 @@ impl NftBackend {
                 Ok(())
             }
             other => other,
+        }
+    }
+}
+
+impl NftBackend {
+    /// An element to replace was not in the kernel. Our record tells the
+    /// two causes apart: a ban whose time was up was collected by the
+    /// kernel (expected, quiet); one with time left was removed by someone
+    /// else (`nft delete element`, `nft flush set`), which an admin should
+    /// hear about, since that ban was lifted behind the daemon's back.
+    fn say_why_gone(&self, jail: &str, addr: IpAddr, set: &str) {
+        let now = Instant::now();
+        match self.bans.addrs(jail).and_then(|b| b.get(&addr)) {
+            Some(Until::At(t)) if *t <= now => {
+                debug!(%addr, set, "its expired ban was already collected by the kernel: adding it again");
+            }
+            _ => warn!(
+                %addr,
+                set,
+                "ban of {addr} was no longer in set {set}: removed by someone else \
+                 (nft delete element? nft flush set?), not by its timeout; adding it again"
+            ),
         }
     }
 }
