@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::JailSlots;
 use crate::config::Config;
-use crate::control::protocol::{BanInfo, ErrorCode, JailStatus, Reply, Request, Response};
+use crate::control::protocol::{
+    BanInfo, ErrorCode, GoneJail, JailStatus, Reply, Request, Response,
+};
 use crate::control::server::{error, Handler};
 use crate::enforce::enforcer::{show, EnforcerMsg, JailBans, Lifted};
 use crate::enforce::record::is_host;
@@ -40,14 +42,7 @@ type Answer = Result<Reply, Response>;
 impl Handler for Handle {
     async fn handle(&self, req: Request) -> Response {
         let answer = match req {
-            Request::Status { jail: None } => Ok(Reply::Jails {
-                jails: self
-                    .config()
-                    .jail_names()
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
-            }),
+            Request::Status { jail: None } => self.jails().await,
             Request::Status { jail: Some(j) } => self.status(&j).await,
             Request::Ban {
                 jail,
@@ -66,6 +61,11 @@ impl Handler for Handle {
             }
             Request::Banned { addr } => self.banned(addr).await,
             Request::Reload => self.reload().await,
+            Request::UnbanGone => {
+                let answer = self.unban_gone().await;
+                self.status_changed.notify_one();
+                answer
+            }
             Request::Version => Ok(Reply::Version {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             }),
@@ -114,8 +114,63 @@ impl Handle {
             .await
     }
 
+    /// The configured jails, and those gone with bans still running.
+    async fn jails(&self) -> Answer {
+        let gone = self
+            .lists()
+            .await?
+            .into_iter()
+            .filter(|b| b.gone)
+            .map(|b| GoneJail {
+                jail: b.jail,
+                bans: b.bans.len() as u64,
+            })
+            .collect();
+        Ok(Reply::Jails {
+            jails: self
+                .config()
+                .jail_names()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            gone,
+        })
+    }
+
+    /// A jail no longer configured whose bans still run: those bans.
+    async fn gone_status(&self, jail: &str) -> Option<Answer> {
+        let bans = match self.lists().await {
+            Ok(l) => l.into_iter().find(|b| b.gone && b.jail == jail)?,
+            Err(e) => return Some(Err(e)),
+        };
+        let banned: Vec<String> = bans.bans.iter().map(|(a, _)| show(a)).collect();
+        Some(Ok(Reply::JailStatus(JailStatus {
+            jail: jail.to_string(),
+            currently_failed: 0,
+            total_failed: 0,
+            files: Vec::new(),
+            currently_banned: banned.len() as u64,
+            total_banned: bans.total,
+            banned,
+            gone: true,
+        })))
+    }
+
+    async fn unban_gone(&self) -> Answer {
+        let lifted = self
+            .ask(&self.enforcer, |reply| EnforcerMsg::UnbanGone { reply })
+            .await?
+            .map_err(|e| error(ErrorCode::Failed, e.to_string()))?;
+        Ok(Reply::Unbanned {
+            bans: lifted.into_iter().map(info).collect(),
+        })
+    }
+
     async fn status(&self, jail: &str) -> Answer {
-        let (config, index) = self.known_jail(jail)?;
+        let (config, index) = match self.known_jail(jail) {
+            Ok(known) => known,
+            Err(unknown) => return self.gone_status(jail).await.unwrap_or(Err(unknown)),
+        };
         let id = self.slot_of(jail);
         let counts = self
             .ask(&self.tracker, |reply| TrackerCtl::Counts { reply })
@@ -145,6 +200,7 @@ impl Handle {
             currently_banned: banned.len() as u64,
             total_banned,
             banned,
+            gone: false,
         }))
     }
 

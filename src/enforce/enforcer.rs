@@ -20,6 +20,10 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+mod gone;
+
+pub use gone::GoneJail;
+
 use super::banlog::BanLog;
 use super::record::is_host;
 use super::{Applied, Backend, EnforceError, Restore};
@@ -61,10 +65,17 @@ pub enum EnforcerMsg {
     List {
         reply: oneshot::Sender<Vec<JailBans>>,
     },
-    /// A reload: make the kernel match the new jails.
+    /// A reload: make the kernel match the new jails. A jail the new
+    /// config drops keeps its sets, rule and bans until they expire; the
+    /// answer names those jails.
     Reconcile {
         rules: Vec<JailRules>,
-        reply: oneshot::Sender<Result<(), EnforceError>>,
+        reply: oneshot::Sender<Result<Vec<GoneJail>, EnforceError>>,
+    },
+    /// `nftjail unban --jail-gone`: every ban of the jails no longer
+    /// configured is lifted, and their sets and rules removed.
+    UnbanGone {
+        reply: oneshot::Sender<Result<Vec<Lifted>, EnforceError>>,
     },
     /// Someone else changed our table (`nft flush ruleset`, a restart of the
     /// nftables service): rebuild it and put every active ban back. The
@@ -116,12 +127,20 @@ pub struct JailBans {
     pub jail: String,
     pub total: u64,
     pub bans: Vec<(IpNet, Option<Duration>)>,
+    /// No longer configured: its bans are only kept until they expire.
+    pub gone: bool,
 }
 
 pub struct Enforcer {
     backend: Box<dyn Backend>,
     rules: Vec<JailRules>,
     jails: Vec<String>,
+    /// Jails a reload removed (or renamed, or disabled) while they held
+    /// bans: their sets and rules stay in the kernel, as they were, so each
+    /// ban lasts the time it was given. An admin who wants them lifted
+    /// says so (`unban --jail-gone`); a reload after they all expired
+    /// removes what is left.
+    gone: Vec<JailRules>,
     totals: HashMap<String, u64>,
     /// Where applied bans are recorded (None: a dry run keeps nothing).
     state: Option<StateTx>,
@@ -136,6 +155,7 @@ impl Enforcer {
             backend,
             rules: rules.to_vec(),
             jails: rules.iter().map(|r| r.name.clone()).collect(),
+            gone: Vec::new(),
             totals: HashMap::new(),
             state,
             changes: 0,
@@ -227,16 +247,10 @@ impl Enforcer {
                     let _ = reply.send(self.list());
                 }
                 EnforcerMsg::Reconcile { rules, reply } => {
-                    let result = self.backend.reconcile(&rules);
-                    if result.is_ok() {
-                        self.changes += 1;
-                        self.jails = rules.iter().map(|r| r.name.clone()).collect();
-                        self.rules = rules;
-                        let jails = &self.jails;
-                        self.totals.retain(|j, _| jails.contains(j));
-                        self.record(StateMsg::Jails(self.jails.clone()));
-                    }
-                    let _ = reply.send(result);
+                    let _ = reply.send(self.reconcile(rules));
+                }
+                EnforcerMsg::UnbanGone { reply } => {
+                    let _ = reply.send(self.unban_gone());
                 }
                 EnforcerMsg::Ping(reply) => {
                     let _ = reply.send(self.changes);
@@ -415,9 +429,10 @@ impl Enforcer {
         // restore only costs another round.
         let mut attempt = 1;
         let rebuilt = loop {
+            let rules = self.all_rules();
             let result = self
                 .backend
-                .reconcile(&self.rules)
+                .reconcile(&rules)
                 .and_then(|()| self.backend.restore(&bans));
             match result {
                 Err(e) if e.is_missing() && attempt < RETRIES => back_off(attempt),
@@ -466,7 +481,11 @@ impl Enforcer {
             Ok(()) => info!("stopping: our table and every ban in it removed (on_stop = flush)"),
             Err(e) => warn!("stopping: could not remove our table: {e}"),
         }
-        let all = self.jails.iter().map(|j| (j.clone(), None)).collect();
+        let all = self
+            .all_rules()
+            .into_iter()
+            .map(|r| (r.name, None))
+            .collect();
         self.record(StateMsg::Lifted(all));
     }
 
@@ -517,10 +536,11 @@ impl Enforcer {
         jail: Option<&str>,
         target: Option<IpNet>,
     ) -> Result<Vec<Lifted>, EnforceError> {
+        let all: Vec<String> = self.all_rules().into_iter().map(|r| r.name).collect();
         let jails: Vec<String> = match jail {
-            Some(j) if self.jails.iter().any(|x| x == j) => vec![j.to_string()],
+            Some(j) if all.iter().any(|x| x == j) => vec![j.to_string()],
             Some(j) => return Err(EnforceError::UnknownJail(j.to_string())),
-            None => self.jails.clone(),
+            None => all,
         };
         let mut lifted = Vec::new();
         for jail in jails {
@@ -552,12 +572,16 @@ impl Enforcer {
     }
 
     fn list(&self) -> Vec<JailBans> {
+        let gone = self.gone.iter().map(|r| (&r.name, true));
         self.jails
             .iter()
-            .map(|j| JailBans {
+            .map(|j| (j, false))
+            .chain(gone)
+            .map(|(j, gone)| JailBans {
                 jail: j.clone(),
                 total: self.totals.get(j).copied().unwrap_or(0),
                 bans: self.backend.list(j),
+                gone,
             })
             .collect()
     }
