@@ -157,3 +157,45 @@ fn a_removed_jails_bans_stay_until_they_expire_or_are_lifted_on_purpose() {
     );
     drop(daemon);
 }
+
+#[test]
+fn a_ban_deleted_by_hand_is_reported_as_removed_by_someone_else() {
+    require_root();
+    let ns = Netns::new("rl-hand");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["a.log", "b.log"] {
+        std::fs::write(dir.path().join(f), "").unwrap();
+    }
+    let config = dir.path().join("nftjail.toml");
+    std::fs::write(&config, config_text(dir.path(), true)).unwrap();
+    let socket = dir.path().join("nftjail.sock");
+    let mut cmd = ns.command(BIN);
+    cmd.arg("run").arg("--config").arg(&config);
+    let daemon = Daemon::spawn(cmd);
+    daemon.wait_for("ready:", WAIT);
+
+    ok(&socket, &["ban", "a", "203.0.113.71", "--for", "1h"]);
+    ns.output(
+        "nft",
+        &[
+            "delete",
+            "element",
+            "inet",
+            "nftjail",
+            "a-v4",
+            "{ 203.0.113.71 }",
+        ],
+    );
+    // A longer ban replaces the one our record still holds: the delete
+    // finds nothing, and that is said for what it is.
+    let out = ok(&socket, &["ban", "a", "203.0.113.71", "--for", "2h"]);
+    assert!(out.contains("203.0.113.71"), "{out}");
+    daemon.wait_for("removed by someone else", WAIT);
+    assert!(
+        !daemon.log().contains("already collected"),
+        "{}",
+        daemon.log()
+    );
+    let set = ns.output("nft", &["list", "set", "inet", "nftjail", "a-v4"]);
+    assert!(set.contains("203.0.113.71"), "banned again:\n{set}");
+}
