@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +50,12 @@ pub struct Access {
 pub enum BindError {
     #[error("another nftjail daemon is already answering on {0}")]
     InUse(PathBuf),
+    #[error(
+        "cannot give the control socket {path} to socket_group (gid {gid}): the daemon is not \
+         in that group; add it to the daemon's groups (SupplementaryGroups= in a drop-in: \
+         systemctl edit nftjail), or make the socket's directory belong to it with the setgid bit"
+    )]
+    NotInGroup { path: PathBuf, gid: u32 },
     #[error("cannot create the control socket {path}: {source}")]
     Io {
         path: PathBuf,
@@ -59,7 +65,7 @@ pub enum BindError {
 }
 
 /// Creates the socket with its final permissions before anyone can connect:
-/// mode 0600 (0660 with a group), owner root.
+/// mode 0600 (0660 with a group), owned by the daemon's user.
 pub fn bind(path: &Path, access: Access) -> Result<UnixListener, BindError> {
     let err = |source| BindError::Io {
         path: path.to_path_buf(),
@@ -88,10 +94,30 @@ pub fn bind(path: &Path, access: Access) -> Result<UnixListener, BindError> {
     unsafe { libc::umask(old) };
     let listener = listener.map_err(err)?;
     if let Some(gid) = access.group {
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(err)?;
+        give_to_group(path, gid)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(err)?;
     }
     Ok(listener)
+}
+
+/// The socket is born with the daemon's group, or its directory's when that
+/// is setgid; only another group needs a chown, which takes membership of
+/// that group (or CAP_CHOWN, which the shipped unit does not grant).
+fn give_to_group(path: &Path, gid: u32) -> Result<(), BindError> {
+    let err = |source| BindError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if std::fs::metadata(path).map_err(err)?.gid() == gid {
+        return Ok(());
+    }
+    match std::os::unix::fs::chown(path, None, Some(gid)) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Err(BindError::NotInGroup {
+            path: path.to_path_buf(),
+            gid,
+        }),
+        other => other.map_err(err),
+    }
 }
 
 /// Serves until `stop` turns true; then removes the socket file.
