@@ -26,7 +26,8 @@ const TRICKLING: usize = 600;
 /// takes when it queues behind the peers (a budget per batch of them).
 const MARGIN: Duration = Duration::from_secs(5);
 
-fn start(dir: &Path) -> Daemon {
+/// The daemon, with at most `files` descriptors when given.
+fn start(dir: &Path, files: Option<u32>) -> Daemon {
     let d = dir.display();
     std::fs::write(dir.join("a.log"), "").unwrap();
     std::fs::write(
@@ -37,7 +38,14 @@ fn start(dir: &Path) -> Daemon {
         ),
     )
     .unwrap();
-    let mut cmd = Command::new(BIN);
+    let mut cmd = match files {
+        Some(n) => {
+            let mut c = Command::new("prlimit");
+            c.arg(format!("--nofile={n}:{n}")).arg(BIN);
+            c
+        }
+        None => Command::new(BIN),
+    };
     cmd.arg("run").arg("--config").arg(dir.join("nftjail.toml"));
     let daemon = Daemon::spawn(cmd);
     daemon.wait_for("ready:", Duration::from_secs(10));
@@ -80,7 +88,7 @@ fn closed_by(s: &mut UnixStream, by: Instant) -> bool {
 #[test]
 fn status_is_answered_ahead_of_idle_and_trickling_peers() {
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = start(dir.path());
+    let mut daemon = start(dir.path(), None);
     let socket = dir.path().join("nftjail.sock");
 
     let mut idle: Vec<UnixStream> = (0..IDLE)
@@ -115,7 +123,9 @@ fn status_is_answered_ahead_of_idle_and_trickling_peers() {
         open.iter().filter(|s| s.is_some()).count()
     });
 
+    let asked = Instant::now();
     let reply = status(&socket, BUDGET + MARGIN);
+    eprintln!("status answered in {:?}", asked.elapsed());
     assert!(
         matches!(reply, Reply::Jails { ref jails } if jails == &["a"]),
         "{reply:?}"
@@ -139,5 +149,32 @@ fn status_is_answered_ahead_of_idle_and_trickling_peers() {
         status(&socket, BUDGET + MARGIN),
         Reply::Jails { .. }
     ));
+    daemon.stop();
+}
+
+#[test]
+fn status_is_answered_when_idle_peers_use_up_the_descriptors() {
+    let dir = tempfile::tempdir().unwrap();
+    // Far fewer descriptors than slots: accept fails before the slots fill.
+    let mut daemon = start(dir.path(), Some(128));
+    let socket = dir.path().join("nftjail.sock");
+    let mut idle: Vec<UnixStream> = (0..300)
+        .map(|_| UnixStream::connect(&socket).unwrap())
+        .collect();
+    let connected = Instant::now();
+
+    let asked = Instant::now();
+    let reply = status(&socket, BUDGET + MARGIN);
+    eprintln!("status answered in {:?}", asked.elapsed());
+    assert!(matches!(reply, Reply::Jails { .. }), "{reply:?}");
+
+    // Each idle peer is closed, pushed out or at the end of its budget.
+    let by = connected + 2 * BUDGET + MARGIN;
+    let still_open = idle
+        .iter_mut()
+        .map(|s| closed_by(s, by))
+        .filter(|c| !c)
+        .count();
+    assert_eq!(still_open, 0, "idle peers still open");
     daemon.stop();
 }

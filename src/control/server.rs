@@ -139,8 +139,10 @@ pub async fn serve<H: Handler>(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) if out_of_descriptors(&e) && peers.push_out_oldest() => {
-                    // The pushed-out peer's descriptor is freed as its task ends.
-                    tokio::task::yield_now().await;
+                    // The pushed-out peer's descriptor is freed as its task
+                    // ends, at once; the pause keeps this from pushing out
+                    // more peers than the one descriptor it needs.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                     continue;
                 }
                 Err(e) => {
