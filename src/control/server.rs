@@ -1,6 +1,7 @@
 //! The daemon's side of the control socket: accept, check the peer, read one
-//! framed request at a time, answer, all within a time budget per connection. What a request does is the [`Handler`]'s
-//! business; this file only keeps a misbehaving client from hurting the daemon.
+//! framed request at a time, answer, all within a time budget per connection.
+//! What a request does is the [`Handler`]'s business; this file only keeps a
+//! misbehaving client from hurting the daemon or the other clients.
 //!
 //! Everything here runs on the tokio runtime, apart from the log readers'
 //! threads, so a flood of clients can slow other clients but never ingestion.
@@ -19,7 +20,6 @@ use tokio::time::{timeout_at, Instant};
 use tracing::{debug, warn};
 
 use super::peers::{Peer, Peers};
-
 use super::protocol::{
     decode_request, encode, ErrorCode, ErrorReply, Request, Response, MAX_REQUEST,
 };
@@ -140,8 +140,8 @@ pub async fn serve<H: Handler>(
                 Ok((stream, _)) => stream,
                 Err(e) if out_of_descriptors(&e) && peers.push_out_oldest() => {
                     // The pushed-out peer's descriptor is freed as its task
-                    // ends, at once; the pause keeps this from pushing out
-                    // more peers than the one descriptor it needs.
+                    // ends; the pause lets that happen first, so usually one
+                    // peer goes for each descriptor needed.
                     tokio::time::sleep(Duration::from_millis(1)).await;
                     continue;
                 }
