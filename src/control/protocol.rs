@@ -100,7 +100,7 @@ pub enum Reply {
     Jails {
         jails: Vec<String>,
     },
-    JailStatus(JailStatus),
+    JailStatus(Box<JailStatus>),
     Banned {
         bans: Vec<BanInfo>,
     },
@@ -134,6 +134,9 @@ pub struct JailStatus {
     pub currently_banned: u64,
     pub total_banned: u64,
     pub banned: Vec<String>,
+    /// Those of `banned` someone else added to the jail's sets by hand.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +145,9 @@ pub struct BanInfo {
     pub addr: String,
     /// Seconds left; None for a ban without timeout.
     pub remaining: Option<u64>,
+    /// Added to the jail's set by someone else, not banned by nftjail.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -110,7 +110,7 @@ impl Handle {
     }
 
     async fn lists(&self) -> Result<Vec<JailBans>, Response> {
-        self.ask(&self.enforcer, |reply| EnforcerMsg::List { reply })
+        self.ask(&self.enforcer, |reply| EnforcerMsg::InKernel { reply })
             .await
     }
 
@@ -133,11 +133,19 @@ impl Handle {
             .chain(sources.journal.iter().map(|m| format!("journal: {m}")))
             .chain(sources.syslog.iter().map(|p| format!("syslog: {p}")))
             .collect();
-        let (total_banned, banned) = match bans {
-            Some(b) => (b.total, b.bans.iter().map(|(a, _)| show(a)).collect()),
-            None => (0, Vec::new()),
+        let (total_banned, banned, foreign): (u64, Vec<String>, Vec<String>) = match bans {
+            Some(b) => (
+                b.total,
+                b.bans
+                    .iter()
+                    .chain(&b.foreign)
+                    .map(|(a, _)| show(a))
+                    .collect(),
+                b.foreign.iter().map(|(a, _)| show(a)).collect(),
+            ),
+            None => (0, Vec::new(), Vec::new()),
         };
-        Ok(Reply::JailStatus(JailStatus {
+        Ok(Reply::JailStatus(Box::new(JailStatus {
             jail: jail.to_string(),
             currently_failed: counts.current,
             total_failed: counts.total,
@@ -145,7 +153,8 @@ impl Handle {
             currently_banned: banned.len() as u64,
             total_banned,
             banned,
-        }))
+            foreign,
+        })))
     }
 
     fn slot_of(&self, jail: &str) -> Option<usize> {
@@ -238,14 +247,19 @@ impl Handle {
         let target = addr.as_deref().map(parse_target).transpose()?;
         let mut bans = Vec::new();
         for jail in self.lists().await? {
-            for (a, remaining) in jail.bans {
+            let ours = jail.bans.into_iter().map(|b| (b, false));
+            for ((a, remaining), foreign) in ours.chain(jail.foreign.into_iter().map(|b| (b, true)))
+            {
                 // An address asks which bans cover it, prefixes included.
                 if target.is_none_or(|want| want == a || a.contains(&want)) {
-                    bans.push(info(Lifted {
-                        jail: jail.jail.clone(),
-                        addr: a,
-                        remaining,
-                    }));
+                    bans.push(BanInfo {
+                        foreign,
+                        ..info(Lifted {
+                            jail: jail.jail.clone(),
+                            addr: a,
+                            remaining,
+                        })
+                    });
                 }
             }
         }
@@ -258,6 +272,7 @@ fn info(l: Lifted) -> BanInfo {
         jail: l.jail,
         addr: show(&l.addr),
         remaining: l.remaining.map(|d| d.as_secs()),
+        foreign: false,
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Files: `wire` encodes and decodes nfnetlink messages (sets, elements,
 //! dumps), `ruleset` builds the table, chain and rules with rustables,
-//! `netlink` owns the socket, `watch` notices changes by others. This file
+//! `netlink` owns the socket, `watch` notices changes by others, `listing`
+//! reads our sets back and tells our elements from foreign ones. This file
 //! keeps the record of bans (a [`BanRecord`]) and decides what each order
 //! needs.
 //!
@@ -12,6 +13,7 @@
 //! one transaction (portable to 6.1, where re-adding does not update a
 //! timeout), so the address is never unbanned in between.
 
+mod listing;
 mod netlink;
 mod ruleset;
 mod watch;
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::record::{BanRecord, Until};
-use super::{Applied, Backend, EnforceError, Restore};
+use super::{Applied, Backend, EnforceError, InKernel, Restore};
 use crate::message::BanOrder;
 use crate::rules::JailRules;
 use ipnet::IpNet;
@@ -53,6 +55,9 @@ pub struct NftBackend {
     /// What our sets hold: addresses (the `-v4`/`-v6` sets) and prefixes
     /// (the `-net4`/`-net6` sets), with when each ban ends.
     bans: BanRecord,
+    /// Per jail: elements someone else added to our sets while we ran (see
+    /// `listing`), addresses as /32 or /128.
+    foreign: HashMap<String, crate::AddrMap<IpNet, Until>>,
     /// Set once [`Backend::watch_for_tampering`] started the watcher.
     pause: Option<WatchPause>,
     /// While the watch is paused: the ruleset generation then, and our
@@ -80,6 +85,7 @@ impl NftBackend {
             table: table.to_string(),
             nl,
             bans: BanRecord::default(),
+            foreign: HashMap::new(),
             pause: None,
             paused: None,
             commits: 0,
@@ -157,6 +163,7 @@ impl NftBackend {
 
     fn plan(&self, jail: &str, addr: IpAddr, bantime: Duration, now: Instant) -> ElementChange {
         match self.bans.addrs(jail).and_then(|bans| bans.get(&addr)) {
+            None if self.is_foreign(jail, addr) => ElementChange::Replace,
             None => ElementChange::Add,
             Some(Until::Never) => ElementChange::Nothing,
             Some(Until::At(t)) if *t > now => {
@@ -183,6 +190,7 @@ impl NftBackend {
         for chunk in todo.chunks(ORDERS_PER_TRANSACTION) {
             self.apply(chunk)?;
             for (jail, addr, bantime, _) in chunk {
+                self.adopted(jail, &IpNet::from(*addr));
                 if let Some(bans) = self.bans.addrs_mut(jail) {
                     // The kernel started its clock after `now`: our record may
                     // end a few ms early, never late (GC_GRACE covers the gap).
@@ -307,32 +315,16 @@ impl Backend for NftBackend {
         }
 
         // Load what the kernel holds, so re-bans and remaining() are right
-        // after a restart.
-        let now = Instant::now();
+        // after a restart, and a heal knows what is missing.
+        let first_sight: Vec<bool> = jails
+            .iter()
+            .map(|j| self.bans.known(&j.name).is_err())
+            .collect();
         self.bans.keep_jails(jails.iter().map(|j| j.name.as_str()));
-        let until = |e: &wire::Element| match (e.timeout, e.expires) {
-            (_, Some(left)) => Until::At(now + left),
-            (Some(t), None) => Until::At(now + t),
-            (None, None) => Until::Never,
-        };
-        for jail in jails {
-            let mut bans = crate::AddrMap::default();
-            for v in ["v4", "v6"] {
-                for e in self.load_elements(&format!("{}-{v}", jail.name))? {
-                    bans.insert(e.addr, until(&e));
-                }
-            }
-            let mut nets = crate::AddrMap::default();
-            for v in ["net4", "net6"] {
-                let elems = self.load_elements(&format!("{}-{v}", jail.name))?;
-                for (net, e) in wire::elements_to_nets(&elems) {
-                    nets.insert(net, until(e));
-                }
-            }
-            if !bans.is_empty() || !nets.is_empty() {
-                info!(jail = %jail.name, bans = bans.len(), prefixes = nets.len(), "bans already in the kernel kept");
-            }
-            self.bans.load(&jail.name, bans, nets);
+        self.foreign
+            .retain(|name, _| jails.iter().any(|j| j.name == *name));
+        for (jail, adopt) in jails.iter().zip(first_sight) {
+            self.load_jail(&jail.name, adopt)?;
         }
         Ok(())
     }
@@ -606,6 +598,7 @@ impl Backend for NftBackend {
             Err(e) => return Err(e),
         }
         self.bans = BanRecord::default();
+        self.foreign.clear();
         Ok(())
     }
 
@@ -622,6 +615,10 @@ impl Backend for NftBackend {
 
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {
         self.bans.remaining(jail, addr, Instant::now())
+    }
+
+    fn in_kernel(&mut self, jail: &str) -> Result<InKernel, EnforceError> {
+        self.list_kernel(jail)
     }
 }
 
