@@ -15,6 +15,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{link, require_root, Daemon, Netns};
+use ipnet::IpNet;
+use nftjail::enforce::nft::NftBackend;
+use nftjail::enforce::{Applied, Backend};
+use nftjail::message::BanOrder;
+use nftjail::rules::{BlockType, JailRules};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
 
@@ -374,4 +379,90 @@ fn ten_thousand_flushed_bans_come_back_in_one_heal() {
     let healed = heals(&d) - heals_before;
     assert!((1..=2).contains(&healed), "{healed} heals: {}", d.log());
     assert_eq!(s.status_count(), N as usize);
+}
+
+/// The backend alone, no watcher: what a listing finds in the kernel, and
+/// what it asks of the enforcer.
+#[test]
+fn a_listing_reads_the_kernel_and_tells_our_elements_from_foreign_ones() {
+    require_root();
+    // SAFETY: unshare has no memory-safety preconditions; it moves only
+    // this test's thread (and the nft it forks) into a new namespace.
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+    assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+    let nft = |args: &[&str]| {
+        let out = std::process::Command::new("/usr/sbin/nft")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let order = |addr: &str| BanOrder {
+        jail: "a".into(),
+        addr: addr.parse().unwrap(),
+        bantime: Duration::from_secs(3600),
+        failures: 1,
+        line: None,
+        read: None,
+    };
+    let nets = |list: &[(IpNet, Option<Duration>)]| -> Vec<String> {
+        list.iter().map(|(n, _)| n.addr().to_string()).collect()
+    };
+    let jails = [JailRules {
+        name: "a".into(),
+        ports: Vec::new(),
+        blocktype: BlockType::Drop,
+    }];
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&jails).unwrap();
+    b.ban(&[order("192.0.2.1"), order("192.0.2.2")]).unwrap();
+    nft(&[
+        "add",
+        "element",
+        "inet",
+        "nftjail",
+        "a-v4",
+        "{ 203.0.113.9 timeout 5m }",
+    ]);
+
+    let k = b.in_kernel("a").unwrap();
+    assert_eq!(nets(&k.ours), ["192.0.2.1", "192.0.2.2"]);
+    assert_eq!(nets(&k.foreign), ["203.0.113.9"]);
+    assert!(k.foreign[0]
+        .1
+        .is_some_and(|d| d <= Duration::from_secs(300)));
+    assert!(!b.tampered(), "nothing of ours is missing");
+
+    nft(&[
+        "delete",
+        "element",
+        "inet",
+        "nftjail",
+        "a-v4",
+        "{ 192.0.2.1 }",
+    ]);
+    let k = b.in_kernel("a").unwrap();
+    assert_eq!(
+        nets(&k.ours),
+        ["192.0.2.2"],
+        "the kernel's word, not the record's"
+    );
+    assert!(b.tampered(), "a ban of ours missing asks for a heal");
+
+    // A rebuild (as a heal does it) keeps the hand-added element apart.
+    b.reconcile(&jails).unwrap();
+    assert_eq!(nets(&b.in_kernel("a").unwrap().foreign), ["203.0.113.9"]);
+
+    // Our own ban of that address replaces it, with our bantime.
+    assert_eq!(b.ban(&[order("203.0.113.9")]).unwrap(), [Applied::Added]);
+    let k = b.in_kernel("a").unwrap();
+    assert!(k.foreign.is_empty(), "{k:?}");
+    assert_eq!(nets(&k.ours), ["192.0.2.2", "203.0.113.9"]);
+    let listed = nft(&["list", "set", "inet", "nftjail", "a-v4"]);
+    assert!(listed.contains("203.0.113.9 timeout 1h"), "{listed}");
 }

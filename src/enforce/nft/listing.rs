@@ -99,7 +99,9 @@ impl NftBackend {
                 "bans already in the kernel kept"
             );
         }
-        if !foreign.is_empty() {
+        // Said when their number changes, not at every heal.
+        let before = self.foreign.get(jail).map_or(0, |f| f.len());
+        if foreign.len() != before {
             tracing::info!(
                 jail,
                 elements = foreign.len(),
