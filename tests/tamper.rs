@@ -348,6 +348,25 @@ fn an_element_added_by_hand_is_shown_as_foreign_and_left_to_the_admin() {
     });
     let banned = s.cli(&["banned"]);
     assert!(!banned.contains("not banned by nftjail"), "{banned}");
+
+    // An admin's element is lifted when named in an unban.
+    ns.output(
+        "nft",
+        &[
+            "add",
+            "element",
+            "inet",
+            "nftjail",
+            "a-v4",
+            "{ 203.0.113.10 }",
+        ],
+    );
+    assert!(s
+        .cli(&["banned", "203.0.113.10"])
+        .contains("not banned by nftjail"));
+    let out = s.cli(&["unban", "203.0.113.10"]);
+    assert!(out.contains("203.0.113.10 unbanned"), "{out}");
+    assert!(!kernel_set(&ns, "a-v4").contains("203.0.113.10"));
     assert_quiet(&d);
 }
 
@@ -465,4 +484,19 @@ fn a_listing_reads_the_kernel_and_tells_our_elements_from_foreign_ones() {
     assert_eq!(nets(&k.ours), ["192.0.2.2", "203.0.113.9"]);
     let listed = nft(&["list", "set", "inet", "nftjail", "a-v4"]);
     assert!(listed.contains("203.0.113.9 timeout 1h"), "{listed}");
+
+    // Named in an unban, a hand-added element is lifted; unnamed, never.
+    nft(&[
+        "add",
+        "element",
+        "inet",
+        "nftjail",
+        "a-v4",
+        "{ 203.0.113.10 }",
+    ]);
+    assert_eq!(nets(&b.in_kernel("a").unwrap().foreign), ["203.0.113.10"]);
+    assert!(b.unban("a", "203.0.113.10".parse().unwrap()).unwrap());
+    let listed = nft(&["list", "set", "inet", "nftjail", "a-v4"]);
+    assert!(!listed.contains("203.0.113.10"), "{listed}");
+    assert!(b.in_kernel("a").unwrap().foreign.is_empty());
 }

@@ -544,7 +544,17 @@ impl Enforcer {
         for jail in jails {
             let listed = self.backend.list(&jail);
             let targets: Vec<(IpNet, Option<Duration>)> = match target {
-                Some(t) => listed.into_iter().filter(|(n, _)| *n == t).collect(),
+                Some(t) => {
+                    let ours: Vec<_> = listed.into_iter().filter(|(n, _)| *n == t).collect();
+                    // An address named but not banned by us may have been
+                    // added by hand: named, it is lifted too (the backend
+                    // answers false when the set does not hold it).
+                    if ours.is_empty() && is_host(&t) {
+                        vec![(t, None)]
+                    } else {
+                        ours
+                    }
+                }
                 None => listed,
             };
             for (t, remaining) in targets {

@@ -142,7 +142,7 @@ pub struct InKernel {
     pub ours: Vec<(IpNet, Option<Duration>)>,
     /// Elements someone else added to our sets while we ran: they block like
     /// ours, so they are shown, but they are the admin's, so we neither put
-    /// them back nor lift them on our own.
+    /// them back nor lift them unless an unban names them.
     pub foreign: Vec<(IpNet, Option<Duration>)>,
 }
 

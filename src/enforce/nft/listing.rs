@@ -6,8 +6,9 @@
 //! the gap asks for one too), `nft add element` puts in an address we never
 //! banned. Such an element is foreign: `status` and `banned` show it (it
 //! blocks like ours), but we never delete, put back or extend it on our own:
-//! it is the admin's, and an admin who removes it wants it gone. An address
-//! we then ban ourselves replaces it and becomes ours.
+//! it is the admin's, and an admin who removes it wants it gone. It is
+//! lifted only when an unban names it; an address we then ban ourselves
+//! replaces it and becomes ours.
 //!
 //! At start, and for a jail new to a reload, nothing can be told apart (a
 //! ban we made just before a crash looks the same as one added by hand), so

@@ -388,6 +388,8 @@ impl Backend for NftBackend {
             return Err(EnforceError::UnknownJail(jail.to_string()));
         };
         match bans.get(&addr) {
+            // Added by hand and named in an unban: the admin's to lift.
+            None if self.is_foreign(jail, addr) => self.adopted(jail, &IpNet::from(addr)),
             None => return Ok(false),
             Some(Until::At(t)) if *t <= now => {
                 if let Some(b) = self.bans.addrs_mut(jail) {
