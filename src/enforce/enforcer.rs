@@ -439,6 +439,9 @@ impl Enforcer {
                 .and_then(|()| self.backend.restore(&bans));
             match result {
                 Err(e) if e.is_missing() && attempt < RETRIES => back_off(attempt),
+                // Changed again while a large restore went in unheard (the
+                // backend pauses its watch for it): once more.
+                Ok(_) if attempt < RETRIES && self.backend.tampered() => {}
                 other => break other,
             }
             attempt += 1;

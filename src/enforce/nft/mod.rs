@@ -282,6 +282,46 @@ impl NftBackend {
             other => other,
         }
     }
+
+    /// Sends [`Backend::restore`]'s elements, per set: timed ones with
+    /// their timeout and time left, permanent ones without.
+    fn restore_sets(
+        &mut self,
+        timed: &HashMap<String, Vec<(IpNet, Duration, Duration)>>,
+        forever: &HashMap<String, Vec<IpNet>>,
+    ) -> Result<(), EnforceError> {
+        // One transaction per set chunk keeps each under MAX_TRANSACTION.
+        for (set, elems) in timed {
+            for chunk in elems.chunks(ORDERS_PER_TRANSACTION / 2) {
+                let mut w = self.nl.writer();
+                w.restore(&self.table, set, chunk);
+                let msg = format!("restore {} bans into {set}", chunk.len());
+                self.commit(&w.buf, &|_| msg.clone())?;
+            }
+        }
+        for (set, nets) in forever {
+            let mut w = self.nl.writer();
+            let hosts: Vec<(IpAddr, Option<Duration>)> = nets
+                .iter()
+                .filter(|n| n.prefix_len() == n.max_prefix_len())
+                .map(|n| (n.addr(), None))
+                .collect();
+            let prefixes: Vec<(IpNet, Option<Duration>)> = nets
+                .iter()
+                .filter(|n| n.prefix_len() != n.max_prefix_len())
+                .map(|n| (*n, None))
+                .collect();
+            if !hosts.is_empty() {
+                w.elements(&self.table, set, &hosts, true);
+            }
+            if !prefixes.is_empty() {
+                w.intervals(&self.table, set, &prefixes, true);
+            }
+            let msg = format!("restore permanent bans into {set}");
+            self.commit(&w.buf, &|_| msg.clone())?;
+        }
+        Ok(())
+    }
 }
 
 impl Backend for NftBackend {
@@ -550,36 +590,15 @@ impl Backend for NftBackend {
         if todo.is_empty() {
             return Ok(0);
         }
-        // One transaction per set chunk keeps each under MAX_TRANSACTION.
-        for (set, elems) in &timed {
-            for chunk in elems.chunks(ORDERS_PER_TRANSACTION / 2) {
-                let mut w = self.nl.writer();
-                w.restore(&self.table, set, chunk);
-                let msg = format!("restore {} bans into {set}", chunk.len());
-                self.commit(&w.buf, &|_| msg.clone())?;
-            }
+        // A heal after a flushed set puts back many bans at once: as for
+        // a large ban batch, the watch is paused rather than fed an event
+        // per element (a change by others meanwhile is still noticed).
+        let paused = todo.len() >= PAUSE_WATCH_AT && self.paused.is_none() && self.pause_watch();
+        let sent = self.restore_sets(&timed, &forever);
+        if paused {
+            self.resume_watch();
         }
-        for (set, nets) in &forever {
-            let mut w = self.nl.writer();
-            let hosts: Vec<(IpAddr, Option<Duration>)> = nets
-                .iter()
-                .filter(|n| n.prefix_len() == n.max_prefix_len())
-                .map(|n| (n.addr(), None))
-                .collect();
-            let prefixes: Vec<(IpNet, Option<Duration>)> = nets
-                .iter()
-                .filter(|n| n.prefix_len() != n.max_prefix_len())
-                .map(|n| (*n, None))
-                .collect();
-            if !hosts.is_empty() {
-                w.elements(&self.table, set, &hosts, true);
-            }
-            if !prefixes.is_empty() {
-                w.intervals(&self.table, set, &prefixes, true);
-            }
-            let msg = format!("restore permanent bans into {set}");
-            self.commit(&w.buf, &|_| msg.clone())?;
-        }
+        sent?;
         for (jail, net, left) in &todo {
             let until = match left {
                 Some(d) => Until::At(now + *d),
