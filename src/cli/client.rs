@@ -140,6 +140,10 @@ fn print_status(s: &JailStatus) {
     println!("`- Actions");
     println!("   |- Currently banned:\t{}", s.currently_banned);
     println!("   |- Total banned:\t{}", s.total_banned);
+    if !s.foreign.is_empty() {
+        // Counted and listed above too: they block like our bans.
+        println!("   |- Not banned by nftjail:\t{}", s.foreign.join(" "));
+    }
     println!("   `- Banned IP list:\t{}", s.banned.join(" "));
 }
 
@@ -153,7 +157,11 @@ fn print_bans(bans: &[BanInfo]) {
             Some(s) => format!("{} left", nftjail::bantime::human_secs(s)),
             None => "no timeout".into(),
         };
-        println!("{}\t{}\t{left}", b.jail, b.addr);
+        if b.foreign {
+            println!("{}\t{}\t{left}\tnot banned by nftjail", b.jail, b.addr);
+        } else {
+            println!("{}\t{}\t{left}", b.jail, b.addr);
+        }
     }
 }
 

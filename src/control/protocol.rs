@@ -106,7 +106,7 @@ pub enum Reply {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         gone: Vec<GoneJail>,
     },
-    JailStatus(JailStatus),
+    JailStatus(Box<JailStatus>),
     Banned {
         bans: Vec<BanInfo>,
     },
@@ -146,6 +146,9 @@ pub struct JailStatus {
     /// No longer configured: only its bans remain, until they expire.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub gone: bool,
+    /// Those of `banned` someone else added to the jail's sets by hand.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign: Vec<String>,
 }
 
 /// A jail no longer configured and how many of its bans still run.
@@ -161,6 +164,9 @@ pub struct BanInfo {
     pub addr: String,
     /// Seconds left; None for a ban without timeout.
     pub remaining: Option<u64>,
+    /// Added to the jail's set by someone else, not banned by nftjail.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -110,14 +110,16 @@ impl Handle {
     }
 
     async fn lists(&self) -> Result<Vec<JailBans>, Response> {
-        self.ask(&self.enforcer, |reply| EnforcerMsg::List { reply })
+        self.ask(&self.enforcer, |reply| EnforcerMsg::InKernel { reply })
             .await
     }
 
     /// The configured jails, and those gone with bans still running.
     async fn jails(&self) -> Answer {
+        // The record is enough for counts shown this often; a dump of every
+        // set is kept for the listings.
         let gone = self
-            .lists()
+            .ask(&self.enforcer, |reply| EnforcerMsg::List { reply })
             .await?
             .into_iter()
             .filter(|b| b.gone)
@@ -144,7 +146,9 @@ impl Handle {
             Err(e) => return Some(Err(e)),
         };
         let banned: Vec<String> = bans.bans.iter().map(|(a, _)| show(a)).collect();
-        Some(Ok(Reply::JailStatus(JailStatus {
+        let foreign: Vec<String> = bans.foreign.iter().map(|(a, _)| show(a)).collect();
+        let banned: Vec<String> = banned.into_iter().chain(foreign.iter().cloned()).collect();
+        Some(Ok(Reply::JailStatus(Box::new(JailStatus {
             jail: jail.to_string(),
             currently_failed: 0,
             total_failed: 0,
@@ -153,7 +157,8 @@ impl Handle {
             total_banned: bans.total,
             banned,
             gone: true,
-        })))
+            foreign,
+        }))))
     }
 
     async fn unban_gone(&self) -> Answer {
@@ -188,11 +193,19 @@ impl Handle {
             .chain(sources.journal.iter().map(|m| format!("journal: {m}")))
             .chain(sources.syslog.iter().map(|p| format!("syslog: {p}")))
             .collect();
-        let (total_banned, banned) = match bans {
-            Some(b) => (b.total, b.bans.iter().map(|(a, _)| show(a)).collect()),
-            None => (0, Vec::new()),
+        let (total_banned, banned, foreign): (u64, Vec<String>, Vec<String>) = match bans {
+            Some(b) => (
+                b.total,
+                b.bans
+                    .iter()
+                    .chain(&b.foreign)
+                    .map(|(a, _)| show(a))
+                    .collect(),
+                b.foreign.iter().map(|(a, _)| show(a)).collect(),
+            ),
+            None => (0, Vec::new(), Vec::new()),
         };
-        Ok(Reply::JailStatus(JailStatus {
+        Ok(Reply::JailStatus(Box::new(JailStatus {
             jail: jail.to_string(),
             currently_failed: counts.current,
             total_failed: counts.total,
@@ -201,7 +214,8 @@ impl Handle {
             total_banned,
             banned,
             gone: false,
-        }))
+            foreign,
+        })))
     }
 
     fn slot_of(&self, jail: &str) -> Option<usize> {
@@ -294,14 +308,19 @@ impl Handle {
         let target = addr.as_deref().map(parse_target).transpose()?;
         let mut bans = Vec::new();
         for jail in self.lists().await? {
-            for (a, remaining) in jail.bans {
+            let ours = jail.bans.into_iter().map(|b| (b, false));
+            for ((a, remaining), foreign) in ours.chain(jail.foreign.into_iter().map(|b| (b, true)))
+            {
                 // An address asks which bans cover it, prefixes included.
                 if target.is_none_or(|want| want == a || a.contains(&want)) {
-                    bans.push(info(Lifted {
-                        jail: jail.jail.clone(),
-                        addr: a,
-                        remaining,
-                    }));
+                    bans.push(BanInfo {
+                        foreign,
+                        ..info(Lifted {
+                            jail: jail.jail.clone(),
+                            addr: a,
+                            remaining,
+                        })
+                    });
                 }
             }
         }
@@ -314,6 +333,7 @@ fn info(l: Lifted) -> BanInfo {
         jail: l.jail,
         addr: show(&l.addr),
         remaining: l.remaining.map(|d| d.as_secs()),
+        foreign: false,
     }
 }
 

@@ -62,7 +62,14 @@ pub enum EnforcerMsg {
         target: Option<IpNet>,
         reply: oneshot::Sender<Result<Vec<Lifted>, EnforceError>>,
     },
+    /// Every jail's bans by our record: cheap, for counts shown often.
     List {
+        reply: oneshot::Sender<Vec<JailBans>>,
+    },
+    /// Every jail's bans as the kernel holds them, elements someone else
+    /// added included (`status`, `banned`): a dump of every set. Bans of
+    /// ours found missing are put back right after the answer.
+    InKernel {
         reply: oneshot::Sender<Vec<JailBans>>,
     },
     /// A reload: make the kernel match the new jails. A jail the new
@@ -78,7 +85,8 @@ pub enum EnforcerMsg {
         reply: oneshot::Sender<Result<Vec<Lifted>, EnforceError>>,
     },
     /// Someone else changed our table (`nft flush ruleset`, a restart of the
-    /// nftables service): rebuild it and put every active ban back. The
+    /// nftables service, a rule put in our chain, elements deleted or added
+    /// by hand): rebuild it and put every active ban back. The
     /// flag is the watcher's "a heal is queued": cleared as the heal starts,
     /// so a storm of flushes queues one heal, not one per flush (each costs
     /// a dump of every set).
@@ -127,6 +135,9 @@ pub struct JailBans {
     pub jail: String,
     pub total: u64,
     pub bans: Vec<(IpNet, Option<Duration>)>,
+    /// Elements someone else added to the jail's sets (only in an
+    /// [`EnforcerMsg::InKernel`] answer): they block, but are not our bans.
+    pub foreign: Vec<(IpNet, Option<Duration>)>,
     /// No longer configured: its bans are only kept until they expire.
     pub gone: bool,
 }
@@ -245,6 +256,13 @@ impl Enforcer {
                 }
                 EnforcerMsg::List { reply } => {
                     let _ = reply.send(self.list());
+                }
+                EnforcerMsg::InKernel { reply } => {
+                    let _ = reply.send(self.in_kernel());
+                    if self.backend.tampered() {
+                        self.changes += 1;
+                        self.heal();
+                    }
                 }
                 EnforcerMsg::Reconcile { rules, reply } => {
                     let _ = reply.send(self.reconcile(rules));
@@ -436,6 +454,9 @@ impl Enforcer {
                 .and_then(|()| self.backend.restore(&bans));
             match result {
                 Err(e) if e.is_missing() && attempt < RETRIES => back_off(attempt),
+                // Changed again while a large restore went in unheard (the
+                // backend pauses its watch for it): once more.
+                Ok(_) if attempt < RETRIES && self.backend.tampered() => {}
                 other => break other,
             }
             attempt += 1;
@@ -443,7 +464,7 @@ impl Enforcer {
         match rebuilt {
             Ok(0) => info!("our table was changed by someone else; rules checked, no ban was missing"),
             Ok(n) => warn!(
-                "our table was changed by someone else (nft flush ruleset?): rebuilt it and restored {n} bans in {:.1} ms",
+                "our table was changed by someone else (a flushed ruleset or set, deleted elements?): rebuilt it and restored {n} bans in {:.1} ms",
                 started.elapsed().as_secs_f64() * 1000.0
             ),
             Err(e) => {
@@ -546,7 +567,17 @@ impl Enforcer {
         for jail in jails {
             let listed = self.backend.list(&jail);
             let targets: Vec<(IpNet, Option<Duration>)> = match target {
-                Some(t) => listed.into_iter().filter(|(n, _)| *n == t).collect(),
+                Some(t) => {
+                    let ours: Vec<_> = listed.into_iter().filter(|(n, _)| *n == t).collect();
+                    // An address named but not banned by us may have been
+                    // added by hand: named, it is lifted too (the backend
+                    // answers false when the set does not hold it).
+                    if ours.is_empty() && is_host(&t) {
+                        vec![(t, None)]
+                    } else {
+                        ours
+                    }
+                }
                 None => listed,
             };
             for (t, remaining) in targets {
@@ -582,8 +613,34 @@ impl Enforcer {
                 total: self.totals.get(j).copied().unwrap_or(0),
                 bans: self.backend.list(j),
                 gone,
+                foreign: Vec::new(),
             })
             .collect()
+    }
+
+    /// [`Enforcer::list`] read from the kernel; a jail whose sets cannot be
+    /// read is answered from the record (with a warning), not left out.
+    fn in_kernel(&mut self) -> Vec<JailBans> {
+        let mut out = Vec::with_capacity(self.jails.len() + self.gone.len());
+        let gone = self.gone.iter().map(|r| (&r.name, true));
+        for (j, gone) in self.jails.iter().map(|j| (j, false)).chain(gone) {
+            let total = self.totals.get(j).copied().unwrap_or(0);
+            let (bans, foreign) = match self.backend.in_kernel(j) {
+                Ok(k) => (k.ours, k.foreign),
+                Err(e) => {
+                    warn!(jail = %j, "cannot read our sets back, listing our record: {e}");
+                    (self.backend.list(j), Vec::new())
+                }
+            };
+            out.push(JailBans {
+                jail: j.clone(),
+                total,
+                bans,
+                gone,
+                foreign,
+            });
+        }
+        out
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Files: `wire` encodes and decodes nfnetlink messages (sets, elements,
 //! dumps), `ruleset` builds the table, chain and rules with rustables,
-//! `netlink` owns the socket, `watch` notices changes by others. This file
+//! `netlink` owns the socket, `watch` notices changes by others, `listing`
+//! reads our sets back and tells our elements from foreign ones. This file
 //! keeps the record of bans (a [`BanRecord`]) and decides what each order
 //! needs.
 //!
@@ -12,6 +13,7 @@
 //! one transaction (portable to 6.1, where re-adding does not update a
 //! timeout), so the address is never unbanned in between.
 
+mod listing;
 mod netlink;
 mod ruleset;
 mod watch;
@@ -26,7 +28,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 use super::record::{BanRecord, Until};
-use super::{Applied, Backend, EnforceError, Restore};
+use super::{Applied, Backend, EnforceError, InKernel, Restore};
 use crate::message::BanOrder;
 use crate::rules::JailRules;
 use ipnet::IpNet;
@@ -53,6 +55,9 @@ pub struct NftBackend {
     /// What our sets hold: addresses (the `-v4`/`-v6` sets) and prefixes
     /// (the `-net4`/`-net6` sets), with when each ban ends.
     bans: BanRecord,
+    /// Per jail: elements someone else added to our sets while we ran (see
+    /// `listing`), addresses as /32 or /128.
+    foreign: HashMap<String, crate::AddrMap<IpNet, Until>>,
     /// Set once [`Backend::watch_for_tampering`] started the watcher.
     pause: Option<WatchPause>,
     /// While the watch is paused: the ruleset generation then, and our
@@ -80,6 +85,7 @@ impl NftBackend {
             table: table.to_string(),
             nl,
             bans: BanRecord::default(),
+            foreign: HashMap::new(),
             pause: None,
             paused: None,
             commits: 0,
@@ -157,6 +163,7 @@ impl NftBackend {
 
     fn plan(&self, jail: &str, addr: IpAddr, bantime: Duration, now: Instant) -> ElementChange {
         match self.bans.addrs(jail).and_then(|bans| bans.get(&addr)) {
+            None if self.is_foreign(jail, addr) => ElementChange::Replace,
             None => ElementChange::Add,
             Some(Until::Never) => ElementChange::Nothing,
             Some(Until::At(t)) if *t > now => {
@@ -183,6 +190,7 @@ impl NftBackend {
         for chunk in todo.chunks(ORDERS_PER_TRANSACTION) {
             self.apply(chunk)?;
             for (jail, addr, bantime, _) in chunk {
+                self.adopted(jail, &IpNet::from(*addr));
                 if let Some(bans) = self.bans.addrs_mut(jail) {
                     // The kernel started its clock after `now`: our record may
                     // end a few ms early, never late (GC_GRACE covers the gap).
@@ -276,6 +284,46 @@ impl NftBackend {
             other => other,
         }
     }
+
+    /// Sends [`Backend::restore`]'s elements, per set: timed ones with
+    /// their timeout and time left, permanent ones without.
+    fn restore_sets(
+        &mut self,
+        timed: &HashMap<String, Vec<(IpNet, Duration, Duration)>>,
+        forever: &HashMap<String, Vec<IpNet>>,
+    ) -> Result<(), EnforceError> {
+        // One transaction per set chunk keeps each under MAX_TRANSACTION.
+        for (set, elems) in timed {
+            for chunk in elems.chunks(ORDERS_PER_TRANSACTION / 2) {
+                let mut w = self.nl.writer();
+                w.restore(&self.table, set, chunk);
+                let msg = format!("restore {} bans into {set}", chunk.len());
+                self.commit(&w.buf, &|_| msg.clone())?;
+            }
+        }
+        for (set, nets) in forever {
+            let mut w = self.nl.writer();
+            let hosts: Vec<(IpAddr, Option<Duration>)> = nets
+                .iter()
+                .filter(|n| n.prefix_len() == n.max_prefix_len())
+                .map(|n| (n.addr(), None))
+                .collect();
+            let prefixes: Vec<(IpNet, Option<Duration>)> = nets
+                .iter()
+                .filter(|n| n.prefix_len() != n.max_prefix_len())
+                .map(|n| (*n, None))
+                .collect();
+            if !hosts.is_empty() {
+                w.elements(&self.table, set, &hosts, true);
+            }
+            if !prefixes.is_empty() {
+                w.intervals(&self.table, set, &prefixes, true);
+            }
+            let msg = format!("restore permanent bans into {set}");
+            self.commit(&w.buf, &|_| msg.clone())?;
+        }
+        Ok(())
+    }
 }
 
 impl NftBackend {
@@ -331,32 +379,16 @@ impl Backend for NftBackend {
         }
 
         // Load what the kernel holds, so re-bans and remaining() are right
-        // after a restart.
-        let now = Instant::now();
+        // after a restart, and a heal knows what is missing.
+        let first_sight: Vec<bool> = jails
+            .iter()
+            .map(|j| self.bans.known(&j.name).is_err())
+            .collect();
         self.bans.keep_jails(jails.iter().map(|j| j.name.as_str()));
-        let until = |e: &wire::Element| match (e.timeout, e.expires) {
-            (_, Some(left)) => Until::At(now + left),
-            (Some(t), None) => Until::At(now + t),
-            (None, None) => Until::Never,
-        };
-        for jail in jails {
-            let mut bans = crate::AddrMap::default();
-            for v in ["v4", "v6"] {
-                for e in self.load_elements(&format!("{}-{v}", jail.name))? {
-                    bans.insert(e.addr, until(&e));
-                }
-            }
-            let mut nets = crate::AddrMap::default();
-            for v in ["net4", "net6"] {
-                let elems = self.load_elements(&format!("{}-{v}", jail.name))?;
-                for (net, e) in wire::elements_to_nets(&elems) {
-                    nets.insert(net, until(e));
-                }
-            }
-            if !bans.is_empty() || !nets.is_empty() {
-                info!(jail = %jail.name, bans = bans.len(), prefixes = nets.len(), "bans already in the kernel kept");
-            }
-            self.bans.load(&jail.name, bans, nets);
+        self.foreign
+            .retain(|name, _| jails.iter().any(|j| j.name == *name));
+        for (jail, adopt) in jails.iter().zip(first_sight) {
+            self.load_jail(&jail.name, adopt)?;
         }
         Ok(())
     }
@@ -420,6 +452,8 @@ impl Backend for NftBackend {
             return Err(EnforceError::UnknownJail(jail.to_string()));
         };
         match bans.get(&addr) {
+            // Added by hand and named in an unban: the admin's to lift.
+            None if self.is_foreign(jail, addr) => self.adopted(jail, &IpNet::from(addr)),
             None => return Ok(false),
             Some(Until::At(t)) if *t <= now => {
                 if let Some(b) = self.bans.addrs_mut(jail) {
@@ -580,36 +614,15 @@ impl Backend for NftBackend {
         if todo.is_empty() {
             return Ok(0);
         }
-        // One transaction per set chunk keeps each under MAX_TRANSACTION.
-        for (set, elems) in &timed {
-            for chunk in elems.chunks(ORDERS_PER_TRANSACTION / 2) {
-                let mut w = self.nl.writer();
-                w.restore(&self.table, set, chunk);
-                let msg = format!("restore {} bans into {set}", chunk.len());
-                self.commit(&w.buf, &|_| msg.clone())?;
-            }
+        // A heal after a flushed set puts back many bans at once: as for
+        // a large ban batch, the watch is paused rather than fed an event
+        // per element (a change by others meanwhile is still noticed).
+        let paused = todo.len() >= PAUSE_WATCH_AT && self.paused.is_none() && self.pause_watch();
+        let sent = self.restore_sets(&timed, &forever);
+        if paused {
+            self.resume_watch();
         }
-        for (set, nets) in &forever {
-            let mut w = self.nl.writer();
-            let hosts: Vec<(IpAddr, Option<Duration>)> = nets
-                .iter()
-                .filter(|n| n.prefix_len() == n.max_prefix_len())
-                .map(|n| (n.addr(), None))
-                .collect();
-            let prefixes: Vec<(IpNet, Option<Duration>)> = nets
-                .iter()
-                .filter(|n| n.prefix_len() != n.max_prefix_len())
-                .map(|n| (*n, None))
-                .collect();
-            if !hosts.is_empty() {
-                w.elements(&self.table, set, &hosts, true);
-            }
-            if !prefixes.is_empty() {
-                w.intervals(&self.table, set, &prefixes, true);
-            }
-            let msg = format!("restore permanent bans into {set}");
-            self.commit(&w.buf, &|_| msg.clone())?;
-        }
+        sent?;
         for (jail, net, left) in &todo {
             let until = match left {
                 Some(d) => Until::At(now + *d),
@@ -630,6 +643,7 @@ impl Backend for NftBackend {
             Err(e) => return Err(e),
         }
         self.bans = BanRecord::default();
+        self.foreign.clear();
         Ok(())
     }
 
@@ -646,6 +660,10 @@ impl Backend for NftBackend {
 
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {
         self.bans.remaining(jail, addr, Instant::now())
+    }
+
+    fn in_kernel(&mut self, jail: &str) -> Result<InKernel, EnforceError> {
+        self.list_kernel(jail)
     }
 }
 
