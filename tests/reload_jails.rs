@@ -159,7 +159,7 @@ fn a_removed_jails_bans_stay_until_they_expire_or_are_lifted_on_purpose() {
 }
 
 #[test]
-fn a_ban_deleted_by_hand_is_reported_as_removed_by_someone_else() {
+fn a_ban_deleted_by_hand_is_put_back_and_reported_as_done_by_someone_else() {
     require_root();
     let ns = Netns::new("rl-hand");
     let dir = tempfile::tempdir().unwrap();
@@ -186,11 +186,13 @@ fn a_ban_deleted_by_hand_is_reported_as_removed_by_someone_else() {
             "{ 203.0.113.71 }",
         ],
     );
-    // A longer ban replaces the one our record still holds: the delete
-    // finds nothing, and that is said for what it is.
+    // The watcher hears the deletion and puts the ban back, saying someone
+    // else changed the table; it is never mistaken for an expiry.
+    daemon.wait_for("changed by someone else", WAIT);
+    let set = ns.output("nft", &["list", "set", "inet", "nftjail", "a-v4"]);
+    assert!(set.contains("203.0.113.71"), "put back:\n{set}");
     let out = ok(&socket, &["ban", "a", "203.0.113.71", "--for", "2h"]);
     assert!(out.contains("203.0.113.71"), "{out}");
-    daemon.wait_for("removed by someone else", WAIT);
     assert!(
         !daemon.log().contains("already collected"),
         "{}",
