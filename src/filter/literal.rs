@@ -7,6 +7,49 @@
 //! means no literal is required. When in doubt the answer is "none", which
 //! costs speed, never a missed match.
 
+use memchr::memmem;
+
+/// Text a line must contain: for each factor, one of its strings (see
+/// [`required_factors`]). Empty admits every line.
+#[derive(Debug)]
+pub struct Factors {
+    strings: Vec<Vec<String>>,
+    finders: Vec<Vec<memmem::Finder<'static>>>,
+}
+
+impl Factors {
+    pub fn new(factors: Vec<Vec<String>>) -> Factors {
+        let finders = factors
+            .iter()
+            .map(|any| {
+                any.iter()
+                    .map(|s| memmem::Finder::new(s.as_bytes()).into_owned())
+                    .collect()
+            })
+            .collect();
+        Factors {
+            strings: factors,
+            finders,
+        }
+    }
+
+    pub fn admits(&self, hay: &[u8]) -> bool {
+        self.finders
+            .iter()
+            .all(|any| any.iter().any(|f| f.find(hay).is_some()))
+    }
+
+    /// The factor that turns away the most lines (its shortest string the
+    /// longest): a line without one of these strings is not admitted.
+    /// None when every line is.
+    pub fn key(&self) -> Option<&[String]> {
+        self.strings
+            .iter()
+            .max_by_key(|any| any.iter().map(String::len).min().unwrap_or(0))
+            .map(Vec::as_slice)
+    }
+}
+
 /// The longest required literal of `pattern`, if at least 4 bytes long.
 pub fn required_literal(pattern: &str) -> Option<String> {
     let mut best: Option<String> = None;

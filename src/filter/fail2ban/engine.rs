@@ -5,6 +5,7 @@
 use std::ops::Range;
 
 use super::pyregex;
+use crate::filter::literal::required_factors;
 
 /// Generous: fail2ban's `<HOST>` alternatives repeated in long filters
 /// exceed the default compiled-size limit.
@@ -71,6 +72,16 @@ impl Compiled {
             Engine::Backtrack(re) => re.capture_names().map(|n| n.map(str::to_string)).collect(),
         };
         Ok(Compiled { engine, names })
+    }
+
+    /// What every match must contain (see [`required_factors`]); nothing
+    /// for a pattern on the backtracking engine, whose syntax the literal
+    /// analysis does not read.
+    pub fn factors(&self) -> Vec<Vec<String>> {
+        match &self.engine {
+            Engine::Linear(re) => required_factors(re.as_str()),
+            Engine::Backtrack(_) => Vec::new(),
+        }
     }
 
     pub fn has_group(&self, name: &str) -> bool {

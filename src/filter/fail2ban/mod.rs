@@ -14,6 +14,8 @@ mod dates;
 mod engine;
 mod error;
 mod filter;
+mod gate;
+mod group;
 mod ini;
 mod jails;
 mod matched;
@@ -23,6 +25,7 @@ mod tags;
 
 pub use error::Fail2banError;
 pub use filter::{Fail2banFilter, LineReport};
+pub use group::Fail2banFilters;
 pub use jails::{parse_bool, JailConfig};
 pub use matched::Fail2banMatch;
 
