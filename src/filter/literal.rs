@@ -151,12 +151,18 @@ pub fn required_factors(pattern: &str) -> Vec<Vec<String>> {
             .into_iter()
             .filter_map(|b| String::from_utf8(b).ok())
             .collect();
-        let shortest = strings.iter().map(String::len).min().unwrap_or(0);
-        if shortest >= 4 && strings.len() <= 16 && !out.contains(&strings) {
+        if keep_factor(&strings) && !out.contains(&strings) {
             out.push(strings);
         }
     }
     out
+}
+
+/// Whether a factor filters enough to be worth searching for: its
+/// shortest string 4 bytes or more, 16 strings at most.
+pub fn keep_factor(strings: &[String]) -> bool {
+    let shortest = strings.iter().map(String::len).min().unwrap_or(0);
+    shortest >= 4 && strings.len() <= 16
 }
 
 /// A factor: byte strings, one of which every match contains.

@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use super::literals::backtrack_factors;
 use super::pyregex;
 use crate::filter::literal::required_factors;
 
@@ -74,13 +75,12 @@ impl Compiled {
         Ok(Compiled { engine, names })
     }
 
-    /// What every match must contain (see [`required_factors`]); nothing
-    /// for a pattern on the backtracking engine, whose syntax the literal
-    /// analysis does not read.
+    /// What every match must contain (see [`required_factors`] and
+    /// [`backtrack_factors`]).
     pub fn factors(&self) -> Vec<Vec<String>> {
         match &self.engine {
             Engine::Linear(re) => required_factors(re.as_str()),
-            Engine::Backtrack(_) => Vec::new(),
+            Engine::Backtrack(re) => backtrack_factors(re.as_str()),
         }
     }
 

@@ -18,6 +18,7 @@ mod gate;
 mod group;
 mod ini;
 mod jails;
+mod literals;
 mod matched;
 mod options;
 mod pyregex;

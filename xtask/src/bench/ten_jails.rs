@@ -132,6 +132,8 @@ pub(super) fn ten_jails_with(
     };
     for run in 0..runs {
         let tag = format!("ten-{run}");
+        // A store left by an earlier call would restore the marker's ban.
+        let _ = std::fs::remove_dir_all(dir.join(format!("{tag}-state")));
         let log = dir.join(format!("{tag}.log"));
         std::fs::write(&log, "")?;
         let mut cfg = format!(
