@@ -7,6 +7,49 @@
 //! means no literal is required. When in doubt the answer is "none", which
 //! costs speed, never a missed match.
 
+use memchr::memmem;
+
+/// Text a line must contain: for each factor, one of its strings (see
+/// [`required_factors`]). Empty admits every line.
+#[derive(Debug)]
+pub struct Factors {
+    strings: Vec<Vec<String>>,
+    finders: Vec<Vec<memmem::Finder<'static>>>,
+}
+
+impl Factors {
+    pub fn new(factors: Vec<Vec<String>>) -> Factors {
+        let finders = factors
+            .iter()
+            .map(|any| {
+                any.iter()
+                    .map(|s| memmem::Finder::new(s.as_bytes()).into_owned())
+                    .collect()
+            })
+            .collect();
+        Factors {
+            strings: factors,
+            finders,
+        }
+    }
+
+    pub fn admits(&self, hay: &[u8]) -> bool {
+        self.finders
+            .iter()
+            .all(|any| any.iter().any(|f| f.find(hay).is_some()))
+    }
+
+    /// The factor that turns away the most lines (its shortest string the
+    /// longest): a line without one of these strings is not admitted.
+    /// None when every line is.
+    pub fn key(&self) -> Option<&[String]> {
+        self.strings
+            .iter()
+            .max_by_key(|any| any.iter().map(String::len).min().unwrap_or(0))
+            .map(Vec::as_slice)
+    }
+}
+
 /// The longest required literal of `pattern`, if at least 4 bytes long.
 pub fn required_literal(pattern: &str) -> Option<String> {
     let mut best: Option<String> = None;
@@ -108,12 +151,18 @@ pub fn required_factors(pattern: &str) -> Vec<Vec<String>> {
             .into_iter()
             .filter_map(|b| String::from_utf8(b).ok())
             .collect();
-        let shortest = strings.iter().map(String::len).min().unwrap_or(0);
-        if shortest >= 4 && strings.len() <= 16 && !out.contains(&strings) {
+        if keep_factor(&strings) && !out.contains(&strings) {
             out.push(strings);
         }
     }
     out
+}
+
+/// Whether a factor filters enough to be worth searching for: its
+/// shortest string 4 bytes or more, 16 strings at most.
+pub fn keep_factor(strings: &[String]) -> bool {
+    let shortest = strings.iter().map(String::len).min().unwrap_or(0);
+    shortest >= 4 && strings.len() <= MAX_STRINGS
 }
 
 /// A factor: byte strings, one of which every match contains.
@@ -127,21 +176,31 @@ fn must(hir: &regex_syntax::hir::Hir) -> Vec<Factor> {
         HirKind::Capture(c) => must(&c.sub),
         HirKind::Repetition(r) if r.min >= 1 => must(&r.sub),
         HirKind::Concat(subs) => {
+            // Runs of parts that each match one of a few strings
+            // (`[iI](?:llegal|nvalid) user ` is one of four texts): the
+            // whole run is one factor, which says more than its parts.
             let mut out = Vec::new();
-            let mut run: Vec<u8> = Vec::new();
+            let mut run: Factor = Vec::new();
             for sub in subs {
-                match literal_of(sub) {
-                    Some(bytes) => run.extend_from_slice(bytes),
+                match strings_of(sub) {
+                    Some(set) => {
+                        let joined = cross(&run, &set);
+                        if joined.len() <= MAX_STRINGS {
+                            run = joined;
+                        } else {
+                            out.push(std::mem::replace(&mut run, set));
+                        }
+                    }
                     None => {
                         if !run.is_empty() {
-                            out.push(vec![std::mem::take(&mut run)]);
+                            out.push(std::mem::take(&mut run));
                         }
                         out.extend(must(sub));
                     }
                 }
             }
             if !run.is_empty() {
-                out.push(vec![run]);
+                out.push(run);
             }
             out
         }
@@ -164,14 +223,65 @@ fn must(hir: &regex_syntax::hir::Hir) -> Vec<Factor> {
     }
 }
 
-/// The bytes of a literal, looking through a capture group.
-fn literal_of(hir: &regex_syntax::hir::Hir) -> Option<&[u8]> {
-    use regex_syntax::hir::HirKind;
-    match hir.kind() {
-        HirKind::Literal(lit) => Some(&lit.0),
-        HirKind::Capture(c) => literal_of(&c.sub),
-        _ => None,
+/// More strings than this in a factor filter too little.
+const MAX_STRINGS: usize = 16;
+
+/// Every string `a` then `b` can make (`a` empty: `b`).
+fn cross(a: &[Vec<u8>], b: &[Vec<u8>]) -> Factor {
+    if a.is_empty() {
+        return b.to_vec();
     }
+    let mut out = Vec::with_capacity(a.len() * b.len());
+    for x in a {
+        for y in b {
+            let mut s = x.clone();
+            s.extend_from_slice(y);
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// The few strings `hir` matches, when it matches nothing else: a
+/// literal, a class of a few characters, an alternation or sequence of
+/// such.
+fn strings_of(hir: &regex_syntax::hir::Hir) -> Option<Factor> {
+    use regex_syntax::hir::{Class, HirKind};
+    let set = match hir.kind() {
+        HirKind::Literal(lit) => vec![lit.0.to_vec()],
+        HirKind::Capture(c) => strings_of(&c.sub)?,
+        HirKind::Class(Class::Unicode(c)) => {
+            let mut chars = Vec::new();
+            for r in c.ranges() {
+                for ch in r.start()..=r.end() {
+                    if chars.len() >= 4 {
+                        return None;
+                    }
+                    chars.push(ch.to_string().into_bytes());
+                }
+            }
+            chars
+        }
+        HirKind::Alternation(branches) => {
+            let mut union = Vec::new();
+            for b in branches {
+                union.extend(strings_of(b)?);
+            }
+            union
+        }
+        HirKind::Concat(subs) => {
+            let mut run: Factor = Vec::new();
+            for sub in subs {
+                run = cross(&run, &strings_of(sub)?);
+                if run.len() > MAX_STRINGS {
+                    return None;
+                }
+            }
+            run
+        }
+        _ => return None,
+    };
+    (!set.is_empty() && set.len() <= MAX_STRINGS).then_some(set)
 }
 
 /// Skips a character class whose `[` was just read, nested classes
@@ -268,14 +378,20 @@ mod tests {
         let dovecot = r"^x-login: [A-Z][^<]*? \((?:tried to use (?:disabled|disallowed) plaintext auth|proxy dest auth failed)\): (?:.*, )?rip=(?P<host>[0-9.]+)(?:,.*)?$";
         let found = factors(dovecot);
         assert!(found.contains(&vec!["x-login: ".to_string()]), "{found:?}");
-        let alt = found.iter().find(|f| f.len() == 2).unwrap();
+        // The alternation with the text around it: one string per way through.
+        let alt = found.iter().find(|f| f.len() == 3).unwrap();
         assert!(
-            alt.contains(&"proxy dest auth failed".to_string()),
+            alt.contains(&" (proxy dest auth failed): ".to_string()),
             "{found:?}"
         );
-        // Case folding leaves classes, not text; an optional part or a
-        // branch without text requires nothing; short text is dropped.
-        assert!(factors(r"(?i)failed password").is_empty());
+        // Case folding leaves classes of a few letters: runs of them are
+        // text in each case (any case is admitted).
+        let folded = super::Factors::new(factors(r"(?i)failed password"));
+        assert!(folded.key().is_some());
+        assert!(folded.admits(b"x FaILed PASSword y"));
+        assert!(!folded.admits(b"x failed passwd y"));
+        // An optional part or a branch without text requires nothing;
+        // short text is dropped.
         assert!(factors(r"x(?:abcdef)?y").is_empty());
         assert!(factors(r"(?:abcdef|[0-9]+)").is_empty());
         assert!(factors(r"(?:abcdef|ab)").is_empty());

@@ -25,7 +25,7 @@ use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
 use regex_automata::Input;
 
-use crate::filter::literal::{required_factors, required_literal, required_literals};
+use crate::filter::literal::{required_factors, required_literal, required_literals, Factors};
 use crate::filter::{hit_in, parse_count, tags, Filter};
 use crate::message::JailId;
 
@@ -48,31 +48,6 @@ pub struct Matcher {
     ignore_gates: Vec<Vec<Factors>>,
 }
 
-/// Text a line must contain: for each factor, one of its strings (see
-/// [`required_factors`]). Empty admits every line.
-struct Factors(Vec<Vec<memmem::Finder<'static>>>);
-
-impl Factors {
-    fn new(factors: Vec<Vec<String>>) -> Factors {
-        Factors(
-            factors
-                .iter()
-                .map(|any| {
-                    any.iter()
-                        .map(|s| memmem::Finder::new(s.as_bytes()).into_owned())
-                        .collect()
-                })
-                .collect(),
-        )
-    }
-
-    fn admits(&self, hay: &[u8]) -> bool {
-        self.0
-            .iter()
-            .all(|any| any.iter().any(|f| f.find(hay).is_some()))
-    }
-}
-
 struct Pattern {
     /// Index into `Matcher::jails`.
     slot: usize,
@@ -83,12 +58,13 @@ struct Pattern {
     /// auth failed)`), which its literals cannot express: one of each must
     /// be in the line too.
     alternatives: Factors,
-    /// For a pattern anchored at the line start: its captures in one pass.
+    /// Its captures in one pass (see [`Anchored`]).
     anchored: Option<Anchored>,
 }
 
-/// The capturing engine alone, for patterns that can only match at the line
-/// start (every pattern of our library: `^<SYSLOG>...`). `Regex::captures`
+/// The capturing engine alone, run anchored at the line start (as every
+/// pattern of our library is, `^<SYSLOG>...`; others behind a lazy `.*?`).
+/// `Regex::captures`
 /// first runs the lazy DFA to find where the match ends, then this same
 /// backtracker over that span; a match anchored at 0 needs only the second
 /// pass. Same engine, same leftmost-first result; less time on a line that
@@ -131,9 +107,18 @@ struct Scratch {
 impl Anchored {
     fn new(pattern: &str) -> Option<Anchored> {
         let engine = BoundedBacktracker::new(pattern).ok()?;
-        if !engine.get_nfa().is_always_start_anchored() {
-            return None;
+        if engine.get_nfa().is_always_start_anchored() {
+            return Anchored::with(pattern, engine);
         }
+        // An unanchored search is an anchored one behind a lazy `.*?` (so
+        // the regex crate runs it): the same leftmost-first match, the same
+        // captures. The pattern's own groups keep their numbers.
+        let wrapped = format!("^(?s:.)*?(?:{pattern})");
+        let engine = BoundedBacktracker::new(&wrapped).ok()?;
+        Anchored::with(&wrapped, engine)
+    }
+
+    fn with(pattern: &str, engine: BoundedBacktracker) -> Option<Anchored> {
         let cut = Cut::new(pattern);
         let make: MakeScratch = {
             let (engine, cut) = (engine.clone(), cut.clone());
@@ -506,7 +491,7 @@ mod tests {
         for name in crate::filter::library_names() {
             for re in &library(name).failregex {
                 let a = Anchored::new(re.as_str());
-                assert!(a.is_some() == re.as_str().starts_with('^'), "{name}: {re}");
+                assert!(a.is_some(), "{name}: {re}");
                 if let Some(a) = a {
                     for line in lines {
                         let want = hit_in(re, line);
@@ -542,7 +527,48 @@ mod tests {
         let hit = a.hit(&f.failregex[0], lines[6]);
         assert_eq!(hit, hit_in(&f.failregex[0], lines[6]));
         assert_eq!(hit, Some(("192.0.2.1".parse().unwrap(), 7)));
-        assert!(Anchored::new(f.failregex[1].as_str()).is_none());
+    }
+
+    /// A pattern not anchored at the line start takes the same path behind
+    /// a lazy `.*?`, and finds what the regex finds: the leftmost match
+    /// (the first of two hosts), or none. An inline regex as admins write
+    /// them is cut after the host too.
+    #[test]
+    fn an_unanchored_pattern_takes_the_anchored_path_with_the_same_answer() {
+        let f = filter(
+            &[
+                "failed for <HOST>",
+                r"postfix/submission/smtpd\[\d+\]: warning: .*\[<HOST>\]: SASL \w+ authentication failed: authentication failure$",
+            ],
+            &[],
+        );
+        let lines = [
+            "x failed for 192.0.2.1 then failed for 192.0.2.2",
+            "failed for 2001:db8::3",
+            "failed for nobody",
+            "Mar  5 16:01:34 mx1 postfix/submission/smtpd[10686]: warning: unknown[192.0.2.69]: SASL LOGIN authentication failed: authentication failure",
+            "Mar  5 16:01:34 mx1 postfix/submission/smtpd[1]: warning: a[b]: warning: x[192.0.2.70]: SASL PLAIN authentication failed: authentication failure",
+            "Mar  5 16:01:34 mx1 postfix/submission/smtpd[1]: warning: unknown[192.0.2.71]: SASL LOGIN authentication failed: authentication failure x",
+            "",
+        ];
+        let mut found = 0;
+        for re in &f.failregex {
+            let a = Anchored::new(re.as_str()).unwrap();
+            for line in lines {
+                let want = hit_in(re, line);
+                let mut s = a.scratch.get();
+                let direct = a.direct(&mut s, line).map(|(found, _)| found);
+                assert_eq!(direct, Some(want), "{re}: {line}");
+                found += usize::from(want.is_some());
+            }
+        }
+        assert_eq!(found, 4);
+        assert_eq!(
+            hit_in(&f.failregex[0], lines[0]),
+            Some(("192.0.2.1".parse().unwrap(), 1))
+        );
+        let wrapped = format!("^(?s:.)*?(?:{})", f.failregex[1].as_str());
+        assert!(Cut::new(&wrapped).unwrap().splits_after_host());
     }
 
     /// The split after the host: when the tail does not follow the host's

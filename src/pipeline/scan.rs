@@ -1,6 +1,7 @@
 //! One entry point for every filter a route runs over a line: our built-in
-//! filters in the [`Matcher`]'s one pass, and fail2ban filter files each run
-//! as fail2ban runs them. It also settles the time a failure counts from.
+//! filters in the [`Matcher`]'s one pass, and fail2ban filter files as
+//! fail2ban runs them, all of a route's in one more pass (see
+//! [`Fail2banFilters`]). It also settles the time a failure counts from.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tracing::error;
 
 use crate::config::{Fail2banSpec, Jail};
-use crate::filter::fail2ban::Fail2banFilter;
+use crate::filter::fail2ban::Fail2banFilters;
 use crate::matcher::Matcher;
 use crate::message::JailId;
 use crate::timestamp::DateDetector;
@@ -47,24 +48,26 @@ impl JailFilters {
 /// route's fail2ban filters (such a filter keeps state across lines).
 pub(super) struct ReaderFilters {
     dates: DateDetector,
-    fail2ban: Vec<(JailId, Fail2banFilter)>,
+    fail2ban: Fail2banFilters<JailId>,
 }
 
 impl ReaderFilters {
     pub(super) fn new(filters: &JailFilters) -> Self {
         ReaderFilters {
             dates: DateDetector::auto(),
-            fail2ban: filters
-                .fail2ban
-                .iter()
-                .filter_map(|(id, spec)| match spec.load() {
-                    Ok(f) => Some((*id, f)),
-                    Err(e) => {
-                        error!(filter = %spec.spec, "fail2ban filter cannot be loaded: {e}");
-                        None
-                    }
-                })
-                .collect(),
+            fail2ban: Fail2banFilters::new(
+                filters
+                    .fail2ban
+                    .iter()
+                    .filter_map(|(id, spec)| match spec.load() {
+                        Ok(f) => Some((*id, f)),
+                        Err(e) => {
+                            error!(filter = %spec.spec, "fail2ban filter cannot be loaded: {e}");
+                            None
+                        }
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -82,14 +85,12 @@ impl ReaderFilters {
         // Most routes have no fail2ban filter: no clock read per line for them.
         if !self.fail2ban.is_empty() {
             let now = SystemTime::now();
-            for (jail, filter) in &mut self.fail2ban {
-                let Some(m) = filter.process(line, now) else {
-                    continue;
-                };
+            self.fail2ban.scan(line, now, |jail, m| {
                 // <DNS> hosts stay text in fail2ban; we ban addresses only.
-                let Some(addr) = m.addr else { continue };
-                hit(*jail, addr.to_canonical(), settle(given.or(m.time), now));
-            }
+                if let Some(addr) = m.addr {
+                    hit(jail, addr.to_canonical(), settle(given.or(m.time), now));
+                }
+            });
         }
         let dates = &mut self.dates;
         let mut time = None;

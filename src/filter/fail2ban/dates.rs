@@ -15,7 +15,7 @@ pub struct Dated {
     pub span: Range<usize>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LineDates {
     detector: DateDetector,
 }

@@ -4,7 +4,9 @@
 
 use std::ops::Range;
 
+use super::literals::backtrack_factors;
 use super::pyregex;
+use crate::filter::literal::required_factors;
 
 /// Generous: fail2ban's `<HOST>` alternatives repeated in long filters
 /// exceed the default compiled-size limit.
@@ -71,6 +73,15 @@ impl Compiled {
             Engine::Backtrack(re) => re.capture_names().map(|n| n.map(str::to_string)).collect(),
         };
         Ok(Compiled { engine, names })
+    }
+
+    /// What every match must contain (see [`required_factors`] and
+    /// [`backtrack_factors`]).
+    pub fn factors(&self) -> Vec<Vec<String>> {
+        match &self.engine {
+            Engine::Linear(re) => required_factors(re.as_str()),
+            Engine::Backtrack(re) => backtrack_factors(re.as_str()),
+        }
     }
 
     pub fn has_group(&self, name: &str) -> bool {

@@ -14,8 +14,11 @@ mod dates;
 mod engine;
 mod error;
 mod filter;
+mod gate;
+mod group;
 mod ini;
 mod jails;
+mod literals;
 mod matched;
 mod options;
 mod pyregex;
@@ -23,6 +26,7 @@ mod tags;
 
 pub use error::Fail2banError;
 pub use filter::{Fail2banFilter, LineReport};
+pub use group::Fail2banFilters;
 pub use jails::{parse_bool, JailConfig};
 pub use matched::Fail2banMatch;
 

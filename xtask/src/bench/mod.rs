@@ -9,6 +9,7 @@
 mod bans;
 mod daemon;
 mod fail2ban_rs;
+mod filter_paths;
 mod latency;
 mod matching;
 mod memory;
@@ -100,6 +101,21 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         seed: 42,
     };
     std::fs::write(&log, gen::generate(&spec))?;
+    // `--only-filter-paths [--baseline BIN]`: one regex by each path, and
+    // ten stock fail2ban filter files, for work on the filter paths.
+    if args.contains(&"--only-filter-paths") {
+        let baseline = args
+            .iter()
+            .position(|a| *a == "--baseline")
+            .and_then(|i| args.get(i + 1))
+            .map(Path::new);
+        print!(
+            "{}",
+            filter_paths::filter_paths(&nftjail, baseline, &dir, &log, lines)?
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     // `--only-ten`: scenario 1b alone, for work on the matching path.
     if args.contains(&"--only-ten") {
         let ten = ten_jails(&nftjail, &dir, &log, 3)?;

@@ -71,6 +71,35 @@ const MARKER: &str = "10.255.255.254";
 /// all ten jails. Also checks the postfix-sasl jail banned every IPv4
 /// attacker of the file.
 pub(super) fn ten_jails(nftjail: &Path, dir: &Path, input: &Path, runs: usize) -> Result<Row> {
+    let ours = TEN_FILTERS.map(|f| (f, f));
+    ten_jails_with(nftjail, dir, input, runs, &ours)
+}
+
+/// Ten stock fail2ban filter files on the mail log, named as the jails of
+/// [`TEN_FILTERS`] they stand for where there is one: what
+/// `import-fail2ban` gives an admin coming from fail2ban.
+pub(super) const TEN_FAIL2BAN: [(&str, &str); 10] = [
+    ("postfix-sasl", "fail2ban:postfix[mode=auth]"),
+    ("postfix", "fail2ban:postfix"),
+    ("dovecot", "fail2ban:dovecot"),
+    ("sieve", "fail2ban:sieve"),
+    ("sshd", "fail2ban:sshd"),
+    ("sshd-aggressive", "fail2ban:sshd[mode=aggressive]"),
+    ("exim", "fail2ban:exim"),
+    ("courier-auth", "fail2ban:courier-auth"),
+    ("cyrus-imap", "fail2ban:cyrus-imap"),
+    ("sendmail-auth", "fail2ban:sendmail-auth"),
+];
+
+/// [`ten_jails`] with the given jails (name, filter): one named `sshd`
+/// must ban the marker, one named `postfix-sasl` every SASL attacker.
+pub(super) fn ten_jails_with(
+    nftjail: &Path,
+    dir: &Path,
+    input: &Path,
+    runs: usize,
+    jails: &[(&str, &str)],
+) -> Result<Row> {
     use std::io::Write;
     let text = std::fs::read(input)?;
     let lines = text.iter().filter(|&&b| b == b'\n').count();
@@ -103,17 +132,19 @@ pub(super) fn ten_jails(nftjail: &Path, dir: &Path, input: &Path, runs: usize) -
     };
     for run in 0..runs {
         let tag = format!("ten-{run}");
+        // A store left by an earlier call would restore the marker's ban.
+        let _ = std::fs::remove_dir_all(dir.join(format!("{tag}-state")));
         let log = dir.join(format!("{tag}.log"));
         std::fs::write(&log, "")?;
         let mut cfg = format!(
             "[daemon]\nsocket = \"{}\"\n",
             dir.join(format!("{tag}.sock")).display()
         );
-        for f in TEN_FILTERS {
-            let maxretry = if f == "sshd" { 1 } else { 5 };
+        for (name, f) in jails {
+            let maxretry = if *name == "sshd" { 1 } else { 5 };
             let _ = write!(
                 cfg,
-                "[jail.{f}]\nfilter = \"{f}\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = {maxretry}\nfindtime = \"1h\"\nbantime = \"1h\"\n",
+                "[jail.{name}]\nfilter = \"{f}\"\nlogpath = \"{}\"\nport = \"submission\"\nmaxretry = {maxretry}\nfindtime = \"1h\"\nbantime = \"1h\"\n",
                 log.display()
             );
         }

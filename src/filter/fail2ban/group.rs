@@ -1,0 +1,104 @@
+//! Several fail2ban filters over one stream of lines, in one pass.
+//!
+//! Filters with the same `datepattern` read each line's date alike (their
+//! detectors see the same lines, so they stay in step): it is read once for
+//! all of them. The text every admitted line contains (see
+//! [`LineGate::keys`](super::gate::LineGate)) of all of them is searched
+//! for in one scan; a line without any of it goes to none of them. What
+//! each filter finds is what it finds fed alone, line by line.
+
+use std::time::SystemTime;
+
+use regex::Regex;
+
+use super::dates::LineDates;
+use super::filter::{Fail2banFilter, Placed};
+use super::matched::Fail2banMatch;
+
+pub struct Fail2banFilters<K> {
+    groups: Vec<Group<K>>,
+}
+
+struct Group<K> {
+    datepattern: Option<String>,
+    dates: LineDates,
+    last_date: Option<SystemTime>,
+    members: Vec<(K, Fail2banFilter)>,
+    /// The members that see every line (no keys).
+    always: Vec<usize>,
+    /// The other members' keys in one search; None when there is none.
+    keys: Option<Regex>,
+}
+
+impl<K: Copy> Fail2banFilters<K> {
+    /// `filters` each with the key its failures are reported with.
+    pub fn new(filters: Vec<(K, Fail2banFilter)>) -> Fail2banFilters<K> {
+        let mut groups: Vec<Group<K>> = Vec::new();
+        for (key, filter) in filters {
+            let pattern = filter.datepattern().map(str::to_string);
+            // A zone of its own: dates read apart.
+            let joins = |g: &Group<K>| {
+                !filter.zoned() && g.datepattern == pattern && !g.members[0].1.zoned()
+            };
+            match groups.iter_mut().find(|g| joins(g)) {
+                Some(g) => g.members.push((key, filter)),
+                None => groups.push(Group {
+                    datepattern: pattern,
+                    dates: filter.line_dates(),
+                    last_date: None,
+                    members: vec![(key, filter)],
+                    always: Vec::new(),
+                    keys: None,
+                }),
+            }
+        }
+        for g in &mut groups {
+            let mut keys: Vec<String> = Vec::new();
+            for (i, (_, f)) in g.members.iter().enumerate() {
+                match f.gate_keys() {
+                    Some(k) => keys.extend(k),
+                    None => g.always.push(i),
+                }
+            }
+            keys.sort();
+            keys.dedup();
+            if !keys.is_empty() {
+                let alternation: Vec<String> = keys.iter().map(|k| regex::escape(k)).collect();
+                // Escaped literals compile; should they not, every member
+                // sees every line.
+                match Regex::new(&alternation.join("|")) {
+                    Ok(re) => g.keys = Some(re),
+                    Err(_) => g.always = (0..g.members.len()).collect(),
+                }
+            }
+        }
+        Fail2banFilters { groups }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Feeds `line` to every filter: `hit(key, failure)` for the first
+    /// failure each finds (what [`Fail2banFilter::process`] returns), in
+    /// the order the filters were given within a date pattern.
+    pub fn scan(&mut self, line: &str, now: SystemTime, mut hit: impl FnMut(K, Fail2banMatch)) {
+        for g in &mut self.groups {
+            let found = g.dates.find(line, now);
+            let placed = Placed::new(line, found, &mut g.last_date, now);
+            let text = placed.text();
+            let keyed = g.keys.as_ref().is_some_and(|k| k.is_match(&text));
+            if !keyed && g.always.is_empty() {
+                continue;
+            }
+            for (i, (key, f)) in g.members.iter_mut().enumerate() {
+                if !(g.always.contains(&i) || keyed && f.admits(&text)) {
+                    continue;
+                }
+                if let Some(m) = f.judge(&placed, &text, now).into_iter().next() {
+                    hit(*key, m);
+                }
+            }
+        }
+    }
+}
