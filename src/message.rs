@@ -47,6 +47,110 @@ pub struct BanOrder {
     pub read: Option<Instant>,
 }
 
+/// The failures a reader handed on in one go, and how far it had read
+/// then. One message per batch: a flood costs a channel operation per
+/// batch, not per line.
+#[derive(Debug, Default)]
+pub struct FailureBatch {
+    pub failures: Vec<Failure>,
+    /// Where the source stood after the last line of the batch (None: a
+    /// source that keeps no read position, or one that read past the
+    /// batch's end). Travelling with the failures, it reaches the tracker
+    /// right after them, so the tracker knows which counts include which
+    /// lines and the two are stored together.
+    pub read_to: Option<ReadMark>,
+}
+
+/// How far one source had read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadMark {
+    /// The source as the state store keys it: a file's path, a journal's
+    /// cursor key.
+    pub source: Arc<str>,
+    pub at: ReadAt,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadAt {
+    File(Position),
+    /// The journal's cursor of the last entry read.
+    Journal(String),
+}
+
+/// Where reading of a log file stopped: the file by identity (device and
+/// inode, plus a hash of its first line, since inodes are reused) and the
+/// byte offset of the first line not yet read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    pub dev: u64,
+    pub ino: u64,
+    pub head: u64,
+    pub offset: u64,
+}
+
+/// What the tracker hands the state store to write in one transaction:
+/// read positions together with the failure counts that include every
+/// line before them, so after a crash a restart reads again exactly the
+/// lines the stored counts lack.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The stored counts are replaced by `counts` (else `counts` only
+    /// changes the addresses it names).
+    pub rewrite: bool,
+    /// Read positions changed since the last checkpoint.
+    pub marks: Vec<ReadMark>,
+    /// The failure times now counted for an address in a jail; none: the
+    /// address is no longer counted there (banned, or forgotten).
+    pub counts: Vec<(Arc<str>, IpAddr, Vec<SystemTime>)>,
+}
+
+impl Checkpoint {
+    pub fn is_empty(&self) -> bool {
+        !self.rewrite && self.marks.is_empty() && self.counts.is_empty()
+    }
+
+    /// Folds a later checkpoint into this one, for a store that could not
+    /// take this one yet: written together they say what the later one
+    /// would have said after this one.
+    pub fn absorb(&mut self, later: Checkpoint) {
+        if later.rewrite {
+            let marks = std::mem::take(&mut self.marks);
+            *self = later;
+            for m in marks {
+                if !self.marks.iter().any(|n| n.source == m.source) {
+                    self.marks.push(m);
+                }
+            }
+            return;
+        }
+        for m in later.marks {
+            match self.marks.iter_mut().find(|n| n.source == m.source) {
+                Some(n) => *n = m,
+                None => self.marks.push(m),
+            }
+        }
+        let mut at: std::collections::HashMap<(Arc<str>, IpAddr), usize> = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(i, (jail, addr, _))| ((Arc::clone(jail), *addr), i))
+            .collect();
+        for (jail, addr, times) in later.counts {
+            match at.get(&(Arc::clone(&jail), addr)) {
+                Some(&i) => {
+                    if let Some(c) = self.counts.get_mut(i) {
+                        c.2 = times;
+                    }
+                }
+                None => {
+                    at.insert((Arc::clone(&jail), addr), self.counts.len());
+                    self.counts.push((jail, addr, times));
+                }
+            }
+        }
+    }
+}
+
 /// A log line that travels with its failure without a copy of its own.
 ///
 /// A reader puts the lines that hit of one batch into one buffer and hands

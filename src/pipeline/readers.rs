@@ -16,7 +16,7 @@ use tracing::{error, info};
 use super::routes::{self, Routes, SourceKey};
 use super::stage::LineStage;
 use crate::config::Config;
-use crate::message::{Failure, JailId};
+use crate::message::{FailureBatch, JailId};
 use crate::source::file::{
     FileFollower, FileSourceError, FollowOptions, Position, PositionSlot, StartAt, Stopper,
 };
@@ -45,13 +45,14 @@ pub type CursorStores = Arc<dyn Fn() -> Result<Box<dyn CursorStore>, JournalErro
 
 pub struct Sources {
     /// Cloned into each new reader; dropped at stop so the tracker sees the end.
-    tx: Option<mpsc::Sender<Vec<Failure>>>,
+    tx: Option<mpsc::Sender<FailureBatch>>,
     running: BTreeMap<SourceKey, Running>,
     /// `run --stdin JAIL`.
     stdin_jail: Option<String>,
     /// Told when standard input ended, so the daemon stops.
     stdin_done: Arc<Notify>,
-    /// Where the last run stopped in each file, used when it is first opened.
+    /// Where the last run stopped in each file (and which globs it
+    /// followed), used when it is first opened.
     saved: BTreeMap<PathBuf, Position>,
     cursors: CursorStores,
 }
@@ -66,7 +67,7 @@ struct Running {
 
 /// A source opened by `prepare`, started by `commit`.
 enum Opened {
-    File(FileFollower),
+    File(Box<FileFollower>),
     Glob(GlobWatch),
     Stdin,
     Syslog(SyslogReceiver),
@@ -84,7 +85,7 @@ pub struct Prepared {
 
 impl Sources {
     pub fn new(
-        tx: mpsc::Sender<Vec<Failure>>,
+        tx: mpsc::Sender<FailureBatch>,
         stdin_jail: Option<String>,
         saved: Vec<(String, Position)>,
         cursors: CursorStores,
@@ -153,11 +154,7 @@ impl Sources {
             }
             // Opened now, before "ready" or "reloaded" is said, so a line
             // written after that is never missed by a reader starting up.
-            let resume = match key {
-                SourceKey::File(path) => self.saved.get(path).copied(),
-                _ => None,
-            };
-            let source = open(key, journal_findtime, resume)?;
+            let source = open(key, journal_findtime, &self.saved)?;
             let stopper = Stopper::new().map_err(PipelineError::Thread)?;
             opened.push((key.clone(), source, stopper));
         }
@@ -188,13 +185,27 @@ impl Sources {
                 break;
             };
             let routes = Arc::new(ArcSwap::from_pointee(routes));
-            let stage = LineStage::new(Arc::clone(&routes), tx).counting(&source_label(&key));
+            // Files and the journal keep read positions, sent with their
+            // batches so they are stored with what the batches counted.
+            let marking = matches!(
+                key,
+                SourceKey::File(_) | SourceKey::Glob(_) | SourceKey::Journal(_)
+            );
+            let stage = LineStage::new(Arc::clone(&routes), tx)
+                .counting(&source_label(&key))
+                .marking(marking);
             let position = match (&key, &opened) {
                 (SourceKey::File(path), Opened::File(f)) => {
                     // Used once: a file dropped by a reload and added back
                     // later is read from its end like any new one.
                     self.saved.remove(path);
                     Some(f.position_slot())
+                }
+                (SourceKey::Glob(glob), Opened::Glob(_)) => {
+                    // The same for a glob's files (all in its directory).
+                    let dir = glob.parent();
+                    self.saved.retain(|p, _| p != glob && p.parent() != dir);
+                    None
                 }
                 _ => None,
             };
@@ -259,19 +270,21 @@ pub fn read_positions(slots: &[(PathBuf, PositionSlot)]) -> Vec<(String, Positio
 fn open(
     key: &SourceKey,
     journal_findtime: Duration,
-    resume: Option<Position>,
+    saved: &BTreeMap<PathBuf, Position>,
 ) -> Result<Opened, PipelineError> {
     Ok(match key {
         SourceKey::File(path) => {
             let mut opts = FollowOptions::default();
-            if let Some(p) = resume {
-                opts.start = StartAt::Resume(p);
+            if let Some(p) = saved.get(path) {
+                opts.start = StartAt::Resume(*p);
             }
-            Opened::File(FileFollower::new(path.clone(), opts)?)
+            Opened::File(Box::new(FileFollower::new(path.clone(), opts)?))
         }
-        SourceKey::Glob(path) => {
-            Opened::Glob(GlobWatch::new(path.clone(), FollowOptions::default())?)
-        }
+        SourceKey::Glob(path) => Opened::Glob(GlobWatch::resuming(
+            path.clone(),
+            FollowOptions::default(),
+            saved,
+        )?),
         SourceKey::Stdin => Opened::Stdin,
         SourceKey::Syslog(c) => Opened::Syslog(SyslogReceiver::bind(
             c.socket.as_deref(),
@@ -298,7 +311,7 @@ fn thread(
 }
 
 fn spawn_file(
-    mut follower: FileFollower,
+    mut follower: Box<FileFollower>,
     stop: Stopper,
     mut stage: LineStage,
 ) -> Result<JoinHandle<()>, PipelineError> {

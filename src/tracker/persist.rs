@@ -1,0 +1,277 @@
+//! What the state store lacks of the tracker's counts, and where each
+//! source had read when they were last stored.
+//!
+//! A read position may only be stored together with the counts that include
+//! every line before it: stored alone, a crash forgets the counts of lines
+//! that are not read again; stored with later counts, the restart counts
+//! lines twice. Sources send their position with each batch of failures, so
+//! between two batches the tracker's counts are exactly those of the lines
+//! before the positions it last received, and a [`Checkpoint`] taken there
+//! carries both, for one transaction.
+//!
+//! A checkpoint carries only what changed since the one before: the windows
+//! touched (a key is listed once, when its window first changes) and those
+//! gone. The list is bounded: past the tracker's cap, it is dropped and the
+//! next checkpoint writes every window anew, as it does after a reload or a
+//! start.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::{Key, Tracker, Window};
+use crate::message::{Checkpoint, ReadAt, ReadMark};
+
+pub(super) struct Unsaved {
+    /// Keys whose window changed or went since the last checkpoint; a key
+    /// is here at most once while its window is dirty.
+    changed: Vec<Key>,
+    /// Every window is written anew at the next checkpoint.
+    rewrite: bool,
+    /// Past this many keys the list gives way to a rewrite.
+    limit: usize,
+    /// The last position of each source, and whether it is not stored yet.
+    marks: HashMap<Arc<str>, (ReadAt, bool)>,
+}
+
+impl Unsaved {
+    pub(super) fn new(max_tracked: usize) -> Unsaved {
+        Unsaved {
+            changed: Vec::new(),
+            rewrite: false,
+            limit: max_tracked.max(1024),
+            marks: HashMap::new(),
+        }
+    }
+
+    /// `window` of `key` was changed (or opened).
+    pub(super) fn changed(&mut self, key: Key, window: &mut Window) {
+        if !window.dirty {
+            window.dirty = true;
+            self.list(key);
+        }
+    }
+
+    /// `window` of `key` was removed.
+    pub(super) fn gone(&mut self, key: Key, window: &Window) {
+        if !window.dirty {
+            self.list(key);
+        }
+    }
+
+    fn list(&mut self, key: Key) {
+        if self.rewrite {
+            return;
+        }
+        if self.changed.len() >= self.limit {
+            self.changed = Vec::new();
+            self.rewrite = true;
+            return;
+        }
+        self.changed.push(key);
+    }
+
+    /// The next checkpoint writes every window anew.
+    pub(super) fn rewrite_all(&mut self, max_tracked: usize) {
+        self.limit = max_tracked.max(1024);
+        self.changed = Vec::new();
+        self.rewrite = true;
+    }
+}
+
+impl Tracker {
+    /// A source read up to `mark`, and every failure it found before it
+    /// was counted.
+    pub fn read_to(&mut self, mark: ReadMark) {
+        self.unsaved.marks.insert(mark.source, (mark.at, true));
+    }
+
+    /// What the store lacks, in one checkpoint (None: nothing), as of now:
+    /// call it between two batches of failures.
+    pub fn checkpoint(&mut self) -> Option<Checkpoint> {
+        let mut cp = Checkpoint {
+            rewrite: self.unsaved.rewrite,
+            ..Checkpoint::default()
+        };
+        for (source, (at, unsaved)) in &mut self.unsaved.marks {
+            if *unsaved || cp.rewrite {
+                *unsaved = false;
+                cp.marks.push(ReadMark {
+                    source: Arc::clone(source),
+                    at: at.clone(),
+                });
+            }
+        }
+        let jails = &self.jails;
+        let name = |key: &Key| match jails.get(usize::from(key.0)) {
+            Some(Some(j)) => Some(Arc::clone(&j.name)),
+            _ => None,
+        };
+        if cp.rewrite {
+            self.unsaved.rewrite = false;
+            for (key, w) in &mut self.windows {
+                w.dirty = false;
+                if let Some(jail) = name(key) {
+                    cp.counts.push((jail, key.1, times(w)));
+                }
+            }
+        } else {
+            for key in std::mem::take(&mut self.unsaved.changed) {
+                let times = match self.windows.get_mut(&key) {
+                    Some(w) if w.dirty => {
+                        w.dirty = false;
+                        times(w)
+                    }
+                    // Listed again after it went and came back: written
+                    // where it was first listed.
+                    Some(_) => continue,
+                    None => Vec::new(),
+                };
+                if let Some(jail) = name(&key) {
+                    cp.counts.push((jail, key.1, times));
+                }
+            }
+        }
+        (!cp.is_empty()).then_some(cp)
+    }
+}
+
+fn times(w: &Window) -> Vec<SystemTime> {
+    w.times()
+        .iter()
+        .map(|t| SystemTime::UNIX_EPOCH + Duration::from_millis(*t))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::Config;
+    use crate::message::{Failure, Position};
+    use crate::tracker::Verdict;
+    use std::path::Path;
+
+    fn tracker(max_tracked: usize) -> Tracker {
+        let text = "[jail.j]\nfailregex = ['from <HOST>$']\nlogpath = \"/dev/null\"\nmaxretry = 3\nfindtime = 600\n";
+        let cfg = Config::parse(text, Path::new("t.toml")).unwrap();
+        Tracker::with_limit(cfg.jails, max_tracked)
+    }
+
+    fn fail(t: &mut Tracker, addr: &str, secs: u64) -> Verdict {
+        t.record(Failure {
+            jail: 0,
+            addr: addr.parse().unwrap(),
+            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs),
+            line: None,
+            read: None,
+        })
+    }
+
+    fn mark(offset: u64) -> ReadMark {
+        ReadMark {
+            source: "/var/log/x".into(),
+            at: ReadAt::File(Position {
+                offset,
+                ..Position::default()
+            }),
+        }
+    }
+
+    fn counted(cp: &Checkpoint) -> Vec<(String, usize)> {
+        let mut v: Vec<_> = cp
+            .counts
+            .iter()
+            .map(|(_, a, t)| (a.to_string(), t.len()))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_checkpoint_carries_what_changed_with_the_marks_then_nothing() {
+        let mut t = tracker(100);
+        assert_eq!(t.checkpoint(), None);
+        fail(&mut t, "203.0.113.1", 0);
+        fail(&mut t, "203.0.113.1", 1);
+        fail(&mut t, "203.0.113.2", 1);
+        t.read_to(mark(10));
+        let cp = t.checkpoint().unwrap();
+        assert!(!cp.rewrite);
+        assert_eq!(cp.marks, vec![mark(10)]);
+        assert_eq!(
+            counted(&cp),
+            vec![("203.0.113.1".into(), 2), ("203.0.113.2".into(), 1)]
+        );
+        assert_eq!(t.checkpoint(), None, "all of it was handed out");
+
+        // The third failure bans: the address is gone from the counts.
+        assert!(matches!(fail(&mut t, "203.0.113.1", 2), Verdict::Ban(_)));
+        t.read_to(mark(20));
+        let cp = t.checkpoint().unwrap();
+        assert_eq!(cp.marks, vec![mark(20)]);
+        assert_eq!(counted(&cp), vec![("203.0.113.1".into(), 0)]);
+
+        // Banned, then failing again before the next checkpoint: its one
+        // new failure is what is written.
+        fail(&mut t, "203.0.113.2", 3);
+        fail(&mut t, "203.0.113.2", 4);
+        fail(&mut t, "203.0.113.2", 5);
+        let cp = t.checkpoint().unwrap();
+        assert_eq!(counted(&cp), vec![("203.0.113.2".into(), 1)]);
+        assert!(cp.marks.is_empty());
+    }
+
+    #[test]
+    fn a_window_pruned_or_evicted_is_written_as_gone() {
+        let mut t = tracker(2);
+        fail(&mut t, "203.0.113.1", 0);
+        fail(&mut t, "203.0.113.2", 0);
+        t.checkpoint().unwrap();
+        // A third address evicts the first.
+        fail(&mut t, "203.0.113.3", 1);
+        let cp = t.checkpoint().unwrap();
+        assert_eq!(
+            counted(&cp),
+            vec![("203.0.113.1".into(), 0), ("203.0.113.3".into(), 1)]
+        );
+        t.prune(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + 700));
+        let cp = t.checkpoint().unwrap();
+        assert_eq!(
+            counted(&cp),
+            vec![("203.0.113.2".into(), 0), ("203.0.113.3".into(), 0)]
+        );
+    }
+
+    #[test]
+    fn past_the_cap_the_list_gives_way_to_a_rewrite_of_every_window() {
+        let mut t = tracker(1024);
+        for i in 0..3000u32 {
+            let addr = std::net::Ipv4Addr::from(0xc633_6400 + i).to_string();
+            fail(&mut t, &addr, 0);
+        }
+        t.read_to(mark(5));
+        let cp = t.checkpoint().unwrap();
+        assert!(cp.rewrite);
+        assert_eq!(cp.counts.len(), t.tracked());
+        assert_eq!(cp.marks, vec![mark(5)]);
+        assert_eq!(t.checkpoint(), None);
+    }
+
+    #[test]
+    fn a_later_checkpoint_folded_into_an_earlier_says_what_both_did() {
+        let mut t = tracker(100);
+        fail(&mut t, "203.0.113.1", 0);
+        fail(&mut t, "203.0.113.2", 0);
+        t.read_to(mark(1));
+        let mut first = t.checkpoint().unwrap();
+        fail(&mut t, "203.0.113.1", 1);
+        t.read_to(mark(2));
+        first.absorb(t.checkpoint().unwrap());
+        assert_eq!(first.marks, vec![mark(2)]);
+        assert_eq!(
+            counted(&first),
+            vec![("203.0.113.1".into(), 2), ("203.0.113.2".into(), 1)]
+        );
+    }
+}
