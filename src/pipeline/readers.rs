@@ -18,7 +18,7 @@ use super::stage::LineStage;
 use crate::config::Config;
 use crate::message::{FailureBatch, JailId};
 use crate::source::file::{
-    FileFollower, FileSourceError, FollowOptions, Position, PositionSlot, StartAt, Stopper,
+    FileFollower, FileSourceError, FollowOptions, Position, StartAt, Stopper,
 };
 use crate::source::glob::GlobWatch;
 use crate::source::journal::{self, CursorStore, JournalError, JournalReader};
@@ -61,8 +61,6 @@ struct Running {
     routes: Arc<ArcSwap<Routes>>,
     stopper: Stopper,
     thread: JoinHandle<()>,
-    /// A file's read position, for the state store.
-    position: Option<PositionSlot>,
 }
 
 /// A source opened by `prepare`, started by `commit`.
@@ -101,23 +99,6 @@ impl Sources {
                 .collect(),
             cursors,
         }
-    }
-
-    /// Where each file's reader stands, by path as the state store keys
-    /// them (a reader that has read nothing has none).
-    pub fn positions(&self) -> Vec<(String, Position)> {
-        read_positions(&self.position_slots())
-    }
-
-    /// The files' position slots, to read once the readers have stopped.
-    pub fn position_slots(&self) -> Vec<(PathBuf, PositionSlot)> {
-        self.running
-            .iter()
-            .filter_map(|(key, r)| match (key, &r.position) {
-                (SourceKey::File(path), Some(slot)) => Some((path.clone(), Arc::clone(slot))),
-                _ => None,
-            })
-            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -194,21 +175,19 @@ impl Sources {
             let stage = LineStage::new(Arc::clone(&routes), tx)
                 .counting(&source_label(&key))
                 .marking(marking);
-            let position = match (&key, &opened) {
-                (SourceKey::File(path), Opened::File(f)) => {
+            match (&key, &opened) {
+                (SourceKey::File(path), Opened::File(_)) => {
                     // Used once: a file dropped by a reload and added back
                     // later is read from its end like any new one.
                     self.saved.remove(path);
-                    Some(f.position_slot())
                 }
                 (SourceKey::Glob(glob), Opened::Glob(_)) => {
                     // The same for a glob's files (all in its directory).
                     let dir = glob.parent();
                     self.saved.retain(|p, _| p != glob && p.parent() != dir);
-                    None
                 }
-                _ => None,
-            };
+                _ => {}
+            }
             let stop = stopper.clone();
             let thread = match (opened, &key) {
                 (Opened::File(f), _) => spawn_file(f, stop, stage)?,
@@ -230,7 +209,6 @@ impl Sources {
                     routes,
                     stopper,
                     thread,
-                    position,
                 },
             );
         }
@@ -255,16 +233,6 @@ impl Sources {
             })
             .collect()
     }
-}
-
-/// The positions in `slots`, by path as the state store keys them.
-pub fn read_positions(slots: &[(PathBuf, PositionSlot)]) -> Vec<(String, Position)> {
-    slots
-        .iter()
-        .filter_map(|(path, slot)| {
-            Some((path.to_string_lossy().into_owned(), (*slot.lock().ok()?)?))
-        })
-        .collect()
 }
 
 fn open(

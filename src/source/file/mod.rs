@@ -40,9 +40,6 @@ use crate::message::{ReadAt, ReadMark};
 
 pub use crate::message::Position;
 
-/// Where a follower stands, shared with whoever saves it (the daemon writes
-/// it to the state store now and then and at stop).
-pub type PositionSlot = std::sync::Arc<std::sync::Mutex<Option<Position>>>;
 pub use lines::{LineSplitter, Pushed};
 pub use stopper::Stopper;
 
@@ -129,7 +126,6 @@ pub struct FileFollower {
     /// The generation before the last rotation, still drained.
     retired: Option<Generation>,
     chunk: Vec<u8>,
-    slot: PositionSlot,
 }
 
 impl FileFollower {
@@ -166,7 +162,6 @@ impl FileFollower {
             current: None,
             retired: None,
             chunk: vec![0; CHUNK],
-            slot: PositionSlot::default(),
         };
         let opened = follower
             .open_path()
@@ -185,7 +180,6 @@ impl FileFollower {
             (Some(g), StartAt::Beginning) => follower.current = Some(g),
             (None, _) => info!(file = %follower.path.display(), "waiting for the file to appear"),
         }
-        follower.publish();
         Ok(follower)
     }
 
@@ -244,18 +238,6 @@ impl FileFollower {
             return Some(g);
         }
         None
-    }
-
-    /// A handle on this follower's position, updated after every read.
-    pub fn position_slot(&self) -> PositionSlot {
-        std::sync::Arc::clone(&self.slot)
-    }
-
-    fn publish(&mut self) {
-        let p = self.current.as_mut().map(|g| g.position());
-        if let Ok(mut slot) = self.slot.lock() {
-            *slot = p;
-        }
     }
 
     pub fn path(&self) -> &Path {
@@ -321,7 +303,6 @@ impl FileFollower {
             Some(p) => sink.read_to(mark(p)),
             None => sink.caught_up(),
         }
-        self.publish();
     }
 
     /// Where a restart would resume: the current file, or the one rotated
