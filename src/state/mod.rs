@@ -741,6 +741,69 @@ mod tests {
         );
     }
 
+    /// A checkpoint changes only the addresses it names, a rewrite
+    /// replaces them all, and the positions and cursors come with them.
+    #[test]
+    fn checkpoints_change_counts_and_positions_together() {
+        use crate::message::ReadMark;
+        let dir = tempdir();
+        let mut s = Store::open(&dir).expect("open");
+        let t = |secs: u64| UNIX_EPOCH + Duration::from_secs(1_000_000 + secs);
+        let a: IpAddr = "203.0.113.1".parse().expect("addr");
+        let b: IpAddr = "203.0.113.2".parse().expect("addr");
+        let file = |offset| ReadMark {
+            source: "/var/log/x".into(),
+            at: ReadAt::File(Position {
+                offset,
+                ..Position::default()
+            }),
+        };
+        s.save_checkpoint(&Checkpoint {
+            rewrite: false,
+            marks: vec![file(10)],
+            counts: vec![
+                ("j".into(), a, vec![t(1), t(2)]),
+                ("j".into(), b, vec![t(3)]),
+            ],
+        })
+        .expect("first");
+        s.save_checkpoint(&Checkpoint {
+            rewrite: false,
+            marks: vec![
+                file(20),
+                ReadMark {
+                    source: "journal".into(),
+                    at: ReadAt::Journal("s=1".into()),
+                },
+            ],
+            counts: vec![("j".into(), a, Vec::new())],
+        })
+        .expect("second");
+        let ms_of = |f: Vec<(String, IpAddr, SystemTime)>| {
+            f.into_iter()
+                .map(|(j, a, t)| (j, a.to_string(), ms(t)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ms_of(s.failures().expect("failures")),
+            vec![("j".to_string(), b.to_string(), ms(t(3)))],
+            "a's failures are gone, b's stay"
+        );
+        assert_eq!(s.positions().expect("positions")[0].1.offset, 20);
+        assert_eq!(s.cursor("journal").expect("cursor").as_deref(), Some("s=1"));
+
+        s.save_checkpoint(&Checkpoint {
+            rewrite: true,
+            marks: Vec::new(),
+            counts: vec![("j".into(), a, vec![t(4)])],
+        })
+        .expect("rewrite");
+        assert_eq!(
+            ms_of(s.failures().expect("failures")),
+            vec![("j".to_string(), a.to_string(), ms(t(4)))]
+        );
+    }
+
     #[test]
     fn a_damaged_database_is_moved_aside_and_a_new_one_started() {
         let dir = tempdir();
