@@ -78,6 +78,8 @@ struct Window {
     /// Changed since the last checkpoint (its key is in
     /// [`persist::Unsaved`]'s list).
     dirty: bool,
+    /// In a checkpoint already: the store holds some of its times.
+    stored: bool,
 }
 
 impl Window {
@@ -86,6 +88,7 @@ impl Window {
             times: vec![0; maxretry].into_boxed_slice(),
             len: 0,
             dirty: false,
+            stored: false,
         }
     }
 
@@ -324,7 +327,9 @@ impl Tracker {
         let count = window.push(millis(failure.time), findtime) as u32;
         self.unsaved.changed(key, window);
         if count as usize >= maxretry {
-            self.windows.remove(&key);
+            if let Some(gone) = self.windows.remove(&key) {
+                self.unsaved.gone(key, &gone);
+            }
             counts.current = counts.current.saturating_sub(1);
             return Verdict::Ban(BanOrder {
                 jail: jail.name.clone(),

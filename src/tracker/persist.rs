@@ -11,9 +11,10 @@
 //!
 //! A checkpoint carries only what changed since the one before: the windows
 //! touched (a key is listed once, when its window first changes) and those
-//! gone. The list is bounded: past the tracker's cap, it is dropped and the
-//! next checkpoint writes every window anew, as it does after a reload or a
-//! start.
+//! gone that the store holds (a window opened and banned between two
+//! checkpoints, as in a flood, costs the store nothing). The lists are
+//! bounded: past the tracker's cap, they are dropped and the next checkpoint
+//! writes every window anew, as it does after a reload or a start.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,9 +24,11 @@ use super::{Key, Tracker, Window};
 use crate::message::{Checkpoint, ReadAt, ReadMark};
 
 pub(super) struct Unsaved {
-    /// Keys whose window changed or went since the last checkpoint; a key
-    /// is here at most once while its window is dirty.
+    /// Keys whose window changed since the last checkpoint; a key is here
+    /// at most once while its window is dirty.
     changed: Vec<Key>,
+    /// Keys whose stored window went since the last checkpoint.
+    forget: Vec<Key>,
     /// Every window is written anew at the next checkpoint.
     rewrite: bool,
     /// Past this many keys the list gives way to a rewrite.
@@ -38,6 +41,7 @@ impl Unsaved {
     pub(super) fn new(max_tracked: usize) -> Unsaved {
         Unsaved {
             changed: Vec::new(),
+            forget: Vec::new(),
             rewrite: false,
             limit: max_tracked.max(1024),
             marks: HashMap::new(),
@@ -46,35 +50,32 @@ impl Unsaved {
 
     /// `window` of `key` was changed (or opened).
     pub(super) fn changed(&mut self, key: Key, window: &mut Window) {
-        if !window.dirty {
+        if !window.dirty && !self.rewrite {
             window.dirty = true;
-            self.list(key);
+            self.changed.push(key);
+            self.bound();
         }
     }
 
     /// `window` of `key` was removed.
     pub(super) fn gone(&mut self, key: Key, window: &Window) {
-        if !window.dirty {
-            self.list(key);
+        if window.stored && !self.rewrite {
+            self.forget.push(key);
+            self.bound();
         }
     }
 
-    fn list(&mut self, key: Key) {
-        if self.rewrite {
-            return;
+    fn bound(&mut self) {
+        if self.changed.len() + self.forget.len() > self.limit {
+            self.rewrite_all(self.limit);
         }
-        if self.changed.len() >= self.limit {
-            self.changed = Vec::new();
-            self.rewrite = true;
-            return;
-        }
-        self.changed.push(key);
     }
 
     /// The next checkpoint writes every window anew.
     pub(super) fn rewrite_all(&mut self, max_tracked: usize) {
         self.limit = max_tracked.max(1024);
         self.changed = Vec::new();
+        self.forget = Vec::new();
         self.rewrite = true;
     }
 }
@@ -111,24 +112,29 @@ impl Tracker {
             self.unsaved.rewrite = false;
             for (key, w) in &mut self.windows {
                 w.dirty = false;
+                w.stored = true;
                 if let Some(jail) = name(key) {
                     cp.counts.push((jail, key.1, times(w)));
                 }
             }
         } else {
-            for key in std::mem::take(&mut self.unsaved.changed) {
-                let times = match self.windows.get_mut(&key) {
-                    Some(w) if w.dirty => {
-                        w.dirty = false;
-                        times(w)
-                    }
-                    // Listed again after it went and came back: written
-                    // where it was first listed.
-                    Some(_) => continue,
-                    None => Vec::new(),
-                };
+            // Gone first: a key that went and came back is written again
+            // below.
+            for key in std::mem::take(&mut self.unsaved.forget) {
                 if let Some(jail) = name(&key) {
-                    cp.counts.push((jail, key.1, times));
+                    cp.counts.push((jail, key.1, Vec::new()));
+                }
+            }
+            for key in std::mem::take(&mut self.unsaved.changed) {
+                // Gone since it was listed (what was stored of it is in
+                // `forget`), or listed twice and written already.
+                let Some(w) = self.windows.get_mut(&key).filter(|w| w.dirty) else {
+                    continue;
+                };
+                w.dirty = false;
+                w.stored = true;
+                if let Some(jail) = name(&key) {
+                    cp.counts.push((jail, key.1, times(w)));
                 }
             }
         }
@@ -218,8 +224,17 @@ mod tests {
         fail(&mut t, "203.0.113.2", 4);
         fail(&mut t, "203.0.113.2", 5);
         let cp = t.checkpoint().unwrap();
-        assert_eq!(counted(&cp), vec![("203.0.113.2".into(), 1)]);
+        assert_eq!(
+            counted(&cp),
+            vec![("203.0.113.2".into(), 0), ("203.0.113.2".into(), 1)]
+        );
         assert!(cp.marks.is_empty());
+
+        // Opened and banned between two checkpoints: nothing to store.
+        for secs in 6..9 {
+            fail(&mut t, "203.0.113.3", secs);
+        }
+        assert_eq!(t.checkpoint(), None);
     }
 
     #[test]
