@@ -122,10 +122,13 @@ impl GlobWatch {
             initial: Vec::new(),
         };
         let followed_before = saved.contains_key(&watch.glob);
+        // A file read before under another name (rotated to a name that
+        // matches too) is finished by that name's follower.
+        let read_before: HashSet<FileId> = saved.values().map(|p| (p.dev, p.ino)).collect();
         for (path, id) in watch.scan() {
             let start = match saved.get(&path) {
                 Some(p) => StartAt::Resume(*p),
-                None if followed_before => StartAt::Beginning,
+                None if followed_before && !read_before.contains(&id) => StartAt::Beginning,
                 None => opts.start,
             };
             let f = FileFollower::new(path.clone(), FollowOptions { start, ..opts })?;
