@@ -15,7 +15,10 @@ use crate::metrics::SourceCounters;
 use crate::source::journal::JournalMatch;
 use crate::source::{Line, Sink};
 
-/// Most failures a reader holds before handing them to the tracker.
+/// Most failures a reader holds before handing them to the tracker. A
+/// source that marks how far it read is told when the batch is full
+/// ([`Sink::full`]) and marks then (the journal), or is bounded by its reads
+/// (a file's 128 KiB): its batch leaves with a mark, never without one.
 pub const FLUSH_AT: usize = 1024;
 
 /// Most bytes of lines a reader holds before handing them over: a flood of
@@ -145,6 +148,10 @@ impl Sink for LineStage {
 
     fn read_to(&mut self, mark: ReadMark) {
         self.flush(Some(mark));
+    }
+
+    fn full(&self) -> bool {
+        self.batch.is_full()
     }
 }
 

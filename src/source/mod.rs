@@ -40,6 +40,12 @@ pub trait Sink {
         let _ = mark;
         self.caught_up();
     }
+
+    /// The sink holds as much as it should: a source that marks how far
+    /// it read, and can say so after any line, should do it now.
+    fn full(&self) -> bool {
+        false
+    }
 }
 
 /// One line as a source read it.

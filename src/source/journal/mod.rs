@@ -32,8 +32,8 @@ pub use selection::{JournalConfig, JournalMatch};
 /// sd-journal asks to be looked at again when its timeout passes even with
 /// no inotify event (files on unreliable file systems); this caps a sleep.
 const RECHECK: Duration = Duration::from_secs(1);
-/// Entries between two cursor marks in a long catch-up (which also bounds
-/// what the sink holds).
+/// Most entries between two cursor marks in a long catch-up; the sink may
+/// ask for one sooner ([`Sink::full`]).
 const MARK_EVERY: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
@@ -288,7 +288,7 @@ impl JournalReader {
                 Err(e) => warn!(journal = %self.where_, "no cursor for an entry: {e}"),
             }
             since_mark += 1;
-            if since_mark >= MARK_EVERY {
+            if since_mark >= MARK_EVERY || sink.full() {
                 self.mark(sink);
                 since_mark = 0;
             }
