@@ -614,13 +614,17 @@ fn write_checkpoint(tx: &rusqlite::Transaction<'_>, cp: &Checkpoint) -> rusqlite
     let mut forget = tx.prepare_cached("DELETE FROM failures WHERE jail = ?1 AND addr = ?2")?;
     let mut put =
         tx.prepare_cached("INSERT INTO failures(jail, addr, time) VALUES (?1, ?2, ?3)")?;
-    for (jail, addr, times) in &cp.counts {
+    for (jail, addr, times) in cp.entries() {
         let addr = addr.to_string();
         if !cp.rewrite {
             forget.execute(params![&**jail, addr])?;
         }
         for t in times {
-            put.execute(params![&**jail, addr, ms(*t)])?;
+            put.execute(params![
+                &**jail,
+                addr,
+                i64::try_from(*t).unwrap_or(i64::MAX)
+            ])?;
         }
     }
     Ok(())
@@ -727,14 +731,12 @@ mod tests {
         };
         s.save_positions(&[("/var/log/x".into(), p)]).expect("save");
         assert_eq!(s.positions().expect("load"), vec![("/var/log/x".into(), p)]);
-        s.save_checkpoint(&Checkpoint {
-            marks: vec![crate::message::ReadMark {
-                source: "journal".into(),
-                at: ReadAt::Journal("s=abc".into()),
-            }],
-            ..Checkpoint::default()
-        })
-        .expect("cursor");
+        let journal = crate::message::ReadMark {
+            source: "journal".into(),
+            at: ReadAt::Journal("s=abc".into()),
+        };
+        s.save_checkpoint(&Checkpoint::new(false, vec![journal]))
+            .expect("cursor");
         assert_eq!(
             s.cursor("journal").expect("cursor").as_deref(),
             Some("s=abc")
@@ -758,27 +760,27 @@ mod tests {
                 ..Position::default()
             }),
         };
-        s.save_checkpoint(&Checkpoint {
-            rewrite: false,
-            marks: vec![file(10)],
-            counts: vec![
-                ("j".into(), a, vec![t(1), t(2)]),
-                ("j".into(), b, vec![t(3)]),
-            ],
-        })
+        let counts = |rewrite, marks, entries: &[(IpAddr, &[SystemTime])]| {
+            let mut cp = Checkpoint::new(rewrite, marks);
+            let j = cp.jail(&"j".into());
+            for (addr, times) in entries {
+                let times: Vec<u64> = times.iter().map(|t| ms(*t) as u64).collect();
+                cp.count(j, *addr, &times);
+            }
+            cp
+        };
+        s.save_checkpoint(&counts(
+            false,
+            vec![file(10)],
+            &[(a, &[t(1), t(2)]), (b, &[t(3)])],
+        ))
         .expect("first");
-        s.save_checkpoint(&Checkpoint {
-            rewrite: false,
-            marks: vec![
-                file(20),
-                ReadMark {
-                    source: "journal".into(),
-                    at: ReadAt::Journal("s=1".into()),
-                },
-            ],
-            counts: vec![("j".into(), a, Vec::new())],
-        })
-        .expect("second");
+        let journal = ReadMark {
+            source: "journal".into(),
+            at: ReadAt::Journal("s=1".into()),
+        };
+        s.save_checkpoint(&counts(false, vec![file(20), journal], &[(a, &[])]))
+            .expect("second");
         let ms_of = |f: Vec<(String, IpAddr, SystemTime)>| {
             f.into_iter()
                 .map(|(j, a, t)| (j, a.to_string(), ms(t)))
@@ -792,12 +794,8 @@ mod tests {
         assert_eq!(s.positions().expect("positions")[0].1.offset, 20);
         assert_eq!(s.cursor("journal").expect("cursor").as_deref(), Some("s=1"));
 
-        s.save_checkpoint(&Checkpoint {
-            rewrite: true,
-            marks: Vec::new(),
-            counts: vec![("j".into(), a, vec![t(4)])],
-        })
-        .expect("rewrite");
+        s.save_checkpoint(&counts(true, Vec::new(), &[(a, &[t(4)])]))
+            .expect("rewrite");
         assert_eq!(
             ms_of(s.failures().expect("failures")),
             vec![("j".to_string(), a.to_string(), ms(t(4)))]

@@ -83,7 +83,7 @@ impl Change {
             Change::Banned(b) => b.len(),
             Change::Lifted(k) => k.len(),
             Change::Jails(j) => j.len(),
-            Change::Checkpoint(cp) => cp.marks.len() + cp.counts.len(),
+            Change::Checkpoint(cp) => cp.marks.len() + cp.len(),
         }
         .max(1)
     }

@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use super::{Key, Tracker, Window};
 use crate::message::{Checkpoint, ReadAt, ReadMark};
@@ -90,10 +89,7 @@ impl Tracker {
     /// What the store lacks, in one checkpoint (None: nothing), as of now:
     /// call it between two batches of failures.
     pub fn checkpoint(&mut self) -> Option<Checkpoint> {
-        let mut cp = Checkpoint {
-            rewrite: self.unsaved.rewrite,
-            ..Checkpoint::default()
-        };
+        let mut cp = Checkpoint::new(self.unsaved.rewrite, Vec::new());
         for (source, (at, unsaved)) in &mut self.unsaved.marks {
             if *unsaved || cp.rewrite {
                 *unsaved = false;
@@ -103,27 +99,24 @@ impl Tracker {
                 });
             }
         }
-        let jails = &self.jails;
-        let name = |key: &Key| match jails.get(usize::from(key.0)) {
-            Some(Some(j)) => Some(Arc::clone(&j.name)),
-            _ => None,
-        };
+        // Entries use jail ids as indexes: ids are stable across reloads.
+        cp.jails = self
+            .jails
+            .iter()
+            .map(|j| j.as_ref().map(|j| Arc::clone(&j.name)))
+            .collect();
         if cp.rewrite {
             self.unsaved.rewrite = false;
             for (key, w) in &mut self.windows {
                 w.dirty = false;
                 w.stored = true;
-                if let Some(jail) = name(key) {
-                    cp.counts.push((jail, key.1, times(w)));
-                }
+                cp.count(key.0, key.1, w.times());
             }
         } else {
             // Gone first: a key that went and came back is written again
             // below.
             for key in std::mem::take(&mut self.unsaved.forget) {
-                if let Some(jail) = name(&key) {
-                    cp.counts.push((jail, key.1, Vec::new()));
-                }
+                cp.count(key.0, key.1, &[]);
             }
             for key in std::mem::take(&mut self.unsaved.changed) {
                 // Gone since it was listed (what was stored of it is in
@@ -133,20 +126,11 @@ impl Tracker {
                 };
                 w.dirty = false;
                 w.stored = true;
-                if let Some(jail) = name(&key) {
-                    cp.counts.push((jail, key.1, times(w)));
-                }
+                cp.count(key.0, key.1, w.times());
             }
         }
         (!cp.is_empty()).then_some(cp)
     }
-}
-
-fn times(w: &Window) -> Vec<SystemTime> {
-    w.times()
-        .iter()
-        .map(|t| SystemTime::UNIX_EPOCH + Duration::from_millis(*t))
-        .collect()
 }
 
 #[cfg(test)]
@@ -157,6 +141,7 @@ mod tests {
     use crate::message::{Failure, Position};
     use crate::tracker::Verdict;
     use std::path::Path;
+    use std::time::{Duration, SystemTime};
 
     fn tracker(max_tracked: usize) -> Tracker {
         let text = "[jail.j]\nfailregex = ['from <HOST>$']\nlogpath = \"/dev/null\"\nmaxretry = 3\nfindtime = 600\n";
@@ -186,8 +171,7 @@ mod tests {
 
     fn counted(cp: &Checkpoint) -> Vec<(String, usize)> {
         let mut v: Vec<_> = cp
-            .counts
-            .iter()
+            .entries()
             .map(|(_, a, t)| (a.to_string(), t.len()))
             .collect();
         v.sort();
@@ -268,7 +252,7 @@ mod tests {
         t.read_to(mark(5));
         let cp = t.checkpoint().unwrap();
         assert!(cp.rewrite);
-        assert_eq!(cp.counts.len(), t.tracked());
+        assert_eq!(cp.len(), t.tracked());
         assert_eq!(cp.marks, vec![mark(5)]);
         assert_eq!(t.checkpoint(), None);
     }
