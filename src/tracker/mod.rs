@@ -316,16 +316,16 @@ impl Tracker {
         let findtime = jail.findtime.as_millis() as u64;
         let counts = &mut self.counts[failure.jail];
         counts.total += 1;
-        let window = match self.windows.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        let (window, new) = match self.windows.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => (e.into_mut(), false),
             std::collections::hash_map::Entry::Vacant(e) => {
                 self.opened.push_back(key);
                 counts.current += 1;
-                e.insert(Window::new(maxretry))
+                (e.insert(Window::new(maxretry)), true)
             }
         };
         let count = window.push(millis(failure.time), findtime) as u32;
-        self.unsaved.changed(key, window);
+        self.unsaved.changed(key, window, new);
         if count as usize >= maxretry {
             if let Some(gone) = self.windows.remove(&key) {
                 self.unsaved.gone(key, &gone);
@@ -405,7 +405,16 @@ impl Tracker {
         // the queue stays proportional to the map.
         if self.opened.len() > 2 * self.windows.len() + 1024 {
             let windows = &self.windows;
-            self.opened.retain(|k| windows.contains_key(k));
+            // The keys opened since the last checkpoint stay the last ones.
+            let older = self.opened.len().saturating_sub(self.unsaved.opened);
+            let (mut i, mut newer) = (0, 0);
+            self.opened.retain(|k| {
+                let keep = windows.contains_key(k);
+                newer += usize::from(keep && i >= older);
+                i += 1;
+                keep
+            });
+            self.unsaved.opened = newer;
         }
     }
 

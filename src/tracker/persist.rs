@@ -10,11 +10,13 @@
 //! carries both, for one transaction.
 //!
 //! A checkpoint carries only what changed since the one before: the windows
-//! touched (a key is listed once, when its window first changes) and those
-//! gone that the store holds (a window opened and banned between two
-//! checkpoints, as in a flood, costs the store nothing). The lists are
-//! bounded: past the tracker's cap, they are dropped and the next checkpoint
-//! writes every window anew, as it does after a reload or a start.
+//! opened (the last keys of the tracker's queue of opened windows, so a
+//! flood of new addresses lists nothing twice), those changed (a key is
+//! listed once, when its window first changes) and those gone that the
+//! store holds (a window opened and banned between two checkpoints, as in a
+//! flood, costs the store nothing). The lists are bounded: past the
+//! tracker's cap, they are dropped and the next checkpoint writes every
+//! window anew, as it does after a reload or a start.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,8 +25,11 @@ use super::{Key, Tracker, Window};
 use crate::message::{Checkpoint, ReadAt, ReadMark};
 
 pub(super) struct Unsaved {
-    /// Keys whose window changed since the last checkpoint; a key is here
-    /// at most once while its window is dirty.
+    /// Windows opened since the last checkpoint: the last this many keys
+    /// of the tracker's `opened` queue.
+    pub(super) opened: usize,
+    /// Keys whose window (opened before) changed since the last
+    /// checkpoint; a key is here at most once while its window is dirty.
     changed: Vec<Key>,
     /// Keys whose stored window went since the last checkpoint.
     forget: Vec<Key>,
@@ -39,6 +44,7 @@ pub(super) struct Unsaved {
 impl Unsaved {
     pub(super) fn new(max_tracked: usize) -> Unsaved {
         Unsaved {
+            opened: 0,
             changed: Vec::new(),
             forget: Vec::new(),
             rewrite: false,
@@ -47,10 +53,15 @@ impl Unsaved {
         }
     }
 
-    /// `window` of `key` was changed (or opened).
-    pub(super) fn changed(&mut self, key: Key, window: &mut Window) {
-        if !window.dirty && !self.rewrite {
-            window.dirty = true;
+    /// `window` of `key` was changed (`new`: opened, its key just queued).
+    pub(super) fn changed(&mut self, key: Key, window: &mut Window, new: bool) {
+        if window.dirty || self.rewrite {
+            return;
+        }
+        window.dirty = true;
+        if new {
+            self.opened += 1;
+        } else {
             self.changed.push(key);
             self.bound();
         }
@@ -73,6 +84,7 @@ impl Unsaved {
     /// The next checkpoint writes every window anew.
     pub(super) fn rewrite_all(&mut self, max_tracked: usize) {
         self.limit = max_tracked.max(1024);
+        self.opened = 0;
         self.changed = Vec::new();
         self.forget = Vec::new();
         self.rewrite = true;
@@ -107,6 +119,7 @@ impl Tracker {
             .collect();
         if cp.rewrite {
             self.unsaved.rewrite = false;
+            self.unsaved.opened = 0;
             for (key, w) in &mut self.windows {
                 w.dirty = false;
                 w.stored = true;
@@ -118,10 +131,14 @@ impl Tracker {
             for key in std::mem::take(&mut self.unsaved.forget) {
                 cp.count(key.0, key.1, &[]);
             }
-            for key in std::mem::take(&mut self.unsaved.changed) {
+            // Evictions pop the queue's front: fewer may be left.
+            let opened = std::mem::take(&mut self.unsaved.opened).min(self.opened.len());
+            let since = self.opened.len() - opened;
+            let changed = std::mem::take(&mut self.unsaved.changed);
+            for key in changed.iter().chain(self.opened.range(since..)) {
                 // Gone since it was listed (what was stored of it is in
                 // `forget`), or listed twice and written already.
-                let Some(w) = self.windows.get_mut(&key).filter(|w| w.dirty) else {
+                let Some(w) = self.windows.get_mut(key).filter(|w| w.dirty) else {
                     continue;
                 };
                 w.dirty = false;
@@ -243,12 +260,34 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_new_addresses_lists_each_once_evicted_ones_not_at_all() {
+        let mut t = tracker(1024);
+        let addr = |i: u32| std::net::Ipv4Addr::from(0xc633_6400 + i).to_string();
+        for i in 0..3000 {
+            fail(&mut t, &addr(i), 0);
+        }
+        let cp = t.checkpoint().unwrap();
+        assert!(!cp.rewrite);
+        let mut listed: Vec<String> = cp.entries().map(|(_, a, _)| a.to_string()).collect();
+        listed.sort();
+        let mut tracked: Vec<String> = (3000 - 1024..3000).map(addr).collect();
+        tracked.sort();
+        assert_eq!(listed, tracked, "the windows left, each once");
+    }
+
+    #[test]
     fn past_the_cap_the_list_gives_way_to_a_rewrite_of_every_window() {
         let mut t = tracker(1024);
-        for i in 0..3000u32 {
-            let addr = std::net::Ipv4Addr::from(0xc633_6400 + i).to_string();
-            fail(&mut t, &addr, 0);
+        let addr = |i: u32| std::net::Ipv4Addr::from(0xc633_6400 + i).to_string();
+        for i in 0..1024 {
+            fail(&mut t, &addr(i), 0);
         }
+        t.checkpoint().unwrap();
+        // Every stored window changes, and one more goes: past the cap.
+        for i in 0..1024 {
+            fail(&mut t, &addr(i), 1);
+        }
+        fail(&mut t, &addr(5000), 1);
         t.read_to(mark(5));
         let cp = t.checkpoint().unwrap();
         assert!(cp.rewrite);
