@@ -47,6 +47,165 @@ pub struct BanOrder {
     pub read: Option<Instant>,
 }
 
+/// The failures a reader handed on in one go, and how far it had read
+/// then. One message per batch: a flood costs a channel operation per
+/// batch, not per line.
+#[derive(Debug, Default)]
+pub struct FailureBatch {
+    pub failures: Vec<Failure>,
+    /// Where the source stood after the last line of the batch (None: a
+    /// source that keeps no read position, or one that read past the
+    /// batch's end). Travelling with the failures, it reaches the tracker
+    /// right after them, so the tracker knows which counts include which
+    /// lines and the two are stored together.
+    pub read_to: Option<ReadMark>,
+}
+
+/// How far one source had read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadMark {
+    /// The source as the state store keys it: a file's path, a journal's
+    /// cursor key.
+    pub source: Arc<str>,
+    pub at: ReadAt,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadAt {
+    File(Position),
+    /// The journal's cursor of the last entry read.
+    Journal(String),
+}
+
+/// Where reading of a log file stopped: the file by identity (device and
+/// inode, plus a hash of its first line, since inodes are reused) and the
+/// byte offset of the first line not yet read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Position {
+    pub dev: u64,
+    pub ino: u64,
+    pub head: u64,
+    pub offset: u64,
+}
+
+/// What the tracker hands the state store to write in one transaction:
+/// read positions together with the failure counts that include every
+/// line before them, so after a crash a restart reads again exactly the
+/// lines the stored counts lack.
+///
+/// Compact, as it may hold every address the tracker counts: an entry is
+/// a jail index, an address and how many of `times` are its own, with no
+/// allocation of its own.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The stored counts are replaced by these (else each entry only
+    /// changes the address it names).
+    pub rewrite: bool,
+    /// Read positions changed since the last checkpoint.
+    pub marks: Vec<ReadMark>,
+    /// Jail names by the index entries use (None: a removed jail).
+    pub jails: Vec<Option<Arc<str>>>,
+    counts: Vec<Counted>,
+    /// The failure times of the entries, one run after the other, in
+    /// milliseconds since the epoch.
+    times: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counted {
+    jail: u16,
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Checkpoint {
+    /// One with these marks and no count yet.
+    pub fn new(rewrite: bool, marks: Vec<ReadMark>) -> Checkpoint {
+        Checkpoint {
+            rewrite,
+            marks,
+            ..Checkpoint::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.rewrite && self.marks.is_empty() && self.counts.is_empty()
+    }
+
+    /// Entries, for the store's bound on what it keeps waiting.
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    /// The failure times (ms since the epoch, at most 255) now counted for
+    /// `addr` in jail index `jail`; none: no longer counted there.
+    pub fn count(&mut self, jail: u16, addr: IpAddr, times: &[u64]) {
+        let len = times.len().min(usize::from(u8::MAX));
+        self.times.extend_from_slice(&times[..len]);
+        self.counts.push(Counted {
+            jail,
+            addr,
+            len: len as u8,
+        });
+    }
+
+    /// The index of jail `name`, added if new.
+    pub fn jail(&mut self, name: &Arc<str>) -> u16 {
+        let found = self.jails.iter().position(|j| j.as_ref() == Some(name));
+        let i = found.unwrap_or_else(|| {
+            self.jails.push(Some(Arc::clone(name)));
+            self.jails.len() - 1
+        });
+        i.min(usize::from(u16::MAX)) as u16
+    }
+
+    /// Each entry in order: jail name, address, failure times (ms).
+    pub fn entries(&self) -> impl Iterator<Item = (&Arc<str>, IpAddr, &[u64])> + '_ {
+        let mut at = 0;
+        self.counts.iter().filter_map(move |c| {
+            let times = self.times.get(at..at + usize::from(c.len)).unwrap_or(&[]);
+            at += usize::from(c.len);
+            let jail = self.jails.get(usize::from(c.jail))?.as_ref()?;
+            Some((jail, c.addr, times))
+        })
+    }
+
+    /// Folds a later checkpoint into this one, for a store that could not
+    /// take this one yet: written together they say what the later one
+    /// would have said after this one.
+    pub fn absorb(&mut self, later: Checkpoint) {
+        let mut marks = std::mem::take(&mut self.marks);
+        for m in later.marks.iter().cloned() {
+            match marks.iter_mut().find(|n| n.source == m.source) {
+                Some(n) => *n = m,
+                None => marks.push(m),
+            }
+        }
+        let mut merged = Checkpoint::new(self.rewrite || later.rewrite, marks);
+        // The last word on each address wins; a rewrite forgets what
+        // came before it.
+        let mut last: std::collections::HashMap<(Arc<str>, IpAddr), Vec<u64>> =
+            std::collections::HashMap::new();
+        let mut order = Vec::new();
+        let earlier = (!later.rewrite).then_some(&*self);
+        for cp in earlier.into_iter().chain(Some(&later)) {
+            for (jail, addr, times) in cp.entries() {
+                let key = (Arc::clone(jail), addr);
+                if last.insert(key.clone(), times.to_vec()).is_none() {
+                    order.push(key);
+                }
+            }
+        }
+        for key in order {
+            if let Some(times) = last.get(&key) {
+                let jail = merged.jail(&key.0);
+                merged.count(jail, key.1, times);
+            }
+        }
+        *self = merged;
+    }
+}
+
 /// A log line that travels with its failure without a copy of its own.
 ///
 /// A reader puts the lines that hit of one batch into one buffer and hands

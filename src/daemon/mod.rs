@@ -14,7 +14,6 @@ mod stop;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tracing::{info, warn};
 
@@ -36,9 +35,6 @@ const FAILURE_QUEUE: usize = 16 * 1024;
 /// batch of failures (up to [`pipeline::FLUSH_AT`] bans each), control
 /// requests one each.
 const BAN_QUEUE: usize = 64;
-/// How often read positions go to the state store while running; at stop
-/// they are saved exactly. After a crash, at most this much is read again.
-const POSITIONS_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {

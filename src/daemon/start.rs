@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::info;
 
 use super::{control::Handle, DaemonError, JailSlots, RunOptions};
-use super::{BAN_QUEUE, FAILURE_QUEUE, POSITIONS_EVERY};
+use super::{BAN_QUEUE, FAILURE_QUEUE};
 use crate::bantime::Offences;
 use crate::config::{BackendKind, Config};
 use crate::control::server::{self as control_server, Access};
@@ -20,7 +20,7 @@ use crate::enforce::enforcer::{Enforcer, EnforcerMsg};
 use crate::enforce::log::LogBackend;
 use crate::enforce::nft::NftBackend;
 use crate::enforce::{self, restore, Backend};
-use crate::message::Failure;
+use crate::message::FailureBatch;
 use crate::metrics::Exporter;
 use crate::pipeline::{self, Sources};
 use crate::rules::JailRules;
@@ -43,7 +43,6 @@ pub(super) struct Running {
     pub(super) enforcer_tx: mpsc::Sender<EnforcerMsg>,
     /// The state writer (None: a dry run keeps no state).
     pub(super) state: Option<(StateTx, std::thread::JoinHandle<()>)>,
-    pub(super) position_saver: Option<JoinHandle<()>>,
     /// STATUS= and the watchdog (None: not under systemd).
     pub(super) service: Option<JoinHandle<()>>,
 }
@@ -75,7 +74,7 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let listener = control_server::bind(&config.socket, access)?;
 
     // Readers send their failures in batches (see pipeline::FLUSH_AT).
-    let (fail_tx, fail_rx) = mpsc::channel::<Vec<Failure>>(FAILURE_QUEUE / pipeline::FLUSH_AT);
+    let (fail_tx, fail_rx) = mpsc::channel::<FailureBatch>(FAILURE_QUEUE / pipeline::FLUSH_AT);
     let (enforcer_tx, enforcer_rx) = mpsc::channel::<EnforcerMsg>(BAN_QUEUE);
     let (tracker_tx, tracker_rx) = mpsc::channel::<TrackerCtl>(256);
 
@@ -84,7 +83,12 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let (ids, jails) = slots.assign(&config);
     let mut counting = Tracker::with_slots(jails, config.max_tracked).with_offences(last.offences);
     let carried = carry_over(&mut counting, last.failures, &enforcer_tx).await;
-    let tracker = tracker_task::run(counting, fail_rx, tracker_rx, enforcer_tx.clone());
+    // Counts and read positions are stored together by the tracker.
+    let persist = state_tx.clone().map(|tx| tracker_task::Persist {
+        save: Box::new(move |cp| tx.send(StateMsg::Checkpoint(cp))),
+        applied: EnforcerMsg::Ping,
+    });
+    let tracker = tracker_task::run(counting, fail_rx, tracker_rx, enforcer_tx.clone(), persist);
     let tracker = tokio::spawn(tracker);
     let mut sources = Sources::new(
         fail_tx,
@@ -127,7 +131,6 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     if let Some(m) = metrics {
         tokio::spawn(m.serve(enforce::metrics::active_bans(&enforcer_tx)));
     }
-    let position_saver = state_tx.map(|tx| tokio::spawn(save_positions(Arc::clone(&handle), tx)));
     Ok(Running {
         handle,
         stdin_done,
@@ -137,7 +140,6 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
         enforcer,
         enforcer_tx,
         state,
-        position_saver,
         service,
     })
 }
@@ -247,7 +249,7 @@ fn read_last_run(
     let last = LastRun {
         offences: offences(&store, config)?,
         positions: store.positions()?,
-        failures: store.take_failures()?,
+        failures: store.failures()?,
     };
     Ok((store, last))
 }
@@ -280,15 +282,4 @@ fn cursor_stores(config: &Config) -> pipeline::CursorStores {
         };
         Ok(Box::new(store) as Box<dyn CursorStore>)
     })
-}
-
-/// Read positions go to the store every [`POSITIONS_EVERY`] while running
-/// (at stop they are saved exactly).
-async fn save_positions(handle: Arc<Handle>, tx: StateTx) {
-    let mut every = tokio::time::interval(POSITIONS_EVERY);
-    loop {
-        every.tick().await;
-        let p = handle.sources.lock().await.positions();
-        tx.send(StateMsg::Positions(p));
-    }
 }

@@ -1,14 +1,14 @@
 //! Shutdown, as tokio's guide has it: the readers stop after their last
-//! line and their senders drop; the tracker drains and hands back its
-//! counts; the enforcer applies every ban queued before its stop; the state
-//! writer records exact positions and the counts last.
+//! line (and where they stopped) and their senders drop; the tracker drains
+//! and hands back its counts; the enforcer applies every ban queued before
+//! its stop; the state writer records the counts with the exact positions
+//! last.
 
 use tracing::{error, info};
 
 use super::start::Running;
 use crate::config::persist::OnStop;
 use crate::enforce::enforcer::EnforcerMsg;
-use crate::pipeline;
 use crate::state::writer::StateMsg;
 
 /// A package upgrade restarts the daemon; with `on_stop = "flush"` that
@@ -36,16 +36,12 @@ pub(super) async fn stop(running: Running) {
         enforcer,
         enforcer_tx,
         state,
-        position_saver,
         service,
         ..
     } = running;
     super::service::stopping();
     // Stages stopping on purpose must not read as stalled.
     if let Some(s) = service {
-        s.abort();
-    }
-    if let Some(s) = position_saver {
         s.abort();
     }
     let config = handle.config();
@@ -55,10 +51,7 @@ pub(super) async fn stop(running: Running) {
     }
     let _ = stop_server.send(true);
     let _ = server.await;
-    let (slots, threads) = {
-        let mut sources = handle.sources.lock().await;
-        (sources.position_slots(), sources.stop_all())
-    };
+    let threads = handle.sources.lock().await.stop_all();
     let joined = tokio::task::spawn_blocking(move || {
         threads
             .into_iter()
@@ -69,11 +62,11 @@ pub(super) async fn stop(running: Running) {
     if joined.await.unwrap_or(1) > 0 {
         error!("a log source thread panicked");
     }
-    let counted = match tracker.await {
-        Ok(t) => t.snapshot(),
+    let mut tracker = match tracker.await {
+        Ok(t) => Some(t),
         Err(_) => {
             error!("the tracker task panicked");
-            Vec::new()
+            None
         }
     };
     // Every decided ban is queued ahead of this.
@@ -86,13 +79,11 @@ pub(super) async fn stop(running: Running) {
     }
     drop(handle);
     if let Some((tx, thread)) = state {
-        // The readers have stopped after their last line: these are exact.
-        tx.send(StateMsg::Positions(pipeline::read_positions(&slots)));
-        let counted = counted
-            .into_iter()
-            .map(|(jail, addr, t)| (jail.to_string(), addr, t))
-            .collect();
-        tx.send(StateMsg::Failures(counted));
+        // The readers have stopped after their last line, and every ban
+        // decided is applied: the last counts and positions go after them.
+        if let Some(cp) = tracker.as_mut().and_then(|t| t.checkpoint()) {
+            tx.send(StateMsg::Checkpoint(cp));
+        }
         tx.sync();
         drop(tx);
         let _ = tokio::task::spawn_blocking(move || thread.join()).await;

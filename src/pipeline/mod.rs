@@ -16,5 +16,5 @@ mod routes;
 mod scan;
 mod stage;
 
-pub use readers::{read_positions, CursorStores, PipelineError, Prepared, Sources};
+pub use readers::{CursorStores, PipelineError, Prepared, Sources};
 pub use stage::FLUSH_AT;

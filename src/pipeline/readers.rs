@@ -16,9 +16,9 @@ use tracing::{error, info};
 use super::routes::{self, Routes, SourceKey};
 use super::stage::LineStage;
 use crate::config::Config;
-use crate::message::{Failure, JailId};
+use crate::message::{FailureBatch, JailId};
 use crate::source::file::{
-    FileFollower, FileSourceError, FollowOptions, Position, PositionSlot, StartAt, Stopper,
+    FileFollower, FileSourceError, FollowOptions, Position, StartAt, Stopper,
 };
 use crate::source::glob::GlobWatch;
 use crate::source::journal::{self, CursorStore, JournalError, JournalReader};
@@ -45,13 +45,14 @@ pub type CursorStores = Arc<dyn Fn() -> Result<Box<dyn CursorStore>, JournalErro
 
 pub struct Sources {
     /// Cloned into each new reader; dropped at stop so the tracker sees the end.
-    tx: Option<mpsc::Sender<Vec<Failure>>>,
+    tx: Option<mpsc::Sender<FailureBatch>>,
     running: BTreeMap<SourceKey, Running>,
     /// `run --stdin JAIL`.
     stdin_jail: Option<String>,
     /// Told when standard input ended, so the daemon stops.
     stdin_done: Arc<Notify>,
-    /// Where the last run stopped in each file, used when it is first opened.
+    /// Where the last run stopped in each file (and which globs it
+    /// followed), used when it is first opened.
     saved: BTreeMap<PathBuf, Position>,
     cursors: CursorStores,
 }
@@ -60,13 +61,11 @@ struct Running {
     routes: Arc<ArcSwap<Routes>>,
     stopper: Stopper,
     thread: JoinHandle<()>,
-    /// A file's read position, for the state store.
-    position: Option<PositionSlot>,
 }
 
 /// A source opened by `prepare`, started by `commit`.
 enum Opened {
-    File(FileFollower),
+    File(Box<FileFollower>),
     Glob(GlobWatch),
     Stdin,
     Syslog(SyslogReceiver),
@@ -84,7 +83,7 @@ pub struct Prepared {
 
 impl Sources {
     pub fn new(
-        tx: mpsc::Sender<Vec<Failure>>,
+        tx: mpsc::Sender<FailureBatch>,
         stdin_jail: Option<String>,
         saved: Vec<(String, Position)>,
         cursors: CursorStores,
@@ -100,23 +99,6 @@ impl Sources {
                 .collect(),
             cursors,
         }
-    }
-
-    /// Where each file's reader stands, by path as the state store keys
-    /// them (a reader that has read nothing has none).
-    pub fn positions(&self) -> Vec<(String, Position)> {
-        read_positions(&self.position_slots())
-    }
-
-    /// The files' position slots, to read once the readers have stopped.
-    pub fn position_slots(&self) -> Vec<(PathBuf, PositionSlot)> {
-        self.running
-            .iter()
-            .filter_map(|(key, r)| match (key, &r.position) {
-                (SourceKey::File(path), Some(slot)) => Some((path.clone(), Arc::clone(slot))),
-                _ => None,
-            })
-            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -153,11 +135,7 @@ impl Sources {
             }
             // Opened now, before "ready" or "reloaded" is said, so a line
             // written after that is never missed by a reader starting up.
-            let resume = match key {
-                SourceKey::File(path) => self.saved.get(path).copied(),
-                _ => None,
-            };
-            let source = open(key, journal_findtime, resume)?;
+            let source = open(key, journal_findtime, &self.saved)?;
             let stopper = Stopper::new().map_err(PipelineError::Thread)?;
             opened.push((key.clone(), source, stopper));
         }
@@ -188,16 +166,28 @@ impl Sources {
                 break;
             };
             let routes = Arc::new(ArcSwap::from_pointee(routes));
-            let stage = LineStage::new(Arc::clone(&routes), tx).counting(&source_label(&key));
-            let position = match (&key, &opened) {
-                (SourceKey::File(path), Opened::File(f)) => {
+            // Files and the journal keep read positions, sent with their
+            // batches so they are stored with what the batches counted.
+            let marking = matches!(
+                key,
+                SourceKey::File(_) | SourceKey::Glob(_) | SourceKey::Journal(_)
+            );
+            let stage = LineStage::new(Arc::clone(&routes), tx)
+                .counting(&source_label(&key))
+                .marking(marking);
+            match (&key, &opened) {
+                (SourceKey::File(path), Opened::File(_)) => {
                     // Used once: a file dropped by a reload and added back
                     // later is read from its end like any new one.
                     self.saved.remove(path);
-                    Some(f.position_slot())
                 }
-                _ => None,
-            };
+                (SourceKey::Glob(glob), Opened::Glob(_)) => {
+                    // The same for a glob's files (all in its directory).
+                    let dir = glob.parent();
+                    self.saved.retain(|p, _| p != glob && p.parent() != dir);
+                }
+                _ => {}
+            }
             let stop = stopper.clone();
             let thread = match (opened, &key) {
                 (Opened::File(f), _) => spawn_file(f, stop, stage)?,
@@ -219,7 +209,6 @@ impl Sources {
                     routes,
                     stopper,
                     thread,
-                    position,
                 },
             );
         }
@@ -246,32 +235,24 @@ impl Sources {
     }
 }
 
-/// The positions in `slots`, by path as the state store keys them.
-pub fn read_positions(slots: &[(PathBuf, PositionSlot)]) -> Vec<(String, Position)> {
-    slots
-        .iter()
-        .filter_map(|(path, slot)| {
-            Some((path.to_string_lossy().into_owned(), (*slot.lock().ok()?)?))
-        })
-        .collect()
-}
-
 fn open(
     key: &SourceKey,
     journal_findtime: Duration,
-    resume: Option<Position>,
+    saved: &BTreeMap<PathBuf, Position>,
 ) -> Result<Opened, PipelineError> {
     Ok(match key {
         SourceKey::File(path) => {
             let mut opts = FollowOptions::default();
-            if let Some(p) = resume {
-                opts.start = StartAt::Resume(p);
+            if let Some(p) = saved.get(path) {
+                opts.start = StartAt::Resume(*p);
             }
-            Opened::File(FileFollower::new(path.clone(), opts)?)
+            Opened::File(Box::new(FileFollower::new(path.clone(), opts)?))
         }
-        SourceKey::Glob(path) => {
-            Opened::Glob(GlobWatch::new(path.clone(), FollowOptions::default())?)
-        }
+        SourceKey::Glob(path) => Opened::Glob(GlobWatch::resuming(
+            path.clone(),
+            FollowOptions::default(),
+            saved,
+        )?),
         SourceKey::Stdin => Opened::Stdin,
         SourceKey::Syslog(c) => Opened::Syslog(SyslogReceiver::bind(
             c.socket.as_deref(),
@@ -298,7 +279,7 @@ fn thread(
 }
 
 fn spawn_file(
-    mut follower: FileFollower,
+    mut follower: Box<FileFollower>,
     stop: Stopper,
     mut stage: LineStage,
 ) -> Result<JoinHandle<()>, PipelineError> {

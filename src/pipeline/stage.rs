@@ -13,12 +13,15 @@ use tracing::info;
 use super::aliases;
 use super::routes::{Routes, SharedRoutes};
 use super::scan::ReaderFilters;
-use crate::message::{Failure, JailId, SharedLine};
+use crate::message::{Failure, FailureBatch, JailId, ReadMark, SharedLine};
 use crate::metrics::SourceCounters;
 use crate::source::journal::JournalMatch;
 use crate::source::{Line, Sink};
 
-/// Most failures a reader holds before handing them to the tracker.
+/// Most failures a reader holds before handing them to the tracker. A
+/// source that marks how far it read is told when the batch is full
+/// ([`Sink::full`]) and marks then (the journal), or is bounded by its reads
+/// (a file's 128 KiB): its batch leaves with a mark, never without one.
 pub const FLUSH_AT: usize = 1024;
 
 /// Most bytes of lines a reader holds before handing them over: a flood of
@@ -33,13 +36,17 @@ pub(super) struct LineStage {
     filters: Vec<ReaderFilters>,
     batch: Batch,
     counts: LineCounts,
+    /// The source marks how far it read after each read
+    /// ([`Sink::read_to`]): the batch waits for the mark, so no failure
+    /// reaches the tracker ahead of the position that includes it.
+    marking: bool,
     /// A glob's file: it, and the jails that read it through another
     /// logpath, whose failures this stage does not count again.
     alias: Option<(PathBuf, Vec<JailId>)>,
 }
 
 impl LineStage {
-    pub(super) fn new(routes: SharedRoutes, tx: mpsc::Sender<Vec<Failure>>) -> Self {
+    pub(super) fn new(routes: SharedRoutes, tx: mpsc::Sender<FailureBatch>) -> Self {
         let current = routes.load_full();
         let filters = filters_for(&current);
         LineStage {
@@ -48,8 +55,15 @@ impl LineStage {
             filters,
             batch: Batch::new(tx),
             counts: LineCounts::default(),
+            marking: false,
             alias: None,
         }
+    }
+
+    /// For a source that marks how far it read (see [`Sink::read_to`]).
+    pub(super) fn marking(mut self, marking: bool) -> Self {
+        self.marking = marking;
+        self
     }
 
     /// Counts its lines under `source` in the metrics, when they are on.
@@ -63,6 +77,7 @@ impl LineStage {
     pub(super) fn sibling(&self) -> Self {
         let mut stage = LineStage::new(Arc::clone(&self.routes), self.batch.tx.clone());
         stage.counts.metrics = self.counts.metrics.clone();
+        stage.marking = self.marking;
         stage
     }
 
@@ -94,8 +109,8 @@ impl LineStage {
     }
 
     /// Hands the batch on, and what was counted with it.
-    fn flush(&mut self) {
-        self.batch.flush();
+    fn flush(&mut self, read_to: Option<ReadMark>) {
+        self.batch.flush(read_to);
         self.counts.report();
     }
 
@@ -160,14 +175,22 @@ impl Sink for LineStage {
             });
         }
         self.counts.line(span.is_some(), newest);
-        if self.batch.is_full() {
-            self.flush();
+        if !self.marking && self.batch.is_full() {
+            self.flush(None);
         }
         routed
     }
 
     fn caught_up(&mut self) {
-        self.flush();
+        self.flush(None);
+    }
+
+    fn read_to(&mut self, mark: ReadMark) {
+        self.flush(Some(mark));
+    }
+
+    fn full(&self) -> bool {
+        self.batch.is_full()
     }
 }
 
@@ -215,8 +238,11 @@ fn filters_for(routes: &Routes) -> Vec<ReaderFilters> {
 /// of its task per batch, not per line (the tracker is quicker than a
 /// reader, so it would sleep between lines).
 struct Batch {
-    tx: mpsc::Sender<Vec<Failure>>,
+    tx: mpsc::Sender<FailureBatch>,
     pending: Vec<Failure>,
+    /// The last mark sent: a mark with no new failure goes on only when
+    /// it moved.
+    sent: Option<ReadMark>,
     /// The lines of `pending`, end to end: one buffer for the batch (see
     /// [`SharedLine`]), with `spans` saying which failure has which line.
     text: String,
@@ -224,10 +250,11 @@ struct Batch {
 }
 
 impl Batch {
-    fn new(tx: mpsc::Sender<Vec<Failure>>) -> Self {
+    fn new(tx: mpsc::Sender<FailureBatch>) -> Self {
         Batch {
             tx,
             pending: Vec::with_capacity(FLUSH_AT),
+            sent: None,
             text: String::new(),
             spans: Vec::new(),
         }
@@ -250,10 +277,14 @@ impl Batch {
         self.pending.len() >= FLUSH_AT || self.text.len() >= FLUSH_TEXT_AT
     }
 
-    /// Hands the pending failures to the tracker.
-    fn flush(&mut self) {
-        if self.pending.is_empty() {
+    /// Hands the pending failures to the tracker, with how far the source
+    /// read when it has said so.
+    fn flush(&mut self, read_to: Option<ReadMark>) {
+        if self.pending.is_empty() && (read_to.is_none() || read_to == self.sent) {
             return;
+        }
+        if read_to.is_some() {
+            self.sent.clone_from(&read_to);
         }
         let buf: Arc<str> = Arc::from(self.text.as_str());
         for (i, range) in self.spans.drain(..) {
@@ -265,9 +296,13 @@ impl Batch {
         if self.text.capacity() > FLUSH_TEXT_AT * 2 {
             self.text.shrink_to(FLUSH_TEXT_AT);
         }
-        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(FLUSH_AT));
+        let failures = if self.pending.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::replace(&mut self.pending, Vec::with_capacity(FLUSH_AT))
+        };
         // A closed channel means shutdown; bans already decided are in the
         // kernel.
-        let _ = self.tx.blocking_send(batch);
+        let _ = self.tx.blocking_send(FailureBatch { failures, read_to });
     }
 }

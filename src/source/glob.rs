@@ -4,6 +4,11 @@
 //! appears later is read from its start (all of it is new); a file whose name
 //! goes away is drained and dropped.
 //!
+//! Each file's read position is kept under its own path, as a single file's
+//! is, and the glob records that it was followed: at the next start a file
+//! read before resumes where it stopped, and one that appeared while the
+//! daemon was stopped is read from its start.
+//!
 //! Only the file name may hold the glob: the directory is what is watched.
 //! Only regular files match (a FIFO, device or directory whose name matches
 //! is passed over: opening one could block or read what is no log), and a
@@ -23,8 +28,9 @@ use std::path::{Path, PathBuf};
 use inotify::{Inotify, WatchMask};
 use tracing::{error, info, warn};
 
-use super::file::{FileFollower, FileSourceError, FollowOptions, StartAt, Stopper};
+use super::file::{FileFollower, FileSourceError, FollowOptions, Position, StartAt, Stopper};
 use super::{wait_readable, Sink};
+use crate::message::{ReadAt, ReadMark};
 
 /// A file's reader thread and what stops it.
 type Following = (Stopper, std::thread::JoinHandle<()>);
@@ -71,6 +77,19 @@ impl GlobWatch {
     /// end (what is there was dealt with before us), before returning: a line
     /// written after this call is never missed.
     pub fn new(glob: PathBuf, opts: FollowOptions) -> Result<Self, FileSourceError> {
+        Self::resuming(glob, opts, &BTreeMap::new())
+    }
+
+    /// Like [`GlobWatch::new`], but where a previous run followed the glob
+    /// (`saved`: its read positions by path, the glob's own entry among
+    /// them): a file it read resumes where it stopped, and a file it did
+    /// not know was written while we were stopped, and is read from its
+    /// start.
+    pub fn resuming(
+        glob: PathBuf,
+        opts: FollowOptions,
+        saved: &BTreeMap<PathBuf, Position>,
+    ) -> Result<Self, FileSourceError> {
         let err = |what, source| FileSourceError::Io {
             path: glob.clone(),
             what,
@@ -102,14 +121,17 @@ impl GlobWatch {
             inotify,
             initial: Vec::new(),
         };
+        let followed_before = saved.contains_key(&watch.glob);
+        // A file read before under another name (rotated to a name that
+        // matches too) is finished by that name's follower.
+        let read_before: HashSet<FileId> = saved.values().map(|p| (p.dev, p.ino)).collect();
         for (path, id) in watch.scan() {
-            let f = FileFollower::new(
-                path.clone(),
-                FollowOptions {
-                    start: opts.start,
-                    ..opts
-                },
-            )?;
+            let start = match saved.get(&path) {
+                Some(p) => StartAt::Resume(*p),
+                None if followed_before && !read_before.contains(&id) => StartAt::Beginning,
+                None => opts.start,
+            };
+            let f = FileFollower::new(path.clone(), FollowOptions { start, ..opts })?;
             watch.initial.push((path, id, f));
         }
         Ok(watch)
@@ -158,11 +180,19 @@ impl GlobWatch {
     /// pushing into the sink `sink_for` makes for its path. A follower whose
     /// file is gone, and every follower at the end, is stopped and joined
     /// (it drains its file first), so nothing it read is lost.
+    ///
+    /// First the glob itself is marked as read (a position of its own,
+    /// naming no file), so the next start knows that a file it finds
+    /// without a position is new.
     pub fn run<S: Sink + Send + 'static>(
         &mut self,
         stop: &Stopper,
         mut sink_for: impl FnMut(&Path) -> S,
     ) -> io::Result<()> {
+        sink_for(&self.glob).read_to(ReadMark {
+            source: self.glob.to_string_lossy().into(),
+            at: ReadAt::File(Position::default()),
+        });
         let mut start = |path: &Path, follower: FileFollower| {
             let sink = sink_for(path);
             match spawn_follower(follower, sink) {

@@ -14,6 +14,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::SystemTime;
 
+use crate::message::ReadMark;
 use file::Stopper;
 use journal::JournalEntry;
 
@@ -29,6 +30,22 @@ pub trait Sink {
     /// batch on here, so a burst costs one hand-off and a lone line still
     /// goes out at once.
     fn caught_up(&mut self) {}
+
+    /// Every line delivered so far lies before `mark`, and none after it
+    /// was: a sink that batches hands its batch on here with the mark, so
+    /// whoever stores the mark stores it with what those lines counted.
+    /// Sources that keep a read position call this after each read, which
+    /// bounds a batch by what one read holds.
+    fn read_to(&mut self, mark: ReadMark) {
+        let _ = mark;
+        self.caught_up();
+    }
+
+    /// The sink holds as much as it should: a source that marks how far
+    /// it read, and can say so after any line, should do it now.
+    fn full(&self) -> bool {
+        false
+    }
 }
 
 /// One line as a source read it.

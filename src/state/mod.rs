@@ -81,6 +81,7 @@ pub struct PastBan {
     pub time: SystemTime,
 }
 
+use crate::message::{Checkpoint, ReadAt};
 use crate::source::file::Position;
 
 /// Longest decisive line kept with a ban.
@@ -288,6 +289,7 @@ impl Store {
                  jail TEXT NOT NULL,
                  addr TEXT NOT NULL,
                  time INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS failures_key ON failures(jail, addr);
              CREATE TABLE IF NOT EXISTS cursors(
                  source TEXT PRIMARY KEY,
                  cursor TEXT NOT NULL) WITHOUT ROWID;",
@@ -521,76 +523,45 @@ impl Store {
     /// integers, bit for bit.
     pub fn save_positions(&mut self, positions: &[(String, Position)]) -> Result<(), StateError> {
         let tx = self.conn.transaction().map_err(|e| db_err(&self.path, e))?;
-        {
-            let mut put = tx
-                .prepare_cached(
-                    "INSERT OR REPLACE INTO positions(source, dev, ino, head, offset)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(|e| db_err(&self.path, e))?;
-            for (source, p) in positions {
-                put.execute(params![
-                    source,
-                    p.dev as i64,
-                    p.ino as i64,
-                    p.head as i64,
-                    p.offset as i64
-                ])
-                .map_err(|e| db_err(&self.path, e))?;
-            }
+        for (source, p) in positions {
+            put_position(&tx, source, p).map_err(|e| db_err(&self.path, e))?;
         }
         tx.commit().map_err(|e| db_err(&self.path, e))
     }
 
-    /// Failures still counted when the last run stopped (replacing what
-    /// was there).
-    pub fn save_failures(
-        &mut self,
-        failures: &[(String, IpAddr, SystemTime)],
-    ) -> Result<(), StateError> {
+    /// Read positions and the failure counts that include every line
+    /// before them, in one transaction: after a crash the next start reads
+    /// again exactly what the stored counts lack.
+    pub fn save_checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StateError> {
         let tx = self.conn.transaction().map_err(|e| db_err(&self.path, e))?;
-        tx.execute("DELETE FROM failures", [])
-            .map_err(|e| db_err(&self.path, e))?;
-        {
-            let mut put = tx
-                .prepare_cached("INSERT INTO failures(jail, addr, time) VALUES (?1, ?2, ?3)")
-                .map_err(|e| db_err(&self.path, e))?;
-            for (jail, addr, time) in failures {
-                put.execute(params![jail, addr.to_string(), ms(*time)])
-                    .map_err(|e| db_err(&self.path, e))?;
-            }
-        }
+        write_checkpoint(&tx, cp).map_err(|e| db_err(&self.path, e))?;
         tx.commit().map_err(|e| db_err(&self.path, e))
     }
 
-    /// The failures saved at the last stop, removed as they are read: after
-    /// a crash they are not counted a second time.
-    pub fn take_failures(&mut self) -> Result<Vec<(String, IpAddr, SystemTime)>, StateError> {
+    /// The failures the last run counted when it last stored its counts.
+    /// They stay stored until the first checkpoint of this run replaces
+    /// them: a crash before that finds them again.
+    pub fn failures(&self) -> Result<Vec<(String, IpAddr, SystemTime)>, StateError> {
         let mut out = Vec::new();
-        {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT jail, addr, time FROM failures ORDER BY time")
-                .map_err(|e| db_err(&self.path, e))?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
-                })
-                .map_err(|e| db_err(&self.path, e))?;
-            for row in rows {
-                let (jail, addr, time) = row.map_err(|e| db_err(&self.path, e))?;
-                if let Ok(addr) = addr.parse() {
-                    out.push((jail, addr, from_ms(time)));
-                }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT jail, addr, time FROM failures ORDER BY time")
+            .map_err(|e| db_err(&self.path, e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(|e| db_err(&self.path, e))?;
+        for row in rows {
+            let (jail, addr, time) = row.map_err(|e| db_err(&self.path, e))?;
+            if let Ok(addr) = addr.parse() {
+                out.push((jail, addr, from_ms(time)));
             }
         }
-        self.conn
-            .execute("DELETE FROM failures", [])
-            .map_err(|e| db_err(&self.path, e))?;
         Ok(out)
     }
 
@@ -604,28 +575,67 @@ impl Store {
             .optional()
             .map_err(|e| db_err(&self.path, e))
     }
-
-    pub fn save_cursor(&self, source: &str, cursor: &str) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO cursors(source, cursor) VALUES (?1, ?2)",
-                params![source, cursor],
-            )
-            .map(|_| ())
-            .map_err(|e| db_err(&self.path, e))
-    }
 }
 
-/// The journal reader keeps its cursor here, through its own connection to
-/// the same database (WAL lets it write beside the state writer).
+fn put_position(
+    tx: &rusqlite::Transaction<'_>,
+    source: &str,
+    p: &Position,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO positions(source, dev, ino, head, offset)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        source,
+        p.dev as i64,
+        p.ino as i64,
+        p.head as i64,
+        p.offset as i64
+    ])
+    .map(drop)
+}
+
+fn write_checkpoint(tx: &rusqlite::Transaction<'_>, cp: &Checkpoint) -> rusqlite::Result<()> {
+    for mark in &cp.marks {
+        match &mark.at {
+            ReadAt::File(p) => put_position(tx, &mark.source, p)?,
+            ReadAt::Journal(cursor) => {
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO cursors(source, cursor) VALUES (?1, ?2)",
+                )?
+                .execute(params![&*mark.source, cursor])?;
+            }
+        }
+    }
+    if cp.rewrite {
+        tx.execute("DELETE FROM failures", [])?;
+    }
+    let mut forget = tx.prepare_cached("DELETE FROM failures WHERE jail = ?1 AND addr = ?2")?;
+    let mut put =
+        tx.prepare_cached("INSERT INTO failures(jail, addr, time) VALUES (?1, ?2, ?3)")?;
+    for (jail, addr, times) in cp.entries() {
+        let addr = addr.to_string();
+        if !cp.rewrite {
+            forget.execute(params![&**jail, addr])?;
+        }
+        for t in times {
+            put.execute(params![
+                &**jail,
+                addr,
+                i64::try_from(*t).unwrap_or(i64::MAX)
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// The journal reader loads its cursor from here, through its own
+/// connection to the same database; the cursor is saved by the state
+/// writer, in the checkpoints that hold the counts up to it.
 impl crate::source::journal::CursorStore for Store {
     fn load(&self, key: &str) -> Result<Option<String>, crate::source::journal::JournalError> {
         self.cursor(key)
-            .map_err(|e| crate::source::journal::JournalError::Cursor(Box::new(e)))
-    }
-
-    fn save(&self, key: &str, cursor: &str) -> Result<(), crate::source::journal::JournalError> {
-        self.save_cursor(key, cursor)
             .map_err(|e| crate::source::journal::JournalError::Cursor(Box::new(e)))
     }
 }
@@ -721,10 +731,74 @@ mod tests {
         };
         s.save_positions(&[("/var/log/x".into(), p)]).expect("save");
         assert_eq!(s.positions().expect("load"), vec![("/var/log/x".into(), p)]);
-        s.save_cursor("journal", "s=abc").expect("cursor");
+        let journal = crate::message::ReadMark {
+            source: "journal".into(),
+            at: ReadAt::Journal("s=abc".into()),
+        };
+        s.save_checkpoint(&Checkpoint::new(false, vec![journal]))
+            .expect("cursor");
         assert_eq!(
             s.cursor("journal").expect("cursor").as_deref(),
             Some("s=abc")
+        );
+    }
+
+    /// A checkpoint changes only the addresses it names, a rewrite
+    /// replaces them all, and the positions and cursors come with them.
+    #[test]
+    fn checkpoints_change_counts_and_positions_together() {
+        use crate::message::ReadMark;
+        let dir = tempdir();
+        let mut s = Store::open(&dir).expect("open");
+        let t = |secs: u64| UNIX_EPOCH + Duration::from_secs(1_000_000 + secs);
+        let a: IpAddr = "203.0.113.1".parse().expect("addr");
+        let b: IpAddr = "203.0.113.2".parse().expect("addr");
+        let file = |offset| ReadMark {
+            source: "/var/log/x".into(),
+            at: ReadAt::File(Position {
+                offset,
+                ..Position::default()
+            }),
+        };
+        let counts = |rewrite, marks, entries: &[(IpAddr, &[SystemTime])]| {
+            let mut cp = Checkpoint::new(rewrite, marks);
+            let j = cp.jail(&"j".into());
+            for (addr, times) in entries {
+                let times: Vec<u64> = times.iter().map(|t| ms(*t) as u64).collect();
+                cp.count(j, *addr, &times);
+            }
+            cp
+        };
+        s.save_checkpoint(&counts(
+            false,
+            vec![file(10)],
+            &[(a, &[t(1), t(2)]), (b, &[t(3)])],
+        ))
+        .expect("first");
+        let journal = ReadMark {
+            source: "journal".into(),
+            at: ReadAt::Journal("s=1".into()),
+        };
+        s.save_checkpoint(&counts(false, vec![file(20), journal], &[(a, &[])]))
+            .expect("second");
+        let ms_of = |f: Vec<(String, IpAddr, SystemTime)>| {
+            f.into_iter()
+                .map(|(j, a, t)| (j, a.to_string(), ms(t)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            ms_of(s.failures().expect("failures")),
+            vec![("j".to_string(), b.to_string(), ms(t(3)))],
+            "a's failures are gone, b's stay"
+        );
+        assert_eq!(s.positions().expect("positions")[0].1.offset, 20);
+        assert_eq!(s.cursor("journal").expect("cursor").as_deref(), Some("s=1"));
+
+        s.save_checkpoint(&counts(true, Vec::new(), &[(a, &[t(4)])]))
+            .expect("rewrite");
+        assert_eq!(
+            ms_of(s.failures().expect("failures")),
+            vec![("j".to_string(), a.to_string(), ms(t(4)))]
         );
     }
 

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use tracing::{error, info, warn};
 
 use super::{Store, StoredBan};
-use crate::source::file::Position;
+use crate::message::Checkpoint;
 
 /// How often expired bans and old history are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
@@ -22,9 +22,8 @@ pub enum StateMsg {
     Lifted(Vec<(String, Option<IpNet>)>),
     /// The configured jails after a reload.
     Jails(Vec<String>),
-    Positions(Vec<(String, Position)>),
-    /// Failures still counted at stop.
-    Failures(Vec<(String, std::net::IpAddr, SystemTime)>),
+    /// Read positions with the counts that include the lines before them.
+    Checkpoint(Checkpoint),
     /// Answered once everything sent before it is committed.
     Sync(Sender<()>),
 }
@@ -65,8 +64,7 @@ enum Change {
     Banned(Vec<(StoredBan, bool)>),
     Lifted(Vec<(String, Option<IpNet>)>),
     Jails(Vec<String>),
-    Positions(Vec<(String, Position)>),
-    Failures(Vec<(String, std::net::IpAddr, SystemTime)>),
+    Checkpoint(Checkpoint),
 }
 
 impl Change {
@@ -75,8 +73,7 @@ impl Change {
             Change::Banned(b) => store.put_bans(b),
             Change::Lifted(keys) => store.remove_bans(keys),
             Change::Jails(jails) => store.retain_jails(jails).map(|_| ()),
-            Change::Positions(p) => store.save_positions(p),
-            Change::Failures(f) => store.save_failures(f),
+            Change::Checkpoint(cp) => store.save_checkpoint(cp),
         }
     }
 
@@ -86,20 +83,9 @@ impl Change {
             Change::Banned(b) => b.len(),
             Change::Lifted(k) => k.len(),
             Change::Jails(j) => j.len(),
-            Change::Positions(p) => p.len(),
-            Change::Failures(f) => f.len(),
+            Change::Checkpoint(cp) => cp.marks.len() + cp.len(),
         }
         .max(1)
-    }
-
-    /// Only the newest positions and counts matter: an older one waiting
-    /// is replaced, not written after.
-    fn replaces(&self, older: &Change) -> bool {
-        matches!(
-            (self, older),
-            (Change::Positions(_), Change::Positions(_))
-                | (Change::Failures(_), Change::Failures(_))
-        )
     }
 }
 
@@ -150,18 +136,46 @@ impl Backlog {
         self.keep(change);
     }
 
-    fn keep(&mut self, change: Change) {
-        if let Some(pos) = self.changes.iter().position(|old| change.replaces(old)) {
-            if let Some(old) = self.changes.remove(pos) {
-                self.rows -= old.size();
-            }
+    fn keep(&mut self, mut change: Change) {
+        // A checkpoint only says what changed since the one before: one
+        // waiting takes the new one in and moves to the back (written
+        // later is safe, written ahead of the bans before it is not).
+        if let Change::Checkpoint(later) = change {
+            let waiting = self
+                .changes
+                .iter()
+                .position(|old| matches!(old, Change::Checkpoint(_)));
+            change = match waiting.and_then(|i| self.changes.remove(i)) {
+                Some(old) => {
+                    self.rows -= old.size();
+                    match old {
+                        Change::Checkpoint(mut cp) => {
+                            cp.absorb(later);
+                            Change::Checkpoint(cp)
+                        }
+                        _ => Change::Checkpoint(later),
+                    }
+                }
+                None => Change::Checkpoint(later),
+            };
         }
         self.rows += change.size();
         self.changes.push_back(change);
-        while self.rows > BACKLOG_MAX && self.changes.len() > 1 {
-            if let Some(old) = self.changes.pop_front() {
-                self.rows -= old.size();
-                self.dropped += old.size();
+        // The checkpoint is never dropped (what later ones say builds on
+        // it), nor the newest change.
+        while self.rows > BACKLOG_MAX {
+            let last = self.changes.len().saturating_sub(1);
+            let oldest = self
+                .changes
+                .iter()
+                .take(last)
+                .position(|c| !matches!(c, Change::Checkpoint(_)));
+            match oldest.and_then(|i| self.changes.remove(i)) {
+                Some(old) => {
+                    self.rows -= old.size();
+                    self.dropped += old.size();
+                }
+                None => break,
             }
         }
     }
@@ -240,8 +254,7 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
                 }
                 StateMsg::Lifted(keys) => Change::Lifted(keys),
                 StateMsg::Jails(jails) => Change::Jails(jails),
-                StateMsg::Positions(p) => Change::Positions(p),
-                StateMsg::Failures(f) => Change::Failures(f),
+                StateMsg::Checkpoint(cp) => Change::Checkpoint(cp),
                 StateMsg::Sync(done) => {
                     let _ = done.send(());
                     continue;
@@ -431,10 +444,14 @@ mod tests {
         backlog.write(&mut store, Change::Banned(vec![ban(1), ban(2)]));
         let lifted = ("j".to_string(), Some(ban(1).0.net));
         backlog.write(&mut store, Change::Lifted(vec![lifted]));
-        backlog.write(&mut store, Change::Positions(Vec::new()));
-        backlog.write(&mut store, Change::Positions(Vec::new()));
+        backlog.write(&mut store, Change::Checkpoint(Checkpoint::default()));
+        backlog.write(&mut store, Change::Checkpoint(Checkpoint::default()));
         assert!(backlog.retry_at.is_some(), "a failure streak is on");
-        assert_eq!(backlog.changes.len(), 3, "newer positions replace older");
+        assert_eq!(
+            backlog.changes.len(),
+            3,
+            "a waiting checkpoint takes the next one in"
+        );
         backlog.retry(&mut store, true);
         assert_eq!(backlog.changes.len(), 3, "still refused: still waiting");
         assert_eq!(stored(&dir), 0);

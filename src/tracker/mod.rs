@@ -10,6 +10,7 @@
 //! in with each failure, so windows and bantimes are tested without sleeping.
 
 mod metrics;
+mod persist;
 pub mod task;
 
 use std::collections::VecDeque;
@@ -51,6 +52,8 @@ pub struct Tracker {
     offences: Offences,
     /// Each jail id's `counts.total` when last reported to the metrics.
     published: Vec<u64>,
+    /// What changed since the last checkpoint for the state store.
+    unsaved: persist::Unsaved,
 }
 
 /// fail2ban's "Currently failed" and "Total failed" for one jail.
@@ -72,6 +75,11 @@ type Key = (u16, IpAddr);
 struct Window {
     times: Box<[u64]>,
     len: u8,
+    /// Changed since the last checkpoint (its key is in
+    /// [`persist::Unsaved`]'s list).
+    dirty: bool,
+    /// In a checkpoint already: the store holds some of its times.
+    stored: bool,
 }
 
 impl Window {
@@ -79,6 +87,8 @@ impl Window {
         Window {
             times: vec![0; maxretry].into_boxed_slice(),
             len: 0,
+            dirty: false,
+            stored: false,
         }
     }
 
@@ -146,6 +156,7 @@ impl Tracker {
             max_tracked: max_tracked.max(1),
             offences: Offences::new(DEFAULT_DBPURGEAGE),
             published: Vec::new(),
+            unsaved: persist::Unsaved::new(max_tracked),
         }
     }
 
@@ -160,6 +171,8 @@ impl Tracker {
     /// shrank), those of removed jails forgotten; new limits apply from the
     /// next failure.
     pub fn reconfigure(&mut self, jails: Vec<Option<Jail>>, max_tracked: usize) {
+        // Windows go and shrink below: the next checkpoint writes them all.
+        self.unsaved.rewrite_all(max_tracked);
         self.counts.resize(jails.len(), JailCounts::default());
         self.jails = jails;
         self.max_tracked = max_tracked.max(1);
@@ -303,17 +316,20 @@ impl Tracker {
         let findtime = jail.findtime.as_millis() as u64;
         let counts = &mut self.counts[failure.jail];
         counts.total += 1;
-        let window = match self.windows.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        let (window, new) = match self.windows.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => (e.into_mut(), false),
             std::collections::hash_map::Entry::Vacant(e) => {
                 self.opened.push_back(key);
                 counts.current += 1;
-                e.insert(Window::new(maxretry))
+                (e.insert(Window::new(maxretry)), true)
             }
         };
         let count = window.push(millis(failure.time), findtime) as u32;
+        self.unsaved.changed(key, window, new);
         if count as usize >= maxretry {
-            self.windows.remove(&key);
+            if let Some(gone) = self.windows.remove(&key) {
+                self.unsaved.gone(key, &gone);
+            }
             counts.current = counts.current.saturating_sub(1);
             return Verdict::Ban(BanOrder {
                 jail: jail.name.clone(),
@@ -328,28 +344,9 @@ impl Tracker {
         Verdict::Counted { count }
     }
 
-    /// Every failure still counted, by jail name, for the state store at
-    /// stop: a restart goes on counting where this run stopped.
-    pub fn snapshot(&self) -> Vec<(Arc<str>, IpAddr, SystemTime)> {
-        let mut out = Vec::new();
-        for ((jail, addr), w) in &self.windows {
-            let Some(Some(j)) = self.jails.get(usize::from(*jail)) else {
-                continue;
-            };
-            for t in w.times() {
-                out.push((
-                    Arc::clone(&j.name),
-                    *addr,
-                    SystemTime::UNIX_EPOCH + Duration::from_millis(*t),
-                ));
-            }
-        }
-        out
-    }
-
-    /// Counts on the failures the last run still counted when it stopped
-    /// (by jail name, as [`Self::snapshot`] gave them): an attacker gains
-    /// nothing from a restart. Returns how many were carried over, and the
+    /// Counts on the failures the last run stored (by jail name, as its
+    /// checkpoints gave them): an attacker gains nothing from a restart,
+    /// nor from a crash. Returns how many were carried over, and the
     /// bans now due (maxretry was lowered meanwhile). "Total failed" starts
     /// from zero after them: the last run counted them.
     pub fn carry_over(
@@ -384,6 +381,9 @@ impl Tracker {
         for c in &mut self.counts {
             c.total = 0;
         }
+        // What is stored may differ from what was carried (stale failures,
+        // jails gone): the first checkpoint writes the counts anew.
+        self.unsaved.rewrite_all(self.max_tracked);
         (carried, due)
     }
 
@@ -391,7 +391,8 @@ impl Tracker {
         while self.windows.len() > self.max_tracked {
             match self.opened.pop_front() {
                 Some(key) => {
-                    if self.windows.remove(&key).is_some() {
+                    if let Some(gone) = self.windows.remove(&key) {
+                        self.unsaved.gone(key, &gone);
                         if let Some(c) = self.counts.get_mut(usize::from(key.0)) {
                             c.current = c.current.saturating_sub(1);
                         }
@@ -404,7 +405,16 @@ impl Tracker {
         // the queue stays proportional to the map.
         if self.opened.len() > 2 * self.windows.len() + 1024 {
             let windows = &self.windows;
-            self.opened.retain(|k| windows.contains_key(k));
+            // The keys opened since the last checkpoint stay the last ones.
+            let older = self.opened.len().saturating_sub(self.unsaved.opened);
+            let (mut i, mut newer) = (0, 0);
+            self.opened.retain(|k| {
+                let keep = windows.contains_key(k);
+                newer += usize::from(keep && i >= older);
+                i += 1;
+                keep
+            });
+            self.unsaved.opened = newer;
         }
     }
 
@@ -415,14 +425,16 @@ impl Tracker {
         let now = millis(now);
         let jails = &self.jails;
         let counts = &mut self.counts;
-        self.windows.retain(|(jail, _), window| {
-            let id = usize::from(*jail);
+        let unsaved = &mut self.unsaved;
+        self.windows.retain(|key, window| {
+            let id = usize::from(key.0);
             let findtime = jails
                 .get(id)
                 .and_then(Option::as_ref)
                 .map_or(0, |j| j.findtime.as_millis() as u64);
             let keep = window.times().last().is_some_and(|&t| t + findtime > now);
             if !keep {
+                unsaved.gone(*key, window);
                 if let Some(c) = counts.get_mut(id) {
                     c.current = c.current.saturating_sub(1);
                 }

@@ -1,6 +1,8 @@
 //! The tracker task: failures in, ban orders out, plus what the control
 //! plane asks of it (counters, new jails on reload) and tells it (bans
-//! made and lifted by hand, which count for bantime increment).
+//! made and lifted by hand, which count for bantime increment). Now and
+//! then, between two batches, its counts go to the state store together
+//! with the read positions they include (see [`super::persist`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,9 +13,35 @@ use tracing::debug;
 
 use super::{JailCounts, Tracker, Verdict};
 use crate::config::Jail;
-use crate::message::{BanOrder, Failure};
+use crate::message::{BanOrder, Checkpoint, FailureBatch};
 
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
+/// How often counts and read positions go to the state store: after a
+/// crash, lines read since are read again (and counted once).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Where checkpoints go, and how to wait for the bans decided before one.
+pub struct Persist<M> {
+    /// Hands a checkpoint to the state store (never blocks).
+    pub save: Box<dyn Fn(Checkpoint) + Send + Sync>,
+    /// A message for the next stage that it answers once every ban sent
+    /// before it is applied and on its way to the store. A checkpoint
+    /// waits for that answer: the counts it stores no longer hold the
+    /// failures of those bans, so it must not be stored before them.
+    pub applied: fn(oneshot::Sender<u64>) -> M,
+}
+
+/// A checkpoint waiting for the bans decided before it.
+type Waiting = Option<(oneshot::Receiver<u64>, Checkpoint)>;
+
+async fn bans_applied(waiting: &mut Waiting) {
+    match waiting {
+        Some((rx, _)) => {
+            let _ = rx.await;
+        }
+        None => std::future::pending().await,
+    }
+}
 
 pub enum TrackerCtl {
     /// Counters of every jail id.
@@ -40,19 +68,27 @@ pub enum TrackerCtl {
 }
 
 /// Ends when every log reader has stopped (the failure channel closed),
-/// returning the tracker so its counts can be saved. The bans of one batch
-/// of failures leave as one message, whatever type the next stage reads.
+/// returning the tracker so its last counts can be saved once the bans it
+/// decided are applied. The bans of one batch of failures leave as one
+/// message, whatever type the next stage reads.
 pub async fn run<M: From<Vec<BanOrder>>>(
     mut tracker: Tracker,
-    mut failures: mpsc::Receiver<Vec<Failure>>,
+    mut failures: mpsc::Receiver<FailureBatch>,
     mut ctl: mpsc::Receiver<TrackerCtl>,
     bans: mpsc::Sender<M>,
+    persist: Option<Persist<M>>,
 ) -> Tracker {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
+    let mut save = tokio::time::interval(CHECKPOINT_EVERY);
+    save.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut waiting: Waiting = None;
+    // Bans sent since the last checkpoint (at start: those the carried
+    // counts made due).
+    let mut banned = true;
     loop {
         tokio::select! {
             batch = failures.recv() => {
-                let Some(batch) = batch else { break };
+                let Some(FailureBatch { failures: batch, read_to }) = batch else { break };
                 let now = SystemTime::now();
                 // Decided first, then sent together, so the enforcer wakes
                 // once for a burst and puts it in one transaction.
@@ -67,8 +103,34 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                     }
                 }
                 tracker.publish();
-                if !orders.is_empty() && bans.send(M::from(orders)).await.is_err() {
+                if let Some(mark) = read_to {
+                    tracker.read_to(mark);
+                }
+                if !orders.is_empty() {
+                    banned = true;
+                    if bans.send(M::from(orders)).await.is_err() {
+                        break;
+                    }
+                }
+            }
+            _ = save.tick(), if persist.is_some() && waiting.is_none() => {
+                let Some(p) = &persist else { continue };
+                let Some(cp) = tracker.checkpoint() else { continue };
+                if !banned {
+                    (p.save)(cp);
+                    continue;
+                }
+                banned = false;
+                let (tx, rx) = oneshot::channel();
+                if bans.send((p.applied)(tx)).await.is_err() {
+                    (p.save)(cp);
                     break;
+                }
+                waiting = Some((rx, cp));
+            }
+            () = bans_applied(&mut waiting), if waiting.is_some() => {
+                if let (Some(p), Some((_, cp))) = (&persist, waiting.take()) {
+                    (p.save)(cp);
                 }
             }
             Some(c) = ctl.recv() => match c {
@@ -95,6 +157,10 @@ pub async fn run<M: From<Vec<BanOrder>>>(
             },
             _ = prune.tick() => tracker.prune(SystemTime::now()),
         }
+    }
+    if let (Some(p), Some((rx, cp))) = (&persist, waiting.take()) {
+        let _ = rx.await;
+        (p.save)(cp);
     }
     tracker
 }

@@ -40,6 +40,13 @@ fn head_hash(file: &File) -> Option<u64> {
 /// Identity of a file across renames: device and inode.
 pub(super) type FileId = (u64, u64);
 
+/// What draining a generation hands out.
+pub(super) enum Drained<'a> {
+    Line(&'a str),
+    /// After each read: where a restart would resume this file.
+    Read(Position),
+}
+
 pub(super) struct Generation {
     pub(super) file: File,
     pub(super) id: FileId,
@@ -116,15 +123,16 @@ impl Generation {
     }
 
     /// Reads to the current end of the file, restarting at 0 when it shrank
-    /// below our offset (copytruncate). Errors are logged, not returned: a
-    /// read error on a log must not stop the source, and the next wake-up
-    /// tries again.
-    pub(super) fn drain(&mut self, path: &Path, chunk: &mut [u8], on_line: &mut dyn FnMut(&str)) {
+    /// below our offset (copytruncate), handing out each line and, after
+    /// each read, where a restart would resume. Errors are logged, not
+    /// returned: a read error on a log must not stop the source, and the
+    /// next wake-up tries again.
+    pub(super) fn drain(&mut self, path: &Path, chunk: &mut [u8], on: &mut dyn FnMut(Drained<'_>)) {
         match self.file.metadata() {
             Ok(meta) if meta.len() < self.offset => {
                 info!(file = %path.display(), "truncated (copytruncate?): reading from the start");
                 // Its newline went into the copy, if anywhere: never to us.
-                self.lines.flush(on_line);
+                self.lines.flush(&mut |l| on(Drained::Line(l)));
                 self.offset = 0;
                 if let Err(e) = self.file.seek(SeekFrom::Start(0)) {
                     warn!(file = %path.display(), "cannot seek after truncation: {e}");
@@ -139,12 +147,13 @@ impl Generation {
                 Ok(n) => {
                     self.offset += n as u64;
                     let Some(data) = chunk.get(..n) else { return };
-                    if self.lines.push(data, on_line).cut > 0 {
+                    if self.lines.push(data, &mut |l| on(Drained::Line(l))).cut > 0 {
                         warn!(
                             file = %path.display(),
                             "line longer than max_line cut; the rest of it was skipped"
                         );
                     }
+                    on(Drained::Read(self.position()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {

@@ -32,25 +32,14 @@ use std::path::{Path, PathBuf};
 use inotify::{Inotify, WatchMask};
 use tracing::{info, warn};
 
-use generation::{FileId, Generation};
+use generation::{Drained, FileId, Generation};
 use open::{open_log, Checked};
 
 use super::{Line, Sink};
+use crate::message::{ReadAt, ReadMark};
 
-/// Where reading of a log file stopped: the file by identity (device and
-/// inode, plus a hash of its first line, since inodes are reused) and the
-/// byte offset of the first line not yet read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    pub dev: u64,
-    pub ino: u64,
-    pub head: u64,
-    pub offset: u64,
-}
+pub use crate::message::Position;
 
-/// Where a follower stands, shared with whoever saves it (the daemon writes
-/// it to the state store now and then and at stop).
-pub type PositionSlot = std::sync::Arc<std::sync::Mutex<Option<Position>>>;
 pub use lines::{LineSplitter, Pushed};
 pub use stopper::Stopper;
 
@@ -120,6 +109,8 @@ const CHUNK: usize = 128 * 1024;
 
 pub struct FileFollower {
     path: PathBuf,
+    /// The path as read positions are keyed.
+    key: std::sync::Arc<str>,
     /// The path's directory with every symlink resolved: what is read must
     /// really be in it or below it.
     within: PathBuf,
@@ -135,7 +126,6 @@ pub struct FileFollower {
     /// The generation before the last rotation, still drained.
     retired: Option<Generation>,
     chunk: Vec<u8>,
-    slot: PositionSlot,
 }
 
 impl FileFollower {
@@ -163,6 +153,7 @@ impl FileFollower {
             .add(&dir, DIR_EVENTS)
             .map_err(|e| io_err(&path, "cannot watch its directory", e))?;
         let mut follower = FileFollower {
+            key: path.to_string_lossy().into(),
             path,
             within,
             opts,
@@ -171,7 +162,6 @@ impl FileFollower {
             current: None,
             retired: None,
             chunk: vec![0; CHUNK],
-            slot: PositionSlot::default(),
         };
         let opened = follower
             .open_path()
@@ -190,7 +180,6 @@ impl FileFollower {
             (Some(g), StartAt::Beginning) => follower.current = Some(g),
             (None, _) => info!(file = %follower.path.display(), "waiting for the file to appear"),
         }
-        follower.publish();
         Ok(follower)
     }
 
@@ -251,18 +240,6 @@ impl FileFollower {
         None
     }
 
-    /// A handle on this follower's position, updated after every read.
-    pub fn position_slot(&self) -> PositionSlot {
-        std::sync::Arc::clone(&self.slot)
-    }
-
-    fn publish(&mut self) {
-        let p = self.current.as_mut().map(|g| g.position());
-        if let Ok(mut slot) = self.slot.lock() {
-            *slot = p;
-        }
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -308,21 +285,51 @@ impl FileFollower {
     }
 
     /// Reads everything new: the retired file, the current one, and a new file
-    /// at the path if it was replaced.
+    /// at the path if it was replaced. After each read the sink is told
+    /// where a restart would resume, and once more at the end.
     fn catch_up<S: Sink + ?Sized>(&mut self, sink: &mut S) {
-        self.read_new(&mut |text| {
-            sink.line(&Line::plain(text));
+        let key = std::sync::Arc::clone(&self.key);
+        let mark = |p| ReadMark {
+            source: std::sync::Arc::clone(&key),
+            at: ReadAt::File(p),
+        };
+        self.read_new(&mut |d| match d {
+            Drained::Line(text) => {
+                sink.line(&Line::plain(text));
+            }
+            Drained::Read(p) => sink.read_to(mark(p)),
         });
-        sink.caught_up();
-        self.publish();
+        match self.resume_at() {
+            Some(p) => sink.read_to(mark(p)),
+            None => sink.caught_up(),
+        }
     }
 
-    fn read_new(&mut self, on_line: &mut dyn FnMut(&str)) {
+    /// Where a restart would resume: the current file, or the one rotated
+    /// away while no new one has come yet.
+    fn resume_at(&mut self) -> Option<Position> {
+        match (self.current.as_mut(), self.retired.as_mut()) {
+            (Some(g), _) | (None, Some(g)) => Some(g.position()),
+            (None, None) => None,
+        }
+    }
+
+    fn read_new(&mut self, on: &mut dyn FnMut(Drained<'_>)) {
         if let Some(old) = self.retired.as_mut() {
-            old.drain(&self.path, &mut self.chunk, on_line);
+            // Lines the old file still gets are read, but a restart resumes
+            // in the current file: where that stands is the mark.
+            let resume = self.current.as_mut().map(Generation::position);
+            old.drain(
+                &self.path,
+                &mut self.chunk,
+                &mut |d: Drained<'_>| match (d, resume) {
+                    (Drained::Read(_), Some(p)) => on(Drained::Read(p)),
+                    (d, _) => on(d),
+                },
+            );
         }
         if let Some(cur) = self.current.as_mut() {
-            cur.drain(&self.path, &mut self.chunk, on_line);
+            cur.drain(&self.path, &mut self.chunk, on);
         }
         let Ok(meta) = std::fs::metadata(&self.path) else {
             // Gone (between a rename and the create): keep what we have.
@@ -332,14 +339,16 @@ impl FileFollower {
             return;
         }
         match self.open_path() {
-            Ok(Some(new)) => self.switch_to(new, on_line),
+            Ok(Some(new)) => self.switch_to(new, on),
             Ok(None) => {}
             Err(e) => warn!(file = %self.path.display(), "cannot open: {e}"),
         }
     }
 
-    /// Makes `new` (just opened at the path) the current generation.
-    fn switch_to(&mut self, mut new: Generation, on_line: &mut dyn FnMut(&str)) {
+    /// Makes `new` (just opened at the path) the current generation. Until
+    /// `new` is read, a restart would resume in the file it replaces (found
+    /// by inode), then read `new` from its start.
+    fn switch_to(&mut self, mut new: Generation, on: &mut dyn FnMut(Drained<'_>)) {
         if self.current_id() == Some(new.id) {
             // Replaced and put back between our stat and our open.
             return;
@@ -350,18 +359,22 @@ impl FileFollower {
             drop(new);
             std::mem::swap(&mut self.current, &mut self.retired);
             if let Some(old) = self.retired.as_mut() {
-                old.lines.flush(on_line);
+                old.lines.flush(&mut |l| on(Drained::Line(l)));
             }
             return;
         }
         if let Some(mut old) = self.current.take() {
             info!(file = %self.path.display(), "rotated: now reading the new file");
             // Once more: the writer may have appended since the drain above.
-            old.drain(&self.path, &mut self.chunk, on_line);
-            old.lines.flush(on_line);
+            old.drain(&self.path, &mut self.chunk, on);
+            old.lines.flush(&mut |l| on(Drained::Line(l)));
+            let resume = old.position();
             if let Some(mut prev) = self.retired.take() {
-                prev.drain(&self.path, &mut self.chunk, on_line);
-                prev.lines.flush(on_line);
+                prev.drain(&self.path, &mut self.chunk, &mut |d: Drained<'_>| match d {
+                    Drained::Read(_) => on(Drained::Read(resume)),
+                    d => on(d),
+                });
+                prev.lines.flush(&mut |l| on(Drained::Line(l)));
                 if prev.watch.is_some() && prev.watch != old.watch && prev.watch != new.watch {
                     if let Some(wd) = prev.watch.take() {
                         // It may already be gone with its inode; nothing to do then.
@@ -371,7 +384,7 @@ impl FileFollower {
             }
             self.retired = Some(old);
         }
-        new.drain(&self.path, &mut self.chunk, on_line);
+        new.drain(&self.path, &mut self.chunk, on);
         self.current = Some(new);
     }
 

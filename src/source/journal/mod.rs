@@ -5,10 +5,11 @@
 //! Each entry is handed on as the line a syslog daemon would have written
 //! (`Mmm dd HH:MM:SS HOST IDENT[PID]: MESSAGE`), so the same filters read
 //! files and the journal, with the entry's own `__REALTIME_TIMESTAMP` as its
-//! time. The read position (the journal's cursor) is saved through a
-//! [`CursorStore`] after every batch and at stop, so a restart resumes at
-//! the entry after the last one read: none lost, none counted twice (a crash
-//! can repeat at most the last unsaved batch). With no saved cursor, reading
+//! time. The read position (the journal's cursor) goes to the sink with
+//! each batch ([`Sink::read_to`]), which stores it together with the
+//! failures counted up to it; it is loaded from a [`CursorStore`] at start,
+//! so a restart, even after a crash, resumes at the entry after the last one
+//! counted: none lost, none counted twice. With no saved cursor, reading
 //! starts `skip_older` ago: older entries are outside every findtime.
 //!
 //! The [`systemd::Journal`] handle is not `Send`: a reader is opened, used
@@ -23,6 +24,7 @@ use tracing::{info, warn};
 
 use super::file::Stopper;
 use super::{Line, Origin, Sink};
+use crate::message::{ReadAt, ReadMark};
 
 mod selection;
 pub use selection::{JournalConfig, JournalMatch};
@@ -30,8 +32,9 @@ pub use selection::{JournalConfig, JournalMatch};
 /// sd-journal asks to be looked at again when its timeout passes even with
 /// no inotify event (files on unreliable file systems); this caps a sleep.
 const RECHECK: Duration = Duration::from_secs(1);
-/// Entries between two cursor saves in a long catch-up.
-const SAVE_EVERY: usize = 1000;
+/// Most entries between two cursor marks in a long catch-up; the sink may
+/// ask for one sooner ([`Sink::full`]).
+const MARK_EVERY: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -48,11 +51,11 @@ pub enum JournalError {
     Io(#[from] io::Error),
 }
 
-/// Where the read position is kept between runs: the state store
-/// ([`crate::state::Store`], its `cursors` table), or anything else in tests.
+/// Where the read position kept between runs is loaded from: the state
+/// store ([`crate::state::Store`], its `cursors` table), or anything else
+/// in tests. It is saved by whoever the sink hands it to.
 pub trait CursorStore: Send {
     fn load(&self, key: &str) -> Result<Option<String>, JournalError>;
-    fn save(&self, key: &str, cursor: &str) -> Result<(), JournalError>;
 }
 
 /// The key a journal's cursor is saved under.
@@ -104,8 +107,7 @@ pub struct JournalReader {
     where_: String,
     /// Fields read from each entry besides those of the line.
     fields: Vec<String>,
-    key: String,
-    store: Box<dyn CursorStore>,
+    key: std::sync::Arc<str>,
     /// The last entry handed on.
     cursor: Option<String>,
     local_host: String,
@@ -147,8 +149,7 @@ impl JournalReader {
             journal,
             where_,
             fields: Vec::new(),
-            key,
-            store,
+            key: key.into(),
             cursor,
             local_host: crate::source::syslog::local_hostname(),
         };
@@ -262,7 +263,7 @@ impl JournalReader {
     }
 
     fn drain<S: Sink + ?Sized>(&mut self, sink: &mut S) -> Result<(), JournalError> {
-        let mut since_save = 0;
+        let mut since_mark = 0;
         loop {
             match self.journal.next() {
                 Ok(0) => break,
@@ -286,26 +287,24 @@ impl JournalReader {
                 Ok(c) => self.cursor = Some(c),
                 Err(e) => warn!(journal = %self.where_, "no cursor for an entry: {e}"),
             }
-            since_save += 1;
-            if since_save >= SAVE_EVERY {
-                // What the sink holds goes on before the cursor passes it.
-                sink.caught_up();
-                self.save();
-                since_save = 0;
+            since_mark += 1;
+            if since_mark >= MARK_EVERY || sink.full() {
+                self.mark(sink);
+                since_mark = 0;
             }
         }
-        sink.caught_up();
-        if since_save > 0 {
-            self.save();
-        }
+        self.mark(sink);
         Ok(())
     }
 
-    fn save(&self) {
-        if let Some(c) = &self.cursor {
-            if let Err(e) = self.store.save(&self.key, c) {
-                warn!("{e}");
-            }
+    /// Hands on what the sink holds, with the cursor it was read up to.
+    fn mark<S: Sink + ?Sized>(&self, sink: &mut S) {
+        match &self.cursor {
+            Some(c) => sink.read_to(ReadMark {
+                source: std::sync::Arc::clone(&self.key),
+                at: ReadAt::Journal(c.clone()),
+            }),
+            None => sink.caught_up(),
         }
     }
 
@@ -346,12 +345,6 @@ impl JournalReader {
             values,
             fields,
         })
-    }
-}
-
-impl Drop for JournalReader {
-    fn drop(&mut self) {
-        self.save();
     }
 }
 
