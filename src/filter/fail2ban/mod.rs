@@ -18,7 +18,9 @@ mod ini;
 mod jails;
 mod matched;
 mod options;
-mod pyregex;
+// Public for the fuzz target (fuzz/fuzz_targets/pyregex.rs), not an API.
+#[doc(hidden)]
+pub mod pyregex;
 mod tags;
 
 pub use error::Fail2banError;
