@@ -1,7 +1,9 @@
-//! `cargo xtask fuzz [--secs N] [--dev] [TARGET...]`: builds the fuzz
-//! targets of `fuzz/` (cargo-fuzz's layout) and runs each for N seconds,
-//! starting from the committed seed corpus, and fails on the first crash.
-//! `cargo xtask ci` runs them all briefly from an unoptimized build.
+//! `cargo xtask fuzz [--secs N] [TARGET...]`: builds the fuzz targets of
+//! `fuzz/` (cargo-fuzz's layout) and runs each for N seconds, starting from
+//! the committed seed corpus, and fails on the first crash. `cargo xtask
+//! ci` runs them all briefly. The build is optimized either way: an
+//! unoptimized one saves little build time (the instrumentation is most of
+//! it) and runs the targets an order of magnitude slower.
 //!
 //! It works on a stable toolchain: cargo-fuzz adds `-Z` flags only for a
 //! sanitizer, and with `--sanitizer none` every flag it passes (the
@@ -36,20 +38,9 @@ pub const TARGETS: &[&str] = &[
 /// target builds, reads its seeds and survives a first round of mutation.
 pub const CI_SECS: u64 = 5;
 
-/// How the targets are compiled.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Build {
-    /// Optimized: the most executions per second, for real fuzzing runs.
-    Release,
-    /// Unoptimized: builds in a fraction of the time, for the short runs
-    /// of `cargo xtask ci` on a fresh machine, where the build dominates.
-    Dev,
-}
-
 /// `cargo xtask fuzz` arguments.
 pub fn cli(root: &Path, args: &[&str]) -> Result<()> {
     let mut secs = 60;
-    let mut build = Build::Release;
     let mut targets = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -61,7 +52,6 @@ pub fn cli(root: &Path, args: &[&str]) -> Result<()> {
                     .parse()
                     .context("--secs needs a whole number of seconds")?;
             }
-            "--dev" => build = Build::Dev,
             t if TARGETS.contains(&t) => targets.push(t),
             other => bail!(
                 "unknown fuzz argument {other:?}; targets: {}",
@@ -72,7 +62,7 @@ pub fn cli(root: &Path, args: &[&str]) -> Result<()> {
     if targets.is_empty() {
         targets = TARGETS.to_vec();
     }
-    run(root, secs, &targets, build).map(|_| ())
+    run(root, secs, &targets).map(|_| ())
 }
 
 /// Installs cargo-fuzz when `cargo fuzz` is not there (`cargo xtask deps`).
@@ -102,16 +92,13 @@ pub struct Outcome {
 
 /// Builds every target once, then runs each in turn; the first crash (or
 /// input that hangs past the timeout) fails the task with the input saved.
-pub fn run(root: &Path, secs: u64, targets: &[&str], build: Build) -> Result<Vec<Outcome>> {
+pub fn run(root: &Path, secs: u64, targets: &[&str]) -> Result<Vec<Outcome>> {
     install_cargo_fuzz(root)?;
     let fuzz_dir = root.join("fuzz");
     let built = Instant::now();
     let mut cmd = cargo::cargo_command(root);
     cmd.args(["fuzz", "build", "--sanitizer", "none", "--debug-assertions"])
         .env("RUSTFLAGS", rustflags());
-    if build == Build::Dev {
-        cmd.arg("--dev");
-    }
     crate::run(&mut cmd)?;
     eprintln!(
         "fuzz: targets built in {:.0} s",
@@ -119,10 +106,7 @@ pub fn run(root: &Path, secs: u64, targets: &[&str], build: Build) -> Result<Vec
     );
     let bin_dir = cargo::target_dir(&fuzz_dir)?
         .join(host_triple()?)
-        .join(match build {
-            Build::Release => "release",
-            Build::Dev => "debug",
-        });
+        .join("release");
     let mut outcomes = Vec::new();
     for target in targets {
         outcomes.push(run_one(&fuzz_dir, &bin_dir, target, secs)?);

@@ -135,8 +135,8 @@ fn main() -> Result<()> {
                  \x20      (--smoke: tiny sizes, --full: large sizes)\n\
                  gen    the benchmarks' mail log: --lines N --attack SHARE --attackers N\n\
                  \x20      --v6 SHARE --seed N [-o FILE] (stdout by default)\n\
-                 fuzz   [--secs N (60)] [--dev] [TARGET...]  each fuzz target of fuzz/ for N\n\
-                 \x20      seconds from the committed seeds; fails on a crash"
+                 fuzz   [--secs N (60)] [TARGET...]  each fuzz target of fuzz/ for N seconds\n\
+                 \x20      from the committed seeds; fails on a crash"
             );
             bail!("no task given")
         }
@@ -302,7 +302,7 @@ fn ci(extra: &[&str]) -> Result<()> {
     run(cargo().args(["test", "--workspace"]).args(extra))?;
     // Every fuzz target briefly, from its seeds: each still builds and a
     // first round of mutations finds nothing (longer runs: `cargo xtask fuzz`).
-    fuzz::run(&root(), fuzz::CI_SECS, fuzz::TARGETS, fuzz::Build::Dev)?;
+    fuzz::run(&root(), fuzz::CI_SECS, fuzz::TARGETS)?;
     // The package, built once from the release binary and checked as an
     // admin meets it (not inside `cargo test`: see package/verify.rs).
     let deb = package::deb::build(&root())?;
