@@ -241,7 +241,9 @@ fn classic_prefix(s: &str) -> Option<&str> {
     let months = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let ok = months.contains(&&st[..3])
+    // Compared as bytes: a sender's text may put a multi-byte character
+    // across the month's end, where slicing the `str` would panic.
+    let ok = months.iter().any(|m| b.starts_with(m.as_bytes()))
         && b[3] == b' '
         && (b[4] == b' ' || b[4].is_ascii_digit())
         && b[5].is_ascii_digit()
@@ -727,6 +729,23 @@ mod tests {
         // Invalid UTF-8 is decoded lossily, never refused.
         let m = parse(b"<13>app: caf\xe9").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.text, "caf\u{fffd}");
+    }
+
+    #[test]
+    fn a_character_across_the_month_end_is_no_classic_stamp() {
+        // Found by the syslog fuzz target: a multi-byte character (here
+        // the replacement for an invalid byte) ending past the month's
+        // three bytes panicked the receiver's thread.
+        // Refused as it has no tag where one belongs, as any other text
+        // that is not a stamp there would be.
+        assert_eq!(
+            parse(b"<38>D\xa1c  4 03:22:32 mx1 app: hi"),
+            Err(Malformed::NoTag)
+        );
+        assert_eq!(
+            parse("<38>Ja\u{e9} 5 10:00:01 host app: x".as_bytes()),
+            Err(Malformed::NoTag)
+        );
     }
 }
 

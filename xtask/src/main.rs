@@ -1,5 +1,5 @@
 #![allow(clippy::disallowed_methods)]
-//! Project tasks: `cargo xtask deps | demo | ci | deb | install | tidy | bench | gen`.
+//! Project tasks: `cargo xtask deps | demo | ci | deb | install | tidy | bench | gen | fuzz`.
 //!
 //! xtask is the one place that forks tools freely (apt-get, cargo, ip): it
 //! sets the machine up and drives the product, it is not the product.
@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 mod bench;
 mod cargo;
 mod f2b;
+mod fuzz;
 mod gen;
 mod nl;
 mod package;
@@ -76,11 +77,21 @@ const PACKAGES: &[(&str, &str)] = &[
     ("lintian", "checks the .deb in `cargo xtask ci`"),
 ];
 
+/// Debian packages the fuzz targets need beside the build's (`cargo xtask
+/// fuzz`, and `cargo xtask ci`, which runs them briefly), with why.
+const FUZZ_PACKAGES: &[(&str, &str)] = &[(
+    "g++",
+    "libfuzzer-sys compiles libFuzzer, which is C++, into each fuzz target",
+)];
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
     match args.first().map(String::as_str) {
-        Some("deps") => deps(ALL_PACKAGES),
+        Some("deps") => {
+            deps(ALL_PACKAGES)?;
+            fuzz::install_cargo_fuzz(&root())
+        }
         Some("demo") => demo(),
         Some("ci") => ci(&rest),
         Some("deb") => {
@@ -98,6 +109,10 @@ fn main() -> Result<()> {
             bench::bench(&rest, &root())
         }
         Some("gen") => gen::cli(&rest),
+        Some("fuzz") => {
+            deps(&[BUILD_PACKAGES, FUZZ_PACKAGES])?;
+            fuzz::cli(&root(), &rest)
+        }
         Some("tidy") => {
             if !tidy::tidy(&root())? {
                 std::process::exit(1);
@@ -109,16 +124,19 @@ fn main() -> Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
-                 deps   install the Debian packages the build and the tests need (as root)\n\
+                 deps   install the Debian packages the build and the tests need (as root),\n\
+                 \x20      and cargo-fuzz\n\
                  demo   ban a simulated SASL brute force in a throwaway network namespace\n\
-                 ci     everything CI runs: deps, fmt, tidy, clippy, all tests, the .deb\n\
+                 ci     everything CI runs: deps, fmt, tidy, clippy, all tests, fuzzing, the .deb\n\
                  deb    target/debian/nftjail_VERSION_ARCH.deb; --check: list, unpack, run, lintian\n\
                  install [--prefix DIR (/usr/local)] [--destdir DIR]  the .deb's files, without dpkg\n\
                  tidy   the rules in tidy.toml: module layering, file sizes, no forks\n\
                  bench  nftjail beside grep, fail2ban-regex and nft -f; writes BENCHMARKS.md\n\
                  \x20      (--smoke: tiny sizes, --full: large sizes)\n\
                  gen    the benchmarks' mail log: --lines N --attack SHARE --attackers N\n\
-                 \x20      --v6 SHARE --seed N [-o FILE] (stdout by default)"
+                 \x20      --v6 SHARE --seed N [-o FILE] (stdout by default)\n\
+                 fuzz   [--secs N (60)] [TARGET...]  each fuzz target of fuzz/ for N seconds\n\
+                 \x20      from the committed seeds; fails on a crash"
             );
             bail!("no task given")
         }
@@ -159,8 +177,8 @@ fn installed(pkg: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Every package the tests need: the build's and the test-only ones.
-const ALL_PACKAGES: &[&[(&str, &str)]] = &[BUILD_PACKAGES, PACKAGES];
+/// Every package the tests need: the build's, the test-only ones and the fuzzers'.
+const ALL_PACKAGES: &[&[(&str, &str)]] = &[BUILD_PACKAGES, PACKAGES, FUZZ_PACKAGES];
 
 /// Installs the missing packages with apt-get when root, after saying which
 /// and why; otherwise says what is missing. No service a package brings
@@ -282,6 +300,9 @@ fn ci(extra: &[&str]) -> Result<()> {
         "warnings",
     ]))?;
     run(cargo().args(["test", "--workspace"]).args(extra))?;
+    // Every fuzz target briefly, from its seeds: each still builds and a
+    // first round of mutations finds nothing (longer runs: `cargo xtask fuzz`).
+    fuzz::run(&root(), fuzz::CI_SECS, fuzz::TARGETS)?;
     // The package, built once from the release binary and checked as an
     // admin meets it (not inside `cargo test`: see package/verify.rs).
     let deb = package::deb::build(&root())?;

@@ -516,29 +516,44 @@ pub struct Element {
 /// nearest end above it. A range that is not one aligned prefix (made by
 /// hand) is left out: we never made it.
 pub fn elements_to_nets(elems: &[Element]) -> Vec<(IpNet, &Element)> {
-    let mut ends: Vec<u128> = elems
-        .iter()
-        .filter(|e| e.interval_end)
-        .map(|e| key_num(&e.addr))
-        .collect();
-    ends.sort_unstable();
+    // Ends of each family apart: a set has one family, but these come from
+    // bytes read off a socket, and an IPv4 end must not close an IPv6 range.
+    let ends = |v4: bool| {
+        let mut ends: Vec<u128> = elems
+            .iter()
+            .filter(|e| e.interval_end && e.addr.is_ipv4() == v4)
+            .map(|e| key_num(&e.addr))
+            .collect();
+        ends.sort_unstable();
+        ends
+    };
+    let (ends4, ends6) = (ends(true), ends(false));
     elems
         .iter()
         .filter(|e| !e.interval_end)
         .filter_map(|e| {
             let start = key_num(&e.addr);
-            let bits = if e.addr.is_ipv4() { 32 } else { 128 };
-            let end = ends.get(ends.partition_point(|&x| x <= start)).copied();
-            let size = match end {
-                Some(end) => end - start,
-                // Runs to the end of the address space.
-                None if bits == 32 => (1u128 << 32) - start,
-                None => u128::MAX - start + 1,
+            let (bits, ends) = if e.addr.is_ipv4() {
+                (32, &ends4)
+            } else {
+                (128, &ends6)
             };
-            if !size.is_power_of_two() || start % size != 0 {
-                return None;
-            }
-            let prefix = bits - size.trailing_zeros() as u8;
+            let end = ends.get(ends.partition_point(|&x| x <= start)).copied();
+            // None: all 2^128 addresses of IPv6 (`::/0`), one more than a
+            // u128 holds.
+            let size = match end {
+                Some(end) => Some(end - start),
+                // Runs to the end of the address space.
+                None if bits == 32 => Some((1u128 << 32) - start),
+                None => (u128::MAX - start).checked_add(1),
+            };
+            let prefix = match size {
+                Some(size) if size.is_power_of_two() && start % size == 0 => {
+                    bits - size.trailing_zeros() as u8
+                }
+                Some(_) => return None,
+                None => 0,
+            };
             IpNet::new(e.addr, prefix).ok().map(|n| (n, e))
         })
         .collect()
@@ -640,6 +655,35 @@ mod tests {
         let e = &parse_elements(msgs[0].body)[0];
         assert_eq!(e.addr.to_string(), "2001:db8::1");
         assert_eq!(e.timeout, None);
+    }
+
+    #[test]
+    fn whole_address_spaces_and_mixed_families_read_back() {
+        // Found by the netlink fuzz target: `::/0` (a start with no end)
+        // overflowed the size of its range, and an IPv6 end taken for an
+        // IPv4 start underflowed its prefix length.
+        let el = |a: &str, interval_end| Element {
+            addr: a.parse().unwrap(),
+            timeout: None,
+            expires: None,
+            interval_end,
+        };
+        let nets = |elems: &[Element]| -> Vec<String> {
+            elements_to_nets(elems)
+                .iter()
+                .map(|(n, _)| n.to_string())
+                .collect()
+        };
+        assert_eq!(nets(&[el("::", false)]), ["::/0"]);
+        assert_eq!(nets(&[el("0.0.0.0", false)]), ["0.0.0.0/0"]);
+        assert_eq!(
+            nets(&[el("0.0.0.0", false), el("::1:0:0:0", true)]),
+            ["0.0.0.0/0"]
+        );
+        assert_eq!(
+            nets(&[el("::", false), el("0.0.1.0", true), el("::1:0:0", true)]),
+            ["::/96"]
+        );
     }
 
     #[test]

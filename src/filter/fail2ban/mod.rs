@@ -21,7 +21,9 @@ mod jails;
 mod literals;
 mod matched;
 mod options;
-mod pyregex;
+// Public for the fuzz target (fuzz/fuzz_targets/pyregex.rs), not an API.
+#[doc(hidden)]
+pub mod pyregex;
 mod tags;
 
 pub use error::Fail2banError;
