@@ -757,6 +757,9 @@ fn a_damaged_store_is_moved_aside_and_the_daemon_still_bans() {
         .collect();
     assert_eq!(aside.len(), 1, "the damaged file is kept aside");
     assert!(d.log().contains("moved aside"), "{}", d.log());
+    // A store rebuilt beside the damaged one is whole again: nothing to warn of.
+    let status = s.cli(&["status", "--json"]);
+    assert!(!status.contains("degraded"), "{status}");
     d.stop();
     // The new store works: the ban was recorded in it.
     assert_eq!(s.stored_set("a"), BTreeSet::from(["203.0.113.5".into()]));
@@ -803,6 +806,12 @@ fn a_read_only_state_dir_degrades_persistence_but_not_banning() {
     wait_until("the ban in the kernel", Duration::from_secs(10), || {
         kernel_set(&ns, "a-v4").contains("203.0.113.6")
     });
+    // `status` says so too, not only the log.
+    let status = s.cli(&["status", "--json"]);
+    assert!(
+        status.contains("\"degraded\"") && status.contains("could not be opened"),
+        "{status}"
+    );
     d.stop();
     assert_eq!(
         std::fs::read(state.join("nftjail.db")).unwrap(),

@@ -28,7 +28,11 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
     }
     let fail2ban = style == Style::Fail2ban;
     match reply {
-        Reply::Jails { jails, gone } => {
+        Reply::Jails {
+            jails,
+            gone,
+            degraded,
+        } => {
             println!("Status");
             println!("|- Number of jail:\t{}", jails.len());
             println!("`- Jail list:\t{}", jails.join(", "));
@@ -38,6 +42,10 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
                      (`nftjail unban --jail-gone` lifts them): {}",
                     gone_list(&gone)
                 );
+            }
+            if let Some(why) = degraded {
+                // On stderr too under fail2ban's layout: scripts parse stdout.
+                eprintln!("WARNING: state persistence degraded: {why}");
             }
         }
         Reply::JailStatus(s) => print_status(&s),

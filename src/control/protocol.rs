@@ -105,6 +105,10 @@ pub enum Reply {
         /// Jails no longer configured whose bans run until they expire.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         gone: Vec<GoneJail>,
+        /// Why the state store does not keep what happens (None: it does):
+        /// bans go on, but would not survive a reboot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        degraded: Option<String>,
     },
     JailStatus(Box<JailStatus>),
     Banned {
@@ -330,6 +334,7 @@ mod tests {
         let r = Response::Ok(Reply::Jails {
             jails: vec!["a".into()],
             gone: Vec::new(),
+            degraded: None,
         });
         assert_eq!(decode_response(&encode(&r)).unwrap(), r);
         let r = Response::Ok(Reply::Jails {
@@ -338,6 +343,7 @@ mod tests {
                 jail: "b".into(),
                 bans: 2,
             }],
+            degraded: Some("the store refuses writes".into()),
         });
         assert_eq!(decode_response(&encode(&r)).unwrap(), r);
         let e = Response::Error(ErrorReply {

@@ -136,6 +136,7 @@ impl Handle {
                 .map(String::from)
                 .collect(),
             gone,
+            degraded: crate::state::writer::degraded(),
         })
     }
 

@@ -75,6 +75,7 @@ pub struct Metrics {
     ban_latency: Histogram,
     tracked: Gauge,
     state_backlog: Gauge,
+    state_degraded: Gauge,
 }
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -100,6 +101,7 @@ impl Metrics {
             ban_latency: Histogram::new(exponential_buckets(0.001, 2.0, 17)),
             tracked: Gauge::default(),
             state_backlog: Gauge::default(),
+            state_degraded: Gauge::default(),
         };
         let r = &mut registry;
         r.register(
@@ -161,6 +163,11 @@ impl Metrics {
             "nftjail_state_backlog",
             "Messages queued for the state writer",
             m.state_backlog.clone(),
+        );
+        r.register(
+            "nftjail_state_degraded",
+            "1 while the state store is not the file or refuses writes (bans go on, persistence does not)",
+            m.state_degraded.clone(),
         );
         r.register_collector(Box::new(SyslogCollector));
         Metrics { registry, ..m }
@@ -294,6 +301,13 @@ pub fn healed() {
 pub fn state_queued() {
     if let Some(m) = get() {
         m.state_backlog.inc();
+    }
+}
+
+/// Whether persistence is degraded, said by the state writer each round.
+pub fn state_degraded(yes: bool) {
+    if let Some(m) = get() {
+        m.state_degraded.set(i64::from(yes));
     }
 }
 

@@ -223,6 +223,7 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
     let mut last_purge = Instant::now();
     let mut next_reminder = Instant::now() + REMIND_EVERY;
     let mut backlog = Backlog::new();
+    publish(&store, &backlog);
     loop {
         let now = Instant::now();
         let mut wake = (last_purge + PURGE_EVERY).min(next_reminder);
@@ -273,6 +274,7 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
             next_reminder = Instant::now() + REMIND_EVERY;
             remind(&store, &backlog);
         }
+        publish(&store, &backlog);
     }
     // At stop: one last try for what waits, so a disk that came back
     // meanwhile gets the final positions and counts.
@@ -283,6 +285,38 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
             "state store still refuses writes at stop: these changes are lost \
              (running bans stay in the kernel and are adopted at the next start)"
         );
+    }
+}
+
+/// Why persistence is degraded right now (None: the file takes every
+/// write), for `status` and the metrics: a line in the log at start is
+/// easily missed, a field every `status` shows is not. Written by the
+/// writer thread after each round, read by the control socket.
+static DEGRADED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// See [`DEGRADED`].
+pub fn degraded() -> Option<String> {
+    DEGRADED.lock().ok().and_then(|d| d.clone())
+}
+
+fn publish(store: &Store, backlog: &Backlog) {
+    let now = if let Some(cause) = store.degraded() {
+        Some(format!(
+            "the store could not be opened ({cause}): bans are kept in the kernel and in memory only"
+        ))
+    } else if backlog.retry_at.is_some() {
+        Some(format!(
+            "the store refuses writes: {} changes wait to be written",
+            backlog.rows
+        ))
+    } else {
+        None
+    };
+    crate::metrics::state_degraded(now.is_some());
+    if let Ok(mut d) = DEGRADED.lock() {
+        if *d != now {
+            *d = now;
+        }
     }
 }
 
