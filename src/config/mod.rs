@@ -51,7 +51,11 @@ const MAX_JAIL_NAME: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {
+    /// nft when the kernel's nf_tables answers, else ufw when it is active.
+    Auto,
     Nft,
+    /// Rules in ufw's own files and chains, for hosts without nf_tables.
+    Ufw,
     /// Dry run: bans are logged, the kernel is not touched.
     Log,
 }
@@ -118,6 +122,8 @@ pub struct Jail {
     pub bantime: Duration,
     pub ignore: IgnoreList,
     pub blocktype: BlockType,
+    /// The ufw application profile whose ports a ban covers (ufw backend only).
+    pub app: Option<String>,
     /// Longer bans for repeat offenders (`bantime_increment = true`).
     pub increment: Option<crate::bantime::Increment>,
 }
@@ -128,6 +134,7 @@ impl Jail {
             name: self.name.to_string(),
             ports: self.ports.clone(),
             blocktype: self.blocktype,
+            app: self.app.clone(),
         }
     }
 }
@@ -198,17 +205,21 @@ impl Checker<'_> {
 
     fn check(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
         let backend = match raw.daemon.backend.as_ref() {
-            None => BackendKind::Nft,
+            None => BackendKind::Auto,
             Some(b) => match b.get_ref().as_str() {
+                "auto" => BackendKind::Auto,
                 "nft" => BackendKind::Nft,
+                "ufw" => BackendKind::Ufw,
                 "log" => BackendKind::Log,
                 other => {
                     self.problem(
                         b.span(),
                         "daemon.backend",
-                        format!("unknown backend {other:?} (use \"nft\" or \"log\")"),
+                        format!(
+                            "unknown backend {other:?} (use \"auto\", \"nft\", \"ufw\" or \"log\")"
+                        ),
                     );
-                    BackendKind::Nft
+                    BackendKind::Auto
                 }
             },
         };
@@ -371,6 +382,7 @@ impl Checker<'_> {
                 blocktype: self
                     .blocktype(j.blocktype.as_ref(), &format!("{key}.blocktype"))
                     .unwrap_or(default_blocktype),
+                app: j.app.as_ref().map(|a| a.get_ref().clone()),
             };
             jails.push(jail);
         }
