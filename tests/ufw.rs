@@ -100,6 +100,11 @@ impl UfwHost {
 
     /// The daemon with one jail on port 587; `backend` None: the default.
     fn config(&self, backend: Option<&str>) -> PathBuf {
+        self.config_with(backend, "")
+    }
+
+    /// [`UfwHost::config`] with more keys for the jail.
+    fn config_with(&self, backend: Option<&str>, jail_keys: &str) -> PathBuf {
         let log = self.dir.path().join("mail.log");
         std::fs::write(&log, "").unwrap();
         let config = self.dir.path().join("nftjail.toml");
@@ -108,7 +113,7 @@ impl UfwHost {
             &config,
             format!(
                 "[daemon]\n{backend}socket = \"{}\"\nstate_dir = \"{}\"\ntable = \"nftjailufw\"\n\
-                 [jail.{JAIL}]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"587\"\nbantime = \"1h\"\n",
+                 [jail.{JAIL}]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"587\"\nbantime = \"1h\"\n{jail_keys}",
                 self.socket().display(),
                 self.dir.path().join("state").display(),
                 log.display()
@@ -119,7 +124,10 @@ impl UfwHost {
     }
 
     fn daemon(&self, backend: Option<&str>, envs: &[(&str, &str)]) -> Daemon {
-        let config = self.config(backend);
+        self.daemon_with(self.config(backend), envs)
+    }
+
+    fn daemon_with(&self, config: PathBuf, envs: &[(&str, &str)]) -> Daemon {
         let mut cmd = self.command(env!("CARGO_BIN_EXE_nftjail"));
         cmd.args(["run", "--config"]).arg(&config);
         for (k, v) in envs {
@@ -357,4 +365,54 @@ fn auto_picks_nft_when_nf_tables_works_and_ufw_when_it_does_not() {
         .srv
         .output("nft", &["list", "table", "inet", "nftjailufw"])
         .contains("192.0.2.21"));
+}
+
+/// Not a check: the rate of a burst of bans through ufw, printed.
+/// `cargo test --release --test ufw -- --ignored --nocapture burst`
+#[test]
+#[ignore]
+fn burst_of_bans_from_a_log() {
+    const N: usize = 1000;
+    let h = UfwHost::new("uf4");
+    admin_rules(&h);
+    let config = h.config_with(Some("ufw"), "maxretry = 1\n");
+    let _d = h.daemon_with(config, &[]);
+    let now = jiff::ZonedDateTime::now()
+        .strftime("%b %e %H:%M:%S")
+        .to_string();
+    let lines: String = (0..N)
+        .map(|i| {
+            format!(
+                "{now} mx1 postfix/submission/smtpd[1]: warning: unknown[10.{}.{}.{}]: SASL LOGIN authentication failed: authentication failure\n",
+                i / 65536, (i / 256) % 256, i % 256
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(h.dir.path().join("mail.log"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, lines.as_bytes()).unwrap();
+    let live = || {
+        h.run("iptables", &["-S", "ufw-user-input"])
+            .matches("-s 10.")
+            .count()
+    };
+    eventually("every ban in the live chain", || live() == N);
+    let took = started.elapsed();
+    let live = live();
+    assert_eq!(
+        h.rules()
+            .0
+            .matches("### tuple ### reject tcp 587 0.0.0.0/0 any 10.")
+            .count(),
+        N
+    );
+    println!(
+        "{N} bans from a log through ufw in {:.2} s: {:.0} bans/s; live chain holds {live}",
+        took.as_secs_f64(),
+        N as f64 / took.as_secs_f64()
+    );
+    assert_eq!(live, N);
 }
