@@ -14,7 +14,7 @@
 
 mod common;
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -219,15 +219,38 @@ fn bans_are_ufw_rules_above_the_first_allow_that_refuse_the_attacker_only() {
     // One dual-stack listener: IPv4 clients arrive as mapped addresses.
     let any: SocketAddr = "[::]:587".parse().unwrap();
     let listener = h.srv.run(move || TcpListener::bind(any).unwrap());
-    std::thread::spawn(move || for _ in listener.incoming() {});
+    // Accepted sessions are kept open: the server never ends them itself.
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for s in listener.incoming() {
+            open.push(s);
+        }
+    });
     admin_rules(&h);
     let admin = h.rules();
     for to in ["192.0.2.1:587", "[2001:db8:1::1]:587"] {
         assert_eq!(connect(&atk, to), Ok(()), "{to} open before any ban");
     }
 
+    // A session the attacker opened before its ban.
+    let mut session = atk.run(|| TcpStream::connect("192.0.2.1:587")).unwrap();
+    session.write_all(b"EHLO\r\n").unwrap();
+
     let _d = h.daemon(Some("ufw"), &[]);
     h.client(&["ban", JAIL, "192.0.2.66"]);
+    // ufw accepts established sessions before any user rule: the ban cut
+    // the session's conntrack entry, so its next packet meets the ban.
+    session
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let _ = session.write_all(b"AUTH LOGIN\r\n");
+    let mut buf = [0u8; 16];
+    let cut = session.read(&mut buf).map_err(|e| e.kind());
+    assert_eq!(
+        cut,
+        Err(ErrorKind::ConnectionReset),
+        "the open session is cut"
+    );
     h.client(&["ban", JAIL, "2001:db8:1::66"]);
 
     let lines = h.numbered();

@@ -17,6 +17,7 @@
 //! and a start drops those whose time ran out while nftjail was down.
 
 mod apps;
+mod conntrack;
 mod file;
 mod live;
 mod tuple;
@@ -28,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{Applied, Backend, EnforceError, Restore};
 use crate::message::BanOrder;
@@ -277,6 +278,33 @@ impl UfwBackend {
     }
 }
 
+impl UfwBackend {
+    /// Deletes the conntrack entries of sessions the new bans refuse, so an
+    /// attacker already connected is cut off (ufw accepts established
+    /// sessions before any user rule). A failure is logged: the bans stand.
+    fn cut_sessions(&self, added: &[(&str, IpNet)]) {
+        for (family, v6) in [(libc::AF_INET, false), (libc::AF_INET6, true)] {
+            let bans: Vec<(IpNet, &Target)> = added
+                .iter()
+                .filter(|(_, net)| file::is_v6(net) == v6)
+                .filter_map(|(jail, net)| Some((*net, self.targets.get(*jail)?)))
+                .collect();
+            if bans.is_empty() {
+                continue;
+            }
+            let pick = |f: &conntrack::Flow| {
+                bans.iter()
+                    .any(|(net, t)| net.contains(&f.src) && t.covers(f.proto, f.dport))
+            };
+            match conntrack::cut(family, &pick) {
+                Ok(0) => {}
+                Ok(n) => debug!(sessions = n, "open sessions of banned addresses cut"),
+                Err(e) => warn!("open sessions of banned addresses not cut (ctnetlink: {e})"),
+            }
+        }
+    }
+}
+
 /// Replaces a file whole (a reader never sees half of it), keeping its mode.
 fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
     let mode = std::fs::metadata(path)?.permissions();
@@ -322,6 +350,13 @@ impl Backend for UfwBackend {
                 })
                 .collect::<Vec<_>>()
         })?;
+        let added: Vec<(&str, IpNet)> = orders
+            .iter()
+            .zip(&applied)
+            .filter(|(_, a)| **a == Applied::Added)
+            .map(|(o, _)| (&*o.jail, IpNet::from(o.addr.to_canonical())))
+            .collect();
+        self.cut_sessions(&added);
         Ok(applied)
     }
 
@@ -355,7 +390,11 @@ impl Backend for UfwBackend {
         self.known(jail)?;
         let until = tuple::until(SystemTime::now(), bantime);
         let secs = unix_now();
-        self.apply(|me| me.put(jail, net.trunc(), until, secs))
+        let applied = self.apply(|me| me.put(jail, net.trunc(), until, secs))?;
+        if applied == Applied::Added {
+            self.cut_sessions(&[(jail, net.trunc())]);
+        }
+        Ok(applied)
     }
 
     fn unban_net(&mut self, jail: &str, net: IpNet) -> Result<bool, EnforceError> {

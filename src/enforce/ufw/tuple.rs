@@ -74,6 +74,33 @@ impl Target {
     }
 }
 
+impl Target {
+    /// Whether a ban refuses packets of IP protocol `proto` to `dport`.
+    pub fn covers(&self, proto: u8, dport: Option<u16>) -> bool {
+        if self.groups.is_empty() {
+            return true;
+        }
+        let proto = match proto {
+            6 => Proto::Tcp,
+            17 => Proto::Udp,
+            _ => return false,
+        };
+        let Some(port) = dport else {
+            return false;
+        };
+        let in_range = |r: &str| match r.split_once(':') {
+            Some((a, b)) => {
+                a.parse::<u16>().is_ok_and(|a| a <= port)
+                    && b.parse::<u16>().is_ok_and(|b| port <= b)
+            }
+            None => r.parse::<u16>() == Ok(port),
+        };
+        self.groups
+            .iter()
+            .any(|g| g.proto.is_none_or(|p| p == proto) && g.ports.split(',').any(in_range))
+    }
+}
+
 /// Port lists cut to what one multiport match takes.
 pub fn chunks(proto: Option<Proto>, ports: &[String]) -> Vec<PortGroup> {
     let mut out = Vec::new();
@@ -328,6 +355,14 @@ mod tests {
         );
         assert!(out.contains("-p tcp --dport 80 -s 1.2.3.4 -j REJECT --reject-with tcp-reset\n"));
         assert!(out.contains("-p udp --dport 80 -s 1.2.3.4 -j REJECT\n"));
+    }
+
+    #[test]
+    fn a_target_covers_its_ports_and_protocols_only() {
+        let t = Target::from_ports(&[tcp(22, 22), tcp(1000, 2000)], BlockType::Reject);
+        assert!(t.covers(6, Some(22)) && t.covers(6, Some(1500)));
+        assert!(!t.covers(17, Some(22)) && !t.covers(6, Some(80)) && !t.covers(1, None));
+        assert!(Target::from_ports(&[], BlockType::Drop).covers(1, None));
     }
 
     #[test]
