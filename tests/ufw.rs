@@ -359,16 +359,36 @@ fn a_ban_ends_on_time_and_a_restart_drops_the_ended_and_puts_back_the_missing() 
 #[test]
 fn auto_picks_nft_when_nf_tables_works_and_ufw_when_it_does_not() {
     let h = UfwHost::new("uf3");
-    // Neither: the error names both reasons.
-    let out = h
+    // Neither: the error names both reasons, and the daemon does not start.
+    let mut child = h
         .command(env!("CARGO_BIN_EXE_nftjail"))
         .args(["run", "--config"])
         .arg(h.config(None))
         .env("NFTJAIL_TEST_NO_NFTABLES", "1")
-        .output()
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let mut waited = Duration::ZERO;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if waited > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("nftjail started although neither nft nor ufw can be used");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        waited += Duration::from_millis(100);
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success());
     assert!(
         err.contains("NFTJAIL_TEST_NO_NFTABLES") && err.contains("ufw is not enabled"),
         "{err}"
