@@ -357,6 +357,30 @@ fn a_ban_ends_on_time_and_a_restart_drops_the_ended_and_puts_back_the_missing() 
 }
 
 #[test]
+fn a_configured_position_puts_ours_before_the_admins_nth_rule() {
+    let h = UfwHost::new("uf5");
+    admin_rules(&h);
+    let config = h.config(Some("ufw"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[daemon]\n", "[daemon]\nufw_position = 1\n"),
+    )
+    .unwrap();
+    let _d = h.daemon_with(config, &[]);
+    h.client(&["ban", JAIL, "192.0.2.30"]);
+    h.client(&["ban", JAIL, "2001:db8::30"]);
+    let lines = h.numbered();
+    assert!(lines[0].contains("192.0.2.30"), "{lines:#?}");
+    assert!(lines[1].contains("95.181.157.0/24"), "{lines:#?}");
+    let v6 = position(&lines, "2001:db8::30");
+    assert!(
+        lines[v6 - 1].contains("80 ") && !lines[v6 - 1].contains("(v6)"),
+        "{lines:#?}"
+    );
+}
+
+#[test]
 fn auto_picks_nft_when_nf_tables_works_and_ufw_when_it_does_not() {
     let h = UfwHost::new("uf3");
     // Neither: the error names both reasons, and the daemon does not start.

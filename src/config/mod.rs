@@ -67,6 +67,9 @@ pub struct Config {
     pub origin: PathBuf,
     pub backend: BackendKind,
     pub table: String,
+    /// ufw backend: ours go before the admin's Nth rule of each family
+    /// (None: just above the admin's first ALLOW).
+    pub ufw_position: Option<usize>,
     /// Cap on failure windows kept by the tracker.
     pub max_tracked: usize,
     /// Enabled jails only, in name order.
@@ -236,6 +239,17 @@ impl Checker<'_> {
                 t.get_ref().clone()
             }
         };
+        let ufw_position = raw.daemon.ufw_position.as_ref().and_then(|v| {
+            let n = usize::try_from(*v.get_ref()).ok().filter(|n| *n >= 1);
+            if n.is_none() {
+                self.problem(
+                    v.span(),
+                    "daemon.ufw_position",
+                    "must be a whole number from 1 up",
+                );
+            }
+            n
+        });
         let max_tracked = match raw.daemon.max_tracked.as_ref() {
             None => DEFAULT_MAX_TRACKED,
             Some(v) => match usize::try_from(*v.get_ref()) {
@@ -391,6 +405,7 @@ impl Checker<'_> {
                 origin: self.loc.file.to_path_buf(),
                 backend,
                 table,
+                ufw_position,
                 max_tracked,
                 socket,
                 socket_group,

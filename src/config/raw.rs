@@ -59,6 +59,9 @@ pub struct RawDaemon {
     pub backend: Option<Spanned<String>>,
     /// Name of our nftables table (family inet).
     pub table: Option<Spanned<String>>,
+    /// ufw backend: ours go before the admin's Nth rule of each family
+    /// (default: just above the first ALLOW).
+    pub ufw_position: Option<Spanned<i64>>,
     /// Directory searched for `NAME.toml` filters before the built-in library.
     pub filter_dir: Option<Spanned<String>>,
     /// Cap on addresses whose failures are being counted (oldest forgotten first).

@@ -186,7 +186,9 @@ fn open_backend(config: &Config, dry_run: bool) -> Result<Box<dyn Backend>, Daem
     Ok(match (dry_run, config.backend) {
         (true, _) | (false, BackendKind::Log) => Box::new(LogBackend::default()),
         (false, BackendKind::Nft) => Box::new(NftBackend::open(&config.table)?),
-        (false, BackendKind::Ufw) => Box::new(UfwBackend::open(UfwPaths::default(), None)?),
+        (false, BackendKind::Ufw) => {
+            Box::new(UfwBackend::open(UfwPaths::default(), config.ufw_position)?)
+        }
         (false, BackendKind::Auto) => auto_backend(config)?,
     })
 }
@@ -199,7 +201,7 @@ fn auto_backend(config: &Config) -> Result<Box<dyn Backend>, enforce::EnforceErr
         Ok(b) => return Ok(b),
         Err(e) => e.to_string(),
     };
-    match UfwBackend::open(UfwPaths::default(), None) {
+    match UfwBackend::open(UfwPaths::default(), config.ufw_position) {
         Ok(b) => {
             info!("nf_tables cannot be used ({nft_err}): bans go to ufw");
             Ok(Box::new(b))

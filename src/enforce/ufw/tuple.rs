@@ -366,6 +366,40 @@ mod tests {
     }
 
     #[test]
+    fn an_application_profile_ban_is_written_as_ufw_writes_it() {
+        let t = Target {
+            groups: vec![
+                PortGroup {
+                    proto: Some(Proto::Tcp),
+                    ports: "6881".into(),
+                },
+                PortGroup {
+                    proto: None,
+                    ports: "51413".into(),
+                },
+            ],
+            app: Some("KTorrent".into()),
+            blocktype: BlockType::Reject,
+        };
+        let mut out = String::new();
+        render(
+            &mut out,
+            &t,
+            &"1.2.3.4/32".parse().unwrap(),
+            "nftjail:x",
+            false,
+        );
+        assert_eq!(
+            out,
+            "### tuple ### reject tcp 6881 0.0.0.0/0 any 1.2.3.4 KTorrent - in comment=6e66746a61696c3a78\n\
+             -A ufw-user-input -p tcp --dport 6881 -s 1.2.3.4 -j REJECT --reject-with tcp-reset -m comment --comment 'dapp_KTorrent'\n\n\
+             ### tuple ### reject any 51413 0.0.0.0/0 any 1.2.3.4 KTorrent - in comment=6e66746a61696c3a78\n\
+             -A ufw-user-input -p tcp --dport 51413 -s 1.2.3.4 -j REJECT --reject-with tcp-reset -m comment --comment 'dapp_KTorrent'\n\
+             -A ufw-user-input -p udp --dport 51413 -s 1.2.3.4 -j REJECT -m comment --comment 'dapp_KTorrent'\n\n"
+        );
+    }
+
+    #[test]
     fn many_ports_are_cut_for_multiport() {
         let ports: Vec<PortRange> = (1..=20).map(|p| tcp(p, p)).collect();
         let t = Target::from_ports(&ports, BlockType::Reject);
