@@ -172,10 +172,10 @@ impl UfwBackend {
 
     fn lift(&mut self, jail: &str, net: &IpNet) -> Result<bool, EnforceError> {
         let now = unix_now();
-        let Some(until) = self.bans.get_mut(jail).and_then(|b| b.remove(net)) else {
+        let Some(until) = self.bans.get(jail).and_then(|b| b.get(net)).copied() else {
             return Ok(false);
         };
-        self.sync(false)?;
+        self.apply(|me| me.bans.get_mut(jail).map(|b| b.remove(net)))?;
         Ok(until.is_none_or(|u| u > now))
     }
 
