@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand};
 
-use nftjail::config::{Config, DEFAULT_PATH};
+use nftjail::config::{Config, Files, DEFAULT_PATH};
 use nftjail::daemon::{self, RunOptions};
 
 mod cli {
@@ -114,13 +114,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Lift bans: `unban JAIL ADDR`, `unban ADDR` (every jail) or `unban --all`.
+    /// Lift bans: `unban JAIL ADDR`, `unban ADDR` (every jail), `unban --all`
+    /// or `unban --jail-gone`.
     Unban {
         #[arg(num_args = 0..=2, value_names = ["JAIL", "ADDR"])]
         args: Vec<String>,
         /// Every ban of every jail
         #[arg(long, conflicts_with = "args")]
         all: bool,
+        /// Every ban of the jails a reload removed from the config (kept
+        /// until they expire otherwise)
+        #[arg(long, conflicts_with_all = ["args", "all"])]
+        jail_gone: bool,
         #[arg(long)]
         json: bool,
     },
@@ -248,7 +253,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         } => cli::import::run(dir, output.as_deref()),
         Command::Generate(ref what) => cli::generate::run(what, Cli::command()),
         Command::Check => {
-            let config = load()?;
+            let config = Config::load_with(cli.config.as_deref(), Files::Check)?;
+            for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: OK, {} jail(s): {}",
                 config.origin.display(),
@@ -284,8 +292,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Unban {
             ref args,
             all,
+            jail_gone,
             json,
         } => {
+            if jail_gone {
+                return ask(&cli, Request::UnbanGone, json);
+            }
             let req = match (all, args.as_slice()) {
                 (true, _) => Request::Unban {
                     jail: None,
@@ -299,7 +311,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                     jail: Some(jail.clone()),
                     addr: Some(addr.clone()),
                 },
-                _ => anyhow::bail!("usage: nftjail unban JAIL ADDR | unban ADDR | unban --all"),
+                _ => anyhow::bail!(
+                    "usage: nftjail unban JAIL ADDR | unban ADDR | unban --all | unban --jail-gone"
+                ),
             };
             ask(&cli, req, json)
         }
@@ -323,6 +337,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             ..
         } => {
             let config = load()?;
+            for w in &config.warnings {
+                tracing::warn!("{w}");
+            }
             if let Some(jail) = stdin {
                 if !config.jails.iter().any(|j| &*j.name == jail) {
                     anyhow::bail!(

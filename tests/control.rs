@@ -398,8 +398,11 @@ fn reload_keeps_state_refuses_broken_files_and_applies_changes() {
     // Changed bantime of a, jail c removed.
     std::fs::write(&config, config_text(fx.dir.path(), "5h", "")).unwrap();
     let out = fx.ok(&["--config", config.to_str().unwrap(), "reload"]);
-    assert!(out.contains("removed (bans lifted): c"), "{out}");
+    assert!(out.contains("bans kept until they expire"), "{out}");
     assert!(fx.ok(&["status"]).contains("Jail list:\ta, b\n"));
+    // Its ban stays until it expires, unless lifted on purpose.
+    assert!(fx.set("c-v4").contains("203.0.113.50"));
+    fx.ok(&["unban", "--jail-gone"]);
     let tables = fx.ns.output("nft", &["list", "table", "inet", "nftjail"]);
     assert!(
         !tables.contains("c-v4"),

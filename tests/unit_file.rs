@@ -58,6 +58,9 @@ fn the_unit_is_a_notify_service_with_a_watchdog() {
         "Restart=on-failure",
         "Documentation=man:nftjail(8)",
         "CapabilityBoundingSet=CAP_NET_ADMIN",
+        "AmbientCapabilities=CAP_NET_ADMIN",
+        "DynamicUser=yes",
+        "NoNewPrivileges=yes",
     ] {
         assert!(
             text.lines().any(|l| l == line),

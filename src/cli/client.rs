@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use nftjail::control::client::{request, ClientError};
-use nftjail::control::protocol::{BanInfo, JailStatus, Reply, Request};
+use nftjail::control::protocol::{BanInfo, GoneJail, JailStatus, Reply, Request};
 
 /// How a reply is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,10 +28,17 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
     }
     let fail2ban = style == Style::Fail2ban;
     match reply {
-        Reply::Jails { jails } => {
+        Reply::Jails { jails, gone } => {
             println!("Status");
             println!("|- Number of jail:\t{}", jails.len());
             println!("`- Jail list:\t{}", jails.join(", "));
+            if !gone.is_empty() && !fail2ban {
+                println!(
+                    "Jails no longer configured, bans kept until they expire \
+                     (`nftjail unban --jail-gone` lifts them): {}",
+                    gone_list(&gone)
+                );
+            }
         }
         Reply::JailStatus(s) => print_status(&s),
         Reply::Banned { bans } => print_bans(&bans),
@@ -71,6 +78,7 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
             jails,
             added,
             removed,
+            kept,
         } => {
             if fail2ban {
                 println!("OK");
@@ -79,8 +87,19 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
                 if !added.is_empty() {
                     println!("added: {}", added.join(", "));
                 }
-                if !removed.is_empty() {
-                    println!("removed (bans lifted): {}", removed.join(", "));
+                let lifted: Vec<&String> = removed
+                    .iter()
+                    .filter(|r| !kept.iter().any(|k| k.jail == **r))
+                    .collect();
+                if !lifted.is_empty() {
+                    let names: Vec<&str> = lifted.iter().map(|s| s.as_str()).collect();
+                    println!("removed: {}", names.join(", "));
+                }
+                if !kept.is_empty() {
+                    println!(
+                        "removed, bans kept until they expire (`nftjail unban --jail-gone` lifts them): {}",
+                        gone_list(&kept)
+                    );
                 }
             }
         }
@@ -95,8 +114,25 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
     Ok(())
 }
 
+/// `a (3 bans), b (1 ban)`.
+fn gone_list(gone: &[GoneJail]) -> String {
+    gone.iter()
+        .map(|g| {
+            let s = if g.bans == 1 { "" } else { "s" };
+            format!("{} ({} ban{s})", g.jail, g.bans)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn print_status(s: &JailStatus) {
     println!("Status for the jail: {}", s.jail);
+    if s.gone {
+        println!(
+            "|- No longer configured: its bans are kept until they expire \
+             (`nftjail unban --jail-gone` lifts them)"
+        );
+    }
     println!("|- Filter");
     println!("|  |- Currently failed:\t{}", s.currently_failed);
     println!("|  |- Total failed:\t{}", s.total_failed);
@@ -104,6 +140,10 @@ fn print_status(s: &JailStatus) {
     println!("`- Actions");
     println!("   |- Currently banned:\t{}", s.currently_banned);
     println!("   |- Total banned:\t{}", s.total_banned);
+    if !s.foreign.is_empty() {
+        // Counted and listed above too: they block like our bans.
+        println!("   |- Not banned by nftjail:\t{}", s.foreign.join(" "));
+    }
     println!("   `- Banned IP list:\t{}", s.banned.join(" "));
 }
 
@@ -117,7 +157,11 @@ fn print_bans(bans: &[BanInfo]) {
             Some(s) => format!("{} left", nftjail::bantime::human_secs(s)),
             None => "no timeout".into(),
         };
-        println!("{}\t{}\t{left}", b.jail, b.addr);
+        if b.foreign {
+            println!("{}\t{}\t{left}\tnot banned by nftjail", b.jail, b.addr);
+        } else {
+            println!("{}\t{}\t{left}", b.jail, b.addr);
+        }
     }
 }
 

@@ -31,12 +31,16 @@ impl fmt::Display for Problem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config {}: {source}", path.display())]
+    /// The reason is in the message, not chained as a source, so it is
+    /// said once however the error is printed.
+    #[error("cannot read config {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    /// A FIFO, device or directory where the config file should be.
+    #[error("refusing config {}: it {what}, not a regular file", path.display())]
+    NotAFile { path: PathBuf, what: &'static str },
     /// A config file someone other than root may change (see `strict`).
     #[error("refusing config {}: {reason}", path.display())]
     Unsafe { path: PathBuf, reason: String },

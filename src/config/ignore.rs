@@ -53,6 +53,21 @@ pub fn parse_net(item: &str) -> Result<IpNet, String> {
         })
 }
 
+/// A warning when `item` is a network written with host bits set
+/// (`1.2.3.4/8`), which is read as its network (`1.0.0.0/8`): far more
+/// than the one address it looks like.
+pub fn host_bits(item: &str) -> Option<String> {
+    let net = item.trim().parse::<IpNet>().ok()?;
+    let trunc = net.trunc();
+    (net != trunc).then(|| {
+        format!(
+            "{item:?} has host bits set and is read as {trunc}, every address of that network; \
+             write {trunc} if that is meant, or {} alone for one address",
+            net.addr()
+        )
+    })
+}
+
 /// Loopback ranges and the host's own interface addresses (fail2ban's `ignoreself`).
 fn self_networks() -> Vec<IpNet> {
     let mut nets: Vec<IpNet> = ["127.0.0.0/8", "::1/128"]
@@ -134,5 +149,17 @@ mod tests {
         assert!(parse_net("300.1.1.1").is_err());
         assert!(parse_net("example.org").is_err());
         assert_eq!(parse_net("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
+    }
+
+    #[test]
+    fn host_bits_are_told() {
+        let w = host_bits("1.2.3.4/8").unwrap();
+        assert!(
+            w.contains("read as 1.0.0.0/8") && w.contains("1.2.3.4 alone"),
+            "{w}"
+        );
+        assert_eq!(host_bits("1.0.0.0/8"), None);
+        assert_eq!(host_bits("1.2.3.4"), None);
+        assert_eq!(host_bits("2001:db8::1/128"), None);
     }
 }

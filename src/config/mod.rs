@@ -7,6 +7,7 @@
 
 pub mod duration;
 pub mod error;
+pub mod files;
 pub mod ignore;
 pub mod metrics;
 pub mod persist;
@@ -24,6 +25,7 @@ use toml::Spanned;
 
 use error::Locator;
 pub use error::{ConfigError, Problem};
+pub use files::Files;
 use ignore::IgnoreList;
 pub use metrics::MetricsConfig;
 use persist::OnStop;
@@ -39,6 +41,8 @@ pub const DEFAULT_PATH: &str = "/etc/nftjail/nftjail.toml";
 pub const DEFAULT_SOCKET: &str = "/run/nftjail/nftjail.sock";
 /// The config compiled into the binary, used when no file exists at [`DEFAULT_PATH`].
 pub const EMBEDDED: &str = include_str!("../../config/nftjail.toml");
+/// What [`Config::origin`] says for the built-in config.
+pub const EMBEDDED_ORIGIN: &str = "<embedded>";
 
 const DEFAULT_BANTIME: Duration = Duration::from_secs(600);
 const DEFAULT_FINDTIME: Duration = Duration::from_secs(600);
@@ -87,6 +91,10 @@ pub struct Config {
     pub journal: JournalConfig,
     /// Where Prometheus metrics are served (None: not at all).
     pub metrics: Option<MetricsConfig>,
+    /// What is accepted but likely not what was meant (an `ignoreip`
+    /// network written with host bits), located: `check` prints them,
+    /// `run` and `reload` log them.
+    pub warnings: Vec<Problem>,
 }
 
 /// Where a fail2ban filter comes from: `sshd[mode=aggressive]` or a path, and
@@ -144,25 +152,34 @@ impl Jail {
 
 impl Config {
     /// Reads `path`, or the embedded config when `path` is None and the default
-    /// file does not exist.
+    /// file does not exist; the log paths it names are looked at as `run`
+    /// would open them (see [`files`]).
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with(path, Files::Run)
+    }
+
+    /// [`Config::load`], looking at the files as `files` says.
+    pub fn load_with(path: Option<&Path>, files: Files) -> Result<Config, ConfigError> {
         let path = match path {
             Some(p) => p.to_path_buf(),
             None if Path::new(DEFAULT_PATH).exists() => PathBuf::from(DEFAULT_PATH),
-            None => return Config::parse(EMBEDDED, Path::new("<embedded>")),
+            None => return Config::parse(EMBEDDED, Path::new(EMBEDDED_ORIGIN)),
         };
         if let Some(reason) = strict::unsafe_reason(&path) {
             return Err(ConfigError::Unsafe { path, reason });
         }
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        Config::parse(&text, &path)
+        let text = files::read_config(&path)?;
+        Config::parse_with(&text, &path, files)
     }
 
-    /// Parses and checks `text`; `origin` names it in errors.
+    /// Parses and checks `text`; `origin` names it in errors. The disk is
+    /// not looked at.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        Config::parse_with(text, origin, Files::Ignore)
+    }
+
+    /// [`Config::parse`], looking at the files it names as `files` says.
+    pub fn parse_with(text: &str, origin: &Path, files: Files) -> Result<Config, ConfigError> {
         let loc = Locator { file: origin, text };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
@@ -172,6 +189,8 @@ impl Config {
         Checker {
             loc,
             problems: Vec::new(),
+            warnings: Vec::new(),
+            files,
         }
         .check(raw)
     }
@@ -198,12 +217,38 @@ impl Config {
 struct Checker<'a> {
     loc: Locator<'a>,
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
+    files: Files,
 }
 
 impl Checker<'_> {
     fn problem(&mut self, span: Range<usize>, key: &str, msg: impl Into<String>) {
         let p = self.loc.at(span, key, msg);
         self.problems.push(p);
+    }
+
+    fn warning(&mut self, span: Range<usize>, key: &str, msg: impl Into<String>) {
+        let p = self.loc.at(span, key, msg);
+        self.warnings.push(p);
+    }
+
+    /// Where `item` is written inside the value at `span`, looking from
+    /// `*from` on (so a repeated item is found at its own place), at its
+    /// opening quote if it has one; the whole value when it is not found
+    /// as written (spelled with escapes).
+    fn item_span(&self, span: &Range<usize>, item: &str, from: &mut usize) -> Range<usize> {
+        let text = self.loc.text;
+        let start = (*from).clamp(span.start, span.end.min(text.len()));
+        let Some(found) = text
+            .get(start..span.end.min(text.len()))
+            .and_then(|t| t.find(item))
+        else {
+            return span.clone();
+        };
+        let at = start + found;
+        *from = at + item.len();
+        let quoted = text[..at].ends_with(['"', '\'']);
+        (if quoted { at - 1 } else { at })..at + item.len()
     }
 
     fn check(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -266,6 +311,10 @@ impl Checker<'_> {
         };
         let socket = match raw.daemon.socket.as_ref() {
             None => PathBuf::from(DEFAULT_SOCKET),
+            Some(p) if p.get_ref().len() > MAX_SOCKET_PATH => {
+                self.problem(p.span(), "daemon.socket", socket_too_long(p.get_ref()));
+                PathBuf::from(DEFAULT_SOCKET)
+            }
             Some(p) if Path::new(p.get_ref()).is_absolute() => PathBuf::from(p.get_ref()),
             Some(p) => {
                 self.problem(p.span(), "daemon.socket", "must be an absolute path");
@@ -416,6 +465,7 @@ impl Checker<'_> {
                 syslog: syslog_config,
                 journal: journal_config,
                 metrics,
+                warnings: self.warnings,
             })
         } else {
             Err(ConfigError::Invalid(self.problems))
@@ -609,16 +659,37 @@ impl Checker<'_> {
     fn ignoreip(&mut self, v: Option<&Spanned<toml::Value>>, key: &str) -> Vec<ipnet::IpNet> {
         let Some(v) = v else { return Vec::new() };
         let mut nets = Vec::new();
+        let span = v.span();
+        let mut from = span.start;
         for item in self.strings(v, key) {
             for word in item.split([',', ' ', '\t']).filter(|w| !w.is_empty()) {
+                let at = self.item_span(&span, word, &mut from);
                 match ignore::parse_net(word) {
-                    Ok(n) => nets.push(n),
+                    Ok(n) => {
+                        // `ban` refuses such a prefix; here it was always
+                        // read as its network, so it still is, but said.
+                        if let Some(widened) = ignore::host_bits(word) {
+                            self.warning(at, key, widened);
+                        }
+                        nets.push(n)
+                    }
                     Err(msg) => self.problem(v.span(), key, msg),
                 }
             }
         }
         nets
     }
+}
+
+/// Longest path a unix socket address holds (`sun_path`, less its NUL):
+/// a longer one could only fail when the daemon binds it.
+const MAX_SOCKET_PATH: usize = 107;
+
+fn socket_too_long(path: &str) -> String {
+    format!(
+        "{} bytes long: a unix socket path holds at most {MAX_SOCKET_PATH}; choose a shorter one",
+        path.len()
+    )
 }
 
 fn valid_name(s: &str) -> bool {

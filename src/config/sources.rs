@@ -43,7 +43,11 @@ fn has_glob(s: &str) -> bool {
 impl Checker<'_> {
     pub(super) fn syslog_config(&mut self, raw: &RawSyslog) -> SyslogConfig {
         let socket = raw.socket.as_ref().and_then(|p| {
-            if Path::new(p.get_ref()).is_absolute() {
+            if p.get_ref().len() > super::MAX_SOCKET_PATH {
+                let why = super::socket_too_long(p.get_ref());
+                self.problem(p.span(), "syslog.socket", why);
+                None
+            } else if Path::new(p.get_ref()).is_absolute() {
                 Some(PathBuf::from(p.get_ref()))
             } else {
                 self.problem(p.span(), "syslog.socket", "must be an absolute path");
@@ -135,7 +139,11 @@ impl Checker<'_> {
     /// directory is what is watched for new files.
     pub(super) fn logpaths(&mut self, v: &Spanned<toml::Value>, key: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();
+        let mut placed = Vec::new();
+        let span = v.span();
+        let mut from = span.start;
         for s in self.strings(v, key) {
+            let at = self.item_span(&span, &s, &mut from);
             let path = PathBuf::from(&s);
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
             let dir = path.parent().map(|d| d.to_string_lossy().into_owned());
@@ -153,8 +161,10 @@ impl Checker<'_> {
                     continue;
                 }
             }
+            placed.push((path.clone(), at));
             out.push(path);
         }
+        self.log_files(key, &placed);
         out
     }
 

@@ -4,5 +4,6 @@
 //! [`client`] the CLI's side.
 
 pub mod client;
+mod peers;
 pub mod protocol;
 pub mod server;

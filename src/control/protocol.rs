@@ -51,6 +51,9 @@ pub enum Request {
     },
     Reload,
     Version,
+    /// Lift every ban of the jails no longer configured (kept by a reload
+    /// until they expire).
+    UnbanGone,
 }
 
 /// What travels on the wire in each direction: the version beside the body.
@@ -99,8 +102,11 @@ pub enum ErrorCode {
 pub enum Reply {
     Jails {
         jails: Vec<String>,
+        /// Jails no longer configured whose bans run until they expire.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        gone: Vec<GoneJail>,
     },
-    JailStatus(JailStatus),
+    JailStatus(Box<JailStatus>),
     Banned {
         bans: Vec<BanInfo>,
     },
@@ -118,6 +124,9 @@ pub enum Reply {
         jails: Vec<String>,
         added: Vec<String>,
         removed: Vec<String>,
+        /// Removed jails whose bans are kept until they expire.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        kept: Vec<GoneJail>,
     },
     Version {
         version: String,
@@ -134,6 +143,19 @@ pub struct JailStatus {
     pub currently_banned: u64,
     pub total_banned: u64,
     pub banned: Vec<String>,
+    /// No longer configured: only its bans remain, until they expire.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gone: bool,
+    /// Those of `banned` someone else added to the jail's sets by hand.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign: Vec<String>,
+}
+
+/// A jail no longer configured and how many of its bans still run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoneJail {
+    pub jail: String,
+    pub bans: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +164,9 @@ pub struct BanInfo {
     pub addr: String,
     /// Seconds left; None for a ban without timeout.
     pub remaining: Option<u64>,
+    /// Added to the jail's set by someone else, not banned by nftjail.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -304,6 +329,15 @@ mod tests {
     fn responses_round_trip() {
         let r = Response::Ok(Reply::Jails {
             jails: vec!["a".into()],
+            gone: Vec::new(),
+        });
+        assert_eq!(decode_response(&encode(&r)).unwrap(), r);
+        let r = Response::Ok(Reply::Jails {
+            jails: vec!["a".into()],
+            gone: vec![GoneJail {
+                jail: "b".into(),
+                bans: 2,
+            }],
         });
         assert_eq!(decode_response(&encode(&r)).unwrap(), r);
         let e = Response::Error(ErrorReply {

@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::JailSlots;
 use crate::config::Config;
-use crate::control::protocol::{BanInfo, ErrorCode, JailStatus, Reply, Request, Response};
+use crate::control::protocol::{
+    BanInfo, ErrorCode, GoneJail, JailStatus, Reply, Request, Response,
+};
 use crate::control::server::{error, Handler};
 use crate::enforce::enforcer::{show, EnforcerMsg, JailBans, Lifted};
 use crate::enforce::record::is_host;
@@ -40,14 +42,7 @@ type Answer = Result<Reply, Response>;
 impl Handler for Handle {
     async fn handle(&self, req: Request) -> Response {
         let answer = match req {
-            Request::Status { jail: None } => Ok(Reply::Jails {
-                jails: self
-                    .config()
-                    .jail_names()
-                    .into_iter()
-                    .map(String::from)
-                    .collect(),
-            }),
+            Request::Status { jail: None } => self.jails().await,
             Request::Status { jail: Some(j) } => self.status(&j).await,
             Request::Ban {
                 jail,
@@ -66,6 +61,11 @@ impl Handler for Handle {
             }
             Request::Banned { addr } => self.banned(addr).await,
             Request::Reload => self.reload().await,
+            Request::UnbanGone => {
+                let answer = self.unban_gone().await;
+                self.status_changed.notify_one();
+                answer
+            }
             Request::Version => Ok(Reply::Version {
                 version: env!("CARGO_PKG_VERSION").to_string(),
             }),
@@ -110,12 +110,72 @@ impl Handle {
     }
 
     async fn lists(&self) -> Result<Vec<JailBans>, Response> {
-        self.ask(&self.enforcer, |reply| EnforcerMsg::List { reply })
+        self.ask(&self.enforcer, |reply| EnforcerMsg::InKernel { reply })
             .await
     }
 
+    /// The configured jails, and those gone with bans still running.
+    async fn jails(&self) -> Answer {
+        // The record is enough for counts shown this often; a dump of every
+        // set is kept for the listings.
+        let gone = self
+            .ask(&self.enforcer, |reply| EnforcerMsg::List { reply })
+            .await?
+            .into_iter()
+            .filter(|b| b.gone)
+            .map(|b| GoneJail {
+                jail: b.jail,
+                bans: b.bans.len() as u64,
+            })
+            .collect();
+        Ok(Reply::Jails {
+            jails: self
+                .config()
+                .jail_names()
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            gone,
+        })
+    }
+
+    /// A jail no longer configured whose bans still run: those bans.
+    async fn gone_status(&self, jail: &str) -> Option<Answer> {
+        let bans = match self.lists().await {
+            Ok(l) => l.into_iter().find(|b| b.gone && b.jail == jail)?,
+            Err(e) => return Some(Err(e)),
+        };
+        let banned: Vec<String> = bans.bans.iter().map(|(a, _)| show(a)).collect();
+        let foreign: Vec<String> = bans.foreign.iter().map(|(a, _)| show(a)).collect();
+        let banned: Vec<String> = banned.into_iter().chain(foreign.iter().cloned()).collect();
+        Some(Ok(Reply::JailStatus(Box::new(JailStatus {
+            jail: jail.to_string(),
+            currently_failed: 0,
+            total_failed: 0,
+            files: Vec::new(),
+            currently_banned: banned.len() as u64,
+            total_banned: bans.total,
+            banned,
+            gone: true,
+            foreign,
+        }))))
+    }
+
+    async fn unban_gone(&self) -> Answer {
+        let lifted = self
+            .ask(&self.enforcer, |reply| EnforcerMsg::UnbanGone { reply })
+            .await?
+            .map_err(|e| error(ErrorCode::Failed, e.to_string()))?;
+        Ok(Reply::Unbanned {
+            bans: lifted.into_iter().map(info).collect(),
+        })
+    }
+
     async fn status(&self, jail: &str) -> Answer {
-        let (config, index) = self.known_jail(jail)?;
+        let (config, index) = match self.known_jail(jail) {
+            Ok(known) => known,
+            Err(unknown) => return self.gone_status(jail).await.unwrap_or(Err(unknown)),
+        };
         let id = self.slot_of(jail);
         let counts = self
             .ask(&self.tracker, |reply| TrackerCtl::Counts { reply })
@@ -133,11 +193,19 @@ impl Handle {
             .chain(sources.journal.iter().map(|m| format!("journal: {m}")))
             .chain(sources.syslog.iter().map(|p| format!("syslog: {p}")))
             .collect();
-        let (total_banned, banned) = match bans {
-            Some(b) => (b.total, b.bans.iter().map(|(a, _)| show(a)).collect()),
-            None => (0, Vec::new()),
+        let (total_banned, banned, foreign): (u64, Vec<String>, Vec<String>) = match bans {
+            Some(b) => (
+                b.total,
+                b.bans
+                    .iter()
+                    .chain(&b.foreign)
+                    .map(|(a, _)| show(a))
+                    .collect(),
+                b.foreign.iter().map(|(a, _)| show(a)).collect(),
+            ),
+            None => (0, Vec::new(), Vec::new()),
         };
-        Ok(Reply::JailStatus(JailStatus {
+        Ok(Reply::JailStatus(Box::new(JailStatus {
             jail: jail.to_string(),
             currently_failed: counts.current,
             total_failed: counts.total,
@@ -145,7 +213,9 @@ impl Handle {
             currently_banned: banned.len() as u64,
             total_banned,
             banned,
-        }))
+            gone: false,
+            foreign,
+        })))
     }
 
     fn slot_of(&self, jail: &str) -> Option<usize> {
@@ -238,14 +308,19 @@ impl Handle {
         let target = addr.as_deref().map(parse_target).transpose()?;
         let mut bans = Vec::new();
         for jail in self.lists().await? {
-            for (a, remaining) in jail.bans {
+            let ours = jail.bans.into_iter().map(|b| (b, false));
+            for ((a, remaining), foreign) in ours.chain(jail.foreign.into_iter().map(|b| (b, true)))
+            {
                 // An address asks which bans cover it, prefixes included.
                 if target.is_none_or(|want| want == a || a.contains(&want)) {
-                    bans.push(info(Lifted {
-                        jail: jail.jail.clone(),
-                        addr: a,
-                        remaining,
-                    }));
+                    bans.push(BanInfo {
+                        foreign,
+                        ..info(Lifted {
+                            jail: jail.jail.clone(),
+                            addr: a,
+                            remaining,
+                        })
+                    });
                 }
             }
         }
@@ -258,6 +333,7 @@ fn info(l: Lifted) -> BanInfo {
         jail: l.jail,
         addr: show(&l.addr),
         remaining: l.remaining.map(|d| d.as_secs()),
+        foreign: false,
     }
 }
 

@@ -48,6 +48,8 @@ pub enum DaemonError {
     Pipeline(#[from] PipelineError),
     #[error("{0}")]
     Control(#[from] BindError),
+    #[error("cannot set no_new_privs: {0}")]
+    NoNewPrivs(std::io::Error),
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
     #[error("signal handling: {0}")]

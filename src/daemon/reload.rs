@@ -1,15 +1,17 @@
 //! `nftjail reload` and SIGHUP: the new config replaces the running one in
 //! every stage, or in none.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
 use super::control::Handle;
 use crate::config::Config;
-use crate::control::protocol::{ErrorCode, Reply, Response};
+use crate::config::EMBEDDED_ORIGIN;
+use crate::control::protocol::{self, ErrorCode, Reply, Response};
 use crate::control::server::error;
-use crate::enforce::enforcer::EnforcerMsg;
+use crate::enforce::enforcer::{EnforcerMsg, GoneJail};
 use crate::tracker::task::TrackerCtl;
 
 impl Handle {
@@ -37,12 +39,13 @@ impl Handle {
         };
         let prepared = sources.prepare(&new, &ids).map_err(refused)?;
         let rules = new.jail_rules();
-        self.ask(&self.enforcer, |reply| EnforcerMsg::Reconcile {
-            rules,
-            reply,
-        })
-        .await?
-        .map_err(refused)?;
+        let kept = self
+            .ask(&self.enforcer, |reply| EnforcerMsg::Reconcile {
+                rules,
+                reply,
+            })
+            .await?
+            .map_err(refused)?;
         // Nothing below can fail: every stage switches.
         let max_tracked = new.max_tracked;
         self.ask(&self.tracker, |reply| TrackerCtl::Reconfigure {
@@ -58,7 +61,7 @@ impl Handle {
         let _ =
             tokio::task::spawn_blocking(move || stopped.into_iter().for_each(|t| drop(t.join())))
                 .await;
-        let reply = changes(&old, &new);
+        let reply = changes(&old, &new, kept);
         match self.config.write() {
             Ok(mut c) => *c = Arc::new(new),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(new),
@@ -70,7 +73,7 @@ impl Handle {
     /// The config file again, checked, with the command line's overrides;
     /// refused when it changes what only a restart can change.
     async fn read_new_config(&self) -> Result<Config, Response> {
-        let path = self.config_path.clone();
+        let path = reload_path(self.config_path.as_deref(), &self.config().origin);
         let mut new = tokio::task::spawn_blocking(move || Config::load(path.as_deref()))
             .await
             .map_err(|e| error(ErrorCode::Failed, e.to_string()))?
@@ -83,6 +86,9 @@ impl Handle {
             })?;
         if let Some(dir) = &self.state_dir {
             new.state_dir = dir.clone();
+        }
+        for w in &new.warnings {
+            warn!("{w}");
         }
         match needs_restart(&self.config(), &new) {
             Some(what) => Err(error(
@@ -101,8 +107,22 @@ fn refused(e: impl std::fmt::Display) -> Response {
     )
 }
 
-/// The jails before and after, logged and answered.
-fn changes(old: &Config, new: &Config) -> Reply {
+/// The file a reload reads: the one given on the command line, else the
+/// one the running config came from. Only a daemon running on the built-in
+/// config looks for the default file again: one that ran on
+/// /etc/nftjail/nftjail.toml must not fall back to the built-in jails
+/// because the file was moved away (its reload is refused instead).
+fn reload_path(given: Option<&Path>, running: &Path) -> Option<PathBuf> {
+    match given {
+        Some(p) => Some(p.to_path_buf()),
+        None if running == Path::new(EMBEDDED_ORIGIN) => None,
+        None => Some(running.to_path_buf()),
+    }
+}
+
+/// The jails before and after, logged and answered; `kept`: the jails
+/// gone from the config whose bans still run.
+fn changes(old: &Config, new: &Config, kept: Vec<GoneJail>) -> Reply {
     let names =
         |c: &Config| -> Vec<String> { c.jail_names().into_iter().map(String::from).collect() };
     let (before, after) = (names(old), names(new));
@@ -123,10 +143,27 @@ fn changes(old: &Config, new: &Config) -> Reply {
         "reloaded: {}",
         after.join(", ")
     );
+    for k in &kept {
+        warn!(
+            jail = %k.jail,
+            bans = k.bans,
+            "jail {} is no longer configured: its {} ban(s) are kept until they expire \
+             (`nftjail unban --jail-gone` lifts them now)",
+            k.jail,
+            k.bans
+        );
+    }
     Reply::Reloaded {
         jails: after,
         added,
         removed,
+        kept: kept
+            .into_iter()
+            .map(|k| protocol::GoneJail {
+                jail: k.jail,
+                bans: k.bans as u64,
+            })
+            .collect(),
     }
 }
 
@@ -146,5 +183,26 @@ fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
         Some("[metrics]")
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_reads_the_file_the_daemon_runs_on_never_the_built_in_config() {
+        let given = Path::new("/tmp/x.toml");
+        let default = Path::new(crate::config::DEFAULT_PATH);
+        assert_eq!(
+            reload_path(Some(given), default).as_deref(),
+            Some(given),
+            "--config stands"
+        );
+        // Started on the default file: a reload reads it, and fails when
+        // it is gone, rather than falling back to the built-in jails.
+        assert_eq!(reload_path(None, default).as_deref(), Some(default));
+        // Started on the built-in config: the default file may appear.
+        assert_eq!(reload_path(None, Path::new(EMBEDDED_ORIGIN)), None);
     }
 }

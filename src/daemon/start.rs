@@ -58,6 +58,10 @@ struct LastRun {
 }
 
 pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Running, DaemonError> {
+    // The daemon never runs another program; should anything make it exec
+    // one, that program gains no privilege (setuid bits, file capabilities).
+    rustix::thread::set_no_new_privs(true)
+        .map_err(|e| DaemonError::NoNewPrivs(std::io::Error::from(e)))?;
     place_state_dir(&mut config, &opts);
     // First, so that what start-up restores is counted too.
     let metrics = Exporter::bind(config.metrics.map(|m| m.listen)).await?;

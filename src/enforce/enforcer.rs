@@ -20,6 +20,10 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+mod gone;
+
+pub use gone::GoneJail;
+
 use super::banlog::BanLog;
 use super::record::is_host;
 use super::{Applied, Backend, EnforceError, Restore};
@@ -58,16 +62,31 @@ pub enum EnforcerMsg {
         target: Option<IpNet>,
         reply: oneshot::Sender<Result<Vec<Lifted>, EnforceError>>,
     },
+    /// Every jail's bans by our record: cheap, for counts shown often.
     List {
         reply: oneshot::Sender<Vec<JailBans>>,
     },
-    /// A reload: make the kernel match the new jails.
+    /// Every jail's bans as the kernel holds them, elements someone else
+    /// added included (`status`, `banned`): a dump of every set. Bans of
+    /// ours found missing are put back right after the answer.
+    InKernel {
+        reply: oneshot::Sender<Vec<JailBans>>,
+    },
+    /// A reload: make the kernel match the new jails. A jail the new
+    /// config drops keeps its sets, rule and bans until they expire; the
+    /// answer names those jails.
     Reconcile {
         rules: Vec<JailRules>,
-        reply: oneshot::Sender<Result<(), EnforceError>>,
+        reply: oneshot::Sender<Result<Vec<GoneJail>, EnforceError>>,
+    },
+    /// `nftjail unban --jail-gone`: every ban of the jails no longer
+    /// configured is lifted, and their sets and rules removed.
+    UnbanGone {
+        reply: oneshot::Sender<Result<Vec<Lifted>, EnforceError>>,
     },
     /// Someone else changed our table (`nft flush ruleset`, a restart of the
-    /// nftables service): rebuild it and put every active ban back. The
+    /// nftables service, a rule put in our chain, elements deleted or added
+    /// by hand): rebuild it and put every active ban back. The
     /// flag is the watcher's "a heal is queued": cleared as the heal starts,
     /// so a storm of flushes queues one heal, not one per flush (each costs
     /// a dump of every set).
@@ -116,12 +135,23 @@ pub struct JailBans {
     pub jail: String,
     pub total: u64,
     pub bans: Vec<(IpNet, Option<Duration>)>,
+    /// Elements someone else added to the jail's sets (only in an
+    /// [`EnforcerMsg::InKernel`] answer): they block, but are not our bans.
+    pub foreign: Vec<(IpNet, Option<Duration>)>,
+    /// No longer configured: its bans are only kept until they expire.
+    pub gone: bool,
 }
 
 pub struct Enforcer {
     backend: Box<dyn Backend>,
     rules: Vec<JailRules>,
     jails: Vec<String>,
+    /// Jails a reload removed (or renamed, or disabled) while they held
+    /// bans: their sets and rules stay in the kernel, as they were, so each
+    /// ban lasts the time it was given. An admin who wants them lifted
+    /// says so (`unban --jail-gone`); a reload after they all expired
+    /// removes what is left.
+    gone: Vec<JailRules>,
     totals: HashMap<String, u64>,
     /// Where applied bans are recorded (None: a dry run keeps nothing).
     state: Option<StateTx>,
@@ -136,6 +166,7 @@ impl Enforcer {
             backend,
             rules: rules.to_vec(),
             jails: rules.iter().map(|r| r.name.clone()).collect(),
+            gone: Vec::new(),
             totals: HashMap::new(),
             state,
             changes: 0,
@@ -226,17 +257,18 @@ impl Enforcer {
                 EnforcerMsg::List { reply } => {
                     let _ = reply.send(self.list());
                 }
-                EnforcerMsg::Reconcile { rules, reply } => {
-                    let result = self.backend.reconcile(&rules);
-                    if result.is_ok() {
+                EnforcerMsg::InKernel { reply } => {
+                    let _ = reply.send(self.in_kernel());
+                    if self.backend.tampered() {
                         self.changes += 1;
-                        self.jails = rules.iter().map(|r| r.name.clone()).collect();
-                        self.rules = rules;
-                        let jails = &self.jails;
-                        self.totals.retain(|j, _| jails.contains(j));
-                        self.record(StateMsg::Jails(self.jails.clone()));
+                        self.heal();
                     }
-                    let _ = reply.send(result);
+                }
+                EnforcerMsg::Reconcile { rules, reply } => {
+                    let _ = reply.send(self.reconcile(rules));
+                }
+                EnforcerMsg::UnbanGone { reply } => {
+                    let _ = reply.send(self.unban_gone());
                 }
                 EnforcerMsg::Ping(reply) => {
                     let _ = reply.send(self.changes);
@@ -422,12 +454,16 @@ impl Enforcer {
         // restore only costs another round.
         let mut attempt = 1;
         let rebuilt = loop {
+            let rules = self.all_rules();
             let result = self
                 .backend
-                .reconcile(&self.rules)
+                .reconcile(&rules)
                 .and_then(|()| self.backend.restore(&bans));
             match result {
                 Err(e) if e.is_missing() && attempt < RETRIES => back_off(attempt),
+                // Changed again while a large restore went in unheard (the
+                // backend pauses its watch for it): once more.
+                Ok(_) if attempt < RETRIES && self.backend.tampered() => {}
                 other => break other,
             }
             attempt += 1;
@@ -435,7 +471,7 @@ impl Enforcer {
         match rebuilt {
             Ok(0) => info!("our table was changed by someone else; rules checked, no ban was missing"),
             Ok(n) => warn!(
-                "our table was changed by someone else (nft flush ruleset?): rebuilt it and restored {n} bans in {:.1} ms",
+                "our table was changed by someone else (a flushed ruleset or set, deleted elements?): rebuilt it and restored {n} bans in {:.1} ms",
                 started.elapsed().as_secs_f64() * 1000.0
             ),
             Err(e) => {
@@ -473,7 +509,11 @@ impl Enforcer {
             Ok(()) => info!("stopping: our table and every ban in it removed (on_stop = flush)"),
             Err(e) => warn!("stopping: could not remove our table: {e}"),
         }
-        let all = self.jails.iter().map(|j| (j.clone(), None)).collect();
+        let all = self
+            .all_rules()
+            .into_iter()
+            .map(|r| (r.name, None))
+            .collect();
         self.record(StateMsg::Lifted(all));
     }
 
@@ -524,16 +564,27 @@ impl Enforcer {
         jail: Option<&str>,
         target: Option<IpNet>,
     ) -> Result<Vec<Lifted>, EnforceError> {
+        let all: Vec<String> = self.all_rules().into_iter().map(|r| r.name).collect();
         let jails: Vec<String> = match jail {
-            Some(j) if self.jails.iter().any(|x| x == j) => vec![j.to_string()],
+            Some(j) if all.iter().any(|x| x == j) => vec![j.to_string()],
             Some(j) => return Err(EnforceError::UnknownJail(j.to_string())),
-            None => self.jails.clone(),
+            None => all,
         };
         let mut lifted = Vec::new();
         for jail in jails {
             let listed = self.backend.list(&jail);
             let targets: Vec<(IpNet, Option<Duration>)> = match target {
-                Some(t) => listed.into_iter().filter(|(n, _)| *n == t).collect(),
+                Some(t) => {
+                    let ours: Vec<_> = listed.into_iter().filter(|(n, _)| *n == t).collect();
+                    // An address named but not banned by us may have been
+                    // added by hand: named, it is lifted too (the backend
+                    // answers false when the set does not hold it).
+                    if ours.is_empty() && is_host(&t) {
+                        vec![(t, None)]
+                    } else {
+                        ours
+                    }
+                }
                 None => listed,
             };
             for (t, remaining) in targets {
@@ -559,14 +610,44 @@ impl Enforcer {
     }
 
     fn list(&self) -> Vec<JailBans> {
+        let gone = self.gone.iter().map(|r| (&r.name, true));
         self.jails
             .iter()
-            .map(|j| JailBans {
+            .map(|j| (j, false))
+            .chain(gone)
+            .map(|(j, gone)| JailBans {
                 jail: j.clone(),
                 total: self.totals.get(j).copied().unwrap_or(0),
                 bans: self.backend.list(j),
+                gone,
+                foreign: Vec::new(),
             })
             .collect()
+    }
+
+    /// [`Enforcer::list`] read from the kernel; a jail whose sets cannot be
+    /// read is answered from the record (with a warning), not left out.
+    fn in_kernel(&mut self) -> Vec<JailBans> {
+        let mut out = Vec::with_capacity(self.jails.len() + self.gone.len());
+        let gone = self.gone.iter().map(|r| (&r.name, true));
+        for (j, gone) in self.jails.iter().map(|j| (j, false)).chain(gone) {
+            let total = self.totals.get(j).copied().unwrap_or(0);
+            let (bans, foreign) = match self.backend.in_kernel(j) {
+                Ok(k) => (k.ours, k.foreign),
+                Err(e) => {
+                    warn!(jail = %j, "cannot read our sets back, listing our record: {e}");
+                    (self.backend.list(j), Vec::new())
+                }
+            };
+            out.push(JailBans {
+                jail: j.clone(),
+                total,
+                bans,
+                gone,
+                foreign,
+            });
+        }
+        out
     }
 }
 

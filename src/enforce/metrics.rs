@@ -69,6 +69,8 @@ mod tests {
             jail: "sshd".into(),
             total: 4,
             bans,
+            gone: false,
+            foreign: Vec::new(),
         }]);
         let got: Vec<(&str, u64)> = counts.iter().map(|c| (c.set, c.count)).collect();
         assert_eq!(got, [("v4", 2), ("v6", 1), ("net4", 1), ("net6", 0)]);

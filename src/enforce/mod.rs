@@ -123,7 +123,8 @@ pub trait Backend: Send {
     }
 
     /// Whether someone else changed our part of the kernel at a moment the
-    /// watch could not see (asked after each batch; answering clears it).
+    /// watch could not see (asked after each batch and each
+    /// [`Backend::in_kernel`]; answering clears it).
     fn tampered(&mut self) -> bool {
         false
     }
@@ -136,6 +137,29 @@ pub trait Backend: Send {
     fn expire(&mut self) -> Option<Result<usize, EnforceError>> {
         None
     }
+
+    /// A jail's bans as the kernel holds them right now, for `status` and
+    /// `banned`: the record can be wrong behind our back (someone flushed a
+    /// set, or added an element by hand). Backends without a kernel answer
+    /// from their record, with nothing foreign.
+    fn in_kernel(&mut self, jail: &str) -> Result<InKernel, EnforceError> {
+        Ok(InKernel {
+            ours: self.list(jail),
+            foreign: Vec::new(),
+        })
+    }
+}
+
+/// What a jail's sets hold in the kernel, addresses as /32 or /128, each
+/// with its time left (None: no timeout), sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InKernel {
+    /// Elements we put there.
+    pub ours: Vec<(IpNet, Option<Duration>)>,
+    /// Elements someone else added to our sets while we ran: they block like
+    /// ours, so they are shown, but they are the admin's, so we neither put
+    /// them back nor lift them unless an unban names them.
+    pub foreign: Vec<(IpNet, Option<Duration>)>,
 }
 
 /// A ban to put back: an address (/32, /128) or a prefix, its whole

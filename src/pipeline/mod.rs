@@ -10,6 +10,7 @@
 //! Everything here runs on the readers' threads, inline, line by line: no
 //! channel between reading and matching, one channel (to the tracker) after.
 
+mod aliases;
 mod readers;
 mod routes;
 mod scan;

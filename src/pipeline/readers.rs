@@ -317,7 +317,7 @@ fn spawn_glob(
 ) -> Result<JoinHandle<()>, PipelineError> {
     let name = watch.glob().to_path_buf();
     thread(format!("glob:{}", name.display()), move || {
-        if let Err(e) = watch.run(&stop, |_| stage.sibling()) {
+        if let Err(e) = watch.run(&stop, |file| stage.sibling_for(file)) {
             error!(glob = %name.display(), "log source stopped: {e}");
         }
     })

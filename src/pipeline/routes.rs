@@ -14,6 +14,7 @@ use crate::message::JailId;
 use crate::source::journal::{JournalConfig, JournalMatch};
 use crate::source::Origin;
 
+use super::aliases::{self, Claims};
 use super::scan::JailFilters;
 
 /// One source, however many jails read it.
@@ -52,6 +53,9 @@ impl Route {
 /// A source's routes, each with the filters of the jails that read it.
 pub(super) struct Routes {
     pub(super) routes: Vec<(Route, JailFilters)>,
+    /// A glob's: the logpaths each of its jails reads first, so a file
+    /// they already read is not counted twice (see [`aliases`]).
+    pub(super) claims: Claims,
 }
 
 impl Routes {
@@ -116,6 +120,19 @@ pub(super) fn plan(
     let routes = wanted
         .into_iter()
         .map(|(key, routes)| {
+            let claims = match &key {
+                SourceKey::Glob(glob) => routes
+                    .values()
+                    .flatten()
+                    .map(|&i| {
+                        let jail = &config.jails[i];
+                        let first = aliases::before(&jail.logpaths, glob);
+                        (ids[i], Arc::clone(&jail.name), first)
+                    })
+                    .filter(|(_, _, first)| !first.is_empty())
+                    .collect(),
+                _ => Claims::new(),
+            };
             let routes = routes
                 .into_iter()
                 .map(|(route, jails)| {
@@ -126,7 +143,7 @@ pub(super) fn plan(
                     (route, JailFilters::new(&jails))
                 })
                 .collect();
-            (key, Routes { routes })
+            (key, Routes { routes, claims })
         })
         .collect();
     (routes, journal_findtime)

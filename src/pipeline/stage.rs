@@ -3,14 +3,17 @@
 //! batches what matched into [`Failure`]s for the tracker.
 
 use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
+use tracing::info;
 
+use super::aliases;
 use super::routes::{Routes, SharedRoutes};
 use super::scan::ReaderFilters;
-use crate::message::{Failure, SharedLine};
+use crate::message::{Failure, JailId, SharedLine};
 use crate::metrics::SourceCounters;
 use crate::source::journal::JournalMatch;
 use crate::source::{Line, Sink};
@@ -30,6 +33,9 @@ pub(super) struct LineStage {
     filters: Vec<ReaderFilters>,
     batch: Batch,
     counts: LineCounts,
+    /// A glob's file: it, and the jails that read it through another
+    /// logpath, whose failures this stage does not count again.
+    alias: Option<(PathBuf, Vec<JailId>)>,
 }
 
 impl LineStage {
@@ -42,6 +48,7 @@ impl LineStage {
             filters,
             batch: Batch::new(tx),
             counts: LineCounts::default(),
+            alias: None,
         }
     }
 
@@ -57,6 +64,33 @@ impl LineStage {
         let mut stage = LineStage::new(Arc::clone(&self.routes), self.batch.tx.clone());
         stage.counts.metrics = self.counts.metrics.clone();
         stage
+    }
+
+    /// [`LineStage::sibling`] for a glob's file at `file`: the jails
+    /// that already read that file through another logpath do not count
+    /// its lines again.
+    pub(super) fn sibling_for(&self, file: &Path) -> Self {
+        let mut stage = self.sibling();
+        stage.alias = Some((file.to_path_buf(), Vec::new()));
+        stage.find_aliases();
+        stage
+    }
+
+    /// Which jails read this stage's file elsewhere, by the current routes.
+    fn find_aliases(&mut self) {
+        let Some((file, skip)) = &mut self.alias else {
+            return;
+        };
+        let found = aliases::read_elsewhere(&self.current.claims, file);
+        *skip = found.iter().map(|(id, _)| *id).collect();
+        if !found.is_empty() {
+            let names: Vec<&str> = found.iter().map(|(_, n)| &**n).collect();
+            info!(
+                file = %file.display(),
+                jails = %names.join(", "),
+                "already read by these jails through another of their logpaths: not counted twice"
+            );
+        }
     }
 
     /// Hands the batch on, and what was counted with it.
@@ -75,6 +109,7 @@ impl LineStage {
         }
         self.current = arc_swap::Guard::into_inner(now);
         self.filters = filters_for(&self.current);
+        self.find_aliases();
         true
     }
 
@@ -100,12 +135,16 @@ impl Sink for LineStage {
         // that hit nothing.
         let mut read = None;
         let mut newest = None;
+        let skip = self.alias.as_ref().map_or(&[][..], |(_, s)| s.as_slice());
         for ((route, filters), reader) in self.current.routes.iter().zip(&mut self.filters) {
             if !route.takes(&line.origin) {
                 continue;
             }
             routed = true;
             reader.scan(filters, line.text, line.time, |jail, addr, time| {
+                if skip.contains(&jail) {
+                    return;
+                }
                 newest = newest.max(Some(time));
                 batch.push(
                     Failure {

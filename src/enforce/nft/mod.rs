@@ -3,7 +3,8 @@
 //!
 //! Files: `wire` encodes and decodes nfnetlink messages (sets, elements,
 //! dumps), `ruleset` builds the table, chain and rules with rustables,
-//! `netlink` owns the socket, `watch` notices changes by others. This file
+//! `netlink` owns the socket, `watch` notices changes by others, `listing`
+//! reads our sets back and tells our elements from foreign ones. This file
 //! keeps the record of bans (a [`BanRecord`]) and decides what each order
 //! needs.
 //!
@@ -12,6 +13,7 @@
 //! one transaction (portable to 6.1, where re-adding does not update a
 //! timeout), so the address is never unbanned in between.
 
+mod listing;
 mod netlink;
 mod ruleset;
 mod watch;
@@ -23,10 +25,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::record::{BanRecord, Until};
-use super::{Applied, Backend, EnforceError, Restore};
+use super::{Applied, Backend, EnforceError, InKernel, Restore};
 use crate::message::BanOrder;
 use crate::rules::JailRules;
 use ipnet::IpNet;
@@ -53,6 +55,9 @@ pub struct NftBackend {
     /// What our sets hold: addresses (the `-v4`/`-v6` sets) and prefixes
     /// (the `-net4`/`-net6` sets), with when each ban ends.
     bans: BanRecord,
+    /// Per jail: elements someone else added to our sets while we ran (see
+    /// `listing`), addresses as /32 or /128.
+    foreign: HashMap<String, crate::AddrMap<IpNet, Until>>,
     /// Set once [`Backend::watch_for_tampering`] started the watcher.
     pause: Option<WatchPause>,
     /// While the watch is paused: the ruleset generation then, and our
@@ -80,6 +85,7 @@ impl NftBackend {
             table: table.to_string(),
             nl,
             bans: BanRecord::default(),
+            foreign: HashMap::new(),
             pause: None,
             paused: None,
             commits: 0,
@@ -157,6 +163,7 @@ impl NftBackend {
 
     fn plan(&self, jail: &str, addr: IpAddr, bantime: Duration, now: Instant) -> ElementChange {
         match self.bans.addrs(jail).and_then(|bans| bans.get(&addr)) {
+            None if self.is_foreign(jail, addr) => ElementChange::Replace,
             None => ElementChange::Add,
             Some(Until::Never) => ElementChange::Nothing,
             Some(Until::At(t)) if *t > now => {
@@ -183,6 +190,7 @@ impl NftBackend {
         for chunk in todo.chunks(ORDERS_PER_TRANSACTION) {
             self.apply(chunk)?;
             for (jail, addr, bantime, _) in chunk {
+                self.adopted(jail, &IpNet::from(*addr));
                 if let Some(bans) = self.bans.addrs_mut(jail) {
                     // The kernel started its clock after `now`: our record may
                     // end a few ms early, never late (GC_GRACE covers the gap).
@@ -249,9 +257,10 @@ impl NftBackend {
         let body = w.buf;
         match self.commit(&body, &describe) {
             Err(e) if e.is_missing() && !dels.is_empty() => {
-                // A delete hit an element the kernel had already collected.
-                // Redo the replaces one by one: delete+add, or add alone.
-                warn!("an expired ban was already collected by the kernel; retrying one by one");
+                // A delete hit an element no longer in the kernel: redo the
+                // replaces one by one (delete+add, or add alone), saying
+                // which element was gone and why it may have been.
+                debug!("a ban to replace was no longer in the kernel; retrying one by one");
                 for (jail, addr, bantime, plan) in chunk {
                     let set = set_name(jail, *addr);
                     let mut w = self.nl.writer();
@@ -262,6 +271,7 @@ impl NftBackend {
                     let msg = format!("ban {addr} in {set}");
                     match self.commit(&w.buf, &|_| msg.clone()) {
                         Err(e) if e.is_missing() => {
+                            self.say_why_gone(jail, *addr, &set);
                             let mut w = self.nl.writer();
                             w.elements(&self.table, &set, &[(*addr, Some(*bantime))], true);
                             self.commit(&w.buf, &|_| msg.clone())?;
@@ -272,6 +282,68 @@ impl NftBackend {
                 Ok(())
             }
             other => other,
+        }
+    }
+
+    /// Sends [`Backend::restore`]'s elements, per set: timed ones with
+    /// their timeout and time left, permanent ones without.
+    fn restore_sets(
+        &mut self,
+        timed: &HashMap<String, Vec<(IpNet, Duration, Duration)>>,
+        forever: &HashMap<String, Vec<IpNet>>,
+    ) -> Result<(), EnforceError> {
+        // One transaction per set chunk keeps each under MAX_TRANSACTION.
+        for (set, elems) in timed {
+            for chunk in elems.chunks(ORDERS_PER_TRANSACTION / 2) {
+                let mut w = self.nl.writer();
+                w.restore(&self.table, set, chunk);
+                let msg = format!("restore {} bans into {set}", chunk.len());
+                self.commit(&w.buf, &|_| msg.clone())?;
+            }
+        }
+        for (set, nets) in forever {
+            let mut w = self.nl.writer();
+            let hosts: Vec<(IpAddr, Option<Duration>)> = nets
+                .iter()
+                .filter(|n| n.prefix_len() == n.max_prefix_len())
+                .map(|n| (n.addr(), None))
+                .collect();
+            let prefixes: Vec<(IpNet, Option<Duration>)> = nets
+                .iter()
+                .filter(|n| n.prefix_len() != n.max_prefix_len())
+                .map(|n| (*n, None))
+                .collect();
+            if !hosts.is_empty() {
+                w.elements(&self.table, set, &hosts, true);
+            }
+            if !prefixes.is_empty() {
+                w.intervals(&self.table, set, &prefixes, true);
+            }
+            let msg = format!("restore permanent bans into {set}");
+            self.commit(&w.buf, &|_| msg.clone())?;
+        }
+        Ok(())
+    }
+}
+
+impl NftBackend {
+    /// An element to replace was not in the kernel. Our record tells the
+    /// two causes apart: a ban whose time was up was collected by the
+    /// kernel (expected, quiet); one with time left was removed by someone
+    /// else (`nft delete element`, `nft flush set`), which an admin should
+    /// hear about, since that ban was lifted behind the daemon's back.
+    fn say_why_gone(&self, jail: &str, addr: IpAddr, set: &str) {
+        let now = Instant::now();
+        match self.bans.addrs(jail).and_then(|b| b.get(&addr)) {
+            Some(Until::At(t)) if *t <= now => {
+                debug!(%addr, set, "its expired ban was already collected by the kernel: adding it again");
+            }
+            _ => warn!(
+                %addr,
+                set,
+                "ban of {addr} was no longer in set {set}: removed by someone else \
+                 (nft delete element? nft flush set?), not by its timeout; adding it again"
+            ),
         }
     }
 }
@@ -307,32 +379,16 @@ impl Backend for NftBackend {
         }
 
         // Load what the kernel holds, so re-bans and remaining() are right
-        // after a restart.
-        let now = Instant::now();
+        // after a restart, and a heal knows what is missing.
+        let first_sight: Vec<bool> = jails
+            .iter()
+            .map(|j| self.bans.known(&j.name).is_err())
+            .collect();
         self.bans.keep_jails(jails.iter().map(|j| j.name.as_str()));
-        let until = |e: &wire::Element| match (e.timeout, e.expires) {
-            (_, Some(left)) => Until::At(now + left),
-            (Some(t), None) => Until::At(now + t),
-            (None, None) => Until::Never,
-        };
-        for jail in jails {
-            let mut bans = crate::AddrMap::default();
-            for v in ["v4", "v6"] {
-                for e in self.load_elements(&format!("{}-{v}", jail.name))? {
-                    bans.insert(e.addr, until(&e));
-                }
-            }
-            let mut nets = crate::AddrMap::default();
-            for v in ["net4", "net6"] {
-                let elems = self.load_elements(&format!("{}-{v}", jail.name))?;
-                for (net, e) in wire::elements_to_nets(&elems) {
-                    nets.insert(net, until(e));
-                }
-            }
-            if !bans.is_empty() || !nets.is_empty() {
-                info!(jail = %jail.name, bans = bans.len(), prefixes = nets.len(), "bans already in the kernel kept");
-            }
-            self.bans.load(&jail.name, bans, nets);
+        self.foreign
+            .retain(|name, _| jails.iter().any(|j| j.name == *name));
+        for (jail, adopt) in jails.iter().zip(first_sight) {
+            self.load_jail(&jail.name, adopt)?;
         }
         Ok(())
     }
@@ -396,6 +452,8 @@ impl Backend for NftBackend {
             return Err(EnforceError::UnknownJail(jail.to_string()));
         };
         match bans.get(&addr) {
+            // Added by hand and named in an unban: the admin's to lift.
+            None if self.is_foreign(jail, addr) => self.adopted(jail, &IpNet::from(addr)),
             None => return Ok(false),
             Some(Until::At(t)) if *t <= now => {
                 if let Some(b) = self.bans.addrs_mut(jail) {
@@ -556,36 +614,15 @@ impl Backend for NftBackend {
         if todo.is_empty() {
             return Ok(0);
         }
-        // One transaction per set chunk keeps each under MAX_TRANSACTION.
-        for (set, elems) in &timed {
-            for chunk in elems.chunks(ORDERS_PER_TRANSACTION / 2) {
-                let mut w = self.nl.writer();
-                w.restore(&self.table, set, chunk);
-                let msg = format!("restore {} bans into {set}", chunk.len());
-                self.commit(&w.buf, &|_| msg.clone())?;
-            }
+        // A heal after a flushed set puts back many bans at once: as for
+        // a large ban batch, the watch is paused rather than fed an event
+        // per element (a change by others meanwhile is still noticed).
+        let paused = todo.len() >= PAUSE_WATCH_AT && self.paused.is_none() && self.pause_watch();
+        let sent = self.restore_sets(&timed, &forever);
+        if paused {
+            self.resume_watch();
         }
-        for (set, nets) in &forever {
-            let mut w = self.nl.writer();
-            let hosts: Vec<(IpAddr, Option<Duration>)> = nets
-                .iter()
-                .filter(|n| n.prefix_len() == n.max_prefix_len())
-                .map(|n| (n.addr(), None))
-                .collect();
-            let prefixes: Vec<(IpNet, Option<Duration>)> = nets
-                .iter()
-                .filter(|n| n.prefix_len() != n.max_prefix_len())
-                .map(|n| (*n, None))
-                .collect();
-            if !hosts.is_empty() {
-                w.elements(&self.table, set, &hosts, true);
-            }
-            if !prefixes.is_empty() {
-                w.intervals(&self.table, set, &prefixes, true);
-            }
-            let msg = format!("restore permanent bans into {set}");
-            self.commit(&w.buf, &|_| msg.clone())?;
-        }
+        sent?;
         for (jail, net, left) in &todo {
             let until = match left {
                 Some(d) => Until::At(now + *d),
@@ -606,6 +643,7 @@ impl Backend for NftBackend {
             Err(e) => return Err(e),
         }
         self.bans = BanRecord::default();
+        self.foreign.clear();
         Ok(())
     }
 
@@ -622,6 +660,10 @@ impl Backend for NftBackend {
 
     fn remaining(&self, jail: &str, addr: IpAddr) -> Option<Duration> {
         self.bans.remaining(jail, addr, Instant::now())
+    }
+
+    fn in_kernel(&mut self, jail: &str) -> Result<InKernel, EnforceError> {
+        self.list_kernel(jail)
     }
 }
 

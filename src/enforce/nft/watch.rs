@@ -1,13 +1,20 @@
 //! Notices when someone else changes our table: `nft flush ruleset`,
 //! `nft delete table inet nftjail`, a restart of the nftables service (its
-//! script starts with `flush ruleset`). The kernel announces every ruleset
-//! change on the nftables multicast group; we listen there, with no polling.
+//! script starts with `flush ruleset`), but also a rule inserted into our
+//! chain, `nft flush set`, an element deleted or added by hand. The kernel
+//! announces every ruleset change on the nftables multicast group; we listen
+//! there, with no polling.
+//!
+//! Any message about our table from another socket counts: each is answered
+//! by one heal (rules rebuilt, missing bans put back, elements we did not
+//! put there noted as foreign), however long the burst (a flushed set is an
+//! event per element: all are read, then one heal). Our own
+//! changes carry our socket's port id and are skipped, so a heal never
+//! causes another.
 //!
 //! The price: while anyone listens on that group, the kernel builds one
 //! notification per element a transaction adds, so adds cost more (large
-//! batches pause the watch, see [`WatchPause`]). Element events are read and
-//! dropped here; only deletions of our table, chains, rules or sets by
-//! another socket matter.
+//! batches pause the watch, see [`WatchPause`]).
 //!
 //! The backend opens the watcher and runs it on a thread of its own
 //! ([`NftBackend::start_watch`]); nothing outside `nft` knows it exists.
@@ -18,10 +25,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use tracing::{debug, info, warn};
 
 use super::netlink::{self, setsockopt};
-use super::wire::{
-    self, NFNL_SUBSYS_NFTABLES, NFPROTO_INET, NFT_MSG_DELCHAIN, NFT_MSG_DELRULE, NFT_MSG_DELSET,
-    NFT_MSG_DELTABLE,
-};
+use super::wire::{self, NFNL_SUBSYS_NFTABLES, NFPROTO_INET};
 use super::NftBackend;
 use crate::enforce::EnforceError;
 
@@ -105,7 +109,8 @@ impl Watcher {
     }
 
     /// Blocks until someone else changed our table, then returns once the
-    /// burst of events is read (one heal for one `nft flush ruleset`).
+    /// burst of events is read (one heal for one `nft flush ruleset` or one
+    /// `nft flush set`, however many elements it removed).
     pub fn wait_for_change(&mut self) -> io::Result<()> {
         let mut changed = false;
         let mut flags = 0;
@@ -147,31 +152,27 @@ impl Watcher {
     }
 
     fn changed_by_others(&self, n: usize) -> bool {
-        let mut hit = false;
         for m in wire::messages(&self.buf[..n]) {
             if m.ty >> 8 != NFNL_SUBSYS_NFTABLES {
                 continue;
             }
-            let kind = m.ty & 0xff;
-            if ![
-                NFT_MSG_DELTABLE,
-                NFT_MSG_DELCHAIN,
-                NFT_MSG_DELRULE,
-                NFT_MSG_DELSET,
-            ]
-            .contains(&kind)
-            {
-                continue;
-            }
+            // Our own changes first: they are most of the traffic.
             if m.family != NFPROTO_INET || Some(m.pid) == self.own {
                 continue;
             }
+            // Every message naming our table by another socket: the
+            // generation message names none.
             if wire::parse_table_name(m.body).as_deref() == Some(self.table.as_str()) {
-                debug!(kind, pid = m.pid, "our table was changed by another socket");
-                hit = true;
+                debug!(
+                    kind = m.ty & 0xff,
+                    pid = m.pid,
+                    "our table was changed by another socket"
+                );
+                // The rest of the burst cannot ask for more than one heal.
+                return true;
             }
         }
-        hit
+        false
     }
 }
 

@@ -1,0 +1,166 @@
+//! Jails a reload removed while they held bans. Renaming, disabling or
+//! deleting a jail must not let its offenders back in: its sets and rule
+//! stay in the kernel, as they were, and each ban lasts the time it was
+//! given, unless an admin lifts them on purpose (`unban --jail-gone`).
+
+use super::{show, Enforcer, Lifted};
+use crate::enforce::EnforceError;
+use crate::metrics;
+use crate::rules::JailRules;
+use crate::state::writer::StateMsg;
+
+/// A jail no longer configured whose bans stay until they expire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoneJail {
+    pub jail: String,
+    pub bans: usize,
+}
+
+impl Enforcer {
+    /// The configured jails' rules, then those of the jails gone with bans
+    /// still running: what the kernel must hold.
+    pub(super) fn all_rules(&self) -> Vec<JailRules> {
+        self.rules.iter().chain(&self.gone).cloned().collect()
+    }
+
+    /// A reload: the kernel made to hold `rules`, plus every jail dropped by
+    /// this reload or an earlier one that still holds bans, with the rule it
+    /// had. Such a ban is not lifted because a jail was renamed or disabled:
+    /// an attacker would be let back in the moment an admin tidies the
+    /// config. A jail gone with no ban left is removed now.
+    pub(super) fn reconcile(
+        &mut self,
+        rules: Vec<JailRules>,
+    ) -> Result<Vec<GoneJail>, EnforceError> {
+        let gone: Vec<JailRules> = self
+            .all_rules()
+            .into_iter()
+            .filter(|r| !rules.iter().any(|n| n.name == r.name))
+            .filter(|r| !self.backend.list(&r.name).is_empty())
+            .collect();
+        let wanted: Vec<JailRules> = rules.iter().chain(&gone).cloned().collect();
+        self.backend.reconcile(&wanted)?;
+        self.changes += 1;
+        self.jails = rules.iter().map(|r| r.name.clone()).collect();
+        self.rules = rules;
+        self.gone = gone;
+        let names: Vec<String> = wanted.into_iter().map(|r| r.name).collect();
+        self.totals.retain(|j, _| names.contains(j));
+        self.record(StateMsg::Jails(names));
+        Ok(self.gone_jails())
+    }
+
+    /// The jails gone from the config with the bans each still holds.
+    pub fn gone_jails(&self) -> Vec<GoneJail> {
+        self.gone
+            .iter()
+            .map(|r| GoneJail {
+                jail: r.name.clone(),
+                bans: self.backend.list(&r.name).len(),
+            })
+            .collect()
+    }
+
+    /// Lifts every ban of the jails gone from the config at once: their
+    /// sets go, elements and all, with their rules, in one transaction.
+    pub(super) fn unban_gone(&mut self) -> Result<Vec<Lifted>, EnforceError> {
+        let lifted: Vec<Lifted> = self
+            .gone
+            .iter()
+            .flat_map(|r| {
+                self.backend
+                    .list(&r.name)
+                    .into_iter()
+                    .map(|(addr, remaining)| Lifted {
+                        jail: r.name.clone(),
+                        addr,
+                        remaining,
+                    })
+            })
+            .collect();
+        if self.gone.is_empty() {
+            return Ok(lifted);
+        }
+        self.backend.reconcile(&self.rules)?;
+        let gone: Vec<String> = std::mem::take(&mut self.gone)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        self.changes += 1;
+        self.totals.retain(|j, _| !gone.contains(j));
+        self.record(StateMsg::Lifted(
+            gone.iter().map(|j| (j.clone(), None)).collect(),
+        ));
+        self.record(StateMsg::Jails(self.jails.clone()));
+        for l in &lifted {
+            metrics::unbanned(&l.jail, metrics::MANUAL);
+            crate::enforce::banlog::manual_unban(&l.jail, &show(&l.addr));
+        }
+        Ok(lifted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::enforce::log::LogBackend;
+    use crate::enforce::Backend;
+    use crate::rules::BlockType;
+
+    fn rules(names: &[&str]) -> Vec<JailRules> {
+        names
+            .iter()
+            .map(|n| JailRules {
+                name: n.to_string(),
+                ports: Vec::new(),
+                blocktype: BlockType::Drop,
+                app: None,
+            })
+            .collect()
+    }
+
+    fn names(e: &Enforcer) -> Vec<(String, usize, bool)> {
+        e.list()
+            .into_iter()
+            .map(|j| (j.jail, j.bans.len(), j.gone))
+            .collect()
+    }
+
+    #[test]
+    fn a_removed_jail_keeps_its_bans_until_lifted_and_an_empty_one_goes() {
+        let mut backend: Box<dyn Backend> = Box::new(LogBackend::default());
+        backend.reconcile(&rules(&["a", "b", "c"])).unwrap();
+        let mut e = Enforcer::new(backend, &rules(&["a", "b", "c"]), None);
+        let hour = Duration::from_secs(3600);
+        e.manual("a".into(), "192.0.2.1/32".parse().unwrap(), hour)
+            .unwrap();
+
+        // a and c removed: a holds a ban and is kept, c holds none and goes.
+        let gone = e.reconcile(rules(&["b"])).unwrap();
+        assert_eq!(
+            gone,
+            [GoneJail {
+                jail: "a".into(),
+                bans: 1
+            }]
+        );
+        assert_eq!(
+            names(&e),
+            [("b".into(), 0, false), ("a".into(), 1, true)],
+            "listed, as gone"
+        );
+        // A later reload keeps it too; one bringing it back makes it a jail again.
+        assert_eq!(e.reconcile(rules(&["b"])).unwrap().len(), 1);
+        assert!(e.reconcile(rules(&["a", "b"])).unwrap().is_empty());
+        assert_eq!(names(&e)[0], ("a".into(), 1, false));
+
+        e.reconcile(rules(&["b"])).unwrap();
+        let lifted = e.unban_gone().unwrap();
+        assert_eq!(lifted.len(), 1);
+        assert_eq!(lifted[0].jail, "a");
+        assert_eq!(names(&e), [("b".into(), 0, false)]);
+        assert!(e.unban_gone().unwrap().is_empty());
+    }
+}

@@ -1,0 +1,203 @@
+#![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)]
+//! A reload that removes a jail keeps its bans in the kernel until they
+//! expire, says so, lists them, and lifts them only when asked
+//! (`unban --jail-gone`); a reload whose config file went missing is
+//! refused and changes nothing. The real binary and the real nft backend,
+//! in a throwaway network namespace.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{require_root, Daemon, Netns};
+
+const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config_text(dir: &Path, with_a: bool) -> String {
+    let a = if with_a {
+        "[jail.a]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/a.log\"\nmaxretry = 2\nbantime = \"1h\"\nport = 25\n"
+    } else {
+        ""
+    };
+    format!(
+        "[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n\
+         [defaults]\nignoreself = false\n{a}\
+         [jail.b]\nfailregex = ['^bad login from <HOST>$']\nlogpath = \"{d}/b.log\"\nbantime = \"1h\"\n",
+        a = a.replace("{d}", &dir.display().to_string()),
+        d = dir.display()
+    )
+}
+
+/// Runs the CLI against the daemon: (exit code, stdout, stderr).
+fn cli(socket: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(socket: &Path, args: &[&str]) -> String {
+    let (code, out, err) = cli(socket, args);
+    assert_eq!(code, 0, "nftjail {args:?} failed: {err}");
+    out
+}
+
+/// Polls until `cond` holds; a deadline, not a timing claim.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !cond() {
+        assert!(Instant::now() < deadline, "not reached in 90 s: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_removed_jails_bans_stay_until_they_expire_or_are_lifted_on_purpose() {
+    require_root();
+    let ns = Netns::new("rl-gone");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["a.log", "b.log"] {
+        std::fs::write(dir.path().join(f), "").unwrap();
+    }
+    let config = dir.path().join("nftjail.toml");
+    std::fs::write(&config, config_text(dir.path(), true)).unwrap();
+    let socket = dir.path().join("nftjail.sock");
+    let mut cmd = ns.command(BIN);
+    cmd.arg("run").arg("--config").arg(&config);
+    let daemon = Daemon::spawn(cmd);
+    daemon.wait_for("ready:", WAIT);
+    let set = |name: &str| ns.output("nft", &["list", "set", "inet", "nftjail", name]);
+    let table = || ns.output("nft", &["list", "table", "inet", "nftjail"]);
+
+    // Two bans in jail a: one from its log, one by hand that runs out soon.
+    std::fs::write(
+        dir.path().join("a.log"),
+        "fail from 203.0.113.61\nfail from 203.0.113.61\n",
+    )
+    .unwrap();
+    daemon.wait_for("ban: jail=a addr=203.0.113.61", WAIT);
+    ok(&socket, &["ban", "a", "203.0.113.62", "--for", "20s"]);
+    assert!(set("a-v4").contains("203.0.113.62"));
+
+    // Jail a removed by a reload: its bans stay in the kernel, with their
+    // rule, and the reload says so.
+    std::fs::write(&config, config_text(dir.path(), false)).unwrap();
+    let out = ok(&socket, &["reload"]);
+    assert!(
+        out.contains("removed, bans kept until they expire") && out.contains("a (2 bans)"),
+        "{out}"
+    );
+    daemon.wait_for(
+        "jail a is no longer configured: its 2 ban(s) are kept until they expire",
+        WAIT,
+    );
+    let kept = set("a-v4");
+    assert!(
+        kept.contains("203.0.113.61") && kept.contains("expires"),
+        "{kept}"
+    );
+    let rules = table();
+    assert!(
+        rules.contains("tcp dport 25 ip saddr @a-v4"),
+        "the rule stays as it was:\n{rules}"
+    );
+    let status = ok(&socket, &["status"]);
+    assert!(status.contains("Jail list:\tb\n"), "{status}");
+    assert!(
+        status.contains("Jails no longer configured") && status.contains("a (2 bans)"),
+        "{status}"
+    );
+    let status_a = ok(&socket, &["status", "a"]);
+    assert!(
+        status_a.contains("No longer configured") && status_a.contains("203.0.113.61"),
+        "{status_a}"
+    );
+
+    // The kernel expires a kept ban on its own.
+    wait_until("the 20 s ban expired in the kernel", || {
+        !set("a-v4").contains("203.0.113.62")
+    });
+
+    // The config file moved away: the reload is refused, nothing changes
+    // (never the built-in config instead).
+    let away = dir.path().join("moved.toml");
+    std::fs::rename(&config, &away).unwrap();
+    let (code, _, err) = cli(&socket, &["reload"]);
+    assert_ne!(code, 0, "a reload without its config file was accepted");
+    assert!(
+        err.contains(&format!("cannot read config {}", config.display()))
+            && err.contains("running config stays"),
+        "{err}"
+    );
+    assert!(ok(&socket, &["status"]).contains("Jail list:\tb\n"));
+    assert!(set("a-v4").contains("203.0.113.61"));
+    std::fs::rename(&away, &config).unwrap();
+
+    // Lifted on purpose: the bans go, and the set and rule with them.
+    let out = ok(&socket, &["unban", "--jail-gone"]);
+    assert!(out.contains("a: 203.0.113.61 unbanned"), "{out}");
+    let rules = table();
+    assert!(!rules.contains("a-v4"), "{rules}");
+    let status = ok(&socket, &["status"]);
+    assert!(!status.contains("no longer configured"), "{status}");
+    assert!(
+        ok(&socket, &["status", "b"]).contains("Status for the jail: b"),
+        "jail b untouched"
+    );
+    drop(daemon);
+}
+
+#[test]
+fn a_ban_deleted_by_hand_is_put_back_and_reported_as_done_by_someone_else() {
+    require_root();
+    let ns = Netns::new("rl-hand");
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["a.log", "b.log"] {
+        std::fs::write(dir.path().join(f), "").unwrap();
+    }
+    let config = dir.path().join("nftjail.toml");
+    std::fs::write(&config, config_text(dir.path(), true)).unwrap();
+    let socket = dir.path().join("nftjail.sock");
+    let mut cmd = ns.command(BIN);
+    cmd.arg("run").arg("--config").arg(&config);
+    let daemon = Daemon::spawn(cmd);
+    daemon.wait_for("ready:", WAIT);
+
+    ok(&socket, &["ban", "a", "203.0.113.71", "--for", "1h"]);
+    ns.output(
+        "nft",
+        &[
+            "delete",
+            "element",
+            "inet",
+            "nftjail",
+            "a-v4",
+            "{ 203.0.113.71 }",
+        ],
+    );
+    // The watcher hears the deletion and puts the ban back, saying someone
+    // else changed the table; it is never mistaken for an expiry.
+    daemon.wait_for("changed by someone else", WAIT);
+    let set = ns.output("nft", &["list", "set", "inet", "nftjail", "a-v4"]);
+    assert!(set.contains("203.0.113.71"), "put back:\n{set}");
+    let out = ok(&socket, &["ban", "a", "203.0.113.71", "--for", "2h"]);
+    assert!(out.contains("203.0.113.71"), "{out}");
+    assert!(
+        !daemon.log().contains("already collected"),
+        "{}",
+        daemon.log()
+    );
+    let set = ns.output("nft", &["list", "set", "inet", "nftjail", "a-v4"]);
+    assert!(set.contains("203.0.113.71"), "banned again:\n{set}");
+}
