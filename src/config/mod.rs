@@ -5,6 +5,7 @@
 //! with file:line:col and its key, all at once, and a config with any problem is
 //! refused whole, so the daemon never runs half-configured.
 
+mod backend;
 pub mod duration;
 pub mod error;
 pub mod files;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+pub use backend::BackendKind;
 use error::Locator;
 pub use error::{ConfigError, Problem};
 pub use files::Files;
@@ -52,17 +54,6 @@ pub const DEFAULT_MAX_TRACKED: usize = 1_000_000;
 /// Longest jail name: the set name `<jail>-v6` must stay well under the
 /// kernel's 256-byte limit and readable in `nft list`.
 const MAX_JAIL_NAME: usize = 64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    /// nft when the kernel's nf_tables answers, else ufw when it is active.
-    Auto,
-    Nft,
-    /// Rules in ufw's own files and chains, for hosts without nf_tables.
-    Ufw,
-    /// Dry run: bans are logged, the kernel is not touched.
-    Log,
-}
 
 /// A checked, ready-to-run configuration.
 #[derive(Debug, Clone)]
@@ -252,25 +243,7 @@ impl Checker<'_> {
     }
 
     fn check(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let backend = match raw.daemon.backend.as_ref() {
-            None => BackendKind::Auto,
-            Some(b) => match b.get_ref().as_str() {
-                "auto" => BackendKind::Auto,
-                "nft" => BackendKind::Nft,
-                "ufw" => BackendKind::Ufw,
-                "log" => BackendKind::Log,
-                other => {
-                    self.problem(
-                        b.span(),
-                        "daemon.backend",
-                        format!(
-                            "unknown backend {other:?} (use \"auto\", \"nft\", \"ufw\" or \"log\")"
-                        ),
-                    );
-                    BackendKind::Auto
-                }
-            },
-        };
+        let backend = self.backend(&raw.daemon);
         let table = match raw.daemon.table.as_ref() {
             None => "nftjail".to_string(),
             Some(t) => {
@@ -284,17 +257,7 @@ impl Checker<'_> {
                 t.get_ref().clone()
             }
         };
-        let ufw_position = raw.daemon.ufw_position.as_ref().and_then(|v| {
-            let n = usize::try_from(*v.get_ref()).ok().filter(|n| *n >= 1);
-            if n.is_none() {
-                self.problem(
-                    v.span(),
-                    "daemon.ufw_position",
-                    "must be a whole number from 1 up",
-                );
-            }
-            n
-        });
+        let ufw_position = self.ufw_position(&raw.daemon);
         let max_tracked = match raw.daemon.max_tracked.as_ref() {
             None => DEFAULT_MAX_TRACKED,
             Some(v) => match usize::try_from(*v.get_ref()) {
