@@ -49,4 +49,7 @@ pub struct JailRules {
     /// Empty means every port and protocol.
     pub ports: Vec<PortRange>,
     pub blocktype: BlockType,
+    /// A ufw application profile whose ports the ban covers instead of
+    /// `ports` (only the ufw backend has profiles; the others ignore it).
+    pub app: Option<String>,
 }

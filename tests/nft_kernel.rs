@@ -53,6 +53,7 @@ fn jail(name: &str, ports: &[(Proto, u16, u16)], blocktype: BlockType) -> JailRu
             .map(|&(proto, first, last)| PortRange { proto, first, last })
             .collect(),
         blocktype,
+        app: None,
     }
 }
 

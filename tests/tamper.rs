@@ -444,6 +444,7 @@ fn a_listing_reads_the_kernel_and_tells_our_elements_from_foreign_ones() {
         name: "a".into(),
         ports: Vec::new(),
         blocktype: BlockType::Drop,
+        app: None,
     }];
     let mut b = NftBackend::open("nftjail").unwrap();
     b.reconcile(&jails).unwrap();

@@ -5,6 +5,7 @@
 //! with file:line:col and its key, all at once, and a config with any problem is
 //! refused whole, so the daemon never runs half-configured.
 
+mod backend;
 pub mod duration;
 pub mod error;
 pub mod files;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+pub use backend::BackendKind;
 use error::Locator;
 pub use error::{ConfigError, Problem};
 pub use files::Files;
@@ -53,13 +55,6 @@ pub const DEFAULT_MAX_TRACKED: usize = 1_000_000;
 /// kernel's 256-byte limit and readable in `nft list`.
 const MAX_JAIL_NAME: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    Nft,
-    /// Dry run: bans are logged, the kernel is not touched.
-    Log,
-}
-
 /// A checked, ready-to-run configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -67,6 +62,9 @@ pub struct Config {
     pub origin: PathBuf,
     pub backend: BackendKind,
     pub table: String,
+    /// ufw backend: ours go before the admin's Nth rule of each family
+    /// (None: just above the admin's first ALLOW).
+    pub ufw_position: Option<usize>,
     /// Cap on failure windows kept by the tracker.
     pub max_tracked: usize,
     /// Enabled jails only, in name order.
@@ -126,6 +124,8 @@ pub struct Jail {
     pub bantime: Duration,
     pub ignore: IgnoreList,
     pub blocktype: BlockType,
+    /// The ufw application profile whose ports a ban covers (ufw backend only).
+    pub app: Option<String>,
     /// Longer bans for repeat offenders (`bantime_increment = true`).
     pub increment: Option<crate::bantime::Increment>,
 }
@@ -136,6 +136,7 @@ impl Jail {
             name: self.name.to_string(),
             ports: self.ports.clone(),
             blocktype: self.blocktype,
+            app: self.app.clone(),
         }
     }
 }
@@ -242,21 +243,7 @@ impl Checker<'_> {
     }
 
     fn check(mut self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let backend = match raw.daemon.backend.as_ref() {
-            None => BackendKind::Nft,
-            Some(b) => match b.get_ref().as_str() {
-                "nft" => BackendKind::Nft,
-                "log" => BackendKind::Log,
-                other => {
-                    self.problem(
-                        b.span(),
-                        "daemon.backend",
-                        format!("unknown backend {other:?} (use \"nft\" or \"log\")"),
-                    );
-                    BackendKind::Nft
-                }
-            },
-        };
+        let backend = self.backend(&raw.daemon);
         let table = match raw.daemon.table.as_ref() {
             None => "nftjail".to_string(),
             Some(t) => {
@@ -270,6 +257,7 @@ impl Checker<'_> {
                 t.get_ref().clone()
             }
         };
+        let ufw_position = self.ufw_position(&raw.daemon);
         let max_tracked = match raw.daemon.max_tracked.as_ref() {
             None => DEFAULT_MAX_TRACKED,
             Some(v) => match usize::try_from(*v.get_ref()) {
@@ -420,6 +408,7 @@ impl Checker<'_> {
                 blocktype: self
                     .blocktype(j.blocktype.as_ref(), &format!("{key}.blocktype"))
                     .unwrap_or(default_blocktype),
+                app: j.app.as_ref().map(|a| a.get_ref().clone()),
             };
             jails.push(jail);
         }
@@ -428,6 +417,7 @@ impl Checker<'_> {
                 origin: self.loc.file.to_path_buf(),
                 backend,
                 table,
+                ufw_position,
                 max_tracked,
                 socket,
                 socket_group,

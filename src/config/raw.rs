@@ -55,10 +55,13 @@ pub struct RawJournal {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDaemon {
-    /// `nft` (default) or `log` (dry run: bans are only logged).
+    /// `auto` (default: nft, else ufw), `nft`, `ufw` or `log` (dry run: bans are only logged).
     pub backend: Option<Spanned<String>>,
     /// Name of our nftables table (family inet).
     pub table: Option<Spanned<String>>,
+    /// ufw backend: ours go before the admin's Nth rule of each family
+    /// (default: just above the first ALLOW).
+    pub ufw_position: Option<Spanned<i64>>,
     /// Directory searched for `NAME.toml` filters before the built-in library.
     pub filter_dir: Option<Spanned<String>>,
     /// Cap on addresses whose failures are being counted (oldest forgotten first).
@@ -121,6 +124,8 @@ pub struct RawJail {
     pub ignoreip: Option<Spanned<toml::Value>>,
     pub ignoreself: Option<bool>,
     pub blocktype: Option<Spanned<String>>,
+    /// A ufw application profile whose ports the ban covers (ufw backend).
+    pub app: Option<Spanned<String>>,
     pub bantime_increment: Option<bool>,
     pub bantime_factor: Option<Spanned<toml::Value>>,
     pub bantime_multipliers: Option<Spanned<toml::Value>>,

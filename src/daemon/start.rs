@@ -19,6 +19,7 @@ use crate::control::server::{self as control_server, Access};
 use crate::enforce::enforcer::{Enforcer, EnforcerMsg};
 use crate::enforce::log::LogBackend;
 use crate::enforce::nft::NftBackend;
+use crate::enforce::ufw::{UfwBackend, UfwPaths};
 use crate::enforce::{self, restore, Backend};
 use crate::message::FailureBatch;
 use crate::metrics::Exporter;
@@ -191,7 +192,46 @@ fn open_backend(config: &Config, dry_run: bool) -> Result<Box<dyn Backend>, Daem
     Ok(match (dry_run, config.backend) {
         (true, _) | (false, BackendKind::Log) => Box::new(LogBackend::default()),
         (false, BackendKind::Nft) => Box::new(NftBackend::open(&config.table)?),
+        (false, BackendKind::Ufw) => {
+            Box::new(UfwBackend::open(UfwPaths::default(), config.ufw_position)?)
+        }
+        (false, BackendKind::Auto) => auto_backend(config)?,
     })
+}
+
+/// `backend = "auto"`: nft when the kernel's nf_tables takes our table,
+/// else ufw when it is installed and enabled, else an error with both reasons.
+fn auto_backend(config: &Config) -> Result<Box<dyn Backend>, enforce::EnforceError> {
+    let nft = nftables_works(config);
+    let nft_err = match nft {
+        Ok(b) => return Ok(b),
+        Err(e) => e.to_string(),
+    };
+    match UfwBackend::open(UfwPaths::default(), config.ufw_position) {
+        Ok(b) => {
+            info!("nf_tables cannot be used ({nft_err}): bans go to ufw");
+            Ok(Box::new(b))
+        }
+        Err(e) => Err(enforce::EnforceError::NoBackend {
+            nft: nft_err,
+            ufw: e.to_string(),
+        }),
+    }
+}
+
+/// The nft backend with our table built, if the kernel takes it.
+fn nftables_works(config: &Config) -> Result<Box<dyn Backend>, enforce::EnforceError> {
+    // Test hook, in debug builds only: a kernel without nf_tables, for the
+    // tests of the choice `auto` makes.
+    #[cfg(debug_assertions)]
+    if std::env::var_os("NFTJAIL_TEST_NO_NFTABLES").is_some() {
+        return Err(enforce::EnforceError::Netlink(
+            "nf_tables disabled by NFTJAIL_TEST_NO_NFTABLES".into(),
+        ));
+    }
+    let mut b = NftBackend::open(&config.table)?;
+    b.reconcile(&config.jail_rules())?;
+    Ok(Box::new(b))
 }
 
 type StateWriter = (StateTx, std::thread::JoinHandle<()>);

@@ -281,7 +281,14 @@ impl Enforcer {
                 EnforcerMsg::Heal(queued) => {
                     queued.store(false, Ordering::Release);
                     self.changes += 1;
-                    self.heal();
+                    match self.backend.expire() {
+                        None => self.heal(),
+                        Some(Ok(n)) => debug!(expired = n, "bans whose time was up lifted"),
+                        Some(Err(e)) => {
+                            metrics::enforcer_error();
+                            warn!("bans whose time was up could not be lifted: {e}");
+                        }
+                    }
                 }
                 EnforcerMsg::Stop { flush } => {
                     if flush {
@@ -703,6 +710,7 @@ mod tests {
                 name: n.to_string(),
                 ports: Vec::new(),
                 blocktype: BlockType::Drop,
+                app: None,
             })
             .collect()
     }

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod nft;
 pub mod record;
 pub mod restore;
+pub mod ufw;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -49,6 +50,12 @@ pub enum EnforceError {
     Overlap { wanted: String, existing: String },
     #[error("cannot watch for ruleset changes: {0}")]
     Watch(std::io::Error),
+    /// ufw's files, lock or chains (the ufw backend).
+    #[error("{0}")]
+    Ufw(String),
+    /// `backend = "auto"` found neither firewall usable.
+    #[error("no firewall backend can run: nft: {nft}; ufw: {ufw}")]
+    NoBackend { nft: String, ufw: String },
     /// The state store, read at start to reconcile it with the kernel.
     #[error("{0}")]
     State(#[from] crate::state::StateError),
@@ -120,6 +127,15 @@ pub trait Backend: Send {
     /// [`Backend::in_kernel`]; answering clears it).
     fn tampered(&mut self) -> bool {
         false
+    }
+
+    /// For a backend whose firewall has no timeouts of its own (ufw): lifts
+    /// the bans whose time is up, returning how many. Its watch wakes the
+    /// enforcer when the next one is due, and the enforcer calls this then.
+    /// None: this backend does not expire bans itself, so a wake means
+    /// someone else changed our rules, and the enforcer heals.
+    fn expire(&mut self) -> Option<Result<usize, EnforceError>> {
+        None
     }
 
     /// A jail's bans as the kernel holds them right now, for `status` and

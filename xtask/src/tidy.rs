@@ -32,6 +32,9 @@ struct Rules {
     /// File → why it is one file although it is long.
     #[serde(default)]
     long_files: BTreeMap<Spanned<String>, String>,
+    /// File → why it may fork (`Command::new`): each one a reviewed exception.
+    #[serde(default)]
+    forks: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -106,7 +109,7 @@ pub fn check(root: &Path) -> Result<Report> {
     let mut violations = Vec::new();
     layers(&rules, &text, &tree, &tests, &mut violations);
     file_sizes(&rules, &text, &tree, &tests, &mut violations);
-    forks(&tree, &tests, &mut violations);
+    forks(&rules, &tree, &tests, &mut violations);
     violations.sort_by(|a, b| (a.rule, &a.path, a.line).cmp(&(b.rule, &b.path, b.line)));
     Ok(Report {
         violations,
@@ -475,11 +478,22 @@ fn file_sizes(
     }
 }
 
-/// `Command::new` in product code: nftjail talks netlink and never forks (`.clippy.toml` says
-/// the same for `std::process::Command::new`; this also catches tokio's and any re-export).
-fn forks(tree: &Tree, tests: &BTreeSet<String>, out: &mut Vec<Violation>) {
+/// `Command::new` in product code, outside the files `[forks]` lists with a reason: nftjail talks
+/// netlink and never forks (`.clippy.toml` says the same for `std::process::Command::new`; this
+/// also catches tokio's and any re-export).
+fn forks(rules: &Rules, tree: &Tree, tests: &BTreeSet<String>, out: &mut Vec<Violation>) {
+    for (path, reason) in &rules.forks {
+        if reason.trim().is_empty() || !tree.contains_key(path) {
+            out.push(Violation {
+                rule: Rule::NoForks,
+                path: "tidy.toml".into(),
+                line: None,
+                message: format!("[forks] \"{path}\": needs a reason and an existing file"),
+            });
+        }
+    }
     for (path, file) in tree {
-        if !path.starts_with("src/") || tests.contains(path) {
+        if !path.starts_with("src/") || tests.contains(path) || rules.forks.contains_key(path) {
             continue;
         }
         let bytes = file.code.as_bytes();

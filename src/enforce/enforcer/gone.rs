@@ -116,6 +116,7 @@ mod tests {
                 name: n.to_string(),
                 ports: Vec::new(),
                 blocktype: BlockType::Drop,
+                app: None,
             })
             .collect()
     }

@@ -193,6 +193,7 @@ mod tests {
                 },
             ],
             blocktype: BlockType::Reject,
+            app: None,
         }];
         let mut buf = table_message("nftjail");
         buf.extend(chain_messages("nftjail", &jails).unwrap());

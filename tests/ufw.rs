@@ -1,0 +1,485 @@
+#![allow(clippy::unwrap_used)]
+#![allow(clippy::disallowed_methods)]
+//! The ufw backend against the real ufw (Debian's package), each test in a
+//! network namespace of its own with a private mount namespace over
+//! `/etc/ufw` and `/run`: ufw, nftjail and the checks all see a copy of
+//! ufw's files made here, and the host's firewall and files are never
+//! touched.
+//!
+//! Topology:
+//! ```text
+//!   atk 192.0.2.66 / 2001:db8:1::66 ──veth── srv 192.0.2.1 / 2001:db8:1::1   (ufw, nftjail, :587)
+//!   inno 198.51.100.7 / 2001:db8:2::7 ──veth── srv 198.51.100.1 / 2001:db8:2::1
+//! ```
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{link, require_root, Daemon, Netns};
+
+const JAIL: &str = "sasl";
+
+/// A namespace with its own ufw: files, lock and chains.
+struct UfwHost {
+    srv: Netns,
+    dir: tempfile::TempDir,
+}
+
+impl UfwHost {
+    fn new(tag: &str) -> UfwHost {
+        require_root();
+        assert!(
+            Path::new("/usr/sbin/ufw").exists(),
+            "ufw is missing: run `cargo xtask deps`"
+        );
+        let srv = Netns::new(&format!("{tag}s"));
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        common::sh(&["cp", "-a", "/etc/ufw", etc.to_str().unwrap()]);
+        // The package's defaults, whatever the host made of its own copy.
+        for f in ["user.rules", "user6.rules"] {
+            let fresh = format!("/usr/share/ufw/iptables/{f}");
+            if Path::new(&fresh).exists() {
+                std::fs::copy(&fresh, etc.join(f)).unwrap();
+            }
+        }
+        std::fs::write(etc.join("ufw.conf"), "ENABLED=no\nLOGLEVEL=off\n").unwrap();
+        // ufw-init would apply these kernel settings; none is needed here.
+        std::fs::write(etc.join("sysctl.conf"), "").unwrap();
+        std::fs::create_dir(dir.path().join("run")).unwrap();
+        UfwHost { srv, dir }
+    }
+
+    fn etc(&self) -> PathBuf {
+        self.dir.path().join("etc")
+    }
+
+    /// `program args…` in the namespace, with our /etc/ufw and /run.
+    fn command(&self, program: &str) -> Command {
+        let mut c = self.srv.command("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind {} /etc/ufw && mount --bind {} /run && exec \"$@\"",
+                self.etc().display(),
+                self.dir.path().join("run").display()
+            ))
+            .args(["sh", program]);
+        c
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> String {
+        let out = self.command(program).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn ufw(&self, args: &[&str]) -> String {
+        self.run("ufw", args)
+    }
+
+    fn rules(&self) -> (String, String) {
+        (
+            std::fs::read_to_string(self.etc().join("user.rules")).unwrap(),
+            std::fs::read_to_string(self.etc().join("user6.rules")).unwrap(),
+        )
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("nftjail.sock")
+    }
+
+    /// The daemon with one jail on port 587; `backend` None: the default.
+    fn config(&self, backend: Option<&str>) -> PathBuf {
+        self.config_with(backend, "")
+    }
+
+    /// [`UfwHost::config`] with more keys for the jail.
+    fn config_with(&self, backend: Option<&str>, jail_keys: &str) -> PathBuf {
+        let log = self.dir.path().join("mail.log");
+        std::fs::write(&log, "").unwrap();
+        let config = self.dir.path().join("nftjail.toml");
+        let backend = backend.map_or(String::new(), |b| format!("backend = \"{b}\"\n"));
+        std::fs::write(
+            &config,
+            format!(
+                "[daemon]\n{backend}socket = \"{}\"\nstate_dir = \"{}\"\ntable = \"nftjailufw\"\n\
+                 [jail.{JAIL}]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"587\"\nbantime = \"1h\"\n{jail_keys}",
+                self.socket().display(),
+                self.dir.path().join("state").display(),
+                log.display()
+            ),
+        )
+        .unwrap();
+        config
+    }
+
+    fn daemon(&self, backend: Option<&str>, envs: &[(&str, &str)]) -> Daemon {
+        self.daemon_with(self.config(backend), envs)
+    }
+
+    fn daemon_with(&self, config: PathBuf, envs: &[(&str, &str)]) -> Daemon {
+        let mut cmd = self.command(env!("CARGO_BIN_EXE_nftjail"));
+        cmd.args(["run", "--config"]).arg(&config);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let d = Daemon::spawn(cmd);
+        d.wait_for("ready", Duration::from_secs(20));
+        d
+    }
+
+    fn client(&self, args: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_nftjail"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nftjail {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The lines of `ufw status numbered` that are rules, in order.
+    fn numbered(&self) -> Vec<String> {
+        self.ufw(&["status", "numbered"])
+            .lines()
+            .filter(|l| l.starts_with('['))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The admin's firewall: a manual reject at position 1, then allows.
+fn admin_rules(h: &UfwHost) {
+    h.ufw(&["--force", "enable"]);
+    h.ufw(&["allow", "587/tcp"]);
+    h.ufw(&["allow", "80"]);
+    h.ufw(&["insert", "1", "reject", "from", "95.181.157.0/24"]);
+}
+
+fn connect(ns: &Netns, to: &str) -> Result<(), ErrorKind> {
+    let addr: SocketAddr = to.parse().unwrap();
+    ns.run(move || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+            .map(drop)
+            .map_err(|e| e.kind())
+    })
+}
+
+/// Polls `cond` (the daemon works on its own clock): panics with `what`
+/// when it never holds within a generous bound.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn position(lines: &[String], needle: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no {needle:?} in:\n{}", lines.join("\n")))
+}
+
+#[test]
+fn bans_are_ufw_rules_above_the_first_allow_that_refuse_the_attacker_only() {
+    let h = UfwHost::new("uf1");
+    let atk = Netns::new("uf1a");
+    let inno = Netns::new("uf1i");
+    link(
+        &h.srv,
+        &["192.0.2.1/24", "2001:db8:1::1/64"],
+        &atk,
+        &["192.0.2.66/24", "2001:db8:1::66/64"],
+        "uf1a",
+    );
+    link(
+        &h.srv,
+        &["198.51.100.1/24", "2001:db8:2::1/64"],
+        &inno,
+        &["198.51.100.7/24", "2001:db8:2::7/64"],
+        "uf1i",
+    );
+    // One dual-stack listener: IPv4 clients arrive as mapped addresses.
+    let any: SocketAddr = "[::]:587".parse().unwrap();
+    let listener = h.srv.run(move || TcpListener::bind(any).unwrap());
+    // Accepted sessions are kept open: the server never ends them itself.
+    std::thread::spawn(move || {
+        let mut open = Vec::new();
+        for s in listener.incoming() {
+            open.push(s);
+        }
+    });
+    admin_rules(&h);
+    let admin = h.rules();
+    for to in ["192.0.2.1:587", "[2001:db8:1::1]:587"] {
+        assert_eq!(connect(&atk, to), Ok(()), "{to} open before any ban");
+    }
+
+    // A session the attacker opened before its ban.
+    let mut session = atk.run(|| TcpStream::connect("192.0.2.1:587")).unwrap();
+    session.write_all(b"EHLO\r\n").unwrap();
+
+    let _d = h.daemon(Some("ufw"), &[]);
+    h.client(&["ban", JAIL, "192.0.2.66"]);
+    // ufw accepts established sessions before any user rule: the ban cut
+    // the session's conntrack entry, so its next packet meets the ban.
+    session
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let _ = session.write_all(b"AUTH LOGIN\r\n");
+    let mut buf = [0u8; 16];
+    let cut = session.read(&mut buf).map_err(|e| e.kind());
+    assert_eq!(
+        cut,
+        Err(ErrorKind::ConnectionReset),
+        "the open session is cut"
+    );
+    h.client(&["ban", JAIL, "2001:db8:1::66"]);
+
+    let lines = h.numbered();
+    let v4 = position(&lines, "192.0.2.66");
+    let v6 = position(&lines, "2001:db8:1::66");
+    assert_eq!(position(&lines, "95.181.157.0/24"), 0, "{lines:#?}");
+    assert_eq!(v4, 1, "just above the first IPv4 ALLOW: {lines:#?}");
+    assert!(lines[v4].contains("REJECT IN") && lines[v4].contains("# nftjail:sasl until "));
+    assert!(lines[v4 + 1].contains("ALLOW IN"), "{lines:#?}");
+    let first_v6_allow = position(&lines, "(v6)");
+    assert_eq!(
+        v6,
+        first_v6_allow - 1,
+        "just above the first IPv6 ALLOW: {lines:#?}"
+    );
+    assert!(lines[v6].contains("REJECT IN"));
+
+    assert!(h
+        .run("iptables", &["-S", "ufw-user-input"])
+        .contains("-s 192.0.2.66/32 -p tcp -m tcp --dport 587 -j REJECT --reject-with tcp-reset"));
+    for to in ["192.0.2.1:587", "[2001:db8:1::1]:587"] {
+        assert_eq!(connect(&atk, to), Err(ErrorKind::ConnectionRefused), "{to}");
+    }
+    for to in ["198.51.100.1:587", "[2001:db8:2::1]:587"] {
+        assert_eq!(
+            connect(&inno, to),
+            Ok(()),
+            "the innocent still reaches {to}"
+        );
+    }
+
+    // `ufw reload` loads its files again, ours with them.
+    h.ufw(&["reload"]);
+    assert_eq!(
+        connect(&atk, "192.0.2.1:587"),
+        Err(ErrorKind::ConnectionRefused)
+    );
+    assert!(h.numbered()[1].contains("192.0.2.66"));
+
+    // Many bans and unbans leave the admin's rules byte for byte.
+    for i in 1..=40 {
+        h.client(&["ban", JAIL, &format!("203.0.113.{i}")]);
+        h.client(&["ban", JAIL, &format!("2001:db8:9::{i:x}")]);
+    }
+    // An admin's own command meanwhile keeps our rules (ufw rewrites the
+    // files, ours included) and its rule lands where ufw puts it.
+    h.ufw(&["allow", "443/tcp"]);
+    h.ufw(&["delete", "allow", "443/tcp"]);
+    assert_eq!(
+        h.numbered()
+            .iter()
+            .filter(|l| l.contains("nftjail:"))
+            .count(),
+        82
+    );
+    h.client(&["unban", "--all"]);
+    assert_eq!(h.rules(), admin, "the admin's files, byte for byte");
+    assert_eq!(connect(&atk, "192.0.2.1:587"), Ok(()));
+    assert_eq!(connect(&atk, "[2001:db8:1::1]:587"), Ok(()));
+}
+
+#[test]
+fn a_ban_ends_on_time_and_a_restart_drops_the_ended_and_puts_back_the_missing() {
+    let h = UfwHost::new("uf2");
+    admin_rules(&h);
+    let admin = h.rules();
+    let mut d = h.daemon(Some("ufw"), &[]);
+    h.client(&["ban", JAIL, "192.0.2.10", "--for", "2s"]);
+    h.client(&["ban", JAIL, "192.0.2.11"]);
+    assert_eq!(
+        h.numbered()
+            .iter()
+            .filter(|l| l.contains("nftjail:"))
+            .count(),
+        2
+    );
+    eventually("the 2 s ban leaves ufw", || {
+        !h.rules().0.contains("192.0.2.10")
+    });
+    let lines = h.numbered();
+    assert_eq!(lines.iter().filter(|l| l.contains("nftjail:")).count(), 1);
+    assert!(!h
+        .run("iptables", &["-S", "ufw-user-input"])
+        .contains("192.0.2.10"));
+
+    // Down: one ban ends meanwhile, and the admin deletes another by hand.
+    h.client(&["ban", JAIL, "192.0.2.12", "--for", "2s"]);
+    d.stop();
+    let n = position(&h.numbered(), "192.0.2.11") + 1;
+    h.ufw(&["--force", "delete", &n.to_string()]);
+    std::thread::sleep(Duration::from_secs(3));
+    let _d = h.daemon(Some("ufw"), &[]);
+    let (v4, _) = h.rules();
+    assert!(!v4.contains("192.0.2.12"), "ended while down: removed");
+    assert!(
+        v4.contains("192.0.2.11"),
+        "active, from the state store: put back"
+    );
+    assert!(h
+        .run("iptables", &["-S", "ufw-user-input"])
+        .contains("192.0.2.11"));
+    h.client(&["unban", "--all"]);
+    assert_eq!(h.rules(), admin);
+}
+
+#[test]
+fn a_configured_position_puts_ours_before_the_admins_nth_rule() {
+    let h = UfwHost::new("uf5");
+    admin_rules(&h);
+    let config = h.config(Some("ufw"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[daemon]\n", "[daemon]\nufw_position = 1\n"),
+    )
+    .unwrap();
+    let _d = h.daemon_with(config, &[]);
+    h.client(&["ban", JAIL, "192.0.2.30"]);
+    h.client(&["ban", JAIL, "2001:db8::30"]);
+    let lines = h.numbered();
+    assert!(lines[0].contains("192.0.2.30"), "{lines:#?}");
+    assert!(lines[1].contains("95.181.157.0/24"), "{lines:#?}");
+    let v6 = position(&lines, "2001:db8::30");
+    assert!(
+        lines[v6 - 1].contains("80 ") && !lines[v6 - 1].contains("(v6)"),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn auto_picks_nft_when_nf_tables_works_and_ufw_when_it_does_not() {
+    let h = UfwHost::new("uf3");
+    // Neither: the error names both reasons, and the daemon does not start.
+    let mut child = h
+        .command(env!("CARGO_BIN_EXE_nftjail"))
+        .args(["run", "--config"])
+        .arg(h.config(None))
+        .env("NFTJAIL_TEST_NO_NFTABLES", "1")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut waited = Duration::ZERO;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if waited > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("nftjail started although neither nft nor ufw can be used");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        waited += Duration::from_millis(100);
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success());
+    assert!(
+        err.contains("NFTJAIL_TEST_NO_NFTABLES") && err.contains("ufw is not enabled"),
+        "{err}"
+    );
+
+    admin_rules(&h);
+    let mut d = h.daemon(None, &[("NFTJAIL_TEST_NO_NFTABLES", "1")]);
+    h.client(&["ban", JAIL, "192.0.2.20"]);
+    assert!(h.rules().0.contains("192.0.2.20"), "ufw took the ban");
+    h.client(&["unban", "--all"]);
+    d.stop();
+
+    let _d = h.daemon(None, &[]);
+    h.client(&["ban", JAIL, "192.0.2.21"]);
+    assert!(!h.rules().0.contains("192.0.2.21"), "nft, not ufw");
+    assert!(h
+        .srv
+        .output("nft", &["list", "table", "inet", "nftjailufw"])
+        .contains("192.0.2.21"));
+}
+
+/// Not a check: the rate of a burst of bans through ufw, printed.
+/// `cargo test --release --test ufw -- --ignored --nocapture burst`
+#[test]
+#[ignore]
+fn burst_of_bans_from_a_log() {
+    const N: usize = 1000;
+    let h = UfwHost::new("uf4");
+    admin_rules(&h);
+    let config = h.config_with(Some("ufw"), "maxretry = 1\n");
+    let _d = h.daemon_with(config, &[]);
+    let now = jiff::ZonedDateTime::now()
+        .strftime("%b %e %H:%M:%S")
+        .to_string();
+    let lines: String = (0..N)
+        .map(|i| {
+            format!(
+                "{now} mx1 postfix/submission/smtpd[1]: warning: unknown[10.{}.{}.{}]: SASL LOGIN authentication failed: authentication failure\n",
+                i / 65536, (i / 256) % 256, i % 256
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(h.dir.path().join("mail.log"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, lines.as_bytes()).unwrap();
+    let live = || {
+        h.run("iptables", &["-S", "ufw-user-input"])
+            .matches("-s 10.")
+            .count()
+    };
+    eventually("every ban in the live chain", || live() == N);
+    let took = started.elapsed();
+    let live = live();
+    assert_eq!(
+        h.rules()
+            .0
+            .matches("### tuple ### reject tcp 587 0.0.0.0/0 any 10.")
+            .count(),
+        N
+    );
+    println!(
+        "{N} bans from a log through ufw in {:.2} s: {:.0} bans/s; live chain holds {live}",
+        took.as_secs_f64(),
+        N as f64 / took.as_secs_f64()
+    );
+    assert_eq!(live, N);
+}
