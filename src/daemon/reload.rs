@@ -173,6 +173,8 @@ fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
         Some("daemon.backend")
     } else if old.table != new.table {
         Some("daemon.table")
+    } else if old.ufw_position != new.ufw_position {
+        Some("daemon.ufw_position")
     } else if old.socket != new.socket || old.socket_group != new.socket_group {
         Some("daemon.socket")
     } else if old.state_dir != new.state_dir {

@@ -75,6 +75,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "a real HTTP client scraping /metrics in the metrics tests",
     ),
     ("lintian", "checks the .deb in `cargo xtask ci`"),
+    (
+        "ufw",
+        "real ufw (and the iptables it drives) for the ufw backend's tests, in private namespaces",
+    ),
 ];
 
 /// Debian packages the fuzz targets need beside the build's (`cargo xtask
