@@ -139,8 +139,11 @@ fn parse_5424(s: &str) -> Result<SyslogMessage, Malformed> {
     let msg = skip_structured_data(rest).ok_or(Malformed::Header("bad STRUCTURED-DATA"))?;
     // rsyslog keeps the space that followed the tag in MSG: a filter
     // expects one space after the header, so leading spaces go.
+    // The BOM RFC 5424 puts before UTF-8 text may itself be followed by
+    // the space a sender put after its header.
     let msg = msg.trim_start_matches(' ');
     let msg = msg.strip_prefix('\u{feff}').unwrap_or(msg);
+    let msg = msg.trim_start_matches(' ');
     if app == "-" {
         return Err(Malformed::NoTag);
     }
@@ -729,6 +732,17 @@ mod tests {
         // Invalid UTF-8 is decoded lossily, never refused.
         let m = parse(b"<13>app: caf\xe9").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.text, "caf\u{fffd}");
+    }
+
+    #[test]
+    fn a_space_after_the_bom_is_not_kept_in_the_text() {
+        // Found by the syslog fuzz target: the text began with the space
+        // after the BOM, one more than filters expect after the header.
+        let m =
+            parse("<34>1 2026-11-25T10:00:01Z mx sshd 42 - - \u{feff} Failed password".as_bytes())
+                .unwrap();
+        assert_eq!(m.text, "Failed password");
+        assert_eq!(m.program, "sshd");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `cargo xtask fuzz [--secs N] [TARGET...]`: builds the fuzz targets of
+//! `cargo xtask fuzz [--secs N] [--seed N] [TARGET...]`: builds the fuzz targets of
 //! `fuzz/` (cargo-fuzz's layout) and runs each for N seconds, starting from
 //! the committed seed corpus, and fails on the first crash. `cargo xtask
 //! ci` runs them all briefly. The build is optimized either way: an
@@ -38,9 +38,16 @@ pub const TARGETS: &[&str] = &[
 /// target builds, reads its seeds and survives a first round of mutation.
 pub const CI_SECS: u64 = 5;
 
+/// libFuzzer's seed in `cargo xtask ci`: a fixed one, so CI explores the
+/// same inputs in the same order on every machine, and a crash it could
+/// meet is met first by `cargo xtask fuzz --seed 1` run longer; a new find
+/// then comes from a change to the code, not from the luck of a run.
+pub const CI_SEED: u64 = 1;
+
 /// `cargo xtask fuzz` arguments.
 pub fn cli(root: &Path, args: &[&str]) -> Result<()> {
     let mut secs = 60;
+    let mut seed = None;
     let mut targets = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -52,6 +59,14 @@ pub fn cli(root: &Path, args: &[&str]) -> Result<()> {
                     .parse()
                     .context("--secs needs a whole number of seconds")?;
             }
+            "--seed" => {
+                seed = Some(
+                    it.next()
+                        .context("--seed needs a number")?
+                        .parse()
+                        .context("--seed needs a whole number")?,
+                );
+            }
             t if TARGETS.contains(&t) => targets.push(t),
             other => bail!(
                 "unknown fuzz argument {other:?}; targets: {}",
@@ -62,7 +77,7 @@ pub fn cli(root: &Path, args: &[&str]) -> Result<()> {
     if targets.is_empty() {
         targets = TARGETS.to_vec();
     }
-    run(root, secs, &targets).map(|_| ())
+    run(root, secs, seed, &targets).map(|_| ())
 }
 
 /// Installs cargo-fuzz when `cargo fuzz` is not there (`cargo xtask deps`).
@@ -92,7 +107,8 @@ pub struct Outcome {
 
 /// Builds every target once, then runs each in turn; the first crash (or
 /// input that hangs past the timeout) fails the task with the input saved.
-pub fn run(root: &Path, secs: u64, targets: &[&str]) -> Result<Vec<Outcome>> {
+/// `seed`: libFuzzer's own random one when None.
+pub fn run(root: &Path, secs: u64, seed: Option<u64>, targets: &[&str]) -> Result<Vec<Outcome>> {
     install_cargo_fuzz(root)?;
     let fuzz_dir = root.join("fuzz");
     let built = Instant::now();
@@ -109,7 +125,7 @@ pub fn run(root: &Path, secs: u64, targets: &[&str]) -> Result<Vec<Outcome>> {
         .join("release");
     let mut outcomes = Vec::new();
     for target in targets {
-        outcomes.push(run_one(&fuzz_dir, &bin_dir, target, secs)?);
+        outcomes.push(run_one(&fuzz_dir, &bin_dir, target, secs, seed)?);
     }
     eprintln!("fuzz: {secs} s per target, executions:");
     for o in &outcomes {
@@ -124,7 +140,13 @@ pub fn run(root: &Path, secs: u64, targets: &[&str]) -> Result<Vec<Outcome>> {
     Ok(outcomes)
 }
 
-fn run_one(fuzz_dir: &Path, bin_dir: &Path, target: &str, secs: u64) -> Result<Outcome> {
+fn run_one(
+    fuzz_dir: &Path,
+    bin_dir: &Path,
+    target: &str,
+    secs: u64,
+    seed: Option<u64>,
+) -> Result<Outcome> {
     let seeds = seed_dir(fuzz_dir, target);
     // New inputs go to a working corpus outside the tree, which grows over
     // local runs; the committed seeds are only read.
@@ -137,6 +159,9 @@ fn run_one(fuzz_dir: &Path, bin_dir: &Path, target: &str, secs: u64) -> Result<O
     let log = fs::File::create(&log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
     let mut cmd = Command::new(bin_dir.join(target));
+    if let Some(seed) = seed {
+        cmd.arg(format!("-seed={seed}"));
+    }
     cmd.arg(format!("-max_total_time={secs}"))
         .arg("-print_final_stats=1")
         // A slow input is a finding: lines and datagrams must be cheap.

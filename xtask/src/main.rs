@@ -306,7 +306,7 @@ fn ci(extra: &[&str]) -> Result<()> {
     run(cargo().args(["test", "--workspace"]).args(extra))?;
     // Every fuzz target briefly, from its seeds: each still builds and a
     // first round of mutations finds nothing (longer runs: `cargo xtask fuzz`).
-    fuzz::run(&root(), fuzz::CI_SECS, fuzz::TARGETS)?;
+    fuzz::run(&root(), fuzz::CI_SECS, Some(fuzz::CI_SEED), fuzz::TARGETS)?;
     // The package, built once from the release binary and checked as an
     // admin meets it (not inside `cargo test`: see package/verify.rs).
     let deb = package::deb::build(&root())?;
