@@ -15,7 +15,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{require_root, Daemon, Netns};
+use common::{kernel_set, require_root, Daemon, Netns};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
 
@@ -107,29 +107,6 @@ impl Setup {
             self.stored_offset(log) == Some(len)
         });
     }
-}
-
-fn kernel_set(ns: &Netns, set: &str) -> BTreeSet<String> {
-    let out = ns
-        .command("nft")
-        .args(["-j", "list", "set", "inet", "nftjail", set])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return BTreeSet::new();
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut elems = BTreeSet::new();
-    for item in v["nftables"].as_array().unwrap() {
-        let Some(list) = item["set"]["elem"].as_array() else {
-            continue;
-        };
-        for e in list {
-            let val = e.get("elem").map_or(e, |inner| &inner["val"]);
-            elems.insert(val.as_str().unwrap().to_string());
-        }
-    }
-    elems
 }
 
 fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{require_root, Daemon, Netns};
+use common::{kernel, kernel_set, require_root, Daemon, Elem, Netns};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
 
@@ -95,56 +95,6 @@ impl Setup {
     fn stored_set(&self, jail: &str) -> BTreeSet<String> {
         self.stored(jail).into_keys().collect()
     }
-}
-
-/// One element of `nft -j list set`: value, timeout and expires in seconds.
-#[derive(Debug, Clone)]
-struct Elem {
-    val: String,
-    timeout: Option<u64>,
-    expires: Option<u64>,
-}
-
-fn kernel(ns: &Netns, set: &str) -> Vec<Elem> {
-    let out = ns
-        .command("nft")
-        .args(["-j", "list", "set", "inet", "nftjail", set])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Vec::new();
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut elems = Vec::new();
-    for item in v["nftables"].as_array().unwrap() {
-        let Some(list) = item["set"]["elem"].as_array() else {
-            continue;
-        };
-        for e in list {
-            let (val, timeout, expires) = match e.get("elem") {
-                Some(inner) => (
-                    &inner["val"],
-                    inner["timeout"].as_u64(),
-                    inner["expires"].as_u64(),
-                ),
-                None => (e, None, None),
-            };
-            let val = match val.get("prefix") {
-                Some(p) => format!("{}/{}", p["addr"].as_str().unwrap(), p["len"]),
-                None => val.as_str().unwrap().to_string(),
-            };
-            elems.push(Elem {
-                val,
-                timeout,
-                expires,
-            });
-        }
-    }
-    elems
-}
-
-fn kernel_set(ns: &Netns, set: &str) -> BTreeSet<String> {
-    kernel(ns, set).into_iter().map(|e| e.val).collect()
 }
 
 fn now_ms() -> i64 {

@@ -14,7 +14,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{link, require_root, Daemon, Netns};
+use common::{kernel, kernel_set, link, require_root, Daemon, Netns};
 use ipnet::IpNet;
 use nftjail::enforce::nft::NftBackend;
 use nftjail::enforce::{Applied, Backend};
@@ -104,52 +104,6 @@ impl Setup {
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or_else(|| panic!("no count in {out}"))
     }
-}
-
-/// One element of `nft -j list set`: value and timeout/expires in seconds.
-#[derive(Debug, Clone)]
-struct Elem {
-    val: String,
-    timeout: Option<u64>,
-    expires: Option<u64>,
-}
-
-fn kernel(ns: &Netns, set: &str) -> Vec<Elem> {
-    let out = ns
-        .command("nft")
-        .args(["-j", "list", "set", "inet", "nftjail", set])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        return Vec::new();
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut elems = Vec::new();
-    for item in v["nftables"].as_array().unwrap() {
-        let Some(list) = item["set"]["elem"].as_array() else {
-            continue;
-        };
-        for e in list {
-            let (val, timeout, expires) = match e.get("elem") {
-                Some(inner) => (
-                    &inner["val"],
-                    inner["timeout"].as_u64(),
-                    inner["expires"].as_u64(),
-                ),
-                None => (e, None, None),
-            };
-            elems.push(Elem {
-                val: val.as_str().unwrap().to_string(),
-                timeout,
-                expires,
-            });
-        }
-    }
-    elems
-}
-
-fn kernel_set(ns: &Netns, set: &str) -> BTreeSet<String> {
-    kernel(ns, set).into_iter().map(|e| e.val).collect()
 }
 
 fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {

@@ -703,7 +703,8 @@ mod tests {
     use crate::enforce::log::LogBackend;
     use crate::rules::BlockType;
 
-    fn rules(names: &[&str]) -> Vec<JailRules> {
+    /// Jails without ports, for tests here and in `gone`.
+    pub(super) fn rules(names: &[&str]) -> Vec<JailRules> {
         names
             .iter()
             .map(|n| JailRules {

@@ -185,3 +185,54 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// One element of `nft -j list set`: value, timeout and expires in seconds.
+#[derive(Debug, Clone)]
+pub struct Elem {
+    pub val: String,
+    pub timeout: Option<u64>,
+    pub expires: Option<u64>,
+}
+
+/// Our table's set `set` as `nft -j` lists it (empty when it is missing).
+pub fn kernel(ns: &Netns, set: &str) -> Vec<Elem> {
+    let out = ns
+        .command("nft")
+        .args(["-j", "list", "set", "inet", "nftjail", set])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Vec::new();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut elems = Vec::new();
+    for item in v["nftables"].as_array().unwrap() {
+        let Some(list) = item["set"]["elem"].as_array() else {
+            continue;
+        };
+        for e in list {
+            let (val, timeout, expires) = match e.get("elem") {
+                Some(inner) => (
+                    &inner["val"],
+                    inner["timeout"].as_u64(),
+                    inner["expires"].as_u64(),
+                ),
+                None => (e, None, None),
+            };
+            let val = match val.get("prefix") {
+                Some(p) => format!("{}/{}", p["addr"].as_str().unwrap(), p["len"]),
+                None => val.as_str().unwrap().to_string(),
+            };
+            elems.push(Elem {
+                val,
+                timeout,
+                expires,
+            });
+        }
+    }
+    elems
+}
+
+pub fn kernel_set(ns: &Netns, set: &str) -> std::collections::BTreeSet<String> {
+    kernel(ns, set).into_iter().map(|e| e.val).collect()
+}

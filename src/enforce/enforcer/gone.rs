@@ -105,21 +105,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::enforce::enforcer::tests::rules;
     use crate::enforce::log::LogBackend;
     use crate::enforce::Backend;
-    use crate::rules::BlockType;
-
-    fn rules(names: &[&str]) -> Vec<JailRules> {
-        names
-            .iter()
-            .map(|n| JailRules {
-                name: n.to_string(),
-                ports: Vec::new(),
-                blocktype: BlockType::Drop,
-                app: None,
-            })
-            .collect()
-    }
 
     fn names(e: &Enforcer) -> Vec<(String, usize, bool)> {
         e.list()
