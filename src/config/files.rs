@@ -8,10 +8,10 @@
 //! would be counted twice and the jail would ban at half its maxretry.
 //! Files are told apart by device and inode, as the readers know them.
 
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
 use std::ops::Range;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::sources::is_glob;
@@ -50,30 +50,12 @@ pub(super) fn read_config(path: &Path) -> Result<String, ConfigError> {
     if !meta.is_file() {
         return Err(ConfigError::NotAFile {
             path: path.to_path_buf(),
-            what: kind(&meta),
+            what: crate::source::file::not_regular(&meta),
         });
     }
     let mut text = String::new();
     file.read_to_string(&mut text).map_err(read_error)?;
     Ok(text)
-}
-
-/// What a path holds that is not a regular file.
-fn kind(meta: &Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_fifo() {
-        "is a FIFO"
-    } else if t.is_dir() {
-        "is a directory"
-    } else if t.is_char_device() {
-        "is a character device"
-    } else if t.is_block_device() {
-        "is a block device"
-    } else if t.is_socket() {
-        "is a socket"
-    } else {
-        "is not a regular file"
-    }
 }
 
 /// The directory a log path (or glob) is read in.
@@ -125,7 +107,7 @@ impl Checker<'_> {
                         format!(
                             "{shown} {}, not a regular file: the jail would read nothing from it \
                              (the daemon warns and waits for a regular file to take the name)",
-                            kind(&meta)
+                            crate::source::file::not_regular(&meta)
                         ),
                     );
                 }

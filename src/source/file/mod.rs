@@ -41,6 +41,7 @@ use crate::message::{ReadAt, ReadMark};
 pub use crate::message::Position;
 
 pub use lines::{LineSplitter, Pushed};
+pub use open::not_regular;
 pub use stopper::Stopper;
 
 /// Where reading starts in a file that already exists at start-up.

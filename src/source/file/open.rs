@@ -81,9 +81,11 @@ pub(super) fn open_log(path: &Path, within: &Path) -> io::Result<Checked> {
     Ok(Checked::File(file, meta))
 }
 
-fn refused(meta: &Metadata) -> Checked {
+/// What a path holds that is not a regular file, in the words of the
+/// refusal (`check` says the same of a log path).
+pub fn not_regular(meta: &Metadata) -> &'static str {
     let t = meta.file_type();
-    let what = if t.is_fifo() {
+    if t.is_fifo() {
         "is a FIFO"
     } else if t.is_dir() {
         "is a directory"
@@ -95,7 +97,11 @@ fn refused(meta: &Metadata) -> Checked {
         "is a socket"
     } else {
         "is not a regular file"
-    };
+    }
+}
+
+fn refused(meta: &Metadata) -> Checked {
+    let what = not_regular(meta);
     Checked::Refused {
         id: (meta.dev(), meta.ino()),
         why: format!("{what}, not a regular file"),
