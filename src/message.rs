@@ -31,6 +31,103 @@ pub struct Failure {
     /// a line read in this run). One clock read per failing line, none for
     /// the other lines.
     pub read: Option<Instant>,
+    /// The account the failure was against, where the filter captures it
+    /// (`<F-USER>`, `sasl_username=`, `user=<…>`, `for USER`). Only ever
+    /// counted and shown: never used to pick the address.
+    pub account: Option<Account>,
+}
+
+/// The account named in a failing line, bounded so that a hostile line
+/// cannot make the tracker keep long strings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Account(Arc<str>);
+
+impl Account {
+    /// Longest account kept; longer names are cut at a character boundary
+    /// (mail addresses are limited to 254 bytes anyway).
+    pub const MAX_LEN: usize = 256;
+
+    /// None for an empty name or one with control characters (a line can
+    /// hold anything; what we store and print must stay one clean line).
+    pub fn new(name: &str) -> Option<Account> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return None;
+        }
+        let mut end = name.len().min(Self::MAX_LEN);
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        Some(Account(Arc::from(&name[..end])))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a ban was decided: logged, stored with the ban and shown by
+/// `explain`, so an admin can tell a slow brute force from a sprayed
+/// mailbox or a botnet's prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// maxretry failures within findtime of one of the jail's windows
+    /// (0: the jail's own maxretry/findtime, then its extra windows).
+    Window(u8),
+    /// This many distinct failing addresses of the banned prefix.
+    Prefix { addrs: u32 },
+    /// Failing against an account that many addresses were failing against.
+    Account(Account),
+    /// `nftjail ban`.
+    Manual,
+    /// A line of the jail's blocklist file.
+    Blocklist,
+}
+
+impl Default for Cause {
+    /// The jail's own window: what every ban was before other causes.
+    fn default() -> Cause {
+        Cause::Window(0)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Window(i) => write!(f, "window {i}"),
+            Cause::Prefix { addrs } => write!(f, "prefix {addrs}"),
+            Cause::Account(a) => write!(f, "account {a}"),
+            Cause::Manual => f.write_str("manual"),
+            Cause::Blocklist => f.write_str("blocklist"),
+        }
+    }
+}
+
+impl std::str::FromStr for Cause {
+    type Err = String;
+
+    /// Reads back what `Display` wrote (the state store keeps the text).
+    fn from_str(s: &str) -> Result<Cause, String> {
+        let bad = || format!("unknown ban cause {s:?}");
+        let (kind, rest) = s.split_once(' ').unwrap_or((s, ""));
+        match kind {
+            "window" => rest.parse().map(Cause::Window).map_err(|_| bad()),
+            "prefix" => rest
+                .parse()
+                .map(|addrs| Cause::Prefix { addrs })
+                .map_err(|_| bad()),
+            "account" => Account::new(rest).map(Cause::Account).ok_or_else(bad),
+            "manual" if rest.is_empty() => Ok(Cause::Manual),
+            "blocklist" if rest.is_empty() => Ok(Cause::Blocklist),
+            _ => Err(bad()),
+        }
+    }
 }
 
 /// A decision to ban `addr` in `jail` for `bantime`.
@@ -45,6 +142,8 @@ pub struct BanOrder {
     pub line: Option<SharedLine>,
     /// When that line was read (see [`Failure::read`]).
     pub read: Option<Instant>,
+    /// Which rule decided it.
+    pub cause: Cause,
 }
 
 /// The failures a reader handed on in one go, and how far it had read
@@ -292,5 +391,34 @@ mod tests {
         assert!(SharedLine::in_buffer(&buf, 0..500).is_none());
         drop(buf);
         assert_eq!(&*a, "first line");
+    }
+
+    #[test]
+    fn causes_read_back_what_they_print() {
+        let causes = [
+            Cause::Window(0),
+            Cause::Window(2),
+            Cause::Prefix { addrs: 9 },
+            Cause::Account(Account::new("alice@example.org").unwrap()),
+            Cause::Manual,
+            Cause::Blocklist,
+        ];
+        for c in causes {
+            assert_eq!(c.to_string().parse::<Cause>(), Ok(c));
+        }
+        assert!("window x".parse::<Cause>().is_err());
+        assert!("manual extra".parse::<Cause>().is_err());
+        assert!("".parse::<Cause>().is_err());
+    }
+
+    #[test]
+    fn accounts_are_bounded_and_one_clean_line() {
+        assert_eq!(Account::new(" bob ").unwrap().as_str(), "bob");
+        assert!(Account::new("").is_none());
+        assert!(Account::new("a\nb").is_none());
+        let long = "é".repeat(300);
+        let a = Account::new(&long).unwrap();
+        assert!(a.as_str().len() <= Account::MAX_LEN);
+        assert!(a.as_str().chars().all(|c| c == 'é'));
     }
 }

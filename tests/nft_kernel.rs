@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nftjail::enforce::enforcer::Enforcer;
 use nftjail::enforce::nft::NftBackend;
 use nftjail::enforce::{Applied, Backend};
-use nftjail::message::BanOrder;
+use nftjail::message::{BanOrder, Cause};
 use nftjail::rules::{BlockType, JailRules, PortRange, Proto};
 
 /// Moves this test's thread into a new, empty network namespace.
@@ -80,6 +80,7 @@ fn order(jail: &str, addr: &str, secs: u64) -> BanOrder {
         failures: 5,
         line: None,
         read: None,
+        cause: Cause::default(),
     }
 }
 
@@ -229,6 +230,7 @@ fn ten_thousand_bans_in_one_call_all_reach_the_kernel() {
             failures: 5,
             line: None,
             read: None,
+            cause: Cause::default(),
         })
         .collect();
     let start = Instant::now();

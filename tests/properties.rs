@@ -444,6 +444,7 @@ fn failure(addr: IpAddr, ms: u64) -> Failure {
             + Duration::from_millis(ms),
         line: None,
         read: None,
+        account: None,
     }
 }
 

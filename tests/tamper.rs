@@ -18,7 +18,7 @@ use common::{kernel, kernel_set, link, require_root, Daemon, Netns};
 use ipnet::IpNet;
 use nftjail::enforce::nft::NftBackend;
 use nftjail::enforce::{Applied, Backend};
-use nftjail::message::BanOrder;
+use nftjail::message::{BanOrder, Cause};
 use nftjail::rules::{BlockType, JailRules};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
@@ -390,6 +390,7 @@ fn a_listing_reads_the_kernel_and_tells_our_elements_from_foreign_ones() {
         failures: 1,
         line: None,
         read: None,
+        cause: Cause::default(),
     };
     let nets = |list: &[(IpNet, Option<Duration>)]| -> Vec<String> {
         list.iter().map(|(n, _)| n.addr().to_string()).collect()

@@ -184,6 +184,7 @@ pub fn manual_unban(jail: &str, target: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Cause;
     use std::net::IpAddr;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
@@ -196,6 +197,7 @@ mod tests {
             failures,
             line: None,
             read: None,
+            cause: Cause::Manual,
         }
     }
 

@@ -16,6 +16,7 @@ use tracing::info;
 use super::{Backend, EnforceError, Restore};
 use crate::bantime::Offences;
 use crate::config::Config;
+use crate::message::Cause;
 use crate::state::{Store, StoredBan};
 
 /// A stored end and the kernel's may differ by the time a transaction took;
@@ -91,6 +92,8 @@ pub fn at_start(
                     until: left.map(|d| now + d),
                     failures: old.map_or(0, |b| b.failures),
                     line: old.and_then(|b| b.line.clone()),
+                    // Found in the kernel without a record: put there by hand.
+                    cause: old.map_or(Cause::Manual, |b| b.cause.clone()),
                 },
                 false,
             )

@@ -168,6 +168,7 @@ impl Sink for LineStage {
                         time,
                         line: None,
                         read: Some(*read.get_or_insert_with(Instant::now)),
+                        account: None,
                     },
                     line.text,
                     &mut span,

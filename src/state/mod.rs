@@ -26,8 +26,15 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 /// The database file inside the state directory.
 pub const DB_FILE: &str = "nftjail.db";
-/// Bumped when the schema changes incompatibly.
-const SCHEMA_VERSION: i64 = 1;
+/// What each schema version after the first adds, in order. An older store
+/// is brought up to date in place when opened, never moved aside: it holds
+/// the bans. A change is always an addition an older row can take.
+const MIGRATIONS: &[&str] = &[
+    // 2: which rule decided each ban (NULL in rows from before: the jail's window).
+    "ALTER TABLE bans ADD COLUMN cause TEXT;",
+];
+/// The version a store opened by this nftjail has.
+const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -65,6 +72,8 @@ pub struct StoredBan {
     pub failures: u32,
     /// The log line that decided it, if known (bounded in length).
     pub line: Option<String>,
+    /// Which rule decided it.
+    pub cause: Cause,
 }
 
 impl StoredBan {
@@ -81,7 +90,7 @@ pub struct PastBan {
     pub time: SystemTime,
 }
 
-use crate::message::{Checkpoint, ReadAt};
+use crate::message::{Cause, Checkpoint, ReadAt};
 use crate::source::file::Position;
 
 /// Longest decisive line kept with a ban.
@@ -202,15 +211,27 @@ impl Store {
                 r.get(0)
             })
             .map_err(|e| db_err(path, e))?;
-        if found != SCHEMA_VERSION {
+        if !(1..=SCHEMA_VERSION).contains(&found) {
             return Err(StateError::Version {
                 path: path.to_path_buf(),
                 found,
             });
         }
+        // Only the columns every version has, then those the file has.
         tx.execute_batch(
-            "INSERT INTO bans SELECT jail, net, start, until, failures, line FROM old.bans;
-             INSERT INTO history SELECT addr, jail, time FROM old.history;
+            "INSERT INTO bans(jail, net, start, until, failures, line)
+                 SELECT jail, net, start, until, failures, line FROM old.bans;",
+        )
+        .map_err(|e| db_err(path, e))?;
+        if found >= 2 {
+            tx.execute_batch(
+                "UPDATE bans SET cause = (SELECT o.cause FROM old.bans o
+                     WHERE o.jail = bans.jail AND o.net = bans.net);",
+            )
+            .map_err(|e| db_err(path, e))?;
+        }
+        tx.execute_batch(
+            "INSERT INTO history SELECT addr, jail, time FROM old.history;
              INSERT INTO positions SELECT source, dev, ino, head, offset FROM old.positions;
              INSERT INTO failures SELECT jail, addr, time FROM old.failures;
              INSERT INTO cursors SELECT source, cursor FROM old.cursors;",
@@ -301,16 +322,26 @@ impl Store {
             })
             .optional()
             .map_err(db)?;
-        match found {
+        let mut version = match found {
             None => {
-                conn.execute(
-                    "INSERT INTO meta(key, value) VALUES ('schema', ?1)",
-                    [SCHEMA_VERSION],
-                )
-                .map_err(db)?;
+                conn.execute("INSERT INTO meta(key, value) VALUES ('schema', 1)", [])
+                    .map_err(db)?;
+                1
             }
-            Some(v) if v == SCHEMA_VERSION => {}
+            Some(v) if (1..=SCHEMA_VERSION).contains(&v) => v,
             Some(v) => return Err(StateError::Version { path, found: v }),
+        };
+        while version < SCHEMA_VERSION {
+            let step = MIGRATIONS
+                .get(usize::try_from(version - 1).unwrap_or(usize::MAX))
+                .copied()
+                .unwrap_or_default();
+            let tx = conn.unchecked_transaction().map_err(db)?;
+            tx.execute_batch(step).map_err(db)?;
+            version += 1;
+            tx.execute("UPDATE meta SET value = ?1 WHERE key = 'schema'", [version])
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
         }
         Ok(Store {
             path,
@@ -336,7 +367,7 @@ impl Store {
     pub fn bans(&self) -> Result<Vec<StoredBan>, StateError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT jail, net, start, until, failures, line FROM bans")
+            .prepare("SELECT jail, net, start, until, failures, line, cause FROM bans")
             .map_err(|e| db_err(&self.path, e))?;
         let rows = stmt
             .query_map([], |r| {
@@ -347,12 +378,13 @@ impl Store {
                     r.get::<_, Option<i64>>(3)?,
                     r.get::<_, i64>(4)?,
                     r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
                 ))
             })
             .map_err(|e| db_err(&self.path, e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (jail, net, start, until, failures, line) =
+            let (jail, net, start, until, failures, line, cause) =
                 row.map_err(|e| db_err(&self.path, e))?;
             // A row someone edited by hand into nonsense is skipped, not fatal.
             let Ok(net) = net.parse::<IpNet>() else {
@@ -366,6 +398,8 @@ impl Store {
                 until: until.map(from_ms),
                 failures: u32::try_from(failures).unwrap_or(0),
                 line,
+                // Rows from before causes were kept, or edited by hand.
+                cause: cause.and_then(|c| c.parse().ok()).unwrap_or_default(),
             });
         }
         Ok(out)
@@ -381,8 +415,8 @@ impl Store {
         {
             let mut put = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO bans(jail, net, start, until, failures, line)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT OR REPLACE INTO bans(jail, net, start, until, failures, line, cause)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )
                 .map_err(|e| db_err(&self.path, e))?;
             let mut hist = tx
@@ -395,7 +429,8 @@ impl Store {
                     ms(b.start),
                     b.until.map(ms),
                     b.failures,
-                    b.line
+                    b.line,
+                    b.cause.to_string()
                 ])
                 .map_err(|e| db_err(&self.path, e))?;
                 if *offence {
@@ -681,7 +716,47 @@ mod tests {
             until: Some(now + Duration::from_secs(secs)),
             failures: 3,
             line: Some("x".into()),
+            cause: Cause::Prefix { addrs: 9 },
         }
+    }
+
+    #[test]
+    fn a_store_of_the_first_schema_is_brought_up_to_date_with_its_bans() {
+        let dir = tempdir();
+        std::fs::create_dir_all(&dir).expect("dir");
+        let conn = Connection::open(dir.join(DB_FILE)).expect("create");
+        conn.execute_batch(
+            "CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+             INSERT INTO meta VALUES ('schema', 1);
+             CREATE TABLE bans(jail TEXT NOT NULL, net TEXT NOT NULL, start INTEGER NOT NULL,
+                 until INTEGER, failures INTEGER NOT NULL DEFAULT 0, line TEXT,
+                 PRIMARY KEY (jail, net)) WITHOUT ROWID;
+             INSERT INTO bans VALUES ('sshd', '192.0.2.1/32', 1, NULL, 3, 'l');",
+        )
+        .expect("old schema");
+        drop(conn);
+        let mut s = Store::open(&dir).expect("open");
+        let got = s.bans().expect("bans");
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].cause, Cause::Window(0));
+        assert_eq!(got[0].until, None);
+        let b = ban("sshd", "192.0.2.2/32", 60);
+        s.put_bans(&[(b.clone(), false)]).expect("put");
+        drop(s);
+        let s = Store::open(&dir).expect("reopen");
+        let again = s.bans().expect("bans");
+        let read = again.iter().find(|x| x.net == b.net).expect("the new ban");
+        assert_eq!(
+            read.cause, b.cause,
+            "the new column is written and read back"
+        );
+        let v: i64 = s
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .expect("version");
+        assert_eq!(v, SCHEMA_VERSION);
     }
 
     #[test]

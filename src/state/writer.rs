@@ -419,6 +419,7 @@ mod tests {
                 until: Some(now + Duration::from_secs(600)),
                 failures: 3,
                 line: None,
+                cause: Default::default(),
             },
             true,
         )

@@ -23,7 +23,7 @@ use tracing::debug;
 use crate::bantime::Offences;
 use crate::config::persist::DEFAULT_DBPURGEAGE;
 use crate::config::Jail;
-use crate::message::{BanOrder, Failure, JailId};
+use crate::message::{BanOrder, Cause, Failure, JailId};
 
 /// What the tracker did with one failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,6 +338,7 @@ impl Tracker {
                 failures: count,
                 line: failure.line,
                 read: failure.read,
+                cause: Cause::Window(0),
             });
         }
         self.evict();
@@ -368,6 +369,7 @@ impl Tracker {
                 time,
                 line: None,
                 read: None,
+                account: None,
             };
             match self.record_at(failure, now) {
                 Verdict::Counted { .. } => carried += 1,
@@ -466,6 +468,7 @@ mod tests {
             time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs),
             line: None,
             read: None,
+            account: None,
         }
     }
 

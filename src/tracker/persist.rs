@@ -173,6 +173,7 @@ mod tests {
             time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs),
             line: None,
             read: None,
+            account: None,
         })
     }
 
