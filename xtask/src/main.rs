@@ -79,6 +79,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "ufw",
         "real ufw (and the iptables it drives) for the ufw backend's tests, in private namespaces",
     ),
+    (
+        "redis-server",
+        "a real Redis (and redis-cli) for the farm-mode tests and benchmark, run by the tests themselves",
+    ),
 ];
 
 /// Debian packages the fuzz targets need beside the build's (`cargo xtask
