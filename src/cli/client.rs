@@ -32,6 +32,7 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
             jails,
             gone,
             degraded,
+            farm,
         } => {
             println!("Status");
             println!("|- Number of jail:\t{}", jails.len());
@@ -46,6 +47,9 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
             if let Some(why) = degraded {
                 // On stderr too under fail2ban's layout: scripts parse stdout.
                 eprintln!("WARNING: state persistence degraded: {why}");
+            }
+            if let Some(farm) = farm.filter(|_| !fail2ban) {
+                print_farm(&farm);
             }
         }
         Reply::JailStatus(s) => print_status(&s),
@@ -267,5 +271,38 @@ mod tests {
         );
         assert!(forms("set sshd banip").is_err());
         assert!(forms("start sshd").is_err());
+    }
+}
+
+/// The farm block of `status`: the link to Redis, the nodes seen, what
+/// went each way.
+fn print_farm(f: &nftjail::control::protocol::FarmStatus) {
+    println!("Farm");
+    let link = if f.connected {
+        "connected".to_string()
+    } else {
+        format!("NOT connected ({})", f.error.as_deref().unwrap_or("unknown"))
+    };
+    println!("|- Redis:\t{} {link}", f.redis);
+    println!("|- Node:\t{}", f.node);
+    let nodes: Vec<String> = f
+        .nodes
+        .iter()
+        .map(|n| format!("{} ({}s ago)", n.node, n.seen_secs_ago))
+        .collect();
+    println!("|- Nodes seen:\t{}", nodes.join(", "));
+    println!("|- Bans received:\t{}", f.received);
+    println!("|- Bans sent:\t{}", f.sent);
+    println!("|- Records refused:\t{}", f.refused);
+    println!("|- Shared counting:\t{}", if f.shared_counting { "on" } else { "off" });
+    if f.dropped > 0 {
+        println!("|- Dropped (queue full):\t{}", f.dropped);
+    }
+    println!("`- Queued for Redis:\t{}", f.queued);
+    if !f.connected {
+        eprintln!(
+            "WARNING: farm: Redis unreachable; bans go on here, {} queued for the farm",
+            f.queued
+        );
     }
 }

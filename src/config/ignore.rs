@@ -68,6 +68,12 @@ pub fn host_bits(item: &str) -> Option<String> {
     })
 }
 
+/// Loopback and this host's addresses: what farm mode never bans because
+/// another node said so, whatever `ignoreself` says.
+pub fn own_networks() -> Vec<IpNet> {
+    self_networks()
+}
+
 /// Loopback ranges and the host's own interface addresses (fail2ban's `ignoreself`).
 fn self_networks() -> Vec<IpNet> {
     let mut nets: Vec<IpNet> = ["127.0.0.0/8", "::1/128"]

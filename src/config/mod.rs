@@ -6,6 +6,7 @@
 //! refused whole, so the daemon never runs half-configured.
 
 mod backend;
+pub mod cluster;
 pub mod duration;
 pub mod error;
 pub mod files;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 pub use backend::BackendKind;
+pub use cluster::ClusterConfig;
 use error::Locator;
 pub use error::{ConfigError, Problem};
 pub use files::Files;
@@ -82,6 +84,8 @@ pub struct Config {
     pub journal: JournalConfig,
     /// Where Prometheus metrics are served (None: not at all).
     pub metrics: Option<MetricsConfig>,
+    /// Farm mode: bans (and counts) shared through Redis (None: off).
+    pub cluster: Option<ClusterConfig>,
     /// What is accepted but likely not what was meant (an `ignoreip`
     /// network written with host bits), located: `check` prints them,
     /// `run` and `reload` log them.
@@ -412,6 +416,8 @@ impl Checker<'_> {
             };
             jails.push(jail);
         }
+        let names: Vec<&str> = jails.iter().map(|j: &Jail| &*j.name).collect();
+        let cluster = self.cluster_config(raw.cluster.as_ref(), &names);
         if self.problems.is_empty() {
             Ok(Config {
                 origin: self.loc.file.to_path_buf(),
@@ -428,6 +434,7 @@ impl Checker<'_> {
                 syslog: syslog_config,
                 journal: journal_config,
                 metrics,
+                cluster,
                 warnings: self.warnings,
             })
         } else {

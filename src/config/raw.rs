@@ -20,6 +20,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub journal: RawJournal,
     pub metrics: Option<RawMetrics>,
+    pub cluster: Option<super::cluster::RawCluster>,
 }
 
 /// Prometheus metrics: off unless `listen` is given.

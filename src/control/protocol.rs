@@ -109,6 +109,9 @@ pub enum Reply {
         /// bans go on, but would not survive a reboot.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         degraded: Option<String>,
+        /// Farm mode's link (None: farm mode is off).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        farm: Option<FarmStatus>,
     },
     JailStatus(Box<JailStatus>),
     Banned {
@@ -153,6 +156,37 @@ pub struct JailStatus {
     /// Those of `banned` someone else added to the jail's sets by hand.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign: Vec<String>,
+}
+
+/// Farm mode, as `status` shows it: what the link to Redis last knew.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FarmStatus {
+    /// The Redis URL, password hidden.
+    pub redis: String,
+    pub node: String,
+    pub connected: bool,
+    /// Why Redis cannot be used, when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Nodes seen, with their last heartbeat.
+    pub nodes: Vec<FarmNode>,
+    /// Bans and unbans taken from the farm and sent to it since start.
+    pub received: u64,
+    pub sent: u64,
+    /// Records read from the farm and refused (malformed, or naming an
+    /// address this node never bans).
+    pub refused: u64,
+    /// Records waiting for Redis.
+    pub queued: u64,
+    /// Records dropped because the queue was full.
+    pub dropped: u64,
+    pub shared_counting: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FarmNode {
+    pub node: String,
+    pub seen_secs_ago: u64,
 }
 
 /// A jail no longer configured and how many of its bans still run.
@@ -335,6 +369,7 @@ mod tests {
             jails: vec!["a".into()],
             gone: Vec::new(),
             degraded: None,
+            farm: None,
         });
         assert_eq!(decode_response(&encode(&r)).unwrap(), r);
         let r = Response::Ok(Reply::Jails {
@@ -344,6 +379,22 @@ mod tests {
                 bans: 2,
             }],
             degraded: Some("the store refuses writes".into()),
+            farm: Some(FarmStatus {
+                redis: "redis://10.0.0.5:6379".into(),
+                node: "mx1".into(),
+                connected: false,
+                error: Some("connection refused".into()),
+                nodes: vec![FarmNode {
+                    node: "mx2".into(),
+                    seen_secs_ago: 3,
+                }],
+                received: 1,
+                sent: 2,
+                refused: 0,
+                queued: 5,
+                dropped: 0,
+                shared_counting: true,
+            }),
         });
         assert_eq!(decode_response(&encode(&r)).unwrap(), r);
         let e = Response::Error(ErrorReply {

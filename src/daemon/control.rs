@@ -137,6 +137,7 @@ impl Handle {
                 .collect(),
             gone,
             degraded: crate::state::writer::degraded(),
+            farm: crate::cluster::status(),
         })
     }
 

@@ -16,7 +16,8 @@ use super::{BAN_QUEUE, FAILURE_QUEUE};
 use crate::bantime::Offences;
 use crate::config::{BackendKind, Config};
 use crate::control::server::{self as control_server, Access};
-use crate::enforce::enforcer::{Enforcer, EnforcerMsg};
+use crate::cluster::Farm;
+use crate::enforce::enforcer::{Enforcer, EnforcerMsg, Publish};
 use crate::enforce::log::LogBackend;
 use crate::enforce::nft::NftBackend;
 use crate::enforce::ufw::{UfwBackend, UfwPaths};
@@ -68,6 +69,8 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let rules = config.jail_rules();
     backend.reconcile(&rules)?;
     let (state, last) = restore_last_run(&mut *backend, &config, opts.dry_run)?;
+    // A dry run must not tell the farm of bans it only logged.
+    let farm = Farm::prepare(&config).filter(|_| !opts.dry_run);
     let state_tx = state.as_ref().map(|(tx, _)| tx.clone());
     let access = Access {
         group: config.socket_group.as_ref().map(|(_, gid)| *gid),
@@ -79,7 +82,11 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let (enforcer_tx, enforcer_rx) = mpsc::channel::<EnforcerMsg>(BAN_QUEUE);
     let (tracker_tx, tracker_rx) = mpsc::channel::<TrackerCtl>(256);
 
-    let enforcer = spawn_enforcer(backend, &rules, state_tx.clone(), &enforcer_tx, enforcer_rx)?;
+    let publish = farm.as_ref().map(Farm::publisher);
+    let enforcer = spawn_enforcer(backend, &rules, state_tx.clone(), publish, &enforcer_tx, enforcer_rx)?;
+    if let Some(tee) = farm.as_ref().and_then(Farm::tee) {
+        let _ = tracker_tx.try_send(TrackerCtl::Tee(tee));
+    }
     let mut slots = JailSlots::default();
     let (ids, jails) = slots.assign(&config);
     let mut counting = Tracker::with_slots(jails, config.max_tracked).with_offences(last.offences);
@@ -123,6 +130,11 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
         enforcer: enforcer_tx.clone(),
         status_changed: Notify::new(),
     });
+    if let Some(farm) = farm {
+        let h = Arc::clone(&handle);
+        let state_dir = h.config().state_dir.clone();
+        farm.start(Arc::new(move || h.config()), enforcer_tx.clone(), state_dir);
+    }
     let service = super::service::spawn(Arc::clone(&handle));
     #[cfg(debug_assertions)]
     super::service::stall_on_sigusr2(enforcer_tx.clone());
@@ -150,10 +162,14 @@ fn spawn_enforcer(
     backend: Box<dyn Backend>,
     rules: &[JailRules],
     state: Option<StateTx>,
+    publish: Option<Box<dyn Publish>>,
     tx: &mpsc::Sender<EnforcerMsg>,
     rx: mpsc::Receiver<EnforcerMsg>,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
     let mut enforcer = Enforcer::new(backend, rules, state);
+    if let Some(p) = publish {
+        enforcer.publish_to(p);
+    }
     enforcer.watch_for_tampering(tx.clone());
     std::thread::Builder::new()
         .name("enforcer".into())

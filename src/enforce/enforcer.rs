@@ -20,9 +20,11 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+mod farm;
 mod gone;
 mod manual;
 
+pub use farm::{Publish, Shared};
 pub use gone::GoneJail;
 
 use super::banlog::BanLog;
@@ -101,8 +103,20 @@ pub enum EnforcerMsg {
     /// as a wedged one would, so a test sees the service watchdog go quiet.
     #[cfg(debug_assertions)]
     Stall(Duration),
+    /// Bans and unbans other nodes of the farm decided, checked by the
+    /// cluster module: applied, never published again.
+    Farm(Vec<Shared>),
     /// Stop; with `flush`, remove our table and forget the bans first.
     Stop { flush: bool },
+}
+
+/// Who decided a ban: says how it is logged and counted, and whether the
+/// farm hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Filter,
+    Manual,
+    Farm,
 }
 
 impl From<Vec<BanOrder>> for EnforcerMsg {
@@ -158,6 +172,8 @@ pub struct Enforcer {
     state: Option<StateTx>,
     /// Bumped whenever bans were added, extended or lifted (see [`EnforcerMsg::Ping`]).
     changes: u64,
+    /// Farm mode: where what this node decides is handed for the others.
+    publish: Option<Box<dyn Publish>>,
 }
 
 impl Enforcer {
@@ -171,6 +187,7 @@ impl Enforcer {
             totals: HashMap::new(),
             state,
             changes: 0,
+            publish: None,
         }
     }
 
@@ -291,6 +308,7 @@ impl Enforcer {
                         }
                     }
                 }
+                EnforcerMsg::Farm(records) => self.from_farm(records),
                 EnforcerMsg::Stop { flush } => {
                     if flush {
                         self.flush();
@@ -328,7 +346,7 @@ impl Enforcer {
         if orders.is_empty() {
             return Ok(());
         }
-        let error = match self.ban(orders, false) {
+        let error = match self.ban(orders, Origin::Filter) {
             Ok(_) => return Ok(()),
             Err(e) if e.is_missing() => return Err(e),
             Err(e) => e,
@@ -360,7 +378,7 @@ impl Enforcer {
         self.ban_split(second, offset + half, refused)
     }
 
-    fn ban(&mut self, orders: &[BanOrder], manual: bool) -> Result<Vec<Applied>, EnforceError> {
+    fn ban(&mut self, orders: &[BanOrder], origin: Origin) -> Result<Vec<Applied>, EnforceError> {
         let now = SystemTime::now();
         let applied = self.backend.ban(orders)?;
         crate::metrics::ban_latency(orders.iter().filter_map(|o| o.read));
@@ -406,22 +424,30 @@ impl Enforcer {
                 Some((jail, n)) if ***jail == *order.jail => *n += 1,
                 _ => tally.push((&order.jail, 1)),
             }
-            if manual {
-                let addr = order.addr.to_string();
-                super::banlog::manual_ban(verb, &order.jail, &addr, false, order.bantime);
-            } else {
-                logged.push(verb, order);
+            match origin {
+                Origin::Manual => {
+                    let addr = order.addr.to_string();
+                    super::banlog::manual_ban(verb, &order.jail, &addr, false, order.bantime);
+                }
+                Origin::Farm => info!(
+                    "{verb}: jail={} addr={} from the farm, {}s left",
+                    order.jail,
+                    order.addr,
+                    order.bantime.as_secs()
+                ),
+                Origin::Filter => logged.push(verb, order),
             }
         }
         logged.flush();
+        self.share_bans(orders, &applied, now);
         if !tally.is_empty() {
             self.changes += 1;
         }
         for (jail, n) in tally {
-            let reason = if manual {
-                metrics::MANUAL
-            } else {
-                metrics::FILTER
+            let reason = match origin {
+                Origin::Manual => metrics::MANUAL,
+                Origin::Filter => metrics::FILTER,
+                Origin::Farm => farm::FARM,
             };
             metrics::banned(jail, reason, n);
             match self.totals.get_mut(&**jail) {

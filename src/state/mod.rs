@@ -610,6 +610,18 @@ impl Store {
             .optional()
             .map_err(|e| db_err(&self.path, e))
     }
+
+    /// Saves a cursor its reader keeps itself, through its own connection
+    /// (the farm's place in its stream of bans).
+    pub fn set_cursor(&self, source: &str, cursor: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO cursors(source, cursor) VALUES (?1, ?2)",
+                params![source, cursor],
+            )
+            .map(drop)
+            .map_err(|e| db_err(&self.path, e))
+    }
 }
 
 fn put_position(

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
-use super::{show, Enforcer, Lifted};
+use super::{show, Enforcer, Lifted, Shared};
 use crate::enforce::record::is_host;
 use crate::enforce::{Applied, EnforceError};
 use crate::message::{BanOrder, Cause};
@@ -33,7 +33,7 @@ impl Enforcer {
                 cause: Cause::Manual,
             };
             return self
-                .ban(std::slice::from_ref(&order), true)
+                .ban(std::slice::from_ref(&order), super::Origin::Manual)
                 .map(|v| v.first().copied().unwrap_or(Applied::Unchanged));
         }
         let outcome = self.backend.ban_net(&jail, target, bantime)?;
@@ -56,6 +56,12 @@ impl Enforcer {
             self.changes += 1;
             let prefix = target.to_string();
             crate::enforce::banlog::manual_ban("ban", &jail, &prefix, true, bantime);
+            self.share(vec![Shared::Ban {
+                jail: Arc::clone(&jail),
+                target: target.trunc(),
+                until: now + bantime,
+                cause: Cause::Manual,
+            }]);
         }
         Ok(outcome)
     }
@@ -107,6 +113,15 @@ impl Enforcer {
                 }
             }
         }
+        self.share(
+            lifted
+                .iter()
+                .map(|l| Shared::Unban {
+                    jail: Arc::from(l.jail.as_str()),
+                    target: l.addr,
+                })
+                .collect(),
+        );
         Ok(lifted)
     }
 }
