@@ -67,6 +67,9 @@ impl Redis {
             .args(["--bind", REDIS, "--port", "6379", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
             .arg(&self.dir)
+            // ACL auth, and a user that may touch only our keys.
+            .args(["--user", "default", "off", "--user", "nftjail", "on", ">s3cret"])
+            .args(["~nftjail:*", "+@all"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -89,6 +92,7 @@ impl Redis {
     fn try_cli(&self, args: &[&str]) -> Option<String> {
         let out = Command::new("ip")
             .args(["netns", "exec", &self.hub, "redis-cli", "-h", REDIS])
+            .args(["--user", "nftjail", "--pass", "s3cret", "--no-auth-warning"])
             .args(args)
             .output()
             .ok()?;
@@ -106,6 +110,7 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -227,7 +232,7 @@ fn farm(tag: &str, names: &[&str], cluster: &str, jail: &str) -> Farm {
                 "[daemon]\nsocket = \"{sock}\"\nstate_dir = \"{state}\"\n\
                  [jail.mail]\nfilter = \"postfix-sasl\"\nlogpath = \"{log}\"\nport = \"submission\"\n\
                  maxretry = 3\nfindtime = \"10m\"\nbantime = \"10m\"\nignoreip = [\"10.9.0.200\"]\n{jail}\n\
-                 [cluster]\nredis = \"redis://{REDIS}:6379\"\nnode = \"{name}\"\nmax_bantime = \"1d\"\n{cluster}\n",
+                 [cluster]\nredis = \"redis://nftjail:s3cret@{REDIS}:6379\"\nnode = \"{name}\"\nmax_bantime = \"1d\"\n{cluster}\n",
                 sock = dir.path().join("s.sock").display(),
                 state = dir.path().join("state").display(),
                 log = dir.path().join("mail.log").display(),
