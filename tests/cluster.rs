@@ -79,7 +79,10 @@ impl Redis {
             .expect("redis-server");
         self.child = Some(child);
         assert!(
-            until(Duration::from_secs(10), || self.try_cli(&["ping"]).as_deref() == Some("PONG")),
+            until(Duration::from_secs(10), || self
+                .try_cli(&["ping"])
+                .as_deref()
+                == Some("PONG")),
             "redis-server did not answer"
         );
     }
@@ -200,8 +203,19 @@ fn farm(tag: &str, names: &[&str], cluster: &str, jail: &str) -> Farm {
         "redis-server is missing: run `cargo xtask deps`"
     );
     let hub = Netns::new(&format!("{tag}hub"));
-    sh(&["ip", "-n", &hub.name, "link", "add", "br0", "type", "bridge"]);
-    sh(&["ip", "-n", &hub.name, "addr", "add", &format!("{REDIS}/24"), "dev", "br0"]);
+    sh(&[
+        "ip", "-n", &hub.name, "link", "add", "br0", "type", "bridge",
+    ]);
+    sh(&[
+        "ip",
+        "-n",
+        &hub.name,
+        "addr",
+        "add",
+        &format!("{REDIS}/24"),
+        "dev",
+        "br0",
+    ]);
     sh(&["ip", "-n", &hub.name, "link", "set", "br0", "up"]);
     let rdir = tempfile::tempdir().unwrap().keep();
     let mut redis = Redis {
@@ -270,14 +284,24 @@ fn everywhere(farm: &Farm, addr: &str, banned: bool) -> bool {
 #[test]
 fn bans_unbans_and_counts_are_shared_by_the_farm() {
     let farm = farm("s", &["a", "b", "c"], "shared_counting = true", "");
-    let [a, b, c] = &farm.nodes[..] else { unreachable!() };
+    let [a, b, c] = &farm.nodes[..] else {
+        unreachable!()
+    };
     for n in &farm.nodes {
-        assert_eq!(connect(&farm, 0, n), Ok(()), "attacker reaches {} before any ban", n.ip);
+        assert_eq!(
+            connect(&farm, 0, n),
+            Ok(()),
+            "attacker reaches {} before any ban",
+            n.ip
+        );
     }
 
     // An attacker failing on A is refused by B and C.
     a.fail(&vec!["10.9.0.66".to_string(); 3]);
-    assert!(everywhere(&farm, "10.9.0.66", true), "A's ban reaches every node");
+    assert!(
+        everywhere(&farm, "10.9.0.66", true),
+        "A's ban reaches every node"
+    );
     for n in &farm.nodes {
         assert!(
             until(Duration::from_secs(5), || connect(&farm, 0, n)
@@ -299,7 +323,10 @@ fn bans_unbans_and_counts_are_shared_by_the_farm() {
 
     // An unban on B lifts it everywhere.
     b.ok(&["unban", "mail", "10.9.0.66"]);
-    assert!(everywhere(&farm, "10.9.0.66", false), "B's unban reaches every node");
+    assert!(
+        everywhere(&farm, "10.9.0.66", false),
+        "B's unban reaches every node"
+    );
     assert!(until(Duration::from_secs(5), || connect(&farm, 0, c) == Ok(())));
 
     // Shared counting: one failure on each node bans at maxretry 3.
@@ -311,7 +338,10 @@ fn bans_unbans_and_counts_are_shared_by_the_farm() {
         "two failures across the farm do not ban"
     );
     c.fail(&["10.9.0.67".to_string()]);
-    assert!(everywhere(&farm, "10.9.0.67", true), "the third failure, on C, bans everywhere");
+    assert!(
+        everywhere(&farm, "10.9.0.67", true),
+        "the third failure, on C, bans everywhere"
+    );
     for n in &farm.nodes {
         assert!(until(Duration::from_secs(5), || connect(&farm, 1, n)
             == Err(ErrorKind::ConnectionRefused)));
@@ -320,7 +350,10 @@ fn bans_unbans_and_counts_are_shared_by_the_farm() {
     let status = c.ok(&["status"]);
     eprintln!("{status}");
     assert!(status.contains("Farm"), "{status}");
-    assert!(status.contains("connected") && !status.contains("NOT connected"), "{status}");
+    assert!(
+        status.contains("connected") && !status.contains("NOT connected"),
+        "{status}"
+    );
     for name in ["a (", "b (", "c ("] {
         assert!(status.contains(name), "{status}");
     }
@@ -334,14 +367,20 @@ fn an_outage_loses_nothing_and_lifts_nothing() {
     assert!(everywhere(&farm, "10.9.0.50", true));
 
     farm.redis.stop();
-    let [a, b, _] = &farm.nodes[..] else { unreachable!() };
+    let [a, b, _] = &farm.nodes[..] else {
+        unreachable!()
+    };
     a.daemon.wait_for("unreachable", Duration::from_secs(20));
     // A bans on its own meanwhile, by hand and by its filter, at once.
     let asked = Instant::now();
     ban(a, "10.9.0.66");
-    eprintln!("manual ban during the outage answered in {:?}", asked.elapsed());
+    eprintln!(
+        "manual ban during the outage answered in {:?}",
+        asked.elapsed()
+    );
     a.fail(&vec!["10.9.0.67".to_string(); 3]);
-    assert!(until(Duration::from_secs(5), || a.holds("10.9.0.66") && a.holds("10.9.0.67")));
+    assert!(until(Duration::from_secs(5), || a.holds("10.9.0.66")
+        && a.holds("10.9.0.67")));
     let status = a.ok(&["status"]);
     let (_, _, warning) = a.cli(&["status"]);
     eprintln!("{status}");
@@ -355,11 +394,20 @@ fn an_outage_loses_nothing_and_lifts_nothing() {
     }
 
     farm.redis.start();
-    assert_eq!(farm.redis.cli(&["XLEN", "nftjail:bans"]), "1", "kept by Redis");
-    let [a, b, c] = &farm.nodes[..] else { unreachable!() };
+    assert_eq!(
+        farm.redis.cli(&["XLEN", "nftjail:bans"]),
+        "1",
+        "kept by Redis"
+    );
+    let [a, b, c] = &farm.nodes[..] else {
+        unreachable!()
+    };
     // Reconnecting waits a growing, jittered while: up to 45 s.
     for addr in ["10.9.0.66", "10.9.0.67", "10.9.0.50"] {
-        assert!(everywhere(&farm, addr, true), "{addr} on every node after the outage");
+        assert!(
+            everywhere(&farm, addr, true),
+            "{addr} on every node after the outage"
+        );
     }
     for n in [b, c] {
         assert!(until(Duration::from_secs(5), || connect(&farm, 0, n)
@@ -383,15 +431,42 @@ fn bad_records_and_protected_addresses_are_refused() {
     let long = "x".repeat(5000);
     let record = |jail: &str, target: &str, until: &str, op: &str| {
         farm.redis.cli(&[
-            "XADD", "nftjail:bans", "*", "v", "1", "node", "evil", "op", op, "jail", jail,
-            "target", target, "until", until, "cause", "manual",
+            "XADD",
+            "nftjail:bans",
+            "*",
+            "v",
+            "1",
+            "node",
+            "evil",
+            "op",
+            op,
+            "jail",
+            jail,
+            "target",
+            target,
+            "until",
+            until,
+            "cause",
+            "manual",
         ]);
     };
     let refusals = [
-        ("mail", "999.1.2.3", soon.as_str(), "ban", "neither an address"),
+        (
+            "mail",
+            "999.1.2.3",
+            soon.as_str(),
+            "ban",
+            "neither an address",
+        ),
         ("mail", "0.0.0.0/4", &soon, "ban", "wider than"),
         ("mail", "10.9.0.1/8", &soon, "ban", "host bits"),
-        ("nope", "192.0.2.9", &soon, "ban", "not one this node shares"),
+        (
+            "nope",
+            "192.0.2.9",
+            &soon,
+            "ban",
+            "not one this node shares",
+        ),
         ("mail", "192.0.2.9", &years, "ban", "max_bantime"),
         ("mail", "192.0.2.9", &soon, "flush", "neither ban nor unban"),
         ("mail", &long, &soon, "ban", "bytes"),
@@ -432,8 +507,10 @@ fn measure() {
         let addr = format!("172.16.{}.{}", i / 250, i % 250 + 1);
         let t = Instant::now();
         a.fail(std::slice::from_ref(&addr));
-        c.daemon
-            .wait_for(&format!("addr={addr} from the farm"), Duration::from_secs(10));
+        c.daemon.wait_for(
+            &format!("addr={addr} from the farm"),
+            Duration::from_secs(10),
+        );
         lat.push(t.elapsed());
     }
     lat.sort();
@@ -452,7 +529,8 @@ fn measure() {
     let before = c.banned().len();
     let t = Instant::now();
     a.fail(&burst);
-    assert!(until(Duration::from_secs(120), || c.banned().len() >= before + burst.len()));
+    assert!(until(Duration::from_secs(120), || c.banned().len()
+        >= before + burst.len()));
     let took = t.elapsed();
     eprintln!(
         "MEASURE burst of {} bans on A reached C's kernel in {:.2} s: {:.0} bans/s",

@@ -235,6 +235,45 @@ pub fn fail2ban_forms(args: &[String]) -> Result<Vec<Request>, String> {
     })
 }
 
+/// The farm block of `status`: the link to Redis, the nodes seen, what
+/// went each way.
+fn print_farm(f: &nftjail::control::protocol::FarmStatus) {
+    println!("Farm");
+    let link = if f.connected {
+        "connected".to_string()
+    } else {
+        format!(
+            "NOT connected ({})",
+            f.error.as_deref().unwrap_or("unknown")
+        )
+    };
+    println!("|- Redis:\t{} {link}", f.redis);
+    println!("|- Node:\t{}", f.node);
+    let nodes: Vec<String> = f
+        .nodes
+        .iter()
+        .map(|n| format!("{} ({}s ago)", n.node, n.seen_secs_ago))
+        .collect();
+    println!("|- Nodes seen:\t{}", nodes.join(", "));
+    println!("|- Bans received:\t{}", f.received);
+    println!("|- Bans sent:\t{}", f.sent);
+    println!("|- Records refused:\t{}", f.refused);
+    println!(
+        "|- Shared counting:\t{}",
+        if f.shared_counting { "on" } else { "off" }
+    );
+    if f.dropped > 0 {
+        println!("|- Dropped (queue full):\t{}", f.dropped);
+    }
+    println!("`- Queued for Redis:\t{}", f.queued);
+    if !f.connected {
+        eprintln!(
+            "WARNING: farm: Redis unreachable; bans go on here, {} queued for the farm",
+            f.queued
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,38 +310,5 @@ mod tests {
         );
         assert!(forms("set sshd banip").is_err());
         assert!(forms("start sshd").is_err());
-    }
-}
-
-/// The farm block of `status`: the link to Redis, the nodes seen, what
-/// went each way.
-fn print_farm(f: &nftjail::control::protocol::FarmStatus) {
-    println!("Farm");
-    let link = if f.connected {
-        "connected".to_string()
-    } else {
-        format!("NOT connected ({})", f.error.as_deref().unwrap_or("unknown"))
-    };
-    println!("|- Redis:\t{} {link}", f.redis);
-    println!("|- Node:\t{}", f.node);
-    let nodes: Vec<String> = f
-        .nodes
-        .iter()
-        .map(|n| format!("{} ({}s ago)", n.node, n.seen_secs_ago))
-        .collect();
-    println!("|- Nodes seen:\t{}", nodes.join(", "));
-    println!("|- Bans received:\t{}", f.received);
-    println!("|- Bans sent:\t{}", f.sent);
-    println!("|- Records refused:\t{}", f.refused);
-    println!("|- Shared counting:\t{}", if f.shared_counting { "on" } else { "off" });
-    if f.dropped > 0 {
-        println!("|- Dropped (queue full):\t{}", f.dropped);
-    }
-    println!("`- Queued for Redis:\t{}", f.queued);
-    if !f.connected {
-        eprintln!(
-            "WARNING: farm: Redis unreachable; bans go on here, {} queued for the farm",
-            f.queued
-        );
     }
 }

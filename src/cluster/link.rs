@@ -14,7 +14,7 @@ use redis::Value;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use super::record::{self, millis, Checked, Checker, Refusal};
+use super::record::{self, millis, Checked, Checker, Fields, Refusal};
 use super::scripts::{ACTIVE, COUNT, FAILURES, NODES, PUBLISH, SNAPSHOT, STREAM};
 use super::{Failed, Inner};
 use crate::config::Config;
@@ -42,6 +42,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const CURSOR: &str = "farm:nftjail:bans";
 
 type ConfigNow = Arc<dyn Fn() -> Arc<Config> + Send + Sync>;
+/// Running bans as the active set holds them: member, end (ms).
+type Active = Vec<(Vec<u8>, u64)>;
 
 pub(super) async fn run(
     inner: Arc<Inner>,
@@ -377,7 +379,9 @@ async fn heartbeat(w: &mut MultiplexedConnection, inner: &Inner) -> Result<(), S
     let mut nodes = Vec::new();
     let mut stale = Vec::new();
     for (name, at) in pairs(all) {
-        let at = std::str::from_utf8(&at).ok().and_then(|a| a.parse::<u64>().ok());
+        let at = std::str::from_utf8(&at)
+            .ok()
+            .and_then(|a| a.parse::<u64>().ok());
         match (String::from_utf8(name), at) {
             (Ok(name), Some(at)) if now.saturating_sub(at) < FORGET_NODE.as_millis() as u64 => {
                 nodes.push((name, at))
@@ -415,7 +419,10 @@ async fn send(enforcer: &mpsc::Sender<EnforcerMsg>, apply: Vec<Shared>) -> bool 
 fn later(a: &str, b: &str) -> bool {
     let parse = |s: &str| {
         let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
-        (ms.parse::<u64>().unwrap_or(0), seq.parse::<u64>().unwrap_or(0))
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
     };
     parse(a) > parse(b)
 }
@@ -431,7 +438,7 @@ fn bytes(v: &Value) -> Vec<u8> {
 }
 
 /// A flat array (RESP2) or a map (RESP3) as pairs.
-fn pairs(v: Value) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn pairs(v: Value) -> Fields {
     match v {
         Value::Array(items) => items
             .chunks(2)
@@ -446,7 +453,7 @@ fn pairs(v: Value) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 /// XREAD's answer for our one stream: each entry's id and fields.
-fn stream_entries(reply: Value) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
+fn stream_entries(reply: Value) -> Vec<(String, Fields)> {
     let streams = match reply {
         Value::Array(s) => s.into_iter().filter_map(|s| match s {
             Value::Array(mut kv) if kv.len() == 2 => kv.pop(),
@@ -473,7 +480,7 @@ fn stream_entries(reply: Value) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
 }
 
 /// The snapshot script's answer: the stream's last id and the running bans.
-fn read_snapshot(v: Value) -> Result<(String, Vec<(Vec<u8>, u64)>), String> {
+fn read_snapshot(v: Value) -> Result<(String, Active), String> {
     let Value::Array(mut parts) = v else {
         return Err("unexpected answer to the snapshot script".into());
     };
@@ -582,7 +589,10 @@ mod tests {
     fn backoff_grows_to_its_cap_with_jitter() {
         for n in 1..20 {
             let d = backoff(n);
-            assert!(d >= BACKOFF_MIN && d <= BACKOFF_MAX.mul_f64(1.5), "{n}: {d:?}");
+            assert!(
+                d >= BACKOFF_MIN && d <= BACKOFF_MAX.mul_f64(1.5),
+                "{n}: {d:?}"
+            );
         }
     }
 
@@ -591,7 +601,11 @@ mod tests {
         let entry = |id: &str, f: &[&str]| {
             Value::Array(vec![
                 Value::BulkString(id.into()),
-                Value::Array(f.iter().map(|x| Value::BulkString(x.as_bytes().to_vec())).collect()),
+                Value::Array(
+                    f.iter()
+                        .map(|x| Value::BulkString(x.as_bytes().to_vec()))
+                        .collect(),
+                ),
             ])
         };
         let reply = Value::Array(vec![Value::Array(vec![

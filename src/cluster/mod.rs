@@ -198,7 +198,7 @@ impl Publish for Publisher {
 
 /// The farm block of `status` (None: farm mode is off). Never waits on
 /// Redis: it says what the link last knew.
-pub fn status() -> Option<FarmStatus> {
+pub fn status() -> Option<Box<FarmStatus>> {
     let inner = RUNNING.get()?;
     let now = record::millis(SystemTime::now());
     let len = |q: &Mutex<VecDeque<Shared>>| q.lock().map_or(0, |q| q.len() as u64);
@@ -214,7 +214,7 @@ pub fn status() -> Option<FarmStatus> {
                 .collect()
         })
         .unwrap_or_default();
-    Some(FarmStatus {
+    Some(Box::new(FarmStatus {
         redis: inner.cluster.redis_shown(),
         node: inner.cluster.node.clone(),
         connected: inner.connected.load(Ordering::Relaxed),
@@ -226,5 +226,5 @@ pub fn status() -> Option<FarmStatus> {
         queued: len(&inner.outbox),
         dropped: inner.dropped.load(Ordering::Relaxed),
         shared_counting: inner.cluster.shared_counting,
-    })
+    }))
 }

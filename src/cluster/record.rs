@@ -50,6 +50,9 @@ pub enum Refusal {
     },
 }
 
+/// A stream entry's fields and values, as read.
+pub type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// What a record turned out to be.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Checked {
@@ -125,16 +128,24 @@ impl Checker {
     }
 
     /// A stream entry's fields, as read.
-    pub fn check(&self, fields: &[(Vec<u8>, Vec<u8>)], now: SystemTime) -> Result<Checked, Refusal> {
+    pub fn check(
+        &self,
+        fields: &[(Vec<u8>, Vec<u8>)],
+        now: SystemTime,
+    ) -> Result<Checked, Refusal> {
         if fields.len() > MAX_FIELDS {
-            return Err(bad(format!("{} fields, at most {MAX_FIELDS}", fields.len())));
+            return Err(bad(format!(
+                "{} fields, at most {MAX_FIELDS}",
+                fields.len()
+            )));
         }
         let get = |name: &str| -> Result<Option<&str>, Refusal> {
             match fields.iter().find(|(k, _)| k == name.as_bytes()) {
                 None => Ok(None),
-                Some((_, v)) if v.len() > MAX_VALUE => {
-                    Err(bad(format!("{name} is {} bytes, at most {MAX_VALUE}", v.len())))
-                }
+                Some((_, v)) if v.len() > MAX_VALUE => Err(bad(format!(
+                    "{name} is {} bytes, at most {MAX_VALUE}",
+                    v.len()
+                ))),
                 Some((_, v)) => std::str::from_utf8(v)
                     .map(Some)
                     .map_err(|_| bad(format!("{name} is not UTF-8"))),
@@ -142,7 +153,10 @@ impl Checker {
         };
         let need = |name: &str| get(name)?.ok_or_else(|| bad(format!("no {name} field")));
         if need("v")? != VERSION {
-            return Err(bad(format!("version {:?}, this node reads {VERSION}", need("v")?)));
+            return Err(bad(format!(
+                "version {:?}, this node reads {VERSION}",
+                need("v")?
+            )));
         }
         let node = need("node")?;
         if !valid_node(node) {
@@ -193,7 +207,9 @@ impl Checker {
                 self.unprotected(&jail, &target)?;
                 let cause = match cause {
                     None => Cause::default(),
-                    Some(c) => c.parse().map_err(|_| bad(format!("cause {:?}", clean(c))))?,
+                    Some(c) => c
+                        .parse()
+                        .map_err(|_| bad(format!("cause {:?}", clean(c))))?,
                 };
                 Ok(Checked::Apply(Shared::Ban {
                     jail,
@@ -202,16 +218,27 @@ impl Checker {
                     cause,
                 }))
             }
-            other => Err(bad(format!("op {:?} is neither ban nor unban", clean(other)))),
+            other => Err(bad(format!(
+                "op {:?} is neither ban nor unban",
+                clean(other)
+            ))),
         }
     }
 
     /// An entry of the active set (`jail target`, its end in ms).
-    pub fn check_active(&self, member: &[u8], until: u64, now: SystemTime) -> Result<Checked, Refusal> {
+    pub fn check_active(
+        &self,
+        member: &[u8],
+        until: u64,
+        now: SystemTime,
+    ) -> Result<Checked, Refusal> {
         let text = std::str::from_utf8(member).map_err(|_| bad("not UTF-8".into()))?;
-        let (jail, target) = text
-            .split_once(' ')
-            .ok_or_else(|| bad(format!("active ban {:?} is not \"JAIL TARGET\"", clean(text))))?;
+        let (jail, target) = text.split_once(' ').ok_or_else(|| {
+            bad(format!(
+                "active ban {:?} is not \"JAIL TARGET\"",
+                clean(text)
+            ))
+        })?;
         let until = until.to_string();
         self.decide("ban", jail, target, Some(&until), None, now)
     }
@@ -260,9 +287,12 @@ fn parse_target(s: &str) -> Result<IpNet, Refusal> {
     if let Ok(a) = s.parse::<IpAddr>() {
         return Ok(IpNet::from(a.to_canonical()));
     }
-    let net: IpNet = s
-        .parse()
-        .map_err(|_| bad(format!("target {:?} is neither an address nor a prefix", clean(s))))?;
+    let net: IpNet = s.parse().map_err(|_| {
+        bad(format!(
+            "target {:?} is neither an address nor a prefix",
+            clean(s)
+        ))
+    })?;
     if net.trunc() != net {
         return Err(bad(format!("prefix {net} has host bits set")));
     }

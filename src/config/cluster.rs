@@ -152,8 +152,7 @@ impl Checker<'_> {
 pub fn valid_node(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= MAX_NODE
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
@@ -314,20 +313,38 @@ mod tests {
     fn refusals_name_file_line_column_and_key() {
         for (line, key, said) in [
             ("redis = \"rediss://h:6379\"", "cluster.redis", "TLS"),
-            ("redis = \"redis+sentinel://h:26379/mymaster\"", "cluster.redis", "Sentinel"),
+            (
+                "redis = \"redis+sentinel://h:26379/mymaster\"",
+                "cluster.redis",
+                "Sentinel",
+            ),
             ("redis = \"http://h\"", "cluster.redis", "scheme"),
             ("redis = \"redis://h:99999\"", "cluster.redis", "port"),
             ("redis = \"redis://h/x\"", "cluster.redis", "database"),
-            ("redis = \"redis://h\"\nnode = \"a b\"", "cluster.node", "node name"),
-            ("redis = \"redis://h\"\njails = [\"nope\"]", "cluster.jails", "not an enabled jail"),
-            ("redis = \"redis://h\"\nmax_bantime = \"soon\"", "cluster.max_bantime", ""),
+            (
+                "redis = \"redis://h\"\nnode = \"a b\"",
+                "cluster.node",
+                "node name",
+            ),
+            (
+                "redis = \"redis://h\"\njails = [\"nope\"]",
+                "cluster.jails",
+                "not an enabled jail",
+            ),
+            (
+                "redis = \"redis://h\"\nmax_bantime = \"soon\"",
+                "cluster.max_bantime",
+                "",
+            ),
             ("redis = \"redis://h\"\nport = 1", "port", ""),
         ] {
             let e = parse(line).unwrap_err().to_string();
             assert!(e.starts_with("t.toml:"), "{e}");
             assert!(e.contains(key) && e.contains(said), "{line}: {e}");
         }
-        let e = parse("redis = \"rediss://h:6379\"").unwrap_err().to_string();
+        let e = parse("redis = \"rediss://h:6379\"")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("t.toml:5:9: cluster.redis: "), "{e}");
     }
 }

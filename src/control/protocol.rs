@@ -111,7 +111,7 @@ pub enum Reply {
         degraded: Option<String>,
         /// Farm mode's link (None: farm mode is off).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        farm: Option<FarmStatus>,
+        farm: Option<Box<FarmStatus>>,
     },
     JailStatus(Box<JailStatus>),
     Banned {
@@ -379,7 +379,7 @@ mod tests {
                 bans: 2,
             }],
             degraded: Some("the store refuses writes".into()),
-            farm: Some(FarmStatus {
+            farm: Some(Box::new(FarmStatus {
                 redis: "redis://10.0.0.5:6379".into(),
                 node: "mx1".into(),
                 connected: false,
@@ -394,7 +394,7 @@ mod tests {
                 queued: 5,
                 dropped: 0,
                 shared_counting: true,
-            }),
+            })),
         });
         assert_eq!(decode_response(&encode(&r)).unwrap(), r);
         let e = Response::Error(ErrorReply {

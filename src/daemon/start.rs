@@ -14,9 +14,9 @@ use tracing::info;
 use super::{control::Handle, DaemonError, JailSlots, RunOptions};
 use super::{BAN_QUEUE, FAILURE_QUEUE};
 use crate::bantime::Offences;
+use crate::cluster::Farm;
 use crate::config::{BackendKind, Config};
 use crate::control::server::{self as control_server, Access};
-use crate::cluster::Farm;
 use crate::enforce::enforcer::{Enforcer, EnforcerMsg, Publish};
 use crate::enforce::log::LogBackend;
 use crate::enforce::nft::NftBackend;
@@ -83,7 +83,14 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let (tracker_tx, tracker_rx) = mpsc::channel::<TrackerCtl>(256);
 
     let publish = farm.as_ref().map(Farm::publisher);
-    let enforcer = spawn_enforcer(backend, &rules, state_tx.clone(), publish, &enforcer_tx, enforcer_rx)?;
+    let enforcer = spawn_enforcer(
+        backend,
+        &rules,
+        state_tx.clone(),
+        publish,
+        &enforcer_tx,
+        enforcer_rx,
+    )?;
     if let Some(tee) = farm.as_ref().and_then(Farm::tee) {
         let _ = tracker_tx.try_send(TrackerCtl::Tee(tee));
     }

@@ -308,7 +308,7 @@ impl Enforcer {
                         }
                     }
                 }
-                EnforcerMsg::Farm(records) => self.from_farm(records),
+                EnforcerMsg::Farm(records) => self.apply_farm(records),
                 EnforcerMsg::Stop { flush } => {
                     if flush {
                         self.flush();

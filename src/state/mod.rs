@@ -15,6 +15,7 @@
 //! remaining time), so a `kill -9` loses none. An unban goes the same way, so
 //! one cut by a kill in its microsecond window comes back: fail closed.
 
+mod cursor;
 pub mod writer;
 
 use std::net::IpAddr;
@@ -608,18 +609,6 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()
-            .map_err(|e| db_err(&self.path, e))
-    }
-
-    /// Saves a cursor its reader keeps itself, through its own connection
-    /// (the farm's place in its stream of bans).
-    pub fn set_cursor(&self, source: &str, cursor: &str) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO cursors(source, cursor) VALUES (?1, ?2)",
-                params![source, cursor],
-            )
-            .map(drop)
             .map_err(|e| db_err(&self.path, e))
     }
 }

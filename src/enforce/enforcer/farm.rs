@@ -34,7 +34,10 @@ pub enum Shared {
         until: SystemTime,
         cause: Cause,
     },
-    Unban { jail: Arc<str>, target: IpNet },
+    Unban {
+        jail: Arc<str>,
+        target: IpNet,
+    },
 }
 
 /// Where the enforcer hands what it decided, for the other nodes.
@@ -76,7 +79,7 @@ impl Enforcer {
 
     /// Applies what the farm decided (already checked by the cluster
     /// module); nothing of it is published again.
-    pub(super) fn from_farm(&mut self, records: Vec<Shared>) {
+    pub(super) fn apply_farm(&mut self, records: Vec<Shared>) {
         let now = SystemTime::now();
         let mut hosts = Vec::new();
         for r in records {
@@ -87,8 +90,7 @@ impl Enforcer {
                     until,
                     cause,
                 } => {
-                    let Some(left) = until.duration_since(now).ok().filter(|d| !d.is_zero())
-                    else {
+                    let Some(left) = until.duration_since(now).ok().filter(|d| !d.is_zero()) else {
                         continue;
                     };
                     // Whole milliseconds, as the kernel keeps them.
@@ -148,7 +150,10 @@ impl Enforcer {
                 *self.totals.entry(jail.to_string()).or_default() += 1;
                 metrics::banned(&jail, FARM, 1);
                 self.changes += 1;
-                info!("ban: jail={jail} prefix={target} from the farm, {}s left", left.as_secs());
+                info!(
+                    "ban: jail={jail} prefix={target} from the farm, {}s left",
+                    left.as_secs()
+                );
             }
             Err(e) => {
                 metrics::enforcer_error();
