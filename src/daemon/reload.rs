@@ -183,6 +183,8 @@ fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
         Some("daemon.dbpurgeage")
     } else if old.metrics != new.metrics {
         Some("[metrics]")
+    } else if old.cluster != new.cluster {
+        Some("[cluster]")
     } else {
         None
     }
