@@ -186,3 +186,109 @@ impl Enforcer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::enforce::enforcer::tests::rules;
+    use crate::enforce::log::LogBackend;
+    use crate::enforce::Backend;
+
+    #[derive(Clone, Default)]
+    struct Heard(Arc<Mutex<Vec<Shared>>>);
+
+    impl Publish for Heard {
+        fn publish(&self, done: Vec<Shared>) {
+            self.0.lock().unwrap().extend(done);
+        }
+    }
+
+    fn enforcer() -> (Enforcer, Heard) {
+        let jails = rules(&["sshd"]);
+        let mut backend = LogBackend::default();
+        backend.reconcile(&jails).unwrap();
+        let mut e = Enforcer::new(Box::new(backend), &jails, None);
+        let heard = Heard::default();
+        e.publish_to(Box::new(heard.clone()));
+        (e, heard)
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn what_is_decided_here_is_published_with_its_end() {
+        let (mut e, heard) = enforcer();
+        let before = SystemTime::now();
+        let order = BanOrder {
+            jail: Arc::from("sshd"),
+            addr: "192.0.2.1".parse().unwrap(),
+            bantime: Duration::from_secs(600),
+            failures: 3,
+            line: None,
+            read: None,
+            cause: Cause::Window(0),
+        };
+        e.ban_batch(std::slice::from_ref(&order)).unwrap();
+        e.manual(Arc::from("sshd"), net("198.51.100.0/24"), Duration::from_secs(60))
+            .unwrap();
+        e.unban(Some("sshd"), Some(net("192.0.2.1/32"))).unwrap();
+        let heard = heard.0.lock().unwrap().clone();
+        assert_eq!(heard.len(), 3, "{heard:?}");
+        match &heard[0] {
+            Shared::Ban { target, until, .. } => {
+                assert_eq!(*target, net("192.0.2.1/32"));
+                assert!(*until >= before + Duration::from_secs(600));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&heard[1], Shared::Ban { target, cause: Cause::Manual, .. } if *target == net("198.51.100.0/24")));
+        assert!(matches!(&heard[2], Shared::Unban { target, .. } if *target == net("192.0.2.1/32")));
+    }
+
+    #[test]
+    fn what_the_farm_decided_is_applied_and_never_published_again() {
+        let (mut e, heard) = enforcer();
+        let until = SystemTime::now() + Duration::from_secs(300);
+        e.apply_farm(vec![
+            Shared::Ban {
+                jail: Arc::from("sshd"),
+                target: net("192.0.2.9/32"),
+                until,
+                cause: Cause::Manual,
+            },
+            Shared::Ban {
+                jail: Arc::from("sshd"),
+                target: net("203.0.113.0/24"),
+                until,
+                cause: Cause::Manual,
+            },
+            // Already over: skipped.
+            Shared::Ban {
+                jail: Arc::from("sshd"),
+                target: net("192.0.2.10/32"),
+                until: SystemTime::now() - Duration::from_secs(1),
+                cause: Cause::Manual,
+            },
+        ]);
+        let mut bans: Vec<(IpNet, Option<Duration>)> = e.backend.list("sshd");
+        bans.sort();
+        assert_eq!(bans.len(), 2, "{bans:?}");
+        // The time left, not a fresh bantime.
+        assert!(bans.iter().all(|(_, left)| left.unwrap() <= Duration::from_secs(300)));
+        e.apply_farm(vec![Shared::Unban {
+            jail: Arc::from("sshd"),
+            target: net("192.0.2.9/32"),
+        }]);
+        assert_eq!(e.backend.list("sshd").len(), 1);
+        assert!(heard.0.lock().unwrap().is_empty());
+        // And publishing goes on for what this node decides afterwards.
+        e.manual(Arc::from("sshd"), net("192.0.2.11/32"), Duration::from_secs(60))
+            .unwrap();
+        assert_eq!(heard.0.lock().unwrap().len(), 1);
+    }
+}
