@@ -194,9 +194,9 @@ fn connect(farm: &Farm, i: usize, node: &Node) -> Result<(), ErrorKind> {
     })
 }
 
-/// A farm of `names.len()` nodes; `cluster` and `jail` are appended to
-/// each node's `[cluster]` and jail sections.
-fn farm(tag: &str, names: &[&str], cluster: &str, jail: &str) -> Farm {
+/// A farm of `names.len()` nodes; `cluster` is appended to each node's
+/// `[cluster]` section.
+fn farm(tag: &str, names: &[&str], cluster: &str, maxretry: u32) -> Farm {
     require_root();
     assert!(
         Path::new("/usr/bin/redis-server").exists() && Path::new("/usr/bin/redis-cli").exists(),
@@ -248,7 +248,7 @@ fn farm(tag: &str, names: &[&str], cluster: &str, jail: &str) -> Farm {
             format!(
                 "[daemon]\nsocket = \"{sock}\"\nstate_dir = \"{state}\"\n\
                  [jail.mail]\nfilter = \"postfix-sasl\"\nlogpath = \"{log}\"\nport = \"submission\"\n\
-                 maxretry = 3\nfindtime = \"10m\"\nbantime = \"10m\"\nignoreip = [\"10.9.0.200\"]\n{jail}\n\
+                 maxretry = {maxretry}\nfindtime = \"10m\"\nbantime = \"10m\"\nignoreip = [\"10.9.0.200\"]\n\
                  [cluster]\nredis = \"redis://nftjail:s3cret@{REDIS}:6379\"\nnode = \"{name}\"\nmax_bantime = \"1d\"\n{cluster}\n",
                 sock = dir.path().join("s.sock").display(),
                 state = dir.path().join("state").display(),
@@ -283,7 +283,7 @@ fn everywhere(farm: &Farm, addr: &str, banned: bool) -> bool {
 
 #[test]
 fn bans_unbans_and_counts_are_shared_by_the_farm() {
-    let farm = farm("s", &["a", "b", "c"], "shared_counting = true", "");
+    let farm = farm("s", &["a", "b", "c"], "shared_counting = true", 3);
     let [a, b, c] = &farm.nodes[..] else {
         unreachable!()
     };
@@ -361,7 +361,7 @@ fn bans_unbans_and_counts_are_shared_by_the_farm() {
 
 #[test]
 fn an_outage_loses_nothing_and_lifts_nothing() {
-    let mut farm = farm("o", &["a", "b", "c"], "", "");
+    let mut farm = farm("o", &["a", "b", "c"], "", 3);
     let ban = |n: &Node, addr: &str| n.ok(&["ban", "mail", addr]);
     ban(&farm.nodes[0], "10.9.0.50");
     assert!(everywhere(&farm, "10.9.0.50", true));
@@ -420,7 +420,7 @@ fn an_outage_loses_nothing_and_lifts_nothing() {
 
 #[test]
 fn bad_records_and_protected_addresses_are_refused() {
-    let farm = farm("r", &["a"], "", "");
+    let farm = farm("r", &["a"], "", 3);
     let a = &farm.nodes[0];
     let soon = (std::time::SystemTime::now() + Duration::from_secs(600))
         .duration_since(std::time::UNIX_EPOCH)
@@ -500,7 +500,7 @@ fn bad_records_and_protected_addresses_are_refused() {
 #[test]
 #[ignore]
 fn measure() {
-    let mut farm = farm("m", &["a", "c"], "", "maxretry = 1");
+    let mut farm = farm("m", &["a", "c"], "", 1);
     let (a, c) = (&farm.nodes[0], &farm.nodes[1]);
     let mut lat = Vec::new();
     for i in 0..200u32 {

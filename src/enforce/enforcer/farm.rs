@@ -234,8 +234,12 @@ mod tests {
             cause: Cause::Window(0),
         };
         e.ban_batch(std::slice::from_ref(&order)).unwrap();
-        e.manual(Arc::from("sshd"), net("198.51.100.0/24"), Duration::from_secs(60))
-            .unwrap();
+        e.manual(
+            Arc::from("sshd"),
+            net("198.51.100.0/24"),
+            Duration::from_secs(60),
+        )
+        .unwrap();
         e.unban(Some("sshd"), Some(net("192.0.2.1/32"))).unwrap();
         let heard = heard.0.lock().unwrap().clone();
         assert_eq!(heard.len(), 3, "{heard:?}");
@@ -246,8 +250,12 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(&heard[1], Shared::Ban { target, cause: Cause::Manual, .. } if *target == net("198.51.100.0/24")));
-        assert!(matches!(&heard[2], Shared::Unban { target, .. } if *target == net("192.0.2.1/32")));
+        assert!(
+            matches!(&heard[1], Shared::Ban { target, cause: Cause::Manual, .. } if *target == net("198.51.100.0/24"))
+        );
+        assert!(
+            matches!(&heard[2], Shared::Unban { target, .. } if *target == net("192.0.2.1/32"))
+        );
     }
 
     #[test]
@@ -279,7 +287,9 @@ mod tests {
         bans.sort();
         assert_eq!(bans.len(), 2, "{bans:?}");
         // The time left, not a fresh bantime.
-        assert!(bans.iter().all(|(_, left)| left.unwrap() <= Duration::from_secs(300)));
+        assert!(bans
+            .iter()
+            .all(|(_, left)| left.unwrap() <= Duration::from_secs(300)));
         e.apply_farm(vec![Shared::Unban {
             jail: Arc::from("sshd"),
             target: net("192.0.2.9/32"),
@@ -287,8 +297,12 @@ mod tests {
         assert_eq!(e.backend.list("sshd").len(), 1);
         assert!(heard.0.lock().unwrap().is_empty());
         // And publishing goes on for what this node decides afterwards.
-        e.manual(Arc::from("sshd"), net("192.0.2.11/32"), Duration::from_secs(60))
-            .unwrap();
+        e.manual(
+            Arc::from("sshd"),
+            net("192.0.2.11/32"),
+            Duration::from_secs(60),
+        )
+        .unwrap();
         assert_eq!(heard.0.lock().unwrap().len(), 1);
     }
 }
