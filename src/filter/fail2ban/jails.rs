@@ -111,6 +111,35 @@ impl JailConfig {
     }
 }
 
+impl JailConfig {
+    /// The options of fail2ban action `name` (`action.d/NAME.conf`, its
+    /// `.local` and `.d/` files) as fail2ban starts from them: `[Init]`
+    /// over `[Definition]`, interpolated; a jail's `name[k=v]` overrides
+    /// them. `None` when no such action file exists.
+    pub fn action_options(&self, name: &str) -> Result<Option<Options>, Fail2banError> {
+        if name.contains('/') || name.contains("..") {
+            return Ok(None);
+        }
+        let set = match ConfigSet::read(&self.dir.join("action.d").join(name)) {
+            Ok(set) => set,
+            Err(Fail2banError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut out: Options = Vec::new();
+        for section in ["Definition", "Init"] {
+            for key in set.own_options(section) {
+                if let Some(v) = set.get(section, &key, &Vec::new())? {
+                    match out.iter_mut().find(|(k, _)| *k == key) {
+                        Some(slot) => slot.1 = v,
+                        None => out.push((key, v)),
+                    }
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
 /// fail2ban's boolean words (`true`, `yes`, `on`, `1` and their opposites).
 pub fn parse_bool(value: &str) -> Option<bool> {
     match value.trim().to_lowercase().as_str() {
