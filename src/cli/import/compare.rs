@@ -40,7 +40,7 @@ impl Comparison {
         let mut w = format!(
             "jail {jail}: its fail2ban filter misses {} of the {} lines of {} that the built-in \
              filter {:?} matches (it matched {} of {} lines); as imported, this jail may never ban. \
-             Check with `nftjail test {} {}` and consider filter = {:?}. For example:",
+             Check with `nftjail test {} {}` and consider filter = {:?}.",
             self.missed,
             self.builtin_hits,
             self.log,
@@ -51,6 +51,9 @@ impl Comparison {
             self.log,
             self.builtin
         );
+        if !self.examples.is_empty() {
+            w.push_str(" For example:");
+        }
         for e in &self.examples {
             w.push_str("\n    ");
             w.push_str(e);

@@ -32,7 +32,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use nftjail::config::{ignore, Config, JournalMatch};
 use nftjail::filter::fail2ban::{self, parse_bool, Fail2banFilter, JailConfig};
-use policy::{blocktype, duration, list, one_line, ports, quote, seconds, toml_name};
+use policy::{blocktype, duration, list, logpaths, one_line, ports, quote, seconds, toml_name};
 use ufw::UfwHost;
 
 /// The file the admin's hand-made ufw refusals are written to, beside the
@@ -247,94 +247,8 @@ fn import(
     if enabled == 0 {
         let _ = writeln!(body, "# fail2ban has no enabled jail here.");
     }
-    let prelude = ufw_prelude(&ufw, blocklist, summary)?;
+    let prelude = ufw::prelude(&ufw, blocklist, summary)?;
     Ok(format!("{out_head}{prelude}{body}"))
-}
-
-/// `[daemon]` and `[defaults]` for the jails that banned through ufw: the
-/// backend they ban in, and the admin's hand-made refusals as a blocklist.
-fn ufw_prelude(
-    ufw: &UfwContext,
-    blocklist: Option<&Path>,
-    summary: &mut Summary,
-) -> Result<String> {
-    let mut t = String::new();
-    if ufw.jails.is_empty() {
-        return Ok(t);
-    }
-    let (backend, why) = match ufw.opts.backend {
-        ImportBackend::Nft => (
-            "nft",
-            "bans go into nftjail's own nftables table, which refuses an address even where \n\
-             # ufw's chains accept its port; ufw's rules stay as they are",
-        ),
-        ImportBackend::Ufw => (
-            "ufw",
-            "bans are rules in ufw's own files, shown by `ufw status numbered`, as fail2ban's \n\
-             # ufw action made them",
-        ),
-    };
-    let _ = writeln!(
-        t,
-        "[daemon]\n# Jails {} banned through fail2ban's ufw action;\n# {why}.\nbackend = {}\n",
-        ufw.jails.join(", "),
-        quote(backend)
-    );
-    summary.did.push(format!(
-        "jails {} banned through fail2ban's ufw action: backend = {backend:?}",
-        ufw.jails.join(", ")
-    ));
-    let Some(host) = ufw.host else {
-        summary.left.push(format!(
-            "no ufw rules read: {} has no user.rules (--ufw-dir names ufw's directory)",
-            ufw.opts.ufw_dir.display()
-        ));
-        return Ok(t);
-    };
-    if host.fail2ban_bans > 0 {
-        summary.left.push(format!(
-            "{} ufw rules are fail2ban's own current bans (comment \"by Fail2Ban …\"): fail2ban \
-             removes them when it stops",
-            host.fail2ban_bans
-        ));
-    }
-    if host.refused.is_empty() {
-        return Ok(t);
-    }
-    let deletes: Vec<String> = host.refused.iter().map(|r| r.delete_command()).collect();
-    match blocklist {
-        Some(path) => {
-            std::fs::write(path, ufw::blocklist_text(&host.refused))
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            let _ = writeln!(
-                t,
-                "[defaults]\n# The networks refused by hand in ufw ({} rules), banned by every jail\n\
-                 # on its ports without timeout. They stay in ufw too.\nblocklist = {}\n",
-                host.refused.len(),
-                quote(&path.display().to_string())
-            );
-            summary.did.push(format!(
-                "the admin's {} hand-made ufw refusals written to {} (blocklist = in [defaults])",
-                host.refused.len(),
-                path.display()
-            ));
-            summary.left.push(format!(
-                "those rules stay in ufw, so nothing is unprotected in between; once nftjail runs \
-                 with the blocklist, remove them from ufw with:\n{}",
-                deletes.join("\n")
-            ));
-        }
-        None => summary.left.push(format!(
-            "the admin's hand-made ufw refusals ({}) were not written as a blocklist: give -o FILE \
-             and they are written beside it as {BLOCKLIST_FILE}. They stay in ufw.",
-            host.refused
-                .iter()
-                .map(|r| r.net.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
-    }
-    Ok(t)
 }
 
 fn jail_error(config: &JailConfig, name: &str, e: anyhow::Error) -> anyhow::Error {
@@ -386,7 +300,11 @@ fn jail(
         };
         let compared = compare::compare(&spec, filter_dir, builtin, log);
         if let Some(w) = compared.and_then(|c| c.warning(table)) {
-            notes.push(format!("warning: {}", w.lines().next().unwrap_or_default()));
+            let first = w.lines().next().unwrap_or_default();
+            notes.push(format!(
+                "warning: {}",
+                first.trim_end_matches(" For example:")
+            ));
             summary.warnings.push(w);
         }
     }
@@ -719,38 +637,4 @@ fn filter_spec(
     };
     Fail2banFilter::load(&spec, filter_dir).with_context(|| format!("filter {value:?}"))?;
     Ok(spec)
-}
-
-/// fail2ban's `logpath` lines (`PATH [head|tail]`), globs expanded the
-/// way fail2ban expands them when it starts.
-fn logpaths(value: &str, notes: &mut Vec<String>) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in value.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let path = match line.rsplit_once(' ') {
-            Some((p, "head" | "tail")) => p.trim(),
-            _ => line,
-        };
-        if !path.contains(['*', '?', '[']) {
-            out.push(path.to_string());
-            continue;
-        }
-        let found: Vec<String> = glob::glob(path)
-            .map(|paths| {
-                paths
-                    .filter_map(|p| p.ok())
-                    .filter(|p| p.exists())
-                    .map(|p: PathBuf| p.display().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if found.is_empty() {
-            notes.push(format!("logpath {path}: no file matches now"));
-        } else {
-            notes.push(format!(
-                "logpath {path}: the files it matches now; nftjail does not expand globs, add new ones by hand"
-            ));
-        }
-        out.extend(found);
-    }
-    out
 }

@@ -1,7 +1,43 @@
 //! What fail2ban's values become in nftjail's syntax: times, ports,
 //! block types, names; pure functions, tested here.
 
+use std::path::PathBuf;
+
 use nftjail::config::port;
+
+/// fail2ban's `logpath` lines (`PATH [head|tail]`), globs expanded the
+/// way fail2ban expands them when it starts.
+pub fn logpaths(value: &str, notes: &mut Vec<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in value.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let path = match line.rsplit_once(' ') {
+            Some((p, "head" | "tail")) => p.trim(),
+            _ => line,
+        };
+        if !path.contains(['*', '?', '[']) {
+            out.push(path.to_string());
+            continue;
+        }
+        let found: Vec<String> = glob::glob(path)
+            .map(|paths| {
+                paths
+                    .filter_map(|p| p.ok())
+                    .filter(|p| p.exists())
+                    .map(|p: PathBuf| p.display().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if found.is_empty() {
+            notes.push(format!("logpath {path}: no file matches now"));
+        } else {
+            notes.push(format!(
+                "logpath {path}: the files it matches now; nftjail does not expand globs, add new ones by hand"
+            ));
+        }
+        out.extend(found);
+    }
+    out
+}
 
 /// `port` and `protocol` in nftjail's syntax; `None` for every port.
 pub fn ports(value: &str, protocol: &str) -> Result<Option<String>, String> {

@@ -7,12 +7,103 @@
 
 use std::path::{Path, PathBuf};
 
+use std::fmt::Write as _;
+
 use anyhow::{Context, Result};
 use ipnet::IpNet;
 
 use nftjail::enforce::ufw::apps;
 use nftjail::enforce::ufw::tuple::{PortGroup, Rule, MARK};
 use nftjail::filter::fail2ban::{parse_spec, JailConfig};
+
+use super::policy::quote;
+use super::{ImportBackend, Summary, UfwContext, BLOCKLIST_FILE};
+
+/// `[daemon]` and `[defaults]` for the jails that banned through ufw: the
+/// backend they ban in, and the admin's hand-made refusals as a blocklist.
+pub fn prelude(
+    ufw: &UfwContext,
+    blocklist: Option<&Path>,
+    summary: &mut Summary,
+) -> Result<String> {
+    let mut t = String::new();
+    if ufw.jails.is_empty() {
+        return Ok(t);
+    }
+    let (backend, why) = match ufw.opts.backend {
+        ImportBackend::Nft => (
+            "nft",
+            "bans go into nftjail's own nftables table, which refuses an address even where \n\
+             # ufw's chains accept its port; ufw's rules stay as they are",
+        ),
+        ImportBackend::Ufw => (
+            "ufw",
+            "bans are rules in ufw's own files, shown by `ufw status numbered`, as fail2ban's \n\
+             # ufw action made them",
+        ),
+    };
+    let _ = writeln!(
+        t,
+        "[daemon]\n# Jails {} banned through fail2ban's ufw action;\n# {why}.\nbackend = {}\n",
+        ufw.jails.join(", "),
+        quote(backend)
+    );
+    summary.did.push(format!(
+        "jails {} banned through fail2ban's ufw action: backend = {backend:?}",
+        ufw.jails.join(", ")
+    ));
+    let Some(host) = ufw.host else {
+        summary.left.push(format!(
+            "no ufw rules read: {} has no user.rules (--ufw-dir names ufw's directory)",
+            ufw.opts.ufw_dir.display()
+        ));
+        return Ok(t);
+    };
+    if host.fail2ban_bans > 0 {
+        summary.left.push(format!(
+            "{} ufw rules are fail2ban's own current bans (comment \"by Fail2Ban …\"): fail2ban \
+             removes them when it stops",
+            host.fail2ban_bans
+        ));
+    }
+    if host.refused.is_empty() {
+        return Ok(t);
+    }
+    let deletes: Vec<String> = host.refused.iter().map(|r| r.delete_command()).collect();
+    match blocklist {
+        Some(path) => {
+            std::fs::write(path, blocklist_text(&host.refused))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            let _ = writeln!(
+                t,
+                "[defaults]\n# The networks refused by hand in ufw ({} of them), banned by every jail\n\
+                 # on its ports without timeout. They stay in ufw too.\nblocklist = {}\n",
+                host.refused.len(),
+                quote(&path.display().to_string())
+            );
+            summary.did.push(format!(
+                "the admin's {} hand-made ufw refusals written to {} (blocklist = in [defaults])",
+                host.refused.len(),
+                path.display()
+            ));
+            summary.left.push(format!(
+                "those rules stay in ufw, so nothing is unprotected in between; once nftjail runs \
+                 with the blocklist, remove them from ufw with:\n{}",
+                deletes.join("\n")
+            ));
+        }
+        None => summary.left.push(format!(
+            "the admin's hand-made ufw refusals ({}) were not written as a blocklist: give -o FILE \
+             and they are written beside it as {BLOCKLIST_FILE}. They stay in ufw.",
+            host.refused
+                .iter()
+                .map(|r| r.net.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+    Ok(t)
+}
 
 /// fail2ban's ufw action of one jail, its options resolved.
 #[derive(Debug, Default)]

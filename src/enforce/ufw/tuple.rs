@@ -493,6 +493,27 @@ mod tests {
     }
 
     #[test]
+    fn an_admins_rule_is_read_back() {
+        let lan = Rule::parse("### tuple ### allow any any 0.0.0.0/0 any 10.7.57.0/24 in").unwrap();
+        assert!(lan.is_wholesale() && lan.action == "allow");
+        assert_eq!(lan.src_net(), Some("10.7.57.0/24".parse().unwrap()));
+        let app = Rule::parse(
+            "### tuple ### allow tcp 587 0.0.0.0/0 any 0.0.0.0/0 zimbra-submission - in",
+        )
+        .unwrap();
+        assert_eq!(app.app.as_deref(), Some("zimbra-submission"));
+        assert!(!app.is_wholesale());
+        let f2b = Rule::parse(&format!(
+            "### tuple ### reject any any 0.0.0.0/0 any 203.0.113.9 in comment={}",
+            hex("by Fail2Ban after 3 attempts")
+        ))
+        .unwrap();
+        assert_eq!(f2b.comment.as_deref(), Some("by Fail2Ban after 3 attempts"));
+        assert_eq!(f2b.src_net(), Some("203.0.113.9/32".parse().unwrap()));
+        assert_eq!(Rule::parse("### tuple ### allow any"), None);
+    }
+
+    #[test]
     fn allow_and_limit_rules_on_input_let_in() {
         assert!(lets_in(
             "### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in"
