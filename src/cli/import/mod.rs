@@ -89,6 +89,8 @@ impl Summary {
 /// What the ufw jails share: the admin's rules and what becomes of them.
 struct UfwContext<'a> {
     host: Option<&'a UfwHost>,
+    /// Why ufw's rules could not be read.
+    unread: Option<String>,
     opts: &'a Options,
     /// Table names of the jails imported from the ufw action.
     jails: Vec<String>,
@@ -194,9 +196,15 @@ fn import(
     // Filter paths in the output must not depend on the daemon's cwd.
     let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let config = JailConfig::read(dir)?;
-    let host = UfwHost::read(&opts.ufw_dir)?;
+    // Needed only when a jail banned through ufw: an unreadable ufw
+    // directory is said then, not for every import.
+    let (host, unread) = match UfwHost::read(&opts.ufw_dir) {
+        Ok(h) => (h, None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
     let mut ufw = UfwContext {
         host: host.as_ref(),
+        unread,
         opts,
         jails: Vec::new(),
     };
@@ -380,6 +388,19 @@ fn jail(
             }
             notes.push(format!(
                 "ufw application profile {app:?} ({p}), as fail2ban's ufw action banned it"
+            ));
+        }
+        Some(p)
+            if action.is_some()
+                && app.is_none()
+                && ports(&p, &protocol).is_ok_and(|v| v.is_some()) =>
+        {
+            if let Ok(Some(v)) = ports(&p, &protocol) {
+                let _ = writeln!(t, "port = {}", quote(&v));
+            }
+            notes.push(format!(
+                "fail2ban's ufw action refused every port (it does not read port = {p}); \
+                 this jail refuses its ports only: remove the port key to refuse every port again"
             ));
         }
         _ if allports => notes.push(format!(

@@ -53,10 +53,13 @@ pub fn prelude(
         ufw.jails.join(", ")
     ));
     let Some(host) = ufw.host else {
-        summary.left.push(format!(
-            "no ufw rules read: {} has no user.rules (--ufw-dir names ufw's directory)",
-            ufw.opts.ufw_dir.display()
-        ));
+        summary.left.push(match &ufw.unread {
+            Some(why) => format!("no ufw rules read: {why}"),
+            None => format!(
+                "no ufw rules read: {} has no user.rules (--ufw-dir names ufw's directory)",
+                ufw.opts.ufw_dir.display()
+            ),
+        });
         return Ok(t);
     };
     if host.fail2ban_bans > 0 {
