@@ -117,7 +117,8 @@ pub struct Refused {
     /// Its place in the batch.
     pub index: usize,
     pub jail: Arc<str>,
-    pub addr: std::net::IpAddr,
+    /// The address (a /32 or /128) or prefix it would have banned.
+    pub target: IpNet,
     /// The kernel's answer.
     pub error: EnforceError,
 }
@@ -339,17 +340,17 @@ impl Enforcer {
             refused.extend(orders.iter().enumerate().map(|(i, order)| Refused {
                 index: offset + i,
                 jail: Arc::clone(&order.jail),
-                addr: order.addr,
+                target: order.target,
                 error: same(&error),
             }));
             return Ok(());
         }
         if let [order] = orders {
-            warn!(jail = %order.jail, addr = %order.addr, bantime = ?order.bantime, "ban not applied: {error}");
+            warn!(jail = %order.jail, addr = %show(&order.target), bantime = ?order.bantime, "ban not applied: {error}");
             refused.push(Refused {
                 index: offset,
                 jail: Arc::clone(&order.jail),
-                addr: order.addr,
+                target: order.target,
                 error,
             });
             return Ok(());
@@ -376,7 +377,7 @@ impl Enforcer {
                 stored.push((
                     StoredBan {
                         jail: Arc::clone(&order.jail),
-                        net: IpNet::from(order.addr.to_canonical()),
+                        net: order.target.trunc(),
                         start: now,
                         until: Some(now + order.bantime),
                         failures: order.failures,
@@ -398,7 +399,7 @@ impl Enforcer {
                 Applied::Added => "ban",
                 Applied::Extended => "ban extended",
                 Applied::Unchanged => {
-                    debug!(jail = %order.jail, addr = %order.addr, "already banned for longer");
+                    debug!(jail = %order.jail, addr = %show(&order.target), "already banned for longer");
                     continue;
                 }
             };
@@ -407,8 +408,9 @@ impl Enforcer {
                 _ => tally.push((&order.jail, 1)),
             }
             if manual {
-                let addr = order.addr.to_string();
-                super::banlog::manual_ban(verb, &order.jail, &addr, false, order.bantime);
+                let target = show(&order.target);
+                let prefix = !order.is_host();
+                super::banlog::manual_ban(verb, &order.jail, &target, prefix, order.bantime);
             } else {
                 logged.push(verb, order);
             }
@@ -628,13 +630,12 @@ mod tests {
 
     fn order(jail: &str, addr: &str) -> BanOrder {
         BanOrder {
-            jail: Arc::from(jail),
-            addr: addr.parse().expect("addr"),
-            bantime: Duration::from_secs(600),
             failures: 1,
-            line: None,
-            read: None,
-            cause: crate::message::Cause::default(),
+            ..BanOrder::host(
+                Arc::from(jail),
+                addr.parse().expect("addr"),
+                Duration::from_secs(600),
+            )
         }
     }
 

@@ -258,6 +258,7 @@ impl Tracker {
     /// decided while an earlier one of this jail still runs is not a new
     /// offence (the backend extends the running one, or leaves it).
     fn bantime_policy(&mut self, id: JailId, order: &mut BanOrder, now: SystemTime) {
+        let addr = order.target.addr();
         let increment = self
             .jails
             .get(id)
@@ -265,19 +266,15 @@ impl Tracker {
             .and_then(|j| j.increment.as_ref());
         if let Some(inc) = increment {
             let jail = (!inc.overalljails).then_some(&*order.jail);
-            let count = self.offences.count(order.addr, jail, now);
+            let count = self.offences.count(addr, jail, now);
             if count > 0 {
                 order.bantime = inc.bantime(order.bantime, count);
-                debug!(jail = %order.jail, addr = %order.addr, count, bantime = ?order.bantime, "repeat offender");
+                debug!(jail = %order.jail, %addr, count, bantime = ?order.bantime, "repeat offender");
             }
         }
-        if !self.offences.running(order.addr, &order.jail, now) {
-            self.offences.record(
-                order.addr,
-                Arc::clone(&order.jail),
-                now,
-                now + order.bantime,
-            );
+        if !self.offences.running(addr, &order.jail, now) {
+            self.offences
+                .record(addr, Arc::clone(&order.jail), now, now + order.bantime);
         }
     }
 
@@ -332,13 +329,11 @@ impl Tracker {
             }
             counts.current = counts.current.saturating_sub(1);
             return Verdict::Ban(BanOrder {
-                jail: jail.name.clone(),
-                addr,
-                bantime: jail.bantime,
                 failures: count,
                 line: failure.line,
                 read: failure.read,
                 cause: Cause::Window(0),
+                ..BanOrder::host(jail.name.clone(), addr, jail.bantime)
             });
         }
         self.evict();
@@ -485,7 +480,7 @@ mod tests {
         );
         match t.record(at("203.0.113.1", 20)) {
             Verdict::Ban(o) => {
-                assert_eq!(o.addr.to_string(), "203.0.113.1");
+                assert_eq!(o.target.to_string(), "203.0.113.1/32");
                 assert_eq!(&*o.jail, "j");
                 assert_eq!(o.bantime, Duration::from_secs(300));
                 assert_eq!(o.failures, 3);
@@ -522,7 +517,7 @@ mod tests {
             Verdict::Counted { count: 2 }
         );
         match t.record(at("203.0.113.1", 2)) {
-            Verdict::Ban(o) => assert!(o.addr.is_ipv4()),
+            Verdict::Ban(o) => assert!(o.target.addr().is_ipv4()),
             v => panic!("expected a ban, got {v:?}"),
         }
     }

@@ -24,13 +24,8 @@ impl Enforcer {
     ) -> Result<Applied, EnforceError> {
         if is_host(&target) {
             let order = BanOrder {
-                jail,
-                addr: target.addr(),
-                bantime,
-                failures: 0,
-                line: None,
-                read: None,
                 cause: Cause::Manual,
+                ..BanOrder::host(jail, target.addr(), bantime)
             };
             return self
                 .ban(std::slice::from_ref(&order), true)
