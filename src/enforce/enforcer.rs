@@ -103,6 +103,9 @@ pub enum EnforcerMsg {
     Stall(Duration),
     /// Stop; with `flush`, remove our table and forget the bans first.
     Stop { flush: bool },
+    /// `[daemon] never`, at start and on each reload: networks no ban may
+    /// cover.
+    Never(Vec<IpNet>),
 }
 
 impl From<Vec<BanOrder>> for EnforcerMsg {
@@ -159,6 +162,8 @@ pub struct Enforcer {
     state: Option<StateTx>,
     /// Bumped whenever bans were added, extended or lifted (see [`EnforcerMsg::Ping`]).
     changes: u64,
+    /// `[daemon] never`: networks no ban may cover, not even one by hand.
+    never: Vec<IpNet>,
 }
 
 impl Enforcer {
@@ -172,6 +177,7 @@ impl Enforcer {
             totals: HashMap::new(),
             state,
             changes: 0,
+            never: Vec::new(),
         }
     }
 
@@ -275,6 +281,7 @@ impl Enforcer {
                 EnforcerMsg::Ping(reply) => {
                     let _ = reply.send(self.changes);
                 }
+                EnforcerMsg::Never(never) => self.never = never,
                 #[cfg(debug_assertions)]
                 EnforcerMsg::Stall(d) => {
                     warn!("test hook: the enforcer stalls for {d:?}");

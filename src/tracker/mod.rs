@@ -11,6 +11,7 @@
 
 mod metrics;
 mod persist;
+mod prefix;
 pub mod task;
 
 use std::collections::VecDeque;
@@ -54,6 +55,10 @@ pub struct Tracker {
     published: Vec<u64>,
     /// What changed since the last checkpoint for the state store.
     unsaved: persist::Unsaved,
+    /// Distinct failing addresses per prefix, for jails with a prefix rule.
+    prefixes: prefix::Prefixes,
+    /// Prefix bans decided since [`Tracker::take_prefix_bans`] last ran.
+    prefix_bans: Vec<BanOrder>,
 }
 
 /// fail2ban's "Currently failed" and "Total failed" for one jail.
@@ -157,7 +162,20 @@ impl Tracker {
             offences: Offences::new(DEFAULT_DBPURGEAGE),
             published: Vec::new(),
             unsaved: persist::Unsaved::new(max_tracked),
+            prefixes: prefix::Prefixes::new(),
+            prefix_bans: Vec::new(),
         }
+    }
+
+    /// The prefix bans decided since the last call: a failure can decide
+    /// one besides its own address's verdict.
+    pub fn take_prefix_bans(&mut self) -> Vec<BanOrder> {
+        std::mem::take(&mut self.prefix_bans)
+    }
+
+    /// Prefixes whose failing addresses are being counted, across jails.
+    pub fn tracked_prefixes(&self) -> usize {
+        self.prefixes.tracked()
     }
 
     /// Starts from earlier bans (the state store's history), so a restart
@@ -246,6 +264,10 @@ impl Tracker {
         match self.tally(failure) {
             Verdict::Ban(mut order) => {
                 self.bantime_policy(id, &mut order, now);
+                if let Some(Some(jail)) = self.jails.get(id) {
+                    let id = id.min(usize::from(u16::MAX)) as u16;
+                    self.prefixes.widen(id, jail, &mut order);
+                }
                 Verdict::Ban(order)
             }
             v => v,
@@ -309,6 +331,11 @@ impl Tracker {
         // Config checking keeps jail counts far below u16::MAX and maxretry
         // within u8 windows; clamp rather than trust that here.
         let key = (failure.jail.min(usize::from(u16::MAX)) as u16, addr);
+        if let Some(rule) = &jail.prefix {
+            let max = self.max_tracked;
+            let ban = self.prefixes.count(key.0, jail, rule, &failure, max);
+            self.prefix_bans.extend(ban);
+        }
         let maxretry = maxretry_of(jail);
         let findtime = jail.findtime.as_millis() as u64;
         let counts = &mut self.counts[failure.jail];
@@ -375,6 +402,7 @@ impl Tracker {
                 Verdict::Ignored | Verdict::Stale => {}
             }
         }
+        due.append(&mut self.prefix_bans);
         for c in &mut self.counts {
             c.total = 0;
         }
@@ -421,6 +449,10 @@ impl Tracker {
         self.offences.purge(now);
         let now = millis(now);
         let jails = &self.jails;
+        self.prefixes.prune(now, |id| {
+            let jail = jails.get(usize::from(id))?.as_ref()?;
+            Some(jail.prefix.as_ref()?.findtime.as_millis() as u64)
+        });
         let counts = &mut self.counts;
         let unsaved = &mut self.unsaved;
         self.windows.retain(|key, window| {

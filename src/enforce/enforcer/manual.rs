@@ -22,6 +22,16 @@ impl Enforcer {
         target: IpNet,
         bantime: Duration,
     ) -> Result<Applied, EnforceError> {
+        let covered = self
+            .never
+            .iter()
+            .find(|n| n.contains(&target.network()) || target.contains(&n.network()));
+        if let Some(never) = covered {
+            return Err(EnforceError::Never {
+                wanted: show(&target),
+                never: show(never),
+            });
+        }
         if is_host(&target) {
             let order = BanOrder {
                 cause: Cause::Manual,
