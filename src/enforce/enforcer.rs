@@ -379,7 +379,8 @@ impl Enforcer {
             }
             // Kept in the store's history for bantime increment after a
             // restart (the tracker counts the offences of this run).
-            let offence = *outcome == Applied::Added;
+            // (A prefix is no one address's offence.)
+            let offence = *outcome == Applied::Added && order.is_host();
             if self.state.is_some() {
                 stored.push((
                     StoredBan {

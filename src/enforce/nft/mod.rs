@@ -546,7 +546,12 @@ impl Backend for NftBackend {
         // Per set: timed elements, and permanent ones (no timeout at all).
         let mut timed: HashMap<String, Vec<(IpNet, Duration, Duration)>> = HashMap::new();
         let mut forever: HashMap<String, Vec<IpNet>> = HashMap::new();
-        let mut todo = Vec::new();
+        let mut todo: Vec<(String, IpNet, Option<Duration>)> = Vec::new();
+        // Wider prefixes first: one that overlaps a prefix put back before
+        // it (a narrower one the wider replaced, both still in the store)
+        // is left out, as the kernel would refuse it.
+        let mut bans: Vec<&Restore> = bans.iter().collect();
+        bans.sort_by_key(|b| b.net.prefix_len());
         for b in bans {
             let net = b.net.trunc();
             let host = net.prefix_len() == net.max_prefix_len();
@@ -561,7 +566,10 @@ impl Backend for NftBackend {
                 };
                 r.get(&net).is_some_and(live)
             };
-            if held || b.remaining.is_some_and(|d| d.is_zero()) {
+            if held
+                || b.remaining.is_some_and(|d| d.is_zero())
+                || (!host && self.overlaps_held(&b.jail, &net, &todo))
+            {
                 continue;
             }
             let set = if host {
