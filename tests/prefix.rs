@@ -325,6 +325,32 @@ fn nine_addresses_of_one_prefix_under_maxretry_ban_the_prefix() {
         status.contains("10.77.5.0/24") && status.contains("fd00:77:0:5::/64"),
         "{status}"
     );
+
+    // `[daemon] never` holds against a ban by hand, --force or not; an
+    // ignoreip address yields to --force.
+    let sock = dir.path().join("nftjail.sock").display().to_string();
+    for (target, force) in [("10.77.9.200", true), ("10.77.9.0/24", false)] {
+        let mut args = vec!["ban", "mail", target, "--socket", &sock];
+        if force {
+            args.push("--force");
+        }
+        let out = srv
+            .command(env!("CARGO_BIN_EXE_nftjail"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{target} was banned");
+        assert!(
+            err.contains("covers 10.77.9.192/26, which [daemon] never lets anything ban"),
+            "{err}"
+        );
+    }
+    let out = srv.output(
+        env!("CARGO_BIN_EXE_nftjail"),
+        &["ban", "mail", "10.77.8.5", "--force", "--socket", &sock],
+    );
+    assert!(out.contains("10.77.8.5"), "{out}");
     d.stop();
 }
 
