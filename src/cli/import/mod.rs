@@ -497,10 +497,16 @@ fn jail(
                 a.spec, a.blocktype
             ));
             if let Some(p) = &a.position {
-                notes.push(format!(
-                    "{p}: nftjail puts a ban just above the first ALLOW rule of its family \
-                     (ufw backend; daemon.ufw_position sets another place)"
-                ));
+                notes.push(if ufw.opts.backend == ImportBackend::Ufw {
+                    format!(
+                        "{p}: nftjail puts a ban just above the first ALLOW rule of its \
+                         family (daemon.ufw_position sets another place)"
+                    )
+                } else {
+                    format!(
+                        "{p}: no place to choose: nftjail's own table refuses whatever ufw's order"
+                    )
+                });
             }
             if let Some(k) = &a.kill_mode {
                 notes.push(format!(

@@ -33,13 +33,13 @@ pub fn prelude(
     let (backend, why) = match ufw.opts.backend {
         ImportBackend::Nft => (
             "nft",
-            "bans go into nftjail's own nftables table, which refuses an address even where \n\
-             # ufw's chains accept its port; ufw's rules stay as they are",
+            "bans go into nftjail's own nftables table, which refuses an address\n\
+             # even where ufw's chains accept its port; ufw's rules stay as they are",
         ),
         ImportBackend::Ufw => (
             "ufw",
-            "bans are rules in ufw's own files, shown by `ufw status numbered`, as fail2ban's \n\
-             # ufw action made them",
+            "bans are rules in ufw's own files, shown by `ufw status numbered`,\n\
+             # as fail2ban's ufw action made them",
         ),
     };
     let _ = writeln!(
