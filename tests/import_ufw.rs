@@ -194,7 +194,11 @@ fn check(config: &Path) {
 fn a_fail2ban_ufw_mail_host_moves_in_one_command() {
     let d = tempfile::tempdir().unwrap();
     let (f2b, ufw) = deployment(d.path(), "banaction = ufw\naction = %(action_)s");
+    let rules = |f: &str| std::fs::read(ufw.dir.join(f)).unwrap();
+    let before = (rules("user.rules"), rules("user6.rules"));
     let (path, config, summary) = import(d.path(), &f2b, &ufw, &[]);
+    // The import only reads ufw's files.
+    assert!(before == (rules("user.rules"), rules("user6.rules")));
     eprintln!("{config}\n{summary}");
     check(&path);
 
