@@ -349,13 +349,9 @@ async fn count(
         };
         info!("farm: {addr} reached maxretry in jail {jail} across the farm ({n} failures)");
         bans.push(BanOrder {
-            jail: Arc::clone(jail),
-            addr: *addr,
-            bantime: *bantime,
             failures: u32::try_from(n).unwrap_or(u32::MAX),
-            line: None,
-            read: None,
             cause: Cause::Window(0),
+            ..BanOrder::host(Arc::clone(jail), *addr, *bantime)
         });
     }
     Ok(bans)

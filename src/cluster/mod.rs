@@ -30,7 +30,8 @@ use std::time::SystemTime;
 use tokio::sync::{mpsc, Notify};
 use tracing::warn;
 
-use crate::config::{ClusterConfig, Config};
+use crate::config::cluster::ClusterConfig;
+use crate::config::Config;
 use crate::control::protocol::{FarmNode, FarmStatus};
 use crate::enforce::enforcer::{EnforcerMsg, Publish, Shared};
 

@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 
 use crate::config::cluster::valid_node;
-use crate::config::{ClusterConfig, Config};
+use crate::config::cluster::ClusterConfig;
+use crate::config::Config;
 use crate::enforce::enforcer::Shared;
 use crate::message::Cause;
 

@@ -32,7 +32,8 @@ pub struct RawCluster {
     pub max_bantime: Option<Spanned<toml::Value>>,
 }
 
-/// Farm mode, checked.
+/// Farm mode, checked: bans (and counts) shared through Redis
+/// (`Config::cluster`, None: off).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ClusterConfig {
     /// The URL as given, password included: only ever handed to the client.
@@ -73,13 +74,14 @@ impl std::fmt::Debug for ClusterConfig {
 }
 
 impl Checker<'_> {
-    /// `jails`: the enabled jails' names, which `cluster.jails` must name.
+    /// `jails`: the enabled jails, which `cluster.jails` must name.
     pub(super) fn cluster_config(
         &mut self,
         raw: Option<&RawCluster>,
-        jails: &[&str],
+        jails: &[super::Jail],
     ) -> Option<ClusterConfig> {
         let raw = raw?;
+        let jails: Vec<&str> = jails.iter().map(|j| &*j.name).collect();
         let Some(url) = raw.redis.as_ref() else {
             if raw.node.is_some() || raw.jails.is_some() || raw.shared_counting.is_some() {
                 self.problem(

@@ -94,6 +94,8 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     if let Some(tee) = farm.as_ref().and_then(Farm::tee) {
         let _ = tracker_tx.try_send(TrackerCtl::Tee(tee));
     }
+    // Queued before anything else can ask for a ban.
+    let _ = enforcer_tx.try_send(EnforcerMsg::Never(config.never.clone()));
     let mut slots = JailSlots::default();
     let (ids, jails) = slots.assign(&config);
     let mut counting = Tracker::with_slots(jails, config.max_tracked).with_offences(last.offences);

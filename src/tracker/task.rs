@@ -116,6 +116,7 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                         Verdict::Counted { count } => debug!(%addr, count, "failure counted"),
                     }
                 }
+                orders.append(&mut tracker.take_prefix_bans());
                 if let (Some(tee), false) = (tee.as_mut(), counted.is_empty()) {
                     tee(counted);
                 }

@@ -18,7 +18,6 @@ use crate::enforce::Applied;
 use crate::message::{BanOrder, Cause};
 use crate::metrics;
 use crate::state::writer::StateMsg;
-use crate::state::StoredBan;
 
 /// The metrics' reason for bans and unbans that came from the farm.
 pub(super) const FARM: &str = "farm";
@@ -69,7 +68,7 @@ impl Enforcer {
             .filter(|(_, a)| **a != Applied::Unchanged)
             .map(|(o, _)| Shared::Ban {
                 jail: Arc::clone(&o.jail),
-                target: IpNet::from(o.addr.to_canonical()),
+                target: o.target,
                 until: now + o.bantime,
                 cause: o.cause.clone(),
             })
@@ -81,7 +80,7 @@ impl Enforcer {
     /// module); nothing of it is published again.
     pub(super) fn apply_farm(&mut self, records: Vec<Shared>) {
         let now = SystemTime::now();
-        let mut hosts = Vec::new();
+        let mut bans = Vec::new();
         for r in records {
             match r {
                 Shared::Ban {
@@ -95,70 +94,24 @@ impl Enforcer {
                     };
                     // Whole milliseconds, as the kernel keeps them.
                     let left = Duration::from_millis(left.as_millis().max(1) as u64);
-                    if is_host(&target) {
-                        hosts.push(BanOrder {
-                            jail,
-                            addr: target.addr(),
-                            bantime: left,
-                            failures: 0,
-                            line: None,
-                            read: None,
-                            cause,
-                        });
-                    } else {
-                        self.farm_prefix(jail, target, left, cause, now);
-                    }
+                    bans.push(BanOrder {
+                        cause,
+                        target: target.trunc(),
+                        ..BanOrder::host(jail, target.addr(), left)
+                    });
                 }
                 Shared::Unban { jail, target } => self.farm_unban(&jail, target),
             }
         }
-        if hosts.is_empty() {
+        if bans.is_empty() {
             return;
         }
         let publish = self.publish.take();
-        let result = self.ban(&hosts, super::Origin::Farm);
+        let result = self.ban(&bans, super::Origin::Farm);
         self.publish = publish;
         if let Err(e) = result {
             metrics::enforcer_error();
-            warn!(bans = hosts.len(), "bans from the farm not applied: {e}");
-        }
-    }
-
-    fn farm_prefix(
-        &mut self,
-        jail: Arc<str>,
-        target: IpNet,
-        left: Duration,
-        cause: Cause,
-        now: SystemTime,
-    ) {
-        match self.backend.ban_net(&jail, target, left) {
-            Ok(Applied::Unchanged) => {}
-            Ok(_) => {
-                self.record(StateMsg::Banned(vec![(
-                    StoredBan {
-                        jail: Arc::clone(&jail),
-                        net: target.trunc(),
-                        start: now,
-                        until: Some(now + left),
-                        failures: 0,
-                        line: None,
-                        cause,
-                    },
-                    false,
-                )]));
-                *self.totals.entry(jail.to_string()).or_default() += 1;
-                metrics::banned(&jail, FARM, 1);
-                self.changes += 1;
-                info!(
-                    "ban: jail={jail} prefix={target} from the farm, {}s left",
-                    left.as_secs()
-                );
-            }
-            Err(e) => {
-                metrics::enforcer_error();
-                warn!("ban from the farm not applied: jail={jail} prefix={target}: {e}");
-            }
+            warn!(bans = bans.len(), "bans from the farm not applied: {e}");
         }
     }
 
@@ -224,15 +177,11 @@ mod tests {
     fn what_is_decided_here_is_published_with_its_end() {
         let (mut e, heard) = enforcer();
         let before = SystemTime::now();
-        let order = BanOrder {
-            jail: Arc::from("sshd"),
-            addr: "192.0.2.1".parse().unwrap(),
-            bantime: Duration::from_secs(600),
-            failures: 3,
-            line: None,
-            read: None,
-            cause: Cause::Window(0),
-        };
+        let order = BanOrder::host(
+            Arc::from("sshd"),
+            "192.0.2.1".parse().unwrap(),
+            Duration::from_secs(600),
+        );
         e.ban_batch(std::slice::from_ref(&order)).unwrap();
         e.manual(
             Arc::from("sshd"),

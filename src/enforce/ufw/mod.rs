@@ -16,11 +16,12 @@
 //! thread wakes the enforcer when the next one is due ([`Backend::expire`]),
 //! and a start drops those whose time ran out while nftjail was down.
 
-mod apps;
+pub mod apps;
 mod conntrack;
 mod file;
 mod live;
-mod tuple;
+// Public for `nftjail import-fail2ban`, which reads the admin's rules.
+pub mod tuple;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -345,7 +346,7 @@ impl Backend for UfwBackend {
             orders
                 .iter()
                 .map(|o| {
-                    let net = IpNet::from(o.addr.to_canonical());
+                    let net = o.target.trunc();
                     me.put(&o.jail, net, tuple::until(now, o.bantime), secs)
                 })
                 .collect::<Vec<_>>()
@@ -354,7 +355,7 @@ impl Backend for UfwBackend {
             .iter()
             .zip(&applied)
             .filter(|(_, a)| **a == Applied::Added)
-            .map(|(o, _)| (&*o.jail, IpNet::from(o.addr.to_canonical())))
+            .map(|(o, _)| (&*o.jail, o.target.trunc()))
             .collect();
         self.cut_sessions(&added);
         Ok(applied)
