@@ -246,7 +246,7 @@ fn farm(tag: &str, names: &[&str], cluster: &str, maxretry: u32) -> Farm {
         std::fs::write(
             &config,
             format!(
-                "[daemon]\nsocket = \"{sock}\"\nstate_dir = \"{state}\"\n\
+                "[daemon]\nsocket = \"{sock}\"\nstate_dir = \"{state}\"\nnever = [\"203.0.113.0/24\"]\n\
                  [jail.mail]\nfilter = \"postfix-sasl\"\nlogpath = \"{log}\"\nport = \"submission\"\n\
                  maxretry = {maxretry}\nfindtime = \"10m\"\nbantime = \"10m\"\nignoreip = [\"10.9.0.200\"]\n\
                  [cluster]\nredis = \"redis://nftjail:s3cret@{REDIS}:6379\"\nnode = \"{name}\"\nmax_bantime = \"1d\"\n{cluster}\n",
@@ -470,10 +470,11 @@ fn bad_records_and_protected_addresses_are_refused() {
         ("mail", "192.0.2.9", &years, "ban", "max_bantime"),
         ("mail", "192.0.2.9", &soon, "flush", "neither ban nor unban"),
         ("mail", &long, &soon, "ban", "bytes"),
-        // ignoreip, the node's own address, loopback:
+        // ignoreip, the node's own address, loopback, a `never` network:
         ("mail", "10.9.0.200", &soon, "ban", "never bans"),
         ("mail", "10.9.0.1", &soon, "ban", "never bans"),
         ("mail", "127.0.0.1", &soon, "ban", "never bans"),
+        ("mail", "203.0.113.0/28", &soon, "ban", "never bans"),
     ];
     for (jail, target, until, op, said) in refusals {
         record(jail, target, until, op);
@@ -491,8 +492,8 @@ fn bad_records_and_protected_addresses_are_refused() {
         "nothing refused reached the kernel"
     );
     let status = a.ok(&["status"]);
-    assert!(status.contains("Records refused:\t11"), "{status}");
-    assert!(a.daemon.log().matches("record refused").count() >= 11);
+    assert!(status.contains("Records refused:\t12"), "{status}");
+    assert!(a.daemon.log().matches("record refused").count() >= 12);
 }
 
 /// Propagation latency A → C (A's log line → C's enforcer applied it) and
