@@ -55,6 +55,7 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
             addr,
             seconds,
             outcome,
+            permanent,
         } => {
             if fail2ban {
                 // fail2ban-client prints how many addresses it banned.
@@ -65,10 +66,12 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
                     "extended" => "ban extended",
                     _ => "already banned for at least as long",
                 };
-                println!(
-                    "{jail}: {addr} {what} ({})",
+                let how_long = if permanent {
+                    "permanent".to_string()
+                } else {
                     nftjail::bantime::human_secs(seconds)
-                );
+                };
+                println!("{jail}: {addr} {what} ({how_long})");
             }
         }
         Reply::Unbanned { bans } => {
@@ -163,7 +166,7 @@ fn print_bans(bans: &[BanInfo]) {
     for b in bans {
         let left = match b.remaining {
             Some(s) => format!("{} left", nftjail::bantime::human_secs(s)),
-            None => "no timeout".into(),
+            None => "permanent".into(),
         };
         if b.foreign {
             println!("{}\t{}\t{left}\tnot banned by nftjail", b.jail, b.addr);
@@ -196,6 +199,7 @@ pub fn fail2ban_forms(args: &[String]) -> Result<Vec<Request>, String> {
                 addr,
                 seconds: None,
                 force: false,
+                permanent: false,
             })
             .collect(),
         ["set", jail, "unbanip", rest @ ..] => addrs(rest)?

@@ -6,6 +6,7 @@
 //! refused whole, so the daemon never runs half-configured.
 
 mod backend;
+pub mod blocklist;
 pub mod duration;
 pub mod error;
 pub mod files;
@@ -128,6 +129,8 @@ pub struct Jail {
     pub app: Option<String>,
     /// Longer bans for repeat offenders (`bantime_increment = true`).
     pub increment: Option<crate::bantime::Increment>,
+    /// A file of addresses and networks banned without timeout.
+    pub blocklist: Option<PathBuf>,
 }
 
 impl Jail {
@@ -331,6 +334,7 @@ impl Checker<'_> {
         let default_ports = d.port.as_ref().map(|p| self.ports(p, "defaults.port"));
         let default_ignoreself = d.ignoreself.unwrap_or(true);
         let default_increment = d.increment();
+        let default_blocklist = self.blocklist_path(d.blocklist.as_ref(), "defaults.blocklist");
 
         let mut jails = Vec::new();
         for (name, spanned) in &raw.jail {
@@ -384,8 +388,13 @@ impl Checker<'_> {
             let mut nets = default_ignore.clone();
             nets.extend(self.ignoreip(j.ignoreip.as_ref(), &format!("{key}.ignoreip")));
             let increment = self.increment(&default_increment, &j.increment(), &key);
+            let blocklist = match j.blocklist.as_ref() {
+                Some(b) => self.blocklist_path(Some(b), &format!("{key}.blocklist")),
+                None => default_blocklist.clone(),
+            };
             let jail = Jail {
                 increment,
+                blocklist,
                 name: Arc::from(name.as_str()),
                 // A placeholder keeps checking the other keys; the config is
                 // refused anyway since the filter problem was recorded.

@@ -107,6 +107,8 @@ pub struct RawDefaults {
     pub bantime_maxtime: Option<Spanned<toml::Value>>,
     pub bantime_rndtime: Option<Spanned<toml::Value>>,
     pub bantime_overalljails: Option<bool>,
+    /// A file of addresses and networks every jail bans without timeout.
+    pub blocklist: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +138,8 @@ pub struct RawJail {
     pub journal: Option<Spanned<toml::Value>>,
     /// Program names (syslog tag / APP-NAME) whose messages this jail reads.
     pub syslog: Option<Spanned<toml::Value>>,
+    /// A file of addresses and networks banned without timeout ("": none).
+    pub blocklist: Option<Spanned<String>>,
 }
 
 /// The `bantime_*` keys of `[defaults]` or of a jail, gathered (serde's

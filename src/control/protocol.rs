@@ -36,6 +36,9 @@ pub enum Request {
         /// Ban even an address the jail ignores (ignoreip, ignoreself).
         #[serde(default)]
         force: bool,
+        /// Without timeout, kept across restarts until an unban (`seconds` unused).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        permanent: bool,
     },
     /// `jail` None: every jail; `addr` None: every address.
     Unban {
@@ -120,6 +123,9 @@ pub enum Reply {
         addr: String,
         seconds: u64,
         outcome: String,
+        /// Without timeout (`seconds` is 0).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        permanent: bool,
     },
     Unbanned {
         bans: Vec<BanInfo>,
@@ -276,6 +282,14 @@ mod tests {
                 addr: "203.0.113.9".into(),
                 seconds: Some(60),
                 force: false,
+                permanent: false,
+            },
+            Request::Ban {
+                jail: "sshd".into(),
+                addr: "198.51.100.0/24".into(),
+                seconds: None,
+                force: false,
+                permanent: true,
             },
             Request::Unban {
                 jail: None,

@@ -49,7 +49,9 @@ impl Handler for Handle {
                 addr,
                 seconds,
                 force,
+                permanent,
             } => {
+                let seconds = if permanent { None } else { Some(seconds) };
                 let answer = self.ban(&jail, &addr, seconds, force).await;
                 self.status_changed.notify_one();
                 answer
@@ -224,7 +226,14 @@ impl Handle {
         slots.names.iter().position(|n| &**n == jail)
     }
 
-    async fn ban(&self, jail: &str, addr: &str, seconds: Option<u64>, force: bool) -> Answer {
+    /// `seconds` None: permanent; Some(None): the jail's bantime.
+    async fn ban(
+        &self,
+        jail: &str,
+        addr: &str,
+        seconds: Option<Option<u64>>,
+        force: bool,
+    ) -> Answer {
         let (config, index) = self.known_jail(jail)?;
         let target = parse_target(addr)?;
         let j = &config.jails[index];
@@ -238,24 +247,32 @@ impl Handle {
             ));
         }
         let bantime = match seconds {
-            Some(0) => return Err(error(ErrorCode::BadRequest, "a ban of 0 seconds")),
-            Some(s) => Duration::from_secs(s),
-            None => j.bantime,
+            Some(Some(0)) => return Err(error(ErrorCode::BadRequest, "a ban of 0 seconds")),
+            Some(Some(s)) => Some(Duration::from_secs(s)),
+            Some(None) => Some(j.bantime),
+            None => None,
         };
         let name = Arc::clone(&j.name);
         let outcome = self
-            .ask(&self.enforcer, |reply| EnforcerMsg::Manual {
-                jail: Arc::clone(&name),
-                target,
-                bantime,
-                reply,
+            .ask(&self.enforcer, |reply| match bantime {
+                Some(bantime) => EnforcerMsg::Manual {
+                    jail: Arc::clone(&name),
+                    target,
+                    bantime,
+                    reply,
+                },
+                None => EnforcerMsg::Permanent {
+                    jail: Arc::clone(&name),
+                    target,
+                    reply,
+                },
             })
             .await?
             .map_err(|e| match e {
                 EnforceError::Overlap { .. } => error(ErrorCode::Refused, e.to_string()),
                 e => error(ErrorCode::Failed, e.to_string()),
             })?;
-        if outcome == Applied::Added && is_host(&target) {
+        if let (Applied::Added, true, Some(bantime)) = (outcome, is_host(&target), bantime) {
             // Counts for bantime increment, where the tracker decides it.
             let _ = self
                 .tracker
@@ -269,7 +286,8 @@ impl Handle {
         Ok(Reply::Ban {
             jail: jail.to_string(),
             addr: show(&target),
-            seconds: bantime.as_secs(),
+            seconds: bantime.map_or(0, |b| b.as_secs()),
+            permanent: bantime.is_none(),
             outcome: match outcome {
                 Applied::Added => "added",
                 Applied::Extended => "extended",

@@ -54,6 +54,8 @@ struct LastRun {
     offences: Offences,
     positions: Vec<(String, Position)>,
     failures: Vec<(String, std::net::IpAddr, SystemTime)>,
+    /// The bans the jails' blocklists put in the kernel.
+    blocklisted: Vec<(String, ipnet::IpNet)>,
 }
 
 pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Running, DaemonError> {
@@ -79,7 +81,9 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let (enforcer_tx, enforcer_rx) = mpsc::channel::<EnforcerMsg>(BAN_QUEUE);
     let (tracker_tx, tracker_rx) = mpsc::channel::<TrackerCtl>(256);
 
-    let enforcer = spawn_enforcer(backend, &rules, state_tx.clone(), &enforcer_tx, enforcer_rx)?;
+    let enforcer = Enforcer::new(backend, &rules, state_tx.clone()).with_blocklisted(last.blocklisted);
+    let enforcer = spawn_enforcer(enforcer, &enforcer_tx, enforcer_rx)?;
+    super::blocklist::load(&config, &enforcer_tx).await;
     let mut slots = JailSlots::default();
     let (ids, jails) = slots.assign(&config);
     let mut counting = Tracker::with_slots(jails, config.max_tracked).with_offences(last.offences);
@@ -147,13 +151,10 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
 
 /// The enforcer on its own thread: the only owner of the backend.
 fn spawn_enforcer(
-    backend: Box<dyn Backend>,
-    rules: &[JailRules],
-    state: Option<StateTx>,
+    mut enforcer: Enforcer,
     tx: &mpsc::Sender<EnforcerMsg>,
     rx: mpsc::Receiver<EnforcerMsg>,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
-    let mut enforcer = Enforcer::new(backend, rules, state);
     enforcer.watch_for_tampering(tx.clone());
     std::thread::Builder::new()
         .name("enforcer".into())
@@ -249,6 +250,7 @@ fn restore_last_run(
             offences: Offences::new(config.dbpurgeage),
             positions: Vec::new(),
             failures: Vec::new(),
+            blocklisted: Vec::new(),
         };
         return Ok((None, nothing));
     }
@@ -290,6 +292,12 @@ fn read_last_run(
         offences: offences(&store, config)?,
         positions: store.positions()?,
         failures: store.failures()?,
+        blocklisted: store
+            .bans()?
+            .into_iter()
+            .filter(|b| b.cause == crate::message::Cause::Blocklist)
+            .map(|b| (b.jail.to_string(), b.net))
+            .collect(),
     };
     Ok((store, last))
 }

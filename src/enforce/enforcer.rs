@@ -20,9 +20,11 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+mod blocklist;
 mod gone;
 mod manual;
 
+pub use blocklist::{Blocklist, BlocklistApplied};
 pub use gone::GoneJail;
 
 use super::banlog::BanLog;
@@ -56,6 +58,17 @@ pub enum EnforcerMsg {
         target: IpNet,
         bantime: Duration,
         reply: oneshot::Sender<Result<Applied, EnforceError>>,
+    },
+    /// `nftjail ban --permanent`: an address or a prefix, without timeout.
+    Permanent {
+        jail: Arc<str>,
+        target: IpNet,
+        reply: oneshot::Sender<Result<Applied, EnforceError>>,
+    },
+    /// The jails' blocklists as read at start or on reload.
+    Blocklists {
+        lists: Vec<Blocklist>,
+        reply: oneshot::Sender<Vec<BlocklistApplied>>,
     },
     /// `nftjail unban`: None means every jail / every address and prefix.
     Unban {
@@ -158,6 +171,8 @@ pub struct Enforcer {
     state: Option<StateTx>,
     /// Bumped whenever bans were added, extended or lifted (see [`EnforcerMsg::Ping`]).
     changes: u64,
+    /// Per jail: the bans its blocklist put in the kernel.
+    blocklisted: blocklist::Blocklisted,
 }
 
 impl Enforcer {
@@ -171,6 +186,7 @@ impl Enforcer {
             totals: HashMap::new(),
             state,
             changes: 0,
+            blocklisted: Default::default(),
         }
     }
 
@@ -247,6 +263,16 @@ impl Enforcer {
                     reply,
                 } => {
                     let _ = reply.send(self.manual(jail, target, bantime));
+                }
+                EnforcerMsg::Permanent {
+                    jail,
+                    target,
+                    reply,
+                } => {
+                    let _ = reply.send(self.manual_permanent(jail, target));
+                }
+                EnforcerMsg::Blocklists { lists, reply } => {
+                    let _ = reply.send(self.blocklists(lists));
                 }
                 EnforcerMsg::Unban {
                     jail,
@@ -511,6 +537,7 @@ impl Enforcer {
             Ok(()) => info!("stopping: our table and every ban in it removed (on_stop = flush)"),
             Err(e) => warn!("stopping: could not remove our table: {e}"),
         }
+        self.blocklisted.clear();
         let all = self
             .all_rules()
             .into_iter()

@@ -15,6 +15,7 @@
 
 mod listing;
 mod netlink;
+mod permanent;
 mod ruleset;
 mod watch;
 pub mod wire;
@@ -302,25 +303,9 @@ impl NftBackend {
             }
         }
         for (set, nets) in forever {
-            let mut w = self.nl.writer();
-            let hosts: Vec<(IpAddr, Option<Duration>)> = nets
-                .iter()
-                .filter(|n| n.prefix_len() == n.max_prefix_len())
-                .map(|n| (n.addr(), None))
-                .collect();
-            let prefixes: Vec<(IpNet, Option<Duration>)> = nets
-                .iter()
-                .filter(|n| n.prefix_len() != n.max_prefix_len())
-                .map(|n| (*n, None))
-                .collect();
-            if !hosts.is_empty() {
-                w.elements(&self.table, set, &hosts, true);
+            for chunk in nets.chunks(permanent::PER_TRANSACTION) {
+                self.add_forever(set, chunk)?;
             }
-            if !prefixes.is_empty() {
-                w.intervals(&self.table, set, &prefixes, true);
-            }
-            let msg = format!("restore permanent bans into {set}");
-            self.commit(&w.buf, &|_| msg.clone())?;
         }
         Ok(())
     }
@@ -503,6 +488,10 @@ impl Backend for NftBackend {
                 continue;
             }
             if *other != net {
+                // Inside a permanent prefix: banned for good already.
+                if *until == Until::Never && other.contains(&net.network()) {
+                    return Ok(Applied::Unchanged);
+                }
                 return Err(EnforceError::Overlap {
                     wanted: net.to_string(),
                     existing: other.to_string(),
@@ -631,6 +620,14 @@ impl Backend for NftBackend {
             self.bans.insert(jail, *net, until);
         }
         Ok(todo.len())
+    }
+
+    fn ban_permanent(&mut self, jail: &str, nets: &[IpNet]) -> super::PermanentOutcomes {
+        self.permanent(jail, nets)
+    }
+
+    fn lift_many(&mut self, jail: &str, nets: &[IpNet]) -> Result<usize, EnforceError> {
+        self.lift_permanent(jail, nets)
     }
 
     fn remove_all(&mut self) -> Result<(), EnforceError> {

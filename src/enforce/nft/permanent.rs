@@ -1,0 +1,313 @@
+//! Elements without timeout: blocklist entries and `ban --permanent`.
+//!
+//! A blocklist may hold a hundred thousand entries, so they go in a few
+//! large transactions (each under [`MAX_TRANSACTION`]), not one per entry.
+//! A transaction is refused whole, so what the kernel would refuse is kept
+//! out before sending: a prefix inside or around another one of the same
+//! interval set (EEXIST), and a delete of an element that is not there
+//! (ENOENT). An element our record holds with a timeout, or that someone
+//! else added, is replaced (delete and add in one transaction), since adding
+//! over it would keep its timeout.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use tracing::debug;
+
+use super::netlink::MAX_TRANSACTION;
+use super::wire::{net_set_name, set_name};
+use super::{NftBackend, GC_GRACE, PAUSE_WATCH_AT};
+use crate::enforce::record::{is_host, Until};
+use crate::enforce::{Applied, EnforceError, PermanentOutcomes};
+
+/// Entries per transaction: a prefix of IPv6 is the largest, at about 64
+/// bytes with its interval end.
+pub(super) const PER_TRANSACTION: usize = MAX_TRANSACTION / 80;
+
+/// How one entry reaches the kernel.
+enum Plan {
+    /// Nothing there: added in bulk.
+    Add,
+    /// Held with a timeout, or by someone else: deleted and added again.
+    Replace,
+}
+
+impl NftBackend {
+    /// [`crate::enforce::Backend::ban_permanent`].
+    pub(super) fn permanent(&mut self, jail: &str, nets: &[IpNet]) -> PermanentOutcomes {
+        self.bans.known(jail)?;
+        let now = Instant::now();
+        let mut outcomes: Vec<Result<Applied, EnforceError>> = Vec::with_capacity(nets.len());
+        let mut todo: Vec<(usize, IpNet, Plan)> = Vec::new();
+        // Prefixes decided within this call, so two of them never overlap.
+        let mut taken: Vec<IpNet> = Vec::new();
+        for (i, net) in nets.iter().enumerate() {
+            let net = canonical(net);
+            let decided = if is_host(&net) {
+                self.plan_host(jail, net.addr(), now)
+            } else {
+                self.plan_net(jail, &net, &taken, now)
+            };
+            match decided {
+                Ok(Some(plan)) => {
+                    if !is_host(&net) {
+                        taken.push(net);
+                    }
+                    let outcome = match plan {
+                        Plan::Replace if self.bans.get(jail, &net).is_some() => Applied::Extended,
+                        _ => Applied::Added,
+                    };
+                    outcomes.push(Ok(outcome));
+                    todo.push((i, net, plan));
+                }
+                Ok(None) => outcomes.push(Ok(Applied::Unchanged)),
+                Err(e) => outcomes.push(Err(e)),
+            }
+        }
+        let paused = todo.len() >= PAUSE_WATCH_AT && self.paused.is_none() && self.pause_watch();
+        let sent = self.send_permanent(jail, &todo, &mut outcomes);
+        if paused {
+            self.resume_watch();
+        }
+        sent?;
+        for (i, net, _) in &todo {
+            if matches!(outcomes.get(*i), Some(Ok(_))) {
+                self.adopted(jail, net);
+                self.bans.insert(jail, *net, Until::Never);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// None: already banned for good.
+    fn plan_host(
+        &self,
+        jail: &str,
+        addr: IpAddr,
+        now: Instant,
+    ) -> Result<Option<Plan>, EnforceError> {
+        let held = self.bans.addrs(jail).and_then(|b| b.get(&addr));
+        Ok(match held {
+            Some(Until::Never) => None,
+            Some(Until::At(t)) if *t + GC_GRACE > now => Some(Plan::Replace),
+            Some(Until::At(_)) => Some(Plan::Add),
+            None if self.is_foreign(jail, addr) => Some(Plan::Replace),
+            None => Some(Plan::Add),
+        })
+    }
+
+    /// None: already banned for good, by this prefix or one around it.
+    fn plan_net(
+        &self,
+        jail: &str,
+        net: &IpNet,
+        taken: &[IpNet],
+        now: Instant,
+    ) -> Result<Option<Plan>, EnforceError> {
+        let overlaps = |other: &IpNet| other.contains(&net.network()) || net.contains(&other.network());
+        let overlap = |other: &IpNet| EnforceError::Overlap {
+            wanted: net.to_string(),
+            existing: other.to_string(),
+        };
+        if let Some(other) = taken.iter().find(|o| overlaps(o)) {
+            return Err(overlap(other));
+        }
+        let mut plan = Plan::Add;
+        let nets = self.bans.nets(jail).into_iter().flatten();
+        for (other, until) in nets {
+            let live = match until {
+                Until::Never => true,
+                Until::At(t) => *t + GC_GRACE > now,
+            };
+            if !live || !overlaps(other) {
+                continue;
+            }
+            match until {
+                Until::Never if other.contains(&net.network()) => return Ok(None),
+                _ if other == net => plan = Plan::Replace,
+                _ => return Err(overlap(other)),
+            }
+        }
+        let foreign = self.foreign.get(jail).into_iter().flatten();
+        for (other, _) in foreign.filter(|(o, _)| !is_host(o) && overlaps(o)) {
+            if other != net {
+                return Err(overlap(other));
+            }
+            plan = Plan::Replace;
+        }
+        Ok(Some(plan))
+    }
+
+    /// Sends the planned entries: additions in bulk, per set, a few large
+    /// transactions; replacements one by one. An entry the kernel refuses
+    /// alone gets its error in `outcomes`; Err when our table is gone.
+    fn send_permanent(
+        &mut self,
+        jail: &str,
+        todo: &[(usize, IpNet, Plan)],
+        outcomes: &mut [Result<Applied, EnforceError>],
+    ) -> Result<(), EnforceError> {
+        let mut bulk: HashMap<String, Vec<(usize, IpNet)>> = HashMap::new();
+        for (i, net, plan) in todo {
+            match plan {
+                Plan::Add => bulk.entry(set_of(jail, net)).or_default().push((*i, *net)),
+                Plan::Replace => {
+                    if let Err(e) = self.replace_permanent(jail, net) {
+                        if e.is_missing() {
+                            return Err(e);
+                        }
+                        set_outcome(outcomes, *i, Err(e));
+                    }
+                }
+            }
+        }
+        for (set, entries) in &bulk {
+            for chunk in entries.chunks(PER_TRANSACTION) {
+                let nets: Vec<IpNet> = chunk.iter().map(|(_, n)| *n).collect();
+                match self.add_forever(set, &nets) {
+                    Ok(()) => {}
+                    Err(e) if e.is_missing() => return Err(e),
+                    Err(e) => {
+                        // Refused whole: find the entries it refuses, alone.
+                        debug!(set, entries = chunk.len(), "refused in bulk ({e}); adding one by one");
+                        for (i, net) in chunk {
+                            match self.add_forever(set, std::slice::from_ref(net)) {
+                                Ok(()) => {}
+                                Err(e) if e.is_missing() => return Err(e),
+                                Err(e) => set_outcome(outcomes, *i, Err(e)),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One transaction adding `nets` (all of `set`) without timeout.
+    pub(super) fn add_forever(&mut self, set: &str, nets: &[IpNet]) -> Result<(), EnforceError> {
+        let mut w = self.nl.writer();
+        write(&mut w, &self.table, set, nets, true);
+        let msg = format!("add {} entries without timeout to {set}", nets.len());
+        self.commit(&w.buf, &|_| msg.clone())
+    }
+
+    /// A timed (or foreign) element made permanent: deleted and added in one
+    /// transaction, so it is never out; added alone if the kernel already
+    /// collected it.
+    fn replace_permanent(&mut self, jail: &str, net: &IpNet) -> Result<(), EnforceError> {
+        let set = set_of(jail, net);
+        let one = std::slice::from_ref(net);
+        let mut w = self.nl.writer();
+        write(&mut w, &self.table, &set, one, false);
+        write(&mut w, &self.table, &set, one, true);
+        let msg = format!("make the ban of {net} in {set} permanent");
+        match self.commit(&w.buf, &|_| msg.clone()) {
+            Err(e) if e.is_missing() => self.add_forever(&set, one),
+            other => other,
+        }
+    }
+
+    /// [`crate::enforce::Backend::lift_many`]: in bulk, per set; a chunk
+    /// refused because an element was already gone (deleted by hand) is
+    /// done again one by one, skipping what is not there.
+    pub(super) fn lift_permanent(&mut self, jail: &str, nets: &[IpNet]) -> Result<usize, EnforceError> {
+        self.bans.known(jail)?;
+        let mut per_set: HashMap<String, Vec<IpNet>> = HashMap::new();
+        for net in nets.iter().map(canonical) {
+            let ours = self.bans.get(jail, &net).is_some();
+            let theirs = self.foreign.get(jail).is_some_and(|f| f.contains_key(&net));
+            if ours || theirs {
+                per_set.entry(set_of(jail, &net)).or_default().push(net);
+            }
+        }
+        let paused = nets.len() >= PAUSE_WATCH_AT && self.paused.is_none() && self.pause_watch();
+        let lifted = self.delete_sets(jail, &per_set);
+        if paused {
+            self.resume_watch();
+        }
+        lifted
+    }
+
+    fn delete_sets(
+        &mut self,
+        jail: &str,
+        per_set: &HashMap<String, Vec<IpNet>>,
+    ) -> Result<usize, EnforceError> {
+        let mut lifted = 0;
+        for (set, nets) in per_set {
+            for chunk in nets.chunks(PER_TRANSACTION) {
+                let mut w = self.nl.writer();
+                write(&mut w, &self.table, set, chunk, false);
+                let msg = format!("delete {} entries from {set}", chunk.len());
+                match self.commit(&w.buf, &|_| msg.clone()) {
+                    Ok(()) => lifted += chunk.len(),
+                    Err(e) if e.is_missing() && chunk.len() > 1 => {
+                        for net in chunk {
+                            let mut w = self.nl.writer();
+                            write(&mut w, &self.table, set, std::slice::from_ref(net), false);
+                            match self.commit(&w.buf, &|_| format!("delete {net} from {set}")) {
+                                Ok(()) => lifted += 1,
+                                Err(e) if e.is_missing() => {}
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
+                    Err(e) if e.is_missing() => {}
+                    Err(e) => return Err(e),
+                }
+                for net in chunk {
+                    self.bans.remove(jail, net);
+                    self.adopted(jail, net);
+                }
+            }
+        }
+        Ok(lifted)
+    }
+}
+
+/// Adds (without timeout) or deletes of `nets`, all of one set, into `w`.
+fn write(w: &mut super::wire::Writer, table: &str, set: &str, nets: &[IpNet], add: bool) {
+    let hosts: Vec<(IpAddr, Option<Duration>)> = nets
+        .iter()
+        .filter(|n| is_host(n))
+        .map(|n| (n.addr(), None))
+        .collect();
+    let prefixes: Vec<(IpNet, Option<Duration>)> = nets
+        .iter()
+        .filter(|n| !is_host(n))
+        .map(|n| (*n, None))
+        .collect();
+    if !hosts.is_empty() {
+        w.elements(table, set, &hosts, add);
+    }
+    if !prefixes.is_empty() {
+        w.intervals(table, set, &prefixes, add);
+    }
+}
+
+/// The set an entry goes in: an address set or a prefix set.
+fn set_of(jail: &str, net: &IpNet) -> String {
+    if is_host(net) {
+        set_name(jail, net.addr())
+    } else {
+        net_set_name(jail, net)
+    }
+}
+
+/// An IPv4-mapped IPv6 address as IPv4, a prefix without host bits.
+fn canonical(net: &IpNet) -> IpNet {
+    if is_host(net) {
+        IpNet::from(net.addr().to_canonical())
+    } else {
+        net.trunc()
+    }
+}
+
+fn set_outcome(outcomes: &mut [Result<Applied, EnforceError>], i: usize, r: Result<Applied, EnforceError>) {
+    if let Some(slot) = outcomes.get_mut(i) {
+        *slot = r;
+    }
+}
