@@ -181,8 +181,15 @@ mod tests {
         let lines: Vec<usize> = b.bad.iter().map(|l| l.line).collect();
         assert_eq!(lines, [6, 7, 8]);
         let shown = b.bad[0].to_string();
-        assert!(shown.starts_with("/etc/nftjail/bl.txt:6: \"not an address\""), "{shown}");
-        assert!(b.bad[1].reason.contains("10.0.0.0/8"), "{}", b.bad[1].reason);
+        assert!(
+            shown.starts_with("/etc/nftjail/bl.txt:6: \"not an address\""),
+            "{shown}"
+        );
+        assert!(
+            b.bad[1].reason.contains("10.0.0.0/8"),
+            "{}",
+            b.bad[1].reason
+        );
     }
 
     #[test]

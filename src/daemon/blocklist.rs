@@ -92,8 +92,8 @@ fn read_file(path: &Path) -> Option<file::Blocklist> {
     }
 }
 
-/// The entries a jail may ban: without overlaps among themselves, and none
-/// covering an address it must never ban.
+/// The entries a jail may ban: none covering an address it must never ban,
+/// and without overlaps among themselves.
 fn allowed(
     jail: &str,
     path: &Path,
@@ -101,16 +101,7 @@ fn allowed(
     ignore: &IgnoreList,
     own: &IgnoreList,
 ) -> Vec<IpNet> {
-    let (entries, covered) = file::without_overlaps(entries);
-    if covered > 0 {
-        info!(
-            jail,
-            file = %path.display(),
-            covered,
-            "blocklist entries inside wider entries of the same list left out"
-        );
-    }
-    entries
+    let entries = entries
         .into_iter()
         .filter(|net| {
             let Some(hit) = ignore.overlap(net).or_else(|| own.overlap(net)) else {
@@ -125,5 +116,17 @@ fn allowed(
             );
             false
         })
-        .collect()
+        .collect::<Vec<_>>();
+    // After the check: an address the jail may ban stays in even when a
+    // wider entry around it was just left out.
+    let (entries, covered) = file::without_overlaps(entries);
+    if covered > 0 {
+        info!(
+            jail,
+            file = %path.display(),
+            covered,
+            "blocklist entries inside wider entries of the same list left out"
+        );
+    }
+    entries
 }

@@ -24,7 +24,6 @@ use crate::enforce::{self, restore, Backend};
 use crate::message::FailureBatch;
 use crate::metrics::Exporter;
 use crate::pipeline::{self, Sources};
-use crate::rules::JailRules;
 use crate::source::file::Position;
 use crate::source::journal::{CursorStore, JournalError};
 use crate::state::writer::{self as state_writer, StateMsg, StateTx};
@@ -81,7 +80,8 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let (enforcer_tx, enforcer_rx) = mpsc::channel::<EnforcerMsg>(BAN_QUEUE);
     let (tracker_tx, tracker_rx) = mpsc::channel::<TrackerCtl>(256);
 
-    let enforcer = Enforcer::new(backend, &rules, state_tx.clone()).with_blocklisted(last.blocklisted);
+    let enforcer =
+        Enforcer::new(backend, &rules, state_tx.clone()).with_blocklisted(last.blocklisted);
     let enforcer = spawn_enforcer(enforcer, &enforcer_tx, enforcer_rx)?;
     super::blocklist::load(&config, &enforcer_tx).await;
     let mut slots = JailSlots::default();

@@ -31,10 +31,12 @@ impl LogBackend {
 
     fn lift(&mut self, jail: &str, net: IpNet) -> bool {
         let now = Instant::now();
-        self.bans.remove(jail, &net).is_some_and(|until| match until {
-            Until::At(t) => t > now,
-            Until::Never => true,
-        })
+        self.bans
+            .remove(jail, &net)
+            .is_some_and(|until| match until {
+                Until::At(t) => t > now,
+                Until::Never => true,
+            })
     }
 }
 

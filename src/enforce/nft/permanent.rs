@@ -106,7 +106,8 @@ impl NftBackend {
         taken: &[IpNet],
         now: Instant,
     ) -> Result<Option<Plan>, EnforceError> {
-        let overlaps = |other: &IpNet| other.contains(&net.network()) || net.contains(&other.network());
+        let overlaps =
+            |other: &IpNet| other.contains(&net.network()) || net.contains(&other.network());
         let overlap = |other: &IpNet| EnforceError::Overlap {
             wanted: net.to_string(),
             existing: other.to_string(),
@@ -171,7 +172,11 @@ impl NftBackend {
                     Err(e) if e.is_missing() => return Err(e),
                     Err(e) => {
                         // Refused whole: find the entries it refuses, alone.
-                        debug!(set, entries = chunk.len(), "refused in bulk ({e}); adding one by one");
+                        debug!(
+                            set,
+                            entries = chunk.len(),
+                            "refused in bulk ({e}); adding one by one"
+                        );
                         for (i, net) in chunk {
                             match self.add_forever(set, std::slice::from_ref(net)) {
                                 Ok(()) => {}
@@ -213,7 +218,11 @@ impl NftBackend {
     /// [`crate::enforce::Backend::lift_many`]: in bulk, per set; a chunk
     /// refused because an element was already gone (deleted by hand) is
     /// done again one by one, skipping what is not there.
-    pub(super) fn lift_permanent(&mut self, jail: &str, nets: &[IpNet]) -> Result<usize, EnforceError> {
+    pub(super) fn lift_permanent(
+        &mut self,
+        jail: &str,
+        nets: &[IpNet],
+    ) -> Result<usize, EnforceError> {
         self.bans.known(jail)?;
         let mut per_set: HashMap<String, Vec<IpNet>> = HashMap::new();
         for net in nets.iter().map(canonical) {
@@ -306,7 +315,11 @@ fn canonical(net: &IpNet) -> IpNet {
     }
 }
 
-fn set_outcome(outcomes: &mut [Result<Applied, EnforceError>], i: usize, r: Result<Applied, EnforceError>) {
+fn set_outcome(
+    outcomes: &mut [Result<Applied, EnforceError>],
+    i: usize,
+    r: Result<Applied, EnforceError>,
+) {
     if let Some(slot) = outcomes.get_mut(i) {
         *slot = r;
     }

@@ -452,13 +452,17 @@ impl Backend for UfwBackend {
     /// One write of ufw's files for them all, not one per entry.
     fn lift_many(&mut self, jail: &str, nets: &[IpNet]) -> Result<usize, EnforceError> {
         let held = |me: &Self, n: &IpNet| me.bans.get(jail).is_some_and(|b| b.contains_key(n));
-        let gone: Vec<IpNet> = nets.iter().map(|n| n.trunc()).filter(|n| held(self, n)).collect();
+        let gone: Vec<IpNet> = nets
+            .iter()
+            .map(|n| n.trunc())
+            .filter(|n| held(self, n))
+            .collect();
         if gone.is_empty() {
             return Ok(0);
         }
         self.apply(|me| {
             if let Some(b) = me.bans.get_mut(jail) {
-                gone.iter().for_each(|n| drop(b.remove(n)));
+                b.retain(|n, _| !gone.contains(n));
             }
         })?;
         Ok(gone.len())
