@@ -9,7 +9,7 @@
 //! else added, is replaced (delete and add in one transaction), since adding
 //! over it would keep its timeout.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -41,19 +41,19 @@ impl NftBackend {
         let now = Instant::now();
         let mut outcomes: Vec<Result<Applied, EnforceError>> = Vec::with_capacity(nets.len());
         let mut todo: Vec<(usize, IpNet, Plan)> = Vec::new();
-        // Prefixes decided within this call, so two of them never overlap.
-        let mut taken: Vec<IpNet> = Vec::new();
+        // With those decided within this call, so two of them never overlap.
+        let mut held = self.intervals(jail, now);
         for (i, net) in nets.iter().enumerate() {
             let net = canonical(net);
             let decided = if is_host(&net) {
                 self.plan_host(jail, net.addr(), now)
             } else {
-                self.plan_net(jail, &net, &taken, now)
+                self.plan_net(&net, &held)
             };
             match decided {
                 Ok(Some(plan)) => {
                     if !is_host(&net) {
-                        taken.push(net);
+                        held.insert(net, Held::New);
                     }
                     let outcome = match plan {
                         Plan::Replace if self.bans.get(jail, &net).is_some() => Applied::Extended,
@@ -99,46 +99,38 @@ impl NftBackend {
     }
 
     /// None: already banned for good, by this prefix or one around it.
-    fn plan_net(
-        &self,
-        jail: &str,
-        net: &IpNet,
-        taken: &[IpNet],
-        now: Instant,
-    ) -> Result<Option<Plan>, EnforceError> {
-        let overlaps =
-            |other: &IpNet| other.contains(&net.network()) || net.contains(&other.network());
-        let overlap = |other: &IpNet| EnforceError::Overlap {
-            wanted: net.to_string(),
-            existing: other.to_string(),
+    fn plan_net(&self, net: &IpNet, held: &Intervals) -> Result<Option<Plan>, EnforceError> {
+        let Some((other, how)) = held.overlapping(net) else {
+            return Ok(Some(Plan::Add));
         };
-        if let Some(other) = taken.iter().find(|o| overlaps(o)) {
-            return Err(overlap(other));
+        match how {
+            Held::Ours(Until::Never) | Held::New if other.contains(net) => Ok(None),
+            Held::Ours(_) | Held::Foreign if other == *net => Ok(Some(Plan::Replace)),
+            _ => Err(EnforceError::Overlap {
+                wanted: net.to_string(),
+                existing: other.to_string(),
+            }),
         }
-        let mut plan = Plan::Add;
-        let nets = self.bans.nets(jail).into_iter().flatten();
-        for (other, until) in nets {
-            let live = match until {
-                Until::Never => true,
-                Until::At(t) => *t + GC_GRACE > now,
-            };
-            if !live || !overlaps(other) {
-                continue;
+    }
+
+    /// The prefixes a jail's interval sets hold now (ours within the
+    /// kernel's grace for collecting expired ones, and foreign ones).
+    fn intervals(&self, jail: &str, now: Instant) -> Intervals {
+        let mut held = Intervals::default();
+        for (net, until) in self.bans.nets(jail).into_iter().flatten() {
+            if let Until::At(t) = until {
+                if *t + GC_GRACE <= now {
+                    continue;
+                }
             }
-            match until {
-                Until::Never if other.contains(&net.network()) => return Ok(None),
-                _ if other == net => plan = Plan::Replace,
-                _ => return Err(overlap(other)),
+            held.insert(*net, Held::Ours(*until));
+        }
+        for net in self.foreign.get(jail).into_iter().flatten().map(|(n, _)| n) {
+            if !is_host(net) {
+                held.insert(*net, Held::Foreign);
             }
         }
-        let foreign = self.foreign.get(jail).into_iter().flatten();
-        for (other, _) in foreign.filter(|(o, _)| !is_host(o) && overlaps(o)) {
-            if other != net {
-                return Err(overlap(other));
-            }
-            plan = Plan::Replace;
-        }
-        Ok(Some(plan))
+        held
     }
 
     /// Sends the planned entries: additions in bulk, per set, a few large
@@ -303,6 +295,48 @@ fn set_of(jail: &str, net: &IpNet) -> String {
         set_name(jail, net.addr())
     } else {
         net_set_name(jail, net)
+    }
+}
+
+/// Who holds a prefix of an interval set.
+#[derive(Debug, Clone, Copy)]
+enum Held {
+    Ours(Until),
+    Foreign,
+    /// Added by this call.
+    New,
+}
+
+/// Prefixes of one jail's interval sets by where they start. The kernel
+/// holds them side by side, never one inside another, so the only one that
+/// can overlap a prefix is the last to start at or before its end: one
+/// lookup per entry, where comparing with each would cost a blocklist's
+/// length squared.
+#[derive(Default)]
+struct Intervals(BTreeMap<(bool, u128), (u128, IpNet, Held)>);
+
+impl Intervals {
+    fn insert(&mut self, net: IpNet, held: Held) {
+        let (v6, start, end) = span(&net);
+        self.0.insert((v6, start), (end, net, held));
+    }
+
+    fn overlapping(&self, net: &IpNet) -> Option<(IpNet, Held)> {
+        let (v6, start, end) = span(net);
+        let ((family, _), (last, other, held)) = self.0.range(..=(v6, end)).next_back()?;
+        (*family == v6 && *last >= start).then_some((*other, *held))
+    }
+}
+
+/// A prefix's family and first and last address.
+fn span(net: &IpNet) -> (bool, u128, u128) {
+    match net {
+        IpNet::V4(n) => (
+            false,
+            u128::from(u32::from(n.network())),
+            u128::from(u32::from(n.broadcast())),
+        ),
+        IpNet::V6(n) => (true, u128::from(n.network()), u128::from(n.broadcast())),
     }
 }
 
