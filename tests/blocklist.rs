@@ -319,11 +319,30 @@ fn a_blocklist_of_100k_lines_loads_and_reloads() {
 
     // A restart knows them from the store: nothing to send either.
     d.stop();
-    let d = s.start(&ns);
+    let mut d = s.start(&ns);
     let line = logged(&d, "blocklist applied");
     assert!(
         line.contains("0 added, 0 removed, 100000 unchanged"),
         "{line}"
     );
     assert_eq!(kernel(&ns, "j-v4").len(), 90_000);
+
+    // A reboot: the store puts them all back, without timeout.
+    d.stop();
+    ns.output("nft", &["delete", "table", "inet", "nftjail"]);
+    let started = Instant::now();
+    let d = s.start(&ns);
+    eprintln!(
+        "100k permanent bans restored from the store, ready after {:?}",
+        started.elapsed()
+    );
+    let line = logged(&d, "blocklist applied");
+    assert!(
+        line.contains("0 added, 0 removed, 100000 unchanged"),
+        "{line}"
+    );
+    assert_eq!(kernel(&ns, "j-v4").len(), 90_000);
+    let nets = kernel(&ns, "j-net4");
+    assert_eq!(nets.len(), 10_000);
+    assert!(nets.iter().all(|e| e.timeout.is_none()));
 }
