@@ -253,6 +253,11 @@ fn a_permanent_ban_survives_restart_and_reboot_and_is_lifted_by_unban() {
     let banned = s.cli(&["banned", "198.51.100.9"]);
     assert!(banned.contains("j\t198.51.100.0/24\tpermanent"), "{banned}");
 
+    // Someone flushes the ruleset: the heal puts them back, still without timeout.
+    ns.output("nft", &["flush", "ruleset"]);
+    d.wait_for("rebuilt it and restored 4 bans", Duration::from_secs(10));
+    expect(&ns);
+
     // Restart: the kernel kept them.
     d.stop();
     let mut d1 = s.start(&ns);
