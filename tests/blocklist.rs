@@ -250,6 +250,7 @@ fn a_permanent_ban_survives_restart_and_reboot_and_is_lifted_by_unban() {
     expect(&ns);
     let status = s.cli(&["status", "j"]);
     assert!(status.contains("Currently banned:\t4"), "{status}");
+    assert!(status.contains("Permanent (no timeout):\t4"), "{status}");
     let banned = s.cli(&["banned", "198.51.100.9"]);
     assert!(banned.contains("j\t198.51.100.0/24\tpermanent"), "{banned}");
 

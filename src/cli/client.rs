@@ -151,6 +151,10 @@ fn print_status(s: &JailStatus) {
     println!("`- Actions");
     println!("   |- Currently banned:\t{}", s.currently_banned);
     println!("   |- Total banned:\t{}", s.total_banned);
+    if s.permanent > 0 {
+        // Counted and listed above too: blocklist entries, `ban --permanent`.
+        println!("   |- Permanent (no timeout):\t{}", s.permanent);
+    }
     if !s.foreign.is_empty() {
         // Counted and listed above too: they block like our bans.
         println!("   |- Not banned by nftjail:\t{}", s.foreign.join(" "));

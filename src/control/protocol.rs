@@ -159,6 +159,13 @@ pub struct JailStatus {
     /// Those of `banned` someone else added to the jail's sets by hand.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign: Vec<String>,
+    /// How many of `banned` have no timeout (blocklist, `ban --permanent`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub permanent: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A jail no longer configured and how many of its bans still run.

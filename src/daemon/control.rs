@@ -158,6 +158,7 @@ impl Handle {
             files: Vec::new(),
             currently_banned: banned.len() as u64,
             total_banned: bans.total,
+            permanent: permanent(&bans),
             banned,
             gone: true,
             foreign,
@@ -196,6 +197,7 @@ impl Handle {
             .chain(sources.journal.iter().map(|m| format!("journal: {m}")))
             .chain(sources.syslog.iter().map(|p| format!("syslog: {p}")))
             .collect();
+        let permanent = bans.as_ref().map_or(0, permanent);
         let (total_banned, banned, foreign): (u64, Vec<String>, Vec<String>) = match bans {
             Some(b) => (
                 b.total,
@@ -218,6 +220,7 @@ impl Handle {
             banned,
             gone: false,
             foreign,
+            permanent,
         })))
     }
 
@@ -345,6 +348,12 @@ impl Handle {
         }
         Ok(Reply::Banned { bans })
     }
+}
+
+/// A jail's bans without timeout, ours and foreign.
+fn permanent(bans: &JailBans) -> u64 {
+    let all = bans.bans.iter().chain(&bans.foreign);
+    all.filter(|(_, left)| left.is_none()).count() as u64
 }
 
 fn info(l: Lifted) -> BanInfo {

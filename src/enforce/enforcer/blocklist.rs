@@ -99,6 +99,9 @@ impl Enforcer {
             now_in.extend(&gone);
         }
         done.removed = lifted?;
+        for _ in 0..done.removed {
+            metrics::unbanned(jail, metrics::BLOCKLIST);
+        }
         if !gone.is_empty() {
             self.changes += 1;
             let keys = gone.iter().map(|n| (jail.to_string(), Some(*n))).collect();
@@ -130,7 +133,7 @@ impl Enforcer {
         if !stored.is_empty() {
             self.changes += 1;
             *self.totals.entry(jail.to_string()).or_default() += stored.len() as u64;
-            metrics::banned(jail, metrics::MANUAL, stored.len() as u64);
+            metrics::banned(jail, metrics::BLOCKLIST, stored.len() as u64);
             self.record(StateMsg::Banned(stored));
         }
         self.blocklisted.insert(jail.to_string(), now_in);
