@@ -206,3 +206,79 @@ fn permanent_ban(jail: &Arc<str>, net: IpNet, start: SystemTime, cause: Cause) -
         cause,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::enforce::enforcer::tests::rules;
+    use crate::enforce::log::LogBackend;
+    use crate::enforce::Backend;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn apply(e: &mut Enforcer, entries: Option<&[&str]>) -> Vec<BlocklistApplied> {
+        e.blocklists(vec![Blocklist {
+            jail: Arc::from("a"),
+            entries: entries.map(nets),
+        }])
+    }
+
+    fn held(e: &Enforcer) -> Vec<(IpNet, Option<std::time::Duration>)> {
+        e.backend.list("a")
+    }
+
+    #[test]
+    fn a_reload_sends_the_difference_and_an_unreadable_file_keeps_what_was_loaded() {
+        let mut backend: Box<dyn Backend> = Box::new(LogBackend::default());
+        backend.reconcile(&rules(&["a"])).unwrap();
+        let mut e = Enforcer::new(backend, &rules(&["a"]), None);
+        let first = apply(&mut e, Some(&["192.0.2.1/32", "198.51.100.0/24"]));
+        assert_eq!((first[0].added, first[0].removed, first[0].kept), (2, 0, 0));
+        assert!(
+            held(&e).iter().all(|(_, left)| left.is_none()),
+            "no timeout"
+        );
+
+        let second = apply(&mut e, Some(&["198.51.100.0/24", "203.0.113.0/24"]));
+        assert_eq!(
+            (second[0].added, second[0].removed, second[0].kept),
+            (1, 1, 1)
+        );
+        let listed: Vec<IpNet> = held(&e).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(listed, nets(&["198.51.100.0/24", "203.0.113.0/24"]));
+
+        // Unreadable: nothing changes; an unbanned entry comes back on the next load.
+        assert!(apply(&mut e, None).is_empty());
+        assert_eq!(held(&e).len(), 2);
+        e.unban(Some("a"), Some(nets(&["203.0.113.0/24"])[0]))
+            .unwrap();
+        assert_eq!(held(&e).len(), 1);
+        let third = apply(&mut e, Some(&["198.51.100.0/24", "203.0.113.0/24"]));
+        assert_eq!((third[0].added, third[0].kept), (1, 1));
+
+        // A manual permanent ban is not the blocklist's to lift.
+        e.manual_permanent(Arc::from("a"), nets(&["192.0.2.9/32"])[0])
+            .unwrap();
+        apply(&mut e, Some(&[]));
+        let listed: Vec<IpNet> = held(&e).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(listed, nets(&["192.0.2.9/32"]));
+    }
+
+    #[test]
+    fn the_last_runs_entries_are_lifted_when_gone_from_the_file() {
+        let mut backend: Box<dyn Backend> = Box::new(LogBackend::default());
+        backend.reconcile(&rules(&["a"])).unwrap();
+        backend
+            .ban_permanent("a", &nets(&["192.0.2.1/32", "192.0.2.2/32"]))
+            .unwrap();
+        let mut e = Enforcer::new(backend, &rules(&["a"]), None).with_blocklisted(
+            nets(&["192.0.2.1/32", "192.0.2.2/32"])
+                .into_iter()
+                .map(|n| ("a".to_string(), n)),
+        );
+        let done = apply(&mut e, Some(&["192.0.2.2/32"]));
+        assert_eq!((done[0].added, done[0].removed, done[0].kept), (0, 1, 1));
+    }
+}
