@@ -115,6 +115,24 @@ pub fn without_overlaps(mut entries: Vec<IpNet>) -> (Vec<IpNet>, usize) {
 }
 
 impl super::Checker<'_> {
+    /// A jail's blocklist: its own `blocklist`, else the one of `[defaults]`
+    /// (whose problem is reported once, not once per jail).
+    pub(super) fn jail_blocklist(
+        &mut self,
+        own: Option<&toml::Spanned<String>>,
+        default: Option<&toml::Spanned<String>>,
+        jail_key: &str,
+    ) -> Option<PathBuf> {
+        if own.is_some() {
+            return self.blocklist_path(own, &format!("{jail_key}.blocklist"));
+        }
+        let key = "defaults.blocklist";
+        if self.problems.iter().any(|p| p.key == key) {
+            return None;
+        }
+        self.blocklist_path(default, key)
+    }
+
     /// `blocklist = "PATH"`: an absolute path ("" for none, so a jail can
     /// leave out the one `[defaults]` gives). The file itself is read when
     /// the daemon starts or reloads: it may be fetched later, and a bad

@@ -83,6 +83,8 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let enforcer =
         Enforcer::new(backend, &rules, state_tx.clone()).with_blocklisted(last.blocklisted);
     let enforcer = spawn_enforcer(enforcer, &enforcer_tx, enforcer_rx)?;
+    // Queued before anything else can ask for a ban.
+    let _ = enforcer_tx.try_send(EnforcerMsg::Never(config.never.clone()));
     super::blocklist::load(&config, &enforcer_tx).await;
     let mut slots = JailSlots::default();
     let (ids, jails) = slots.assign(&config);

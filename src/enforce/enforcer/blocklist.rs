@@ -86,7 +86,17 @@ impl Enforcer {
         let wanted: HashSet<IpNet> = entries.into_iter().collect();
         let before = self.blocklisted.remove(&**jail).unwrap_or_default();
         let gone: Vec<IpNet> = before.difference(&wanted).copied().collect();
-        let new: Vec<IpNet> = wanted.difference(&before).copied().collect();
+        let new: Vec<IpNet> = wanted
+            .difference(&before)
+            .filter(|net| match self.check_never(net) {
+                Ok(()) => true,
+                Err(e) => {
+                    warn!(jail = %jail, entry = %show(net), "blocklist entry skipped: {e}");
+                    false
+                }
+            })
+            .copied()
+            .collect();
         let mut done = BlocklistApplied {
             jail: jail.to_string(),
             kept: before.intersection(&wanted).count(),
@@ -159,6 +169,7 @@ impl Enforcer {
         jail: Arc<str>,
         target: IpNet,
     ) -> Result<Applied, EnforceError> {
+        self.check_never(&target)?;
         let outcome = self
             .backend
             .ban_permanent(&jail, &[target])?
@@ -180,6 +191,21 @@ impl Enforcer {
             );
         }
         Ok(outcome)
+    }
+
+    /// `[daemon] never`: no ban may cover these networks, permanent or not.
+    pub(super) fn check_never(&self, target: &IpNet) -> Result<(), EnforceError> {
+        let covered = self
+            .never
+            .iter()
+            .find(|n| n.contains(&target.network()) || target.contains(&n.network()));
+        match covered {
+            Some(never) => Err(EnforceError::Never {
+                wanted: show(target),
+                never: show(never),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// An unbanned entry is no longer the blocklist's: a reload that still
