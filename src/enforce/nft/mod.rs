@@ -537,6 +537,7 @@ impl Backend for NftBackend {
         // is left out, as the kernel would refuse it.
         let mut bans: Vec<&Restore> = bans.iter().collect();
         bans.sort_by_key(|b| b.net.prefix_len());
+        let mut index = HashMap::new();
         for b in bans {
             let net = b.net.trunc();
             let host = net.prefix_len() == net.max_prefix_len();
@@ -553,7 +554,7 @@ impl Backend for NftBackend {
             };
             if held
                 || b.remaining.is_some_and(|d| d.is_zero())
-                || (!host && self.overlaps_held(&b.jail, &net, &todo))
+                || (!host && self.restore_overlaps(&mut index, &b.jail, &net))
             {
                 continue;
             }

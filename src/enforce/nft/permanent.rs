@@ -113,6 +113,31 @@ impl NftBackend {
         }
     }
 
+    /// [`crate::enforce::Backend::restore`]'s check, one lookup each:
+    /// whether prefix `net` overlaps, without being it, a prefix the jail's
+    /// sets may hold or one put back before it in the same call (`index`
+    /// keeps those, per jail). One that does not is taken into `index`.
+    pub(super) fn restore_overlaps(
+        &self,
+        index: &mut HashMap<String, Intervals>,
+        jail: &str,
+        net: &IpNet,
+    ) -> bool {
+        let held = index
+            .entry(jail.to_string())
+            .or_insert_with(|| self.intervals(jail, Instant::now()));
+        match held.overlapping(net) {
+            Some((other, _)) if other != *net => {
+                debug!(jail, %net, %other, "prefix not put back: it overlaps another banned prefix");
+                true
+            }
+            _ => {
+                held.insert(*net, Held::New);
+                false
+            }
+        }
+    }
+
     /// The prefixes a jail's interval sets hold now (ours within the
     /// kernel's grace for collecting expired ones, and foreign ones).
     fn intervals(&self, jail: &str, now: Instant) -> Intervals {
@@ -313,7 +338,7 @@ enum Held {
 /// lookup per entry, where comparing with each would cost a blocklist's
 /// length squared.
 #[derive(Default)]
-struct Intervals(BTreeMap<(bool, u128), (u128, IpNet, Held)>);
+pub(super) struct Intervals(BTreeMap<(bool, u128), (u128, IpNet, Held)>);
 
 impl Intervals {
     fn insert(&mut self, net: IpNet, held: Held) {
