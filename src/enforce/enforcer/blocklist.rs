@@ -85,6 +85,13 @@ impl Enforcer {
         let started = Instant::now();
         let wanted: HashSet<IpNet> = entries.into_iter().collect();
         let before = self.blocklisted.remove(&**jail).unwrap_or_default();
+        if wanted.is_empty() && before.is_empty() {
+            // No blocklist, now or before: nothing to say.
+            return Ok(BlocklistApplied {
+                jail: jail.to_string(),
+                ..BlocklistApplied::default()
+            });
+        }
         let gone: Vec<IpNet> = before.difference(&wanted).copied().collect();
         let new: Vec<IpNet> = wanted
             .difference(&before)
@@ -152,7 +159,7 @@ impl Enforcer {
             added = done.added,
             removed = done.removed,
             kept = done.kept,
-            refused = done.refused,
+            skipped = done.refused,
             ms = started.elapsed().as_millis() as u64,
             "blocklist applied: {} added, {} removed, {} unchanged",
             done.added,
