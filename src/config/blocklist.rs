@@ -211,6 +211,48 @@ mod tests {
     }
 
     #[test]
+    fn a_jail_takes_its_own_blocklist_else_the_defaults_and_empty_means_none() {
+        let jail = |name: &str, extra: &str| {
+            format!("[jail.{name}]\nfilter = \"sshd\"\nlogpath = \"/var/log/auth.log\"\n{extra}")
+        };
+        let text = format!(
+            "[defaults]\nblocklist = \"/etc/nftjail/all.txt\"\n{}{}{}",
+            jail("a", ""),
+            jail("b", "blocklist = \"/etc/nftjail/b.txt\"\n"),
+            jail("c", "blocklist = \"\"\n")
+        );
+        let config = super::super::Config::parse(&text, Path::new("t.toml")).unwrap();
+        let lists: Vec<Option<&Path>> = config
+            .jails
+            .iter()
+            .map(|j| j.blocklist.as_deref())
+            .collect();
+        assert_eq!(
+            lists,
+            [
+                Some(Path::new("/etc/nftjail/all.txt")),
+                Some(Path::new("/etc/nftjail/b.txt")),
+                None
+            ]
+        );
+
+        // A relative path is refused once, located, however many jails inherit it.
+        let text = format!(
+            "[defaults]\nblocklist = \"bl.txt\"\n{}{}",
+            jail("a", ""),
+            jail("b", "")
+        );
+        let err = super::super::Config::parse(&text, Path::new("t.toml"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            "t.toml:2:13: defaults.blocklist: must be an absolute path"
+        );
+    }
+
+    #[test]
     fn entries_inside_wider_ones_are_dropped() {
         let (kept, covered) = without_overlaps(vec![
             net("10.1.2.3/32"),
