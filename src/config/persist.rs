@@ -12,6 +12,9 @@ use crate::bantime::Increment;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/nftjail";
 /// fail2ban's default `dbpurgeage`: history older than this is forgotten.
 pub const DEFAULT_DBPURGEAGE: Duration = Duration::from_secs(86_400);
+/// How long failures and bans are kept for `report` and `explain`: a
+/// week, so Monday's report still shows the weekend.
+pub const DEFAULT_REPORT_KEEP: Duration = Duration::from_secs(7 * 86_400);
 
 /// What SIGTERM does to the bans in the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

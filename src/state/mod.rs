@@ -15,6 +15,7 @@
 //! remaining time), so a `kill -9` loses none. An unban goes the same way, so
 //! one cut by a kill in its microsecond window comes back: fail closed.
 
+pub mod events;
 pub mod writer;
 
 use std::net::IpAddr;
@@ -32,6 +33,8 @@ pub const DB_FILE: &str = "nftjail.db";
 const MIGRATIONS: &[&str] = &[
     // 2: which rule decided each ban (NULL in rows from before: the jail's window).
     "ALTER TABLE bans ADD COLUMN cause TEXT;",
+    // Failures and bans as they happened, for `report` and `explain`.
+    events::MIGRATION,
 ];
 /// The version a store opened by this nftjail has.
 const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
@@ -408,6 +411,16 @@ impl Store {
     /// Records bans (insert or replace) and, for `offence` ones, a history
     /// entry each, in one transaction.
     pub fn put_bans(&mut self, bans: &[(StoredBan, bool)]) -> Result<(), StateError> {
+        self.put_bans_as(bans, false)
+    }
+
+    /// [`Store::put_bans`] for bans decided now (not adopted at a start):
+    /// each is an event for the report too, in the same transaction.
+    pub fn put_bans_recorded(&mut self, bans: &[(StoredBan, bool)]) -> Result<(), StateError> {
+        self.put_bans_as(bans, true)
+    }
+
+    fn put_bans_as(&mut self, bans: &[(StoredBan, bool)], record: bool) -> Result<(), StateError> {
         let tx = self.conn.transaction().map_err(|e| StateError::Db {
             path: self.path.clone(),
             source: e,
@@ -436,6 +449,9 @@ impl Store {
                 if *offence {
                     hist.execute(params![b.net.addr().to_string(), &*b.jail, ms(b.start)])
                         .map_err(|e| db_err(&self.path, e))?;
+                }
+                if record {
+                    events::put_ban(&tx, b).map_err(|e| db_err(&self.path, e))?;
                 }
             }
         }
