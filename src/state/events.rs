@@ -362,8 +362,14 @@ impl Store {
             .map_err(|e| db_err(&self.path, e))
     }
 
-    /// Failures per address between `from` and `to`, in no order.
-    pub fn addr_counts(&self, from: SystemTime, to: SystemTime) -> Result<Vec<AddrCount>, StateError> {
+    /// Failures per address between `from` and `to`, in no order, handed
+    /// to `each` one by one: a report of a flood need not hold them all.
+    pub fn addr_counts(
+        &self,
+        from: SystemTime,
+        to: SystemTime,
+        mut each: impl FnMut(AddrCount),
+    ) -> Result<(), StateError> {
         self.span_query(
             "SELECT target, count(*), min(time), max(time), group_concat(DISTINCT jail)
              FROM events WHERE time BETWEEN ?1 AND ?2 AND kind = 'failure'
@@ -371,18 +377,20 @@ impl Store {
             [ms(from), ms(to)],
             |r| {
                 let Ok(addr) = r.get::<_, String>(0)?.parse() else {
-                    return Ok(None);
+                    return Ok(None::<()>);
                 };
                 let jails: String = r.get(4)?;
-                Ok(Some(AddrCount {
+                each(AddrCount {
                     addr,
                     failures: count(r.get(1)?),
                     first: from_ms(r.get(2)?),
                     last: from_ms(r.get(3)?),
                     jails: jails.split(',').map(str::to_string).collect(),
-                }))
+                });
+                Ok(None)
             },
         )
+        .map(drop)
     }
 
     /// The `top` accounts failed against by the most distinct addresses
@@ -478,6 +486,25 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The distinct addresses that failed against `account` in `jail`
+    /// between `from` and `to`.
+    pub fn account_failures(
+        &self,
+        jail: &str,
+        account: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) -> Result<Vec<IpAddr>, StateError> {
+        self.span_query(
+            "SELECT DISTINCT target FROM events
+             WHERE time BETWEEN ?1 AND ?2 AND kind = 'failure' AND jail = ?3 AND account = ?4",
+            params![ms(from), ms(to), jail, account],
+            |r| Ok(r.get::<_, String>(0)?.parse().ok()),
+        )
+    }
+}
+
 /// A target as [`target_text`] wrote it.
 fn parse_target(s: &str) -> Result<IpNet, ipnet::AddrParseError> {
     match s.parse::<IpAddr>() {
@@ -556,7 +583,8 @@ mod tests {
             }]
         );
         assert_eq!(r.dropped(from, to).expect("dropped"), 7);
-        let mut addrs = r.addr_counts(from, to).expect("addrs");
+        let mut addrs = Vec::new();
+        r.addr_counts(from, to, |a| addrs.push(a)).expect("addrs");
         addrs.sort_by_key(|a| a.addr);
         assert_eq!(addrs.len(), 2, "the one before the span is left out");
         assert_eq!((addrs[0].failures, addrs[0].first), (2, t(100)));
@@ -587,9 +615,11 @@ mod tests {
             rows: 2,
         };
         assert_eq!(s.purge_events(now, keep).expect("purge"), 8);
-        let left = s
-            .addr_counts(UNIX_EPOCH, now + Duration::from_secs(10))
-            .expect("left");
+        let mut left = Vec::new();
+        s.addr_counts(UNIX_EPOCH, now + Duration::from_secs(10), |a| {
+            left.push(a)
+        })
+        .expect("left");
         assert_eq!((left[0].failures, left[0].first), (2, now + Duration::from_secs(3)));
         let _ = std::fs::remove_dir_all(&dir);
     }
