@@ -120,7 +120,7 @@ pub fn explain(state_dir: &Path, q: &Query<'_>, now: SystemTime) -> anyhow::Resu
 fn rule(ban: &StoredBan, jail: Option<&Jail>) -> String {
     match &ban.cause {
         Cause::Window(i) => {
-            let limits = match (i, jail) {
+            let limits = match (*i, jail) {
                 (0, Some(j)) => format!(" ({} failures within {})", j.maxretry, human(j.findtime)),
                 _ => String::new(),
             };

@@ -63,7 +63,7 @@ pub struct AddrRow {
 
 #[derive(Debug, Serialize)]
 pub struct PrefixRow {
-    pub prefix: IpNet,
+    pub prefix: String,
     pub addresses: u64,
     pub failures: u64,
     pub first_seen: String,
@@ -216,7 +216,7 @@ pub fn build(store: &Store, opts: &Options, now: SystemTime) -> anyhow::Result<R
     let prefixes = prefix_rows
         .into_iter()
         .map(|(net, p)| PrefixRow {
-            prefix: net,
+            prefix: net.to_string(),
             addresses: p.addresses,
             failures: p.failures,
             first_seen: p.first.map(rfc3339).unwrap_or_default(),
@@ -260,9 +260,8 @@ pub fn rfc3339(t: SystemTime) -> String {
 pub fn local(t: &str) -> String {
     t.parse::<jiff::Timestamp>()
         .map(|ts| {
-            ts.to_zoned(jiff::tz::TimeZone::system())
-                .strftime("%Y-%m-%d %H:%M:%S")
-                .to_string()
+            let tz = jiff::tz::TimeZone::system();
+            tz.to_datetime(ts).strftime("%Y-%m-%d %H:%M:%S").to_string()
         })
         .unwrap_or_else(|_| t.to_string())
 }
@@ -322,7 +321,7 @@ fn human(r: &Report, since: Duration) -> String {
         let _ = writeln!(
             o,
             "  {:<24} {:>9} {:>9}  {:<19}  {:<19}  {banned}",
-            p.prefix.to_string(),
+            p.prefix,
             p.addresses,
             p.failures,
             local(&p.first_seen),
