@@ -39,7 +39,7 @@ pub struct Query<'a> {
 pub fn run(state_dir: &Path, q: &Query<'_>) -> ExitCode {
     match explain(state_dir, q, SystemTime::now()) {
         Ok((text, banned)) => {
-            println!("{text}");
+            println!("{}", text.trim_end());
             ExitCode::from(if banned { 0 } else { 1 })
         }
         Err(e) => {
@@ -80,9 +80,9 @@ pub fn explain(state_dir: &Path, q: &Query<'_>, now: SystemTime) -> anyhow::Resu
         return Ok((o, false));
     };
     let shown = if ban.net == target {
-        target.to_string()
+        show(&target)
     } else {
-        format!("{target} (inside {})", ban.net)
+        format!("{} (inside {})", show(&target), ban.net)
     };
     let _ = writeln!(o, "{shown} is banned in {}", q.jail);
     let _ = writeln!(o, "  rule:    {}", rule(ban, q.config));
@@ -108,12 +108,17 @@ pub fn explain(state_dir: &Path, q: &Query<'_>, now: SystemTime) -> anyhow::Resu
     let _ = writeln!(
         o,
         "\nFailures from {} in the {} before the ban ({}):",
-        ban.net,
+        show(&ban.net),
         human(window),
         failures.len()
     );
     lines(&mut o, &failures);
     Ok((o, true))
+}
+
+/// A host as its bare address, a prefix in CIDR form.
+fn show(net: &IpNet) -> String {
+    nftjail::state::events::target_text(net)
 }
 
 /// The rule that decided `ban`, in words.
@@ -169,7 +174,7 @@ fn not_banned(
     now: SystemTime,
     events: bool,
 ) -> anyhow::Result<()> {
-    let _ = writeln!(o, "{target} is not banned in {}", q.jail);
+    let _ = writeln!(o, "{} is not banned in {}", show(&target), q.jail);
     if !events {
         let _ = writeln!(o, "  (no failures recorded: the store has no events yet)");
         return Ok(());
