@@ -17,7 +17,7 @@ use anyhow::Context;
 use ipnet::IpNet;
 use serde::Serialize;
 
-use nftjail::state::events::{AccountCount, AddrCount};
+use nftjail::state::events::{parse_target, Kind, Seen};
 use nftjail::state::{StoredBan, Store};
 
 /// Prefix lengths failures are added up by: what one network owner
@@ -148,6 +148,101 @@ struct PrefixSum {
     banned_addresses: u64,
 }
 
+/// One address's failures over the span.
+struct AddrSum {
+    /// Its number, for the accounts' sets of distinct addresses.
+    id: u32,
+    failures: u64,
+    first: SystemTime,
+    last: SystemTime,
+    /// Indexes into [`Tally::jails`].
+    jails: Vec<u16>,
+}
+
+struct AccountSum {
+    failures: u64,
+    first: SystemTime,
+    last: SystemTime,
+    addrs: HashSet<u32>,
+}
+
+/// What one pass over the span's events adds up.
+#[derive(Default)]
+struct Tally {
+    /// Name, failures, bans.
+    jails: Vec<(String, u64, u64)>,
+    addrs: HashMap<Box<str>, AddrSum>,
+    accounts: HashMap<Box<str>, AccountSum>,
+    bans: Vec<IpNet>,
+    dropped: u64,
+}
+
+impl Tally {
+    fn jail(&mut self, name: &str) -> usize {
+        match self.jails.iter().position(|j| j.0 == name) {
+            Some(i) => i,
+            None => {
+                self.jails.push((name.to_string(), 0, 0));
+                self.jails.len() - 1
+            }
+        }
+    }
+
+    fn add(&mut self, e: &Seen<'_>) {
+        match e.kind {
+            Kind::Dropped => self.dropped += e.count,
+            Kind::Ban => {
+                let j = self.jail(e.jail);
+                self.jails[j].2 += 1;
+                if let Ok(net) = parse_target(e.target) {
+                    self.bans.push(net);
+                }
+            }
+            Kind::Failure => {
+                let j = self.jail(e.jail);
+                self.jails[j].1 += 1;
+                if !self.addrs.contains_key(e.target) {
+                    let id = u32::try_from(self.addrs.len()).unwrap_or(u32::MAX);
+                    let sum = AddrSum {
+                        id,
+                        failures: 0,
+                        first: e.time,
+                        last: e.time,
+                        jails: Vec::new(),
+                    };
+                    self.addrs.insert(e.target.into(), sum);
+                }
+                let Some(a) = self.addrs.get_mut(e.target) else {
+                    return;
+                };
+                a.failures += 1;
+                a.first = a.first.min(e.time);
+                a.last = a.last.max(e.time);
+                let j = u16::try_from(j).unwrap_or(u16::MAX);
+                if !a.jails.contains(&j) {
+                    a.jails.push(j);
+                }
+                let id = a.id;
+                if let Some(account) = e.account {
+                    let acc = self
+                        .accounts
+                        .entry(account.into())
+                        .or_insert_with(|| AccountSum {
+                            failures: 0,
+                            first: e.time,
+                            last: e.time,
+                            addrs: HashSet::new(),
+                        });
+                    acc.failures += 1;
+                    acc.first = acc.first.min(e.time);
+                    acc.last = acc.last.max(e.time);
+                    acc.addrs.insert(id);
+                }
+            }
+        }
+    }
+}
+
 pub fn build(store: &Store, opts: &Options, now: SystemTime) -> anyhow::Result<Report> {
     let from = now.checked_sub(opts.since).unwrap_or(SystemTime::UNIX_EPOCH);
     if !store.has_events()? {
@@ -156,55 +251,60 @@ pub fn build(store: &Store, opts: &Options, now: SystemTime) -> anyhow::Result<R
             store.path().display()
         );
     }
+    let mut tally = Tally::default();
+    store.scan(from, now, |e| tally.add(e))?;
     let active = Active::new(store.bans()?, now);
     let in_force = active.per_jail();
-    let jails = store
-        .jail_counts(from, now)?
-        .into_iter()
-        .map(|j| JailRow {
-            banned_now: in_force.get(j.jail.as_str()).copied().unwrap_or(0),
-            jail: j.jail,
-            failures: j.failures,
-            bans: j.bans,
+    let mut jails: Vec<JailRow> = tally
+        .jails
+        .iter()
+        .map(|(jail, failures, bans)| JailRow {
+            jail: jail.clone(),
+            failures: *failures,
+            bans: *bans,
+            banned_now: in_force.get(jail.as_str()).copied().unwrap_or(0),
         })
         .collect();
+    jails.sort_by(|a, b| a.jail.cmp(&b.jail));
 
-    let mut top: Vec<(AddrCount, bool)> = Vec::new();
+    let mut top: Vec<(IpAddr, &AddrSum, bool)> = Vec::new();
     let mut prefixes: HashMap<IpNet, PrefixSum> = HashMap::new();
-    let by_failures = |a: &(AddrCount, bool), b: &(AddrCount, bool)| {
-        (b.0.failures, b.0.last, a.0.addr).cmp(&(a.0.failures, a.0.last, b.0.addr))
+    let by_failures = |a: &(IpAddr, &AddrSum, bool), b: &(IpAddr, &AddrSum, bool)| {
+        (b.1.failures, b.1.last, a.0).cmp(&(a.1.failures, a.1.last, b.0))
     };
-    store.addr_counts(from, now, |a| {
-        let banned = active.covers(&IpNet::from(a.addr));
-        let p = prefixes.entry(prefix_of(a.addr)).or_default();
+    for (text, a) in &tally.addrs {
+        let Ok(addr) = text.parse::<IpAddr>() else {
+            continue;
+        };
+        let banned = active.covers(&IpNet::from(addr));
+        let p = prefixes.entry(prefix_of(addr)).or_default();
         p.addresses += 1;
         p.failures += a.failures;
         p.first = Some(p.first.map_or(a.first, |f| f.min(a.first)));
         p.last = Some(p.last.map_or(a.last, |l| l.max(a.last)));
         p.banned_addresses += u64::from(banned);
-        top.push((a, banned));
+        top.push((addr, a, banned));
         if top.len() > opts.top.max(1) * 4 {
             top.sort_by(by_failures);
             top.truncate(opts.top);
         }
-    })?;
+    }
     top.sort_by(by_failures);
     top.truncate(opts.top);
-
-    let ban_events = store.ban_events(None, from, now)?;
     let addresses = top
         .into_iter()
-        .map(|(a, banned)| AddrRow {
-            bans: ban_events
-                .iter()
-                .filter(|b| b.target.contains(&a.addr))
-                .count() as u64,
-            address: a.addr,
+        .map(|(addr, a, banned)| AddrRow {
+            address: addr,
             failures: a.failures,
             first_seen: rfc3339(a.first),
             last_seen: rfc3339(a.last),
-            jails: a.jails,
+            jails: a
+                .jails
+                .iter()
+                .filter_map(|&j| tally.jails.get(usize::from(j)).map(|j| j.0.clone()))
+                .collect(),
             banned,
+            bans: tally.bans.iter().filter(|n| n.contains(&addr)).count() as u64,
         })
         .collect();
 
@@ -226,12 +326,17 @@ pub fn build(store: &Store, opts: &Options, now: SystemTime) -> anyhow::Result<R
         })
         .collect();
 
-    let accounts = store
-        .account_counts(from, now, opts.top)?
+    let mut accounts: Vec<(&str, &AccountSum)> =
+        tally.accounts.iter().map(|(k, v)| (&**k, v)).collect();
+    accounts.sort_by(|(na, a), (nb, b)| {
+        (b.addrs.len(), b.failures, na).cmp(&(a.addrs.len(), a.failures, nb))
+    });
+    accounts.truncate(opts.top);
+    let accounts = accounts
         .into_iter()
-        .map(|a: AccountCount| AccountRow {
-            account: a.account,
-            addresses: a.addrs,
+        .map(|(name, a)| AccountRow {
+            account: name.to_string(),
+            addresses: a.addrs.len() as u64,
             failures: a.failures,
             first_seen: rfc3339(a.first),
             last_seen: rfc3339(a.last),
@@ -241,7 +346,7 @@ pub fn build(store: &Store, opts: &Options, now: SystemTime) -> anyhow::Result<R
     Ok(Report {
         since: rfc3339(from),
         until: rfc3339(now),
-        dropped: store.dropped(from, now)?,
+        dropped: tally.dropped,
         jails,
         addresses,
         prefixes,

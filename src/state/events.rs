@@ -283,33 +283,24 @@ pub struct BanEvent {
     pub line: Option<String>,
 }
 
-/// Failures of one address within a report's span, across jails.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AddrCount {
-    pub addr: IpAddr,
-    pub failures: u64,
-    pub first: SystemTime,
-    pub last: SystemTime,
-    /// The jails it failed in, by name.
-    pub jails: Vec<String>,
+/// One event as [`Store::scan`] hands it on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen<'a> {
+    pub time: SystemTime,
+    pub kind: Kind,
+    pub jail: &'a str,
+    /// An address (a failure), an address or a network (a ban).
+    pub target: &'a str,
+    pub account: Option<&'a str>,
+    /// Of a `Dropped` event: how many failures were not recorded.
+    pub count: u64,
 }
 
-/// Failures against one account within a report's span.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountCount {
-    pub account: String,
-    pub addrs: u64,
-    pub failures: u64,
-    pub first: SystemTime,
-    pub last: SystemTime,
-}
-
-/// Failures and bans of one jail within a report's span.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JailCount {
-    pub jail: String,
-    pub failures: u64,
-    pub bans: u64,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Failure,
+    Ban,
+    Dropped,
 }
 
 /// The read side, for `report` and `explain`. Times are inclusive spans.
@@ -332,91 +323,44 @@ impl Store {
         Ok(out)
     }
 
-    /// Per jail: failures and bans between `from` and `to`.
-    pub fn jail_counts(&self, from: SystemTime, to: SystemTime) -> Result<Vec<JailCount>, StateError> {
-        self.span_query(
-            "SELECT jail, sum(kind = 'failure'), sum(kind = 'ban') FROM events
-             WHERE time BETWEEN ?1 AND ?2 AND kind != 'dropped'
-             GROUP BY jail ORDER BY jail",
-            [ms(from), ms(to)],
-            |r| {
-                Ok(Some(JailCount {
-                    jail: r.get(0)?,
-                    failures: count(r.get(1)?),
-                    bans: count(r.get(2)?),
-                }))
-            },
-        )
-    }
-
-    /// Failures not recorded between `from` and `to` (the writer was behind).
-    pub fn dropped(&self, from: SystemTime, to: SystemTime) -> Result<u64, StateError> {
-        self.conn
-            .query_row(
-                "SELECT coalesce(sum(count), 0) FROM events
-                 WHERE kind = 'dropped' AND time BETWEEN ?1 AND ?2",
-                [ms(from), ms(to)],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(count)
-            .map_err(|e| db_err(&self.path, e))
-    }
-
-    /// Failures per address between `from` and `to`, in no order, handed
-    /// to `each` one by one: a report of a flood need not hold them all.
-    pub fn addr_counts(
+    /// Every event between `from` and `to`, in the table's order, handed
+    /// to `each` as borrowed text: one pass for the whole report. The
+    /// table is read from end to end rather than through the time index,
+    /// since a report's span is most of it (kept to [`MAX_ROWS`]), and
+    /// reading in order is many times faster than a lookup per row.
+    pub fn scan(
         &self,
         from: SystemTime,
         to: SystemTime,
-        mut each: impl FnMut(AddrCount),
+        mut each: impl FnMut(&Seen<'_>),
     ) -> Result<(), StateError> {
-        self.span_query(
-            "SELECT target, count(*), min(time), max(time), group_concat(DISTINCT jail)
-             FROM events WHERE time BETWEEN ?1 AND ?2 AND kind = 'failure'
-             GROUP BY target",
-            [ms(from), ms(to)],
-            |r| {
-                let Ok(addr) = r.get::<_, String>(0)?.parse() else {
-                    return Ok(None::<()>);
-                };
-                let jails: String = r.get(4)?;
-                each(AddrCount {
-                    addr,
-                    failures: count(r.get(1)?),
-                    first: from_ms(r.get(2)?),
-                    last: from_ms(r.get(3)?),
-                    jails: jails.split(',').map(str::to_string).collect(),
-                });
-                Ok(None)
-            },
-        )
-        .map(drop)
-    }
-
-    /// The `top` accounts failed against by the most distinct addresses
-    /// between `from` and `to`.
-    pub fn account_counts(
-        &self,
-        from: SystemTime,
-        to: SystemTime,
-        top: usize,
-    ) -> Result<Vec<AccountCount>, StateError> {
-        self.span_query(
-            "SELECT account, count(DISTINCT target), count(*), min(time), max(time)
-             FROM events WHERE time BETWEEN ?1 AND ?2 AND kind = 'failure'
-                 AND account IS NOT NULL
-             GROUP BY account ORDER BY 2 DESC, 3 DESC, 1 LIMIT ?3",
-            params![ms(from), ms(to), i64::try_from(top).unwrap_or(i64::MAX)],
-            |r| {
-                Ok(Some(AccountCount {
-                    account: r.get(0)?,
-                    addrs: count(r.get(1)?),
-                    failures: count(r.get(2)?),
-                    first: from_ms(r.get(3)?),
-                    last: from_ms(r.get(4)?),
-                }))
-            },
-        )
+        let err = |e| db_err(&self.path, e);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT time, kind, jail, target, account, count FROM events
+                 WHERE +time BETWEEN ?1 AND ?2",
+            )
+            .map_err(err)?;
+        let mut rows = stmt.query([ms(from), ms(to)]).map_err(err)?;
+        while let Some(r) = rows.next().map_err(err)? {
+            let text = |i| r.get_ref(i).ok().and_then(|v| v.as_str().ok());
+            let kind = match text(1) {
+                Some(FAILURE) => Kind::Failure,
+                Some(BAN) => Kind::Ban,
+                Some(DROPPED) => Kind::Dropped,
+                _ => continue,
+            };
+            each(&Seen {
+                time: from_ms(r.get(0).map_err(err)?),
+                kind,
+                jail: text(2).unwrap_or_default(),
+                target: text(3).unwrap_or_default(),
+                account: text(4),
+                count: r.get::<_, Option<i64>>(5).map_err(err)?.map_or(0, count),
+            });
+        }
+        Ok(())
     }
 
     /// Bans decided between `from` and `to`, oldest first; of one jail,
@@ -506,7 +450,7 @@ impl Store {
 }
 
 /// A target as [`target_text`] wrote it.
-fn parse_target(s: &str) -> Result<IpNet, ipnet::AddrParseError> {
+pub fn parse_target(s: &str) -> Result<IpNet, ipnet::AddrParseError> {
     match s.parse::<IpAddr>() {
         Ok(a) => Ok(IpNet::from(a)),
         Err(_) => s.parse(),
@@ -573,23 +517,22 @@ mod tests {
         let r = Store::open_read_only(&dir).expect("read only");
         assert!(r.has_events().expect("table"));
         let (from, to) = (t(60), t(200));
-        let jails = r.jail_counts(from, to).expect("jails");
+        let mut seen = Vec::new();
+        r.scan(from, to, |e| {
+            seen.push((e.kind, e.target.to_string(), e.account.map(str::to_string), e.count))
+        })
+        .expect("scan");
+        let kinds = |k| seen.iter().filter(|e| e.0 == k).count();
         assert_eq!(
-            jails,
-            vec![JailCount {
-                jail: "mail".into(),
-                failures: 3,
-                bans: 1
-            }]
+            (kinds(Kind::Failure), kinds(Kind::Ban), kinds(Kind::Dropped)),
+            (3, 1, 1),
+            "the failure before the span is left out: {seen:?}"
         );
-        assert_eq!(r.dropped(from, to).expect("dropped"), 7);
-        let mut addrs = Vec::new();
-        r.addr_counts(from, to, |a| addrs.push(a)).expect("addrs");
-        addrs.sort_by_key(|a| a.addr);
-        assert_eq!(addrs.len(), 2, "the one before the span is left out");
-        assert_eq!((addrs[0].failures, addrs[0].first), (2, t(100)));
-        let accounts = r.account_counts(from, to, 10).expect("accounts");
-        assert_eq!((accounts[0].addrs, accounts[0].failures), (2, 3));
+        assert!(seen.contains(&(Kind::Dropped, String::new(), None, 7)));
+        assert!(seen.contains(&(Kind::Ban, "192.0.2.0/24".into(), None, 0)));
+        assert!(seen.contains(&(Kind::Failure, "192.0.2.2".into(), Some("alice".into()), 0)));
+        let accounts = r.account_failures("mail", "alice", from, to).expect("accounts");
+        assert_eq!(accounts.len(), 2);
         let bans = r.ban_events(Some("mail"), from, to).expect("bans");
         assert_eq!(bans[0].cause, Cause::Prefix { addrs: 2 });
         assert_eq!(bans[0].bantime, Some(Duration::from_secs(3600)));
@@ -616,11 +559,10 @@ mod tests {
         };
         assert_eq!(s.purge_events(now, keep).expect("purge"), 8);
         let mut left = Vec::new();
-        s.addr_counts(UNIX_EPOCH, now + Duration::from_secs(10), |a| {
-            left.push(a)
-        })
-        .expect("left");
-        assert_eq!((left[0].failures, left[0].first), (2, now + Duration::from_secs(3)));
+        s.scan(UNIX_EPOCH, now + Duration::from_secs(10), |e| left.push(e.time))
+            .expect("left");
+        let t = |secs| now + Duration::from_secs(secs);
+        assert_eq!(left, vec![t(3), t(4)]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 
