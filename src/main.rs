@@ -281,7 +281,10 @@ fn explain(cli: &Cli) -> ExitCode {
     else {
         return ExitCode::from(2);
     };
-    let window = match window.as_deref().map(nftjail::config::duration::parse_duration) {
+    let window = match window
+        .as_deref()
+        .map(nftjail::config::duration::parse_duration)
+    {
         Some(Err(e)) => {
             eprintln!("nftjail: --window: {e}");
             return ExitCode::from(2);

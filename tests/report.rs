@@ -125,10 +125,18 @@ fn check_report(r: &serde_json::Value) {
         .iter()
         .find(|a| a["address"] == "95.181.157.10")
         .unwrap();
-    assert_eq!((bot["failures"].as_u64(), bot["banned"].as_bool()), (Some(2), Some(false)));
+    assert_eq!(
+        (bot["failures"].as_u64(), bot["banned"].as_bool()),
+        (Some(2), Some(false))
+    );
     let jail = &r["jails"][0];
     assert_eq!(
-        (&jail["jail"], &jail["failures"], &jail["bans"], &jail["banned_now"]),
+        (
+            &jail["jail"],
+            &jail["failures"],
+            &jail["bans"],
+            &jail["banned_now"]
+        ),
         (&"mail".into(), &21.into(), &1.into(), &1.into()),
         "{r:#}"
     );

@@ -103,7 +103,10 @@ pub fn explain(state_dir: &Path, q: &Query<'_>, now: SystemTime) -> anyhow::Resu
         let _ = writeln!(o, "  (no failures recorded: the store has no events yet)");
         return Ok((o, true));
     }
-    let from = ban.start.checked_sub(window).unwrap_or(SystemTime::UNIX_EPOCH);
+    let from = ban
+        .start
+        .checked_sub(window)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     let failures = store.failures_in(q.jail, &ban.net, from, ban.start)?;
     let _ = writeln!(
         o,

@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use nftjail::state::events::{parse_target, Kind, Seen};
-use nftjail::state::{StoredBan, Store};
+use nftjail::state::{Store, StoredBan};
 
 /// Prefix lengths failures are added up by: what one network owner
 /// usually holds of each family.
@@ -110,7 +110,10 @@ impl Active {
             .collect();
         let mut by_len: HashMap<u8, HashSet<IpNet>> = HashMap::new();
         for b in &bans {
-            by_len.entry(b.net.prefix_len()).or_default().insert(b.net.trunc());
+            by_len
+                .entry(b.net.prefix_len())
+                .or_default()
+                .insert(b.net.trunc());
         }
         Active { by_len, bans }
     }
@@ -244,7 +247,9 @@ impl Tally {
 }
 
 pub fn build(store: &Store, opts: &Options, now: SystemTime) -> anyhow::Result<Report> {
-    let from = now.checked_sub(opts.since).unwrap_or(SystemTime::UNIX_EPOCH);
+    let from = now
+        .checked_sub(opts.since)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     if !store.has_events()? {
         anyhow::bail!(
             "{}: no events recorded yet (the daemon records them from this version on)",
@@ -399,7 +404,11 @@ fn human(r: &Report, since: Duration) -> String {
     if r.jails.is_empty() {
         let _ = writeln!(o, "  no failures and no bans");
     } else {
-        let _ = writeln!(o, "  {:<24} {:>9} {:>6} {:>11}", "jail", "failures", "bans", "banned now");
+        let _ = writeln!(
+            o,
+            "  {:<24} {:>9} {:>6} {:>11}",
+            "jail", "failures", "bans", "banned now"
+        );
     }
     for j in &r.jails {
         let _ = writeln!(

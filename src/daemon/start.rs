@@ -275,7 +275,8 @@ fn restore_last_run(
         Err(e) => return Err(e),
     };
     let keep = crate::state::events::Keep::for_age(config.report_keep);
-    let writer = state_writer::spawn(store, config.dbpurgeage, keep).map_err(DaemonError::Thread)?;
+    let writer =
+        state_writer::spawn(store, config.dbpurgeage, keep).map_err(DaemonError::Thread)?;
     Ok((Some(writer), last))
 }
 

@@ -118,9 +118,7 @@ pub fn target_text(net: &IpNet) -> String {
 
 /// A ban's event, inside the transaction that stores the ban.
 pub(super) fn put_ban(tx: &rusqlite::Transaction<'_>, b: &StoredBan) -> rusqlite::Result<()> {
-    let bantime = b
-        .until
-        .map(|u| ms(u).saturating_sub(ms(b.start)).max(0));
+    let bantime = b.until.map(|u| ms(u).saturating_sub(ms(b.start)).max(0));
     tx.prepare_cached(
         "INSERT INTO events(time, kind, jail, target, line, cause, bantime)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -519,7 +517,12 @@ mod tests {
         let (from, to) = (t(60), t(200));
         let mut seen = Vec::new();
         r.scan(from, to, |e| {
-            seen.push((e.kind, e.target.to_string(), e.account.map(str::to_string), e.count))
+            seen.push((
+                e.kind,
+                e.target.to_string(),
+                e.account.map(str::to_string),
+                e.count,
+            ))
         })
         .expect("scan");
         let kinds = |k| seen.iter().filter(|e| e.0 == k).count();
@@ -531,7 +534,9 @@ mod tests {
         assert!(seen.contains(&(Kind::Dropped, String::new(), None, 7)));
         assert!(seen.contains(&(Kind::Ban, "192.0.2.0/24".into(), None, 0)));
         assert!(seen.contains(&(Kind::Failure, "192.0.2.2".into(), Some("alice".into()), 0)));
-        let accounts = r.account_failures("mail", "alice", from, to).expect("accounts");
+        let accounts = r
+            .account_failures("mail", "alice", from, to)
+            .expect("accounts");
         assert_eq!(accounts.len(), 2);
         let bans = r.ban_events(Some("mail"), from, to).expect("bans");
         assert_eq!(bans[0].cause, Cause::Prefix { addrs: 2 });
@@ -559,8 +564,10 @@ mod tests {
         };
         assert_eq!(s.purge_events(now, keep).expect("purge"), 8);
         let mut left = Vec::new();
-        s.scan(UNIX_EPOCH, now + Duration::from_secs(10), |e| left.push(e.time))
-            .expect("left");
+        s.scan(UNIX_EPOCH, now + Duration::from_secs(10), |e| {
+            left.push(e.time)
+        })
+        .expect("left");
         let t = |secs| now + Duration::from_secs(secs);
         assert_eq!(left, vec![t(3), t(4)]);
         let _ = std::fs::remove_dir_all(&dir);

@@ -32,8 +32,11 @@ pub struct Persist<M> {
     /// Hands the failures of a batch (but those of ignored addresses),
     /// each with its jail's name, to the state store for the report
     /// (never blocks; the store may drop them).
-    pub failures: Box<dyn Fn(Vec<(Arc<str>, Failure)>) + Send + Sync>,
+    pub failures: Box<dyn Fn(Vec<NamedFailure>) + Send + Sync>,
 }
+
+/// A failure with its jail's name, as the state store records it.
+pub type NamedFailure = (Arc<str>, Failure);
 
 /// A checkpoint waiting for the bans decided before it.
 type Waiting = Option<(oneshot::Receiver<u64>, Checkpoint)>;
