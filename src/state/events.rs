@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
-use super::{bounded_line, db_err, from_ms, ms, StateError, Store, StoredBan, DB_FILE};
+use super::{db_err, from_ms, ms, StateError, Store, StoredBan, DB_FILE};
 use crate::message::{Cause, Failure};
 
 /// The schema step that adds the table (one entry of `MIGRATIONS`).
@@ -103,6 +103,29 @@ impl EventGauge {
     /// Gives back a count that could not be stored, for the next try.
     pub fn dropped_again(&self, n: u64) {
         self.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Longest log line kept with a ban or a failure.
+pub const MAX_LINE: usize = 1024;
+
+/// Cuts a log line to [`MAX_LINE`] bytes on a character boundary.
+pub fn bounded_line(line: &str) -> String {
+    if line.len() <= MAX_LINE {
+        return line.to_string();
+    }
+    let mut end = MAX_LINE;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line[..end].to_string()
+}
+
+impl Store {
+    /// [`Store::put_bans`] for bans decided now (not adopted at a start):
+    /// each is an event for the report too, in the same transaction.
+    pub fn put_bans_recorded(&mut self, bans: &[(StoredBan, bool)]) -> Result<(), StateError> {
+        self.put_bans_as(bans, true)
     }
 }
 

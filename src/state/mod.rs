@@ -18,6 +18,8 @@
 pub mod events;
 pub mod writer;
 
+pub use events::{bounded_line, MAX_LINE};
+
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -95,9 +97,6 @@ pub struct PastBan {
 
 use crate::message::{Cause, Checkpoint, ReadAt};
 use crate::source::file::Position;
-
-/// Longest decisive line kept with a ban.
-pub const MAX_LINE: usize = 1024;
 
 pub struct Store {
     path: PathBuf,
@@ -414,13 +413,11 @@ impl Store {
         self.put_bans_as(bans, false)
     }
 
-    /// [`Store::put_bans`] for bans decided now (not adopted at a start):
-    /// each is an event for the report too, in the same transaction.
-    pub fn put_bans_recorded(&mut self, bans: &[(StoredBan, bool)]) -> Result<(), StateError> {
-        self.put_bans_as(bans, true)
-    }
-
-    fn put_bans_as(&mut self, bans: &[(StoredBan, bool)], record: bool) -> Result<(), StateError> {
+    pub(super) fn put_bans_as(
+        &mut self,
+        bans: &[(StoredBan, bool)],
+        record: bool,
+    ) -> Result<(), StateError> {
         let tx = self.conn.transaction().map_err(|e| StateError::Db {
             path: self.path.clone(),
             source: e,
@@ -705,18 +702,6 @@ fn db_err(path: &Path, source: rusqlite::Error) -> StateError {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Cuts a decisive log line to [`MAX_LINE`] bytes on a character boundary.
-pub fn bounded_line(line: &str) -> String {
-    if line.len() <= MAX_LINE {
-        return line.to_string();
-    }
-    let mut end = MAX_LINE;
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    line[..end].to_string()
 }
 
 #[cfg(test)]
