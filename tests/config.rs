@@ -347,3 +347,19 @@ fn a_config_owned_by_another_user_is_refused_when_root() {
         "{msg}"
     );
 }
+
+#[test]
+fn report_keep_is_a_duration_checked_with_its_place() {
+    let e = errors(&format!("[daemon]\nreport_keep = \"a while\"\n{JAIL}"));
+    assert!(e.contains("nftjail.toml:2:15: daemon.report_keep:"), "{e}");
+    let e = errors(&format!("[daemon]\nreport_keep = 0\n{JAIL}"));
+    assert!(e.contains("nftjail.toml:2:15: daemon.report_keep:"), "{e}");
+    let week = Config::parse(JAIL, Path::new("t.toml")).expect("valid");
+    assert_eq!(week.report_keep, Duration::from_secs(7 * 86_400));
+    let set = Config::parse(
+        &format!("[daemon]\nreport_keep = \"30d\"\n{JAIL}"),
+        Path::new("t.toml"),
+    )
+    .expect("valid");
+    assert_eq!(set.report_keep, Duration::from_secs(30 * 86_400));
+}
