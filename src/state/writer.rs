@@ -593,6 +593,49 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Failures reach the events table; those the writer could not take
+    /// in time are dropped and their count is stored instead.
+    #[test]
+    fn failures_are_recorded_and_those_dropped_counted() {
+        use crate::state::events::{Kind, MAX_WAITING};
+        let dir = std::env::temp_dir().join(format!("nftjail-events-w-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let keep = Keep::for_age(Duration::from_secs(3600));
+        let (tx, thread) =
+            spawn(Store::open(&dir).expect("open"), PURGE_EVERY, keep).expect("spawn");
+        let failure = |i: u32| {
+            let f = Failure {
+                jail: 0,
+                addr: std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc000_0200 + i)),
+                time: SystemTime::now(),
+                line: Some("fail".into()),
+                read: None,
+                account: None,
+            };
+            (Arc::from("j"), f)
+        };
+        tx.failures((0..=MAX_WAITING as u32).map(failure).collect());
+        tx.failures((0..3).map(failure).collect());
+        tx.sync();
+        let mut kinds = Vec::new();
+        let far = SystemTime::now() + Duration::from_secs(60);
+        Store::open(&dir)
+            .expect("reopen")
+            .scan(SystemTime::UNIX_EPOCH, far, |e| {
+                kinds.push((e.kind, e.count))
+            })
+            .expect("scan");
+        let failures = kinds.iter().filter(|k| k.0 == Kind::Failure).count();
+        assert_eq!(failures, 3);
+        assert!(
+            kinds.contains(&(Kind::Dropped, MAX_WAITING as u64 + 1)),
+            "{kinds:?}"
+        );
+        drop(tx);
+        thread.join().expect("writer");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// The backlog is bounded: past it the oldest changes go, the newest
     /// stay.
     #[test]
