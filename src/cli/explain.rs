@@ -24,6 +24,8 @@ use super::report::{local, prefix_of, rfc3339, Active};
 
 /// Most failures printed; the count says how many more there were.
 const MAX_SHOWN: usize = 50;
+/// Most accounts of an address looked at by `explain`.
+const MAX_ACCOUNTS: usize = 5;
 /// How far back failures are looked for when neither `--window` nor the
 /// jail's findtime says.
 const DEFAULT_WINDOW: Duration = Duration::from_secs(86_400);
@@ -209,7 +211,11 @@ fn not_banned(
     } else {
         target
     };
-    let around = store.failures_in(q.jail, &prefix, from, now)?;
+    let around = if prefix == target {
+        own.clone()
+    } else {
+        store.failures_in(q.jail, &prefix, from, now)?
+    };
     let mut addrs: Vec<IpAddr> = around.iter().map(|f| f.addr).collect();
     addrs.sort_unstable();
     addrs.dedup();
@@ -222,6 +228,8 @@ fn not_banned(
     let mut accounts: Vec<&str> = own.iter().filter_map(|f| f.account.as_deref()).collect();
     accounts.sort_unstable();
     accounts.dedup();
+    // Each is a pass over the span: a few show a spray well enough.
+    accounts.truncate(MAX_ACCOUNTS);
     for account in accounts {
         let mut by: Vec<IpAddr> = store
             .account_failures(q.jail, account, from, now)?

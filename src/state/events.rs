@@ -34,7 +34,9 @@ pub const MIGRATION: &str = "CREATE TABLE IF NOT EXISTS events(
          bantime INTEGER,
          count INTEGER);
      CREATE INDEX IF NOT EXISTS events_time ON events(time);
-     CREATE INDEX IF NOT EXISTS events_target ON events(target, time);";
+     CREATE INDEX IF NOT EXISTS events_target ON events(target, time);
+     CREATE INDEX IF NOT EXISTS events_bans ON events(time) WHERE kind = 'ban';
+     CREATE INDEX IF NOT EXISTS events_account ON events(account, time) WHERE account IS NOT NULL;";
 
 /// The kinds of row: `target` is an address for a failure, an address or
 /// a network for a ban; a `dropped` row says how many failures (`count`)
@@ -393,7 +395,7 @@ impl Store {
         to: SystemTime,
     ) -> Result<Vec<BanEvent>, StateError> {
         self.span_query(
-            "SELECT time, jail, target, cause, bantime, line FROM events
+            "SELECT time, jail, target, cause, bantime, line FROM events INDEXED BY events_bans
              WHERE time BETWEEN ?1 AND ?2 AND kind = 'ban' AND (?3 IS NULL OR jail = ?3)
              ORDER BY time",
             params![ms(from), ms(to), jail],
@@ -417,8 +419,10 @@ impl Store {
     }
 
     /// Failures in `jail` from addresses inside `net` between `from` and
-    /// `to`, oldest first. A host is looked up by its index; a prefix
-    /// takes the span's failures of the jail and keeps those inside.
+    /// `to`, oldest first. A host is looked up by its index, and so is an
+    /// IPv4 prefix of whole octets (its addresses share their text up to
+    /// a dot); another prefix reads the span in table order (see
+    /// [`Store::scan`]) and keeps the failures inside.
     pub fn failures_in(
         &self,
         jail: &str,
@@ -427,27 +431,55 @@ impl Store {
         to: SystemTime,
     ) -> Result<Vec<FailureEvent>, StateError> {
         let host = net.prefix_len() == net.max_prefix_len();
-        let target = host.then(|| net.addr().to_string());
-        self.span_query(
-            "SELECT time, target, account, line FROM events
-             WHERE (?4 IS NULL OR target = ?4) AND time BETWEEN ?1 AND ?2
-                 AND kind = 'failure' AND jail = ?3
-             ORDER BY time",
-            params![ms(from), ms(to), jail, target],
-            |r| {
-                let addr: IpAddr = match r.get::<_, String>(1)?.parse() {
-                    Ok(a) if net.contains(&a) => a,
-                    _ => return Ok(None),
-                };
-                Ok(Some(FailureEvent {
-                    time: from_ms(r.get(0)?),
-                    jail: jail.to_string(),
-                    addr,
-                    account: r.get(2)?,
-                    line: r.get(3)?,
-                }))
-            },
-        )
+        let octets = match net {
+            IpNet::V4(n) if !host && n.prefix_len() % 8 == 0 && n.prefix_len() > 0 => {
+                let text = n.network().to_string();
+                let keep = usize::from(n.prefix_len() / 8);
+                let head: Vec<&str> = text.split('.').take(keep).collect();
+                Some(format!("{}.", head.join(".")))
+            }
+            _ => None,
+        };
+        let (sql, key) = if host {
+            (
+                "SELECT time, target, account, line FROM events INDEXED BY events_target
+                 WHERE target = ?4 AND time BETWEEN ?1 AND ?2 AND kind = 'failure' AND jail = ?3
+                 ORDER BY time",
+                Some(net.addr().to_string()),
+            )
+        } else if let Some(head) = octets {
+            // '/' sorts right after '.': the range of texts starting `head`.
+            (
+                "SELECT time, target, account, line FROM events INDEXED BY events_target
+                 WHERE target >= ?4 AND target < substr(?4, 1, length(?4) - 1) || '/'
+                     AND time BETWEEN ?1 AND ?2 AND kind = 'failure' AND jail = ?3
+                 ORDER BY time",
+                Some(head),
+            )
+        } else {
+            (
+                "SELECT time, target, account, line FROM events
+                 WHERE +time BETWEEN ?1 AND ?2 AND kind = 'failure' AND jail = ?3 AND ?4 IS NULL",
+                None,
+            )
+        };
+        let mut found = self.span_query(sql, params![ms(from), ms(to), jail, key], |r| {
+            let addr: IpAddr = match r.get::<_, String>(1)?.parse() {
+                Ok(a) if net.contains(&a) => a,
+                _ => return Ok(None),
+            };
+            Ok(Some(FailureEvent {
+                time: from_ms(r.get(0)?),
+                jail: jail.to_string(),
+                addr,
+                account: r.get(2)?,
+                line: r.get(3)?,
+            }))
+        })?;
+        // In table order, which is nearly time order: sorted here, after
+        // the filter, rather than by SQLite before it.
+        found.sort_by_key(|f| f.time);
+        Ok(found)
     }
 }
 
@@ -463,7 +495,7 @@ impl Store {
     ) -> Result<Vec<IpAddr>, StateError> {
         self.span_query(
             "SELECT DISTINCT target FROM events
-             WHERE time BETWEEN ?1 AND ?2 AND kind = 'failure' AND jail = ?3 AND account = ?4",
+             WHERE account = ?4 AND time BETWEEN ?1 AND ?2 AND kind = 'failure' AND jail = ?3",
             params![ms(from), ms(to), jail, account],
             |r| Ok(r.get::<_, String>(0)?.parse().ok()),
         )
