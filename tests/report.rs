@@ -23,6 +23,11 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
+        Setup::with("")
+    }
+
+    /// With `extra` appended to the mail jail's table (a `[jail.mail.prefix]`).
+    fn with(extra: &str) -> Setup {
         require_root();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display();
@@ -32,7 +37,7 @@ impl Setup {
             format!(
                 "[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n\
                  [jail.mail]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/mail.log\"\n\
-                 maxretry = 3\nfindtime = \"1h\"\nbantime = \"1h\"\n"
+                 maxretry = 3\nfindtime = \"1h\"\nbantime = \"1h\"\n{extra}"
             ),
         )
         .unwrap();
@@ -216,4 +221,53 @@ fn report_on_a_missing_store_says_so() {
     assert!(err.contains("has the daemon run"), "{err}");
     let out = s.nftjail(&["explain", "mail", BANNED, "--state-dir", "/nonexistent"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// A prefix ban is explained by its rule, with the failures of every
+/// address of the prefix that led to it.
+#[test]
+fn a_prefix_ban_is_explained_with_the_lines_of_its_addresses() {
+    let s = Setup::with("[jail.mail.prefix]\nmaxaddrs = 5\nfindtime = \"1h\"\nbantime = \"1h\"\n");
+    let ns = Netns::new("rep-pfx");
+    let _d = s.start(&ns);
+    s.append(
+        &(1..=5)
+            .map(|i| format!("fail from 95.181.157.{i}\n"))
+            .collect::<String>(),
+    );
+    wait_until("the prefix ban", Duration::from_secs(10), || {
+        kernel_set(&ns, "mail-net4").contains("95.181.157.0/24")
+    });
+    wait_until("the store to have it", Duration::from_secs(10), || {
+        s.report()["jails"][0]["bans"] == 1
+    });
+    let r = s.report();
+    assert_eq!(r["prefixes"][0]["banned"], true, "{r:#}");
+    assert_eq!(r["prefixes"][0]["banned_addresses"], 5, "{r:#}");
+    for target in ["95.181.157.0/24", "95.181.157.3"] {
+        let out = s.nftjail(&["explain", "mail", target]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprintln!("{text}");
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(
+            text.contains("rule:    prefix 95.181.157.0/24: 5 distinct addresses"),
+            "{text}"
+        );
+        assert!(text.contains("(at 5 within 1h)"), "{text}");
+        for i in 1..=5 {
+            assert!(
+                text.contains(&format!("  fail from 95.181.157.{i}")),
+                "{text}"
+            );
+        }
+    }
+    let out = s.nftjail(&["explain", "mail", "95.181.158.1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "prefix 95.181.158.0/24: 0 of 5 distinct failing addresses within 1h: 5 more"
+        ),
+        "{text}"
+    );
 }

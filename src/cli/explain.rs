@@ -105,6 +105,12 @@ pub fn explain(state_dir: &Path, q: &Query<'_>, now: SystemTime) -> anyhow::Resu
         let _ = writeln!(o, "  (no failures recorded: the store has no events yet)");
         return Ok((o, true));
     }
+    // The window of the rule that decided it, unless told.
+    let prefix_findtime = q.config.and_then(|j| j.prefix.as_ref()).map(|p| p.findtime);
+    let window = match (&ban.cause, q.window, prefix_findtime) {
+        (Cause::Prefix { .. }, None, Some(f)) => f,
+        _ => window,
+    };
     let from = ban
         .start
         .checked_sub(window)
@@ -136,10 +142,16 @@ fn rule(ban: &StoredBan, jail: Option<&Jail>) -> String {
             };
             format!("window {i}{limits}: {} failures counted", ban.failures)
         }
-        Cause::Prefix { addrs } => format!(
-            "prefix {}: {addrs} distinct addresses of it were failing",
-            ban.net
-        ),
+        Cause::Prefix { addrs } => {
+            let limits = jail
+                .and_then(|j| j.prefix.as_ref())
+                .map(|p| format!(" (at {} within {})", p.maxaddrs, human(p.findtime)))
+                .unwrap_or_default();
+            format!(
+                "prefix {}: {addrs} distinct addresses of it were failing{limits}",
+                ban.net
+            )
+        }
         Cause::Account(a) => format!(
             "account {a}: many addresses were failing against it, and this one failed against it too"
         ),
@@ -205,26 +217,49 @@ fn not_banned(
             let _ = writeln!(o, "  failures within {span}: {}", own.len());
         }
     }
-    // The prefix its failures add up to, and the accounts it tried.
-    let prefix = if target.prefix_len() == target.max_prefix_len() {
-        prefix_of(target.addr())
-    } else {
-        target
+    // The prefix its failures add up to (the jail's prefix rule's, if it
+    // has one), and the accounts it tried.
+    let rule = q.config.and_then(|j| j.prefix.as_ref());
+    let prefix = match rule {
+        _ if target.prefix_len() != target.max_prefix_len() => target,
+        Some(r) => r.prefix_of(target.addr()),
+        None => prefix_of(target.addr()),
     };
     let around = if prefix == target {
         own.clone()
     } else {
-        store.failures_in(q.jail, &prefix, from, now)?
+        let since = rule.and_then(|r| now.checked_sub(r.findtime));
+        let since = since.map_or(from, |s| s.min(from));
+        store.failures_in(q.jail, &prefix, since, now)?
     };
-    let mut addrs: Vec<IpAddr> = around.iter().map(|f| f.addr).collect();
-    addrs.sort_unstable();
-    addrs.dedup();
-    let _ = writeln!(
-        o,
-        "  prefix {prefix}: {} distinct failing addresses, {} failures within {span}",
-        addrs.len(),
-        around.len()
-    );
+    let distinct = |since: SystemTime| {
+        let mut addrs: Vec<IpAddr> = around
+            .iter()
+            .filter(|f| f.time >= since)
+            .map(|f| f.addr)
+            .collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        addrs.len()
+    };
+    let _ = match rule {
+        Some(r) => {
+            let n = distinct(now.checked_sub(r.findtime).unwrap_or(SystemTime::UNIX_EPOCH));
+            let max = r.maxaddrs as usize;
+            writeln!(
+                o,
+                "  prefix {prefix}: {n} of {max} distinct failing addresses within {}: {} more would ban it",
+                human(r.findtime),
+                max.saturating_sub(n)
+            )
+        }
+        None => writeln!(
+            o,
+            "  prefix {prefix}: {} distinct failing addresses, {} failures within {span} (no prefix rule)",
+            distinct(from),
+            around.len()
+        ),
+    };
     let mut accounts: Vec<&str> = own.iter().filter_map(|f| f.account.as_deref()).collect();
     accounts.sort_unstable();
     accounts.dedup();

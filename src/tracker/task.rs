@@ -118,6 +118,7 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                         Verdict::Counted { count } => debug!(%addr, count, "failure counted"),
                     }
                 }
+                orders.append(&mut tracker.take_prefix_bans());
                 tracker.publish();
                 if let Some(p) = &persist {
                     (p.failures)(seen);
