@@ -312,9 +312,7 @@ impl Checker<'_> {
         let dbpurgeage = self
             .duration(raw.daemon.dbpurgeage.as_ref(), "daemon.dbpurgeage")
             .unwrap_or(persist::DEFAULT_DBPURGEAGE);
-        let report_keep = self
-            .duration(raw.daemon.report_keep.as_ref(), "daemon.report_keep")
-            .unwrap_or(persist::DEFAULT_REPORT_KEEP);
+        let report_keep = self.report_keep(&raw.daemon);
         let filter_dir = raw
             .daemon
             .filter_dir

@@ -38,6 +38,11 @@ impl Checker<'_> {
         }
     }
 
+    pub(super) fn report_keep(&mut self, d: &RawDaemon) -> Duration {
+        self.duration(d.report_keep.as_ref(), "daemon.report_keep")
+            .unwrap_or(DEFAULT_REPORT_KEEP)
+    }
+
     pub(super) fn on_stop(&mut self, d: &RawDaemon) -> OnStop {
         match d.on_stop.as_ref() {
             None => OnStop::Keep,
