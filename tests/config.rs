@@ -357,6 +357,22 @@ fn a_config_owned_by_another_user_is_refused_when_root() {
 }
 
 #[test]
+fn report_keep_is_a_duration_checked_with_its_place() {
+    let e = errors(&format!("[daemon]\nreport_keep = \"a while\"\n{JAIL}"));
+    assert!(e.contains("nftjail.toml:2:15: daemon.report_keep:"), "{e}");
+    let e = errors(&format!("[daemon]\nreport_keep = 0\n{JAIL}"));
+    assert!(e.contains("nftjail.toml:2:15: daemon.report_keep:"), "{e}");
+    let week = Config::parse(JAIL, Path::new("t.toml")).expect("valid");
+    assert_eq!(week.report_keep, Duration::from_secs(7 * 86_400));
+    let set = Config::parse(
+        &format!("[daemon]\nreport_keep = \"30d\"\n{JAIL}"),
+        Path::new("t.toml"),
+    )
+    .expect("valid");
+    assert_eq!(set.report_keep, Duration::from_secs(30 * 86_400));
+}
+
+#[test]
 fn prefix_rule_defaults_and_checks() {
     let cfg = Config::parse(
         &format!("[daemon]\nnever = [\"10.0.0.0/8\", \"2001:db8:ffff::/48\"]\n{JAIL}findtime = \"2h\"\nbantime = \"3h\"\nban_v6_as = 64\n[jail.sshd.prefix]\nmaxaddrs = 9\n"),

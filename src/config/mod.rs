@@ -80,6 +80,8 @@ pub struct Config {
     pub on_stop: OnStop,
     /// Ban history older than this no longer counts for bantime increment.
     pub dbpurgeage: Duration,
+    /// Failures and bans older than this are forgotten by `report`.
+    pub report_keep: Duration,
     pub syslog: SyslogConfig,
     pub journal: JournalConfig,
     /// Where Prometheus metrics are served (None: not at all).
@@ -313,6 +315,7 @@ impl Checker<'_> {
         let dbpurgeage = self
             .duration(raw.daemon.dbpurgeage.as_ref(), "daemon.dbpurgeage")
             .unwrap_or(persist::DEFAULT_DBPURGEAGE);
+        let report_keep = self.report_keep(&raw.daemon);
         let filter_dir = raw
             .daemon
             .filter_dir
@@ -441,6 +444,7 @@ impl Checker<'_> {
                 state_dir,
                 on_stop,
                 dbpurgeage,
+                report_keep,
                 syslog: syslog_config,
                 journal: journal_config,
                 metrics,

@@ -76,6 +76,8 @@ pub struct RawDaemon {
     pub on_stop: Option<Spanned<String>>,
     /// How long ban history is kept for bantime increment.
     pub dbpurgeage: Option<Spanned<toml::Value>>,
+    /// How long failures and bans are kept for `nftjail report` and `explain`.
+    pub report_keep: Option<Spanned<toml::Value>>,
     /// Networks never banned, by any jail, automatically or by hand.
     pub never: Option<Spanned<toml::Value>>,
 }

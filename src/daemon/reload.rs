@@ -187,6 +187,8 @@ fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
         Some("daemon.state_dir")
     } else if old.dbpurgeage != new.dbpurgeage {
         Some("daemon.dbpurgeage")
+    } else if old.report_keep != new.report_keep {
+        Some("daemon.report_keep")
     } else if old.metrics != new.metrics {
         Some("[metrics]")
     } else {

@@ -92,8 +92,12 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let carried = carry_over(&mut counting, last.failures, &enforcer_tx).await;
     // Counts and read positions are stored together by the tracker.
     let persist = state_tx.clone().map(|tx| tracker_task::Persist {
-        save: Box::new(move |cp| tx.send(StateMsg::Checkpoint(cp))),
+        save: Box::new({
+            let tx = tx.clone();
+            move |cp| tx.send(StateMsg::Checkpoint(cp))
+        }),
         applied: EnforcerMsg::Ping,
+        failures: Box::new(move |f| tx.failures(f)),
     });
     let tracker = tracker_task::run(counting, fail_rx, tracker_rx, enforcer_tx.clone(), persist);
     let tracker = tokio::spawn(tracker);
@@ -274,7 +278,9 @@ fn restore_last_run(
         }
         Err(e) => return Err(e),
     };
-    let writer = state_writer::spawn(store, config.dbpurgeage).map_err(DaemonError::Thread)?;
+    let keep = crate::state::events::Keep::for_age(config.report_keep);
+    let writer =
+        state_writer::spawn(store, config.dbpurgeage, keep).map_err(DaemonError::Thread)?;
     Ok((Some(writer), last))
 }
 

@@ -15,7 +15,10 @@
 //! remaining time), so a `kill -9` loses none. An unban goes the same way, so
 //! one cut by a kill in its microsecond window comes back: fail closed.
 
+pub mod events;
 pub mod writer;
+
+pub use events::{bounded_line, MAX_LINE};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -32,6 +35,8 @@ pub const DB_FILE: &str = "nftjail.db";
 const MIGRATIONS: &[&str] = &[
     // 2: which rule decided each ban (NULL in rows from before: the jail's window).
     "ALTER TABLE bans ADD COLUMN cause TEXT;",
+    // Failures and bans as they happened, for `report` and `explain`.
+    events::MIGRATION,
 ];
 /// The version a store opened by this nftjail has.
 const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
@@ -92,9 +97,6 @@ pub struct PastBan {
 
 use crate::message::{Cause, Checkpoint, ReadAt};
 use crate::source::file::Position;
-
-/// Longest decisive line kept with a ban.
-pub const MAX_LINE: usize = 1024;
 
 pub struct Store {
     path: PathBuf,
@@ -408,6 +410,14 @@ impl Store {
     /// Records bans (insert or replace) and, for `offence` ones, a history
     /// entry each, in one transaction.
     pub fn put_bans(&mut self, bans: &[(StoredBan, bool)]) -> Result<(), StateError> {
+        self.put_bans_as(bans, false)
+    }
+
+    pub(super) fn put_bans_as(
+        &mut self,
+        bans: &[(StoredBan, bool)],
+        record: bool,
+    ) -> Result<(), StateError> {
         let tx = self.conn.transaction().map_err(|e| StateError::Db {
             path: self.path.clone(),
             source: e,
@@ -436,6 +446,9 @@ impl Store {
                 if *offence {
                     hist.execute(params![b.net.addr().to_string(), &*b.jail, ms(b.start)])
                         .map_err(|e| db_err(&self.path, e))?;
+                }
+                if record {
+                    events::put_ban(&tx, b).map_err(|e| db_err(&self.path, e))?;
                 }
             }
         }
@@ -689,18 +702,6 @@ fn db_err(path: &Path, source: rusqlite::Error) -> StateError {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Cuts a decisive log line to [`MAX_LINE`] bytes on a character boundary.
-pub fn bounded_line(line: &str) -> String {
-    if line.len() <= MAX_LINE {
-        return line.to_string();
-    }
-    let mut end = MAX_LINE;
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    line[..end].to_string()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use tracing::debug;
 
 use super::{JailCounts, Tracker, Verdict};
 use crate::config::Jail;
-use crate::message::{BanOrder, Checkpoint, FailureBatch};
+use crate::message::{BanOrder, Checkpoint, Failure, FailureBatch};
 
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
 /// How often counts and read positions go to the state store: after a
@@ -29,7 +29,14 @@ pub struct Persist<M> {
     /// waits for that answer: the counts it stores no longer hold the
     /// failures of those bans, so it must not be stored before them.
     pub applied: fn(oneshot::Sender<u64>) -> M,
+    /// Hands the failures of a batch (but those of ignored addresses),
+    /// each with its jail's name, to the state store for the report
+    /// (never blocks; the store may drop them).
+    pub failures: Box<dyn Fn(Vec<NamedFailure>) + Send + Sync>,
 }
+
+/// A failure with its jail's name, as the state store records it.
+pub type NamedFailure = (Arc<str>, Failure);
 
 /// A checkpoint waiting for the bans decided before it.
 type Waiting = Option<(oneshot::Receiver<u64>, Checkpoint)>;
@@ -93,9 +100,18 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                 // Decided first, then sent together, so the enforcer wakes
                 // once for a burst and puts it in one transaction.
                 let mut orders = Vec::new();
+                let mut seen = Vec::new();
                 for f in batch {
                     let addr = f.addr;
-                    match tracker.record_at(f, now) {
+                    let kept = persist.as_ref().and_then(|_| {
+                        let jail = tracker.jails.get(f.jail)?.as_ref()?;
+                        Some((Arc::clone(&jail.name), f.clone()))
+                    });
+                    let verdict = tracker.record_at(f, now);
+                    if !matches!(verdict, Verdict::Ignored) {
+                        seen.extend(kept);
+                    }
+                    match verdict {
                         Verdict::Ban(order) => orders.push(order),
                         Verdict::Ignored => debug!(%addr, "failure from an ignored address"),
                         Verdict::Stale => debug!(%addr, "failure older than findtime, not counted"),
@@ -104,6 +120,9 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                 }
                 orders.append(&mut tracker.take_prefix_bans());
                 tracker.publish();
+                if let Some(p) = &persist {
+                    (p.failures)(seen);
+                }
                 if let Some(mark) = read_to {
                     tracker.read_to(mark);
                 }
