@@ -639,30 +639,6 @@ impl Checker<'_> {
             Vec::new()
         })
     }
-
-    fn ignoreip(&mut self, v: Option<&Spanned<toml::Value>>, key: &str) -> Vec<ipnet::IpNet> {
-        let Some(v) = v else { return Vec::new() };
-        let mut nets = Vec::new();
-        let span = v.span();
-        let mut from = span.start;
-        for item in self.strings(v, key) {
-            for word in item.split([',', ' ', '\t']).filter(|w| !w.is_empty()) {
-                let at = self.item_span(&span, word, &mut from);
-                match ignore::parse_net(word) {
-                    Ok(n) => {
-                        // `ban` refuses such a prefix; here it was always
-                        // read as its network, so it still is, but said.
-                        if let Some(widened) = ignore::host_bits(word) {
-                            self.warning(at, key, widened);
-                        }
-                        nets.push(n)
-                    }
-                    Err(msg) => self.problem(v.span(), key, msg),
-                }
-            }
-        }
-        nets
-    }
 }
 
 /// Longest path a unix socket address holds (`sun_path`, less its NUL):

@@ -447,8 +447,6 @@ impl Store {
                     hist.execute(params![b.net.addr().to_string(), &*b.jail, ms(b.start)])
                         .map_err(|e| db_err(&self.path, e))?;
                 }
-                // A blocklist's entries are a file's content, not something
-                // that happened: thousands of them would flood the report.
                 if record && b.cause != Cause::Blocklist {
                     events::put_ban(&tx, b).map_err(|e| db_err(&self.path, e))?;
                 }
