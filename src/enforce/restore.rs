@@ -17,20 +17,25 @@ use super::{Backend, EnforceError, Restore};
 use crate::bantime::Offences;
 use crate::config::Config;
 use crate::message::Cause;
+use crate::rules::JailRules;
 use crate::state::{Store, StoredBan};
 
 /// A stored end and the kernel's may differ by the time a transaction took;
 /// beyond this the kernel's (the one that acts) is written to the store.
 const DRIFT: Duration = Duration::from_secs(2);
 
+/// `jails`: what the backend was reconciled with, the configured jails and
+/// those the config dropped whose bans the last run kept (see
+/// [`gone_at_start`]); stored bans of any other jail are dropped.
 pub fn at_start(
     backend: &mut dyn Backend,
     store: &mut Store,
     config: &Config,
+    jails: &[JailRules],
 ) -> Result<(), EnforceError> {
     let now = SystemTime::now();
     store.purge(now, config.dbpurgeage)?;
-    let names: Vec<String> = config.jail_names().iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = jails.iter().map(|j| j.name.clone()).collect();
     let dropped = store.retain_jails(&names)?;
     if dropped > 0 {
         info!(
@@ -109,6 +114,31 @@ pub fn at_start(
         );
     }
     Ok(())
+}
+
+/// Jails the config no longer names whose bans the last run kept (a
+/// reload removed, renamed or disabled them, or the config was edited while
+/// the daemon was stopped), with the rules the store kept for them: those
+/// with a stored ban still running. The backend must hold them like the
+/// configured ones, or its reconcile would delete their sets and bans, and
+/// a reboot would not put them back.
+pub fn gone_at_start(
+    store: &Store,
+    configured: &[JailRules],
+) -> Result<Vec<JailRules>, EnforceError> {
+    let now = SystemTime::now();
+    let banned: std::collections::HashSet<std::sync::Arc<str>> = store
+        .bans()?
+        .into_iter()
+        .filter(|b| b.remaining(now) != Some(Duration::ZERO))
+        .map(|b| b.jail)
+        .collect();
+    Ok(store
+        .jails()?
+        .into_iter()
+        .filter(|j| !configured.iter().any(|c| c.name == j.name))
+        .filter(|j| banned.contains(j.name.as_str()))
+        .collect())
 }
 
 /// Earlier bans within `dbpurgeage`, for the tracker's bantime increment;

@@ -15,6 +15,7 @@
 //! remaining time), so a `kill -9` loses none. An unban goes the same way, so
 //! one cut by a kill in its microsecond window comes back: fail closed.
 
+mod jails;
 pub mod writer;
 
 use std::net::IpAddr;
@@ -32,6 +33,8 @@ pub const DB_FILE: &str = "nftjail.db";
 const MIGRATIONS: &[&str] = &[
     // 2: which rule decided each ban (NULL in rows from before: the jail's window).
     "ALTER TABLE bans ADD COLUMN cause TEXT;",
+    // The rules each jail had in the kernel, to keep a removed jail's bans across a restart.
+    jails::TABLE,
 ];
 /// The version a store opened by this nftjail has.
 const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
@@ -229,6 +232,17 @@ impl Store {
                      WHERE o.jail = bans.jail AND o.net = bans.net);",
             )
             .map_err(|e| db_err(path, e))?;
+        }
+        let has_jails: bool = tx
+            .query_row(
+                "SELECT count(*) > 0 FROM old.sqlite_master WHERE type = 'table' AND name = 'jails'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| db_err(path, e))?;
+        if has_jails {
+            tx.execute_batch("INSERT INTO jails SELECT name, ports, blocktype, app FROM old.jails;")
+                .map_err(|e| db_err(path, e))?;
         }
         tx.execute_batch(
             "INSERT INTO history SELECT addr, jail, time FROM old.history;
