@@ -48,7 +48,12 @@ impl Store {
                     blocktype,
                     app,
                 }),
-                _ => tracing::warn!(jail = name, ports, blocktype, "state: unreadable jail skipped"),
+                _ => tracing::warn!(
+                    jail = name,
+                    ports,
+                    blocktype,
+                    "state: unreadable jail skipped"
+                ),
             }
         }
         Ok(out)
@@ -74,10 +79,11 @@ impl Store {
                 .prepare_cached("DELETE FROM bans WHERE jail = ?1")
                 .map_err(|e| db_err(&self.path, e))?;
             let mut dropped = 0;
-            for jail in stored.iter().filter(|j| !jails.iter().any(|r| r.name == **j)) {
-                forget
-                    .execute([jail])
-                    .map_err(|e| db_err(&self.path, e))?;
+            for jail in stored
+                .iter()
+                .filter(|j| !jails.iter().any(|r| r.name == **j))
+            {
+                forget.execute([jail]).map_err(|e| db_err(&self.path, e))?;
                 dropped += 1;
             }
             tx.execute("DELETE FROM jails", [])
@@ -183,11 +189,21 @@ mod tests {
             first: 53,
             last: 53,
         };
-        let mut mail = jail("mail", vec![tcp(25, 25), tcp(587, 600), udp53], BlockType::Drop);
+        let mut mail = jail(
+            "mail",
+            vec![tcp(25, 25), tcp(587, 600), udp53],
+            BlockType::Drop,
+        );
         mail.app = Some("Postfix".into());
         let all = jail("all", Vec::new(), BlockType::Reject);
         s.set_jails(&[mail.clone(), all.clone()]).expect("set");
         assert_eq!(s.jails().expect("jails"), [all.clone(), mail.clone()]);
+        let memory = Store::in_memory(s.path(), "test".into()).expect("in memory");
+        assert_eq!(
+            memory.jails().expect("jails"),
+            [all.clone(), mail.clone()],
+            "a store standing in for the file keeps what the file held"
+        );
 
         let now = SystemTime::now();
         let ban = |jail: &str| {
@@ -205,7 +221,7 @@ mod tests {
             )
         };
         s.put_bans(&[ban("mail"), ban("all")]).expect("bans");
-        assert_eq!(s.set_jails(&[all.clone()]).expect("set"), 1);
+        assert_eq!(s.set_jails(std::slice::from_ref(&all)).expect("set"), 1);
         assert_eq!(s.jails().expect("jails"), [all]);
         let left: Vec<String> = s
             .bans()

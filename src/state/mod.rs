@@ -241,8 +241,10 @@ impl Store {
             )
             .map_err(|e| db_err(path, e))?;
         if has_jails {
-            tx.execute_batch("INSERT INTO jails SELECT name, ports, blocktype, app FROM old.jails;")
-                .map_err(|e| db_err(path, e))?;
+            tx.execute_batch(
+                "INSERT INTO jails SELECT name, ports, blocktype, app FROM old.jails;",
+            )
+            .map_err(|e| db_err(path, e))?;
         }
         tx.execute_batch(
             "INSERT INTO history SELECT addr, jail, time FROM old.history;
