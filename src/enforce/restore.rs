@@ -126,18 +126,10 @@ pub fn gone_at_start(
     store: &Store,
     configured: &[JailRules],
 ) -> Result<Vec<JailRules>, EnforceError> {
-    let now = SystemTime::now();
-    let banned: std::collections::HashSet<std::sync::Arc<str>> = store
-        .bans()?
-        .into_iter()
-        .filter(|b| b.remaining(now) != Some(Duration::ZERO))
-        .map(|b| b.jail)
-        .collect();
     Ok(store
-        .jails()?
+        .jails_holding_bans(SystemTime::now())?
         .into_iter()
         .filter(|j| !configured.iter().any(|c| c.name == j.name))
-        .filter(|j| banned.contains(j.name.as_str()))
         .collect())
 }
 

@@ -10,7 +10,9 @@
 
 use rusqlite::params;
 
-use super::{db_err, StateError, Store};
+use std::time::SystemTime;
+
+use super::{db_err, ms, StateError, Store};
 use crate::rules::{BlockType, JailRules, PortRange, Proto};
 
 /// The table, as a migration adds it to an older store.
@@ -24,12 +26,31 @@ impl Store {
     /// The jails the kernel held when the config was last applied, with
     /// their rules. A row that cannot be read (edited by hand) is skipped.
     pub fn jails(&self) -> Result<Vec<JailRules>, StateError> {
+        self.read_jails("SELECT name, ports, blocktype, app FROM jails ORDER BY name", [])
+    }
+
+    /// [`Store::jails`] that hold a ban still running at `now`: asked
+    /// at start, so it reads one ban per jail, not every ban.
+    pub fn jails_holding_bans(&self, now: SystemTime) -> Result<Vec<JailRules>, StateError> {
+        self.read_jails(
+            "SELECT name, ports, blocktype, app FROM jails j WHERE EXISTS (
+                 SELECT 1 FROM bans b WHERE b.jail = j.name AND (b.until IS NULL OR b.until > ?1))
+             ORDER BY name",
+            [ms(now)],
+        )
+    }
+
+    fn read_jails(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+    ) -> Result<Vec<JailRules>, StateError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT name, ports, blocktype, app FROM jails ORDER BY name")
+            .prepare(sql)
             .map_err(|e| db_err(&self.path, e))?;
         let rows = stmt
-            .query_map([], |r| {
+            .query_map(args, |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -160,7 +181,7 @@ fn parse_blocktype(text: &str) -> Option<BlockType> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, SystemTime};
+    use std::time::Duration;
 
     use super::*;
     use crate::state::StoredBan;
@@ -221,6 +242,12 @@ mod tests {
             )
         };
         s.put_bans(&[ban("mail"), ban("all")]).expect("bans");
+        assert_eq!(
+            s.jails_holding_bans(now).expect("jails"),
+            [all.clone(), mail.clone()]
+        );
+        let later = now + Duration::from_secs(61);
+        assert!(s.jails_holding_bans(later).expect("jails").is_empty());
         assert_eq!(s.set_jails(std::slice::from_ref(&all)).expect("set"), 1);
         assert_eq!(s.jails().expect("jails"), [all]);
         let left: Vec<String> = s

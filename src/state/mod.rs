@@ -479,8 +479,9 @@ impl Store {
         tx.commit().map_err(|e| db_err(&self.path, e))
     }
 
-    /// Keeps only the bans of these jails (a jail removed from the config
-    /// takes its bans with it, as its kernel sets are deleted).
+    /// Keeps only the bans of these jails, those the kernel holds (a jail
+    /// removed from the config takes its bans with it once its kernel sets
+    /// are deleted).
     pub fn retain_jails(&mut self, jails: &[String]) -> Result<usize, StateError> {
         let stored: Vec<String> = {
             let mut stmt = self
