@@ -359,9 +359,9 @@ fn read_last_run(
     config: &Config,
     jails: &[JailRules],
 ) -> Result<LastRun, DaemonError> {
-    restore::at_start(backend, store, config, jails).map_err(state_first)?;
+    let bans = restore::at_start(backend, store, config, jails).map_err(state_first)?;
     Ok(LastRun {
-        offences: restore::offences(store, config).map_err(state_first)?,
+        offences: restore::offences(store, config, &bans).map_err(state_first)?,
         positions: store.positions()?,
         failures: store.failures()?,
     })

@@ -26,13 +26,15 @@ const DRIFT: Duration = Duration::from_secs(2);
 
 /// `jails`: what the backend was reconciled with, the configured jails and
 /// those the config dropped whose bans the last run kept (see
-/// [`gone_at_start`]); stored bans of any other jail are dropped.
+/// [`gone_at_start`]); stored bans of any other jail are dropped. Returns
+/// the bans now stored, for [`offences`] (read once: a start over many bans
+/// would read them twice otherwise).
 pub fn at_start(
     backend: &mut dyn Backend,
     store: &mut Store,
     config: &Config,
     jails: &[JailRules],
-) -> Result<(), EnforceError> {
+) -> Result<Vec<StoredBan>, EnforceError> {
     let now = SystemTime::now();
     store.purge(now, config.dbpurgeage)?;
     let names: Vec<String> = jails.iter().map(|j| j.name.clone()).collect();
@@ -43,7 +45,7 @@ pub fn at_start(
             "stored bans of jails no longer configured dropped"
         );
     }
-    let stored: HashMap<(String, IpNet), StoredBan> = store
+    let mut stored: HashMap<(String, IpNet), StoredBan> = store
         .bans()?
         .into_iter()
         .map(|b| ((b.jail.to_string(), b.net), b))
@@ -113,7 +115,10 @@ pub fn at_start(
             "kernel and state store reconciled: bans restored from the store, kernel bans recorded"
         );
     }
-    Ok(())
+    for (b, _) in adopt {
+        stored.insert((b.jail.to_string(), b.net), b);
+    }
+    Ok(stored.into_values().collect())
 }
 
 /// Jails the config no longer names whose bans the last run kept (a
@@ -134,18 +139,21 @@ pub fn gone_at_start(
 }
 
 /// Earlier bans within `dbpurgeage`, for the tracker's bantime increment;
-/// those still in force are marked running (a ban decided again while one
-/// runs is not a new offence).
-pub fn offences(store: &Store, config: &Config) -> Result<Offences, EnforceError> {
+/// those still in force (`bans`, as [`at_start`] left the store) are
+/// marked running (a ban decided again while one runs is not a new offence).
+pub fn offences(
+    store: &Store,
+    config: &Config,
+    bans: &[StoredBan],
+) -> Result<Offences, EnforceError> {
     let now = SystemTime::now();
     let since = now
         .checked_sub(config.dbpurgeage)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     // A permanent ban runs for a century, as far as counting goes.
     let forever = now + Duration::from_secs(100 * 365 * 86_400);
-    let running: HashMap<(String, IpAddr), SystemTime> = store
-        .bans()?
-        .into_iter()
+    let running: HashMap<(String, IpAddr), SystemTime> = bans
+        .iter()
         .filter(|b| b.net.prefix_len() == b.net.max_prefix_len())
         .map(|b| {
             (

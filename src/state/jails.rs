@@ -26,7 +26,10 @@ impl Store {
     /// The jails the kernel held when the config was last applied, with
     /// their rules. A row that cannot be read (edited by hand) is skipped.
     pub fn jails(&self) -> Result<Vec<JailRules>, StateError> {
-        self.read_jails("SELECT name, ports, blocktype, app FROM jails ORDER BY name", [])
+        self.read_jails(
+            "SELECT name, ports, blocktype, app FROM jails ORDER BY name",
+            [],
+        )
     }
 
     /// [`Store::jails`] that hold a ban still running at `now`: asked
@@ -45,10 +48,7 @@ impl Store {
         sql: &str,
         args: impl rusqlite::Params,
     ) -> Result<Vec<JailRules>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare(sql)
-            .map_err(|e| db_err(&self.path, e))?;
+        let mut stmt = self.conn.prepare(sql).map_err(|e| db_err(&self.path, e))?;
         let rows = stmt
             .query_map(args, |r| {
                 Ok((
