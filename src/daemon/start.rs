@@ -98,6 +98,8 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
         &enforcer_tx,
         enforcer_rx,
     )?;
+    // Queued before anything else can ask for a ban.
+    let _ = enforcer_tx.try_send(EnforcerMsg::Never(config.never.clone()));
     let mut slots = JailSlots::default();
     let (ids, jails) = slots.assign(&config);
     let mut counting = Tracker::with_slots(jails, config.max_tracked).with_offences(last.offences);

@@ -16,20 +16,22 @@
 //! `src/cli/logging.rs`), each ban and unban is an event of its own with
 //! fields beside the same message, which the journal layer stores as
 //! `JAIL=`, `ADDR=`, `FAILURES=`, `BANTIME=` (seconds) and `REASON=`
-//! (`maxretry` for a ban the tracker decided, `manual` for `nftjail ban` and
+//! (`maxretry` for a ban the tracker decided, `prefix` for a prefix it
+//! banned for its many failing addresses, `manual` for `nftjail ban` and
 //! `unban`), so `journalctl -u nftjail JAIL=sshd` finds a jail's bans.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tracing::info;
 
+use ipnet::IpNet;
+
 use crate::bantime::human;
-use crate::message::BanOrder;
+use crate::message::{BanOrder, Cause};
 
 /// The daemon's log writer, when ban lines may be written to it directly.
 static DIRECT: OnceLock<tracing_appender::non_blocking::NonBlocking> = OnceLock::new();
@@ -57,9 +59,54 @@ fn structured() -> bool {
 struct Decided {
     verb: &'static str,
     jail: Arc<str>,
-    addr: IpAddr,
-    failures: u32,
+    order: Shown,
     bantime: Duration,
+}
+
+/// What a ban line says of the order: the address or prefix and what
+/// decided it (an address as itself, without its /32 or /128).
+struct Shown {
+    target: IpNet,
+    host: bool,
+    cause: Cause,
+    failures: u32,
+}
+
+impl Shown {
+    fn of(order: &BanOrder) -> Shown {
+        Shown {
+            target: order.target,
+            host: order.is_host(),
+            cause: order.cause.clone(),
+            failures: order.failures,
+        }
+    }
+
+    /// The `REASON=` of a structured event.
+    fn reason(&self) -> &'static str {
+        match self.cause {
+            Cause::Prefix { .. } => "prefix",
+            _ => "maxretry",
+        }
+    }
+}
+
+impl fmt::Display for Shown {
+    /// `addr=192.0.2.7 failures=5`, or for a prefix the tracker banned for
+    /// its many failing addresses `addr=192.0.2.0/24 cause=prefix addrs=9`
+    /// (the recidive filter, which reads `addr=<HOST> `, counts neither
+    /// kind of prefix).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host {
+            write!(f, "addr={}", self.target.addr())?;
+        } else {
+            write!(f, "addr={}", self.target)?;
+        }
+        match self.cause {
+            Cause::Prefix { addrs } => write!(f, " cause=prefix addrs={addrs}"),
+            _ => write!(f, " failures={}", self.failures),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -77,18 +124,16 @@ impl BanLog {
             self.events.push(Decided {
                 verb,
                 jail: Arc::clone(&order.jail),
-                addr: order.addr,
-                failures: order.failures,
+                order: Shown::of(order),
                 bantime: order.bantime,
             });
             return;
         }
         let _ = writeln!(
             self.text,
-            "{verb}: jail={} addr={} failures={} bantime={}",
+            "{verb}: jail={} {} bantime={}",
             order.jail,
-            order.addr,
-            order.failures,
+            Shown::of(order),
             human(order.bantime)
         );
         self.lines += 1;
@@ -97,17 +142,21 @@ impl BanLog {
     /// Writes the lines and forgets them.
     pub fn flush(&mut self) {
         for e in self.events.drain(..) {
+            let addr = if e.order.host {
+                e.order.target.addr().to_string()
+            } else {
+                e.order.target.to_string()
+            };
             info!(
                 jail = %e.jail,
-                addr = %e.addr,
-                failures = e.failures,
+                addr,
+                failures = e.order.failures,
                 bantime = e.bantime.as_secs(),
-                reason = "maxretry",
-                "{}: jail={} addr={} failures={} bantime={}",
+                reason = e.order.reason(),
+                "{}: jail={} {} bantime={}",
                 e.verb,
                 e.jail,
-                e.addr,
-                e.failures,
+                e.order,
                 human(e.bantime)
             );
         }
@@ -191,13 +240,13 @@ mod tests {
 
     fn order(jail: &str, addr: &str, failures: u32) -> BanOrder {
         BanOrder {
-            jail: jail.into(),
-            addr: addr.parse::<IpAddr>().unwrap(),
-            bantime: Duration::from_secs(3600),
             failures,
-            line: None,
-            read: None,
             cause: Cause::Manual,
+            ..BanOrder::host(
+                jail.into(),
+                addr.parse::<IpAddr>().unwrap(),
+                Duration::from_secs(3600),
+            )
         }
     }
 

@@ -11,6 +11,7 @@
 
 mod metrics;
 mod persist;
+mod prefix;
 pub mod task;
 
 use std::collections::VecDeque;
@@ -54,6 +55,10 @@ pub struct Tracker {
     published: Vec<u64>,
     /// What changed since the last checkpoint for the state store.
     unsaved: persist::Unsaved,
+    /// Distinct failing addresses per prefix, for jails with a prefix rule.
+    prefixes: prefix::Prefixes,
+    /// Prefix bans decided since [`Tracker::take_prefix_bans`] last ran.
+    prefix_bans: Vec<BanOrder>,
 }
 
 /// fail2ban's "Currently failed" and "Total failed" for one jail.
@@ -157,7 +162,20 @@ impl Tracker {
             offences: Offences::new(DEFAULT_DBPURGEAGE),
             published: Vec::new(),
             unsaved: persist::Unsaved::new(max_tracked),
+            prefixes: prefix::Prefixes::new(),
+            prefix_bans: Vec::new(),
         }
+    }
+
+    /// The prefix bans decided since the last call: a failure can decide
+    /// one besides its own address's verdict.
+    pub fn take_prefix_bans(&mut self) -> Vec<BanOrder> {
+        std::mem::take(&mut self.prefix_bans)
+    }
+
+    /// Prefixes whose failing addresses are being counted, across jails.
+    pub fn tracked_prefixes(&self) -> usize {
+        self.prefixes.tracked()
     }
 
     /// Starts from earlier bans (the state store's history), so a restart
@@ -246,6 +264,10 @@ impl Tracker {
         match self.tally(failure) {
             Verdict::Ban(mut order) => {
                 self.bantime_policy(id, &mut order, now);
+                if let Some(Some(jail)) = self.jails.get(id) {
+                    let id = id.min(usize::from(u16::MAX)) as u16;
+                    self.prefixes.widen(id, jail, &mut order);
+                }
                 Verdict::Ban(order)
             }
             v => v,
@@ -258,6 +280,7 @@ impl Tracker {
     /// decided while an earlier one of this jail still runs is not a new
     /// offence (the backend extends the running one, or leaves it).
     fn bantime_policy(&mut self, id: JailId, order: &mut BanOrder, now: SystemTime) {
+        let addr = order.target.addr();
         let increment = self
             .jails
             .get(id)
@@ -265,19 +288,15 @@ impl Tracker {
             .and_then(|j| j.increment.as_ref());
         if let Some(inc) = increment {
             let jail = (!inc.overalljails).then_some(&*order.jail);
-            let count = self.offences.count(order.addr, jail, now);
+            let count = self.offences.count(addr, jail, now);
             if count > 0 {
                 order.bantime = inc.bantime(order.bantime, count);
-                debug!(jail = %order.jail, addr = %order.addr, count, bantime = ?order.bantime, "repeat offender");
+                debug!(jail = %order.jail, %addr, count, bantime = ?order.bantime, "repeat offender");
             }
         }
-        if !self.offences.running(order.addr, &order.jail, now) {
-            self.offences.record(
-                order.addr,
-                Arc::clone(&order.jail),
-                now,
-                now + order.bantime,
-            );
+        if !self.offences.running(addr, &order.jail, now) {
+            self.offences
+                .record(addr, Arc::clone(&order.jail), now, now + order.bantime);
         }
     }
 
@@ -312,6 +331,11 @@ impl Tracker {
         // Config checking keeps jail counts far below u16::MAX and maxretry
         // within u8 windows; clamp rather than trust that here.
         let key = (failure.jail.min(usize::from(u16::MAX)) as u16, addr);
+        if let Some(rule) = &jail.prefix {
+            let max = self.max_tracked;
+            let ban = self.prefixes.count(key.0, jail, rule, &failure, max);
+            self.prefix_bans.extend(ban);
+        }
         let maxretry = maxretry_of(jail);
         let findtime = jail.findtime.as_millis() as u64;
         let counts = &mut self.counts[failure.jail];
@@ -332,13 +356,11 @@ impl Tracker {
             }
             counts.current = counts.current.saturating_sub(1);
             return Verdict::Ban(BanOrder {
-                jail: jail.name.clone(),
-                addr,
-                bantime: jail.bantime,
                 failures: count,
                 line: failure.line,
                 read: failure.read,
                 cause: Cause::Window(0),
+                ..BanOrder::host(jail.name.clone(), addr, jail.bantime)
             });
         }
         self.evict();
@@ -380,6 +402,7 @@ impl Tracker {
                 Verdict::Ignored | Verdict::Stale => {}
             }
         }
+        due.append(&mut self.prefix_bans);
         for c in &mut self.counts {
             c.total = 0;
         }
@@ -426,6 +449,10 @@ impl Tracker {
         self.offences.purge(now);
         let now = millis(now);
         let jails = &self.jails;
+        self.prefixes.prune(now, |id| {
+            let jail = jails.get(usize::from(id))?.as_ref()?;
+            Some(jail.prefix.as_ref()?.findtime.as_millis() as u64)
+        });
         let counts = &mut self.counts;
         let unsaved = &mut self.unsaved;
         self.windows.retain(|key, window| {
@@ -485,7 +512,7 @@ mod tests {
         );
         match t.record(at("203.0.113.1", 20)) {
             Verdict::Ban(o) => {
-                assert_eq!(o.addr.to_string(), "203.0.113.1");
+                assert_eq!(o.target.to_string(), "203.0.113.1/32");
                 assert_eq!(&*o.jail, "j");
                 assert_eq!(o.bantime, Duration::from_secs(300));
                 assert_eq!(o.failures, 3);
@@ -522,7 +549,7 @@ mod tests {
             Verdict::Counted { count: 2 }
         );
         match t.record(at("203.0.113.1", 2)) {
-            Verdict::Ban(o) => assert!(o.addr.is_ipv4()),
+            Verdict::Ban(o) => assert!(o.target.addr().is_ipv4()),
             v => panic!("expected a ban, got {v:?}"),
         }
     }
