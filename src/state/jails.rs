@@ -8,7 +8,7 @@
 //! `unban --jail-gone`), in the transaction that drops the bans of the
 //! jails gone from that list; readable with the `sqlite3` shell.
 
-use rusqlite::params;
+use rusqlite::{params, Connection};
 
 use std::time::SystemTime;
 
@@ -80,22 +80,27 @@ impl Store {
         Ok(out)
     }
 
+    /// Keeps only the bans of these jails, those the kernel holds (a jail
+    /// removed from the config takes its bans with it once its kernel sets
+    /// are deleted). Returns how many jails' bans were dropped.
+    pub fn retain_jails(&mut self, jails: &[String]) -> Result<usize, StateError> {
+        let gone: Vec<(String, Option<ipnet::IpNet>)> = banned(&self.conn)
+            .map_err(|e| db_err(&self.path, e))?
+            .into_iter()
+            .filter(|j| !jails.contains(j))
+            .map(|j| (j, None))
+            .collect();
+        self.remove_bans(&gone)?;
+        Ok(gone.len())
+    }
+
     /// The kernel now holds exactly these jails: their rules replace the
     /// stored ones, and the bans of every other jail are forgotten, in one
     /// transaction. Returns how many jails' bans were dropped.
     pub fn set_jails(&mut self, jails: &[JailRules]) -> Result<usize, StateError> {
         let tx = self.conn.transaction().map_err(|e| db_err(&self.path, e))?;
         let dropped = {
-            let stored: Vec<String> = {
-                let mut stmt = tx
-                    .prepare("SELECT DISTINCT jail FROM bans")
-                    .map_err(|e| db_err(&self.path, e))?;
-                let rows = stmt
-                    .query_map([], |r| r.get::<_, String>(0))
-                    .map_err(|e| db_err(&self.path, e))?;
-                rows.collect::<Result<_, _>>()
-                    .map_err(|e| db_err(&self.path, e))?
-            };
+            let stored = banned(&tx).map_err(|e| db_err(&self.path, e))?;
             let mut forget = tx
                 .prepare_cached("DELETE FROM bans WHERE jail = ?1")
                 .map_err(|e| db_err(&self.path, e))?;
@@ -128,6 +133,27 @@ impl Store {
         tx.commit().map_err(|e| db_err(&self.path, e))?;
         Ok(dropped)
     }
+}
+
+/// The jails with stored bans.
+fn banned(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT DISTINCT jail FROM bans")?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    rows.collect()
+}
+
+/// Copies the jails of the store attached as `old` (see
+/// [`Store::in_memory`]), if it is of a version that has them.
+pub(super) fn copy_attached(tx: &Connection) -> rusqlite::Result<()> {
+    let has_jails: bool = tx.query_row(
+        "SELECT count(*) > 0 FROM old.sqlite_master WHERE type = 'table' AND name = 'jails'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_jails {
+        tx.execute_batch("INSERT INTO jails SELECT name, ports, blocktype, app FROM old.jails;")?;
+    }
+    Ok(())
 }
 
 /// `tcp/22,tcp/8000-8080,udp/53`; empty: every port and protocol.

@@ -233,19 +233,7 @@ impl Store {
             )
             .map_err(|e| db_err(path, e))?;
         }
-        let has_jails: bool = tx
-            .query_row(
-                "SELECT count(*) > 0 FROM old.sqlite_master WHERE type = 'table' AND name = 'jails'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| db_err(path, e))?;
-        if has_jails {
-            tx.execute_batch(
-                "INSERT INTO jails SELECT name, ports, blocktype, app FROM old.jails;",
-            )
-            .map_err(|e| db_err(path, e))?;
-        }
+        jails::copy_attached(&tx).map_err(|e| db_err(path, e))?;
         tx.execute_batch(
             "INSERT INTO history SELECT addr, jail, time FROM old.history;
              INSERT INTO positions SELECT source, dev, ino, head, offset FROM old.positions;
@@ -477,30 +465,6 @@ impl Store {
             }
         }
         tx.commit().map_err(|e| db_err(&self.path, e))
-    }
-
-    /// Keeps only the bans of these jails, those the kernel holds (a jail
-    /// removed from the config takes its bans with it once its kernel sets
-    /// are deleted).
-    pub fn retain_jails(&mut self, jails: &[String]) -> Result<usize, StateError> {
-        let stored: Vec<String> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT DISTINCT jail FROM bans")
-                .map_err(|e| db_err(&self.path, e))?;
-            let rows = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(|e| db_err(&self.path, e))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(|e| db_err(&self.path, e))?
-        };
-        let gone: Vec<(String, Option<IpNet>)> = stored
-            .into_iter()
-            .filter(|j| !jails.contains(j))
-            .map(|j| (j, None))
-            .collect();
-        self.remove_bans(&gone)?;
-        Ok(gone.len())
     }
 
     /// Drops expired bans and history older than `purge_age`.
