@@ -245,12 +245,16 @@ mod tests {
         let all = jail("all", Vec::new(), BlockType::Reject);
         s.set_jails(&[mail.clone(), all.clone()]).expect("set");
         assert_eq!(s.jails().expect("jails"), [all.clone(), mail.clone()]);
-        let memory = Store::in_memory(s.path(), "test".into()).expect("in memory");
+        // Closed, so its log is in the file a store in memory reads.
+        let path = s.path().to_path_buf();
+        drop(s);
+        let memory = Store::in_memory(&path, "test".into()).expect("in memory");
         assert_eq!(
             memory.jails().expect("jails"),
             [all.clone(), mail.clone()],
             "a store standing in for the file keeps what the file held"
         );
+        let mut s = Store::open(&dir).expect("reopen");
 
         let now = SystemTime::now();
         let ban = |jail: &str| {
