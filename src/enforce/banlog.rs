@@ -29,7 +29,7 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::bantime::human;
-use crate::message::BanOrder;
+use crate::message::{BanOrder, Cause};
 
 /// The daemon's log writer, when ban lines may be written to it directly.
 static DIRECT: OnceLock<tracing_appender::non_blocking::NonBlocking> = OnceLock::new();
@@ -60,6 +60,8 @@ struct Decided {
     addr: IpAddr,
     failures: u32,
     bantime: Duration,
+    /// What [`detail`] says of its cause.
+    detail: String,
 }
 
 #[derive(Default)]
@@ -80,16 +82,18 @@ impl BanLog {
                 addr: order.addr,
                 failures: order.failures,
                 bantime: order.bantime,
+                detail: detail(&order.cause),
             });
             return;
         }
         let _ = writeln!(
             self.text,
-            "{verb}: jail={} addr={} failures={} bantime={}",
+            "{verb}: jail={} addr={} failures={} bantime={}{}",
             order.jail,
             order.addr,
             order.failures,
-            human(order.bantime)
+            human(order.bantime),
+            detail(&order.cause)
         );
         self.lines += 1;
     }
@@ -103,12 +107,13 @@ impl BanLog {
                 failures = e.failures,
                 bantime = e.bantime.as_secs(),
                 reason = "maxretry",
-                "{}: jail={} addr={} failures={} bantime={}",
+                "{}: jail={} addr={} failures={} bantime={}{}",
                 e.verb,
                 e.jail,
                 e.addr,
                 e.failures,
-                human(e.bantime)
+                human(e.bantime),
+                e.detail
             );
         }
         if self.lines == 0 {
@@ -144,6 +149,20 @@ impl BanLog {
             out.push('\n');
         }
         out
+    }
+}
+
+/// The end of a ban line naming the rule, where it is not the jail's own
+/// window: ` window=N` for an extra window, ` account=NAME` for a sprayed
+/// account, so the admin can warn its owner (an [`Account`] is one clean
+/// line).
+///
+/// [`Account`]: crate::message::Account
+fn detail(cause: &Cause) -> String {
+    match cause {
+        Cause::Window(i) if *i > 0 => format!(" window={i}"),
+        Cause::Account(a) => format!(" account={a}"),
+        _ => String::new(),
     }
 }
 

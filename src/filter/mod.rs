@@ -190,9 +190,9 @@ impl Filter {
         let user = self
             .failregex
             .get(regex)
-            .filter(|re| re.capture_names().any(|n| n == Some("user")))
+            .filter(|re| re.capture_names().any(|n| n == Some(tags::USER_GROUP)))
             .and_then(|re| re.captures(line))
-            .and_then(|caps| caps.name("user").map(|u| u.as_str().to_string()));
+            .and_then(|caps| caps.name(tags::USER_GROUP).map(|u| u.as_str().to_string()));
         Verdict {
             regex,
             addr,
@@ -207,7 +207,7 @@ impl Filter {
             self.failregex.iter().enumerate().find_map(|(i, re)| {
                 let caps = re.captures(line)?;
                 let hit = hit_of(&caps, line)?;
-                let user = caps.name("user").map(|u| u.as_str().to_string());
+                let user = caps.name(tags::USER_GROUP).map(|u| u.as_str().to_string());
                 Some((i, hit, user))
             })?;
         let ignored_by = self

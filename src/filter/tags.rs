@@ -7,6 +7,9 @@
 //! line stands for), and line headers `<SYSLOG>` (BSD or RFC 3339 syslog
 //! header and host name), `<TIMESTAMP>` (the date alone) and
 //! `<APACHE_ERROR>` (Apache 2.4 error log fields up to `[client ...]`).
+//! `<F-USER>...</F-USER>` (fail2ban's spelling) captures the account the
+//! failure was against: only counted and shown, never a source of the
+//! address, which stays the host tag's alone.
 //!
 //! The host pattern is deliberately loose (it only has to find the token):
 //! the captured text is then parsed with `std::net::IpAddr`, and a capture
@@ -28,6 +31,10 @@ pub const HOST_PORT_GROUP: &str = "hostport";
 /// Name of the group that says how many failures one line stands for
 /// (`<COUNT>`, or written by hand as `(?P<count>...)`).
 pub const COUNT_GROUP: &str = "count";
+
+/// Name of the group that holds the account a failure was against
+/// (`<F-USER>...</F-USER>`, or written by hand as `(?P<user>...)`).
+pub const USER_GROUP: &str = "user";
 
 // ASCII classes throughout (`[0-9]`, not `\d`): they mean what a log
 // writes, and keep the automata small, which makes extracting the host
@@ -93,6 +100,8 @@ fn tag(name: &str) -> Option<(String, bool)> {
             true,
         ),
         "COUNT" => (format!("(?P<{COUNT_GROUP}>[0-9]+)"), false),
+        "F-USER" => (format!("(?P<{USER_GROUP}>"), false),
+        "/F-USER" => (")".to_string(), false),
         "SYSLOG" => (SYSLOG.to_string(), false),
         "TIMESTAMP" => (TIMESTAMP.to_string(), false),
         "APACHE_ERROR" => (APACHE_ERROR.to_string(), false),
@@ -332,6 +341,14 @@ mod tests {
         assert_eq!(&caps[COUNT_GROUP], "12");
         assert!(re.is_match("Mar 05 16:01:34 n=1 192.0.2.1"));
         assert!(!re.is_match("Mar 05 16:01:34 host n=1 192.0.2.1"));
+    }
+
+    #[test]
+    fn user_tags_capture_the_account_beside_the_host() {
+        let re = Regex::new(&expand(r"^for <F-USER>\S+</F-USER> from <HOST>$").unwrap()).unwrap();
+        let caps = re.captures("for alice from 192.0.2.1").unwrap();
+        assert_eq!(&caps[USER_GROUP], "alice");
+        assert_eq!(&caps[HOST_GROUP], "192.0.2.1");
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl Sink for LineStage {
                 continue;
             }
             routed = true;
-            reader.scan(filters, line.text, line.time, |jail, addr, time| {
+            reader.scan(filters, line.text, line.time, |jail, addr, time, account| {
                 if skip.contains(&jail) {
                     return;
                 }
@@ -168,7 +168,7 @@ impl Sink for LineStage {
                         time,
                         line: None,
                         read: Some(*read.get_or_insert_with(Instant::now)),
-                        account: None,
+                        account,
                     },
                     line.text,
                     &mut span,
