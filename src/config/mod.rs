@@ -16,6 +16,7 @@ pub mod port;
 mod raw;
 pub mod sources;
 pub mod strict;
+pub mod windows;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,7 @@ pub use metrics::MetricsConfig;
 use persist::OnStop;
 use raw::{RawConfig, RawJail};
 pub use sources::{JournalConfig, JournalMatch, SyslogConfig};
+pub use windows::{AccountRule, Window};
 
 use crate::filter::{self, fail2ban, Filter, FilterDef};
 use crate::rules::{BlockType, JailRules, PortRange};
@@ -128,6 +130,10 @@ pub struct Jail {
     pub app: Option<String>,
     /// Longer bans for repeat offenders (`bantime_increment = true`).
     pub increment: Option<crate::bantime::Increment>,
+    /// Windows besides the jail's own (`[[jail.X.window]]`).
+    pub windows: Vec<Window>,
+    /// Bans for spraying one account (`[jail.X.account]`).
+    pub account: Option<AccountRule>,
 }
 
 impl Jail {
@@ -384,7 +390,7 @@ impl Checker<'_> {
             let mut nets = default_ignore.clone();
             nets.extend(self.ignoreip(j.ignoreip.as_ref(), &format!("{key}.ignoreip")));
             let increment = self.increment(&default_increment, &j.increment(), &key);
-            let jail = Jail {
+            let mut jail = Jail {
                 increment,
                 name: Arc::from(name.as_str()),
                 // A placeholder keeps checking the other keys; the config is
@@ -409,7 +415,12 @@ impl Checker<'_> {
                     .blocktype(j.blocktype.as_ref(), &format!("{key}.blocktype"))
                     .unwrap_or(default_blocktype),
                 app: j.app.as_ref().map(|a| a.get_ref().clone()),
+                windows: Vec::new(),
+                account: None,
             };
+            jail.windows = self.windows(j.window.as_ref(), &key, jail.bantime);
+            jail.account =
+                self.account_rule(j.account.as_ref(), &key, jail.findtime, jail.bantime);
             jails.push(jail);
         }
         if self.problems.is_empty() {

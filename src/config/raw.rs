@@ -136,6 +136,10 @@ pub struct RawJail {
     pub journal: Option<Spanned<toml::Value>>,
     /// Program names (syslog tag / APP-NAME) whose messages this jail reads.
     pub syslog: Option<Spanned<toml::Value>>,
+    /// `[[jail.X.window]]`: more windows besides the jail's own.
+    pub window: Option<Spanned<Vec<Spanned<super::windows::RawWindow>>>>,
+    /// `[jail.X.account]`: bans for spraying one account.
+    pub account: Option<Spanned<super::windows::RawAccount>>,
 }
 
 /// The `bantime_*` keys of `[defaults]` or of a jail, gathered (serde's

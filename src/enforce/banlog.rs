@@ -203,7 +203,6 @@ pub fn manual_unban(jail: &str, target: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Cause;
     use std::net::IpAddr;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;

@@ -8,10 +8,14 @@
 //! too: a repeat offender's bantime grows (`bantime_increment`) before the
 //! order leaves, so a [`BanOrder`] carries its final bantime. Time is passed
 //! in with each failure, so windows and bantimes are tested without sleeping.
+//! A jail may have several windows ([`windows`]) and an account rule
+//! ([`account`]), decided in the same pass; the longest ban decided wins.
 
+mod account;
 mod metrics;
 mod persist;
 pub mod task;
+mod windows;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -54,6 +58,8 @@ pub struct Tracker {
     published: Vec<u64>,
     /// What changed since the last checkpoint for the state store.
     unsaved: persist::Unsaved,
+    /// Per jail id: the accounts its account rule follows.
+    accounts: Vec<account::Accounts>,
 }
 
 /// fail2ban's "Currently failed" and "Total failed" for one jail.
@@ -122,10 +128,6 @@ impl Window {
     }
 }
 
-/// Window capacity: maxretry, kept within what a `u8` length can count.
-fn maxretry_of(jail: &Jail) -> usize {
-    (jail.maxretry as usize).clamp(1, usize::from(u8::MAX))
-}
 
 fn millis(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -157,6 +159,7 @@ impl Tracker {
             offences: Offences::new(DEFAULT_DBPURGEAGE),
             published: Vec::new(),
             unsaved: persist::Unsaved::new(max_tracked),
+            accounts: Vec::new(),
         }
     }
 
@@ -174,6 +177,13 @@ impl Tracker {
         // Windows go and shrink below: the next checkpoint writes them all.
         self.unsaved.rewrite_all(max_tracked);
         self.counts.resize(jails.len(), JailCounts::default());
+        for (i, a) in self.accounts.iter_mut().enumerate() {
+            let same = jails.get(i).and_then(Option::as_ref).and_then(|j| j.account)
+                == self.jails.get(i).and_then(Option::as_ref).and_then(|j| j.account);
+            if !same {
+                *a = account::Accounts::default();
+            }
+        }
         self.jails = jails;
         self.max_tracked = max_tracked.max(1);
         let jails = &self.jails;
@@ -186,7 +196,7 @@ impl Tracker {
                 }
                 return false;
             };
-            let cap = maxretry_of(jail);
+            let cap = windows::capacity(jail);
             if cap != window.times.len() {
                 let keep = window.times().len().min(cap);
                 let newest = &window.times()[window.times().len() - keep..];
@@ -218,13 +228,23 @@ impl Tracker {
         self.windows.len()
     }
 
+    /// The accounts of `jail` under attack at `now` (its account rule's
+    /// maxaddrs passed), by name.
+    pub fn under_attack(&self, jail: JailId, now: SystemTime) -> Vec<String> {
+        let rule = self.jails.get(jail).and_then(Option::as_ref);
+        match (rule.and_then(|j| j.account.as_ref()), self.accounts.get(jail)) {
+            (Some(rule), Some(accounts)) => accounts.under_attack(rule, millis(now)),
+            _ => Vec::new(),
+        }
+    }
+
     /// Like [`Tracker::record`], but a failure already older than findtime at
     /// `now` (a line read late: a backlog, a slow log shipper) is not counted.
     pub fn record_at(&mut self, failure: Failure, now: SystemTime) -> Verdict {
         let stale = match self.jails.get(failure.jail) {
             Some(Some(jail)) => failure
                 .time
-                .checked_add(jail.findtime)
+                .checked_add(jail.reach())
                 .is_some_and(|end| end <= now),
             _ => false,
         };
@@ -312,8 +332,9 @@ impl Tracker {
         // Config checking keeps jail counts far below u16::MAX and maxretry
         // within u8 windows; clamp rather than trust that here.
         let key = (failure.jail.min(usize::from(u16::MAX)) as u16, addr);
-        let maxretry = maxretry_of(jail);
-        let findtime = jail.findtime.as_millis() as u64;
+        let maxretry = windows::capacity(jail);
+        let findtime = windows::longest_findtime(jail).as_millis() as u64;
+        let t = millis(failure.time);
         let counts = &mut self.counts[failure.jail];
         counts.total += 1;
         let (window, new) = match self.windows.entry(key) {
@@ -324,9 +345,26 @@ impl Tracker {
                 (e.insert(Window::new(maxretry)), true)
             }
         };
-        let count = window.push(millis(failure.time), findtime) as u32;
+        let count = window.push(t, findtime) as u32;
         self.unsaved.changed(key, window, new);
-        if count as usize >= maxretry {
+        let mut decided = if jail.windows.is_empty() {
+            (count as usize >= maxretry).then_some((Cause::Window(0), count, jail.bantime))
+        } else {
+            windows::decide(jail, window.times(), t)
+        };
+        if let (Some(rule), Some(name)) = (&jail.account, &failure.account) {
+            if self.accounts.len() <= failure.jail {
+                self.accounts
+                    .resize_with(failure.jail + 1, account::Accounts::default);
+            }
+            let spray = self.accounts[failure.jail].record(rule, name, addr, t);
+            if let Some(n) = spray {
+                if decided.as_ref().is_none_or(|d| rule.bantime > d.2) {
+                    decided = Some((Cause::Account(name.clone()), n, rule.bantime));
+                }
+            }
+        }
+        if let Some((cause, failures, bantime)) = decided {
             if let Some(gone) = self.windows.remove(&key) {
                 self.unsaved.gone(key, &gone);
             }
@@ -334,11 +372,11 @@ impl Tracker {
             return Verdict::Ban(BanOrder {
                 jail: jail.name.clone(),
                 addr,
-                bantime: jail.bantime,
-                failures: count,
+                bantime,
+                failures,
                 line: failure.line,
                 read: failure.read,
-                cause: Cause::Window(0),
+                cause,
             });
         }
         self.evict();
@@ -425,6 +463,11 @@ impl Tracker {
     pub fn prune(&mut self, now: SystemTime) {
         self.offences.purge(now);
         let now = millis(now);
+        for (jail, accounts) in self.jails.iter().zip(&mut self.accounts) {
+            if let Some(rule) = jail.as_ref().and_then(|j| j.account.as_ref()) {
+                accounts.prune(rule, now);
+            }
+        }
         let jails = &self.jails;
         let counts = &mut self.counts;
         let unsaved = &mut self.unsaved;
@@ -433,7 +476,7 @@ impl Tracker {
             let findtime = jails
                 .get(id)
                 .and_then(Option::as_ref)
-                .map_or(0, |j| j.findtime.as_millis() as u64);
+                .map_or(0, |j| windows::longest_findtime(j).as_millis() as u64);
             let keep = window.times().last().is_some_and(|&t| t + findtime > now);
             if !keep {
                 unsaved.gone(*key, window);
