@@ -89,6 +89,9 @@ pub struct Filter {
     pub failregex: Vec<Regex>,
     /// Tag-expanded; a line any of them matches is not a failure.
     pub ignoreregex: Vec<Regex>,
+    /// Per failregex: whether it captures the account, and what a line
+    /// must hold for it to.
+    users: Vec<tags::UserGroup>,
 }
 
 impl Filter {
@@ -126,9 +129,18 @@ impl Filter {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Filter {
             name: name.to_string(),
+            users: failregex.iter().map(tags::UserGroup::of).collect(),
             failregex,
             ignoreregex,
         })
+    }
+
+    /// Whether failregex `index` may capture an account on `line`, which
+    /// it blamed: a regex without a `user` group never does, one whose
+    /// group follows fixed text (`sasl_username=`) only on a line holding
+    /// that text. Running the regex again for the group is saved otherwise.
+    pub fn may_capture_user(&self, index: usize, line: &str) -> bool {
+        self.users.get(index).is_some_and(|u| u.may_match(line))
     }
 
     /// A filter that matches nothing (stands in for one that failed to load).
@@ -137,6 +149,7 @@ impl Filter {
             name: name.to_string(),
             failregex: Vec::new(),
             ignoreregex: Vec::new(),
+            users: Vec::new(),
         }
     }
 
@@ -190,7 +203,7 @@ impl Filter {
         let user = self
             .failregex
             .get(regex)
-            .filter(|re| re.capture_names().any(|n| n == Some(tags::USER_GROUP)))
+            .filter(|_| self.may_capture_user(regex, line))
             .and_then(|re| re.captures(line))
             .and_then(|caps| caps.name(tags::USER_GROUP).map(|u| u.as_str().to_string()));
         Verdict {

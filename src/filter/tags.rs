@@ -20,6 +20,9 @@
 
 use std::net::IpAddr;
 
+use memchr::memmem;
+use regex::Regex;
+
 /// Name of the capture group every failregex gets for the address.
 pub const HOST_GROUP: &str = "host";
 
@@ -77,6 +80,66 @@ const APACHE_ERROR: &str = concat!(
     r" [^ ]+ (?:apache2|httpd)(?:/[A-Za-z0-9_.-]+)?(?:\[[0-9]+\])?: )",
     r"\[[A-Za-z0-9_]*:[a-z0-9]+\] \[pid [0-9]+(?::tid [0-9]+)?\] ",
 );
+
+/// Whether a failregex captures the account, and the fixed text right
+/// before its group (`, sasl_username=`), which a line must hold for the
+/// group to take part: a line without it needs no second run for it.
+#[derive(Debug, Clone)]
+pub enum UserGroup {
+    None,
+    Always,
+    After(memmem::Finder<'static>),
+}
+
+/// Fixed text shorter than this is too common to be worth a search.
+const MIN_USER_LITERAL: usize = 3;
+
+impl UserGroup {
+    pub fn of(re: &Regex) -> UserGroup {
+        if !re.capture_names().any(|n| n == Some(USER_GROUP)) {
+            return UserGroup::None;
+        }
+        let text = re.as_str();
+        let open = format!("(?P<{USER_GROUP}>");
+        // Flags (`(?i)`) could make the text match otherwise than byte
+        // for byte.
+        let groups = text.matches("(?:").count() + text.matches("(?P<").count();
+        let flags = text.matches("(?").count() > groups;
+        let Some(at) = text.find(&open).filter(|_| !flags) else {
+            return UserGroup::Always;
+        };
+        let literal = fixed_text_before(&text[..at]);
+        if literal.len() < MIN_USER_LITERAL {
+            return UserGroup::Always;
+        }
+        UserGroup::After(memmem::Finder::new(literal.as_bytes()).into_owned())
+    }
+
+    pub fn may_match(&self, line: &str) -> bool {
+        match self {
+            UserGroup::None => false,
+            UserGroup::Always => true,
+            UserGroup::After(f) => f.find(line.as_bytes()).is_some(),
+        }
+    }
+}
+
+/// The run of plain characters at the end of `regex` (what must precede
+/// a group that follows it), without a character an escape made special.
+fn fixed_text_before(regex: &str) -> &str {
+    let meta = |c: char| r"\()[]{}?*+|.^$".contains(c);
+    let start = regex
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| meta(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let run = &regex[start..];
+    // `\s` leaves `s` behind, `A` leaves `x41`: drop what follows a backslash.
+    if regex[..start].ends_with('\\') {
+        return "";
+    }
+    run
+}
 
 /// The tags a filter may use, and what each expands to.
 fn tag(name: &str) -> Option<(String, bool)> {
@@ -349,6 +412,20 @@ mod tests {
         let caps = re.captures("for alice from 192.0.2.1").unwrap();
         assert_eq!(&caps[USER_GROUP], "alice");
         assert_eq!(&caps[HOST_GROUP], "192.0.2.1");
+    }
+
+    #[test]
+    fn a_user_group_after_fixed_text_is_looked_for_only_where_the_text_is() {
+        let group = |re: &str| UserGroup::of(&Regex::new(&expand(re).unwrap()).unwrap());
+        let g = group(r"<HOST> failed(?:.*?, sasl_username=<F-USER>.+</F-USER>)?");
+        assert!(g.may_match("x, sasl_username=bob"));
+        assert!(!g.may_match("1.2.3.4 failed: authentication failure"));
+        assert!(group(r"for (?:invalid user )?<F-USER>\S+</F-USER> from <HOST>").may_match("x"));
+        assert!(group(r"x\s<F-USER>\S+</F-USER> <HOST>").may_match("x"));
+        assert!(group(r"(?i)user=<F-USER>\S+</F-USER> <HOST>").may_match("x"));
+        assert!(!group(r"from <HOST>").may_match("x"));
+        assert_eq!(fixed_text_before(r"a\sfoo"), "");
+        assert_eq!(fixed_text_before(r"(?:x), user=<"), ", user=<");
     }
 
     #[test]

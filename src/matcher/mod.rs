@@ -383,8 +383,11 @@ impl Matcher {
 
     /// The `user` group of pattern `p` on a line it blamed.
     fn account(&self, p: &Pattern, line: &str) -> Option<Account> {
-        let re = &self.jails[p.slot].1.failregex[p.index];
-        let caps = re.captures(line)?;
+        let filter = &self.jails[p.slot].1;
+        if !filter.may_capture_user(p.index, line) {
+            return None;
+        }
+        let caps = filter.failregex[p.index].captures(line)?;
         Account::new(caps.name(tags::USER_GROUP)?.as_str())
     }
 
