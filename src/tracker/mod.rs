@@ -660,6 +660,60 @@ mod tests {
     }
 
     #[test]
+    fn windows_and_the_account_rule_decide_in_one_pass_and_the_longest_ban_wins() {
+        let mut t = tracker(
+            "[[jail.j.window]]\nmaxretry = 5\nfindtime = 3600\nbantime = 86400\n\
+             [jail.j.account]\nmaxaddrs = 2\nfindtime = 3600\nbantime = 1000\n",
+        );
+        // 100 s apart: never 3 within the jail's 60 s; the fifth fills
+        // the slow window.
+        for i in 0..4 {
+            let v = t.record(at("203.0.113.1", i * 100));
+            assert_eq!(v, Verdict::Counted { count: i as u32 + 1 });
+        }
+        match t.record(at("203.0.113.1", 400)) {
+            Verdict::Ban(o) => {
+                assert_eq!(o.cause, Cause::Window(1));
+                assert_eq!((o.failures, o.bantime.as_secs()), (5, 86_400));
+            }
+            v => panic!("expected a ban, got {v:?}"),
+        }
+        // Older than the jail's findtime but inside the slow window's:
+        // still counted.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + 1_000);
+        assert!(matches!(
+            t.record_at(at("203.0.113.2", 500), now),
+            Verdict::Counted { .. }
+        ));
+        let against = |addr, secs, name: &str| Failure {
+            account: crate::message::Account::new(name),
+            ..at(addr, secs)
+        };
+        let alice = crate::message::Account::new("alice").unwrap();
+        for a in ["198.51.100.1", "198.51.100.2"] {
+            assert!(matches!(t.record(against(a, 1_000, "alice")), Verdict::Counted { .. }));
+        }
+        assert_eq!(t.under_attack(0, at("192.0.2.1", 1_000).time), Vec::<String>::new());
+        // The third address is one too many: banned by the account rule,
+        // whose ban is longer than the jail's.
+        match t.record(against("198.51.100.3", 1_001, "alice")) {
+            Verdict::Ban(o) => {
+                assert_eq!(o.cause, Cause::Account(alice));
+                assert_eq!((o.failures, o.bantime.as_secs()), (1, 1_000));
+                assert_eq!(o.addr.to_string(), "198.51.100.3");
+            }
+            v => panic!("expected a ban, got {v:?}"),
+        }
+        assert_eq!(t.under_attack(0, at("192.0.2.1", 1_002).time), ["alice"]);
+        // Failures without an account, or against another, are untouched.
+        assert!(matches!(t.record(at("198.51.100.4", 1_002)), Verdict::Counted { .. }));
+        assert!(matches!(
+            t.record(against("198.51.100.5", 1_002, "bob")),
+            Verdict::Counted { .. }
+        ));
+    }
+
+    #[test]
     fn repeat_offenders_get_longer_bans_and_a_running_ban_is_no_new_offence() {
         let mut t = tracker("bantime_increment = true\n");
         // maxretry is 3: the third failure bans.
