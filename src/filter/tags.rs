@@ -134,9 +134,20 @@ fn fixed_text_before(regex: &str) -> &str {
         .find(|&(_, c)| meta(c))
         .map_or(0, |(i, c)| i + c.len_utf8());
     let run = &regex[start..];
-    // `\s` leaves `s` behind, `A` leaves `x41`: drop what follows a backslash.
+    // `\s` leaves `s` behind, `\x41` leaves `x41`: drop what follows a
+    // backslash.
     if regex[..start].ends_with('\\') {
         return "";
+    }
+    // A group's opening: `(?:` and `(?P<name>` are syntax, not text.
+    if regex[..start].ends_with("(?") {
+        return match run.strip_prefix(':') {
+            Some(text) => text,
+            None => run
+                .strip_prefix("P<")
+                .and_then(|r| Some(r.split_once('>')?.1))
+                .unwrap_or(""),
+        };
     }
     run
 }
@@ -426,6 +437,9 @@ mod tests {
         assert!(!group(r"from <HOST>").may_match("x"));
         assert_eq!(fixed_text_before(r"a\sfoo"), "");
         assert_eq!(fixed_text_before(r"(?:x), user=<"), ", user=<");
+        assert_eq!(fixed_text_before(r"y (?:user=<"), "user=<");
+        assert_eq!(fixed_text_before(r"y (?P<n>user=<"), "user=<");
+        assert_eq!(fixed_text_before(r"a?bc"), "bc");
     }
 
     #[test]
