@@ -10,6 +10,8 @@ use std::ops::{Deref, Range};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use ipnet::IpNet;
+
 /// Index of a jail in the checked configuration (`Config::jails`).
 ///
 /// An index rather than a name keeps the hot path free of string hashing;
@@ -130,11 +132,13 @@ impl std::str::FromStr for Cause {
     }
 }
 
-/// A decision to ban `addr` in `jail` for `bantime`.
+/// A decision to ban `target` in `jail` for `bantime`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BanOrder {
     pub jail: Arc<str>,
-    pub addr: IpAddr,
+    /// One address (a /32 or /128, see [`BanOrder::host`]) or a whole
+    /// prefix, whose host bits are zero.
+    pub target: IpNet,
     pub bantime: Duration,
     /// How many failures inside findtime led to the ban (for the log line).
     pub failures: u32,
@@ -144,6 +148,28 @@ pub struct BanOrder {
     pub read: Option<Instant>,
     /// Which rule decided it.
     pub cause: Cause,
+}
+
+impl BanOrder {
+    /// A ban of one address (IPv4-mapped IPv6 becomes IPv4), with no
+    /// failures, line or read time yet, decided by the jail's own window:
+    /// callers set what they know with `..BanOrder::host(..)`.
+    pub fn host(jail: Arc<str>, addr: IpAddr, bantime: Duration) -> BanOrder {
+        BanOrder {
+            jail,
+            target: IpNet::from(addr.to_canonical()),
+            bantime,
+            failures: 0,
+            line: None,
+            read: None,
+            cause: Cause::default(),
+        }
+    }
+
+    /// A ban of one address (a /32 or /128), not of a prefix.
+    pub fn is_host(&self) -> bool {
+        self.target.prefix_len() == self.target.max_prefix_len()
+    }
 }
 
 /// The failures a reader handed on in one go, and how far it had read

@@ -54,7 +54,10 @@ fn postfix_sasl_username() {
     let m = ours("postfix-sasl");
     let head = "Mar  5 16:01:34 mx1 postfix/submission/smtpd[10686]: warning: unknown[192.0.2.69]: SASL LOGIN authentication failed:";
     assert_eq!(
-        hits(&m, &format!("{head} authentication failure, sasl_username=alice@example.org")),
+        hits(
+            &m,
+            &format!("{head} authentication failure, sasl_username=alice@example.org")
+        ),
         one("192.0.2.69", Some("alice@example.org"))
     );
     assert_eq!(
@@ -80,13 +83,19 @@ fn postfix_sasl_username() {
 fn dovecot_user() {
     let m = ours("dovecot");
     let got = hits(&m, "Mar  5 16:01:34 mx1 dovecot: imap-login: Disconnected (auth failed, 3 attempts in 12 secs): user=<bob@example.org>, method=PLAIN, rip=192.0.2.7, lip=198.51.100.1, TLS, session=<AbCd>");
-    assert_eq!(got, vec![("192.0.2.7".into(), Some("bob@example.org".into())); 3]);
+    assert_eq!(
+        got,
+        vec![("192.0.2.7".into(), Some("bob@example.org".into())); 3]
+    );
     // A user name with an address of its own: the address is still the
     // last rip=, Dovecot's.
     let got = hits(&m, "Mar  5 16:01:34 mx1 dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<x, rip=203.0.113.66, lip=1.2.3.4>, method=PLAIN, rip=192.0.2.8, lip=198.51.100.1");
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, "192.0.2.8");
-    assert_eq!(got[0].1.as_deref(), Some("x, rip=203.0.113.66, lip=1.2.3.4"));
+    assert_eq!(
+        got[0].1.as_deref(),
+        Some("x, rip=203.0.113.66, lip=1.2.3.4")
+    );
     // A login summary without a user field counts, without an account.
     assert_eq!(
         hits(&m, "Mar  5 16:01:34 mx1 dovecot: pop3-login: Aborted login (tried to use disabled plaintext auth): rip=192.0.2.9, lip=198.51.100.1"),
@@ -147,7 +156,13 @@ fn hostile_account_text_is_bounded_or_refused_and_never_moves_the_address() {
     let kept = got[0].1.as_deref().unwrap();
     assert_eq!(kept.len(), Account::MAX_LEN);
     // Control characters: no account, the failure still counts.
-    for name in ["al\u{1b}[31mice", "bob\rroot", "x\u{0}y", "tab\there", "   "] {
+    for name in [
+        "al\u{1b}[31mice",
+        "bob\rroot",
+        "x\u{0}y",
+        "tab\there",
+        "   ",
+    ] {
         let got = hits(&m, &format!("login for {name} failed from 192.0.2.2"));
         assert_eq!(got, one("192.0.2.2", None), "{name:?}");
     }

@@ -29,6 +29,14 @@ fn embedded_default_config_is_valid() {
     let ports: Vec<u16> = postfix.ports.iter().map(|p| p.first).collect();
     assert_eq!(ports, [25, 465, 587]);
     assert_eq!(cfg.table, "nftjail");
+    let prefix = postfix
+        .prefix
+        .as_ref()
+        .expect("the mail jail bans prefixes");
+    assert_eq!((prefix.v4, prefix.v6, prefix.maxaddrs), (24, 64, 5));
+    assert_eq!(prefix.findtime, Duration::from_secs(3600));
+    assert_eq!(prefix.bantime, Duration::from_secs(86400));
+    assert!(cfg.jails[1].prefix.is_none(), "sshd counts addresses only");
 }
 
 #[test]
@@ -97,7 +105,7 @@ fn unknown_key_names_file_line_col_and_key() {
     let text = format!("{JAIL}bantme = \"10m\"\n");
     assert_eq!(
         errors(&text),
-        "/etc/nftjail/nftjail.toml:4:1: jail.sshd.bantme: unknown field `bantme`, expected one of `enabled`, `filter`, `failregex`, `ignoreregex`, `logpath`, `port`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `blocktype`, `app`, `bantime_increment`, `bantime_factor`, `bantime_multipliers`, `bantime_maxtime`, `bantime_rndtime`, `bantime_overalljails`, `journal`, `syslog`, `window`, `account`"
+        "/etc/nftjail/nftjail.toml:4:1: jail.sshd.bantme: unknown field `bantme`, expected one of `enabled`, `filter`, `failregex`, `ignoreregex`, `logpath`, `port`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `blocktype`, `app`, `bantime_increment`, `bantime_factor`, `bantime_multipliers`, `bantime_maxtime`, `bantime_rndtime`, `bantime_overalljails`, `journal`, `syslog`, `prefix`, `ban_v6_as`, `window`, `account`"
     );
 }
 
@@ -346,4 +354,54 @@ fn a_config_owned_by_another_user_is_refused_when_root() {
         msg.contains(&format!("chown root: {}", path.display())),
         "{msg}"
     );
+}
+
+#[test]
+fn prefix_rule_defaults_and_checks() {
+    let cfg = Config::parse(
+        &format!("[daemon]\nnever = [\"10.0.0.0/8\", \"2001:db8:ffff::/48\"]\n{JAIL}findtime = \"2h\"\nbantime = \"3h\"\nban_v6_as = 64\n[jail.sshd.prefix]\nmaxaddrs = 9\n"),
+        Path::new("t.toml"),
+    )
+    .expect("valid config");
+    let j = &cfg.jails[0];
+    let p = j.prefix.as_ref().unwrap();
+    assert_eq!((p.v4, p.v6, p.maxaddrs), (24, 64, 9));
+    assert_eq!(p.findtime, Duration::from_secs(7200), "the jail's findtime");
+    assert_eq!(
+        p.bantime,
+        Duration::from_secs(3 * 3600),
+        "the jail's bantime"
+    );
+    assert_eq!(j.ban_v6_as, Some(64));
+    assert_eq!(cfg.never.len(), 2);
+    assert!(
+        j.ignore.contains("10.1.2.3".parse().unwrap()),
+        "never is ignored by every jail"
+    );
+    assert!(j.ignore.contains("2001:db8:ffff:1::1".parse().unwrap()));
+
+    let text = format!(
+        "[daemon]\nnever = [\"0.0.0.0/0\"]\n{JAIL}ban_v6_as = 200\n[jail.sshd.prefix]\nv4 = 33\nv6 = 8\nmaxaddrs = 1\nbantime = \"x\"\ncount = 3\n"
+    );
+    let e = errors(&text);
+    assert!(
+        e.starts_with(
+            "/etc/nftjail/nftjail.toml:12:1: jail.sshd.prefix.count: unknown field `count`"
+        ),
+        "{e}"
+    );
+    let text = format!(
+        "[daemon]\nnever = [\"0.0.0.0/0\"]\n{JAIL}ban_v6_as = 200\n[jail.sshd.prefix]\nv4 = 33\nv6 = 8\nmaxaddrs = 1\nbantime = \"x\"\n"
+    );
+    let e = errors(&text);
+    for want in [
+        "nftjail.toml:2:9: daemon.never: 0.0.0.0/0 is every address",
+        "nftjail.toml:6:13: jail.sshd.ban_v6_as: must be a prefix length from 16 to 127",
+        "nftjail.toml:8:6: jail.sshd.prefix.v4: must be a prefix length from 8 to 31",
+        "nftjail.toml:9:6: jail.sshd.prefix.v6: must be a prefix length from 16 to 127",
+        "nftjail.toml:10:12: jail.sshd.prefix.maxaddrs: must be a whole number from 2",
+        "nftjail.toml:11:11: jail.sshd.prefix.bantime: invalid duration",
+    ] {
+        assert!(e.contains(want), "{want:?} not in:\n{e}");
+    }
 }

@@ -74,13 +74,13 @@ fn example_jails() -> Vec<JailRules> {
 
 fn order(jail: &str, addr: &str, secs: u64) -> BanOrder {
     BanOrder {
-        jail: Arc::from(jail),
-        addr: addr.parse().unwrap(),
-        bantime: Duration::from_secs(secs),
         failures: 5,
-        line: None,
-        read: None,
         cause: Cause::default(),
+        ..BanOrder::host(
+            Arc::from(jail),
+            addr.parse().unwrap(),
+            Duration::from_secs(secs),
+        )
     }
 }
 
@@ -224,13 +224,12 @@ fn ten_thousand_bans_in_one_call_all_reach_the_kernel() {
     b.reconcile(&example_jails()).unwrap();
     let orders: Vec<BanOrder> = (0..10_000u32)
         .map(|i| BanOrder {
-            jail: Arc::from("sshd"),
-            addr: IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()),
-            bantime: Duration::from_secs(600),
             failures: 5,
-            line: None,
-            read: None,
-            cause: Cause::default(),
+            ..BanOrder::host(
+                Arc::from("sshd"),
+                IpAddr::from((0x0a00_0000u32 + i).to_be_bytes()),
+                Duration::from_secs(600),
+            )
         })
         .collect();
     let start = Instant::now();
@@ -509,7 +508,7 @@ fn a_refused_order_fails_alone_and_the_rest_of_its_batch_is_applied() {
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(refused[0].index, 2);
     assert_eq!(&*refused[0].jail, "sshd");
-    assert_eq!(refused[0].addr.to_string(), "192.0.2.66");
+    assert_eq!(refused[0].target.to_string(), "192.0.2.66/32");
     let msg = refused[0].error.to_string();
     assert!(msg.contains("out of range"), "{msg}");
 

@@ -495,7 +495,7 @@ proptest! {
             match verdict {
                 Verdict::Ban(order) => {
                     prop_assert!(inside >= maxretry, "banned {} with {} of {} inside findtime", addr, inside, maxretry);
-                    prop_assert_eq!(order.addr, addr.to_canonical());
+                    prop_assert_eq!(order.target, ipnet::IpNet::from(addr.to_canonical()));
                     times.clear();
                 }
                 Verdict::Counted { count } => {

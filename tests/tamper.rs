@@ -387,13 +387,9 @@ fn a_listing_reads_the_kernel_and_tells_our_elements_from_foreign_ones() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let order = |addr: &str| BanOrder {
-        jail: "a".into(),
-        addr: addr.parse().unwrap(),
-        bantime: Duration::from_secs(3600),
         failures: 1,
-        line: None,
-        read: None,
         cause: Cause::default(),
+        ..BanOrder::host("a".into(), addr.parse().unwrap(), Duration::from_secs(3600))
     };
     let nets = |list: &[(IpNet, Option<Duration>)]| -> Vec<String> {
         list.iter().map(|(n, _)| n.addr().to_string()).collect()

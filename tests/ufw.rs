@@ -483,3 +483,41 @@ fn burst_of_bans_from_a_log() {
     );
     assert_eq!(live, N);
 }
+
+/// A prefix the tracker bans is one ufw rule for the whole network.
+#[test]
+fn a_prefix_ban_is_one_rule_for_the_network() {
+    let h = UfwHost::new("uf5");
+    admin_rules(&h);
+    let config = h.config_with(Some("ufw"), "[jail.sasl.prefix]\nmaxaddrs = 3\n");
+    let d = h.daemon_with(config, &[]);
+    let now = jiff::ZonedDateTime::now()
+        .strftime("%b %e %H:%M:%S")
+        .to_string();
+    let lines: String = (1..=3)
+        .map(|i| {
+            format!("{now} mx1 postfix/submission/smtpd[1]: warning: unknown[203.0.113.{i}]: SASL LOGIN authentication failed: authentication failure\n")
+        })
+        .collect();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(h.dir.path().join("mail.log"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, lines.as_bytes()).unwrap();
+    d.wait_for(
+        "addr=203.0.113.0/24 cause=prefix addrs=3",
+        Duration::from_secs(10),
+    );
+    eventually("the prefix in the live chain", || {
+        h.run("iptables", &["-S", "ufw-user-input"])
+            .contains("-s 203.0.113.0/24")
+    });
+    assert!(
+        h.rules()
+            .0
+            .contains("### tuple ### reject tcp 587 0.0.0.0/0 any 203.0.113.0/24"),
+        "{}",
+        h.rules().0
+    );
+    h.client(&["unban", "--all"]);
+}

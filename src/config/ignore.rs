@@ -1,5 +1,6 @@
-//! Addresses a jail must never ban: `ignoreip` networks plus, with
-//! `ignoreself`, loopback and every address of this host.
+//! Addresses a jail must never ban: `ignoreip` networks, `[daemon] never`
+//! networks, plus, with `ignoreself`, loopback and every address of this
+//! host.
 
 use std::net::IpAddr;
 
@@ -7,17 +8,70 @@ use ipnet::IpNet;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IgnoreList {
+    /// Every network below: what [`IgnoreList::contains`] looks at.
     nets: Vec<IpNet>,
+    /// Of those, the ones `[daemon] never` names.
+    never: Vec<IpNet>,
+    /// Of those, the ones `ignoreself` added.
+    own: Vec<IpNet>,
+}
+
+/// Why an [`IgnoreList`] protects a network, for the log line that says
+/// why a prefix was not banned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protected {
+    IgnoreIp,
+    Never,
+    OwnAddress,
+}
+
+impl std::fmt::Display for Protected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Protected::IgnoreIp => "the jail's ignoreip",
+            Protected::Never => "[daemon] never",
+            Protected::OwnAddress => "an address of this host",
+        })
+    }
 }
 
 impl IgnoreList {
     pub fn new(mut nets: Vec<IpNet>, ignoreself: bool) -> Self {
-        if ignoreself {
-            nets.extend(self_networks());
-        }
+        let own = if ignoreself {
+            own_networks()
+        } else {
+            Vec::new()
+        };
+        nets.extend(own.iter().copied());
         nets.sort();
         nets.dedup();
-        IgnoreList { nets }
+        IgnoreList {
+            nets,
+            never: Vec::new(),
+            own,
+        }
+    }
+
+    /// Adds the networks `[daemon] never` names.
+    pub fn with_never(mut self, never: &[IpNet]) -> Self {
+        self.never = never.to_vec();
+        self.nets.extend_from_slice(never);
+        self.nets.sort();
+        self.nets.dedup();
+        self
+    }
+
+    /// An ignored network inside or around `net`, with why it is ignored.
+    pub fn protected(&self, net: &IpNet) -> Option<(IpNet, Protected)> {
+        let hit = self.overlap(net)?;
+        let why = if self.never.contains(&hit) {
+            Protected::Never
+        } else if self.own.contains(&hit) {
+            Protected::OwnAddress
+        } else {
+            Protected::IgnoreIp
+        };
+        Some((hit, why))
     }
 
     /// True when `addr` (normalized: IPv4-mapped IPv6 counts as IPv4) must not be banned.
@@ -68,8 +122,9 @@ pub fn host_bits(item: &str) -> Option<String> {
     })
 }
 
-/// Loopback ranges and the host's own interface addresses (fail2ban's `ignoreself`).
-fn self_networks() -> Vec<IpNet> {
+/// Loopback ranges and the host's own interface addresses (fail2ban's
+/// `ignoreself`), as they are now.
+pub fn own_networks() -> Vec<IpNet> {
     let mut nets: Vec<IpNet> = ["127.0.0.0/8", "::1/128"]
         .iter()
         .filter_map(|s| s.parse().ok())

@@ -13,6 +13,7 @@ pub mod ignore;
 pub mod metrics;
 pub mod persist;
 pub mod port;
+pub mod prefix;
 mod raw;
 pub mod sources;
 pub mod strict;
@@ -84,6 +85,8 @@ pub struct Config {
     pub journal: JournalConfig,
     /// Where Prometheus metrics are served (None: not at all).
     pub metrics: Option<MetricsConfig>,
+    /// Networks no jail bans (`[daemon] never`), also in every jail's ignore list.
+    pub never: Vec<ipnet::IpNet>,
     /// What is accepted but likely not what was meant (an `ignoreip`
     /// network written with host bits), located: `check` prints them,
     /// `run` and `reload` log them.
@@ -130,6 +133,10 @@ pub struct Jail {
     pub app: Option<String>,
     /// Longer bans for repeat offenders (`bantime_increment = true`).
     pub increment: Option<crate::bantime::Increment>,
+    /// `[jail.X.prefix]`: bans of a prefix many of whose addresses fail.
+    pub prefix: Option<prefix::PrefixRule>,
+    /// A single IPv6 attacker is banned as its prefix of this length.
+    pub ban_v6_as: Option<u8>,
     /// Windows besides the jail's own (`[[jail.X.window]]`).
     pub windows: Vec<Window>,
     /// Bans for spraying one account (`[jail.X.account]`).
@@ -319,6 +326,7 @@ impl Checker<'_> {
         let syslog_config = self.syslog_config(&raw.syslog);
         let journal_config = self.journal_config(&raw.journal);
         let metrics = self.metrics_config(raw.metrics.as_ref());
+        let never = self.never(raw.daemon.never.as_ref());
 
         let d = &raw.defaults;
         let default_bantime = self
@@ -410,17 +418,20 @@ impl Checker<'_> {
                 bantime: self
                     .duration(j.bantime.as_ref(), &format!("{key}.bantime"))
                     .unwrap_or(default_bantime),
-                ignore: IgnoreList::new(nets, j.ignoreself.unwrap_or(default_ignoreself)),
+                ignore: IgnoreList::new(nets, j.ignoreself.unwrap_or(default_ignoreself))
+                    .with_never(&never),
                 blocktype: self
                     .blocktype(j.blocktype.as_ref(), &format!("{key}.blocktype"))
                     .unwrap_or(default_blocktype),
                 app: j.app.as_ref().map(|a| a.get_ref().clone()),
+                prefix: None,
+                ban_v6_as: self.ban_v6_as(j.ban_v6_as.as_ref(), &key),
                 windows: Vec::new(),
                 account: None,
             };
+            jail.prefix = self.prefix_rule(j.prefix.as_ref(), &key, jail.findtime, jail.bantime);
             jail.windows = self.windows(j.window.as_ref(), &key, jail.bantime);
-            jail.account =
-                self.account_rule(j.account.as_ref(), &key, jail.findtime, jail.bantime);
+            jail.account = self.account_rule(j.account.as_ref(), &key, jail.findtime, jail.bantime);
             jails.push(jail);
         }
         if self.problems.is_empty() {
@@ -439,6 +450,7 @@ impl Checker<'_> {
                 syslog: syslog_config,
                 journal: journal_config,
                 metrics,
+                never,
                 warnings: self.warnings,
             })
         } else {

@@ -76,6 +76,8 @@ pub struct RawDaemon {
     pub on_stop: Option<Spanned<String>>,
     /// How long ban history is kept for bantime increment.
     pub dbpurgeage: Option<Spanned<toml::Value>>,
+    /// Networks never banned, by any jail, automatically or by hand.
+    pub never: Option<Spanned<toml::Value>>,
 }
 
 /// fail2ban's `bantime.*` keys, spelled with `_` (a TOML key cannot be both a
@@ -136,6 +138,10 @@ pub struct RawJail {
     pub journal: Option<Spanned<toml::Value>>,
     /// Program names (syslog tag / APP-NAME) whose messages this jail reads.
     pub syslog: Option<Spanned<toml::Value>>,
+    /// Bans of a whole prefix many of whose addresses fail.
+    pub prefix: Option<Spanned<super::prefix::RawPrefix>>,
+    /// The IPv6 prefix length one IPv6 attacker is banned as.
+    pub ban_v6_as: Option<Spanned<i64>>,
     /// `[[jail.X.window]]`: more windows besides the jail's own.
     pub window: Option<Spanned<Vec<Spanned<super::windows::RawWindow>>>>,
     /// `[jail.X.account]`: bans for spraying one account.

@@ -18,8 +18,8 @@ use super::Checker;
 pub const MAX_WINDOWS: usize = 8;
 /// Default bound on the accounts one jail's account rule follows.
 pub const DEFAULT_MAX_ACCOUNTS: usize = 10_000;
-/// Most distinct addresses an account may be allowed before it counts as
-/// under attack: the tracker keeps that many per account.
+/// Most distinct addresses that may be needed to put an account under
+/// attack: the tracker keeps that many per account.
 pub const MAX_MAXADDRS: u32 = 1_000;
 
 /// `[[jail.X.window]]` as written.
@@ -51,11 +51,11 @@ pub struct Window {
     pub bantime: Duration,
 }
 
-/// A jail's account rule. An account is under attack while more than
-/// `maxaddrs` distinct addresses have failed against it within
-/// `findtime`; from the failure that makes it so, an address failing
-/// against it is banned once it has `maxretry` failures against it
-/// within `findtime`.
+/// A jail's account rule. An account is under attack while `maxaddrs`
+/// distinct addresses have failed against it within `findtime` (counted
+/// as a prefix rule counts its addresses); from then on, an address
+/// failing against it is banned once it has `maxretry` failures against
+/// it within `findtime`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccountRule {
     pub maxaddrs: u32,
@@ -247,11 +247,17 @@ mod tests {
             "{e}"
         );
         let e = jail("[jail.j.account]\nmaxretry = 2\n").unwrap_err();
-        assert!(e.contains("jail.j.account: an account rule needs maxaddrs"), "{e}");
+        assert!(
+            e.contains("jail.j.account: an account rule needs maxaddrs"),
+            "{e}"
+        );
         let e = jail("[jail.j.account]\nmaxaddrs = 2\nmaxadrs = 3\n").unwrap_err();
         assert!(e.contains("unknown field `maxadrs`"), "{e}");
         let nine = "[[jail.j.window]]\nmaxretry = 9\nfindtime = 9\n".repeat(9);
         let e = jail(&nine).unwrap_err();
-        assert!(e.contains("jail.j.window: 9 windows; a jail has at most 8"), "{e}");
+        assert!(
+            e.contains("jail.j.window: 9 windows; a jail has at most 8"),
+            "{e}"
+        );
     }
 }

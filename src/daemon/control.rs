@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 
 use super::JailSlots;
+use crate::config::ignore::Protected;
 use crate::config::Config;
 use crate::control::protocol::{
     BanInfo, ErrorCode, GoneJail, JailStatus, Reply, Request, Response,
@@ -187,8 +188,11 @@ impl Handle {
             .unwrap_or_default();
         let accounts = match id {
             Some(jail) => {
-                self.ask(&self.tracker, |reply| TrackerCtl::UnderAttack { jail, reply })
-                    .await?
+                self.ask(&self.tracker, |reply| TrackerCtl::UnderAttack {
+                    jail,
+                    reply,
+                })
+                .await?
             }
             None => Vec::new(),
         };
@@ -237,7 +241,9 @@ impl Handle {
         let (config, index) = self.known_jail(jail)?;
         let target = parse_target(addr)?;
         let j = &config.jails[index];
-        if let Some(hit) = j.ignore.overlap(&target).filter(|_| !force) {
+        // `[daemon] never` is the enforcer's to refuse, --force or not.
+        let protected = j.ignore.protected(&target);
+        if let Some((hit, _)) = protected.filter(|(_, why)| !force && *why != Protected::Never) {
             return Err(error(
                 ErrorCode::Refused,
                 format!(
@@ -261,7 +267,9 @@ impl Handle {
             })
             .await?
             .map_err(|e| match e {
-                EnforceError::Overlap { .. } => error(ErrorCode::Refused, e.to_string()),
+                EnforceError::Overlap { .. } | EnforceError::Never { .. } => {
+                    error(ErrorCode::Refused, e.to_string())
+                }
                 e => error(ErrorCode::Failed, e.to_string()),
             })?;
         if outcome == Applied::Added && is_host(&target) {

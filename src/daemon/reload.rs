@@ -47,6 +47,10 @@ impl Handle {
             .await?
             .map_err(refused)?;
         // Nothing below can fail: every stage switches.
+        let _ = self
+            .enforcer
+            .send(EnforcerMsg::Never(new.never.clone()))
+            .await;
         let max_tracked = new.max_tracked;
         self.ask(&self.tracker, |reply| TrackerCtl::Reconfigure {
             jails,

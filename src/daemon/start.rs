@@ -80,6 +80,8 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let (tracker_tx, tracker_rx) = mpsc::channel::<TrackerCtl>(256);
 
     let enforcer = spawn_enforcer(backend, &rules, state_tx.clone(), &enforcer_tx, enforcer_rx)?;
+    // Queued before anything else can ask for a ban.
+    let _ = enforcer_tx.try_send(EnforcerMsg::Never(config.never.clone()));
     let mut slots = JailSlots::default();
     let (ids, jails) = slots.assign(&config);
     let mut counting = Tracker::with_slots(jails, config.max_tracked).with_offences(last.offences);

@@ -16,17 +16,19 @@
 //! `src/cli/logging.rs`), each ban and unban is an event of its own with
 //! fields beside the same message, which the journal layer stores as
 //! `JAIL=`, `ADDR=`, `FAILURES=`, `BANTIME=` (seconds) and `REASON=`
-//! (`maxretry` for a ban the tracker decided, `manual` for `nftjail ban` and
+//! (`maxretry` for a ban the tracker decided, `prefix` for a prefix it
+//! banned for its many failing addresses, `manual` for `nftjail ban` and
 //! `unban`), so `journalctl -u nftjail JAIL=sshd` finds a jail's bans.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tracing::info;
+
+use ipnet::IpNet;
 
 use crate::bantime::human;
 use crate::message::{BanOrder, Cause};
@@ -57,11 +59,62 @@ fn structured() -> bool {
 struct Decided {
     verb: &'static str,
     jail: Arc<str>,
-    addr: IpAddr,
-    failures: u32,
+    order: Shown,
     bantime: Duration,
-    /// What [`detail`] says of its cause.
-    detail: String,
+}
+
+/// What a ban line says of the order: the address or prefix and what
+/// decided it (an address as itself, without its /32 or /128).
+struct Shown {
+    target: IpNet,
+    host: bool,
+    cause: Cause,
+    failures: u32,
+}
+
+impl Shown {
+    fn of(order: &BanOrder) -> Shown {
+        Shown {
+            target: order.target,
+            host: order.is_host(),
+            cause: order.cause.clone(),
+            failures: order.failures,
+        }
+    }
+
+    /// The `REASON=` of a structured event.
+    fn reason(&self) -> &'static str {
+        match self.cause {
+            Cause::Prefix { .. } => "prefix",
+            Cause::Account(_) => "account",
+            _ => "maxretry",
+        }
+    }
+}
+
+impl fmt::Display for Shown {
+    /// `addr=192.0.2.7 failures=5`, or for a prefix the tracker banned for
+    /// its many failing addresses `addr=192.0.2.0/24 cause=prefix addrs=9`
+    /// (the recidive filter, which reads `addr=<HOST> `, counts neither
+    /// kind of prefix). A ban for spraying an account names it
+    /// (`failures=1 account=alice@example.org`: an [`Account`] is one clean
+    /// line), so the admin can warn its owner; one of a jail's extra
+    /// windows says which (`window=1`).
+    ///
+    /// [`Account`]: crate::message::Account
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host {
+            write!(f, "addr={}", self.target.addr())?;
+        } else {
+            write!(f, "addr={}", self.target)?;
+        }
+        match &self.cause {
+            Cause::Prefix { addrs } => write!(f, " cause=prefix addrs={addrs}"),
+            Cause::Account(a) => write!(f, " failures={} account={a}", self.failures),
+            Cause::Window(i) if *i > 0 => write!(f, " failures={} window={i}", self.failures),
+            _ => write!(f, " failures={}", self.failures),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -79,21 +132,17 @@ impl BanLog {
             self.events.push(Decided {
                 verb,
                 jail: Arc::clone(&order.jail),
-                addr: order.addr,
-                failures: order.failures,
+                order: Shown::of(order),
                 bantime: order.bantime,
-                detail: detail(&order.cause),
             });
             return;
         }
         let _ = writeln!(
             self.text,
-            "{verb}: jail={} addr={} failures={} bantime={}{}",
+            "{verb}: jail={} {} bantime={}",
             order.jail,
-            order.addr,
-            order.failures,
-            human(order.bantime),
-            detail(&order.cause)
+            Shown::of(order),
+            human(order.bantime)
         );
         self.lines += 1;
     }
@@ -101,19 +150,22 @@ impl BanLog {
     /// Writes the lines and forgets them.
     pub fn flush(&mut self) {
         for e in self.events.drain(..) {
+            let addr = if e.order.host {
+                e.order.target.addr().to_string()
+            } else {
+                e.order.target.to_string()
+            };
             info!(
                 jail = %e.jail,
-                addr = %e.addr,
-                failures = e.failures,
+                addr,
+                failures = e.order.failures,
                 bantime = e.bantime.as_secs(),
-                reason = "maxretry",
-                "{}: jail={} addr={} failures={} bantime={}{}",
+                reason = e.order.reason(),
+                "{}: jail={} {} bantime={}",
                 e.verb,
                 e.jail,
-                e.addr,
-                e.failures,
-                human(e.bantime),
-                e.detail
+                e.order,
+                human(e.bantime)
             );
         }
         if self.lines == 0 {
@@ -149,20 +201,6 @@ impl BanLog {
             out.push('\n');
         }
         out
-    }
-}
-
-/// The end of a ban line naming the rule, where it is not the jail's own
-/// window: ` window=N` for an extra window, ` account=NAME` for a sprayed
-/// account, so the admin can warn its owner (an [`Account`] is one clean
-/// line).
-///
-/// [`Account`]: crate::message::Account
-fn detail(cause: &Cause) -> String {
-    match cause {
-        Cause::Window(i) if *i > 0 => format!(" window={i}"),
-        Cause::Account(a) => format!(" account={a}"),
-        _ => String::new(),
     }
 }
 
@@ -203,19 +241,20 @@ pub fn manual_unban(jail: &str, target: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Cause;
     use std::net::IpAddr;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
     fn order(jail: &str, addr: &str, failures: u32) -> BanOrder {
         BanOrder {
-            jail: jail.into(),
-            addr: addr.parse::<IpAddr>().unwrap(),
-            bantime: Duration::from_secs(3600),
             failures,
-            line: None,
-            read: None,
             cause: Cause::Manual,
+            ..BanOrder::host(
+                jail.into(),
+                addr.parse::<IpAddr>().unwrap(),
+                Duration::from_secs(3600),
+            )
         }
     }
 

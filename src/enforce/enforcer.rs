@@ -103,6 +103,9 @@ pub enum EnforcerMsg {
     Stall(Duration),
     /// Stop; with `flush`, remove our table and forget the bans first.
     Stop { flush: bool },
+    /// `[daemon] never`, at start and on each reload: networks no ban may
+    /// cover.
+    Never(Vec<IpNet>),
 }
 
 impl From<Vec<BanOrder>> for EnforcerMsg {
@@ -117,7 +120,8 @@ pub struct Refused {
     /// Its place in the batch.
     pub index: usize,
     pub jail: Arc<str>,
-    pub addr: std::net::IpAddr,
+    /// The address (a /32 or /128) or prefix it would have banned.
+    pub target: IpNet,
     /// The kernel's answer.
     pub error: EnforceError,
 }
@@ -158,6 +162,8 @@ pub struct Enforcer {
     state: Option<StateTx>,
     /// Bumped whenever bans were added, extended or lifted (see [`EnforcerMsg::Ping`]).
     changes: u64,
+    /// `[daemon] never`: networks no ban may cover, not even one by hand.
+    never: Vec<IpNet>,
 }
 
 impl Enforcer {
@@ -171,6 +177,7 @@ impl Enforcer {
             totals: HashMap::new(),
             state,
             changes: 0,
+            never: Vec::new(),
         }
     }
 
@@ -274,6 +281,7 @@ impl Enforcer {
                 EnforcerMsg::Ping(reply) => {
                     let _ = reply.send(self.changes);
                 }
+                EnforcerMsg::Never(never) => self.never = never,
                 #[cfg(debug_assertions)]
                 EnforcerMsg::Stall(d) => {
                     warn!("test hook: the enforcer stalls for {d:?}");
@@ -339,17 +347,17 @@ impl Enforcer {
             refused.extend(orders.iter().enumerate().map(|(i, order)| Refused {
                 index: offset + i,
                 jail: Arc::clone(&order.jail),
-                addr: order.addr,
+                target: order.target,
                 error: same(&error),
             }));
             return Ok(());
         }
         if let [order] = orders {
-            warn!(jail = %order.jail, addr = %order.addr, bantime = ?order.bantime, "ban not applied: {error}");
+            warn!(jail = %order.jail, addr = %show(&order.target), bantime = ?order.bantime, "ban not applied: {error}");
             refused.push(Refused {
                 index: offset,
                 jail: Arc::clone(&order.jail),
-                addr: order.addr,
+                target: order.target,
                 error,
             });
             return Ok(());
@@ -371,12 +379,13 @@ impl Enforcer {
             }
             // Kept in the store's history for bantime increment after a
             // restart (the tracker counts the offences of this run).
-            let offence = *outcome == Applied::Added;
+            // (A prefix is no one address's offence.)
+            let offence = *outcome == Applied::Added && order.is_host();
             if self.state.is_some() {
                 stored.push((
                     StoredBan {
                         jail: Arc::clone(&order.jail),
-                        net: IpNet::from(order.addr.to_canonical()),
+                        net: order.target.trunc(),
                         start: now,
                         until: Some(now + order.bantime),
                         failures: order.failures,
@@ -398,7 +407,7 @@ impl Enforcer {
                 Applied::Added => "ban",
                 Applied::Extended => "ban extended",
                 Applied::Unchanged => {
-                    debug!(jail = %order.jail, addr = %order.addr, "already banned for longer");
+                    debug!(jail = %order.jail, addr = %show(&order.target), "already banned for longer");
                     continue;
                 }
             };
@@ -407,8 +416,9 @@ impl Enforcer {
                 _ => tally.push((&order.jail, 1)),
             }
             if manual {
-                let addr = order.addr.to_string();
-                super::banlog::manual_ban(verb, &order.jail, &addr, false, order.bantime);
+                let target = show(&order.target);
+                let prefix = !order.is_host();
+                super::banlog::manual_ban(verb, &order.jail, &target, prefix, order.bantime);
             } else {
                 logged.push(verb, order);
             }
@@ -628,13 +638,12 @@ mod tests {
 
     fn order(jail: &str, addr: &str) -> BanOrder {
         BanOrder {
-            jail: Arc::from(jail),
-            addr: addr.parse().expect("addr"),
-            bantime: Duration::from_secs(600),
             failures: 1,
-            line: None,
-            read: None,
-            cause: crate::message::Cause::default(),
+            ..BanOrder::host(
+                Arc::from(jail),
+                addr.parse().expect("addr"),
+                Duration::from_secs(600),
+            )
         }
     }
 

@@ -50,7 +50,7 @@ impl Backend for LogBackend {
         }
         Ok(orders
             .iter()
-            .map(|o| self.put(&o.jail, IpNet::from(o.addr.to_canonical()), o.bantime, now))
+            .map(|o| self.put(&o.jail, o.target.trunc(), o.bantime, now))
             .collect())
     }
 

@@ -48,6 +48,10 @@ pub enum EnforceError {
     UnknownJail(String),
     #[error("{wanted} overlaps the banned prefix {existing}: unban that first")]
     Overlap { wanted: String, existing: String },
+    /// A manual ban covering a network `[daemon] never` names: no flag
+    /// overrides that (edit the config to ban there).
+    #[error("{wanted} covers {never}, which [daemon] never lets anything ban")]
+    Never { wanted: String, never: String },
     #[error("cannot watch for ruleset changes: {0}")]
     Watch(std::io::Error),
     /// ufw's files, lock or chains (the ufw backend).

@@ -89,7 +89,12 @@ impl ReaderFilters {
                 // <DNS> hosts stay text in fail2ban; we ban addresses only.
                 if let Some(addr) = m.addr {
                     let account = m.user.as_deref().and_then(Account::new);
-                    hit(jail, addr.to_canonical(), settle(given.or(m.time), now), account);
+                    hit(
+                        jail,
+                        addr.to_canonical(),
+                        settle(given.or(m.time), now),
+                        account,
+                    );
                 }
             });
         }

@@ -3,10 +3,12 @@
 //!
 //! Per jail with an account rule, per account: the distinct addresses
 //! that failed against it, newest first, each with its failure times
-//! against it. An account is under attack while more than `maxaddrs` of
-//! them failed within findtime; from the failure that puts it there on,
-//! an address with `maxretry` failures against it within findtime is
-//! banned (the default maxretry of 1: at once). The account only decides
+//! against it. An account is under attack while `maxaddrs` of them (as a
+//! prefix rule counts its addresses) failed within findtime; from then on,
+//! that is from the next failure against it, an address with `maxretry`
+//! failures against it within findtime is banned (the default maxretry
+//! of 1: at once). With maxaddrs 5, five addresses put it under attack and
+//! the sixth is banned at its first failure. The account only decides
 //! *whether* to ban: the address banned is always the failure's own.
 //!
 //! Bounded: at most `max_accounts` accounts per jail (the one followed
@@ -21,7 +23,7 @@ use std::net::IpAddr;
 use crate::config::AccountRule;
 use crate::message::Account;
 
-/// Addresses kept per account: enough to tell more than `maxaddrs`, and
+/// Addresses kept per account: enough to tell `maxaddrs`, and
 /// some more so that an address failing again amid a spray is still known.
 pub(super) fn addrs_kept(rule: &AccountRule) -> usize {
     (rule.maxaddrs as usize + 1).max(64)
@@ -61,6 +63,10 @@ impl Target {
             .filter(|s| s.last() + findtime > t && s.last() <= t + findtime)
             .count()
     }
+
+    fn attacked(&self, rule: &AccountRule, t: u64) -> bool {
+        self.addrs_within(t, rule.findtime.as_millis() as u64) >= rule.maxaddrs as usize
+    }
 }
 
 impl Accounts {
@@ -89,7 +95,9 @@ impl Accounts {
                 times: Vec::new(),
             },
         };
-        seen.times.retain(|&x| x + findtime > t && x <= t + findtime);
+        seen.times
+            .retain(|&x| x + findtime > t && x <= t + findtime);
+        let known = !seen.times.is_empty();
         if seen.times.len() >= maxretry {
             seen.times.remove(0);
         }
@@ -98,8 +106,11 @@ impl Accounts {
         let count = seen.times.len();
         target.seen.insert(0, seen);
         target.seen.truncate(addrs_kept(rule));
-        let attacked = target.addrs_within(t, findtime) > rule.maxaddrs as usize;
-        let banned = attacked && count >= maxretry;
+        // Under attack before this failure: the addresses within findtime
+        // but this one, unless it had failed already.
+        let now = target.addrs_within(t, findtime);
+        let before = if known { now } else { now.saturating_sub(1) };
+        let banned = before >= rule.maxaddrs as usize && count >= maxretry;
         if banned {
             // Still one of the addresses spraying it; its failures were
             // spent on this ban.
@@ -115,16 +126,12 @@ impl Accounts {
     /// Keeps at most `max_accounts`, forgetting those followed longest,
     /// an account under attack only when nothing else is left to forget.
     fn evict(&mut self, rule: &AccountRule, t: u64) {
-        let findtime = rule.findtime.as_millis() as u64;
         let mut spared = 0;
         while self.targets.len() > rule.max_accounts {
             let Some(key) = self.opened.pop_front() else {
                 break;
             };
-            let attacked = self
-                .targets
-                .get(&key)
-                .is_some_and(|g| g.addrs_within(t, findtime) > rule.maxaddrs as usize);
+            let attacked = self.targets.get(&key).is_some_and(|g| g.attacked(rule, t));
             if attacked && spared < self.opened.len() {
                 spared += 1;
                 self.opened.push_back(key);
@@ -147,11 +154,10 @@ impl Accounts {
 
     /// The accounts under attack at `now` (ms), by name.
     pub(super) fn under_attack(&self, rule: &AccountRule, now: u64) -> Vec<String> {
-        let findtime = rule.findtime.as_millis() as u64;
         let mut out: Vec<String> = self
             .targets
             .iter()
-            .filter(|(_, g)| g.addrs_within(now, findtime) > rule.maxaddrs as usize)
+            .filter(|(_, g)| g.attacked(rule, now))
             .map(|(a, _)| a.to_string())
             .collect();
         out.sort();
@@ -186,15 +192,18 @@ mod tests {
     }
 
     #[test]
-    fn more_than_maxaddrs_addresses_put_an_account_under_attack() {
+    fn maxaddrs_addresses_put_an_account_under_attack() {
         let r = rule(5, 1);
         let mut a = Accounts::default();
         let alice = Account::new("alice").unwrap();
-        for i in 1..=5 {
+        for i in 1..=4 {
             assert_eq!(a.record(&r, &alice, ip(i), u64::from(i) * 1000), None);
         }
-        assert!(a.under_attack(&r, 5_000).is_empty());
-        // The sixth address is the one too many: banned at its first failure.
+        assert!(a.under_attack(&r, 4_000).is_empty());
+        // The fifth puts it under attack, but is not judged itself.
+        assert_eq!(a.record(&r, &alice, ip(5), 5_000), None);
+        assert_eq!(a.under_attack(&r, 5_000), ["alice"]);
+        // The sixth is banned at its first failure.
         assert_eq!(a.record(&r, &alice, ip(6), 6_000), Some(1));
         assert_eq!(a.under_attack(&r, 6_000), ["alice"]);
         // From then on each of them too.
@@ -223,7 +232,7 @@ mod tests {
 
     #[test]
     fn accounts_are_bounded_and_attacked_ones_are_kept_longest() {
-        let r = rule(1, 1);
+        let r = rule(2, 1);
         let mut a = Accounts::default();
         let alice = Account::new("alice").unwrap();
         a.record(&r, &alice, ip(1), 0);

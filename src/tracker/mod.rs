@@ -14,6 +14,7 @@
 mod account;
 mod metrics;
 mod persist;
+mod prefix;
 pub mod task;
 mod windows;
 
@@ -58,6 +59,10 @@ pub struct Tracker {
     published: Vec<u64>,
     /// What changed since the last checkpoint for the state store.
     unsaved: persist::Unsaved,
+    /// Distinct failing addresses per prefix, for jails with a prefix rule.
+    prefixes: prefix::Prefixes,
+    /// Prefix bans decided since [`Tracker::take_prefix_bans`] last ran.
+    prefix_bans: Vec<BanOrder>,
     /// Per jail id: the accounts its account rule follows.
     accounts: Vec<account::Accounts>,
 }
@@ -128,7 +133,6 @@ impl Window {
     }
 }
 
-
 fn millis(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -159,8 +163,21 @@ impl Tracker {
             offences: Offences::new(DEFAULT_DBPURGEAGE),
             published: Vec::new(),
             unsaved: persist::Unsaved::new(max_tracked),
+            prefixes: prefix::Prefixes::new(),
+            prefix_bans: Vec::new(),
             accounts: Vec::new(),
         }
+    }
+
+    /// The prefix bans decided since the last call: a failure can decide
+    /// one besides its own address's verdict.
+    pub fn take_prefix_bans(&mut self) -> Vec<BanOrder> {
+        std::mem::take(&mut self.prefix_bans)
+    }
+
+    /// Prefixes whose failing addresses are being counted, across jails.
+    pub fn tracked_prefixes(&self) -> usize {
+        self.prefixes.tracked()
     }
 
     /// Starts from earlier bans (the state store's history), so a restart
@@ -178,8 +195,15 @@ impl Tracker {
         self.unsaved.rewrite_all(max_tracked);
         self.counts.resize(jails.len(), JailCounts::default());
         for (i, a) in self.accounts.iter_mut().enumerate() {
-            let same = jails.get(i).and_then(Option::as_ref).and_then(|j| j.account)
-                == self.jails.get(i).and_then(Option::as_ref).and_then(|j| j.account);
+            let same = jails
+                .get(i)
+                .and_then(Option::as_ref)
+                .and_then(|j| j.account)
+                == self
+                    .jails
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .and_then(|j| j.account);
             if !same {
                 *a = account::Accounts::default();
             }
@@ -232,7 +256,10 @@ impl Tracker {
     /// maxaddrs passed), by name.
     pub fn under_attack(&self, jail: JailId, now: SystemTime) -> Vec<String> {
         let rule = self.jails.get(jail).and_then(Option::as_ref);
-        match (rule.and_then(|j| j.account.as_ref()), self.accounts.get(jail)) {
+        match (
+            rule.and_then(|j| j.account.as_ref()),
+            self.accounts.get(jail),
+        ) {
             (Some(rule), Some(accounts)) => accounts.under_attack(rule, millis(now)),
             _ => Vec::new(),
         }
@@ -266,6 +293,10 @@ impl Tracker {
         match self.tally(failure) {
             Verdict::Ban(mut order) => {
                 self.bantime_policy(id, &mut order, now);
+                if let Some(Some(jail)) = self.jails.get(id) {
+                    let id = id.min(usize::from(u16::MAX)) as u16;
+                    self.prefixes.widen(id, jail, &mut order);
+                }
                 Verdict::Ban(order)
             }
             v => v,
@@ -278,6 +309,7 @@ impl Tracker {
     /// decided while an earlier one of this jail still runs is not a new
     /// offence (the backend extends the running one, or leaves it).
     fn bantime_policy(&mut self, id: JailId, order: &mut BanOrder, now: SystemTime) {
+        let addr = order.target.addr();
         let increment = self
             .jails
             .get(id)
@@ -285,19 +317,15 @@ impl Tracker {
             .and_then(|j| j.increment.as_ref());
         if let Some(inc) = increment {
             let jail = (!inc.overalljails).then_some(&*order.jail);
-            let count = self.offences.count(order.addr, jail, now);
+            let count = self.offences.count(addr, jail, now);
             if count > 0 {
                 order.bantime = inc.bantime(order.bantime, count);
-                debug!(jail = %order.jail, addr = %order.addr, count, bantime = ?order.bantime, "repeat offender");
+                debug!(jail = %order.jail, %addr, count, bantime = ?order.bantime, "repeat offender");
             }
         }
-        if !self.offences.running(order.addr, &order.jail, now) {
-            self.offences.record(
-                order.addr,
-                Arc::clone(&order.jail),
-                now,
-                now + order.bantime,
-            );
+        if !self.offences.running(addr, &order.jail, now) {
+            self.offences
+                .record(addr, Arc::clone(&order.jail), now, now + order.bantime);
         }
     }
 
@@ -332,6 +360,11 @@ impl Tracker {
         // Config checking keeps jail counts far below u16::MAX and maxretry
         // within u8 windows; clamp rather than trust that here.
         let key = (failure.jail.min(usize::from(u16::MAX)) as u16, addr);
+        if let Some(rule) = &jail.prefix {
+            let max = self.max_tracked;
+            let ban = self.prefixes.count(key.0, jail, rule, &failure, max);
+            self.prefix_bans.extend(ban);
+        }
         let maxretry = windows::capacity(jail);
         let findtime = windows::longest_findtime(jail).as_millis() as u64;
         let t = millis(failure.time);
@@ -370,13 +403,11 @@ impl Tracker {
             }
             counts.current = counts.current.saturating_sub(1);
             return Verdict::Ban(BanOrder {
-                jail: jail.name.clone(),
-                addr,
-                bantime,
                 failures,
                 line: failure.line,
                 read: failure.read,
                 cause,
+                ..BanOrder::host(jail.name.clone(), addr, bantime)
             });
         }
         self.evict();
@@ -418,6 +449,7 @@ impl Tracker {
                 Verdict::Ignored | Verdict::Stale => {}
             }
         }
+        due.append(&mut self.prefix_bans);
         for c in &mut self.counts {
             c.total = 0;
         }
@@ -469,6 +501,10 @@ impl Tracker {
             }
         }
         let jails = &self.jails;
+        self.prefixes.prune(now, |id| {
+            let jail = jails.get(usize::from(id))?.as_ref()?;
+            Some(jail.prefix.as_ref()?.findtime.as_millis() as u64)
+        });
         let counts = &mut self.counts;
         let unsaved = &mut self.unsaved;
         self.windows.retain(|key, window| {
@@ -528,7 +564,7 @@ mod tests {
         );
         match t.record(at("203.0.113.1", 20)) {
             Verdict::Ban(o) => {
-                assert_eq!(o.addr.to_string(), "203.0.113.1");
+                assert_eq!(o.target.to_string(), "203.0.113.1/32");
                 assert_eq!(&*o.jail, "j");
                 assert_eq!(o.bantime, Duration::from_secs(300));
                 assert_eq!(o.failures, 3);
@@ -565,7 +601,7 @@ mod tests {
             Verdict::Counted { count: 2 }
         );
         match t.record(at("203.0.113.1", 2)) {
-            Verdict::Ban(o) => assert!(o.addr.is_ipv4()),
+            Verdict::Ban(o) => assert!(o.target.addr().is_ipv4()),
             v => panic!("expected a ban, got {v:?}"),
         }
     }
@@ -669,7 +705,12 @@ mod tests {
         // the slow window.
         for i in 0..4 {
             let v = t.record(at("203.0.113.1", i * 100));
-            assert_eq!(v, Verdict::Counted { count: i as u32 + 1 });
+            assert_eq!(
+                v,
+                Verdict::Counted {
+                    count: i as u32 + 1
+                }
+            );
         }
         match t.record(at("203.0.113.1", 400)) {
             Verdict::Ban(o) => {
@@ -690,23 +731,34 @@ mod tests {
             ..at(addr, secs)
         };
         let alice = crate::message::Account::new("alice").unwrap();
-        for a in ["198.51.100.1", "198.51.100.2"] {
-            assert!(matches!(t.record(against(a, 1_000, "alice")), Verdict::Counted { .. }));
-        }
-        assert_eq!(t.under_attack(0, at("192.0.2.1", 1_000).time), Vec::<String>::new());
-        // The third address is one too many: banned by the account rule,
-        // whose ban is longer than the jail's.
+        let attacked = |t: &Tracker, secs| t.under_attack(0, at("192.0.2.1", secs).time);
+        assert!(matches!(
+            t.record(against("198.51.100.1", 1_000, "alice")),
+            Verdict::Counted { .. }
+        ));
+        assert!(attacked(&t, 1_000).is_empty());
+        // The second puts alice under attack (maxaddrs 2), unjudged.
+        assert!(matches!(
+            t.record(against("198.51.100.2", 1_000, "alice")),
+            Verdict::Counted { .. }
+        ));
+        assert_eq!(attacked(&t, 1_000), ["alice"]);
+        // The third is banned by the account rule, whose ban is longer
+        // than the jail's.
         match t.record(against("198.51.100.3", 1_001, "alice")) {
             Verdict::Ban(o) => {
                 assert_eq!(o.cause, Cause::Account(alice));
                 assert_eq!((o.failures, o.bantime.as_secs()), (1, 1_000));
-                assert_eq!(o.addr.to_string(), "198.51.100.3");
+                assert_eq!(o.target.addr().to_string(), "198.51.100.3");
             }
             v => panic!("expected a ban, got {v:?}"),
         }
-        assert_eq!(t.under_attack(0, at("192.0.2.1", 1_002).time), ["alice"]);
+        assert_eq!(attacked(&t, 1_002), ["alice"]);
         // Failures without an account, or against another, are untouched.
-        assert!(matches!(t.record(at("198.51.100.4", 1_002)), Verdict::Counted { .. }));
+        assert!(matches!(
+            t.record(at("198.51.100.4", 1_002)),
+            Verdict::Counted { .. }
+        ));
         assert!(matches!(
             t.record(against("198.51.100.5", 1_002, "bob")),
             Verdict::Counted { .. }

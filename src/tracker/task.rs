@@ -107,6 +107,7 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                         Verdict::Counted { count } => debug!(%addr, count, "failure counted"),
                     }
                 }
+                orders.append(&mut tracker.take_prefix_bans());
                 tracker.publish();
                 if let Some(mark) = read_to {
                     tracker.read_to(mark);

@@ -22,15 +22,20 @@ impl Enforcer {
         target: IpNet,
         bantime: Duration,
     ) -> Result<Applied, EnforceError> {
+        let covered = self
+            .never
+            .iter()
+            .find(|n| n.contains(&target.network()) || target.contains(&n.network()));
+        if let Some(never) = covered {
+            return Err(EnforceError::Never {
+                wanted: show(&target),
+                never: show(never),
+            });
+        }
         if is_host(&target) {
             let order = BanOrder {
-                jail,
-                addr: target.addr(),
-                bantime,
-                failures: 0,
-                line: None,
-                read: None,
                 cause: Cause::Manual,
+                ..BanOrder::host(jail, target.addr(), bantime)
             };
             return self
                 .ban(std::slice::from_ref(&order), true)

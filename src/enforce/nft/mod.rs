@@ -15,6 +15,7 @@
 
 mod listing;
 mod netlink;
+mod prefix;
 mod ruleset;
 mod watch;
 pub mod wire;
@@ -397,13 +398,37 @@ impl Backend for NftBackend {
         if let Some(o) = orders.iter().find(|o| self.bans.known(&o.jail).is_err()) {
             return Err(EnforceError::UnknownJail(o.jail.to_string()));
         }
-        let now = Instant::now();
+        // Prefixes first, each in its own transaction (they are few): a
+        // refusal before anything was applied fails the call whole, so the
+        // enforcer can split the batch against a record that still matches
+        // the kernel.
+        let mut prefixes = Vec::new();
+        let mut sent = false;
+        for o in orders.iter().filter(|o| !o.is_host()) {
+            prefixes.push(match self.ban_prefix(&o.jail, o.target, o.bantime, false) {
+                Ok(a) => {
+                    sent |= a != Applied::Unchanged;
+                    a
+                }
+                Err(e) if !sent => return Err(e),
+                Err(e) => {
+                    warn!(jail = %o.jail, prefix = %o.target, "prefix ban not applied: {e}");
+                    Applied::Unchanged
+                }
+            });
+        }
+        let mut prefixes = prefixes.into_iter();
         let mut outcomes = Vec::with_capacity(orders.len());
+        let now = Instant::now();
         let mut todo: Vec<(Arc<str>, IpAddr, Duration, ElementChange)> = Vec::new();
         // Decided within this call, so a duplicate sees the first one's effect.
         let mut pending: crate::AddrMap<(&str, IpAddr), Duration> = crate::AddrMap::default();
         for o in orders {
-            let addr = o.addr.to_canonical();
+            if !o.is_host() {
+                outcomes.push(prefixes.next().unwrap_or(Applied::Unchanged));
+                continue;
+            }
+            let addr = o.target.addr().to_canonical();
             let key = (&*o.jail, addr);
             if let Some(&earlier) = pending.get(&key) {
                 if o.bantime > earlier {
@@ -487,64 +512,7 @@ impl Backend for NftBackend {
         net: IpNet,
         bantime: Duration,
     ) -> Result<Applied, EnforceError> {
-        let net = net.trunc();
-        let now = Instant::now();
-        let Some(nets) = self.bans.nets(jail) else {
-            return Err(EnforceError::UnknownJail(jail.to_string()));
-        };
-        // The kernel refuses (EEXIST) a prefix inside or around a stored one.
-        let live = |u: &Until| match u {
-            Until::Never => true,
-            Until::At(t) => *t + GC_GRACE > now,
-        };
-        let mut replace = false;
-        for (other, until) in nets {
-            if !live(until) || !(other.contains(&net.network()) || net.contains(&other.network())) {
-                continue;
-            }
-            if *other != net {
-                return Err(EnforceError::Overlap {
-                    wanted: net.to_string(),
-                    existing: other.to_string(),
-                });
-            }
-            match until {
-                Until::Never => return Ok(Applied::Unchanged),
-                Until::At(t) if *t > now && t.duration_since(now) >= bantime => {
-                    return Ok(Applied::Unchanged)
-                }
-                _ => replace = true,
-            }
-        }
-        let set = net_set_name(jail, &net);
-        let mut w = self.nl.writer();
-        if replace {
-            w.intervals(&self.table, &set, &[(net, None)], false);
-        }
-        w.intervals(&self.table, &set, &[(net, Some(bantime))], true);
-        let msg = format!("ban {net} in {set}");
-        match self.commit(&w.buf, &|_| msg.clone()) {
-            Err(e) if replace && e.is_missing() => {
-                // Already collected by the kernel: add alone.
-                let mut w = self.nl.writer();
-                w.intervals(&self.table, &set, &[(net, Some(bantime))], true);
-                self.commit(&w.buf, &|_| msg.clone())?;
-            }
-            other => other?,
-        }
-        let was_active = self
-            .bans
-            .nets(jail)
-            .and_then(|n| n.get(&net))
-            .is_some_and(|u| matches!(u, Until::At(t) if *t > now));
-        if let Some(n) = self.bans.nets_mut(jail) {
-            n.insert(net, Until::At(now + bantime));
-        }
-        Ok(if was_active {
-            Applied::Extended
-        } else {
-            Applied::Added
-        })
+        self.ban_prefix(jail, net, bantime, true)
     }
 
     fn unban_net(&mut self, jail: &str, net: IpNet) -> Result<bool, EnforceError> {
@@ -578,7 +546,12 @@ impl Backend for NftBackend {
         // Per set: timed elements, and permanent ones (no timeout at all).
         let mut timed: HashMap<String, Vec<(IpNet, Duration, Duration)>> = HashMap::new();
         let mut forever: HashMap<String, Vec<IpNet>> = HashMap::new();
-        let mut todo = Vec::new();
+        let mut todo: Vec<(String, IpNet, Option<Duration>)> = Vec::new();
+        // Wider prefixes first: one that overlaps a prefix put back before
+        // it (a narrower one the wider replaced, both still in the store)
+        // is left out, as the kernel would refuse it.
+        let mut bans: Vec<&Restore> = bans.iter().collect();
+        bans.sort_by_key(|b| b.net.prefix_len());
         for b in bans {
             let net = b.net.trunc();
             let host = net.prefix_len() == net.max_prefix_len();
@@ -593,7 +566,10 @@ impl Backend for NftBackend {
                 };
                 r.get(&net).is_some_and(live)
             };
-            if held || b.remaining.is_some_and(|d| d.is_zero()) {
+            if held
+                || b.remaining.is_some_and(|d| d.is_zero())
+                || (!host && self.overlaps_held(&b.jail, &net, &todo))
+            {
                 continue;
             }
             let set = if host {

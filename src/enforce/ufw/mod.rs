@@ -345,7 +345,7 @@ impl Backend for UfwBackend {
             orders
                 .iter()
                 .map(|o| {
-                    let net = IpNet::from(o.addr.to_canonical());
+                    let net = o.target.trunc();
                     me.put(&o.jail, net, tuple::until(now, o.bantime), secs)
                 })
                 .collect::<Vec<_>>()
@@ -354,7 +354,7 @@ impl Backend for UfwBackend {
             .iter()
             .zip(&applied)
             .filter(|(_, a)| **a == Applied::Added)
-            .map(|(o, _)| (&*o.jail, IpNet::from(o.addr.to_canonical())))
+            .map(|(o, _)| (&*o.jail, o.target.trunc()))
             .collect();
         self.cut_sessions(&added);
         Ok(applied)
