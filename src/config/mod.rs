@@ -9,6 +9,7 @@ mod backend;
 pub mod duration;
 pub mod error;
 pub mod files;
+mod group;
 pub mod ignore;
 pub mod metrics;
 pub mod persist;
@@ -137,9 +138,8 @@ pub struct Jail {
     pub prefix: Option<prefix::PrefixRule>,
     /// A single IPv6 attacker is banned as its prefix of this length.
     pub ban_v6_as: Option<u8>,
-    /// Windows besides the jail's own (`[[jail.X.window]]`).
+    /// `[[jail.X.window]]` besides its own, and `[jail.X.account]`.
     pub windows: Vec<Window>,
-    /// Bans for spraying one account (`[jail.X.account]`).
     pub account: Option<AccountRule>,
 }
 
@@ -299,7 +299,7 @@ impl Checker<'_> {
         };
         let socket_group = match raw.daemon.socket_group.as_ref() {
             None => None,
-            Some(g) => match group_id(g.get_ref()) {
+            Some(g) => match group::group_id(g.get_ref()) {
                 Some(gid) => Some((g.get_ref().clone(), gid)),
                 None => {
                     self.problem(
@@ -430,8 +430,7 @@ impl Checker<'_> {
                 account: None,
             };
             jail.prefix = self.prefix_rule(j.prefix.as_ref(), &key, jail.findtime, jail.bantime);
-            jail.windows = self.windows(j.window.as_ref(), &key, jail.bantime);
-            jail.account = self.account_rule(j.account.as_ref(), &key, jail.findtime, jail.bantime);
+            self.extra_rules(j, &key, &mut jail);
             jails.push(jail);
         }
         if self.problems.is_empty() {
@@ -683,24 +682,4 @@ fn valid_name(s: &str) -> bool {
         && s.len() <= MAX_JAIL_NAME
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// Looks a group name up in the system's group database (files, LDAP...).
-fn group_id(name: &str) -> Option<u32> {
-    let cname = std::ffi::CString::new(name).ok()?;
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut out: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call and `buf` outlives it;
-    // getgrnam_r writes only inside `grp` and `buf`.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            cname.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut out,
-        )
-    };
-    (rc == 0 && !out.is_null()).then_some(grp.gr_gid)
 }

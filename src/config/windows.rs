@@ -82,6 +82,14 @@ impl super::Jail {
 }
 
 impl Checker<'_> {
+    /// Fills `jail`'s extra windows and account rule from its raw table
+    /// (`key`: `jail.NAME`), with the jail's own findtime and bantime for
+    /// what they do not give.
+    pub(super) fn extra_rules(&mut self, raw: &super::RawJail, key: &str, jail: &mut super::Jail) {
+        jail.windows = self.windows(raw.window.as_ref(), key, jail.bantime);
+        jail.account = self.account_rule(raw.account.as_ref(), key, jail.findtime, jail.bantime);
+    }
+
     /// The extra windows of jail `key` (`jail.NAME`); `bantime`: the
     /// jail's, for a window that gives none.
     pub(super) fn windows(

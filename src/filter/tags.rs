@@ -88,7 +88,7 @@ const APACHE_ERROR: &str = concat!(
 pub enum UserGroup {
     None,
     Always,
-    After(memmem::Finder<'static>),
+    After(Box<memmem::Finder<'static>>),
 }
 
 /// Fixed text shorter than this is too common to be worth a search.
@@ -112,7 +112,9 @@ impl UserGroup {
         if literal.len() < MIN_USER_LITERAL {
             return UserGroup::Always;
         }
-        UserGroup::After(memmem::Finder::new(literal.as_bytes()).into_owned())
+        UserGroup::After(Box::new(
+            memmem::Finder::new(literal.as_bytes()).into_owned(),
+        ))
     }
 
     pub fn may_match(&self, line: &str) -> bool {
