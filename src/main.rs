@@ -91,9 +91,20 @@ enum Command {
         /// fail2ban's configuration directory
         #[arg(default_value = "/etc/fail2ban")]
         dir: PathBuf,
-        /// Write the TOML here instead of to standard output
+        /// Write the TOML here instead of to standard output (and the
+        /// admin's hand-made ufw refusals beside it, as ufw-blocklist.txt)
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Where the jails that banned through fail2ban's ufw action ban now
+        #[arg(long, value_enum, default_value = "nft")]
+        backend: cli::import::ImportBackend,
+        /// ufw's directory: its rules files and applications.d
+        #[arg(long, value_name = "DIR", default_value = "/etc/ufw")]
+        ufw_dir: PathBuf,
+        /// Add the networks ufw lets in wholesale (`ufw allow from NET`) to
+        /// the ignoreip of the jails imported from the ufw action
+        #[arg(long)]
+        ignore_ufw_allowed: bool,
     },
     /// The jail list, or one jail's counters and bans (fail2ban-client's layout).
     Status {
@@ -250,7 +261,17 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::ImportFail2ban {
             ref dir,
             ref output,
-        } => cli::import::run(dir, output.as_deref()),
+            backend,
+            ref ufw_dir,
+            ignore_ufw_allowed,
+        } => {
+            let opts = cli::import::Options {
+                backend,
+                ufw_dir: ufw_dir.clone(),
+                ignore_ufw_allowed,
+            };
+            cli::import::run(dir, output.as_deref(), &opts)
+        }
         Command::Generate(ref what) => cli::generate::run(what, Cli::command()),
         Command::Check => {
             let config = Config::load_with(cli.config.as_deref(), Files::Check)?;

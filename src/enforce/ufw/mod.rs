@@ -16,11 +16,12 @@
 //! thread wakes the enforcer when the next one is due ([`Backend::expire`]),
 //! and a start drops those whose time ran out while nftjail was down.
 
-mod apps;
+pub mod apps;
 mod conntrack;
 mod file;
 mod live;
-mod tuple;
+// Public for `nftjail import-fail2ban`, which reads the admin's rules.
+pub mod tuple;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;

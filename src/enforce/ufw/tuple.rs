@@ -263,6 +263,79 @@ pub fn parse_ours(tuple: &str) -> Option<(String, IpNet, Option<u64>)> {
     Some((jail, net, until))
 }
 
+/// Any rule's `### tuple ###` line, read: what an import needs to know of
+/// the admin's rules (which networks ufw lets in wholesale, which it
+/// refuses by hand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// `allow`, `deny`, `reject`, `limit`, with ufw's `_log`/`_log-all`.
+    pub action: String,
+    pub proto: String,
+    pub dport: String,
+    pub dst: String,
+    pub sport: String,
+    pub src: String,
+    /// The application profile the rule names on the destination side.
+    pub app: Option<String>,
+    /// `in`, `out`, `fwd`, with `_IFACE` when it names an interface.
+    pub direction: String,
+    /// Decoded from ufw's hex.
+    pub comment: Option<String>,
+}
+
+impl Rule {
+    /// The line read back: `None` when it is not one ufw writes.
+    pub fn parse(line: &str) -> Option<Rule> {
+        let rest = line.strip_prefix("### tuple ###")?;
+        let mut fields: Vec<&str> = rest.split_whitespace().collect();
+        let comment = match fields.last().and_then(|f| f.strip_prefix("comment=")) {
+            Some(c) => {
+                let c = unhex(c);
+                fields.pop();
+                c
+            }
+            None => None,
+        };
+        let app = |a: &str| (a != "-").then(|| a.replace("%20", " "));
+        let (app, direction) = match fields.len() {
+            7 => (None, fields[6]),
+            9 => (app(fields[6]), fields[8]),
+            _ => return None,
+        };
+        Some(Rule {
+            action: fields[0].to_string(),
+            proto: fields[1].to_string(),
+            dport: fields[2].to_string(),
+            dst: fields[3].to_string(),
+            sport: fields[4].to_string(),
+            src: fields[5].to_string(),
+            app,
+            direction: direction.to_string(),
+            comment,
+        })
+    }
+
+    /// The source as a network (a bare address is one host).
+    pub fn src_net(&self) -> Option<IpNet> {
+        self.src
+            .parse()
+            .ok()
+            .or_else(|| self.src.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+    }
+
+    /// Whether the rule covers every port, protocol and destination, on
+    /// the way in: `ufw allow|reject|deny from NET` and nothing more.
+    pub fn is_wholesale(&self) -> bool {
+        let any_dst = matches!(self.dst.as_str(), "0.0.0.0/0" | "::/0" | "any");
+        self.proto == "any"
+            && self.dport == "any"
+            && self.sport == "any"
+            && any_dst
+            && self.app.is_none()
+            && self.direction == "in"
+    }
+}
+
 /// Whether a tuple is an admin's rule that lets traffic in (`allow`,
 /// `limit`, with or without logging, on the input side): ours go above
 /// the first of those.
@@ -417,6 +490,27 @@ mod tests {
         );
         assert_eq!(parse_comment("admin said so"), None);
         assert_eq!(unhex(&hex(&c)).as_deref(), Some(c.as_str()));
+    }
+
+    #[test]
+    fn an_admins_rule_is_read_back() {
+        let lan = Rule::parse("### tuple ### allow any any 0.0.0.0/0 any 10.7.57.0/24 in").unwrap();
+        assert!(lan.is_wholesale() && lan.action == "allow");
+        assert_eq!(lan.src_net(), Some("10.7.57.0/24".parse().unwrap()));
+        let app = Rule::parse(
+            "### tuple ### allow tcp 587 0.0.0.0/0 any 0.0.0.0/0 zimbra-submission - in",
+        )
+        .unwrap();
+        assert_eq!(app.app.as_deref(), Some("zimbra-submission"));
+        assert!(!app.is_wholesale());
+        let f2b = Rule::parse(&format!(
+            "### tuple ### reject any any 0.0.0.0/0 any 203.0.113.9 in comment={}",
+            hex("by Fail2Ban after 3 attempts")
+        ))
+        .unwrap();
+        assert_eq!(f2b.comment.as_deref(), Some("by Fail2Ban after 3 attempts"));
+        assert_eq!(f2b.src_net(), Some("203.0.113.9/32".parse().unwrap()));
+        assert_eq!(Rule::parse("### tuple ### allow any"), None);
     }
 
     #[test]

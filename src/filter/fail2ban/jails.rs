@@ -111,6 +111,37 @@ impl JailConfig {
     }
 }
 
+impl JailConfig {
+    /// The options of fail2ban action `name` (`action.d/NAME.conf`, its
+    /// `.local` and `.d/` files) as fail2ban starts from them: `[Init]`
+    /// over `[Definition]`, interpolated; a jail's `name[k=v]` overrides
+    /// them. `None` when no such action file exists.
+    pub fn action_options(&self, name: &str) -> Result<Option<Options>, Fail2banError> {
+        if name.contains('/') || name.contains("..") {
+            return Ok(None);
+        }
+        let set = match ConfigSet::read(&self.dir.join("action.d").join(name)) {
+            Ok(set) => set,
+            Err(Fail2banError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut out: Options = Vec::new();
+        for section in ["Definition", "Init"] {
+            for key in set.own_options(section) {
+                // A value fail2ban could not interpolate either (a shell
+                // line with a stray `%`) is of no use to an import: skipped.
+                if let Ok(Some(v)) = set.get(section, &key, &Vec::new()) {
+                    match out.iter_mut().find(|(k, _)| *k == key) {
+                        Some(slot) => slot.1 = v,
+                        None => out.push((key, v)),
+                    }
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
 /// fail2ban's boolean words (`true`, `yes`, `on`, `1` and their opposites).
 pub fn parse_bool(value: &str) -> Option<bool> {
     match value.trim().to_lowercase().as_str() {
@@ -157,5 +188,30 @@ mod tests {
             .to_string();
         assert!(e.contains("/nonexistent/f2b/jail.conf"), "{e}");
         assert!(e.contains("no such directory"), "{e}");
+    }
+
+    #[test]
+    fn action_options_are_init_over_definition_with_local_files() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("action.d")).unwrap();
+        std::fs::write(d.path().join("jail.local"), "[x]\nenabled = true\n").unwrap();
+        std::fs::write(
+            d.path().join("action.d/ufw.conf"),
+            "[Definition]\nactionban = ufw <add>\n[Init]\nadd = prepend\nblocktype = reject\napplication =\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("action.d/ufw.local"),
+            "[Init]\napplication = zimbra-submission\n",
+        )
+        .unwrap();
+        let c = JailConfig::read(d.path()).unwrap();
+        let o = c.action_options("ufw").unwrap().unwrap();
+        let get = |k: &str| o.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("application"), Some("zimbra-submission"));
+        assert_eq!(get("add"), Some("prepend"));
+        assert_eq!(get("actionban"), Some("ufw <add>"));
+        assert!(c.action_options("nope").unwrap().is_none());
+        assert!(c.action_options("../jail").unwrap().is_none());
     }
 }

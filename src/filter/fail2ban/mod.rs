@@ -31,6 +31,7 @@ pub use filter::{Fail2banFilter, LineReport};
 pub use group::Fail2banFilters;
 pub use jails::{parse_bool, JailConfig};
 pub use matched::Fail2banMatch;
+pub use options::parse_spec;
 
 /// Where Debian and most distributions keep fail2ban's filters.
 pub const DEFAULT_FILTER_DIR: &str = "/etc/fail2ban/filter.d";

@@ -12,14 +12,89 @@
 //! A `backend = systemd` jail reads the journal with the filter's
 //! `journalmatch`. Whatever has no nftjail equivalent (actions, mail) is
 //! written as a TOML comment, never dropped silently.
+//!
+//! Jails that banned through fail2ban's `ufw` action move with what ufw
+//! knew ([`ufw`]): the ports of the application profile they named, the
+//! networks ufw lets in wholesale (offered as `ignoreip`) and the admin's
+//! hand-made `reject from NET` rules (offered as a blocklist file). Every
+//! imported filter is run on its jail's own log beside our built-in filter
+//! for the service ([`compare`]). A summary on stderr says what was done,
+//! what was left and why.
+
+mod compare;
+mod policy;
+mod ufw;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use nftjail::config::{ignore, port, Config, JournalMatch};
+use nftjail::config::{ignore, Config, JournalMatch};
 use nftjail::filter::fail2ban::{self, parse_bool, Fail2banFilter, JailConfig};
+use policy::{blocktype, duration, list, logpaths, one_line, ports, quote, seconds, toml_name};
+use ufw::UfwHost;
+
+/// The file the admin's hand-made ufw refusals are written to, beside the
+/// generated config.
+const BLOCKLIST_FILE: &str = "ufw-blocklist.txt";
+
+/// Which firewall the jails imported from fail2ban's ufw action ban in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImportBackend {
+    /// nftjail's own nftables table (ufw's chains stay as they are).
+    Nft,
+    /// Rules in ufw's own files, as fail2ban's ufw action made them.
+    Ufw,
+}
+
+pub struct Options {
+    pub backend: ImportBackend,
+    /// ufw's directory (`user.rules`, `applications.d`).
+    pub ufw_dir: PathBuf,
+    /// Put the networks ufw lets in wholesale into each ufw jail's ignoreip.
+    pub ignore_ufw_allowed: bool,
+}
+
+/// What the import did, what it left and why: printed on stderr.
+#[derive(Debug, Default)]
+struct Summary {
+    did: Vec<String>,
+    left: Vec<String>,
+    warnings: Vec<String>,
+}
+
+impl Summary {
+    fn print(&self) {
+        let mut s = String::new();
+        for (title, items) in [
+            ("Done", &self.did),
+            ("Left as it is", &self.left),
+            ("Warnings", &self.warnings),
+        ] {
+            if items.is_empty() {
+                continue;
+            }
+            let _ = writeln!(s, "{title}:");
+            for i in items {
+                let _ = writeln!(s, "  - {}", i.replace('\n', "\n    "));
+            }
+        }
+        if !s.is_empty() {
+            eprint!("import-fail2ban summary\n{s}");
+        }
+    }
+}
+
+/// What the ufw jails share: the admin's rules and what becomes of them.
+struct UfwContext<'a> {
+    host: Option<&'a UfwHost>,
+    /// Why ufw's rules could not be read.
+    unread: Option<String>,
+    opts: &'a Options,
+    /// Table names of the jails imported from the ufw action.
+    jails: Vec<String>,
+}
 
 /// Jail options whose value is carried over or deliberately dropped; any
 /// other option a jail sets itself is listed as "not imported".
@@ -76,25 +151,64 @@ const INCREMENT: &[(&str, &str)] = &[
 /// live in kernel set elements with timeouts.
 const PERMANENT: &str = "365d";
 
-pub fn run(dir: &Path, output: Option<&Path>) -> Result<()> {
-    let text = import(dir)?;
+pub fn run(dir: &Path, output: Option<&Path>, opts: &Options) -> Result<()> {
+    let mut summary = Summary::default();
+    let blocklist = output.map(|o| {
+        let o = std::path::absolute(o).unwrap_or_else(|_| o.to_path_buf());
+        o.with_file_name(BLOCKLIST_FILE)
+    });
+    let text = import(dir, opts, blocklist.as_deref(), &mut summary)?;
     // Our own output must pass our own check; if not, that is our bug,
     // but the admin still gets the text to fix by hand.
     let check = Config::parse(&text, Path::new("<imported>"));
+    // A `blocklist` key this build does not know yet is left as a comment.
+    let (text, check) = match check {
+        Err(e) if e.to_string().contains("blocklist") && text.contains("\nblocklist = ") => {
+            let text = text.replace(
+                "\nblocklist = ",
+                "\n# (this nftjail has no blocklist key yet; enable it after an upgrade)\n# blocklist = ",
+            );
+            let check = Config::parse(&text, Path::new("<imported>"));
+            summary.left.push(
+                "the blocklist key is written as a comment: this nftjail does not know it".into(),
+            );
+            (text, check)
+        }
+        other => (text, other),
+    };
     match output {
         Some(path) => std::fs::write(path, &text)
             .with_context(|| format!("cannot write {}", path.display()))?,
         None => print!("{text}"),
     }
+    summary.print();
     check.map_err(|e| anyhow!("the imported config does not pass `nftjail check`: {e}"))?;
     Ok(())
 }
 
 /// The whole nftjail.toml for fail2ban directory `dir`.
-pub fn import(dir: &Path) -> Result<String> {
+fn import(
+    dir: &Path,
+    opts: &Options,
+    blocklist: Option<&Path>,
+    summary: &mut Summary,
+) -> Result<String> {
     // Filter paths in the output must not depend on the daemon's cwd.
     let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let config = JailConfig::read(dir)?;
+    // Needed only when a jail banned through ufw: an unreadable ufw
+    // directory is said then, not for every import.
+    let (host, unread) = match UfwHost::read(&opts.ufw_dir) {
+        Ok(h) => (h, None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    let mut ufw = UfwContext {
+        host: host.as_ref(),
+        unread,
+        opts,
+        jails: Vec::new(),
+    };
+    let mut body = String::new();
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -113,6 +227,7 @@ pub fn import(dir: &Path) -> Result<String> {
          # equivalent are kept below as comments. Check: nftjail check -c FILE\n"
     );
     let filter_dir = dir.join("filter.d");
+    let out_head = std::mem::take(&mut out);
     let mut enabled = 0;
     let mut tables: Vec<String> = Vec::new();
     for name in config.jail_names() {
@@ -133,14 +248,15 @@ pub fn import(dir: &Path) -> Result<String> {
             table = format!("{}-{n}", toml_name(&name));
         }
         tables.push(table.clone());
-        let jail =
-            jail(&config, &name, &table, &filter_dir).map_err(|e| jail_error(&config, &name, e))?;
-        out.push_str(&jail);
+        let jail = jail(&config, &name, &table, &filter_dir, &mut ufw, summary)
+            .map_err(|e| jail_error(&config, &name, e))?;
+        body.push_str(&jail);
     }
     if enabled == 0 {
-        let _ = writeln!(out, "# fail2ban has no enabled jail here.");
+        let _ = writeln!(body, "# fail2ban has no enabled jail here.");
     }
-    Ok(out)
+    let prelude = ufw::prelude(&ufw, blocklist, summary)?;
+    Ok(format!("{out_head}{prelude}{body}"))
 }
 
 fn jail_error(config: &JailConfig, name: &str, e: anyhow::Error) -> anyhow::Error {
@@ -152,7 +268,14 @@ fn jail_error(config: &JailConfig, name: &str, e: anyhow::Error) -> anyhow::Erro
 }
 
 /// One `[jail.NAME]` table with its comments.
-fn jail(config: &JailConfig, name: &str, table: &str, filter_dir: &Path) -> Result<String> {
+fn jail(
+    config: &JailConfig,
+    name: &str,
+    table: &str,
+    filter_dir: &Path,
+    ufw: &mut UfwContext,
+    summary: &mut Summary,
+) -> Result<String> {
     let get = |key: &str| -> Result<Option<String>> {
         config
             .get(name, key)
@@ -175,6 +298,34 @@ fn jail(config: &JailConfig, name: &str, table: &str, filter_dir: &Path) -> Resu
         logpaths(&get("logpath")?.unwrap_or_default(), &mut notes)
     };
     let spec = filter_spec(config, name, filter_dir, &mut notes)?;
+    let base = spec.split('[').next().unwrap_or_default();
+    let base = Path::new(base)
+        .file_stem()
+        .map_or(base.to_string(), |s| s.to_string_lossy().into_owned());
+    for log in &logpaths {
+        let Some(builtin) = compare::builtin_for(&[&base, name]) else {
+            break;
+        };
+        let compared = compare::compare(&spec, filter_dir, builtin, log);
+        if let Some(w) = compared.and_then(|c| c.warning(table)) {
+            let first = w.lines().next().unwrap_or_default();
+            notes.push(format!(
+                "warning: {}",
+                first.trim_end_matches(" For example:")
+            ));
+            summary.warnings.push(w);
+        }
+    }
+    let action = ufw::action_of(config, name)?;
+    if let Some(a) = &action {
+        ufw.jails.push(table.to_string());
+        summary.did.push(format!(
+            "jail {table}: from fail2ban's `{}` (blocktype {}, application {})",
+            a.spec,
+            a.blocktype,
+            a.application.as_deref().unwrap_or("none")
+        ));
+    }
     let matches = if journal {
         journal_matches(&spec, filter_dir)
     } else {
@@ -214,7 +365,44 @@ fn jail(config: &JailConfig, name: &str, table: &str, filter_dir: &Path) -> Resu
     let banaction = get("banaction")?.unwrap_or_default();
     let allports = banaction.contains("allports");
     let protocol = get("protocol")?.unwrap_or_else(|| "tcp".into());
+    let app = action.as_ref().and_then(|a| a.application.clone());
+    let app_ports = app.as_ref().map(|app| match ufw.host {
+        Some(h) => h.app_ports(app),
+        None => Err(format!(
+            "no ufw directory at {}",
+            ufw.opts.ufw_dir.display()
+        )),
+    });
     match get("port")? {
+        _ if matches!(app_ports, Some(Ok(_))) => {
+            let app = app.as_deref().unwrap_or_default();
+            let p = app_ports
+                .as_ref()
+                .and_then(|p| p.as_ref().ok())
+                .cloned()
+                .unwrap_or_default();
+            if ufw.opts.backend == ImportBackend::Ufw {
+                let _ = writeln!(t, "app = {}", quote(app));
+            } else {
+                let _ = writeln!(t, "port = {}", quote(&p));
+            }
+            notes.push(format!(
+                "ufw application profile {app:?} ({p}), as fail2ban's ufw action banned it"
+            ));
+        }
+        Some(p)
+            if action.is_some()
+                && app.is_none()
+                && ports(&p, &protocol).is_ok_and(|v| v.is_some()) =>
+        {
+            if let Ok(Some(v)) = ports(&p, &protocol) {
+                let _ = writeln!(t, "port = {}", quote(&v));
+            }
+            notes.push(format!(
+                "fail2ban's ufw action refused every port (it does not read port = {p}); \
+                 this jail refuses its ports only: remove the port key to refuse every port again"
+            ));
+        }
         _ if allports => notes.push(format!(
             "banaction = {banaction}: every port is blocked (no port key)"
         )),
@@ -251,8 +439,8 @@ fn jail(config: &JailConfig, name: &str, table: &str, filter_dir: &Path) -> Resu
             Err(e) => notes.push(format!("not imported: {key} = {v} ({e})")),
         }
     }
+    let mut nets = Vec::new();
     if let Some(v) = get("ignoreip")? {
-        let mut nets = Vec::new();
         for item in v.split([',', ' ', '\t', '\n']).filter(|w| !w.is_empty()) {
             match ignore::parse_net(item) {
                 Ok(_) => nets.push(item.to_string()),
@@ -261,22 +449,85 @@ fn jail(config: &JailConfig, name: &str, table: &str, filter_dir: &Path) -> Resu
                 )),
             }
         }
-        if !nets.is_empty() {
-            let _ = writeln!(t, "ignoreip = {}", list(&nets));
+    }
+    for r in ufw
+        .host
+        .filter(|_| action.is_some())
+        .map_or(&[][..], |h| &h.allowed)
+    {
+        let net = r.net.to_string();
+        if nets.contains(&net) {
+            continue;
         }
+        if ufw.opts.ignore_ufw_allowed {
+            nets.push(net);
+            notes.push(format!("ignoreip has {} from {}", r.net, r.describe()));
+        } else {
+            notes.push(format!(
+                "ufw lets {} in wholesale ({}): to never ban it, add it to ignoreip",
+                r.net,
+                r.describe()
+            ));
+            summary.left.push(format!(
+                "ignoreip suggestion for jail {table}: {} ({}); import again with \
+                 --ignore-ufw-allowed to add it",
+                r.net,
+                r.describe()
+            ));
+        }
+    }
+    if !nets.is_empty() {
+        let _ = writeln!(t, "ignoreip = {}", list(&nets));
     }
     if let Some(v) = get("ignoreself")? {
         if parse_bool(&v) == Some(false) {
             let _ = writeln!(t, "ignoreself = false");
         }
     }
-    let blocktype = blocktype(&banaction, &get("blocktype")?.unwrap_or_default());
+    let blocktype = match &action {
+        Some(a) if a.blocktype.starts_with("deny") => "drop",
+        Some(_) => "reject",
+        None => blocktype(&banaction, &get("blocktype")?.unwrap_or_default()),
+    };
     let _ = writeln!(t, "blocktype = {}", quote(blocktype));
-    notes.push(format!(
-        "banaction = {banaction}: nftjail's own nftables sets, blocktype {blocktype:?}"
-    ));
+    match &action {
+        Some(a) => {
+            notes.push(format!(
+                "{}: ufw's {} is blocktype {blocktype:?}",
+                a.spec, a.blocktype
+            ));
+            if let Some(p) = &a.position {
+                notes.push(if ufw.opts.backend == ImportBackend::Ufw {
+                    format!(
+                        "{p}: nftjail puts a ban just above the first ALLOW rule of its \
+                         family (daemon.ufw_position sets another place)"
+                    )
+                } else {
+                    format!(
+                        "{p}: no place to choose: nftjail's own table refuses whatever ufw's order"
+                    )
+                });
+            }
+            if let Some(k) = &a.kill_mode {
+                notes.push(format!(
+                    "kill-mode = {k}: nftjail deletes a banned address's connections itself"
+                ));
+            }
+        }
+        None => notes.push(format!(
+            "banaction = {banaction}: nftjail's own nftables sets, blocktype {blocktype:?}"
+        )),
+    }
+    let only_ufw = action.is_some()
+        && get("action")?
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .all(|l| l.starts_with("ufw"));
     match config.raw(name, "action") {
         Some(a) if a.trim() == "%(action_)s" || a.trim().is_empty() => {}
+        Some(_) if only_ufw => {}
         Some(a) => notes.push(format!(
             "not imported: action = {} (nftjail runs no actions: no mail, no reports)",
             one_line(&get("action").unwrap_or(None).unwrap_or(a))
@@ -413,220 +664,4 @@ fn filter_spec(
     };
     Fail2banFilter::load(&spec, filter_dir).with_context(|| format!("filter {value:?}"))?;
     Ok(spec)
-}
-
-/// fail2ban's `logpath` lines (`PATH [head|tail]`), globs expanded the
-/// way fail2ban expands them when it starts.
-fn logpaths(value: &str, notes: &mut Vec<String>) -> Vec<String> {
-    let mut out = Vec::new();
-    for line in value.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        let path = match line.rsplit_once(' ') {
-            Some((p, "head" | "tail")) => p.trim(),
-            _ => line,
-        };
-        if !path.contains(['*', '?', '[']) {
-            out.push(path.to_string());
-            continue;
-        }
-        let found: Vec<String> = glob::glob(path)
-            .map(|paths| {
-                paths
-                    .filter_map(|p| p.ok())
-                    .filter(|p| p.exists())
-                    .map(|p: PathBuf| p.display().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if found.is_empty() {
-            notes.push(format!("logpath {path}: no file matches now"));
-        } else {
-            notes.push(format!(
-                "logpath {path}: the files it matches now; nftjail does not expand globs, add new ones by hand"
-            ));
-        }
-        out.extend(found);
-    }
-    out
-}
-
-/// `port` and `protocol` in nftjail's syntax; `None` for every port.
-fn ports(value: &str, protocol: &str) -> Result<Option<String>, String> {
-    let items: Vec<&str> = value
-        .split([',', ' ', '\t', '\n'])
-        .filter(|w| !w.is_empty())
-        .collect();
-    if items.is_empty()
-        || items
-            .iter()
-            .any(|i| matches!(*i, "0:65535" | "1:65535" | "all" | "any"))
-    {
-        return Ok(None);
-    }
-    let protos: &[&str] = match protocol.trim() {
-        "tcp" | "" => &[""],
-        "udp" => &["/udp"],
-        "all" => &["/tcp", "/udp"],
-        other => return Err(format!("protocol {other} (nftjail blocks tcp and udp)")),
-    };
-    let with_proto: Vec<String> = items
-        .iter()
-        .flat_map(|i| protos.iter().map(move |p| format!("{i}{p}")))
-        .collect();
-    let refs: Vec<&str> = with_proto.iter().map(String::as_str).collect();
-    port::parse_ports(&refs)?;
-    Ok(Some(with_proto.join(",")))
-}
-
-/// fail2ban's time syntax (`600`, `10m`, `1h 30m`, `1d12h`, `2 weeks`,
-/// `1mo`, `1y`, `-1`) in seconds; negative means permanent.
-fn seconds(value: &str) -> Result<i64, String> {
-    let v = value.trim();
-    if let Ok(n) = v.parse::<i64>() {
-        return Ok(n);
-    }
-    let bad = || format!("not a time fail2ban's way ({v:?})");
-    let mut total: i64 = 0;
-    let mut rest = v;
-    while !rest.is_empty() {
-        rest = rest.trim_start_matches([' ', '\t', '+']);
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: i64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = rest[digits..].trim_start();
-        let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = rest[..letters].to_lowercase();
-        rest = &rest[letters..];
-        // fail2ban's units: a year is 365.25 days, a month a twelfth of it.
-        let factor = match unit.as_str() {
-            "" | "s" | "ss" | "se" | "sec" | "second" | "seconds" => 1,
-            "m" | "mm" | "mi" | "min" | "minute" | "minutes" => 60,
-            "h" | "hh" | "ho" | "hou" | "hour" | "hours" => 3_600,
-            "d" | "dd" | "da" | "day" | "days" => 86_400,
-            "w" | "ww" | "we" | "wee" | "week" | "weeks" => 604_800,
-            "mo" | "mon" | "month" | "months" => 2_629_800,
-            "y" | "yy" | "ye" | "yea" | "year" | "years" => 31_557_600,
-            _ => return Err(bad()),
-        };
-        total = n
-            .checked_mul(factor)
-            .and_then(|x| total.checked_add(x))
-            .ok_or_else(bad)?;
-    }
-    Ok(total)
-}
-
-/// Seconds in the largest whole unit nftjail's duration syntax has.
-fn duration(secs: u64) -> String {
-    for (unit, size) in [("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs % size == 0 {
-            return format!("{}{unit}", secs / size);
-        }
-    }
-    format!("{secs}s")
-}
-
-/// `drop` when the ban action drops (a `blocktype` saying DROP, or a
-/// blackhole route), else `reject` as fail2ban's iptables and nftables
-/// actions do by default.
-fn blocktype(banaction: &str, blocktype: &str) -> &'static str {
-    let b = format!("{banaction} {blocktype}").to_lowercase();
-    if b.contains("drop") || b.contains("blackhole") || b.starts_with("route") {
-        "drop"
-    } else {
-        "reject"
-    }
-}
-
-/// A jail name nftjail accepts: other characters become `-`.
-fn toml_name(name: &str) -> String {
-    let clean: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(60)
-        .collect();
-    if clean.is_empty() {
-        "jail".into()
-    } else {
-        clean
-    }
-}
-
-fn quote(s: &str) -> String {
-    toml::Value::String(s.to_string()).to_string()
-}
-
-fn list(items: &[String]) -> String {
-    if let [one] = items {
-        return quote(one);
-    }
-    let quoted: Vec<String> = items.iter().map(|s| quote(s)).collect();
-    format!("[{}]", quoted.join(", "))
-}
-
-/// Multi-line values (action lists) on one comment line.
-fn one_line(v: &str) -> String {
-    v.split('\n')
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ; ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fail2ban_times() {
-        assert_eq!(seconds("600"), Ok(600));
-        assert_eq!(seconds("10m"), Ok(600));
-        assert_eq!(seconds("1h 30m"), Ok(5400));
-        assert_eq!(seconds("1d12h"), Ok(129_600));
-        assert_eq!(seconds("2 weeks"), Ok(1_209_600));
-        assert_eq!(seconds("1mo"), Ok(2_629_800));
-        assert_eq!(seconds("1y"), Ok(31_557_600));
-        assert_eq!(seconds("-1"), Ok(-1));
-        assert!(seconds("10x").is_err());
-        assert!(seconds("1h-5m").is_err());
-        assert_eq!(duration(600), "10m");
-        assert_eq!(duration(172_800), "2d");
-        assert_eq!(duration(1_209_600), "2w");
-        assert_eq!(duration(90), "90s");
-    }
-
-    #[test]
-    fn ports_and_protocols() {
-        assert_eq!(ports("ssh", "tcp"), Ok(Some("ssh".into())));
-        assert_eq!(
-            ports("smtp,465,submission", "tcp"),
-            Ok(Some("smtp,465,submission".into()))
-        );
-        assert_eq!(ports("53", "udp"), Ok(Some("53/udp".into())));
-        assert_eq!(ports("53", "all"), Ok(Some("53/tcp,53/udp".into())));
-        assert_eq!(ports("0:65535", "tcp"), Ok(None));
-        assert!(ports("nosuchservice", "tcp").is_err());
-        assert!(ports("22", "sctp").is_err());
-    }
-
-    #[test]
-    fn blocktypes() {
-        assert_eq!(blocktype("iptables-multiport", ""), "reject");
-        assert_eq!(blocktype("nftables[blocktype=drop]", ""), "drop");
-        assert_eq!(blocktype("iptables-multiport", "DROP"), "drop");
-        assert_eq!(blocktype("route", ""), "drop");
-    }
-
-    #[test]
-    fn names_and_values() {
-        assert_eq!(toml_name("nginx.http"), "nginx-http");
-        assert_eq!(one_line("a\n  b\n"), "a ; b");
-    }
 }
