@@ -160,6 +160,7 @@ impl Handle {
             banned,
             gone: true,
             foreign,
+            accounts: Vec::new(),
         }))))
     }
 
@@ -185,6 +186,16 @@ impl Handle {
         let counts = id
             .and_then(|id| counts.get(id).copied())
             .unwrap_or_default();
+        let accounts = match id {
+            Some(jail) => {
+                self.ask(&self.tracker, |reply| TrackerCtl::UnderAttack {
+                    jail,
+                    reply,
+                })
+                .await?
+            }
+            None => Vec::new(),
+        };
         let bans = self.lists().await?.into_iter().find(|b| b.jail == jail);
         let sources = &config.jails[index];
         // Every source, as fail2ban lists files or journal matches.
@@ -217,6 +228,7 @@ impl Handle {
             banned,
             gone: false,
             foreign,
+            accounts,
         })))
     }
 
