@@ -147,6 +147,9 @@ fn print_status(s: &JailStatus) {
     println!("|- Filter");
     println!("|  |- Currently failed:\t{}", s.currently_failed);
     println!("|  |- Total failed:\t{}", s.total_failed);
+    if !s.accounts.is_empty() {
+        println!("|  |- Accounts under attack:\t{}", s.accounts.join(" "));
+    }
     println!("|  `- File list:\t{}", s.files.join(" "));
     println!("`- Actions");
     println!("   |- Currently banned:\t{}", s.currently_banned);

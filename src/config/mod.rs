@@ -10,6 +10,7 @@ pub mod blocklist;
 pub mod duration;
 pub mod error;
 pub mod files;
+mod group;
 pub mod ignore;
 pub mod metrics;
 pub mod persist;
@@ -18,6 +19,7 @@ pub mod prefix;
 mod raw;
 pub mod sources;
 pub mod strict;
+pub mod windows;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,7 @@ pub use metrics::MetricsConfig;
 use persist::OnStop;
 use raw::{RawConfig, RawJail};
 pub use sources::{JournalConfig, JournalMatch, SyslogConfig};
+pub use windows::{AccountRule, Window};
 
 use crate::filter::{self, fail2ban, Filter, FilterDef};
 use crate::rules::{BlockType, JailRules, PortRange};
@@ -140,6 +143,9 @@ pub struct Jail {
     pub prefix: Option<prefix::PrefixRule>,
     /// A single IPv6 attacker is banned as its prefix of this length.
     pub ban_v6_as: Option<u8>,
+    /// `[[jail.X.window]]` besides its own, and `[jail.X.account]`.
+    pub windows: Vec<Window>,
+    pub account: Option<AccountRule>,
 }
 
 impl Jail {
@@ -298,7 +304,7 @@ impl Checker<'_> {
         };
         let socket_group = match raw.daemon.socket_group.as_ref() {
             None => None,
-            Some(g) => match group_id(g.get_ref()) {
+            Some(g) => match group::group_id(g.get_ref()) {
                 Some(gid) => Some((g.get_ref().clone(), gid)),
                 None => {
                     self.problem(
@@ -427,8 +433,11 @@ impl Checker<'_> {
                 app: j.app.as_ref().map(|a| a.get_ref().clone()),
                 prefix: None,
                 ban_v6_as: self.ban_v6_as(j.ban_v6_as.as_ref(), &key),
+                windows: Vec::new(),
+                account: None,
             };
             jail.prefix = self.prefix_rule(j.prefix.as_ref(), &key, jail.findtime, jail.bantime);
+            self.extra_rules(j, &key, &mut jail);
             jails.push(jail);
         }
         if self.problems.is_empty() {
@@ -657,24 +666,4 @@ fn valid_name(s: &str) -> bool {
         && s.len() <= MAX_JAIL_NAME
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// Looks a group name up in the system's group database (files, LDAP...).
-fn group_id(name: &str) -> Option<u32> {
-    let cname = std::ffi::CString::new(name).ok()?;
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut out: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call and `buf` outlives it;
-    // getgrnam_r writes only inside `grp` and `buf`.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            cname.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut out,
-        )
-    };
-    (rc == 0 && !out.is_null()).then_some(grp.gr_gid)
 }

@@ -148,6 +148,10 @@ pub struct RawJail {
     pub prefix: Option<Spanned<super::prefix::RawPrefix>>,
     /// The IPv6 prefix length one IPv6 attacker is banned as.
     pub ban_v6_as: Option<Spanned<i64>>,
+    /// `[[jail.X.window]]`: more windows besides the jail's own.
+    pub window: Option<Spanned<Vec<Spanned<super::windows::RawWindow>>>>,
+    /// `[jail.X.account]`: bans for spraying one account.
+    pub account: Option<Spanned<super::windows::RawAccount>>,
 }
 
 /// The `bantime_*` keys of `[defaults]` or of a jail, gathered (serde's

@@ -159,6 +159,10 @@ pub struct JailStatus {
     /// Those of `banned` someone else added to the jail's sets by hand.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign: Vec<String>,
+    /// Accounts under attack now (the jail's account rule): their owners
+    /// may want a warning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
     /// How many of `banned` have no timeout (blocklist, `ban --permanent`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub permanent: u64,

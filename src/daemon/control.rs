@@ -163,6 +163,7 @@ impl Handle {
             banned,
             gone: true,
             foreign,
+            accounts: Vec::new(),
         }))))
     }
 
@@ -188,6 +189,16 @@ impl Handle {
         let counts = id
             .and_then(|id| counts.get(id).copied())
             .unwrap_or_default();
+        let accounts = match id {
+            Some(jail) => {
+                self.ask(&self.tracker, |reply| TrackerCtl::UnderAttack {
+                    jail,
+                    reply,
+                })
+                .await?
+            }
+            None => Vec::new(),
+        };
         let bans = self.lists().await?.into_iter().find(|b| b.jail == jail);
         let sources = &config.jails[index];
         // Every source, as fail2ban lists files or journal matches.
@@ -222,6 +233,7 @@ impl Handle {
             gone: false,
             foreign,
             permanent,
+            accounts,
         })))
     }
 

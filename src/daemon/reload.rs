@@ -150,14 +150,7 @@ fn changes(old: &Config, new: &Config, kept: Vec<GoneJail>) -> Reply {
         after.join(", ")
     );
     for k in &kept {
-        warn!(
-            jail = %k.jail,
-            bans = k.bans,
-            "jail {} is no longer configured: its {} ban(s) are kept until they expire \
-             (`nftjail unban --jail-gone` lifts them now)",
-            k.jail,
-            k.bans
-        );
+        k.say_kept();
     }
     Reply::Reloaded {
         jails: after,

@@ -16,6 +16,7 @@
 //! one cut by a kill in its microsecond window comes back: fail closed.
 
 pub mod events;
+mod jails;
 pub mod writer;
 
 pub use events::{bounded_line, MAX_LINE};
@@ -35,8 +36,10 @@ pub const DB_FILE: &str = "nftjail.db";
 const MIGRATIONS: &[&str] = &[
     // 2: which rule decided each ban (NULL in rows from before: the jail's window).
     "ALTER TABLE bans ADD COLUMN cause TEXT;",
-    // Failures and bans as they happened, for `report` and `explain`.
+    // 3: failures and bans as they happened, for `report` and `explain`.
     events::MIGRATION,
+    // 4: the rules each jail had in the kernel, to keep a removed jail's bans across a restart.
+    jails::TABLE,
 ];
 /// The version a store opened by this nftjail has.
 const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
@@ -232,6 +235,7 @@ impl Store {
             )
             .map_err(|e| db_err(path, e))?;
         }
+        jails::copy_attached(&tx).map_err(|e| db_err(path, e))?;
         tx.execute_batch(
             "INSERT INTO history SELECT addr, jail, time FROM old.history;
              INSERT INTO positions SELECT source, dev, ino, head, offset FROM old.positions;
@@ -474,29 +478,6 @@ impl Store {
             }
         }
         tx.commit().map_err(|e| db_err(&self.path, e))
-    }
-
-    /// Keeps only the bans of these jails (a jail removed from the config
-    /// takes its bans with it, as its kernel sets are deleted).
-    pub fn retain_jails(&mut self, jails: &[String]) -> Result<usize, StateError> {
-        let stored: Vec<String> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT DISTINCT jail FROM bans")
-                .map_err(|e| db_err(&self.path, e))?;
-            let rows = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(|e| db_err(&self.path, e))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(|e| db_err(&self.path, e))?
-        };
-        let gone: Vec<(String, Option<IpNet>)> = stored
-            .into_iter()
-            .filter(|j| !jails.contains(j))
-            .map(|j| (j, None))
-            .collect();
-        self.remove_bans(&gone)?;
-        Ok(gone.len())
     }
 
     /// Drops expired bans and history older than `purge_age`.

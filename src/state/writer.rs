@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use super::events::{EventGauge, Keep};
 use super::{Store, StoredBan};
 use crate::message::{Checkpoint, Failure};
+use crate::rules::JailRules;
 
 /// How often expired bans and old history are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
@@ -22,8 +23,10 @@ pub enum StateMsg {
     Banned(Vec<(StoredBan, bool)>),
     /// Bans lifted; a None prefix is every ban of that jail.
     Lifted(Vec<(String, Option<IpNet>)>),
-    /// The configured jails after a reload.
-    Jails(Vec<String>),
+    /// The jails the kernel holds after a start, a reload or `unban
+    /// --jail-gone` (configured ones, and removed ones whose bans still
+    /// run), with their rules: the bans of any other jail are forgotten.
+    Jails(Vec<JailRules>),
     /// Read positions with the counts that include the lines before them.
     Checkpoint(Checkpoint),
     /// Answered once everything sent before it is committed.
@@ -143,7 +146,7 @@ impl Recorder {
 enum Change {
     Banned(Vec<(StoredBan, bool)>),
     Lifted(Vec<(String, Option<IpNet>)>),
-    Jails(Vec<String>),
+    Jails(Vec<JailRules>),
     Checkpoint(Checkpoint),
 }
 
@@ -152,7 +155,7 @@ impl Change {
         match self {
             Change::Banned(b) => store.put_bans_recorded(b),
             Change::Lifted(keys) => store.remove_bans(keys),
-            Change::Jails(jails) => store.retain_jails(jails).map(|_| ()),
+            Change::Jails(jails) => store.set_jails(jails).map(|_| ()),
             Change::Checkpoint(cp) => store.save_checkpoint(cp),
         }
     }

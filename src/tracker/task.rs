@@ -69,6 +69,11 @@ pub enum TrackerCtl {
     },
     /// `nftjail unban` lifted these addresses' bans (jail, address).
     Unbanned(Vec<(String, IpAddr)>),
+    /// The accounts of a jail id under attack now (its account rule).
+    UnderAttack {
+        jail: usize,
+        reply: oneshot::Sender<Vec<String>>,
+    },
     /// The service watchdog's heartbeat: answered from the task's loop, so
     /// an answer means the tracker is taking messages.
     Ping(oneshot::Sender<()>),
@@ -164,6 +169,9 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                 }
                 TrackerCtl::BannedByHand { jail, addr, bantime } => {
                     tracker.banned_by_hand(jail, addr, bantime, SystemTime::now());
+                }
+                TrackerCtl::UnderAttack { jail, reply } => {
+                    let _ = reply.send(tracker.under_attack(jail, SystemTime::now()));
                 }
                 TrackerCtl::Ping(reply) => {
                     let _ = reply.send(());
