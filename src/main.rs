@@ -11,9 +11,11 @@ use nftjail::daemon::{self, RunOptions};
 
 mod cli {
     pub mod client;
+    pub mod explain;
     pub mod generate;
     pub mod import;
     pub mod logging;
+    pub mod report;
     pub mod test;
 }
 
@@ -122,6 +124,9 @@ enum Command {
         /// Ban even an address the jail ignores (ignoreip, ignoreself)
         #[arg(long)]
         force: bool,
+        /// No timeout: kept across restarts and reboots until `nftjail unban`
+        #[arg(long, conflicts_with = "duration")]
+        permanent: bool,
         #[arg(long)]
         json: bool,
     },
@@ -162,6 +167,37 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// What the state store saw: failures and bans per jail, the top
+    /// addresses, prefixes (/24, /64) and targeted accounts. Works with the
+    /// daemon running or stopped.
+    Report {
+        /// How far back (30m, 24h, 7d)
+        #[arg(long, default_value = "24h", value_name = "DURATION")]
+        since: String,
+        /// Rows in each top list
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        top: usize,
+        /// One JSON object
+        #[arg(long)]
+        json: bool,
+        /// State directory, instead of the config's daemon.state_dir.
+        #[arg(long, value_name = "DIR", env = "NFTJAIL_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Why ADDR (or NET) is banned in JAIL: the rule, when, until when and
+    /// the log lines that counted; if it is not, how far it is from each
+    /// rule. Exit status 0 banned, 1 not banned, 2 error.
+    Explain {
+        jail: String,
+        #[arg(value_name = "ADDR|NET")]
+        target: String,
+        /// How far back failures are looked for [default: the jail's findtime]
+        #[arg(long, value_name = "DURATION")]
+        window: Option<String>,
+        /// State directory, instead of the config's daemon.state_dir.
+        #[arg(long, value_name = "DIR", env = "NFTJAIL_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// The manual pages or shell completions, for packaging.
     #[command(hide = true, subcommand)]
     Generate(cli::generate::What),
@@ -184,6 +220,9 @@ fn main() -> ExitCode {
         _ => None,
     };
     let _flush_at_exit = cli::logging::init(level);
+    if let Command::Explain { .. } = cli.command {
+        return explain(&cli);
+    }
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -232,6 +271,52 @@ fn socket_path(cli: &Cli) -> PathBuf {
         )
 }
 
+/// `--state-dir`, else the config's, else the default: `report` and
+/// `explain` read the store without the daemon.
+fn state_dir(cli: &Cli, given: Option<&PathBuf>) -> (PathBuf, Option<Config>) {
+    let config = Config::load_with(cli.config.as_deref(), Files::Ignore).ok();
+    let dir = given.cloned().unwrap_or_else(|| {
+        config.as_ref().map_or_else(
+            || PathBuf::from(nftjail::config::persist::DEFAULT_STATE_DIR),
+            |c| c.state_dir.clone(),
+        )
+    });
+    (dir, config)
+}
+
+/// `nftjail explain`, with its own exit statuses.
+fn explain(cli: &Cli) -> ExitCode {
+    let Command::Explain {
+        jail,
+        target,
+        window,
+        state_dir: given,
+    } = &cli.command
+    else {
+        return ExitCode::from(2);
+    };
+    let window = match window
+        .as_deref()
+        .map(nftjail::config::duration::parse_duration)
+    {
+        Some(Err(e)) => {
+            eprintln!("nftjail: --window: {e}");
+            return ExitCode::from(2);
+        }
+        other => other.and_then(Result::ok),
+    };
+    let (dir, config) = state_dir(cli, given.as_ref());
+    let query = cli::explain::Query {
+        jail,
+        target,
+        window,
+        config: config
+            .as_ref()
+            .and_then(|c| c.jails.iter().find(|j| &*j.name == jail)),
+    };
+    cli::explain::run(&dir, &query)
+}
+
 fn ask(cli: &Cli, req: Request, json: bool) -> anyhow::Result<()> {
     let style = if json { Style::Json } else { Style::Human };
     Ok(cli::client::run(&socket_path(cli), req, style)?)
@@ -273,9 +358,25 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             cli::import::run(dir, output.as_deref(), &opts)
         }
         Command::Generate(ref what) => cli::generate::run(what, Cli::command()),
+        Command::Report {
+            ref since,
+            top,
+            json,
+            ref state_dir,
+        } => {
+            let since = nftjail::config::duration::parse_duration(since)
+                .map_err(|e| anyhow::anyhow!("--since: {e}"))?;
+            let (dir, _) = self::state_dir(&cli, state_dir.as_ref());
+            cli::report::run(&dir, &cli::report::Options { since, top, json })
+        }
+        // Answered in main, with its own exit statuses.
+        Command::Explain { .. } => Ok(()),
         Command::Check => {
             let config = Config::load_with(cli.config.as_deref(), Files::Check)?;
             for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
+            for w in nftjail::config::blocklist::check(&config.jails) {
                 eprintln!("warning: {w}");
             }
             println!(
@@ -294,6 +395,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             ref addr,
             ref duration,
             force,
+            permanent,
             json,
         } => {
             let seconds = duration
@@ -307,6 +409,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 addr: addr.clone(),
                 seconds,
                 force,
+                permanent,
             };
             ask(&cli, req, json)
         }

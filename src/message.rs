@@ -274,6 +274,15 @@ impl Checkpoint {
         });
     }
 
+    /// Room for `entries` more entries and `times` more failure times,
+    /// taken exactly: a checkpoint after a flood, or a rewrite, lists
+    /// hundreds of thousands of addresses, and room grown by doubling could
+    /// stand nearly as large again unused while the store writes it.
+    pub fn reserve_exact(&mut self, entries: usize, times: usize) {
+        self.counts.reserve_exact(entries);
+        self.times.reserve_exact(times);
+    }
+
     /// The index of jail `name`, added if new.
     pub fn jail(&mut self, name: &Arc<str>) -> u16 {
         let found = self.jails.iter().position(|j| j.as_ref() == Some(name));

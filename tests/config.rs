@@ -105,7 +105,7 @@ fn unknown_key_names_file_line_col_and_key() {
     let text = format!("{JAIL}bantme = \"10m\"\n");
     assert_eq!(
         errors(&text),
-        "/etc/nftjail/nftjail.toml:4:1: jail.sshd.bantme: unknown field `bantme`, expected one of `enabled`, `filter`, `failregex`, `ignoreregex`, `logpath`, `port`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `blocktype`, `app`, `bantime_increment`, `bantime_factor`, `bantime_multipliers`, `bantime_maxtime`, `bantime_rndtime`, `bantime_overalljails`, `journal`, `syslog`, `prefix`, `ban_v6_as`"
+        "/etc/nftjail/nftjail.toml:4:1: jail.sshd.bantme: unknown field `bantme`, expected one of `enabled`, `filter`, `failregex`, `ignoreregex`, `logpath`, `port`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `blocktype`, `app`, `bantime_increment`, `bantime_factor`, `bantime_multipliers`, `bantime_maxtime`, `bantime_rndtime`, `bantime_overalljails`, `journal`, `syslog`, `blocklist`, `prefix`, `ban_v6_as`, `window`, `account`"
     );
 }
 
@@ -354,6 +354,22 @@ fn a_config_owned_by_another_user_is_refused_when_root() {
         msg.contains(&format!("chown root: {}", path.display())),
         "{msg}"
     );
+}
+
+#[test]
+fn report_keep_is_a_duration_checked_with_its_place() {
+    let e = errors(&format!("[daemon]\nreport_keep = \"a while\"\n{JAIL}"));
+    assert!(e.contains("nftjail.toml:2:15: daemon.report_keep:"), "{e}");
+    let e = errors(&format!("[daemon]\nreport_keep = 0\n{JAIL}"));
+    assert!(e.contains("nftjail.toml:2:15: daemon.report_keep:"), "{e}");
+    let week = Config::parse(JAIL, Path::new("t.toml")).expect("valid");
+    assert_eq!(week.report_keep, Duration::from_secs(7 * 86_400));
+    let set = Config::parse(
+        &format!("[daemon]\nreport_keep = \"30d\"\n{JAIL}"),
+        Path::new("t.toml"),
+    )
+    .expect("valid");
+    assert_eq!(set.report_keep, Duration::from_secs(30 * 86_400));
 }
 
 #[test]

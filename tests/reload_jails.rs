@@ -201,3 +201,93 @@ fn a_ban_deleted_by_hand_is_put_back_and_reported_as_done_by_someone_else() {
     let set = ns.output("nft", &["list", "set", "inet", "nftjail", "a-v4"]);
     assert!(set.contains("203.0.113.71"), "banned again:\n{set}");
 }
+
+/// Jail a always; jail b (every port, rejected) while `with_b`.
+fn config_b(dir: &Path, with_b: bool) -> String {
+    let b = if with_b {
+        "[jail.b]\nfailregex = ['^bad login from <HOST>$']\nlogpath = \"{d}/b.log\"\nbantime = \"1h\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n\
+         [defaults]\nignoreself = false\n\
+         [jail.a]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/a.log\"\nport = 25\n{b}",
+        b = b.replace("{d}", &dir.display().to_string()),
+        d = dir.display()
+    )
+}
+
+/// A real TCP connection from `from` to `to`: Ok, or how it failed.
+fn connect(from: &Netns, to: &str) -> Result<(), std::io::ErrorKind> {
+    let addr: std::net::SocketAddr = to.parse().unwrap();
+    from.run(move || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .map(drop)
+            .map_err(|e| e.kind())
+    })
+}
+
+#[test]
+fn a_restart_keeps_a_removed_jails_bans_and_a_reboot_brings_them_back() {
+    use std::io::ErrorKind::ConnectionRefused;
+    require_root();
+    let srv = Netns::new("rl-rst");
+    let atk = Netns::new("rl-atk");
+    common::link(&srv, &["192.0.2.1/24"], &atk, &["192.0.2.66/24"], "rst");
+    let listener = srv.run(|| std::net::TcpListener::bind("192.0.2.1:8025").unwrap());
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    const SRV: &str = "192.0.2.1:8025";
+
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["a.log", "b.log"] {
+        std::fs::write(dir.path().join(f), "").unwrap();
+    }
+    let config = dir.path().join("nftjail.toml");
+    std::fs::write(&config, config_b(dir.path(), true)).unwrap();
+    let socket = dir.path().join("nftjail.sock");
+    let start = || {
+        let mut cmd = srv.command(BIN);
+        cmd.arg("run").arg("--config").arg(&config);
+        let daemon = Daemon::spawn(cmd);
+        daemon.wait_for("ready:", WAIT);
+        daemon
+    };
+    let b_v4 = || common::kernel_set(&srv, "b-v4");
+    let kept = "jail b is no longer configured: its 1 ban(s) are kept until they expire";
+
+    let mut daemon = start();
+    assert_eq!(connect(&atk, SRV), Ok(()), "not banned yet");
+    ok(&socket, &["ban", "b", "192.0.2.66", "--for", "1h"]);
+    assert_eq!(connect(&atk, SRV), Err(ConnectionRefused));
+    daemon.stop();
+
+    // Jail b removed while the daemon was stopped: the restart keeps its
+    // ban in the kernel, with its rule, and says so.
+    std::fs::write(&config, config_b(dir.path(), false)).unwrap();
+    let mut daemon = start();
+    assert!(daemon.log().contains(kept), "{}", daemon.log());
+    assert!(b_v4().contains("192.0.2.66"), "{:?}", b_v4());
+    assert_eq!(connect(&atk, SRV), Err(ConnectionRefused), "still banned");
+    let status = ok(&socket, &["status"]);
+    assert!(status.contains("Jail list:\ta\n"), "{status}");
+    assert!(status.contains("b (1 ban)"), "{status}");
+    daemon.stop();
+
+    // A reboot: the kernel's table is gone, the store stays. The start
+    // builds jail b's set and rule again from the store and puts the ban back.
+    srv.output("nft", &["delete", "table", "inet", "nftjail"]);
+    assert_eq!(connect(&atk, SRV), Ok(()), "the kernel holds nothing");
+    let daemon = start();
+    assert!(daemon.log().contains(kept), "{}", daemon.log());
+    assert!(b_v4().contains("192.0.2.66"), "put back: {:?}", b_v4());
+    assert_eq!(connect(&atk, SRV), Err(ConnectionRefused), "banned again");
+
+    // Lifted on purpose.
+    let out = ok(&socket, &["unban", "--jail-gone"]);
+    assert!(out.contains("b: 192.0.2.66 unbanned"), "{out}");
+    assert!(b_v4().is_empty());
+    assert_eq!(connect(&atk, SRV), Ok(()));
+    assert!(!ok(&socket, &["status"]).contains("no longer configured"));
+    drop(daemon);
+}

@@ -59,6 +59,7 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
             addr,
             seconds,
             outcome,
+            permanent,
         } => {
             if fail2ban {
                 // fail2ban-client prints how many addresses it banned.
@@ -69,10 +70,12 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
                     "extended" => "ban extended",
                     _ => "already banned for at least as long",
                 };
-                println!(
-                    "{jail}: {addr} {what} ({})",
+                let how_long = if permanent {
+                    "permanent".to_string()
+                } else {
                     nftjail::bantime::human_secs(seconds)
-                );
+                };
+                println!("{jail}: {addr} {what} ({how_long})");
             }
         }
         Reply::Unbanned { bans } => {
@@ -148,10 +151,17 @@ fn print_status(s: &JailStatus) {
     println!("|- Filter");
     println!("|  |- Currently failed:\t{}", s.currently_failed);
     println!("|  |- Total failed:\t{}", s.total_failed);
+    if !s.accounts.is_empty() {
+        println!("|  |- Accounts under attack:\t{}", s.accounts.join(" "));
+    }
     println!("|  `- File list:\t{}", s.files.join(" "));
     println!("`- Actions");
     println!("   |- Currently banned:\t{}", s.currently_banned);
     println!("   |- Total banned:\t{}", s.total_banned);
+    if s.permanent > 0 {
+        // Counted and listed above too: blocklist entries, `ban --permanent`.
+        println!("   |- Permanent (no timeout):\t{}", s.permanent);
+    }
     if !s.foreign.is_empty() {
         // Counted and listed above too: they block like our bans.
         println!("   |- Not banned by nftjail:\t{}", s.foreign.join(" "));
@@ -167,7 +177,7 @@ fn print_bans(bans: &[BanInfo]) {
     for b in bans {
         let left = match b.remaining {
             Some(s) => format!("{} left", nftjail::bantime::human_secs(s)),
-            None => "no timeout".into(),
+            None => "permanent".into(),
         };
         if b.foreign {
             println!("{}\t{}\t{left}\tnot banned by nftjail", b.jail, b.addr);
@@ -200,6 +210,7 @@ pub fn fail2ban_forms(args: &[String]) -> Result<Vec<Request>, String> {
                 addr,
                 seconds: None,
                 force: false,
+                permanent: false,
             })
             .collect(),
         ["set", jail, "unbanip", rest @ ..] => addrs(rest)?

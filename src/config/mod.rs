@@ -6,10 +6,12 @@
 //! refused whole, so the daemon never runs half-configured.
 
 mod backend;
+pub mod blocklist;
 pub mod cluster;
 pub mod duration;
 pub mod error;
 pub mod files;
+mod group;
 pub mod ignore;
 pub mod metrics;
 pub mod persist;
@@ -18,6 +20,7 @@ pub mod prefix;
 mod raw;
 pub mod sources;
 pub mod strict;
+pub mod windows;
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -35,6 +38,7 @@ pub use metrics::MetricsConfig;
 use persist::OnStop;
 use raw::{RawConfig, RawJail};
 pub use sources::{JournalConfig, JournalMatch, SyslogConfig};
+pub use windows::{AccountRule, Window};
 
 use crate::filter::{self, fail2ban, Filter, FilterDef};
 use crate::rules::{BlockType, JailRules, PortRange};
@@ -80,6 +84,8 @@ pub struct Config {
     pub on_stop: OnStop,
     /// Ban history older than this no longer counts for bantime increment.
     pub dbpurgeage: Duration,
+    /// Failures and bans older than this are forgotten by `report`.
+    pub report_keep: Duration,
     pub syslog: SyslogConfig,
     pub journal: JournalConfig,
     /// Where Prometheus metrics are served (None: not at all).
@@ -133,10 +139,15 @@ pub struct Jail {
     pub app: Option<String>,
     /// Longer bans for repeat offenders (`bantime_increment = true`).
     pub increment: Option<crate::bantime::Increment>,
+    /// A file of addresses and networks banned without timeout.
+    pub blocklist: Option<PathBuf>,
     /// `[jail.X.prefix]`: bans of a prefix many of whose addresses fail.
     pub prefix: Option<prefix::PrefixRule>,
     /// A single IPv6 attacker is banned as its prefix of this length.
     pub ban_v6_as: Option<u8>,
+    /// `[[jail.X.window]]` besides its own, and `[jail.X.account]`.
+    pub windows: Vec<Window>,
+    pub account: Option<AccountRule>,
 }
 
 impl Jail {
@@ -295,7 +306,7 @@ impl Checker<'_> {
         };
         let socket_group = match raw.daemon.socket_group.as_ref() {
             None => None,
-            Some(g) => match group_id(g.get_ref()) {
+            Some(g) => match group::group_id(g.get_ref()) {
                 Some(gid) => Some((g.get_ref().clone(), gid)),
                 None => {
                     self.problem(
@@ -312,6 +323,7 @@ impl Checker<'_> {
         let dbpurgeage = self
             .duration(raw.daemon.dbpurgeage.as_ref(), "daemon.dbpurgeage")
             .unwrap_or(persist::DEFAULT_DBPURGEAGE);
+        let report_keep = self.report_keep(&raw.daemon);
         let filter_dir = raw
             .daemon
             .filter_dir
@@ -396,6 +408,7 @@ impl Checker<'_> {
             let increment = self.increment(&default_increment, &j.increment(), &key);
             let mut jail = Jail {
                 increment,
+                blocklist: self.jail_blocklist(j.blocklist.as_ref(), d.blocklist.as_ref(), &key),
                 name: Arc::from(name.as_str()),
                 // A placeholder keeps checking the other keys; the config is
                 // refused anyway since the filter problem was recorded.
@@ -422,8 +435,11 @@ impl Checker<'_> {
                 app: j.app.as_ref().map(|a| a.get_ref().clone()),
                 prefix: None,
                 ban_v6_as: self.ban_v6_as(j.ban_v6_as.as_ref(), &key),
+                windows: Vec::new(),
+                account: None,
             };
             jail.prefix = self.prefix_rule(j.prefix.as_ref(), &key, jail.findtime, jail.bantime);
+            self.extra_rules(j, &key, &mut jail);
             jails.push(jail);
         }
         let cluster = self.cluster_config(raw.cluster.as_ref(), &jails);
@@ -440,6 +456,7 @@ impl Checker<'_> {
                 state_dir,
                 on_stop,
                 dbpurgeage,
+                report_keep,
                 syslog: syslog_config,
                 journal: journal_config,
                 metrics,
@@ -635,30 +652,6 @@ impl Checker<'_> {
             Vec::new()
         })
     }
-
-    fn ignoreip(&mut self, v: Option<&Spanned<toml::Value>>, key: &str) -> Vec<ipnet::IpNet> {
-        let Some(v) = v else { return Vec::new() };
-        let mut nets = Vec::new();
-        let span = v.span();
-        let mut from = span.start;
-        for item in self.strings(v, key) {
-            for word in item.split([',', ' ', '\t']).filter(|w| !w.is_empty()) {
-                let at = self.item_span(&span, word, &mut from);
-                match ignore::parse_net(word) {
-                    Ok(n) => {
-                        // `ban` refuses such a prefix; here it was always
-                        // read as its network, so it still is, but said.
-                        if let Some(widened) = ignore::host_bits(word) {
-                            self.warning(at, key, widened);
-                        }
-                        nets.push(n)
-                    }
-                    Err(msg) => self.problem(v.span(), key, msg),
-                }
-            }
-        }
-        nets
-    }
 }
 
 /// Longest path a unix socket address holds (`sun_path`, less its NUL):
@@ -677,24 +670,4 @@ fn valid_name(s: &str) -> bool {
         && s.len() <= MAX_JAIL_NAME
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// Looks a group name up in the system's group database (files, LDAP...).
-fn group_id(name: &str) -> Option<u32> {
-    let cname = std::ffi::CString::new(name).ok()?;
-    let mut grp: libc::group = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut out: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call and `buf` outlives it;
-    // getgrnam_r writes only inside `grp` and `buf`.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            cname.as_ptr(),
-            &mut grp,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut out,
-        )
-    };
-    (rc == 0 && !out.is_null()).then_some(grp.gr_gid)
 }

@@ -12,6 +12,9 @@ use crate::bantime::Increment;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/nftjail";
 /// fail2ban's default `dbpurgeage`: history older than this is forgotten.
 pub const DEFAULT_DBPURGEAGE: Duration = Duration::from_secs(86_400);
+/// How long failures and bans are kept for `report` and `explain`: a
+/// week, so Monday's report still shows the weekend.
+pub const DEFAULT_REPORT_KEEP: Duration = Duration::from_secs(7 * 86_400);
 
 /// What SIGTERM does to the bans in the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -33,6 +36,11 @@ impl Checker<'_> {
                 PathBuf::from(DEFAULT_STATE_DIR)
             }
         }
+    }
+
+    pub(super) fn report_keep(&mut self, d: &RawDaemon) -> Duration {
+        self.duration(d.report_keep.as_ref(), "daemon.report_keep")
+            .unwrap_or(DEFAULT_REPORT_KEEP)
     }
 
     pub(super) fn on_stop(&mut self, d: &RawDaemon) -> OnStop {

@@ -77,6 +77,8 @@ pub struct RawDaemon {
     pub on_stop: Option<Spanned<String>>,
     /// How long ban history is kept for bantime increment.
     pub dbpurgeage: Option<Spanned<toml::Value>>,
+    /// How long failures and bans are kept for `nftjail report` and `explain`.
+    pub report_keep: Option<Spanned<toml::Value>>,
     /// Networks never banned, by any jail, automatically or by hand.
     pub never: Option<Spanned<toml::Value>>,
 }
@@ -110,6 +112,8 @@ pub struct RawDefaults {
     pub bantime_maxtime: Option<Spanned<toml::Value>>,
     pub bantime_rndtime: Option<Spanned<toml::Value>>,
     pub bantime_overalljails: Option<bool>,
+    /// A file of addresses and networks every jail bans without timeout.
+    pub blocklist: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,10 +143,16 @@ pub struct RawJail {
     pub journal: Option<Spanned<toml::Value>>,
     /// Program names (syslog tag / APP-NAME) whose messages this jail reads.
     pub syslog: Option<Spanned<toml::Value>>,
+    /// A file of addresses and networks banned without timeout ("": none).
+    pub blocklist: Option<Spanned<String>>,
     /// Bans of a whole prefix many of whose addresses fail.
     pub prefix: Option<Spanned<super::prefix::RawPrefix>>,
     /// The IPv6 prefix length one IPv6 attacker is banned as.
     pub ban_v6_as: Option<Spanned<i64>>,
+    /// `[[jail.X.window]]`: more windows besides the jail's own.
+    pub window: Option<Spanned<Vec<Spanned<super::windows::RawWindow>>>>,
+    /// `[jail.X.account]`: bans for spraying one account.
+    pub account: Option<Spanned<super::windows::RawAccount>>,
 }
 
 /// The `bantime_*` keys of `[defaults]` or of a jail, gathered (serde's

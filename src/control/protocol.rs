@@ -36,6 +36,9 @@ pub enum Request {
         /// Ban even an address the jail ignores (ignoreip, ignoreself).
         #[serde(default)]
         force: bool,
+        /// Without timeout, kept across restarts until an unban (`seconds` unused).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        permanent: bool,
     },
     /// `jail` None: every jail; `addr` None: every address.
     Unban {
@@ -123,6 +126,9 @@ pub enum Reply {
         addr: String,
         seconds: u64,
         outcome: String,
+        /// Without timeout (`seconds` is 0).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        permanent: bool,
     },
     Unbanned {
         bans: Vec<BanInfo>,
@@ -156,6 +162,17 @@ pub struct JailStatus {
     /// Those of `banned` someone else added to the jail's sets by hand.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign: Vec<String>,
+    /// Accounts under attack now (the jail's account rule): their owners
+    /// may want a warning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<String>,
+    /// How many of `banned` have no timeout (blocklist, `ban --permanent`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub permanent: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Farm mode, as `status` shows it: what the link to Redis last knew.
@@ -310,6 +327,14 @@ mod tests {
                 addr: "203.0.113.9".into(),
                 seconds: Some(60),
                 force: false,
+                permanent: false,
+            },
+            Request::Ban {
+                jail: "sshd".into(),
+                addr: "198.51.100.0/24".into(),
+                seconds: None,
+                force: false,
+                permanent: true,
             },
             Request::Unban {
                 jail: None,

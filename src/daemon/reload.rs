@@ -61,6 +61,8 @@ impl Handle {
         let stopped = sources
             .commit(prepared)
             .map_err(|e| error(ErrorCode::Failed, e.to_string()))?;
+        // Under the lock too: two reloads' blocklists never cross.
+        super::blocklist::load(&new, &self.enforcer).await;
         drop(sources);
         let _ =
             tokio::task::spawn_blocking(move || stopped.into_iter().for_each(|t| drop(t.join())))
@@ -148,14 +150,7 @@ fn changes(old: &Config, new: &Config, kept: Vec<GoneJail>) -> Reply {
         after.join(", ")
     );
     for k in &kept {
-        warn!(
-            jail = %k.jail,
-            bans = k.bans,
-            "jail {} is no longer configured: its {} ban(s) are kept until they expire \
-             (`nftjail unban --jail-gone` lifts them now)",
-            k.jail,
-            k.bans
-        );
+        k.say_kept();
     }
     Reply::Reloaded {
         jails: after,
@@ -185,6 +180,8 @@ fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
         Some("daemon.state_dir")
     } else if old.dbpurgeage != new.dbpurgeage {
         Some("daemon.dbpurgeage")
+    } else if old.report_keep != new.report_keep {
+        Some("daemon.report_keep")
     } else if old.metrics != new.metrics {
         Some("[metrics]")
     } else if old.cluster != new.cluster {

@@ -55,6 +55,8 @@ struct LastRun {
     offences: Offences,
     positions: Vec<(String, Position)>,
     failures: Vec<(String, std::net::IpAddr, SystemTime)>,
+    /// The bans the jails' blocklists put in the kernel.
+    blocklisted: Vec<(String, ipnet::IpNet)>,
 }
 
 pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Running, DaemonError> {
@@ -65,13 +67,25 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     place_state_dir(&mut config, &opts);
     // First, so that what start-up restores is counted too.
     let metrics = Exporter::bind(config.metrics.map(|m| m.listen)).await?;
-    let mut backend = open_backend(&config, opts.dry_run)?;
     let rules = config.jail_rules();
-    backend.reconcile(&rules)?;
-    let (state, last) = restore_last_run(&mut *backend, &config, opts.dry_run)?;
+    // The store first: the kernel must keep the sets of jails the config
+    // dropped while their bans run, and only the store knows their rules.
+    let mut store = open_store(&config, opts.dry_run)?;
+    let gone = match &mut store {
+        Some(s) => or_degrade(s, &config, |s| {
+            restore::gone_at_start(s, &rules).map_err(state_first)
+        })?,
+        None => Vec::new(),
+    };
+    let kernel: Vec<JailRules> = rules.iter().chain(&gone).cloned().collect();
+    let mut backend = open_backend(&config, opts.dry_run, &kernel)?;
+    let (state, last) = restore_last_run(&mut *backend, store, &config, &kernel)?;
     // A dry run must not tell the farm of bans it only logged.
     let farm = Farm::prepare(&config).filter(|_| !opts.dry_run);
     let state_tx = state.as_ref().map(|(tx, _)| tx.clone());
+    if let Some(tx) = &state_tx {
+        tx.send(StateMsg::Jails(kernel));
+    }
     let access = Access {
         group: config.socket_group.as_ref().map(|(_, gid)| *gid),
     };
@@ -85,8 +99,9 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let publish = farm.as_ref().map(Farm::publisher);
     let enforcer = spawn_enforcer(
         backend,
-        &rules,
+        (&rules, gone),
         state_tx.clone(),
+        last.blocklisted,
         publish,
         &enforcer_tx,
         enforcer_rx,
@@ -96,14 +111,19 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     }
     // Queued before anything else can ask for a ban.
     let _ = enforcer_tx.try_send(EnforcerMsg::Never(config.never.clone()));
+    super::blocklist::load(&config, &enforcer_tx).await;
     let mut slots = JailSlots::default();
     let (ids, jails) = slots.assign(&config);
     let mut counting = Tracker::with_slots(jails, config.max_tracked).with_offences(last.offences);
     let carried = carry_over(&mut counting, last.failures, &enforcer_tx).await;
     // Counts and read positions are stored together by the tracker.
     let persist = state_tx.clone().map(|tx| tracker_task::Persist {
-        save: Box::new(move |cp| tx.send(StateMsg::Checkpoint(cp))),
+        save: Box::new({
+            let tx = tx.clone();
+            move |cp| tx.send(StateMsg::Checkpoint(cp))
+        }),
         applied: EnforcerMsg::Ping,
+        failures: Box::new(move |f| tx.failures(f)),
     });
     let tracker = tracker_task::run(counting, fail_rx, tracker_rx, enforcer_tx.clone(), persist);
     let tracker = tokio::spawn(tracker);
@@ -166,16 +186,20 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     })
 }
 
-/// The enforcer on its own thread: the only owner of the backend.
+/// The enforcer on its own thread: the only owner of the backend. `jails`:
+/// the configured jails' rules, and those of the jails the config dropped
+/// whose bans are kept.
 fn spawn_enforcer(
     backend: Box<dyn Backend>,
-    rules: &[JailRules],
+    (rules, gone): (&[JailRules], Vec<JailRules>),
     state: Option<StateTx>,
+    blocklisted: Vec<(String, ipnet::IpNet)>,
     publish: Option<Box<dyn Publish>>,
     tx: &mpsc::Sender<EnforcerMsg>,
     rx: mpsc::Receiver<EnforcerMsg>,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
-    let mut enforcer = Enforcer::new(backend, rules, state);
+    let mut enforcer = Enforcer::new(backend, rules, state).with_blocklisted(blocklisted);
+    enforcer.keep_gone(gone);
     if let Some(p) = publish {
         enforcer.publish_to(p);
     }
@@ -212,29 +236,43 @@ fn place_state_dir(config: &mut Config, opts: &RunOptions) {
     }
 }
 
-/// The backend chosen once, at start: nothing else knows which one runs.
-fn open_backend(config: &Config, dry_run: bool) -> Result<Box<dyn Backend>, DaemonError> {
-    Ok(match (dry_run, config.backend) {
+/// The backend chosen once, at start (nothing else knows which one runs),
+/// with the kernel made to hold `jails`.
+fn open_backend(
+    config: &Config,
+    dry_run: bool,
+    jails: &[JailRules],
+) -> Result<Box<dyn Backend>, DaemonError> {
+    let mut backend: Box<dyn Backend> = match (dry_run, config.backend) {
         (true, _) | (false, BackendKind::Log) => Box::new(LogBackend::default()),
         (false, BackendKind::Nft) => Box::new(NftBackend::open(&config.table)?),
         (false, BackendKind::Ufw) => {
             Box::new(UfwBackend::open(UfwPaths::default(), config.ufw_position)?)
         }
-        (false, BackendKind::Auto) => auto_backend(config)?,
-    })
+        // Its probe reconciled already: a second reconcile would read every
+        // set back again, the longest part of a start over many bans.
+        (false, BackendKind::Auto) => return Ok(auto_backend(config, jails)?),
+    };
+    backend.reconcile(jails)?;
+    Ok(backend)
 }
 
 /// `backend = "auto"`: nft when the kernel's nf_tables takes our table,
-/// else ufw when it is installed and enabled, else an error with both reasons.
-fn auto_backend(config: &Config) -> Result<Box<dyn Backend>, enforce::EnforceError> {
-    let nft = nftables_works(config);
+/// else ufw when it is installed and enabled, else an error with both
+/// reasons. Either is returned reconciled with `jails`.
+fn auto_backend(
+    config: &Config,
+    jails: &[JailRules],
+) -> Result<Box<dyn Backend>, enforce::EnforceError> {
+    let nft = nftables_works(config, jails);
     let nft_err = match nft {
         Ok(b) => return Ok(b),
         Err(e) => e.to_string(),
     };
     match UfwBackend::open(UfwPaths::default(), config.ufw_position) {
-        Ok(b) => {
+        Ok(mut b) => {
             info!("nf_tables cannot be used ({nft_err}): bans go to ufw");
+            b.reconcile(jails)?;
             Ok(Box::new(b))
         }
         Err(e) => Err(enforce::EnforceError::NoBackend {
@@ -244,8 +282,11 @@ fn auto_backend(config: &Config) -> Result<Box<dyn Backend>, enforce::EnforceErr
     }
 }
 
-/// The nft backend with our table built, if the kernel takes it.
-fn nftables_works(config: &Config) -> Result<Box<dyn Backend>, enforce::EnforceError> {
+/// The nft backend with our table built for `jails`, if the kernel takes it.
+fn nftables_works(
+    config: &Config,
+    jails: &[JailRules],
+) -> Result<Box<dyn Backend>, enforce::EnforceError> {
     // Test hook, in debug builds only: a kernel without nf_tables, for the
     // tests of the choice `auto` makes.
     #[cfg(debug_assertions)]
@@ -255,47 +296,89 @@ fn nftables_works(config: &Config) -> Result<Box<dyn Backend>, enforce::EnforceE
         ));
     }
     let mut b = NftBackend::open(&config.table)?;
-    b.reconcile(&config.jail_rules())?;
+    b.reconcile(jails)?;
     Ok(Box::new(b))
 }
 
 type StateWriter = (StateTx, std::thread::JoinHandle<()>);
 
+/// The state store (None: a dry run keeps no state; it must not restore
+/// into, or record over, what the real daemon stored). One that cannot be
+/// opened is stood in for by one in memory (see [`degrade`]).
+fn open_store(config: &Config, dry_run: bool) -> Result<Option<Store>, DaemonError> {
+    if dry_run {
+        return Ok(None);
+    }
+    match Store::open(&config.state_dir) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) => degrade(config, &e).map(Some),
+    }
+}
+
+/// The store must never be a reason not to ban: the kernel holds the
+/// running bans (reconcile adopts them), so run on with a store in memory,
+/// holding what the file still yields, and say so loudly, now and
+/// periodically.
+fn degrade(config: &Config, e: &crate::state::StateError) -> Result<Store, DaemonError> {
+    let path = config.state_dir.join(crate::state::DB_FILE);
+    tracing::error!(
+        path = %path.display(),
+        "state persistence degraded: cannot use the state store ({e}); \
+         banning from the kernel's record and what the file still yields, with a \
+         store in memory: history, read positions and counts will not survive a restart"
+    );
+    Ok(Store::in_memory(&path, e.to_string())?)
+}
+
+/// `read` on the store; a state error there (a disk that refuses writes,
+/// a page that cannot be read) puts a store in memory in its place, and
+/// `read` runs again on that.
+fn or_degrade<T>(
+    store: &mut Store,
+    config: &Config,
+    mut read: impl FnMut(&mut Store) -> Result<T, DaemonError>,
+) -> Result<T, DaemonError> {
+    match read(store) {
+        Err(DaemonError::State(e)) if store.degraded().is_none() => {
+            *store = degrade(config, &e)?;
+            read(store)
+        }
+        other => other,
+    }
+}
+
+/// A state error inside an enforcement one comes out as a state error,
+/// for [`or_degrade`].
+fn state_first(e: crate::enforce::EnforceError) -> DaemonError {
+    match e {
+        crate::enforce::EnforceError::State(e) => DaemonError::State(e),
+        other => DaemonError::Enforce(other),
+    }
+}
+
 /// Puts the last run's bans back and reads what else it left, then hands
-/// the store to its writer thread. A dry run keeps no state: it must not
-/// restore into, or record over, what the real daemon stored.
+/// the store to its writer thread. `jails`: what the backend holds.
 fn restore_last_run(
     backend: &mut dyn Backend,
+    store: Option<Store>,
     config: &Config,
-    dry_run: bool,
+    jails: &[JailRules],
 ) -> Result<(Option<StateWriter>, LastRun), DaemonError> {
-    if dry_run {
+    let Some(mut store) = store else {
         let nothing = LastRun {
             offences: Offences::new(config.dbpurgeage),
             positions: Vec::new(),
             failures: Vec::new(),
+            blocklisted: Vec::new(),
         };
         return Ok((None, nothing));
-    }
-    let (store, last) = match read_last_run(backend, Store::open(&config.state_dir), config) {
-        Ok(read) => read,
-        Err(DaemonError::State(e)) => {
-            // The store must never be a reason not to ban: the kernel holds
-            // the running bans (reconcile adopted them), so run on with a
-            // store in memory and say so loudly, now and periodically.
-            let path = config.state_dir.join(crate::state::DB_FILE);
-            tracing::error!(
-                path = %path.display(),
-                "state persistence degraded: cannot use the state store ({e}); \
-                 banning from the kernel's record and what the file still yields, with a \
-                 store in memory: history, read positions and counts will not survive a restart"
-            );
-            let memory = Store::in_memory(&path, e.to_string());
-            read_last_run(backend, memory, config)?
-        }
-        Err(e) => return Err(e),
     };
-    let writer = state_writer::spawn(store, config.dbpurgeage).map_err(DaemonError::Thread)?;
+    let last = or_degrade(&mut store, config, |s| {
+        read_last_run(&mut *backend, s, config, jails)
+    })?;
+    let keep = crate::state::events::Keep::for_age(config.report_keep);
+    let writer =
+        state_writer::spawn(store, config.dbpurgeage, keep).map_err(DaemonError::Thread)?;
     Ok((Some(writer), last))
 }
 
@@ -303,28 +386,21 @@ fn restore_last_run(
 /// the last run left. Any state error is the caller's to degrade on.
 fn read_last_run(
     backend: &mut dyn Backend,
-    store: Result<Store, crate::state::StateError>,
+    store: &mut Store,
     config: &Config,
-) -> Result<(Store, LastRun), DaemonError> {
-    let mut store = store?;
-    match restore::at_start(backend, &mut store, config) {
-        Err(crate::enforce::EnforceError::State(e)) => return Err(DaemonError::State(e)),
-        other => other?,
-    }
-    let last = LastRun {
-        offences: offences(&store, config)?,
+    jails: &[JailRules],
+) -> Result<LastRun, DaemonError> {
+    let bans = restore::at_start(backend, store, config, jails).map_err(state_first)?;
+    Ok(LastRun {
+        offences: restore::offences(store, config, &bans).map_err(state_first)?,
         positions: store.positions()?,
         failures: store.failures()?,
-    };
-    Ok((store, last))
-}
-
-/// The last run's offences; a state error inside comes out as one.
-fn offences(store: &Store, config: &Config) -> Result<Offences, DaemonError> {
-    match restore::offences(store, config) {
-        Err(crate::enforce::EnforceError::State(e)) => Err(DaemonError::State(e)),
-        other => Ok(other?),
-    }
+        blocklisted: bans
+            .iter()
+            .filter(|b| b.cause == crate::message::Cause::Blocklist)
+            .map(|b| (b.jail.to_string(), b.net))
+            .collect(),
+    })
 }
 
 /// Each journal reader keeps its cursor through a handle of its own on the

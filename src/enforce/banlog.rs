@@ -86,6 +86,7 @@ impl Shown {
     fn reason(&self) -> &'static str {
         match self.cause {
             Cause::Prefix { .. } => "prefix",
+            Cause::Account(_) => "account",
             _ => "maxretry",
         }
     }
@@ -95,15 +96,22 @@ impl fmt::Display for Shown {
     /// `addr=192.0.2.7 failures=5`, or for a prefix the tracker banned for
     /// its many failing addresses `addr=192.0.2.0/24 cause=prefix addrs=9`
     /// (the recidive filter, which reads `addr=<HOST> `, counts neither
-    /// kind of prefix).
+    /// kind of prefix). A ban for spraying an account names it
+    /// (`failures=1 account=alice@example.org`: an [`Account`] is one clean
+    /// line), so the admin can warn its owner; one of a jail's extra
+    /// windows says which (`window=1`).
+    ///
+    /// [`Account`]: crate::message::Account
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.host {
             write!(f, "addr={}", self.target.addr())?;
         } else {
             write!(f, "addr={}", self.target)?;
         }
-        match self.cause {
+        match &self.cause {
             Cause::Prefix { addrs } => write!(f, " cause=prefix addrs={addrs}"),
+            Cause::Account(a) => write!(f, " failures={} account={a}", self.failures),
+            Cause::Window(i) if *i > 0 => write!(f, " failures={} window={i}", self.failures),
             _ => write!(f, " failures={}", self.failures),
         }
     }

@@ -20,10 +20,12 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+mod blocklist;
 mod farm;
 mod gone;
 mod manual;
 
+pub use blocklist::{Blocklist, BlocklistApplied};
 pub use farm::{Publish, Shared};
 pub use gone::GoneJail;
 
@@ -58,6 +60,17 @@ pub enum EnforcerMsg {
         target: IpNet,
         bantime: Duration,
         reply: oneshot::Sender<Result<Applied, EnforceError>>,
+    },
+    /// `nftjail ban --permanent`: an address or a prefix, without timeout.
+    Permanent {
+        jail: Arc<str>,
+        target: IpNet,
+        reply: oneshot::Sender<Result<Applied, EnforceError>>,
+    },
+    /// The jails' blocklists as read at start or on reload.
+    Blocklists {
+        lists: Vec<Blocklist>,
+        reply: oneshot::Sender<Vec<BlocklistApplied>>,
     },
     /// `nftjail unban`: None means every jail / every address and prefix.
     Unban {
@@ -178,6 +191,8 @@ pub struct Enforcer {
     changes: u64,
     /// Farm mode: where what this node decides is handed for the others.
     publish: Option<Box<dyn Publish>>,
+    /// Per jail: the bans its blocklist put in the kernel.
+    blocklisted: blocklist::Blocklisted,
     /// `[daemon] never`: networks no ban may cover, not even one by hand.
     never: Vec<IpNet>,
 }
@@ -194,6 +209,7 @@ impl Enforcer {
             state,
             changes: 0,
             publish: None,
+            blocklisted: Default::default(),
             never: Vec::new(),
         }
     }
@@ -271,6 +287,16 @@ impl Enforcer {
                     reply,
                 } => {
                     let _ = reply.send(self.manual(jail, target, bantime));
+                }
+                EnforcerMsg::Permanent {
+                    jail,
+                    target,
+                    reply,
+                } => {
+                    let _ = reply.send(self.manual_permanent(jail, target));
+                }
+                EnforcerMsg::Blocklists { lists, reply } => {
+                    let _ = reply.send(self.blocklists(lists));
                 }
                 EnforcerMsg::Unban {
                     jail,
@@ -547,6 +573,7 @@ impl Enforcer {
             Ok(()) => info!("stopping: our table and every ban in it removed (on_stop = flush)"),
             Err(e) => warn!("stopping: could not remove our table: {e}"),
         }
+        self.blocklisted.clear();
         let all = self
             .all_rules()
             .into_iter()

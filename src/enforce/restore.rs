@@ -17,20 +17,27 @@ use super::{Backend, EnforceError, Restore};
 use crate::bantime::Offences;
 use crate::config::Config;
 use crate::message::Cause;
+use crate::rules::JailRules;
 use crate::state::{Store, StoredBan};
 
 /// A stored end and the kernel's may differ by the time a transaction took;
 /// beyond this the kernel's (the one that acts) is written to the store.
 const DRIFT: Duration = Duration::from_secs(2);
 
+/// `jails`: what the backend was reconciled with, the configured jails and
+/// those the config dropped whose bans the last run kept (see
+/// [`gone_at_start`]); stored bans of any other jail are dropped. Returns
+/// the bans now stored, for [`offences`] (read once: a start over many bans
+/// would read them twice otherwise).
 pub fn at_start(
     backend: &mut dyn Backend,
     store: &mut Store,
     config: &Config,
-) -> Result<(), EnforceError> {
+    jails: &[JailRules],
+) -> Result<Vec<StoredBan>, EnforceError> {
     let now = SystemTime::now();
     store.purge(now, config.dbpurgeage)?;
-    let names: Vec<String> = config.jail_names().iter().map(|s| s.to_string()).collect();
+    let names: Vec<String> = jails.iter().map(|j| j.name.clone()).collect();
     let dropped = store.retain_jails(&names)?;
     if dropped > 0 {
         info!(
@@ -38,7 +45,7 @@ pub fn at_start(
             "stored bans of jails no longer configured dropped"
         );
     }
-    let stored: HashMap<(String, IpNet), StoredBan> = store
+    let mut stored: HashMap<(String, IpNet), StoredBan> = store
         .bans()?
         .into_iter()
         .map(|b| ((b.jail.to_string(), b.net), b))
@@ -108,22 +115,45 @@ pub fn at_start(
             "kernel and state store reconciled: bans restored from the store, kernel bans recorded"
         );
     }
-    Ok(())
+    for (b, _) in adopt {
+        stored.insert((b.jail.to_string(), b.net), b);
+    }
+    Ok(stored.into_values().collect())
+}
+
+/// Jails the config no longer names whose bans the last run kept (a
+/// reload removed, renamed or disabled them, or the config was edited while
+/// the daemon was stopped), with the rules the store kept for them: those
+/// with a stored ban still running. The backend must hold them like the
+/// configured ones, or its reconcile would delete their sets and bans, and
+/// a reboot would not put them back.
+pub fn gone_at_start(
+    store: &Store,
+    configured: &[JailRules],
+) -> Result<Vec<JailRules>, EnforceError> {
+    Ok(store
+        .jails_holding_bans(SystemTime::now())?
+        .into_iter()
+        .filter(|j| !configured.iter().any(|c| c.name == j.name))
+        .collect())
 }
 
 /// Earlier bans within `dbpurgeage`, for the tracker's bantime increment;
-/// those still in force are marked running (a ban decided again while one
-/// runs is not a new offence).
-pub fn offences(store: &Store, config: &Config) -> Result<Offences, EnforceError> {
+/// those still in force (`bans`, as [`at_start`] left the store) are
+/// marked running (a ban decided again while one runs is not a new offence).
+pub fn offences(
+    store: &Store,
+    config: &Config,
+    bans: &[StoredBan],
+) -> Result<Offences, EnforceError> {
     let now = SystemTime::now();
     let since = now
         .checked_sub(config.dbpurgeage)
         .unwrap_or(SystemTime::UNIX_EPOCH);
     // A permanent ban runs for a century, as far as counting goes.
     let forever = now + Duration::from_secs(100 * 365 * 86_400);
-    let running: HashMap<(String, IpAddr), SystemTime> = store
-        .bans()?
-        .into_iter()
+    let running: HashMap<(String, IpAddr), SystemTime> = bans
+        .iter()
         .filter(|b| b.net.prefix_len() == b.net.max_prefix_len())
         .map(|b| {
             (

@@ -89,6 +89,9 @@ pub struct Filter {
     pub failregex: Vec<Regex>,
     /// Tag-expanded; a line any of them matches is not a failure.
     pub ignoreregex: Vec<Regex>,
+    /// Per failregex: whether it captures the account, and what a line
+    /// must hold for it to.
+    users: Vec<tags::UserGroup>,
 }
 
 impl Filter {
@@ -126,9 +129,18 @@ impl Filter {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Filter {
             name: name.to_string(),
+            users: failregex.iter().map(tags::UserGroup::of).collect(),
             failregex,
             ignoreregex,
         })
+    }
+
+    /// Whether failregex `index` may capture an account on `line`, which
+    /// it blamed: a regex without a `user` group never does, one whose
+    /// group follows fixed text (`sasl_username=`) only on a line holding
+    /// that text. Running the regex again for the group is saved otherwise.
+    pub fn may_capture_user(&self, index: usize, line: &str) -> bool {
+        self.users.get(index).is_some_and(|u| u.may_match(line))
     }
 
     /// A filter that matches nothing (stands in for one that failed to load).
@@ -137,6 +149,7 @@ impl Filter {
             name: name.to_string(),
             failregex: Vec::new(),
             ignoreregex: Vec::new(),
+            users: Vec::new(),
         }
     }
 
@@ -190,9 +203,9 @@ impl Filter {
         let user = self
             .failregex
             .get(regex)
-            .filter(|re| re.capture_names().any(|n| n == Some("user")))
+            .filter(|_| self.may_capture_user(regex, line))
             .and_then(|re| re.captures(line))
-            .and_then(|caps| caps.name("user").map(|u| u.as_str().to_string()));
+            .and_then(|caps| caps.name(tags::USER_GROUP).map(|u| u.as_str().to_string()));
         Verdict {
             regex,
             addr,
@@ -207,7 +220,7 @@ impl Filter {
             self.failregex.iter().enumerate().find_map(|(i, re)| {
                 let caps = re.captures(line)?;
                 let hit = hit_of(&caps, line)?;
-                let user = caps.name("user").map(|u| u.as_str().to_string());
+                let user = caps.name(tags::USER_GROUP).map(|u| u.as_str().to_string());
                 Some((i, hit, user))
             })?;
         let ignored_by = self

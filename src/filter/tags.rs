@@ -7,6 +7,9 @@
 //! line stands for), and line headers `<SYSLOG>` (BSD or RFC 3339 syslog
 //! header and host name), `<TIMESTAMP>` (the date alone) and
 //! `<APACHE_ERROR>` (Apache 2.4 error log fields up to `[client ...]`).
+//! `<F-USER>...</F-USER>` (fail2ban's spelling) captures the account the
+//! failure was against: only counted and shown, never a source of the
+//! address, which stays the host tag's alone.
 //!
 //! The host pattern is deliberately loose (it only has to find the token):
 //! the captured text is then parsed with `std::net::IpAddr`, and a capture
@@ -16,6 +19,9 @@
 //! `nftjail test --print-regex` output can be fed to `grep -P`.
 
 use std::net::IpAddr;
+
+use memchr::memmem;
+use regex::Regex;
 
 /// Name of the capture group every failregex gets for the address.
 pub const HOST_GROUP: &str = "host";
@@ -28,6 +34,10 @@ pub const HOST_PORT_GROUP: &str = "hostport";
 /// Name of the group that says how many failures one line stands for
 /// (`<COUNT>`, or written by hand as `(?P<count>...)`).
 pub const COUNT_GROUP: &str = "count";
+
+/// Name of the group that holds the account a failure was against
+/// (`<F-USER>...</F-USER>`, or written by hand as `(?P<user>...)`).
+pub const USER_GROUP: &str = "user";
 
 // ASCII classes throughout (`[0-9]`, not `\d`): they mean what a log
 // writes, and keep the automata small, which makes extracting the host
@@ -71,6 +81,79 @@ const APACHE_ERROR: &str = concat!(
     r"\[[A-Za-z0-9_]*:[a-z0-9]+\] \[pid [0-9]+(?::tid [0-9]+)?\] ",
 );
 
+/// Whether a failregex captures the account, and the fixed text right
+/// before its group (`, sasl_username=`), which a line must hold for the
+/// group to take part: a line without it needs no second run for it.
+#[derive(Debug, Clone)]
+pub enum UserGroup {
+    None,
+    Always,
+    After(Box<memmem::Finder<'static>>),
+}
+
+/// Fixed text shorter than this is too common to be worth a search.
+const MIN_USER_LITERAL: usize = 3;
+
+impl UserGroup {
+    pub fn of(re: &Regex) -> UserGroup {
+        if !re.capture_names().any(|n| n == Some(USER_GROUP)) {
+            return UserGroup::None;
+        }
+        let text = re.as_str();
+        let open = format!("(?P<{USER_GROUP}>");
+        // Flags (`(?i)`) could make the text match otherwise than byte
+        // for byte.
+        let groups = text.matches("(?:").count() + text.matches("(?P<").count();
+        let flags = text.matches("(?").count() > groups;
+        let Some(at) = text.find(&open).filter(|_| !flags) else {
+            return UserGroup::Always;
+        };
+        let literal = fixed_text_before(&text[..at]);
+        if literal.len() < MIN_USER_LITERAL {
+            return UserGroup::Always;
+        }
+        UserGroup::After(Box::new(
+            memmem::Finder::new(literal.as_bytes()).into_owned(),
+        ))
+    }
+
+    pub fn may_match(&self, line: &str) -> bool {
+        match self {
+            UserGroup::None => false,
+            UserGroup::Always => true,
+            UserGroup::After(f) => f.find(line.as_bytes()).is_some(),
+        }
+    }
+}
+
+/// The run of plain characters at the end of `regex` (what must precede
+/// a group that follows it), without a character an escape made special.
+fn fixed_text_before(regex: &str) -> &str {
+    let meta = |c: char| r"\()[]{}?*+|.^$".contains(c);
+    let start = regex
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| meta(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let run = &regex[start..];
+    // `\s` leaves `s` behind, `\x41` leaves `x41`: drop what follows a
+    // backslash.
+    if regex[..start].ends_with('\\') {
+        return "";
+    }
+    // A group's opening: `(?:` and `(?P<name>` are syntax, not text.
+    if regex[..start].ends_with("(?") {
+        return match run.strip_prefix(':') {
+            Some(text) => text,
+            None => run
+                .strip_prefix("P<")
+                .and_then(|r| Some(r.split_once('>')?.1))
+                .unwrap_or(""),
+        };
+    }
+    run
+}
+
 /// The tags a filter may use, and what each expands to.
 fn tag(name: &str) -> Option<(String, bool)> {
     let host = |inner: &str, brackets: bool| {
@@ -93,6 +176,8 @@ fn tag(name: &str) -> Option<(String, bool)> {
             true,
         ),
         "COUNT" => (format!("(?P<{COUNT_GROUP}>[0-9]+)"), false),
+        "F-USER" => (format!("(?P<{USER_GROUP}>"), false),
+        "/F-USER" => (")".to_string(), false),
         "SYSLOG" => (SYSLOG.to_string(), false),
         "TIMESTAMP" => (TIMESTAMP.to_string(), false),
         "APACHE_ERROR" => (APACHE_ERROR.to_string(), false),
@@ -332,6 +417,31 @@ mod tests {
         assert_eq!(&caps[COUNT_GROUP], "12");
         assert!(re.is_match("Mar 05 16:01:34 n=1 192.0.2.1"));
         assert!(!re.is_match("Mar 05 16:01:34 host n=1 192.0.2.1"));
+    }
+
+    #[test]
+    fn user_tags_capture_the_account_beside_the_host() {
+        let re = Regex::new(&expand(r"^for <F-USER>\S+</F-USER> from <HOST>$").unwrap()).unwrap();
+        let caps = re.captures("for alice from 192.0.2.1").unwrap();
+        assert_eq!(&caps[USER_GROUP], "alice");
+        assert_eq!(&caps[HOST_GROUP], "192.0.2.1");
+    }
+
+    #[test]
+    fn a_user_group_after_fixed_text_is_looked_for_only_where_the_text_is() {
+        let group = |re: &str| UserGroup::of(&Regex::new(&expand(re).unwrap()).unwrap());
+        let g = group(r"<HOST> failed(?:.*?, sasl_username=<F-USER>.+</F-USER>)?");
+        assert!(g.may_match("x, sasl_username=bob"));
+        assert!(!g.may_match("1.2.3.4 failed: authentication failure"));
+        assert!(group(r"for (?:invalid user )?<F-USER>\S+</F-USER> from <HOST>").may_match("x"));
+        assert!(group(r"x\s<F-USER>\S+</F-USER> <HOST>").may_match("x"));
+        assert!(group(r"(?i)user=<F-USER>\S+</F-USER> <HOST>").may_match("x"));
+        assert!(!group(r"from <HOST>").may_match("x"));
+        assert_eq!(fixed_text_before(r"a\sfoo"), "");
+        assert_eq!(fixed_text_before(r"(?:x), user=<"), ", user=<");
+        assert_eq!(fixed_text_before(r"y (?:user=<"), "user=<");
+        assert_eq!(fixed_text_before(r"y (?P<n>user=<"), "user=<");
+        assert_eq!(fixed_text_before(r"a?bc"), "bc");
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //!
 //! Only a line that gets past that gate is looked at per pattern: the
 //! pattern's own literal (`memmem`) or set bit, then its capturing regex to
-//! take the host out.
+//! take the host out. A pattern that also captures the account
+//! (`<F-USER>`) runs its whole regex once more on a line it blamed, for
+//! that group alone: the fast capture path stays the same for every
+//! pattern, and lines and patterns without an account pay nothing.
 
 use std::net::IpAddr;
 use std::panic::{RefUnwindSafe, UnwindSafe};
@@ -27,7 +30,7 @@ use regex_automata::Input;
 
 use crate::filter::literal::{required_factors, required_literal, required_literals, Factors};
 use crate::filter::{hit_in, parse_count, tags, Filter};
-use crate::message::JailId;
+use crate::message::{Account, JailId};
 
 mod cut;
 use cut::{Cut, CutScratch};
@@ -60,6 +63,8 @@ struct Pattern {
     alternatives: Factors,
     /// Its captures in one pass (see [`Anchored`]).
     anchored: Option<Anchored>,
+    /// It has a `user` group: the account is taken from a line it blames.
+    user: bool,
 }
 
 /// The capturing engine alone, run anchored at the line start (as every
@@ -272,6 +277,7 @@ impl Matcher {
                     gate,
                     alternatives: Factors::new(alternatives),
                     anchored,
+                    user: re.capture_names().any(|n| n == Some(tags::USER_GROUP)),
                 });
             }
         }
@@ -359,6 +365,30 @@ impl Matcher {
                 }
             }
         });
+    }
+
+    /// [`Matcher::scan`] with the account each failure was against, where
+    /// the pattern that blamed the line captures one (see [`Account`]:
+    /// bounded, None for text with control characters).
+    pub fn scan_accounts(&self, line: &str, mut hit: impl FnMut(JailId, IpAddr, Option<Account>)) {
+        self.first_hits(line, |p, addr, count| {
+            if self.ignored_by(p.slot, line).next().is_none() {
+                let account = if p.user { self.account(p, line) } else { None };
+                for _ in 0..count {
+                    hit(self.jails[p.slot].0, addr, account.clone());
+                }
+            }
+        });
+    }
+
+    /// The `user` group of pattern `p` on a line it blamed.
+    fn account(&self, p: &Pattern, line: &str) -> Option<Account> {
+        let filter = &self.jails[p.slot].1;
+        if !filter.may_capture_user(p.index, line) {
+            return None;
+        }
+        let caps = filter.failregex[p.index].captures(line)?;
+        Account::new(caps.name(tags::USER_GROUP)?.as_str())
     }
 
     /// For each jail, its first failregex that yields an address on `line`:

@@ -110,7 +110,7 @@ pub(super) fn plan(
                 SourceKey::Journal(config.journal.clone()),
                 Route::Journal(m.clone()),
             );
-            journal_findtime = journal_findtime.max(jail.findtime);
+            journal_findtime = journal_findtime.max(jail.reach());
         }
     }
     if stdin_jail.is_some() && !wanted.contains_key(&SourceKey::Stdin) {

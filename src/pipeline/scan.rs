@@ -12,7 +12,7 @@ use tracing::error;
 use crate::config::{Fail2banSpec, Jail};
 use crate::filter::fail2ban::Fail2banFilters;
 use crate::matcher::Matcher;
-use crate::message::JailId;
+use crate::message::{Account, JailId};
 use crate::timestamp::DateDetector;
 
 /// A line dated later than this after now is a clock or zone mismatch, not
@@ -72,15 +72,15 @@ impl ReaderFilters {
     }
 
     /// Runs every filter of `filters` over `line`, calling `hit` with each
-    /// jail and address found and the time the failure counts from: the
-    /// line's own (`given` by the source, or read from the text), never
-    /// later than now.
+    /// jail and address found, the time the failure counts from (the
+    /// line's own, `given` by the source or read from the text, never
+    /// later than now) and the account, where the filter captures one.
     pub(super) fn scan(
         &mut self,
         filters: &JailFilters,
         line: &str,
         given: Option<SystemTime>,
-        mut hit: impl FnMut(JailId, IpAddr, SystemTime),
+        mut hit: impl FnMut(JailId, IpAddr, SystemTime, Option<Account>),
     ) {
         // Most routes have no fail2ban filter: no clock read per line for them.
         if !self.fail2ban.is_empty() {
@@ -88,20 +88,26 @@ impl ReaderFilters {
             self.fail2ban.scan(line, now, |jail, m| {
                 // <DNS> hosts stay text in fail2ban; we ban addresses only.
                 if let Some(addr) = m.addr {
-                    hit(jail, addr.to_canonical(), settle(given.or(m.time), now));
+                    let account = m.user.as_deref().and_then(Account::new);
+                    hit(
+                        jail,
+                        addr.to_canonical(),
+                        settle(given.or(m.time), now),
+                        account,
+                    );
                 }
             });
         }
         let dates = &mut self.dates;
         let mut time = None;
-        filters.matcher.scan(line, |jail, addr| {
+        filters.matcher.scan_accounts(line, |jail, addr, account| {
             // Dates are read only for lines that hit, once per line.
             let time = *time.get_or_insert_with(|| {
                 let now = SystemTime::now();
                 let found = given.or_else(|| dates.find(line, now).map(|f| f.time));
                 settle(found, now)
             });
-            hit(jail, addr, time);
+            hit(jail, addr, time, account);
         });
     }
 }

@@ -156,24 +156,29 @@ impl Sink for LineStage {
                 continue;
             }
             routed = true;
-            reader.scan(filters, line.text, line.time, |jail, addr, time| {
-                if skip.contains(&jail) {
-                    return;
-                }
-                newest = newest.max(Some(time));
-                batch.push(
-                    Failure {
-                        jail,
-                        addr,
-                        time,
-                        line: None,
-                        read: Some(*read.get_or_insert_with(Instant::now)),
-                        account: None,
-                    },
-                    line.text,
-                    &mut span,
-                );
-            });
+            reader.scan(
+                filters,
+                line.text,
+                line.time,
+                |jail, addr, time, account| {
+                    if skip.contains(&jail) {
+                        return;
+                    }
+                    newest = newest.max(Some(time));
+                    batch.push(
+                        Failure {
+                            jail,
+                            addr,
+                            time,
+                            line: None,
+                            read: Some(*read.get_or_insert_with(Instant::now)),
+                            account,
+                        },
+                        line.text,
+                        &mut span,
+                    );
+                },
+            );
         }
         self.counts.line(span.is_some(), newest);
         if !self.marking && self.batch.is_full() {

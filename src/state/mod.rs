@@ -16,7 +16,11 @@
 //! one cut by a kill in its microsecond window comes back: fail closed.
 
 mod cursor;
+pub mod events;
+mod jails;
 pub mod writer;
+
+pub use events::{bounded_line, MAX_LINE};
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -33,6 +37,10 @@ pub const DB_FILE: &str = "nftjail.db";
 const MIGRATIONS: &[&str] = &[
     // 2: which rule decided each ban (NULL in rows from before: the jail's window).
     "ALTER TABLE bans ADD COLUMN cause TEXT;",
+    // 3: failures and bans as they happened, for `report` and `explain`.
+    events::MIGRATION,
+    // 4: the rules each jail had in the kernel, to keep a removed jail's bans across a restart.
+    jails::TABLE,
 ];
 /// The version a store opened by this nftjail has.
 const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;
@@ -93,9 +101,6 @@ pub struct PastBan {
 
 use crate::message::{Cause, Checkpoint, ReadAt};
 use crate::source::file::Position;
-
-/// Longest decisive line kept with a ban.
-pub const MAX_LINE: usize = 1024;
 
 pub struct Store {
     path: PathBuf,
@@ -231,6 +236,7 @@ impl Store {
             )
             .map_err(|e| db_err(path, e))?;
         }
+        jails::copy_attached(&tx).map_err(|e| db_err(path, e))?;
         tx.execute_batch(
             "INSERT INTO history SELECT addr, jail, time FROM old.history;
              INSERT INTO positions SELECT source, dev, ino, head, offset FROM old.positions;
@@ -409,6 +415,14 @@ impl Store {
     /// Records bans (insert or replace) and, for `offence` ones, a history
     /// entry each, in one transaction.
     pub fn put_bans(&mut self, bans: &[(StoredBan, bool)]) -> Result<(), StateError> {
+        self.put_bans_as(bans, false)
+    }
+
+    pub(super) fn put_bans_as(
+        &mut self,
+        bans: &[(StoredBan, bool)],
+        record: bool,
+    ) -> Result<(), StateError> {
         let tx = self.conn.transaction().map_err(|e| StateError::Db {
             path: self.path.clone(),
             source: e,
@@ -438,6 +452,9 @@ impl Store {
                     hist.execute(params![b.net.addr().to_string(), &*b.jail, ms(b.start)])
                         .map_err(|e| db_err(&self.path, e))?;
                 }
+                if record && b.cause != Cause::Blocklist {
+                    events::put_ban(&tx, b).map_err(|e| db_err(&self.path, e))?;
+                }
             }
         }
         tx.commit().map_err(|e| db_err(&self.path, e))
@@ -462,29 +479,6 @@ impl Store {
             }
         }
         tx.commit().map_err(|e| db_err(&self.path, e))
-    }
-
-    /// Keeps only the bans of these jails (a jail removed from the config
-    /// takes its bans with it, as its kernel sets are deleted).
-    pub fn retain_jails(&mut self, jails: &[String]) -> Result<usize, StateError> {
-        let stored: Vec<String> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT DISTINCT jail FROM bans")
-                .map_err(|e| db_err(&self.path, e))?;
-            let rows = stmt
-                .query_map([], |r| r.get::<_, String>(0))
-                .map_err(|e| db_err(&self.path, e))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(|e| db_err(&self.path, e))?
-        };
-        let gone: Vec<(String, Option<IpNet>)> = stored
-            .into_iter()
-            .filter(|j| !jails.contains(j))
-            .map(|j| (j, None))
-            .collect();
-        self.remove_bans(&gone)?;
-        Ok(gone.len())
     }
 
     /// Drops expired bans and history older than `purge_age`.
@@ -690,18 +684,6 @@ fn db_err(path: &Path, source: rusqlite::Error) -> StateError {
         path: path.to_path_buf(),
         source,
     }
-}
-
-/// Cuts a decisive log line to [`MAX_LINE`] bytes on a character boundary.
-pub fn bounded_line(line: &str) -> String {
-    if line.len() <= MAX_LINE {
-        return line.to_string();
-    }
-    let mut end = MAX_LINE;
-    while !line.is_char_boundary(end) {
-        end -= 1;
-    }
-    line[..end].to_string()
 }
 
 #[cfg(test)]

@@ -3,14 +3,17 @@
 //! it applied; messages queued while a transaction ran are written together.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use ipnet::IpNet;
 use tracing::{error, info, warn};
 
+use super::events::{EventGauge, Keep};
 use super::{Store, StoredBan};
-use crate::message::Checkpoint;
+use crate::message::{Checkpoint, Failure};
+use crate::rules::JailRules;
 
 /// How often expired bans and old history are purged.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
@@ -20,24 +23,40 @@ pub enum StateMsg {
     Banned(Vec<(StoredBan, bool)>),
     /// Bans lifted; a None prefix is every ban of that jail.
     Lifted(Vec<(String, Option<IpNet>)>),
-    /// The configured jails after a reload.
-    Jails(Vec<String>),
+    /// The jails the kernel holds after a start, a reload or `unban
+    /// --jail-gone` (configured ones, and removed ones whose bans still
+    /// run), with their rules: the bans of any other jail are forgotten.
+    Jails(Vec<JailRules>),
     /// Read positions with the counts that include the lines before them.
     Checkpoint(Checkpoint),
     /// Answered once everything sent before it is committed.
     Sync(Sender<()>),
+    /// Failures for the report, with their jails' names (sent through
+    /// [`StateTx::failures`] only: it keeps the gauge).
+    Failures(Vec<(Arc<str>, Failure)>),
 }
 
 /// A cheap handle to send to the writer; sending never blocks.
 #[derive(Clone)]
-pub struct StateTx(Sender<StateMsg>);
+pub struct StateTx {
+    tx: Sender<StateMsg>,
+    events: Arc<EventGauge>,
+}
 
 impl StateTx {
     pub fn send(&self, msg: StateMsg) {
         crate::metrics::state_queued();
-        if self.0.send(msg).is_err() {
+        if self.tx.send(msg).is_err() {
             crate::metrics::state_taken();
             warn!("state writer gone: a change was not recorded");
+        }
+    }
+
+    /// Failures for the report; dropped (and counted) rather than queued
+    /// while the writer is far behind, so they never hold a ban up.
+    pub fn failures(&self, failures: Vec<(Arc<str>, Failure)>) {
+        if !failures.is_empty() && self.events.admit(failures.len()) {
+            self.send(StateMsg::Failures(failures));
         }
     }
 
@@ -51,28 +70,92 @@ impl StateTx {
 
 /// Starts the writer. It ends when every [`StateTx`] is dropped, after
 /// writing what was queued.
-pub fn spawn(store: Store, purge_age: Duration) -> std::io::Result<(StateTx, JoinHandle<()>)> {
+pub fn spawn(
+    store: Store,
+    purge_age: Duration,
+    keep: Keep,
+) -> std::io::Result<(StateTx, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel();
+    let events = Arc::new(EventGauge::default());
+    let gauge = Arc::clone(&events);
     let thread = std::thread::Builder::new()
         .name("state".into())
-        .spawn(move || run(store, rx, purge_age))?;
-    Ok((StateTx(tx), thread))
+        .spawn(move || run(store, rx, purge_age, Recorder::new(keep, gauge)))?;
+    Ok((StateTx { tx, events }, thread))
+}
+
+/// The writer's side of the events: failures taken this round, and when
+/// the table was last trimmed.
+struct Recorder {
+    keep: Keep,
+    gauge: Arc<EventGauge>,
+    failures: Vec<(Arc<str>, Failure)>,
+    /// Rows written since the last trim: a flood trims before the hour.
+    since_purge: usize,
+}
+
+impl Recorder {
+    fn new(keep: Keep, gauge: Arc<EventGauge>) -> Recorder {
+        Recorder {
+            keep,
+            gauge,
+            failures: Vec::new(),
+            since_purge: 0,
+        }
+    }
+
+    fn take(&mut self, failures: Vec<(Arc<str>, Failure)>) {
+        self.gauge.taken(failures.len());
+        self.failures.extend(failures);
+    }
+
+    /// Writes what this round took, unless the store refuses writes: then
+    /// they are dropped and counted, not kept waiting with the bans.
+    fn write(&mut self, store: &mut Store, refusing: bool) {
+        let failures = std::mem::take(&mut self.failures);
+        let dropped = self.gauge.take_dropped();
+        if failures.is_empty() && dropped == 0 {
+            return;
+        }
+        let all = failures.len() as u64 + dropped;
+        if refusing {
+            self.gauge.dropped_again(all);
+            return;
+        }
+        match store.put_failures(&failures, dropped, SystemTime::now()) {
+            Ok(()) => self.since_purge += failures.len(),
+            Err(e) => {
+                warn!("failures not recorded for the report: {e}");
+                self.gauge.dropped_again(all);
+            }
+        }
+        if self.since_purge >= self.keep.rows / 10 {
+            self.purge(store);
+        }
+    }
+
+    fn purge(&mut self, store: &mut Store) {
+        self.since_purge = 0;
+        if let Err(e) = store.purge_events(SystemTime::now(), self.keep) {
+            warn!("old events not purged: {e}");
+        }
+    }
 }
 
 /// One change to write; what failed waits in [`Backlog`] in this form.
 enum Change {
     Banned(Vec<(StoredBan, bool)>),
     Lifted(Vec<(String, Option<IpNet>)>),
-    Jails(Vec<String>),
+    Jails(Vec<JailRules>),
     Checkpoint(Checkpoint),
 }
 
 impl Change {
     fn write(&self, store: &mut Store) -> Result<(), super::StateError> {
         match self {
-            Change::Banned(b) => store.put_bans(b),
+            Change::Banned(b) => store.put_bans_recorded(b),
             Change::Lifted(keys) => store.remove_bans(keys),
-            Change::Jails(jails) => store.retain_jails(jails).map(|_| ()),
+            Change::Jails(jails) => store.set_jails(jails).map(|_| ()),
             Change::Checkpoint(cp) => store.save_checkpoint(cp),
         }
     }
@@ -218,7 +301,7 @@ impl Backlog {
     }
 }
 
-fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
+fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration, mut events: Recorder) {
     lower_priority();
     let mut last_purge = Instant::now();
     let mut next_reminder = Instant::now() + REMIND_EVERY;
@@ -245,7 +328,8 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
         let mut banned: Vec<(StoredBan, bool)> = Vec::new();
         for msg in msgs {
             crate::metrics::state_taken();
-            if !matches!(msg, StateMsg::Banned(_)) && !banned.is_empty() {
+            let coalesced = matches!(msg, StateMsg::Banned(_) | StateMsg::Failures(_));
+            if !coalesced && !banned.is_empty() {
                 backlog.write(&mut store, Change::Banned(std::mem::take(&mut banned)));
             }
             let change = match msg {
@@ -257,7 +341,13 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
                 StateMsg::Jails(jails) => Change::Jails(jails),
                 StateMsg::Checkpoint(cp) => Change::Checkpoint(cp),
                 StateMsg::Sync(done) => {
+                    // What came before it is written before the answer.
+                    events.write(&mut store, backlog.retry_at.is_some());
                     let _ = done.send(());
+                    continue;
+                }
+                StateMsg::Failures(f) => {
+                    events.take(f);
                     continue;
                 }
             };
@@ -266,9 +356,11 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration) {
         if !banned.is_empty() {
             backlog.write(&mut store, Change::Banned(banned));
         }
+        events.write(&mut store, backlog.retry_at.is_some());
         if last_purge.elapsed() >= PURGE_EVERY {
             last_purge = Instant::now();
             report(store.purge(SystemTime::now(), purge_age));
+            events.purge(&mut store);
         }
         if Instant::now() >= next_reminder {
             next_reminder = Instant::now() + REMIND_EVERY;
@@ -438,7 +530,12 @@ mod tests {
     fn a_flood_is_written_when_it_ebbs_and_a_sync_does_not_wait_for_that() {
         let dir = std::env::temp_dir().join(format!("nftjail-writer-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let (tx, thread) = spawn(Store::open(&dir).expect("open"), PURGE_EVERY).expect("spawn");
+        let (tx, thread) = spawn(
+            Store::open(&dir).expect("open"),
+            PURGE_EVERY,
+            Keep::for_age(PURGE_EVERY),
+        )
+        .expect("spawn");
         let flood = {
             let tx = tx.clone();
             std::thread::spawn(move || {
@@ -496,6 +593,49 @@ mod tests {
         assert!(backlog.changes.is_empty() && backlog.retry_at.is_none());
         let left: Vec<IpNet> = store.bans().expect("bans").iter().map(|b| b.net).collect();
         assert_eq!(left, vec![ban(2).0.net], "the unban came after the ban");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Failures reach the events table; those the writer could not take
+    /// in time are dropped and their count is stored instead.
+    #[test]
+    fn failures_are_recorded_and_those_dropped_counted() {
+        use crate::state::events::{Kind, MAX_WAITING};
+        let dir = std::env::temp_dir().join(format!("nftjail-events-w-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let keep = Keep::for_age(Duration::from_secs(3600));
+        let (tx, thread) =
+            spawn(Store::open(&dir).expect("open"), PURGE_EVERY, keep).expect("spawn");
+        let failure = |i: u32| {
+            let f = Failure {
+                jail: 0,
+                addr: std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc000_0200 + i)),
+                time: SystemTime::now(),
+                line: Some("fail".into()),
+                read: None,
+                account: None,
+            };
+            (Arc::from("j"), f)
+        };
+        tx.failures((0..=MAX_WAITING as u32).map(failure).collect());
+        tx.failures((0..3).map(failure).collect());
+        tx.sync();
+        let mut kinds = Vec::new();
+        let far = SystemTime::now() + Duration::from_secs(60);
+        Store::open(&dir)
+            .expect("reopen")
+            .scan(SystemTime::UNIX_EPOCH, far, |e| {
+                kinds.push((e.kind, e.count))
+            })
+            .expect("scan");
+        let failures = kinds.iter().filter(|k| k.0 == Kind::Failure).count();
+        assert_eq!(failures, 3);
+        assert!(
+            kinds.contains(&(Kind::Dropped, MAX_WAITING as u64 + 1)),
+            "{kinds:?}"
+        );
+        drop(tx);
+        thread.join().expect("writer");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

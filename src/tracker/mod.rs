@@ -8,11 +8,15 @@
 //! too: a repeat offender's bantime grows (`bantime_increment`) before the
 //! order leaves, so a [`BanOrder`] carries its final bantime. Time is passed
 //! in with each failure, so windows and bantimes are tested without sleeping.
+//! A jail may have several windows ([`windows`]) and an account rule
+//! ([`account`]), decided in the same pass; the longest ban decided wins.
 
+mod account;
 mod metrics;
 mod persist;
 mod prefix;
 pub mod task;
+mod windows;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -59,6 +63,8 @@ pub struct Tracker {
     prefixes: prefix::Prefixes,
     /// Prefix bans decided since [`Tracker::take_prefix_bans`] last ran.
     prefix_bans: Vec<BanOrder>,
+    /// Per jail id: the accounts its account rule follows.
+    accounts: Vec<account::Accounts>,
 }
 
 /// fail2ban's "Currently failed" and "Total failed" for one jail.
@@ -127,11 +133,6 @@ impl Window {
     }
 }
 
-/// Window capacity: maxretry, kept within what a `u8` length can count.
-fn maxretry_of(jail: &Jail) -> usize {
-    (jail.maxretry as usize).clamp(1, usize::from(u8::MAX))
-}
-
 fn millis(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -164,6 +165,7 @@ impl Tracker {
             unsaved: persist::Unsaved::new(max_tracked),
             prefixes: prefix::Prefixes::new(),
             prefix_bans: Vec::new(),
+            accounts: Vec::new(),
         }
     }
 
@@ -192,6 +194,20 @@ impl Tracker {
         // Windows go and shrink below: the next checkpoint writes them all.
         self.unsaved.rewrite_all(max_tracked);
         self.counts.resize(jails.len(), JailCounts::default());
+        for (i, a) in self.accounts.iter_mut().enumerate() {
+            let same = jails
+                .get(i)
+                .and_then(Option::as_ref)
+                .and_then(|j| j.account)
+                == self
+                    .jails
+                    .get(i)
+                    .and_then(Option::as_ref)
+                    .and_then(|j| j.account);
+            if !same {
+                *a = account::Accounts::default();
+            }
+        }
         self.jails = jails;
         self.max_tracked = max_tracked.max(1);
         let jails = &self.jails;
@@ -204,7 +220,7 @@ impl Tracker {
                 }
                 return false;
             };
-            let cap = maxretry_of(jail);
+            let cap = windows::capacity(jail);
             if cap != window.times.len() {
                 let keep = window.times().len().min(cap);
                 let newest = &window.times()[window.times().len() - keep..];
@@ -241,13 +257,26 @@ impl Tracker {
         self.windows.len()
     }
 
+    /// The accounts of `jail` under attack at `now` (its account rule's
+    /// maxaddrs passed), by name.
+    pub fn under_attack(&self, jail: JailId, now: SystemTime) -> Vec<String> {
+        let rule = self.jails.get(jail).and_then(Option::as_ref);
+        match (
+            rule.and_then(|j| j.account.as_ref()),
+            self.accounts.get(jail),
+        ) {
+            (Some(rule), Some(accounts)) => accounts.under_attack(rule, millis(now)),
+            _ => Vec::new(),
+        }
+    }
+
     /// Like [`Tracker::record`], but a failure already older than findtime at
     /// `now` (a line read late: a backlog, a slow log shipper) is not counted.
     pub fn record_at(&mut self, failure: Failure, now: SystemTime) -> Verdict {
         let stale = match self.jails.get(failure.jail) {
             Some(Some(jail)) => failure
                 .time
-                .checked_add(jail.findtime)
+                .checked_add(jail.reach())
                 .is_some_and(|end| end <= now),
             _ => false,
         };
@@ -341,8 +370,9 @@ impl Tracker {
             let ban = self.prefixes.count(key.0, jail, rule, &failure, max);
             self.prefix_bans.extend(ban);
         }
-        let maxretry = maxretry_of(jail);
-        let findtime = jail.findtime.as_millis() as u64;
+        let maxretry = windows::capacity(jail);
+        let findtime = windows::longest_findtime(jail).as_millis() as u64;
+        let t = millis(failure.time);
         let counts = &mut self.counts[failure.jail];
         counts.total += 1;
         let (window, new) = match self.windows.entry(key) {
@@ -353,19 +383,36 @@ impl Tracker {
                 (e.insert(Window::new(maxretry)), true)
             }
         };
-        let count = window.push(millis(failure.time), findtime) as u32;
+        let count = window.push(t, findtime) as u32;
         self.unsaved.changed(key, window, new);
-        if count as usize >= maxretry {
+        let mut decided = if jail.windows.is_empty() {
+            (count as usize >= maxretry).then_some((Cause::Window(0), count, jail.bantime))
+        } else {
+            windows::decide(jail, window.times(), t)
+        };
+        if let (Some(rule), Some(name)) = (&jail.account, &failure.account) {
+            if self.accounts.len() <= failure.jail {
+                self.accounts
+                    .resize_with(failure.jail + 1, account::Accounts::default);
+            }
+            let spray = self.accounts[failure.jail].record(rule, name, addr, t);
+            if let Some(n) = spray {
+                if decided.as_ref().is_none_or(|d| rule.bantime > d.2) {
+                    decided = Some((Cause::Account(name.clone()), n, rule.bantime));
+                }
+            }
+        }
+        if let Some((cause, failures, bantime)) = decided {
             if let Some(gone) = self.windows.remove(&key) {
                 self.unsaved.gone(key, &gone);
             }
             counts.current = counts.current.saturating_sub(1);
             return Verdict::Ban(BanOrder {
-                failures: count,
+                failures,
                 line: failure.line,
                 read: failure.read,
-                cause: Cause::Window(0),
-                ..BanOrder::host(jail.name.clone(), addr, jail.bantime)
+                cause,
+                ..BanOrder::host(jail.name.clone(), addr, bantime)
             });
         }
         self.evict();
@@ -453,6 +500,11 @@ impl Tracker {
     pub fn prune(&mut self, now: SystemTime) {
         self.offences.purge(now);
         let now = millis(now);
+        for (jail, accounts) in self.jails.iter().zip(&mut self.accounts) {
+            if let Some(rule) = jail.as_ref().and_then(|j| j.account.as_ref()) {
+                accounts.prune(rule, now);
+            }
+        }
         let jails = &self.jails;
         self.prefixes.prune(now, |id| {
             let jail = jails.get(usize::from(id))?.as_ref()?;
@@ -465,7 +517,7 @@ impl Tracker {
             let findtime = jails
                 .get(id)
                 .and_then(Option::as_ref)
-                .map_or(0, |j| j.findtime.as_millis() as u64);
+                .map_or(0, |j| windows::longest_findtime(j).as_millis() as u64);
             let keep = window.times().last().is_some_and(|&t| t + findtime > now);
             if !keep {
                 unsaved.gone(*key, window);
@@ -646,6 +698,76 @@ mod tests {
         assert_eq!(t.tracked(), 0);
         assert_eq!(t.counts(0).current, 0);
         assert_eq!(t.record(at("203.0.113.3", 5)), Verdict::Ignored);
+    }
+
+    #[test]
+    fn windows_and_the_account_rule_decide_in_one_pass_and_the_longest_ban_wins() {
+        let mut t = tracker(
+            "[[jail.j.window]]\nmaxretry = 5\nfindtime = 3600\nbantime = 86400\n\
+             [jail.j.account]\nmaxaddrs = 2\nfindtime = 3600\nbantime = 1000\n",
+        );
+        // 100 s apart: never 3 within the jail's 60 s; the fifth fills
+        // the slow window.
+        for i in 0..4 {
+            let v = t.record(at("203.0.113.1", i * 100));
+            assert_eq!(
+                v,
+                Verdict::Counted {
+                    count: i as u32 + 1
+                }
+            );
+        }
+        match t.record(at("203.0.113.1", 400)) {
+            Verdict::Ban(o) => {
+                assert_eq!(o.cause, Cause::Window(1));
+                assert_eq!((o.failures, o.bantime.as_secs()), (5, 86_400));
+            }
+            v => panic!("expected a ban, got {v:?}"),
+        }
+        // Older than the jail's findtime but inside the slow window's:
+        // still counted.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + 1_000);
+        assert!(matches!(
+            t.record_at(at("203.0.113.2", 500), now),
+            Verdict::Counted { .. }
+        ));
+        let against = |addr, secs, name: &str| Failure {
+            account: crate::message::Account::new(name),
+            ..at(addr, secs)
+        };
+        let alice = crate::message::Account::new("alice").unwrap();
+        let attacked = |t: &Tracker, secs| t.under_attack(0, at("192.0.2.1", secs).time);
+        assert!(matches!(
+            t.record(against("198.51.100.1", 1_000, "alice")),
+            Verdict::Counted { .. }
+        ));
+        assert!(attacked(&t, 1_000).is_empty());
+        // The second puts alice under attack (maxaddrs 2), unjudged.
+        assert!(matches!(
+            t.record(against("198.51.100.2", 1_000, "alice")),
+            Verdict::Counted { .. }
+        ));
+        assert_eq!(attacked(&t, 1_000), ["alice"]);
+        // The third is banned by the account rule, whose ban is longer
+        // than the jail's.
+        match t.record(against("198.51.100.3", 1_001, "alice")) {
+            Verdict::Ban(o) => {
+                assert_eq!(o.cause, Cause::Account(alice));
+                assert_eq!((o.failures, o.bantime.as_secs()), (1, 1_000));
+                assert_eq!(o.target.addr().to_string(), "198.51.100.3");
+            }
+            v => panic!("expected a ban, got {v:?}"),
+        }
+        assert_eq!(attacked(&t, 1_002), ["alice"]);
+        // Failures without an account, or against another, are untouched.
+        assert!(matches!(
+            t.record(at("198.51.100.4", 1_002)),
+            Verdict::Counted { .. }
+        ));
+        assert!(matches!(
+            t.record(against("198.51.100.5", 1_002, "bob")),
+            Verdict::Counted { .. }
+        ));
     }
 
     #[test]

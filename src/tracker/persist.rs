@@ -120,21 +120,27 @@ impl Tracker {
         if cp.rewrite {
             self.unsaved.rewrite = false;
             self.unsaved.opened = 0;
+            let times = self.windows.values().map(|w| usize::from(w.len)).sum();
+            cp.reserve_exact(self.windows.len(), times);
             for (key, w) in &mut self.windows {
                 w.dirty = false;
                 w.stored = true;
                 cp.count(key.0, key.1, w.times());
             }
         } else {
-            // Gone first: a key that went and came back is written again
-            // below.
-            for key in std::mem::take(&mut self.unsaved.forget) {
-                cp.count(key.0, key.1, &[]);
-            }
+            let forget = std::mem::take(&mut self.unsaved.forget);
             // Evictions pop the queue's front: fewer may be left.
             let opened = std::mem::take(&mut self.unsaved.opened).min(self.opened.len());
             let since = self.opened.len() - opened;
             let changed = std::mem::take(&mut self.unsaved.changed);
+            // At most an entry each; a window holds a time at least.
+            let windows = changed.len() + opened;
+            cp.reserve_exact(forget.len() + windows, windows);
+            // Gone first: a key that went and came back is written again
+            // below.
+            for key in forget {
+                cp.count(key.0, key.1, &[]);
+            }
             for key in changed.iter().chain(self.opened.range(since..)) {
                 // Gone since it was listed (what was stored of it is in
                 // `forget`), or listed twice and written already.

@@ -13,7 +13,7 @@ use tracing::debug;
 
 use super::{JailCounts, Tracker, Verdict};
 use crate::config::Jail;
-use crate::message::{BanOrder, Checkpoint, FailureBatch};
+use crate::message::{BanOrder, Checkpoint, Failure, FailureBatch};
 
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
 /// How often counts and read positions go to the state store: after a
@@ -29,7 +29,14 @@ pub struct Persist<M> {
     /// waits for that answer: the counts it stores no longer hold the
     /// failures of those bans, so it must not be stored before them.
     pub applied: fn(oneshot::Sender<u64>) -> M,
+    /// Hands the failures of a batch (but those of ignored addresses),
+    /// each with its jail's name, to the state store for the report
+    /// (never blocks; the store may drop them).
+    pub failures: Box<dyn Fn(Vec<NamedFailure>) + Send + Sync>,
 }
+
+/// A failure with its jail's name, as the state store records it.
+pub type NamedFailure = (Arc<str>, Failure);
 
 /// A checkpoint waiting for the bans decided before it.
 type Waiting = Option<(oneshot::Receiver<u64>, Checkpoint)>;
@@ -62,6 +69,11 @@ pub enum TrackerCtl {
     },
     /// `nftjail unban` lifted these addresses' bans (jail, address).
     Unbanned(Vec<(String, IpAddr)>),
+    /// The accounts of a jail id under attack now (its account rule).
+    UnderAttack {
+        jail: usize,
+        reply: oneshot::Sender<Vec<String>>,
+    },
     /// The service watchdog's heartbeat: answered from the task's loop, so
     /// an answer means the tracker is taking messages.
     Ping(oneshot::Sender<()>),
@@ -101,9 +113,17 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                 // once for a burst and puts it in one transaction.
                 let mut orders = Vec::new();
                 let mut counted = Vec::new();
+                let mut seen = Vec::new();
                 for f in batch {
                     let (addr, jail, time) = (f.addr, f.jail, f.time);
+                    let kept = persist.as_ref().and_then(|_| {
+                        let jail = tracker.jails.get(f.jail)?.as_ref()?;
+                        Some((Arc::clone(&jail.name), f.clone()))
+                    });
                     let verdict = tracker.record_at(f, now);
+                    if !matches!(verdict, Verdict::Ignored) {
+                        seen.extend(kept);
+                    }
                     if tee.is_some() && matches!(verdict, Verdict::Ban(_) | Verdict::Counted { .. }) {
                         if let Some(j) = tracker.jail(jail) {
                             counted.push((Arc::clone(&j.name), addr, time));
@@ -121,6 +141,9 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                     tee(counted);
                 }
                 tracker.publish();
+                if let Some(p) = &persist {
+                    (p.failures)(seen);
+                }
                 if let Some(mark) = read_to {
                     tracker.read_to(mark);
                 }
@@ -162,6 +185,9 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                 }
                 TrackerCtl::BannedByHand { jail, addr, bantime } => {
                     tracker.banned_by_hand(jail, addr, bantime, SystemTime::now());
+                }
+                TrackerCtl::UnderAttack { jail, reply } => {
+                    let _ = reply.send(tracker.under_attack(jail, SystemTime::now()));
                 }
                 TrackerCtl::Ping(reply) => {
                     let _ = reply.send(());

@@ -16,6 +16,24 @@ pub struct GoneJail {
     pub bans: usize,
 }
 
+impl GoneJail {
+    /// The log line a reload and a start write for it: an admin who
+    /// removed a jail learns its bans outlive it, and how to lift them.
+    pub fn say_kept(&self) {
+        if self.bans == 0 {
+            return;
+        }
+        tracing::warn!(
+            jail = %self.jail,
+            bans = self.bans,
+            "jail {} is no longer configured: its {} ban(s) are kept until they expire \
+             (`nftjail unban --jail-gone` lifts them now)",
+            self.jail,
+            self.bans
+        );
+    }
+}
+
 impl Enforcer {
     /// The configured jails' rules, then those of the jails gone with bans
     /// still running: what the kernel must hold.
@@ -44,10 +62,24 @@ impl Enforcer {
         self.jails = rules.iter().map(|r| r.name.clone()).collect();
         self.rules = rules;
         self.gone = gone;
-        let names: Vec<String> = wanted.into_iter().map(|r| r.name).collect();
-        self.totals.retain(|j, _| names.contains(j));
-        self.record(StateMsg::Jails(names));
+        self.totals
+            .retain(|j, _| wanted.iter().any(|r| r.name == *j));
+        self.record(StateMsg::Jails(wanted));
         Ok(self.gone_jails())
+    }
+
+    /// At start: jails the config no longer names whose bans the last run
+    /// kept (their sets and rules already rebuilt by the backend, from the
+    /// rules the state store kept): they stay kept, as across a reload.
+    /// Each holding bans is logged as a reload logs it.
+    pub fn keep_gone(&mut self, gone: Vec<JailRules>) {
+        self.gone = gone
+            .into_iter()
+            .filter(|g| !self.rules.iter().any(|r| r.name == g.name))
+            .collect();
+        for g in self.gone_jails() {
+            g.say_kept();
+        }
     }
 
     /// The jails gone from the config with the bans each still holds.
@@ -88,10 +120,11 @@ impl Enforcer {
             .collect();
         self.changes += 1;
         self.totals.retain(|j, _| !gone.contains(j));
+        self.blocklisted.retain(|j, _| !gone.contains(j));
         self.record(StateMsg::Lifted(
             gone.iter().map(|j| (j.clone(), None)).collect(),
         ));
-        self.record(StateMsg::Jails(self.jails.clone()));
+        self.record(StateMsg::Jails(self.rules.clone()));
         for l in &lifted {
             metrics::unbanned(&l.jail, metrics::MANUAL);
             crate::enforce::banlog::manual_unban(&l.jail, &show(&l.addr));
@@ -150,5 +183,25 @@ mod tests {
         assert_eq!(lifted[0].jail, "a");
         assert_eq!(names(&e), [("b".into(), 0, false)]);
         assert!(e.unban_gone().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_start_keeps_the_jails_the_last_run_kept_and_lifts_them_when_asked() {
+        // The backend as a start leaves it: reconciled with the configured
+        // jail and the removed one the store still holds bans of.
+        let mut backend: Box<dyn Backend> = Box::new(LogBackend::default());
+        backend.reconcile(&rules(&["a", "b"])).unwrap();
+        let hour = Duration::from_secs(3600);
+        backend
+            .ban_net("b", "192.0.2.0/24".parse().unwrap(), hour)
+            .unwrap();
+        let mut e = Enforcer::new(backend, &rules(&["a"]), None);
+        // A jail named in both is configured, not gone.
+        e.keep_gone(rules(&["b", "a"]));
+        assert_eq!(names(&e), [("a".into(), 0, false), ("b".into(), 1, true)]);
+        assert_eq!(e.all_rules(), rules(&["a", "b"]), "a heal rebuilds b too");
+        let lifted = e.unban_gone().unwrap();
+        assert_eq!(lifted.len(), 1);
+        assert_eq!(names(&e), [("a".into(), 0, false)]);
     }
 }

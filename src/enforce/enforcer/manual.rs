@@ -106,6 +106,7 @@ impl Enforcer {
                     self.backend.unban_net(&jail, t)?
                 };
                 if done {
+                    self.forget_blocklisted(&jail, &t);
                     self.changes += 1;
                     self.record(StateMsg::Lifted(vec![(jail.clone(), Some(t))]));
                     metrics::unbanned(&jail, metrics::MANUAL);
