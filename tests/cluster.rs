@@ -394,11 +394,9 @@ fn an_outage_loses_nothing_and_lifts_nothing() {
     }
 
     farm.redis.start();
-    assert_eq!(
-        farm.redis.cli(&["XLEN", "nftjail:bans"]),
-        "1",
-        "kept by Redis"
-    );
+    // Kept by Redis (A may already have sent what it queued meanwhile).
+    let kept: u32 = farm.redis.cli(&["XLEN", "nftjail:bans"]).parse().unwrap();
+    assert!(kept >= 1, "Redis kept the stream over its restart");
     let [a, b, c] = &farm.nodes[..] else {
         unreachable!()
     };
