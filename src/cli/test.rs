@@ -164,12 +164,7 @@ impl Judge {
     fn judge(&mut self, line: &str, now: SystemTime, every_date: bool, st: &mut Stats) -> Outcome {
         let mut out = Outcome::default();
         match self {
-            Judge::Ours {
-                filter,
-                gate,
-                dates,
-                ..
-            } => {
+            Judge::Ours { gate, dates, .. } => {
                 let mut verdict = None;
                 gate.explain_verdicts(line, |_, v| verdict = Some(v));
                 let blamed = verdict.is_some();

@@ -239,9 +239,7 @@ impl Cut {
                 match (user_tail, &mut s.user_tail) {
                     (Some((engine, user)), Some((t_cache, t_caps))) => {
                         // Too long for it: the whole `B` is asked below.
-                        if engine.try_captures(t_cache, rest, t_caps).is_ok()
-                            && t_caps.is_match()
-                        {
+                        if engine.try_captures(t_cache, rest, t_caps).is_ok() && t_caps.is_match() {
                             return Some((caps, head.groups, t_caps.get_group(*user)));
                         }
                     }
