@@ -6,6 +6,7 @@
 //! decides bans, [`enforce`] puts them in the kernel. [`daemon`] wires them.
 
 pub mod bantime;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod daemon;

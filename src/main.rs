@@ -124,6 +124,9 @@ enum Command {
         /// Ban even an address the jail ignores (ignoreip, ignoreself)
         #[arg(long)]
         force: bool,
+        /// No timeout: kept across restarts and reboots until `nftjail unban`
+        #[arg(long, conflicts_with = "duration")]
+        permanent: bool,
         #[arg(long)]
         json: bool,
     },
@@ -373,6 +376,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             for w in &config.warnings {
                 eprintln!("warning: {w}");
             }
+            for w in nftjail::config::blocklist::check(&config.jails) {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: OK, {} jail(s): {}",
                 config.origin.display(),
@@ -389,6 +395,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             ref addr,
             ref duration,
             force,
+            permanent,
             json,
         } => {
             let seconds = duration
@@ -402,6 +409,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 addr: addr.clone(),
                 seconds,
                 force,
+                permanent,
             };
             ask(&cli, req, json)
         }

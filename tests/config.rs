@@ -105,7 +105,7 @@ fn unknown_key_names_file_line_col_and_key() {
     let text = format!("{JAIL}bantme = \"10m\"\n");
     assert_eq!(
         errors(&text),
-        "/etc/nftjail/nftjail.toml:4:1: jail.sshd.bantme: unknown field `bantme`, expected one of `enabled`, `filter`, `failregex`, `ignoreregex`, `logpath`, `port`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `blocktype`, `app`, `bantime_increment`, `bantime_factor`, `bantime_multipliers`, `bantime_maxtime`, `bantime_rndtime`, `bantime_overalljails`, `journal`, `syslog`, `prefix`, `ban_v6_as`, `window`, `account`"
+        "/etc/nftjail/nftjail.toml:4:1: jail.sshd.bantme: unknown field `bantme`, expected one of `enabled`, `filter`, `failregex`, `ignoreregex`, `logpath`, `port`, `maxretry`, `findtime`, `bantime`, `ignoreip`, `ignoreself`, `blocktype`, `app`, `bantime_increment`, `bantime_factor`, `bantime_multipliers`, `bantime_maxtime`, `bantime_rndtime`, `bantime_overalljails`, `journal`, `syslog`, `blocklist`, `prefix`, `ban_v6_as`, `window`, `account`"
     );
 }
 

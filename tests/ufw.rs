@@ -521,3 +521,42 @@ fn a_prefix_ban_is_one_rule_for_the_network() {
     );
     h.client(&["unban", "--all"]);
 }
+
+#[test]
+fn blocklist_entries_and_permanent_bans_are_ufw_rules_without_end() {
+    let h = UfwHost::new("uf6");
+    admin_rules(&h);
+    let admin = h.rules();
+    let list = h.dir.path().join("blocklist.txt");
+    std::fs::write(&list, "192.0.2.20\n203.0.113.0/24\nnot an address\n").unwrap();
+    let config = h.config_with(
+        Some("ufw"),
+        &format!("blocklist = \"{}\"\n", list.display()),
+    );
+    let mut d = h.daemon_with(config.clone(), &[]);
+    assert!(d.log().contains("blocklist.txt:3: "), "{}", d.log());
+    h.client(&["ban", JAIL, "192.0.2.21", "--permanent"]);
+    let (v4, _) = h.rules();
+    for entry in ["192.0.2.20", "203.0.113.0/24", "192.0.2.21"] {
+        assert!(v4.contains(entry), "{entry} in ufw's rules:\n{v4}");
+    }
+    let live = h.run("iptables", &["-S", "ufw-user-input"]);
+    assert!(live.contains("203.0.113.0/24"), "{live}");
+    let banned = h.client(&["banned"]);
+    assert_eq!(banned.matches("\tpermanent").count(), 3, "{banned}");
+
+    // Off the list and reloaded: its rule goes, the others stay.
+    std::fs::write(&list, "203.0.113.0/24\n").unwrap();
+    h.client(&["reload"]);
+    let (v4, _) = h.rules();
+    assert!(!v4.contains("192.0.2.20"), "{v4}");
+    assert!(v4.contains("203.0.113.0/24") && v4.contains("192.0.2.21"));
+
+    // A restart keeps them: they have no end for the timer to reach.
+    d.stop();
+    let _d = h.daemon_with(config, &[]);
+    let (v4, _) = h.rules();
+    assert!(v4.contains("203.0.113.0/24") && v4.contains("192.0.2.21"));
+    h.client(&["unban", "--all"]);
+    assert_eq!(h.rules(), admin);
+}

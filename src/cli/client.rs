@@ -32,6 +32,7 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
             jails,
             gone,
             degraded,
+            farm,
         } => {
             println!("Status");
             println!("|- Number of jail:\t{}", jails.len());
@@ -47,6 +48,9 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
                 // On stderr too under fail2ban's layout: scripts parse stdout.
                 eprintln!("WARNING: state persistence degraded: {why}");
             }
+            if let Some(farm) = farm.filter(|_| !fail2ban) {
+                print_farm(&farm);
+            }
         }
         Reply::JailStatus(s) => print_status(&s),
         Reply::Banned { bans } => print_bans(&bans),
@@ -55,6 +59,7 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
             addr,
             seconds,
             outcome,
+            permanent,
         } => {
             if fail2ban {
                 // fail2ban-client prints how many addresses it banned.
@@ -65,10 +70,12 @@ pub fn run(socket: &Path, req: Request, style: Style) -> Result<(), ClientError>
                     "extended" => "ban extended",
                     _ => "already banned for at least as long",
                 };
-                println!(
-                    "{jail}: {addr} {what} ({})",
+                let how_long = if permanent {
+                    "permanent".to_string()
+                } else {
                     nftjail::bantime::human_secs(seconds)
-                );
+                };
+                println!("{jail}: {addr} {what} ({how_long})");
             }
         }
         Reply::Unbanned { bans } => {
@@ -151,6 +158,10 @@ fn print_status(s: &JailStatus) {
     println!("`- Actions");
     println!("   |- Currently banned:\t{}", s.currently_banned);
     println!("   |- Total banned:\t{}", s.total_banned);
+    if s.permanent > 0 {
+        // Counted and listed above too: blocklist entries, `ban --permanent`.
+        println!("   |- Permanent (no timeout):\t{}", s.permanent);
+    }
     if !s.foreign.is_empty() {
         // Counted and listed above too: they block like our bans.
         println!("   |- Not banned by nftjail:\t{}", s.foreign.join(" "));
@@ -166,7 +177,7 @@ fn print_bans(bans: &[BanInfo]) {
     for b in bans {
         let left = match b.remaining {
             Some(s) => format!("{} left", nftjail::bantime::human_secs(s)),
-            None => "no timeout".into(),
+            None => "permanent".into(),
         };
         if b.foreign {
             println!("{}\t{}\t{left}\tnot banned by nftjail", b.jail, b.addr);
@@ -199,6 +210,7 @@ pub fn fail2ban_forms(args: &[String]) -> Result<Vec<Request>, String> {
                 addr,
                 seconds: None,
                 force: false,
+                permanent: false,
             })
             .collect(),
         ["set", jail, "unbanip", rest @ ..] => addrs(rest)?
@@ -232,6 +244,45 @@ pub fn fail2ban_forms(args: &[String]) -> Result<Vec<Request>, String> {
             ))
         }
     })
+}
+
+/// The farm block of `status`: the link to Redis, the nodes seen, what
+/// went each way.
+fn print_farm(f: &nftjail::control::protocol::FarmStatus) {
+    println!("Farm");
+    let link = if f.connected {
+        "connected".to_string()
+    } else {
+        format!(
+            "NOT connected ({})",
+            f.error.as_deref().unwrap_or("unknown")
+        )
+    };
+    println!("|- Redis:\t{} {link}", f.redis);
+    println!("|- Node:\t{}", f.node);
+    let nodes: Vec<String> = f
+        .nodes
+        .iter()
+        .map(|n| format!("{} ({}s ago)", n.node, n.seen_secs_ago))
+        .collect();
+    println!("|- Nodes seen:\t{}", nodes.join(", "));
+    println!("|- Bans received:\t{}", f.received);
+    println!("|- Bans sent:\t{}", f.sent);
+    println!("|- Records refused:\t{}", f.refused);
+    println!(
+        "|- Shared counting:\t{}",
+        if f.shared_counting { "on" } else { "off" }
+    );
+    if f.dropped > 0 {
+        println!("|- Dropped (queue full):\t{}", f.dropped);
+    }
+    println!("`- Queued for Redis:\t{}", f.queued);
+    if !f.connected {
+        eprintln!(
+            "WARNING: farm: Redis unreachable; bans go on here, {} queued for the farm",
+            f.queued
+        );
+    }
 }
 
 #[cfg(test)]

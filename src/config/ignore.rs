@@ -166,6 +166,38 @@ fn interface_addresses() -> Vec<IpAddr> {
     out
 }
 
+impl super::Checker<'_> {
+    /// `ignoreip`: addresses and networks, in a string or a list, split on
+    /// commas and blanks as fail2ban writes them.
+    pub(super) fn ignoreip(
+        &mut self,
+        v: Option<&toml::Spanned<toml::Value>>,
+        key: &str,
+    ) -> Vec<ipnet::IpNet> {
+        let Some(v) = v else { return Vec::new() };
+        let mut nets = Vec::new();
+        let span = v.span();
+        let mut from = span.start;
+        for item in self.strings(v, key) {
+            for word in item.split([',', ' ', '\t']).filter(|w| !w.is_empty()) {
+                let at = self.item_span(&span, word, &mut from);
+                match parse_net(word) {
+                    Ok(n) => {
+                        // `ban` refuses such a prefix; here it was always
+                        // read as its network, so it still is, but said.
+                        if let Some(widened) = host_bits(word) {
+                            self.warning(at, key, widened);
+                        }
+                        nets.push(n)
+                    }
+                    Err(msg) => self.problem(v.span(), key, msg),
+                }
+            }
+        }
+        nets
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

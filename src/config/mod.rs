@@ -6,6 +6,8 @@
 //! refused whole, so the daemon never runs half-configured.
 
 mod backend;
+pub mod blocklist;
+pub mod cluster;
 pub mod duration;
 pub mod error;
 pub mod files;
@@ -88,6 +90,7 @@ pub struct Config {
     pub journal: JournalConfig,
     /// Where Prometheus metrics are served (None: not at all).
     pub metrics: Option<MetricsConfig>,
+    pub cluster: Option<cluster::ClusterConfig>,
     /// Networks no jail bans (`[daemon] never`), also in every jail's ignore list.
     pub never: Vec<ipnet::IpNet>,
     /// What is accepted but likely not what was meant (an `ignoreip`
@@ -136,6 +139,8 @@ pub struct Jail {
     pub app: Option<String>,
     /// Longer bans for repeat offenders (`bantime_increment = true`).
     pub increment: Option<crate::bantime::Increment>,
+    /// A file of addresses and networks banned without timeout.
+    pub blocklist: Option<PathBuf>,
     /// `[jail.X.prefix]`: bans of a prefix many of whose addresses fail.
     pub prefix: Option<prefix::PrefixRule>,
     /// A single IPv6 attacker is banned as its prefix of this length.
@@ -403,6 +408,7 @@ impl Checker<'_> {
             let increment = self.increment(&default_increment, &j.increment(), &key);
             let mut jail = Jail {
                 increment,
+                blocklist: self.jail_blocklist(j.blocklist.as_ref(), d.blocklist.as_ref(), &key),
                 name: Arc::from(name.as_str()),
                 // A placeholder keeps checking the other keys; the config is
                 // refused anyway since the filter problem was recorded.
@@ -436,6 +442,7 @@ impl Checker<'_> {
             self.extra_rules(j, &key, &mut jail);
             jails.push(jail);
         }
+        let cluster = self.cluster_config(raw.cluster.as_ref(), &jails);
         if self.problems.is_empty() {
             Ok(Config {
                 origin: self.loc.file.to_path_buf(),
@@ -453,6 +460,7 @@ impl Checker<'_> {
                 syslog: syslog_config,
                 journal: journal_config,
                 metrics,
+                cluster,
                 never,
                 warnings: self.warnings,
             })
@@ -643,30 +651,6 @@ impl Checker<'_> {
             self.problem(v.span(), key, msg);
             Vec::new()
         })
-    }
-
-    fn ignoreip(&mut self, v: Option<&Spanned<toml::Value>>, key: &str) -> Vec<ipnet::IpNet> {
-        let Some(v) = v else { return Vec::new() };
-        let mut nets = Vec::new();
-        let span = v.span();
-        let mut from = span.start;
-        for item in self.strings(v, key) {
-            for word in item.split([',', ' ', '\t']).filter(|w| !w.is_empty()) {
-                let at = self.item_span(&span, word, &mut from);
-                match ignore::parse_net(word) {
-                    Ok(n) => {
-                        // `ban` refuses such a prefix; here it was always
-                        // read as its network, so it still is, but said.
-                        if let Some(widened) = ignore::host_bits(word) {
-                            self.warning(at, key, widened);
-                        }
-                        nets.push(n)
-                    }
-                    Err(msg) => self.problem(v.span(), key, msg),
-                }
-            }
-        }
-        nets
     }
 }
 

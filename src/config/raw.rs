@@ -20,6 +20,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub journal: RawJournal,
     pub metrics: Option<RawMetrics>,
+    pub cluster: Option<super::cluster::RawCluster>,
 }
 
 /// Prometheus metrics: off unless `listen` is given.
@@ -111,6 +112,8 @@ pub struct RawDefaults {
     pub bantime_maxtime: Option<Spanned<toml::Value>>,
     pub bantime_rndtime: Option<Spanned<toml::Value>>,
     pub bantime_overalljails: Option<bool>,
+    /// A file of addresses and networks every jail bans without timeout.
+    pub blocklist: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +143,8 @@ pub struct RawJail {
     pub journal: Option<Spanned<toml::Value>>,
     /// Program names (syslog tag / APP-NAME) whose messages this jail reads.
     pub syslog: Option<Spanned<toml::Value>>,
+    /// A file of addresses and networks banned without timeout ("": none).
+    pub blocklist: Option<Spanned<String>>,
     /// Bans of a whole prefix many of whose addresses fail.
     pub prefix: Option<Spanned<super::prefix::RawPrefix>>,
     /// The IPv6 prefix length one IPv6 attacker is banned as.

@@ -36,6 +36,9 @@ pub enum Request {
         /// Ban even an address the jail ignores (ignoreip, ignoreself).
         #[serde(default)]
         force: bool,
+        /// Without timeout, kept across restarts until an unban (`seconds` unused).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        permanent: bool,
     },
     /// `jail` None: every jail; `addr` None: every address.
     Unban {
@@ -109,6 +112,9 @@ pub enum Reply {
         /// bans go on, but would not survive a reboot.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         degraded: Option<String>,
+        /// Farm mode's link (None: farm mode is off).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        farm: Option<Box<FarmStatus>>,
     },
     JailStatus(Box<JailStatus>),
     Banned {
@@ -120,6 +126,9 @@ pub enum Reply {
         addr: String,
         seconds: u64,
         outcome: String,
+        /// Without timeout (`seconds` is 0).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        permanent: bool,
     },
     Unbanned {
         bans: Vec<BanInfo>,
@@ -157,6 +166,44 @@ pub struct JailStatus {
     /// may want a warning.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accounts: Vec<String>,
+    /// How many of `banned` have no timeout (blocklist, `ban --permanent`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub permanent: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Farm mode, as `status` shows it: what the link to Redis last knew.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FarmStatus {
+    /// The Redis URL, password hidden.
+    pub redis: String,
+    pub node: String,
+    pub connected: bool,
+    /// Why Redis cannot be used, when it cannot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Nodes seen, with their last heartbeat.
+    pub nodes: Vec<FarmNode>,
+    /// Bans and unbans taken from the farm and sent to it since start.
+    pub received: u64,
+    pub sent: u64,
+    /// Records read from the farm and refused (malformed, or naming an
+    /// address this node never bans).
+    pub refused: u64,
+    /// Records waiting for Redis.
+    pub queued: u64,
+    /// Records dropped because the queue was full.
+    pub dropped: u64,
+    pub shared_counting: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FarmNode {
+    pub node: String,
+    pub seen_secs_ago: u64,
 }
 
 /// A jail no longer configured and how many of its bans still run.
@@ -280,6 +327,14 @@ mod tests {
                 addr: "203.0.113.9".into(),
                 seconds: Some(60),
                 force: false,
+                permanent: false,
+            },
+            Request::Ban {
+                jail: "sshd".into(),
+                addr: "198.51.100.0/24".into(),
+                seconds: None,
+                force: false,
+                permanent: true,
             },
             Request::Unban {
                 jail: None,
@@ -339,6 +394,7 @@ mod tests {
             jails: vec!["a".into()],
             gone: Vec::new(),
             degraded: None,
+            farm: None,
         });
         assert_eq!(decode_response(&encode(&r)).unwrap(), r);
         let r = Response::Ok(Reply::Jails {
@@ -348,6 +404,22 @@ mod tests {
                 bans: 2,
             }],
             degraded: Some("the store refuses writes".into()),
+            farm: Some(Box::new(FarmStatus {
+                redis: "redis://10.0.0.5:6379".into(),
+                node: "mx1".into(),
+                connected: false,
+                error: Some("connection refused".into()),
+                nodes: vec![FarmNode {
+                    node: "mx2".into(),
+                    seen_secs_ago: 3,
+                }],
+                received: 1,
+                sent: 2,
+                refused: 0,
+                queued: 5,
+                dropped: 0,
+                shared_counting: true,
+            })),
         });
         assert_eq!(decode_response(&encode(&r)).unwrap(), r);
         let e = Response::Error(ErrorReply {

@@ -50,7 +50,9 @@ impl Handler for Handle {
                 addr,
                 seconds,
                 force,
+                permanent,
             } => {
+                let seconds = if permanent { None } else { Some(seconds) };
                 let answer = self.ban(&jail, &addr, seconds, force).await;
                 self.status_changed.notify_one();
                 answer
@@ -138,6 +140,7 @@ impl Handle {
                 .collect(),
             gone,
             degraded: crate::state::writer::degraded(),
+            farm: crate::cluster::status(),
         })
     }
 
@@ -157,6 +160,7 @@ impl Handle {
             files: Vec::new(),
             currently_banned: banned.len() as u64,
             total_banned: bans.total,
+            permanent: permanent(&bans),
             banned,
             gone: true,
             foreign,
@@ -206,6 +210,7 @@ impl Handle {
             .chain(sources.journal.iter().map(|m| format!("journal: {m}")))
             .chain(sources.syslog.iter().map(|p| format!("syslog: {p}")))
             .collect();
+        let permanent = bans.as_ref().map_or(0, permanent);
         let (total_banned, banned, foreign): (u64, Vec<String>, Vec<String>) = match bans {
             Some(b) => (
                 b.total,
@@ -228,6 +233,7 @@ impl Handle {
             banned,
             gone: false,
             foreign,
+            permanent,
             accounts,
         })))
     }
@@ -237,7 +243,14 @@ impl Handle {
         slots.names.iter().position(|n| &**n == jail)
     }
 
-    async fn ban(&self, jail: &str, addr: &str, seconds: Option<u64>, force: bool) -> Answer {
+    /// `seconds` None: permanent; Some(None): the jail's bantime.
+    async fn ban(
+        &self,
+        jail: &str,
+        addr: &str,
+        seconds: Option<Option<u64>>,
+        force: bool,
+    ) -> Answer {
         let (config, index) = self.known_jail(jail)?;
         let target = parse_target(addr)?;
         let j = &config.jails[index];
@@ -253,17 +266,25 @@ impl Handle {
             ));
         }
         let bantime = match seconds {
-            Some(0) => return Err(error(ErrorCode::BadRequest, "a ban of 0 seconds")),
-            Some(s) => Duration::from_secs(s),
-            None => j.bantime,
+            Some(Some(0)) => return Err(error(ErrorCode::BadRequest, "a ban of 0 seconds")),
+            Some(Some(s)) => Some(Duration::from_secs(s)),
+            Some(None) => Some(j.bantime),
+            None => None,
         };
         let name = Arc::clone(&j.name);
         let outcome = self
-            .ask(&self.enforcer, |reply| EnforcerMsg::Manual {
-                jail: Arc::clone(&name),
-                target,
-                bantime,
-                reply,
+            .ask(&self.enforcer, |reply| match bantime {
+                Some(bantime) => EnforcerMsg::Manual {
+                    jail: Arc::clone(&name),
+                    target,
+                    bantime,
+                    reply,
+                },
+                None => EnforcerMsg::Permanent {
+                    jail: Arc::clone(&name),
+                    target,
+                    reply,
+                },
             })
             .await?
             .map_err(|e| match e {
@@ -272,7 +293,7 @@ impl Handle {
                 }
                 e => error(ErrorCode::Failed, e.to_string()),
             })?;
-        if outcome == Applied::Added && is_host(&target) {
+        if let (Applied::Added, true, Some(bantime)) = (outcome, is_host(&target), bantime) {
             // Counts for bantime increment, where the tracker decides it.
             let _ = self
                 .tracker
@@ -286,7 +307,8 @@ impl Handle {
         Ok(Reply::Ban {
             jail: jail.to_string(),
             addr: show(&target),
-            seconds: bantime.as_secs(),
+            seconds: bantime.map_or(0, |b| b.as_secs()),
+            permanent: bantime.is_none(),
             outcome: match outcome {
                 Applied::Added => "added",
                 Applied::Extended => "extended",
@@ -344,6 +366,12 @@ impl Handle {
         }
         Ok(Reply::Banned { bans })
     }
+}
+
+/// A jail's bans without timeout, ours and foreign.
+fn permanent(bans: &JailBans) -> u64 {
+    let all = bans.bans.iter().chain(&bans.foreign);
+    all.filter(|(_, left)| left.is_none()).count() as u64
 }
 
 fn info(l: Lifted) -> BanInfo {

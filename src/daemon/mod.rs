@@ -6,6 +6,7 @@
 //! readers in `pipeline`, the tracker in `tracker`, the enforcer in
 //! `enforce`, the state writer in `state`. ARCHITECTURE.md draws them.
 
+mod blocklist;
 mod control;
 mod reload;
 mod service;

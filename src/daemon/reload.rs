@@ -61,6 +61,8 @@ impl Handle {
         let stopped = sources
             .commit(prepared)
             .map_err(|e| error(ErrorCode::Failed, e.to_string()))?;
+        // Under the lock too: two reloads' blocklists never cross.
+        super::blocklist::load(&new, &self.enforcer).await;
         drop(sources);
         let _ =
             tokio::task::spawn_blocking(move || stopped.into_iter().for_each(|t| drop(t.join())))
@@ -182,6 +184,8 @@ fn needs_restart(old: &Config, new: &Config) -> Option<&'static str> {
         Some("daemon.report_keep")
     } else if old.metrics != new.metrics {
         Some("[metrics]")
+    } else if old.cluster != new.cluster {
+        Some("[cluster]")
     } else {
         None
     }

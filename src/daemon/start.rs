@@ -14,9 +14,10 @@ use tracing::info;
 use super::{control::Handle, DaemonError, JailSlots, RunOptions};
 use super::{BAN_QUEUE, FAILURE_QUEUE};
 use crate::bantime::Offences;
+use crate::cluster::Farm;
 use crate::config::{BackendKind, Config};
 use crate::control::server::{self as control_server, Access};
-use crate::enforce::enforcer::{Enforcer, EnforcerMsg};
+use crate::enforce::enforcer::{Enforcer, EnforcerMsg, Publish};
 use crate::enforce::log::LogBackend;
 use crate::enforce::nft::NftBackend;
 use crate::enforce::ufw::{UfwBackend, UfwPaths};
@@ -54,6 +55,8 @@ struct LastRun {
     offences: Offences,
     positions: Vec<(String, Position)>,
     failures: Vec<(String, std::net::IpAddr, SystemTime)>,
+    /// The bans the jails' blocklists put in the kernel.
+    blocklisted: Vec<(String, ipnet::IpNet)>,
 }
 
 pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Running, DaemonError> {
@@ -77,6 +80,8 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let kernel: Vec<JailRules> = rules.iter().chain(&gone).cloned().collect();
     let mut backend = open_backend(&config, opts.dry_run, &kernel)?;
     let (state, last) = restore_last_run(&mut *backend, store, &config, &kernel)?;
+    // A dry run must not tell the farm of bans it only logged.
+    let farm = Farm::prepare(&config).filter(|_| !opts.dry_run);
     let state_tx = state.as_ref().map(|(tx, _)| tx.clone());
     if let Some(tx) = &state_tx {
         tx.send(StateMsg::Jails(kernel));
@@ -91,15 +96,22 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     let (enforcer_tx, enforcer_rx) = mpsc::channel::<EnforcerMsg>(BAN_QUEUE);
     let (tracker_tx, tracker_rx) = mpsc::channel::<TrackerCtl>(256);
 
+    let publish = farm.as_ref().map(Farm::publisher);
     let enforcer = spawn_enforcer(
         backend,
         (&rules, gone),
         state_tx.clone(),
+        last.blocklisted,
+        publish,
         &enforcer_tx,
         enforcer_rx,
     )?;
+    if let Some(tee) = farm.as_ref().and_then(Farm::tee) {
+        let _ = tracker_tx.try_send(TrackerCtl::Tee(tee));
+    }
     // Queued before anything else can ask for a ban.
     let _ = enforcer_tx.try_send(EnforcerMsg::Never(config.never.clone()));
+    super::blocklist::load(&config, &enforcer_tx).await;
     let mut slots = JailSlots::default();
     let (ids, jails) = slots.assign(&config);
     let mut counting = Tracker::with_slots(jails, config.max_tracked).with_offences(last.offences);
@@ -147,6 +159,11 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
         enforcer: enforcer_tx.clone(),
         status_changed: Notify::new(),
     });
+    if let Some(farm) = farm {
+        let h = Arc::clone(&handle);
+        let state_dir = h.config().state_dir.clone();
+        farm.start(Arc::new(move || h.config()), enforcer_tx.clone(), state_dir);
+    }
     let service = super::service::spawn(Arc::clone(&handle));
     #[cfg(debug_assertions)]
     super::service::stall_on_sigusr2(enforcer_tx.clone());
@@ -176,11 +193,16 @@ fn spawn_enforcer(
     backend: Box<dyn Backend>,
     (rules, gone): (&[JailRules], Vec<JailRules>),
     state: Option<StateTx>,
+    blocklisted: Vec<(String, ipnet::IpNet)>,
+    publish: Option<Box<dyn Publish>>,
     tx: &mpsc::Sender<EnforcerMsg>,
     rx: mpsc::Receiver<EnforcerMsg>,
 ) -> Result<std::thread::JoinHandle<()>, DaemonError> {
-    let mut enforcer = Enforcer::new(backend, rules, state);
+    let mut enforcer = Enforcer::new(backend, rules, state).with_blocklisted(blocklisted);
     enforcer.keep_gone(gone);
+    if let Some(p) = publish {
+        enforcer.publish_to(p);
+    }
     enforcer.watch_for_tampering(tx.clone());
     std::thread::Builder::new()
         .name("enforcer".into())
@@ -347,6 +369,7 @@ fn restore_last_run(
             offences: Offences::new(config.dbpurgeage),
             positions: Vec::new(),
             failures: Vec::new(),
+            blocklisted: Vec::new(),
         };
         return Ok((None, nothing));
     };
@@ -372,6 +395,11 @@ fn read_last_run(
         offences: restore::offences(store, config, &bans).map_err(state_first)?,
         positions: store.positions()?,
         failures: store.failures()?,
+        blocklisted: bans
+            .iter()
+            .filter(|b| b.cause == crate::message::Cause::Blocklist)
+            .map(|b| (b.jail.to_string(), b.net))
+            .collect(),
     })
 }
 

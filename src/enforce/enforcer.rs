@@ -20,9 +20,13 @@ use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
+mod blocklist;
+mod farm;
 mod gone;
 mod manual;
 
+pub use blocklist::{Blocklist, BlocklistApplied};
+pub use farm::{Publish, Shared};
 pub use gone::GoneJail;
 
 use super::banlog::BanLog;
@@ -56,6 +60,17 @@ pub enum EnforcerMsg {
         target: IpNet,
         bantime: Duration,
         reply: oneshot::Sender<Result<Applied, EnforceError>>,
+    },
+    /// `nftjail ban --permanent`: an address or a prefix, without timeout.
+    Permanent {
+        jail: Arc<str>,
+        target: IpNet,
+        reply: oneshot::Sender<Result<Applied, EnforceError>>,
+    },
+    /// The jails' blocklists as read at start or on reload.
+    Blocklists {
+        lists: Vec<Blocklist>,
+        reply: oneshot::Sender<Vec<BlocklistApplied>>,
     },
     /// `nftjail unban`: None means every jail / every address and prefix.
     Unban {
@@ -101,11 +116,23 @@ pub enum EnforcerMsg {
     /// as a wedged one would, so a test sees the service watchdog go quiet.
     #[cfg(debug_assertions)]
     Stall(Duration),
+    /// Bans and unbans other nodes of the farm decided, checked by the
+    /// cluster module: applied, never published again.
+    Farm(Vec<Shared>),
     /// Stop; with `flush`, remove our table and forget the bans first.
     Stop { flush: bool },
     /// `[daemon] never`, at start and on each reload: networks no ban may
     /// cover.
     Never(Vec<IpNet>),
+}
+
+/// Who decided a ban: says how it is logged and counted, and whether the
+/// farm hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Filter,
+    Manual,
+    Farm,
 }
 
 impl From<Vec<BanOrder>> for EnforcerMsg {
@@ -162,6 +189,10 @@ pub struct Enforcer {
     state: Option<StateTx>,
     /// Bumped whenever bans were added, extended or lifted (see [`EnforcerMsg::Ping`]).
     changes: u64,
+    /// Farm mode: where what this node decides is handed for the others.
+    publish: Option<Box<dyn Publish>>,
+    /// Per jail: the bans its blocklist put in the kernel.
+    blocklisted: blocklist::Blocklisted,
     /// `[daemon] never`: networks no ban may cover, not even one by hand.
     never: Vec<IpNet>,
 }
@@ -177,6 +208,8 @@ impl Enforcer {
             totals: HashMap::new(),
             state,
             changes: 0,
+            publish: None,
+            blocklisted: Default::default(),
             never: Vec::new(),
         }
     }
@@ -255,6 +288,16 @@ impl Enforcer {
                 } => {
                     let _ = reply.send(self.manual(jail, target, bantime));
                 }
+                EnforcerMsg::Permanent {
+                    jail,
+                    target,
+                    reply,
+                } => {
+                    let _ = reply.send(self.manual_permanent(jail, target));
+                }
+                EnforcerMsg::Blocklists { lists, reply } => {
+                    let _ = reply.send(self.blocklists(lists));
+                }
                 EnforcerMsg::Unban {
                     jail,
                     target,
@@ -299,6 +342,7 @@ impl Enforcer {
                         }
                     }
                 }
+                EnforcerMsg::Farm(records) => self.apply_farm(records),
                 EnforcerMsg::Stop { flush } => {
                     if flush {
                         self.flush();
@@ -336,7 +380,7 @@ impl Enforcer {
         if orders.is_empty() {
             return Ok(());
         }
-        let error = match self.ban(orders, false) {
+        let error = match self.ban(orders, Origin::Filter) {
             Ok(_) => return Ok(()),
             Err(e) if e.is_missing() => return Err(e),
             Err(e) => e,
@@ -368,7 +412,7 @@ impl Enforcer {
         self.ban_split(second, offset + half, refused)
     }
 
-    fn ban(&mut self, orders: &[BanOrder], manual: bool) -> Result<Vec<Applied>, EnforceError> {
+    fn ban(&mut self, orders: &[BanOrder], origin: Origin) -> Result<Vec<Applied>, EnforceError> {
         let now = SystemTime::now();
         let applied = self.backend.ban(orders)?;
         crate::metrics::ban_latency(orders.iter().filter_map(|o| o.read));
@@ -415,23 +459,31 @@ impl Enforcer {
                 Some((jail, n)) if ***jail == *order.jail => *n += 1,
                 _ => tally.push((&order.jail, 1)),
             }
-            if manual {
-                let target = show(&order.target);
-                let prefix = !order.is_host();
-                super::banlog::manual_ban(verb, &order.jail, &target, prefix, order.bantime);
-            } else {
-                logged.push(verb, order);
+            match origin {
+                Origin::Manual => {
+                    let target = show(&order.target);
+                    let prefix = !order.is_host();
+                    super::banlog::manual_ban(verb, &order.jail, &target, prefix, order.bantime);
+                }
+                Origin::Farm => info!(
+                    "{verb}: jail={} addr={} from the farm, {}s left",
+                    order.jail,
+                    show(&order.target),
+                    order.bantime.as_secs()
+                ),
+                Origin::Filter => logged.push(verb, order),
             }
         }
         logged.flush();
+        self.share_bans(orders, &applied, now);
         if !tally.is_empty() {
             self.changes += 1;
         }
         for (jail, n) in tally {
-            let reason = if manual {
-                metrics::MANUAL
-            } else {
-                metrics::FILTER
+            let reason = match origin {
+                Origin::Manual => metrics::MANUAL,
+                Origin::Filter => metrics::FILTER,
+                Origin::Farm => farm::FARM,
             };
             metrics::banned(jail, reason, n);
             match self.totals.get_mut(&**jail) {
@@ -521,6 +573,7 @@ impl Enforcer {
             Ok(()) => info!("stopping: our table and every ban in it removed (on_stop = flush)"),
             Err(e) => warn!("stopping: could not remove our table: {e}"),
         }
+        self.blocklisted.clear();
         let all = self
             .all_rules()
             .into_iter()

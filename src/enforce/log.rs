@@ -33,7 +33,10 @@ impl LogBackend {
         let now = Instant::now();
         self.bans
             .remove(jail, &net)
-            .is_some_and(|until| matches!(until, Until::At(t) if t > now))
+            .is_some_and(|until| match until {
+                Until::At(t) => t > now,
+                Until::Never => true,
+            })
     }
 }
 
@@ -74,6 +77,22 @@ impl Backend for LogBackend {
 
     fn unban_net(&mut self, jail: &str, net: IpNet) -> Result<bool, EnforceError> {
         Ok(self.lift(jail, net.trunc()))
+    }
+
+    fn ban_permanent(&mut self, jail: &str, nets: &[IpNet]) -> super::PermanentOutcomes {
+        self.bans.known(jail)?;
+        let now = Instant::now();
+        Ok(nets
+            .iter()
+            .map(|n| {
+                let net = n.trunc();
+                Ok(match self.bans.insert(jail, net, Until::Never) {
+                    Some(Until::Never) => Applied::Unchanged,
+                    Some(Until::At(t)) if t > now => Applied::Extended,
+                    _ => Applied::Added,
+                })
+            })
+            .collect())
     }
 
     fn remove_all(&mut self) -> Result<(), EnforceError> {

@@ -106,6 +106,32 @@ pub trait Backend: Send {
     /// Lift a prefix ban (exactly that prefix).
     fn unban_net(&mut self, jail: &str, net: IpNet) -> Result<bool, EnforceError>;
 
+    /// Ban addresses (/32, /128) and prefixes with no timeout, many at once
+    /// (a blocklist, `nftjail ban --permanent`): the kernel never expires
+    /// them. One outcome per entry, in order; an entry refused on its own
+    /// (a prefix overlapping another banned prefix) is an Err in its place,
+    /// the others still applied. Err for the whole call when nothing could be.
+    fn ban_permanent(&mut self, _jail: &str, _nets: &[IpNet]) -> PermanentOutcomes {
+        Err(EnforceError::Netlink(
+            "this backend cannot hold bans without timeout".into(),
+        ))
+    }
+
+    /// Lifts many bans at once (entries gone from a blocklist); returns how
+    /// many were lifted. What is not banned is skipped.
+    fn lift_many(&mut self, jail: &str, nets: &[IpNet]) -> Result<usize, EnforceError> {
+        let mut n = 0;
+        for net in nets {
+            let lifted = if record::is_host(net) {
+                self.unban(jail, net.addr())?
+            } else {
+                self.unban_net(jail, *net)?
+            };
+            n += usize::from(lifted);
+        }
+        Ok(n)
+    }
+
     /// Put bans back with the time they had left (after a reboot, or after
     /// someone flushed the ruleset). Bans the backend already holds are left
     /// as they are. Returns how many were put back.
@@ -153,6 +179,9 @@ pub trait Backend: Send {
         })
     }
 }
+
+/// What [`Backend::ban_permanent`] did with each entry.
+pub type PermanentOutcomes = Result<Vec<Result<Applied, EnforceError>>, EnforceError>;
 
 /// What a jail's sets hold in the kernel, addresses as /32 or /128, each
 /// with its time left (None: no timeout), sorted.

@@ -35,6 +35,8 @@ pub const FILTER: &str = "filter";
 pub const MANUAL: &str = "manual";
 /// Put back at start from the state store.
 pub const RESTORE: &str = "restore";
+/// A line of a jail's blocklist file (applied, or lifted once off the file).
+pub const BLOCKLIST: &str = "blocklist";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabel {
@@ -126,7 +128,7 @@ impl Metrics {
         );
         r.register(
             "nftjail_bans",
-            "Bans applied in the kernel (new or extended), per jail and reason: filter, manual, restore",
+            "Bans applied in the kernel (new or extended), per jail and reason: filter, manual, restore, blocklist",
             m.bans.clone(),
         );
         r.register(

@@ -15,6 +15,7 @@
 //! remaining time), so a `kill -9` loses none. An unban goes the same way, so
 //! one cut by a kill in its microsecond window comes back: fail closed.
 
+mod cursor;
 pub mod events;
 mod jails;
 pub mod writer;
@@ -451,7 +452,7 @@ impl Store {
                     hist.execute(params![b.net.addr().to_string(), &*b.jail, ms(b.start)])
                         .map_err(|e| db_err(&self.path, e))?;
                 }
-                if record {
+                if record && b.cause != Cause::Blocklist {
                     events::put_ban(&tx, b).map_err(|e| db_err(&self.path, e))?;
                 }
             }

@@ -238,6 +238,11 @@ impl Tracker {
         self.jails.iter().flatten()
     }
 
+    /// The jail of id `id` (None: removed by a reload).
+    pub fn jail(&self, id: JailId) -> Option<&Jail> {
+        self.jails.get(id).and_then(Option::as_ref)
+    }
+
     /// Number of jail ids, removed ones included.
     pub fn slots(&self) -> usize {
         self.jails.len()

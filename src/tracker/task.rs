@@ -77,7 +77,13 @@ pub enum TrackerCtl {
     /// The service watchdog's heartbeat: answered from the task's loop, so
     /// an answer means the tracker is taking messages.
     Ping(oneshot::Sender<()>),
+    /// Farm mode with shared counting: every failure counted here is also
+    /// handed to this (once per batch; it must never block).
+    Tee(Box<dyn FnMut(Vec<Counted>) + Send>),
 }
+
+/// A failure the tracker counted: jail, address, when.
+pub type Counted = (Arc<str>, IpAddr, SystemTime);
 
 /// Ends when every log reader has stopped (the failure channel closed),
 /// returning the tracker so its last counts can be saved once the bans it
@@ -97,6 +103,7 @@ pub async fn run<M: From<Vec<BanOrder>>>(
     // Bans sent since the last checkpoint (at start: those the carried
     // counts made due).
     let mut banned = true;
+    let mut tee: Option<Box<dyn FnMut(Vec<Counted>) + Send>> = None;
     loop {
         tokio::select! {
             batch = failures.recv() => {
@@ -105,9 +112,10 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                 // Decided first, then sent together, so the enforcer wakes
                 // once for a burst and puts it in one transaction.
                 let mut orders = Vec::new();
+                let mut counted = Vec::new();
                 let mut seen = Vec::new();
                 for f in batch {
-                    let addr = f.addr;
+                    let (addr, jail, time) = (f.addr, f.jail, f.time);
                     let kept = persist.as_ref().and_then(|_| {
                         let jail = tracker.jails.get(f.jail)?.as_ref()?;
                         Some((Arc::clone(&jail.name), f.clone()))
@@ -115,6 +123,11 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                     let verdict = tracker.record_at(f, now);
                     if !matches!(verdict, Verdict::Ignored) {
                         seen.extend(kept);
+                    }
+                    if tee.is_some() && matches!(verdict, Verdict::Ban(_) | Verdict::Counted { .. }) {
+                        if let Some(j) = tracker.jail(jail) {
+                            counted.push((Arc::clone(&j.name), addr, time));
+                        }
                     }
                     match verdict {
                         Verdict::Ban(order) => orders.push(order),
@@ -124,6 +137,9 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                     }
                 }
                 orders.append(&mut tracker.take_prefix_bans());
+                if let (Some(tee), false) = (tee.as_mut(), counted.is_empty()) {
+                    tee(counted);
+                }
                 tracker.publish();
                 if let Some(p) = &persist {
                     (p.failures)(seen);
@@ -176,6 +192,7 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                 TrackerCtl::Ping(reply) => {
                     let _ = reply.send(());
                 }
+                TrackerCtl::Tee(t) => tee = Some(t),
                 TrackerCtl::Unbanned(lifted) => {
                     let now = SystemTime::now();
                     for (jail, addr) in lifted {

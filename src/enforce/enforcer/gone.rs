@@ -120,6 +120,7 @@ impl Enforcer {
             .collect();
         self.changes += 1;
         self.totals.retain(|j, _| !gone.contains(j));
+        self.blocklisted.retain(|j, _| !gone.contains(j));
         self.record(StateMsg::Lifted(
             gone.iter().map(|j| (j.clone(), None)).collect(),
         ));

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use ipnet::IpNet;
 
-use super::{show, Enforcer, Lifted};
+use super::{show, Enforcer, Lifted, Shared};
 use crate::enforce::record::is_host;
 use crate::enforce::{Applied, EnforceError};
 use crate::message::{BanOrder, Cause};
@@ -38,7 +38,7 @@ impl Enforcer {
                 ..BanOrder::host(jail, target.addr(), bantime)
             };
             return self
-                .ban(std::slice::from_ref(&order), true)
+                .ban(std::slice::from_ref(&order), super::Origin::Manual)
                 .map(|v| v.first().copied().unwrap_or(Applied::Unchanged));
         }
         let outcome = self.backend.ban_net(&jail, target, bantime)?;
@@ -61,6 +61,12 @@ impl Enforcer {
             self.changes += 1;
             let prefix = target.to_string();
             crate::enforce::banlog::manual_ban("ban", &jail, &prefix, true, bantime);
+            self.share(vec![Shared::Ban {
+                jail: Arc::clone(&jail),
+                target: target.trunc(),
+                until: now + bantime,
+                cause: Cause::Manual,
+            }]);
         }
         Ok(outcome)
     }
@@ -100,6 +106,7 @@ impl Enforcer {
                     self.backend.unban_net(&jail, t)?
                 };
                 if done {
+                    self.forget_blocklisted(&jail, &t);
                     self.changes += 1;
                     self.record(StateMsg::Lifted(vec![(jail.clone(), Some(t))]));
                     metrics::unbanned(&jail, metrics::MANUAL);
@@ -112,6 +119,15 @@ impl Enforcer {
                 }
             }
         }
+        self.share(
+            lifted
+                .iter()
+                .map(|l| Shared::Unban {
+                    jail: Arc::from(l.jail.as_str()),
+                    target: l.addr,
+                })
+                .collect(),
+        );
         Ok(lifted)
     }
 }

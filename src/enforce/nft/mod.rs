@@ -15,6 +15,7 @@
 
 mod listing;
 mod netlink;
+mod permanent;
 mod prefix;
 mod ruleset;
 mod watch;
@@ -303,25 +304,9 @@ impl NftBackend {
             }
         }
         for (set, nets) in forever {
-            let mut w = self.nl.writer();
-            let hosts: Vec<(IpAddr, Option<Duration>)> = nets
-                .iter()
-                .filter(|n| n.prefix_len() == n.max_prefix_len())
-                .map(|n| (n.addr(), None))
-                .collect();
-            let prefixes: Vec<(IpNet, Option<Duration>)> = nets
-                .iter()
-                .filter(|n| n.prefix_len() != n.max_prefix_len())
-                .map(|n| (*n, None))
-                .collect();
-            if !hosts.is_empty() {
-                w.elements(&self.table, set, &hosts, true);
+            for chunk in nets.chunks(permanent::PER_TRANSACTION) {
+                self.add_forever(set, chunk)?;
             }
-            if !prefixes.is_empty() {
-                w.intervals(&self.table, set, &prefixes, true);
-            }
-            let msg = format!("restore permanent bans into {set}");
-            self.commit(&w.buf, &|_| msg.clone())?;
         }
         Ok(())
     }
@@ -552,6 +537,7 @@ impl Backend for NftBackend {
         // is left out, as the kernel would refuse it.
         let mut bans: Vec<&Restore> = bans.iter().collect();
         bans.sort_by_key(|b| b.net.prefix_len());
+        let mut index = HashMap::new();
         for b in bans {
             let net = b.net.trunc();
             let host = net.prefix_len() == net.max_prefix_len();
@@ -568,7 +554,7 @@ impl Backend for NftBackend {
             };
             if held
                 || b.remaining.is_some_and(|d| d.is_zero())
-                || (!host && self.overlaps_held(&b.jail, &net, &todo))
+                || (!host && self.restore_overlaps(&mut index, &b.jail, &net))
             {
                 continue;
             }
@@ -607,6 +593,14 @@ impl Backend for NftBackend {
             self.bans.insert(jail, *net, until);
         }
         Ok(todo.len())
+    }
+
+    fn ban_permanent(&mut self, jail: &str, nets: &[IpNet]) -> super::PermanentOutcomes {
+        self.permanent(jail, nets)
+    }
+
+    fn lift_many(&mut self, jail: &str, nets: &[IpNet]) -> Result<usize, EnforceError> {
+        self.lift_permanent(jail, nets)
     }
 
     fn remove_all(&mut self) -> Result<(), EnforceError> {

@@ -43,32 +43,6 @@ struct Overlaps {
 }
 
 impl NftBackend {
-    /// Whether prefix `net` of `jail` overlaps, without being it, a prefix
-    /// the set may hold or one `queued` to be put back with it.
-    pub(super) fn overlaps_held(
-        &self,
-        jail: &str,
-        net: &IpNet,
-        queued: &[(String, IpNet, Option<Duration>)],
-    ) -> bool {
-        let now = Instant::now();
-        let meets = |other: &IpNet| {
-            other != net && (other.contains(&net.network()) || net.contains(&other.network()))
-        };
-        let held = self.bans.nets(jail).into_iter().flatten().any(|(n, u)| {
-            meets(n)
-                && match u {
-                    Until::Never => true,
-                    Until::At(t) => *t + GC_GRACE > now,
-                }
-        });
-        let hit = held || queued.iter().any(|(j, n, _)| j == jail && meets(n));
-        if hit {
-            debug!(jail, %net, "prefix not put back: it overlaps another banned prefix");
-        }
-        hit
-    }
-
     /// Bans `net` for `bantime` in its interval set. `by_hand`: an overlap
     /// with another prefix is an error to report; else it is settled as
     /// the module's doc says.

@@ -271,33 +271,45 @@ impl Writer {
 
     /// Prefixes as intervals: a start element (carrying the timeout) and an
     /// interval-end element at the first address after the prefix (carrying
-    /// nothing else: the kernel refuses a timeout there). One message per call;
-    /// prefix bans are few and manual.
+    /// nothing else: the kernel refuses a timeout there). Split like
+    /// [`Writer::elements`] (a blocklist holds many prefixes); returns the
+    /// sequence numbers used.
     pub fn intervals(
         &mut self,
         table: &str,
         set: &str,
         nets: &[(IpNet, Option<Duration>)],
         add: bool,
-    ) -> u32 {
+    ) -> Vec<u32> {
         let (msg, flags) = if add {
             (NFT_MSG_NEWSETELEM, NLM_F_CREATE)
         } else {
             (NFT_MSG_DELSETELEM, 0)
         };
-        let seq = self.begin_nft(msg, flags);
-        self.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
-        self.attr_str(NFTA_SET_ELEM_LIST_SET, set);
-        self.nest_begin(NFTA_SET_ELEM_LIST_ELEMENTS);
-        for (net, timeout) in nets {
-            self.key_elem(net.network(), *timeout, false);
-            if let Some(end) = after(net) {
-                self.key_elem(end, None, true);
+        let mut seqs = Vec::new();
+        let mut rest = nets;
+        while !rest.is_empty() {
+            seqs.push(self.begin_nft(msg, flags));
+            self.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
+            self.attr_str(NFTA_SET_ELEM_LIST_SET, set);
+            self.nest_begin(NFTA_SET_ELEM_LIST_ELEMENTS);
+            let start = self.buf.len();
+            let mut n = 0;
+            for (net, timeout) in rest {
+                if self.buf.len() - start > MAX_ELEMENTS_BYTES {
+                    break;
+                }
+                self.key_elem(net.network(), *timeout, false);
+                if let Some(end) = after(net) {
+                    self.key_elem(end, None, true);
+                }
+                n += 1;
             }
+            self.nest_end();
+            self.end();
+            rest = &rest[n..];
         }
-        self.nest_end();
-        self.end();
-        seq
+        seqs
     }
 
     /// Elements put back with the time they had left: `timeout` is the whole

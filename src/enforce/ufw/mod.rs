@@ -431,6 +431,44 @@ impl Backend for UfwBackend {
         })
     }
 
+    /// A rule without expiry: the timer never lifts it.
+    fn ban_permanent(&mut self, jail: &str, nets: &[IpNet]) -> crate::enforce::PermanentOutcomes {
+        self.known(jail)?;
+        let secs = unix_now();
+        let applied = self.apply(|me| {
+            nets.iter()
+                .map(|n| me.put(jail, n.trunc(), None, secs))
+                .collect::<Vec<_>>()
+        })?;
+        let added: Vec<(&str, IpNet)> = nets
+            .iter()
+            .zip(&applied)
+            .filter(|(_, a)| **a == Applied::Added)
+            .map(|(n, _)| (jail, n.trunc()))
+            .collect();
+        self.cut_sessions(&added);
+        Ok(applied.into_iter().map(Ok).collect())
+    }
+
+    /// One write of ufw's files for them all, not one per entry.
+    fn lift_many(&mut self, jail: &str, nets: &[IpNet]) -> Result<usize, EnforceError> {
+        let held = |me: &Self, n: &IpNet| me.bans.get(jail).is_some_and(|b| b.contains_key(n));
+        let gone: Vec<IpNet> = nets
+            .iter()
+            .map(|n| n.trunc())
+            .filter(|n| held(self, n))
+            .collect();
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        self.apply(|me| {
+            if let Some(b) = me.bans.get_mut(jail) {
+                b.retain(|n, _| !gone.contains(n));
+            }
+        })?;
+        Ok(gone.len())
+    }
+
     fn remove_all(&mut self) -> Result<(), EnforceError> {
         self.apply(|me| me.bans.clear())
     }
