@@ -537,7 +537,7 @@ mod tests {
     use crate::config::Config;
     use std::path::Path;
 
-    fn tracker(extra: &str) -> Tracker {
+    pub(super) fn tracker(extra: &str) -> Tracker {
         let text = format!(
             "[jail.j]\nfailregex = ['from <HOST>$']\nlogpath = \"/dev/null\"\nmaxretry = 3\nfindtime = 60\nbantime = 300\n{extra}"
         );
@@ -545,7 +545,7 @@ mod tests {
         Tracker::new(cfg.jails)
     }
 
-    fn at(addr: &str, secs: u64) -> Failure {
+    pub(super) fn at(addr: &str, secs: u64) -> Failure {
         Failure {
             jail: 0,
             addr: addr.parse().unwrap(),

@@ -230,6 +230,7 @@ mod tests {
     use std::path::Path;
     use std::time::{Duration, SystemTime};
 
+    use super::super::tests::at;
     use super::super::{Tracker, Verdict};
     use crate::config::Config;
     use crate::message::{Cause, Failure};
@@ -237,22 +238,9 @@ mod tests {
     /// A jail counting prefixes: maxretry 3 per address, 5 addresses of
     /// one /24 (or /64) within 10 minutes ban the prefix for an hour.
     fn tracker(extra: &str) -> Tracker {
-        let text = format!(
-            "[jail.j]\nfailregex = ['from <HOST>$']\nlogpath = \"/dev/null\"\nmaxretry = 3\nfindtime = 60\nbantime = 300\nignoreself = false\n{extra}[jail.j.prefix]\nmaxaddrs = 5\nfindtime = \"10m\"\nbantime = \"1h\"\n"
-        );
-        let cfg = Config::parse(&text, Path::new("t.toml")).unwrap();
-        Tracker::new(cfg.jails)
-    }
-
-    fn at(addr: &str, secs: u64) -> Failure {
-        Failure {
-            jail: 0,
-            addr: addr.parse().unwrap(),
-            time: SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs),
-            line: None,
-            read: None,
-            account: None,
-        }
+        super::super::tests::tracker(&format!(
+            "ignoreself = false\n{extra}[jail.j.prefix]\nmaxaddrs = 5\nfindtime = \"10m\"\nbantime = \"1h\"\n"
+        ))
     }
 
     #[test]

@@ -3,12 +3,13 @@
 //!
 //! One file per scenario, each writing its section of the report: matching
 //! (1), ten jails on one file (1b), ban throughput (2), latency (3), memory
-//! and restore (4). Here: choosing the mode, running them in order, and the
+//! and restore (4), farm propagation (5). Here: choosing the mode, running them in order, and the
 //! helpers more than one scenario times its runs with.
 
 mod bans;
 mod daemon;
 mod fail2ban_rs;
+mod farm;
 mod filter_paths;
 mod latency;
 mod matching;
@@ -51,6 +52,13 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     } else {
         Mode::Fast
     };
+    // `--only-farm`: scenario 5 alone, for work on farm mode.
+    if args.contains(&"--only-farm") {
+        let mut report = String::new();
+        farm::farm_section(&mut report, root)?;
+        println!("{report}");
+        return Ok(());
+    }
     let nftjail = crate::cargo::release_binary(root)?;
     if mode != Mode::Smoke {
         fail2ban_rs::install_if_missing()?;
@@ -133,6 +141,12 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     latency_section(&mut report, mode, &nftjail, &dir, &mut targets)?;
 
     memory_section(&mut report, mode, &nftjail, &dir, &mut targets)?;
+
+    // The farm needs a release build of the cluster test; the smoke run
+    // leaves it out (`cargo test` builds and runs the farm's own tests).
+    if mode != Mode::Smoke {
+        farm::farm_section(&mut report, root)?;
+    }
     let _ = write!(
         report,
         "\n## Performance targets against this run\n\n{}",
