@@ -4,11 +4,11 @@
 //! the daemon's own matcher.
 //!
 //! Our filters are judged by the daemon's own [`Matcher`], gate and fast
-//! capture path alike ([`Matcher::explain_fast`]: which failregex, which
-//! address), so the report is what the daemon would do, at its speed; only
-//! the ignoreregexes and a `user` group are then asked of the hits
-//! ([`Filter::verdict_of`], which a test holds equal to
-//! [`Filter::explain`] on fail2ban's whole sample corpus).
+//! capture path alike ([`Matcher::explain_verdicts`]: which failregex,
+//! which address, which account, in one pass), so the report is what the
+//! daemon would do, at its speed; only the ignoreregexes are then asked of
+//! the hits (the same verdict as [`Filter::explain`], which tests hold
+//! equal on fail2ban's whole sample corpus and our accounts' lines).
 //! fail2ban filter files run through [`Fail2banFilter`], line by line, as
 //! the daemon runs them.
 
@@ -164,16 +164,9 @@ impl Judge {
     fn judge(&mut self, line: &str, now: SystemTime, every_date: bool, st: &mut Stats) -> Outcome {
         let mut out = Outcome::default();
         match self {
-            Judge::Ours {
-                filter,
-                gate,
-                dates,
-                ..
-            } => {
+            Judge::Ours { gate, dates, .. } => {
                 let mut verdict = None;
-                gate.explain_fast(line, |_, regex, addr, count, ignored_by| {
-                    verdict = Some(filter.verdict_of(line, regex, (addr, count), ignored_by));
-                });
+                gate.explain_verdicts(line, |_, v| verdict = Some(v));
                 let blamed = verdict.is_some();
                 if blamed || every_date {
                     if let Some(found) = dates.find(line, now) {

@@ -261,6 +261,22 @@ pub(crate) fn hit_in(re: &Regex, line: &str) -> Option<(IpAddr, u32)> {
     hit_of(&re.captures(line)?, line)
 }
 
+/// [`hit_in`] with the span of the `user` group when `want_user` and it
+/// took part: one pass of the regex for both.
+pub(crate) fn hit_and_user_in(
+    re: &Regex,
+    line: &str,
+    want_user: bool,
+) -> Option<(IpAddr, u32, Option<regex_automata::Span>)> {
+    let caps = re.captures(line)?;
+    let (addr, count) = hit_of(&caps, line)?;
+    let user = caps
+        .name(tags::USER_GROUP)
+        .filter(|_| want_user)
+        .map(|u| regex_automata::Span::from(u.range()));
+    Some((addr, count, user))
+}
+
 /// [`hit_in`] for captures already taken.
 fn hit_of(caps: &regex::Captures<'_>, line: &str) -> Option<(IpAddr, u32)> {
     let addr = if let Some(host) = caps.name(tags::HOST_GROUP) {

@@ -21,12 +21,19 @@
 //! `T` does not follow it, the whole `B` goes through the backtracker. On a
 //! SASL line this leaves the text after the address (`: SASL LOGIN
 //! authentication failed: …`, half the line) to the DFA.
+//!
+//! The account (`user` group) is read from the same pass. Where it lies in
+//! `T` (`, sasl_username=…` after the address) and the caller wants it, `T`
+//! goes through a backtracker of its own instead of the DFA, anchored where
+//! `H` ended: for the same reason as above, `T`'s first match there is the
+//! one the whole pattern's first match goes through, so its `user` group
+//! is the whole pattern's.
 
 use memchr::memmem;
 use regex::Regex;
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::util::captures::Captures;
-use regex_automata::{meta, Input, PatternID};
+use regex_automata::{meta, Input, PatternID, Span};
 use regex_syntax::hir::{Hir, HirKind, Look};
 
 use crate::filter::tags;
@@ -43,9 +50,27 @@ pub struct Cut {
     pub engine: BoundedBacktracker,
     /// Host, host:port and count group indices in `engine`'s captures.
     pub groups: [Option<usize>; 3],
-    /// `B` split after the host: `H`'s backtracker, its group indices, and
-    /// `T`, run anchored where `H` ended.
-    head: Option<(BoundedBacktracker, [Option<usize>; 3], meta::Regex)>,
+    /// The `user` group's index in `engine`'s captures.
+    user: Option<usize>,
+    /// The `user` group is in `A`: a line whose account is wanted takes
+    /// the whole-pattern path.
+    user_before: bool,
+    /// `B` split after the host (see [`Head`]).
+    head: Option<Head>,
+}
+
+/// `B` split after the host: `H`'s backtracker with its group indices, and
+/// `T`, run anchored where `H` ended.
+#[derive(Clone)]
+struct Head {
+    engine: BoundedBacktracker,
+    groups: [Option<usize>; 3],
+    /// The `user` group's index in `engine`'s captures.
+    user: Option<usize>,
+    tail: meta::Regex,
+    /// `T`'s backtracker and its `user` group index, when `T` holds that
+    /// group: run instead of `tail` when the account is wanted.
+    user_tail: Option<(BoundedBacktracker, usize)>,
 }
 
 /// Per-thread state of a cut's backtrackers.
@@ -53,7 +78,13 @@ pub struct CutScratch {
     cache: backtrack::Cache,
     caps: Captures,
     head: Option<(backtrack::Cache, Captures)>,
+    user_tail: Option<(backtrack::Cache, Captures)>,
 }
+
+/// What [`Cut::captures`] found: captures of the whole pattern (offsets
+/// into the line), the host, host:port and count group indices to read
+/// them by, and the `user` group's span when it was wanted and took part.
+pub type CutCaptures<'s> = (&'s Captures, [Option<usize>; 3], Option<Span>);
 
 /// The host, host:port and count group indices of a backtracker.
 pub(super) fn groups(engine: &BoundedBacktracker) -> [Option<usize>; 3] {
@@ -66,10 +97,19 @@ pub(super) fn groups(engine: &BoundedBacktracker) -> [Option<usize>; 3] {
     ]
 }
 
+/// The `user` group's index in a backtracker's captures.
+pub(super) fn user_group(engine: &BoundedBacktracker) -> Option<usize> {
+    engine
+        .get_nfa()
+        .group_info()
+        .to_index(PatternID::ZERO, tags::USER_GROUP)
+}
+
 /// `b` split after its first top-level part holding the host: `H`'s
-/// backtracker with its groups, and `T` as an anchored DFA-backed regex.
-/// None when `T` is empty or holds the count.
-fn split_after_host(b: &[Hir]) -> Option<(BoundedBacktracker, [Option<usize>; 3], meta::Regex)> {
+/// backtracker with its groups, and `T` as an anchored DFA-backed regex
+/// (and a backtracker where it holds the account). None when `T` is empty
+/// or holds the count.
+fn split_after_host(b: &[Hir]) -> Option<Head> {
     let h = b
         .iter()
         .position(|p| has_group(p, tags::HOST_GROUP) || has_group(p, tags::HOST_PORT_GROUP))?;
@@ -78,9 +118,23 @@ fn split_after_host(b: &[Hir]) -> Option<(BoundedBacktracker, [Option<usize>; 3]
         return None;
     }
     let engine = BoundedBacktracker::new(&Hir::concat(head.to_vec()).to_string()).ok()?;
-    let tail = meta::Regex::new(&Hir::concat(tail.to_vec()).to_string()).ok()?;
-    let groups = groups(&engine);
-    Some((engine, groups, tail))
+    let tail_text = Hir::concat(tail.to_vec()).to_string();
+    let user_tail = if tail.iter().any(|p| has_group(p, tags::USER_GROUP)) {
+        // Without it the account would be missed on this path.
+        let e = BoundedBacktracker::new(&tail_text).ok()?;
+        let user = user_group(&e)?;
+        Some((e, user))
+    } else {
+        None
+    };
+    let tail = meta::Regex::new(&tail_text).ok()?;
+    Some(Head {
+        groups: groups(&engine),
+        user: user_group(&engine),
+        engine,
+        tail,
+        user_tail,
+    })
 }
 
 impl Cut {
@@ -114,6 +168,8 @@ impl Cut {
             literal: memmem::Finder::new(&literal.0).into_owned(),
             before,
             groups: groups(&engine),
+            user: user_group(&engine),
+            user_before: a.iter().any(|p| has_group(p, tags::USER_GROUP)),
             head: split_after_host(b),
             engine,
         })
@@ -132,19 +188,28 @@ impl Cut {
             head: self
                 .head
                 .as_ref()
-                .map(|(e, ..)| (e.create_cache(), e.create_captures())),
+                .map(|h| (h.engine.create_cache(), h.engine.create_captures())),
+            user_tail: self
+                .head
+                .as_ref()
+                .and_then(|h| h.user_tail.as_ref())
+                .map(|(e, _)| (e.create_cache(), e.create_captures())),
         }
     }
 
-    /// Captures of the whole pattern on `line` (offsets into `line`) with
-    /// the host, host:port and count group indices to read them by; None
-    /// when this line needs the whole-pattern path (the literal missing or
-    /// repeated, or the rest too long for the backtracker).
+    /// Captures of the whole pattern on `line` (see [`CutCaptures`]; the
+    /// `user` span only when `want_user`); None when this line needs the
+    /// whole-pattern path (the literal missing or repeated, or the rest too
+    /// long for the backtracker).
     pub fn captures<'s>(
         &self,
         s: &'s mut CutScratch,
         line: &str,
-    ) -> Option<(&'s Captures, [Option<usize>; 3])> {
+        want_user: bool,
+    ) -> Option<CutCaptures<'s>> {
+        if want_user && self.user_before {
+            return None;
+        }
         let bytes = line.as_bytes();
         let at = self.literal.find(bytes)?;
         let after = at + self.literal.needle().len();
@@ -156,29 +221,42 @@ impl Cut {
         }
         if !self.before.is_match(line.get(..at)?) {
             s.caps.set_pattern(None);
-            return Some((&s.caps, self.groups));
+            return Some((&s.caps, self.groups, None));
         }
         let input = Input::new(line)
             .span(after..line.len())
             .anchored(regex_automata::Anchored::Yes);
-        if let (Some((engine, groups, tail)), Some((cache, caps))) = (&self.head, &mut s.head) {
-            if engine.try_captures(cache, input.clone(), caps).is_ok() {
+        if let (Some(head), Some((cache, caps))) = (&self.head, &mut s.head) {
+            if head.engine.try_captures(cache, input.clone(), caps).is_ok() {
                 let Some(end) = caps.get_match().map(|m| m.end()) else {
                     // `H` fails, so `B` does.
-                    return Some((caps, *groups));
+                    return Some((caps, head.groups, None));
                 };
                 let rest = Input::new(line)
                     .span(end..line.len())
                     .anchored(regex_automata::Anchored::Yes);
-                if tail.is_match(rest) {
-                    return Some((caps, *groups));
+                let user_tail = head.user_tail.as_ref().filter(|_| want_user);
+                match (user_tail, &mut s.user_tail) {
+                    (Some((engine, user)), Some((t_cache, t_caps))) => {
+                        // Too long for it: the whole `B` is asked below.
+                        if engine.try_captures(t_cache, rest, t_caps).is_ok() && t_caps.is_match() {
+                            return Some((caps, head.groups, t_caps.get_group(*user)));
+                        }
+                    }
+                    _ => {
+                        if head.tail.is_match(rest) {
+                            let user = head.user.filter(|_| want_user);
+                            return Some((caps, head.groups, user.and_then(|u| caps.get_group(u))));
+                        }
+                    }
                 }
             }
         }
         self.engine
             .try_captures(&mut s.cache, input, &mut s.caps)
             .ok()?;
-        Some((&s.caps, self.groups))
+        let user = self.user.filter(|_| want_user);
+        Some((&s.caps, self.groups, user.and_then(|u| s.caps.get_group(u))))
     }
 }
 

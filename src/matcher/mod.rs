@@ -12,9 +12,9 @@
 //! Only a line that gets past that gate is looked at per pattern: the
 //! pattern's own literal (`memmem`) or set bit, then its capturing regex to
 //! take the host out. A pattern that also captures the account
-//! (`<F-USER>`) runs its whole regex once more on a line it blamed, for
-//! that group alone: the fast capture path stays the same for every
-//! pattern, and lines and patterns without an account pay nothing.
+//! (`<F-USER>`) reads it from that same pass, when the caller wants it and
+//! the line may hold it (see [`Filter::may_capture_user`]); lines and
+//! callers without an account pay nothing for it.
 
 use std::net::IpAddr;
 use std::panic::{RefUnwindSafe, UnwindSafe};
@@ -26,10 +26,10 @@ use regex::{Regex, RegexSet, RegexSetBuilder};
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
-use regex_automata::Input;
+use regex_automata::{Input, Span};
 
 use crate::filter::literal::{required_factors, required_literal, required_literals, Factors};
-use crate::filter::{hit_in, parse_count, tags, Filter};
+use crate::filter::{hit_and_user_in, parse_count, tags, Filter, Verdict};
 use crate::message::{Account, JailId};
 
 mod cut;
@@ -88,6 +88,8 @@ struct Anchored {
     scratch: Pool<Scratch, MakeScratch>,
     /// Host, host:port and count group indices (see [`read_hit`]).
     groups: [Option<usize>; 3],
+    /// The `user` group's index.
+    user: Option<usize>,
     /// The same captures from the part of the line after a literal (see
     /// [`cut`]), when the pattern has such a literal.
     cut: Option<Cut>,
@@ -140,14 +142,15 @@ impl Anchored {
             cut,
             flood: AtomicBool::new(false),
             groups: cut::groups(&engine),
+            user: cut::user_group(&engine),
             engine,
             scratch,
         })
     }
 
-    /// As [`hit_in`] (`re` is the same pattern), by whichever way has been
-    /// cheaper for this pattern's recent lines.
-    fn hit(&self, re: &Regex, line: &str) -> Option<(IpAddr, u32)> {
+    /// As [`hit_and_user_in`] (`re` is the same pattern), by whichever way
+    /// has been cheaper for this pattern's recent lines.
+    fn hit(&self, re: &Regex, line: &str, want_user: bool) -> Option<Hit> {
         let mut s = self.scratch.get();
         if s.tried >= 1024 {
             s.tried /= 2;
@@ -155,12 +158,12 @@ impl Anchored {
         }
         s.tried += 1;
         let (found, matched) = if s.matched * 2 >= s.tried - 1 {
-            match self.direct(&mut s, line) {
+            match self.direct(&mut s, line, want_user) {
                 Some(found) => found,
-                None => (hit_in(re, line), false),
+                None => (hit_and_user_in(re, line, want_user), false),
             }
         } else {
-            let found = hit_in(re, line);
+            let found = hit_and_user_in(re, line, want_user);
             (found, found.is_some())
         };
         s.matched += u32::from(matched);
@@ -176,12 +179,13 @@ impl Anchored {
         self.flood.load(Ordering::Relaxed)
     }
 
-    /// The backtracker alone: the hit and whether the pattern matched; None
-    /// when the line is too long for it.
-    fn direct(&self, s: &mut Scratch, line: &str) -> Option<(Option<(IpAddr, u32)>, bool)> {
+    /// The backtracker alone: the hit (with the `user` span when
+    /// `want_user`) and whether the pattern matched; None when the line is
+    /// too long for it.
+    fn direct(&self, s: &mut Scratch, line: &str, want_user: bool) -> Option<(Option<Hit>, bool)> {
         if let (Some(cut), Some(cs)) = (&self.cut, &mut s.cut) {
-            if let Some((caps, groups)) = cut.captures(cs, line) {
-                return Some(read_hit(caps, groups, line));
+            if let Some((caps, groups, user)) = cut.captures(cs, line, want_user) {
+                return Some(read_hit(caps, groups, user, line));
             }
         }
         if line.len() > self.engine.max_haystack_len() {
@@ -190,17 +194,25 @@ impl Anchored {
         let Scratch { cache, caps, .. } = s;
         let input = Input::new(line).anchored(regex_automata::Anchored::Yes);
         self.engine.try_captures(cache, input, caps).ok()?;
-        Some(read_hit(caps, self.groups, line))
+        let user = self.user.filter(|_| want_user);
+        let user = user.and_then(|u| caps.get_group(u));
+        Some(read_hit(caps, self.groups, user, line))
     }
 }
 
+/// A pattern's hit: address, count and, where asked for, the `user`
+/// group's span.
+type Hit = (IpAddr, u32, Option<Span>);
+
 /// The hit in captures taken on `line` (`groups`: host, host:port and count
-/// group indices), and whether the pattern matched.
+/// group indices; `user`: that group's span), and whether the pattern
+/// matched.
 fn read_hit(
     caps: &Captures,
     [host, host_port, count]: [Option<usize>; 3],
+    user: Option<Span>,
     line: &str,
-) -> (Option<(IpAddr, u32)>, bool) {
+) -> (Option<Hit>, bool) {
     if !caps.is_match() {
         return (None, false);
     }
@@ -212,7 +224,7 @@ fn read_hit(
     let count = span(count)
         .and_then(|c| line.get(c.range()))
         .map_or(1, parse_count);
-    (addr.filter(|_| count > 0).map(|a| (a, count)), true)
+    (addr.filter(|_| count > 0).map(|a| (a, count, user)), true)
 }
 
 enum LiteralGate {
@@ -358,7 +370,7 @@ impl Matcher {
     /// stays the caller's plain one-call-one-failure. Jails are reported in
     /// the order given to [`Matcher::new`].
     pub fn scan(&self, line: &str, mut hit: impl FnMut(JailId, IpAddr)) {
-        self.first_hits(line, |p, addr, count| {
+        self.first_hits(line, false, |p, addr, count, _| {
             if self.ignored_by(p.slot, line).next().is_none() {
                 for _ in 0..count {
                     hit(self.jails[p.slot].0, addr);
@@ -371,24 +383,14 @@ impl Matcher {
     /// the pattern that blamed the line captures one (see [`Account`]:
     /// bounded, None for text with control characters).
     pub fn scan_accounts(&self, line: &str, mut hit: impl FnMut(JailId, IpAddr, Option<Account>)) {
-        self.first_hits(line, |p, addr, count| {
+        self.first_hits(line, true, |p, addr, count, user| {
             if self.ignored_by(p.slot, line).next().is_none() {
-                let account = if p.user { self.account(p, line) } else { None };
+                let account = user.and_then(Account::new);
                 for _ in 0..count {
                     hit(self.jails[p.slot].0, addr, account.clone());
                 }
             }
         });
-    }
-
-    /// The `user` group of pattern `p` on a line it blamed.
-    fn account(&self, p: &Pattern, line: &str) -> Option<Account> {
-        let filter = &self.jails[p.slot].1;
-        if !filter.may_capture_user(p.index, line) {
-            return None;
-        }
-        let caps = filter.failregex[p.index].captures(line)?;
-        Account::new(caps.name(tags::USER_GROUP)?.as_str())
     }
 
     /// For each jail, its first failregex that yields an address on `line`:
@@ -400,9 +402,24 @@ impl Matcher {
         line: &str,
         mut hit: impl FnMut(JailId, usize, IpAddr, u32, Vec<usize>),
     ) {
-        self.first_hits(line, |p, addr, count| {
+        self.first_hits(line, false, |p, addr, count, _| {
             let ignored_by = self.ignored_by(p.slot, line).collect();
             hit(self.jails[p.slot].0, p.index, addr, count, ignored_by);
+        });
+    }
+
+    /// [`Matcher::explain_fast`] with the `user` group read in the same
+    /// pass: per jail, the [`Verdict`] that [`Filter::explain`] gives.
+    pub fn explain_verdicts(&self, line: &str, mut hit: impl FnMut(JailId, Verdict)) {
+        self.first_hits(line, true, |p, addr, count, user| {
+            let verdict = Verdict {
+                regex: p.index,
+                addr,
+                count,
+                user: user.map(str::to_string),
+                ignored_by: self.ignored_by(p.slot, line).collect(),
+            };
+            hit(self.jails[p.slot].0, verdict);
         });
     }
 
@@ -420,8 +437,14 @@ impl Matcher {
     }
 
     /// The walk behind [`Matcher::scan`]: the gate, then each jail's
-    /// patterns in order until one yields an address.
-    fn first_hits(&self, line: &str, mut found: impl FnMut(&Pattern, IpAddr, u32)) {
+    /// patterns in order until one yields an address; with the `user`
+    /// group's text when `want_user` and the pattern has one that took part.
+    fn first_hits<'l>(
+        &self,
+        line: &'l str,
+        want_user: bool,
+        mut found: impl FnMut(&Pattern, IpAddr, u32, Option<&'l str>),
+    ) {
         let literal = self.literal_gate.as_ref().is_some_and(|g| g.is_match(line));
         let set = self.set.as_ref().filter(|s| s.is_match(line));
         if !literal && set.is_none() && !self.ungated {
@@ -458,14 +481,16 @@ impl Matcher {
             if !candidate || !p.alternatives.admits(bytes) {
                 continue;
             }
-            let re = &self.jails[p.slot].1.failregex[p.index];
+            let filter = &self.jails[p.slot].1;
+            let re = &filter.failregex[p.index];
+            let user = want_user && p.user && filter.may_capture_user(p.index, line);
             let hit = match &p.anchored {
-                Some(a) => a.hit(re, line),
-                None => hit_in(re, line),
+                Some(a) => a.hit(re, line, user),
+                None => hit_and_user_in(re, line, user),
             };
-            if let Some((addr, count)) = hit {
+            if let Some((addr, count, user)) = hit {
                 done_slot = p.slot;
-                found(p, addr, count);
+                found(p, addr, count, user.and_then(|u| line.get(u.range())));
             }
         }
     }
@@ -475,7 +500,12 @@ impl Matcher {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::filter::FilterDef;
+    use crate::filter::{hit_in, FilterDef};
+
+    /// [`Anchored::hit`] without the account, as [`hit_in`] answers.
+    fn plain(hit: Option<Hit>) -> Option<(IpAddr, u32)> {
+        hit.map(|(addr, count, _)| (addr, count))
+    }
 
     fn filter(fail: &[&str], ignore: &[&str]) -> Arc<Filter> {
         let def = FilterDef {
@@ -526,10 +556,10 @@ mod tests {
                     for line in lines {
                         let want = hit_in(re, line);
                         let mut s = a.scratch.get();
-                        let direct = a.direct(&mut s, line).map(|(found, _)| found);
+                        let direct = a.direct(&mut s, line, false).map(|(found, _)| plain(found));
                         assert_eq!(direct, Some(want), "{name}: {line}");
                         drop(s);
-                        assert_eq!(a.hit(re, line), want, "{name}: {line}");
+                        assert_eq!(plain(a.hit(re, line, false)), want, "{name}: {line}");
                         checked += usize::from(want.is_some());
                     }
                 }
@@ -554,7 +584,7 @@ mod tests {
             &[],
         );
         let a = Anchored::new(f.failregex[0].as_str()).unwrap();
-        let hit = a.hit(&f.failregex[0], lines[6]);
+        let hit = plain(a.hit(&f.failregex[0], lines[6], false));
         assert_eq!(hit, hit_in(&f.failregex[0], lines[6]));
         assert_eq!(hit, Some(("192.0.2.1".parse().unwrap(), 7)));
     }
@@ -587,7 +617,7 @@ mod tests {
             for line in lines {
                 let want = hit_in(re, line);
                 let mut s = a.scratch.get();
-                let direct = a.direct(&mut s, line).map(|(found, _)| found);
+                let direct = a.direct(&mut s, line, false).map(|(found, _)| plain(found));
                 assert_eq!(direct, Some(want), "{re}: {line}");
                 found += usize::from(want.is_some());
             }
@@ -622,15 +652,85 @@ mod tests {
             "Mar  5 16:01:34 h prog[1]: from 192.0.2.101 end x",
             "Mar  5 16:01:34 h prog[1]: from 2001:db8::11 end",
         ] {
-            let (caps, groups) = cut.captures(&mut s, line).unwrap();
-            let (hit, matched) = read_hit(caps, groups, line);
+            let (caps, groups, user) = cut.captures(&mut s, line, false).unwrap();
+            let (hit, matched) = read_hit(caps, groups, user, line);
+            let hit = plain(hit);
             assert_eq!(matched, re.is_match(line), "{line}");
             assert_eq!(hit, hit_in(re, line), "{line}");
-            assert_eq!(a.hit(re, line), hit, "{line}");
+            assert_eq!(plain(a.hit(re, line, false)), hit, "{line}");
         }
         // The library's SASL pattern is split there.
         let sasl = &library("postfix-sasl").failregex[0];
         assert!(Cut::new(sasl.as_str()).unwrap().splits_after_host());
+    }
+
+    /// The account read in the matcher's one pass is the `user` group of
+    /// the whole regex's match ([`Filter::explain`]), on every path: the
+    /// cut split after the host, the whole part after the cut, the whole
+    /// pattern (a repeated cut literal, a group before the cut), the
+    /// DFA-first way, and a line too long for the backtracker.
+    #[test]
+    fn the_account_is_the_whole_regexs_user_group_on_every_path() {
+        let sasl = "Mar  5 16:01:34 mx1 postfix/submission/smtpd[10686]: warning: unknown[192.0.2.69]: SASL LOGIN authentication failed:";
+        let ssh = "Mar  5 16:01:34 host sshd[77]:";
+        let long = "é".repeat(40_000);
+        let lines = [
+            format!("{sasl} authentication failure, sasl_username=alice@example.org"),
+            format!("{sasl} authentication failure, sasl_username=a, sasl_username=b"),
+            format!("{sasl} UGFzc3dvcmQ6"),
+            format!("{sasl} x, sasl_username="),
+            format!("{sasl}, sasl_username=bob"),
+            format!("{sasl} x, sasl_username={long}"),
+            format!("{sasl} authentication failure, sasl_username=x]: warning: unknown[203.0.113.9]: SASL LOGIN authentication failed: y, sasl_username=eve"),
+            format!("{ssh} Failed password for root from 192.0.2.1 port 4711 ssh2"),
+            format!("{ssh} Failed password for invalid user x from 203.0.113.5 port 1 ssh2 from 192.0.2.6 port 4711 ssh2"),
+            format!("{ssh} Invalid user oracle from 2001:db8::3 port 4711"),
+            format!("{ssh} pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.4  user=root"),
+            format!("{ssh} pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=192.0.2.4"),
+            format!("{ssh} Connection closed by authenticating user git 192.0.2.5 port 4711 [preauth]"),
+            "Mar  5 16:01:34 mx1 dovecot: imap-login: Disconnected (auth failed, 3 attempts in 12 secs): user=<bob@example.org>, method=PLAIN, rip=192.0.2.7, lip=198.51.100.1, TLS, session=<AbCd>".to_string(),
+            "Mar  5 16:01:34 mx1 dovecot: imap-login: Disconnected (auth failed, 1 attempts in 2 secs): user=<x, rip=203.0.113.66, lip=1.2.3.4>, method=PLAIN, rip=192.0.2.8, lip=198.51.100.1".to_string(),
+            "nothing".to_string(),
+        ];
+        let mut users = 0;
+        for name in ["postfix-sasl", "zimbra-submission", "sshd", "dovecot"] {
+            let f = library(name);
+            let m = Matcher::new(vec![(0, f.clone())]);
+            // Twice: the second round after the matched lines have turned
+            // the patterns to the backtracker first.
+            for _ in 0..2 {
+                for line in &lines {
+                    let want = f.explain(line);
+                    let mut got = None;
+                    m.explain_verdicts(line, |_, v| got = Some(v));
+                    assert_eq!(got, want, "{name}: {line}");
+                    let mut accounts = Vec::new();
+                    m.scan_accounts(line, |_, _, a| accounts.push(a));
+                    let want = want.filter(|v| v.ignored_by.is_empty());
+                    let count = want.as_ref().map_or(0, |v| v.count as usize);
+                    let account = want.and_then(|v| v.user).and_then(|u| Account::new(&u));
+                    users += usize::from(account.is_some());
+                    assert_eq!(accounts, vec![account; count], "{name}: {line}");
+                }
+            }
+            for p in &m.patterns {
+                if let Some(a) = &p.anchored {
+                    let re = &f.failregex[p.index];
+                    for line in &lines {
+                        let want = f.explain(line).filter(|v| v.regex == p.index);
+                        let got = a.hit(re, line, true).map(|(addr, count, user)| {
+                            (addr, count, user.map(|u| line[u.range()].to_string()))
+                        });
+                        if let Some(v) = want {
+                            assert_eq!(got, Some((v.addr, v.count, v.user)), "{name}: {line}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(users >= 20, "{users}");
+        let cut = Cut::new(library("postfix-sasl").failregex[0].as_str()).unwrap();
+        assert!(cut.splits_after_host());
     }
 
     /// In a flood a pattern's own literals are skipped: the engine still
