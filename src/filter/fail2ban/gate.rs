@@ -22,6 +22,9 @@ pub(super) struct LineGate {
 
 #[derive(Debug)]
 struct Inner {
+    /// [`LineGate::keys`] in one search, asked first: most lines hold
+    /// none, and are turned away by one scan instead of one per factor.
+    keys: Option<regex::Regex>,
     prefregex: Factors,
     failregex: Vec<Factors>,
     /// The ignoreregexes asked before the failregexes; empty when they
@@ -40,13 +43,24 @@ impl LineGate {
             return LineGate { inner: None };
         }
         let factors = |re: &Compiled| Factors::new(re.factors());
-        LineGate {
+        let mut gate = LineGate {
             inner: Some(Inner {
+                keys: None,
                 prefregex: Factors::new(prefregex.map(Compiled::factors).unwrap_or_default()),
                 failregex: failregex.iter().map(|re| factors(re)).collect(),
                 ignore_first: ignore_first.iter().map(|re| factors(re)).collect(),
             }),
+        };
+        let keys = gate.keys().filter(|k| !k.is_empty()).and_then(|keys| {
+            let alternation: Vec<String> = keys.iter().map(|k| regex::escape(k)).collect();
+            // Escaped literals compile; should they not, the factors
+            // alone decide.
+            regex::Regex::new(&alternation.join("|")).ok()
+        });
+        if let Some(inner) = &mut gate.inner {
+            inner.keys = keys;
         }
+        gate
     }
 
     /// A gate that admits every line.
@@ -60,6 +74,9 @@ impl LineGate {
         let Some(g) = &self.inner else {
             return true;
         };
+        if g.keys.as_ref().is_some_and(|k| !k.is_match(text)) {
+            return false;
+        }
         let hay = text.as_bytes();
         (g.prefregex.admits(hay) && g.failregex.iter().any(|f| f.admits(hay)))
             || g.ignore_first.iter().any(|f| f.admits(hay))
