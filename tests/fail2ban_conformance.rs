@@ -656,3 +656,21 @@ fn zurich_time_follows_summer_time() {
         Some(UNIX_EPOCH + Duration::from_secs(1_104_537_600))
     );
 }
+
+#[test]
+fn prefregex_address_survives_an_unmatched_optional_group() {
+    // Dovecot 2.4's passdb line names the address in the prefix only; the
+    // failregex's own optional address group is then unmatched.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("f.conf"),
+        "[Definition]\n\
+         prefregex = ^auth\\(\\S*,<ADDR>\\): <F-CONTENT>.+</F-CONTENT>$\n\
+         failregex = ^(?:x\\(<ADDR>\\): )?[Pp]assword mismatch\n",
+    )
+    .unwrap();
+    let mut f = Fail2banFilter::load("f", dir.path()).unwrap();
+    let found = f.failures("auth(u@example.com,192.0.2.110): Password mismatch", now());
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, "192.0.2.110");
+}
