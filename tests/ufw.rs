@@ -441,7 +441,11 @@ fn auto_picks_nft_when_nf_tables_works_and_ufw_when_it_does_not() {
 #[ignore]
 fn burst_of_bans_from_a_log() {
     burst("netlink", "uf4", &[]);
-    burst("iptables-restore", "uf4r", &[("NFTJAIL_UFW_LIVE", "restore")]);
+    burst(
+        "iptables-restore",
+        "uf4r",
+        &[("NFTJAIL_UFW_LIVE", "restore")],
+    );
 }
 
 fn burst(path: &str, tag: &str, envs: &[(&str, &str)]) {
@@ -588,7 +592,10 @@ fn live_chains(h: &UfwHost) -> (String, String) {
 /// The handles the kernel gave the rules of `ufw-user-input`, by rule.
 fn handles(h: &UfwHost) -> Vec<String> {
     h.srv
-        .output("nft", &["-a", "list", "chain", "ip", "filter", "ufw-user-input"])
+        .output(
+            "nft",
+            &["-a", "list", "chain", "ip", "filter", "ufw-user-input"],
+        )
         .lines()
         .filter(|l| l.contains("# handle"))
         .map(|l| l.trim().to_string())
@@ -607,7 +614,13 @@ fn over_netlink_the_chain_reads_as_ufw_itself_loads_it() {
         &["192.0.2.66/24", "2001:db8:1::66/64"],
         "uf7a",
     );
-    link(&h.srv, &["198.51.100.1/24"], &inno, &["198.51.100.7/24"], "uf7i");
+    link(
+        &h.srv,
+        &["198.51.100.1/24"],
+        &inno,
+        &["198.51.100.7/24"],
+        "uf7i",
+    );
     let any: SocketAddr = "[::]:587".parse().unwrap();
     let listener = h.srv.run(move || TcpListener::bind(any).unwrap());
     std::thread::spawn(move || for _ in listener.incoming() {});
@@ -690,7 +703,7 @@ fn ufw_disable_enable_flush_and_a_flushed_chain_heal() {
     let listener = h.srv.run(move || TcpListener::bind(any).unwrap());
     std::thread::spawn(move || for _ in listener.incoming() {});
     admin_rules(&h);
-    let _d = h.daemon(Some("ufw"), &[]);
+    let d = h.daemon(Some("ufw"), &[]);
     h.client(&["ban", JAIL, "192.0.2.66"]);
     h.client(&["ban", JAIL, "2001:db8::66"]);
     let banned = live_chains(&h);
@@ -703,24 +716,36 @@ fn ufw_disable_enable_flush_and_a_flushed_chain_heal() {
     assert_eq!(connect(&atk, "192.0.2.1:587"), Ok(()), "ufw off");
     h.ufw(&["--force", "enable"]);
     assert!(refused(), "ufw enable restores ours from the files");
-    assert!(h.numbered()[1].contains("192.0.2.66"), "{:#?}", h.numbered());
+    assert!(
+        h.numbered()[1].contains("192.0.2.66"),
+        "{:#?}",
+        h.numbered()
+    );
     assert_eq!(live_chains(&h), banned);
 
     // Someone empties ufw's chain: it is loaded again.
     h.run("iptables", &["-F", "ufw-user-input"]);
     eventually("the flushed chain put back", || live_chains(&h) == banned);
     assert!(refused());
+    assert!(d.log().contains("loading it whole"), "{}", d.log());
 
     // Someone flushes the whole ruleset: ufw is started again, ours with it.
     h.srv.output("nft", &["flush", "ruleset"]);
-    eventually("ufw's chains put back after a flush", || {
-        h.command("iptables")
-            .args(["-S", "ufw-user-input"])
+    // ufw-init loads one family after the other: wait for both.
+    let listed = |program: &str, chain: &str| {
+        h.command(program)
+            .args(["-S", chain])
             .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout) == banned.0)
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    eventually("ufw's chains put back after a flush", || {
+        listed("iptables", "ufw-user-input") == banned.0
+            && listed("ip6tables", "ufw6-user-input") == banned.1
     });
     assert_eq!(live_chains(&h), banned);
     assert!(refused());
+    assert!(d.log().contains("starting ufw again"), "{}", d.log());
     h.client(&["unban", "--all"]);
     assert_eq!(connect(&atk, "192.0.2.1:587"), Ok(()));
 }

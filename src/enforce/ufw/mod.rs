@@ -265,8 +265,7 @@ impl UfwBackend {
                 continue;
             }
             if new != old {
-                write_file(&path, &new)
-                    .map_err(|e| ufw_err(format!("{}: {e}", path.display())))?;
+                write_file(&path, &new).map_err(|e| ufw_err(format!("{}: {e}", path.display())))?;
             }
             if let Err(e) = self.live.load(f, &self.paths, &old, &new) {
                 // The file goes back to what the chain still holds, so ufw's

@@ -107,7 +107,10 @@ fn rules(nl: &mut Netlink, chain: &str, v6: bool) -> io::Result<Vec<(u64, Vec<u8
             for (t, v) in wire::attrs(b) {
                 match t {
                     NFTA_RULE_HANDLE => {
-                        handle = v.get(..8).and_then(|v| v.try_into().ok()).map(u64::from_be_bytes)
+                        handle = v
+                            .get(..8)
+                            .and_then(|v| v.try_into().ok())
+                            .map(u64::from_be_bytes)
                     }
                     NFTA_RULE_EXPRESSIONS => exprs = v.to_vec(),
                     _ => {}
@@ -282,7 +285,10 @@ mod tests {
         assert_eq!(apply(&old, &new), new);
         let steps = diff(&old, &new);
         assert!(steps.contains(&Step::Delete(2)));
-        assert_eq!(steps.iter().filter(|s| matches!(s, Step::Keep(_))).count(), 4);
+        assert_eq!(
+            steps.iter().filter(|s| matches!(s, Step::Keep(_))).count(),
+            4
+        );
         assert_eq!(apply(&old, &["m", "a22", "a80"]), ["m", "a22", "a80"]);
         assert_eq!(apply(&[], &["x", "y"]), ["x", "y"]);
         assert_eq!(apply(&["x", "x"], &["x"]), ["x"]);
