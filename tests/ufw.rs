@@ -236,7 +236,14 @@ fn bans_are_ufw_rules_above_the_first_allow_that_refuse_the_attacker_only() {
     let mut session = atk.run(|| TcpStream::connect("192.0.2.1:587")).unwrap();
     session.write_all(b"EHLO\r\n").unwrap();
 
-    let _d = h.daemon(Some("ufw"), &[]);
+    // The way a host with legacy iptables loads the chains (one
+    // iptables-restore per batch); the other tests go over netlink.
+    let d = h.daemon(Some("ufw"), &[("NFTJAIL_UFW_LIVE", "restore")]);
+    assert!(
+        d.log().contains("loaded with iptables-restore"),
+        "{}",
+        d.log()
+    );
     h.client(&["ban", JAIL, "192.0.2.66"]);
     // ufw accepts established sessions before any user rule: the ban cut
     // the session's conntrack entry, so its next packet meets the ban.
