@@ -82,21 +82,22 @@ impl ReaderFilters {
         given: Option<SystemTime>,
         mut hit: impl FnMut(JailId, IpAddr, SystemTime, Option<Account>),
     ) {
-        // Most routes have no fail2ban filter: no clock read per line for them.
+        // Most lines get past no fail2ban filter's keys: the clock is read
+        // only for those that do.
         if !self.fail2ban.is_empty() {
-            let now = SystemTime::now();
-            self.fail2ban.scan(line, now, |jail, m| {
-                // <DNS> hosts stay text in fail2ban; we ban addresses only.
-                if let Some(addr) = m.addr {
-                    let account = m.user.as_deref().and_then(Account::new);
-                    hit(
-                        jail,
-                        addr.to_canonical(),
-                        settle(given.or(m.time), now),
-                        account,
-                    );
-                }
-            });
+            self.fail2ban
+                .scan_with_clock(line, SystemTime::now, |jail, m, now| {
+                    // <DNS> hosts stay text in fail2ban; we ban addresses only.
+                    if let Some(addr) = m.addr {
+                        let account = m.user.as_deref().and_then(Account::new);
+                        hit(
+                            jail,
+                            addr.to_canonical(),
+                            settle(given.or(m.time), now),
+                            account,
+                        );
+                    }
+                });
         }
         let dates = &mut self.dates;
         let mut time = None;
