@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tracing::error;
+use tracing::{debug, error};
 
 use crate::config::{Fail2banSpec, Jail};
 use crate::filter::fail2ban::Fail2banFilters;
@@ -87,16 +87,19 @@ impl ReaderFilters {
         if !self.fail2ban.is_empty() {
             self.fail2ban
                 .scan_with_clock(line, SystemTime::now, |jail, m, now| {
-                    // <DNS> hosts stay text in fail2ban; we ban addresses only.
-                    if let Some(addr) = m.addr {
-                        let account = m.user.as_deref().and_then(Account::new);
-                        hit(
-                            jail,
-                            addr.to_canonical(),
-                            settle(given.or(m.time), now),
-                            account,
-                        );
-                    }
+                    // A host given by name is never looked up (no DNS on the
+                    // ban path, whatever the filter's `usedns`): not counted.
+                    let Some(addr) = m.addr else {
+                        debug!(host = ?m.host, id = %m.id, "failure names no IP address: not counted");
+                        return;
+                    };
+                    let account = m.user.as_deref().and_then(Account::new);
+                    hit(
+                        jail,
+                        addr.to_canonical(),
+                        settle(given.or(m.time), now),
+                        account,
+                    );
                 });
         }
         let dates = &mut self.dates;
