@@ -535,8 +535,11 @@ impl Fail2banFilter {
                 self.buffer = unmatched(&hit, &text, &org, &self.failregex[index].re);
                 buf = None;
             }
+            // An optional group the failregex left unmatched keeps what
+            // the prefregex captured (fail2ban 1.1.1 on; before, it was
+            // lost, and no stock filter of those versions relied on it).
             let mut merged = pre_groups.clone();
-            merged.extend(groups);
+            merged.extend(groups.into_iter().filter(|(_, v)| v.is_some()));
             let mut fail = Fail {
                 groups: merged
                     .into_iter()
