@@ -91,7 +91,8 @@ pub fn prelude(
             ));
             summary.left.push(format!(
                 "those rules stay in ufw, so nothing is unprotected in between; once nftjail runs \
-                 with the blocklist, remove them from ufw with:\n{}",
+                 with the blocklist, `nftjail import-fail2ban --move-ufw-rules` removes from ufw \
+                 those the daemon holds (or by hand:\n{})",
                 deletes.join("\n")
             ));
         }
