@@ -192,6 +192,11 @@ impl Judge {
                 out.regex = Some(v.regex);
             }
             Judge::Fail2ban(f) => {
+                // As the daemon: a line the filter's gate turns away is
+                // nothing to it, and its date is not read (but for --json).
+                if !every_date && !f.may_match(line) {
+                    return out;
+                }
                 let failures = f.failures(line, now);
                 let report = f.last_line();
                 out.time = report.time;
@@ -383,6 +388,7 @@ fn report(spec: &str, judge: &Judge, st: &Stats, secs: f64, cut: usize, all_date
     }
     let which = match judge {
         Judge::Ours { .. } if !all_dates => " (of the lines a failregex matched)",
+        Judge::Fail2ban(_) if !all_dates => " (of the lines the filter's gate let through)",
         _ => "",
     };
     let _ = writeln!(r, "\nDate template hits{which}:");

@@ -82,24 +82,25 @@ impl ReaderFilters {
         given: Option<SystemTime>,
         mut hit: impl FnMut(JailId, IpAddr, SystemTime, Option<Account>),
     ) {
-        // Most routes have no fail2ban filter: no clock read per line for them.
+        // Most lines get past no fail2ban filter's keys: the clock is read
+        // only for those that do.
         if !self.fail2ban.is_empty() {
-            let now = SystemTime::now();
-            self.fail2ban.scan(line, now, |jail, m| {
-                // A host given by name is never looked up (no DNS on the
-                // ban path, whatever the filter's `usedns`): not counted.
-                let Some(addr) = m.addr else {
-                    debug!(host = ?m.host, id = %m.id, "failure names no IP address: not counted");
-                    return;
-                };
-                let account = m.user.as_deref().and_then(Account::new);
-                hit(
-                    jail,
-                    addr.to_canonical(),
-                    settle(given.or(m.time), now),
-                    account,
-                );
-            });
+            self.fail2ban
+                .scan_with_clock(line, SystemTime::now, |jail, m, now| {
+                    // A host given by name is never looked up (no DNS on the
+                    // ban path, whatever the filter's `usedns`): not counted.
+                    let Some(addr) = m.addr else {
+                        debug!(host = ?m.host, id = %m.id, "failure names no IP address: not counted");
+                        return;
+                    };
+                    let account = m.user.as_deref().and_then(Account::new);
+                    hit(
+                        jail,
+                        addr.to_canonical(),
+                        settle(given.or(m.time), now),
+                        account,
+                    );
+                });
         }
         let dates = &mut self.dates;
         let mut time = None;
