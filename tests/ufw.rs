@@ -236,7 +236,14 @@ fn bans_are_ufw_rules_above_the_first_allow_that_refuse_the_attacker_only() {
     let mut session = atk.run(|| TcpStream::connect("192.0.2.1:587")).unwrap();
     session.write_all(b"EHLO\r\n").unwrap();
 
-    let _d = h.daemon(Some("ufw"), &[]);
+    // The way a host with legacy iptables loads the chains (one
+    // iptables-restore per batch); the other tests go over netlink.
+    let d = h.daemon(Some("ufw"), &[("NFTJAIL_UFW_LIVE", "restore")]);
+    assert!(
+        d.log().contains("loaded with iptables-restore"),
+        "{}",
+        d.log()
+    );
     h.client(&["ban", JAIL, "192.0.2.66"]);
     // ufw accepts established sessions before any user rule: the ban cut
     // the session's conntrack entry, so its next packet meets the ban.
@@ -628,13 +635,20 @@ fn over_netlink_the_chain_reads_as_ufw_itself_loads_it() {
     let admin = h.rules();
     let admin_live = live_chains(&h);
     let admin_handles = handles(&h);
-    // A second jail: several ports and ranges (multiport), dropped.
+    // A second jail: several ports and ranges (multiport), dropped; a
+    // third: a ufw application profile (its rules carry ufw's comment).
+    std::fs::write(
+        h.etc().join("applications.d/nftjail-zimbra"),
+        "[zimbra-mail]\ntitle=Zimbra\ndescription=mail\nports=587,465/tcp|143/udp\n",
+    )
+    .unwrap();
     let log = h.dir.path().join("mail.log");
     let config = h.config_with(
         Some("ufw"),
         &format!(
-            "[jail.web]\nfilter = \"postfix-sasl\"\nlogpath = \"{}\"\nport = \"25,587,1000:2000\"\nblocktype = \"drop\"\nbantime = \"1h\"\n",
-            log.display()
+            "[jail.web]\nfilter = \"postfix-sasl\"\nlogpath = \"{log}\"\nport = \"25,587,1000:2000\"\nblocktype = \"drop\"\nbantime = \"1h\"\n\
+             [jail.zim]\nfilter = \"postfix-sasl\"\nlogpath = \"{log}\"\napp = \"zimbra-mail\"\nbantime = \"1h\"\n",
+            log = log.display()
         ),
     );
     let d = h.daemon_with(config, &[]);
@@ -650,6 +664,8 @@ fn over_netlink_the_chain_reads_as_ufw_itself_loads_it() {
     h.client(&["ban", JAIL, "2001:db8:76::/47"]);
     h.client(&["ban", "web", "198.18.0.9"]);
     h.client(&["ban", "web", "2001:db8:5::9"]);
+    h.client(&["ban", "zim", "198.18.0.10"]);
+    h.client(&["ban", "zim", "2001:db8:5::10"]);
     h.client(&["unban", JAIL, "203.0.113.7"]);
     h.client(&["unban", JAIL, "2001:db8:9::7"]);
 
@@ -668,6 +684,12 @@ fn over_netlink_the_chain_reads_as_ufw_itself_loads_it() {
         ours.0
     );
     assert!(!ours.0.contains("203.0.113.7/32"), "{}", ours.0);
+    assert!(ours.0.contains("dapp_zimbra-mail"), "{}", ours.0);
+    assert!(
+        ours.1.contains("-s 2001:db8:5::10/128 -p udp"),
+        "{}",
+        ours.1
+    );
     // The admin's rules kept their handles: never deleted and added again.
     let now = handles(&h);
     for rule in &admin_handles {

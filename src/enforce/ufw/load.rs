@@ -143,3 +143,23 @@ impl Live {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_variant_is_where_the_link_leads() {
+        let dir = tempfile::tempdir().unwrap();
+        for (bin, link) in [
+            ("xtables-nft-multi", "iptables-restore"),
+            ("xtables-legacy-multi", "iptables-legacy-restore"),
+        ] {
+            std::fs::write(dir.path().join(bin), "").unwrap();
+            std::os::unix::fs::symlink(dir.path().join(bin), dir.path().join(link)).unwrap();
+        }
+        assert!(is_nft_variant(&dir.path().join("iptables-restore")));
+        assert!(!is_nft_variant(&dir.path().join("iptables-legacy-restore")));
+        assert!(!is_nft_variant(&dir.path().join("absent")));
+    }
+}

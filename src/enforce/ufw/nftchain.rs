@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::io;
 
 use super::xtrule::XtRule;
-use crate::enforce::nft::netlink::Netlink;
+use crate::enforce::nft::netlink::{Netlink, MAX_TRANSACTION};
 use crate::enforce::nft::wire::{self, NFNL_SUBSYS_NFTABLES, NLM_F_ACK, NLM_F_CREATE};
 
 const NFPROTO_IPV4: u8 = 2;
@@ -251,14 +251,42 @@ pub fn update(
     if added + deleted == 0 {
         return Ok((0, 0));
     }
-    let refused = nl.transact(&w.buf)?;
-    if let Some(r) = refused.first() {
-        return Err(ChainError::Refused {
-            chain: chain.to_string(),
-            errno: r.errno,
-        });
+    // One transaction, unless it would pass what one send takes (a start
+    // putting back many thousands of bans): then several, each a whole
+    // number of rules, deletes first, inserts in order.
+    for body in split(&w.buf, MAX_TRANSACTION) {
+        let refused = nl.transact(body)?;
+        if let Some(r) = refused.first() {
+            return Err(ChainError::Refused {
+                chain: chain.to_string(),
+                errno: r.errno,
+            });
+        }
     }
     Ok((added, deleted))
+}
+
+/// Cuts a run of netlink messages into runs of at most `max` bytes (a
+/// larger single message alone).
+fn split(buf: &[u8], max: usize) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let (mut start, mut at) = (0, 0);
+    while at + 4 <= buf.len() {
+        let len = u32::from_ne_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]) as usize;
+        let next = (at + ((len + 3) & !3)).min(buf.len());
+        if next - start > max && at > start {
+            out.push(&buf[start..at]);
+            start = at;
+        }
+        if len == 0 {
+            break;
+        }
+        at = next;
+    }
+    if start < buf.len() {
+        out.push(&buf[start..]);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -276,6 +304,20 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn a_large_change_is_cut_between_messages() {
+        let mut w = crate::enforce::nft::wire::Writer::default();
+        for _ in 0..10 {
+            w.begin(1, 0, 2, 0);
+            w.attr(1, &[0; 96]);
+            w.end();
+        }
+        let parts = split(&w.buf, 250);
+        assert_eq!(parts.len(), 5);
+        assert!(parts.iter().all(|p| p.len() == 240));
+        assert_eq!(split(&w.buf, 1 << 20), [&w.buf[..]]);
     }
 
     #[test]
