@@ -52,11 +52,11 @@ pub(super) async fn run(
     state_dir: PathBuf,
 ) {
     let url = inner.cluster.redis_shown();
-    let client = match redis::Client::open(inner.cluster.redis.as_str()) {
+    let client = match super::tls::client(&inner.cluster) {
         Ok(c) => c,
         Err(e) => {
             warn!("farm: cannot use Redis at {url}: {e}; farm mode is off");
-            inner.set_error(Some(e.to_string()));
+            inner.set_error(Some(e));
             return;
         }
     };
@@ -71,7 +71,13 @@ pub(super) async fn run(
         match end {
             Ok(()) => return,
             Err(e) => {
-                if was || failed == 0 {
+                let tls = super::tls::hint(&e);
+                if let (Some(check), true) = (tls, was || failed == 0) {
+                    warn!(
+                        "farm: TLS with Redis at {url} refused: {e}; {check}. \
+                         Banning on this node's own counts meanwhile"
+                    );
+                } else if was || failed == 0 {
                     warn!(
                         "farm: Redis at {url} unreachable: {e}; banning on this node's own \
                          counts, what it decides is queued for the farm"

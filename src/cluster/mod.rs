@@ -22,6 +22,7 @@
 mod link;
 pub mod record;
 mod scripts;
+mod tls;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
