@@ -215,18 +215,25 @@ fn chain(layout: Layout) -> String {
     );
     let ports = PORTS.map(|p| p.to_string());
     for j in 0..JAILS {
-        for (family, kinds) in [("ip", ["v4", "net4"]), ("ip6", ["v6", "net6"])] {
+        for (family, nfproto, kinds) in [
+            ("ip", "ipv4", ["v4", "net4"]),
+            ("ip6", "ipv6", ["v6", "net6"]),
+        ] {
             for kind in kinds {
+                // The family first, as the daemon's rules have it (nft
+                // itself would test it only before the address).
+                let head = format!("meta nfproto {nfproto}");
                 let tail = format!("{family} saddr @mail{j}-{kind} counter reject with tcp reset");
                 match layout {
                     Layout::Empty => {}
                     Layout::PerPort => {
                         for p in &ports {
-                            let _ = writeln!(s, "\t\ttcp dport {p} {tail}");
+                            let _ = writeln!(s, "\t\t{head} tcp dport {p} {tail}");
                         }
                     }
                     Layout::PerSet => {
-                        let _ = writeln!(s, "\t\ttcp dport {{ {} }} {tail}", ports.join(", "));
+                        let _ =
+                            writeln!(s, "\t\t{head} tcp dport {{ {} }} {tail}", ports.join(", "));
                     }
                 }
             }
