@@ -14,19 +14,15 @@
 //! when ufw is enabled each changed file is loaded again into ufw's user
 //! chains with `iptables-restore -n`, as ufw reloads them after a delete.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 
 use nftjail::control::client::request;
 use nftjail::control::protocol::{BanInfo, Reply, Request};
-use nftjail::enforce::ufw::tuple::Rule;
+use nftjail::enforce::ufw::{self, tuple::Rule};
 
 use super::ufw::{AdminRule, UfwHost};
 
@@ -121,7 +117,7 @@ fn parse_net(text: &str) -> Option<IpNet> {
 /// Cuts `rules` out of ufw's files and reloads the changed families'
 /// chains, under ufw's lock; how many were found.
 fn remove(paths: &MovePaths, rules: &[&AdminRule]) -> Result<usize> {
-    let _lock = lock(&paths.lock)
+    let _lock = ufw::lock(&paths.lock)
         .with_context(|| format!("cannot take ufw's lock {}", paths.lock.display()))?;
     let enabled = std::fs::read_to_string(paths.dir.join("ufw.conf")).is_ok_and(|t| {
         t.lines()
@@ -150,7 +146,7 @@ fn remove(paths: &MovePaths, rules: &[&AdminRule]) -> Result<usize> {
         found += n;
         write_file(&path, &new).with_context(|| format!("cannot write {}", path.display()))?;
         if enabled {
-            if let Err(e) = load(restore, &new) {
+            if let Err(e) = ufw::restore(restore, &new) {
                 // The file goes back to what the chains still hold.
                 let _ = write_file(&path, &old);
                 return Err(e).with_context(|| format!("loading {file} into ufw's chains"));
@@ -187,56 +183,6 @@ fn write_file(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(&tmp, text)?;
     std::fs::set_permissions(&tmp, mode)?;
     std::fs::rename(&tmp, path)
-}
-
-/// `program -n` fed a whole rules file: flushes and fills again the chains
-/// it declares (ufw's user chains), in one commit, as ufw does.
-fn load(program: &Path, text: &str) -> Result<()> {
-    #[allow(clippy::disallowed_methods)] // see tidy.toml [forks]
-    let mut child = Command::new(program)
-        .args(["-w", "-n"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("cannot run {}", program.display()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(text.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "{} exited with {}: {}",
-            program.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// ufw's own lock: a POSIX record lock on the whole file, held until drop.
-fn lock(path: &Path) -> std::io::Result<File> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
-    // SAFETY: a zeroed flock is valid; the fields used are set below.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as libc::c_short;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    loop {
-        // SAFETY: F_SETLKW on an open fd with a valid flock pointer.
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLKW, &fl) };
-        if rc == 0 {
-            return Ok(file);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub mod apps;
 mod conntrack;
 mod file;
 mod live;
+/// ufw's lock and the chain loader, also for `import-fail2ban --move-ufw-rules`.
+pub use live::{lock, restore, UfwLock};
 mod load;
 mod nftchain;
 mod xtrule;
