@@ -194,7 +194,7 @@ fn through_daemon(
 /// Reads the growing file `f` from `from` until a line holds `needle`.
 fn wait_for_line(f: &mut std::fs::File, from: u64, needle: &str, deadline: Instant) -> Result<()> {
     let mut buf = Vec::new();
-    let mut scanned = 0;
+    let mut scanned: usize = 0;
     f.seek(SeekFrom::Start(from))?;
     loop {
         let n = f.read_to_end(&mut buf)?;
