@@ -64,6 +64,7 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     // one, that program gains no privilege (setuid bits, file capabilities).
     rustix::thread::set_no_new_privs(true)
         .map_err(|e| DaemonError::NoNewPrivs(std::io::Error::from(e)))?;
+    fixed_heap_thresholds();
     place_state_dir(&mut config, &opts);
     // First, so that what start-up restores is counted too.
     let metrics = Exporter::bind(config.metrics.map(|m| m.listen)).await?;
@@ -184,6 +185,20 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
         state,
         service,
     })
+}
+
+/// glibc raises its thresholds for handing freed memory back as large
+/// buffers are freed (a flood's batches and checkpoints), up to keeping
+/// tens of MiB per thread's arena resident after the flood is over. Fixed
+/// at glibc's own defaults, large buffers are mapped apart and unmapped
+/// when freed, and a heap's free top is given back.
+fn fixed_heap_thresholds() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets glibc's allocation parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 10);
+    }
 }
 
 /// The enforcer on its own thread: the only owner of the backend. `jails`:
