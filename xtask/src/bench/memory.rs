@@ -56,7 +56,7 @@ pub(super) fn memory_section(
     );
     let _ = writeln!(
         report,
-        "| start with {} bans already in the kernel and none in the store, until ready (reconcile, dump, record all in the store) | {:.3} s |",
+        "| start with {} bans already in the kernel and none in the store, until ready (reconcile, dump; the state writer records them in the store after ready) | {:.3} s |",
         mem.restore_n, mem.restore_secs
     );
     let _ = writeln!(
