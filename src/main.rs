@@ -107,6 +107,11 @@ enum Command {
         /// the ignoreip of the jails imported from the ufw action
         #[arg(long)]
         ignore_ufw_allowed: bool,
+        /// Second step, once nftjail runs with the imported config: remove
+        /// from ufw the admin's hand-made refusals (`ufw reject|deny from
+        /// NET`) that the daemon holds as blocklist bans; writes no config
+        #[arg(long, conflicts_with_all = ["output", "ignore_ufw_allowed"])]
+        move_ufw_rules: bool,
     },
     /// The jail list, or one jail's counters and bans (fail2ban-client's layout).
     Status {
@@ -349,7 +354,12 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
             backend,
             ref ufw_dir,
             ignore_ufw_allowed,
+            move_ufw_rules,
         } => {
+            if move_ufw_rules {
+                let paths = cli::import::ufw_move::MovePaths::new(ufw_dir);
+                return cli::import::ufw_move::run(&paths, &socket_path(&cli));
+            }
             let opts = cli::import::Options {
                 backend,
                 ufw_dir: ufw_dir.clone(),

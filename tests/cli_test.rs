@@ -94,6 +94,29 @@ fn report_counts_matched_ignored_missed_and_hits_per_regex() {
 }
 
 #[test]
+fn a_files_last_line_without_newline_waits_as_in_the_daemon() {
+    let d = tempfile::tempdir().unwrap();
+    let filter = own_filter(d.path());
+    let log = d.path().join("svc.log");
+    let text = LOG.trim_end_matches('\n');
+    std::fs::write(&log, text).unwrap();
+    let args = [filter.to_str().unwrap(), log.to_str().unwrap()];
+    let (ok, out, err) = nftjail_test(&args, b"");
+    assert!(ok, "{err}");
+    // bob's line is still being written: not judged, and said so.
+    assert!(
+        out.contains("Lines: 3 lines, 1 ignored, 2 matched, 0 missed"),
+        "{out}"
+    );
+    assert!(out.contains("Unterminated: the last line"), "{out}");
+    // From a pipe that ended, the last line counts.
+    let (ok, out, err) = nftjail_test(&[args[0], "-"], text.as_bytes());
+    assert!(ok, "{err}");
+    assert!(out.contains("Lines: 4 lines"), "{out}");
+    assert!(!out.contains("Unterminated"), "{out}");
+}
+
+#[test]
 fn print_options_print_only_their_lines() {
     let d = tempfile::tempdir().unwrap();
     let filter = own_filter(d.path());

@@ -167,6 +167,15 @@ impl Node {
         out
     }
 
+    /// Stops the daemon (SIGTERM, as systemd does) and starts it again.
+    fn restart(&mut self) {
+        self.daemon.stop();
+        let mut cmd = self.ns.command(BIN);
+        cmd.args(["run", "--config"])
+            .arg(self.dir.path().join("nftjail.toml"));
+        self.daemon = Daemon::spawn(cmd);
+    }
+
     fn banned(&self) -> BTreeSet<String> {
         kernel_set(&self.ns, SET)
     }
@@ -411,6 +420,58 @@ fn an_outage_loses_nothing_and_lifts_nothing() {
         assert!(until(Duration::from_secs(5), || connect(&farm, 0, n)
             == Err(ErrorKind::ConnectionRefused)));
     }
+    assert!(until(Duration::from_secs(15), || a
+        .ok(&["status"])
+        .contains("Queued for Redis:\t0")));
+}
+
+#[test]
+fn a_queue_survives_a_restart_during_an_outage() {
+    let mut farm = farm("q", &["a", "b"], "", 3);
+    farm.redis.stop();
+    for n in &farm.nodes {
+        n.daemon.wait_for("unreachable", Duration::from_secs(20));
+    }
+    farm.nodes[0].ok(&["ban", "mail", "10.9.0.66"]);
+    let a = &farm.nodes[0];
+    assert!(until(Duration::from_secs(5), || a.holds("10.9.0.66")));
+    let status = a.ok(&["status"]);
+    assert!(status.contains("Queued for Redis:\t1"), "{status}");
+
+    // A restarts while Redis is still down: the ban waits in its store.
+    farm.nodes[0].restart();
+    let a = &farm.nodes[0];
+    a.daemon.wait_for(
+        "1 bans and unbans from before the restart",
+        Duration::from_secs(20),
+    );
+    a.daemon.wait_for("unreachable", Duration::from_secs(20));
+    let status = a.ok(&["status"]);
+    eprintln!("{status}");
+    assert!(status.contains("NOT connected"), "{status}");
+    assert!(status.contains("Queued for Redis:\t1"), "{status}");
+    assert!(!farm.nodes[1].holds("10.9.0.66"));
+
+    farm.redis.start();
+    let [a, b] = &farm.nodes[..] else {
+        unreachable!()
+    };
+    // Reconnecting waits a growing, jittered while: up to 45 s.
+    assert!(
+        until(Duration::from_secs(60), || b.holds("10.9.0.66")),
+        "the ban queued before A's restart reaches B"
+    );
+    assert!(until(Duration::from_secs(5), || connect(&farm, 0, b)
+        == Err(ErrorKind::ConnectionRefused)));
+    // With the time it had left, not a fresh bantime.
+    let left = |n: &Node| {
+        common::kernel(&n.ns, SET)
+            .into_iter()
+            .find(|e| e.val == "10.9.0.66")
+            .and_then(|e| e.expires)
+            .unwrap()
+    };
+    assert!(left(b) <= left(a) + 1, "B {} vs A {}", left(b), left(a));
     assert!(until(Duration::from_secs(15), || a
         .ok(&["status"])
         .contains("Queued for Redis:\t0")));

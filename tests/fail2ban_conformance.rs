@@ -6,11 +6,16 @@
 //! option sets; plain lines must not match. Time is read as fail2ban's
 //! tests read it: zone Europe/Zurich, "now" fixed at 2005-08-14 12:00 CEST.
 //!
-//! The figures go to `docs/fail2ban-conformance.md` when
+//! Two trees are judged: Debian's `fail2ban` package (its filters and
+//! sample logs read from the system; missing ones fail the test), and,
+//! when `NFTJAIL_F2B_TREE` names one, a fail2ban source tree (its
+//! `config/filter.d` against its `fail2ban/tests/files/logs`), e.g. the
+//! development tree an admin's next distribution ships; without the
+//! variable that test says so and passes.
+//!
+//! The figures go to their section of `docs/fail2ban-conformance.md` when
 //! `NFTJAIL_WRITE_CONFORMANCE=1`; otherwise the test fails when a filter
-//! agrees on fewer lines than recorded there. Both fail2ban directories
-//! are read from the system (the Debian `fail2ban` package); the test is
-//! skipped, loudly, where they are missing.
+//! agrees on fewer lines than recorded there.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -24,6 +29,8 @@ use serde_json::Value;
 
 const FILTER_DIR: &str = "/etc/fail2ban/filter.d";
 const LOG_DIR: &str = "/usr/lib/python3/dist-packages/fail2ban/tests/files/logs";
+/// A fail2ban source tree to judge besides Debian's.
+const TREE_ENV: &str = "NFTJAIL_F2B_TREE";
 /// fail2ban's TEST_NOW: Sun Aug 14 12:00:00 CEST 2005.
 const TEST_NOW: u64 = 1_124_013_600;
 const DOC: &str = "docs/fail2ban-conformance.md";
@@ -205,19 +212,73 @@ struct Case {
     opts: Opts,
 }
 
-fn load(name: &str, opts: &Opts) -> Result<Fail2banFilter, String> {
+/// One fail2ban tree: its filters, its sample logs, and the section of
+/// the document its figures go to.
+struct Tree {
+    /// Section marker in the document.
+    key: &'static str,
+    title: String,
+    filters: PathBuf,
+    logs: PathBuf,
+}
+
+impl Tree {
+    fn debian() -> Tree {
+        Tree {
+            key: "debian",
+            title: format!("Debian's fail2ban package{}", debian_version()),
+            filters: PathBuf::from(FILTER_DIR),
+            logs: PathBuf::from(LOG_DIR),
+        }
+    }
+
+    /// The tree named by `NFTJAIL_F2B_TREE`, if any.
+    fn source() -> Option<Tree> {
+        let root = PathBuf::from(std::env::var_os(TREE_ENV)?);
+        let version = std::fs::read_to_string(root.join("fail2ban/version.py"))
+            .ok()
+            .and_then(|v| {
+                v.lines()
+                    .find_map(|l| l.strip_prefix("version = "))
+                    .map(|v| v.trim().trim_matches(['"', '\'']).to_string())
+            })
+            .unwrap_or_else(|| "unknown version".into());
+        Some(Tree {
+            key: "source",
+            title: format!("fail2ban source tree {version}"),
+            filters: root.join("config/filter.d"),
+            logs: root.join("fail2ban/tests/files/logs"),
+        })
+    }
+
+    fn present(&self) -> bool {
+        self.filters.is_dir() && self.logs.is_dir()
+    }
+}
+
+/// ` 1.0.2` when the package's version can be read.
+fn debian_version() -> String {
+    let text = std::fs::read_to_string("/usr/lib/python3/dist-packages/fail2ban/version.py")
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("version = "))
+        .map(|v| format!(" {}", v.trim().trim_matches(['"', '\''])))
+        .unwrap_or_default()
+}
+
+fn load(tree: &Tree, name: &str, opts: &Opts) -> Result<Fail2banFilter, String> {
     let options: Vec<(String, String)> = opts
         .iter()
         .filter(|(k, _)| !k.starts_with("test."))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let zone = Zone::named("Europe/Zurich").map_err(|e| e.to_string())?;
-    Fail2banFilter::load_with_options(name, &options, Path::new(FILTER_DIR))
+    Fail2banFilter::load_with_options(name, &options, &tree.filters)
         .map(|f| f.with_zone(zone))
         .map_err(|e| e.to_string())
 }
 
-fn run_filter(name: &str) -> Tally {
+fn run_filter(tree: &Tree, name: &str) -> Tally {
     let mut tally = Tally::default();
     let mut filters: HashMap<String, Result<Fail2banFilter, String>> = HashMap::new();
     let mut cases: Vec<Case> = Vec::new();
@@ -227,7 +288,7 @@ fn run_filter(name: &str) -> Tally {
     while i < files.len() {
         let file = files[i].clone();
         i += 1;
-        let bytes = std::fs::read(Path::new(LOG_DIR).join(&file)).expect("sample log");
+        let bytes = std::fs::read(tree.logs.join(&file)).expect("sample log");
         let text = String::from_utf8_lossy(&bytes);
         let mut lines = text.split_inclusive('\n').enumerate();
         let mut ignore_block = false;
@@ -277,7 +338,7 @@ fn run_filter(name: &str) -> Tally {
                                 let flt_name = format!("{name}{suffix}");
                                 filters
                                     .entry(flt_name.clone())
-                                    .or_insert_with(|| load(name, &own));
+                                    .or_insert_with(|| load(tree, name, &own));
                                 cases.push(Case { flt_name, opts });
                             }
                         }
@@ -307,7 +368,7 @@ fn run_filter(name: &str) -> Tally {
             if cases.is_empty() {
                 filters
                     .entry(name.to_string())
-                    .or_insert_with(|| load(name, &Opts::new()));
+                    .or_insert_with(|| load(tree, name, &Opts::new()));
                 cases.push(Case {
                     flt_name: name.to_string(),
                     opts: Opts::new(),
@@ -359,8 +420,8 @@ fn run_filter(name: &str) -> Tally {
     tally
 }
 
-fn stock_filters() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(FILTER_DIR)
+fn stock_filters(tree: &Tree) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(&tree.filters)
         .expect("filter.d")
         .filter_map(|e| e.ok())
         .filter_map(|e| {
@@ -368,7 +429,7 @@ fn stock_filters() -> Vec<String> {
             let stem = n.strip_suffix(".conf")?.to_string();
             (!n.ends_with("common.conf") && !stem.starts_with('.')).then_some(stem)
         })
-        .filter(|n| Path::new(LOG_DIR).join(n).is_file())
+        .filter(|n| tree.logs.join(n).is_file())
         .collect();
     names.sort();
     names
@@ -382,35 +443,79 @@ fn pct(agree: usize, checked: usize) -> f64 {
     }
 }
 
-fn render(results: &BTreeMap<String, Tally>) -> String {
+/// The document's head, written when it has none yet; hand-written notes
+/// outside the generated sections are kept on every rewrite.
+const HEAD: &str = "# fail2ban filter conformance\n\n\
+Generated by `NFTJAIL_WRITE_CONFORMANCE=1 cargo test --test fail2ban_conformance`\n\
+(add `NFTJAIL_F2B_TREE=DIR` for a fail2ban source tree's section); the test fails\n\
+when a filter agrees on fewer lines than recorded here.\n\n\
+Each stock filter of a tree (`filter.d`) is run over fail2ban's sample log of\n\
+the same name (`fail2ban/tests/files/logs/`), the way fail2ban's own\n\
+`samplestestcase.py` runs it: every option set of `# filterOptions:`, zone\n\
+Europe/Zurich, now = 2005-08-14 12:00 CEST. A line is *checked* once per option\n\
+set; it *agrees* when match/no match, host (fail2ban's failure id), user and time\n\
+(where annotated) are the same as fail2ban's annotation. Plain lines without an\n\
+annotation must not match, as in fail2ban's test.\n\n\
+Not compared: annotation keys other than `match`, `host`, `user`, `time`\n\
+(`attempts`, `users`, `desc`...); fail2ban's test-only filters `zzz-*`\n\
+(their includes point into fail2ban's source tree). `sasl` is no longer a\n\
+stock filter (it became `postfix[mode=auth]`, covered under postfix).\n\
+Dates: fail2ban keeps sub-second precision only for Unix-epoch dates, so\n\
+other dates are reported in whole seconds, as fail2ban's strptime does.\n";
+
+fn begin_marker(key: &str) -> String {
+    format!("<!-- generated: {key} -->\n")
+}
+
+fn end_marker(key: &str) -> String {
+    format!("<!-- end: {key} -->\n")
+}
+
+/// The generated part of `doc` for `key`, markers excluded.
+fn section<'a>(doc: &'a str, key: &str) -> Option<&'a str> {
+    let begin = begin_marker(key);
+    let start = doc.find(&begin)? + begin.len();
+    let len = doc[start..].find(&end_marker(key))?;
+    Some(&doc[start..start + len])
+}
+
+/// `doc` with the section `key` replaced by `body` (appended if missing).
+fn replace_section(doc: &str, key: &str, body: &str) -> String {
+    let (begin, end) = (begin_marker(key), end_marker(key));
+    let block = format!("{begin}{body}{end}");
+    match (doc.find(&begin), doc.find(&end)) {
+        (Some(s), Some(e)) if e > s => {
+            format!("{}{block}{}", &doc[..s], &doc[e + end.len()..])
+        }
+        _ => {
+            let base = if doc.is_empty() { HEAD } else { doc };
+            format!(
+                "{}\n{block}",
+                base.trim_end_matches('\n').to_string() + "\n"
+            )
+        }
+    }
+}
+
+fn render(tree: &Tree, results: &BTreeMap<String, Tally>) -> String {
     let (checked, agree) = results
         .values()
         .fold((0, 0), |(c, a), t| (c + t.checked, a + t.agree));
+    let exact = results.values().filter(|t| t.disagree() == 0).count();
     let mut s = String::new();
-    s.push_str("# fail2ban filter conformance\n\n");
-    s.push_str(
-        "Generated by `NFTJAIL_WRITE_CONFORMANCE=1 cargo test --test fail2ban_conformance`;\n\
-         the test fails when a filter agrees on fewer lines than recorded here.\n\n\
-         Each stock filter in `/etc/fail2ban/filter.d` is run over fail2ban's sample log of\n\
-         the same name (`fail2ban/tests/files/logs/`), the way fail2ban's own\n\
-         `samplestestcase.py` runs it: every option set of `# filterOptions:`, zone\n\
-         Europe/Zurich, now = 2005-08-14 12:00 CEST. A line is *checked* once per option\n\
-         set; it *agrees* when match/no match, host (fail2ban's failure id), user and time\n\
-         (where annotated) are the same as fail2ban's annotation. Plain lines without an\n\
-         annotation must not match, as in fail2ban's test.\n\n",
+    let _ = writeln!(s, "## {}\n", tree.title);
+    let _ = writeln!(
+        s,
+        "Filters `{}`, samples `{}`.\n",
+        tree.filters.display(),
+        tree.logs.display()
     );
     let _ = writeln!(
         s,
-        "**Overall: {agree} of {checked} checked lines agree ({:.2}%).**\n",
-        pct(agree, checked)
-    );
-    s.push_str(
-        "Not compared: annotation keys other than `match`, `host`, `user`, `time`\n\
-         (`attempts`, `users`, `desc`...); fail2ban's test-only filters `zzz-*`\n\
-         (their includes point into fail2ban's source tree). `sasl` is no longer a\n\
-         stock filter (it became `postfix[mode=auth]`, covered under postfix).\n\
-         Dates: fail2ban keeps sub-second precision only for Unix-epoch dates, so\n\
-         other dates are reported in whole seconds, as fail2ban's strptime does.\n\n",
+        "**Overall: {agree} of {checked} checked lines agree ({:.2}%); \
+         {exact} of {} filters agree on every line.**\n",
+        pct(agree, checked),
+        results.len()
     );
     s.push_str("| filter | checked | agree | disagree | % | why (first disagreements) |\n");
     s.push_str("|---|---:|---:|---:|---:|---|\n");
@@ -428,9 +533,10 @@ fn render(results: &BTreeMap<String, Tally>) -> String {
     s
 }
 
-/// `filter -> agree` as recorded in the table.
-fn recorded(doc: &str) -> BTreeMap<String, usize> {
-    doc.lines()
+/// `filter -> agree` as recorded in a section's table.
+fn recorded(section: &str) -> BTreeMap<String, usize> {
+    section
+        .lines()
         .filter_map(|l| {
             let cells: Vec<&str> = l.split('|').map(str::trim).collect();
             if cells.len() < 5 {
@@ -443,27 +549,50 @@ fn recorded(doc: &str) -> BTreeMap<String, usize> {
         .collect()
 }
 
-#[test]
-fn stock_filters_agree_with_fail2ban_samples() {
-    if !Path::new(FILTER_DIR).is_dir() || !Path::new(LOG_DIR).is_dir() {
-        panic!("fail2ban is not installed ({FILTER_DIR}, {LOG_DIR}): run `cargo xtask deps`");
-    }
+/// Both trees' tests may write the one document at the same time.
+static DOC_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs every filter of `tree` and writes or checks its figures.
+fn judge_tree(tree: &Tree) {
     let only = std::env::var("NFTJAIL_CONFORMANCE_ONLY").ok();
     let mut results = BTreeMap::new();
-    for name in stock_filters() {
+    for name in stock_filters(tree) {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }
-        results.insert(name.clone(), run_filter(&name));
+        results.insert(name.clone(), run_filter(tree, &name));
     }
     let doc_path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DOC);
+    let body = render(tree, &results);
+    let _guard = DOC_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let doc = std::fs::read_to_string(&doc_path).unwrap_or_default();
     if std::env::var_os("NFTJAIL_WRITE_CONFORMANCE").is_some() {
-        std::fs::write(&doc_path, render(&results)).unwrap();
+        std::fs::write(&doc_path, replace_section(&doc, tree.key, &body)).unwrap();
         return;
     }
-    eprintln!("{}", render(&results));
-    let doc = std::fs::read_to_string(&doc_path).expect("recorded figures");
-    let before = recorded(&doc);
+    eprintln!("{body}");
+    let Some(part) = section(&doc, tree.key) else {
+        if tree.key == "debian" {
+            panic!("{DOC} has no section for {}", tree.key);
+        }
+        eprintln!(
+            "{DOC} records nothing for {} yet: write it with NFTJAIL_WRITE_CONFORMANCE=1",
+            tree.title
+        );
+        return;
+    };
+    // Another source tree's figures say nothing about this one (Debian's
+    // are always compared: its package is what the test stands on).
+    let heading = format!("## {}", tree.title);
+    if tree.key != "debian" && part.lines().next() != Some(heading.as_str()) {
+        eprintln!(
+            "{DOC} records {:?}, not {}: not compared (NFTJAIL_WRITE_CONFORMANCE=1 records it)",
+            part.lines().next().unwrap_or(""),
+            tree.title
+        );
+        return;
+    }
+    let before = recorded(part);
     let mut worse = Vec::new();
     for (name, t) in &results {
         if let Some(&was) = before.get(name) {
@@ -481,6 +610,33 @@ fn stock_filters_agree_with_fail2ban_samples() {
 }
 
 #[test]
+fn stock_filters_agree_with_fail2ban_samples() {
+    let tree = Tree::debian();
+    if !tree.present() {
+        panic!("fail2ban is not installed ({FILTER_DIR}, {LOG_DIR}): run `cargo xtask deps`");
+    }
+    judge_tree(&tree);
+}
+
+#[test]
+fn source_tree_filters_agree_with_its_samples() {
+    let Some(tree) = Tree::source() else {
+        eprintln!(
+            "skipped: {TREE_ENV} names no fail2ban source tree \
+             (e.g. {TREE_ENV}=/tmp/f2bdev, a checkout of fail2ban's repository)"
+        );
+        return;
+    };
+    assert!(
+        tree.present(),
+        "{TREE_ENV}: no {} or {}",
+        tree.filters.display(),
+        tree.logs.display()
+    );
+    judge_tree(&tree);
+}
+
+#[test]
 fn named_filters_load() {
     if !Path::new(FILTER_DIR).is_dir() {
         panic!("fail2ban is not installed ({FILTER_DIR}): run `cargo xtask deps`");
@@ -492,6 +648,16 @@ fn named_filters_load() {
 }
 
 #[test]
+fn document_sections_are_replaced_in_place() {
+    let doc = replace_section("# t\n\nnotes\n", "debian", "A\n");
+    let doc = replace_section(&doc, "source", "B\n");
+    let doc = replace_section(&doc, "debian", "C\n");
+    assert_eq!(section(&doc, "debian"), Some("C\n"));
+    assert_eq!(section(&doc, "source"), Some("B\n"));
+    assert!(doc.starts_with("# t\n\nnotes\n"));
+}
+
+#[test]
 fn zurich_time_follows_summer_time() {
     // 2005-08-14 12:00 CEST is fail2ban's TEST_NOW.
     assert_eq!(zurich("2005-08-14T12:00:00"), Some(now()));
@@ -500,4 +666,22 @@ fn zurich_time_follows_summer_time() {
         zurich("2005-01-01T01:00:00"),
         Some(UNIX_EPOCH + Duration::from_secs(1_104_537_600))
     );
+}
+
+#[test]
+fn prefregex_address_survives_an_unmatched_optional_group() {
+    // Dovecot 2.4's passdb line names the address in the prefix only; the
+    // failregex's own optional address group is then unmatched.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("f.conf"),
+        "[Definition]\n\
+         prefregex = ^auth\\(\\S*,<ADDR>\\): <F-CONTENT>.+</F-CONTENT>$\n\
+         failregex = ^(?:x\\(<ADDR>\\): )?[Pp]assword mismatch\n",
+    )
+    .unwrap();
+    let mut f = Fail2banFilter::load("f", dir.path()).unwrap();
+    let found = f.failures("auth(u@example.com,192.0.2.110): Password mismatch", now());
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, "192.0.2.110");
 }

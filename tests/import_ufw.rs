@@ -8,9 +8,20 @@
 //! in a private mount and network namespace over a copy of `/etc/ufw`, so
 //! the import reads what ufw itself writes; the host's firewall and files
 //! are never touched. fail2ban's files are a copy of the system's.
+//!
+//! The move of the hand-made refusals out of ufw runs with ufw enabled in a
+//! network namespace of its own, beside the daemon with the imported config.
 
+mod common;
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{link, require_root, Daemon, Netns};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
 const SYSTEM: &str = "/etc/fail2ban";
@@ -269,4 +280,194 @@ fn the_ufw_backend_keeps_the_profile_and_the_lan_can_be_ignored() {
         "{config}"
     );
     assert!(!summary.contains("ignoreip suggestion"), "{summary}");
+}
+
+impl Ufw {
+    /// `program args…` in `ns`, over this ufw's /etc/ufw and /run.
+    fn command_in(&self, ns: &Netns, program: &str) -> Command {
+        let mut c = ns.command("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind {} /etc/ufw && mount --bind {} /run && exec \"$@\"",
+                self.dir.display(),
+                self.run.display()
+            ))
+            .args(["sh", program]);
+        c
+    }
+
+    fn run_in(&self, ns: &Netns, program: &str, args: &[&str]) -> (bool, String, String) {
+        let out = self.command_in(ns, program).args(args).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok_in(&self, ns: &Netns, program: &str, args: &[&str]) -> String {
+        let (ok, out, err) = self.run_in(ns, program, args);
+        assert!(ok, "{program} {args:?}: {out}{err}");
+        out
+    }
+
+    /// `ufw status numbered`'s rules, without their numbers.
+    fn rules_listed(&self, ns: &Netns) -> Vec<String> {
+        self.ok_in(ns, "ufw", &["status", "numbered"])
+            .lines()
+            .filter_map(|l| l.strip_prefix('[')?.split_once(']'))
+            .map(|(_, rule)| rule.trim().to_string())
+            .collect()
+    }
+}
+
+fn connect(ns: &Netns, to: &str) -> Result<(), ErrorKind> {
+    let addr: SocketAddr = to.parse().unwrap();
+    ns.run(move || {
+        TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+            .map(drop)
+            .map_err(|e| e.kind())
+    })
+}
+
+/// The second step: with the daemon running the imported config, the
+/// manual reject leaves ufw, and the network it refused is refused all
+/// along (by ufw, then by both, then by nftjail's blocklist).
+#[test]
+fn the_manual_refusals_move_out_of_ufw_once_the_daemon_holds_them() {
+    require_root();
+    let d = tempfile::tempdir().unwrap();
+    let (f2b, ufw) = deployment(d.path(), "banaction = ufw\naction = %(action_)s");
+    // ufw enable would apply these kernel settings; none is needed here.
+    std::fs::write(ufw.dir.join("sysctl.conf"), "").unwrap();
+    let (path, config, _) = import(d.path(), &f2b, &ufw, &[]);
+    let blocklist = path.with_file_name("ufw-blocklist.txt");
+    assert!(std::fs::read_to_string(&blocklist)
+        .unwrap()
+        .contains("95.181.157.0/24"));
+    let socket = d.path().join("nftjail.sock");
+    std::fs::write(
+        &path,
+        config.replacen(
+            "[daemon]\n",
+            &format!(
+                "[daemon]\nsocket = \"{}\"\nstate_dir = \"{}\"\ntable = \"nftjailmove\"\n",
+                socket.display(),
+                d.path().join("state").display()
+            ),
+            1,
+        ),
+    )
+    .unwrap();
+
+    let srv = Netns::new("mvs");
+    let atk = Netns::new("mva");
+    let inno = Netns::new("mvi");
+    // One /22 for both ends, so the refused /24 does not hold the server.
+    link(
+        &srv,
+        &["95.181.158.1/22"],
+        &atk,
+        &["95.181.157.66/22"],
+        "mva",
+    );
+    link(&srv, &["10.7.57.1/24"], &inno, &["10.7.57.23/24"], "mvi");
+    let any: SocketAddr = "0.0.0.0:587".parse().unwrap();
+    let listener = srv.run(move || TcpListener::bind(any).unwrap());
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    ufw.ok_in(&srv, "ufw", &["--force", "enable"]);
+    assert_eq!(
+        connect(&atk, "95.181.158.1:587"),
+        Err(ErrorKind::ConnectionRefused),
+        "ufw's manual reject"
+    );
+    assert_eq!(connect(&inno, "10.7.57.1:587"), Ok(()));
+
+    let files = |f: &str| std::fs::read_to_string(ufw.dir.join(f)).unwrap();
+    let before = (files("user.rules"), files("user6.rules"));
+    let listed = ufw.rules_listed(&srv);
+    let bin = BIN;
+    let sock = socket.to_str().unwrap();
+    let move_args = ["--socket", sock, "import-fail2ban", "--move-ufw-rules"];
+
+    // No daemon yet: nothing is removed.
+    let (ok, _, err) = ufw.run_in(&srv, bin, &move_args);
+    assert!(!ok, "moved without a daemon holding the networks");
+    assert!(
+        err.contains("start nftjail with the imported config"),
+        "{err}"
+    );
+    assert_eq!((files("user.rules"), files("user6.rules")), before);
+
+    let mut run = ufw.command_in(&srv, bin);
+    run.args(["run", "--config"]).arg(&path);
+    let daemon = Daemon::spawn(run);
+    daemon.wait_for("ready", Duration::from_secs(20));
+    let (_, banned, _) = nftjail(&["--socket", sock, "banned"]);
+    assert!(
+        banned.contains("zimbra-submission\t95.181.157.0/24\tpermanent"),
+        "{banned}"
+    );
+    assert!(srv
+        .output("nft", &["list", "table", "inet", "nftjailmove"])
+        .contains("95.181.157.0/24"));
+
+    // The attacker knocks all along the move.
+    let stop = AtomicBool::new(false);
+    let (tries, let_in, out) = std::thread::scope(|s| {
+        let knocks = s.spawn(|| {
+            let (mut tries, mut let_in) = (0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                tries += 1;
+                if connect(&atk, "95.181.158.1:587").is_ok() {
+                    let_in += 1;
+                }
+            }
+            (tries, let_in)
+        });
+        let out = ufw.run_in(&srv, bin, &move_args);
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        let (tries, let_in) = knocks.join().unwrap();
+        (tries, let_in, out)
+    });
+    let (ok, stdout, stderr) = out;
+    assert!(ok, "{stdout}{stderr}");
+    eprintln!("{stdout}{stderr}\n{tries} connection attempts during the move");
+    assert!(
+        stdout.contains("removed from ufw: ufw reject from 95.181.157.0/24"),
+        "{stdout}"
+    );
+    assert_eq!(let_in, 0, "the network got in during the move");
+    assert_eq!(
+        connect(&atk, "95.181.158.1:587"),
+        Err(ErrorKind::ConnectionRefused),
+        "nftjail's blocklist"
+    );
+    assert_eq!(connect(&inno, "10.7.57.1:587"), Ok(()));
+
+    // Exactly that rule is gone: from the files, the listing and the chain.
+    let block = "### tuple ### reject any any 0.0.0.0/0 any 95.181.157.0/24 in\n\
+                 -A ufw-user-input -s 95.181.157.0/24 -j REJECT\n\n";
+    assert!(before.0.contains(block), "{}", before.0);
+    assert_eq!(files("user.rules"), before.0.replacen(block, "", 1));
+    assert_eq!(files("user6.rules"), before.1);
+    let now = ufw.rules_listed(&srv);
+    let expected: Vec<String> = listed
+        .iter()
+        .filter(|l| !l.contains("95.181.157.0/24"))
+        .cloned()
+        .collect();
+    assert_eq!(listed.len(), expected.len() + 1, "{listed:#?}");
+    assert_eq!(now, expected);
+    let chain = ufw.ok_in(&srv, "iptables", &["-S", "ufw-user-input"]);
+    assert!(!chain.contains("95.181.157.0/24"), "{chain}");
+    assert!(
+        chain.contains("203.0.113.9"),
+        "fail2ban's own ban stays: {chain}"
+    );
+
+    // Again: nothing left to move.
+    let (ok, stdout, _) = ufw.run_in(&srv, bin, &move_args);
+    assert!(ok && stdout.contains("nothing to move"), "{stdout}");
 }

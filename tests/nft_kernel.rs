@@ -141,6 +141,88 @@ fn reconcile_builds_the_golden_layout_and_is_idempotent() {
     assert_eq!(nft(&["list", "table", "inet", "nftjail"]), golden);
 }
 
+/// The chain an earlier release built for the example jails: a rule per
+/// port, family and set.
+const OLDER_LAYOUT: &str = "table inet nftjail {
+\tset sshd-v4 { type ipv4_addr; flags timeout; elements = { 203.0.113.5 timeout 10m } }
+\tset sshd-v6 { type ipv6_addr; flags timeout; }
+\tset sshd-net4 { type ipv4_addr; flags interval,timeout; }
+\tset sshd-net6 { type ipv6_addr; flags interval,timeout; }
+\tset zimbra-submission-v4 { type ipv4_addr; flags timeout; elements = { 198.51.100.7 } }
+\tset zimbra-submission-v6 { type ipv6_addr; flags timeout; elements = { 2001:db8::7 timeout 1h } }
+\tset zimbra-submission-net4 { type ipv4_addr; flags interval,timeout; elements = { 192.0.2.0/24 timeout 1h } }
+\tset zimbra-submission-net6 { type ipv6_addr; flags interval,timeout; }
+\tchain input {
+\t\ttype filter hook input priority filter - 10; policy accept;
+\t\ttcp dport 22 ip saddr @sshd-v4 counter reject with tcp reset
+\t\ttcp dport 22 ip saddr @sshd-net4 counter reject with tcp reset
+\t\ttcp dport 22 ip6 saddr @sshd-v6 counter reject with tcp reset
+\t\ttcp dport 22 ip6 saddr @sshd-net6 counter reject with tcp reset
+\t\ttcp dport 465 ip saddr @zimbra-submission-v4 counter drop
+\t\ttcp dport 587 ip saddr @zimbra-submission-v4 counter drop
+\t\tudp dport 5000-5010 ip saddr @zimbra-submission-v4 counter drop
+\t\ttcp dport 465 ip saddr @zimbra-submission-net4 counter drop
+\t\ttcp dport 587 ip saddr @zimbra-submission-net4 counter drop
+\t\tudp dport 5000-5010 ip saddr @zimbra-submission-net4 counter drop
+\t\ttcp dport 465 ip6 saddr @zimbra-submission-v6 counter drop
+\t\ttcp dport 587 ip6 saddr @zimbra-submission-v6 counter drop
+\t\tudp dport 5000-5010 ip6 saddr @zimbra-submission-v6 counter drop
+\t\ttcp dport 465 ip6 saddr @zimbra-submission-net6 counter drop
+\t\ttcp dport 587 ip6 saddr @zimbra-submission-net6 counter drop
+\t\tudp dport 5000-5010 ip6 saddr @zimbra-submission-net6 counter drop
+\t}
+}
+";
+
+#[test]
+fn an_upgrade_replaces_the_per_port_rules_and_keeps_every_ban() {
+    fresh_netns();
+    let script = std::env::temp_dir().join(format!("nftjail-older-{}.nft", std::process::id()));
+    std::fs::write(&script, OLDER_LAYOUT).unwrap();
+    nft(&["-f", script.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&script);
+    let before: Vec<String> = ["sshd-v4", "zimbra-submission-v4", "zimbra-submission-v6"]
+        .iter()
+        .chain(&["zimbra-submission-net4"])
+        .map(|set| nft(&["list", "set", "inet", "nftjail", set]))
+        .collect();
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&example_jails()).unwrap();
+    let rules = |listing: &str| -> Vec<String> {
+        listing
+            .lines()
+            .filter(|l| l.contains(" saddr @"))
+            .map(str::to_string)
+            .collect()
+    };
+    let table = nft(&["list", "table", "inet", "nftjail"]);
+    assert_eq!(
+        rules(&table),
+        rules(include_str!("../nft/golden/example.nft")),
+        "{table}"
+    );
+    for (set, was) in ["sshd-v4", "zimbra-submission-v4", "zimbra-submission-v6"]
+        .iter()
+        .chain(&["zimbra-submission-net4"])
+        .zip(&before)
+    {
+        let now = nft(&["list", "set", "inet", "nftjail", set]);
+        let elements = |l: &str| {
+            l.split("elements = ")
+                .nth(1)
+                .map(|e| e.split(" expires").next().unwrap_or(e).to_string())
+        };
+        assert!(elements(was).is_some(), "{was}");
+        assert_eq!(elements(&now), elements(was), "{set} lost elements: {now}");
+    }
+    // A second reconcile (the daemon's next start) changes nothing.
+    b.reconcile(&example_jails()).unwrap();
+    assert_eq!(
+        rules(&nft(&["list", "table", "inet", "nftjail"])),
+        rules(&table)
+    );
+}
+
 #[test]
 fn reconcile_keeps_bans_and_removes_jails_no_longer_configured() {
     fresh_netns();
@@ -285,10 +367,12 @@ fn a_banned_source_is_refused_on_the_jails_port_only() {
         .unwrap();
     assert!(lo.success());
     let mut b = NftBackend::open("nftjail").unwrap();
-    b.reconcile(&[jail("j", &[(Proto::Tcp, 2525, 2525)], BlockType::Reject)])
+    // Two entries: the ports are one anonymous interval set in the rule.
+    let ports = [(Proto::Tcp, 2525, 2525), (Proto::Tcp, 2600, 2610)];
+    b.reconcile(&[jail("j", &ports, BlockType::Reject)])
         .unwrap();
     let on = |port| TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let (_a, _b) = (on(2525), on(2526));
+    let (_a, _b, _c) = (on(2525), on(2526), on(2605));
     let connect = |from: &str, port: u16| {
         let sock = socket2_connect(from, port);
         sock.map(drop).map_err(|e| e.kind())
@@ -298,6 +382,11 @@ fn a_banned_source_is_refused_on_the_jails_port_only() {
     assert_eq!(
         connect("127.0.0.2", 2525),
         Err(std::io::ErrorKind::ConnectionRefused)
+    );
+    assert_eq!(
+        connect("127.0.0.2", 2605),
+        Err(std::io::ErrorKind::ConnectionRefused),
+        "inside the jail's port range"
     );
     assert_eq!(
         connect("127.0.0.3", 2525),
@@ -310,7 +399,10 @@ fn a_banned_source_is_refused_on_the_jails_port_only() {
         "another port is not the jail's"
     );
     let table = nft(&["list", "chain", "inet", "nftjail", "input"]);
-    assert!(table.contains("counter packets 1"), "{table}");
+    assert!(
+        table.contains("tcp dport { 2525, 2600-2610 } ip saddr @j-v4 counter packets 2"),
+        "{table}"
+    );
 
     // A banned prefix refuses every address inside it, and only those.
     b.ban_net(

@@ -236,7 +236,14 @@ fn bans_are_ufw_rules_above_the_first_allow_that_refuse_the_attacker_only() {
     let mut session = atk.run(|| TcpStream::connect("192.0.2.1:587")).unwrap();
     session.write_all(b"EHLO\r\n").unwrap();
 
-    let _d = h.daemon(Some("ufw"), &[]);
+    // The way a host with legacy iptables loads the chains (one
+    // iptables-restore per batch); the other tests go over netlink.
+    let d = h.daemon(Some("ufw"), &[("NFTJAIL_UFW_LIVE", "restore")]);
+    assert!(
+        d.log().contains("loaded with iptables-restore"),
+        "{}",
+        d.log()
+    );
     h.client(&["ban", JAIL, "192.0.2.66"]);
     // ufw accepts established sessions before any user rule: the ban cut
     // the session's conntrack entry, so its next packet meets the ban.
@@ -434,16 +441,26 @@ fn auto_picks_nft_when_nf_tables_works_and_ufw_when_it_does_not() {
         .contains("192.0.2.21"));
 }
 
-/// Not a check: the rate of a burst of bans through ufw, printed.
+/// Not a check: the rate of a burst of bans through ufw, printed, for
+/// each way of changing the live chains (netlink, and iptables-restore).
 /// `cargo test --release --test ufw -- --ignored --nocapture burst`
 #[test]
 #[ignore]
 fn burst_of_bans_from_a_log() {
+    burst("netlink", "uf4", &[]);
+    burst(
+        "iptables-restore",
+        "uf4r",
+        &[("NFTJAIL_UFW_LIVE", "restore")],
+    );
+}
+
+fn burst(path: &str, tag: &str, envs: &[(&str, &str)]) {
     const N: usize = 1000;
-    let h = UfwHost::new("uf4");
+    let h = UfwHost::new(tag);
     admin_rules(&h);
     let config = h.config_with(Some("ufw"), "maxretry = 1\n");
-    let _d = h.daemon_with(config, &[]);
+    let d = h.daemon_with(config, envs);
     let now = jiff::ZonedDateTime::now()
         .strftime("%b %e %H:%M:%S")
         .to_string();
@@ -466,7 +483,14 @@ fn burst_of_bans_from_a_log() {
             .matches("-s 10.")
             .count()
     };
-    eventually("every ban in the live chain", || live() == N);
+    let mut first = None;
+    eventually("every ban in the live chain", || {
+        let n = live();
+        if n > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        n == N
+    });
     let took = started.elapsed();
     let live = live();
     assert_eq!(
@@ -477,17 +501,20 @@ fn burst_of_bans_from_a_log() {
         N
     );
     println!(
-        "{N} bans from a log through ufw in {:.2} s: {:.0} bans/s; live chain holds {live}",
+        "{path}: {N} bans from a log through ufw in {:.2} s: {:.0} bans/s; first ban live after {:.0} ms (polled); live chain holds {live}",
         took.as_secs_f64(),
-        N as f64 / took.as_secs_f64()
+        N as f64 / took.as_secs_f64(),
+        first.unwrap_or(took).as_secs_f64() * 1000.0
     );
     assert_eq!(live, N);
+    let via_netlink = d.log().contains("changed over netlink");
+    assert_eq!(via_netlink, envs.is_empty(), "{}", d.log());
 }
 
 /// A prefix the tracker bans is one ufw rule for the whole network.
 #[test]
 fn a_prefix_ban_is_one_rule_for_the_network() {
-    let h = UfwHost::new("uf5");
+    let h = UfwHost::new("uf9");
     admin_rules(&h);
     let config = h.config_with(Some("ufw"), "[jail.sasl.prefix]\nmaxaddrs = 3\n");
     let d = h.daemon_with(config, &[]);
@@ -559,4 +586,188 @@ fn blocklist_entries_and_permanent_bans_are_ufw_rules_without_end() {
     assert!(v4.contains("203.0.113.0/24") && v4.contains("192.0.2.21"));
     h.client(&["unban", "--all"]);
     assert_eq!(h.rules(), admin);
+}
+
+/// `iptables -S` and `ip6tables -S` of ufw's user chains.
+fn live_chains(h: &UfwHost) -> (String, String) {
+    (
+        h.run("iptables", &["-S", "ufw-user-input"]),
+        h.run("ip6tables", &["-S", "ufw6-user-input"]),
+    )
+}
+
+/// The handles the kernel gave the rules of `ufw-user-input`, by rule.
+fn handles(h: &UfwHost) -> Vec<String> {
+    h.srv
+        .output(
+            "nft",
+            &["-a", "list", "chain", "ip", "filter", "ufw-user-input"],
+        )
+        .lines()
+        .filter(|l| l.contains("# handle"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn over_netlink_the_chain_reads_as_ufw_itself_loads_it() {
+    let h = UfwHost::new("uf7");
+    let atk = Netns::new("uf7a");
+    let inno = Netns::new("uf7i");
+    link(
+        &h.srv,
+        &["192.0.2.1/24", "2001:db8:1::1/64"],
+        &atk,
+        &["192.0.2.66/24", "2001:db8:1::66/64"],
+        "uf7a",
+    );
+    link(
+        &h.srv,
+        &["198.51.100.1/24"],
+        &inno,
+        &["198.51.100.7/24"],
+        "uf7i",
+    );
+    let any: SocketAddr = "[::]:587".parse().unwrap();
+    let listener = h.srv.run(move || TcpListener::bind(any).unwrap());
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    admin_rules(&h);
+    let admin = h.rules();
+    let admin_live = live_chains(&h);
+    let admin_handles = handles(&h);
+    // A second jail: several ports and ranges (multiport), dropped; a
+    // third: a ufw application profile (its rules carry ufw's comment).
+    std::fs::write(
+        h.etc().join("applications.d/nftjail-zimbra"),
+        "[zimbra-mail]\ntitle=Zimbra\ndescription=mail\nports=587,465/tcp|143/udp\n",
+    )
+    .unwrap();
+    let log = h.dir.path().join("mail.log");
+    let config = h.config_with(
+        Some("ufw"),
+        &format!(
+            "[jail.web]\nfilter = \"postfix-sasl\"\nlogpath = \"{log}\"\nport = \"25,587,1000:2000\"\nblocktype = \"drop\"\nbantime = \"1h\"\n\
+             [jail.zim]\nfilter = \"postfix-sasl\"\nlogpath = \"{log}\"\napp = \"zimbra-mail\"\nbantime = \"1h\"\n",
+            log = log.display()
+        ),
+    );
+    let d = h.daemon_with(config, &[]);
+    assert!(d.log().contains("changed over netlink"), "{}", d.log());
+
+    for i in 1..=20 {
+        h.client(&["ban", JAIL, &format!("203.0.113.{i}")]);
+        h.client(&["ban", JAIL, &format!("2001:db8:9::{i:x}")]);
+    }
+    h.client(&["ban", JAIL, "192.0.2.66"]);
+    h.client(&["ban", JAIL, "2001:db8:1::66"]);
+    h.client(&["ban", JAIL, "10.16.0.0/12"]);
+    h.client(&["ban", JAIL, "2001:db8:76::/47"]);
+    h.client(&["ban", "web", "198.18.0.9"]);
+    h.client(&["ban", "web", "2001:db8:5::9"]);
+    h.client(&["ban", "zim", "198.18.0.10"]);
+    h.client(&["ban", "zim", "2001:db8:5::10"]);
+    h.client(&["unban", JAIL, "203.0.113.7"]);
+    h.client(&["unban", JAIL, "2001:db8:9::7"]);
+
+    let ours = live_chains(&h);
+    assert!(
+        ours.0
+            .contains("-A ufw-user-input -s 192.0.2.66/32 -p tcp -m tcp --dport 587 -j REJECT --reject-with tcp-reset"),
+        "{}",
+        ours.0
+    );
+    assert!(ours.0.contains("-s 10.16.0.0/12"), "{}", ours.0);
+    assert!(
+        ours.0
+            .contains("-A ufw-user-input -s 198.18.0.9/32 -p tcp -m multiport --dports 25,587,1000:2000 -j DROP"),
+        "{}",
+        ours.0
+    );
+    assert!(!ours.0.contains("203.0.113.7/32"), "{}", ours.0);
+    assert!(ours.0.contains("dapp_zimbra-mail"), "{}", ours.0);
+    assert!(
+        ours.1.contains("-s 2001:db8:5::10/128 -p udp"),
+        "{}",
+        ours.1
+    );
+    // The admin's rules kept their handles: never deleted and added again.
+    let now = handles(&h);
+    for rule in &admin_handles {
+        assert!(now.contains(rule), "{rule} untouched in:\n{now:#?}");
+    }
+    assert_eq!(
+        connect(&atk, "192.0.2.1:587"),
+        Err(ErrorKind::ConnectionRefused)
+    );
+    assert_eq!(
+        connect(&atk, "[2001:db8:1::1]:587"),
+        Err(ErrorKind::ConnectionRefused)
+    );
+    assert_eq!(connect(&inno, "198.51.100.1:587"), Ok(()));
+
+    // What ufw itself loads from the same files reads the same, rule for rule.
+    h.ufw(&["reload"]);
+    assert_eq!(live_chains(&h), ours, "netlink's chains and ufw's agree");
+
+    h.client(&["unban", "--all"]);
+    assert_eq!(h.rules(), admin, "the admin's files, byte for byte");
+    assert_eq!(live_chains(&h), admin_live);
+    assert_eq!(connect(&atk, "192.0.2.1:587"), Ok(()));
+    assert!(!d.log().contains("loading it whole"), "{}", d.log());
+}
+
+#[test]
+fn ufw_disable_enable_flush_and_a_flushed_chain_heal() {
+    let h = UfwHost::new("uf8");
+    let atk = Netns::new("uf8a");
+    link(&h.srv, &["192.0.2.1/24"], &atk, &["192.0.2.66/24"], "uf8a");
+    let any: SocketAddr = "0.0.0.0:587".parse().unwrap();
+    let listener = h.srv.run(move || TcpListener::bind(any).unwrap());
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    admin_rules(&h);
+    let d = h.daemon(Some("ufw"), &[]);
+    h.client(&["ban", JAIL, "192.0.2.66"]);
+    h.client(&["ban", JAIL, "2001:db8::66"]);
+    let banned = live_chains(&h);
+    assert!(banned.0.contains("192.0.2.66"), "{}", banned.0);
+    let refused = || connect(&atk, "192.0.2.1:587") == Err(ErrorKind::ConnectionRefused);
+    assert!(refused());
+
+    // ufw's own round trip: ours come back from its files.
+    h.ufw(&["disable"]);
+    assert_eq!(connect(&atk, "192.0.2.1:587"), Ok(()), "ufw off");
+    h.ufw(&["--force", "enable"]);
+    assert!(refused(), "ufw enable restores ours from the files");
+    assert!(
+        h.numbered()[1].contains("192.0.2.66"),
+        "{:#?}",
+        h.numbered()
+    );
+    assert_eq!(live_chains(&h), banned);
+
+    // Someone empties ufw's chain: it is loaded again.
+    h.run("iptables", &["-F", "ufw-user-input"]);
+    eventually("the flushed chain put back", || live_chains(&h) == banned);
+    assert!(refused());
+    assert!(d.log().contains("loading it whole"), "{}", d.log());
+
+    // Someone flushes the whole ruleset: ufw is started again, ours with it.
+    h.srv.output("nft", &["flush", "ruleset"]);
+    // ufw-init loads one family after the other: wait for both.
+    let listed = |program: &str, chain: &str| {
+        h.command(program)
+            .args(["-S", chain])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    eventually("ufw's chains put back after a flush", || {
+        listed("iptables", "ufw-user-input") == banned.0
+            && listed("ip6tables", "ufw6-user-input") == banned.1
+    });
+    assert_eq!(live_chains(&h), banned);
+    assert!(refused());
+    assert!(d.log().contains("starting ufw again"), "{}", d.log());
+    h.client(&["unban", "--all"]);
+    assert_eq!(connect(&atk, "192.0.2.1:587"), Ok(()));
 }

@@ -92,6 +92,8 @@ struct Stats {
     /// Matched lines whose host is no IP address (a DNS name, or a form
     /// such as `192.030.0.6`): fail2ban counts them, the daemon cannot ban them.
     no_address: u64,
+    /// A file's last line had no newline and was left unjudged.
+    unterminated: bool,
     fail_hits: Vec<u64>,
     ignore_hits: Vec<u64>,
     /// Template name and lines it dated, in order of first use.
@@ -190,6 +192,11 @@ impl Judge {
                 out.regex = Some(v.regex);
             }
             Judge::Fail2ban(f) => {
+                // As the daemon: a line the filter's gate turns away is
+                // nothing to it, and its date is not read (but for --json).
+                if !every_date && !f.may_match(line) {
+                    return out;
+                }
                 let failures = f.failures(line, now);
                 let report = f.last_line();
                 out.time = report.time;
@@ -312,7 +319,13 @@ pub fn run(filter_spec: &str, log: &str, opts: &Options) -> Result<()> {
         }
         cut += lines.push(&chunk[..n], &mut on_line).cut;
     }
-    lines.flush(&mut on_line);
+    // A file's last line without its newline is still being written: the
+    // daemon waits for the newline, and fail2ban-regex does not read it
+    // either. A pipe that ended brings no newline: its last line counts.
+    let unterminated = log != "-" && lines.has_partial();
+    if !unterminated {
+        lines.flush(&mut on_line);
+    }
     let secs = start.elapsed().as_secs_f64();
     let failed = write_error.into_inner().or_else(|| out.flush().err());
     drop(out);
@@ -322,6 +335,7 @@ pub fn run(filter_spec: &str, log: &str, opts: &Options) -> Result<()> {
         Some(e) => return Err(e).context("writing to standard output"),
         None => {}
     }
+    st.unterminated = unterminated;
     let report = report(filter_spec, &judge, &st, secs, cut, opts.json);
     let written = if opts.json {
         std::io::stderr().lock().write_all(report.as_bytes())
@@ -374,6 +388,7 @@ fn report(spec: &str, judge: &Judge, st: &Stats, secs: f64, cut: usize, all_date
     }
     let which = match judge {
         Judge::Ours { .. } if !all_dates => " (of the lines a failregex matched)",
+        Judge::Fail2ban(_) if !all_dates => " (of the lines the filter's gate let through)",
         _ => "",
     };
     let _ = writeln!(r, "\nDate template hits{which}:");
@@ -400,6 +415,12 @@ fn report(spec: &str, judge: &Judge, st: &Stats, secs: f64, cut: usize, all_date
     }
     if cut > 0 {
         let _ = writeln!(r, "Cut: {cut} lines longer than {MAX_LINE} bytes");
+    }
+    if st.unterminated {
+        let _ = writeln!(
+            r,
+            "Unterminated: the last line has no newline and is not judged (the daemon waits for it)"
+        );
     }
     let rate = st.tested as f64 / secs.max(1e-9);
     let _ = writeln!(r, "[processed in {secs:.3} s, {rate:.0} lines/s]");

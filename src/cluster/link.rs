@@ -33,7 +33,7 @@ const KEEP: Duration = Duration::from_secs(24 * 3600);
 /// A node silent this long is no longer listed.
 const FORGET_NODE: Duration = Duration::from_secs(24 * 3600);
 /// Records or failures per script call.
-const CHUNK: usize = 1000;
+pub(super) const CHUNK: usize = 1000;
 /// Stream entries per read.
 const READ: usize = 1000;
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -52,24 +52,32 @@ pub(super) async fn run(
     state_dir: PathBuf,
 ) {
     let url = inner.cluster.redis_shown();
-    let client = match redis::Client::open(inner.cluster.redis.as_str()) {
+    let client = match super::tls::client(&inner.cluster) {
         Ok(c) => c,
         Err(e) => {
             warn!("farm: cannot use Redis at {url}: {e}; farm mode is off");
-            inner.set_error(Some(e.to_string()));
+            inner.set_error(Some(e));
             return;
         }
     };
+    open_outbox(&inner, state_dir.clone()).await;
     let cursor = Cursor::open(state_dir).await;
     let mut failed = 0u32;
     loop {
         let began = Instant::now();
         let end = session(&client, &inner, &config, &enforcer, &cursor).await;
+        inner.unsent();
         let was = inner.connected.swap(false, Ordering::Relaxed);
         match end {
             Ok(()) => return,
             Err(e) => {
-                if was || failed == 0 {
+                let tls = super::tls::hint(&e);
+                if let (Some(check), true) = (tls, was || failed == 0) {
+                    warn!(
+                        "farm: TLS with Redis at {url} refused: {e}; {check}. \
+                         Banning on this node's own counts meanwhile"
+                    );
+                } else if was || failed == 0 {
                     warn!(
                         "farm: Redis at {url} unreachable: {e}; banning on this node's own \
                          counts, what it decides is queued for the farm"
@@ -84,8 +92,94 @@ pub(super) async fn run(
             failed = 0;
         }
         failed = failed.saturating_add(1);
-        tokio::time::sleep(backoff(failed)).await;
+        // Meanwhile what is decided goes to the state store as it comes.
+        let wait = tokio::time::sleep(backoff(failed));
+        tokio::pin!(wait);
+        loop {
+            spill(&inner).await;
+            tokio::select! {
+                () = &mut wait => break,
+                () = inner.wake.notified() => {}
+            }
+        }
     }
+}
+
+/// Opens the state store's outbox before the first connection, which
+/// sends what it holds first.
+async fn open_outbox(inner: &Arc<Inner>, dir: PathBuf) {
+    let opened = tokio::task::spawn_blocking(move || {
+        let store = Store::open(&dir)?;
+        let len = store.outbox_len()?;
+        Ok::<_, crate::state::StateError>((store, len))
+    })
+    .await;
+    match opened {
+        Ok(Ok((store, len))) => {
+            if len > 0 {
+                info!("farm: {len} bans and unbans from before the restart wait for Redis");
+            }
+            inner.stored.store(len, Ordering::Relaxed);
+            if let Ok(mut slot) = inner.store.lock() {
+                *slot = Some(store);
+            }
+        }
+        Ok(Err(e)) => {
+            warn!("farm: what waits for Redis is kept in memory only, a restart loses it: {e}")
+        }
+        Err(_) => {}
+    }
+}
+
+async fn spill(inner: &Arc<Inner>) {
+    let inner = Arc::clone(inner);
+    let _ = tokio::task::spawn_blocking(move || inner.spill()).await;
+}
+
+/// Sends what the state store's outbox holds, oldest first, deleting each
+/// chunk once Redis took it.
+async fn send_stored(w: &mut MultiplexedConnection, inner: &Arc<Inner>) -> Result<(), String> {
+    while inner.stored.load(Ordering::Relaxed) > 0 {
+        let i = Arc::clone(inner);
+        let read = tokio::task::spawn_blocking(move || match i.store.lock() {
+            Ok(mut slot) => slot.as_mut().map(|s| s.outbox_first(CHUNK)),
+            Err(_) => None,
+        })
+        .await;
+        let waiting = match read {
+            Ok(Some(Ok(w))) => w,
+            Ok(Some(Err(e))) => {
+                warn!("farm: cannot read the queue kept in the state store: {e}");
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        let Some(through) = waiting.through else {
+            inner.stored.store(0, Ordering::Relaxed);
+            return Ok(());
+        };
+        let chunk: Vec<Shared> = waiting.records.into_iter().map(super::shared).collect();
+        if !chunk.is_empty() {
+            publish(w, &inner.cluster.node, &chunk).await?;
+            inner.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+        let i = Arc::clone(inner);
+        let deleted = tokio::task::spawn_blocking(move || match i.store.lock() {
+            Ok(mut slot) => slot.as_mut().map(|s| s.outbox_sent(through)),
+            Err(_) => None,
+        })
+        .await;
+        match deleted {
+            Ok(Some(Ok(left))) => inner.stored.store(left, Ordering::Relaxed),
+            Ok(Some(Err(e))) => {
+                // Sent again later: at least once, as the stream promises.
+                warn!("farm: cannot delete what was sent from the state store: {e}");
+                return Ok(());
+            }
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
 }
 
 /// 250 ms doubling up to 30 s, each wait between half and one and a half of it.
@@ -109,7 +203,7 @@ fn text(e: redis::RedisError) -> String {
 /// One connection's life. Ok: the daemon is stopping (the enforcer is gone).
 async fn session(
     client: &redis::Client,
-    inner: &Inner,
+    inner: &Arc<Inner>,
     config: &ConfigNow,
     enforcer: &mpsc::Sender<EnforcerMsg>,
     cursor: &Cursor,
@@ -214,7 +308,7 @@ async fn follow(
 /// Sends what is queued as it is queued, and beats the heart.
 async fn drain(
     w: &mut MultiplexedConnection,
-    inner: &Inner,
+    inner: &Arc<Inner>,
     config: &ConfigNow,
     enforcer: &mpsc::Sender<EnforcerMsg>,
 ) -> Result<(), String> {
@@ -223,18 +317,19 @@ async fn drain(
     beat.tick().await;
     let mut unique = Unique::new(&inner.cluster.node);
     loop {
-        tokio::select! {
-            () = inner.wake.notified() => {}
-            _ = beat.tick() => heartbeat(w, inner).await?,
-        }
+        // Older than anything in memory: first.
+        send_stored(w, inner).await?;
         loop {
             let chunk = Inner::take(&inner.outbox, CHUNK);
             if chunk.is_empty() {
                 break;
             }
-            if let Err(e) = publish(w, &inner.cluster.node, &chunk).await {
-                Inner::put_back(&inner.outbox, chunk);
-                return Err(e);
+            if let Ok(mut f) = inner.inflight.lock() {
+                f.clone_from(&chunk);
+            }
+            publish(w, &inner.cluster.node, &chunk).await?;
+            if let Ok(mut f) = inner.inflight.lock() {
+                f.clear();
             }
             inner.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
@@ -253,6 +348,10 @@ async fn drain(
             if !decided.is_empty() && enforcer.send(EnforcerMsg::Bans(decided)).await.is_err() {
                 return Ok(());
             }
+        }
+        tokio::select! {
+            () = inner.wake.notified() => {}
+            _ = beat.tick() => heartbeat(w, inner).await?,
         }
     }
 }

@@ -6,7 +6,10 @@
 //!   enforcer fills without waiting ([`Farm::publisher`]); failures to count
 //!   farm-wide, through another the tracker fills ([`Farm::tee`]). Neither
 //!   ever waits on Redis: when Redis is down or slow the node bans on its
-//!   own counts, the queue waits, and goes out once Redis is back.
+//!   own counts, the queue waits, and goes out once Redis is back. While
+//!   Redis is down the bans and unbans wait in the state store, not in
+//!   memory, and so does what is still queued when the daemon stops: a
+//!   restart during an outage loses none of them.
 //! - Bans go into a Redis Stream (at-least-once, replayable from an id,
 //!   trimmed by time) and a sorted set of the bans still running, by end
 //!   time. A node that starts or reconnects loads that set, then follows
@@ -19,6 +22,7 @@
 mod link;
 pub mod record;
 mod scripts;
+mod tls;
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -34,9 +38,12 @@ use crate::config::cluster::ClusterConfig;
 use crate::config::Config;
 use crate::control::protocol::{FarmNode, FarmStatus};
 use crate::enforce::enforcer::{EnforcerMsg, Publish, Shared};
+use crate::state::outbox::Outgoing;
+use crate::state::Store;
 
-/// Most bans and unbans waiting for Redis; past it the oldest are dropped
-/// (and counted): memory stays bounded through any outage.
+/// Most bans and unbans waiting for Redis, in memory and again in the
+/// state store; past it the oldest are dropped (counted and logged): memory
+/// and disk stay bounded through any outage.
 pub const MAX_QUEUED: usize = 100_000;
 /// Most failures waiting to be counted farm-wide; past it the oldest are
 /// dropped (each node still counts them itself).
@@ -49,6 +56,14 @@ pub type Failed = (Arc<str>, IpAddr, SystemTime);
 struct Inner {
     cluster: ClusterConfig,
     outbox: Mutex<VecDeque<Shared>>,
+    /// Taken from `outbox`, on its way to Redis: a connection cut while it
+    /// travels must not lose it (it goes back in front, and may go twice).
+    inflight: Mutex<Vec<Shared>>,
+    /// The state store's outbox, where what waits for Redis goes while it
+    /// is down (None: not opened yet, or it cannot be: memory only).
+    store: Mutex<Option<Store>>,
+    /// Records waiting in the store's outbox.
+    stored: AtomicU64,
     counting: Mutex<VecDeque<Failed>>,
     /// Something was queued.
     wake: Notify,
@@ -75,17 +90,56 @@ impl Inner {
                 q.push_back(item);
             }
         }
-        if dropped > 0 {
-            let before = self.dropped.fetch_add(dropped, Ordering::Relaxed);
-            // Once per ten thousand, not once per record.
-            if before / 10_000 != (before + dropped) / 10_000 || before == 0 {
-                warn!(
-                    dropped = before + dropped,
-                    "farm: Redis unreachable for long, queue full: the oldest records are dropped"
-                );
+        self.note_dropped(dropped);
+        self.wake.notify_one();
+    }
+
+    fn note_dropped(&self, dropped: u64) {
+        if dropped == 0 {
+            return;
+        }
+        let before = self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        // Once per ten thousand, not once per record.
+        if before / 10_000 != (before + dropped) / 10_000 || before == 0 {
+            warn!(
+                dropped = before + dropped,
+                "farm: Redis unreachable for long, queue full: the oldest records are dropped"
+            );
+        }
+    }
+
+    /// Moves what waits in memory to the state store's outbox, oldest
+    /// first (everything stored is older than what is still in memory).
+    /// Blocks on the store: called from a blocking task, or as the
+    /// enforcer's thread ends.
+    fn spill(&self) {
+        self.unsent();
+        let Ok(mut slot) = self.store.lock() else {
+            return;
+        };
+        let Some(store) = slot.as_mut() else {
+            return;
+        };
+        loop {
+            let chunk = Inner::take(&self.outbox, link::CHUNK);
+            if chunk.is_empty() {
+                return;
+            }
+            let items: Vec<Outgoing> = chunk.iter().map(outgoing).collect();
+            match store.outbox_append(&items, MAX_QUEUED) {
+                Ok((len, dropped)) => {
+                    self.stored.store(len, Ordering::Relaxed);
+                    self.note_dropped(dropped);
+                }
+                Err(e) => {
+                    warn!(
+                        "farm: cannot keep the queue in the state store, it stays in memory: {e}"
+                    );
+                    Inner::put_back(&self.outbox, chunk);
+                    return;
+                }
             }
         }
-        self.wake.notify_one();
     }
 
     /// Up to `n` of the oldest items of `q`.
@@ -106,6 +160,16 @@ impl Inner {
                 q.push_front(item);
             }
         }
+    }
+
+    /// What was on its way to Redis when the connection ended goes back in
+    /// front of the queue.
+    fn unsent(&self) {
+        let chunk = match self.inflight.lock() {
+            Ok(mut f) => std::mem::take(&mut *f),
+            Err(_) => return,
+        };
+        Inner::put_back(&self.outbox, chunk);
     }
 
     fn set_error(&self, e: Option<String>) {
@@ -131,6 +195,9 @@ impl Farm {
         let inner = Arc::new(Inner {
             cluster,
             outbox: Mutex::new(VecDeque::new()),
+            inflight: Mutex::new(Vec::new()),
+            store: Mutex::new(None),
+            stored: AtomicU64::new(0),
             counting: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
             connected: AtomicBool::new(false),
@@ -197,6 +264,48 @@ impl Publish for Publisher {
     }
 }
 
+/// The enforcer is gone (the daemon stops): what it queued and Redis did
+/// not take yet waits in the state store for the next start.
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.0.spill();
+    }
+}
+
+fn outgoing(s: &Shared) -> Outgoing {
+    match s.clone() {
+        Shared::Ban {
+            jail,
+            target,
+            until,
+            cause,
+        } => Outgoing::Ban {
+            jail,
+            target,
+            until,
+            cause,
+        },
+        Shared::Unban { jail, target } => Outgoing::Unban { jail, target },
+    }
+}
+
+fn shared(o: Outgoing) -> Shared {
+    match o {
+        Outgoing::Ban {
+            jail,
+            target,
+            until,
+            cause,
+        } => Shared::Ban {
+            jail,
+            target,
+            until,
+            cause,
+        },
+        Outgoing::Unban { jail, target } => Shared::Unban { jail, target },
+    }
+}
+
 /// The farm block of `status` (None: farm mode is off). Never waits on
 /// Redis: it says what the link last knew.
 pub fn status() -> Option<Box<FarmStatus>> {
@@ -224,7 +333,9 @@ pub fn status() -> Option<Box<FarmStatus>> {
         received: inner.received.load(Ordering::Relaxed),
         sent: inner.sent.load(Ordering::Relaxed),
         refused: inner.refused.load(Ordering::Relaxed),
-        queued: len(&inner.outbox),
+        queued: len(&inner.outbox)
+            + inner.inflight.lock().map_or(0, |f| f.len() as u64)
+            + inner.stored.load(Ordering::Relaxed),
         dropped: inner.dropped.load(Ordering::Relaxed),
         shared_counting: inner.cluster.shared_counting,
     }))

@@ -2,12 +2,16 @@
 //! their failure counts) through a Redis server. Off unless `redis` is
 //! given: a single host needs none of it.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::Checker;
+use super::{Checker, Files};
 
 /// Durations the farm may hand a node, unless `max_bantime` says otherwise:
 /// a record asking for longer is refused, so whoever can write to Redis
@@ -20,8 +24,15 @@ pub const MAX_NODE: usize = 64;
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCluster {
-    /// `redis://[user:password@]host[:port][/db]`.
+    /// `redis[s]://[user:password@]host[:port][/db]`.
     pub redis: Option<Spanned<String>>,
+    /// rediss://: the CA (PEM) that signed the server's certificate;
+    /// default: the system's roots.
+    pub tls_ca: Option<Spanned<String>>,
+    /// rediss:// with client certificates: this node's certificate chain
+    /// and its private key (PEM), both or neither.
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
     /// Unique per node; default: the host name.
     pub node: Option<Spanned<String>>,
     /// Jails whose bans (and counts) are shared; default: all.
@@ -44,6 +55,18 @@ pub struct ClusterConfig {
     pub jails: Option<Vec<String>>,
     pub shared_counting: bool,
     pub max_bantime: Duration,
+    /// Some for rediss:// (TLS), None for redis://.
+    pub tls: Option<TlsFiles>,
+}
+
+/// What rediss:// trusts and shows, as files read when the link starts
+/// (checked when the config is loaded).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA to trust (None: the system's roots).
+    pub ca: Option<PathBuf>,
+    /// Certificate chain and private key for client authentication.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 impl ClusterConfig {
@@ -69,6 +92,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("jails", &self.jails)
             .field("shared_counting", &self.shared_counting)
             .field("max_bantime", &self.max_bantime)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -95,6 +119,7 @@ impl Checker<'_> {
         if let Err(msg) = check_url(url.get_ref()) {
             self.problem(url.span(), "cluster.redis", msg);
         }
+        let tls = self.cluster_tls(raw, url.get_ref().starts_with("rediss://"));
         let node = match raw.node.as_ref() {
             Some(n) => {
                 if !valid_node(n.get_ref()) {
@@ -147,8 +172,96 @@ impl Checker<'_> {
             jails: shared,
             shared_counting: raw.shared_counting.unwrap_or(false),
             max_bantime,
+            tls,
         })
     }
+
+    /// `tls_*`: only with rediss://, each file read and its PEM checked
+    /// now, so a typo shows at `check`, not as a farm that never connects.
+    fn cluster_tls(&mut self, raw: &RawCluster, tls: bool) -> Option<TlsFiles> {
+        let given = [
+            (&raw.tls_ca, "cluster.tls_ca"),
+            (&raw.tls_cert, "cluster.tls_cert"),
+            (&raw.tls_key, "cluster.tls_key"),
+        ];
+        if !tls {
+            for (v, key) in given {
+                if let Some(v) = v {
+                    self.problem(
+                        v.span(),
+                        key,
+                        "only for rediss:// (TLS): write redis = \"rediss://HOST:PORT\"",
+                    );
+                }
+            }
+            return None;
+        }
+        let ca = raw
+            .tls_ca
+            .as_ref()
+            .map(|p| self.pem_file(p, "cluster.tls_ca", Pem::Certificates));
+        let client = match (&raw.tls_cert, &raw.tls_key) {
+            (Some(c), Some(k)) => Some((
+                self.pem_file(c, "cluster.tls_cert", Pem::Certificates),
+                self.pem_file(k, "cluster.tls_key", Pem::Key),
+            )),
+            (Some(one), None) | (None, Some(one)) => {
+                self.problem(
+                    one.span(),
+                    if raw.tls_cert.is_some() {
+                        "cluster.tls_cert"
+                    } else {
+                        "cluster.tls_key"
+                    },
+                    "a client certificate needs both tls_cert and tls_key",
+                );
+                None
+            }
+            (None, None) => None,
+        };
+        Some(TlsFiles { ca, client })
+    }
+
+    fn pem_file(&mut self, p: &Spanned<String>, key: &str, kind: Pem) -> PathBuf {
+        let path = PathBuf::from(p.get_ref());
+        if !path.is_absolute() {
+            self.problem(p.span(), key, "must be an absolute path");
+        } else if self.files != Files::Ignore {
+            if let Err(msg) = check_pem(&path, kind) {
+                self.problem(p.span(), key, msg);
+            }
+        }
+        path
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Pem {
+    Certificates,
+    Key,
+}
+
+/// Reads `path` as the link will, and says what is wrong with it.
+fn check_pem(path: &Path, kind: Pem) -> Result<(), String> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    match kind {
+        Pem::Certificates => {
+            let certs = CertificateDer::pem_slice_iter(&bytes)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{shown}: not a PEM certificate file: {e}"))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "{shown} holds no certificate (-----BEGIN CERTIFICATE-----)"
+                ));
+            }
+        }
+        Pem::Key => {
+            PrivateKeyDer::from_pem_slice(&bytes)
+                .map_err(|e| format!("{shown} holds no PEM private key: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 pub fn valid_node(s: &str) -> bool {
@@ -164,21 +277,14 @@ fn host_name() -> Option<String> {
     Some(name.trim().to_string())
 }
 
-/// `redis://[user[:password]@]host[:port][/db]`; what else is refused says
+/// `redis[s]://[user[:password]@]host[:port][/db]`; what else is refused says
 /// why and what to write instead.
 fn check_url(url: &str) -> Result<(), String> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err("expected redis://[user:password@]HOST[:PORT][/DB]".into());
     };
     match scheme {
-        "redis" => {}
-        "rediss" => {
-            return Err(
-                "rediss:// (TLS) is not supported: this build has no TLS stack for Redis; \
-                 use redis:// over a trusted network or a TLS tunnel (stunnel, spiped) on this host"
-                    .into(),
-            )
-        }
+        "redis" | "rediss" => {}
         "redis+sentinel" | "redis-sentinel" | "sentinel" => {
             return Err(
                 "Redis Sentinel URLs are not supported: give the master's redis://HOST:PORT \
@@ -188,7 +294,7 @@ fn check_url(url: &str) -> Result<(), String> {
         }
         other => {
             return Err(format!(
-                "unknown scheme {other:?}: expected redis://[user:password@]HOST[:PORT][/DB]"
+                "unknown scheme {other:?}: expected redis:// or rediss://[user:password@]HOST[:PORT][/DB]"
             ))
         }
     }
@@ -314,7 +420,21 @@ mod tests {
     #[test]
     fn refusals_name_file_line_column_and_key() {
         for (line, key, said) in [
-            ("redis = \"rediss://h:6379\"", "cluster.redis", "TLS"),
+            (
+                "redis = \"redis://h\"\ntls_ca = \"/etc/ca.pem\"",
+                "cluster.tls_ca",
+                "only for rediss://",
+            ),
+            (
+                "redis = \"rediss://h\"\ntls_ca = \"ca.pem\"",
+                "cluster.tls_ca",
+                "absolute",
+            ),
+            (
+                "redis = \"rediss://h\"\ntls_cert = \"/etc/c.pem\"",
+                "cluster.tls_cert",
+                "both tls_cert and tls_key",
+            ),
             (
                 "redis = \"redis+sentinel://h:26379/mymaster\"",
                 "cluster.redis",
@@ -344,9 +464,56 @@ mod tests {
             assert!(e.starts_with("t.toml:"), "{e}");
             assert!(e.contains(key) && e.contains(said), "{line}: {e}");
         }
-        let e = parse("redis = \"rediss://h:6379\"")
+        let e = parse("redis = \"sentinel://h:6379\"")
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("t.toml:5:9: cluster.redis: "), "{e}");
+    }
+
+    #[test]
+    fn rediss_reads_its_files_when_the_config_is_loaded() {
+        let c = parse("redis = \"rediss://h:6380\"")
+            .unwrap()
+            .cluster
+            .unwrap();
+        assert_eq!(c.tls, Some(TlsFiles::default()), "the system's roots");
+        assert_eq!(
+            parse("redis = \"redis://h\"").unwrap().cluster.unwrap().tls,
+            None
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        for (key, path, said) in [
+            ("tls_ca", &junk, "holds no certificate"),
+            ("tls_ca", &missing, "cannot read"),
+        ] {
+            let text = format!(
+                "{JAIL}[cluster]\nredis = \"rediss://h\"\n{key} = \"{}\"\n",
+                path.display()
+            );
+            let e = Config::parse_with(&text, Path::new("t.toml"), Files::Run)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("t.toml:6:10: cluster.{key}: ")) && e.contains(said),
+                "{e}"
+            );
+            // A text checked on its own does not look at the disk.
+            assert!(Config::parse(&text, Path::new("t.toml")).is_ok());
+        }
+        let text = format!(
+            "{JAIL}[cluster]\nredis = \"rediss://h\"\ntls_cert = \"{0}\"\ntls_key = \"{0}\"\n",
+            junk.display()
+        );
+        let e = Config::parse_with(&text, Path::new("t.toml"), Files::Run)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cluster.tls_key") && e.contains("no PEM private key"),
+            "{e}"
+        );
     }
 }

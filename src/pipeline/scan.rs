@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tracing::error;
+use tracing::{debug, error};
 
 use crate::config::{Fail2banSpec, Jail};
 use crate::filter::fail2ban::Fail2banFilters;
@@ -82,12 +82,17 @@ impl ReaderFilters {
         given: Option<SystemTime>,
         mut hit: impl FnMut(JailId, IpAddr, SystemTime, Option<Account>),
     ) {
-        // Most routes have no fail2ban filter: no clock read per line for them.
+        // Most lines get past no fail2ban filter's keys: the clock is read
+        // only for those that do.
         if !self.fail2ban.is_empty() {
-            let now = SystemTime::now();
-            self.fail2ban.scan(line, now, |jail, m| {
-                // <DNS> hosts stay text in fail2ban; we ban addresses only.
-                if let Some(addr) = m.addr {
+            self.fail2ban
+                .scan_with_clock(line, SystemTime::now, |jail, m, now| {
+                    // A host given by name is never looked up (no DNS on the
+                    // ban path, whatever the filter's `usedns`): not counted.
+                    let Some(addr) = m.addr else {
+                        debug!(host = ?m.host, id = %m.id, "failure names no IP address: not counted");
+                        return;
+                    };
                     let account = m.user.as_deref().and_then(Account::new);
                     hit(
                         jail,
@@ -95,8 +100,7 @@ impl ReaderFilters {
                         settle(given.or(m.time), now),
                         account,
                     );
-                }
-            });
+                });
         }
         let dates = &mut self.dates;
         let mut time = None;

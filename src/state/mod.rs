@@ -18,6 +18,7 @@
 mod cursor;
 pub mod events;
 mod jails;
+pub mod outbox;
 pub mod writer;
 
 pub use events::{bounded_line, MAX_LINE};
@@ -41,6 +42,8 @@ const MIGRATIONS: &[&str] = &[
     events::MIGRATION,
     // 4: the rules each jail had in the kernel, to keep a removed jail's bans across a restart.
     jails::TABLE,
+    // 5: what the farm must still hear of, kept through a restart while Redis is down.
+    outbox::TABLE,
 ];
 /// The version a store opened by this nftjail has.
 const SCHEMA_VERSION: i64 = 1 + MIGRATIONS.len() as i64;

@@ -16,7 +16,9 @@
 //! Jails that banned through fail2ban's `ufw` action move with what ufw
 //! knew ([`ufw`]): the ports of the application profile they named, the
 //! networks ufw lets in wholesale (offered as `ignoreip`) and the admin's
-//! hand-made `reject from NET` rules (offered as a blocklist file). Every
+//! hand-made `reject from NET` rules (offered as a blocklist file, and
+//! moved out of ufw by a second run with `--move-ufw-rules` once the daemon
+//! holds them: [`ufw_move`]). Every
 //! imported filter is run on its jail's own log beside our built-in filter
 //! for the service ([`compare`]). A summary on stderr says what was done,
 //! what was left and why.
@@ -24,6 +26,7 @@
 mod compare;
 mod policy;
 mod ufw;
+pub mod ufw_move;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -99,8 +99,18 @@ impl Enforcer {
                 }
                 None => listed,
             };
+            // Every ban of the jail: one change of the backend for them all
+            // (ufw rewrites its files once, not once per ban); the ones the
+            // backend listed a moment ago are the ones it lifts.
+            let batched = target.is_none() && targets.len() > 1;
+            if batched {
+                let nets: Vec<IpNet> = targets.iter().map(|(t, _)| *t).collect();
+                self.backend.lift_many(&jail, &nets)?;
+            }
             for (t, remaining) in targets {
-                let done = if is_host(&t) {
+                let done = if batched {
+                    true
+                } else if is_host(&t) {
                     self.backend.unban(&jail, t.addr())?
                 } else {
                     self.backend.unban_net(&jail, t)?

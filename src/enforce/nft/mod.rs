@@ -14,11 +14,11 @@
 //! timeout), so the address is never unbanned in between.
 
 mod listing;
-mod netlink;
+pub(crate) mod netlink;
 mod permanent;
 mod prefix;
 mod ruleset;
-mod watch;
+pub(crate) mod watch;
 pub mod wire;
 
 use std::collections::HashMap;

@@ -37,6 +37,8 @@ const SOCKET_QUEUE: libc::c_int = 16 << 20;
 pub struct Watcher {
     fd: OwnedFd,
     table: String,
+    /// The nfgenmsg families whose table of that name we watch.
+    families: Vec<u8>,
     /// Our own backend's port id: its changes (a reload deleting rules) are ours.
     own: Option<u32>,
     buf: Vec<u8>,
@@ -44,6 +46,12 @@ pub struct Watcher {
 
 impl Watcher {
     pub fn open(table: &str, own: Option<u32>) -> io::Result<Watcher> {
+        Watcher::open_for(&[NFPROTO_INET], table, own)
+    }
+
+    /// A watcher of the tables named `table` in `families` (the ufw backend
+    /// watches iptables-nft's `filter` of `ip` and `ip6`).
+    pub fn open_for(families: &[u8], table: &str, own: Option<u32>) -> io::Result<Watcher> {
         // SAFETY: plain socket(2); the fd is owned right below.
         let raw = unsafe {
             libc::socket(
@@ -95,6 +103,7 @@ impl Watcher {
         Ok(Watcher {
             fd,
             table: table.to_string(),
+            families: families.to_vec(),
             own,
             buf: vec![0; netlink::RECV_BUFFER],
         })
@@ -157,7 +166,7 @@ impl Watcher {
                 continue;
             }
             // Our own changes first: they are most of the traffic.
-            if m.family != NFPROTO_INET || Some(m.pid) == self.own {
+            if !self.families.contains(&m.family) || Some(m.pid) == self.own {
                 continue;
             }
             // Every message naming our table by another socket: the

@@ -44,15 +44,21 @@ const NFTA_SET_FLAGS: u16 = 3;
 const NFTA_SET_KEY_TYPE: u16 = 4;
 const NFTA_SET_KEY_LEN: u16 = 5;
 const NFTA_SET_ID: u16 = 10;
+const NFT_SET_ANONYMOUS: u32 = 0x1;
+const NFT_SET_CONSTANT: u32 = 0x2;
 const NFT_SET_TIMEOUT: u32 = 0x10;
 const NFT_SET_INTERVAL: u32 = 0x4;
 /// nft's own data type numbers, so `nft list` prints `type ipv4_addr`.
 const TYPE_IPADDR: u32 = 7;
 const TYPE_IP6ADDR: u32 = 8;
+const TYPE_INET_SERVICE: u32 = 13;
+/// The name an anonymous set is created with: the kernel fills in the number.
+pub const ANON_SET_NAME: &str = "__set%d";
 
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
 const NFTA_SET_ELEM_LIST_SET: u16 = 2;
 const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_SET_ELEM_LIST_SET_ID: u16 = 4;
 const NFTA_LIST_ELEM: u16 = 1;
 const NFTA_SET_ELEM_KEY: u16 = 1;
 const NFTA_SET_ELEM_FLAGS: u16 = 3;
@@ -241,32 +247,9 @@ impl Writer {
         elems: &[(IpAddr, Option<Duration>)],
         add: bool,
     ) -> Vec<u32> {
-        let mut seqs = Vec::new();
-        let mut rest = elems;
-        while !rest.is_empty() {
-            let (msg, flags) = if add {
-                (NFT_MSG_NEWSETELEM, NLM_F_CREATE)
-            } else {
-                (NFT_MSG_DELSETELEM, 0)
-            };
-            seqs.push(self.begin_nft(msg, flags));
-            self.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
-            self.attr_str(NFTA_SET_ELEM_LIST_SET, set);
-            self.nest_begin(NFTA_SET_ELEM_LIST_ELEMENTS);
-            let start = self.buf.len();
-            let mut n = 0;
-            for (addr, timeout) in rest {
-                if self.buf.len() - start > MAX_ELEMENTS_BYTES {
-                    break;
-                }
-                self.key_elem(*addr, *timeout, false);
-                n += 1;
-            }
-            self.nest_end();
-            self.end();
-            rest = &rest[n..];
-        }
-        seqs
+        self.chunked(table, set, elems, add, |w, (addr, timeout)| {
+            w.key_elem(*addr, *timeout, false)
+        })
     }
 
     /// Prefixes as intervals: a start element (carrying the timeout) and an
@@ -281,35 +264,12 @@ impl Writer {
         nets: &[(IpNet, Option<Duration>)],
         add: bool,
     ) -> Vec<u32> {
-        let (msg, flags) = if add {
-            (NFT_MSG_NEWSETELEM, NLM_F_CREATE)
-        } else {
-            (NFT_MSG_DELSETELEM, 0)
-        };
-        let mut seqs = Vec::new();
-        let mut rest = nets;
-        while !rest.is_empty() {
-            seqs.push(self.begin_nft(msg, flags));
-            self.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
-            self.attr_str(NFTA_SET_ELEM_LIST_SET, set);
-            self.nest_begin(NFTA_SET_ELEM_LIST_ELEMENTS);
-            let start = self.buf.len();
-            let mut n = 0;
-            for (net, timeout) in rest {
-                if self.buf.len() - start > MAX_ELEMENTS_BYTES {
-                    break;
-                }
-                self.key_elem(net.network(), *timeout, false);
-                if let Some(end) = after(net) {
-                    self.key_elem(end, None, true);
-                }
-                n += 1;
+        self.chunked(table, set, nets, add, |w, (net, timeout)| {
+            w.key_elem(net.network(), *timeout, false);
+            if let Some(end) = after(net) {
+                w.key_elem(end, None, true);
             }
-            self.nest_end();
-            self.end();
-            rest = &rest[n..];
-        }
-        seqs
+        })
     }
 
     /// Elements put back with the time they had left: `timeout` is the whole
@@ -322,31 +282,52 @@ impl Writer {
         set: &str,
         elems: &[(IpNet, Duration, Duration)],
     ) -> Vec<u32> {
+        self.chunked(table, set, elems, true, |w, (net, timeout, expires)| {
+            let timeout = (*timeout).max(*expires);
+            w.elem_begin(net.network(), Some(timeout), false);
+            w.attr_be64(
+                NFTA_SET_ELEM_EXPIRATION,
+                (expires.as_millis() as u64).clamp(1, timeout.as_millis().max(1) as u64),
+            );
+            w.nest_end();
+            if net.prefix_len() != net.max_prefix_len() {
+                if let Some(end) = after(net) {
+                    w.key_elem(end, None, true);
+                }
+            }
+        })
+    }
+
+    /// Add (or delete) messages for `items` of one set, as many as it takes
+    /// to keep each element list under [`MAX_ELEMENTS_BYTES`]; `each` writes
+    /// one item's element(s). Returns the sequence numbers used.
+    fn chunked<T>(
+        &mut self,
+        table: &str,
+        set: &str,
+        items: &[T],
+        add: bool,
+        mut each: impl FnMut(&mut Self, &T),
+    ) -> Vec<u32> {
+        let (msg, flags) = if add {
+            (NFT_MSG_NEWSETELEM, NLM_F_CREATE)
+        } else {
+            (NFT_MSG_DELSETELEM, 0)
+        };
         let mut seqs = Vec::new();
-        let mut rest = elems;
+        let mut rest = items;
         while !rest.is_empty() {
-            seqs.push(self.begin_nft(NFT_MSG_NEWSETELEM, NLM_F_CREATE));
+            seqs.push(self.begin_nft(msg, flags));
             self.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
             self.attr_str(NFTA_SET_ELEM_LIST_SET, set);
             self.nest_begin(NFTA_SET_ELEM_LIST_ELEMENTS);
             let start = self.buf.len();
             let mut n = 0;
-            for (net, timeout, expires) in rest {
+            for item in rest {
                 if self.buf.len() - start > MAX_ELEMENTS_BYTES {
                     break;
                 }
-                let timeout = (*timeout).max(*expires);
-                self.elem_begin(net.network(), Some(timeout), false);
-                self.attr_be64(
-                    NFTA_SET_ELEM_EXPIRATION,
-                    (expires.as_millis() as u64).clamp(1, timeout.as_millis().max(1) as u64),
-                );
-                self.nest_end();
-                if net.prefix_len() != net.max_prefix_len() {
-                    if let Some(end) = after(net) {
-                        self.key_elem(end, None, true);
-                    }
-                }
+                each(self, item);
                 n += 1;
             }
             self.nest_end();
@@ -354,6 +335,53 @@ impl Writer {
             rest = &rest[n..];
         }
         seqs
+    }
+
+    /// A rule's own port list, `{ 465, 587 }` or `{ 25, 5000-5010 }`: an
+    /// anonymous constant set (the kernel names it `__setN` and frees it
+    /// with its rule) and its elements, which must come before the rule in
+    /// the transaction. The rule finds it by `id`. `ranges` are sorted and
+    /// do not touch one another; a set with any range is an interval set.
+    pub fn anon_port_set(&mut self, table: &str, id: u32, ranges: &[(u16, u16)]) {
+        let interval = ranges.iter().any(|(a, b)| a != b);
+        self.begin_nft(NFT_MSG_NEWSET, NLM_F_CREATE);
+        self.attr_str(NFTA_SET_TABLE, table);
+        self.attr_str(NFTA_SET_NAME, ANON_SET_NAME);
+        let mut flags = NFT_SET_ANONYMOUS | NFT_SET_CONSTANT;
+        if interval {
+            flags |= NFT_SET_INTERVAL;
+        }
+        self.attr_be32(NFTA_SET_FLAGS, flags);
+        self.attr_be32(NFTA_SET_KEY_TYPE, TYPE_INET_SERVICE);
+        self.attr_be32(NFTA_SET_KEY_LEN, 2);
+        self.attr_be32(NFTA_SET_ID, id);
+        self.end();
+        self.begin_nft(NFT_MSG_NEWSETELEM, NLM_F_CREATE);
+        self.attr_str(NFTA_SET_ELEM_LIST_TABLE, table);
+        self.attr_str(NFTA_SET_ELEM_LIST_SET, ANON_SET_NAME);
+        self.attr_be32(NFTA_SET_ELEM_LIST_SET_ID, id);
+        self.nest_begin(NFTA_SET_ELEM_LIST_ELEMENTS);
+        for &(first, last) in ranges {
+            self.port_elem(first, false);
+            if interval {
+                if let Some(end) = last.checked_add(1) {
+                    self.port_elem(end, true);
+                }
+            }
+        }
+        self.nest_end();
+        self.end();
+    }
+
+    fn port_elem(&mut self, port: u16, interval_end: bool) {
+        self.nest_begin(NFTA_LIST_ELEM);
+        self.nest_begin(NFTA_SET_ELEM_KEY);
+        self.attr(NFTA_DATA_VALUE, &port.to_be_bytes());
+        self.nest_end();
+        if interval_end {
+            self.attr_be32(NFTA_SET_ELEM_FLAGS, NFT_SET_ELEM_INTERVAL_END);
+        }
+        self.nest_end();
     }
 
     fn key_elem(&mut self, addr: IpAddr, timeout: Option<Duration>, interval_end: bool) {
@@ -496,7 +524,6 @@ fn be64(v: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(v.get(..8)?.try_into().ok()?))
 }
 
-/// The set name in a NEWSET message of a dump.
 /// The table a table, chain, rule, set or element message is about: each
 /// carries it as attribute 1.
 pub fn parse_table_name(body: &[u8]) -> Option<String> {
@@ -509,7 +536,14 @@ pub fn parse_gen_id(body: &[u8]) -> Option<u32> {
     attr(body, NFTA_GEN_ID).and_then(be32)
 }
 
+/// The name in a NEWSET message of a dump; None for an anonymous set (a
+/// rule's port list): it belongs to its rule and goes with it, so nothing
+/// that walks our named sets may see or delete it.
 pub fn parse_set_name(body: &[u8]) -> Option<String> {
+    let flags = attr(body, NFTA_SET_FLAGS).and_then(be32).unwrap_or(0);
+    if flags & NFT_SET_ANONYMOUS != 0 {
+        return None;
+    }
     attr(body, NFTA_SET_NAME).map(c_str)
 }
 

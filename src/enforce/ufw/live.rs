@@ -4,7 +4,13 @@
 //! `/run/ufw.lock`), so an admin's `ufw` and a batch of ours never
 //! interleave their read-modify-write of the rules files.
 //!
-//! The live chains are loaded the way ufw loads them: `iptables-restore -n`
+//! Where iptables runs on nf_tables the chains are changed over netlink
+//! (`nftchain`), and the processes here only heal what that cannot: a chain
+//! someone else emptied or changed is loaded whole again from its file, and
+//! ufw's whole firewall, gone from the kernel while ufw is enabled, is
+//! started again by ufw's own `ufw-init start`.
+//!
+//! Elsewhere the live chains are loaded the way ufw loads them: `iptables-restore -n`
 //! with the chain declared, which empties that chain and fills it again in
 //! one commit of the table (no moment without the admin's rules), leaving
 //! every other chain as it is. It is the one process nftjail forks, once per
@@ -49,9 +55,21 @@ pub fn lock(path: &Path) -> std::io::Result<UfwLock> {
 
 /// Feeds `input` to `program -w -n` and waits for it.
 pub fn restore(program: &Path, input: &str) -> std::io::Result<()> {
-    #[allow(clippy::disallowed_methods)] // the one reviewed fork, see the module doc
+    run(program, &["-w", "-n"], input)
+}
+
+/// `ufw-init start`: ufw's own loading of all its chains from its files,
+/// as at boot. Only to heal, when ufw is enabled but its chains are gone
+/// from the kernel (`nft flush ruleset`): our chain alone would hang from
+/// nothing.
+pub fn start_ufw(ufw_init: &Path) -> std::io::Result<()> {
+    run(ufw_init, &["start"], "")
+}
+
+fn run(program: &Path, args: &[&str], input: &str) -> std::io::Result<()> {
+    #[allow(clippy::disallowed_methods)] // the reviewed forks, see the module doc
     let mut child = Command::new(program)
-        .args(["-w", "-n"])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

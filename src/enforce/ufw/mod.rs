@@ -5,12 +5,16 @@
 //!
 //! Files: `tuple` writes and reads one ban as ufw writes a rule, `file`
 //! cuts a rules file into the admin's rules and ours, `apps` reads ufw's
-//! application profiles, `live` takes ufw's lock and loads the live chain.
+//! application profiles, `live` takes ufw's lock, `load` picks how the live
+//! chains are changed: over netlink where iptables runs on nf_tables
+//! (`nftchain`, with `xtrule` writing each rule as iptables-nft does), with
+//! one `iptables-restore` per file elsewhere.
 //!
 //! One batch is one update: under ufw's lock, both files are read, our
 //! rules are written again from the ban record at their place, and each
-//! file that changed is loaded into its live chain with one restore. The
-//! admin's rules keep their bytes and their order.
+//! live chain is brought to its new file (over netlink: only the rules
+//! that changed, in one transaction). The admin's rules keep their bytes
+//! and their order.
 //!
 //! ufw has no timeouts: the end of each ban is in its comment, a timer
 //! thread wakes the enforcer when the next one is due ([`Backend::expire`]),
@@ -20,6 +24,9 @@ pub mod apps;
 mod conntrack;
 mod file;
 mod live;
+mod load;
+mod nftchain;
+mod xtrule;
 // Public for `nftjail import-fail2ban`, which reads the admin's rules.
 pub mod tuple;
 
@@ -51,6 +58,9 @@ pub struct UfwPaths {
     pub lock: PathBuf,
     pub iptables_restore: PathBuf,
     pub ip6tables_restore: PathBuf,
+    /// ufw's boot-time loader, to start ufw's chains again after someone
+    /// flushed the whole ruleset.
+    pub ufw_init: PathBuf,
 }
 
 impl Default for UfwPaths {
@@ -60,6 +70,7 @@ impl Default for UfwPaths {
             lock: "/run/ufw.lock".into(),
             iptables_restore: "/usr/sbin/iptables-restore".into(),
             ip6tables_restore: "/usr/sbin/ip6tables-restore".into(),
+            ufw_init: "/lib/ufw/ufw-init".into(),
         }
     }
 }
@@ -102,10 +113,19 @@ pub struct UfwBackend {
     targets: HashMap<String, Target>,
     bans: HashMap<String, Bans>,
     deadline: Arc<Deadline>,
+    live: load::Live,
 }
 
 fn ufw_err(what: impl std::fmt::Display) -> EnforceError {
     EnforceError::Ufw(what.to_string())
+}
+
+/// Whether `ufw.conf` in `dir` says ufw is enabled.
+fn enabled(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("ufw.conf")).is_ok_and(|text| {
+        text.lines()
+            .any(|l| l.trim().replace(['"', '\''], "") == "ENABLED=yes")
+    })
 }
 
 fn unix_now() -> u64 {
@@ -120,12 +140,9 @@ impl UfwBackend {
     /// error otherwise).
     pub fn open(paths: UfwPaths, position: Option<usize>) -> Result<Self, EnforceError> {
         let conf = paths.dir.join("ufw.conf");
-        let text = std::fs::read_to_string(&conf)
+        std::fs::metadata(&conf)
             .map_err(|e| ufw_err(format!("ufw is not installed ({}: {e})", conf.display())))?;
-        let enabled = text
-            .lines()
-            .any(|l| l.trim().replace(['"', '\''], "") == "ENABLED=yes");
-        if !enabled {
+        if !enabled(&paths.dir) {
             return Err(ufw_err(format!(
                 "ufw is not enabled ({} has no ENABLED=yes; `ufw enable`)",
                 conf.display()
@@ -138,6 +155,7 @@ impl UfwBackend {
             RulesFile::parse(&text).map_err(|e| ufw_err(format!("{}: {e}", p.display())))?;
         }
         Ok(UfwBackend {
+            live: load::Live::detect(&paths),
             paths,
             position,
             targets: HashMap::new(),
@@ -243,20 +261,19 @@ impl UfwBackend {
                 }
             }
             let new = parsed.render(&ours, self.position);
-            if new == old {
+            if new == old && !self.live.checks() {
                 continue;
             }
-            write_file(&path, &new).map_err(|e| ufw_err(format!("{}: {e}", path.display())))?;
-            let program = if f.v6 {
-                &self.paths.ip6tables_restore
-            } else {
-                &self.paths.iptables_restore
-            };
-            if let Err(e) = live::restore(program, &file::chain_restore(&new, f.chain)) {
+            if new != old {
+                write_file(&path, &new).map_err(|e| ufw_err(format!("{}: {e}", path.display())))?;
+            }
+            if let Err(e) = self.live.load(f, &self.paths, &old, &new) {
                 // The file goes back to what the chain still holds, so ufw's
                 // files and its chains keep saying the same.
-                let _ = write_file(&path, &old);
-                return Err(ufw_err(format!("loading {}: {e}", f.chain)));
+                if new != old {
+                    let _ = write_file(&path, &old);
+                }
+                return Err(ufw_err(e));
             }
         }
         self.set_deadline(now);
@@ -475,10 +492,20 @@ impl Backend for UfwBackend {
 
     /// The timer: ufw has no timeouts, so a thread sleeps until the next
     /// ban ends and wakes the enforcer, which calls [`Backend::expire`].
+    /// Where ufw's chains are nf_tables chains, a change of them by someone
+    /// else wakes it too: [`Backend::expire`] brings them back to the files.
     fn watch_for_tampering(
         &mut self,
         wake: Box<dyn Fn() -> bool + Send>,
     ) -> Result<(), EnforceError> {
+        let wake = Arc::new(Mutex::new(wake));
+        let shared = Arc::clone(&wake);
+        self.live
+            .watch(Box::new(move || {
+                (shared.lock().unwrap_or_else(PoisonError::into_inner))()
+            }))
+            .map_err(EnforceError::Watch)?;
+        let wake = move || (wake.lock().unwrap_or_else(PoisonError::into_inner))();
         let deadline = Arc::clone(&self.deadline);
         std::thread::Builder::new()
             .name("ufw-expiry".into())

@@ -169,7 +169,11 @@ impl ConfigSet {
     }
 
     /// `get` extended by fail2ban's `sec/opt` names: `known/x` looks in the
-    /// shadow of overridden values first, `default/x` in `[DEFAULT]`.
+    /// shadow of overridden values first, `default/x` in `[DEFAULT]`. A
+    /// named section that exists answers as configparser does, with
+    /// `[DEFAULT]` behind its own options, interpolated in that section
+    /// (`<lt_file/failregex>` is `[DEFAULT]`'s `failregex` with
+    /// `[lt_file]`'s `__prefix_line`).
     pub fn get_ex(
         &self,
         section: &str,
@@ -188,7 +192,10 @@ impl ConfigSet {
                     let found = if sec == "DEFAULT" {
                         lookup(&self.defaults, &opt)
                     } else {
-                        self.sections.get(&sec).and_then(|o| lookup(o, &opt))
+                        self.sections
+                            .get(&sec)
+                            .and_then(|o| lookup(o, &opt))
+                            .or_else(|| lookup(&self.defaults, &opt))
                     };
                     if let Some(raw) = found {
                         let mut out = String::new();
@@ -374,6 +381,23 @@ mod tests {
         let set = ConfigSet::read(&d.path().join("f")).unwrap();
         let v = set.get("Definition", "failregex", &Vec::new()).unwrap();
         assert_eq!(v.as_deref(), Some("P-a\nb"));
+    }
+
+    #[test]
+    fn named_section_falls_back_to_default() {
+        let d = tempfile::tempdir().unwrap();
+        write(
+            d.path(),
+            "f.conf",
+            "[DEFAULT]\nre = %(pre)s-x\npre = D\n[lt_a]\npre = A\n[Definition]\nre = y\n",
+        );
+        let set = ConfigSet::read(&d.path().join("f")).unwrap();
+        let get = |k: &str| set.get_ex("Definition", k, &Vec::new()).unwrap();
+        assert_eq!(get("lt_a/re").as_deref(), Some("A-x"));
+        assert_eq!(get("lt_a/pre").as_deref(), Some("A"));
+        // A section that does not exist: the key as a plain name.
+        assert_eq!(get("lt_b/re"), None);
+        assert_eq!(get("re").as_deref(), Some("y"));
     }
 
     #[test]

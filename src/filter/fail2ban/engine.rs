@@ -32,6 +32,14 @@ pub struct Hit {
 }
 
 impl Hit {
+    /// The span of group `name`, when it took part.
+    pub fn range_of(&self, name: &str) -> Option<Range<usize>> {
+        self.groups
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, r)| r.clone())
+    }
+
     pub fn group<'a>(&self, hay: &'a str, name: &str) -> Option<&'a str> {
         self.groups
             .iter()

@@ -156,6 +156,40 @@ impl Rule {
     }
 }
 
+/// How many failregexes a line is tried with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Every one (fail2ban's check-all mode, of its tests and
+    /// `fail2ban-regex`): what each matches is reported.
+    All,
+    /// Up to the first that matches, which decides the line: fail2ban in
+    /// operation.
+    First,
+}
+
+/// What a failregex that matched (and was not ignored) makes of a line.
+enum Judged {
+    Failure(Fail2banMatch),
+    /// Nothing; the next failregex is tried.
+    Next,
+    /// Nothing; in operation, the line is done.
+    Stop,
+}
+
+impl Mode {
+    /// Adds a failure to `out`; whether the line is done.
+    fn take(self, judged: Judged, out: &mut Vec<Fail2banMatch>) -> bool {
+        match judged {
+            Judged::Failure(m) => {
+                out.push(m);
+                self == Mode::First
+            }
+            Judged::Next => false,
+            Judged::Stop => self == Mode::First,
+        }
+    }
+}
+
 /// What the last line fed to a filter did besides the failures it
 /// returned: what `nftjail test` reports the way fail2ban-regex does.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -405,8 +439,16 @@ impl Fail2banFilter {
     }
 
     /// Feeds one log line; returns the failure fail2ban would count for it.
+    ///
+    /// As fail2ban in operation: the first failregex that matches decides
+    /// the line (the later ones are not tried, so they change no state).
     pub fn process(&mut self, line: &str, now: SystemTime) -> Option<Fail2banMatch> {
-        self.failures(line, now).into_iter().next()
+        let found = self.dates.find(line, now);
+        let placed = Placed::new(line, found, &mut self.last_date, now);
+        let text = placed.text();
+        self.judge(&placed, &text, now, Mode::First)
+            .into_iter()
+            .next()
     }
 
     /// Every failure the line produces with each failregex tried (fail2ban's
@@ -415,16 +457,20 @@ impl Fail2banFilter {
         let found = self.dates.find(line, now);
         let placed = Placed::new(line, found, &mut self.last_date, now);
         let text = placed.text();
-        self.judge(&placed, &text, now)
+        self.judge(&placed, &text, now, Mode::All)
     }
 
     /// Feeds a line whose time is already known (a journal entry): no date
     /// is looked for in the text.
     pub fn process_dated(&mut self, line: &str, time: SystemTime) -> Option<Fail2banMatch> {
-        self.failures_dated(line, time).into_iter().next()
+        self.dated(line, time, Mode::First).into_iter().next()
     }
 
     pub fn failures_dated(&mut self, line: &str, time: SystemTime) -> Vec<Fail2banMatch> {
+        self.dated(line, time, Mode::All)
+    }
+
+    fn dated(&mut self, line: &str, time: SystemTime, mode: Mode) -> Vec<Fail2banMatch> {
         self.last_date = Some(time);
         let placed = Placed {
             pre: "",
@@ -432,7 +478,7 @@ impl Fail2banFilter {
             date: Some(time),
             dated: false,
         };
-        self.judge(&placed, line, time)
+        self.judge(&placed, line, time, mode)
     }
 
     /// Judges a placed line; `text` is its text without the date. A line
@@ -442,6 +488,7 @@ impl Fail2banFilter {
         placed: &Placed<'_>,
         text: &str,
         now: SystemTime,
+        mode: Mode,
     ) -> Vec<Fail2banMatch> {
         self.last.clear();
         self.last.dated = placed.dated;
@@ -449,16 +496,30 @@ impl Fail2banFilter {
         if !self.gate.admits(text) {
             return Vec::new();
         }
+        if self.maxlines == 1 {
+            return self.find_line(text, placed.date, now, mode);
+        }
         let tuple = Line {
             pre: placed.pre.to_string(),
             post: placed.post.to_string(),
         };
-        self.find(tuple, placed.date, now)
+        self.find(tuple, placed.date, now, mode)
     }
 
     /// Whether the gate lets `text` (a line without its date) through.
     pub(super) fn admits(&self, text: &str) -> bool {
         self.gate.admits(text)
+    }
+
+    /// Whether this filter may find anything in `line`, judged on the whole
+    /// line before its date is read: a line turned away here gives no
+    /// failure and no ignoreregex or `<F-NOFAIL>` hit when fed (the text
+    /// the regexes see is a part of it, but for text that would only form
+    /// across a date cut out of the middle of a line). Only its date, and
+    /// the date it would lend an undated line after it, are not read.
+    /// Always true for a multi-line filter, whose buffer keeps every line.
+    pub fn may_match(&self, line: &str) -> bool {
+        self.gate.admits(line)
     }
 
     /// See [`LineGate::keys`].
@@ -477,12 +538,13 @@ impl Fail2banFilter {
         self.zoned
     }
 
-    /// fail2ban's `findFailure` in check-all mode.
+    /// fail2ban's `findFailure`, in check-all mode or as in operation.
     fn find(
         &mut self,
         tuple: Line,
         date: Option<SystemTime>,
         now: SystemTime,
+        mode: Mode,
     ) -> Vec<Fail2banMatch> {
         let mut out = Vec::new();
         if self.maxlines > 1 {
@@ -528,6 +590,9 @@ impl Fail2banFilter {
             let groups = groups_of(&hit, &text);
             if !self.ignoreregex.is_empty() && self.ignored(&text, &org, Some((index, &hit, &text)))
             {
+                if mode == Mode::First {
+                    break;
+                }
                 buf = None;
                 continue;
             }
@@ -535,69 +600,176 @@ impl Fail2banFilter {
                 self.buffer = unmatched(&hit, &text, &org, &self.failregex[index].re);
                 buf = None;
             }
-            let mut merged = pre_groups.clone();
-            merged.extend(groups);
-            let mut fail = Fail {
-                groups: merged
-                    .into_iter()
-                    .filter_map(|(k, v)| v.map(|v| (k, v)))
-                    .collect(),
-                users: BTreeSet::new(),
-            };
-            alt_values(&mut fail);
-            let mlfid = fail.get("mlfid").map(str::to_string);
-            if let Some(id) = &mlfid {
-                fail = self.merge(id, fail, now);
+            if mode.take(
+                self.failure(index, &pre_groups, groups, date, now),
+                &mut out,
+            ) {
+                break;
             }
-            let fid = fail.get("fid").map(str::to_string);
-            let host = ["ip4", "ip6", "dns"]
-                .iter()
-                .find_map(|g| fail.get(g))
-                .map(str::to_string);
-            let ip = host.clone().or_else(|| fid.clone());
-            let Some(ip) = ip else {
-                if let Some(id) = &mlfid {
-                    if let Some(entry) = self.mlfid.iter_mut().find(|(k, _, _)| k == id) {
-                        entry.2.groups.insert("mlfpending".into(), "1".into());
-                    }
-                }
-                continue;
-            };
-            if fail.truthy("nofail") {
-                self.last.nofail.push(index);
-                continue;
-            }
-            let id = match &fid {
-                Some(f) if *f != ip => f.clone(),
-                _ => ip.clone(),
-            };
-            let addr = fail
-                .get("ip4")
-                .or_else(|| fail.get("ip6"))
-                .and_then(|a| a.parse::<IpAddr>().ok());
-            let user = fail.get("user").map(str::to_string);
-            let fields = fail
-                .groups
-                .iter()
-                .filter(|(k, _)| {
-                    !matches!(
-                        k.as_str(),
-                        "ip4" | "ip6" | "dns" | "user" | "mlfpending" | "nofail" | "mlfgained"
-                    ) && !k.starts_with("skiplines")
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            out.push(Fail2banMatch {
-                id,
-                host,
-                addr,
-                time: date,
-                user,
-                fields,
-                regex: index,
-            });
         }
         out
+    }
+
+    /// [`find`](Self::find) for a filter of one line at a time (`maxlines`
+    /// 1): the same steps on the line's text as it is, without the buffer
+    /// the multi-line case keeps (each line replaces it whole there).
+    fn find_line(
+        &mut self,
+        text: &str,
+        date: Option<SystemTime>,
+        now: SystemTime,
+        mode: Mode,
+    ) -> Vec<Fail2banMatch> {
+        let mut out = Vec::new();
+        if !self.ignoreregex.is_empty()
+            && self.ignoreregex.len() + 2 < self.failregex.len()
+            && self.ignored_line(text)
+        {
+            return out;
+        }
+        let mut pre_groups: HashMap<String, Option<String>> = HashMap::new();
+        // What the failregexes see: the line, or the prefregex's content.
+        let mut seen = text;
+        if let Some(pref) = &self.prefregex {
+            let Some(hit) = pref.re.search(text) else {
+                return out;
+            };
+            pre_groups = groups_of(&hit, text);
+            pre_groups.remove("content");
+            // An empty content leaves the line as it is, as in fail2ban.
+            if let Some(content) = hit.range_of("content").and_then(|r| text.get(r)) {
+                if !content.is_empty() {
+                    seen = content;
+                }
+            }
+        }
+        for index in 0..self.failregex.len() {
+            // Its required text missing, a failregex cannot match: not run.
+            if !self.gate.admits_failregex(index, seen) {
+                continue;
+            }
+            let Some(hit) = self.failregex[index].re.search(seen) else {
+                continue;
+            };
+            let groups = groups_of(&hit, seen);
+            if !self.ignoreregex.is_empty() && self.ignored_line(seen) {
+                if mode == Mode::First {
+                    break;
+                }
+                continue;
+            }
+            if mode.take(
+                self.failure(index, &pre_groups, groups, date, now),
+                &mut out,
+            ) {
+                break;
+            }
+        }
+        out
+    }
+
+    /// [`ignored`](Self::ignored) for one line: every ignoreregex that
+    /// matches `text` is recorded.
+    fn ignored_line(&mut self, text: &str) -> bool {
+        let mut found = false;
+        for (i, rule) in self.ignoreregex.iter().enumerate() {
+            if rule.re.search(text).is_some() {
+                found = true;
+                if !self.last.ignoreregex.contains(&i) {
+                    self.last.ignoreregex.push(i);
+                }
+            }
+        }
+        found
+    }
+
+    /// What failregex `index` reports with its `groups` and the
+    /// prefregex's: fail2ban's steps after a failregex matched and was not
+    /// ignored.
+    fn failure(
+        &mut self,
+        index: usize,
+        pre_groups: &HashMap<String, Option<String>>,
+        groups: HashMap<String, Option<String>>,
+        date: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Judged {
+        // An optional group the failregex left unmatched keeps what
+        // the prefregex captured (fail2ban 1.1.1 on; before, it was
+        // lost, and no stock filter of those versions relied on it).
+        let mut merged = pre_groups.clone();
+        merged.extend(groups.into_iter().filter(|(_, v)| v.is_some()));
+        let mut fail = Fail {
+            groups: merged
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k, v)))
+                .collect(),
+            users: BTreeSet::new(),
+        };
+        alt_values(&mut fail);
+        let mlfid = fail.get("mlfid").map(str::to_string);
+        if let Some(id) = &mlfid {
+            fail = self.merge(id, fail, now);
+        }
+        let fid = fail.get("fid").map(str::to_string);
+        let host = ["ip4", "ip6", "dns"]
+            .iter()
+            .find_map(|g| fail.get(g))
+            .map(str::to_string);
+        let ip = host.clone().or_else(|| fid.clone());
+        let Some(ip) = ip else {
+            if let Some(id) = &mlfid {
+                if let Some(entry) = self.mlfid.iter_mut().find(|(k, _, _)| k == id) {
+                    entry.2.groups.insert("mlfpending".into(), "1".into());
+                }
+            }
+            // fail2ban: a connection still waiting for its address ends
+            // the line; a regex that names none is an error, the next is
+            // tried.
+            return if mlfid.is_some() {
+                Judged::Stop
+            } else {
+                Judged::Next
+            };
+        };
+        if fail.truthy("nofail") {
+            self.last.nofail.push(index);
+            // fail2ban ends the line at a connection's no-failure.
+            return if mlfid.is_some() {
+                Judged::Stop
+            } else {
+                Judged::Next
+            };
+        }
+        let id = match &fid {
+            Some(f) if *f != ip => f.clone(),
+            _ => ip.clone(),
+        };
+        let addr = fail
+            .get("ip4")
+            .or_else(|| fail.get("ip6"))
+            .and_then(|a| a.parse::<IpAddr>().ok());
+        let user = fail.get("user").map(str::to_string);
+        let fields = fail
+            .groups
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "ip4" | "ip6" | "dns" | "user" | "mlfpending" | "nofail" | "mlfgained"
+                ) && !k.starts_with("skiplines")
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Judged::Failure(Fail2banMatch {
+            id,
+            host,
+            addr,
+            time: date,
+            user,
+            fields,
+            regex: index,
+        })
     }
 
     /// Whether an ignoreregex matches; for a multi-line buffer only the
@@ -906,6 +1078,26 @@ mod tests {
         // same id has no address to count against.
         assert!(f.process("[7] closed", at()).is_none());
         assert!(f.process("[7] auth failed", at()).is_none());
+    }
+
+    /// In operation the first failregex that matches decides the line: a
+    /// connection still waiting for its address ends it there, where
+    /// check-all mode goes on to the next failregex.
+    #[test]
+    fn the_first_matching_failregex_decides_in_operation() {
+        let defs = "failregex = ^\\[<F-MLFID>\\d+</F-MLFID>\\] auth failed$\n\
+                    \x20           ^\\[<F-ID>\\d+</F-ID>\\] auth failed$\n";
+        let mut f = filter(defs);
+        let all = f.failures("[7] auth failed", at());
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].regex, all[0].id.as_str()), (1, "7"));
+        let mut f = filter(defs);
+        assert_eq!(f.process("[7] auth failed", at()), None);
+        // The text a line needs is looked for in the whole line, date and
+        // all: a line without it is turned away before its date is read.
+        let f = filter("failregex = ^bad from <HOST>$\n");
+        assert!(f.may_match("2005-08-14 11:59:00 bad from 192.0.2.9"));
+        assert!(!f.may_match("2005-08-14 11:59:00 good from 192.0.2.9"));
     }
 
     #[test]

@@ -65,6 +65,15 @@ impl LineGate {
             || g.ignore_first.iter().any(|f| f.admits(hay))
     }
 
+    /// Whether failregex `index` may match `text` (what it is run on: the
+    /// line without its date, or the prefregex's content, a part of it).
+    pub(super) fn admits_failregex(&self, index: usize, text: &str) -> bool {
+        self.inner
+            .as_ref()
+            .and_then(|g| g.failregex.get(index))
+            .is_none_or(|f| f.admits(text.as_bytes()))
+    }
+
     /// Strings one of which every admitted line contains; None when some
     /// lines are admitted without any (the filter must see every line).
     pub(super) fn keys(&self) -> Option<Vec<String>> {

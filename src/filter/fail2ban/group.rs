@@ -4,15 +4,20 @@
 //! detectors see the same lines, so they stay in step): it is read once for
 //! all of them. The text every admitted line contains (see
 //! [`LineGate::keys`](super::gate::LineGate)) of all of them is searched
-//! for in one scan; a line without any of it goes to none of them. What
-//! each filter finds is what it finds fed alone, line by line.
+//! for in one scan of the whole line, before its date is read (the
+//! dearest step); a line without any of it goes to none of them. Each
+//! filter runs as fail2ban runs in operation: the first failregex that
+//! matches decides the line. What each filter finds is what it finds fed
+//! alone, line by line ([`Fail2banFilter::process`]), but for the date an
+//! undated line borrows from the line before it: from the last line that
+//! got past the keys here.
 
 use std::time::SystemTime;
 
 use regex::Regex;
 
 use super::dates::LineDates;
-use super::filter::{Fail2banFilter, Placed};
+use super::filter::{Fail2banFilter, Mode, Placed};
 use super::matched::Fail2banMatch;
 
 pub struct Fail2banFilters<K> {
@@ -83,20 +88,40 @@ impl<K: Copy> Fail2banFilters<K> {
     /// failure each finds (what [`Fail2banFilter::process`] returns), in
     /// the order the filters were given within a date pattern.
     pub fn scan(&mut self, line: &str, now: SystemTime, mut hit: impl FnMut(K, Fail2banMatch)) {
+        self.scan_with_clock(line, || now, |key, m, _| hit(key, m));
+    }
+
+    /// [`Fail2banFilters::scan`] asking `clock` for the time only when a
+    /// line gets past some filter's keys (most lines do not), and passing
+    /// that time on with each failure.
+    pub fn scan_with_clock(
+        &mut self,
+        line: &str,
+        mut clock: impl FnMut() -> SystemTime,
+        mut hit: impl FnMut(K, Fail2banMatch, SystemTime),
+    ) {
+        let mut read = None;
         for g in &mut self.groups {
-            let found = g.dates.find(line, now);
-            let placed = Placed::new(line, found, &mut g.last_date, now);
-            let text = placed.text();
-            let keyed = g.keys.as_ref().is_some_and(|k| k.is_match(&text));
+            // The keys are looked for in the whole line, before its date is
+            // read: the text without the date is a part of it, so a line
+            // without any key has none once its date is cut either (but for
+            // a key that would only form across a date cut out of the middle
+            // of a line). Such a line is nothing to any member, and reading
+            // its date, the dearest step, is saved.
+            let keyed = g.keys.as_ref().is_some_and(|k| k.is_match(line));
             if !keyed && g.always.is_empty() {
                 continue;
             }
+            let now = *read.get_or_insert_with(&mut clock);
+            let found = g.dates.find(line, now);
+            let placed = Placed::new(line, found, &mut g.last_date, now);
+            let text = placed.text();
             for (i, (key, f)) in g.members.iter_mut().enumerate() {
                 if !(g.always.contains(&i) || keyed && f.admits(&text)) {
                     continue;
                 }
-                if let Some(m) = f.judge(&placed, &text, now).into_iter().next() {
-                    hit(*key, m);
+                if let Some(m) = f.judge(&placed, &text, now, Mode::First).into_iter().next() {
+                    hit(*key, m, now);
                 }
             }
         }

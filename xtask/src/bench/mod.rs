@@ -2,8 +2,9 @@
 //! input, same run, written to BENCHMARKS.md.
 //!
 //! One file per scenario, each writing its section of the report: matching
-//! (1), ten jails on one file (1b), ban throughput (2), latency (3), memory
-//! and restore (4), farm propagation (5). Here: choosing the mode, running them in order, and the
+//! (1), ten jails on one file (1b), ban throughput (2), the ufw backend beside fail2ban's ufw
+//! action (2b), latency (3), memory and restore (4), farm propagation (5), the packet path (6).
+//! Here: choosing the mode, running them in order, and the
 //! helpers more than one scenario times its runs with.
 
 mod bans;
@@ -15,8 +16,10 @@ mod flood;
 mod latency;
 mod matching;
 mod memory;
+mod packet;
 mod report;
 mod ten_jails;
+mod ufw;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -60,6 +63,15 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         println!("{report}");
         return Ok(());
     }
+    // `--only-packet`: scenario 6 alone, for work on the ruleset.
+    if args.contains(&"--only-packet") {
+        let dir = tempdir()?;
+        let mut report = String::new();
+        packet::packet_section(&mut report, mode, &dir)?;
+        println!("{report}");
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     let nftjail = crate::cargo::release_binary(root)?;
     if mode != Mode::Smoke {
         fail2ban_rs::install_if_missing()?;
@@ -97,6 +109,14 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         let mut targets = Targets::default();
         memory_section(&mut report, mode, &nftjail, &dir, &mut targets)?;
         println!("{report}\n{}", targets.table());
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
+
+    // `--only-ufw`: scenario 2b alone, for work on the ufw backend.
+    if args.contains(&"--only-ufw") {
+        ufw::ufw_section(&mut report, mode, &nftjail, &dir)?;
+        println!("{report}");
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(());
     }
@@ -150,9 +170,13 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
 
     bans(&mut report, mode, &nftjail, &dir, true, &mut targets)?;
 
+    ufw::ufw_section(&mut report, mode, &nftjail, &dir)?;
+
     latency_section(&mut report, mode, &nftjail, &dir, &mut targets)?;
 
     memory_section(&mut report, mode, &nftjail, &dir, &mut targets)?;
+
+    packet::packet_section(&mut report, mode, &dir)?;
 
     // The farm needs a release build of the cluster test; the smoke run
     // leaves it out (`cargo test` builds and runs the farm's own tests).
