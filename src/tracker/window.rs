@@ -21,8 +21,16 @@ pub(super) struct Window(Repr);
 
 /// The length and flags sit beside the enum's tag, in what would be padding.
 enum Repr {
-    Inline { len: u8, flags: u8, t: [u64; INLINE] },
-    Heap { len: u8, flags: u8, t: Box<[u64]> },
+    Inline {
+        len: u8,
+        flags: u8,
+        t: [u64; INLINE],
+    },
+    Heap {
+        len: u8,
+        flags: u8,
+        t: Box<[u64]>,
+    },
 }
 
 impl Window {

@@ -58,7 +58,10 @@ pub(super) fn flood_section(
             "`nftjail test postfix-sasl flood.log`: match, capture, date",
             f.test,
         ),
-        ("daemon, `backend = \"log\"`: + read, track, ban decided and logged, state store", f.log),
+        (
+            "daemon, `backend = \"log\"`: + read, track, ban decided and logged, state store",
+            f.log,
+        ),
         ("daemon, `backend = \"nft\"`: + bans into the kernel", f.nft),
     ] {
         let _ = writeln!(
@@ -121,14 +124,19 @@ fn flood(nftjail: &Path, dir: &Path, lines: u32, runs: usize) -> Result<Flood> {
     let last: Ipv4Addr = gen::attacker(attackers - 1, false).parse()?;
     let best = |v: Vec<f64>| v.into_iter().fold(f64::INFINITY, f64::min);
     let best2 = |v: Vec<(f64, f64)>| {
-        v.into_iter()
-            .fold((f64::INFINITY, f64::INFINITY), |a, b| (a.0.min(b.0), a.1.min(b.1)))
+        v.into_iter().fold((f64::INFINITY, f64::INFINITY), |a, b| {
+            (a.0.min(b.0), a.1.min(b.1))
+        })
     };
 
     let mut test = Vec::new();
     for _ in 0..runs {
         let cpu = children_cpu();
-        let (secs, out) = time(Command::new(nftjail).args(["test", "postfix-sasl"]).arg(&file))?;
+        let (secs, out) = time(
+            Command::new(nftjail)
+                .args(["test", "postfix-sasl"])
+                .arg(&file),
+        )?;
         if !out.contains(&format!("matched: {lines}")) {
             bail!("flood: nftjail test did not match every line:\n{out}");
         }
@@ -280,7 +288,13 @@ fn fail2ban_rs(dir: &Path, file: &Path, lines: u32, runs: usize) -> Result<Optio
     )?;
     let mut out = Vec::new();
     for _ in 0..runs {
-        let (secs, text) = time(Command::new(&bin).arg("-c").arg(&cfg).arg("dry-run").arg(file))?;
+        let (secs, text) = time(
+            Command::new(&bin)
+                .arg("-c")
+                .arg(&cfg)
+                .arg("dry-run")
+                .arg(file),
+        )?;
         let matched = text
             .split("Matches:")
             .nth(1)
