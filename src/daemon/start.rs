@@ -64,6 +64,7 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
     // one, that program gains no privilege (setuid bits, file capabilities).
     rustix::thread::set_no_new_privs(true)
         .map_err(|e| DaemonError::NoNewPrivs(std::io::Error::from(e)))?;
+    fixed_heap_thresholds();
     place_state_dir(&mut config, &opts);
     // First, so that what start-up restores is counted too.
     let metrics = Exporter::bind(config.metrics.map(|m| m.listen)).await?;
@@ -184,6 +185,20 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
         state,
         service,
     })
+}
+
+/// glibc raises its thresholds for handing freed memory back as large
+/// buffers are freed (a flood's batches and checkpoints), up to keeping
+/// tens of MiB per thread's arena resident after the flood is over. Fixed
+/// at glibc's own defaults, large buffers are mapped apart and unmapped
+/// when freed, and a heap's free top is given back.
+fn fixed_heap_thresholds() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets glibc's allocation parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 10);
+    }
 }
 
 /// The enforcer on its own thread: the only owner of the backend. `jails`:
@@ -373,25 +388,31 @@ fn restore_last_run(
         };
         return Ok((None, nothing));
     };
-    let last = or_degrade(&mut store, config, |s| {
+    let (last, adopted) = or_degrade(&mut store, config, |s| {
         read_last_run(&mut *backend, s, config, jails)
     })?;
     let keep = crate::state::events::Keep::for_age(config.report_keep);
     let writer =
         state_writer::spawn(store, config.dbpurgeage, keep).map_err(DaemonError::Thread)?;
+    // Ahead of any change the running daemon sends.
+    if !adopted.is_empty() {
+        writer.0.send(StateMsg::Adopted(adopted));
+    }
     Ok((Some(writer), last))
 }
 
 /// Puts the stored bans back and adopts the kernel's, then reads what else
-/// the last run left. Any state error is the caller's to degrade on.
+/// the last run left; returns that and the adopted bans the store is yet to
+/// record. Any state error is the caller's to degrade on.
 fn read_last_run(
     backend: &mut dyn Backend,
     store: &mut Store,
     config: &Config,
     jails: &[JailRules],
-) -> Result<LastRun, DaemonError> {
-    let bans = restore::at_start(backend, store, config, jails).map_err(state_first)?;
-    Ok(LastRun {
+) -> Result<(LastRun, Vec<(crate::state::StoredBan, bool)>), DaemonError> {
+    let restore::AtStart { bans, adopted } =
+        restore::at_start(backend, store, config, jails).map_err(state_first)?;
+    let last = LastRun {
         offences: restore::offences(store, config, &bans).map_err(state_first)?,
         positions: store.positions()?,
         failures: store.failures()?,
@@ -400,7 +421,8 @@ fn read_last_run(
             .filter(|b| b.cause == crate::message::Cause::Blocklist)
             .map(|b| (b.jail.to_string(), b.net))
             .collect(),
-    })
+    };
+    Ok((last, adopted))
 }
 
 /// Each journal reader keeps its cursor through a handle of its own on the

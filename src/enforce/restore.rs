@@ -6,7 +6,6 @@
 //! lacks (those applied just before a kill, before the store caught up) are
 //! adopted into it. Expired ones are dropped on both sides.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
@@ -27,14 +26,15 @@ const DRIFT: Duration = Duration::from_secs(2);
 /// `jails`: what the backend was reconciled with, the configured jails and
 /// those the config dropped whose bans the last run kept (see
 /// [`gone_at_start`]); stored bans of any other jail are dropped. Returns
-/// the bans now stored, for [`offences`] (read once: a start over many bans
-/// would read them twice otherwise).
+/// the bans now in force, for [`offences`] (read once: a start over many
+/// bans would read them twice otherwise), and the kernel's bans the store
+/// lacks, for the state writer to record ([`AtStart`]).
 pub fn at_start(
     backend: &mut dyn Backend,
     store: &mut Store,
     config: &Config,
     jails: &[JailRules],
-) -> Result<Vec<StoredBan>, EnforceError> {
+) -> Result<AtStart, EnforceError> {
     let now = SystemTime::now();
     store.purge(now, config.dbpurgeage)?;
     let names: Vec<String> = jails.iter().map(|j| j.name.clone()).collect();
@@ -45,12 +45,12 @@ pub fn at_start(
             "stored bans of jails no longer configured dropped"
         );
     }
-    let mut stored: HashMap<(String, IpNet), StoredBan> = store
+    let mut stored: crate::AddrMap<(String, IpNet), StoredBan> = store
         .bans()?
         .into_iter()
         .map(|b| ((b.jail.to_string(), b.net), b))
         .collect();
-    let mut kernel: HashMap<(String, IpNet), Option<Duration>> = HashMap::new();
+    let mut kernel: crate::AddrMap<(String, IpNet), Option<Duration>> = crate::AddrMap::default();
     for jail in &names {
         for (net, left) in backend.list(jail) {
             kernel.insert((jail.clone(), net), left);
@@ -106,7 +106,6 @@ pub fn at_start(
             )
         })
         .collect();
-    store.put_bans(&adopt)?;
     if restored > 0 || !adopt.is_empty() {
         info!(
             restored,
@@ -115,10 +114,24 @@ pub fn at_start(
             "kernel and state store reconciled: bans restored from the store, kernel bans recorded"
         );
     }
-    for (b, _) in adopt {
-        stored.insert((b.jail.to_string(), b.net), b);
+    for (b, _) in &adopt {
+        stored.insert((b.jail.to_string(), b.net), b.clone());
     }
-    Ok(stored.into_values().collect())
+    Ok(AtStart {
+        bans: stored.into_values().collect(),
+        adopted: adopt,
+    })
+}
+
+/// What [`at_start`] leaves to do.
+pub struct AtStart {
+    /// Every ban in force, stored or adopted.
+    pub bans: Vec<StoredBan>,
+    /// The kernel's bans the store lacks (or holds with another end), not
+    /// yet written: the state writer records them once the daemon runs.
+    /// Until then the kernel holds them, and a start after a crash adopts
+    /// them again, so start need not wait for a write of every one.
+    pub adopted: Vec<(StoredBan, bool)>,
 }
 
 /// Jails the config no longer names whose bans the last run kept (a
@@ -152,7 +165,7 @@ pub fn offences(
         .unwrap_or(SystemTime::UNIX_EPOCH);
     // A permanent ban runs for a century, as far as counting goes.
     let forever = now + Duration::from_secs(100 * 365 * 86_400);
-    let running: HashMap<(String, IpAddr), SystemTime> = bans
+    let running: crate::AddrMap<(String, IpAddr), SystemTime> = bans
         .iter()
         .filter(|b| b.net.prefix_len() == b.net.max_prefix_len())
         .map(|b| {

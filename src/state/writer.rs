@@ -21,6 +21,9 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 pub enum StateMsg {
     /// Bans applied; `true` marks an offence (a new ban, counted in history).
     Banned(Vec<(StoredBan, bool)>),
+    /// Bans found in the kernel at start that the store lacked: recorded
+    /// as they are, without a ban event (no ban was decided).
+    Adopted(Vec<(StoredBan, bool)>),
     /// Bans lifted; a None prefix is every ban of that jail.
     Lifted(Vec<(String, Option<IpNet>)>),
     /// The jails the kernel holds after a start, a reload or `unban
@@ -145,6 +148,7 @@ impl Recorder {
 /// One change to write; what failed waits in [`Backlog`] in this form.
 enum Change {
     Banned(Vec<(StoredBan, bool)>),
+    Adopted(Vec<(StoredBan, bool)>),
     Lifted(Vec<(String, Option<IpNet>)>),
     Jails(Vec<JailRules>),
     Checkpoint(Checkpoint),
@@ -154,6 +158,7 @@ impl Change {
     fn write(&self, store: &mut Store) -> Result<(), super::StateError> {
         match self {
             Change::Banned(b) => store.put_bans_recorded(b),
+            Change::Adopted(b) => store.put_bans(b),
             Change::Lifted(keys) => store.remove_bans(keys),
             Change::Jails(jails) => store.set_jails(jails).map(|_| ()),
             Change::Checkpoint(cp) => store.save_checkpoint(cp),
@@ -163,7 +168,7 @@ impl Change {
     /// Rows it holds, for the backlog's bound.
     fn size(&self) -> usize {
         match self {
-            Change::Banned(b) => b.len(),
+            Change::Banned(b) | Change::Adopted(b) => b.len(),
             Change::Lifted(k) => k.len(),
             Change::Jails(j) => j.len(),
             Change::Checkpoint(cp) => cp.marks.len() + cp.len(),
@@ -337,6 +342,7 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration, mut events
                     banned.extend(b);
                     continue;
                 }
+                StateMsg::Adopted(b) => Change::Adopted(b),
                 StateMsg::Lifted(keys) => Change::Lifted(keys),
                 StateMsg::Jails(jails) => Change::Jails(jails),
                 StateMsg::Checkpoint(cp) => Change::Checkpoint(cp),

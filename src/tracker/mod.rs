@@ -16,6 +16,7 @@ mod metrics;
 mod persist;
 mod prefix;
 pub mod task;
+mod window;
 mod windows;
 
 use std::collections::VecDeque;
@@ -29,6 +30,7 @@ use crate::bantime::Offences;
 use crate::config::persist::DEFAULT_DBPURGEAGE;
 use crate::config::Jail;
 use crate::message::{BanOrder, Cause, Failure, JailId};
+use window::Window;
 
 /// What the tracker did with one failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,58 +82,6 @@ pub struct JailCounts {
 /// million of these, each with its map entry and its place in the queue
 /// (BENCHMARKS.md has the cost per address).
 type Key = (u16, IpAddr);
-
-/// The most recent failure times of one address in one jail, at most
-/// `maxretry`, in milliseconds since the epoch, oldest first.
-struct Window {
-    times: Box<[u64]>,
-    len: u8,
-    /// Changed since the last checkpoint (its key is in
-    /// [`persist::Unsaved`]'s list).
-    dirty: bool,
-    /// In a checkpoint already: the store holds some of its times.
-    stored: bool,
-}
-
-impl Window {
-    fn new(maxretry: usize) -> Self {
-        Window {
-            times: vec![0; maxretry].into_boxed_slice(),
-            len: 0,
-            dirty: false,
-            stored: false,
-        }
-    }
-
-    fn times(&self) -> &[u64] {
-        &self.times[..usize::from(self.len)]
-    }
-
-    /// Adds `t`, keeps only times inside `(t - findtime, t + findtime]`, drops
-    /// the oldest beyond capacity; returns how many remain.
-    fn push(&mut self, t: u64, findtime: u64) -> usize {
-        let cap = self.times.len();
-        let mut n = 0;
-        for i in 0..usize::from(self.len) {
-            let x = self.times[i];
-            if x + findtime > t && x <= t + findtime {
-                self.times[n] = x;
-                n += 1;
-            }
-        }
-        if n == cap {
-            self.times.copy_within(1..n, 0);
-            n -= 1;
-        }
-        // Sources can deliver slightly out of order: keep the times sorted.
-        let pos = self.times[..n].partition_point(|&x| x <= t);
-        self.times.copy_within(pos..n, pos + 1);
-        self.times[pos] = t;
-        n += 1;
-        self.len = n as u8;
-        n
-    }
-}
 
 fn millis(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -221,13 +171,8 @@ impl Tracker {
                 return false;
             };
             let cap = windows::capacity(jail);
-            if cap != window.times.len() {
-                let keep = window.times().len().min(cap);
-                let newest = &window.times()[window.times().len() - keep..];
-                let mut w = Window::new(cap);
-                w.times[..keep].copy_from_slice(newest);
-                w.len = keep as u8;
-                *window = w;
+            if window.len() > cap {
+                *window = Window::with_newest(window.times(), cap);
             }
             true
         });
@@ -380,10 +325,10 @@ impl Tracker {
             std::collections::hash_map::Entry::Vacant(e) => {
                 self.opened.push_back(key);
                 counts.current += 1;
-                (e.insert(Window::new(maxretry)), true)
+                (e.insert(Window::new()), true)
             }
         };
-        let count = window.push(t, findtime) as u32;
+        let count = window.push(t, findtime, maxretry) as u32;
         self.unsaved.changed(key, window, new);
         let mut decided = if jail.windows.is_empty() {
             (count as usize >= maxretry).then_some((Cause::Window(0), count, jail.bantime))

@@ -55,10 +55,10 @@ impl Unsaved {
 
     /// `window` of `key` was changed (`new`: opened, its key just queued).
     pub(super) fn changed(&mut self, key: Key, window: &mut Window, new: bool) {
-        if window.dirty || self.rewrite {
+        if window.dirty() || self.rewrite {
             return;
         }
-        window.dirty = true;
+        window.set_dirty(true);
         if new {
             self.opened += 1;
         } else {
@@ -69,7 +69,7 @@ impl Unsaved {
 
     /// `window` of `key` was removed.
     pub(super) fn gone(&mut self, key: Key, window: &Window) {
-        if window.stored && !self.rewrite {
+        if window.stored() && !self.rewrite {
             self.forget.push(key);
             self.bound();
         }
@@ -120,11 +120,11 @@ impl Tracker {
         if cp.rewrite {
             self.unsaved.rewrite = false;
             self.unsaved.opened = 0;
-            let times = self.windows.values().map(|w| usize::from(w.len)).sum();
+            let times = self.windows.values().map(Window::len).sum();
             cp.reserve_exact(self.windows.len(), times);
             for (key, w) in &mut self.windows {
-                w.dirty = false;
-                w.stored = true;
+                w.set_dirty(false);
+                w.set_stored(true);
                 cp.count(key.0, key.1, w.times());
             }
         } else {
@@ -144,11 +144,11 @@ impl Tracker {
             for key in changed.iter().chain(self.opened.range(since..)) {
                 // Gone since it was listed (what was stored of it is in
                 // `forget`), or listed twice and written already.
-                let Some(w) = self.windows.get_mut(key).filter(|w| w.dirty) else {
+                let Some(w) = self.windows.get_mut(key).filter(|w| w.dirty()) else {
                     continue;
                 };
-                w.dirty = false;
-                w.stored = true;
+                w.set_dirty(false);
+                w.set_stored(true);
                 cp.count(key.0, key.1, w.times());
             }
         }

@@ -34,10 +34,19 @@ pub(super) fn memory_section(
         report,
         "\n## 4. Memory and restore\n\n| what | nftjail |\n|---|---|"
     );
+    let mib = |k: u64| k as f64 / 1024.0;
     let _ = writeln!(
         report,
-        "| idle RSS, one jail on one file | {:.1} MiB |",
-        mem.idle_kib as f64 / 1024.0
+        "| idle RSS, one jail on one file | {:.1} MiB ({:.1} anon, {:.1} file: the binary's pages and shared libraries) |",
+        mib(mem.idle_kib),
+        mib(mem.idle_anon_kib),
+        mib(mem.idle_kib.saturating_sub(mem.idle_anon_kib))
+    );
+    let _ = writeln!(
+        report,
+        "| binary: file size, loaded (text, data, bss) | {:.1} MiB, {:.1} MiB |",
+        std::fs::metadata(nftjail).map_or(0.0, |m| m.len() as f64 / 1048576.0),
+        loaded_bytes(nftjail) as f64 / 1048576.0
     );
     let _ = writeln!(
         report,
@@ -47,7 +56,7 @@ pub(super) fn memory_section(
     );
     let _ = writeln!(
         report,
-        "| start with {} bans already in the kernel and none in the store, until ready (reconcile, dump, record all in the store) | {:.3} s |",
+        "| start with {} bans already in the kernel and none in the store, until ready (reconcile, dump; the state writer records them in the store after ready) | {:.3} s |",
         mem.restore_n, mem.restore_secs
     );
     let _ = writeln!(
@@ -66,11 +75,13 @@ pub(super) fn memory_section(
         format!("{idle_mib:.1} MiB"),
         idle_mib <= 10.0,
     );
-    if let Some(rss) = fail2ban_rs_idle(dir)? {
+    if let Some((rss, anon)) = fail2ban_rs_idle(dir)? {
         let rs_mib = rss as f64 / 1024.0;
         let _ = writeln!(
             report,
-            "| fail2ban-rs 1.5.4 idle RSS, same jail | {rs_mib:.1} MiB |"
+            "| fail2ban-rs 1.5.4 idle RSS, same jail | {rs_mib:.1} MiB ({:.1} anon, {:.1} file) |",
+            mib(anon),
+            mib(rss.saturating_sub(anon))
         );
         targets.add(
             "idle RSS below fail2ban-rs's",
@@ -89,6 +100,7 @@ pub(super) fn memory_section(
 
 struct Memory {
     idle_kib: u64,
+    idle_anon_kib: u64,
     loaded_kib: u64,
     restore_n: u32,
     restore_secs: f64,
@@ -102,6 +114,7 @@ fn memory(nftjail: &Path, dir: &Path, distinct: u32) -> Result<Memory> {
     // start-up memory back 1 s after ready).
     std::thread::sleep(Duration::from_secs(2));
     let idle_kib = rss_kib(d.child.id());
+    let idle_anon_kib = status_kib(d.child.id(), "RssAnon:");
     let (day, first_second) = gen::ending_now(distinct as usize);
     let spec = Spec {
         lines: distinct as usize,
@@ -151,7 +164,9 @@ fn memory(nftjail: &Path, dir: &Path, distinct: u32) -> Result<Memory> {
     if !kept.contains(&format!("bans={restore_n}")) {
         bail!("restore: the daemon did not report {restore_n} kept bans:\n{kept}");
     }
-    drop(d);
+    // Stopped as systemd stops it: the bans it adopted are recorded in the
+    // store by then (its writer records them after ready).
+    stop(d)?;
 
     // Reboot: an empty kernel (a new namespace) and the same state store.
     let start = Instant::now();
@@ -163,6 +178,7 @@ fn memory(nftjail: &Path, dir: &Path, distinct: u32) -> Result<Memory> {
     }
     Ok(Memory {
         idle_kib,
+        idle_anon_kib,
         loaded_kib,
         restore_n,
         restore_secs,
@@ -170,15 +186,43 @@ fn memory(nftjail: &Path, dir: &Path, distinct: u32) -> Result<Memory> {
     })
 }
 
-/// fail2ban-rs idle RSS with an equivalent jail, in its own namespace.
-fn fail2ban_rs_idle(dir: &Path) -> Result<Option<u64>> {
+/// SIGTERM, and the daemon's exit awaited.
+fn stop(mut d: Daemon) -> Result<()> {
+    let pid = i32::try_from(d.child.id())?;
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            bail!("the daemon did not stop within 30 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// What the loader maps of `bin`: its text, data and bss (`size`'s total).
+fn loaded_bytes(bin: &Path) -> u64 {
+    Command::new("size")
+        .arg(bin)
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.lines().nth(1)?.split_whitespace().nth(3)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// fail2ban-rs idle RSS (all, anon) with an equivalent jail, in its own namespace.
+fn fail2ban_rs_idle(dir: &Path) -> Result<Option<(u64, u64)>> {
     let Some(bin) = which("fail2ban-rs") else {
         return Ok(None);
     };
     let ns = Netns::new("f2brs")?;
     let (_log, mut child) = fail2ban_rs_start(&bin, dir, &ns, "f2brs-idle", "postfix", "")?;
     std::thread::sleep(Duration::from_secs(2));
-    let rss = rss_kib(child.id());
+    let rss = (rss_kib(child.id()), status_kib(child.id(), "RssAnon:"));
     let alive = child.try_wait()?.is_none();
     let _ = child.kill();
     let _ = child.wait();
@@ -186,11 +230,16 @@ fn fail2ban_rs_idle(dir: &Path) -> Result<Option<u64>> {
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` field of /proc/PID/status.
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })

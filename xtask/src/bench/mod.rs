@@ -12,6 +12,7 @@ mod daemon;
 mod fail2ban_rs;
 mod farm;
 mod filter_paths;
+mod flood;
 mod latency;
 mod matching;
 mod memory;
@@ -94,6 +95,15 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         return Ok(());
     }
 
+    // `--only-flood`: scenario 1c alone, for work on the cost per failure.
+    if args.contains(&"--only-flood") {
+        let mut targets = Targets::default();
+        flood::flood_section(&mut report, mode, &nftjail, &dir, &mut targets)?;
+        println!("{report}\n{}", targets.table());
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
+
     // `--only-memory`: scenario 4 alone, for work on the footprint.
     if args.contains(&"--only-memory") {
         let mut targets = Targets::default();
@@ -155,6 +165,8 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     matching(&mut report, mode, &nftjail, &dir, &log, lines, &mut targets)?;
 
     ten_jails_section(&mut report, mode, &nftjail, &dir, &log, lines, &mut targets)?;
+
+    flood::flood_section(&mut report, mode, &nftjail, &dir, &mut targets)?;
 
     bans(&mut report, mode, &nftjail, &dir, true, &mut targets)?;
 
