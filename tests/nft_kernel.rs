@@ -174,11 +174,46 @@ const OLDER_LAYOUT: &str = "table inet nftjail {
 }
 ";
 
+/// The chain the release before this layout built: a rule per family and
+/// set, the jail's ports as an anonymous set.
+const RULE_PER_SET_LAYOUT: &str = "table inet nftjail {
+\tset sshd-v4 { type ipv4_addr; flags timeout; elements = { 203.0.113.5 timeout 10m } }
+\tset sshd-v6 { type ipv6_addr; flags timeout; }
+\tset sshd-net4 { type ipv4_addr; flags interval,timeout; }
+\tset sshd-net6 { type ipv6_addr; flags interval,timeout; }
+\tset zimbra-submission-v4 { type ipv4_addr; flags timeout; elements = { 198.51.100.7 } }
+\tset zimbra-submission-v6 { type ipv6_addr; flags timeout; elements = { 2001:db8::7 timeout 1h } }
+\tset zimbra-submission-net4 { type ipv4_addr; flags interval,timeout; elements = { 192.0.2.0/24 timeout 1h } }
+\tset zimbra-submission-net6 { type ipv6_addr; flags interval,timeout; }
+\tchain input {
+\t\ttype filter hook input priority filter - 10; policy accept;
+\t\ttcp dport 22 ip saddr @sshd-v4 counter reject with tcp reset
+\t\ttcp dport 22 ip saddr @sshd-net4 counter reject with tcp reset
+\t\ttcp dport 22 ip6 saddr @sshd-v6 counter reject with tcp reset
+\t\ttcp dport 22 ip6 saddr @sshd-net6 counter reject with tcp reset
+\t\ttcp dport { 465, 587 } ip saddr @zimbra-submission-v4 counter drop
+\t\tudp dport 5000-5010 ip saddr @zimbra-submission-v4 counter drop
+\t\ttcp dport { 465, 587 } ip saddr @zimbra-submission-net4 counter drop
+\t\tudp dport 5000-5010 ip saddr @zimbra-submission-net4 counter drop
+\t\ttcp dport { 465, 587 } ip6 saddr @zimbra-submission-v6 counter drop
+\t\tudp dport 5000-5010 ip6 saddr @zimbra-submission-v6 counter drop
+\t\ttcp dport { 465, 587 } ip6 saddr @zimbra-submission-net6 counter drop
+\t\tudp dport 5000-5010 ip6 saddr @zimbra-submission-net6 counter drop
+\t}
+}
+";
+
 #[test]
 fn an_upgrade_replaces_the_per_port_rules_and_keeps_every_ban() {
+    for layout in [OLDER_LAYOUT, RULE_PER_SET_LAYOUT] {
+        upgrade_from(layout);
+    }
+}
+
+fn upgrade_from(layout: &str) {
     fresh_netns();
     let script = std::env::temp_dir().join(format!("nftjail-older-{}.nft", std::process::id()));
-    std::fs::write(&script, OLDER_LAYOUT).unwrap();
+    std::fs::write(&script, layout).unwrap();
     nft(&["-f", script.to_str().unwrap()]);
     let _ = std::fs::remove_file(&script);
     let before: Vec<String> = ["sshd-v4", "zimbra-submission-v4", "zimbra-submission-v6"]
@@ -191,7 +226,7 @@ fn an_upgrade_replaces_the_per_port_rules_and_keeps_every_ban() {
     let rules = |listing: &str| -> Vec<String> {
         listing
             .lines()
-            .filter(|l| l.contains(" saddr @"))
+            .filter(|l| l.contains(" saddr @") || l.contains("jump ") || l.contains("chain "))
             .map(str::to_string)
             .collect()
     };
@@ -400,8 +435,13 @@ fn a_banned_source_is_refused_on_the_jails_port_only() {
     );
     let table = nft(&["list", "chain", "inet", "nftjail", "input"]);
     assert!(
-        table.contains("tcp dport { 2525, 2600-2610 } ip saddr @j-v4 counter packets 2"),
+        table.contains("tcp dport { 2525, 2600-2610 } jump j-j"),
         "{table}"
+    );
+    let chain = nft(&["list", "chain", "inet", "nftjail", "j-j"]);
+    assert!(
+        chain.contains("ip saddr @j-v4 counter packets 2"),
+        "{chain}"
     );
 
     // A banned prefix refuses every address inside it, and only those.

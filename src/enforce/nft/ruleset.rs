@@ -274,7 +274,7 @@ fn jump(base: &Chain, port: Option<(Proto, PortMatch)>, target: &str) -> Result<
     Ok(r)
 }
 
-/// `meta nfproto ipv4|ipv6 [meta l4proto P] ip[6] saddr @<jail>-v4|v6|net4|net6 counter reject|drop`
+/// `[meta l4proto P] meta nfproto ipv4|ipv6 ip[6] saddr @<jail>-v4|v6|net4|net6 counter reject|drop`
 fn lookup(
     chain: &Chain,
     jail: &JailRules,
@@ -283,6 +283,14 @@ fn lookup(
     proto: Option<Proto>,
 ) -> Result<Rule, String> {
     let mut r = Rule::new(chain).map_err(|e| e.to_string())?;
+    if let Some(proto) = proto {
+        r.add_expr(Meta::new(MetaType::L4Proto));
+        let number = match proto {
+            Proto::Tcp => libc::IPPROTO_TCP,
+            Proto::Udp => libc::IPPROTO_UDP,
+        };
+        r.add_expr(Cmp::new(CmpOp::Eq, [number as u8]));
+    }
     r.add_expr(Meta::new(MetaType::NfProto));
     r.add_expr(Cmp::new(
         CmpOp::Eq,
@@ -292,14 +300,6 @@ fn lookup(
             libc::NFPROTO_IPV4
         } as u8],
     ));
-    if let Some(proto) = proto {
-        r.add_expr(Meta::new(MetaType::L4Proto));
-        let number = match proto {
-            Proto::Tcp => libc::IPPROTO_TCP,
-            Proto::Udp => libc::IPPROTO_UDP,
-        };
-        r.add_expr(Cmp::new(CmpOp::Eq, [number as u8]));
-    }
     let saddr = if v6 {
         NetworkHeaderField::IPv6(IPv6HeaderField::Saddr)
     } else {
