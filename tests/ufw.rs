@@ -297,10 +297,18 @@ fn bans_are_ufw_rules_above_the_first_allow_that_refuse_the_attacker_only() {
     );
     assert!(h.numbered()[1].contains("192.0.2.66"));
 
-    // Many bans and unbans leave the admin's rules byte for byte.
-    for i in 1..=40 {
-        h.client(&["ban", JAIL, &format!("203.0.113.{i}")]);
-        h.client(&["ban", JAIL, &format!("2001:db8:9::{i:x}")]);
+    // A thousand bans and unbans leave the admin's rules byte for byte.
+    for i in 0..500u32 {
+        h.client(&["ban", JAIL, &format!("198.18.{}.{}", i / 200, i % 200 + 1)]);
+        h.client(&["ban", JAIL, &format!("2001:db8:9::{:x}", i + 1)]);
+    }
+    for i in (0..500u32).step_by(10) {
+        h.client(&[
+            "unban",
+            JAIL,
+            &format!("198.18.{}.{}", i / 200, i % 200 + 1),
+        ]);
+        h.client(&["unban", JAIL, &format!("2001:db8:9::{:x}", i + 1)]);
     }
     // An admin's own command meanwhile keeps our rules (ufw rewrites the
     // files, ours included) and its rule lands where ufw puts it.
@@ -311,7 +319,7 @@ fn bans_are_ufw_rules_above_the_first_allow_that_refuse_the_attacker_only() {
             .iter()
             .filter(|l| l.contains("nftjail:"))
             .count(),
-        82
+        2 + 900
     );
     h.client(&["unban", "--all"]);
     assert_eq!(h.rules(), admin, "the admin's files, byte for byte");
@@ -441,6 +449,60 @@ fn auto_picks_nft_when_nf_tables_works_and_ufw_when_it_does_not() {
         .contains("192.0.2.21"));
 }
 
+/// The common case: ufw enabled on a host whose kernel has nf_tables, ufw
+/// accepting the jail's port, and the nft backend. nftables evaluates every
+/// base chain and a reject in ours is final, so ufw's accept does not let
+/// the banned address in; another client still connects.
+#[test]
+fn with_ufw_accepting_the_port_an_nft_ban_still_refuses() {
+    let h = UfwHost::new("ufc");
+    let atk = Netns::new("ufca");
+    let inno = Netns::new("ufci");
+    link(&h.srv, &["192.0.2.1/24"], &atk, &["192.0.2.66/24"], "ufca");
+    link(
+        &h.srv,
+        &["198.51.100.1/24"],
+        &inno,
+        &["198.51.100.7/24"],
+        "ufci",
+    );
+    let any: SocketAddr = "0.0.0.0:587".parse().unwrap();
+    let listener = h.srv.run(move || TcpListener::bind(any).unwrap());
+    std::thread::spawn(move || for _ in listener.incoming() {});
+    admin_rules(&h);
+    assert!(
+        h.numbered()
+            .iter()
+            .any(|l| l.contains("587/tcp") && l.contains("ALLOW")),
+        "ufw accepts the port: {:?}",
+        h.numbered()
+    );
+    assert_eq!(
+        connect(&atk, "192.0.2.1:587"),
+        Ok(()),
+        "open before the ban"
+    );
+
+    let _d = h.daemon(Some("nft"), &[]);
+    h.client(&["ban", JAIL, "192.0.2.66"]);
+    assert_eq!(
+        connect(&atk, "192.0.2.1:587"),
+        Err(ErrorKind::ConnectionRefused),
+        "ufw's accept does not undo our reject"
+    );
+    assert_eq!(connect(&inno, "198.51.100.1:587"), Ok(()));
+    assert!(
+        !h.rules().0.contains("192.0.2.66"),
+        "the nft backend leaves ufw's files alone"
+    );
+    h.client(&["unban", JAIL, "192.0.2.66"]);
+    assert_eq!(
+        connect(&atk, "192.0.2.1:587"),
+        Ok(()),
+        "open after the unban"
+    );
+}
+
 /// Not a check: the rate of a burst of bans through ufw, printed, for
 /// each way of changing the live chains (netlink, and iptables-restore).
 /// `cargo test --release --test ufw -- --ignored --nocapture burst`
@@ -509,6 +571,19 @@ fn burst(path: &str, tag: &str, envs: &[(&str, &str)]) {
     assert_eq!(live, N);
     let via_netlink = d.log().contains("changed over netlink");
     assert_eq!(via_netlink, envs.is_empty(), "{}", d.log());
+
+    // One ban per batch with the chain full: each `nftjail ban` returns
+    // once its rule is live (the client's own start is in the figure).
+    const ONE_BY_ONE: usize = 50;
+    let started = Instant::now();
+    for i in 0..ONE_BY_ONE {
+        h.client(&["ban", JAIL, &format!("172.16.0.{}", i + 1)]);
+    }
+    let each = started.elapsed() / ONE_BY_ONE as u32;
+    println!(
+        "{path}: then {ONE_BY_ONE} single bans beside {N}: {:.1} ms each, ban to reply",
+        each.as_secs_f64() * 1000.0
+    );
 }
 
 /// A prefix the tracker bans is one ufw rule for the whole network.

@@ -80,7 +80,8 @@ pub fn prelude(
             let _ = writeln!(
                 t,
                 "[defaults]\n# The networks refused by hand in ufw ({} of them), banned by every jail\n\
-                 # on its ports without timeout. They stay in ufw too.\nblocklist = {}\n",
+                 # on its ports without timeout. They stay in ufw too, until\n\
+                 # `nftjail import-fail2ban --move-ufw-rules` once nftjail holds them.\nblocklist = {}\n",
                 host.refused.len(),
                 quote(&path.display().to_string())
             );
@@ -92,7 +93,8 @@ pub fn prelude(
             summary.left.push(format!(
                 "those rules stay in ufw, so nothing is unprotected in between; once nftjail runs \
                  with the blocklist, `nftjail import-fail2ban --move-ufw-rules` removes from ufw \
-                 those the daemon holds (or by hand:\n{})",
+                 those the daemon holds (or by hand:\n{}). ufw refused them on every port; the \
+                 blocklist refuses them on the jails' ports",
                 deletes.join("\n")
             ));
         }

@@ -2,8 +2,9 @@
 //! input, same run, written to BENCHMARKS.md.
 //!
 //! One file per scenario, each writing its section of the report: matching
-//! (1), ten jails on one file (1b), ban throughput (2), latency (3), memory
-//! and restore (4), farm propagation (5), the packet path (6). Here: choosing the mode, running them in order, and the
+//! (1), ten jails on one file (1b), ban throughput (2), the ufw backend beside fail2ban's ufw
+//! action (2b), latency (3), memory and restore (4), farm propagation (5), the packet path (6).
+//! Here: choosing the mode, running them in order, and the
 //! helpers more than one scenario times its runs with.
 
 mod bans;
@@ -17,6 +18,7 @@ mod memory;
 mod packet;
 mod report;
 mod ten_jails;
+mod ufw;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -101,6 +103,14 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         return Ok(());
     }
 
+    // `--only-ufw`: scenario 2b alone, for work on the ufw backend.
+    if args.contains(&"--only-ufw") {
+        ufw::ufw_section(&mut report, mode, &nftjail, &dir)?;
+        println!("{report}");
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
+
     // Scenario 1: matching.
     let lines = match mode {
         Mode::Smoke => 20_000,
@@ -147,6 +157,8 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     ten_jails_section(&mut report, mode, &nftjail, &dir, &log, lines, &mut targets)?;
 
     bans(&mut report, mode, &nftjail, &dir, true, &mut targets)?;
+
+    ufw::ufw_section(&mut report, mode, &nftjail, &dir)?;
 
     latency_section(&mut report, mode, &nftjail, &dir, &mut targets)?;
 
