@@ -50,6 +50,9 @@ enum PortMatch {
     Range(u16, u16),
     /// `th dport { 465, 587 }`: looked up in the anonymous set of this id.
     Set(u32),
+    /// `th dport vmap { 22 : jump j-sshd, … }`: the verdict from the
+    /// anonymous map of this id.
+    Map(u32),
 }
 
 /// A jail's ports per protocol, each list sorted with overlapping and
@@ -182,29 +185,61 @@ pub fn chain_messages(
         out.extend(strip_batch_markers(&one.finalize()));
         Ok::<(), RuleError>(())
     };
-    for jail in jails {
-        let groups = ports_by_proto(&jail.ports);
-        let target = jail_chain(&jail.name);
-        if groups.is_empty() {
-            add(&mut out, &jail.name, jump(&base, None, &target))?;
-        }
-        for (proto, ranges) in &groups {
-            let matching = match ranges.as_slice() {
-                [(first, last)] => PortMatch::Range(*first, *last),
-                _ => {
-                    // The set goes before the rule that binds it.
-                    next_id += 1;
-                    let mut w = wire::Writer::default();
-                    w.anon_port_set(table, next_id, ranges);
-                    out.extend_from_slice(&w.buf);
-                    PortMatch::Set(next_id)
+    // A jail that watches every port: an unconditional jump.
+    for jail in jails.iter().filter(|j| j.ports.is_empty()) {
+        add(
+            &mut out,
+            &jail.name,
+            jump(&base, None, &jail_chain(&jail.name)),
+        )?;
+    }
+    for proto in [Proto::Tcp, Proto::Udp] {
+        let mut entries: Vec<((u16, u16), String)> = Vec::new();
+        for jail in jails {
+            for (p, ranges) in ports_by_proto(&jail.ports) {
+                if p == proto {
+                    entries.extend(ranges.into_iter().map(|r| (r, jail_chain(&jail.name))));
                 }
-            };
+            }
+        }
+        entries.sort_unstable();
+        if shareable(&entries) {
+            // Jails of disjoint ports: one lookup finds the jail to jump to.
+            next_id += 1;
+            let ranges: Vec<(u16, u16)> = entries.iter().map(|e| e.0).collect();
+            let jumps: Vec<&str> = entries.iter().map(|e| e.1.as_str()).collect();
+            let mut w = wire::Writer::default();
+            w.anon_port_set(table, next_id, &ranges, &jumps);
+            out.extend_from_slice(&w.buf);
             add(
                 &mut out,
-                &jail.name,
-                jump(&base, Some((*proto, matching)), &target),
+                "",
+                jump(&base, Some((proto, PortMatch::Map(next_id))), ""),
             )?;
+            continue;
+        }
+        // One jail, or jails sharing a port (a map key has one verdict):
+        // a jump per jail, each over its own ports.
+        for jail in jails {
+            let target = jail_chain(&jail.name);
+            for (_, ranges) in ports_by_proto(&jail.ports).iter().filter(|g| g.0 == proto) {
+                let matching = match ranges.as_slice() {
+                    [(first, last)] => PortMatch::Range(*first, *last),
+                    _ => {
+                        // The set goes before the rule that binds it.
+                        next_id += 1;
+                        let mut w = wire::Writer::default();
+                        w.anon_port_set(table, next_id, ranges, &[]);
+                        out.extend_from_slice(&w.buf);
+                        PortMatch::Set(next_id)
+                    }
+                };
+                add(
+                    &mut out,
+                    &jail.name,
+                    jump(&base, Some((proto, matching)), &target),
+                )?;
+            }
         }
     }
     for (chain, jail) in chains.iter().zip(jails) {
@@ -235,7 +270,21 @@ pub fn chain_messages(
     Ok(out)
 }
 
-/// `[meta l4proto P th dport A[-B]|{…}] jump j-<jail>`
+/// Whether the (sorted) ports of one protocol can be one verdict map: more
+/// than one jail, and no port in two jails. An interval map also keeps a
+/// gap between ranges, so no range ends where the next one starts.
+fn shareable(entries: &[((u16, u16), String)]) -> bool {
+    let interval = entries.iter().any(|((a, b), _)| a != b);
+    let jails = entries.iter().filter(|e| e.1 != entries[0].1).count();
+    jails > 0
+        && entries.windows(2).all(|w| {
+            let (prev, next) = (w[0].0, w[1].0);
+            u32::from(next.0) > u32::from(prev.1) + u32::from(interval)
+        })
+}
+
+/// `[meta l4proto P th dport A[-B]|{…}] jump j-<jail>`, or
+/// `meta l4proto P th dport vmap {…}`
 fn jump(base: &Chain, port: Option<(Proto, PortMatch)>, target: &str) -> Result<Rule, String> {
     let mut r = Rule::new(base).map_err(|e| e.to_string())?;
     if let Some((proto, matching)) = port {
@@ -266,6 +315,16 @@ fn jump(base: &Chain, port: Option<(Proto, PortMatch)>, target: &str) -> Result<
                     .with_set_id(id)
                     .with_sreg(Register::Reg1),
             ),
+            PortMatch::Map(id) => {
+                r.add_expr(
+                    Lookup::default()
+                        .with_set(wire::ANON_SET_NAME)
+                        .with_set_id(id)
+                        .with_sreg(Register::Reg1)
+                        .with_dreg(Register::Verdict),
+                );
+                return Ok(r);
+            }
         }
     }
     r.add_expr(Immediate::new_verdict(VerdictKind::Jump {
@@ -381,21 +440,35 @@ mod tests {
                 blocktype: BlockType::Drop,
                 app: None,
             },
+            JailRules {
+                name: "ssh".into(),
+                ports: ports(&[(Proto::Tcp, 22, 22)]),
+                blocktype: BlockType::Drop,
+                app: None,
+            },
         ];
         let mut buf = table_message("nftjail");
         buf.extend(chain_messages("nftjail", &jails, &["j-gone".to_string()]).unwrap());
         let msgs = wire::messages(&buf);
         let types: Vec<u16> = msgs.iter().map(|m| m.ty & 0xff).collect();
         // table; base chain and its flush; each jail chain and its flush;
-        // the mail jail's TCP port set (NEWSET, NEWSETELEM) and jump, its
-        // UDP range's jump, the other jail's jump; the mail chain's lookups
-        // (per family and set kind, one per protocol for the reject), the
-        // other's (one per family and set kind); the stale chain deleted.
-        let mut want = vec![0, 3, 8, 3, 8, 3, 8, 9, 12, 6, 6, 6];
+        // the all-ports jail's jump; the TCP verdict map (NEWSET,
+        // NEWSETELEM) and its rule; the mail jail's UDP range's jump; the
+        // mail chain's lookups (per family and set kind, one per protocol
+        // for the reject), the others' (one per family and set kind); the
+        // stale chain deleted.
+        let mut want = vec![0, 3, 8, 3, 8, 3, 8, 3, 8, 6, 9, 12, 6, 6];
         want.extend([6; 8]);
-        want.extend([6; 4]);
+        want.extend([6; 8]);
         want.push(5);
         assert_eq!(types, want);
+        let ssh = |port| ((port, port), "j-ssh".to_string());
+        let mail = |first, last| ((first, last), "j-mail".to_string());
+        assert!(shareable(&[ssh(22), mail(25, 25)]));
+        assert!(!shareable(&[ssh(22), mail(22, 22)]), "a port of two jails");
+        assert!(!shareable(&[ssh(22), ssh(25)]), "one jail");
+        assert!(!shareable(&[ssh(22), mail(23, 30)]), "touching intervals");
+        assert!(shareable(&[ssh(22), mail(24, 30)]));
     }
 
     #[test]
