@@ -658,3 +658,38 @@ fn a_refused_order_fails_alone_and_the_rest_of_its_batch_is_applied() {
     let again = e.ban_batch(&batch).unwrap();
     assert_eq!(again.iter().map(|r| r.index).collect::<Vec<_>>(), [2]);
 }
+
+#[test]
+fn jails_of_disjoint_ports_share_a_verdict_map_and_each_refuses_only_its_own() {
+    fresh_netns();
+    let lo = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .unwrap();
+    assert!(lo.success());
+    let mut b = NftBackend::open("nftjail").unwrap();
+    let a = [(Proto::Tcp, 2525, 2525), (Proto::Tcp, 2600, 2610)];
+    b.reconcile(&[
+        jail("a", &a, BlockType::Reject),
+        jail("b", &[(Proto::Tcp, 3000, 3000)], BlockType::Reject),
+    ])
+    .unwrap();
+    let input = nft(&["list", "chain", "inet", "nftjail", "input"]);
+    assert!(
+        input.contains("tcp dport vmap { 2525 : jump j-a, 2600-2610 : jump j-a, 3000 : jump j-b }"),
+        "{input}"
+    );
+    let on = |port| TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let _listening = [on(2525), on(2605), on(3000), on(2611)];
+    let connect =
+        |from: &str, port: u16| socket2_connect(from, port).map(drop).map_err(|e| e.kind());
+    b.ban(&[order("a", "127.0.0.2", 60), order("b", "127.0.0.3", 60)])
+        .unwrap();
+    let refused = Err(std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(connect("127.0.0.2", 2525), refused);
+    assert_eq!(connect("127.0.0.2", 2605), refused, "inside a's range");
+    assert_eq!(connect("127.0.0.2", 3000), Ok(()), "b's port");
+    assert_eq!(connect("127.0.0.2", 2611), Ok(()), "past a's range");
+    assert_eq!(connect("127.0.0.3", 3000), refused);
+    assert_eq!(connect("127.0.0.3", 2525), Ok(()), "a's port");
+}
