@@ -174,11 +174,46 @@ const OLDER_LAYOUT: &str = "table inet nftjail {
 }
 ";
 
+/// The chain the release before this layout built: a rule per family and
+/// set, the jail's ports as an anonymous set.
+const RULE_PER_SET_LAYOUT: &str = "table inet nftjail {
+\tset sshd-v4 { type ipv4_addr; flags timeout; elements = { 203.0.113.5 timeout 10m } }
+\tset sshd-v6 { type ipv6_addr; flags timeout; }
+\tset sshd-net4 { type ipv4_addr; flags interval,timeout; }
+\tset sshd-net6 { type ipv6_addr; flags interval,timeout; }
+\tset zimbra-submission-v4 { type ipv4_addr; flags timeout; elements = { 198.51.100.7 } }
+\tset zimbra-submission-v6 { type ipv6_addr; flags timeout; elements = { 2001:db8::7 timeout 1h } }
+\tset zimbra-submission-net4 { type ipv4_addr; flags interval,timeout; elements = { 192.0.2.0/24 timeout 1h } }
+\tset zimbra-submission-net6 { type ipv6_addr; flags interval,timeout; }
+\tchain input {
+\t\ttype filter hook input priority filter - 10; policy accept;
+\t\ttcp dport 22 ip saddr @sshd-v4 counter reject with tcp reset
+\t\ttcp dport 22 ip saddr @sshd-net4 counter reject with tcp reset
+\t\ttcp dport 22 ip6 saddr @sshd-v6 counter reject with tcp reset
+\t\ttcp dport 22 ip6 saddr @sshd-net6 counter reject with tcp reset
+\t\ttcp dport { 465, 587 } ip saddr @zimbra-submission-v4 counter drop
+\t\tudp dport 5000-5010 ip saddr @zimbra-submission-v4 counter drop
+\t\ttcp dport { 465, 587 } ip saddr @zimbra-submission-net4 counter drop
+\t\tudp dport 5000-5010 ip saddr @zimbra-submission-net4 counter drop
+\t\ttcp dport { 465, 587 } ip6 saddr @zimbra-submission-v6 counter drop
+\t\tudp dport 5000-5010 ip6 saddr @zimbra-submission-v6 counter drop
+\t\ttcp dport { 465, 587 } ip6 saddr @zimbra-submission-net6 counter drop
+\t\tudp dport 5000-5010 ip6 saddr @zimbra-submission-net6 counter drop
+\t}
+}
+";
+
 #[test]
 fn an_upgrade_replaces_the_per_port_rules_and_keeps_every_ban() {
+    for layout in [OLDER_LAYOUT, RULE_PER_SET_LAYOUT] {
+        upgrade_from(layout);
+    }
+}
+
+fn upgrade_from(layout: &str) {
     fresh_netns();
     let script = std::env::temp_dir().join(format!("nftjail-older-{}.nft", std::process::id()));
-    std::fs::write(&script, OLDER_LAYOUT).unwrap();
+    std::fs::write(&script, layout).unwrap();
     nft(&["-f", script.to_str().unwrap()]);
     let _ = std::fs::remove_file(&script);
     let before: Vec<String> = ["sshd-v4", "zimbra-submission-v4", "zimbra-submission-v6"]
@@ -191,7 +226,7 @@ fn an_upgrade_replaces_the_per_port_rules_and_keeps_every_ban() {
     let rules = |listing: &str| -> Vec<String> {
         listing
             .lines()
-            .filter(|l| l.contains(" saddr @"))
+            .filter(|l| l.contains(" saddr @") || l.contains("jump ") || l.contains("chain "))
             .map(str::to_string)
             .collect()
     };
@@ -400,8 +435,13 @@ fn a_banned_source_is_refused_on_the_jails_port_only() {
     );
     let table = nft(&["list", "chain", "inet", "nftjail", "input"]);
     assert!(
-        table.contains("tcp dport { 2525, 2600-2610 } ip saddr @j-v4 counter packets 2"),
+        table.contains("tcp dport { 2525, 2600-2610 } jump j-j"),
         "{table}"
+    );
+    let chain = nft(&["list", "chain", "inet", "nftjail", "j-j"]);
+    assert!(
+        chain.contains("ip saddr @j-v4 counter packets 2"),
+        "{chain}"
     );
 
     // A banned prefix refuses every address inside it, and only those.
@@ -617,4 +657,39 @@ fn a_refused_order_fails_alone_and_the_rest_of_its_batch_is_applied() {
     // refused for that order alone.
     let again = e.ban_batch(&batch).unwrap();
     assert_eq!(again.iter().map(|r| r.index).collect::<Vec<_>>(), [2]);
+}
+
+#[test]
+fn jails_of_disjoint_ports_share_a_verdict_map_and_each_refuses_only_its_own() {
+    fresh_netns();
+    let lo = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .unwrap();
+    assert!(lo.success());
+    let mut b = NftBackend::open("nftjail").unwrap();
+    let a = [(Proto::Tcp, 2525, 2525), (Proto::Tcp, 2600, 2610)];
+    b.reconcile(&[
+        jail("a", &a, BlockType::Reject),
+        jail("b", &[(Proto::Tcp, 3000, 3000)], BlockType::Reject),
+    ])
+    .unwrap();
+    let input = nft(&["list", "chain", "inet", "nftjail", "input"]);
+    assert!(
+        input.contains("tcp dport vmap { 2525 : jump j-a, 2600-2610 : jump j-a, 3000 : jump j-b }"),
+        "{input}"
+    );
+    let on = |port| TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let _listening = [on(2525), on(2605), on(3000), on(2611)];
+    let connect =
+        |from: &str, port: u16| socket2_connect(from, port).map(drop).map_err(|e| e.kind());
+    b.ban(&[order("a", "127.0.0.2", 60), order("b", "127.0.0.3", 60)])
+        .unwrap();
+    let refused = Err(std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(connect("127.0.0.2", 2525), refused);
+    assert_eq!(connect("127.0.0.2", 2605), refused, "inside a's range");
+    assert_eq!(connect("127.0.0.2", 3000), Ok(()), "b's port");
+    assert_eq!(connect("127.0.0.2", 2611), Ok(()), "past a's range");
+    assert_eq!(connect("127.0.0.3", 3000), refused);
+    assert_eq!(connect("127.0.0.3", 2525), Ok(()), "a's port");
 }

@@ -109,7 +109,7 @@ fn a_removed_jails_bans_stay_until_they_expire_or_are_lifted_on_purpose() {
     );
     let rules = table();
     assert!(
-        rules.contains("tcp dport 25 ip saddr @a-v4"),
+        rules.contains("tcp dport 25 jump j-a") && rules.contains("ip saddr @a-v4 counter"),
         "the rule stays as it was:\n{rules}"
     );
     let status = ok(&socket, &["status"]);

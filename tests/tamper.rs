@@ -172,11 +172,49 @@ fn an_accept_rule_put_before_ours_is_removed_and_the_ban_holds() {
             .contains("let me in")
     });
     let rules = srv.output("nft", &["list", "chain", "inet", "nftjail", "input"]);
-    assert!(rules.contains("@a-v4"), "our rules rebuilt: {rules}");
+    assert!(rules.contains("jump j-a"), "our rules rebuilt: {rules}");
+    let jail = srv.output("nft", &["list", "chain", "inet", "nftjail", "j-a"]);
+    assert!(jail.contains("@a-v4"), "the jail's chain rebuilt: {jail}");
     assert_eq!(
         connect(&atk, to),
         Err(ErrorKind::ConnectionRefused),
         "the banned address is refused again"
+    );
+
+    // The same inside the jail's own chain.
+    let healed = heals(&d);
+    srv.output(
+        "nft",
+        &[
+            "insert",
+            "rule",
+            "inet",
+            "nftjail",
+            "j-a",
+            "ip",
+            "saddr",
+            "192.0.2.66",
+            "accept",
+            "comment",
+            "\"in the jail chain\"",
+        ],
+    );
+    wait_until(
+        "the rule in the jail chain removed",
+        Duration::from_secs(5),
+        || {
+            heals(&d) > healed
+                && !srv
+                    .output("nft", &["list", "chain", "inet", "nftjail", "j-a"])
+                    .contains("in the jail chain")
+        },
+    );
+    let jail = srv.output("nft", &["list", "chain", "inet", "nftjail", "j-a"]);
+    assert!(jail.contains("@a-v4"), "the jail's chain rebuilt: {jail}");
+    assert_eq!(
+        connect(&atk, to),
+        Err(ErrorKind::ConnectionRefused),
+        "the banned address is refused after the second heal"
     );
     assert_eq!(
         kernel_set(&srv, "a-v4"),

@@ -349,7 +349,13 @@ impl Backend for NftBackend {
             w.new_set(&self.table, name, v6, interval, i as u32 + 1);
         }
         body.extend_from_slice(&w.buf);
-        let rules = ruleset::chain_messages(&self.table, jails)
+        let table = self.table.clone();
+        let chains = self
+            .nl
+            .dump(|w| ruleset::get_chains(w, &table))
+            .map_err(|e| kernel("listing our chains", e))?;
+        let stale_chains = ruleset::stale_chains(&chains, jails);
+        let rules = ruleset::chain_messages(&self.table, jails, &stale_chains)
             .map_err(|e| EnforceError::Netlink(e.to_string()))?;
         body.extend_from_slice(&rules);
         let stale: Vec<&String> = existing.iter().filter(|s| !wanted.contains(s)).collect();
@@ -358,10 +364,9 @@ impl Backend for NftBackend {
             w.del_set(&self.table, name);
         }
         body.extend_from_slice(&w.buf);
-        let table = self.table.clone();
         self.commit(&body, &|_| format!("reconciling table inet {table}"))?;
-        if !stale.is_empty() {
-            info!(sets = ?stale, "removed the sets of jails no longer configured");
+        if !stale.is_empty() || !stale_chains.is_empty() {
+            info!(sets = ?stale, chains = ?stale_chains, "removed the sets and chains of jails no longer configured");
         }
 
         // Load what the kernel holds, so re-bans and remaining() are right

@@ -50,6 +50,9 @@ enum PortMatch {
     Range(u16, u16),
     /// `th dport { 465, 587 }`: looked up in the anonymous set of this id.
     Set(u32),
+    /// `th dport vmap { 22 : jump j-sshd, … }`: the verdict from the
+    /// anonymous map of this id.
+    Map(u32),
 }
 
 /// A jail's ports per protocol, each list sorted with overlapping and
@@ -80,93 +83,210 @@ fn ports_by_proto(ports: &[PortRange]) -> Vec<(Proto, Vec<(u16, u16)>)> {
     out
 }
 
-/// Messages that create the chain (no EXCL), delete every rule of it and add
-/// the wanted ones. No elements are touched: a set's bans survive a reconcile,
-/// and a chain of any older layout is replaced whole in the same step.
-/// The jails' sets must exist before these messages in the same transaction.
+/// Prefix of the regular chain of each jail: `j-<jail>`. A jail name is at
+/// most 64 characters, far under the kernel's 256 for a chain name.
+pub const JAIL_CHAIN_PREFIX: &str = "j-";
+
+/// The regular chain holding a jail's address lookups.
+pub fn jail_chain(jail: &str) -> String {
+    format!("{JAIL_CHAIN_PREFIX}{jail}")
+}
+
+/// `NFT_MSG_GETCHAIN`, and the chain's table and name attributes.
+const NFT_MSG_GETCHAIN: u16 = 4;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+
+/// A dump request for the chains of our table.
+pub fn get_chains(w: &mut wire::Writer, table: &str) -> u32 {
+    let seq = w.begin_nft(NFT_MSG_GETCHAIN, wire::NLM_F_DUMP);
+    w.attr_str(NFTA_CHAIN_TABLE, table);
+    w.end();
+    seq
+}
+
+/// The jail chains among the chains of a dump that no wanted jail owns:
+/// only ours (`j-` prefix); a chain someone else added is left alone.
+pub fn stale_chains(bodies: &[Vec<u8>], jails: &[JailRules]) -> Vec<String> {
+    bodies
+        .iter()
+        .filter_map(|b| {
+            let (_, v) = wire::attrs(b).find(|(t, _)| *t == NFTA_CHAIN_NAME)?;
+            let v = v.split(|&c| c == 0).next().unwrap_or(v);
+            Some(String::from_utf8_lossy(v).into_owned())
+        })
+        .filter(|name| {
+            name.starts_with(JAIL_CHAIN_PREFIX)
+                && !jails.iter().any(|j| jail_chain(&j.name) == *name)
+        })
+        .collect()
+}
+
+fn rule_error(jail: &str) -> impl Fn(rustables::error::BuilderError) -> RuleError + '_ {
+    move |e| RuleError {
+        jail: jail.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Messages that create the chains (no EXCL), delete every rule of them and
+/// add the wanted ones, then delete the jail chains in `stale` (their jump
+/// rules are gone by then). No elements are touched: a set's bans survive a
+/// reconcile, and a chain of any older layout is replaced whole in the same
+/// step. The jails' sets must exist before these messages in the same
+/// transaction, and a stale jail's sets may be deleted only after them.
 ///
-/// One rule per set of a jail and protocol: the jail's ports of that
-/// protocol are one comparison, or one lookup in an anonymous set, so a
-/// packet meets four rules per jail (two of the other family end at their
-/// first comparison) however many ports the jail lists. A jail with TCP and
-/// UDP ports has a rule per protocol: a reject answers TCP with a reset and
-/// UDP with an ICMP error.
-pub fn chain_messages(table: &str, jails: &[JailRules]) -> Result<Vec<u8>, RuleError> {
+/// The base chain only dispatches: per jail and protocol, one rule matches
+/// the jail's ports (one comparison, or one lookup in an anonymous set) and
+/// jumps to the jail's chain, which looks the source address up in the
+/// jail's sets. A packet to a port no jail watches meets no address lookup
+/// at all, and one to a jail's port meets that jail's four (two of the other
+/// family end at their first comparison). A reject answers TCP with a reset
+/// and anything else with an ICMP error.
+pub fn chain_messages(
+    table: &str,
+    jails: &[JailRules],
+    stale: &[String],
+) -> Result<Vec<u8>, RuleError> {
     let mut batch = Batch::new();
     let t = Table::new(ProtocolFamily::Inet).with_name(table);
     let hook = Hook::default()
         .with_class(HookClass::In as u32)
         .with_priority(PRIORITY as u32);
-    let chain = Chain::new(&t)
+    let base = Chain::new(&t)
         .with_name(CHAIN)
         .with_hook(hook)
         .with_policy(ChainPolicy::Accept)
         .with_type(ChainType::Filter);
-    batch.add(&chain, MsgType::Add);
-    // DELRULE with only table and chain: flush the chain's rules.
-    let flush = Rule::new(&chain).map_err(|e| RuleError {
-        jail: String::new(),
-        message: e.to_string(),
-    })?;
-    batch.add(&flush, MsgType::Del);
+    batch.add(&base, MsgType::Add);
+    // DELRULE with only table and chain: flush the chain's rules. The base
+    // chain first, so no jump into a jail chain outlives this step.
+    batch.add(&Rule::new(&base).map_err(rule_error(""))?, MsgType::Del);
+    let chains: Vec<Chain> = jails
+        .iter()
+        .map(|j| Chain::new(&t).with_name(jail_chain(&j.name)))
+        .collect();
+    for (chain, jail) in chains.iter().zip(jails) {
+        batch.add(chain, MsgType::Add);
+        batch.add(
+            &Rule::new(chain).map_err(rule_error(&jail.name))?,
+            MsgType::Del,
+        );
+    }
     let mut out = strip_batch_markers(&batch.finalize());
     let mut next_id = ANON_SET_IDS;
-    for jail in jails {
-        let groups = ports_by_proto(&jail.ports);
+    let add = |out: &mut Vec<u8>, jail: &str, r: Result<Rule, String>| {
+        let r = r.map_err(|message| RuleError {
+            jail: jail.to_string(),
+            message,
+        })?;
+        let mut one = Batch::new();
+        one.add(&r, MsgType::Add);
+        out.extend(strip_batch_markers(&one.finalize()));
+        Ok::<(), RuleError>(())
+    };
+    // A jail that watches every port: an unconditional jump.
+    for jail in jails.iter().filter(|j| j.ports.is_empty()) {
+        add(
+            &mut out,
+            &jail.name,
+            jump(&base, None, &jail_chain(&jail.name)),
+        )?;
+    }
+    for proto in [Proto::Tcp, Proto::Udp] {
+        let mut entries: Vec<((u16, u16), String)> = Vec::new();
+        for jail in jails {
+            for (p, ranges) in ports_by_proto(&jail.ports) {
+                if p == proto {
+                    entries.extend(ranges.into_iter().map(|r| (r, jail_chain(&jail.name))));
+                }
+            }
+        }
+        entries.sort_unstable();
+        if shareable(&entries) {
+            // Jails of disjoint ports: one lookup finds the jail to jump to.
+            next_id += 1;
+            let ranges: Vec<(u16, u16)> = entries.iter().map(|e| e.0).collect();
+            let jumps: Vec<&str> = entries.iter().map(|e| e.1.as_str()).collect();
+            let mut w = wire::Writer::default();
+            w.anon_port_set(table, next_id, &ranges, &jumps);
+            out.extend_from_slice(&w.buf);
+            add(
+                &mut out,
+                "",
+                jump(&base, Some((proto, PortMatch::Map(next_id))), ""),
+            )?;
+            continue;
+        }
+        // One jail, or jails sharing a port (a map key has one verdict):
+        // a jump per jail, each over its own ports.
+        for jail in jails {
+            let target = jail_chain(&jail.name);
+            for (_, ranges) in ports_by_proto(&jail.ports).iter().filter(|g| g.0 == proto) {
+                let matching = match ranges.as_slice() {
+                    [(first, last)] => PortMatch::Range(*first, *last),
+                    _ => {
+                        // The set goes before the rule that binds it.
+                        next_id += 1;
+                        let mut w = wire::Writer::default();
+                        w.anon_port_set(table, next_id, ranges, &[]);
+                        out.extend_from_slice(&w.buf);
+                        PortMatch::Set(next_id)
+                    }
+                };
+                add(
+                    &mut out,
+                    &jail.name,
+                    jump(&base, Some((proto, matching)), &target),
+                )?;
+            }
+        }
+    }
+    for (chain, jail) in chains.iter().zip(jails) {
+        let protos: Vec<Proto> = ports_by_proto(&jail.ports).iter().map(|g| g.0).collect();
+        // The protocol decides the reject, so it is matched only when a
+        // reject must tell TCP from the rest.
+        let split: Vec<Option<Proto>> = match (jail.blocktype, protos.as_slice()) {
+            (BlockType::Reject, [_, ..]) => protos.iter().map(|p| Some(*p)).collect(),
+            _ => vec![None],
+        };
         // Addresses first, then prefixes, so `nft list` reads in that order.
         for v6 in [false, true] {
             for net in [false, true] {
-                let mut wanted: Vec<Option<(Proto, PortMatch)>> = Vec::new();
-                if groups.is_empty() {
-                    wanted.push(None);
-                }
-                for (proto, ranges) in &groups {
-                    let matching = match ranges.as_slice() {
-                        [(first, last)] => PortMatch::Range(*first, *last),
-                        _ => {
-                            // The set goes before the rule that binds it.
-                            next_id += 1;
-                            let mut w = wire::Writer::default();
-                            w.anon_port_set(table, next_id, ranges);
-                            out.extend_from_slice(&w.buf);
-                            PortMatch::Set(next_id)
-                        }
-                    };
-                    wanted.push(Some((*proto, matching)));
-                }
-                for port in wanted {
-                    let rule = rule(&chain, jail, v6, net, port).map_err(|message| RuleError {
-                        jail: jail.name.clone(),
-                        message,
-                    })?;
-                    let mut one = Batch::new();
-                    one.add(&rule, MsgType::Add);
-                    out.extend(strip_batch_markers(&one.finalize()));
+                for proto in &split {
+                    add(&mut out, &jail.name, lookup(chain, jail, v6, net, *proto))?;
                 }
             }
         }
     }
+    let mut w = wire::Writer::default();
+    for name in stale {
+        w.begin_nft(wire::NFT_MSG_DELCHAIN, 0);
+        w.attr_str(NFTA_CHAIN_TABLE, table);
+        w.attr_str(NFTA_CHAIN_NAME, name);
+        w.end();
+    }
+    out.extend_from_slice(&w.buf);
     Ok(out)
 }
 
-/// `[meta l4proto P th dport A[-B]|{…}] ip[6] saddr @<jail>-v4|v6|net4|net6 counter reject|drop`
-fn rule(
-    chain: &Chain,
-    jail: &JailRules,
-    v6: bool,
-    net: bool,
-    port: Option<(Proto, PortMatch)>,
-) -> Result<Rule, String> {
-    let mut r = Rule::new(chain).map_err(|e| e.to_string())?;
-    r.add_expr(Meta::new(MetaType::NfProto));
-    r.add_expr(Cmp::new(
-        CmpOp::Eq,
-        [if v6 {
-            libc::NFPROTO_IPV6
-        } else {
-            libc::NFPROTO_IPV4
-        } as u8],
-    ));
+/// Whether the (sorted) ports of one protocol can be one verdict map: more
+/// than one jail, and no port in two jails. An interval map also keeps a
+/// gap between ranges, so no range ends where the next one starts.
+fn shareable(entries: &[((u16, u16), String)]) -> bool {
+    let interval = entries.iter().any(|((a, b), _)| a != b);
+    let jails = entries.iter().filter(|e| e.1 != entries[0].1).count();
+    jails > 0
+        && entries.windows(2).all(|w| {
+            let (prev, next) = (w[0].0, w[1].0);
+            u32::from(next.0) > u32::from(prev.1) + u32::from(interval)
+        })
+}
+
+/// `[meta l4proto P th dport A[-B]|{…}] jump j-<jail>`, or
+/// `meta l4proto P th dport vmap {…}`
+fn jump(base: &Chain, port: Option<(Proto, PortMatch)>, target: &str) -> Result<Rule, String> {
+    let mut r = Rule::new(base).map_err(|e| e.to_string())?;
     if let Some((proto, matching)) = port {
         r.add_expr(Meta::new(MetaType::L4Proto));
         let (number, field) = match proto {
@@ -195,8 +315,50 @@ fn rule(
                     .with_set_id(id)
                     .with_sreg(Register::Reg1),
             ),
+            PortMatch::Map(id) => {
+                r.add_expr(
+                    Lookup::default()
+                        .with_set(wire::ANON_SET_NAME)
+                        .with_set_id(id)
+                        .with_sreg(Register::Reg1)
+                        .with_dreg(Register::Verdict),
+                );
+                return Ok(r);
+            }
         }
     }
+    r.add_expr(Immediate::new_verdict(VerdictKind::Jump {
+        chain: target.to_string(),
+    }));
+    Ok(r)
+}
+
+/// `[meta l4proto P] meta nfproto ipv4|ipv6 ip[6] saddr @<jail>-v4|v6|net4|net6 counter reject|drop`
+fn lookup(
+    chain: &Chain,
+    jail: &JailRules,
+    v6: bool,
+    net: bool,
+    proto: Option<Proto>,
+) -> Result<Rule, String> {
+    let mut r = Rule::new(chain).map_err(|e| e.to_string())?;
+    if let Some(proto) = proto {
+        r.add_expr(Meta::new(MetaType::L4Proto));
+        let number = match proto {
+            Proto::Tcp => libc::IPPROTO_TCP,
+            Proto::Udp => libc::IPPROTO_UDP,
+        };
+        r.add_expr(Cmp::new(CmpOp::Eq, [number as u8]));
+    }
+    r.add_expr(Meta::new(MetaType::NfProto));
+    r.add_expr(Cmp::new(
+        CmpOp::Eq,
+        [if v6 {
+            libc::NFPROTO_IPV6
+        } else {
+            libc::NFPROTO_IPV4
+        } as u8],
+    ));
     let saddr = if v6 {
         NetworkHeaderField::IPv6(IPv6HeaderField::Saddr)
     } else {
@@ -212,7 +374,7 @@ fn rule(
     let set = format!("{}-{suffix}", jail.name);
     r.add_expr(Lookup::default().with_set(set).with_sreg(Register::Reg1));
     r.add_expr(Counter::default());
-    match (jail.blocktype, port.map(|(proto, _)| proto)) {
+    match (jail.blocktype, proto) {
         (BlockType::Drop, _) => r.add_expr(Immediate::new_verdict(VerdictKind::Drop)),
         (BlockType::Reject, Some(Proto::Tcp)) => {
             r.add_expr(Reject::default().with_type(RejectType::TcpRst))
@@ -259,30 +421,74 @@ mod tests {
     }
 
     #[test]
-    fn one_rule_per_set_and_protocol_with_the_ports_as_one_set() {
-        let jails = [JailRules {
-            name: "mail".into(),
-            ports: ports(&[
-                (Proto::Tcp, 587, 587),
-                (Proto::Tcp, 25, 25),
-                (Proto::Tcp, 465, 465),
-                (Proto::Udp, 1000, 2000),
-            ]),
-            blocktype: BlockType::Reject,
-            app: None,
-        }];
+    fn the_base_chain_jumps_by_port_to_a_chain_per_jail() {
+        let jails = [
+            JailRules {
+                name: "mail".into(),
+                ports: ports(&[
+                    (Proto::Tcp, 587, 587),
+                    (Proto::Tcp, 25, 25),
+                    (Proto::Tcp, 465, 465),
+                    (Proto::Udp, 1000, 2000),
+                ]),
+                blocktype: BlockType::Reject,
+                app: None,
+            },
+            JailRules {
+                name: "all".into(),
+                ports: Vec::new(),
+                blocktype: BlockType::Drop,
+                app: None,
+            },
+            JailRules {
+                name: "ssh".into(),
+                ports: ports(&[(Proto::Tcp, 22, 22)]),
+                blocktype: BlockType::Drop,
+                app: None,
+            },
+        ];
         let mut buf = table_message("nftjail");
-        buf.extend(chain_messages("nftjail", &jails).unwrap());
+        buf.extend(chain_messages("nftjail", &jails, &["j-gone".to_string()]).unwrap());
         let msgs = wire::messages(&buf);
         let types: Vec<u16> = msgs.iter().map(|m| m.ty & 0xff).collect();
-        // table, chain, flush (DELRULE); then per family and set kind the TCP
-        // port set (NEWSET, NEWSETELEM) and its rule, and the UDP range's rule.
-        let per_set = [9, 12, 6, 6];
-        let mut want = vec![0, 3, 8];
-        for _ in 0..4 {
-            want.extend(per_set);
-        }
+        // table; base chain and its flush; each jail chain and its flush;
+        // the all-ports jail's jump; the TCP verdict map (NEWSET,
+        // NEWSETELEM) and its rule; the mail jail's UDP range's jump; the
+        // mail chain's lookups (per family and set kind, one per protocol
+        // for the reject), the others' (one per family and set kind); the
+        // stale chain deleted.
+        let mut want = vec![0, 3, 8, 3, 8, 3, 8, 3, 8, 6, 9, 12, 6, 6];
+        want.extend([6; 8]);
+        want.extend([6; 8]);
+        want.push(5);
         assert_eq!(types, want);
+        let ssh = |port| ((port, port), "j-ssh".to_string());
+        let mail = |first, last| ((first, last), "j-mail".to_string());
+        assert!(shareable(&[ssh(22), mail(25, 25)]));
+        assert!(!shareable(&[ssh(22), mail(22, 22)]), "a port of two jails");
+        assert!(!shareable(&[ssh(22), ssh(25)]), "one jail");
+        assert!(!shareable(&[ssh(22), mail(23, 30)]), "touching intervals");
+        assert!(shareable(&[ssh(22), mail(24, 30)]));
+    }
+
+    #[test]
+    fn only_our_unwanted_jail_chains_are_stale() {
+        let chain = |name: &str| {
+            let mut w = wire::Writer::default();
+            w.begin_nft(3, 0);
+            w.attr_str(NFTA_CHAIN_TABLE, "nftjail");
+            w.attr_str(NFTA_CHAIN_NAME, name);
+            w.end();
+            wire::messages(&w.buf)[0].body.to_vec()
+        };
+        let bodies = ["input", "j-sshd", "j-old", "mine"].map(chain);
+        let jails = [JailRules {
+            name: "sshd".into(),
+            ports: Vec::new(),
+            blocktype: BlockType::Drop,
+            app: None,
+        }];
+        assert_eq!(stale_chains(&bodies, &jails), ["j-old"]);
     }
 
     #[test]

@@ -48,6 +48,15 @@ const NFT_SET_ANONYMOUS: u32 = 0x1;
 const NFT_SET_CONSTANT: u32 = 0x2;
 const NFT_SET_TIMEOUT: u32 = 0x10;
 const NFT_SET_INTERVAL: u32 = 0x4;
+const NFT_SET_MAP: u32 = 0x8;
+const NFTA_SET_DATA_TYPE: u16 = 6;
+/// A map's data type for verdicts, and the nests an element's verdict goes in.
+const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
+const NFTA_SET_ELEM_DATA: u16 = 2;
+const NFTA_DATA_VERDICT: u16 = 2;
+const NFTA_VERDICT_CODE: u16 = 1;
+const NFTA_VERDICT_CHAIN: u16 = 2;
+const NFT_JUMP: i32 = -3;
 /// nft's own data type numbers, so `nft list` prints `type ipv4_addr`.
 const TYPE_IPADDR: u32 = 7;
 const TYPE_IP6ADDR: u32 = 8;
@@ -342,7 +351,9 @@ impl Writer {
     /// with its rule) and its elements, which must come before the rule in
     /// the transaction. The rule finds it by `id`. `ranges` are sorted and
     /// do not touch one another; a set with any range is an interval set.
-    pub fn anon_port_set(&mut self, table: &str, id: u32, ranges: &[(u16, u16)]) {
+    /// With `jumps` (one chain per range), a verdict map instead:
+    /// `{ 22 : jump j-sshd, 465 : jump j-mail }`.
+    pub fn anon_port_set(&mut self, table: &str, id: u32, ranges: &[(u16, u16)], jumps: &[&str]) {
         let interval = ranges.iter().any(|(a, b)| a != b);
         self.begin_nft(NFT_MSG_NEWSET, NLM_F_CREATE);
         self.attr_str(NFTA_SET_TABLE, table);
@@ -351,9 +362,15 @@ impl Writer {
         if interval {
             flags |= NFT_SET_INTERVAL;
         }
+        if !jumps.is_empty() {
+            flags |= NFT_SET_MAP;
+        }
         self.attr_be32(NFTA_SET_FLAGS, flags);
         self.attr_be32(NFTA_SET_KEY_TYPE, TYPE_INET_SERVICE);
         self.attr_be32(NFTA_SET_KEY_LEN, 2);
+        if !jumps.is_empty() {
+            self.attr_be32(NFTA_SET_DATA_TYPE, NFT_DATA_VERDICT);
+        }
         self.attr_be32(NFTA_SET_ID, id);
         self.end();
         self.begin_nft(NFT_MSG_NEWSETELEM, NLM_F_CREATE);
@@ -361,8 +378,23 @@ impl Writer {
         self.attr_str(NFTA_SET_ELEM_LIST_SET, ANON_SET_NAME);
         self.attr_be32(NFTA_SET_ELEM_LIST_SET_ID, id);
         self.nest_begin(NFTA_SET_ELEM_LIST_ELEMENTS);
-        for &(first, last) in ranges {
-            self.port_elem(first, false);
+        for (i, &(first, last)) in ranges.iter().enumerate() {
+            match jumps.get(i) {
+                Some(chain) => {
+                    self.nest_begin(NFTA_LIST_ELEM);
+                    self.nest_begin(NFTA_SET_ELEM_KEY);
+                    self.attr(NFTA_DATA_VALUE, &first.to_be_bytes());
+                    self.nest_end();
+                    self.nest_begin(NFTA_SET_ELEM_DATA);
+                    self.nest_begin(NFTA_DATA_VERDICT);
+                    self.attr(NFTA_VERDICT_CODE, &NFT_JUMP.to_be_bytes());
+                    self.attr_str(NFTA_VERDICT_CHAIN, chain);
+                    self.nest_end();
+                    self.nest_end();
+                    self.nest_end();
+                }
+                None => self.port_elem(first, false),
+            }
             if interval {
                 if let Some(end) = last.checked_add(1) {
                     self.port_elem(end, true);

@@ -7,12 +7,14 @@
 //! the packet to the receiving side in the sender's own softirq, on the
 //! sender's CPU: the sending thread's CPU time (pinned to one core) plus
 //! what that core's ksoftirqd took is the whole cost of a packet, sending,
-//! receiving, the chain and the TCP reset included. Three chains are
+//! receiving, the chain and the TCP reset included. Four layouts are
 //! loaded in turn with `nft -f` on the same sets: none (the cost of a
 //! packet without nftjail), a rule per port, family and set (the layout of
-//! earlier releases), and a rule per set with the jail's ports as one
-//! anonymous set (the layout the daemon builds now: `nft/nftjail.nft`
-//! lists the same way as what the daemon builds, see tests/nft_kernel.rs).
+//! earlier releases), a rule per set with the jail's ports as one
+//! anonymous set (the release before), and a regular chain per jail with
+//! the address lookups, jumped to from the base chain by the jail's ports
+//! (the layout the daemon builds now: `nft/nftjail.nft` lists the same way
+//! as what the daemon builds, see tests/nft_kernel.rs).
 
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -43,6 +45,7 @@ enum Layout {
     Empty,
     PerPort,
     PerSet,
+    PerJail,
 }
 
 impl Layout {
@@ -50,7 +53,8 @@ impl Layout {
         match self {
             Layout::Empty => "no rules (the host without nftjail's chain)",
             Layout::PerPort => "a rule per port, family and set (earlier releases)",
-            Layout::PerSet => "a rule per set, ports as an anonymous set (now)",
+            Layout::PerSet => "a rule per set, ports as an anonymous set (the release before)",
+            Layout::PerJail => "a chain per jail, jumped to by the jail's ports (now)",
         }
     }
 }
@@ -66,8 +70,13 @@ pub(super) fn packet_section(report: &mut String, mode: Mode, dir: &Path) -> Res
     wire_up(&rx, &tx)?;
     let cpu = flood_cpu();
     let sets = sets_script();
-    let mut best = [[f64::MAX; TARGETS.len()]; 3];
-    let layouts = [Layout::Empty, Layout::PerPort, Layout::PerSet];
+    let layouts = [
+        Layout::Empty,
+        Layout::PerPort,
+        Layout::PerSet,
+        Layout::PerJail,
+    ];
+    let mut best = [[f64::MAX; TARGETS.len()]; 4];
     for _ in 0..rounds {
         for (i, layout) in layouts.iter().enumerate() {
             let script = dir.join("packet.nft");
@@ -113,6 +122,8 @@ pub(super) fn packet_section(report: &mut String, mode: Mode, dir: &Path) -> Res
             Layout::Empty => 0,
             Layout::PerPort => JAILS as usize * PORTS.len() * 4,
             Layout::PerSet => JAILS as usize * 4,
+            // The jump in the base chain, four lookups in the jail's chain.
+            Layout::PerJail => JAILS as usize * 5,
         };
         let cells: Vec<String> = (0..TARGETS.len())
             .map(|t| format!("{:.0} ({:.0})", best[i][t], best[i][t] - best[0][t]))
@@ -208,8 +219,11 @@ fn sets_script() -> String {
     s
 }
 
-/// The chain of one layout, closing the table `sets_script` opened.
+/// The chains of one layout, closing the table `sets_script` opened.
 fn chain(layout: Layout) -> String {
+    if layout == Layout::PerJail {
+        return jail_chains();
+    }
     let mut s = String::from(
         "\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n",
     );
@@ -235,9 +249,41 @@ fn chain(layout: Layout) -> String {
                         let _ =
                             writeln!(s, "\t\t{head} tcp dport {{ {} }} {tail}", ports.join(", "));
                     }
+                    Layout::PerJail => {}
                 }
             }
         }
+    }
+    s.push_str("\t}\n}\n");
+    s
+}
+
+/// What the daemon builds now: the base chain jumps by port to a regular
+/// chain per jail, which holds the jail's four address lookups (the
+/// protocol first, then the family, as the daemon's rules have them).
+fn jail_chains() -> String {
+    let mut s = String::new();
+    let ports = PORTS.map(|p| p.to_string()).join(", ");
+    for j in 0..JAILS {
+        let _ = writeln!(s, "\tchain j-mail{j} {{");
+        for (family, nfproto, kinds) in [
+            ("ip", "ipv4", ["v4", "net4"]),
+            ("ip6", "ipv6", ["v6", "net6"]),
+        ] {
+            for kind in kinds {
+                let _ = writeln!(
+                    s,
+                    "\t\tmeta l4proto tcp meta nfproto {nfproto} {family} saddr @mail{j}-{kind} counter reject with tcp reset"
+                );
+            }
+        }
+        s.push_str("\t}\n");
+    }
+    s.push_str(
+        "\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n",
+    );
+    for j in 0..JAILS {
+        let _ = writeln!(s, "\t\ttcp dport {{ {ports} }} jump j-mail{j}");
     }
     s.push_str("\t}\n}\n");
     s
