@@ -146,7 +146,7 @@ fn journal_matches_ban_and_a_restart_resumes_at_the_cursor() {
         (recent, ssh("sshd-alt.service", "192.0.2.2")),
     ]);
     let mut d = start(dir);
-    d.wait_for("ban: jail=ssh addr=192.0.2.2 failures=2", WAIT);
+    d.wait_for_seen("ban: jail=ssh addr=192.0.2.2 failures=2", WAIT);
 
     // Written while the daemon runs.
     let t = SystemTime::now();
@@ -200,7 +200,7 @@ fn journal_matches_ban_and_a_restart_resumes_at_the_cursor() {
     ]);
     let mut d = start(dir);
     j.write(&[(SystemTime::now(), ssh("ssh.service", "192.0.2.7"))]);
-    d.wait_for("ban: jail=ssh addr=192.0.2.7 failures=2", WAIT);
+    d.wait_for_seen("ban: jail=ssh addr=192.0.2.7 failures=2", WAIT);
     // Exactly the three entries written since the stop: had the cursor been
     // lost, the five earlier ones within findtime would count too.
     assert_eq!(total_failed(dir, "ssh"), 3);

@@ -152,6 +152,17 @@ impl Daemon {
         Daemon { child, lines, rx }
     }
 
+    /// Like [`Daemon::wait_for`], but a line already seen counts too: for
+    /// what the daemon may log before the line a test waited for first
+    /// (sources start before "ready" is logged, so a ban can precede it).
+    pub fn wait_for_seen(&self, needle: &str, timeout: Duration) {
+        // The reader thread keeps a line before it sends it, so a line not
+        // kept yet is still to come through the channel.
+        if !self.log().contains(needle) {
+            self.wait_for(needle, timeout);
+        }
+    }
+
     /// Waits for a stderr line containing `needle`; panics with the log so far.
     pub fn wait_for(&self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
