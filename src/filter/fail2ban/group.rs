@@ -117,7 +117,8 @@ impl<K: Copy> Fail2banFilters<K> {
             let placed = Placed::new(line, found, &mut g.last_date, now);
             let text = placed.text();
             for (i, (key, f)) in g.members.iter_mut().enumerate() {
-                if !(g.always.contains(&i) || keyed && f.admits(&text)) {
+                // `judge` asks the member's own gate of the text.
+                if !(keyed || g.always.contains(&i)) {
                     continue;
                 }
                 if let Some(m) = f.judge(&placed, &text, now, Mode::First).into_iter().next() {
