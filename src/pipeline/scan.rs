@@ -75,18 +75,21 @@ impl ReaderFilters {
     /// jail and address found, the time the failure counts from (the
     /// line's own, `given` by the source or read from the text, never
     /// later than now) and the account, where the filter captures one.
+    ///
+    /// `clock` gives now; it is asked only for lines that hit something.
     pub(super) fn scan(
         &mut self,
         filters: &JailFilters,
         line: &str,
         given: Option<SystemTime>,
+        clock: &mut impl FnMut() -> SystemTime,
         mut hit: impl FnMut(JailId, IpAddr, SystemTime, Option<Account>),
     ) {
         // Most lines get past no fail2ban filter's keys: the clock is read
         // only for those that do.
         if !self.fail2ban.is_empty() {
             self.fail2ban
-                .scan_with_clock(line, SystemTime::now, |jail, m, now| {
+                .scan_with_clock(line, &mut *clock, |jail, m, now| {
                     // A host given by name is never looked up (no DNS on the
                     // ban path, whatever the filter's `usedns`): not counted.
                     let Some(addr) = m.addr else {
@@ -107,7 +110,7 @@ impl ReaderFilters {
         filters.matcher.scan_accounts(line, |jail, addr, account| {
             // Dates are read only for lines that hit, once per line.
             let time = *time.get_or_insert_with(|| {
-                let now = SystemTime::now();
+                let now = clock();
                 let found = given.or_else(|| dates.find(line, now).map(|f| f.time));
                 settle(found, now)
             });

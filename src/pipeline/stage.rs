@@ -2,6 +2,7 @@
 //! the routes a line belongs to, runs their filters ([`super::scan`]) and
 //! batches what matched into [`Failure`]s for the tracker.
 
+use std::cell::Cell;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub(super) struct LineStage {
     filters: Vec<ReaderFilters>,
     batch: Batch,
     counts: LineCounts,
+    clock: Clock,
     /// The source marks how far it read after each read
     /// ([`Sink::read_to`]): the batch waits for the mark, so no failure
     /// reaches the tracker ahead of the position that includes it.
@@ -55,6 +57,7 @@ impl LineStage {
             filters,
             batch: Batch::new(tx),
             counts: LineCounts::default(),
+            clock: Clock::default(),
             marking: false,
             alias: None,
         }
@@ -112,6 +115,7 @@ impl LineStage {
     fn flush(&mut self, read_to: Option<ReadMark>) {
         self.batch.flush(read_to);
         self.counts.report();
+        self.clock.forget();
     }
 
     /// Picks up new routes after a reload; true when they changed.
@@ -141,15 +145,19 @@ impl LineStage {
 
 impl Sink for LineStage {
     fn line(&mut self, line: &Line<'_>) -> bool {
-        self.refresh();
+        // Routes are looked at again on the first line of a read (the
+        // last batch left) and every `Clock::LINES` lines: a reload takes
+        // effect between two lines, and a flood does not pay for the look
+        // on every one.
+        if self.clock.line() {
+            self.refresh();
+        }
         let mut routed = false;
         let batch = &mut self.batch;
         // The line is copied once, for its first hit, whatever the route.
         let mut span = None;
-        // The clock is read once, for the first hit, and not for lines
-        // that hit nothing.
-        let mut read = None;
         let mut newest = None;
+        let clock = &self.clock;
         let skip = self.alias.as_ref().map_or(&[][..], |(_, s)| s.as_slice());
         for ((route, filters), reader) in self.current.routes.iter().zip(&mut self.filters) {
             if !route.takes(&line.origin) {
@@ -160,6 +168,7 @@ impl Sink for LineStage {
                 filters,
                 line.text,
                 line.time,
+                &mut || clock.now().1,
                 |jail, addr, time, account| {
                     if skip.contains(&jail) {
                         return;
@@ -171,7 +180,7 @@ impl Sink for LineStage {
                             addr,
                             time,
                             line: None,
-                            read: Some(*read.get_or_insert_with(Instant::now)),
+                            read: Some(clock.now().0),
                             account,
                         },
                         line.text,
@@ -197,6 +206,52 @@ impl Sink for LineStage {
 
     fn full(&self) -> bool {
         self.batch.is_full()
+    }
+}
+
+/// The clock as a reader reads it: once for the lines of one read (or
+/// one batch), not once per line, since a flood's lines are read
+/// microseconds apart and the clock costs as much as reading a date.
+/// Forgotten whenever the batch leaves (the source read to its end, or
+/// after each read of a file) and every [`Clock::LINES`] lines, so a
+/// line's time is never later than "now" by more than one read's work.
+#[derive(Default)]
+struct Clock {
+    /// In a cell: both the date reader and the batch ask for it per hit.
+    at: Cell<Option<(Instant, SystemTime)>>,
+    /// Lines since `at` was read.
+    lines: u32,
+}
+
+impl Clock {
+    /// Most lines one reading of the clock serves.
+    const LINES: u32 = 256;
+
+    /// Now, as read for the current lines.
+    fn now(&self) -> (Instant, SystemTime) {
+        match self.at.get() {
+            Some(at) => at,
+            None => {
+                let at = (Instant::now(), SystemTime::now());
+                self.at.set(Some(at));
+                at
+            }
+        }
+    }
+
+    /// A new line: an old reading is let go. True on the first line
+    /// after the clock was let go.
+    fn line(&mut self) -> bool {
+        if self.lines >= Self::LINES {
+            self.forget();
+        }
+        self.lines += 1;
+        self.lines == 1
+    }
+
+    fn forget(&mut self) {
+        self.at.set(None);
+        self.lines = 0;
     }
 }
 

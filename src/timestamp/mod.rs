@@ -46,7 +46,7 @@ use jiff::Timestamp;
 pub use error::{DatePatternError, ZoneError};
 pub use zone::Zone;
 
-use fields::NowCache;
+use fields::{Fields, NowCache};
 use template::{has_epoch_placeholder, Hit, Template};
 
 /// A date found in a line.
@@ -84,6 +84,11 @@ pub struct DateDetector {
     now_cache: NowCache,
     /// The last date read, for lines whose template matched an empty date.
     last_time: Option<SystemTime>,
+    /// The last fields resolved, in which second of `now`, and the instant
+    /// they gave: a busy log writes the same timestamp on many lines in a
+    /// row, and resolving one (zone rules, year inference) costs more than
+    /// reading it.
+    resolved: Option<(Fields, i64, Timestamp)>,
 }
 
 impl std::fmt::Debug for DateDetector {
@@ -109,6 +114,7 @@ impl DateDetector {
             last_chars: [None; 4],
             now_cache: NowCache::default(),
             last_time: None,
+            resolved: None,
         }
     }
 
@@ -137,6 +143,7 @@ impl DateDetector {
     /// Zone for times written without one (default: the system's local zone, $TZ honoured).
     pub fn with_zone(mut self, zone: Zone) -> DateDetector {
         self.zone = zone;
+        self.resolved = None;
         self
     }
 
@@ -162,6 +169,7 @@ impl DateDetector {
         self.last_end_chars = 0;
         self.last_chars = [None; 4];
         self.last_time = None;
+        self.resolved = None;
     }
 
     /// Name of the template that found the last date, for diagnostics
@@ -187,12 +195,29 @@ impl DateDetector {
                 span: hit.span,
             });
         }
-        let time = to_system_time(fields.resolve(&self.zone.0, now_ts, &mut self.now_cache)?)?;
+        let time = to_system_time(self.resolve(&fields, now_ts)?)?;
         self.last_time = Some(time);
         Some(Found {
             time,
             span: hit.span,
         })
+    }
+
+    /// The instant `fields` name as of `now`, from the last line's when it
+    /// wrote the same fields in the same second of `now`. Fields without a
+    /// date (time of day only) are compared with `now` to the nanosecond
+    /// (a time ahead of it is yesterday's): those are always resolved.
+    fn resolve(&mut self, fields: &Fields, now: Timestamp) -> Option<Timestamp> {
+        let second = now.as_second();
+        if let Some((f, s, t)) = &self.resolved {
+            if f == fields && *s == second {
+                return Some(*t);
+            }
+        }
+        let t = fields.resolve(&self.zone.0, now, &mut self.now_cache)?;
+        let dated = fields.month.is_some() || fields.yday.is_some() || fields.epoch.is_some();
+        self.resolved = dated.then_some((*fields, second, t));
+        Some(t)
     }
 
     /// Byte offsets in `line` of the last match's start and end (kept in

@@ -808,3 +808,36 @@ fn timestamp_detector_can_move_between_threads() {
     fn send<T: Send>(_: &T) {}
     send(&DateDetector::auto());
 }
+
+#[test]
+fn timestamp_repeated_dates_resolve_as_fresh() {
+    // One detector reading the same date text again, as a busy log writes
+    // it, answers what a fresh detector answers, whatever `now` did meanwhile.
+    let mut d = DateDetector::auto().with_zone(utc());
+    let fresh = |line: &str, now: SystemTime| {
+        DateDetector::auto()
+            .with_zone(utc())
+            .find(line, now)
+            .map(|f| f.time)
+    };
+    let nows = [
+        at("2025-01-01T00:10:00Z"),
+        at("2025-01-01T00:10:00Z"),
+        at("2024-12-31T23:50:00Z"),
+        at("2025-12-31T00:00:00Z"),
+    ];
+    for now in nows {
+        let line = "Dec 31 23:59:00 h x";
+        assert_eq!(d.find(line, now).map(|f| f.time), fresh(line, now));
+    }
+    // Time of day only: compared with `now` to the nanosecond, so never
+    // taken from the line before.
+    let mut d = DateDetector::auto().with_zone(utc());
+    let line = "12:00:00.500 h x";
+    let base = at("2024-06-01T12:00:00Z");
+    for ms in [200, 800, 200] {
+        let now = base + Duration::from_millis(ms);
+        let got = d.find(line, now).map(|f| f.time);
+        assert_eq!(got, fresh(line, now), "now +{ms} ms");
+    }
+}
