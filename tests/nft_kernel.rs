@@ -365,6 +365,44 @@ fn ten_thousand_bans_in_one_call_all_reach_the_kernel() {
     );
 }
 
+/// Right after a bulk insert the kernel grows the set's hash table in the
+/// background; a dump meeting that resize misses elements and repeats
+/// others. A restart at that moment must still adopt every one, whether
+/// or not the first dump was disturbed.
+#[test]
+fn a_restart_right_after_a_bulk_insert_adopts_every_element() {
+    fresh_netns();
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&example_jails()).unwrap();
+    let n = 100_000u32;
+    let mut script = String::new();
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let elems: Vec<String> = chunk
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} timeout 1h",
+                    IpAddr::from((0x0a00_0000u32 + i).to_be_bytes())
+                )
+            })
+            .collect();
+        script.push_str(&format!(
+            "add element inet nftjail sshd-v4 {{ {} }}\n",
+            elems.join(", ")
+        ));
+    }
+    let file = std::env::temp_dir().join(format!("nftjail-bulk-{}.nft", std::process::id()));
+    std::fs::write(&file, script).unwrap();
+    nft(&["-f", file.to_str().unwrap()]);
+    let _ = std::fs::remove_file(&file);
+    let mut b = NftBackend::open("nftjail").unwrap();
+    b.reconcile(&example_jails()).unwrap();
+    let kept = b.list("sshd");
+    assert_eq!(kept.len(), n as usize);
+    let distinct: std::collections::HashSet<_> = kept.iter().map(|(net, _)| *net).collect();
+    assert_eq!(distinct.len(), n as usize);
+}
+
 #[test]
 fn the_kernel_expires_a_ban_by_itself_and_it_can_be_banned_again() {
     fresh_netns();

@@ -133,15 +133,17 @@ impl NftBackend {
             .collect())
     }
 
-    /// Every element of a set. A dump walks the kernel's hash table, and a
-    /// walk that meets a resize (right after a bulk insert) can miss
-    /// elements without saying so (a few percent of a large set). So
-    /// the set is dumped until two dumps in a row find as many elements, and
-    /// the union of what they saw is taken.
+    /// Every element of a set. A dump walks the kernel's hash table again
+    /// for each datagram, skipping what it sent before; a resize between
+    /// two (right after a bulk insert) reorders the table, so the dump
+    /// misses some elements without saying so, and sends as many others
+    /// twice. A dump that repeats none missed none: it is taken at once
+    /// (a second dump of a large set would double the time to start over
+    /// it). One that repeats some is dumped again until a dump repeats
+    /// none and holds all the others saw, and the union is taken.
     fn load_elements(&mut self, set: &str) -> Result<Vec<wire::Element>, EnforceError> {
         let table = self.table.clone();
         let mut seen: HashMap<(IpAddr, bool), wire::Element> = HashMap::new();
-        let mut last = None;
         for _ in 0..DUMP_TRIES {
             let bodies = self
                 .nl
@@ -155,10 +157,9 @@ impl NftBackend {
             for e in elems {
                 seen.insert((e.addr, e.interval_end), e);
             }
-            if last == Some(n) && seen.len() == n {
+            if seen.len() == n {
                 break;
             }
-            last = Some(n);
         }
         Ok(seen.into_values().collect())
     }

@@ -3,7 +3,7 @@
 //! only in the state store.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -37,22 +37,19 @@ pub(super) fn memory_section(
     let mib = |k: u64| k as f64 / 1024.0;
     let _ = writeln!(
         report,
-        "| idle RSS, one jail on one file | {:.1} MiB ({:.1} anon, {:.1} file: the binary's pages and shared libraries) |",
-        mib(mem.idle_kib),
-        mib(mem.idle_anon_kib),
-        mib(mem.idle_kib.saturating_sub(mem.idle_anon_kib))
+        "| idle RSS, one jail on one file (VmRSS, as the kernel counts it) | {} |",
+        mem.idle.describe()
     );
     let _ = writeln!(
         report,
-        "| binary: file size, loaded (text, data, bss) | {:.1} MiB, {:.1} MiB |",
-        std::fs::metadata(nftjail).map_or(0.0, |m| m.len() as f64 / 1048576.0),
-        loaded_bytes(nftjail) as f64 / 1048576.0
+        "| binary, stripped (text, data and bss mapped) | {} |",
+        binary_size(nftjail)
     );
     let _ = writeln!(
         report,
         "| RSS after {distinct} distinct addresses with one failure each | {:.1} MiB ({:.0} bytes per tracked address) |",
         mem.loaded_kib as f64 / 1024.0,
-        (mem.loaded_kib.saturating_sub(mem.idle_kib)) as f64 * 1024.0 / distinct as f64
+        (mem.loaded_kib.saturating_sub(mem.idle.total)) as f64 * 1024.0 / distinct as f64
     );
     let _ = writeln!(
         report,
@@ -69,19 +66,23 @@ pub(super) fn memory_section(
         format!("{} bans in {:.3} s", mem.restore_n, mem.reboot_secs),
         mem.reboot_secs <= 1.0 && mem.restore_n >= 100_000,
     );
-    let idle_mib = mem.idle_kib as f64 / 1024.0;
+    let idle_mib = mib(mem.idle.total);
     targets.add(
         "idle RSS ≤ 10 MiB",
         format!("{idle_mib:.1} MiB"),
         idle_mib <= 10.0,
     );
-    if let Some((rss, anon)) = fail2ban_rs_idle(dir)? {
-        let rs_mib = rss as f64 / 1024.0;
+    if let Some((rss, bin)) = fail2ban_rs_idle(dir)? {
+        let rs_mib = mib(rss.total);
         let _ = writeln!(
             report,
-            "| fail2ban-rs 1.5.4 idle RSS, same jail | {rs_mib:.1} MiB ({:.1} anon, {:.1} file) |",
-            mib(anon),
-            mib(rss.saturating_sub(anon))
+            "| fail2ban-rs 1.5.4 idle RSS, same jail | {} |",
+            rss.describe()
+        );
+        let _ = writeln!(
+            report,
+            "| fail2ban-rs 1.5.4 binary, stripped (text, data and bss mapped) | {} |",
+            binary_size(&bin)
         );
         targets.add(
             "idle RSS below fail2ban-rs's",
@@ -89,7 +90,7 @@ pub(super) fn memory_section(
             idle_mib < rs_mib,
         );
     }
-    let per = (mem.loaded_kib.saturating_sub(mem.idle_kib)) as f64 * 1024.0 / distinct as f64;
+    let per = (mem.loaded_kib.saturating_sub(mem.idle.total)) as f64 * 1024.0 / distinct as f64;
     targets.add(
         "≤ 200 bytes per tracked address",
         format!("{per:.0} bytes"),
@@ -99,8 +100,7 @@ pub(super) fn memory_section(
 }
 
 struct Memory {
-    idle_kib: u64,
-    idle_anon_kib: u64,
+    idle: Rss,
     loaded_kib: u64,
     restore_n: u32,
     restore_secs: f64,
@@ -113,8 +113,7 @@ fn memory(nftjail: &Path, dir: &Path, distinct: u32) -> Result<Memory> {
     // Idle as fail2ban-rs's is read: 2 s after start (the daemon gives its
     // start-up memory back 1 s after ready).
     std::thread::sleep(Duration::from_secs(2));
-    let idle_kib = rss_kib(d.child.id());
-    let idle_anon_kib = status_kib(d.child.id(), "RssAnon:");
+    let idle = Rss::of(d.child.id());
     let (day, first_second) = gen::ending_now(distinct as usize);
     let spec = Spec {
         lines: distinct as usize,
@@ -177,8 +176,7 @@ fn memory(nftjail: &Path, dir: &Path, distinct: u32) -> Result<Memory> {
         bail!("reboot: the daemon did not restore {restore_n} bans from its store:\n{log}");
     }
     Ok(Memory {
-        idle_kib,
-        idle_anon_kib,
+        idle,
         loaded_kib,
         restore_n,
         restore_secs,
@@ -201,6 +199,30 @@ fn stop(mut d: Daemon) -> Result<()> {
     Ok(())
 }
 
+/// `bin`'s size stripped (what a package would install; debug info and
+/// symbols are never loaded), and what the loader maps of it: `size`'s
+/// text, data and bss.
+fn binary_size(bin: &Path) -> String {
+    let stripped = std::env::temp_dir().join(format!("nftjail-bench-strip-{}", std::process::id()));
+    let ok = Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(bin)
+        .status()
+        .is_ok_and(|s| s.success());
+    let len = if ok {
+        std::fs::metadata(&stripped).map_or(0, |m| m.len())
+    } else {
+        0
+    };
+    let _ = std::fs::remove_file(&stripped);
+    format!(
+        "{:.1} MiB ({:.1} MiB mapped)",
+        len as f64 / 1048576.0,
+        loaded_bytes(bin) as f64 / 1048576.0
+    )
+}
+
 /// What the loader maps of `bin`: its text, data and bss (`size`'s total).
 fn loaded_bytes(bin: &Path) -> u64 {
     Command::new("size")
@@ -214,19 +236,78 @@ fn loaded_bytes(bin: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// fail2ban-rs idle RSS (all, anon) with an equivalent jail, in its own namespace.
-fn fail2ban_rs_idle(dir: &Path) -> Result<Option<(u64, u64)>> {
+/// Resident memory as the kernel counts it (kB): VmRSS and its parts from
+/// /proc/PID/status, and of the file-backed part, how much is the
+/// program's own file (the rest: shared libraries and mapped files), from
+/// /proc/PID/smaps.
+struct Rss {
+    total: u64,
+    anon: u64,
+    file: u64,
+    own: u64,
+}
+
+impl Rss {
+    fn of(pid: u32) -> Rss {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+        let exe = exe.to_string_lossy().into_owned();
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+        let mut own = 0;
+        let mut in_exe = false;
+        for line in smaps.lines() {
+            let mut words = line.split_whitespace();
+            let first = words.next().unwrap_or("");
+            if first.contains('-') && !first.ends_with(':') {
+                // A mapping's header: range, perms, offset, dev, inode, path.
+                in_exe = !exe.is_empty() && words.nth(4) == Some(exe.as_str());
+            } else if in_exe {
+                // Its written data pages are anonymous (copied on write).
+                let kib = words
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+                match first {
+                    "Rss:" => own += kib,
+                    "Anonymous:" => own = own.saturating_sub(kib),
+                    _ => {}
+                }
+            }
+        }
+        Rss {
+            total: status_kib(pid, "VmRSS:"),
+            anon: status_kib(pid, "RssAnon:"),
+            file: status_kib(pid, "RssFile:") + status_kib(pid, "RssShmem:"),
+            own,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mib = |k: u64| k as f64 / 1024.0;
+        format!(
+            "{:.1} MiB ({:.1} anon, {:.1} file: {:.1} the binary's own pages, {:.1} shared libraries and mapped files)",
+            mib(self.total),
+            mib(self.anon),
+            mib(self.file),
+            mib(self.own),
+            mib(self.file.saturating_sub(self.own))
+        )
+    }
+}
+
+/// fail2ban-rs idle RSS with an equivalent jail, in its own namespace, and
+/// its binary.
+fn fail2ban_rs_idle(dir: &Path) -> Result<Option<(Rss, PathBuf)>> {
     let Some(bin) = which("fail2ban-rs") else {
         return Ok(None);
     };
     let ns = Netns::new("f2brs")?;
     let (_log, mut child) = fail2ban_rs_start(&bin, dir, &ns, "f2brs-idle", "postfix", "")?;
     std::thread::sleep(Duration::from_secs(2));
-    let rss = (rss_kib(child.id()), status_kib(child.id(), "RssAnon:"));
+    let rss = Rss::of(child.id());
     let alive = child.try_wait()?.is_none();
     let _ = child.kill();
     let _ = child.wait();
-    Ok(alive.then_some(rss))
+    Ok(alive.then_some((rss, bin)))
 }
 
 fn rss_kib(pid: u32) -> u64 {
