@@ -164,6 +164,12 @@ impl Compiled {
         }
     }
 
+    /// Whether the regex can only match at the start of the text (and
+    /// runs on the linear engine).
+    pub fn is_anchored(&self) -> bool {
+        self.direct.is_some()
+    }
+
     pub fn has_group(&self, name: &str) -> bool {
         self.names.iter().flatten().any(|n| n == name)
     }

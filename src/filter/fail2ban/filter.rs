@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +24,9 @@ const LAST_DATE_REUSE: Duration = Duration::from_secs(60);
 /// each forgotten after five minutes.
 const MLFID_MAX: usize = 100;
 const MLFID_TTL: Duration = Duration::from_secs(300);
+/// How most stock filters end their prefregex: the rest of the line is
+/// the content the failregexes see (see [`Fail2banFilter::prefix_hit`]).
+const CONTENT_TAIL: &str = "<F-CONTENT>.+</F-CONTENT>$";
 /// Groups that identify a failure, in fail2ban's order.
 const ID_GROUPS: [&str; 5] = ["fid", "ip4", "ip6", "dns", "mlfid"];
 
@@ -220,6 +224,9 @@ impl LineReport {
 pub struct Fail2banFilter {
     name: String,
     prefregex: Option<Rule>,
+    /// A prefregex `^HEAD<F-CONTENT>.+</F-CONTENT>$` of a filter of one
+    /// line at a time: HEAD alone, when it is anchored at the start.
+    pref_head: Option<Compiled>,
     failregex: Vec<Rule>,
     ignoreregex: Vec<Rule>,
     /// The regexes as the filter file writes them (tags unexpanded), for
@@ -319,6 +326,12 @@ impl Fail2banFilter {
             Some(v) => Some(compile("prefregex", 1, v, false)?),
             None => None,
         };
+        let pref_head = opts
+            .get("prefregex")
+            .filter(|_| maxlines == 1)
+            .and_then(|v| v.strip_suffix(CONTENT_TAIL))
+            .and_then(|head| Compiled::new(&tags::expand(head, use_dns), false).ok())
+            .filter(Compiled::is_anchored);
         let lines = |key: &str| -> Vec<(usize, String)> {
             opts.get(key)
                 .map(|v| {
@@ -379,6 +392,7 @@ impl Fail2banFilter {
             zoned: false,
             name: name.to_string(),
             prefregex,
+            pref_head,
             failregex,
             ignoreregex,
             failregex_text,
@@ -632,13 +646,13 @@ impl Fail2banFilter {
         // What the failregexes see: the line, or the prefregex's content.
         let mut seen = text;
         if let Some(pref) = &self.prefregex {
-            let Some(hit) = pref.re.search(text) else {
+            let Some((hit, content)) = self.prefix_hit(pref, text) else {
                 return out;
             };
             pre_groups = groups_of(&hit, text);
             pre_groups.remove("content");
             // An empty content leaves the line as it is, as in fail2ban.
-            if let Some(content) = hit.range_of("content").and_then(|r| text.get(r)) {
+            if let Some(content) = content.and_then(|r| text.get(r)) {
                 if !content.is_empty() {
                     seen = content;
                 }
@@ -667,6 +681,30 @@ impl Fail2banFilter {
             }
         }
         out
+    }
+
+    /// The prefregex's match on `text` (a line) and the range of its
+    /// content; None when it does not match. For `^HEAD<F-CONTENT>.+</F-CONTENT>$`
+    /// HEAD is run alone: the whole regex's match is HEAD's first
+    /// (leftmost-first) match that leaves a non-empty rest without a
+    /// newline, the rest being the content. So when HEAD's own match leaves
+    /// such a rest it is the answer, without walking the rest of the line
+    /// through `.+`; when HEAD does not match, neither does the whole; else
+    /// the whole regex is asked.
+    fn prefix_hit(&self, pref: &Rule, text: &str) -> Option<(Hit, Option<Range<usize>>)> {
+        if let Some(head) = &self.pref_head {
+            let hit = head.search(text)?;
+            let end = hit.span.end;
+            if text
+                .get(end..)
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains('\n'))
+            {
+                return Some((hit, Some(end..text.len())));
+            }
+        }
+        let hit = pref.re.search(text)?;
+        let content = hit.range_of("content");
+        Some((hit, content))
     }
 
     /// [`ignored`](Self::ignored) for one line: every ignoreregex that
@@ -1165,6 +1203,73 @@ mod tests {
         }
         assert!(compared > 10_000, "{compared}");
         assert!(turned_away * 2 > compared, "{turned_away} of {compared}");
+    }
+
+    /// A prefregex ending in the content to the end of the line is run
+    /// without that end (see [`Fail2banFilter::prefix_hit`]): every stock
+    /// filter with a sample log finds and reports the same either way.
+    #[test]
+    fn the_prefregex_head_alone_finds_what_the_whole_finds() {
+        let (filters, logs) = (
+            Path::new(super::super::DEFAULT_FILTER_DIR),
+            Path::new("/usr/lib/python3/dist-packages/fail2ban/tests/files/logs"),
+        );
+        if !filters.is_dir() || !logs.is_dir() {
+            eprintln!("SKIPPED: fail2ban's filters or sample logs are not installed");
+            return;
+        }
+        let mut names: Vec<String> = std::fs::read_dir(logs)
+            .unwrap()
+            .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+            .filter(|n| filters.join(format!("{n}.conf")).is_file())
+            .collect();
+        names.sort();
+        let (mut headed, mut found) = (0, 0);
+        for name in &names {
+            let Ok(mut head) = Fail2banFilter::load(name, filters) else {
+                continue;
+            };
+            if head.pref_head.is_none() {
+                continue;
+            }
+            headed += 1;
+            let mut whole = Fail2banFilter::load(name, filters).unwrap();
+            whole.pref_head = None;
+            let bytes = std::fs::read(logs.join(name)).unwrap_or_default();
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                let key = |m: &Fail2banMatch| (m.id.clone(), m.time, m.regex, m.user.clone());
+                let want: Vec<_> = whole.failures(line, at()).iter().map(key).collect();
+                let got: Vec<_> = head.failures(line, at()).iter().map(key).collect();
+                assert_eq!(got, want, "{name}: {line}");
+                assert_eq!(head.last_line(), whole.last_line(), "{name}: {line}");
+                found += want.len();
+            }
+        }
+        // sshd, postfix, dovecot, sendmail and others.
+        assert!(
+            headed >= 10 && found > 250,
+            "{headed} filters, {found} failures"
+        );
+        // A head whose own match leaves no content: the whole regex decides.
+        let def = "prefregex = ^svc:(?: x)?<F-CONTENT>.+</F-CONTENT>$\n\
+                   failregex = ^ (?:x )?from <HOST>$\n\
+                   \x20           ^ <F-ID>x</F-ID>$\n";
+        let (mut head, mut whole) = (filter(def), filter(def));
+        assert!(head.pref_head.is_some());
+        whole.pref_head = None;
+        let mut hits = 0;
+        for line in [
+            "svc: x",
+            "svc: x from 192.0.2.7",
+            "svc: from 192.0.2.8",
+            "svc:",
+            "other: x",
+        ] {
+            let want = whole.failures(line, at());
+            assert_eq!(head.failures(line, at()), want, "{line}");
+            hits += want.len();
+        }
+        assert_eq!(hits, 3);
     }
 
     #[test]
