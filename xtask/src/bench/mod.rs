@@ -19,6 +19,7 @@ mod memory;
 mod packet;
 mod report;
 mod ten_jails;
+mod ten_side;
 mod ufw;
 
 use std::fmt::Write as _;
@@ -154,6 +155,14 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(());
     }
+    // `--only-ten-side`: scenario 1d alone, ten jails beside fail2ban-rs.
+    if args.contains(&"--only-ten-side") {
+        let mut targets = Targets::default();
+        ten_side::ten_side_section(&mut report, mode, &nftjail, &dir, &log, lines, &mut targets)?;
+        println!("{report}\n{}", targets.table());
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
     // `--only-ten`: scenario 1b alone, for work on the matching path.
     if args.contains(&"--only-ten") {
         let ten = ten_jails(&nftjail, &dir, &log, 3)?;
@@ -167,6 +176,8 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
     ten_jails_section(&mut report, mode, &nftjail, &dir, &log, lines, &mut targets)?;
 
     flood::flood_section(&mut report, mode, &nftjail, &dir, &mut targets)?;
+
+    ten_side::ten_side_section(&mut report, mode, &nftjail, &dir, &log, lines, &mut targets)?;
 
     bans(&mut report, mode, &nftjail, &dir, true, &mut targets)?;
 
