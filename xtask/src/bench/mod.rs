@@ -179,6 +179,17 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
 
     ten_side::ten_side_section(&mut report, mode, &nftjail, &dir, &log, lines, &mut targets)?;
 
+    let _ = writeln!(
+        report,
+        "\n### 1e. One regex by every path a user can take, on the same {lines}-line file\n\n\
+         A deployment's Zimbra SASL failregex (`…\\[<HOST>\\]: SASL \\w+ authentication failed: \
+         authentication failure$`) as our built-in `zimbra-submission` filter, inline in a filter \
+         file of ours, in a fail2ban filter file, and fail2ban-rs with it; `nftjail test` (read, \
+         match, date), best of 3. Then ten jails on ten stock fail2ban filter files through the \
+         daemon (`cargo xtask bench --only-filter-paths`).\n\n{}",
+        filter_paths::filter_paths(&nftjail, None, &dir, &log, lines)?
+    );
+
     bans(&mut report, mode, &nftjail, &dir, true, &mut targets)?;
 
     ufw::ufw_section(&mut report, mode, &nftjail, &dir)?;
