@@ -228,6 +228,11 @@ pub struct Fail2banFilter {
     /// line at a time: HEAD alone, when it is anchored at the start.
     pref_head: Option<Compiled>,
     failregex: Vec<Rule>,
+    /// Per failregex: it names `<F-MLFGAINED>` and `<F-MLFFORGET>` and
+    /// nothing (no `alt_` or `mlfpending` group, here or in the prefregex)
+    /// that could turn its match into a failure of a connection not yet
+    /// seen (see [`Fail2banFilter::forget_unseen`]).
+    gains_and_forgets: Vec<bool>,
     ignoreregex: Vec<Rule>,
     /// The regexes as the filter file writes them (tags unexpanded), for
     /// reports that show which one matched.
@@ -359,6 +364,19 @@ impl Fail2banFilter {
             failregex.push(rule);
             failregex_text.push(text);
         }
+        let plain = |re: &Compiled| {
+            !re.group_names()
+                .any(|n| n.starts_with("alt_") || n == "mlfpending")
+        };
+        let gains_and_forgets = failregex
+            .iter()
+            .map(|r: &Rule| {
+                r.re.has_group("mlfgained")
+                    && r.re.has_group("mlfforget")
+                    && plain(&r.re)
+                    && prefregex.as_ref().is_none_or(|p| plain(&p.re))
+            })
+            .collect();
         let mut ignoreregex = Vec::new();
         let mut ignoreregex_text = Vec::new();
         for (line, text) in lines("ignoreregex") {
@@ -394,6 +412,7 @@ impl Fail2banFilter {
             prefregex,
             pref_head,
             failregex,
+            gains_and_forgets,
             ignoreregex,
             failregex_text,
             ignoreregex_text,
@@ -666,13 +685,21 @@ impl Fail2banFilter {
             let Some(hit) = self.failregex[index].re.search(seen) else {
                 continue;
             };
-            let groups = groups_of(&hit, seen);
             if !self.ignoreregex.is_empty() && self.ignored_line(seen) {
                 if mode == Mode::First {
                     break;
                 }
                 continue;
             }
+            if self.gains_and_forgets[index] {
+                if let Some(judged) = self.forget_unseen(index, &hit, seen, &pre_groups, now) {
+                    if mode.take(judged, &mut out) {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            let groups = groups_of(&hit, seen);
             if mode.take(
                 self.failure(index, &pre_groups, groups, date, now),
                 &mut out,
@@ -705,6 +732,50 @@ impl Fail2banFilter {
         let hit = pref.re.search(text)?;
         let content = hit.range_of("content");
         Some((hit, content))
+    }
+
+    /// What [`failure`](Self::failure) makes of a match of a failregex
+    /// flagged in `gains_and_forgets` when it names a connection the cache
+    /// does not hold, worked out from the match as it is (no group maps
+    /// built); None when that is not the case, and `failure` must decide.
+    ///
+    /// A success (`<F-MLFGAINED>`) that also ends its connection
+    /// (`<F-MLFFORGET>`) on a connection never seen: fail2ban's merge
+    /// makes it a no-failure of one user and caches nothing, so the line
+    /// ends there, a no-failure when it names an address. Most such lines
+    /// (each accepted login) are this case.
+    fn forget_unseen(
+        &mut self,
+        index: usize,
+        hit: &Hit,
+        text: &str,
+        pre_groups: &HashMap<String, Option<String>>,
+        now: SystemTime,
+    ) -> Option<Judged> {
+        // The failregex's value when its group took part, else the
+        // prefregex's: the merge `failure` does.
+        let value = |name: &str| -> Option<&str> {
+            match hit.range_of(name) {
+                Some(r) => text.get(r),
+                None => pre_groups.get(name).and_then(|v| v.as_deref()),
+            }
+        };
+        let truthy = |name: &str| value(name).is_some_and(|v| !v.is_empty());
+        if !(truthy("mlfgained") && truthy("mlfforget")) {
+            return None;
+        }
+        let id = value("mlfid")?;
+        self.mlfid.retain(|(_, t, _)| *t + MLFID_TTL > now);
+        if self.mlfid.iter().any(|(k, _, _)| k == id) {
+            return None;
+        }
+        if ["ip4", "ip6", "dns", "fid"]
+            .iter()
+            .any(|g| value(g).is_some())
+        {
+            self.last.nofail.push(index);
+        }
+        Some(Judged::Stop)
     }
 
     /// [`ignored`](Self::ignored) for one line: every ignoreregex that
@@ -1270,6 +1341,66 @@ mod tests {
             hits += want.len();
         }
         assert_eq!(hits, 3);
+    }
+
+    /// A success that ends a connection the cache does not hold is judged
+    /// from the match alone (see [`Fail2banFilter::forget_unseen`]):
+    /// sshd, in both its usual and its aggressive mode, finds and reports
+    /// the same with that shortcut as without, over its sample log with an
+    /// accepted login after every line, on that line's connection (held
+    /// in the cache or not) and on one never seen.
+    #[test]
+    fn a_success_on_an_unseen_connection_changes_what_it_would() {
+        let (filters, logs) = (
+            Path::new(super::super::DEFAULT_FILTER_DIR),
+            Path::new("/usr/lib/python3/dist-packages/fail2ban/tests/files/logs"),
+        );
+        if !filters.join("sshd.conf").is_file() || !logs.join("sshd").is_file() {
+            eprintln!("SKIPPED: fail2ban's sshd filter or sample log is not installed");
+            return;
+        }
+        let bytes = std::fs::read(logs.join("sshd")).unwrap();
+        let mut lines = Vec::new();
+        for line in String::from_utf8_lossy(&bytes).lines() {
+            lines.push(line.to_string());
+            if let Some(at) = line.find("]: ") {
+                let head = &line[..at + 3];
+                lines.push(format!(
+                    "{head}Accepted publickey for bob from 192.0.2.1 port 22 ssh2"
+                ));
+                let program = head.rsplit_once('[').map_or(head, |(p, _)| p);
+                lines.push(format!(
+                    "{program}[99999]: Accepted password for eve from 192.0.2.2 port 22 ssh2"
+                ));
+            }
+        }
+        for spec in ["sshd", "sshd[mode=aggressive]"] {
+            for mode in [Mode::All, Mode::First] {
+                let mut fast = Fail2banFilter::load(spec, filters).unwrap();
+                assert!(fast.gains_and_forgets.contains(&true), "{spec}");
+                let mut slow = Fail2banFilter::load(spec, filters).unwrap();
+                slow.gains_and_forgets.fill(false);
+                let (mut found, mut nofail) = (0, 0);
+                for line in &lines {
+                    let feed = |f: &mut Fail2banFilter| {
+                        let dated = f.dates.find(line, at());
+                        let placed = Placed::new(line, dated, &mut f.last_date, at());
+                        let text = placed.text();
+                        f.judge(&placed, &text, at(), mode)
+                    };
+                    let want = feed(&mut slow);
+                    assert_eq!(feed(&mut fast), want, "{spec} {mode:?}: {line}");
+                    assert_eq!(fast.last_line(), slow.last_line(), "{spec}: {line}");
+                    let ids = |f: &Fail2banFilter| -> Vec<String> {
+                        f.mlfid.iter().map(|(k, _, _)| k.clone()).collect()
+                    };
+                    assert_eq!(ids(&fast), ids(&slow), "{spec}: {line}");
+                    found += want.len();
+                    nofail += fast.last_line().nofail.len();
+                }
+                assert!(found > 100 && nofail > 100, "{spec}: {found} {nofail}");
+            }
+        }
     }
 
     #[test]
