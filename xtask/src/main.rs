@@ -15,6 +15,7 @@ mod f2b;
 mod fuzz;
 mod gen;
 mod nl;
+mod order;
 mod package;
 mod tidy;
 
@@ -92,6 +93,12 @@ const FUZZ_PACKAGES: &[(&str, &str)] = &[(
     "libfuzzer-sys compiles libFuzzer, which is C++, into each fuzz target",
 )];
 
+/// `cargo xtask order`: the daemon's start and idle code, seen by callgrind.
+const ORDER_PACKAGES: &[(&str, &str)] = &[(
+    "valgrind",
+    "callgrind lists the functions the daemon runs at start and idle (cargo xtask order)",
+)];
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest: Vec<&str> = args.iter().skip(1).map(String::as_str).collect();
@@ -117,6 +124,10 @@ fn main() -> Result<()> {
             bench::bench(&rest, &root())
         }
         Some("gen") => gen::cli(&rest),
+        Some("order") => {
+            deps(&[BUILD_PACKAGES, ORDER_PACKAGES])?;
+            order::order(&root(), &rest)
+        }
         Some("fuzz") => {
             deps(&[BUILD_PACKAGES, FUZZ_PACKAGES])?;
             fuzz::cli(&root(), &rest)
@@ -141,6 +152,8 @@ fn main() -> Result<()> {
                  tidy   the rules in tidy.toml: module layering, file sizes, no forks\n\
                  bench  nftjail beside grep, fail2ban-regex and nft -f; writes BENCHMARKS.md\n\
                  \x20      (--smoke: tiny sizes, --full: large sizes)\n\
+                 order  [--secs N (40)]  link/start-and-idle.order: the functions the daemon\n\
+                 \x20      runs at start and idle (callgrind), laid out together by build.rs\n\
                  gen    the benchmarks' mail log: --lines N --attack SHARE --attackers N\n\
                  \x20      --v6 SHARE --seed N [-o FILE] (stdout by default)\n\
                  fuzz   [--secs N (60)] [TARGET...]  each fuzz target of fuzz/ for N seconds\n\
