@@ -1223,20 +1223,34 @@ mod tests {
         assert!(f.process("normal 192.0.2.1", at()).is_none());
     }
 
+    /// fail2ban's filter directory, its sample logs, and the names of the
+    /// stock filters that have a sample log, sorted; None when either is
+    /// not installed.
+    fn stock_filters_with_samples() -> Option<(&'static Path, &'static Path, Vec<String>)> {
+        let filters = Path::new(super::super::DEFAULT_FILTER_DIR);
+        let logs = Path::new("/usr/lib/python3/dist-packages/fail2ban/tests/files/logs");
+        if !filters.is_dir() || !logs.is_dir() {
+            return None;
+        }
+        let mut names: Vec<String> = std::fs::read_dir(logs)
+            .ok()?
+            .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+            .filter(|n| filters.join(format!("{n}.conf")).is_file())
+            .collect();
+        names.sort();
+        Some((filters, logs, names))
+    }
+
     /// The gate changes nothing a filter finds or reports: each stock
     /// filter with a sample log, over its own log and other programs'
     /// (lines it must turn away), finds the same with its gate as with
     /// every line judged; and the gate turns most foreign lines away.
     #[test]
     fn the_gate_turns_away_only_lines_that_cannot_match() {
-        let (filters, logs) = (
-            Path::new(super::super::DEFAULT_FILTER_DIR),
-            Path::new("/usr/lib/python3/dist-packages/fail2ban/tests/files/logs"),
-        );
-        if !filters.is_dir() || !logs.is_dir() {
+        let Some((filters, logs, names)) = stock_filters_with_samples() else {
             eprintln!("SKIPPED: fail2ban's filters or sample logs are not installed");
             return;
-        }
+        };
         let read = |name: &str| -> Vec<String> {
             let bytes = std::fs::read(logs.join(name)).unwrap_or_default();
             String::from_utf8_lossy(&bytes)
@@ -1249,12 +1263,6 @@ mod tests {
             .iter()
             .flat_map(|n| read(n))
             .collect();
-        let mut names: Vec<String> = std::fs::read_dir(logs)
-            .unwrap()
-            .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
-            .filter(|n| filters.join(format!("{n}.conf")).is_file())
-            .collect();
-        names.sort();
         let (mut compared, mut turned_away) = (0, 0);
         for name in &names {
             let Ok(mut gated) = Fail2banFilter::load(name, filters) else {
@@ -1281,20 +1289,10 @@ mod tests {
     /// filter with a sample log finds and reports the same either way.
     #[test]
     fn the_prefregex_head_alone_finds_what_the_whole_finds() {
-        let (filters, logs) = (
-            Path::new(super::super::DEFAULT_FILTER_DIR),
-            Path::new("/usr/lib/python3/dist-packages/fail2ban/tests/files/logs"),
-        );
-        if !filters.is_dir() || !logs.is_dir() {
+        let Some((filters, logs, names)) = stock_filters_with_samples() else {
             eprintln!("SKIPPED: fail2ban's filters or sample logs are not installed");
             return;
-        }
-        let mut names: Vec<String> = std::fs::read_dir(logs)
-            .unwrap()
-            .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
-            .filter(|n| filters.join(format!("{n}.conf")).is_file())
-            .collect();
-        names.sort();
+        };
         let (mut headed, mut found) = (0, 0);
         for name in &names {
             let Ok(mut head) = Fail2banFilter::load(name, filters) else {
