@@ -15,84 +15,39 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use common::{kernel, kernel_set, require_root, Daemon, Netns};
-
-const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
+use common::{kernel, kernel_set, Daemon, Netns, Workdir};
 
 /// Generous: only a daemon that never gets there takes this long.
 const LIMIT: Duration = Duration::from_secs(30);
 
-struct Setup {
-    dir: tempfile::TempDir,
+struct Setup(Workdir);
+
+impl std::ops::Deref for Setup {
+    type Target = Workdir;
+    fn deref(&self) -> &Workdir {
+        &self.0
+    }
 }
 
 impl Setup {
     fn new(jails: &str) -> Setup {
-        require_root();
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display().to_string();
-        let jails = jails.replace("{d}", &d);
-        std::fs::write(
-            dir.path().join("nftjail.toml"),
-            format!("[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n{jails}"),
-        )
-        .unwrap();
-        Setup { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.path(name), text).unwrap();
+        Setup(Workdir::new(&[], jails))
     }
 
     fn start(&self, ns: &Netns) -> Daemon {
-        let mut cmd = ns.command(BIN);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(self.path("nftjail.toml"));
-        let d = Daemon::spawn(cmd);
-        d.wait_for("ready:", LIMIT);
-        d
-    }
-
-    fn append(&self, log: &str, text: &str) {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.path(log))
-            .unwrap();
-        f.write_all(text.as_bytes()).unwrap();
+        self.0.start(ns, LIMIT)
     }
 
     fn status(&self, jail: &str) -> String {
-        let out = std::process::Command::new(BIN)
-            .arg("--socket")
-            .arg(self.path("nftjail.sock"))
-            .args(["status", jail])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nftjail status {jail}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.cli(&["status", jail])
     }
 }
 
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    eprintln!("{what}: {:?}", start.elapsed());
+fn wait_until(what: &str, ok: impl FnMut() -> bool) {
+    let took = common::wait_until(what, LIMIT, ok);
+    eprintln!("{what}: {took:?}");
 }
 
 /// A figure of `status` (`Currently failed:`, `Total failed:`).

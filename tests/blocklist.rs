@@ -9,67 +9,38 @@ mod common;
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{kernel, kernel_set, link, require_root, Daemon, Netns};
+use common::{kernel, kernel_set, link, Daemon, Netns, Workdir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
 const SRV4: &str = "192.0.2.1:587";
 
-struct Setup {
-    dir: tempfile::TempDir,
+struct Setup(Workdir);
+
+impl std::ops::Deref for Setup {
+    type Target = Workdir;
+    fn deref(&self) -> &Workdir {
+        &self.0
+    }
 }
 
 impl Setup {
     /// One jail `j` on port 587 whose blocklist is `bl.txt` (from
     /// `[defaults]`, so both places are read).
     fn new(blocklist: &str) -> Setup {
-        require_root();
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        std::fs::write(dir.path().join("j.log"), "").unwrap();
-        std::fs::write(dir.path().join("bl.txt"), blocklist).unwrap();
-        std::fs::write(
-            dir.path().join("nftjail.toml"),
-            format!(
-                "[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n\
-                 [defaults]\nblocklist = \"{d}/bl.txt\"\n\
-                 [jail.j]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/j.log\"\n\
-                 port = \"587\"\nmaxretry = 1\nbantime = \"1h\"\nignoreip = [\"198.18.0.0/24\"]\n"
-            ),
-        )
-        .unwrap();
-        Setup { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        let w = Workdir::new(
+            &["j.log"],
+            "[defaults]\nblocklist = \"{d}/bl.txt\"\n\
+             [jail.j]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/j.log\"\n\
+             port = \"587\"\nmaxretry = 1\nbantime = \"1h\"\nignoreip = [\"198.18.0.0/24\"]\n",
+        );
+        w.write("bl.txt", blocklist);
+        Setup(w)
     }
 
     fn start(&self, ns: &Netns) -> Daemon {
-        let mut cmd = ns.command(BIN);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(self.path("nftjail.toml"));
-        let d = Daemon::spawn(cmd);
-        d.wait_for("ready:", Duration::from_secs(60));
-        d
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new(BIN)
-            .arg("--socket")
-            .arg(self.path("nftjail.sock"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nftjail {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.0.start(ns, Duration::from_secs(60))
     }
 }
 

@@ -21,38 +21,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{kernel_set, require_root, sh, Daemon, Netns};
+use common::{kernel_set, plug, require_root, sh, until, Daemon, Netns};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
 const REDIS: &str = "10.9.0.254";
 const SET: &str = "mail-v4";
-
-/// Polls `cond` until it holds or `timeout` passes.
-fn until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// A veth from `ns` (address `addr`) to the hub's bridge.
-fn plug(ns: &Netns, addr: &str, hub: &Netns, port: &str) {
-    let inside = format!("{port}i");
-    sh(&[
-        "ip", "link", "add", &inside, "netns", &ns.name, "type", "veth", "peer", "name", port,
-        "netns", &hub.name,
-    ]);
-    sh(&["ip", "-n", &ns.name, "addr", "add", addr, "dev", &inside]);
-    sh(&["ip", "-n", &ns.name, "link", "set", &inside, "up"]);
-    sh(&["ip", "-n", &hub.name, "link", "set", port, "master", "br0"]);
-    sh(&["ip", "-n", &hub.name, "link", "set", port, "up"]);
-}
 
 struct Redis {
     hub: String,
@@ -148,17 +121,7 @@ impl Node {
     }
 
     fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(BIN)
-            .arg("--socket")
-            .arg(self.dir.path().join("s.sock"))
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        common::client(&self.dir.path().join("s.sock"), args)
     }
 
     fn ok(&self, args: &[&str]) -> String {

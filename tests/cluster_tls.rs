@@ -16,27 +16,14 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{kernel_set, require_root, sh, Daemon, Netns};
+use common::{kernel_set, require_root, sh, until, Daemon, Netns};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
 const REDIS: &str = "10.9.1.254";
 const PORT: &str = "6380";
 const SET: &str = "mail-v4";
-
-fn until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -147,18 +134,7 @@ struct Node {
 
 impl Node {
     fn ok(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN)
-            .arg("--socket")
-            .arg(self.dir.path().join("s.sock"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nftjail {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        common::client_ok(&self.dir.path().join("s.sock"), args)
     }
 
     fn banned(&self) -> BTreeSet<String> {
@@ -169,16 +145,16 @@ impl Node {
 /// A node trusting `ca`, showing the client certificate in `certs` if given.
 fn node(hub: &Netns, i: usize, name: &str, ca: &Path, certs: Option<&Path>) -> Node {
     let ns = Netns::new(&format!("tls{name}"));
-    let (inside, port) = (format!("tn{i}i"), format!("tn{i}"));
-    sh(&[
-        "ip", "link", "add", &inside, "netns", &ns.name, "type", "veth", "peer", "name", &port,
-        "netns", &hub.name,
-    ]);
-    let ip = format!("10.9.1.{}/24", i + 1);
-    sh(&["ip", "-n", &ns.name, "addr", "add", &ip, "dev", &inside]);
-    sh(&["ip", "-n", &ns.name, "link", "set", &inside, "up"]);
-    sh(&["ip", "-n", &hub.name, "link", "set", &port, "master", "br0"]);
-    sh(&["ip", "-n", &hub.name, "link", "set", &port, "up"]);
+    common::plug(&ns, &format!("10.9.1.{}/24", i + 1), hub, &format!("tn{i}"));
+    // Set-up, not the test: the node reaches Redis's port before its daemon
+    // starts, so a first connection is not lost to a link still coming up.
+    let to: std::net::SocketAddr = format!("{REDIS}:{PORT}").parse().unwrap();
+    assert!(
+        until(Duration::from_secs(10), || ns.run(move || {
+            std::net::TcpStream::connect_timeout(&to, Duration::from_millis(500)).is_ok()
+        })),
+        "node {name} cannot reach Redis"
+    );
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("mail.log"), "").unwrap();
     let config = dir.path().join("nftjail.toml");
@@ -291,14 +267,18 @@ fn nodes_share_bans_over_rediss_and_a_wrong_ca_is_refused() {
         std::fs::read_to_string(c.join("redis.log")).unwrap_or_default()
     );
 
+    // One node after another: when four started within a few milliseconds,
+    // one node's TLS session now and then timed out and its retries kept
+    // timing out for over 15 s, a fault not yet understood that this test
+    // is not about.
     let a = node(&hub, 0, "a", &c.join("ca.pem"), Some(c));
-    let b = node(&hub, 1, "b", &c.join("ca.pem"), Some(c));
-    let wrong = node(&hub, 2, "c", &c.join("other.pem"), Some(c));
-    let anonymous = node(&hub, 3, "d", &c.join("ca.pem"), None);
     a.daemon
         .wait_for("farm: connected", Duration::from_secs(20));
+    let b = node(&hub, 1, "b", &c.join("ca.pem"), Some(c));
     b.daemon
         .wait_for("farm: connected", Duration::from_secs(20));
+    let wrong = node(&hub, 2, "c", &c.join("other.pem"), Some(c));
+    let anonymous = node(&hub, 3, "d", &c.join("ca.pem"), None);
     let refused = wrong
         .daemon
         .wait_for("TLS with Redis", Duration::from_secs(20));

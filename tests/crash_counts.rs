@@ -11,79 +11,39 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{kernel_set, require_root, Daemon, Netns};
-
-const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
+use common::{kernel_set, Daemon, Netns, Workdir};
 
 /// Generous: only a daemon that never gets there takes this long.
 const LIMIT: Duration = Duration::from_secs(30);
 
-struct Setup {
-    dir: tempfile::TempDir,
+struct Setup(Workdir);
+
+impl std::ops::Deref for Setup {
+    type Target = Workdir;
+    fn deref(&self) -> &Workdir {
+        &self.0
+    }
 }
 
 impl Setup {
     fn new() -> Setup {
-        require_root();
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        std::fs::write(dir.path().join("a.log"), "").unwrap();
-        std::fs::create_dir(dir.path().join("g")).unwrap();
-        std::fs::write(dir.path().join("g/one.log"), "").unwrap();
-        std::fs::write(
-            dir.path().join("nftjail.toml"),
-            format!(
-                "[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n\
-                 [jail.a]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/a.log\"\n\
-                 maxretry = 3\nfindtime = \"1h\"\nbantime = \"1h\"\n\
-                 [jail.g]\nfailregex = ['^bad from <HOST>$']\nlogpath = \"{d}/g/*.log\"\n\
-                 maxretry = 2\nfindtime = \"1h\"\nbantime = \"1h\"\n"
-            ),
-        )
-        .unwrap();
-        Setup { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        Setup(Workdir::new(
+            &["a.log", "g/one.log"],
+            "[jail.a]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/a.log\"\n\
+             maxretry = 3\nfindtime = \"1h\"\nbantime = \"1h\"\n\
+             [jail.g]\nfailregex = ['^bad from <HOST>$']\nlogpath = \"{d}/g/*.log\"\n\
+             maxretry = 2\nfindtime = \"1h\"\nbantime = \"1h\"\n",
+        ))
     }
 
     fn start(&self, ns: &Netns) -> Daemon {
-        let mut cmd = ns.command(BIN);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(self.path("nftjail.toml"));
-        let d = Daemon::spawn(cmd);
-        d.wait_for("ready:", LIMIT);
-        d
-    }
-
-    fn append(&self, log: &str, text: &str) {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(self.path(log))
-            .unwrap();
-        f.write_all(text.as_bytes()).unwrap();
+        self.0.start(ns, LIMIT)
     }
 
     fn status(&self, jail: &str) -> String {
-        let out = std::process::Command::new(BIN)
-            .arg("--socket")
-            .arg(self.path("nftjail.sock"))
-            .args(["status", jail])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nftjail status {jail}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.cli(&["status", jail])
     }
 
     /// The stored read position (byte offset) of a log, if any.
@@ -109,12 +69,8 @@ impl Setup {
     }
 }
 
-fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_until(what: &str, ok: impl FnMut() -> bool) {
+    common::wait_until(what, LIMIT, ok);
 }
 
 fn addr(i: usize) -> String {

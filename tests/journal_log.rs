@@ -18,7 +18,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -112,17 +111,7 @@ fn append(path: &Path, text: &str) {
 }
 
 fn cli(socket: &Path, args: &[&str]) {
-    let out = Command::new(BIN)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "nftjail {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::client_ok(socket, args);
 }
 
 fn assert_fields(entry: &HashMap<String, String>, want: &[(&str, &str)]) {

@@ -13,7 +13,7 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{require_root, Daemon, Netns};
 
@@ -90,12 +90,8 @@ fn status_field(pid: u32, field: &str) -> String {
         .to_string()
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: not reached in 30 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_until(what: &str, ok: impl FnMut() -> bool) {
+    common::wait_until(what, Duration::from_secs(30), ok);
 }
 
 #[test]

@@ -8,91 +8,49 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{require_root, Daemon, Netns};
+use common::{client as cli, client_ok as ok, require_root, Netns, Workdir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
 const WAIT: Duration = Duration::from_secs(20);
 
-fn config_text(dir: &Path, with_a: bool) -> String {
+/// Jail b always; jail a (port 25) while `with_a`.
+fn config_text(with_a: bool) -> String {
     let a = if with_a {
         "[jail.a]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/a.log\"\nmaxretry = 2\nbantime = \"1h\"\nport = 25\n"
     } else {
         ""
     };
     format!(
-        "[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n\
-         [defaults]\nignoreself = false\n{a}\
-         [jail.b]\nfailregex = ['^bad login from <HOST>$']\nlogpath = \"{d}/b.log\"\nbantime = \"1h\"\n",
-        a = a.replace("{d}", &dir.display().to_string()),
-        d = dir.display()
+        "[defaults]\nignoreself = false\n{a}\
+         [jail.b]\nfailregex = ['^bad login from <HOST>$']\nlogpath = \"{{d}}/b.log\"\nbantime = \"1h\"\n"
     )
-}
-
-/// Runs the CLI against the daemon: (exit code, stdout, stderr).
-fn cli(socket: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ok(socket: &Path, args: &[&str]) -> String {
-    let (code, out, err) = cli(socket, args);
-    assert_eq!(code, 0, "nftjail {args:?} failed: {err}");
-    out
 }
 
 /// Polls until `cond` holds; a deadline, not a timing claim.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !cond() {
-        assert!(Instant::now() < deadline, "not reached in 90 s: {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_until(what: &str, ok: impl FnMut() -> bool) {
+    common::wait_until(what, Duration::from_secs(90), ok);
 }
 
 #[test]
 fn a_removed_jails_bans_stay_until_they_expire_or_are_lifted_on_purpose() {
     require_root();
     let ns = Netns::new("rl-gone");
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["a.log", "b.log"] {
-        std::fs::write(dir.path().join(f), "").unwrap();
-    }
-    let config = dir.path().join("nftjail.toml");
-    std::fs::write(&config, config_text(dir.path(), true)).unwrap();
-    let socket = dir.path().join("nftjail.sock");
-    let mut cmd = ns.command(BIN);
-    cmd.arg("run").arg("--config").arg(&config);
-    let daemon = Daemon::spawn(cmd);
-    daemon.wait_for("ready:", WAIT);
+    let w = Workdir::new(&["a.log", "b.log"], &config_text(true));
+    let socket = w.path("nftjail.sock");
+    let daemon = w.start(&ns, WAIT);
     let set = |name: &str| ns.output("nft", &["list", "set", "inet", "nftjail", name]);
     let table = || ns.output("nft", &["list", "table", "inet", "nftjail"]);
 
     // Two bans in jail a: one from its log, one by hand that runs out soon.
-    std::fs::write(
-        dir.path().join("a.log"),
-        "fail from 203.0.113.61\nfail from 203.0.113.61\n",
-    )
-    .unwrap();
+    w.write("a.log", "fail from 203.0.113.61\nfail from 203.0.113.61\n");
     daemon.wait_for("ban: jail=a addr=203.0.113.61", WAIT);
     ok(&socket, &["ban", "a", "203.0.113.62", "--for", "20s"]);
     assert!(set("a-v4").contains("203.0.113.62"));
 
     // Jail a removed by a reload: its bans stay in the kernel, with their
     // rule, and the reload says so.
-    std::fs::write(&config, config_text(dir.path(), false)).unwrap();
+    w.configure(&config_text(false));
     let out = ok(&socket, &["reload"]);
     assert!(
         out.contains("removed, bans kept until they expire") && out.contains("a (2 bans)"),
@@ -131,7 +89,8 @@ fn a_removed_jails_bans_stay_until_they_expire_or_are_lifted_on_purpose() {
 
     // The config file moved away: the reload is refused, nothing changes
     // (never the built-in config instead).
-    let away = dir.path().join("moved.toml");
+    let config = w.path("nftjail.toml");
+    let away = w.path("moved.toml");
     std::fs::rename(&config, &away).unwrap();
     let (code, _, err) = cli(&socket, &["reload"]);
     assert_ne!(code, 0, "a reload without its config file was accepted");
@@ -162,17 +121,9 @@ fn a_removed_jails_bans_stay_until_they_expire_or_are_lifted_on_purpose() {
 fn a_ban_deleted_by_hand_is_put_back_and_reported_as_done_by_someone_else() {
     require_root();
     let ns = Netns::new("rl-hand");
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["a.log", "b.log"] {
-        std::fs::write(dir.path().join(f), "").unwrap();
-    }
-    let config = dir.path().join("nftjail.toml");
-    std::fs::write(&config, config_text(dir.path(), true)).unwrap();
-    let socket = dir.path().join("nftjail.sock");
-    let mut cmd = ns.command(BIN);
-    cmd.arg("run").arg("--config").arg(&config);
-    let daemon = Daemon::spawn(cmd);
-    daemon.wait_for("ready:", WAIT);
+    let w = Workdir::new(&["a.log", "b.log"], &config_text(true));
+    let socket = w.path("nftjail.sock");
+    let daemon = w.start(&ns, WAIT);
 
     ok(&socket, &["ban", "a", "203.0.113.71", "--for", "1h"]);
     ns.output(
@@ -203,18 +154,15 @@ fn a_ban_deleted_by_hand_is_put_back_and_reported_as_done_by_someone_else() {
 }
 
 /// Jail a always; jail b (every port, rejected) while `with_b`.
-fn config_b(dir: &Path, with_b: bool) -> String {
+fn config_b(with_b: bool) -> String {
     let b = if with_b {
         "[jail.b]\nfailregex = ['^bad login from <HOST>$']\nlogpath = \"{d}/b.log\"\nbantime = \"1h\"\n"
     } else {
         ""
     };
     format!(
-        "[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n\
-         [defaults]\nignoreself = false\n\
-         [jail.a]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/a.log\"\nport = 25\n{b}",
-        b = b.replace("{d}", &dir.display().to_string()),
-        d = dir.display()
+        "[defaults]\nignoreself = false\n\
+         [jail.a]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{{d}}/a.log\"\nport = 25\n{b}"
     )
 }
 
@@ -239,20 +187,9 @@ fn a_restart_keeps_a_removed_jails_bans_and_a_reboot_brings_them_back() {
     std::thread::spawn(move || for _ in listener.incoming() {});
     const SRV: &str = "192.0.2.1:8025";
 
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["a.log", "b.log"] {
-        std::fs::write(dir.path().join(f), "").unwrap();
-    }
-    let config = dir.path().join("nftjail.toml");
-    std::fs::write(&config, config_b(dir.path(), true)).unwrap();
-    let socket = dir.path().join("nftjail.sock");
-    let start = || {
-        let mut cmd = srv.command(BIN);
-        cmd.arg("run").arg("--config").arg(&config);
-        let daemon = Daemon::spawn(cmd);
-        daemon.wait_for("ready:", WAIT);
-        daemon
-    };
+    let w = Workdir::new(&["a.log", "b.log"], &config_b(true));
+    let socket = w.path("nftjail.sock");
+    let start = || w.start(&srv, WAIT);
     let b_v4 = || common::kernel_set(&srv, "b-v4");
     let kept = "jail b is no longer configured: its 1 ban(s) are kept until they expire";
 
@@ -264,7 +201,7 @@ fn a_restart_keeps_a_removed_jails_bans_and_a_reboot_brings_them_back() {
 
     // Jail b removed while the daemon was stopped: the restart keeps its
     // ban in the kernel, with its rule, and says so.
-    std::fs::write(&config, config_b(dir.path(), false)).unwrap();
+    w.configure(&config_b(false));
     let mut daemon = start();
     assert!(daemon.log().contains(kept), "{}", daemon.log());
     assert!(b_v4().contains("192.0.2.66"), "{:?}", b_v4());

@@ -8,17 +8,20 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{kernel_set, require_root, Daemon, Netns};
+use common::{kernel_set, wait_until, Daemon, Netns, Workdir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
 
-struct Setup {
-    dir: tempfile::TempDir,
+struct Setup(Workdir);
+
+impl std::ops::Deref for Setup {
+    type Target = Workdir;
+    fn deref(&self) -> &Workdir {
+        &self.0
+    }
 }
 
 impl Setup {
@@ -28,42 +31,21 @@ impl Setup {
 
     /// With `extra` appended to the mail jail's table (a `[jail.mail.prefix]`).
     fn with(extra: &str) -> Setup {
-        require_root();
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        std::fs::write(dir.path().join("mail.log"), "").unwrap();
-        std::fs::write(
-            dir.path().join("nftjail.toml"),
-            format!(
-                "[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n\
-                 [jail.mail]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/mail.log\"\n\
+        Setup(Workdir::new(
+            &["mail.log"],
+            &format!(
+                "[jail.mail]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{{d}}/mail.log\"\n\
                  maxretry = 3\nfindtime = \"1h\"\nbantime = \"1h\"\n{extra}"
             ),
-        )
-        .unwrap();
-        Setup { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        ))
     }
 
     fn start(&self, ns: &Netns) -> Daemon {
-        let mut cmd = ns.command(BIN);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(self.path("nftjail.toml"));
-        let d = Daemon::spawn(cmd);
-        d.wait_for("ready:", Duration::from_secs(20));
-        d
+        self.0.start(ns, Duration::from_secs(20))
     }
 
     fn append(&self, text: &str) {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.path("mail.log"))
-            .unwrap();
-        f.write_all(text.as_bytes()).unwrap();
+        self.0.append("mail.log", text);
     }
 
     /// `nftjail ARGS` with this config, as its output.
@@ -84,14 +66,6 @@ impl Setup {
             String::from_utf8_lossy(&out.stderr)
         );
         serde_json::from_slice(&out.stdout).unwrap()
-    }
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -9,71 +9,35 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{kernel, kernel_set, require_root, Daemon, Elem, Netns};
+use common::{kernel, kernel_set, wait_until, Daemon, Elem, Netns, Workdir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
 
-struct Setup {
-    dir: tempfile::TempDir,
+struct Setup(Workdir);
+
+impl std::ops::Deref for Setup {
+    type Target = Workdir;
+    fn deref(&self) -> &Workdir {
+        &self.0
+    }
 }
 
 impl Setup {
     fn new(extra: &str) -> Setup {
-        require_root();
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        std::fs::write(dir.path().join("a.log"), "").unwrap();
-        std::fs::write(dir.path().join("b.log"), "").unwrap();
-        std::fs::write(
-            dir.path().join("nftjail.toml"),
-            format!(
-                "[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n{extra}\n\
-                 [jail.a]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/a.log\"\nmaxretry = 1\nbantime = \"1h\"\n\
-                 [jail.b]\nfailregex = ['^bad from <HOST>$']\nlogpath = \"{d}/b.log\"\nmaxretry = 1\nbantime = \"2h\"\n"
+        Setup(Workdir::new(
+            &["a.log", "b.log"],
+            &format!(
+                "{extra}\n\
+                 [jail.a]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{{d}}/a.log\"\nmaxretry = 1\nbantime = \"1h\"\n\
+                 [jail.b]\nfailregex = ['^bad from <HOST>$']\nlogpath = \"{{d}}/b.log\"\nmaxretry = 1\nbantime = \"2h\"\n"
             ),
-        )
-        .unwrap();
-        Setup { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        ))
     }
 
     fn start(&self, ns: &Netns) -> Daemon {
-        let mut cmd = ns.command(BIN);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(self.path("nftjail.toml"));
-        let d = Daemon::spawn(cmd);
-        d.wait_for("ready:", Duration::from_secs(20));
-        d
-    }
-
-    fn append(&self, log: &str, text: &str) {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.path(log))
-            .unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new(BIN)
-            .arg("--socket")
-            .arg(self.path("nftjail.sock"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nftjail {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.0.start(ns, Duration::from_secs(20))
     }
 
     /// The stored bans of a jail: net → (until in ms, or None).
@@ -102,15 +66,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    start.elapsed()
 }
 
 #[test]

@@ -9,61 +9,40 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{ErrorKind, Write};
+use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{kernel, kernel_set, link, require_root, Daemon, Netns};
+use common::{kernel, kernel_set, link, require_root, wait_until, Daemon, Netns, Workdir};
 use ipnet::IpNet;
 use nftjail::enforce::nft::NftBackend;
 use nftjail::enforce::{Applied, Backend};
 use nftjail::message::{BanOrder, Cause};
 use nftjail::rules::{BlockType, JailRules};
 
-const BIN: &str = env!("CARGO_BIN_EXE_nftjail");
+struct Setup(Workdir);
 
-struct Setup {
-    dir: tempfile::TempDir,
+impl std::ops::Deref for Setup {
+    type Target = Workdir;
+    fn deref(&self) -> &Workdir {
+        &self.0
+    }
 }
 
 impl Setup {
     fn new() -> Setup {
-        require_root();
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().display();
-        std::fs::write(dir.path().join("a.log"), "").unwrap();
-        std::fs::write(
-            dir.path().join("nftjail.toml"),
-            format!(
-                "[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n\
-                 [jail.a]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/a.log\"\nmaxretry = 1\nbantime = \"1h\"\n"
-            ),
-        )
-        .unwrap();
-        Setup { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        Setup(Workdir::new(
+            &["a.log"],
+            "[jail.a]\nfailregex = ['^fail from <HOST>$']\nlogpath = \"{d}/a.log\"\nmaxretry = 1\nbantime = \"1h\"\n",
+        ))
     }
 
     fn start(&self, ns: &Netns) -> Daemon {
-        let mut cmd = ns.command(BIN);
-        cmd.arg("run")
-            .arg("--config")
-            .arg(self.path("nftjail.toml"));
-        let d = Daemon::spawn(cmd);
-        d.wait_for("ready:", Duration::from_secs(20));
-        d
+        self.0.start(ns, Duration::from_secs(20))
     }
 
     fn append(&self, text: &str) {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.path("a.log"))
-            .unwrap();
-        f.write_all(text.as_bytes()).unwrap();
+        self.0.append("a.log", text);
     }
 
     /// `n` bans through the log, 10.x.y.z from 10.0.0.1 on.
@@ -81,21 +60,6 @@ impl Setup {
         self.append(&lines);
     }
 
-    fn cli(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new(BIN)
-            .arg("--socket")
-            .arg(self.path("nftjail.sock"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nftjail {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
     /// `Currently banned` of `nftjail status a`.
     fn status_count(&self) -> usize {
         let out = self.cli(&["status", "a"]);
@@ -104,15 +68,6 @@ impl Setup {
             .and_then(|n| n.trim().parse().ok())
             .unwrap_or_else(|| panic!("no count in {out}"))
     }
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !ok() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    start.elapsed()
 }
 
 /// How many heals the daemon logged so far.

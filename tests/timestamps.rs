@@ -147,15 +147,9 @@ fn annotated(zone: &jiff::tz::TimeZone, text: &str) -> Option<(i64, i64)> {
     Some((ts.as_second(), i64::from(ts.subsec_nanosecond()) / 1000))
 }
 
-#[derive(Default)]
-struct Tally {
-    checked: usize,
-    agreed: usize,
-    disagreements: Vec<String>,
-}
-
-#[test]
-fn timestamps_agree_with_fail2ban_sample_logs() {
+/// Every block of fail2ban's sample logs, the file each came from, and the
+/// date pattern of the filter each belongs to.
+fn sample_blocks() -> (Vec<Block>, Vec<String>, Vec<Option<String>>) {
     let logs = Path::new(F2B).join("tests/files/logs");
     let Ok(dir) = std::fs::read_dir(&logs) else {
         panic!(
@@ -169,7 +163,6 @@ fn timestamps_agree_with_fail2ban_sample_logs() {
         .filter_map(|e| e.file_name().into_string().ok())
         .collect();
     names.sort();
-
     let mut blocks = Vec::new();
     let mut file_of_block = Vec::new();
     for name in &names {
@@ -180,6 +173,19 @@ fn timestamps_agree_with_fail2ban_sample_logs() {
     let Some(patterns) = resolve_patterns(&blocks) else {
         panic!("fail2ban's config reader (python3 + fail2ban) could not be run: run `cargo xtask deps`");
     };
+    (blocks, file_of_block, patterns)
+}
+
+#[derive(Default)]
+struct Tally {
+    checked: usize,
+    agreed: usize,
+    disagreements: Vec<String>,
+}
+
+#[test]
+fn timestamps_agree_with_fail2ban_sample_logs() {
+    let (blocks, file_of_block, patterns) = sample_blocks();
 
     let zurich = jiff::tz::TimeZone::get("Europe/Zurich").expect("tz database has Europe/Zurich");
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(TEST_NOW);
@@ -352,26 +358,7 @@ for block in sys.stdin:
 /// only the annotated ones): same date text, same time.
 #[test]
 fn timestamps_match_fail2ban_detector_on_every_line() {
-    let logs = Path::new(F2B).join("tests/files/logs");
-    let Ok(dir) = std::fs::read_dir(&logs) else {
-        panic!("fail2ban sample logs not found: run `cargo xtask deps`");
-    };
-    let mut names: Vec<String> = dir
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    let mut blocks = Vec::new();
-    let mut file_of_block = Vec::new();
-    for name in &names {
-        let before = blocks.len();
-        parse_file(name, &logs, &mut blocks);
-        file_of_block.extend(std::iter::repeat_n(name.clone(), blocks.len() - before));
-    }
-    let Some(patterns) = resolve_patterns(&blocks) else {
-        panic!("fail2ban's config reader (python3 + fail2ban) could not be run: run `cargo xtask deps`");
-    };
+    let (blocks, file_of_block, patterns) = sample_blocks();
     // Each block twice: with the filter's datepattern and auto-detected.
     let n_blocks = blocks.len();
     let blocks: Vec<&Block> = blocks.iter().chain(blocks.iter()).collect();

@@ -139,18 +139,7 @@ impl UfwHost {
     }
 
     fn client(&self, args: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_nftjail"))
-            .arg("--socket")
-            .arg(self.socket())
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "nftjail {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        common::client_ok(&self.socket(), args)
     }
 
     /// The lines of `ufw status numbered` that are rules, in order.

@@ -123,6 +123,42 @@ pub fn link(a: &Netns, a_addrs: &[&str], b: &Netns, b_addrs: &[&str], tag: &str)
         }
         sh(&["ip", "-n", &ns.name, "link", "set", ifname, "up"]);
     }
+    wait_up(a, &ia);
+    wait_up(b, &ib);
+}
+
+/// A veth from `ns` (address `addr`) to the bridge `br0` of `hub`, whose
+/// end there is `port`.
+pub fn plug(ns: &Netns, addr: &str, hub: &Netns, port: &str) {
+    let inside = format!("{port}i");
+    sh(&[
+        "ip", "link", "add", &inside, "netns", &ns.name, "type", "veth", "peer", "name", port,
+        "netns", &hub.name,
+    ]);
+    sh(&["ip", "-n", &ns.name, "addr", "add", addr, "dev", &inside]);
+    sh(&["ip", "-n", &ns.name, "link", "set", &inside, "up"]);
+    sh(&["ip", "-n", &hub.name, "link", "set", port, "master", "br0"]);
+    sh(&["ip", "-n", &hub.name, "link", "set", port, "up"]);
+    wait_up(ns, &inside);
+    wait_up(hub, port);
+    // The first port up gives the bridge its carrier, and the bridge too is
+    // given its queue by the link watcher, later.
+    wait_up(hub, "br0");
+}
+
+/// Waits until `ifname` in `ns` is operationally up. `link set up` returns
+/// before the kernel's link watcher has marked a veth's carrier and given it
+/// a real queue; until then every packet is dropped, and a first connection
+/// can time out on a busy machine.
+pub fn wait_up(ns: &Netns, ifname: &str) {
+    let up = until(Duration::from_secs(10), || {
+        let out = Command::new("ip")
+            .args(["-n", &ns.name, "-o", "link", "show", "dev", ifname])
+            .output()
+            .expect("cannot run ip");
+        String::from_utf8_lossy(&out.stdout).contains(" state UP ")
+    });
+    assert!(up, "{ifname} in {} did not come up", ns.name);
 }
 
 /// A running `nftjail` child with its stderr collected line by line.
@@ -194,6 +230,129 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `nftjail --socket SOCKET ARGS`: (exit code, stdout, stderr).
+pub fn client(socket: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_nftjail"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .output()
+        .expect("run nftjail");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`client`] that must succeed: its stdout, or the test fails with the
+/// command's error.
+pub fn client_ok(socket: &Path, args: &[&str]) -> String {
+    let (code, out, err) = client(socket, args);
+    assert_eq!(code, 0, "nftjail {args:?} failed: {err}");
+    out
+}
+
+/// Polls `cond` until it holds (true) or `timeout` passes (false).
+pub fn until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `ok` until it holds and returns how long that took; the test fails
+/// with `what` when `limit` passes first (a deadline, not a timing claim).
+pub fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    start.elapsed()
+}
+
+/// A daemon's own directory (config, logs, socket, state store), removed
+/// when the test ends.
+pub struct Workdir {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    /// Writes `nftjail.toml`: the `[daemon]` socket and state directory in
+    /// this directory, then `config`, in which `{d}` stands for the
+    /// directory. Each of `logs` is created empty.
+    pub fn new(logs: &[&str], config: &str) -> Workdir {
+        require_root();
+        let w = Workdir {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        for log in logs {
+            let path = w.path(log);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("log directory");
+            }
+            std::fs::write(path, "").expect("empty log");
+        }
+        w.configure(config);
+        w
+    }
+
+    /// Rewrites `nftjail.toml` as [`Workdir::new`] wrote it, with `config`
+    /// in place of the old one: what an admin does before a reload.
+    pub fn configure(&self, config: &str) {
+        let d = self.dir.path().display().to_string();
+        let config = config.replace("{d}", &d);
+        self.write(
+            "nftjail.toml",
+            &format!(
+                "[daemon]\nsocket = \"{d}/nftjail.sock\"\nstate_dir = \"{d}/state\"\n{config}"
+            ),
+        );
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        std::fs::write(self.path(name), text).expect("write");
+    }
+
+    pub fn append(&self, log: &str, text: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.path(log))
+            .expect("open log");
+        f.write_all(text.as_bytes()).expect("append");
+    }
+
+    /// `nftjail run` with this config in `ns`, once it is ready.
+    pub fn start(&self, ns: &Netns, limit: Duration) -> Daemon {
+        let mut cmd = ns.command(env!("CARGO_BIN_EXE_nftjail"));
+        cmd.arg("run")
+            .arg("--config")
+            .arg(self.path("nftjail.toml"));
+        let d = Daemon::spawn(cmd);
+        d.wait_for("ready:", limit);
+        d
+    }
+
+    /// A client command over the control socket; its output, or the test
+    /// fails with the command's error.
+    pub fn cli(&self, args: &[&str]) -> String {
+        client_ok(&self.path("nftjail.sock"), args)
     }
 }
 
