@@ -33,6 +33,7 @@ mod epoch;
 mod error;
 mod fast;
 mod fields;
+mod shape;
 mod tai64n;
 mod template;
 mod zone;
@@ -368,7 +369,7 @@ impl DateDetector {
             if Some(i) == searched {
                 continue;
             }
-            let Some(hit) = t.search(line, 0) else {
+            let Some(hit) = search_cold(t, line) else {
                 continue;
             };
             let own = self.stats.get(i).copied().unwrap_or(Stats::new(i));
@@ -430,6 +431,23 @@ impl Stats {
 
 /// After this long without a date a template may be displaced by another.
 const UNUSED_SECONDS: i64 = 300;
+
+/// `t.search(line, 0)`, the first match anywhere, without compiling a lazy
+/// template's regex where its shape rules the line out, or where its
+/// hand-written reader reads a date at the first place the shape allows:
+/// no earlier place can hold one, so that is the regex's match too. A
+/// detector's first line is searched with one template after another, and
+/// would otherwise compile each until one matched.
+fn search_cold(t: &Template, line: &str) -> Option<Hit> {
+    let Some(shape) = t.shape else {
+        return t.search(line, 0);
+    };
+    let at = shape.first_begin(line, t.line_begin)?;
+    if let Some(hit) = t.fast.and_then(|f| fast_hit(f, t, line, at)) {
+        return Some(hit);
+    }
+    t.search(line, 0)
+}
 
 /// The hand-written reader's result at the previous position, if the
 /// boundary rules around it hold as the regex would require.

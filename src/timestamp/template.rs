@@ -17,6 +17,7 @@ use super::epoch::{epoch_value, search_epoch, LONG_EPOCH, SHORT_EPOCH};
 use super::error::DatePatternError;
 use super::fast::Fast;
 use super::fields::{zone_offset_seconds, Fields};
+use super::shape::Shape;
 use super::tai64n::search_tai64n;
 
 /// fail2ban's "not inside a word" test, `(?=^|\b|\W)` at the start and
@@ -154,9 +155,11 @@ pub(crate) enum Kind {
     },
 }
 
+/// The pattern alone until first use: its translation to a regex runs
+/// then too, so the regexes that translate patterns are not built at start
+/// either.
 pub(crate) struct LazyRegex {
     name: String,
-    regex: String,
     line_begin: bool,
     compiled: OnceLock<Option<Kind>>,
 }
@@ -165,7 +168,10 @@ impl LazyRegex {
     fn kind(&self) -> Option<Kind> {
         self.compiled
             .get_or_init(|| {
-                Template::compile(&self.name, &self.regex, self.line_begin, None, None)
+                Template::regex_of(&self.name)
+                    .and_then(|(regex, _)| {
+                        Template::compile(&self.name, &regex, self.line_begin, None, None)
+                    })
                     .map_err(|e| tracing::warn!("date template {} not usable: {e}", self.name))
                     .ok()
                     .map(|t| t.kind)
@@ -187,6 +193,9 @@ pub(crate) struct Template {
     /// A hand-written reader for this exact pattern, used once the template
     /// is known to save running the regex on every line.
     pub fast: Option<Fast>,
+    /// What a default's date begins with, so a line that cannot hold it is
+    /// passed over without compiling the regex.
+    pub shape: Option<Shape>,
 }
 
 impl Template {
@@ -202,6 +211,7 @@ impl Template {
             line_begin,
             kind: Kind::Epoch { long, line_begin },
             fast: None,
+            shape: None,
             weight: 1.0,
         }
     }
@@ -217,6 +227,7 @@ impl Template {
             line_begin,
             kind: Kind::Tai64n { line_begin },
             fast: None,
+            shape: None,
             weight: 1.0,
         }
     }
@@ -227,30 +238,32 @@ impl Template {
             line_begin: true,
             kind: Kind::Empty,
             fast: None,
+            shape: None,
             weight: 1.0,
         }
     }
 
     /// A `%`-pattern as fail2ban's `DatePatternRegex` reads it.
-    /// [`Template::pattern`] compiled only when first used (the built-in
-    /// defaults, which are known to compile).
-    pub fn pattern_lazy(pattern: &str) -> Result<Template, DatePatternError> {
-        let (regex, line_begin) = Template::regex_of(pattern)?;
-        Ok(Template {
+    /// [`Template::pattern`] translated and compiled only when first used
+    /// (the built-in defaults, which are known to compile); `line_begin` is
+    /// what [`Template::regex_of`] will find, given by the caller so that
+    /// nothing runs before; `shape` is what its date begins with.
+    pub fn pattern_lazy(pattern: &str, line_begin: bool, shape: Shape) -> Template {
+        Template {
             name: pattern.to_string(),
             line_begin,
             kind: Kind::Lazy {
                 shared: Arc::new(LazyRegex {
                     name: pattern.to_string(),
-                    regex,
                     line_begin,
                     compiled: OnceLock::new(),
                 }),
                 local: OnceLock::new(),
             },
             fast: Fast::for_pattern(pattern),
+            shape: Some(shape),
             weight: 1.0,
-        })
+        }
     }
 
     pub fn pattern(pattern: &str) -> Result<Template, DatePatternError> {
@@ -261,7 +274,7 @@ impl Template {
 
     /// The regex a `%`-pattern stands for, and whether it is anchored at the
     /// line start.
-    fn regex_of(pattern: &str) -> Result<(String, bool), DatePatternError> {
+    pub(super) fn regex_of(pattern: &str) -> Result<(String, bool), DatePatternError> {
         let mut p = pattern;
         let mut begin = Begin::Word;
         let mut end = true;
@@ -323,6 +336,7 @@ impl Template {
                 epoch,
             },
             fast,
+            shape: None,
             weight: 1.0,
         })
     }

@@ -328,12 +328,7 @@ fn timestamp_never_panics_on_junk() {
     for len in [0usize, 1, 2, 3, 17, 40, 300] {
         for _ in 0..300 {
             let bytes: Vec<u8> = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    alphabet[(seed % alphabet.len() as u64) as usize]
-                })
+                .map(|_| alphabet[(xorshift(&mut seed) % alphabet.len() as u64) as usize])
                 .collect();
             let line = String::from_utf8_lossy(&bytes);
             if let Some(f) = d.find(&line, at(NOW)) {
@@ -840,4 +835,221 @@ fn timestamp_repeated_dates_resolve_as_fresh() {
         let got = d.find(line, now).map(|f| f.time);
         assert_eq!(got, fresh(line, now), "now +{ms} ms");
     }
+}
+
+/// The same detector reading every date by regex alone, as the full search
+/// did before shapes and hand-written readers: the reference for both.
+fn regex_only(mut d: DateDetector) -> DateDetector {
+    for t in &mut d.templates {
+        t.fast = None;
+        t.shape = None;
+    }
+    d
+}
+
+/// Names of the default templates whose regex this detector has compiled
+/// (or taken from another detector that compiled it).
+fn compiled(d: &DateDetector) -> Vec<&str> {
+    d.templates
+        .iter()
+        .filter(|t| matches!(&t.kind, template::Kind::Lazy { local, .. } if local.get().is_some()))
+        .map(|t| t.name.as_str())
+        .collect()
+}
+
+/// Lines of every shape a detector meets: each default format at the line
+/// start, after a prefix and deep in a message; epoch and TAI64N; lines
+/// without a date; text beyond ASCII (letters that fold to ASCII ones,
+/// other scripts' digits, non-ASCII space); and random junk.
+fn shape_lines() -> Vec<String> {
+    let dates = [
+        "Mar  5 16:01:34",
+        "Sat Mar 05 16:01:34.000789 2022",
+        "sun jan 23 2005 21:59:59.011",
+        "2024-03-05T16:01:34.123+01:00",
+        "2022/03/05 16:01:34",
+        "2006.12.21 06:43:20",
+        "23/01/2005 21:59:59",
+        " 5/01/05 21:59:59",
+        "05/Mar/2022:16:01:34 +0100",
+        "26-Jul-2007 15:20:52.252",
+        "05/20/2008:01:57:39",
+        "01-27-2012 16:22:44.252",
+        "16:01:34",
+        "<09/16/08@05:03:30>",
+        "130322 11:46:11",
+        "130322  11:46:11",
+        "Jan 23, 2005 9:59:59 PM",
+        "Apr-27-13 02:33:06",
+        "20050123T215959",
+        "20050123 215959,5Z",
+        "PDT Apr 16 21:05:29",
+        "Z Apr 16 21:05:29",
+        "UTC Sat Apr 16 21:05:29",
+        "+00:00 Jan 23 21:59:59.011 2005",
+        "-0500 Jan 23 21:59:59",
+        "+01 Jan 23 21:59:59",
+        "1709654494",
+        "1709654494.123",
+        "@400000005c8e1a2b0a1b2c3d",
+        "ſat Mar  5 16:01:34",
+        "Mar \u{a0}5 16:01:34",
+        "٢٠٢٤-03-05 16:01:34",
+        "2024-03-05 1٦:01:34",
+        "KST Mar  5 16:01:34",
+        "Mar 5 16:01",
+        "2024-03-05",
+        "12:3",
+    ];
+    let prefixes = [
+        "",
+        "[",
+        "<13>",
+        "- ",
+        "[ ",
+        "«",
+        "é ",
+        "x",
+        "host sshd[1]: at ",
+        "1.2.3.4 - - [",
+        "type=AVC msg=audit(",
+        "ſ",
+    ];
+    let tails = ["", " x", "] y", "x", ":42): y", " 2024-03-05 16:01:34"];
+    let mut out = generated_lines();
+    for p in prefixes {
+        for d in dates {
+            for t in tails {
+                out.push(format!("{p}{d}{t}"));
+            }
+        }
+    }
+    out.extend(
+        [
+            "",
+            "no date here",
+            "sshd[1]: Connection closed by 1.2.3.4 port 22 [preauth]",
+            "port 22: x",
+            "GET / HTTP/1.1 Mon Tue Mar",
+            "Сообщение без даты",
+            "日志 2024-03-05 16:01:34 消息",
+            "Mar  5 16:01:34 host сообщение",
+        ]
+        .map(String::from),
+    );
+    let alphabet: Vec<char> = "0123456789 :-/.,TZ+[]@<>()aMarJanSatuUTC\u{a0}ſK٣é\t"
+        .chars()
+        .collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for len in [1usize, 4, 12, 24, 60] {
+        for _ in 0..400 {
+            let line: String = (0..len)
+                .map(|_| alphabet[(xorshift(&mut seed) % alphabet.len() as u64) as usize])
+                .collect();
+            out.push(line);
+        }
+    }
+    out
+}
+
+/// A shape may pass over a line only where its regex finds nothing: no
+/// match may begin before the first place the shape allows.
+#[test]
+fn timestamp_shapes_never_rule_out_a_match() {
+    let lines = shape_lines();
+    let (mut matched, mut ruled_out) = (0, 0);
+    for t in defaults::all() {
+        let Some(shape) = t.shape else { continue };
+        for line in &lines {
+            let first = shape.first_begin(line, t.line_begin);
+            match t.search(line, 0) {
+                Some(hit) => {
+                    matched += 1;
+                    assert!(
+                        first.is_some_and(|f| f <= hit.span.start),
+                        "{} on {line:?}: match at {}, shape says {first:?}",
+                        t.name,
+                        hit.span.start
+                    );
+                }
+                None if first.is_none() => ruled_out += 1,
+                None => {}
+            }
+        }
+    }
+    assert!(matched > 2_000, "only {matched} matches");
+    assert!(ruled_out > 100_000, "only {ruled_out} lines ruled out");
+}
+
+/// Shapes and hand-written readers in the full search change nothing: the
+/// same template wins, with the same date at the same place, and templates
+/// move in the search order as before, for a first line and for a log
+/// whose lines change format.
+#[test]
+fn timestamp_cold_search_finds_what_the_regex_finds() {
+    let now = at(NOW);
+    let lines = shape_lines();
+    let mut found = 0;
+    for line in &lines {
+        let mut cold = DateDetector::auto().with_zone(utc());
+        let mut reference = regex_only(DateDetector::auto()).with_zone(utc());
+        let got = cold.find(line, now);
+        assert_eq!(got, reference.find(line, now), "{line:?}");
+        assert_eq!(
+            cold.current_template(),
+            reference.current_template(),
+            "{line:?}"
+        );
+        found += usize::from(got.is_some());
+    }
+    assert!(found > 2_000, "only {found} lines with a date");
+    let mut cold = DateDetector::auto().with_zone(utc());
+    let mut reference = regex_only(DateDetector::auto()).with_zone(utc());
+    for line in &lines {
+        assert_eq!(cold.find(line, now), reference.find(line, now), "{line:?}");
+        assert_eq!(cold.current_template(), reference.current_template());
+    }
+    assert!(
+        cold.template_names().eq(reference.template_names()),
+        "search order"
+    );
+}
+
+/// A detector's first line of the common formats is read without
+/// compiling a template's regex; lines without a date compile none either.
+#[test]
+fn timestamp_first_line_compiles_no_regex() {
+    let now = at(NOW);
+    let dated = [
+        "Mar  5 16:01:34 mx1 postfix/smtpd[1234]: warning: unknown[10.0.0.1]: SASL LOGIN authentication failed: authentication failure",
+        "2024-03-05T16:01:34.123456+01:00 host sshd[1]: Failed password",
+        "2022/03/05 16:01:34 [error] 1#1: *1 user \"x\" was not found",
+        "[Sat Mar 05 16:01:34.000789 2022] [auth_basic:error] [pid 1] AH01618: user x not found",
+        "1.2.3.4 - - [05/Mar/2022:16:01:34 +0100] \"GET / HTTP/1.1\" 401 123 \"-\" \"curl/8.0\"",
+    ];
+    for line in dated {
+        let mut d = DateDetector::auto();
+        assert!(d.find(line, now).is_some(), "{line}");
+        assert_eq!(compiled(&d), Vec::<&str>::new(), "{line}");
+        // Without shapes and readers the same line needs regexes.
+        let mut reference = regex_only(DateDetector::auto());
+        assert!(reference.find(line, now).is_some(), "{line}");
+        assert!(!compiled(&reference).is_empty(), "{line}");
+    }
+    for line in [
+        "sshd[1]: Connection closed by 1.2.3.4 port 22 [preauth]",
+        "no date here",
+    ] {
+        let mut d = DateDetector::auto();
+        assert_eq!(d.find(line, now), None, "{line}");
+        assert_eq!(compiled(&d), Vec::<&str>::new(), "{line}");
+    }
+}
+
+/// A small deterministic generator for junk lines: the same lines every run.
+fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
 }
