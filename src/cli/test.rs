@@ -11,6 +11,10 @@
 //! equal on fail2ban's whole sample corpus and our accounts' lines).
 //! fail2ban filter files run through [`Fail2banFilter`], line by line, as
 //! the daemon runs them.
+//!
+//! When every pattern of ours needs a literal, a read is searched for the
+//! literals as a whole, as grep does, and only the lines a search stops in
+//! are judged (see [`push_sparse`]): the rest cannot match, and are counted.
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
@@ -48,7 +52,7 @@ enum Judge {
     Ours {
         filter: Arc<Filter>,
         /// The daemon's matcher, for its gate: most lines stop there.
-        gate: Matcher,
+        gate: Arc<Matcher>,
         dates: DateDetector,
         /// The regexes as the filter file writes them (`<HOST>` unexpanded).
         def: FilterDef,
@@ -138,7 +142,7 @@ fn load(spec: &str) -> Result<Judge> {
     };
     let filter = Arc::new(Filter::compile(&def, spec)?);
     Ok(Judge::Ours {
-        gate: Matcher::new(vec![(0, Arc::clone(&filter))]),
+        gate: Arc::new(Matcher::new(vec![(0, Arc::clone(&filter))])),
         filter,
         dates: DateDetector::auto(),
         def,
@@ -146,6 +150,20 @@ fn load(spec: &str) -> Result<Judge> {
 }
 
 impl Judge {
+    /// The matcher whose literal gate may pass over whole runs of lines
+    /// unjudged (see [`push_sparse`]): ours, when every pattern needs a
+    /// literal and no line is printed or reported but those it may blame.
+    fn sparse(&self, opts: &Options) -> Option<Arc<Matcher>> {
+        match self {
+            Judge::Ours { gate, .. }
+                if gate.gated_by_literals() && !opts.json && !opts.print_missed =>
+            {
+                Some(Arc::clone(gate))
+            }
+            _ => None,
+        }
+    }
+
     fn failregex_text(&self) -> &[String] {
         match self {
             Judge::Ours { def, .. } => &def.failregex,
@@ -269,8 +287,11 @@ pub fn run(filter_spec: &str, log: &str, opts: &Options) -> Result<()> {
     // Set on the first failed write; reading stops there.
     let write_error: RefCell<Option<std::io::Error>> = RefCell::new(None);
     let mut lines = LineSplitter::new(MAX_LINE);
-    let mut chunk = vec![0u8; 1 << 20];
+    let mut chunk = vec![0u8; READ_SIZE];
     let mut cut = 0usize;
+    let sparse = judge.sparse(opts);
+    // Lines passed over by the sparse scan: tested, and missed.
+    let mut passed = 0u64;
     let start = Instant::now();
     let mut on_line = |line: &str| {
         number += 1;
@@ -317,7 +338,11 @@ pub fn run(filter_spec: &str, log: &str, opts: &Options) -> Result<()> {
         if n == 0 {
             break;
         }
-        cut += lines.push(&chunk[..n], &mut on_line).cut;
+        let data = &chunk[..n];
+        cut += match &sparse {
+            Some(m) => push_sparse(&mut lines, m, data, &mut on_line, &mut passed),
+            None => lines.push(data, &mut on_line).cut,
+        };
     }
     // A file's last line without its newline is still being written: the
     // daemon waits for the newline, and fail2ban-regex does not read it
@@ -327,6 +352,7 @@ pub fn run(filter_spec: &str, log: &str, opts: &Options) -> Result<()> {
         lines.flush(&mut on_line);
     }
     let secs = start.elapsed().as_secs_f64();
+    st.tested += passed;
     let failed = write_error.into_inner().or_else(|| out.flush().err());
     drop(out);
     match failed {
@@ -346,6 +372,71 @@ pub fn run(filter_spec: &str, log: &str, opts: &Options) -> Result<()> {
         Err(e) if e.kind() != ErrorKind::BrokenPipe => Err(e).context("writing the report"),
         _ => Ok(()),
     }
+}
+
+/// Bytes asked of the file at a time: small enough that the scans of a
+/// read find it still in the CPU's cache.
+const READ_SIZE: usize = 256 << 10;
+
+/// [`LineSplitter::push`] for a filter whose every pattern needs a literal:
+/// the read is searched for the literals in one go, as grep does, and only
+/// the lines a search stops in are handed to `on_line`; a run of lines
+/// between them that holds no literal, no empty or comment line, no `\r`
+/// and no line to cut is counted in `passed` (judging them would find
+/// nothing: they are missed). Any other run goes through `push` line by
+/// line, as every line does without this. Returns the lines cut.
+fn push_sparse(
+    lines: &mut LineSplitter,
+    m: &Matcher,
+    data: &[u8],
+    on_line: &mut dyn FnMut(&str),
+    passed: &mut u64,
+) -> usize {
+    let (Some(first), Some(last)) = (memchr::memchr(b'\n', data), memchr::memrchr(b'\n', data))
+    else {
+        return lines.push(data, on_line).cut;
+    };
+    // The first line may end one held from the last read: the splitter
+    // takes it, and holds nothing after its newline.
+    let mut cut = lines.push(&data[..=first], on_line).cut;
+    let mut at = first + 1;
+    while at <= last {
+        let hit = m.find_literal(&data[..=last], at);
+        // The whole lines before the hit's line (all to the end without one).
+        let gap_end = match hit {
+            Some(h) => memchr::memrchr(b'\n', &data[at..h]).map_or(at, |i| at + i + 1),
+            None => last + 1,
+        };
+        if gap_end > at {
+            // `data[at - 1]` is the newline before the run: an empty first
+            // line shows as "\n\n" too.
+            let run = &data[at - 1..gap_end];
+            if plain_lines(run) {
+                *passed += memchr::memchr_iter(b'\n', &data[at..gap_end]).count() as u64;
+            } else {
+                cut += lines.push(&data[at..gap_end], on_line).cut;
+            }
+        }
+        let Some(h) = hit else { break };
+        let end = memchr::memchr(b'\n', &data[h..=last]).map_or(last, |i| h + i);
+        cut += lines.push(&data[gap_end..=end], on_line).cut;
+        at = end + 1;
+    }
+    cut + lines.push(&data[last + 1..], on_line).cut
+}
+
+/// Whether the lines of `run` (which starts with the newline before its
+/// first line and ends with its last line's newline) are all judged as
+/// they are: none empty or a comment (skipped), none with a `\r` (taken
+/// off a line's end), none longer than [`MAX_LINE`] (cut).
+fn plain_lines(run: &[u8]) -> bool {
+    if memchr::memchr2(b'#', b'\r', run).is_some() || memchr::memmem::find(run, b"\n\n").is_some() {
+        return false;
+    }
+    // A line longer than MAX_LINE covers a whole window of half that size
+    // starting at a multiple of it: one without a newline.
+    run.chunks_exact(MAX_LINE / 2)
+        .all(|w| memchr::memchr(b'\n', w).is_some())
 }
 
 /// RFC 3339 in UTC; `None` for a time jiff cannot hold.
@@ -430,4 +521,92 @@ fn report(spec: &str, judge: &Judge, st: &Stats, secs: f64, cut: usize, all_date
         st.matched, st.ignored
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// What a read of `text` in reads of `size` bytes hands to the judge:
+    /// the lines given to it with their verdict, lines passed over
+    /// unjudged, lines cut.
+    fn read(m: &Matcher, text: &[u8], size: usize, sparse: bool) -> (Vec<String>, u64, usize) {
+        let mut lines = LineSplitter::new(MAX_LINE);
+        let mut judged = Vec::new();
+        let mut passed = 0;
+        let mut cut = 0;
+        let mut on_line = |line: &str| {
+            let mut v = None;
+            m.explain_verdicts(line, |_, verdict| v = Some(verdict.addr));
+            judged.push(format!("{line:?} {v:?}"));
+        };
+        for data in text.chunks(size) {
+            cut += if sparse {
+                push_sparse(&mut lines, m, data, &mut on_line, &mut passed)
+            } else {
+                lines.push(data, &mut on_line).cut
+            };
+        }
+        lines.flush(&mut on_line);
+        (judged, passed, cut)
+    }
+
+    /// The sparse read blames the same lines with the same verdicts,
+    /// skips and cuts the same, and judges or passes every other line,
+    /// however the reads fall.
+    #[test]
+    fn the_sparse_read_judges_as_every_line_does() {
+        let def = FilterDef::parse(filter::library("zimbra-submission").unwrap(), "z").unwrap();
+        let m = Matcher::new(vec![(0, Arc::new(Filter::compile(&def, "z").unwrap()))]);
+        assert!(m.gated_by_literals());
+        let sasl = |i: u32| {
+            format!("Mar  5 16:01:34 mx1 postfix/submission/smtpd[{i}]: warning: unknown[192.0.2.{i}]: SASL LOGIN authentication failed: authentication failure\n")
+        };
+        let mut text = String::new();
+        for i in 0..300u32 {
+            match i % 13 {
+                0 => text += &sasl(i % 250),
+                1 => text += "# a comment with SASL in it\n",
+                2 => text += "\n",
+                3 => text += "Mar  5 16:01:34 mx1 postfix/smtpd[1]: connect from x[192.0.2.1]\r\n",
+                4 if i % 3 == 0 => text += &format!("{}\n", "y".repeat(MAX_LINE + 7)),
+                4 => text += "\n",
+                5 => text += &sasl(7).replace('\n', "\r\n"),
+                _ => {
+                    text += &format!(
+                        "Mar  5 16:01:34 mx1 postfix/smtpd[{i}]: disconnect from x[192.0.2.9]\n"
+                    )
+                }
+            }
+        }
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(b"bad \xff utf-8\n");
+        bytes.extend_from_slice(sasl(9).as_bytes());
+        let (all, none, all_cut) = read(&m, &bytes, 1 << 20, false);
+        assert_eq!(none, 0);
+        let blamed = |judged: &[String]| -> Vec<String> {
+            judged
+                .iter()
+                .filter(|l| !l.ends_with(" None"))
+                .cloned()
+                .collect()
+        };
+        assert!(blamed(&all).len() > 40);
+        for size in [1, 7, 100, 4096, 70_000, 1 << 20] {
+            let (judged, passed, cut) = read(&m, &bytes, size, true);
+            assert_eq!(blamed(&judged), blamed(&all), "{size}");
+            assert_eq!(judged.len() as u64 + passed, all.len() as u64, "{size}");
+            assert_eq!(cut, all_cut, "{size}");
+            let skipped = |j: &[String]| {
+                j.iter()
+                    .filter(|l| l.starts_with("\"\"") || l.starts_with("\"#"))
+                    .count()
+            };
+            assert_eq!(skipped(&judged), skipped(&all), "{size}");
+            if size >= 4096 {
+                assert!(passed > 100, "{size}: {passed}");
+            }
+        }
+    }
 }

@@ -26,6 +26,8 @@ use regex::{Regex, RegexSet, RegexSetBuilder};
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
+use regex_automata::util::prefilter::Prefilter;
+use regex_automata::MatchKind;
 use regex_automata::{Input, Span};
 
 use crate::filter::literal::{required_factors, required_literal, required_literals, Factors};
@@ -39,8 +41,8 @@ pub struct Matcher {
     jails: Vec<(JailId, Arc<Filter>)>,
     /// Every failregex of every jail, jail by jail, in filter order.
     patterns: Vec<Pattern>,
-    /// Says whether a line contains any pattern's required literal.
-    literal_gate: Option<LiteralGate>,
+    /// The patterns' key literals, found in one scan of a line.
+    literals: Option<Literals>,
     /// The patterns without a literal, decided together.
     set: Option<RegexSet>,
     /// Patterns that neither gate covers (the set was too large to build):
@@ -227,26 +229,135 @@ fn read_hit(
     (addr.filter(|_| count > 0).map(|a| (a, count, user)), true)
 }
 
-enum LiteralGate {
-    /// All patterns need the same literal: `memmem` alone is fastest.
-    One(Box<memmem::Finder<'static>>),
-    /// An alternation of the distinct literals: one scan for all of them.
-    Many(Regex),
+/// Every literal-gated pattern's key literal (its longest), each once, and
+/// one search for all of them: a line is scanned once, however many
+/// patterns, and the scan says which of the literals it holds, so a
+/// pattern whose key is missing is passed over without a search of its own.
+struct Literals {
+    texts: Vec<Vec<u8>>,
+    search: LiteralSearch,
+    /// Indices into `texts` ordered by first byte, and where each byte's
+    /// run starts in it: the literals a hit at a position may be.
+    by_first: Vec<usize>,
+    first_starts: Vec<usize>,
 }
 
-impl LiteralGate {
-    fn is_match(&self, line: &str) -> bool {
-        match self {
-            LiteralGate::One(f) => f.find(line.as_bytes()).is_some(),
-            LiteralGate::Many(re) => re.is_match(line),
+enum LiteralSearch {
+    /// One literal: `memmem` alone is fastest.
+    One(Box<memmem::Finder<'static>>),
+    /// Teddy or Aho-Corasick, as the `regex` crate picks them for a set
+    /// of literals.
+    Many(Prefilter),
+    /// An alternation of the escaped literals, should no prefilter build.
+    Regex(regex::bytes::Regex),
+}
+
+/// Which literals a line holds (see [`Literals::scan`]): bit `i` for
+/// literal `i < 64`; past those, only whether any literal was seen.
+#[derive(Clone, Copy)]
+struct Present {
+    bits: u64,
+    any: bool,
+}
+
+impl Present {
+    /// Whether literal `i` is in the line; None when not known (a literal
+    /// past the 64th in a line that holds some literal: ask it).
+    fn has(self, i: usize) -> Option<bool> {
+        match u32::try_from(i).ok().and_then(|i| 1u64.checked_shl(i)) {
+            Some(bit) => Some(self.bits & bit != 0),
+            None => (!self.any).then_some(false),
         }
     }
 }
 
+impl Literals {
+    fn new(texts: Vec<Vec<u8>>) -> Option<Literals> {
+        let search = match texts.as_slice() {
+            [] => return None,
+            [one] => LiteralSearch::One(Box::new(memmem::Finder::new(one).into_owned())),
+            many => match Prefilter::new(MatchKind::LeftmostFirst, many) {
+                Some(pre) => LiteralSearch::Many(pre),
+                None => {
+                    let alternation: Vec<String> = many
+                        .iter()
+                        .map(|l| regex::escape(&String::from_utf8_lossy(l)))
+                        .collect();
+                    // Escaped literals always compile; should they somehow
+                    // not, the empty regex lets every line through, never none.
+                    let re = regex::bytes::Regex::new(&alternation.join("|"))
+                        .or_else(|_| regex::bytes::Regex::new(""))
+                        .ok()?;
+                    LiteralSearch::Regex(re)
+                }
+            },
+        };
+        let mut by_first: Vec<usize> = (0..texts.len()).collect();
+        by_first.sort_by_key(|&i| texts[i].first().copied());
+        let first_starts = (0..=256usize)
+            .map(|b| {
+                by_first.partition_point(|&i| texts[i].first().map_or(0, |&f| usize::from(f)) < b)
+            })
+            .collect();
+        Some(Literals {
+            texts,
+            search,
+            by_first,
+            first_starts,
+        })
+    }
+
+    /// Where the first of the literals starts in `hay` at or after `from`
+    /// (a prefilter may also stop where none does: [`Literals::scan`]
+    /// checks each hit).
+    fn find(&self, hay: &[u8], from: usize) -> Option<usize> {
+        let rest = hay.get(from..)?;
+        let at = match &self.search {
+            LiteralSearch::One(f) => f.find(rest)?,
+            LiteralSearch::Many(pre) => {
+                pre.find(rest, regex_automata::Span::from(0..rest.len()))?
+                    .start
+            }
+            LiteralSearch::Regex(re) => re.find(rest)?.start(),
+        };
+        Some(from + at)
+    }
+
+    /// Which literals `hay` holds.
+    fn scan(&self, hay: &[u8]) -> Present {
+        let mut present = Present {
+            bits: 0,
+            any: false,
+        };
+        if let LiteralSearch::One(f) = &self.search {
+            let found = f.find(hay).is_some();
+            present.bits = u64::from(found);
+            present.any = found;
+            return present;
+        }
+        let mut from = 0;
+        while let Some(at) = self.find(hay, from) {
+            let rest = &hay[at..];
+            let b = usize::from(rest[0]);
+            for &i in &self.by_first[self.first_starts[b]..self.first_starts[b + 1]] {
+                if rest.starts_with(&self.texts[i]) {
+                    present.any = true;
+                    if let Some(bit) = u32::try_from(i).ok().and_then(|i| 1u64.checked_shl(i)) {
+                        present.bits |= bit;
+                    }
+                }
+            }
+            from = at + 1;
+        }
+        present
+    }
+}
+
 enum Gate {
-    /// Every required literal of the pattern, the longest first (the one
-    /// the shared gate searches for): all must be in the line.
-    Literal(Vec<memmem::Finder<'static>>),
+    /// The pattern's key literal (an index into [`Literals`]) and every
+    /// required literal of the pattern, the key first: all must be in the
+    /// line.
+    Literal(usize, Vec<memmem::Finder<'static>>),
     /// Index of the pattern in `Matcher::set`.
     Set(usize),
     None,
@@ -255,7 +366,7 @@ enum Gate {
 impl Matcher {
     pub fn new(jails: Vec<(JailId, Arc<Filter>)>) -> Self {
         let mut patterns = Vec::new();
-        let mut literals: Vec<String> = Vec::new();
+        let mut literals: Vec<Vec<u8>> = Vec::new();
         let mut unliteral: Vec<&str> = Vec::new();
         for (slot, (_, filter)) in jails.iter().enumerate() {
             for (index, re) in filter.failregex.iter().enumerate() {
@@ -268,10 +379,14 @@ impl Matcher {
                                 .filter(|l| **l != lit)
                                 .map(|l| memmem::Finder::new(l.as_bytes()).into_owned()),
                         );
-                        if !literals.contains(&lit) {
-                            literals.push(lit);
-                        }
-                        Gate::Literal(finders)
+                        let key = match literals.iter().position(|l| *l == lit.as_bytes()) {
+                            Some(key) => key,
+                            None => {
+                                literals.push(lit.into_bytes());
+                                literals.len() - 1
+                            }
+                        };
+                        Gate::Literal(key, finders)
                     }
                     None => {
                         unliteral.push(re.as_str());
@@ -293,21 +408,7 @@ impl Matcher {
                 });
             }
         }
-        let literal_gate = match literals.as_slice() {
-            [] => None,
-            [one] => Some(LiteralGate::One(Box::new(
-                memmem::Finder::new(one.as_bytes()).into_owned(),
-            ))),
-            many => {
-                let alternation: Vec<String> = many.iter().map(|l| regex::escape(l)).collect();
-                // Escaped literals always compile; should they somehow not,
-                // the empty regex lets every line through, never none.
-                let re = Regex::new(&alternation.join("|"))
-                    .or_else(|_| Regex::new(""))
-                    .ok();
-                re.map(LiteralGate::Many)
-            }
-        };
+        let literals = Literals::new(literals);
         let mut ungated = false;
         let set = if unliteral.is_empty() {
             None
@@ -346,7 +447,7 @@ impl Matcher {
         Matcher {
             jails,
             patterns,
-            literal_gate,
+            literals,
             set,
             ungated,
             ignore_gates,
@@ -359,8 +460,37 @@ impl Matcher {
     /// (`nftjail test` says which regex matched).
     pub fn may_match(&self, line: &str) -> bool {
         self.ungated
-            || self.literal_gate.as_ref().is_some_and(|g| g.is_match(line))
+            || self
+                .literals
+                .as_ref()
+                .is_some_and(|g| g.find(line.as_bytes(), 0).is_some())
             || self.set.as_ref().is_some_and(|s| s.is_match(line))
+    }
+
+    /// Whether every pattern is gated by a literal: then a line holds one
+    /// of the literals [`Matcher::find_literal`] looks for, or it matches
+    /// nothing. A caller with many lines at once (`nftjail test` reading a
+    /// file) can then search them all in one go and judge only the lines
+    /// a search stops in.
+    pub fn gated_by_literals(&self) -> bool {
+        // A line that is not UTF-8 is judged as decoded, with U+FFFD in
+        // place of its bad bytes, which only a literal holding U+FFFD sees.
+        let replacement = "\u{FFFD}".as_bytes();
+        !self.ungated
+            && self.set.is_none()
+            && self.literals.as_ref().is_none_or(|l| {
+                l.texts
+                    .iter()
+                    .all(|t| memmem::find(t, replacement).is_none())
+            })
+    }
+
+    /// Where in `text` (any number of lines) the first of the literals the
+    /// patterns are gated by starts, at or after `from`; a search may also
+    /// stop where none does. Only meaningful when
+    /// [`Matcher::gated_by_literals`].
+    pub fn find_literal(&self, text: &[u8], from: usize) -> Option<usize> {
+        self.literals.as_ref()?.find(text, from)
     }
 
     /// Calls `hit(jail, addr)` for each jail whose failregex matches `line`
@@ -445,35 +575,38 @@ impl Matcher {
         want_user: bool,
         mut found: impl FnMut(&Pattern, IpAddr, u32, Option<&'l str>),
     ) {
-        let literal = self.literal_gate.as_ref().is_some_and(|g| g.is_match(line));
+        let bytes = line.as_bytes();
+        let present = self.literals.as_ref().map(|l| l.scan(bytes));
+        let literal = present.is_some_and(|p| p.any);
         let set = self.set.as_ref().filter(|s| s.is_match(line));
         if !literal && set.is_none() && !self.ungated {
             return;
         }
         // Past the gate: rare, so allocating here is fine.
         let set_matches = set.map(|s| s.matches(line));
-        let bytes = line.as_bytes();
-        let one_literal = matches!(self.literal_gate, Some(LiteralGate::One(_)));
         let mut done_slot = usize::MAX;
         for p in &self.patterns {
             if p.slot == done_slot {
                 continue;
             }
             let candidate = match &p.gate {
-                Gate::Literal(all) => {
-                    // The first is the one the shared gate looks for: found
-                    // already when the gate is that one literal. In a flood
-                    // the others are left to the engine; the first is still
-                    // asked behind a gate of many literals, so another
-                    // jail's lines do not pour into this pattern's engine.
+                Gate::Literal(key, all) => {
+                    // The key, the first, was looked for by the scan (when
+                    // it could not tell, it is asked here). In a flood the
+                    // others are left to the engine, which answers anyway;
+                    // the key still keeps another jail's lines out of this
+                    // pattern's engine.
                     let flood = p.anchored.as_ref().is_some_and(Anchored::in_flood);
-                    let asked = match (one_literal, flood) {
-                        (true, true) => &all[..0],
-                        (true, false) => all.get(1..).unwrap_or_default(),
-                        (false, true) => &all[..all.len().min(1)],
-                        (false, false) => &all[..],
+                    let key_in = match present.map(|p| p.has(*key)) {
+                        Some(Some(known)) => known,
+                        _ => all.first().is_some_and(|f| f.find(bytes).is_some()),
                     };
-                    literal && asked.iter().all(|f| f.find(bytes).is_some())
+                    let others = if flood {
+                        &[][..]
+                    } else {
+                        all.get(1..).unwrap_or_default()
+                    };
+                    key_in && others.iter().all(|f| f.find(bytes).is_some())
                 }
                 Gate::Set(i) => set_matches.as_ref().is_some_and(|m| m.matched(*i)),
                 Gate::None => true,
@@ -781,6 +914,48 @@ mod tests {
         assert!(a.in_flood(), "sshd lines reached the SASL pattern's engine");
     }
 
+    /// The one scan of a line says which literals it holds, also where
+    /// one literal starts another or they overlap, and past the 64th; a
+    /// jail whose key literal is missing is not asked.
+    #[test]
+    fn the_literal_scan_finds_every_literal_a_line_holds() {
+        let l = Literals::new(
+            ["SASL LOGIN", "SASL ", "LOGIN auth", "nowhere"]
+                .iter()
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
+        )
+        .unwrap();
+        let p = l.scan(b"x SASL LOGIN auth y");
+        assert_eq!((p.bits, p.any), (0b0111, true));
+        let p = l.scan(b"x SASL PLAIN y");
+        assert_eq!((p.bits, p.any), (0b0010, true));
+        let p = l.scan(b"nothing here");
+        assert_eq!((p.bits, p.any), (0, false));
+        assert_eq!(p.has(70), Some(false));
+        assert_eq!(l.scan(b"a").has(1), Some(false));
+        // 70 jails, each with its own literal: the last ones are past the
+        // bits and still found.
+        let jails: Vec<(JailId, Arc<Filter>)> = (0..70)
+            .map(|j| {
+                let re = format!("^svc{j:02} failed from <HOST>$");
+                (j, filter(&[re.as_str()], &[]))
+            })
+            .collect();
+        let m = Matcher::new(jails);
+        for j in [0, 5, 63, 64, 69] {
+            assert_eq!(
+                hits(&m, &format!("svc{j:02} failed from 192.0.2.{j}")),
+                [(j, format!("192.0.2.{j}"))]
+            );
+        }
+        assert!(hits(&m, "svc70 failed from 192.0.2.1").is_empty());
+        assert!(m.gated_by_literals());
+        let text = b"one\ntwo\nsvc64 failed from 192.0.2.1\n";
+        assert_eq!(m.find_literal(text, 0), Some(8));
+        assert_eq!(m.find_literal(text, 9), None);
+    }
+
     #[test]
     fn two_jails_on_one_line_both_hit_once() {
         let m = Matcher::new(vec![
@@ -823,7 +998,7 @@ mod tests {
             (1, filter(&["from <HOST>$"], &[])),
             (2, filter(&["(?i)failed for <HOST>$"], &[])),
         ]);
-        assert!(m.set.is_some() && m.literal_gate.is_some());
+        assert!(m.set.is_some() && m.literals.is_some());
         assert_eq!(hits(&m, "2001:db8::9"), vec![(0, "2001:db8::9".into())]);
         assert_eq!(hits(&m, "from 192.0.2.1"), vec![(1, "192.0.2.1".into())]);
         assert_eq!(

@@ -41,6 +41,19 @@ impl JailFilters {
                 .collect(),
         }
     }
+
+    /// Whether a line can hit one of these jails only when it holds one of
+    /// their literals (see [`Matcher::gated_by_literals`]): no fail2ban
+    /// filter file among them (such a filter reads every line, and keeps
+    /// state across lines), and every pattern gated by a literal.
+    pub(super) fn gated_by_literals(&self) -> bool {
+        self.fail2ban.is_empty() && self.matcher.gated_by_literals()
+    }
+
+    /// See [`Matcher::find_literal`].
+    pub(super) fn find_literal(&self, text: &[u8], from: usize) -> Option<usize> {
+        self.matcher.find_literal(text, from)
+    }
 }
 
 /// What one reader keeps per route between lines: the date format its lines

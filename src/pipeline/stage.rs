@@ -12,12 +12,12 @@ use tokio::sync::mpsc;
 use tracing::info;
 
 use super::aliases;
-use super::routes::{Routes, SharedRoutes};
+use super::routes::{Route, Routes, SharedRoutes};
 use super::scan::ReaderFilters;
 use crate::message::{Failure, FailureBatch, JailId, ReadMark, SharedLine};
 use crate::metrics::SourceCounters;
 use crate::source::journal::JournalMatch;
-use crate::source::{Line, Sink};
+use crate::source::{Line, LineGate, Sink};
 
 /// Most failures a reader holds before handing them to the tracker. A
 /// source that marks how far it read is told when the batch is full
@@ -45,6 +45,9 @@ pub(super) struct LineStage {
     /// A glob's file: it, and the jails that read it through another
     /// logpath, whose failures this stage does not count again.
     alias: Option<(PathBuf, Vec<JailId>)>,
+    /// The search a file source may pass lines over with, for the current
+    /// routes; None when some line without a literal could hit.
+    gate: Option<Arc<dyn LineGate>>,
 }
 
 impl LineStage {
@@ -53,6 +56,7 @@ impl LineStage {
         let filters = filters_for(&current);
         LineStage {
             routes,
+            gate: LiteralGate::for_routes(&current),
             current,
             filters,
             batch: Batch::new(tx),
@@ -128,6 +132,7 @@ impl LineStage {
         }
         self.current = arc_swap::Guard::into_inner(now);
         self.filters = filters_for(&self.current);
+        self.gate = LiteralGate::for_routes(&self.current);
         self.find_aliases();
         true
     }
@@ -206,6 +211,50 @@ impl Sink for LineStage {
 
     fn full(&self) -> bool {
         self.batch.is_full()
+    }
+
+    fn gate(&mut self) -> Option<Arc<dyn LineGate>> {
+        // A reload takes effect from the next read on.
+        self.refresh();
+        self.gate.clone()
+    }
+
+    fn passed(&mut self, lines: u64) {
+        // As if each line had come and hit nothing: counted as read, and
+        // the clock's reading serves no more lines than it would have.
+        self.counts.read += lines;
+        self.clock.lines = self
+            .clock
+            .lines
+            .saturating_add(u32::try_from(lines).unwrap_or(u32::MAX));
+    }
+}
+
+/// The literals of every jail of a file's routes, as one search: a line
+/// that holds none of them can hit no jail there (each route is checked
+/// to read every line alike and to be gated by literals), so the file
+/// source passes it over without splitting it out.
+struct LiteralGate(Arc<Routes>);
+
+impl LiteralGate {
+    fn for_routes(routes: &Arc<Routes>) -> Option<Arc<dyn LineGate>> {
+        let gated = !routes.routes.is_empty()
+            && routes
+                .routes
+                .iter()
+                .all(|(route, filters)| matches!(route, Route::All) && filters.gated_by_literals());
+        gated.then(|| Arc::new(LiteralGate(Arc::clone(routes))) as Arc<dyn LineGate>)
+    }
+}
+
+impl LineGate for LiteralGate {
+    fn find(&self, text: &[u8], from: usize) -> Option<usize> {
+        // The first stop of any route's search.
+        self.0
+            .routes
+            .iter()
+            .filter_map(|(_, filters)| filters.find_literal(text, from))
+            .min()
     }
 }
 
@@ -365,5 +414,104 @@ impl Batch {
         // A closed channel means shutdown; bans already decided are in the
         // kernel.
         let _ = self.tx.blocking_send(FailureBatch { failures, read_to });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::source::file::LineSplitter;
+
+    /// Two jails of our library on one file, as the daemon routes them.
+    fn routes() -> SharedRoutes {
+        let text = "[jail.sasl]\nfilter = \"postfix-sasl\"\nlogpath = \"/var/log/t.log\"\n\
+                    [jail.ssh]\nfilter = \"sshd\"\nlogpath = \"/var/log/t.log\"\n";
+        let cfg = Config::parse(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let (mut routes, _) = super::super::routes::plan(&cfg, &[0, 1], None);
+        let routes = routes
+            .remove(&super::super::routes::SourceKey::File(
+                "/var/log/t.log".into(),
+            ))
+            .unwrap_or_else(|| panic!("no route for the file"));
+        Arc::new(arc_swap::ArcSwap::from_pointee(routes))
+    }
+
+    /// What the tracker would get from `text` read `size` bytes at a time,
+    /// as a file's reads go (the gate asked before each read when `gated`):
+    /// each failure's jail, address, line and account, and the lines counted.
+    fn read(routes: &SharedRoutes, text: &[u8], size: usize, gated: bool) -> (Vec<String>, u64) {
+        let (tx, mut rx) = mpsc::channel(1 << 16);
+        let mut stage = LineStage::new(Arc::clone(routes), tx);
+        assert!(stage.gate.is_some(), "both jails are gated by literals");
+        let mut lines = LineSplitter::new(64 * 1024);
+        let mut read = 0;
+        for chunk in text.chunks(size) {
+            let gate = if gated { stage.gate() } else { None };
+            let pushed = match gate {
+                Some(g) => lines.push_gated(chunk, &*g, &mut |l| {
+                    stage.line(&Line::plain(l));
+                }),
+                None => lines.push(chunk, &mut |l| {
+                    stage.line(&Line::plain(l));
+                }),
+            };
+            if pushed.passed > 0 {
+                stage.passed(pushed.passed);
+            }
+            // What the stage counted since its last batch, as the metrics get it.
+            read += stage.counts.read;
+            stage.caught_up();
+        }
+        drop(stage);
+        let mut got = Vec::new();
+        while let Ok(batch) = rx.try_recv() {
+            for f in batch.failures {
+                got.push(format!(
+                    "{} {} {:?} {:?}",
+                    f.jail,
+                    f.addr,
+                    f.line.as_deref(),
+                    f.account
+                ));
+            }
+        }
+        (got, read)
+    }
+
+    /// The gate changes nothing the tracker or the metrics see, whatever
+    /// the size of the reads, from one byte up: the same failures with the
+    /// same lines and accounts, and every line counted.
+    #[test]
+    fn the_gate_changes_no_failure_and_no_count_at_any_read_size() {
+        let text = "Mar  5 16:01:34 mx1 postfix/smtpd[1]: connect from a.example[192.0.2.1]\n\
+            Mar  5 16:01:34 mx1 postfix/smtpd[1]: warning: unknown[192.0.2.69]: SASL LOGIN authentication failed: authentication failure, sasl_username=bob\n\
+            Mar  5 16:01:35 mx1 sshd[77]: Failed password for root from 192.0.2.7 port 2222 ssh2\n\
+            \n\
+            Mar  5 16:01:35 mx1 sshd[77]: Accepted publickey for alice from 192.0.2.8 port 2 ssh2\r\n\
+            Mar  5 16:01:36 mx1 postfix/smtpd[2]: warning: mail.example.com[2001:db8::1]: SASL PLAIN authentication failed:\r\n\
+            Mar  5 16:01:36 mx1 postfix/qmgr[3]: 4F2A: from=<a@example.org>, size=1, nrcpt=1 (queue active)\n\
+            Mar  5 16:01:37 mx1 postfix/smtpd[\u{e9}]: bad \u{fffd} bytes\n\
+            Mar  5 16:01:37 mx1 postfix/smtpd[4]: warning: unknown[192.0.2.70]: SASL LOGIN authentication failed: authentication failure\n\
+            Mar  5 16:01:38 mx1 sshd[78]: Failed password for invalid user x from 2001:db8::7 port 22 ssh2\n\
+            Mar  5 16:01:38 mx1 postfix/smtpd[5]: disconnect from a.example[192.0.2.1]\n\
+            Mar  5 16:01:39 mx1 sshd[79]: Failed password for root from 192.0.2.9 port 2222 ssh2"
+            .as_bytes();
+        let routes = routes();
+        let whole = read(&routes, text, text.len(), false);
+        assert_eq!(whole.0.len(), 5, "{:?}", whole.0);
+        assert_eq!(whole.1, 11, "the unfinished last line is not read yet");
+        for size in 1..=text.len() {
+            assert_eq!(
+                read(&routes, text, size, true),
+                whole,
+                "gated, reads of {size}"
+            );
+            assert_eq!(
+                read(&routes, text, size, false),
+                whole,
+                "plain, reads of {size}"
+            );
+        }
     }
 }

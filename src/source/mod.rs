@@ -12,6 +12,7 @@ pub mod syslog;
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::message::ReadMark;
@@ -46,6 +47,33 @@ pub trait Sink {
     fn full(&self) -> bool {
         false
     }
+
+    /// A search over many lines at once for the lines worth delivering,
+    /// when the sink has one: a file source then hands over only the lines
+    /// a search stops in, and tells [`Sink::passed`] how many it passed
+    /// over. Asked once per read, so what the sink reads may change
+    /// between two reads.
+    fn gate(&mut self) -> Option<Arc<dyn LineGate>> {
+        None
+    }
+
+    /// `lines` whole lines were read and passed over by the [`Sink::gate`]
+    /// (none of them holds what a line of use must hold): the sink counts
+    /// them as read.
+    fn passed(&mut self, lines: u64) {
+        let _ = lines;
+    }
+}
+
+/// A search for what every line of use holds (grep's way: one search over
+/// a whole read, not one per line). Lines it does not stop in are passed
+/// over, so it must never miss such a line; stopping where nothing of use
+/// is only costs that line's delivery.
+pub trait LineGate: Send + Sync {
+    /// Where in `text` (any number of lines) something a line of use holds
+    /// starts, at or after `from`; None when no line from `from` on can be
+    /// of use.
+    fn find(&self, text: &[u8], from: usize) -> Option<usize>;
 }
 
 /// One line as a source read it.

@@ -7,12 +7,14 @@ use std::fs::{File, Metadata};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use inotify::WatchDescriptor;
 use tracing::{info, warn};
 
 use super::lines::LineSplitter;
 use super::Position;
+use crate::source::LineGate;
 
 /// The first line (or first 4 KiB) identifies a file.
 const HEAD: usize = 4096;
@@ -45,6 +47,11 @@ pub(super) enum Drained<'a> {
     Line(&'a str),
     /// After each read: where a restart would resume this file.
     Read(Position),
+    /// Before each read's lines: the sink's gate, if it has one, goes in
+    /// here (see [`crate::source::Sink::gate`]).
+    Gate(&'a mut Option<Arc<dyn LineGate>>),
+    /// Whole lines of a read the gate passed over.
+    Passed(u64),
 }
 
 pub(super) struct Generation {
@@ -147,11 +154,22 @@ impl Generation {
                 Ok(n) => {
                     self.offset += n as u64;
                     let Some(data) = chunk.get(..n) else { return };
-                    if self.lines.push(data, &mut |l| on(Drained::Line(l))).cut > 0 {
+                    let mut gate = None;
+                    on(Drained::Gate(&mut gate));
+                    let pushed = match gate {
+                        Some(g) => self
+                            .lines
+                            .push_gated(data, &*g, &mut |l| on(Drained::Line(l))),
+                        None => self.lines.push(data, &mut |l| on(Drained::Line(l))),
+                    };
+                    if pushed.cut > 0 {
                         warn!(
                             file = %path.display(),
                             "line longer than max_line cut; the rest of it was skipped"
                         );
+                    }
+                    if pushed.passed > 0 {
+                        on(Drained::Passed(pushed.passed));
                     }
                     on(Drained::Read(self.position()));
                 }

@@ -299,6 +299,8 @@ impl FileFollower {
                 sink.line(&Line::plain(text));
             }
             Drained::Read(p) => sink.read_to(mark(p)),
+            Drained::Gate(gate) => *gate = sink.gate(),
+            Drained::Passed(n) => sink.passed(n),
         });
         match self.resume_at() {
             Some(p) => sink.read_to(mark(p)),

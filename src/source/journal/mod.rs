@@ -1,6 +1,6 @@
 //! The systemd journal as a log source, read through libsystemd's
-//! sd-journal (the `systemd` crate): no `journalctl` child, no parsing of
-//! journal files by hand.
+//! sd-journal (loaded when a journal is first opened, [`sd`]): no
+//! `journalctl` child, no parsing of journal files by hand.
 //!
 //! Each entry is handed on as the line a syslog daemon would have written
 //! (`Mmm dd HH:MM:SS HOST IDENT[PID]: MESSAGE`), so the same filters read
@@ -12,20 +12,21 @@
 //! counted: none lost, none counted twice. With no saved cursor, reading
 //! starts `skip_older` ago: older entries are outside every findtime.
 //!
-//! The [`systemd::Journal`] handle is not `Send`: a reader is opened, used
+//! The [`sd::Journal`] handle is not `Send`: a reader is opened, used
 //! and dropped on one thread.
 
 use std::io;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use systemd::journal::{self, Journal};
 use tracing::{info, warn};
 
+use self::sd::Journal;
 use super::file::Stopper;
 use super::{Line, Origin, Sink};
 use crate::message::{ReadAt, ReadMark};
 
+mod sd;
 mod selection;
 pub use selection::{JournalConfig, JournalMatch};
 
@@ -43,7 +44,7 @@ pub enum JournalError {
         where_: String,
         what: &'static str,
         #[source]
-        source: systemd::Error,
+        source: io::Error,
     },
     #[error("journal cursor: {0}")]
     Cursor(Box<dyn std::error::Error + Send + Sync>),
@@ -136,10 +137,7 @@ impl JournalReader {
         };
         let seek_err = jerr("cannot seek by time");
         let journal = match &config.dir {
-            None => journal::OpenOptions::default()
-                .system(true)
-                .local_only(false)
-                .open(),
+            None => Journal::open(sd::SYSTEM),
             Some(dir) => open_dir(dir),
         }
         .map_err(jerr("cannot open"))?;
@@ -179,7 +177,7 @@ impl JournalReader {
                 source,
             }
         };
-        self.journal.match_flush().map_err(jerr("match_flush"))?;
+        self.journal.match_flush();
         let mut fields: Vec<String> = Vec::new();
         for (i, m) in matches.iter().enumerate() {
             if i > 0 {
@@ -201,7 +199,7 @@ impl JournalReader {
                 .map_err(jerr("cannot seek to the saved cursor"))?;
             // Positioned on the entry of the cursor if it still exists (it
             // was read already), else on the one after it (not read yet).
-            if self.journal.next().map_err(jerr("next"))? > 0
+            if self.journal.next().map_err(jerr("next"))?
                 && !self.journal.test_cursor(&c).unwrap_or(false)
             {
                 self.journal.previous().map_err(jerr("previous"))?;
@@ -266,8 +264,8 @@ impl JournalReader {
         let mut since_mark = 0;
         loop {
             match self.journal.next() {
-                Ok(0) => break,
-                Ok(_) => {}
+                Ok(false) => break,
+                Ok(true) => {}
                 Err(e) => {
                     return Err(JournalError::Journal {
                         where_: self.where_.clone(),
@@ -310,7 +308,7 @@ impl JournalReader {
 
     fn get(&mut self, field: &str) -> Option<String> {
         match self.journal.get_data(field) {
-            Ok(Some(f)) => f.value().map(|v| String::from_utf8_lossy(v).into_owned()),
+            Ok(Some(v)) => Some(String::from_utf8_lossy(&v).into_owned()),
             _ => None,
         }
     }
@@ -348,8 +346,8 @@ impl JournalReader {
     }
 }
 
-fn open_dir(dir: &Path) -> systemd::Result<Journal> {
-    journal::OpenDirectoryOptions::default().open_directory(dir.to_string_lossy().as_ref())
+fn open_dir(dir: &Path) -> io::Result<Journal> {
+    Journal::open_directory(dir.to_string_lossy().as_ref())
 }
 
 /// Opens and closes the journal once: a config naming a journal that cannot
@@ -368,7 +366,7 @@ pub fn check_open(config: &JournalConfig) -> Result<(), JournalError> {
         }
     }
     let opened = match &config.dir {
-        None => journal::OpenOptions::default().system(true).open(),
+        None => Journal::open(sd::SYSTEM),
         Some(dir) => open_dir(dir),
     };
     opened.map(drop).map_err(|source| JournalError::Journal {
