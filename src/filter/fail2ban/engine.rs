@@ -33,6 +33,152 @@ pub struct Compiled {
     /// For a linear regex anchored at the start of the text (a prefregex,
     /// most failregexes): its captures taken in one anchored pass.
     direct: Option<Direct>,
+    /// For a backtracking regex that is a linear one with one look-ahead
+    /// at its very end: the two apart (see [`Ahead`]).
+    ahead: Option<Box<Ahead>>,
+    /// It can only match at the start of the text (and is linear).
+    anchored: bool,
+    /// A linear regex without named groups (a prefregex's part before its
+    /// content, most often): only where its match ends is read, by the
+    /// DFA alone. Taking captures would cost a pass of the capturing
+    /// engine, whose scratch space grows with the compiled regex (large
+    /// for fail2ban's Unicode `\w` and `\S` runs) times the text.
+    find_only: bool,
+}
+
+/// A regex `BODY(?!LOOK)` or `BODY(?=LOOK)`, where neither part needs
+/// backtracking (`postfix`'s `... authentication failed:(?! Connection
+/// lost ...)`), run without the backtracking engine on most lines.
+///
+/// A backtracking search tries the starts from the left and, at each, the
+/// ways through BODY in priority order, and returns the first way whose
+/// end passes the look-ahead. The linear engine's leftmost-first match of
+/// BODY alone is the first way through BODY at the leftmost start where
+/// BODY matches at all: when its end passes the look-ahead, it is the
+/// backtracking search's answer too, captures and all. When BODY does not
+/// match, neither does the whole regex. Only when the look-ahead refuses
+/// that end is the backtracking engine asked (another way, or a later
+/// start, may still pass).
+#[derive(Debug)]
+struct Ahead {
+    body: Compiled,
+    look: regex_automata::meta::Regex,
+    /// `(?!...)`: the look-ahead passes where LOOK does not match.
+    negative: bool,
+}
+
+impl Ahead {
+    /// Splits a translated pattern (Rust syntax) into BODY and its
+    /// trailing look-ahead; None unless it is of that form and both parts
+    /// run on the linear engine with the groups of the whole.
+    fn new(pattern: &str, names: &[Option<String>]) -> Option<Ahead> {
+        let (body, look, negative, flags) = split_trailing_lookahead(pattern)?;
+        // Its captures by the `regex` crate's way (the DFA finds the
+        // match first, then only that span is walked for the groups): the
+        // one-pass engine would clear its scratch space for the whole text.
+        let body = Compiled::linear(body, false)?;
+        if body.names != names {
+            return None;
+        }
+        let look = regex_automata::meta::Regex::builder()
+            .configure(regex_automata::meta::Config::new().nfa_size_limit(Some(SIZE_LIMIT)))
+            .build(&format!("{flags}(?:{look})"))
+            .ok()?;
+        // A group inside the look-ahead would be one of the whole regex's.
+        if look.group_info().all_group_len() != 1 {
+            return None;
+        }
+        Some(Ahead {
+            body,
+            look,
+            negative,
+        })
+    }
+
+    /// Whether the look-ahead passes at `at` in `hay`.
+    fn passes(&self, hay: &str, at: usize) -> bool {
+        let input = Input::new(hay).span(at..hay.len()).anchored(Anchored::Yes);
+        self.look.is_match(input) != self.negative
+    }
+}
+
+/// `BODY(?!LOOK)` or `BODY(?=LOOK)` → (BODY, LOOK, negative, the flag
+/// groups BODY sets at its top level, which LOOK is under too). None for
+/// any other form: a pattern that does not end with such a group, one
+/// with a top-level `|` (the look-ahead would belong to one branch), or
+/// in verbose mode (`(?x)`, where text is read differently).
+fn split_trailing_lookahead(pattern: &str) -> Option<(&str, &str, bool, String)> {
+    if pattern.contains("(?x") || !pattern.ends_with(')') {
+        return None;
+    }
+    let bytes = pattern.as_bytes();
+    let mut open: Vec<usize> = Vec::new();
+    let mut last_top = None;
+    let mut flags = String::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'[' => {
+                // A class, Rust's nested classes included; `]` right after
+                // the opening (or `^`) is a literal.
+                let mut depth = 0usize;
+                loop {
+                    match bytes.get(i)? {
+                        b'\\' => i += 1,
+                        b'[' => {
+                            depth += 1;
+                            if bytes.get(i + 1) == Some(&b'^') {
+                                i += 1;
+                            }
+                            if bytes.get(i + 1) == Some(&b']') {
+                                i += 1;
+                            }
+                        }
+                        b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            b'(' => open.push(i),
+            b')' => {
+                let start = open.pop()?;
+                if open.is_empty() {
+                    let group = &pattern[start..=i];
+                    let is_flags = group.len() > 3
+                        && group[2..group.len() - 1]
+                            .bytes()
+                            .all(|b| b"imsuUR-".contains(&b))
+                        && group.starts_with("(?");
+                    if is_flags && i + 1 < bytes.len() {
+                        flags.push_str(group);
+                    }
+                    last_top = Some(start);
+                }
+            }
+            b'|' if open.is_empty() => return None,
+            _ => {}
+        }
+        i += 1;
+    }
+    if !open.is_empty() {
+        return None;
+    }
+    let start = last_top?;
+    let group = &pattern[start..];
+    let negative = match group.get(..3)? {
+        "(?!" => true,
+        "(?=" => false,
+        _ => return None,
+    };
+    let look = &group[3..group.len() - 1];
+    Some((&pattern[..start], look, negative, flags))
 }
 
 /// The `regex` crate finds a match's end with its lazy DFA first, then
@@ -123,35 +269,47 @@ impl Compiled {
         } else {
             t.pattern
         };
-        let linear = if t.backtrack {
-            None
-        } else {
-            regex::RegexBuilder::new(&pattern)
-                .size_limit(SIZE_LIMIT)
-                .build()
-                .ok()
-        };
-        let engine = match linear {
-            Some(re) => Engine::Linear(re),
-            None => Engine::Backtrack(
-                fancy_regex::RegexBuilder::new(&pattern)
-                    .delegate_size_limit(SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            ),
-        };
-        let direct = match &engine {
-            Engine::Linear(re) => Direct::new(re.as_str()),
-            Engine::Backtrack(_) => None,
-        };
-        let names = match &engine {
-            Engine::Linear(re) => re.capture_names().map(|n| n.map(str::to_string)).collect(),
-            Engine::Backtrack(re) => re.capture_names().map(|n| n.map(str::to_string)).collect(),
-        };
+        if !t.backtrack {
+            if let Some(linear) = Compiled::linear(&pattern, true) {
+                return Ok(linear);
+            }
+        }
+        let re = fancy_regex::RegexBuilder::new(&pattern)
+            .delegate_size_limit(SIZE_LIMIT)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let names: Vec<Option<String>> =
+            re.capture_names().map(|n| n.map(str::to_string)).collect();
+        let ahead = Ahead::new(&pattern, &names).map(Box::new);
         Ok(Compiled {
-            engine,
+            engine: Engine::Backtrack(re),
             names,
-            direct,
+            direct: None,
+            ahead,
+            anchored: false,
+            find_only: false,
+        })
+    }
+
+    /// `pattern` (Rust syntax) on the linear engine; None when it does not
+    /// compile there. `direct`: captures of a regex anchored at the start
+    /// may be taken in one pass (see [`Direct`]).
+    fn linear(pattern: &str, direct: bool) -> Option<Compiled> {
+        let re = regex::RegexBuilder::new(pattern)
+            .size_limit(SIZE_LIMIT)
+            .build()
+            .ok()?;
+        let names: Vec<Option<String>> =
+            re.capture_names().map(|n| n.map(str::to_string)).collect();
+        let find_only = names.iter().all(Option::is_none);
+        let one_pass = Direct::new(re.as_str());
+        Some(Compiled {
+            anchored: one_pass.is_some(),
+            direct: one_pass.filter(|_| direct && !find_only),
+            names,
+            engine: Engine::Linear(re),
+            ahead: None,
+            find_only,
         })
     }
 
@@ -167,7 +325,7 @@ impl Compiled {
     /// Whether the regex can only match at the start of the text (and
     /// runs on the linear engine).
     pub fn is_anchored(&self) -> bool {
-        self.direct.is_some()
+        self.anchored
     }
 
     pub fn has_group(&self, name: &str) -> bool {
@@ -189,6 +347,21 @@ impl Compiled {
                     .filter_map(|(i, n)| n.as_ref().map(|n| (n.clone(), get(i))))
                     .collect()
             };
+        if self.find_only {
+            if let Engine::Linear(re) = &self.engine {
+                let span = re.find(hay)?.range();
+                return Some(Hit {
+                    span,
+                    groups: Vec::new(),
+                });
+            }
+        }
+        if let Some(ahead) = &self.ahead {
+            let hit = ahead.body.search(hay)?;
+            if ahead.passes(hay, hit.span.end) {
+                return Some(hit);
+            }
+        }
         if let Some(direct) = &self.direct {
             let found = direct.captures(hay, |caps| {
                 let span = caps.get_match()?.range();
@@ -286,6 +459,97 @@ mod tests {
             .direct
             .is_none());
         assert!(Compiled::new(r"^a", true).unwrap().direct.is_none());
+        // Without named groups only the span is read, by the DFA; the
+        // regex still counts as anchored.
+        let c = Compiled::new(r"^\s*(?:\S+ )?\w+\[\d+\]: ", false).unwrap();
+        assert!(c.find_only && c.is_anchored() && c.direct.is_none());
+        let hit = c.search(" mx1 sshd[1]: Accepted").unwrap();
+        assert_eq!((hit.span, hit.groups.len()), (0..14, 0));
+        assert!(c.search("sshd: x").is_none());
+    }
+
+    /// A match's span and its groups' spans, by group number.
+    type Found = (Range<usize>, Vec<Option<Range<usize>>>);
+
+    /// A regex ending in a look-ahead runs its body on the linear engine
+    /// and answers as the backtracking engine does: the same match and
+    /// groups, or none, whether the look-ahead passes at the body's first
+    /// match, refuses it (a later start matches), or refuses every one.
+    #[test]
+    fn trailing_lookahead_answers_as_the_backtracking_engine() {
+        let postfix = r"^[^[]*\[(?P<ip4>(?:\d{1,3}\.){3}\d{1,3})\](?::\d+)?: SASL ((?i)LOGIN|PLAIN|(?:CRAM|DIGEST)-MD5) authentication failed:(?! Connection lost to authentication server| Invalid authentication mechanism)";
+        let cases: [(&str, &[&str]); 4] = [
+            (
+                postfix,
+                &[
+                    "unknown[192.0.2.1]: SASL LOGIN authentication failed: authentication failure",
+                    "unknown[192.0.2.1]: SASL login authentication failed: UGFzc3dvcmQ6",
+                    "unknown[192.0.2.1]: SASL PLAIN authentication failed: Connection lost to authentication server",
+                    "unknown[192.0.2.1]: SASL PLAIN authentication failed: Invalid authentication mechanism",
+                    "unknown[192.0.2.1]: SASL PLAIN authentication failed:",
+                    "unknown[nothing]: SASL PLAIN authentication failed: x",
+                    "",
+                ],
+            ),
+            (
+                r"(?P<n>\d+)x(?!y)",
+                &["1xy 2x", "1xy 2xy", "12x", "x", "3xy4x"],
+            ),
+            (r"(?m)^a(?P<n>b+)(?=$)", &["abb\nab", "abbc\nabc", "ab"]),
+            (r"(?i)from (?P<h>\S+)(?!\.example)", &["FROM a.example", "from host.test", "from b.EXAMPLE c"]),
+        ];
+        for (pattern, lines) in cases {
+            let c = Compiled::new(pattern, false).unwrap();
+            assert!(c.is_backtracking(), "{pattern}");
+            assert!(c.ahead.is_some(), "{pattern}: not split");
+            let fancy =
+                fancy_regex::Regex::new(&pyregex::translate(pattern).unwrap().pattern).unwrap();
+            for line in lines.iter().copied() {
+                let want = fancy.captures(line).unwrap().map(|caps| {
+                    let groups: Vec<_> = (1..caps.len())
+                        .map(|i| caps.get(i).map(|m| m.range()))
+                        .collect();
+                    (caps.get(0).unwrap().range(), groups)
+                });
+                let got = c.search(line).map(|hit| {
+                    let groups: Vec<_> = (1..c.names.len())
+                        .map(|i| match &c.names[i] {
+                            Some(n) => hit.range_of(n),
+                            None => None,
+                        })
+                        .collect();
+                    (hit.span.clone(), groups)
+                });
+                // Unnamed groups are not reported: compare the named ones.
+                let named = |v: Option<Found>| {
+                    v.map(|(span, groups)| {
+                        let kept: Vec<_> = groups
+                            .into_iter()
+                            .enumerate()
+                            .filter(|(i, _)| c.names[i + 1].is_some())
+                            .map(|(_, g)| g)
+                            .collect();
+                        (span, kept)
+                    })
+                };
+                assert_eq!(named(got), named(want), "{pattern}: {line:?}");
+            }
+        }
+        // Not of that form: stays on the backtracking engine alone.
+        for pattern in [
+            r"a(?!b)c",
+            r"x|a(?!b)",
+            r"(?<=a)b",
+            r"a(?!(?P<g>b))",
+            r"(?x)a (?!b)",
+        ] {
+            let c = Compiled::new(pattern, false).unwrap();
+            assert!(c.ahead.is_none(), "{pattern}");
+        }
+        assert_eq!(
+            split_trailing_lookahead(r"(?m)[(\])]\((?i)a(?!b|\))"),
+            Some((r"(?m)[(\])]\((?i)a", r"b|\)", true, "(?m)(?i)".to_string()))
+        );
     }
 
     #[test]
