@@ -318,23 +318,9 @@ fn allowed(stream: &UnixStream, access: Access) -> bool {
 
 /// The peer's supplementary groups as the kernel took them at connect
 /// (SO_PEERGROUPS, Linux 4.13); None where it is not available.
-#[cfg(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "aarch64",
-        target_arch = "arm",
-        target_arch = "riscv64",
-        target_arch = "s390x",
-        target_arch = "powerpc64",
-        target_arch = "loongarch64"
-    )
-))]
+#[cfg(target_os = "linux")]
 fn peer_groups(stream: &UnixStream) -> Option<Vec<libc::gid_t>> {
     use std::os::fd::AsRawFd;
-    // asm-generic/socket.h; libc does not export it for these targets.
-    const SO_PEERGROUPS: libc::c_int = 59;
     let mut groups: Vec<libc::gid_t> = vec![0; 64];
     loop {
         let size = std::mem::size_of::<libc::gid_t>();
@@ -344,7 +330,7 @@ fn peer_groups(stream: &UnixStream) -> Option<Vec<libc::gid_t>> {
             libc::getsockopt(
                 stream.as_raw_fd(),
                 libc::SOL_SOCKET,
-                SO_PEERGROUPS,
+                libc::SO_PEERGROUPS,
                 groups.as_mut_ptr().cast(),
                 &mut len,
             )
@@ -363,19 +349,7 @@ fn peer_groups(stream: &UnixStream) -> Option<Vec<libc::gid_t>> {
     }
 }
 
-#[cfg(not(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "x86",
-        target_arch = "aarch64",
-        target_arch = "arm",
-        target_arch = "riscv64",
-        target_arch = "s390x",
-        target_arch = "powerpc64",
-        target_arch = "loongarch64"
-    )
-)))]
+#[cfg(not(target_os = "linux"))]
 fn peer_groups(_: &UnixStream) -> Option<Vec<libc::gid_t>> {
     None
 }
