@@ -124,7 +124,11 @@ pub(super) async fn start(mut config: Config, opts: RunOptions) -> Result<Runnin
             move |cp| tx.send(StateMsg::Checkpoint(cp))
         }),
         applied: EnforcerMsg::Ping,
-        failures: Box::new(move |f| tx.failures(f)),
+        admit: Box::new({
+            let tx = tx.clone();
+            move |n| tx.admit_failures(n)
+        }),
+        failures: Box::new(move |f, n| tx.admitted_failures(f, n)),
     });
     let tracker = tracker_task::run(counting, fail_rx, tracker_rx, enforcer_tx.clone(), persist);
     let tracker = tokio::spawn(tracker);

@@ -3,7 +3,6 @@
 //! prefixes with when each ends. `status`, `banned`, unbans and the
 //! decision whether an order adds, extends or leaves a ban read it.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -33,13 +32,15 @@ impl Until {
     }
 }
 
-/// Active bans of every configured jail.
+/// Active bans of every configured jail. The jails' own maps are looked
+/// up by name several times per ban, so they hash with the same fast
+/// hasher as the addresses.
 #[derive(Debug, Default)]
 pub struct BanRecord {
     /// Per jail name: banned address → end of ban.
-    addrs: HashMap<String, AddrMap<IpAddr, Until>>,
+    addrs: AddrMap<String, AddrMap<IpAddr, Until>>,
     /// Per jail name: banned prefix → end of ban.
-    nets: HashMap<String, AddrMap<IpNet, Until>>,
+    nets: AddrMap<String, AddrMap<IpNet, Until>>,
 }
 
 impl BanRecord {

@@ -58,7 +58,26 @@ impl StateTx {
     /// Failures for the report; dropped (and counted) rather than queued
     /// while the writer is far behind, so they never hold a ban up.
     pub fn failures(&self, failures: Vec<(Arc<str>, Failure)>) {
-        if !failures.is_empty() && self.events.admit(failures.len()) {
+        let n = failures.len();
+        if self.admit_failures(n) {
+            self.admitted_failures(failures, n);
+        }
+    }
+
+    /// Whether `n` failures for the report may be sent now; if not, they
+    /// are counted as dropped. Asked before the failures are copied for
+    /// the writer: in a flood most batches are refused, and then cost
+    /// nothing.
+    pub fn admit_failures(&self, n: usize) -> bool {
+        n > 0 && self.events.admit(n)
+    }
+
+    /// Sends failures after [`StateTx::admit_failures`] admitted
+    /// `admitted` of them; fewer may come (those of ignored addresses are
+    /// left out), and the room of the others is given back.
+    pub fn admitted_failures(&self, failures: Vec<(Arc<str>, Failure)>, admitted: usize) {
+        self.events.taken(admitted.saturating_sub(failures.len()));
+        if !failures.is_empty() {
             self.send(StateMsg::Failures(failures));
         }
     }

@@ -90,6 +90,10 @@ fn millis(t: SystemTime) -> u64 {
 
 pub use crate::config::DEFAULT_MAX_TRACKED;
 
+/// Below this many windows the map stays in the caches, and
+/// [`Tracker::warm`] would only look everything up twice.
+const WARM_FROM: usize = 16 * 1024;
+
 impl Tracker {
     pub fn new(jails: Vec<Jail>) -> Self {
         Self::with_limit(jails, DEFAULT_MAX_TRACKED)
@@ -230,6 +234,27 @@ impl Tracker {
         } else {
             self.decide(failure, now)
         }
+    }
+
+    /// Looks up, ahead of counting them, the windows a batch of failures
+    /// will change. A flood from many addresses spreads its windows over
+    /// more memory than the caches hold: looked up one at a time, between
+    /// each failure's other work, every lookup waits for memory alone;
+    /// looked up in a tight loop, the waits overlap, and the counting that
+    /// follows finds them cached. Returns how many were found (only so
+    /// the loop is not optimized away).
+    pub fn warm(&self, batch: &[Failure]) -> usize {
+        if self.windows.len() < WARM_FROM {
+            return 0;
+        }
+        let found = batch
+            .iter()
+            .filter(|f| {
+                let id = f.jail.min(usize::from(u16::MAX)) as u16;
+                self.windows.contains_key(&(id, f.addr.to_canonical()))
+            })
+            .count();
+        std::hint::black_box(found)
     }
 
     /// Counts `failure` as of its own time.

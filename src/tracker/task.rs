@@ -29,10 +29,15 @@ pub struct Persist<M> {
     /// waits for that answer: the counts it stores no longer hold the
     /// failures of those bans, so it must not be stored before them.
     pub applied: fn(oneshot::Sender<u64>) -> M,
-    /// Hands the failures of a batch (but those of ignored addresses),
-    /// each with its jail's name, to the state store for the report
-    /// (never blocks; the store may drop them).
-    pub failures: Box<dyn Fn(Vec<NamedFailure>) + Send + Sync>,
+    /// Whether the state store takes this many failures for the report
+    /// now (never blocks; refused ones are counted there as dropped).
+    /// Asked before a batch is copied for it: a flood's batches are
+    /// mostly refused, and then cost no copy.
+    pub admit: Box<dyn Fn(usize) -> bool + Send + Sync>,
+    /// Hands the failures of an admitted batch (but those of ignored
+    /// addresses), each with its jail's name, to the state store for the
+    /// report, with how many were admitted.
+    pub failures: Box<dyn Fn(Vec<NamedFailure>, usize) + Send + Sync>,
 }
 
 /// A failure with its jail's name, as the state store records it.
@@ -113,13 +118,17 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                 // once for a burst and puts it in one transaction.
                 let mut orders = Vec::new();
                 let mut counted = Vec::new();
-                let mut seen = Vec::new();
+                let admitted = persist.as_ref().map_or(0, |p| {
+                    if (p.admit)(batch.len()) { batch.len() } else { 0 }
+                });
+                let mut seen = Vec::with_capacity(admitted);
+                tracker.warm(&batch);
                 for f in batch {
                     let (addr, jail, time) = (f.addr, f.jail, f.time);
-                    let kept = persist.as_ref().and_then(|_| {
+                    let kept = (admitted > 0).then(|| {
                         let jail = tracker.jails.get(f.jail)?.as_ref()?;
                         Some((Arc::clone(&jail.name), f.clone()))
-                    });
+                    }).flatten();
                     let verdict = tracker.record_at(f, now);
                     if !matches!(verdict, Verdict::Ignored) {
                         seen.extend(kept);
@@ -141,8 +150,8 @@ pub async fn run<M: From<Vec<BanOrder>>>(
                     tee(counted);
                 }
                 tracker.publish();
-                if let Some(p) = &persist {
-                    (p.failures)(seen);
+                if let (Some(p), true) = (&persist, admitted > 0) {
+                    (p.failures)(seen, admitted);
                 }
                 if let Some(mark) = read_to {
                     tracker.read_to(mark);

@@ -59,7 +59,7 @@ pub struct NftBackend {
     bans: BanRecord,
     /// Per jail: elements someone else added to our sets while we ran (see
     /// `listing`), addresses as /32 or /128.
-    foreign: HashMap<String, crate::AddrMap<IpNet, Until>>,
+    foreign: crate::AddrMap<String, crate::AddrMap<IpNet, Until>>,
     /// Set once [`Backend::watch_for_tampering`] started the watcher.
     pause: Option<WatchPause>,
     /// While the watch is paused: the ruleset generation then, and our
@@ -87,7 +87,7 @@ impl NftBackend {
             table: table.to_string(),
             nl,
             bans: BanRecord::default(),
-            foreign: HashMap::new(),
+            foreign: crate::AddrMap::default(),
             pause: None,
             paused: None,
             commits: 0,
@@ -187,7 +187,7 @@ impl NftBackend {
     /// send its parts again against a record that still matches the kernel.
     fn apply_all(
         &mut self,
-        todo: &[(Arc<str>, IpAddr, Duration, ElementChange)],
+        todo: &[(&str, IpAddr, Duration, ElementChange)],
         now: Instant,
     ) -> Result<(), EnforceError> {
         for chunk in todo.chunks(ORDERS_PER_TRANSACTION) {
@@ -207,7 +207,7 @@ impl NftBackend {
     /// Applies one chunk of decided orders in one transaction.
     fn apply(
         &mut self,
-        chunk: &[(Arc<str>, IpAddr, Duration, ElementChange)],
+        chunk: &[(&str, IpAddr, Duration, ElementChange)],
     ) -> Result<(), EnforceError> {
         // Per set: deletes first, then adds (a replace is both). Grouped by
         // jail and family, so a flood names each set once, not once a ban.
@@ -386,8 +386,16 @@ impl Backend for NftBackend {
     }
 
     fn ban(&mut self, orders: &[BanOrder]) -> Result<Vec<Applied>, EnforceError> {
-        if let Some(o) = orders.iter().find(|o| self.bans.known(&o.jail).is_err()) {
-            return Err(EnforceError::UnknownJail(o.jail.to_string()));
+        // A flood's orders share one jail: each jail is checked once per run.
+        let mut checked: Option<&Arc<str>> = None;
+        for o in orders {
+            if checked.is_some_and(|c| Arc::ptr_eq(c, &o.jail)) {
+                continue;
+            }
+            if self.bans.known(&o.jail).is_err() {
+                return Err(EnforceError::UnknownJail(o.jail.to_string()));
+            }
+            checked = Some(&o.jail);
         }
         // Prefixes first, each in its own transaction (they are few): a
         // refusal before anything was applied fails the call whole, so the
@@ -411,7 +419,10 @@ impl Backend for NftBackend {
         let mut prefixes = prefixes.into_iter();
         let mut outcomes = Vec::with_capacity(orders.len());
         let now = Instant::now();
-        let mut todo: Vec<(Arc<str>, IpAddr, Duration, ElementChange)> = Vec::new();
+        // Jails by reference, not by a count on the name: the tracker's
+        // thread counts on the same names as it decides more bans.
+        let mut todo: Vec<(&str, IpAddr, Duration, ElementChange)> =
+            Vec::with_capacity(orders.len());
         // Decided within this call, so a duplicate sees the first one's effect.
         let mut pending: crate::AddrMap<(&str, IpAddr), Duration> = crate::AddrMap::default();
         for o in orders {
@@ -426,7 +437,7 @@ impl Backend for NftBackend {
                     if let Some(t) = todo
                         .iter_mut()
                         .rev()
-                        .find(|t| *t.0 == *o.jail && t.1 == addr)
+                        .find(|t| t.0 == &*o.jail && t.1 == addr)
                     {
                         t.2 = o.bantime;
                     }
@@ -448,7 +459,7 @@ impl Backend for NftBackend {
             });
             if plan != ElementChange::Nothing {
                 pending.insert(key, o.bantime);
-                todo.push((Arc::clone(&o.jail), addr, o.bantime, plan));
+                todo.push((&o.jail, addr, o.bantime, plan));
             }
         }
         // Only a span this call started is ended here.
