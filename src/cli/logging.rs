@@ -11,6 +11,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
+/// Messages waiting for the log writer thread; a full queue makes the
+/// logging thread wait (nothing is dropped).
+const LOG_QUEUE: usize = 256;
+
 /// `nftjail run --log-level`.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Level {
@@ -87,12 +91,15 @@ pub fn init(level: Option<Level>) -> Option<WorkerGuard> {
             return None;
         }
     }
-    // Log lines go to stderr from a writer thread, so a burst of thousands of
-    // ban lines costs the enforcer a queue push each, not a write(2) each.
-    // Not lossy: every ban line is written; the guard flushes them at exit.
+    // Log lines go to stderr from a writer thread, so a burst of ban lines
+    // costs the enforcer a queue push, not a write(2) each. Not lossy: every
+    // ban line is written; the guard flushes them at exit. A burst's ban
+    // lines go as one message (`enforce/banlog.rs`), so a short queue holds
+    // many; its slots are allocated and written when it is made, and stay
+    // resident for the daemon's life, so it is kept to what a burst needs.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .buffered_lines_limit(4096)
+        .buffered_lines_limit(LOG_QUEUE)
         .finish(std::io::stderr());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     if !ansi {
