@@ -28,48 +28,57 @@ pub fn available() -> bool {
     Path::new("/usr/bin/fail2ban-server").is_file() && Path::new("/etc/fail2ban").is_dir()
 }
 
+/// A private copy of Debian's fail2ban config in `dir` (socket, pidfile and
+/// log there, ban database in memory) with one jail `bench` on a fresh,
+/// empty log, the stock `postfix[mode=auth]` filter, the pyinotify backend
+/// and `banaction`. Returns the config directory and the log.
+pub fn config(dir: &Path, tag: &str, maxretry: u32, banaction: &str) -> Result<(PathBuf, PathBuf)> {
+    let conf = dir.join(format!("f2b-{tag}"));
+    let _ = std::fs::remove_dir_all(&conf);
+    std::fs::create_dir_all(&conf)?;
+    // The stock filters and actions; not jail.d (Debian enables sshd there).
+    for sub in [
+        "fail2ban.conf",
+        "jail.conf",
+        "paths-common.conf",
+        "paths-debian.conf",
+    ] {
+        std::fs::copy(Path::new("/etc/fail2ban").join(sub), conf.join(sub))
+            .with_context(|| format!("copy /etc/fail2ban/{sub}"))?;
+    }
+    for sub in ["filter.d", "action.d"] {
+        let ok = Command::new("cp")
+            .arg("-r")
+            .arg(Path::new("/etc/fail2ban").join(sub))
+            .arg(&conf)
+            .status()?
+            .success();
+        if !ok {
+            bail!("cannot copy /etc/fail2ban/{sub}");
+        }
+    }
+    let log = dir.join(format!("f2b-{tag}.log"));
+    std::fs::write(&log, "")?;
+    let d = conf.display();
+    std::fs::write(
+        conf.join("fail2ban.local"),
+        format!(
+            "[Definition]\nloglevel = INFO\nlogtarget = {d}/server.log\nsocket = {d}/server.sock\npidfile = {d}/server.pid\ndbfile = :memory:\n"
+        ),
+    )?;
+    std::fs::write(
+        conf.join("jail.local"),
+        format!(
+            "[DEFAULT]\nbackend = pyinotify\nbanaction = {banaction}\nbanaction_allports = {banaction}\n\n[bench]\nenabled = true\nfilter = postfix[mode=auth]\nlogpath = {}\nport = submission\nmaxretry = {maxretry}\nfindtime = 1h\nbantime = 1h\n",
+            log.display()
+        ),
+    )?;
+    Ok((conf, log))
+}
+
 impl Server {
     pub fn start(dir: &Path, tag: &str, maxretry: u32, ns: Netns) -> Result<Server> {
-        let conf = dir.join(format!("f2b-{tag}"));
-        let _ = std::fs::remove_dir_all(&conf);
-        std::fs::create_dir_all(&conf)?;
-        // The stock filters and actions; not jail.d (Debian enables sshd there).
-        for sub in [
-            "fail2ban.conf",
-            "jail.conf",
-            "paths-common.conf",
-            "paths-debian.conf",
-        ] {
-            std::fs::copy(Path::new("/etc/fail2ban").join(sub), conf.join(sub))
-                .with_context(|| format!("copy /etc/fail2ban/{sub}"))?;
-        }
-        for sub in ["filter.d", "action.d"] {
-            let ok = Command::new("cp")
-                .arg("-r")
-                .arg(Path::new("/etc/fail2ban").join(sub))
-                .arg(&conf)
-                .status()?
-                .success();
-            if !ok {
-                bail!("cannot copy /etc/fail2ban/{sub}");
-            }
-        }
-        let log = dir.join(format!("f2b-{tag}.log"));
-        std::fs::write(&log, "")?;
-        let d = conf.display();
-        std::fs::write(
-            conf.join("fail2ban.local"),
-            format!(
-                "[Definition]\nloglevel = INFO\nlogtarget = {d}/server.log\nsocket = {d}/server.sock\npidfile = {d}/server.pid\ndbfile = :memory:\n"
-            ),
-        )?;
-        std::fs::write(
-            conf.join("jail.local"),
-            format!(
-                "[DEFAULT]\nbackend = pyinotify\nbanaction = nftables-allports\nbanaction_allports = nftables-allports\n\n[bench]\nenabled = true\nfilter = postfix[mode=auth]\nlogpath = {}\nport = submission\nmaxretry = {maxretry}\nfindtime = 1h\nbantime = 1h\n",
-                log.display()
-            ),
-        )?;
+        let (conf, log) = config(dir, tag, maxretry, "nftables-allports")?;
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.0, "fail2ban-server", "-f", "-x", "-c"])
             .arg(&conf)

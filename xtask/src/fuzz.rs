@@ -199,12 +199,13 @@ fn run_one(
     })
 }
 
-/// RUSTFLAGS for the fuzz build. libsystemd-sys's build script links a
-/// probe program with the target's flags, coverage instrumentation
-/// included, but without libFuzzer, which defines the instrumentation's
-/// symbols: left unresolved in the probe (never run), they are resolved in
-/// every fuzz target, which links libFuzzer. cargo-fuzz puts its own flags
-/// before these.
+/// RUSTFLAGS for the fuzz build. A build script that links a probe
+/// program with the target's flags (as the systemd crate's did) gets the
+/// coverage instrumentation but not libFuzzer, which defines the
+/// instrumentation's symbols: left unresolved in the probe (never run),
+/// they are resolved in every fuzz target, which links libFuzzer. Where no
+/// such script runs the flag changes nothing. cargo-fuzz puts its own
+/// flags before these.
 fn rustflags() -> String {
     const PROBE: &str = "-Clink-arg=-Wl,--unresolved-symbols=ignore-in-object-files";
     match std::env::var("RUSTFLAGS") {

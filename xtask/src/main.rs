@@ -24,10 +24,9 @@ mod tidy;
 const BUILD_PACKAGES: &[(&str, &str)] = &[
     ("libclang1", "rustables runs bindgen at build time"),
     (
-        "libsystemd-dev",
-        "the journal source links libsystemd (sd-journal) through the systemd crate",
+        "libsystemd0",
+        "the journal source loads libsystemd (sd-journal) when a journal is read",
     ),
-    ("pkg-config", "the systemd crate finds libsystemd with it"),
     (
         "nftables",
         "the `nft` CLI, an independent reader of the kernel in tests and the demo",

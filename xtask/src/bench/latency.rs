@@ -2,8 +2,10 @@
 //! `nft monitor` reports its element, for nftjail and fail2ban-server.
 
 use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -32,11 +34,15 @@ pub(super) fn latency_section(
     let lat = latency(nftjail, dir, samples)?;
     let p99 = p99_ms(&lat);
     targets.add("latency p99 ≤ 5 ms", format!("{p99:.2} ms"), p99 <= 5.0);
-    let _ = writeln!(report, "| nftjail | {} |", percentiles(lat));
+    let _ = writeln!(report, "| nftjail | {} |", percentiles(lat, 2));
     if f2b::available() {
         let limit = Duration::from_secs(if mode == Mode::Smoke { 20 } else { 120 });
         let lat = f2b_latency(dir, samples, limit)?;
-        let _ = writeln!(report, "| fail2ban-server 1.0.2 | {} |", percentiles(lat));
+        let _ = writeln!(
+            report,
+            "| fail2ban-server 1.0.2 | {} |",
+            percentiles(lat, 2)
+        );
     }
     Ok(())
 }
@@ -58,12 +64,31 @@ fn f2b_latency(dir: &Path, samples: u32, limit: Duration) -> Result<Vec<f64>> {
 /// Appends one decisive line at a time to `log` and waits for its element in
 /// the kernel of namespace `ns`, as `nft monitor` sees it.
 fn latency_of(ns: &str, log: &Path, samples: u32, limit: Duration) -> Result<Vec<f64>> {
-    use std::io::{BufRead, BufReader, Write};
-    let mut monitor = Command::new("ip")
-        .args(["netns", "exec", ns, "nft", "monitor", "new", "elements"])
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", ns, "nft", "monitor", "new", "elements"]);
+    let (mut monitor, rx) = monitor(cmd)?;
+    let lat = decisive_lines(
+        log,
+        &rx,
+        samples,
+        limit,
+        Duration::from_secs(10),
+        |l, addr| l.contains(&format!("{{ {addr} ")),
+    );
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    lat
+}
+
+/// Runs `cmd` (an `nft monitor`) and yields each line it prints with the
+/// moment it came; returns once the monitor has had time to subscribe.
+pub(super) fn monitor(mut cmd: Command) -> Result<(Child, Receiver<(Instant, String)>)> {
+    let mut child = cmd
         .stdout(Stdio::piped())
-        .spawn()?;
-    let out = monitor.stdout.take().context("monitor stdout")?;
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start nft monitor")?;
+    let out = child.stdout.take().context("monitor stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
@@ -73,6 +98,22 @@ fn latency_of(ns: &str, log: &Path, samples: u32, limit: Duration) -> Result<Vec
         }
     });
     std::thread::sleep(Duration::from_millis(300));
+    Ok((child, rx))
+}
+
+/// Appends to `log` one decisive SASL failure line of a fresh attacker at a
+/// time and times it until `rx` yields a line that `seen(line, address)`
+/// accepts (each waits at most `wait`); stops after `samples`, or at
+/// `limit` with the samples it has. Lines left over after a sample are
+/// dropped (a reload may repeat the earlier ones).
+pub(super) fn decisive_lines(
+    log: &Path,
+    rx: &Receiver<(Instant, String)>,
+    samples: u32,
+    limit: Duration,
+    wait: Duration,
+    seen: impl Fn(&str, &str) -> bool,
+) -> Result<Vec<f64>> {
     let mut file = std::fs::OpenOptions::new().append(true).open(log)?;
     let mut lat = Vec::new();
     let deadline = Instant::now() + limit;
@@ -87,16 +128,15 @@ fn latency_of(ns: &str, log: &Path, samples: u32, limit: Duration) -> Result<Vec
         file.write_all(line.as_bytes())?;
         loop {
             let (at, l) = rx
-                .recv_timeout(Duration::from_secs(10))
-                .context("no element event within 10 s")?;
-            if l.contains(&format!("{{ {addr} ")) {
+                .recv_timeout(wait)
+                .with_context(|| format!("nothing seen for {addr} within {wait:?}"))?;
+            if seen(&l, &addr) {
                 lat.push((at - start).as_secs_f64());
                 break;
             }
         }
+        while rx.try_recv().is_ok() {}
     }
-    let _ = monitor.kill();
-    let _ = monitor.wait();
     Ok(lat)
 }
 
@@ -108,15 +148,15 @@ fn p99_ms(lat: &[f64]) -> f64 {
         .map_or(f64::NAN, |v| v * 1e3)
 }
 
-/// `| samples | p50 | p99 | max` cells.
-fn percentiles(mut lat: Vec<f64>) -> String {
+/// `| samples | p50 | p99 | max` cells, in ms with `digits` decimals.
+pub(super) fn percentiles(mut lat: Vec<f64>, digits: usize) -> String {
     if lat.is_empty() {
         return "0 | – | – | –".into();
     }
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] * 1e3;
     format!(
-        "{} | {:.2} ms | {:.2} ms | {:.2} ms",
+        "{} | {:.digits$} ms | {:.digits$} ms | {:.digits$} ms",
         lat.len(),
         pct(0.50),
         pct(0.99),

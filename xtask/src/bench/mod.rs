@@ -15,7 +15,7 @@ mod filter_paths;
 mod flood;
 mod latency;
 mod matching;
-mod memory;
+pub(crate) mod memory;
 mod packet;
 mod report;
 mod ten_jails;

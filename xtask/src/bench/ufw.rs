@@ -11,7 +11,7 @@
 //! each rule ufw's chain gets, and `iptables -S` counts them.
 
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -104,23 +104,10 @@ impl UfwNs {
 
     /// `nft monitor new rules` in the namespace: each line with when it came.
     fn monitor(&self) -> Result<(Child, Receiver<(Instant, String)>)> {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.ns.0])
-            .args(["nft", "monitor", "new", "rules"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let out = child.stdout.take().context("monitor stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send((Instant::now(), line)).is_err() {
-                    break;
-                }
-            }
-        });
-        std::thread::sleep(Duration::from_millis(300));
-        Ok((child, rx))
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns.0])
+            .args(["nft", "monitor", "new", "rules"]);
+        super::latency::monitor(cmd)
     }
 }
 
@@ -189,45 +176,7 @@ fn nftjail(nftjail: &Path, dir: &Path, tag: &str, maxretry: u32) -> Result<Runni
 /// ufw action, one `ufw prepend reject from IP` per ban.
 fn fail2ban(dir: &Path, tag: &str, maxretry: u32) -> Result<Running> {
     let ufw = UfwNs::new(dir, tag)?;
-    let conf = dir.join(format!("f2b-{tag}"));
-    let _ = std::fs::remove_dir_all(&conf);
-    std::fs::create_dir_all(&conf)?;
-    for f in [
-        "fail2ban.conf",
-        "jail.conf",
-        "paths-common.conf",
-        "paths-debian.conf",
-    ] {
-        std::fs::copy(Path::new("/etc/fail2ban").join(f), conf.join(f))
-            .with_context(|| format!("copy /etc/fail2ban/{f}"))?;
-    }
-    for sub in ["filter.d", "action.d"] {
-        let ok = Command::new("cp")
-            .arg("-r")
-            .arg(Path::new("/etc/fail2ban").join(sub))
-            .arg(&conf)
-            .status()?
-            .success();
-        if !ok {
-            bail!("cannot copy /etc/fail2ban/{sub}");
-        }
-    }
-    let log = dir.join(format!("f2b-{tag}.log"));
-    std::fs::write(&log, "")?;
-    let d = conf.display();
-    std::fs::write(
-        conf.join("fail2ban.local"),
-        format!(
-            "[Definition]\nloglevel = INFO\nlogtarget = {d}/server.log\nsocket = {d}/server.sock\npidfile = {d}/server.pid\ndbfile = :memory:\n"
-        ),
-    )?;
-    std::fs::write(
-        conf.join("jail.local"),
-        format!(
-            "[DEFAULT]\nbackend = pyinotify\nbanaction = ufw\nbanaction_allports = ufw\n\n[bench]\nenabled = true\nfilter = postfix[mode=auth]\nlogpath = {}\nport = submission\nmaxretry = {maxretry}\nfindtime = 1h\nbantime = 1h\n",
-            log.display()
-        ),
-    )?;
+    let (conf, log) = crate::f2b::config(dir, tag, maxretry, "ufw")?;
     let child = ufw
         .command("fail2ban-server")
         .args(["-f", "-x", "-c"])
@@ -278,50 +227,19 @@ fn burst(r: &Running, n: u32, goal: usize, limit: Duration) -> Result<(f64, usiz
 /// monitor` reports a rule for its address in ufw's chain; stops at `limit`.
 fn latency(r: &Running, samples: u32, limit: Duration) -> Result<Vec<f64>> {
     let (mut monitor, rx) = r.ufw.monitor()?;
-    let mut file = std::fs::OpenOptions::new().append(true).open(&r.log)?;
-    let mut lat = Vec::new();
-    let deadline = Instant::now() + limit;
-    for i in 0..samples {
-        if Instant::now() > deadline {
-            break;
-        }
-        let addr = gen::attacker(100_000 + i, false);
-        let now = jiff::ZonedDateTime::now().strftime("%b %e %H:%M:%S");
-        let line = format!("{now} mx1 postfix/submission/smtpd[1]: warning: unknown[{addr}]: SASL LOGIN authentication failed: authentication failure\n");
-        let needle = format!("ip saddr {addr} ");
-        let start = Instant::now();
-        file.write_all(line.as_bytes())?;
-        loop {
-            let (at, l) = rx
-                .recv_timeout(Duration::from_secs(20))
-                .with_context(|| format!("no rule for {addr} within 20 s"))?;
-            if l.contains("ufw-user-input") && l.contains(&needle) {
-                lat.push((at - start).as_secs_f64());
-                break;
-            }
-        }
-        // Rules of the earlier bans come again with each reload: skip them.
-        while rx.try_recv().is_ok() {}
-    }
+    // Rules of the earlier bans come again with each reload: only a rule
+    // for this address in ufw's chain counts.
+    let lat = super::latency::decisive_lines(
+        &r.log,
+        &rx,
+        samples,
+        limit,
+        Duration::from_secs(20),
+        |l, addr| l.contains("ufw-user-input") && l.contains(&format!("ip saddr {addr} ")),
+    );
     let _ = monitor.kill();
     let _ = monitor.wait();
-    Ok(lat)
-}
-
-/// `samples | p50 | p99 | max` cells.
-fn percentiles(mut lat: Vec<f64>) -> String {
-    if lat.is_empty() {
-        return "0 | – | – | –".into();
-    }
-    lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] * 1e3;
-    format!(
-        "{} | {:.1} ms | {:.1} ms | {:.1} ms",
-        lat.len(),
-        pct(0.50),
-        pct(0.99),
-        pct(1.0)
-    )
+    lat
 }
 
 fn burst_cell(secs: f64, live: usize, goal: usize) -> String {
@@ -364,7 +282,7 @@ pub(super) fn ufw_section(
     let _ = writeln!(
         report,
         "| nftjail (`backend = \"ufw\"`) | {burst_nj} | {} |",
-        percentiles(lat)
+        super::latency::percentiles(lat, 1)
     );
     if f2b::available() {
         let r = fail2ban(dir, "f2bufw-burst", 3)?;
@@ -377,7 +295,7 @@ pub(super) fn ufw_section(
         let _ = writeln!(
             report,
             "| fail2ban-server 1.0.2 (`action = ufw`) | {burst_f2b} | {} |",
-            percentiles(lat)
+            super::latency::percentiles(lat, 1)
         );
     } else {
         let _ = writeln!(report, "| fail2ban-server | not installed | | | | |");

@@ -96,8 +96,10 @@ fn output(cmd: &mut Command) -> Result<String> {
 }
 
 /// The shared libraries the binary links, as Debian package relations
-/// (libc6, libgcc-s1, libsystemd0 with their minimal versions), from
-/// dpkg-shlibdeps: the tool every Debian package build uses for this.
+/// (libc6, libgcc-s1 with their minimal versions), from dpkg-shlibdeps: the
+/// tool every Debian package build uses for this; and libsystemd0, which
+/// the journal source loads at run time (`dlopen`), where dpkg-shlibdeps
+/// cannot see it.
 fn depends(tree: &Path, layout: &Layout) -> Result<String> {
     // dpkg-shlibdeps wants to run in a source tree: give it an empty one.
     let scratch = tempfile::tempdir()?;
@@ -117,7 +119,10 @@ fn depends(tree: &Path, layout: &Layout) -> Result<String> {
         .lines()
         .find_map(|l| l.strip_prefix("shlibs:Depends="))
         .with_context(|| format!("dpkg-shlibdeps printed no shlibs:Depends: {line}"))?;
-    Ok(deps.to_string())
+    if deps.split(',').any(|d| d.trim().starts_with("libsystemd0")) {
+        return Ok(deps.to_string());
+    }
+    Ok(format!("{deps}, libsystemd0"))
 }
 
 /// In KiB, as dpkg-gencontrol counts it: each file rounded up, each
