@@ -175,20 +175,7 @@ fn farm(tag: &str, names: &[&str], cluster: &str, maxretry: u32) -> Farm {
         "redis-server is missing: run `cargo xtask deps`"
     );
     let hub = Netns::new(&format!("{tag}hub"));
-    sh(&[
-        "ip", "-n", &hub.name, "link", "add", "br0", "type", "bridge",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &hub.name,
-        "addr",
-        "add",
-        &format!("{REDIS}/24"),
-        "dev",
-        "br0",
-    ]);
-    sh(&["ip", "-n", &hub.name, "link", "set", "br0", "up"]);
+    common::bridge(&hub, &format!("{REDIS}/24"));
     let rdir = tempfile::tempdir().unwrap().keep();
     let mut redis = Redis {
         hub: hub.name.clone(),
@@ -520,6 +507,50 @@ fn bad_records_and_protected_addresses_are_refused() {
 
 /// Propagation latency A → C (A's log line → C's enforcer applied it) and
 /// a 10,000-ban burst. Numbers are printed, not asserted.
+/// The harness, not the daemon: a node that resolved the hub's address
+/// still reaches it after a later node's port joins the bridge with a lower
+/// MAC address, which a bridge without an address of its own would take
+/// (the farms above plug and start their nodes one after another).
+#[test]
+fn the_hub_keeps_its_address_as_nodes_are_plugged_in() {
+    require_root();
+    let hub = Netns::new("machub");
+    common::bridge(&hub, "10.9.4.254/24");
+    let to: SocketAddr = "10.9.4.254:7000".parse().unwrap();
+    // Never accepted: the kernel completes the handshakes into the backlog.
+    let _listener = hub.run(move || TcpListener::bind(to).unwrap());
+    let reaches = |ns: &Netns| {
+        until(Duration::from_secs(5), || {
+            ns.run(move || TcpStream::connect_timeout(&to, Duration::from_secs(1)).is_ok())
+        })
+    };
+    // Port MACs chosen so that a bridge following its lowest port would
+    // move from the first node's port to the third's, while the second node
+    // holds the first port's address in its neighbour table.
+    let mut nodes = Vec::new();
+    for (i, mac) in [
+        "02:00:00:00:00:03",
+        "02:00:00:00:00:04",
+        "02:00:00:00:00:01",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ns = Netns::new(&format!("mac{i}"));
+        let port = format!("pm{i}");
+        plug(&ns, &format!("10.9.4.{}/24", i + 1), &hub, &port);
+        sh(&["ip", "-n", &hub.name, "link", "set", &port, "address", mac]);
+        assert!(reaches(&ns), "node {i} reaches the hub once plugged in");
+        nodes.push(ns);
+    }
+    for (i, ns) in nodes.iter().enumerate() {
+        assert!(
+            reaches(ns),
+            "node {i} still reaches the hub after the others were plugged in"
+        );
+    }
+}
+
 #[test]
 #[ignore]
 fn measure() {

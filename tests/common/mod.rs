@@ -127,6 +127,30 @@ pub fn link(a: &Netns, a_addrs: &[&str], b: &Netns, b_addrs: &[&str], tag: &str)
     wait_up(b, &ib);
 }
 
+/// The bridge `br0` in `hub`, with `addr`, up: the switch the farm tests
+/// plug their nodes into. Its MAC address is set here because a bridge
+/// without one takes its lowest port's, which changes as nodes are plugged
+/// in: a node that resolved the hub's address before then keeps sending to
+/// the old MAC, which the bridge hands up as another host's frame and the
+/// hub's IP drops, until the node's neighbour entry expires, tens of
+/// seconds later.
+pub fn bridge(hub: &Netns, addr: &str) {
+    sh(&[
+        "ip",
+        "-n",
+        &hub.name,
+        "link",
+        "add",
+        "br0",
+        "address",
+        "02:00:00:00:00:fe",
+        "type",
+        "bridge",
+    ]);
+    sh(&["ip", "-n", &hub.name, "addr", "add", addr, "dev", "br0"]);
+    sh(&["ip", "-n", &hub.name, "link", "set", "br0", "up"]);
+}
+
 /// A veth from `ns` (address `addr`) to the bridge `br0` of `hub`, whose
 /// end there is `port`.
 pub fn plug(ns: &Netns, addr: &str, hub: &Netns, port: &str) {
