@@ -63,6 +63,7 @@ pub(super) async fn run(
     open_outbox(&inner, state_dir.clone()).await;
     let cursor = Cursor::open(state_dir).await;
     let mut failed = 0u32;
+    let mut told_tls = false;
     loop {
         let began = Instant::now();
         let end = session(&client, &inner, &config, &enforcer, &cursor).await;
@@ -71,19 +72,16 @@ pub(super) async fn run(
         match end {
             Ok(()) => return,
             Err(e) => {
-                let tls = super::tls::hint(&e);
-                if let (Some(check), true) = (tls, was || failed == 0) {
-                    warn!(
+                match say(&e, was || failed == 0, &mut told_tls) {
+                    Say::Tls(check) => warn!(
                         "farm: TLS with Redis at {url} refused: {e}; {check}. \
                          Banning on this node's own counts meanwhile"
-                    );
-                } else if was || failed == 0 {
-                    warn!(
+                    ),
+                    Say::Unreachable => warn!(
                         "farm: Redis at {url} unreachable: {e}; banning on this node's own \
                          counts, what it decides is queued for the farm"
-                    );
-                } else {
-                    debug!("farm: Redis at {url} still unreachable: {e}");
+                    ),
+                    Say::Again => debug!("farm: Redis at {url} still unreachable: {e}"),
                 }
                 inner.set_error(Some(e));
             }
@@ -102,6 +100,36 @@ pub(super) async fn run(
                 () = inner.wake.notified() => {}
             }
         }
+    }
+}
+
+/// How a failed session is logged.
+#[derive(Debug, PartialEq)]
+enum Say {
+    /// TLS refused the connection: a warning naming what to check.
+    Tls(&'static str),
+    /// The first failure since the start or the last connection: a warning.
+    Unreachable,
+    /// A repeat: debug only.
+    Again,
+}
+
+/// `first`: the first failure since the start or the last connection.
+/// A TLS refusal is warned about once in each run of failures even when
+/// others came first (a node that tried before its network was up, then
+/// met a CA it does not trust): it names the setting to fix, which a
+/// repeat of the first warning would hide.
+fn say(e: &str, first: bool, told_tls: &mut bool) -> Say {
+    if first {
+        *told_tls = false;
+    }
+    match super::tls::hint(e) {
+        Some(check) if first || !*told_tls => {
+            *told_tls = true;
+            Say::Tls(check)
+        }
+        _ if first => Say::Unreachable,
+        _ => Say::Again,
     }
 }
 
@@ -678,6 +706,20 @@ mod tests {
         assert!(later("1-6", "1-5"));
         assert!(!later("1-5", "1-5"));
         assert!(!later("0-0", "1-0"));
+    }
+
+    #[test]
+    fn a_tls_refusal_is_told_even_after_a_timeout() {
+        let mut told = false;
+        let refused = "invalid peer certificate: UnknownIssuer";
+        assert_eq!(say("timed out", true, &mut told), Say::Unreachable);
+        assert!(matches!(say(refused, false, &mut told), Say::Tls(c) if c.contains("tls_ca")));
+        assert_eq!(say(refused, false, &mut told), Say::Again);
+        assert_eq!(say("timed out", false, &mut told), Say::Again);
+        assert_eq!(say(refused, false, &mut told), Say::Again);
+        // Connected in between: a new run of failures, told again.
+        assert!(matches!(say(refused, true, &mut told), Say::Tls(_)));
+        assert_eq!(say(refused, false, &mut told), Say::Again);
     }
 
     #[test]
