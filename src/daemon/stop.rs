@@ -79,6 +79,7 @@ pub(super) async fn stop(running: Running) {
     }
     drop(handle);
     if let Some((tx, thread)) = state {
+        tx.hurry();
         // The readers have stopped after their last line, and every ban
         // decided is applied: the last counts and positions go after them.
         if let Some(cp) = tracker.as_mut().and_then(|t| t.checkpoint()) {

@@ -2,6 +2,7 @@
 //! runs, so SQLite's work never sits on the ban path. The enforcer sends what
 //! it applied; messages queued while a transaction ran are written together.
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -44,6 +45,8 @@ pub enum StateMsg {
 pub struct StateTx {
     tx: Sender<StateMsg>,
     events: Arc<EventGauge>,
+    /// The writer thread's id, once it runs (0 before): for [`StateTx::hurry`].
+    writer: Arc<AtomicI32>,
 }
 
 impl StateTx {
@@ -82,6 +85,20 @@ impl StateTx {
         }
     }
 
+    /// Puts the writer back to normal priority, for the stop: what it has
+    /// left to write is then all the daemon waits on, and as a background
+    /// job on a busy machine it would wait for every other process (a
+    /// flood's bans, held back while it went on, can be many), past the
+    /// service manager's stop timeout. Changing another thread's policy
+    /// takes effect at once, even inside a long transaction. Without
+    /// CAP_SYS_NICE the kernel refuses it and the stop is only slower.
+    pub fn hurry(&self) {
+        let tid = self.writer.load(Ordering::Acquire);
+        if tid > 0 {
+            normal_priority(tid);
+        }
+    }
+
     /// Waits until everything sent so far is written (at stop, and in tests).
     pub fn sync(&self) {
         let (tx, rx) = mpsc::channel();
@@ -100,10 +117,15 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel();
     let events = Arc::new(EventGauge::default());
     let gauge = Arc::clone(&events);
+    let writer = Arc::new(AtomicI32::new(0));
+    let id = Arc::clone(&writer);
     let thread = std::thread::Builder::new()
         .name("state".into())
-        .spawn(move || run(store, rx, purge_age, Recorder::new(keep, gauge)))?;
-    Ok((StateTx { tx, events }, thread))
+        .spawn(move || {
+            id.store(lower_priority(), Ordering::Release);
+            run(store, rx, purge_age, Recorder::new(keep, gauge))
+        })?;
+    Ok((StateTx { tx, events, writer }, thread))
 }
 
 /// The writer's side of the events: failures taken this round, and when
@@ -326,7 +348,6 @@ impl Backlog {
 }
 
 fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration, mut events: Recorder) {
-    lower_priority();
     let mut last_purge = Instant::now();
     let mut next_reminder = Instant::now() + REMIND_EVERY;
     let mut backlog = Backlog::new();
@@ -494,20 +515,42 @@ fn wait_for_the_flood_to_ebb(rx: &Receiver<StateMsg>, msgs: &mut Vec<StateMsg>) 
 /// store may lag the kernel until the flood ebbs
 /// (sending never blocks, and a restart takes the union of kernel and
 /// store), the bans may not. On an idle machine it runs at once. Linux
-/// keeps the policy per thread, so only this thread yields.
-fn lower_priority() {
+/// keeps the policy per thread, so only this thread yields. Returns the
+/// thread's id, for [`StateTx::hurry`].
+fn lower_priority() -> i32 {
     // SAFETY: plain syscalls on the calling thread with a valid, zeroed
     // sched_param; failure only leaves the default priority.
     #[cfg(target_os = "linux")]
     unsafe {
+        let tid = libc::gettid();
         let param: libc::sched_param = std::mem::zeroed();
         if libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) == 0 {
-            return;
+            return tid;
         }
-        let tid = libc::gettid();
         if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19) != 0 {
             warn!(
                 "state writer keeps normal priority: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        tid
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
+/// Thread `tid` back to the normal policy and nice 0 (see [`StateTx::hurry`]).
+fn normal_priority(tid: i32) {
+    // SAFETY: plain syscalls on a thread id of this process with a valid,
+    // zeroed sched_param; failure leaves the priority as it was.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        let policy = libc::sched_setscheduler(tid, libc::SCHED_OTHER, &param);
+        let nice = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 0);
+        if policy != 0 || nice != 0 {
+            tracing::debug!(
+                "state writer stays a background job at stop: {}",
                 std::io::Error::last_os_error()
             );
         }
@@ -546,6 +589,43 @@ mod tests {
         Store::open(dir)
             .and_then(|s| s.bans())
             .map_or(0, |b| b.len())
+    }
+
+    /// The writer runs as a background job, and `hurry` (the stop) puts
+    /// it back to the normal policy. Needs CAP_SYS_NICE for the way back,
+    /// as the tests have (they run as root).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_writer_is_a_background_job_until_the_stop_hurries_it() {
+        let dir = std::env::temp_dir().join(format!("nftjail-hurry-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (tx, thread) = spawn(
+            Store::open(&dir).expect("open"),
+            PURGE_EVERY,
+            Keep::for_age(PURGE_EVERY),
+        )
+        .expect("spawn");
+        let policy = |tid: i32| {
+            // SAFETY: a query of a thread of this process.
+            unsafe { libc::sched_getscheduler(tid) }
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tx.writer.load(Ordering::Acquire) == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let tid = tx.writer.load(Ordering::Acquire);
+        assert!(tid > 0, "the writer says which thread it is");
+        assert_eq!(policy(tid), libc::SCHED_IDLE);
+        tx.hurry();
+        assert_eq!(policy(tid), libc::SCHED_OTHER);
+        // SAFETY: as above.
+        assert_eq!(
+            unsafe { libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t) },
+            0
+        );
+        drop(tx);
+        thread.join().expect("writer");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// What the flood wait must not cost: bans sent during a flood are all
