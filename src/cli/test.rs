@@ -12,9 +12,10 @@
 //! fail2ban filter files run through [`Fail2banFilter`], line by line, as
 //! the daemon runs them.
 //!
-//! When every pattern of ours needs a literal, a read is searched for the
-//! literals as a whole, as grep does, and only the lines a search stops in
-//! are judged (see [`push_sparse`]): the rest cannot match, and are counted.
+//! When every pattern of ours needs a literal, or a fail2ban filter turns
+//! away every line without one of its keys, a read is searched for them as
+//! a whole, as grep does, and only the lines a search stops in are judged
+//! (see [`push_sparse`]): the rest cannot match, and are counted.
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
@@ -150,17 +151,21 @@ fn load(spec: &str) -> Result<Judge> {
 }
 
 impl Judge {
-    /// The matcher whose literal gate may pass over whole runs of lines
-    /// unjudged (see [`push_sparse`]): ours, when every pattern needs a
-    /// literal and no line is printed or reported but those it may blame.
-    fn sparse(&self, opts: &Options) -> Option<Arc<Matcher>> {
+    /// The search that may pass over whole runs of lines unjudged (see
+    /// [`push_sparse`]), when no line is printed or reported but those the
+    /// filter may blame: our matcher's literals, when every pattern needs
+    /// one; a fail2ban filter's keys, when it turns away every line
+    /// without one before reading its date (as [`Judge::judge`] does).
+    fn sparse(&self, opts: &Options) -> Option<Sparse> {
+        if opts.json || opts.print_missed {
+            return None;
+        }
         match self {
-            Judge::Ours { gate, .. }
-                if gate.gated_by_literals() && !opts.json && !opts.print_missed =>
-            {
-                Some(Arc::clone(gate))
+            Judge::Ours { gate, .. } if gate.gated_by_literals() => {
+                Some(Sparse::Literals(Arc::clone(gate)))
             }
-            _ => None,
+            Judge::Ours { .. } => None,
+            Judge::Fail2ban(f) => f.key_search().cloned().map(Sparse::Keys),
         }
     }
 
@@ -374,12 +379,29 @@ pub fn run(filter_spec: &str, log: &str, opts: &Options) -> Result<()> {
     }
 }
 
+/// What a read is searched for to find the lines worth judging.
+enum Sparse {
+    Literals(Arc<Matcher>),
+    Keys(regex::bytes::Regex),
+}
+
+impl Sparse {
+    /// Where in `text` the first thing searched for starts, at or after
+    /// `from`; it may also stop where none does.
+    fn find(&self, text: &[u8], from: usize) -> Option<usize> {
+        match self {
+            Sparse::Literals(m) => m.find_literal(text, from),
+            Sparse::Keys(keys) => keys.find_at(text, from).map(|m| m.start()),
+        }
+    }
+}
+
 /// Bytes asked of the file at a time: small enough that the scans of a
 /// read find it still in the CPU's cache.
 const READ_SIZE: usize = 256 << 10;
 
-/// [`LineSplitter::push`] for a filter whose every pattern needs a literal:
-/// the read is searched for the literals in one go, as grep does, and only
+/// [`LineSplitter::push`] for a filter whose every pattern needs a literal
+/// (or key, see [`Sparse`]): the read is searched for them in one go, as grep does, and only
 /// the lines a search stops in are handed to `on_line`; a run of lines
 /// between them that holds no literal, no empty or comment line, no `\r`
 /// and no line to cut is counted in `passed` (judging them would find
@@ -387,7 +409,7 @@ const READ_SIZE: usize = 256 << 10;
 /// line, as every line does without this. Returns the lines cut.
 fn push_sparse(
     lines: &mut LineSplitter,
-    m: &Matcher,
+    m: &Sparse,
     data: &[u8],
     on_line: &mut dyn FnMut(&str),
     passed: &mut u64,
@@ -401,7 +423,7 @@ fn push_sparse(
     let mut cut = lines.push(&data[..=first], on_line).cut;
     let mut at = first + 1;
     while at <= last {
-        let hit = m.find_literal(&data[..=last], at);
+        let hit = m.find(&data[..=last], at);
         // The whole lines before the hit's line (all to the end without one).
         let gap_end = match hit {
             Some(h) => memchr::memrchr(b'\n', &data[at..h]).map_or(at, |i| at + i + 1),
@@ -531,18 +553,35 @@ mod tests {
     /// What a read of `text` in reads of `size` bytes hands to the judge:
     /// the lines given to it with their verdict, lines passed over
     /// unjudged, lines cut.
-    fn read(m: &Matcher, text: &[u8], size: usize, sparse: bool) -> (Vec<String>, u64, usize) {
+    fn read(m: &Arc<Matcher>, text: &[u8], size: usize, sparse: bool) -> (Vec<String>, u64, usize) {
+        let sparse = sparse.then(|| Sparse::Literals(Arc::clone(m)));
+        read_with(
+            &mut |line| {
+                let mut v = None;
+                m.explain_verdicts(line, |_, verdict| v = Some(verdict.addr));
+                format!("{line:?} {v:?}")
+            },
+            text,
+            size,
+            sparse.as_ref(),
+        )
+    }
+
+    /// [`read`] with any judge, which says what it made of each line it
+    /// was handed (ending in " None" for nothing).
+    fn read_with(
+        judge: &mut dyn FnMut(&str) -> String,
+        text: &[u8],
+        size: usize,
+        sparse: Option<&Sparse>,
+    ) -> (Vec<String>, u64, usize) {
         let mut lines = LineSplitter::new(MAX_LINE);
         let mut judged = Vec::new();
         let mut passed = 0;
         let mut cut = 0;
-        let mut on_line = |line: &str| {
-            let mut v = None;
-            m.explain_verdicts(line, |_, verdict| v = Some(verdict.addr));
-            judged.push(format!("{line:?} {v:?}"));
-        };
+        let mut on_line = |line: &str| judged.push(judge(line));
         for data in text.chunks(size) {
-            cut += if sparse {
+            cut += if let Some(m) = sparse {
                 push_sparse(&mut lines, m, data, &mut on_line, &mut passed)
             } else {
                 lines.push(data, &mut on_line).cut
@@ -558,7 +597,10 @@ mod tests {
     #[test]
     fn the_sparse_read_judges_as_every_line_does() {
         let def = FilterDef::parse(filter::library("zimbra-submission").unwrap(), "z").unwrap();
-        let m = Matcher::new(vec![(0, Arc::new(Filter::compile(&def, "z").unwrap()))]);
+        let m = Arc::new(Matcher::new(vec![(
+            0,
+            Arc::new(Filter::compile(&def, "z").unwrap()),
+        )]));
         assert!(m.gated_by_literals());
         let sasl = |i: u32| {
             format!("Mar  5 16:01:34 mx1 postfix/submission/smtpd[{i}]: warning: unknown[192.0.2.{i}]: SASL LOGIN authentication failed: authentication failure\n")
@@ -608,5 +650,77 @@ mod tests {
                 assert!(passed > 100, "{size}: {passed}");
             }
         }
+    }
+
+    /// A fail2ban filter file read sparsely blames the same lines with the
+    /// same hosts as when every line is judged, and is handed or passes
+    /// every other line.
+    #[test]
+    fn a_fail2ban_filter_read_sparsely_judges_as_every_line_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("zimbra.conf");
+        std::fs::write(
+            &conf,
+            "[Definition]\nfailregex = postfix/submission/smtpd\\[\\d+\\]: warning: .*\\[<HOST>\\]: SASL \\w+ authentication failed: authentication failure$\n",
+        )
+        .unwrap();
+        let spec = conf.display().to_string();
+        let opts = Options {
+            print_matched: false,
+            print_missed: false,
+            print_ignored: false,
+            print_regex: false,
+            json: false,
+        };
+        let mut text = String::new();
+        for i in 0..400u32 {
+            text += &match i % 7 {
+                0 => format!("Mar  5 16:01:34 mx1 postfix/submission/smtpd[{i}]: warning: unknown[192.0.2.{}]: SASL LOGIN authentication failed: authentication failure\n", i % 250),
+                1 => format!("Mar  5 16:01:34 mx1 postfix/smtps/smtpd[{i}]: warning: unknown[192.0.2.1]: SASL LOGIN authentication failed: authentication failure\n"),
+                2 if i % 49 == 2 => "# authentication failed: authentication failure\n".to_string(),
+                3 if i % 49 == 3 => "\n".to_string(),
+                _ => format!("Mar  5 16:01:34 mx1 postfix/smtpd[{i}]: disconnect from x[192.0.2.9]\n"),
+            };
+        }
+        let now = SystemTime::now();
+        let run = |size: usize, sparse: bool| {
+            let mut judge = load(&spec).unwrap();
+            let keys = judge.sparse(&opts);
+            assert!(keys.is_some());
+            let mut st = Stats {
+                fail_hits: vec![0; judge.failregex_text().len()],
+                ..Stats::default()
+            };
+            let keys = keys.filter(|_| sparse);
+            let mut on_line = |line: &str| {
+                let o = judge.judge(line, now, false, &mut st);
+                format!("{line:?} {:?}", o.host)
+            };
+            read_with(&mut on_line, text.as_bytes(), size, keys.as_ref())
+        };
+        let (all, none, _) = run(1 << 20, false);
+        assert_eq!(none, 0);
+        let blamed = |judged: &[String]| -> Vec<String> {
+            judged
+                .iter()
+                .filter(|l| !l.ends_with(" None"))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(blamed(&all).len(), 58);
+        for size in [1, 100, 4096, 1 << 20] {
+            let (judged, passed, _) = run(size, true);
+            assert_eq!(blamed(&judged), blamed(&all), "{size}");
+            assert_eq!(judged.len() as u64 + passed, all.len() as u64, "{size}");
+            if size >= 4096 {
+                assert!(passed > 100, "{size}: {passed}");
+            }
+        }
+        // A report of every line (missed ones printed) reads every line.
+        let every = Options {
+            print_missed: true,
+            ..opts
+        };
+        assert!(load(&spec).unwrap().sparse(&every).is_none());
     }
 }

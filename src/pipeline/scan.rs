@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tracing::{debug, error};
 
 use crate::config::{Fail2banSpec, Jail};
-use crate::filter::fail2ban::Fail2banFilters;
+use crate::filter::fail2ban::{self, Fail2banFilters};
 use crate::matcher::Matcher;
 use crate::message::{Account, JailId};
 use crate::timestamp::DateDetector;
@@ -23,10 +23,29 @@ const FUTURE_SLACK: Duration = Duration::from_secs(60);
 pub(super) struct JailFilters {
     matcher: Matcher,
     fail2ban: Vec<(JailId, Fail2banSpec)>,
+    /// The fail2ban filters' keys in one search (see
+    /// [`fail2ban::key_search`]); None when one of them must see every
+    /// line, or did not load.
+    fail2ban_keys: Option<regex::bytes::Regex>,
 }
 
 impl JailFilters {
     pub(super) fn new(jails: &[(JailId, &Jail)]) -> Self {
+        let fail2ban: Vec<(JailId, Fail2banSpec)> = jails
+            .iter()
+            .filter_map(|(id, j)| Some((*id, j.fail2ban.clone()?)))
+            .collect();
+        // Loaded here only for their keys: each reader loads its own
+        // instances (they keep state across lines).
+        let fail2ban_keys = if fail2ban.is_empty() {
+            None
+        } else {
+            fail2ban
+                .iter()
+                .map(|(_, spec)| spec.load().ok())
+                .collect::<Option<Vec<_>>>()
+                .and_then(|filters| fail2ban::key_search(&filters))
+        };
         JailFilters {
             matcher: Matcher::new(
                 jails
@@ -35,24 +54,33 @@ impl JailFilters {
                     .map(|(id, j)| (*id, Arc::clone(&j.filter)))
                     .collect(),
             ),
-            fail2ban: jails
-                .iter()
-                .filter_map(|(id, j)| Some((*id, j.fail2ban.clone()?)))
-                .collect(),
+            fail2ban,
+            fail2ban_keys,
         }
     }
 
     /// Whether a line can hit one of these jails only when it holds one of
-    /// their literals (see [`Matcher::gated_by_literals`]): no fail2ban
-    /// filter file among them (such a filter reads every line, and keeps
-    /// state across lines), and every pattern gated by a literal.
+    /// their literals (see [`Matcher::gated_by_literals`]): every pattern
+    /// of ours gated by a literal, and every fail2ban filter file by its
+    /// keys. Such a filter keeps state across lines, but a line without
+    /// its keys changes none of it ([`Fail2banFilters`] passes over it,
+    /// its date unread), so passing over it unsplit changes nothing.
     pub(super) fn gated_by_literals(&self) -> bool {
-        self.fail2ban.is_empty() && self.matcher.gated_by_literals()
+        (self.fail2ban.is_empty() || self.fail2ban_keys.is_some())
+            && self.matcher.gated_by_literals()
     }
 
-    /// See [`Matcher::find_literal`].
+    /// See [`Matcher::find_literal`]; the fail2ban filters' keys too.
     pub(super) fn find_literal(&self, text: &[u8], from: usize) -> Option<usize> {
-        self.matcher.find_literal(text, from)
+        let keys = self
+            .fail2ban_keys
+            .as_ref()
+            .and_then(|k| k.find_at(text, from))
+            .map(|m| m.start());
+        match (self.matcher.find_literal(text, from), keys) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 

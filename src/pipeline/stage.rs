@@ -425,10 +425,17 @@ mod tests {
 
     /// Two jails of our library on one file, as the daemon routes them.
     fn routes() -> SharedRoutes {
-        let text = "[jail.sasl]\nfilter = \"postfix-sasl\"\nlogpath = \"/var/log/t.log\"\n\
-                    [jail.ssh]\nfilter = \"sshd\"\nlogpath = \"/var/log/t.log\"\n";
+        routes_of(
+            "[jail.sasl]\nfilter = \"postfix-sasl\"\nlogpath = \"/var/log/t.log\"\n\
+             [jail.ssh]\nfilter = \"sshd\"\nlogpath = \"/var/log/t.log\"\n",
+        )
+    }
+
+    /// The jails of `text` (each on `/var/log/t.log`), as the daemon routes them.
+    fn routes_of(text: &str) -> SharedRoutes {
         let cfg = Config::parse(text, Path::new("t.toml")).unwrap_or_else(|e| panic!("{e}"));
-        let (mut routes, _) = super::super::routes::plan(&cfg, &[0, 1], None);
+        let ids: Vec<usize> = (0..cfg.jails.len()).collect();
+        let (mut routes, _) = super::super::routes::plan(&cfg, &ids, None);
         let routes = routes
             .remove(&super::super::routes::SourceKey::File(
                 "/var/log/t.log".into(),
@@ -443,7 +450,7 @@ mod tests {
     fn read(routes: &SharedRoutes, text: &[u8], size: usize, gated: bool) -> (Vec<String>, u64) {
         let (tx, mut rx) = mpsc::channel(1 << 16);
         let mut stage = LineStage::new(Arc::clone(routes), tx);
-        assert!(stage.gate.is_some(), "both jails are gated by literals");
+        assert!(stage.gate.is_some(), "every jail is gated by literals");
         let mut lines = LineSplitter::new(64 * 1024);
         let mut read = 0;
         for chunk in text.chunks(size) {
@@ -484,7 +491,82 @@ mod tests {
     /// same lines and accounts, and every line counted.
     #[test]
     fn the_gate_changes_no_failure_and_no_count_at_any_read_size() {
-        let text = "Mar  5 16:01:34 mx1 postfix/smtpd[1]: connect from a.example[192.0.2.1]\n\
+        let routes = routes();
+        let whole = read(&routes, GATE_TEXT, GATE_TEXT.len(), false);
+        assert_eq!(whole.0.len(), 5, "{:?}", whole.0);
+        assert_eq!(whole.1, 11, "the unfinished last line is not read yet");
+        for size in 1..=GATE_TEXT.len() {
+            assert_eq!(
+                read(&routes, GATE_TEXT, size, true),
+                whole,
+                "gated, reads of {size}"
+            );
+            assert_eq!(
+                read(&routes, GATE_TEXT, size, false),
+                whole,
+                "plain, reads of {size}"
+            );
+        }
+    }
+
+    /// fail2ban filter files of one line at a time are gated by their keys
+    /// beside a filter of ours, and the gate changes nothing there either;
+    /// one that keeps lines (`maxlines`) must see every line: no gate.
+    #[test]
+    fn fail2ban_filter_files_are_gated_by_their_keys() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let sasl = dir.path().join("sasl.conf");
+        let ssh = dir.path().join("ssh.conf");
+        let kept = dir.path().join("kept.conf");
+        for (file, text) in [
+            (
+                &sasl,
+                r"warning: [-._\w]+\[<HOST>\]: SASL \w+ authentication failed",
+            ),
+            (
+                &ssh,
+                r"sshd\[\d+\]: Failed password for (?:invalid user )?\S+ from <HOST> port",
+            ),
+            (&kept, r"Failed password for \S+ from <HOST>"),
+        ] {
+            let init = if file == &kept {
+                "[Init]\nmaxlines = 2\n"
+            } else {
+                ""
+            };
+            std::fs::write(file, format!("{init}[Definition]\nfailregex = {text}\n"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let jail = |name: &str, filter: &str| {
+            format!("[jail.{name}]\nfilter = \"{filter}\"\nlogpath = \"/var/log/t.log\"\n")
+        };
+        let routes = routes_of(&format!(
+            "{}{}{}",
+            jail("sasl", &format!("fail2ban:{}", sasl.display())),
+            jail("ssh", &format!("fail2ban:{}", ssh.display())),
+            jail("ours", "postfix-sasl"),
+        ));
+        let whole = read(&routes, GATE_TEXT, GATE_TEXT.len(), false);
+        assert_eq!(whole.0.len(), 8, "{:?}", whole.0);
+        assert_eq!(whole.1, 11, "the unfinished last line is not read yet");
+        for size in 1..=GATE_TEXT.len() {
+            assert_eq!(
+                read(&routes, GATE_TEXT, size, true),
+                whole,
+                "gated, reads of {size}"
+            );
+        }
+        let routes = routes_of(&format!(
+            "{}{}",
+            jail("sasl", &format!("fail2ban:{}", sasl.display())),
+            jail("kept", &format!("fail2ban:{}", kept.display())),
+        ));
+        let (tx, _rx) = mpsc::channel(1);
+        assert!(LineStage::new(routes, tx).gate.is_none());
+    }
+
+    /// Lines for the jails above, the last one unfinished.
+    const GATE_TEXT: &[u8] = "Mar  5 16:01:34 mx1 postfix/smtpd[1]: connect from a.example[192.0.2.1]\n\
             Mar  5 16:01:34 mx1 postfix/smtpd[1]: warning: unknown[192.0.2.69]: SASL LOGIN authentication failed: authentication failure, sasl_username=bob\n\
             Mar  5 16:01:35 mx1 sshd[77]: Failed password for root from 192.0.2.7 port 2222 ssh2\n\
             \n\
@@ -496,22 +578,5 @@ mod tests {
             Mar  5 16:01:38 mx1 sshd[78]: Failed password for invalid user x from 2001:db8::7 port 22 ssh2\n\
             Mar  5 16:01:38 mx1 postfix/smtpd[5]: disconnect from a.example[192.0.2.1]\n\
             Mar  5 16:01:39 mx1 sshd[79]: Failed password for root from 192.0.2.9 port 2222 ssh2"
-            .as_bytes();
-        let routes = routes();
-        let whole = read(&routes, text, text.len(), false);
-        assert_eq!(whole.0.len(), 5, "{:?}", whole.0);
-        assert_eq!(whole.1, 11, "the unfinished last line is not read yet");
-        for size in 1..=text.len() {
-            assert_eq!(
-                read(&routes, text, size, true),
-                whole,
-                "gated, reads of {size}"
-            );
-            assert_eq!(
-                read(&routes, text, size, false),
-                whole,
-                "plain, reads of {size}"
-            );
-        }
-    }
+        .as_bytes();
 }

@@ -24,7 +24,8 @@ pub(super) struct LineGate {
 struct Inner {
     /// [`LineGate::keys`] in one search, asked first: most lines hold
     /// none, and are turned away by one scan instead of one per factor.
-    keys: Option<regex::Regex>,
+    /// Over bytes, so a reader can also search a whole read with it.
+    keys: Option<regex::bytes::Regex>,
     prefregex: Factors,
     failregex: Vec<Factors>,
     /// The ignoreregexes asked before the failregexes; empty when they
@@ -55,7 +56,7 @@ impl LineGate {
             let alternation: Vec<String> = keys.iter().map(|k| regex::escape(k)).collect();
             // Escaped literals compile; should they not, the factors
             // alone decide.
-            regex::Regex::new(&alternation.join("|")).ok()
+            regex::bytes::Regex::new(&alternation.join("|")).ok()
         });
         if let Some(inner) = &mut gate.inner {
             inner.keys = keys;
@@ -74,12 +75,27 @@ impl LineGate {
         let Some(g) = &self.inner else {
             return true;
         };
-        if g.keys.as_ref().is_some_and(|k| !k.is_match(text)) {
+        if g.keys
+            .as_ref()
+            .is_some_and(|k| !k.is_match(text.as_bytes()))
+        {
             return false;
         }
         let hay = text.as_bytes();
         (g.prefregex.admits(hay) && g.failregex.iter().any(|f| f.admits(hay)))
             || g.ignore_first.iter().any(|f| f.admits(hay))
+    }
+
+    /// The search for [`LineGate::keys`], when every admitted line holds
+    /// one of them (a line without any is never admitted) and none holds
+    /// U+FFFD, which a line that is not UTF-8 only shows once decoded: a
+    /// reader may then pass over the lines of a read where it finds none.
+    pub(super) fn key_search(&self) -> Option<&regex::bytes::Regex> {
+        let keys = self.inner.as_ref()?.keys.as_ref()?;
+        self.keys()?
+            .iter()
+            .all(|k| !k.contains('\u{FFFD}'))
+            .then_some(keys)
     }
 
     /// Whether failregex `index` may match `text` (what it is run on: the

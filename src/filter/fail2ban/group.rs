@@ -20,6 +20,27 @@ use super::dates::LineDates;
 use super::filter::{Fail2banFilter, Mode, Placed};
 use super::matched::Fail2banMatch;
 
+/// One search over any number of lines for the keys of all `filters` (see
+/// [`Fail2banFilter::key_search`]): a line without any is nothing to any
+/// of them, fed alone or together. None when one of them must see every
+/// line.
+pub fn key_search<'a>(
+    filters: impl IntoIterator<Item = &'a Fail2banFilter>,
+) -> Option<regex::bytes::Regex> {
+    let mut keys: Vec<String> = Vec::new();
+    for f in filters {
+        f.key_search()?;
+        keys.extend(f.gate_keys()?);
+    }
+    keys.sort();
+    keys.dedup();
+    if keys.is_empty() {
+        return None;
+    }
+    let alternation: Vec<String> = keys.iter().map(|k| regex::escape(k)).collect();
+    regex::bytes::Regex::new(&alternation.join("|")).ok()
+}
+
 pub struct Fail2banFilters<K> {
     groups: Vec<Group<K>>,
 }

@@ -28,7 +28,7 @@ mod tags;
 
 pub use error::Fail2banError;
 pub use filter::{Fail2banFilter, LineReport};
-pub use group::Fail2banFilters;
+pub use group::{key_search, Fail2banFilters};
 pub use jails::{parse_bool, JailConfig};
 pub use matched::Fail2banMatch;
 pub use options::parse_spec;
