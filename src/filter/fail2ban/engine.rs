@@ -336,16 +336,6 @@ impl Compiled {
         self.names.iter().flatten().map(String::as_str)
     }
 
-    /// The span of the first match in `hay`, as [`search`](Self::search)
-    /// finds it; a linear regex finds it by its DFA alone, without taking
-    /// the groups.
-    pub fn find(&self, hay: &str) -> Option<Range<usize>> {
-        match &self.engine {
-            Engine::Linear(re) => re.find(hay).map(|m| m.range()),
-            Engine::Backtrack(_) => self.search(hay).map(|hit| hit.span),
-        }
-    }
-
     /// The first match in `hay`. A backtracking run that exceeds its step
     /// limit counts as no match, as a time-out would in practice.
     pub fn search(&self, hay: &str) -> Option<Hit> {

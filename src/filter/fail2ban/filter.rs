@@ -140,24 +140,6 @@ impl Fail {
     }
 }
 
-/// What [`Fail2banFilter::prefix_find`] found of the prefregex in a line.
-enum PrefFound {
-    /// The `^HEAD<F-CONTENT>.+</F-CONTENT>$` form, read by its span alone:
-    /// the content's range.
-    Head(Range<usize>),
-    /// The whole prefregex's match.
-    Whole(Hit),
-}
-
-impl PrefFound {
-    fn content(&self) -> Option<Range<usize>> {
-        match self {
-            PrefFound::Head(content) => Some(content.clone()),
-            PrefFound::Whole(hit) => hit.range_of("content"),
-        }
-    }
-}
-
 /// A fail2ban regex with the name of the option line it came from.
 #[derive(Debug)]
 struct Rule {
@@ -688,24 +670,21 @@ impl Fail2banFilter {
         {
             return out;
         }
-        // The prefregex's groups, taken once a failregex matched: most
-        // lines that get this far match none, and taking them is a pass
-        // of the capturing engine and a map of copies.
-        let mut pre_groups: Option<HashMap<String, Option<String>>> = None;
+        let mut pre_groups: HashMap<String, Option<String>> = HashMap::new();
         // What the failregexes see: the line, or the prefregex's content.
         let mut seen = text;
-        let mut pref_found = None;
         if let Some(pref) = &self.prefregex {
-            let Some(found) = self.prefix_find(pref, text) else {
+            let Some((hit, content)) = self.prefix_hit(pref, text) else {
                 return out;
             };
+            pre_groups = groups_of(&hit, text);
+            pre_groups.remove("content");
             // An empty content leaves the line as it is, as in fail2ban.
-            if let Some(content) = found.content().and_then(|r| text.get(r)) {
+            if let Some(content) = content.and_then(|r| text.get(r)) {
                 if !content.is_empty() {
                     seen = content;
                 }
             }
-            pref_found = Some(found);
         }
         for index in 0..self.failregex.len() {
             // Its required text missing, a failregex cannot match: not run.
@@ -721,10 +700,8 @@ impl Fail2banFilter {
                 }
                 continue;
             }
-            let pre_groups =
-                pre_groups.get_or_insert_with(|| self.prefix_groups(text, pref_found.take()));
             if self.gains_and_forgets[index] {
-                if let Some(judged) = self.forget_unseen(index, &hit, seen, pre_groups, now) {
+                if let Some(judged) = self.forget_unseen(index, &hit, seen, &pre_groups, now) {
                     if mode.take(judged, &mut out) {
                         break;
                     }
@@ -732,52 +709,14 @@ impl Fail2banFilter {
                 }
             }
             let groups = groups_of(&hit, seen);
-            if mode.take(self.failure(index, pre_groups, groups, date, now), &mut out) {
+            if mode.take(
+                self.failure(index, &pre_groups, groups, date, now),
+                &mut out,
+            ) {
                 break;
             }
         }
         out
-    }
-
-    /// Where the prefregex matches `text` (a line) and where its content
-    /// is; None when it does not match. Only the span is read for the
-    /// `^HEAD<F-CONTENT>.+</F-CONTENT>$` form (see
-    /// [`prefix_hit`](Self::prefix_hit)); the groups, when a failregex
-    /// needs them, come from [`prefix_groups`](Self::prefix_groups).
-    fn prefix_find(&self, pref: &Rule, text: &str) -> Option<PrefFound> {
-        if let Some(head) = &self.pref_head {
-            let end = head.find(text)?.end;
-            if text
-                .get(end..)
-                .is_some_and(|rest| !rest.is_empty() && !rest.contains('\n'))
-            {
-                return Some(PrefFound::Head(end..text.len()));
-            }
-        }
-        let hit = pref.re.search(text)?;
-        Some(PrefFound::Whole(hit))
-    }
-
-    /// The prefregex's groups on `text` (content left out), from what
-    /// [`prefix_find`](Self::prefix_find) found there; empty without a
-    /// prefregex.
-    fn prefix_groups(
-        &self,
-        text: &str,
-        found: Option<PrefFound>,
-    ) -> HashMap<String, Option<String>> {
-        let hit = match found {
-            None => return HashMap::new(),
-            Some(PrefFound::Whole(hit)) => Some(hit),
-            Some(PrefFound::Head(_)) => self
-                .prefregex
-                .as_ref()
-                .and_then(|pref| self.prefix_hit(pref, text))
-                .map(|(hit, _)| hit),
-        };
-        let mut groups = hit.map(|hit| groups_of(&hit, text)).unwrap_or_default();
-        groups.remove("content");
-        groups
     }
 
     /// The prefregex's match on `text` (a line) and the range of its
