@@ -187,49 +187,12 @@ fn split_trailing_lookahead(pattern: &str) -> Option<(&str, &str, bool, String)>
 /// engine, the same leftmost-first captures).
 struct Direct {
     engine: BoundedBacktracker,
-    /// The same pattern with ASCII classes, for lines that are all ASCII
-    /// (see [`ascii_twin`]).
-    ascii: Option<BoundedBacktracker>,
     /// Reused between lines, as the `regex` crate keeps its own.
     scratch: Pool<Scratch, MakeScratch>,
 }
 
-/// The engine's cache and captures, and its ASCII twin's.
-type Scratch = (
-    backtrack::Cache,
-    Captures,
-    Option<(backtrack::Cache, Captures)>,
-);
+type Scratch = (backtrack::Cache, Captures);
 type MakeScratch = Box<dyn Fn() -> Scratch + Send + Sync + UnwindSafe + RefUnwindSafe>;
-
-/// `pattern` compiled with ASCII classes: on a text that is all ASCII it
-/// answers exactly as the Unicode one (each of `\w`, `\d`, `\s`, `\b`,
-/// `.` and a negated class holds the same ASCII characters either way;
-/// only what they add beyond ASCII differs, and such a text has none of
-/// it), with the same groups, at a fraction of the states. fail2ban's
-/// `\S+` and `\w+` runs made Unicode are most of a filter's compiled
-/// size, and the backtracker clears scratch space of its states times the
-/// text's length on each search. None when it does not compile that way
-/// (a Unicode-only construct) or would be no smaller.
-fn ascii_twin(pattern: &str, unicode: &BoundedBacktracker) -> Option<BoundedBacktracker> {
-    let ascii = BoundedBacktracker::builder()
-        .syntax(
-            regex_automata::util::syntax::Config::new()
-                .unicode(false)
-                .utf8(false),
-        )
-        .thompson(
-            thompson::Config::new()
-                .nfa_size_limit(Some(SIZE_LIMIT))
-                .utf8(false),
-        )
-        .build(pattern)
-        .ok()?;
-    let (a, u) = (ascii.get_nfa(), unicode.get_nfa());
-    let same_groups = a.group_info().all_names().eq(u.group_info().all_names());
-    (same_groups && a.states().len() < u.states().len() && a.is_always_start_anchored())
-        .then_some(ascii)
-}
 
 impl fmt::Debug for Direct {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -247,23 +210,12 @@ impl Direct {
         if !engine.get_nfa().is_always_start_anchored() {
             return None;
         }
-        let ascii = ascii_twin(pattern, &engine);
         let make: MakeScratch = {
             let engine = engine.clone();
-            let ascii = ascii.clone();
-            Box::new(move || {
-                (
-                    engine.create_cache(),
-                    engine.create_captures(),
-                    ascii
-                        .as_ref()
-                        .map(|a| (a.create_cache(), a.create_captures())),
-                )
-            })
+            Box::new(move || (engine.create_cache(), engine.create_captures()))
         };
         Some(Direct {
             engine,
-            ascii,
             scratch: Pool::new(make),
         })
     }
@@ -275,14 +227,8 @@ impl Direct {
             return None;
         }
         let mut scratch = self.scratch.get();
-        let (cache, caps, twin) = &mut *scratch;
+        let (cache, caps) = &mut *scratch;
         let input = Input::new(hay).anchored(Anchored::Yes);
-        if let (Some(ascii), Some((cache, caps))) = (&self.ascii, twin) {
-            if hay.is_ascii() && hay.len() <= ascii.max_haystack_len() {
-                ascii.try_captures(cache, input, caps).ok()?;
-                return Some(read(caps));
-            }
-        }
         self.engine.try_captures(cache, input, caps).ok()?;
         Some(read(caps))
     }
@@ -478,9 +424,7 @@ mod tests {
             false,
         )
         .unwrap();
-        // Its `\s`, `\S` and `\w` made ASCII for ASCII lines: same answers,
-        // non-ASCII lines (below) still on the Unicode engine.
-        assert!(c.direct.as_ref().is_some_and(|d| d.ascii.is_some()));
+        assert!(c.direct.is_some());
         let re = regex::Regex::new(
             &pyregex::translate(r"^\s*(?:(?P<h>\S+) )?(?P<d>\w+)\[\d+\]: (?P<content>.+)$")
                 .unwrap()
@@ -495,10 +439,6 @@ mod tests {
             "",
             " a b[1]: ",
             long.as_str(),
-            "\u{a0}mx1 sshd[1]: x",
-            " mx\u{e9} d\u{e9}mon[1]: \u{2028}",
-            "d\u{e9}[7]: caf\u{e9}",
-            "\u{3000}h\u{3000}d[1]: y",
         ] {
             let want = re.captures(hay).map(|caps| {
                 let g = |n: &str| caps.name(n).map(|m| m.range());
