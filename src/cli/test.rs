@@ -569,6 +569,15 @@ mod tests {
 
     /// [`read`] with any judge, which says what it made of each line it
     /// was handed (ending in " None" for nothing).
+    /// The judged lines that blamed a host.
+    fn blamed(judged: &[String]) -> Vec<String> {
+        judged
+            .iter()
+            .filter(|l| !l.ends_with(" None"))
+            .cloned()
+            .collect()
+    }
+
     fn read_with(
         judge: &mut dyn FnMut(&str) -> String,
         text: &[u8],
@@ -627,13 +636,6 @@ mod tests {
         bytes.extend_from_slice(sasl(9).as_bytes());
         let (all, none, all_cut) = read(&m, &bytes, 1 << 20, false);
         assert_eq!(none, 0);
-        let blamed = |judged: &[String]| -> Vec<String> {
-            judged
-                .iter()
-                .filter(|l| !l.ends_with(" None"))
-                .cloned()
-                .collect()
-        };
         assert!(blamed(&all).len() > 40);
         for size in [1, 7, 100, 4096, 70_000, 1 << 20] {
             let (judged, passed, cut) = read(&m, &bytes, size, true);
@@ -700,13 +702,6 @@ mod tests {
         };
         let (all, none, _) = run(1 << 20, false);
         assert_eq!(none, 0);
-        let blamed = |judged: &[String]| -> Vec<String> {
-            judged
-                .iter()
-                .filter(|l| !l.ends_with(" None"))
-                .cloned()
-                .collect()
-        };
         assert_eq!(blamed(&all).len(), 58);
         for size in [1, 100, 4096, 1 << 20] {
             let (judged, passed, _) = run(size, true);

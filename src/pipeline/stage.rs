@@ -492,21 +492,31 @@ mod tests {
     #[test]
     fn the_gate_changes_no_failure_and_no_count_at_any_read_size() {
         let routes = routes();
-        let whole = read(&routes, GATE_TEXT, GATE_TEXT.len(), false);
-        assert_eq!(whole.0.len(), 5, "{:?}", whole.0);
-        assert_eq!(whole.1, 11, "the unfinished last line is not read yet");
+        let whole = gated_reads_agree(&routes, 5);
         for size in 1..=GATE_TEXT.len() {
-            assert_eq!(
-                read(&routes, GATE_TEXT, size, true),
-                whole,
-                "gated, reads of {size}"
-            );
             assert_eq!(
                 read(&routes, GATE_TEXT, size, false),
                 whole,
                 "plain, reads of {size}"
             );
         }
+    }
+
+    /// GATE_TEXT read whole and plain gives `failures` failures and counts
+    /// its finished lines; gated reads of every size from one byte give
+    /// the same. Returns the whole read's answer.
+    fn gated_reads_agree(routes: &SharedRoutes, failures: usize) -> (Vec<String>, u64) {
+        let whole = read(routes, GATE_TEXT, GATE_TEXT.len(), false);
+        assert_eq!(whole.0.len(), failures, "{:?}", whole.0);
+        assert_eq!(whole.1, 11, "the unfinished last line is not read yet");
+        for size in 1..=GATE_TEXT.len() {
+            assert_eq!(
+                read(routes, GATE_TEXT, size, true),
+                whole,
+                "gated, reads of {size}"
+            );
+        }
+        whole
     }
 
     /// fail2ban filter files of one line at a time are gated by their keys
@@ -546,16 +556,7 @@ mod tests {
             jail("ssh", &format!("fail2ban:{}", ssh.display())),
             jail("ours", "postfix-sasl"),
         ));
-        let whole = read(&routes, GATE_TEXT, GATE_TEXT.len(), false);
-        assert_eq!(whole.0.len(), 8, "{:?}", whole.0);
-        assert_eq!(whole.1, 11, "the unfinished last line is not read yet");
-        for size in 1..=GATE_TEXT.len() {
-            assert_eq!(
-                read(&routes, GATE_TEXT, size, true),
-                whole,
-                "gated, reads of {size}"
-            );
-        }
+        gated_reads_agree(&routes, 8);
         let routes = routes_of(&format!(
             "{}{}",
             jail("sasl", &format!("fail2ban:{}", sasl.display())),

@@ -591,13 +591,9 @@ mod tests {
             .map_or(0, |b| b.len())
     }
 
-    /// The writer runs as a background job, and `hurry` (the stop) puts
-    /// it back to the normal policy. Needs CAP_SYS_NICE for the way back,
-    /// as the tests have (they run as root).
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn the_writer_is_a_background_job_until_the_stop_hurries_it() {
-        let dir = std::env::temp_dir().join(format!("nftjail-hurry-{}", std::process::id()));
+    /// A writer over a fresh store in a directory named for `tag`.
+    fn writer(tag: &str) -> (std::path::PathBuf, StateTx, JoinHandle<()>) {
+        let dir = std::env::temp_dir().join(format!("nftjail-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (tx, thread) = spawn(
             Store::open(&dir).expect("open"),
@@ -605,6 +601,16 @@ mod tests {
             Keep::for_age(PURGE_EVERY),
         )
         .expect("spawn");
+        (dir, tx, thread)
+    }
+
+    /// The writer runs as a background job, and `hurry` (the stop) puts
+    /// it back to the normal policy. Needs CAP_SYS_NICE for the way back,
+    /// as the tests have (they run as root).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_writer_is_a_background_job_until_the_stop_hurries_it() {
+        let (dir, tx, thread) = writer("hurry");
         let policy = |tid: i32| {
             // SAFETY: a query of a thread of this process.
             unsafe { libc::sched_getscheduler(tid) }
@@ -633,14 +639,7 @@ mod tests {
     /// ebb, even while bans keep coming (it would wait up to FLOOD_MAX).
     #[test]
     fn a_flood_is_written_when_it_ebbs_and_a_sync_does_not_wait_for_that() {
-        let dir = std::env::temp_dir().join(format!("nftjail-writer-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (tx, thread) = spawn(
-            Store::open(&dir).expect("open"),
-            PURGE_EVERY,
-            Keep::for_age(PURGE_EVERY),
-        )
-        .expect("spawn");
+        let (dir, tx, thread) = writer("writer");
         let flood = {
             let tx = tx.clone();
             std::thread::spawn(move || {
