@@ -24,6 +24,11 @@ pub(super) fn client(cluster: &ClusterConfig) -> Result<redis::Client, String> {
 fn provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        // Newer rustls marks ring's provider deprecated for want of
+        // post-quantum key exchange; it stays the choice here because the
+        // alternative (aws-lc-rs) needs cmake and a C toolchain on the
+        // builder and grows the binary, for a link between a farm's own hosts.
+        #[allow(deprecated)]
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
 }
