@@ -11,6 +11,7 @@ use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input};
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
 
 use super::literals::backtrack_factors;
 use super::pyregex;
@@ -234,6 +235,20 @@ impl Direct {
     }
 }
 
+/// A set of bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    pub fn insert(&mut self, b: u8) {
+        self.0[usize::from(b >> 6)] |= 1 << (b & 63);
+    }
+
+    pub fn contains(&self, b: u8) -> bool {
+        self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
+    }
+}
+
 /// A match: its span and the named groups that took part.
 #[derive(Debug, Clone)]
 pub struct Hit {
@@ -320,6 +335,31 @@ impl Compiled {
             Engine::Linear(re) => required_factors(re.as_str()),
             Engine::Backtrack(re) => backtrack_factors(re.as_str()),
         }
+    }
+
+    /// The bytes a match can start with, for a regex that can only match
+    /// at the start of the text: a text starting with any other byte (or
+    /// empty) cannot match. None when that is not known: a regex not
+    /// anchored or not linear, one that may match the empty string, or
+    /// one whose beginnings are too many to list.
+    pub fn first_bytes(&self) -> Option<ByteSet> {
+        let Engine::Linear(re) = &self.engine else {
+            return None;
+        };
+        if !self.anchored {
+            return None;
+        }
+        // Parsed as the `regex` crate parses it (Unicode on, UTF-8 only).
+        let hir = regex_syntax::Parser::new().parse(re.as_str()).ok()?;
+        let mut extractor = Extractor::new();
+        extractor.kind(ExtractKind::Prefix);
+        // Every match begins with one of these, exact or not.
+        let seq = extractor.extract(&hir);
+        let mut set = ByteSet::default();
+        for literal in seq.literals()? {
+            set.insert(*literal.as_bytes().first()?);
+        }
+        Some(set)
     }
 
     /// Whether the regex can only match at the start of the text (and

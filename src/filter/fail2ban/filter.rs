@@ -1410,6 +1410,64 @@ mod tests {
         }
     }
 
+    /// A failregex anchored at the start of the content is not tried on
+    /// content that starts with a byte none of its matches starts with:
+    /// a filter whose failregexes share first bytes, do not, or have none
+    /// known (not anchored, on the backtracking engine, or beginning with
+    /// too many ways) finds and reports the same with that check as
+    /// without, in check-all mode and as in operation.
+    #[test]
+    fn the_first_byte_check_skips_only_failregexes_that_cannot_match() {
+        let def = "prefregex = ^svc\\[\\d+\\]: <F-CONTENT>.+</F-CONTENT>$\n\
+                   failregex = ^Accepted \\w+ for <F-USER>\\S+</F-USER> from <HOST>(?: port \\d+)?$\n\
+                   \x20           ^[aA]uth(?:entication)? failure from <HOST>$\n\
+                   \x20           ^Failed \\S+ for <F-USER>\\S+</F-USER> from <HOST>\n\
+                   \x20           ^(?:x|)<F-ID>\\w+</F-ID> login refused$\n\
+                   \x20           (?<=user )<F-ID>\\w+</F-ID> denied from <HOST>$\n\
+                   \x20           from <HOST> port \\d+$\n\
+                   \x20           ^<F-NOFAIL>Accepted</F-NOFAIL> key from <HOST>$\n";
+        let (mut with, mut without) = (filter(def), filter(def));
+        assert_eq!(
+            without.gate.forget_first_bytes(),
+            [true, true, true, false, false, false, true]
+        );
+        let lines = [
+            "svc[1]: Accepted password for bob from 192.0.2.1 port 22",
+            "svc[1]: Accepted key from 192.0.2.2",
+            "svc[1]: Authentication failure from 192.0.2.3",
+            "svc[1]: auth failure from 192.0.2.4",
+            "svc[1]: Failed password for eve from 192.0.2.5 port 22",
+            "svc[1]: xroot login refused",
+            "svc[1]: root login refused",
+            "svc[1]: user mallory denied from 192.0.2.6",
+            "svc[1]: anything from 192.0.2.7 port 22",
+            "svc[1]: Authentication failure from 192.0.2.8 port 22",
+            "svc[1]: \u{e9}t\u{e9} from 192.0.2.9 port 22",
+            "svc[1]:  Accepted password for bob from 192.0.2.1",
+            "other[1]: Accepted password for bob from 192.0.2.1",
+        ];
+        let key = |m: &Fail2banMatch| (m.id.clone(), m.regex, m.user.clone(), m.addr);
+        let (mut found, mut several) = (0, 0);
+        for line in lines {
+            let want: Vec<_> = without.failures(line, at()).iter().map(key).collect();
+            let got: Vec<_> = with.failures(line, at()).iter().map(key).collect();
+            assert_eq!(got, want, "{line}");
+            assert_eq!(with.last_line(), without.last_line(), "{line}");
+            found += want.len();
+            several += usize::from(want.len() > 1);
+            let want = without.process(line, at()).as_ref().map(key);
+            assert_eq!(with.process(line, at()).as_ref().map(key), want, "{line}");
+            assert_eq!(with.last_line(), without.last_line(), "{line}");
+        }
+        assert!(found >= 10 && several >= 2, "{found} {several}");
+        // What the check asks of the content: its first byte.
+        let gate = &with.gate;
+        assert!(gate.admits_failregex(1, "auth failure from 192.0.2.4"));
+        assert!(!gate.admits_failregex(1, "Bauth failure from 192.0.2.4"));
+        assert!(!gate.admits_failregex(0, ""));
+        assert!(gate.admits_failregex(3, "root login refused"));
+    }
+
     #[test]
     fn bad_regex_names_filter_key_and_line() {
         let d = tempfile::tempdir().unwrap();

@@ -10,9 +10,11 @@
 //! failregexes is reported even on lines no failregex matches, so it opens
 //! the gate as well.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use crate::filter::literal::Factors;
 
-use super::engine::Compiled;
+use super::engine::{ByteSet, Compiled};
 
 #[derive(Debug)]
 pub(super) struct LineGate {
@@ -28,9 +30,34 @@ struct Inner {
     keys: Option<regex::bytes::Regex>,
     prefregex: Factors,
     failregex: Vec<Factors>,
+    /// Per failregex anchored at the start of what it is run on: the
+    /// bytes that text may start with for it to match (see
+    /// [`Compiled::first_bytes`]). Asked before its factors: one look at
+    /// the first byte leaves most failregexes of a filter untried.
+    first_bytes: Vec<Option<ByteSet>>,
+    /// The failregex whose factors admitted the last line admitted:
+    /// asked first, as lines of one kind tend to come in runs. Which
+    /// failregex admits a line does not change whether one does.
+    last_admitting: AtomicUsize,
     /// The ignoreregexes asked before the failregexes; empty when they
     /// are asked only after a failregex matched.
     ignore_first: Vec<Factors>,
+}
+
+impl Inner {
+    /// Whether the factors of some failregex admit `hay`, the one that
+    /// admitted the last such line asked first.
+    fn any_failregex_admits(&self, hay: &[u8]) -> bool {
+        let n = self.failregex.len();
+        let start = self.last_admitting.load(Ordering::Relaxed);
+        let found = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| self.failregex[i].admits(hay));
+        if let Some(i) = found {
+            self.last_admitting.store(i, Ordering::Relaxed);
+        }
+        found.is_some()
+    }
 }
 
 impl LineGate {
@@ -49,6 +76,8 @@ impl LineGate {
                 keys: None,
                 prefregex: Factors::new(prefregex.map(Compiled::factors).unwrap_or_default()),
                 failregex: failregex.iter().map(|re| factors(re)).collect(),
+                first_bytes: failregex.iter().map(|re| re.first_bytes()).collect(),
+                last_admitting: AtomicUsize::new(0),
                 ignore_first: ignore_first.iter().map(|re| factors(re)).collect(),
             }),
         };
@@ -70,6 +99,19 @@ impl LineGate {
         LineGate { inner: None }
     }
 
+    /// This gate without its first-byte check (as if no failregex's first
+    /// bytes were known), and which failregexes had one.
+    #[cfg(test)]
+    pub(super) fn forget_first_bytes(&mut self) -> Vec<bool> {
+        let Some(g) = &mut self.inner else {
+            return Vec::new();
+        };
+        g.first_bytes
+            .iter_mut()
+            .map(|f| f.take().is_some())
+            .collect()
+    }
+
     /// Whether `text` (the line without its date) may match.
     pub(super) fn admits(&self, text: &str) -> bool {
         let Some(g) = &self.inner else {
@@ -82,7 +124,7 @@ impl LineGate {
             return false;
         }
         let hay = text.as_bytes();
-        (g.prefregex.admits(hay) && g.failregex.iter().any(|f| f.admits(hay)))
+        (g.prefregex.admits(hay) && g.any_failregex_admits(hay))
             || g.ignore_first.iter().any(|f| f.admits(hay))
     }
 
@@ -101,9 +143,17 @@ impl LineGate {
     /// Whether failregex `index` may match `text` (what it is run on: the
     /// line without its date, or the prefregex's content, a part of it).
     pub(super) fn admits_failregex(&self, index: usize, text: &str) -> bool {
-        self.inner
-            .as_ref()
-            .and_then(|g| g.failregex.get(index))
+        let Some(g) = &self.inner else {
+            return true;
+        };
+        if let Some(Some(first)) = g.first_bytes.get(index) {
+            match text.as_bytes().first() {
+                Some(b) if first.contains(*b) => {}
+                _ => return false,
+            }
+        }
+        g.failregex
+            .get(index)
             .is_none_or(|f| f.admits(text.as_bytes()))
     }
 
