@@ -51,6 +51,12 @@ pub struct Matcher {
     /// Per jail, per ignoreregex: what a line must contain for it to be
     /// worth running (a flood's every line reaches the ignoreregexes).
     ignore_gates: Vec<Vec<Factors>>,
+    /// Per key literal (an index into [`Literals`]), the patterns it gates:
+    /// [`Matcher::find_literal`] checks their other required text before
+    /// stopping in a line.
+    keyed: Vec<Vec<usize>>,
+    /// [`Matcher::gated_by_literals`], asked once.
+    gated: bool,
 }
 
 struct Pattern {
@@ -67,6 +73,9 @@ struct Pattern {
     anchored: Option<Anchored>,
     /// It has a `user` group: the account is taken from a line it blames.
     user: bool,
+    /// Its required text holds no U+FFFD, so it is in a line's raw bytes
+    /// whenever it is in the line as judged (bad bytes decoded to U+FFFD).
+    raw_text: bool,
 }
 
 /// The capturing engine alone, run anchored at the line start (as every
@@ -394,11 +403,17 @@ impl Matcher {
                     }
                 };
                 let anchored = Anchored::new(re.as_str());
-                let alternatives = required_factors(re.as_str())
+                let alternatives: Vec<Vec<String>> = required_factors(re.as_str())
                     .into_iter()
                     .filter(|f| f.len() > 1)
                     .collect();
+                let replacement = '\u{FFFD}';
+                let raw_text = !required_literals(re.as_str())
+                    .iter()
+                    .chain(alternatives.iter().flatten())
+                    .any(|t| t.contains(replacement));
                 patterns.push(Pattern {
+                    raw_text,
                     slot,
                     index,
                     gate,
@@ -435,6 +450,14 @@ impl Matcher {
                 }
             }
         };
+        let mut keyed = vec![Vec::new(); literals.as_ref().map_or(0, |l| l.texts.len())];
+        for (i, p) in patterns.iter().enumerate() {
+            if let Gate::Literal(key, _) = p.gate {
+                if let Some(k) = keyed.get_mut(key) {
+                    k.push(i);
+                }
+            }
+        }
         let ignore_gates = jails
             .iter()
             .map(|(_, f)| {
@@ -444,14 +467,18 @@ impl Matcher {
                     .collect()
             })
             .collect();
-        Matcher {
+        let mut m = Matcher {
             jails,
             patterns,
             literals,
             set,
             ungated,
             ignore_gates,
-        }
+            keyed,
+            gated: false,
+        };
+        m.gated = m.gated_by_literals();
+        m
     }
 
     /// Whether any pattern could match `line`: the gate of
@@ -485,12 +512,69 @@ impl Matcher {
             })
     }
 
-    /// Where in `text` (any number of lines) the first of the literals the
-    /// patterns are gated by starts, at or after `from`; a search may also
-    /// stop where none does. Only meaningful when
-    /// [`Matcher::gated_by_literals`].
+    /// Where in `text` (any number of lines) the first line that may hit
+    /// a pattern holds one of the literals the patterns are gated by, at
+    /// or after `from`; a search may also stop where nothing hits. Only
+    /// meaningful when [`Matcher::gated_by_literals`]. `text` from `from`
+    /// on must be whole lines (`from` is 0 or just after a newline), as
+    /// a reader's text is: the line around a literal is checked from the
+    /// last newline before it.
+    ///
+    /// A key literal is often common text (a program's `disconnect from`
+    /// line) that the pattern's other required text then rules out: such a
+    /// line is passed over here, in the one search over the whole text,
+    /// rather than stopped in and judged on its own.
     pub fn find_literal(&self, text: &[u8], from: usize) -> Option<usize> {
-        self.literals.as_ref()?.find(text, from)
+        let literals = self.literals.as_ref()?;
+        let mut at = from;
+        loop {
+            let found = literals.find(text, at)?;
+            if !self.gated {
+                return Some(found);
+            }
+            let start = memchr::memrchr(b'\n', &text[from..found]).map_or(from, |i| from + i + 1);
+            // A line without its newline yet may get the rest of its text
+            // with the next read: it is stopped in.
+            let Some(end) = memchr::memchr(b'\n', &text[found..]).map(|i| found + i) else {
+                return Some(found);
+            };
+            if self.keys_may_hit(literals, &text[start..end], found - start) {
+                return Some(found);
+            }
+            at = found + 1;
+        }
+    }
+
+    /// Whether a pattern gated by a literal that starts at `at` in `line`
+    /// finds all its required text in the line (what
+    /// [`Matcher::first_hits`] asks of it before running its regex).
+    fn keys_may_hit(&self, literals: &Literals, line: &[u8], at: usize) -> bool {
+        let Some(rest) = line.get(at..) else {
+            return true;
+        };
+        let Some(&b) = rest.first() else {
+            return false;
+        };
+        let b = usize::from(b);
+        literals.by_first[literals.first_starts[b]..literals.first_starts[b + 1]]
+            .iter()
+            .filter(|&&i| rest.starts_with(&literals.texts[i]))
+            .flat_map(|&i| self.keyed.get(i).map_or(&[][..], Vec::as_slice))
+            .any(|&pi| {
+                let p = &self.patterns[pi];
+                let Gate::Literal(_, all) = &p.gate else {
+                    return true;
+                };
+                if !p.raw_text {
+                    return true;
+                }
+                // The first is the key, found at `at`.
+                all.get(1..)
+                    .unwrap_or_default()
+                    .iter()
+                    .all(|f| f.find(line).is_some())
+                    && p.alternatives.admits(line)
+            })
     }
 
     /// Calls `hit(jail, addr)` for each jail whose failregex matches `line`
@@ -1129,5 +1213,109 @@ mod tests {
         assert_eq!(per_jail[1], 4_000);
         assert_eq!(per_jail[2], 10_000);
         assert!(per_jail[3..].iter().all(|&n| n == 0));
+    }
+
+    /// The ten library jails of a mail server's log, as one reader runs them.
+    fn mail_jails() -> Matcher {
+        let names = [
+            "postfix-sasl",
+            "postfix",
+            "dovecot",
+            "sasl",
+            "sshd",
+            "sshd-aggressive",
+            "exim",
+            "courier-auth",
+            "cyrus-imap",
+            "roundcube-auth",
+        ];
+        Matcher::new(
+            names
+                .iter()
+                .enumerate()
+                .map(|(j, n)| (j, library(n)))
+                .collect(),
+        )
+    }
+
+    /// Where in `text` the line holding byte `at` starts and ends.
+    fn line_at(text: &str, at: usize) -> std::ops::Range<usize> {
+        let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+        start..end
+    }
+
+    /// A key literal in a line that lacks the pattern's other required
+    /// text (a plain `disconnect from`, a successful dovecot login) does
+    /// not stop the literal search: it goes on to the line that can hit.
+    #[test]
+    fn the_literal_search_passes_over_lines_other_text_rules_out() {
+        let m = mail_jails();
+        assert!(m.gated_by_literals());
+        let benign = "Mar  5 16:01:34 mx1 postfix/submission/smtpd[16491]: disconnect from mail.example.net[192.168.212.169] ehlo=1 auth=1 mail=1 rcpt=1 data=1 quit=1 commands=6\n\
+            Mar  5 16:01:34 mx1 dovecot: imap-login: Login: user=<a@example.org>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.10, mpid=1, TLS, session=<abc1>\n";
+        for line in benign.lines() {
+            assert!(hits(&m, line).is_empty(), "{line}");
+            // Each holds a key literal: the plain search stops in it.
+            assert!(
+                m.literals
+                    .as_ref()
+                    .unwrap()
+                    .find(line.as_bytes(), 0)
+                    .is_some(),
+                "{line}"
+            );
+        }
+        assert_eq!(m.find_literal(benign.as_bytes(), 0), None);
+        let failing = "Mar  5 16:01:35 mx1 postfix/smtpd[2]: disconnect from unknown[192.0.2.11] ehlo=1 auth=0/5 quit=1 commands=1/6\n";
+        let text = format!("{benign}{failing}{benign}");
+        let at = m.find_literal(text.as_bytes(), 0).unwrap();
+        assert_eq!(
+            line_at(&text, at),
+            benign.len()..benign.len() + failing.len() - 1
+        );
+        // From the next line on, only the benign lines are left.
+        let next = benign.len() + failing.len();
+        assert_eq!(m.find_literal(text.as_bytes(), next), None);
+        // A line whose newline has not come yet may still get its text.
+        let unfinished = benign.lines().next().unwrap();
+        assert!(m.find_literal(unfinished.as_bytes(), 0).is_some());
+    }
+
+    /// Whatever precedes it, a line that hits a jail is always stopped in
+    /// by the literal search.
+    #[test]
+    fn the_literal_search_stops_in_every_line_that_hits() {
+        let m = mail_jails();
+        let lines = [
+            "Mar  5 16:01:34 mx1 postfix/submission/smtpd[10686]: warning: unknown[192.0.2.69]: SASL LOGIN authentication failed: authentication failure",
+            "Mar  5 16:01:34 mx1 postfix/smtpd[1]: warning: mail.example.com[2001:db8::1]:4711: SASL PLAIN authentication failed:",
+            "Mar  5 16:01:34 mx1 sshd[77]: Failed password for root from 192.0.2.7 port 2222 ssh2",
+            "Mar  5 16:01:34 mx1 sshd[77]: Invalid user x from 2001:db8::7 port 22",
+            "Mar  5 16:01:34 mx1 sshd[77]: Connection closed by 192.0.2.8 port 22 [preauth]",
+            "Mar  5 16:01:34 mx1 dovecot: imap-login: Disconnected (auth failed, 3 attempts in 9 secs): user=<a>, method=PLAIN, rip=192.0.2.9, lip=192.0.2.10, TLS",
+            "Mar  5 16:01:34 mx1 dovecot: imap-login: Aborted login (tried to use disallowed plaintext auth): user=<a>, rip=192.0.2.19, lip=192.0.2.10",
+            "Mar  5 16:01:34 mx1 postfix/smtpd[2]: disconnect from unknown[192.0.2.11] ehlo=1 auth=0/5 quit=1 commands=1/6",
+            "Mar  5 16:01:34 mx1 postfix/smtpd[2]: NOQUEUE: reject: RCPT from unknown[192.0.2.12]: 554 5.7.1 <a@b>: Relay access denied",
+            "Mar  5 16:01:34 mx1 imapd[5]: LOGIN FAILED, user=bob, ip=[192.0.2.13]",
+            "Mar  5 16:01:34 mx1 imaps[6]: badlogin: host.example [192.0.2.14] plaintext bob SASL(-13): authentication failure",
+        ];
+        let before = [
+            "",
+            "Mar  5 16:01:33 mx1 postfix/smtpd[2]: disconnect from a.example[192.0.2.1] ehlo=1 auth=1 quit=1 commands=3\n",
+            "Mar  5 16:01:33 mx1 dovecot: imap-login: Login: user=<a>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.10\n",
+        ];
+        for line in lines {
+            assert!(!hits(&m, line).is_empty(), "no jail hits {line}");
+            for b in before {
+                let text = format!("{b}{line}\n");
+                let at = m.find_literal(text.as_bytes(), 0);
+                assert_eq!(
+                    at.map(|at| line_at(&text, at)),
+                    Some(b.len()..text.len() - 1),
+                    "{line}"
+                );
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::ops::Range;
 use std::panic::{RefUnwindSafe, UnwindSafe};
+use std::sync::Arc;
 
 use regex_automata::nfa::thompson;
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
@@ -30,7 +31,8 @@ enum Engine {
 #[derive(Debug)]
 pub struct Compiled {
     engine: Engine,
-    names: Vec<Option<String>>,
+    /// Shared with each [`Hit`], which names its groups without copying.
+    names: Vec<Option<Arc<str>>>,
     /// For a linear regex anchored at the start of the text (a prefregex,
     /// most failregexes): its captures taken in one anchored pass.
     direct: Option<Direct>,
@@ -72,7 +74,7 @@ impl Ahead {
     /// Splits a translated pattern (Rust syntax) into BODY and its
     /// trailing look-ahead; None unless it is of that form and both parts
     /// run on the linear engine with the groups of the whole.
-    fn new(pattern: &str, names: &[Option<String>]) -> Option<Ahead> {
+    fn new(pattern: &str, names: &[Option<Arc<str>>]) -> Option<Ahead> {
         let (body, look, negative, flags) = split_trailing_lookahead(pattern)?;
         // Its captures by the `regex` crate's way (the DFA finds the
         // match first, then only that span is walked for the groups): the
@@ -253,7 +255,7 @@ impl ByteSet {
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub span: Range<usize>,
-    pub groups: Vec<(String, Option<Range<usize>>)>,
+    pub groups: Vec<(Arc<str>, Option<Range<usize>>)>,
 }
 
 impl Hit {
@@ -261,14 +263,14 @@ impl Hit {
     pub fn range_of(&self, name: &str) -> Option<Range<usize>> {
         self.groups
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| **n == *name)
             .and_then(|(_, r)| r.clone())
     }
 
     pub fn group<'a>(&self, hay: &'a str, name: &str) -> Option<&'a str> {
         self.groups
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| **n == *name)
             .and_then(|(_, r)| r.clone())
             .and_then(|r| hay.get(r))
     }
@@ -293,8 +295,7 @@ impl Compiled {
             .delegate_size_limit(SIZE_LIMIT)
             .build()
             .map_err(|e| e.to_string())?;
-        let names: Vec<Option<String>> =
-            re.capture_names().map(|n| n.map(str::to_string)).collect();
+        let names: Vec<Option<Arc<str>>> = re.capture_names().map(|n| n.map(Arc::from)).collect();
         let ahead = Ahead::new(&pattern, &names).map(Box::new);
         Ok(Compiled {
             engine: Engine::Backtrack(re),
@@ -314,8 +315,7 @@ impl Compiled {
             .size_limit(SIZE_LIMIT)
             .build()
             .ok()?;
-        let names: Vec<Option<String>> =
-            re.capture_names().map(|n| n.map(str::to_string)).collect();
+        let names: Vec<Option<Arc<str>>> = re.capture_names().map(|n| n.map(Arc::from)).collect();
         let find_only = names.iter().all(Option::is_none);
         let one_pass = Direct::new(re.as_str());
         Some(Compiled {
@@ -369,18 +369,18 @@ impl Compiled {
     }
 
     pub fn has_group(&self, name: &str) -> bool {
-        self.names.iter().flatten().any(|n| n == name)
+        self.names.iter().flatten().any(|n| **n == *name)
     }
 
     pub fn group_names(&self) -> impl Iterator<Item = &str> {
-        self.names.iter().flatten().map(String::as_str)
+        self.names.iter().flatten().map(|n| &**n)
     }
 
     /// The first match in `hay`. A backtracking run that exceeds its step
     /// limit counts as no match, as a time-out would in practice.
     pub fn search(&self, hay: &str) -> Option<Hit> {
         let collect =
-            |get: &dyn Fn(usize) -> Option<Range<usize>>| -> Vec<(String, Option<Range<usize>>)> {
+            |get: &dyn Fn(usize) -> Option<Range<usize>>| -> Vec<(Arc<str>, Option<Range<usize>>)> {
                 self.names
                     .iter()
                     .enumerate()

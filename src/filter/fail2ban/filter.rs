@@ -630,7 +630,6 @@ impl Fail2banFilter {
             let Some(hit) = self.failregex[index].search(&text) else {
                 continue;
             };
-            let groups = groups_of(&hit, &text);
             if !self.ignoreregex.is_empty() && self.ignored(&text, &org, Some((index, &hit, &text)))
             {
                 if mode == Mode::First {
@@ -644,7 +643,7 @@ impl Fail2banFilter {
                 buf = None;
             }
             if mode.take(
-                self.failure(index, &pre_groups, groups, date, now),
+                self.failure(index, &pre_groups, &hit, &text, date, now),
                 &mut out,
             ) {
                 break;
@@ -670,15 +669,17 @@ impl Fail2banFilter {
         {
             return out;
         }
-        let mut pre_groups: HashMap<String, Option<String>> = HashMap::new();
+        // The prefregex's match; its groups as a map only once a failregex
+        // needs them (most lines that get this far end without).
+        let mut pre_hit = None;
+        let mut pre_groups: Option<HashMap<String, Option<String>>> = None;
         // What the failregexes see: the line, or the prefregex's content.
         let mut seen = text;
         if let Some(pref) = &self.prefregex {
             let Some((hit, content)) = self.prefix_hit(pref, text) else {
                 return out;
             };
-            pre_groups = groups_of(&hit, text);
-            pre_groups.remove("content");
+            pre_hit = Some(hit);
             // An empty content leaves the line as it is, as in fail2ban.
             if let Some(content) = content.and_then(|r| text.get(r)) {
                 if !content.is_empty() {
@@ -701,16 +702,24 @@ impl Fail2banFilter {
                 continue;
             }
             if self.gains_and_forgets[index] {
-                if let Some(judged) = self.forget_unseen(index, &hit, seen, &pre_groups, now) {
+                let pre = pre_hit.as_ref().map(|h| (h, text));
+                if let Some(judged) = self.forget_unseen(index, &hit, seen, pre, now) {
                     if mode.take(judged, &mut out) {
                         break;
                     }
                     continue;
                 }
             }
-            let groups = groups_of(&hit, seen);
+            let pre_groups = pre_groups.get_or_insert_with(|| {
+                let mut groups = pre_hit
+                    .as_ref()
+                    .map(|h| groups_of(h, text))
+                    .unwrap_or_default();
+                groups.remove("content");
+                groups
+            });
             if mode.take(
-                self.failure(index, &pre_groups, groups, date, now),
+                self.failure(index, pre_groups, &hit, seen, date, now),
                 &mut out,
             ) {
                 break;
@@ -753,20 +762,23 @@ impl Fail2banFilter {
     /// makes it a no-failure of one user and caches nothing, so the line
     /// ends there, a no-failure when it names an address. Most such lines
     /// (each accepted login) are this case.
-    fn forget_unseen(
+    ///
+    /// `pre`: the prefregex's match and the text it was run on.
+    fn forget_unseen<'t>(
         &mut self,
         index: usize,
         hit: &Hit,
-        text: &str,
-        pre_groups: &HashMap<String, Option<String>>,
+        text: &'t str,
+        pre: Option<(&Hit, &'t str)>,
         now: SystemTime,
     ) -> Option<Judged> {
         // The failregex's value when its group took part, else the
-        // prefregex's: the merge `failure` does.
-        let value = |name: &str| -> Option<&str> {
+        // prefregex's: the merge `failure` does (the prefregex's content
+        // is never asked for).
+        let value = |name: &str| -> Option<&'t str> {
             match hit.range_of(name) {
                 Some(r) => text.get(r),
-                None => pre_groups.get(name).and_then(|v| v.as_deref()),
+                None => pre.and_then(|(h, t)| t.get(h.range_of(name)?)),
             }
         };
         let truthy = |name: &str| value(name).is_some_and(|v| !v.is_empty());
@@ -802,27 +814,35 @@ impl Fail2banFilter {
         found
     }
 
-    /// What failregex `index` reports with its `groups` and the
-    /// prefregex's: fail2ban's steps after a failregex matched and was not
-    /// ignored.
+    /// What failregex `index` reports with its match `hit` on `hay` and
+    /// the prefregex's groups: fail2ban's steps after a failregex matched
+    /// and was not ignored.
     fn failure(
         &mut self,
         index: usize,
         pre_groups: &HashMap<String, Option<String>>,
-        groups: HashMap<String, Option<String>>,
+        hit: &Hit,
+        hay: &str,
         date: Option<SystemTime>,
         now: SystemTime,
     ) -> Judged {
         // An optional group the failregex left unmatched keeps what
         // the prefregex captured (fail2ban 1.1.1 on; before, it was
         // lost, and no stock filter of those versions relied on it).
-        let mut merged = pre_groups.clone();
-        merged.extend(groups.into_iter().filter(|(_, v)| v.is_some()));
+        let mut groups: HashMap<String, String> =
+            HashMap::with_capacity(pre_groups.len() + hit.groups.len());
+        for (k, v) in pre_groups {
+            if let Some(v) = v {
+                groups.insert(k.clone(), v.clone());
+            }
+        }
+        for (k, r) in &hit.groups {
+            if let Some(v) = r.clone().and_then(|r| hay.get(r)) {
+                groups.insert(k.to_string(), v.to_string());
+            }
+        }
         let mut fail = Fail {
-            groups: merged
-                .into_iter()
-                .filter_map(|(k, v)| v.map(|v| (k, v)))
-                .collect(),
+            groups,
             users: BTreeSet::new(),
         };
         alt_values(&mut fail);
@@ -1002,7 +1022,7 @@ fn groups_of(hit: &Hit, hay: &str) -> HashMap<String, Option<String>> {
         .iter()
         .map(|(n, r)| {
             (
-                n.clone(),
+                n.to_string(),
                 r.clone().and_then(|r| hay.get(r)).map(str::to_string),
             )
         })
