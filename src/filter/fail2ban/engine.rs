@@ -394,6 +394,15 @@ impl Compiled {
         always_takes_part(&hir, &wanted)
     }
 
+    /// Where the first match is, as [`search`](Self::search) finds it,
+    /// without taking captures where the engine allows.
+    pub fn find(&self, hay: &str) -> Option<Range<usize>> {
+        match &self.engine {
+            Engine::Linear(re) => Some(re.find(hay)?.range()),
+            Engine::Backtrack(_) => Some(self.search(hay)?.span),
+        }
+    }
+
     /// Whether the text matches, as [`search`](Self::search) would find,
     /// without taking captures where the engine allows.
     pub fn is_match(&self, hay: &str) -> bool {

@@ -692,6 +692,8 @@ impl Fail2banFilter {
         // The prefregex's match; its groups as a map only once a failregex
         // needs them (most lines that get this far end without).
         let mut pre_hit = None;
+        // The prefregex's head matched, its groups not taken yet.
+        let mut head_pending = false;
         let mut pre_groups: Option<HashMap<String, Option<String>>> = None;
         // What the failregexes see: the line, or the prefregex's content.
         let mut seen = text;
@@ -699,7 +701,8 @@ impl Fail2banFilter {
             let Some((hit, content)) = self.prefix_hit(pref, text) else {
                 return out;
             };
-            pre_hit = Some(hit);
+            head_pending = hit.is_none();
+            pre_hit = hit;
             // An empty content leaves the line as it is, as in fail2ban.
             if let Some(content) = content.and_then(|r| text.get(r)) {
                 if !content.is_empty() {
@@ -743,6 +746,10 @@ impl Fail2banFilter {
                 }
                 continue;
             }
+            if head_pending {
+                head_pending = false;
+                pre_hit = self.pref_head.as_ref().and_then(|h| h.search(text));
+            }
             if self.gains_and_forgets[index] {
                 let pre = pre_hit.as_ref().map(|h| (h, text));
                 if let Some(judged) = self.forget_unseen(index, &hit, seen, pre, now) {
@@ -778,20 +785,23 @@ impl Fail2banFilter {
     /// such a rest it is the answer, without walking the rest of the line
     /// through `.+`; when HEAD does not match, neither does the whole; else
     /// the whole regex is asked.
-    fn prefix_hit(&self, pref: &Rule, text: &str) -> Option<(Hit, Option<Range<usize>>)> {
+    ///
+    /// HEAD's match is found without its groups: the match is None then,
+    /// and `pref_head.search(text)` gives it, groups and all, should a
+    /// failregex's match need them (most lines end without).
+    fn prefix_hit(&self, pref: &Rule, text: &str) -> Option<(Option<Hit>, Option<Range<usize>>)> {
         if let Some(head) = &self.pref_head {
-            let hit = head.search(text)?;
-            let end = hit.span.end;
+            let end = head.find(text)?.end;
             if text
                 .get(end..)
                 .is_some_and(|rest| !rest.is_empty() && !rest.contains('\n'))
             {
-                return Some((hit, Some(end..text.len())));
+                return Some((None, Some(end..text.len())));
             }
         }
         let hit = pref.re.search(text)?;
         let content = hit.range_of("content");
-        Some((hit, content))
+        Some((Some(hit), content))
     }
 
     /// What [`failure`](Self::failure) makes of a match of a failregex
