@@ -362,6 +362,29 @@ impl Literals {
     }
 }
 
+/// Shortest key [`search_key`] leaves: shorter ones stop in too many lines.
+const MIN_KEY: usize = 6;
+
+/// What a pattern's longest required literal is searched for by: the
+/// literal without its leading punctuation and spaces (`]: Failed ` is
+/// searched for as `Failed `), when at least [`MIN_KEY`] bytes are left.
+/// A part of a required literal is required too, and the search for
+/// many literals sorts candidates by their first bytes: `]: ` follows
+/// every syslog program name, so keys that start with it made every
+/// line a candidate to check. The whole literal stays one of the
+/// pattern's required texts.
+fn search_key(literal: &str) -> &[u8] {
+    let bytes = literal.as_bytes();
+    let lead = bytes
+        .iter()
+        .take_while(|b| b.is_ascii_punctuation() || b.is_ascii_whitespace())
+        .count();
+    match bytes.get(lead..) {
+        Some(rest) if rest.len() >= MIN_KEY => rest,
+        _ => bytes,
+    }
+}
+
 enum Gate {
     /// The pattern's key literal (an index into [`Literals`]) and every
     /// required literal of the pattern, the key first: all must be in the
@@ -381,17 +404,18 @@ impl Matcher {
             for (index, re) in filter.failregex.iter().enumerate() {
                 let gate = match required_literal(re.as_str()) {
                     Some(lit) => {
-                        let mut finders = vec![memmem::Finder::new(lit.as_bytes()).into_owned()];
+                        let key_text = search_key(&lit);
+                        let mut finders = vec![memmem::Finder::new(key_text).into_owned()];
                         finders.extend(
                             required_literals(re.as_str())
                                 .iter()
-                                .filter(|l| **l != lit)
+                                .filter(|l| l.as_bytes() != key_text)
                                 .map(|l| memmem::Finder::new(l.as_bytes()).into_owned()),
                         );
-                        let key = match literals.iter().position(|l| *l == lit.as_bytes()) {
+                        let key = match literals.iter().position(|l| l == key_text) {
                             Some(key) => key,
                             None => {
-                                literals.push(lit.into_bytes());
+                                literals.push(key_text.to_vec());
                                 literals.len() - 1
                             }
                         };
@@ -1317,5 +1341,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Keys lose their leading punctuation and spaces (the `]: ` after
+    /// every syslog program name), unless too little would be left.
+    #[test]
+    fn search_keys_start_with_the_message_text() {
+        assert_eq!(search_key("]: Failed "), b"Failed ");
+        assert_eq!(search_key(" authentication failed"), b"authentication failed");
+        assert_eq!(search_key("]: abc: "), b"]: abc: ");
+        assert_eq!(search_key("IMAP Error: "), b"IMAP Error: ");
+        let m = mail_jails();
+        let texts = &m.literals.as_ref().unwrap().texts;
+        assert!(texts.iter().any(|t| t == b"Failed "));
+        assert!(!texts.iter().any(|t| t.starts_with(b"]: ")));
     }
 }
