@@ -1348,7 +1348,10 @@ mod tests {
     #[test]
     fn search_keys_start_with_the_message_text() {
         assert_eq!(search_key("]: Failed "), b"Failed ");
-        assert_eq!(search_key(" authentication failed"), b"authentication failed");
+        assert_eq!(
+            search_key(" authentication failed"),
+            b"authentication failed"
+        );
         assert_eq!(search_key("]: abc: "), b"]: abc: ");
         assert_eq!(search_key("IMAP Error: "), b"IMAP Error: ");
         let m = mail_jails();
