@@ -26,8 +26,6 @@ use regex::{Regex, RegexSet, RegexSetBuilder};
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
-use regex_automata::util::prefilter::Prefilter;
-use regex_automata::MatchKind;
 use regex_automata::{Input, Span};
 
 use crate::filter::literal::{required_factors, required_literal, required_literals, Factors};
@@ -35,7 +33,9 @@ use crate::filter::{hit_and_user_in, parse_count, tags, Filter, Verdict};
 use crate::message::{Account, JailId};
 
 mod cut;
+mod literals;
 use cut::{Cut, CutScratch};
+use literals::{search_key, Literals};
 
 pub struct Matcher {
     jails: Vec<(JailId, Arc<Filter>)>,
@@ -238,130 +238,6 @@ fn read_hit(
     (addr.filter(|_| count > 0).map(|a| (a, count, user)), true)
 }
 
-/// Every literal-gated pattern's key literal (its longest), each once, and
-/// one search for all of them: a line is scanned once, however many
-/// patterns, and the scan says which of the literals it holds, so a
-/// pattern whose key is missing is passed over without a search of its own.
-struct Literals {
-    texts: Vec<Vec<u8>>,
-    search: LiteralSearch,
-    /// Indices into `texts` ordered by first byte, and where each byte's
-    /// run starts in it: the literals a hit at a position may be.
-    by_first: Vec<usize>,
-    first_starts: Vec<usize>,
-}
-
-enum LiteralSearch {
-    /// One literal: `memmem` alone is fastest.
-    One(Box<memmem::Finder<'static>>),
-    /// Teddy or Aho-Corasick, as the `regex` crate picks them for a set
-    /// of literals.
-    Many(Prefilter),
-    /// An alternation of the escaped literals, should no prefilter build.
-    Regex(regex::bytes::Regex),
-}
-
-/// Which literals a line holds (see [`Literals::scan`]): bit `i` for
-/// literal `i < 64`; past those, only whether any literal was seen.
-#[derive(Clone, Copy)]
-struct Present {
-    bits: u64,
-    any: bool,
-}
-
-impl Present {
-    /// Whether literal `i` is in the line; None when not known (a literal
-    /// past the 64th in a line that holds some literal: ask it).
-    fn has(self, i: usize) -> Option<bool> {
-        match u32::try_from(i).ok().and_then(|i| 1u64.checked_shl(i)) {
-            Some(bit) => Some(self.bits & bit != 0),
-            None => (!self.any).then_some(false),
-        }
-    }
-}
-
-impl Literals {
-    fn new(texts: Vec<Vec<u8>>) -> Option<Literals> {
-        let search = match texts.as_slice() {
-            [] => return None,
-            [one] => LiteralSearch::One(Box::new(memmem::Finder::new(one).into_owned())),
-            many => match Prefilter::new(MatchKind::LeftmostFirst, many) {
-                Some(pre) => LiteralSearch::Many(pre),
-                None => {
-                    let alternation: Vec<String> = many
-                        .iter()
-                        .map(|l| regex::escape(&String::from_utf8_lossy(l)))
-                        .collect();
-                    // Escaped literals always compile; should they somehow
-                    // not, the empty regex lets every line through, never none.
-                    let re = regex::bytes::Regex::new(&alternation.join("|"))
-                        .or_else(|_| regex::bytes::Regex::new(""))
-                        .ok()?;
-                    LiteralSearch::Regex(re)
-                }
-            },
-        };
-        let mut by_first: Vec<usize> = (0..texts.len()).collect();
-        by_first.sort_by_key(|&i| texts[i].first().copied());
-        let first_starts = (0..=256usize)
-            .map(|b| {
-                by_first.partition_point(|&i| texts[i].first().map_or(0, |&f| usize::from(f)) < b)
-            })
-            .collect();
-        Some(Literals {
-            texts,
-            search,
-            by_first,
-            first_starts,
-        })
-    }
-
-    /// Where the first of the literals starts in `hay` at or after `from`
-    /// (a prefilter may also stop where none does: [`Literals::scan`]
-    /// checks each hit).
-    fn find(&self, hay: &[u8], from: usize) -> Option<usize> {
-        let rest = hay.get(from..)?;
-        let at = match &self.search {
-            LiteralSearch::One(f) => f.find(rest)?,
-            LiteralSearch::Many(pre) => {
-                pre.find(rest, regex_automata::Span::from(0..rest.len()))?
-                    .start
-            }
-            LiteralSearch::Regex(re) => re.find(rest)?.start(),
-        };
-        Some(from + at)
-    }
-
-    /// Which literals `hay` holds.
-    fn scan(&self, hay: &[u8]) -> Present {
-        let mut present = Present {
-            bits: 0,
-            any: false,
-        };
-        if let LiteralSearch::One(f) = &self.search {
-            let found = f.find(hay).is_some();
-            present.bits = u64::from(found);
-            present.any = found;
-            return present;
-        }
-        let mut from = 0;
-        while let Some(at) = self.find(hay, from) {
-            let rest = &hay[at..];
-            let b = usize::from(rest[0]);
-            for &i in &self.by_first[self.first_starts[b]..self.first_starts[b + 1]] {
-                if rest.starts_with(&self.texts[i]) {
-                    present.any = true;
-                    if let Some(bit) = u32::try_from(i).ok().and_then(|i| 1u64.checked_shl(i)) {
-                        present.bits |= bit;
-                    }
-                }
-            }
-            from = at + 1;
-        }
-        present
-    }
-}
-
 enum Gate {
     /// The pattern's key literal (an index into [`Literals`]) and every
     /// required literal of the pattern, the key first: all must be in the
@@ -381,17 +257,18 @@ impl Matcher {
             for (index, re) in filter.failregex.iter().enumerate() {
                 let gate = match required_literal(re.as_str()) {
                     Some(lit) => {
-                        let mut finders = vec![memmem::Finder::new(lit.as_bytes()).into_owned()];
+                        let key_text = search_key(&lit);
+                        let mut finders = vec![memmem::Finder::new(key_text).into_owned()];
                         finders.extend(
                             required_literals(re.as_str())
                                 .iter()
-                                .filter(|l| **l != lit)
+                                .filter(|l| l.as_bytes() != key_text)
                                 .map(|l| memmem::Finder::new(l.as_bytes()).into_owned()),
                         );
-                        let key = match literals.iter().position(|l| *l == lit.as_bytes()) {
+                        let key = match literals.iter().position(|l| l == key_text) {
                             Some(key) => key,
                             None => {
-                                literals.push(lit.into_bytes());
+                                literals.push(key_text.to_vec());
                                 literals.len() - 1
                             }
                         };
@@ -1317,5 +1194,22 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Keys lose their leading punctuation and spaces (the `]: ` after
+    /// every syslog program name), unless too little would be left.
+    #[test]
+    fn search_keys_start_with_the_message_text() {
+        assert_eq!(search_key("]: Failed "), b"Failed ");
+        assert_eq!(
+            search_key(" authentication failed"),
+            b"authentication failed"
+        );
+        assert_eq!(search_key("]: abc: "), b"]: abc: ");
+        assert_eq!(search_key("IMAP Error: "), b"IMAP Error: ");
+        let m = mail_jails();
+        let texts = &m.literals.as_ref().unwrap().texts;
+        assert!(texts.iter().any(|t| t == b"Failed "));
+        assert!(!texts.iter().any(|t| t.starts_with(b"]: ")));
     }
 }

@@ -4,13 +4,13 @@
 //! [`Fail2banFilters`]). It also settles the time a failure counts from.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tracing::{debug, error};
 
 use crate::config::{Fail2banSpec, Jail};
-use crate::filter::fail2ban::{self, Fail2banFilters};
+use crate::filter::fail2ban::{self, Fail2banError, Fail2banFilter, Fail2banFilters};
 use crate::matcher::Matcher;
 use crate::message::{Account, JailId};
 use crate::timestamp::DateDetector;
@@ -23,6 +23,12 @@ const FUTURE_SLACK: Duration = Duration::from_secs(60);
 pub(super) struct JailFilters {
     matcher: Matcher,
     fail2ban: Vec<(JailId, Fail2banSpec)>,
+    /// The fail2ban filters as loaded for their keys, one per entry of
+    /// `fail2ban`, handed to the first reader that asks: loading parses
+    /// and compiles the filter, which start and reload would otherwise
+    /// do twice. Later readers (a glob's files, a reload's new stages)
+    /// load their own: such a filter keeps state across lines.
+    loaded: Mutex<Option<Vec<Result<Fail2banFilter, Fail2banError>>>>,
     /// The fail2ban filters' keys in one search (see
     /// [`fail2ban::key_search`]); None when one of them must see every
     /// line, or did not load.
@@ -35,16 +41,11 @@ impl JailFilters {
             .iter()
             .filter_map(|(id, j)| Some((*id, j.fail2ban.clone()?)))
             .collect();
-        // Loaded here only for their keys: each reader loads its own
-        // instances (they keep state across lines).
-        let fail2ban_keys = if fail2ban.is_empty() {
+        let loaded: Vec<_> = fail2ban.iter().map(|(_, spec)| spec.load()).collect();
+        let fail2ban_keys = if loaded.is_empty() || loaded.iter().any(Result::is_err) {
             None
         } else {
-            fail2ban
-                .iter()
-                .map(|(_, spec)| spec.load().ok())
-                .collect::<Option<Vec<_>>>()
-                .and_then(|filters| fail2ban::key_search(&filters))
+            fail2ban::key_search(loaded.iter().filter_map(|f| f.as_ref().ok()))
         };
         JailFilters {
             matcher: Matcher::new(
@@ -55,8 +56,30 @@ impl JailFilters {
                     .collect(),
             ),
             fail2ban,
+            loaded: Mutex::new(Some(loaded)),
             fail2ban_keys,
         }
+    }
+
+    /// The route's fail2ban filters for a new reader, each with its jail:
+    /// those loaded at [`JailFilters::new`] for the first reader, freshly
+    /// loaded ones for any other. A filter that cannot be loaded is left
+    /// out, and said so.
+    fn fail2ban_instances(&self) -> Vec<(JailId, Fail2banFilter)> {
+        let taken = self.loaded.lock().ok().and_then(|mut l| l.take());
+        let loaded =
+            taken.unwrap_or_else(|| self.fail2ban.iter().map(|(_, spec)| spec.load()).collect());
+        self.fail2ban
+            .iter()
+            .zip(loaded)
+            .filter_map(|((id, spec), f)| match f {
+                Ok(f) => Some((*id, f)),
+                Err(e) => {
+                    error!(filter = %spec.spec, "fail2ban filter cannot be loaded: {e}");
+                    None
+                }
+            })
+            .collect()
     }
 
     /// Whether a line can hit one of these jails only when it holds one of
@@ -96,19 +119,7 @@ impl ReaderFilters {
     pub(super) fn new(filters: &JailFilters) -> Self {
         ReaderFilters {
             dates: DateDetector::auto(),
-            fail2ban: Fail2banFilters::new(
-                filters
-                    .fail2ban
-                    .iter()
-                    .filter_map(|(id, spec)| match spec.load() {
-                        Ok(f) => Some((*id, f)),
-                        Err(e) => {
-                            error!(filter = %spec.spec, "fail2ban filter cannot be loaded: {e}");
-                            None
-                        }
-                    })
-                    .collect(),
-            ),
+            fail2ban: Fail2banFilters::new(filters.fail2ban_instances()),
         }
     }
 

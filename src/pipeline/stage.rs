@@ -566,6 +566,39 @@ mod tests {
         assert!(LineStage::new(routes, tx).gate.is_none());
     }
 
+    /// A fail2ban filter file is loaded once for the route's keys and that
+    /// instance goes to the first reader; a second reader loads its own
+    /// (here it cannot: the file is gone by then).
+    #[test]
+    fn the_first_reader_takes_the_fail2ban_filters_loaded_for_the_keys() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let ssh = dir.path().join("ssh.conf");
+        std::fs::write(
+            &ssh,
+            "[Definition]\nfailregex = sshd\\[\\d+\\]: Failed password for \\S+ from <HOST> port\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let routes = routes_of(&format!(
+            "[jail.ssh]\nfilter = \"fail2ban:{}\"\nlogpath = \"/var/log/t.log\"\n",
+            ssh.display()
+        ));
+        std::fs::remove_file(&ssh).unwrap_or_else(|e| panic!("{e}"));
+        let current = routes.load_full();
+        let filters = &current.routes[0].1;
+        let line =
+            "Mar  5 16:01:35 mx1 sshd[77]: Failed password for root from 192.0.2.7 port 2222 ssh2";
+        let hits = |reader: &mut ReaderFilters| {
+            let mut got = Vec::new();
+            let now = SystemTime::now();
+            reader.scan(filters, line, None, &mut || now, |_, addr, _, _| {
+                got.push(addr.to_string());
+            });
+            got
+        };
+        assert_eq!(hits(&mut ReaderFilters::new(filters)), ["192.0.2.7"]);
+        assert!(hits(&mut ReaderFilters::new(filters)).is_empty());
+    }
+
     /// Lines for the jails above, the last one unfinished.
     const GATE_TEXT: &[u8] = "Mar  5 16:01:34 mx1 postfix/smtpd[1]: connect from a.example[192.0.2.1]\n\
             Mar  5 16:01:34 mx1 postfix/smtpd[1]: warning: unknown[192.0.2.69]: SASL LOGIN authentication failed: authentication failure, sasl_username=bob\n\

@@ -13,6 +13,7 @@ use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::{Capture, Hir, HirKind};
 
 use super::literals::backtrack_factors;
 use super::pyregex;
@@ -237,6 +238,20 @@ impl Direct {
     }
 }
 
+/// Whether every match of `hir` goes through a group `wanted` accepts:
+/// one on the way every match takes (each part of a sequence, each branch
+/// of an alternation, a repetition taken at least once, whose last round
+/// the group reports).
+fn always_takes_part(hir: &Hir, wanted: &dyn Fn(&Capture) -> bool) -> bool {
+    match hir.kind() {
+        HirKind::Capture(c) => wanted(c) || always_takes_part(&c.sub, wanted),
+        HirKind::Concat(parts) => parts.iter().any(|h| always_takes_part(h, wanted)),
+        HirKind::Alternation(branches) => branches.iter().all(|h| always_takes_part(h, wanted)),
+        HirKind::Repetition(r) => r.min > 0 && always_takes_part(&r.sub, wanted),
+        HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => false,
+    }
+}
+
 /// A set of bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ByteSet([u64; 4]);
@@ -360,6 +375,41 @@ impl Compiled {
             set.insert(*literal.as_bytes().first()?);
         }
         Some(set)
+    }
+
+    /// Whether in every match one of the groups `names` takes part, with
+    /// text of at least one byte when `nonempty`. False when that is not
+    /// known (a regex on the backtracking engine).
+    pub fn always_has(&self, names: &[&str], nonempty: bool) -> bool {
+        let Engine::Linear(re) = &self.engine else {
+            return false;
+        };
+        let Ok(hir) = regex_syntax::Parser::new().parse(re.as_str()) else {
+            return false;
+        };
+        let wanted = |c: &Capture| {
+            c.name.as_deref().is_some_and(|n| names.contains(&n))
+                && (!nonempty || c.sub.properties().minimum_len().is_some_and(|n| n > 0))
+        };
+        always_takes_part(&hir, &wanted)
+    }
+
+    /// Where the first match is, as [`search`](Self::search) finds it,
+    /// without taking captures where the engine allows.
+    pub fn find(&self, hay: &str) -> Option<Range<usize>> {
+        match &self.engine {
+            Engine::Linear(re) => Some(re.find(hay)?.range()),
+            Engine::Backtrack(_) => Some(self.search(hay)?.span),
+        }
+    }
+
+    /// Whether the text matches, as [`search`](Self::search) would find,
+    /// without taking captures where the engine allows.
+    pub fn is_match(&self, hay: &str) -> bool {
+        match &self.engine {
+            Engine::Linear(re) => re.is_match(hay),
+            Engine::Backtrack(_) => self.search(hay).is_some(),
+        }
     }
 
     /// Whether the regex can only match at the start of the text (and
@@ -590,6 +640,29 @@ mod tests {
             split_trailing_lookahead(r"(?m)[(\])]\((?i)a(?!b|\))"),
             Some((r"(?m)[(\])]\((?i)a", r"b|\)", true, "(?m)(?i)".to_string()))
         );
+    }
+
+    /// A group on the way of every match, or one of several in each
+    /// branch, always takes part; an optional one, or one in a branch
+    /// without it, may not; an empty match of it is not text.
+    #[test]
+    fn groups_every_match_takes_part_in() {
+        let has = |pattern: &str, names: &[&str], nonempty: bool| {
+            Compiled::new(pattern, false)
+                .unwrap()
+                .always_has(names, nonempty)
+        };
+        assert!(has(r"^(?:(?P<a>x)|(?P<b>y))z", &["a", "b"], true));
+        assert!(!has(r"^(?:(?P<a>x)|(?P<b>y))z", &["a"], false));
+        assert!(!has(r"^(?:(?P<a>x)|y)z", &["a"], false));
+        assert!(!has(r"^(?P<a>x)?z", &["a"], false));
+        assert!(has(r"^(?:w(?P<a>x))+z", &["a"], true));
+        assert!(!has(r"^(?:w(?P<a>x)){0,2}z", &["a"], false));
+        assert!(has(r"^(?P<a>x*)z", &["a"], false));
+        assert!(!has(r"^(?P<a>x*)z", &["a"], true));
+        assert!(has(r"^(?P<o>(?P<a>x)y)", &["a"], true));
+        // Not known on the backtracking engine.
+        assert!(!has(r"(?<=w)(?P<a>x)", &["a"], false));
     }
 
     #[test]
