@@ -3,13 +3,15 @@
 
 use super::*;
 
-fn filter(definition: &str) -> Fail2banFilter {
+/// A directory holding one filter file, `t.conf`, with `text`.
+fn conf_dir(text: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
-    std::fs::write(
-        d.path().join("t.conf"),
-        format!("[Definition]\n{definition}"),
-    )
-    .unwrap();
+    std::fs::write(d.path().join("t.conf"), text).unwrap();
+    d
+}
+
+fn filter(definition: &str) -> Fail2banFilter {
+    let d = conf_dir(&format!("[Definition]\n{definition}"));
     Fail2banFilter::load("t", d.path()).unwrap()
 }
 
@@ -131,12 +133,7 @@ fn the_first_matching_failregex_decides_in_operation() {
 
 #[test]
 fn filter_options_reach_init_tags() {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::write(
-        d.path().join("t.conf"),
-        "[Init]\nword = normal\n[Definition]\nfailregex = ^<word> <HOST>$\n",
-    )
-    .unwrap();
+    let d = conf_dir("[Init]\nword = normal\n[Definition]\nfailregex = ^<word> <HOST>$\n");
     let mut f = Fail2banFilter::load("t[word=odd]", d.path()).unwrap();
     assert!(f.process("odd 192.0.2.1", at()).is_some());
     assert!(f.process("normal 192.0.2.1", at()).is_none());
@@ -406,12 +403,7 @@ fn the_first_byte_check_skips_only_failregexes_that_cannot_match() {
 
 #[test]
 fn bad_regex_names_filter_key_and_line() {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::write(
-        d.path().join("t.conf"),
-        "[Definition]\nfailregex = ^ok <HOST>$\n            ^bad ( <HOST>$\n",
-    )
-    .unwrap();
+    let d = conf_dir("[Definition]\nfailregex = ^ok <HOST>$\n            ^bad ( <HOST>$\n");
     let e = Fail2banFilter::load("t", d.path()).unwrap_err().to_string();
     assert!(e.contains("filter t: failregex line 2"), "{e}");
 }
