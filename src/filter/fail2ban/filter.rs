@@ -99,6 +99,12 @@ impl<'a> Placed<'a> {
         }
     }
 
+    /// Whether the text regexes see is the end of the line, not two parts
+    /// joined: text that is not in the line is not in it either.
+    pub(super) fn text_is_tail(&self) -> bool {
+        self.pre.is_empty()
+    }
+
     /// The text regexes see: the line without its date.
     pub(super) fn text(&self) -> Cow<'a, str> {
         if self.pre.is_empty() {
@@ -499,7 +505,7 @@ impl Fail2banFilter {
         let found = self.dates.find(line, now);
         let placed = Placed::new(line, found, &mut self.last_date, now);
         let text = placed.text();
-        self.judge(&placed, &text, now, Mode::First)
+        self.judge(&placed, &text, now, Mode::First, false)
             .into_iter()
             .next()
     }
@@ -510,7 +516,7 @@ impl Fail2banFilter {
         let found = self.dates.find(line, now);
         let placed = Placed::new(line, found, &mut self.last_date, now);
         let text = placed.text();
-        self.judge(&placed, &text, now, Mode::All)
+        self.judge(&placed, &text, now, Mode::All, false)
     }
 
     /// Feeds a line whose time is already known (a journal entry): no date
@@ -531,22 +537,25 @@ impl Fail2banFilter {
             date: Some(time),
             dated: false,
         };
-        self.judge(&placed, line, time, mode)
+        self.judge(&placed, line, time, mode, false)
     }
 
     /// Judges a placed line; `text` is its text without the date. A line
-    /// the gate turns away leaves no trace but its date.
+    /// the gate turns away leaves no trace but its date. `keys_found`: one
+    /// of this filter's [`gate_keys`](Self::gate_keys) is known to be in
+    /// the line (see [`LineGate::admits_keyed`]).
     pub(super) fn judge(
         &mut self,
         placed: &Placed<'_>,
         text: &str,
         now: SystemTime,
         mode: Mode,
+        keys_found: bool,
     ) -> Vec<Fail2banMatch> {
         self.last.clear();
         self.last.dated = placed.dated;
         self.last.time = placed.date;
-        if !self.gate.admits(text) {
+        if !self.gate.admits_keyed(text, keys_found) {
             return Vec::new();
         }
         if self.maxlines == 1 {

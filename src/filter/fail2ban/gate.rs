@@ -114,12 +114,24 @@ impl LineGate {
 
     /// Whether `text` (the line without its date) may match.
     pub(super) fn admits(&self, text: &str) -> bool {
+        self.admits_keyed(text, false)
+    }
+
+    /// [`LineGate::admits`], told by `keys_found` that one of
+    /// [`LineGate::keys`] was seen in the line `text` comes from (a search
+    /// over several filters' keys at once): the search for them is then
+    /// left out. The answer is the same: each key is one of the factors
+    /// asked next (the prefregex's, or every failregex's and early
+    /// ignoreregex's when the prefregex has none), so a text without any
+    /// key is turned away by them all the same.
+    pub(super) fn admits_keyed(&self, text: &str, keys_found: bool) -> bool {
         let Some(g) = &self.inner else {
             return true;
         };
-        if g.keys
-            .as_ref()
-            .is_some_and(|k| !k.is_match(text.as_bytes()))
+        if !keys_found
+            && g.keys
+                .as_ref()
+                .is_some_and(|k| !k.is_match(text.as_bytes()))
         {
             return false;
         }

@@ -5,7 +5,10 @@
 //! all of them. The text every admitted line contains (see
 //! [`LineGate::keys`](super::gate::LineGate)) of all of them is searched
 //! for in one scan of the whole line, before its date is read (the
-//! dearest step); a line without any of it goes to none of them. Each
+//! dearest step), and the scan says whose keys the line holds: a line
+//! goes only to the filters whose keys it holds (their gates need not
+//! look for them again), and a group none of whose members it goes to
+//! does not read its date. Each
 //! filter runs as fail2ban runs in operation: the first failregex that
 //! matches decides the line. What each filter finds is what it finds fed
 //! alone, line by line ([`Fail2banFilter::process`]), but for the date an
@@ -14,7 +17,7 @@
 
 use std::time::SystemTime;
 
-use regex::Regex;
+use aho_corasick::{packed, AhoCorasick, AhoCorasickKind, Input, MatchKind, Span};
 
 use super::dates::LineDates;
 use super::filter::{Fail2banFilter, Mode, Placed};
@@ -43,6 +46,110 @@ pub fn key_search<'a>(
 
 pub struct Fail2banFilters<K> {
     groups: Vec<Group<K>>,
+    /// The keys of every member of every group in one search, each
+    /// with the members (numbered across groups, see [`Group::first`])
+    /// whose key it is; None when no member has keys.
+    keys: Option<KeyOwners>,
+    /// Per member: one of its keys is in the line being scanned. Kept
+    /// between lines so a line costs no allocation.
+    present: Vec<bool>,
+}
+
+/// One search for the keys of many filters that says whose they are: a
+/// line is searched once, not once per date group and again by each
+/// member's gate, and only the members whose keys it holds are judged.
+struct KeyOwners {
+    /// Leftmost-first: each search finds the key that starts first (the
+    /// first given of those that start there), skipping most of a line
+    /// with SIMD, as an overlapping search cannot.
+    search: KeySearch,
+    keys: Vec<String>,
+    /// Per key (pattern number): the members it is a key of.
+    owners: Vec<Vec<usize>>,
+    /// Per key: the other keys that may start where it does (one a prefix
+    /// of the other), which the search then does not report.
+    same_start: Vec<Vec<usize>>,
+}
+
+impl KeyOwners {
+    fn new(keys: Vec<String>, owners: Vec<Vec<usize>>) -> Option<KeyOwners> {
+        let packed = packed::Config::new()
+            .match_kind(packed::MatchKind::LeftmostFirst)
+            .heuristic_pattern_limits(false)
+            .builder()
+            .extend(&keys)
+            .build();
+        let search = match packed {
+            Some(p) => KeySearch::Packed(p),
+            // Too many keys, or no SIMD searcher on this machine.
+            None => KeySearch::Automaton(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .build(&keys)
+                    .ok()?,
+            ),
+        };
+        let same_start = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                (0..keys.len())
+                    .filter(|&j| j != i && (keys[j].starts_with(k) || k.starts_with(&keys[j])))
+                    .collect()
+            })
+            .collect();
+        Some(KeyOwners {
+            search,
+            keys,
+            owners,
+            same_start,
+        })
+    }
+
+    /// Marks in `present` the members one of whose keys `line` holds.
+    /// Each search starts one byte past where the last found key starts,
+    /// so every place a key starts is found; at each, the keys that start
+    /// alike are checked there.
+    fn mark(&self, line: &str, present: &mut [bool]) {
+        let mut from = 0;
+        while let Some(m) = self.search.find(line, from) {
+            let at = m.start();
+            let key = m.pattern().as_usize();
+            let rest = line.as_bytes().get(at..).unwrap_or_default();
+            let alike = self.same_start[key]
+                .iter()
+                .filter(|&&j| rest.starts_with(self.keys[j].as_bytes()));
+            for &k in std::iter::once(&key).chain(alike) {
+                for &member in &self.owners[k] {
+                    present[member] = true;
+                }
+            }
+            from = at + 1;
+            if from > line.len() {
+                break;
+            }
+        }
+    }
+}
+
+enum KeySearch {
+    Packed(packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl KeySearch {
+    /// The leftmost-first key in `line` starting at `from` or later.
+    fn find(&self, line: &str, from: usize) -> Option<aho_corasick::Match> {
+        let span = Span {
+            start: from,
+            end: line.len(),
+        };
+        match self {
+            KeySearch::Packed(p) => p.find_in(line, span),
+            KeySearch::Automaton(a) => a.find(Input::new(line).span(span)),
+        }
+    }
 }
 
 struct Group<K> {
@@ -50,10 +157,10 @@ struct Group<K> {
     dates: LineDates,
     last_date: Option<SystemTime>,
     members: Vec<(K, Fail2banFilter)>,
-    /// The members that see every line (no keys).
-    always: Vec<usize>,
-    /// The other members' keys in one search; None when there is none.
-    keys: Option<Regex>,
+    /// The number of `members[0]` across groups.
+    first: usize,
+    /// Per member: it sees every line (no keys).
+    always: Vec<bool>,
 }
 
 impl<K: Copy> Fail2banFilters<K> {
@@ -73,32 +180,51 @@ impl<K: Copy> Fail2banFilters<K> {
                     dates: filter.line_dates(),
                     last_date: None,
                     members: vec![(key, filter)],
+                    first: 0,
                     always: Vec::new(),
-                    keys: None,
                 }),
             }
         }
+        let mut keys: Vec<String> = Vec::new();
+        let mut owners: Vec<Vec<usize>> = Vec::new();
+        let mut count = 0;
         for g in &mut groups {
-            let mut keys: Vec<String> = Vec::new();
-            for (i, (_, f)) in g.members.iter().enumerate() {
+            g.first = count;
+            for (_, f) in &g.members {
                 match f.gate_keys() {
-                    Some(k) => keys.extend(k),
-                    None => g.always.push(i),
+                    Some(ks) => {
+                        g.always.push(false);
+                        for k in ks {
+                            let at = match keys.iter().position(|have| *have == k) {
+                                Some(at) => at,
+                                None => {
+                                    keys.push(k);
+                                    owners.push(Vec::new());
+                                    keys.len() - 1
+                                }
+                            };
+                            owners[at].push(count);
+                        }
+                    }
+                    None => g.always.push(true),
                 }
-            }
-            keys.sort();
-            keys.dedup();
-            if !keys.is_empty() {
-                let alternation: Vec<String> = keys.iter().map(|k| regex::escape(k)).collect();
-                // Escaped literals compile; should they not, every member
-                // sees every line.
-                match Regex::new(&alternation.join("|")) {
-                    Ok(re) => g.keys = Some(re),
-                    Err(_) => g.always = (0..g.members.len()).collect(),
-                }
+                count += 1;
             }
         }
-        Fail2banFilters { groups }
+        let search = (!keys.is_empty())
+            .then(|| KeyOwners::new(keys, owners))
+            .flatten();
+        // Literals build; should they not, every member sees every line.
+        if search.is_none() {
+            for g in &mut groups {
+                g.always.iter_mut().for_each(|a| *a = true);
+            }
+        }
+        Fail2banFilters {
+            groups,
+            keys: search,
+            present: vec![false; count],
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -121,30 +247,109 @@ impl<K: Copy> Fail2banFilters<K> {
         mut clock: impl FnMut() -> SystemTime,
         mut hit: impl FnMut(K, Fail2banMatch, SystemTime),
     ) {
+        // The keys are looked for in the whole line, before its date is
+        // read: the text without the date is a part of it, so a line
+        // without a member's key has none once its date is cut either (but
+        // for a key that would only form across a date cut out of the
+        // middle of a line). Such a line is nothing to that member, and a
+        // group none of whose members it is anything to does not read its
+        // date, the dearest step.
+        self.present.fill(false);
+        if let Some(k) = &self.keys {
+            k.mark(line, &mut self.present);
+        }
         let mut read = None;
         for g in &mut self.groups {
-            // The keys are looked for in the whole line, before its date is
-            // read: the text without the date is a part of it, so a line
-            // without any key has none once its date is cut either (but for
-            // a key that would only form across a date cut out of the middle
-            // of a line). Such a line is nothing to any member, and reading
-            // its date, the dearest step, is saved.
-            let keyed = g.keys.as_ref().is_some_and(|k| k.is_match(line));
-            if !keyed && g.always.is_empty() {
+            let present = &self.present[g.first..g.first + g.members.len()];
+            if !present.iter().chain(&g.always).any(|&p| p) {
                 continue;
             }
             let now = *read.get_or_insert_with(&mut clock);
             let found = g.dates.find(line, now);
             let placed = Placed::new(line, found, &mut g.last_date, now);
             let text = placed.text();
+            // A key found in the line may be missing from the text (cut
+            // with the date), never the reverse, but for the text of a
+            // date cut from the middle: its members then ask their own
+            // gate, keys and all.
+            let tail = placed.text_is_tail();
             for (i, (key, f)) in g.members.iter_mut().enumerate() {
-                // `judge` asks the member's own gate of the text.
-                if !(keyed || g.always.contains(&i)) {
+                let found = present[i];
+                if !(found || g.always[i] || !tail) {
                     continue;
                 }
-                if let Some(m) = f.judge(&placed, &text, now, Mode::First).into_iter().next() {
+                if let Some(m) = f
+                    .judge(&placed, &text, now, Mode::First, found)
+                    .into_iter()
+                    .next()
+                {
                     hit(*key, m, now);
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The members marked are those one of whose keys is in the line,
+    /// where keys overlap, start alike (one the other's prefix), or one
+    /// holds another, on the automaton and on the SIMD search alike.
+    #[test]
+    fn marks_every_member_whose_key_the_line_holds() {
+        let keys: Vec<String> = [
+            "Failed ",
+            "Failed publickey for invalid user ",
+            "Accepted ",
+            " authentication failure",
+            "ed p",
+            "user",
+            "Connection from ",
+            "banner exchange: Connection from ",
+        ]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+        // Member i owns key i; member 8 owns keys 0 and 6.
+        let mut owners: Vec<Vec<usize>> = (0..keys.len()).map(|i| vec![i]).collect();
+        owners[0].push(8);
+        owners[6].push(8);
+        let lines = [
+            "sshd[1]: Failed publickey for invalid user bob from 192.0.2.1",
+            "sshd[1]: Failed password for bob",
+            "sshd[1]: Accepted  authentication failure",
+            "banner exchange: Connection from 192.0.2.1",
+            "Connection from 192.0.2.1 user",
+            "nothing here",
+            "",
+            "Failed Failed publickey for invalid user ",
+        ];
+        let packed = KeyOwners::new(keys.clone(), owners.clone()).unwrap();
+        assert!(matches!(packed.search, KeySearch::Packed(_)));
+        let automaton = KeyOwners {
+            search: KeySearch::Automaton(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .build(&keys)
+                    .unwrap(),
+            ),
+            ..KeyOwners::new(keys.clone(), owners.clone()).unwrap()
+        };
+        for line in lines {
+            let mut want = vec![false; 9];
+            for (k, key) in keys.iter().enumerate() {
+                if line.contains(key.as_str()) {
+                    for &m in &owners[k] {
+                        want[m] = true;
+                    }
+                }
+            }
+            for search in [&packed, &automaton] {
+                let mut got = vec![false; 9];
+                search.mark(line, &mut got);
+                assert_eq!(got, want, "{line:?}");
             }
         }
     }
