@@ -34,8 +34,10 @@ use crate::message::{Account, JailId};
 
 mod cut;
 mod literals;
+mod share;
 use cut::{Cut, CutScratch};
 use literals::{search_key, Literals};
+use share::{share_answers, Kept, KEPT};
 
 pub struct Matcher {
     jails: Vec<(JailId, Arc<Filter>)>,
@@ -76,6 +78,13 @@ struct Pattern {
     /// Its required text holds no U+FFFD, so it is in a line's raw bytes
     /// whenever it is in the line as judged (bad bytes decoded to U+FFFD).
     raw_text: bool,
+    /// Where its answer on a line is kept for a later pattern that gives
+    /// the same (see `same_as`): an index into the line's kept answers.
+    keep: Option<usize>,
+    /// A pattern before it, of another jail, that matches the same lines
+    /// with the same host and count (see [`share::same_core`]): its kept answer
+    /// is this one's, unless this one is to read its own account.
+    same_as: Option<usize>,
 }
 
 /// The capturing engine alone, run anchored at the line start (as every
@@ -291,6 +300,8 @@ impl Matcher {
                     .any(|t| t.contains(replacement));
                 patterns.push(Pattern {
                     raw_text,
+                    keep: None,
+                    same_as: None,
                     slot,
                     index,
                     gate,
@@ -327,6 +338,7 @@ impl Matcher {
                 }
             }
         };
+        share_answers(&jails, &mut patterns);
         let mut keyed = vec![Vec::new(); literals.as_ref().map_or(0, |l| l.texts.len())];
         for (i, p) in patterns.iter().enumerate() {
             if let Gate::Literal(key, _) = p.gate {
@@ -546,10 +558,22 @@ impl Matcher {
         // Past the gate: rare, so allocating here is fine.
         let set_matches = set.map(|s| s.matches(line));
         let mut done_slot = usize::MAX;
+        let mut kept: [Kept; KEPT] = [None; KEPT];
         for p in &self.patterns {
             if p.slot == done_slot {
                 continue;
             }
+            let filter = &self.jails[p.slot].1;
+            let user = want_user && p.user && filter.may_capture_user(p.index, line);
+            // Another jail's pattern already answered for this one.
+            if let Some(Some(answer)) = p.same_as.filter(|_| !user).and_then(|k| kept.get(k)) {
+                if let Some((addr, count)) = *answer {
+                    done_slot = p.slot;
+                    found(p, addr, count, None);
+                }
+                continue;
+            }
+            let keep = p.keep.and_then(|k| kept.get_mut(k));
             let candidate = match &p.gate {
                 Gate::Literal(key, all) => {
                     // The key, the first, was looked for by the scan (when
@@ -573,15 +597,20 @@ impl Matcher {
                 Gate::None => true,
             };
             if !candidate || !p.alternatives.admits(bytes) {
+                // Its required text is missing: no pattern of its core matches.
+                if let Some(keep) = keep {
+                    *keep = Some(None);
+                }
                 continue;
             }
-            let filter = &self.jails[p.slot].1;
             let re = &filter.failregex[p.index];
-            let user = want_user && p.user && filter.may_capture_user(p.index, line);
             let hit = match &p.anchored {
                 Some(a) => a.hit(re, line, user),
                 None => hit_and_user_in(re, line, user),
             };
+            if let Some(keep) = keep {
+                *keep = Some(hit.map(|(addr, count, _)| (addr, count)));
+            }
             if let Some((addr, count, user)) = hit {
                 done_slot = p.slot;
                 found(p, addr, count, user.and_then(|u| line.get(u.range())));
@@ -593,6 +622,7 @@ impl Matcher {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::share::same_core;
     use super::*;
     use crate::filter::{hit_in, FilterDef};
 
@@ -1194,6 +1224,86 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// postfix-sasl's and sasl's Postfix patterns differ only by the
+    /// account part at the end: whichever comes first answers for the
+    /// other, and every jail still gets what its filter alone finds
+    /// (address, count, account), in either order and beside jails whose
+    /// patterns share nothing.
+    #[test]
+    fn patterns_of_the_same_core_share_one_answer() {
+        assert_eq!(
+            same_core(library("postfix-sasl").failregex[0].as_str()),
+            same_core(library("sasl").failregex[0].as_str())
+        );
+        assert_ne!(
+            same_core(library("postfix").failregex[0].as_str()),
+            same_core(library("sasl").failregex[0].as_str())
+        );
+        // An optional part that holds the host decides the host: kept.
+        assert_ne!(same_core(r"^a(?: (?P<host>\S+))?"), same_core(r"^a"));
+        assert_eq!(
+            same_core(r"^a (?P<host>\S+)"),
+            same_core(r"^a (?P<host>\S+)(?: b)?")
+        );
+        let sasl = "Mar  5 16:01:34 mx1 postfix/submission/smtpd[10686]: warning: unknown[192.0.2.69]: SASL LOGIN authentication failed:";
+        let lines = [
+            format!("{sasl} authentication failure, sasl_username=alice@example.org"),
+            format!("{sasl} authentication failure"),
+            format!("{sasl} Connection lost to authentication server"),
+            "Mar  5 16:01:34 mx1 postfix/smtpd[1]: warning: mail.example.com[2001:db8::1]:4711: SASL PLAIN authentication failed".to_string(),
+            "Mar  5 16:01:34 mx1 postfix/smtpd[1]: warning: unknown[999.0.2.1]: SASL PLAIN authentication failed:".to_string(),
+            "Mar  5 16:01:34 mx1 postfix/smtpd[1]: info: unknown[192.0.2.3]: SASL PLAIN authentication failed:".to_string(),
+            "Mar  5 16:01:34 mx1 postfix/smtpd[2]: disconnect from unknown[192.0.2.11] ehlo=1 auth=0/5 quit=1 commands=1/6".to_string(),
+            "Mar  5 16:01:34 mx1 sm-mta[4711]: 2B4QhT7a004711: AUTH failure (PLAIN): authentication failure (-13) SASL(-13): authentication failure: checkpass failed, user=bob, relay=host.example [192.0.2.7] (may be forged)".to_string(),
+        ];
+        for names in [
+            ["postfix-sasl", "postfix", "sasl"],
+            ["sasl", "postfix", "postfix-sasl"],
+        ] {
+            let filters: Vec<Arc<Filter>> = names.iter().map(|n| library(n)).collect();
+            let m = Matcher::new(filters.iter().cloned().enumerate().collect());
+            let shared: Vec<_> = m.patterns.iter().filter(|p| p.same_as.is_some()).collect();
+            assert_eq!(shared.len(), 1, "{names:?}");
+            assert_eq!(shared[0].slot, 2, "{names:?}");
+            for _ in 0..2 {
+                for line in &lines {
+                    let mut got = Vec::new();
+                    m.explain_verdicts(line, |j, v| got.push((j, v)));
+                    let want: Vec<_> = filters
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(j, f)| Some((j, f.explain(line)?)))
+                        .collect();
+                    assert_eq!(got, want, "{names:?}: {line}");
+                    let mut accounts = Vec::new();
+                    m.scan_accounts(line, |j, a, u| accounts.push((j, a, u)));
+                    let want: Vec<_> = want
+                        .into_iter()
+                        .filter(|(_, v)| v.ignored_by.is_empty())
+                        .flat_map(|(j, v)| {
+                            let account = v.user.as_deref().and_then(Account::new);
+                            std::iter::repeat_n((j, v.addr, account), v.count as usize)
+                        })
+                        .collect();
+                    assert_eq!(accounts, want, "{names:?}: {line}");
+                }
+            }
+        }
+        // Both jails counted the SASL failure, one with the account.
+        let m = Matcher::new(vec![(0, library("postfix-sasl")), (1, library("sasl"))]);
+        let mut got = Vec::new();
+        m.scan_accounts(&lines[0], |j, a, u| {
+            got.push((j, a.to_string(), u.is_some()))
+        });
+        assert_eq!(
+            got,
+            [
+                (0, "192.0.2.69".to_string(), true),
+                (1, "192.0.2.69".to_string(), false)
+            ]
+        );
     }
 
     /// Keys lose their leading punctuation and spaces (the `]: ` after
