@@ -412,6 +412,15 @@ impl Compiled {
         }
     }
 
+    /// The pattern as compiled (Rust syntax): two regexes of the same
+    /// pattern find the same in the same text.
+    pub fn pattern(&self) -> &str {
+        match &self.engine {
+            Engine::Linear(re) => re.as_str(),
+            Engine::Backtrack(re) => re.as_str(),
+        }
+    }
+
     /// Whether the regex can only match at the start of the text (and
     /// runs on the linear engine).
     pub fn is_anchored(&self) -> bool {

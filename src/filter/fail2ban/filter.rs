@@ -115,6 +115,39 @@ impl<'a> Placed<'a> {
     }
 }
 
+/// The prefregex's match on a line and its content's range (see
+/// [`Fail2banFilter::prefix_hit`]); None when it does not match.
+pub(super) type PrefixHit = Option<(Option<Hit>, Option<Range<usize>>)>;
+
+/// What one failregex made of one text, as far as it was asked.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Known {
+    /// [`LineGate::admits_failregex`].
+    admits: Option<bool>,
+    /// Whether it matches.
+    matches: Option<bool>,
+}
+
+/// What filters of one date group that share a prefregex (and with it
+/// what their failregexes are run on) learnt of the line being judged:
+/// the same regex on the same text finds the same, so it is asked once
+/// for all of them (sshd and its aggressive mode share most of theirs).
+/// Only what a regex finds is shared, never a filter's state.
+pub(super) struct Shared<'m> {
+    /// The prefregex's answer, once one member asked.
+    pub(super) prefix: &'m mut Option<PrefixHit>,
+    /// Per failregex of the members sharing the prefregex.
+    pub(super) known: &'m mut [Known],
+    /// Per failregex of this filter: its place in `known`.
+    pub(super) places: &'m [usize],
+}
+
+impl Shared<'_> {
+    fn known(&mut self, index: usize) -> Option<&mut Known> {
+        self.known.get_mut(*self.places.get(index)?)
+    }
+}
+
 fn join(lines: &[Line]) -> String {
     let mut s = String::new();
     for l in lines {
@@ -505,7 +538,7 @@ impl Fail2banFilter {
         let found = self.dates.find(line, now);
         let placed = Placed::new(line, found, &mut self.last_date, now);
         let text = placed.text();
-        self.judge(&placed, &text, now, Mode::First, false)
+        self.judge(&placed, &text, now, Mode::First, false, None)
             .into_iter()
             .next()
     }
@@ -516,7 +549,7 @@ impl Fail2banFilter {
         let found = self.dates.find(line, now);
         let placed = Placed::new(line, found, &mut self.last_date, now);
         let text = placed.text();
-        self.judge(&placed, &text, now, Mode::All, false)
+        self.judge(&placed, &text, now, Mode::All, false, None)
     }
 
     /// Feeds a line whose time is already known (a journal entry): no date
@@ -537,7 +570,7 @@ impl Fail2banFilter {
             date: Some(time),
             dated: false,
         };
-        self.judge(&placed, line, time, mode, false)
+        self.judge(&placed, line, time, mode, false, None)
     }
 
     /// Judges a placed line; `text` is its text without the date. A line
@@ -551,6 +584,7 @@ impl Fail2banFilter {
         now: SystemTime,
         mode: Mode,
         keys_found: bool,
+        shared: Option<Shared<'_>>,
     ) -> Vec<Fail2banMatch> {
         self.last.clear();
         self.last.dated = placed.dated;
@@ -559,7 +593,7 @@ impl Fail2banFilter {
             return Vec::new();
         }
         if self.maxlines == 1 {
-            return self.find_line(text, placed.date, now, mode);
+            return self.find_line(text, placed.date, now, mode, shared);
         }
         let tuple = Line {
             pre: placed.pre.to_string(),
@@ -583,6 +617,23 @@ impl Fail2banFilter {
     /// Always true for a multi-line filter, whose buffer keeps every line.
     pub fn may_match(&self, line: &str) -> bool {
         self.gate.admits(line)
+    }
+
+    /// What a line's prefregex answer depends on beside the line: the
+    /// prefregex and the head run alone (see [`prefix_hit`](Self::prefix_hit)).
+    /// None for a multi-line filter, which shares nothing.
+    pub(super) fn prefix_key(&self) -> Option<(Option<&str>, Option<&str>)> {
+        (self.maxlines == 1).then(|| {
+            (
+                self.prefregex.as_ref().map(|p| p.re.pattern()),
+                self.pref_head.as_ref().map(Compiled::pattern),
+            )
+        })
+    }
+
+    /// The failregexes' patterns as compiled, in index order.
+    pub(super) fn failregex_patterns(&self) -> impl Iterator<Item = &str> {
+        self.failregex.iter().map(|r| r.re.pattern())
     }
 
     /// See [`LineGate::keys`].
@@ -690,6 +741,7 @@ impl Fail2banFilter {
         date: Option<SystemTime>,
         now: SystemTime,
         mode: Mode,
+        mut shared: Option<Shared<'_>>,
     ) -> Vec<Fail2banMatch> {
         let mut out = Vec::new();
         if !self.ignoreregex.is_empty()
@@ -707,7 +759,14 @@ impl Fail2banFilter {
         // What the failregexes see: the line, or the prefregex's content.
         let mut seen = text;
         if let Some(pref) = &self.prefregex {
-            let Some((hit, content)) = self.prefix_hit(pref, text) else {
+            let found = match shared.as_mut() {
+                Some(sh) => sh
+                    .prefix
+                    .get_or_insert_with(|| self.prefix_hit(pref, text))
+                    .clone(),
+                None => self.prefix_hit(pref, text),
+            };
+            let Some((hit, content)) = found else {
                 return out;
             };
             head_pending = hit.is_none();
@@ -720,8 +779,21 @@ impl Fail2banFilter {
             }
         }
         for index in 0..self.failregex.len() {
+            // What another member sharing the prefregex learnt of this
+            // failregex on this text.
+            let mut known = shared.as_mut().and_then(|sh| sh.known(index));
             // Its required text missing, a failregex cannot match: not run.
-            if !self.gate.admits_failregex(index, seen) {
+            let admits = match known.as_deref_mut() {
+                Some(k) => *k
+                    .admits
+                    .get_or_insert_with(|| self.gate.admits_failregex(index, seen)),
+                None => self.gate.admits_failregex(index, seen),
+            };
+            if !admits {
+                continue;
+            }
+            let matches = known.as_ref().and_then(|k| k.matches);
+            if matches == Some(false) {
                 continue;
             }
             // A success ending a connection while none is cached: what
@@ -731,7 +803,11 @@ impl Fail2banFilter {
                 self.mlfid.is_empty()
             };
             if forgets {
-                if !self.failregex[index].re.is_match(seen) {
+                let matches = matches.unwrap_or_else(|| self.failregex[index].re.is_match(seen));
+                if let Some(k) = known.as_deref_mut() {
+                    k.matches = Some(matches);
+                }
+                if !matches {
                     continue;
                 }
                 if !self.ignoreregex.is_empty() && self.ignored_line(seen) {
@@ -746,7 +822,11 @@ impl Fail2banFilter {
                 }
                 continue;
             }
-            let Some(hit) = self.failregex[index].re.search(seen) else {
+            let hit = self.failregex[index].re.search(seen);
+            if let Some(k) = known {
+                k.matches = Some(hit.is_some());
+            }
+            let Some(hit) = hit else {
                 continue;
             };
             if !self.ignoreregex.is_empty() && self.ignored_line(seen) {

@@ -315,7 +315,7 @@ fn a_success_on_an_unseen_connection_changes_what_it_would() {
                     let dated = f.dates.find(line, at());
                     let placed = Placed::new(line, dated, &mut f.last_date, at());
                     let text = placed.text();
-                    f.judge(&placed, &text, at(), mode, false)
+                    f.judge(&placed, &text, at(), mode, false, None)
                 };
                 let want = feed(&mut slow);
                 assert_eq!(feed(&mut fast), want, "{spec} {mode:?}: {line}");
