@@ -152,3 +152,25 @@ pub(super) fn search_key(literal: &str) -> &[u8] {
         _ => bytes,
     }
 }
+
+/// What a pattern's lines are searched for by: its longest required
+/// literal's [`search_key`], or, when one of its alternations of text
+/// (`\((?:tried to use ...|proxy dest auth failed)\)`) is longer by at
+/// least [`MIN_KEY`] even in its shortest branch, the keys of all its
+/// branches, one of which every line it matches holds. A short literal
+/// is often text the program writes on most of its lines (Dovecot's
+/// `-login: `), which the search would stop in only for the rest of the
+/// text to rule it out; a long branch is the failure's own text.
+pub(super) fn search_keys<'a>(literal: &'a str, factor: Option<&'a [String]>) -> Vec<&'a [u8]> {
+    let key = search_key(literal);
+    match factor {
+        Some(branches)
+            if branches
+                .iter()
+                .all(|b| search_key(b).len() >= key.len() + MIN_KEY) =>
+        {
+            branches.iter().map(|b| search_key(b)).collect()
+        }
+        _ => vec![key],
+    }
+}

@@ -36,7 +36,7 @@ mod cut;
 mod literals;
 mod share;
 use cut::{Cut, CutScratch};
-use literals::{search_key, Literals};
+use literals::{search_keys, Literals};
 use share::{share_answers, Kept, KEPT};
 
 pub struct Matcher {
@@ -248,10 +248,13 @@ fn read_hit(
 }
 
 enum Gate {
-    /// The pattern's key literal (an index into [`Literals`]) and every
-    /// required literal of the pattern, the key first: all must be in the
-    /// line.
-    Literal(usize, Vec<memmem::Finder<'static>>),
+    /// The pattern's keys (indices into [`Literals`], see [`search_keys`]),
+    /// one of which is in every line it matches, each with its own search,
+    /// and its other required literals, which must all be in the line.
+    Literal {
+        keys: Vec<(usize, memmem::Finder<'static>)>,
+        others: Vec<memmem::Finder<'static>>,
+    },
     /// Index of the pattern in `Matcher::set`.
     Set(usize),
     None,
@@ -264,24 +267,34 @@ impl Matcher {
         let mut unliteral: Vec<&str> = Vec::new();
         for (slot, (_, filter)) in jails.iter().enumerate() {
             for (index, re) in filter.failregex.iter().enumerate() {
+                let alternatives: Vec<Vec<String>> = required_factors(re.as_str())
+                    .into_iter()
+                    .filter(|f| f.len() > 1)
+                    .collect();
+                let factors = Factors::new(alternatives.clone());
                 let gate = match required_literal(re.as_str()) {
                     Some(lit) => {
-                        let key_text = search_key(&lit);
-                        let mut finders = vec![memmem::Finder::new(key_text).into_owned()];
-                        finders.extend(
-                            required_literals(re.as_str())
-                                .iter()
-                                .filter(|l| l.as_bytes() != key_text)
-                                .map(|l| memmem::Finder::new(l.as_bytes()).into_owned()),
-                        );
-                        let key = match literals.iter().position(|l| l == key_text) {
-                            Some(key) => key,
-                            None => {
-                                literals.push(key_text.to_vec());
-                                literals.len() - 1
-                            }
-                        };
-                        Gate::Literal(key, finders)
+                        let key_texts = search_keys(&lit, factors.key());
+                        let required = required_literals(re.as_str());
+                        let others = required
+                            .iter()
+                            .filter(|l| key_texts != [l.as_bytes()])
+                            .map(|l| memmem::Finder::new(l.as_bytes()).into_owned())
+                            .collect();
+                        let keys = key_texts
+                            .iter()
+                            .map(|&text| {
+                                let key = match literals.iter().position(|l| l == text) {
+                                    Some(key) => key,
+                                    None => {
+                                        literals.push(text.to_vec());
+                                        literals.len() - 1
+                                    }
+                                };
+                                (key, memmem::Finder::new(text).into_owned())
+                            })
+                            .collect();
+                        Gate::Literal { keys, others }
                     }
                     None => {
                         unliteral.push(re.as_str());
@@ -289,10 +302,6 @@ impl Matcher {
                     }
                 };
                 let anchored = Anchored::new(re.as_str());
-                let alternatives: Vec<Vec<String>> = required_factors(re.as_str())
-                    .into_iter()
-                    .filter(|f| f.len() > 1)
-                    .collect();
                 let replacement = '\u{FFFD}';
                 let raw_text = !required_literals(re.as_str())
                     .iter()
@@ -305,7 +314,7 @@ impl Matcher {
                     slot,
                     index,
                     gate,
-                    alternatives: Factors::new(alternatives),
+                    alternatives: factors,
                     anchored,
                     user: re.capture_names().any(|n| n == Some(tags::USER_GROUP)),
                 });
@@ -341,9 +350,11 @@ impl Matcher {
         share_answers(&jails, &mut patterns);
         let mut keyed = vec![Vec::new(); literals.as_ref().map_or(0, |l| l.texts.len())];
         for (i, p) in patterns.iter().enumerate() {
-            if let Gate::Literal(key, _) = p.gate {
-                if let Some(k) = keyed.get_mut(key) {
-                    k.push(i);
+            if let Gate::Literal { keys, .. } = &p.gate {
+                for (key, _) in keys {
+                    if let Some(k) = keyed.get_mut(*key) {
+                        k.push(i);
+                    }
                 }
             }
         }
@@ -451,18 +462,14 @@ impl Matcher {
             .flat_map(|&i| self.keyed.get(i).map_or(&[][..], Vec::as_slice))
             .any(|&pi| {
                 let p = &self.patterns[pi];
-                let Gate::Literal(_, all) = &p.gate else {
+                let Gate::Literal { others, .. } = &p.gate else {
                     return true;
                 };
                 if !p.raw_text {
                     return true;
                 }
-                // The first is the key, found at `at`.
-                all.get(1..)
-                    .unwrap_or_default()
-                    .iter()
-                    .all(|f| f.find(line).is_some())
-                    && p.alternatives.admits(line)
+                // One of its keys was found at `at`.
+                others.iter().all(|f| f.find(line).is_some()) && p.alternatives.admits(line)
             })
     }
 
@@ -575,22 +582,20 @@ impl Matcher {
             }
             let keep = p.keep.and_then(|k| kept.get_mut(k));
             let candidate = match &p.gate {
-                Gate::Literal(key, all) => {
-                    // The key, the first, was looked for by the scan (when
-                    // it could not tell, it is asked here). In a flood the
-                    // others are left to the engine, which answers anyway;
-                    // the key still keeps another jail's lines out of this
+                Gate::Literal { keys, others } => {
+                    // The keys were looked for by the scan (when it could
+                    // not tell, they are asked here). In a flood the others
+                    // are left to the engine, which answers anyway; the
+                    // keys still keep another jail's lines out of this
                     // pattern's engine.
                     let flood = p.anchored.as_ref().is_some_and(Anchored::in_flood);
-                    let key_in = match present.map(|p| p.has(*key)) {
-                        Some(Some(known)) => known,
-                        _ => all.first().is_some_and(|f| f.find(bytes).is_some()),
-                    };
-                    let others = if flood {
-                        &[][..]
-                    } else {
-                        all.get(1..).unwrap_or_default()
-                    };
+                    let key_in = keys
+                        .iter()
+                        .any(|(key, f)| match present.map(|p| p.has(*key)) {
+                            Some(Some(known)) => known,
+                            _ => f.find(bytes).is_some(),
+                        });
+                    let others = if flood { &[][..] } else { others.as_slice() };
                     key_in && others.iter().all(|f| f.find(bytes).is_some())
                 }
                 Gate::Set(i) => set_matches.as_ref().is_some_and(|m| m.matched(*i)),
@@ -622,6 +627,7 @@ impl Matcher {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::literals::search_key;
     use super::share::same_core;
     use super::*;
     use crate::filter::{hit_in, FilterDef};
@@ -1160,7 +1166,7 @@ mod tests {
         let m = mail_jails();
         assert!(m.gated_by_literals());
         let benign = "Mar  5 16:01:34 mx1 postfix/submission/smtpd[16491]: disconnect from mail.example.net[192.168.212.169] ehlo=1 auth=1 mail=1 rcpt=1 data=1 quit=1 commands=6\n\
-            Mar  5 16:01:34 mx1 dovecot: imap-login: Login: user=<a@example.org>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.10, mpid=1, TLS, session=<abc1>\n";
+            Mar  5 16:01:34 mx1 dovecot: auth: passwd-file(bob,192.0.2.1): auth failed, unknown user\n";
         for line in benign.lines() {
             assert!(hits(&m, line).is_empty(), "{line}");
             // Each holds a key literal: the plain search stops in it.
@@ -1206,6 +1212,12 @@ mod tests {
             "Mar  5 16:01:34 mx1 postfix/smtpd[2]: NOQUEUE: reject: RCPT from unknown[192.0.2.12]: 554 5.7.1 <a@b>: Relay access denied",
             "Mar  5 16:01:34 mx1 imapd[5]: LOGIN FAILED, user=bob, ip=[192.0.2.13]",
             "Mar  5 16:01:34 mx1 imaps[6]: badlogin: host.example [192.0.2.14] plaintext bob SASL(-13): authentication failure",
+            "Mar  5 16:01:34 mx1 dovecot: managesieve-login: Disconnected (proxy dest auth failed): user=<x>, method=PLAIN, rip=192.0.2.20, lip=198.51.100.1",
+            "Mar  5 16:01:34 mx1 dovecot: pop3-login: Aborted login (tried to use disabled plaintext auth): rip=192.0.2.21, lip=198.51.100.1",
+            "Mar  5 16:01:34 mx1 sshd[77]: Connection closed by authenticating user git 192.0.2.22 port 4711 [preauth]",
+            "Mar  5 16:01:34 mx1 sshd[77]: Disconnected from 192.0.2.23 port 22 [preauth]",
+            "Mar  5 16:01:34 mx1 sshd[77]: banner exchange: Connection from 192.0.2.24 port 4711: invalid format",
+            "Mar  5 16:01:34 mx1 postfix/smtpd[2]: NOQUEUE: reject: EHLO from unknown[192.0.2.25]: 504 5.5.2 <WIN-ABC>: Helo command rejected: need fully-qualified hostname; proto=SMTP helo=<WIN-ABC>",
         ];
         let before = [
             "",
@@ -1303,6 +1315,48 @@ mod tests {
                 (0, "192.0.2.69".to_string(), true),
                 (1, "192.0.2.69".to_string(), false)
             ]
+        );
+    }
+
+    /// A pattern whose alternation of text is much longer than its
+    /// longest literal is searched for by the alternation's branches: a
+    /// successful Dovecot login holds the pattern's `-login: ` but no
+    /// branch, and the search does not stop in it at all; each branch's
+    /// line still stops it (see the test above for the lines that hit).
+    #[test]
+    fn a_long_alternation_is_searched_for_by_its_branches() {
+        let branches = [
+            " (tried to use disabled plaintext auth)".to_string(),
+            " (proxy dest auth failed)".to_string(),
+        ];
+        assert_eq!(
+            search_keys("-login: ", Some(&branches)),
+            [
+                &b"tried to use disabled plaintext auth)"[..],
+                b"proxy dest auth failed)"
+            ]
+        );
+        // A branch barely longer than the literal leaves the literal.
+        let short = ["password".to_string(), "keyboard-interactive".to_string()];
+        assert_eq!(search_keys("]: Failed ", Some(&short)), [b"Failed "]);
+        assert_eq!(search_keys("]: Failed ", None), [b"Failed "]);
+        let m = mail_jails();
+        let texts = &m.literals.as_ref().unwrap().texts;
+        assert!(!texts.iter().any(|t| t == b"login: "));
+        let login = "Mar  5 16:01:34 mx1 dovecot: imap-login: Login: user=<a@example.org>, method=PLAIN, rip=192.0.2.1, lip=192.0.2.10, mpid=1, TLS, session=<abc1>\n";
+        assert!(hits(&m, login.trim_end()).is_empty());
+        assert_eq!(m.literals.as_ref().unwrap().find(login.as_bytes(), 0), None);
+        let failed = "Mar  5 16:01:35 mx1 dovecot: imap-login: Aborted login (tried to use disallowed plaintext auth): user=<a>, rip=192.0.2.19, lip=192.0.2.10\n";
+        let text = format!("{login}{failed}{login}");
+        let at = m.find_literal(text.as_bytes(), 0).unwrap();
+        assert_eq!(
+            line_at(&text, at),
+            login.len()..login.len() + failed.len() - 1
+        );
+        assert_eq!(hits(&m, failed.trim_end()), [(2, "192.0.2.19".to_string())]);
+        assert_eq!(
+            m.find_literal(text.as_bytes(), login.len() + failed.len()),
+            None
         );
     }
 
