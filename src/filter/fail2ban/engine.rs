@@ -34,8 +34,8 @@ pub struct Compiled {
     engine: Engine,
     /// Shared with each [`Hit`], which names its groups without copying.
     names: Vec<Option<Arc<str>>>,
-    /// For a linear regex anchored at the start of the text (a prefregex,
-    /// most failregexes): its captures taken in one anchored pass.
+    /// For a linear regex with named groups: its captures taken by the
+    /// backtracker alone where that pays (see [`Direct`]).
     direct: Option<Direct>,
     /// For a backtracking regex that is a linear one with one look-ahead
     /// at its very end: the two apart (see [`Ahead`]).
@@ -77,10 +77,9 @@ impl Ahead {
     /// run on the linear engine with the groups of the whole.
     fn new(pattern: &str, names: &[Option<Arc<str>>]) -> Option<Ahead> {
         let (body, look, negative, flags) = split_trailing_lookahead(pattern)?;
-        // Its captures by the `regex` crate's way (the DFA finds the
-        // match first, then only that span is walked for the groups): the
-        // one-pass engine would clear its scratch space for the whole text.
-        let body = Compiled::linear(body, false)?;
+        // Its captures as any linear regex's (see [`Direct`]): the lines
+        // that reach it have passed its literal gate and mostly match.
+        let body = Compiled::linear(body)?;
         if body.names != names {
             return None;
         }
@@ -185,56 +184,109 @@ fn split_trailing_lookahead(pattern: &str) -> Option<(&str, &str, bool, String)>
     Some((&pattern[..start], look, negative, flags))
 }
 
-/// The `regex` crate finds a match's end with its lazy DFA first, then
-/// takes the captures with this same backtracker over that span; a regex
-/// that can only match at the start needs the second pass alone (the same
-/// engine, the same leftmost-first captures).
+/// The `regex` crate finds a match with its lazy DFA first, then takes
+/// the captures with this same backtracker over that span. On a line that
+/// matches, the backtracker alone gives the same leftmost-first answer
+/// (anchored at the start, or trying each start in turn, as the `regex`
+/// crate's own unanchored search means) and the DFA pass is wasted; on
+/// one that does not, the DFA gives up sooner than the backtracker, which
+/// clears scratch space for the whole line first. So which way is cheaper
+/// depends on how often the lines that reach this regex match: each
+/// regex goes the backtracker's way while most of its recent lines have
+/// matched (a failregex behind its literal gate, a prefregex), the
+/// `regex` crate's otherwise.
 struct Direct {
     engine: BoundedBacktracker,
-    /// Reused between lines, as the `regex` crate keeps its own.
+    /// It can only match at the start: one anchored try.
+    anchored: bool,
+    /// Reused between lines, as the `regex` crate keeps its own: the
+    /// thread that uses it first takes it without a lock.
     scratch: Pool<Scratch, MakeScratch>,
 }
 
-type Scratch = (backtrack::Cache, Captures);
+struct Scratch {
+    cache: backtrack::Cache,
+    caps: Captures,
+    /// Recent lines that reached this regex, and how many of them matched;
+    /// halved now and then so the choice follows the traffic.
+    tried: u32,
+    matched: u32,
+}
+
 type MakeScratch = Box<dyn Fn() -> Scratch + Send + Sync + UnwindSafe + RefUnwindSafe>;
 
 impl fmt::Debug for Direct {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Direct").finish_non_exhaustive()
+        f.debug_struct("Direct")
+            .field("anchored", &self.anchored)
+            .finish_non_exhaustive()
     }
 }
 
 impl Direct {
-    /// None unless `pattern` only ever matches at the start.
+    /// None when `pattern` does not compile for the backtracker.
     fn new(pattern: &str) -> Option<Direct> {
         let engine = BoundedBacktracker::builder()
             .thompson(thompson::Config::new().nfa_size_limit(Some(SIZE_LIMIT)))
             .build(pattern)
             .ok()?;
-        if !engine.get_nfa().is_always_start_anchored() {
-            return None;
-        }
         let make: MakeScratch = {
             let engine = engine.clone();
-            Box::new(move || (engine.create_cache(), engine.create_captures()))
+            Box::new(move || Scratch {
+                cache: engine.create_cache(),
+                caps: engine.create_captures(),
+                tried: 0,
+                matched: 0,
+            })
         };
         Some(Direct {
+            anchored: engine.get_nfa().is_always_start_anchored(),
             engine,
             scratch: Pool::new(make),
         })
     }
 
-    /// The captures of the match at the start of `hay` (not matched:
-    /// `is_match` false); None when `hay` is too long for the engine.
-    fn captures<T>(&self, hay: &str, read: impl FnOnce(&Captures) -> T) -> Option<T> {
-        if hay.len() > self.engine.max_haystack_len() {
-            return None;
+    /// The first match in `hay` and its groups (`read` turns captures
+    /// into the answer, None when not matched), by whichever way has been
+    /// cheaper for this regex's recent lines; `fallback` is the `regex`
+    /// crate's way, also taken when `hay` is too long for the backtracker.
+    fn search<T>(
+        &self,
+        hay: &str,
+        read: impl FnOnce(&Captures) -> Option<T>,
+        fallback: impl FnOnce() -> Option<T>,
+    ) -> Option<T> {
+        let mut guard = self.scratch.get();
+        let s = &mut *guard;
+        if s.tried >= 1024 {
+            s.tried /= 2;
+            s.matched /= 2;
         }
-        let mut scratch = self.scratch.get();
-        let (cache, caps) = &mut *scratch;
-        let input = Input::new(hay).anchored(Anchored::Yes);
-        self.engine.try_captures(cache, input, caps).ok()?;
-        Some(read(caps))
+        s.tried += 1;
+        let found = if s.matched * 2 >= s.tried - 1 && self.run(s, hay) {
+            read(&s.caps)
+        } else {
+            fallback()
+        };
+        s.matched += u32::from(found.is_some());
+        found
+    }
+
+    /// The backtracker alone, its answer in `s.caps`; false when `hay` is
+    /// too long for it.
+    fn run(&self, s: &mut Scratch, hay: &str) -> bool {
+        if hay.len() > self.engine.max_haystack_len() {
+            return false;
+        }
+        let anchored = if self.anchored {
+            Anchored::Yes
+        } else {
+            Anchored::No
+        };
+        let input = Input::new(hay).anchored(anchored);
+        self.engine
+            .try_captures(&mut s.cache, input, &mut s.caps)
+            .is_ok()
     }
 }
 
@@ -302,7 +354,7 @@ impl Compiled {
             t.pattern
         };
         if !t.backtrack {
-            if let Some(linear) = Compiled::linear(&pattern, true) {
+            if let Some(linear) = Compiled::linear(&pattern) {
                 return Ok(linear);
             }
         }
@@ -323,9 +375,8 @@ impl Compiled {
     }
 
     /// `pattern` (Rust syntax) on the linear engine; None when it does not
-    /// compile there. `direct`: captures of a regex anchored at the start
-    /// may be taken in one pass (see [`Direct`]).
-    fn linear(pattern: &str, direct: bool) -> Option<Compiled> {
+    /// compile there.
+    fn linear(pattern: &str) -> Option<Compiled> {
         let re = regex::RegexBuilder::new(pattern)
             .size_limit(SIZE_LIMIT)
             .build()
@@ -334,8 +385,8 @@ impl Compiled {
         let find_only = names.iter().all(Option::is_none);
         let one_pass = Direct::new(re.as_str());
         Some(Compiled {
-            anchored: one_pass.is_some(),
-            direct: one_pass.filter(|_| direct && !find_only),
+            anchored: one_pass.as_ref().is_some_and(|d| d.anchored),
+            direct: one_pass.filter(|_| !find_only),
             names,
             engine: Engine::Linear(re),
             ahead: None,
@@ -461,22 +512,23 @@ impl Compiled {
                 return Some(hit);
             }
         }
-        if let Some(direct) = &self.direct {
-            let found = direct.captures(hay, |caps| {
-                let span = caps.get_match()?.range();
-                let groups = collect(&|i| caps.get_group(i).map(|s| s.range()));
-                Some(Hit { span, groups })
-            });
-            if let Some(found) = found {
-                return found;
-            }
-        }
         match &self.engine {
             Engine::Linear(re) => {
-                let caps = re.captures(hay)?;
-                let span = caps.get(0)?.range();
-                let groups = collect(&|i| caps.get(i).map(|m| m.range()));
-                Some(Hit { span, groups })
+                let fallback = || {
+                    let caps = re.captures(hay)?;
+                    let span = caps.get(0)?.range();
+                    let groups = collect(&|i| caps.get(i).map(|m| m.range()));
+                    Some(Hit { span, groups })
+                };
+                let Some(direct) = &self.direct else {
+                    return fallback();
+                };
+                let read = |caps: &Captures| {
+                    let span = caps.get_match()?.range();
+                    let groups = collect(&|i| caps.get_group(i).map(|s| s.range()));
+                    Some(Hit { span, groups })
+                };
+                direct.search(hay, read, fallback)
             }
             Engine::Backtrack(re) => {
                 let caps = re.captures(hay).ok()??;
@@ -485,6 +537,27 @@ impl Compiled {
                 Some(Hit { span, groups })
             }
         }
+    }
+
+    /// The spans of every group (0, the whole match, first) as the
+    /// backtracker alone finds them; `None` for no match. None when this
+    /// regex has no such way or `hay` is too long for it.
+    #[cfg(test)]
+    pub fn backtracker_groups(&self, hay: &str) -> Option<Option<Vec<Option<Range<usize>>>>> {
+        let direct = self.direct.as_ref()?;
+        let mut guard = direct.scratch.get();
+        if !direct.run(&mut guard, hay) {
+            return None;
+        }
+        let caps = &guard.caps;
+        let groups = (0..caps.group_len()).map(|i| caps.get_group(i).map(|s| s.range()));
+        Some(caps.is_match().then(|| groups.collect()))
+    }
+
+    /// The linear part before a trailing look-ahead (see [`Ahead`]).
+    #[cfg(test)]
+    pub fn ahead_body(&self) -> Option<&Compiled> {
+        self.ahead.as_deref().map(|a| &a.body)
     }
 
     #[cfg(test)]
@@ -553,10 +626,8 @@ mod tests {
             });
             assert_eq!(got, want, "{hay}");
         }
-        assert!(Compiled::new(r"a (?P<x>\d+)", false)
-            .unwrap()
-            .direct
-            .is_none());
+        let c = Compiled::new(r"a (?P<x>\d+)", false).unwrap();
+        assert!(c.direct.as_ref().is_some_and(|d| !d.anchored) && !c.is_anchored());
         assert!(Compiled::new(r"^a", true).unwrap().direct.is_none());
         // Without named groups only the span is read, by the DFA; the
         // regex still counts as anchored.
@@ -565,6 +636,54 @@ mod tests {
         let hit = c.search(" mx1 sshd[1]: Accepted").unwrap();
         assert_eq!((hit.span, hit.groups.len()), (0..14, 0));
         assert!(c.search("sshd: x").is_none());
+    }
+
+    /// An unanchored regex answers as the `regex` crate does on either
+    /// way: while most lines match (the backtracker alone, trying each
+    /// start), while most do not (the crate's DFA first), and on a line
+    /// too long for the backtracker.
+    #[test]
+    fn unanchored_regex_captures_as_the_regex_crate_does_either_way() {
+        let python = r"(?:from|rhost=) ?(?P<host>\S+)(?: port (?P<port>\d+))?(?P<tail> x)?$";
+        let c = Compiled::new(python, false).unwrap();
+        assert!(c.direct.as_ref().is_some_and(|d| !d.anchored));
+        let re = regex::Regex::new(&pyregex::translate(python).unwrap().pattern).unwrap();
+        let long = format!("{} from a.b port 9", "é".repeat(1 << 19));
+        let matching = [
+            "auth failure from 192.0.2.1 port 22",
+            "rhost=h.example x",
+            "from from  fromrhost=é",
+            long.as_str(),
+        ];
+        let other = ["nothing here", "", "from ", "rhost= port 2 "];
+        let check = |hay: &str| {
+            let want = re.captures(hay).map(|caps| {
+                let g = |n: &str| caps.name(n).map(|m| m.range());
+                (
+                    caps.get(0).unwrap().range(),
+                    g("host"),
+                    g("port"),
+                    g("tail"),
+                )
+            });
+            let got = c.search(hay).map(|hit| {
+                let g = |n: &str| hit.range_of(n);
+                (hit.span.clone(), g("host"), g("port"), g("tail"))
+            });
+            assert_eq!(got, want, "{hay}");
+            want.is_some()
+        };
+        // Most lines matching, then most not, then matching again.
+        for round in [&matching[..], &other[..], &matching[..]] {
+            for _ in 0..200 {
+                for hay in round {
+                    assert_eq!(check(hay), round == &matching[..], "{hay}");
+                }
+            }
+            for hay in matching.iter().chain(&other) {
+                check(hay);
+            }
+        }
     }
 
     /// A match's span and its groups' spans, by group number.

@@ -407,3 +407,88 @@ fn bad_regex_names_filter_key_and_line() {
     let e = Fail2banFilter::load("t", d.path()).unwrap_err().to_string();
     assert!(e.contains("filter t: failregex line 2"), "{e}");
 }
+
+/// Every linear regex of each stock filter with a sample log (prefregex,
+/// failregexes, ignoreregexes) takes the same captures by the
+/// backtracker alone as `regex::Regex::captures` takes, every group's
+/// span included, on each sample line and on the prefregex's content of
+/// it (the text a failregex sees); and its search, whichever way it goes
+/// as the share of matching lines moves, reports the same.
+#[test]
+fn the_backtracker_alone_captures_as_the_regex_crate_does() {
+    let Some((filters, logs, names)) = stock_filters_with_samples() else {
+        eprintln!("SKIPPED: fail2ban's filters or sample logs are not installed");
+        return;
+    };
+    let (mut unanchored, mut bodies, mut matched, mut compared) = (0, 0, 0, 0);
+    // postfix's `auth` mode has a failregex with a trailing look-ahead.
+    let auth = ("postfix[mode=auth]".to_string(), "postfix".to_string());
+    let specs = names.iter().map(|n| (n.clone(), n.clone())).chain([auth]);
+    for (name, log) in specs {
+        let Ok(f) = Fail2banFilter::load(&name, filters) else {
+            continue;
+        };
+        let bytes = std::fs::read(logs.join(log)).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        let mut hays: Vec<&str> = Vec::new();
+        for line in text.lines() {
+            hays.push(line);
+            let content = f.prefregex.as_ref().and_then(|p| {
+                let hit = p.re.search(line)?;
+                line.get(hit.range_of("content")?)
+            });
+            hays.extend(content);
+        }
+        let rules = f.prefregex.iter().chain(&f.failregex).chain(&f.ignoreregex);
+        // A look-ahead's body too: its own captures are the whole's.
+        let res = rules.flat_map(|r| {
+            let body = r.re.ahead_body().map(|b| (b, true));
+            std::iter::once((&r.re, false)).chain(body)
+        });
+        for (re, body) in res {
+            let Some(_) = re.backtracker_groups("") else {
+                continue;
+            };
+            bodies += usize::from(body);
+            unanchored += usize::from(!re.is_anchored());
+            let crate_re = regex::RegexBuilder::new(re.pattern())
+                .size_limit(64 << 20)
+                .build()
+                .unwrap();
+            for hay in &hays {
+                let want = crate_re.captures(hay).map(|caps| {
+                    (0..caps.len())
+                        .map(|i| caps.get(i).map(|m| m.range()))
+                        .collect::<Vec<_>>()
+                });
+                let got = re.backtracker_groups(hay);
+                assert_eq!(got, Some(want.clone()), "{name}: {}: {hay}", re.pattern());
+                let named = |spans: &[Option<std::ops::Range<usize>>]| -> Vec<_> {
+                    let names = crate_re.capture_names().enumerate();
+                    names
+                        .filter_map(|(i, n)| Some((n?.to_string(), spans[i].clone())))
+                        .collect()
+                };
+                let want = want.map(|spans| (spans[0].clone(), named(&spans)));
+                let got = re.search(hay).map(|hit| {
+                    let groups: Vec<_> = hit
+                        .groups
+                        .iter()
+                        .map(|(n, r)| (n.to_string(), r.clone()))
+                        .collect();
+                    (Some(hit.span), groups)
+                });
+                assert_eq!(got, want, "{name}: {}: {hay}", re.pattern());
+                compared += 1;
+                matched += usize::from(want.is_some());
+            }
+        }
+    }
+    // postfix, dovecot and others; postfix's look-ahead body.
+    assert!(unanchored >= 5, "{unanchored} unanchored regexes");
+    assert!(bodies >= 1, "{bodies} look-ahead bodies");
+    assert!(
+        matched > 500 && compared > matched,
+        "{matched} of {compared}"
+    );
+}
