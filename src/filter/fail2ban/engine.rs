@@ -187,18 +187,18 @@ fn split_trailing_lookahead(pattern: &str) -> Option<(&str, &str, bool, String)>
 /// The `regex` crate finds a match with its lazy DFA first, then takes
 /// the captures with this same backtracker over that span. On a line that
 /// matches, the backtracker alone gives the same leftmost-first answer
-/// (anchored at the start, or trying each start in turn, as the `regex`
-/// crate's own unanchored search means) and the DFA pass is wasted; on
+/// for a regex that can only match at the start, and the DFA pass is
+/// wasted; on
 /// one that does not, the DFA gives up sooner than the backtracker, which
 /// clears scratch space for the whole line first. So which way is cheaper
 /// depends on how often the lines that reach this regex match: each
 /// regex goes the backtracker's way while most of its recent lines have
 /// matched (a failregex behind its literal gate, a prefregex), the
-/// `regex` crate's otherwise.
+/// `regex` crate's otherwise. An unanchored regex always goes the crate's
+/// way: the backtracker alone would try each start in turn, which costs
+/// more than it saves.
 struct Direct {
     engine: BoundedBacktracker,
-    /// It can only match at the start: one anchored try.
-    anchored: bool,
     /// Reused between lines, as the `regex` crate keeps its own: the
     /// thread that uses it first takes it without a lock.
     scratch: Pool<Scratch, MakeScratch>,
@@ -217,19 +217,21 @@ type MakeScratch = Box<dyn Fn() -> Scratch + Send + Sync + UnwindSafe + RefUnwin
 
 impl fmt::Debug for Direct {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Direct")
-            .field("anchored", &self.anchored)
-            .finish_non_exhaustive()
+        f.debug_struct("Direct").finish_non_exhaustive()
     }
 }
 
 impl Direct {
-    /// None when `pattern` does not compile for the backtracker.
+    /// None when `pattern` does not compile for the backtracker or can
+    /// match elsewhere than at the start.
     fn new(pattern: &str) -> Option<Direct> {
         let engine = BoundedBacktracker::builder()
             .thompson(thompson::Config::new().nfa_size_limit(Some(SIZE_LIMIT)))
             .build(pattern)
             .ok()?;
+        if !engine.get_nfa().is_always_start_anchored() {
+            return None;
+        }
         let make: MakeScratch = {
             let engine = engine.clone();
             Box::new(move || Scratch {
@@ -240,7 +242,6 @@ impl Direct {
             })
         };
         Some(Direct {
-            anchored: engine.get_nfa().is_always_start_anchored(),
             engine,
             scratch: Pool::new(make),
         })
@@ -278,12 +279,7 @@ impl Direct {
         if hay.len() > self.engine.max_haystack_len() {
             return false;
         }
-        let anchored = if self.anchored {
-            Anchored::Yes
-        } else {
-            Anchored::No
-        };
-        let input = Input::new(hay).anchored(anchored);
+        let input = Input::new(hay).anchored(Anchored::Yes);
         self.engine
             .try_captures(&mut s.cache, input, &mut s.caps)
             .is_ok()
@@ -385,7 +381,7 @@ impl Compiled {
         let find_only = names.iter().all(Option::is_none);
         let one_pass = Direct::new(re.as_str());
         Some(Compiled {
-            anchored: one_pass.as_ref().is_some_and(|d| d.anchored),
+            anchored: one_pass.is_some(),
             direct: one_pass.filter(|_| !find_only),
             names,
             engine: Engine::Linear(re),
@@ -627,7 +623,7 @@ mod tests {
             assert_eq!(got, want, "{hay}");
         }
         let c = Compiled::new(r"a (?P<x>\d+)", false).unwrap();
-        assert!(c.direct.as_ref().is_some_and(|d| !d.anchored) && !c.is_anchored());
+        assert!(c.direct.is_none() && !c.is_anchored());
         assert!(Compiled::new(r"^a", true).unwrap().direct.is_none());
         // Without named groups only the span is read, by the DFA; the
         // regex still counts as anchored.
@@ -638,15 +634,14 @@ mod tests {
         assert!(c.search("sshd: x").is_none());
     }
 
-    /// An unanchored regex answers as the `regex` crate does on either
-    /// way: while most lines match (the backtracker alone, trying each
-    /// start), while most do not (the crate's DFA first), and on a line
-    /// too long for the backtracker.
+    /// An unanchored regex answers as the `regex` crate does whatever
+    /// share of its lines match, and on a line too long for the
+    /// backtracker.
     #[test]
     fn unanchored_regex_captures_as_the_regex_crate_does_either_way() {
         let python = r"(?:from|rhost=) ?(?P<host>\S+)(?: port (?P<port>\d+))?(?P<tail> x)?$";
         let c = Compiled::new(python, false).unwrap();
-        assert!(c.direct.as_ref().is_some_and(|d| !d.anchored));
+        assert!(c.direct.is_none());
         let re = regex::Regex::new(&pyregex::translate(python).unwrap().pattern).unwrap();
         let long = format!("{} from a.b port 9", "é".repeat(1 << 19));
         let matching = [

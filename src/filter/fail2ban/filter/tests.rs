@@ -420,7 +420,7 @@ fn the_backtracker_alone_captures_as_the_regex_crate_does() {
         eprintln!("SKIPPED: fail2ban's filters or sample logs are not installed");
         return;
     };
-    let (mut unanchored, mut bodies, mut matched, mut compared) = (0, 0, 0, 0);
+    let (mut bodies, mut matched, mut compared) = (0, 0, 0);
     // postfix's `auth` mode has a failregex with a trailing look-ahead.
     let auth = ("postfix[mode=auth]".to_string(), "postfix".to_string());
     let specs = names.iter().map(|n| (n.clone(), n.clone())).chain([auth]);
@@ -450,7 +450,9 @@ fn the_backtracker_alone_captures_as_the_regex_crate_does() {
                 continue;
             };
             bodies += usize::from(body);
-            unanchored += usize::from(!re.is_anchored());
+            // Only a regex anchored at the start goes this way (see
+            // `Direct`): an unanchored one's answer is the regex crate's.
+            assert!(re.is_anchored(), "{name}: {}", re.pattern());
             let crate_re = regex::RegexBuilder::new(re.pattern())
                 .size_limit(64 << 20)
                 .build()
@@ -484,8 +486,7 @@ fn the_backtracker_alone_captures_as_the_regex_crate_does() {
             }
         }
     }
-    // postfix, dovecot and others; postfix's look-ahead body.
-    assert!(unanchored >= 5, "{unanchored} unanchored regexes");
+    // postfix's look-ahead body.
     assert!(bodies >= 1, "{bodies} look-ahead bodies");
     assert!(
         matched > 500 && compared > matched,
