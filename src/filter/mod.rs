@@ -9,6 +9,7 @@
 pub mod fail2ban;
 pub mod library;
 pub mod literal;
+pub mod recent;
 pub mod tags;
 
 use std::net::IpAddr;

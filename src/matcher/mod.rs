@@ -29,6 +29,7 @@ use regex_automata::util::pool::Pool;
 use regex_automata::{Input, Span};
 
 use crate::filter::literal::{required_factors, required_literal, required_literals, Factors};
+use crate::filter::recent::Recent;
 use crate::filter::{hit_and_user_in, parse_count, tags, Filter, Verdict};
 use crate::message::{Account, JailId};
 
@@ -125,10 +126,8 @@ struct Scratch {
     cache: backtrack::Cache,
     caps: Captures,
     cut: Option<CutScratch>,
-    /// Recent lines that reached this pattern, and how many of them matched;
-    /// halved now and then so the choice follows the traffic.
-    tried: u32,
-    matched: u32,
+    /// How often the lines that reached this pattern matched it lately.
+    recent: Recent,
 }
 
 impl Anchored {
@@ -153,8 +152,7 @@ impl Anchored {
                 cache: engine.create_cache(),
                 caps: engine.create_captures(),
                 cut: cut.as_ref().map(Cut::scratch),
-                tried: 0,
-                matched: 0,
+                recent: Recent::default(),
             })
         };
         let scratch = Pool::new(make);
@@ -172,12 +170,7 @@ impl Anchored {
     /// has been cheaper for this pattern's recent lines.
     fn hit(&self, re: &Regex, line: &str, want_user: bool) -> Option<Hit> {
         let mut s = self.scratch.get();
-        if s.tried >= 1024 {
-            s.tried /= 2;
-            s.matched /= 2;
-        }
-        s.tried += 1;
-        let (found, matched) = if s.matched * 2 >= s.tried - 1 {
+        let (found, matched) = if s.recent.try_line() {
             match self.direct(&mut s, line, want_user) {
                 Some(found) => found,
                 None => (hit_and_user_in(re, line, want_user), false),
@@ -186,9 +179,8 @@ impl Anchored {
             let found = hit_and_user_in(re, line, want_user);
             (found, found.is_some())
         };
-        s.matched += u32::from(matched);
-        self.flood
-            .store(s.matched * 4 >= s.tried * 3, Ordering::Relaxed);
+        s.recent.record(matched);
+        self.flood.store(s.recent.flooding(), Ordering::Relaxed);
         found
     }
 

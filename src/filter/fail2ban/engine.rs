@@ -18,6 +18,7 @@ use regex_syntax::hir::{Capture, Hir, HirKind};
 use super::literals::backtrack_factors;
 use super::pyregex;
 use crate::filter::literal::required_factors;
+use crate::filter::recent::Recent;
 
 /// Generous: fail2ban's `<HOST>` alternatives repeated in long filters
 /// exceed the default compiled-size limit.
@@ -207,10 +208,8 @@ struct Direct {
 struct Scratch {
     cache: backtrack::Cache,
     caps: Captures,
-    /// Recent lines that reached this regex, and how many of them matched;
-    /// halved now and then so the choice follows the traffic.
-    tried: u32,
-    matched: u32,
+    /// How often the lines that reached this regex matched it lately.
+    recent: Recent,
 }
 
 type MakeScratch = Box<dyn Fn() -> Scratch + Send + Sync + UnwindSafe + RefUnwindSafe>;
@@ -237,8 +236,7 @@ impl Direct {
             Box::new(move || Scratch {
                 cache: engine.create_cache(),
                 caps: engine.create_captures(),
-                tried: 0,
-                matched: 0,
+                recent: Recent::default(),
             })
         };
         Some(Direct {
@@ -259,17 +257,12 @@ impl Direct {
     ) -> Option<T> {
         let mut guard = self.scratch.get();
         let s = &mut *guard;
-        if s.tried >= 1024 {
-            s.tried /= 2;
-            s.matched /= 2;
-        }
-        s.tried += 1;
-        let found = if s.matched * 2 >= s.tried - 1 && self.run(s, hay) {
+        let found = if s.recent.try_line() && self.run(s, hay) {
             read(&s.caps)
         } else {
             fallback()
         };
-        s.matched += u32::from(found.is_some());
+        s.recent.record(found.is_some());
         found
     }
 

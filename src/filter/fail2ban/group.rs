@@ -179,6 +179,17 @@ struct Share {
     places: Vec<usize>,
 }
 
+/// Where `item` is in `items`, added at the end if it is not there yet.
+fn place_of<T: PartialEq>(items: &mut Vec<T>, item: T) -> usize {
+    match items.iter().position(|have| *have == item) {
+        Some(at) => at,
+        None => {
+            items.push(item);
+            items.len() - 1
+        }
+    }
+}
+
 impl<K> Group<K> {
     /// Members of one prefregex share what it and their failregexes
     /// find in a line.
@@ -193,26 +204,11 @@ impl<K> Group<K> {
                 self.share.push(None);
                 continue;
             };
-            let prefix = match prefixes.iter().position(|p| p == key) {
-                Some(at) => at,
-                None => {
-                    prefixes.push(*key);
-                    prefixes.len() - 1
-                }
-            };
+            let prefix = place_of(&mut prefixes, *key);
             let places = self.members[i]
                 .1
                 .failregex_patterns()
-                .map(|pattern| {
-                    let slot = (prefix, pattern);
-                    match known.iter().position(|k| *k == slot) {
-                        Some(at) => at,
-                        None => {
-                            known.push(slot);
-                            known.len() - 1
-                        }
-                    }
-                })
+                .map(|pattern| place_of(&mut known, (prefix, pattern)))
                 .collect();
             self.share.push(Some(Share { prefix, places }));
         }
@@ -257,14 +253,8 @@ impl<K: Copy> Fail2banFilters<K> {
                     Some(ks) => {
                         g.always.push(false);
                         for k in ks {
-                            let at = match keys.iter().position(|have| *have == k) {
-                                Some(at) => at,
-                                None => {
-                                    keys.push(k);
-                                    owners.push(Vec::new());
-                                    keys.len() - 1
-                                }
-                            };
+                            let at = place_of(&mut keys, k);
+                            owners.resize_with(keys.len(), Vec::new);
                             owners[at].push(count);
                         }
                     }
