@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use tracing::{debug, error};
 
 use crate::config::{Fail2banSpec, Jail};
-use crate::filter::fail2ban::{self, Fail2banError, Fail2banFilter, Fail2banFilters};
+use crate::filter::fail2ban::{self, Fail2banError, Fail2banFilter, Fail2banFilters, KeySet};
 use crate::matcher::Matcher;
 use crate::message::{Account, JailId};
 use crate::timestamp::DateDetector;
@@ -32,7 +32,7 @@ pub(super) struct JailFilters {
     /// The fail2ban filters' keys in one search (see
     /// [`fail2ban::key_search`]); None when one of them must see every
     /// line, or did not load.
-    fail2ban_keys: Option<regex::bytes::Regex>,
+    fail2ban_keys: Option<KeySet>,
 }
 
 impl JailFilters {
@@ -95,11 +95,7 @@ impl JailFilters {
 
     /// See [`Matcher::find_literal`]; the fail2ban filters' keys too.
     pub(super) fn find_literal(&self, text: &[u8], from: usize) -> Option<usize> {
-        let keys = self
-            .fail2ban_keys
-            .as_ref()
-            .and_then(|k| k.find_at(text, from))
-            .map(|m| m.start());
+        let keys = self.fail2ban_keys.as_ref().and_then(|k| k.find(text, from));
         match (self.matcher.find_literal(text, from), keys) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -17,19 +17,16 @@
 
 use std::time::SystemTime;
 
-use aho_corasick::{packed, AhoCorasick, AhoCorasickKind, Input, MatchKind, Span};
-
 use super::dates::LineDates;
 use super::filter::{Fail2banFilter, Known, Mode, Placed, PrefixHit, Shared};
+use super::keys::KeySet;
 use super::matched::Fail2banMatch;
 
 /// One search over any number of lines for the keys of all `filters` (see
 /// [`Fail2banFilter::key_search`]): a line without any is nothing to any
 /// of them, fed alone or together. None when one of them must see every
 /// line.
-pub fn key_search<'a>(
-    filters: impl IntoIterator<Item = &'a Fail2banFilter>,
-) -> Option<regex::bytes::Regex> {
+pub fn key_search<'a>(filters: impl IntoIterator<Item = &'a Fail2banFilter>) -> Option<KeySet> {
     let mut keys: Vec<String> = Vec::new();
     for f in filters {
         f.key_search()?;
@@ -37,11 +34,11 @@ pub fn key_search<'a>(
     }
     keys.sort();
     keys.dedup();
-    if keys.is_empty() {
-        return None;
-    }
-    let alternation: Vec<String> = keys.iter().map(|k| regex::escape(k)).collect();
-    regex::bytes::Regex::new(&alternation.join("|")).ok()
+    // A key that holds another is found through it: a line with the one
+    // has the other.
+    let held = |k: &String| keys.iter().any(|o| o != k && k.contains(o.as_str()));
+    let least: Vec<String> = keys.iter().filter(|k| !held(k)).cloned().collect();
+    KeySet::new(least)
 }
 
 pub struct Fail2banFilters<K> {
@@ -59,96 +56,26 @@ pub struct Fail2banFilters<K> {
 /// line is searched once, not once per date group and again by each
 /// member's gate, and only the members whose keys it holds are judged.
 struct KeyOwners {
-    /// Leftmost-first: each search finds the key that starts first (the
-    /// first given of those that start there), skipping most of a line
-    /// with SIMD, as an overlapping search cannot.
-    search: KeySearch,
-    keys: Vec<String>,
-    /// Per key (pattern number): the members it is a key of.
+    keys: KeySet,
+    /// Per key (as [`KeySet`] numbers it): the members it is a key of.
     owners: Vec<Vec<usize>>,
-    /// Per key: the other keys that may start where it does (one a prefix
-    /// of the other), which the search then does not report.
-    same_start: Vec<Vec<usize>>,
 }
 
 impl KeyOwners {
     fn new(keys: Vec<String>, owners: Vec<Vec<usize>>) -> Option<KeyOwners> {
-        let packed = packed::Config::new()
-            .match_kind(packed::MatchKind::LeftmostFirst)
-            .heuristic_pattern_limits(false)
-            .builder()
-            .extend(&keys)
-            .build();
-        let search = match packed {
-            Some(p) => KeySearch::Packed(p),
-            // Too many keys, or no SIMD searcher on this machine.
-            None => KeySearch::Automaton(
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&keys)
-                    .ok()?,
-            ),
-        };
-        let same_start = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                (0..keys.len())
-                    .filter(|&j| j != i && (keys[j].starts_with(k) || k.starts_with(&keys[j])))
-                    .collect()
-            })
-            .collect();
         Some(KeyOwners {
-            search,
-            keys,
+            keys: KeySet::new(keys)?,
             owners,
-            same_start,
         })
     }
 
     /// Marks in `present` the members one of whose keys `line` holds.
-    /// Each search starts one byte past where the last found key starts,
-    /// so every place a key starts is found; at each, the keys that start
-    /// alike are checked there.
     fn mark(&self, line: &str, present: &mut [bool]) {
-        let mut from = 0;
-        while let Some(m) = self.search.find(line, from) {
-            let at = m.start();
-            let key = m.pattern().as_usize();
-            let rest = line.as_bytes().get(at..).unwrap_or_default();
-            let alike = self.same_start[key]
-                .iter()
-                .filter(|&&j| rest.starts_with(self.keys[j].as_bytes()));
-            for &k in std::iter::once(&key).chain(alike) {
-                for &member in &self.owners[k] {
-                    present[member] = true;
-                }
+        self.keys.each(line.as_bytes(), |k| {
+            for &member in &self.owners[k] {
+                present[member] = true;
             }
-            from = at + 1;
-            if from > line.len() {
-                break;
-            }
-        }
-    }
-}
-
-enum KeySearch {
-    Packed(packed::Searcher),
-    Automaton(AhoCorasick),
-}
-
-impl KeySearch {
-    /// The leftmost-first key in `line` starting at `from` or later.
-    fn find(&self, line: &str, from: usize) -> Option<aho_corasick::Match> {
-        let span = Span {
-            start: from,
-            end: line.len(),
-        };
-        match self {
-            KeySearch::Packed(p) => p.find_in(line, span),
-            KeySearch::Automaton(a) => a.find(Input::new(line).span(span)),
-        }
+        });
     }
 }
 
@@ -462,15 +389,10 @@ mod tests {
             "Failed Failed publickey for invalid user ",
         ];
         let packed = KeyOwners::new(keys.clone(), owners.clone()).unwrap();
-        assert!(matches!(packed.search, KeySearch::Packed(_)));
+        assert!(packed.keys.is_packed());
         let automaton = KeyOwners {
-            search: KeySearch::Automaton(
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .build(&keys)
-                    .unwrap(),
-            ),
-            ..KeyOwners::new(keys.clone(), owners.clone()).unwrap()
+            keys: packed.keys.on_automaton(),
+            owners: owners.clone(),
         };
         for line in lines {
             let mut want = vec![false; 9];

@@ -18,6 +18,7 @@ mod gate;
 mod group;
 mod ini;
 mod jails;
+mod keys;
 mod literals;
 mod matched;
 mod options;
@@ -30,6 +31,7 @@ pub use error::Fail2banError;
 pub use filter::{Fail2banFilter, LineReport};
 pub use group::{key_search, Fail2banFilters};
 pub use jails::{parse_bool, JailConfig};
+pub use keys::KeySet;
 pub use matched::Fail2banMatch;
 pub use options::parse_spec;
 
