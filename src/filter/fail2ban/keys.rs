@@ -88,9 +88,13 @@ impl KeySet {
         while at <= hay.len() {
             let m = self.search.find(hay, at)?;
             let p = m.start();
-            let found = self.at_anchor(hay, p, m.pattern().as_usize());
-            if let Some((_, start)) = found.into_iter().find(|&(_, s)| s >= from) {
-                return Some(start);
+            let mut first = None;
+            let stop = self.at_anchor(hay, p, m.pattern().as_usize(), &mut |_, start| {
+                first = Some(start).filter(|&s| s >= from);
+                first.is_some()
+            });
+            if stop {
+                return first;
             }
             at = p + 1;
         }
@@ -108,35 +112,62 @@ impl KeySet {
                 return;
             };
             let p = m.start();
-            for (key, _) in self.at_anchor(hay, p, m.pattern().as_usize()) {
+            self.at_anchor(hay, p, m.pattern().as_usize(), &mut |key, _| {
                 found(key);
-            }
+                false
+            });
             at = p + 1;
         }
     }
 
-    /// The keys (with where each starts) whose anchor starts at `at`, given
-    /// that `anchor` does.
-    fn at_anchor<'a>(
-        &'a self,
-        hay: &'a [u8],
+    /// Calls `found` with each key (and where it starts) whose anchor
+    /// starts at `at`, given that `anchor` does, until it says to stop
+    /// (true, returned).
+    fn at_anchor(
+        &self,
+        hay: &[u8],
         at: usize,
         anchor: usize,
-    ) -> impl Iterator<Item = (usize, usize)> + 'a {
-        let rest = hay.get(at..).unwrap_or_default();
-        let alike = self.same_start[anchor]
-            .iter()
-            .copied()
-            .filter(move |&b| rest.starts_with(self.anchors[b].as_bytes()));
-        std::iter::once(anchor)
-            .chain(alike)
-            .flat_map(move |b| &self.holders[b])
-            .filter_map(move |&(key, offset)| {
-                let start = at.checked_sub(offset)?;
-                hay.get(start..)?
-                    .starts_with(self.keys[key].as_bytes())
-                    .then_some((key, start))
-            })
+        found: &mut impl FnMut(usize, usize) -> bool,
+    ) -> bool {
+        if self.around(hay, at, anchor, found) {
+            return true;
+        }
+        for &b in &self.same_start[anchor] {
+            let other = self.anchors[b].as_bytes();
+            if hay.get(at..at + other.len()) == Some(other) && self.around(hay, at, b, found) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// [`KeySet::at_anchor`] for `anchor` alone, known to be at `at`: of
+    /// each of its keys, only the text before and after it is compared.
+    fn around(
+        &self,
+        hay: &[u8],
+        at: usize,
+        anchor: usize,
+        found: &mut impl FnMut(usize, usize) -> bool,
+    ) -> bool {
+        let end = at + self.anchors[anchor].len();
+        for &(key, offset) in &self.holders[anchor] {
+            let k = self.keys[key].as_bytes();
+            let Some(start) = at.checked_sub(offset) else {
+                continue;
+            };
+            let (Some(before), Some(after)) = (k.get(..offset), k.get(offset + end - at..)) else {
+                continue;
+            };
+            if hay.get(start..at) == Some(before)
+                && hay.get(end..end + after.len()) == Some(after)
+                && found(key, start)
+            {
+                return true;
+            }
+        }
+        false
     }
 }
 
