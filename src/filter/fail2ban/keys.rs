@@ -24,6 +24,9 @@ use aho_corasick::{packed, AhoCorasick, AhoCorasickKind, Input, MatchKind, Span}
 /// the search.
 const SHARED_MIN: usize = 8;
 
+/// Most anchors searched by the slim SIMD searcher (see [`Search::new`]).
+const FAT_FROM: usize = 24;
+
 /// Many keys in one search, which finds every place one starts.
 pub struct KeySet {
     search: Search,
@@ -231,13 +234,22 @@ impl Search {
     /// (the first given of those that start there), skipping most of the
     /// text with SIMD, as an overlapping search cannot.
     fn new(anchors: &[String]) -> Option<Search> {
-        let packed = packed::Config::new()
-            .match_kind(packed::MatchKind::LeftmostFirst)
-            .heuristic_pattern_limits(false)
-            .builder()
-            .extend(anchors)
-            .build();
-        match packed {
+        let build = |fat: Option<bool>| {
+            packed::Config::new()
+                .match_kind(packed::MatchKind::LeftmostFirst)
+                .heuristic_pattern_limits(false)
+                .only_teddy_fat(fat)
+                .builder()
+                .extend(anchors)
+                .build()
+        };
+        // Past a few strings to each of the slim searcher's eight buckets,
+        // the checks of a bucket's strings wherever its bytes turn up cost
+        // more than the fat searcher's sixteen buckets at half the stride
+        // (the library turns to it only with more strings). It needs AVX2:
+        // without it, the library's choice.
+        let fat = (anchors.len() > FAT_FROM).then_some(true);
+        match build(fat).or_else(|| build(None)) {
             Some(p) => Some(Search::Packed(p)),
             // No SIMD searcher on this machine.
             None => Self::automaton(anchors),
@@ -364,6 +376,15 @@ mod tests {
              nothing here: uthentication fail, invalid use\n\
              Failed Failed",
         );
+    }
+
+    /// Past [`FAT_FROM`] anchors, the searcher changes: every key is
+    /// still found where it starts.
+    #[test]
+    fn many_keys_are_found_as_few_are() {
+        let keys: Vec<String> = (0..FAT_FROM + 6).map(|i| format!("w{i}x")).collect();
+        assert!(choose_anchors(&keys).len() > FAT_FROM);
+        check(&keys, "a w1x w12x\nw3xw29xw2\n\nw0x w10 w7\nx w22xw23x w5x");
     }
 
     /// Pieces that keys and lines are made of, so keys overlap, share
