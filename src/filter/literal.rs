@@ -43,6 +43,12 @@ impl Factors {
             .all(|any| any.iter().any(|f| f.find(hay).is_some()))
     }
 
+    /// The factors, each as the strings one of which is required.
+    #[cfg(test)]
+    pub fn strings(&self) -> &[Vec<String>] {
+        &self.strings
+    }
+
     /// The factor that turns away the most lines (its shortest string the
     /// longest): a line without one of these strings is not admitted.
     /// None when every line is.

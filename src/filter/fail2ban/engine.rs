@@ -23,6 +23,9 @@ use crate::filter::recent::Recent;
 /// Generous: fail2ban's `<HOST>` alternatives repeated in long filters
 /// exceed the default compiled-size limit.
 const SIZE_LIMIT: usize = 64 << 20;
+/// More beginnings than this are cut to their first bytes (see
+/// [`Compiled::starts`]): comparing each would cost more than it saves.
+const MAX_STARTS: usize = 16;
 
 #[derive(Debug)]
 enum Engine {
@@ -279,6 +282,33 @@ impl Direct {
     }
 }
 
+/// The plain text a backtracking pattern (fancy-regex syntax) opens with
+/// after `^` (start of text): every match starts with it. None when the
+/// pattern does not open so, or reads text in a way literals do not follow
+/// (`(?x)`, or a case-insensitive literal).
+fn backtrack_start(pattern: &str) -> Option<Vec<u8>> {
+    use fancy_regex::{Assertion, Expr};
+    if pattern.contains("(?x") {
+        return None;
+    }
+    let tree = Expr::parse_tree(pattern).ok()?;
+    let Expr::Concat(parts) = &tree.expr else {
+        return None;
+    };
+    let mut parts = parts.iter();
+    if !matches!(parts.next(), Some(Expr::Assertion(Assertion::StartText))) {
+        return None;
+    }
+    let mut start = Vec::new();
+    for part in parts {
+        match part {
+            Expr::Literal { val, casei: false } => start.extend_from_slice(val.as_bytes()),
+            _ => break,
+        }
+    }
+    (!start.is_empty()).then_some(start)
+}
+
 /// Whether every match of `hir` goes through a group `wanted` accepts:
 /// one on the way every match takes (each part of a sequence, each branch
 /// of an alternation, a repetition taken at least once, whose last round
@@ -392,29 +422,50 @@ impl Compiled {
         }
     }
 
-    /// The bytes a match can start with, for a regex that can only match
-    /// at the start of the text: a text starting with any other byte (or
-    /// empty) cannot match. None when that is not known: a regex not
-    /// anchored or not linear, one that may match the empty string, or
-    /// one whose beginnings are too many to list.
-    pub fn first_bytes(&self) -> Option<ByteSet> {
-        let Engine::Linear(re) = &self.engine else {
-            return None;
+    /// Texts one of which every match starts with, for a regex that can
+    /// only match at the start of the text: a text starting with none of
+    /// them cannot match. None when that is not known: a regex not
+    /// anchored, one that may match the empty string, or one whose
+    /// beginnings are too many to list. On the backtracking engine only a
+    /// pattern that opens with `^` and plain text is read (the rest of it
+    /// may need backtracking, that text does not).
+    pub fn starts(&self) -> Option<Vec<Vec<u8>>> {
+        let mut starts = match &self.engine {
+            Engine::Linear(re) if self.anchored => {
+                // Parsed as the `regex` crate parses it (Unicode on, UTF-8 only).
+                let hir = regex_syntax::Parser::new().parse(re.as_str()).ok()?;
+                let mut extractor = Extractor::new();
+                extractor.kind(ExtractKind::Prefix);
+                // Every match begins with one of these, exact or not.
+                let seq = extractor.extract(&hir);
+                let literals: Vec<Vec<u8>> = seq
+                    .literals()?
+                    .iter()
+                    .map(|l| l.as_bytes().to_vec())
+                    .collect();
+                literals
+            }
+            Engine::Linear(_) => return None,
+            Engine::Backtrack(re) => vec![backtrack_start(re.as_str())?],
         };
-        if !self.anchored {
+        if starts.iter().any(Vec::is_empty) {
             return None;
         }
-        // Parsed as the `regex` crate parses it (Unicode on, UTF-8 only).
-        let hir = regex_syntax::Parser::new().parse(re.as_str()).ok()?;
-        let mut extractor = Extractor::new();
-        extractor.kind(ExtractKind::Prefix);
-        // Every match begins with one of these, exact or not.
-        let seq = extractor.extract(&hir);
-        let mut set = ByteSet::default();
-        for literal in seq.literals()? {
-            set.insert(*literal.as_bytes().first()?);
+        // A text that starts with one starts with every shorter one of its
+        // beginnings listed too: the longer are not needed.
+        starts.sort();
+        starts.dedup();
+        let all = starts.clone();
+        starts.retain(|s| !all.iter().any(|t| t.len() < s.len() && s.starts_with(t)));
+        // Many beginnings (a case-folded word): their first bytes, still
+        // a necessary condition, and quicker to compare.
+        if starts.len() > MAX_STARTS {
+            for s in &mut starts {
+                s.truncate(1);
+            }
+            starts.dedup();
         }
-        Some(set)
+        Some(starts)
     }
 
     /// Whether in every match one of the groups `names` takes part, with
@@ -779,6 +830,77 @@ mod tests {
         assert!(has(r"^(?P<o>(?P<a>x)y)", &["a"], true));
         // Not known on the backtracking engine.
         assert!(!has(r"(?<=w)(?P<a>x)", &["a"], false));
+    }
+
+    /// What a text must start with for a regex anchored at the start:
+    /// every beginning of the linear engine's, the plain text after `^`
+    /// of the backtracking engine's; nothing when a match may start
+    /// otherwise or that is not known.
+    #[test]
+    fn starts_of_anchored_regexes() {
+        let starts = |python: &str| {
+            Compiled::new(python, false).unwrap().starts().map(|s| {
+                s.into_iter()
+                    .map(|t| String::from_utf8(t).unwrap())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let list = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            starts(r"^Accepted \w+ for (?P<u>\S+)"),
+            list(&["Accepted "])
+        );
+        assert_eq!(
+            starts(r"^[aA]uth(?:entication)? failure"),
+            list(&[
+                "Auth failure",
+                "Authentication failure",
+                "auth failure",
+                "authentication failure"
+            ])
+        );
+        // One beginning of another: the shorter says it all.
+        assert_eq!(starts(r"^(?:ab|abc|b)x"), list(&["abcx", "abx", "bx"]));
+        assert_eq!(starts(r"^(?:ab|a)c"), list(&["abc", "ac"]));
+        assert_eq!(starts(r"^(?:ab|a)\w"), list(&["a"]));
+        // Not anchored, or a match may start anywhere / be empty.
+        assert_eq!(starts(r"Accepted \w+"), None);
+        assert_eq!(starts(r"^(?:x|)\w+ refused"), None);
+        assert_eq!(starts(r"^(?:a)?"), None);
+        assert_eq!(starts(r"^\w+ x"), None);
+        // Many beginnings: their first bytes.
+        let words: Vec<String> = (0..20).map(|i| format!("w{i}x")).collect();
+        assert_eq!(starts(&format!("^(?:{})", words.join("|"))), list(&["w"]));
+        // The backtracking engine: the plain text after `^`.
+        assert_eq!(
+            starts(r"^Failed (?P<a>x)?(?(a)y|z) from"),
+            list(&["Failed "])
+        );
+        assert_eq!(starts(r"^ab?c(?!d)"), list(&["a"]));
+        assert_eq!(starts(r"^a\.b\[(?=c)"), list(&["a.b["]));
+        assert_eq!(starts(r"^(?=a)abc"), None);
+        assert_eq!(starts(r"^x|y(?=z)"), None);
+        assert_eq!(starts(r"(?<=a)^b"), None);
+        assert_eq!(starts(r"^(?i:ab)(?=c)"), None);
+        assert_eq!(starts(r"(?i)^ab(?=c)"), None);
+        assert_eq!(starts(r"^\d(?=c)"), None);
+        // What a text starting otherwise is: not matched.
+        for (python, texts) in [
+            (r"^ab?c(?!d)", &["ac", "abc", "acd x", "bc", "", "Ac"][..]),
+            (r"^a\.b\[(?=c)", &["a.b[c", "a.b[", "axb[c"][..]),
+            (r"^(?:ab|a)c", &["abc", "ac", "abd", "bc"][..]),
+        ] {
+            let c = Compiled::new(python, false).unwrap();
+            let st = c.starts().unwrap();
+            for t in texts {
+                if c.is_match(t) {
+                    assert!(
+                        st.iter().any(|s| t.as_bytes().starts_with(s)),
+                        "{python}: {t}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -179,6 +179,72 @@ impl Fail {
     }
 }
 
+/// The group values of one match by name, borrowed from the texts
+/// matched (absent = did not take part): fail2ban's dict of a match
+/// before a connection's cache merges it.
+struct Values<'a>(Vec<(&'a str, &'a str)>);
+
+impl<'a> Values<'a> {
+    fn get(&self, k: &str) -> Option<&'a str> {
+        self.0.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)
+    }
+
+    /// Python truthiness of a group: taken part and not empty.
+    fn truthy(&self, k: &str) -> bool {
+        self.get(k).is_some_and(|v| !v.is_empty())
+    }
+
+    fn set(&mut self, k: &'a str, v: &'a str) {
+        match self.0.iter_mut().find(|(n, _)| *n == k) {
+            Some(slot) => slot.1 = v,
+            None => self.0.push((k, v)),
+        }
+    }
+
+    /// The groups of `hit` on `hay` that took part, over those already
+    /// here, but for `skip`.
+    fn take_from(&mut self, hit: &'a Hit, hay: &'a str, skip: &str) {
+        for (k, r) in &hit.groups {
+            if **k == *skip {
+                continue;
+            }
+            if let Some(v) = r.clone().and_then(|r| hay.get(r)) {
+                self.set(k, v);
+            }
+        }
+    }
+
+    /// `<F-ALT_USER>` and the like fill `user` when it is missing: in
+    /// the order of their names, each non-empty one fills its group
+    /// when that is empty or absent.
+    fn alt_values(&mut self) {
+        let mut alts: Vec<(&'a str, &'a str, &'a str)> = self
+            .0
+            .iter()
+            .filter_map(|&(k, v)| {
+                let rest = k.strip_prefix("alt_")?;
+                let base = match rest.rsplit_once('_') {
+                    Some((b, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => b,
+                    _ => rest,
+                };
+                let base = match base {
+                    "id" => "fid",
+                    "port" => "fport",
+                    b => b,
+                };
+                Some((k, base, v))
+            })
+            .collect();
+        // Group names are unique: the name alone orders them.
+        alts.sort_by_key(|(k, _, _)| *k);
+        for (_, name, value) in alts {
+            if !value.is_empty() && !self.truthy(name) {
+                self.set(name, value);
+            }
+        }
+    }
+}
+
 /// A fail2ban regex with the name of the option line it came from.
 #[derive(Debug)]
 struct Rule {
@@ -576,7 +642,13 @@ impl Fail2banFilter {
     /// Judges a placed line; `text` is its text without the date. A line
     /// the gate turns away leaves no trace but its date. `keys_found`: one
     /// of this filter's [`gate_keys`](Self::gate_keys) is known to be in
-    /// the line (see [`LineGate::admits_keyed`]).
+    /// the line (a search over several filters' keys at once): the gate
+    /// is then not asked. It only spares the regexes lines none of them
+    /// can match, so such a line, judged, leaves no trace either (each
+    /// failregex is asked its own part of the gate's question before it
+    /// runs, see [`LineGate::admits_failregex`]). Most lines that hold a
+    /// key are admitted, and asking the gate first would cost them more
+    /// than it spares the rest.
     pub(super) fn judge(
         &mut self,
         placed: &Placed<'_>,
@@ -589,7 +661,7 @@ impl Fail2banFilter {
         self.last.clear();
         self.last.dated = placed.dated;
         self.last.time = placed.date;
-        if !self.gate.admits_keyed(text, keys_found) {
+        if !keys_found && !self.gate.admits(text) {
             return Vec::new();
         }
         if self.maxlines == 1 {
@@ -685,21 +757,22 @@ impl Fail2banFilter {
         {
             return out;
         }
-        let mut pre_groups: HashMap<String, Option<String>> = HashMap::new();
+        // The prefregex's match and the text it was run on.
+        let mut pre: Option<(Hit, String)> = None;
         if let Some(pref) = &self.prefregex {
             let text = buf.clone().unwrap_or_default();
             let Some(hit) = pref.search(&text) else {
                 return out;
             };
-            pre_groups = groups_of(&hit, &text);
-            let content = pre_groups.remove("content").flatten();
-            if let Some(content) = content.filter(|c| !c.is_empty()) {
+            let content = hit.group(&text, "content").filter(|c| !c.is_empty());
+            if let Some(content) = content {
                 self.buffer = vec![Line {
                     pre: String::new(),
-                    post: content,
+                    post: content.to_string(),
                 }];
                 buf = None;
             }
+            pre = Some((hit, text));
         }
         for index in 0..self.failregex.len() {
             let text = match buf.take() {
@@ -722,10 +795,8 @@ impl Fail2banFilter {
                 self.buffer = unmatched(&hit, &text, &org, &self.failregex[index].re);
                 buf = None;
             }
-            if mode.take(
-                self.failure(index, &pre_groups, &hit, &text, date, now),
-                &mut out,
-            ) {
+            let pre = pre.as_ref().map(|(h, t)| (h, t.as_str()));
+            if mode.take(self.failure(index, pre, &hit, &text, date, now), &mut out) {
                 break;
             }
         }
@@ -750,12 +821,11 @@ impl Fail2banFilter {
         {
             return out;
         }
-        // The prefregex's match; its groups as a map only once a failregex
-        // needs them (most lines that get this far end without).
+        // The prefregex's match, with its groups once a failregex needs
+        // them (most lines that get this far end without).
         let mut pre_hit = None;
         // The prefregex's head matched, its groups not taken yet.
         let mut head_pending = false;
-        let mut pre_groups: Option<HashMap<String, Option<String>>> = None;
         // What the failregexes see: the line, or the prefregex's content.
         let mut seen = text;
         if let Some(pref) = &self.prefregex {
@@ -778,7 +848,13 @@ impl Fail2banFilter {
                 }
             }
         }
-        for index in 0..self.failregex.len() {
+        // Only those the content's first byte allows are asked.
+        let to_try = self.gate.to_try(seen);
+        let count = self.failregex.len();
+        for k in 0..count {
+            let Some(index) = self.gate.nth_to_try(to_try, k, count) else {
+                break;
+            };
             // What another member sharing the prefregex learnt of this
             // failregex on this text.
             let mut known = shared.as_mut().and_then(|sh| sh.known(index));
@@ -848,18 +924,8 @@ impl Fail2banFilter {
                     continue;
                 }
             }
-            let pre_groups = pre_groups.get_or_insert_with(|| {
-                let mut groups = pre_hit
-                    .as_ref()
-                    .map(|h| groups_of(h, text))
-                    .unwrap_or_default();
-                groups.remove("content");
-                groups
-            });
-            if mode.take(
-                self.failure(index, pre_groups, &hit, seen, date, now),
-                &mut out,
-            ) {
+            let pre = pre_hit.as_ref().map(|h| (h, text));
+            if mode.take(self.failure(index, pre, &hit, seen, date, now), &mut out) {
                 break;
             }
         }
@@ -956,12 +1022,12 @@ impl Fail2banFilter {
     }
 
     /// What failregex `index` reports with its match `hit` on `hay` and
-    /// the prefregex's groups: fail2ban's steps after a failregex matched
-    /// and was not ignored.
+    /// the prefregex's match `pre` (with the text it was run on):
+    /// fail2ban's steps after a failregex matched and was not ignored.
     fn failure(
         &mut self,
         index: usize,
-        pre_groups: &HashMap<String, Option<String>>,
+        pre: Option<(&Hit, &str)>,
         hit: &Hit,
         hay: &str,
         date: Option<SystemTime>,
@@ -970,35 +1036,50 @@ impl Fail2banFilter {
         // An optional group the failregex left unmatched keeps what
         // the prefregex captured (fail2ban 1.1.1 on; before, it was
         // lost, and no stock filter of those versions relied on it).
-        let mut groups: HashMap<String, String> =
-            HashMap::with_capacity(pre_groups.len() + hit.groups.len());
-        for (k, v) in pre_groups {
-            if let Some(v) = v {
-                groups.insert(k.clone(), v.clone());
-            }
+        let mut values = Values(Vec::with_capacity(
+            pre.map_or(0, |(h, _)| h.groups.len()) + hit.groups.len(),
+        ));
+        if let Some((h, text)) = pre {
+            values.take_from(h, text, "content");
         }
-        for (k, r) in &hit.groups {
-            if let Some(v) = r.clone().and_then(|r| hay.get(r)) {
-                groups.insert(k.to_string(), v.to_string());
-            }
-        }
-        let mut fail = Fail {
-            groups,
+        values.take_from(hit, hay, "");
+        values.alt_values();
+        let Some(id) = values.get("mlfid") else {
+            return self.conclude(index, &values, None, date);
+        };
+        // A connection's lines pool their groups in the cache, owned.
+        let id = id.to_string();
+        let fail = Fail {
+            groups: values
+                .0
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             users: BTreeSet::new(),
         };
-        alt_values(&mut fail);
-        let mlfid = fail.get("mlfid").map(str::to_string);
-        if let Some(id) = &mlfid {
-            fail = self.merge(id, fail, now);
-        }
-        let fid = fail.get("fid").map(str::to_string);
-        let host = ["ip4", "ip6", "dns"]
-            .iter()
-            .find_map(|g| fail.get(g))
-            .map(str::to_string);
-        let ip = host.clone().or_else(|| fid.clone());
-        let Some(ip) = ip else {
-            if let Some(id) = &mlfid {
+        let fail = self.merge(&id, fail, now);
+        let merged = Values(
+            fail.groups
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        );
+        self.conclude(index, &merged, Some(&id), date)
+    }
+
+    /// [`failure`](Self::failure)'s last steps on the match's group
+    /// values, merged with its connection's (`mlfid`) when it has one.
+    fn conclude(
+        &mut self,
+        index: usize,
+        fail: &Values<'_>,
+        mlfid: Option<&str>,
+        date: Option<SystemTime>,
+    ) -> Judged {
+        let fid = fail.get("fid");
+        let host = ["ip4", "ip6", "dns"].iter().find_map(|g| fail.get(g));
+        let Some(ip) = host.or(fid) else {
+            if let Some(id) = mlfid {
                 if let Some(entry) = self.mlfid.iter_mut().find(|(k, _, _)| k == id) {
                     entry.2.groups.insert("mlfpending".into(), "1".into());
                 }
@@ -1021,32 +1102,31 @@ impl Fail2banFilter {
                 Judged::Next
             };
         }
-        let id = match &fid {
-            Some(f) if *f != ip => f.clone(),
-            _ => ip.clone(),
+        let id = match fid {
+            Some(f) if f != ip => f,
+            _ => ip,
         };
         let addr = fail
             .get("ip4")
             .or_else(|| fail.get("ip6"))
             .and_then(|a| a.parse::<IpAddr>().ok());
-        let user = fail.get("user").map(str::to_string);
         let fields = fail
-            .groups
+            .0
             .iter()
             .filter(|(k, _)| {
                 !matches!(
-                    k.as_str(),
+                    *k,
                     "ip4" | "ip6" | "dns" | "user" | "mlfpending" | "nofail" | "mlfgained"
                 ) && !k.starts_with("skiplines")
             })
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Judged::Failure(Fail2banMatch {
-            id,
-            host,
+            id: id.to_string(),
+            host: host.map(str::to_string),
             addr,
             time: date,
-            user,
+            user: fail.get("user").map(str::to_string),
             fields,
             regex: index,
         })
@@ -1155,47 +1235,6 @@ impl Fail2banFilter {
             entry.2.users = merged.users.clone();
         }
         merged
-    }
-}
-
-fn groups_of(hit: &Hit, hay: &str) -> HashMap<String, Option<String>> {
-    hit.groups
-        .iter()
-        .map(|(n, r)| {
-            (
-                n.to_string(),
-                r.clone().and_then(|r| hay.get(r)).map(str::to_string),
-            )
-        })
-        .collect()
-}
-
-/// `<F-ALT_USER>` and the like fill `user` when it is missing.
-fn alt_values(fail: &mut Fail) {
-    let mut alts: Vec<(String, String)> = fail
-        .groups
-        .iter()
-        .filter_map(|(k, v)| {
-            let rest = k.strip_prefix("alt_")?;
-            let base = match rest.rsplit_once('_') {
-                Some((b, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => b,
-                _ => rest,
-            };
-            let base = match base {
-                "id" => "fid",
-                "port" => "fport",
-                b => b,
-            };
-            Some((k.clone(), format!("{base}\u{0}{v}")))
-        })
-        .collect();
-    alts.sort();
-    for (_, packed) in alts {
-        if let Some((name, value)) = packed.split_once('\u{0}') {
-            if !value.is_empty() && !fail.truthy(name) {
-                fail.groups.insert(name.to_string(), value.to_string());
-            }
-        }
     }
 }
 

@@ -31,10 +31,23 @@ struct Inner {
     prefregex: Factors,
     failregex: Vec<Factors>,
     /// Per failregex anchored at the start of what it is run on: the
-    /// bytes that text may start with for it to match (see
-    /// [`Compiled::first_bytes`]). Asked before its factors: one look at
-    /// the first byte leaves most failregexes of a filter untried.
-    first_bytes: Vec<Option<ByteSet>>,
+    /// texts one of which that must start with for it to match (see
+    /// [`Compiled::starts`]). Asked before its factors: one look at the
+    /// first bytes leaves most failregexes of a filter untried.
+    starts: Vec<Option<Starts>>,
+    /// Per failregex: [`Inner::failregex`] without the factors its
+    /// [`Inner::starts`] already hold (each of those texts contains one
+    /// of the factor's strings), asked of what it is run on.
+    after_starts: Vec<Factors>,
+    /// Per first byte of a text, and last for the empty text: its list
+    /// in [`Inner::to_try`].
+    by_first: Vec<u16>,
+    /// The failregexes a text may match as far as its first byte tells
+    /// (see [`Inner::starts`]), in order: of every first byte, those
+    /// whose beginnings include it and those whose beginnings are not
+    /// known. A filter's failregexes mostly begin differently, so most
+    /// texts are tried with a few of them.
+    to_try: Vec<Vec<usize>>,
     /// The failregex whose factors admitted the last line admitted:
     /// asked first, as lines of one kind tend to come in runs. Which
     /// failregex admits a line does not change whether one does.
@@ -42,6 +55,49 @@ struct Inner {
     /// The ignoreregexes asked before the failregexes; empty when they
     /// are asked only after a failregex matched.
     ignore_first: Vec<Factors>,
+}
+
+/// The failregexes worth trying on a text (see [`LineGate::to_try`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ToTry {
+    All,
+    List(u16),
+}
+
+/// Texts one of which a text must start with (see [`Compiled::starts`]).
+#[derive(Debug)]
+struct Starts {
+    /// Their first bytes, asked first: most texts start with none.
+    first: ByteSet,
+    texts: Vec<Vec<u8>>,
+}
+
+impl Starts {
+    fn new(texts: Vec<Vec<u8>>) -> Starts {
+        let mut first = ByteSet::default();
+        for t in &texts {
+            if let Some(&b) = t.first() {
+                first.insert(b);
+            }
+        }
+        Starts { first, texts }
+    }
+
+    fn admits(&self, hay: &[u8]) -> bool {
+        match hay.first() {
+            Some(&b) if self.first.contains(b) => self.texts.iter().any(|t| hay.starts_with(t)),
+            _ => false,
+        }
+    }
+
+    /// Whether each of these texts contains one of `any`: a text that
+    /// starts with one of them then holds one of `any` too.
+    fn each_holds_one_of(&self, any: &[String]) -> bool {
+        self.texts.iter().all(|t| {
+            any.iter()
+                .any(|s| memchr::memmem::find(t, s.as_bytes()).is_some())
+        })
+    }
 }
 
 impl Inner {
@@ -71,12 +127,54 @@ impl LineGate {
             return LineGate { inner: None };
         }
         let factors = |re: &Compiled| Factors::new(re.factors());
+        let starts: Vec<Option<Starts>> = failregex
+            .iter()
+            .map(|re| re.starts().map(Starts::new))
+            .collect();
+        let after_starts = failregex
+            .iter()
+            .zip(&starts)
+            .map(|(re, st)| {
+                let mut all = re.factors();
+                if let Some(st) = st {
+                    all.retain(|any| !st.each_holds_one_of(any));
+                }
+                Factors::new(all)
+            })
+            .collect();
+        let mut to_try: Vec<Vec<usize>> = Vec::new();
+        let by_first = (0..=256)
+            .map(|b: usize| {
+                let first = u8::try_from(b).ok();
+                let list: Vec<usize> = starts
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, st)| {
+                        st.as_ref()
+                            .is_none_or(|st| first.is_some_and(|b| st.first.contains(b)))
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                let at = match to_try.iter().position(|l| *l == list) {
+                    Some(at) => at,
+                    None => {
+                        to_try.push(list);
+                        to_try.len() - 1
+                    }
+                };
+                // At most 257 lists, one per first byte.
+                u16::try_from(at).unwrap_or(u16::MAX)
+            })
+            .collect();
         let mut gate = LineGate {
             inner: Some(Inner {
                 keys: None,
                 prefregex: Factors::new(prefregex.map(Compiled::factors).unwrap_or_default()),
                 failregex: failregex.iter().map(|re| factors(re)).collect(),
-                first_bytes: failregex.iter().map(|re| re.first_bytes()).collect(),
+                starts,
+                after_starts,
+                by_first,
+                to_try,
                 last_admitting: AtomicUsize::new(0),
                 ignore_first: ignore_first.iter().map(|re| factors(re)).collect(),
             }),
@@ -99,43 +197,34 @@ impl LineGate {
         LineGate { inner: None }
     }
 
-    /// This gate without its first-byte check (as if no failregex's first
-    /// bytes were known), and which failregexes had one.
+    /// This gate without its check of how a text starts (as if no
+    /// failregex's beginnings were known, its factors all asked), and
+    /// which failregexes had one.
     #[cfg(test)]
-    pub(super) fn forget_first_bytes(&mut self) -> Vec<bool> {
+    pub(super) fn forget_starts(&mut self) -> Vec<bool> {
         let Some(g) = &mut self.inner else {
             return Vec::new();
         };
-        g.first_bytes
-            .iter_mut()
-            .map(|f| f.take().is_some())
-            .collect()
+        let had = g.starts.iter_mut().map(|f| f.take().is_some()).collect();
+        g.to_try = vec![(0..g.failregex.len()).collect()];
+        g.by_first = vec![0; 257];
+        g.after_starts = g
+            .failregex
+            .iter()
+            .map(|f| Factors::new(f.strings().to_vec()))
+            .collect();
+        had
     }
 
     /// Whether `text` (the line without its date) may match.
     pub(super) fn admits(&self, text: &str) -> bool {
-        self.admits_keyed(text, false)
-    }
-
-    /// [`LineGate::admits`], told by `keys_found` that one of
-    /// [`LineGate::keys`] was seen in the line `text` comes from (a search
-    /// over several filters' keys at once): the search for them is then
-    /// left out. The answer is the same: each key is one of the factors
-    /// asked next (the prefregex's, or every failregex's and early
-    /// ignoreregex's when the prefregex has none), so a text without any
-    /// key is turned away by them all the same.
-    pub(super) fn admits_keyed(&self, text: &str, keys_found: bool) -> bool {
         let Some(g) = &self.inner else {
             return true;
         };
-        if !keys_found
-            && g.keys
-                .as_ref()
-                .is_some_and(|k| !k.is_match(text.as_bytes()))
-        {
+        let hay = text.as_bytes();
+        if g.keys.as_ref().is_some_and(|k| !k.is_match(hay)) {
             return false;
         }
-        let hay = text.as_bytes();
         (g.prefregex.admits(hay) && g.any_failregex_admits(hay))
             || g.ignore_first.iter().any(|f| f.admits(hay))
     }
@@ -152,21 +241,41 @@ impl LineGate {
             .then_some(keys)
     }
 
+    /// Which failregexes may match `text` as far as its first byte tells,
+    /// walked with [`LineGate::nth_to_try`].
+    pub(super) fn to_try(&self, text: &str) -> ToTry {
+        let Some(g) = &self.inner else {
+            return ToTry::All;
+        };
+        let slot = text.as_bytes().first().map_or(256, |&b| usize::from(b));
+        match g.by_first.get(slot) {
+            Some(&list) => ToTry::List(list),
+            None => ToTry::All,
+        }
+    }
+
+    /// The `k`th failregex (of `count`) in `to_try`, in order; None past
+    /// the last.
+    pub(super) fn nth_to_try(&self, to_try: ToTry, k: usize, count: usize) -> Option<usize> {
+        match (to_try, &self.inner) {
+            (ToTry::List(list), Some(g)) => g.to_try.get(usize::from(list))?.get(k).copied(),
+            _ => (k < count).then_some(k),
+        }
+    }
+
     /// Whether failregex `index` may match `text` (what it is run on: the
     /// line without its date, or the prefregex's content, a part of it).
     pub(super) fn admits_failregex(&self, index: usize, text: &str) -> bool {
         let Some(g) = &self.inner else {
             return true;
         };
-        if let Some(Some(first)) = g.first_bytes.get(index) {
-            match text.as_bytes().first() {
-                Some(b) if first.contains(*b) => {}
-                _ => return false,
+        let hay = text.as_bytes();
+        if let Some(Some(starts)) = g.starts.get(index) {
+            if !starts.admits(hay) {
+                return false;
             }
         }
-        g.failregex
-            .get(index)
-            .is_none_or(|f| f.admits(text.as_bytes()))
+        g.after_starts.get(index).is_none_or(|f| f.admits(hay))
     }
 
     /// Strings one of which every admitted line contains; None when some

@@ -344,13 +344,13 @@ fn a_success_on_an_unseen_connection_changes_what_it_would() {
 }
 
 /// A failregex anchored at the start of the content is not tried on
-/// content that starts with a byte none of its matches starts with:
-/// a filter whose failregexes share first bytes, do not, or have none
-/// known (not anchored, on the backtracking engine, or beginning with
-/// too many ways) finds and reports the same with that check as
-/// without, in check-all mode and as in operation.
+/// content that starts with none of the texts its matches start with:
+/// a filter whose failregexes share beginnings, do not, or have none
+/// known (not anchored, a look-behind, or beginning with too many ways)
+/// finds and reports the same with that check as without, in check-all
+/// mode and as in operation.
 #[test]
-fn the_first_byte_check_skips_only_failregexes_that_cannot_match() {
+fn the_start_check_skips_only_failregexes_that_cannot_match() {
     let def = "prefregex = ^svc\\[\\d+\\]: <F-CONTENT>.+</F-CONTENT>$\n\
                    failregex = ^Accepted \\w+ for <F-USER>\\S+</F-USER> from <HOST>(?: port \\d+)?$\n\
                    \x20           ^[aA]uth(?:entication)? failure from <HOST>$\n\
@@ -358,11 +358,12 @@ fn the_first_byte_check_skips_only_failregexes_that_cannot_match() {
                    \x20           ^(?:x|)<F-ID>\\w+</F-ID> login refused$\n\
                    \x20           (?<=user )<F-ID>\\w+</F-ID> denied from <HOST>$\n\
                    \x20           from <HOST> port \\d+$\n\
-                   \x20           ^<F-NOFAIL>Accepted</F-NOFAIL> key from <HOST>$\n";
+                   \x20           ^<F-NOFAIL>Accepted</F-NOFAIL> key from <HOST>$\n\
+                   \x20           ^Denied (?!root )<F-USER>\\S+</F-USER> from <HOST>$\n";
     let (mut with, mut without) = (filter(def), filter(def));
     assert_eq!(
-        without.gate.forget_first_bytes(),
-        [true, true, true, false, false, false, true]
+        without.gate.forget_starts(),
+        [true, true, true, false, false, false, true, true]
     );
     let lines = [
         "svc[1]: Accepted password for bob from 192.0.2.1 port 22",
@@ -376,6 +377,9 @@ fn the_first_byte_check_skips_only_failregexes_that_cannot_match() {
         "svc[1]: anything from 192.0.2.7 port 22",
         "svc[1]: Authentication failure from 192.0.2.8 port 22",
         "svc[1]: \u{e9}t\u{e9} from 192.0.2.9 port 22",
+        "svc[1]: Denied bob from 192.0.2.10",
+        "svc[1]: Denied root from 192.0.2.11",
+        "svc[1]: Denie bob from 192.0.2.12",
         "svc[1]:  Accepted password for bob from 192.0.2.1",
         "other[1]: Accepted password for bob from 192.0.2.1",
     ];
@@ -393,8 +397,11 @@ fn the_first_byte_check_skips_only_failregexes_that_cannot_match() {
         assert_eq!(with.last_line(), without.last_line(), "{line}");
     }
     assert!(found >= 10 && several >= 2, "{found} {several}");
-    // What the check asks of the content: its first byte.
+    // What the check asks of the content: how it starts.
     let gate = &with.gate;
+    assert!(gate.admits_failregex(7, "Denied bob from 192.0.2.10"));
+    assert!(!gate.admits_failregex(7, "Denie bob from 192.0.2.10"));
+    assert!(!gate.admits_failregex(0, "Accepte password for bob from 192.0.2.1"));
     assert!(gate.admits_failregex(1, "auth failure from 192.0.2.4"));
     assert!(!gate.admits_failregex(1, "Bauth failure from 192.0.2.4"));
     assert!(!gate.admits_failregex(0, ""));
@@ -491,5 +498,65 @@ fn the_backtracker_alone_captures_as_the_regex_crate_does() {
     assert!(
         matched > 500 && compared > matched,
         "{matched} of {compared}"
+    );
+}
+
+/// A line that holds one of a filter's keys is judged without asking the
+/// gate (see [`Fail2banFilter::judge`]): each stock filter with a sample
+/// log, over its own log and other programs', finds, reports and caches
+/// the same so as asking it, in check-all mode and as in operation; and
+/// some of those lines are ones the gate would turn away.
+#[test]
+fn a_line_holding_a_key_is_judged_as_the_gate_would_have_it() {
+    let Some((filters, logs, names)) = stock_filters_with_samples() else {
+        eprintln!("SKIPPED: fail2ban's filters or sample logs are not installed");
+        return;
+    };
+    let read = |name: &str| -> Vec<String> {
+        let bytes = std::fs::read(logs.join(name)).unwrap_or_default();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_string)
+            .collect()
+    };
+    let foreign: Vec<String> = ["sshd", "postfix", "dovecot", "apache-auth"]
+        .iter()
+        .flat_map(|n| read(n))
+        .collect();
+    let (mut keyed, mut turned_away, mut found) = (0, 0, 0);
+    for name in &names {
+        for mode in [Mode::All, Mode::First] {
+            let Ok(mut trusting) = Fail2banFilter::load(name, filters) else {
+                continue;
+            };
+            let mut asking = Fail2banFilter::load(name, filters).unwrap();
+            let Some(keys) = asking.gate_keys() else {
+                continue;
+            };
+            for line in read(name).iter().chain(&foreign) {
+                let holds = keys.iter().any(|k| line.contains(k.as_str()));
+                let feed = |f: &mut Fail2banFilter, keys_found: bool| {
+                    let dated = f.dates.find(line, at());
+                    let placed = Placed::new(line, dated, &mut f.last_date, at());
+                    let text = placed.text();
+                    f.judge(&placed, &text, at(), mode, keys_found, None)
+                };
+                let want = feed(&mut asking, false);
+                assert_eq!(feed(&mut trusting, holds), want, "{name}: {line}");
+                assert_eq!(trusting.last_line(), asking.last_line(), "{name}: {line}");
+                let ids = |f: &Fail2banFilter| -> Vec<String> {
+                    f.mlfid.iter().map(|(k, _, _)| k.clone()).collect()
+                };
+                assert_eq!(ids(&trusting), ids(&asking), "{name}: {line}");
+                keyed += usize::from(holds);
+                turned_away += usize::from(holds && !asking.may_match(line));
+                found += want.len();
+            }
+        }
+    }
+    assert!(
+        keyed > 1000 && turned_away > 20 && found > 500,
+        "{keyed} {turned_away} {found}"
     );
 }
