@@ -36,8 +36,10 @@ enum Engine {
 #[derive(Debug)]
 pub struct Compiled {
     engine: Engine,
-    /// Shared with each [`Hit`], which names its groups without copying.
+    /// Per group number: its name, if it has one.
     names: Vec<Option<Arc<str>>>,
+    /// The named groups, shared with each [`Hit`].
+    named: Arc<Named>,
     /// For a linear regex with named groups: its captures taken by the
     /// backtracker alone where that pays (see [`Direct`]).
     direct: Option<Direct>,
@@ -337,28 +339,57 @@ impl ByteSet {
     }
 }
 
+/// A regex's named groups: their numbers and names, in order. Shared by
+/// every [`Hit`] of the regex, which names its groups without copying.
+#[derive(Debug, PartialEq, Eq)]
+struct Named {
+    numbers: Vec<usize>,
+    names: Vec<Box<str>>,
+}
+
+impl Named {
+    fn new(names: &[Option<Arc<str>>]) -> Arc<Named> {
+        let (numbers, names) = names
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((i, Box::from(&**n.as_ref()?))))
+            .unzip();
+        Arc::new(Named { numbers, names })
+    }
+}
+
 /// A match: its span and the named groups that took part.
 #[derive(Debug, Clone)]
 pub struct Hit {
     pub span: Range<usize>,
-    pub groups: Vec<(Arc<str>, Option<Range<usize>>)>,
+    named: Arc<Named>,
+    /// Per named group, in order: its span when it took part.
+    spans: Vec<Option<Range<usize>>>,
 }
 
 impl Hit {
     /// The span of group `name`, when it took part.
     pub fn range_of(&self, name: &str) -> Option<Range<usize>> {
-        self.groups
-            .iter()
-            .find(|(n, _)| **n == *name)
-            .and_then(|(_, r)| r.clone())
+        let at = self.named.names.iter().position(|n| **n == *name)?;
+        self.spans.get(at)?.clone()
     }
 
     pub fn group<'a>(&self, hay: &'a str, name: &str) -> Option<&'a str> {
-        self.groups
+        hay.get(self.range_of(name)?)
+    }
+
+    /// Each named group with its span when it took part, in order.
+    pub fn groups(&self) -> impl Iterator<Item = (&str, Option<Range<usize>>)> {
+        self.named
+            .names
             .iter()
-            .find(|(n, _)| **n == *name)
-            .and_then(|(_, r)| r.clone())
-            .and_then(|r| hay.get(r))
+            .map(|n| &**n)
+            .zip(self.spans.iter().cloned())
+    }
+
+    /// How many named groups the regex has.
+    pub fn group_count(&self) -> usize {
+        self.spans.len()
     }
 }
 
@@ -385,6 +416,7 @@ impl Compiled {
         let ahead = Ahead::new(&pattern, &names).map(Box::new);
         Ok(Compiled {
             engine: Engine::Backtrack(re),
+            named: Named::new(&names),
             names,
             direct: None,
             ahead,
@@ -406,6 +438,7 @@ impl Compiled {
         Some(Compiled {
             anchored: one_pass.is_some(),
             direct: one_pass.filter(|_| !find_only),
+            named: Named::new(&names),
             names,
             engine: Engine::Linear(re),
             ahead: None,
@@ -529,21 +562,15 @@ impl Compiled {
     /// The first match in `hay`. A backtracking run that exceeds its step
     /// limit counts as no match, as a time-out would in practice.
     pub fn search(&self, hay: &str) -> Option<Hit> {
-        let collect =
-            |get: &dyn Fn(usize) -> Option<Range<usize>>| -> Vec<(Arc<str>, Option<Range<usize>>)> {
-                self.names
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, n)| n.as_ref().map(|n| (n.clone(), get(i))))
-                    .collect()
-            };
+        let hit = |span: Range<usize>, get: &dyn Fn(usize) -> Option<Range<usize>>| Hit {
+            span,
+            named: Arc::clone(&self.named),
+            spans: self.named.numbers.iter().map(|&i| get(i)).collect(),
+        };
         if self.find_only {
             if let Engine::Linear(re) = &self.engine {
                 let span = re.find(hay)?.range();
-                return Some(Hit {
-                    span,
-                    groups: Vec::new(),
-                });
+                return Some(hit(span, &|_| None));
             }
         }
         if let Some(ahead) = &self.ahead {
@@ -557,24 +584,21 @@ impl Compiled {
                 let fallback = || {
                     let caps = re.captures(hay)?;
                     let span = caps.get(0)?.range();
-                    let groups = collect(&|i| caps.get(i).map(|m| m.range()));
-                    Some(Hit { span, groups })
+                    Some(hit(span, &|i| caps.get(i).map(|m| m.range())))
                 };
                 let Some(direct) = &self.direct else {
                     return fallback();
                 };
                 let read = |caps: &Captures| {
                     let span = caps.get_match()?.range();
-                    let groups = collect(&|i| caps.get_group(i).map(|s| s.range()));
-                    Some(Hit { span, groups })
+                    Some(hit(span, &|i| caps.get_group(i).map(|s| s.range())))
                 };
                 direct.search(hay, read, fallback)
             }
             Engine::Backtrack(re) => {
                 let caps = re.captures(hay).ok()??;
                 let span = caps.get(0)?.range();
-                let groups = collect(&|i| caps.get(i).map(|m| m.range()));
-                Some(Hit { span, groups })
+                Some(hit(span, &|i| caps.get(i).map(|m| m.range())))
             }
         }
     }
@@ -674,7 +698,7 @@ mod tests {
         let c = Compiled::new(r"^\s*(?:\S+ )?\w+\[\d+\]: ", false).unwrap();
         assert!(c.find_only && c.is_anchored() && c.direct.is_none());
         let hit = c.search(" mx1 sshd[1]: Accepted").unwrap();
-        assert_eq!((hit.span, hit.groups.len()), (0..14, 0));
+        assert_eq!((hit.span.clone(), hit.group_count()), (0..14, 0));
         assert!(c.search("sshd: x").is_none());
     }
 

@@ -204,11 +204,11 @@ impl<'a> Values<'a> {
     /// The groups of `hit` on `hay` that took part, over those already
     /// here, but for `skip`.
     fn take_from(&mut self, hit: &'a Hit, hay: &'a str, skip: &str) {
-        for (k, r) in &hit.groups {
-            if **k == *skip {
+        for (k, r) in hit.groups() {
+            if k == skip {
                 continue;
             }
-            if let Some(v) = r.clone().and_then(|r| hay.get(r)) {
+            if let Some(v) = r.and_then(|r| hay.get(r)) {
                 self.set(k, v);
             }
         }
@@ -911,9 +911,14 @@ impl Fail2banFilter {
                 }
                 continue;
             }
+            // A head without named groups has none to give: not run again.
             if head_pending {
                 head_pending = false;
-                pre_hit = self.pref_head.as_ref().and_then(|h| h.search(text));
+                pre_hit = self
+                    .pref_head
+                    .as_ref()
+                    .filter(|h| h.group_names().next().is_some())
+                    .and_then(|h| h.search(text));
             }
             if self.gains_and_forgets[index] {
                 let pre = pre_hit.as_ref().map(|h| (h, text));
@@ -1037,7 +1042,7 @@ impl Fail2banFilter {
         // the prefregex captured (fail2ban 1.1.1 on; before, it was
         // lost, and no stock filter of those versions relied on it).
         let mut values = Values(Vec::with_capacity(
-            pre.map_or(0, |(h, _)| h.groups.len()) + hit.groups.len(),
+            pre.map_or(0, |(h, _)| h.group_count()) + hit.group_count(),
         ));
         if let Some((h, text)) = pre {
             values.take_from(h, text, "content");

@@ -480,11 +480,7 @@ fn the_backtracker_alone_captures_as_the_regex_crate_does() {
                 };
                 let want = want.map(|spans| (spans[0].clone(), named(&spans)));
                 let got = re.search(hay).map(|hit| {
-                    let groups: Vec<_> = hit
-                        .groups
-                        .iter()
-                        .map(|(n, r)| (n.to_string(), r.clone()))
-                        .collect();
+                    let groups: Vec<_> = hit.groups().map(|(n, r)| (n.to_string(), r)).collect();
                     (Some(hit.span), groups)
                 });
                 assert_eq!(got, want, "{name}: {}: {hay}", re.pattern());
