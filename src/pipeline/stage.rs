@@ -22,12 +22,16 @@ use crate::source::{Line, LineGate, Sink};
 /// Most failures a reader holds before handing them to the tracker. A
 /// source that marks how far it read is told when the batch is full
 /// ([`Sink::full`]) and marks then (the journal), or is bounded by its reads
-/// (a file's 128 KiB): its batch leaves with a mark, never without one.
+/// (a file's 128 KiB, or a few of them in a row in a backlog): its batch
+/// leaves with a mark, never without one.
 pub const FLUSH_AT: usize = 1024;
 
 /// Most bytes of lines a reader holds before handing them over: a flood of
 /// long lines flushes sooner, so a batch's buffer stays small.
 const FLUSH_TEXT_AT: usize = 256 << 10;
+
+/// Most reads in a row a backlog's batch is held for (see [`Sink::read_on`]).
+const HOLD_READS: u32 = 8;
 
 /// One reader's stage, with its own per-route state, rebuilt when a reload
 /// swaps the source's routes.
@@ -42,6 +46,8 @@ pub(super) struct LineStage {
     /// ([`Sink::read_to`]): the batch waits for the mark, so no failure
     /// reaches the tracker ahead of the position that includes it.
     marking: bool,
+    /// Reads in a row whose mark was held back (see [`Sink::read_on`]).
+    held: u32,
     /// A glob's file: it, and the jails that read it through another
     /// logpath, whose failures this stage does not count again.
     alias: Option<(PathBuf, Vec<JailId>)>,
@@ -63,6 +69,7 @@ impl LineStage {
             counts: LineCounts::default(),
             clock: Clock::default(),
             marking: false,
+            held: 0,
             alias: None,
         }
     }
@@ -117,6 +124,7 @@ impl LineStage {
 
     /// Hands the batch on, and what was counted with it.
     fn flush(&mut self, read_to: Option<ReadMark>) {
+        self.held = 0;
         self.batch.flush(read_to);
         self.counts.report();
         self.clock.forget();
@@ -207,6 +215,20 @@ impl Sink for LineStage {
 
     fn read_to(&mut self, mark: ReadMark) {
         self.flush(Some(mark));
+    }
+
+    fn read_on(&mut self, mark: ReadMark) {
+        // Each hand-off wakes the tracker: a backlog read in small pieces
+        // would cost one wake-up per read. The next mark covers these
+        // lines too; the wait it adds to their bans is a few reads' work.
+        self.held += 1;
+        if self.held >= HOLD_READS || self.batch.is_full() {
+            self.flush(Some(mark));
+        } else {
+            // As after any read: a line's time is never older than one
+            // read's work.
+            self.clock.forget();
+        }
     }
 
     fn full(&self) -> bool {
@@ -421,6 +443,7 @@ impl Batch {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::message::{Position, ReadAt};
     use crate::source::file::LineSplitter;
 
     /// Two jails of our library on one file, as the daemon routes them.
@@ -484,6 +507,57 @@ mod tests {
             }
         }
         (got, read)
+    }
+
+    /// A backlog's reads hold their batch for a few reads: one hand-off
+    /// carries the failures of every read before it with the last mark,
+    /// and the end of the burst (`read_to`) hands on what is held at once.
+    #[test]
+    fn a_backlog_hands_on_one_batch_for_several_reads_with_the_last_mark() {
+        let (tx, mut rx) = mpsc::channel(1 << 10);
+        let mut stage = LineStage::new(routes(), tx).marking(true);
+        let mark = |offset| ReadMark {
+            source: Arc::from("/var/log/t.log"),
+            at: ReadAt::File(Position {
+                offset,
+                ..Position::default()
+            }),
+        };
+        let line =
+            "Mar  5 16:01:38 mx1 sshd[78]: Failed password for root from 192.0.2.9 port 22 ssh2";
+        let mut batches = Vec::new();
+        for read in 1..=(2 * HOLD_READS + 3) {
+            stage.line(&Line::plain(line));
+            stage.read_on(mark(u64::from(read)));
+            while let Ok(b) = rx.try_recv() {
+                batches.push((read, b));
+            }
+        }
+        stage.read_to(mark(1000));
+        while let Ok(b) = rx.try_recv() {
+            batches.push((0, b));
+        }
+        let seen: Vec<(u32, usize, Option<u64>)> = batches
+            .iter()
+            .map(|(read, b)| {
+                let at = b.read_to.as_ref().and_then(|m| match m.at {
+                    ReadAt::File(p) => Some(p.offset),
+                    ReadAt::Journal(_) => None,
+                });
+                (*read, b.failures.len(), at)
+            })
+            .collect();
+        let hold = HOLD_READS as usize;
+        let h = u64::from(HOLD_READS);
+        assert_eq!(
+            seen,
+            vec![
+                (HOLD_READS, hold, Some(h)),
+                (2 * HOLD_READS, hold, Some(2 * h)),
+                (0, 3, Some(1000)),
+            ],
+            "batches as (read sent after, failures, mark)"
+        );
     }
 
     /// The gate changes nothing the tracker or the metrics see, whatever

@@ -42,6 +42,16 @@ pub trait Sink {
         self.caught_up();
     }
 
+    /// [`Sink::read_to`] in the middle of a burst: the read filled the
+    /// source's buffer and the next follows at once. A sink that batches
+    /// may hold its batch for a few such reads (the next mark covers these
+    /// lines too), so a backlog is not handed on in one small message per
+    /// read; it must still hand it on at [`Sink::read_to`],
+    /// [`Sink::caught_up`], or when full.
+    fn read_on(&mut self, mark: ReadMark) {
+        self.read_to(mark);
+    }
+
     /// The sink holds as much as it should: a source that marks how far
     /// it read, and can say so after any line, should do it now.
     fn full(&self) -> bool {

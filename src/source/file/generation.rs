@@ -45,8 +45,13 @@ pub(super) type FileId = (u64, u64);
 /// What draining a generation hands out.
 pub(super) enum Drained<'a> {
     Line(&'a str),
-    /// After each read: where a restart would resume this file.
-    Read(Position),
+    /// After each read: where a restart would resume this file, and
+    /// whether the read filled the buffer (`more`): then more is most
+    /// likely there to read at once, a backlog or a burst.
+    Read {
+        at: Position,
+        more: bool,
+    },
     /// Before each read's lines: the sink's gate, if it has one, goes in
     /// here (see [`crate::source::Sink::gate`]).
     Gate(&'a mut Option<Arc<dyn LineGate>>),
@@ -171,7 +176,10 @@ impl Generation {
                     if pushed.passed > 0 {
                         on(Drained::Passed(pushed.passed));
                     }
-                    on(Drained::Read(self.position()));
+                    on(Drained::Read {
+                        at: self.position(),
+                        more: n == chunk.len(),
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {

@@ -298,7 +298,8 @@ impl FileFollower {
             Drained::Line(text) => {
                 sink.line(&Line::plain(text));
             }
-            Drained::Read(p) => sink.read_to(mark(p)),
+            Drained::Read { at, more: true } => sink.read_on(mark(at)),
+            Drained::Read { at, more: false } => sink.read_to(mark(at)),
             Drained::Gate(gate) => *gate = sink.gate(),
             Drained::Passed(n) => sink.passed(n),
         });
@@ -326,7 +327,7 @@ impl FileFollower {
                 &self.path,
                 &mut self.chunk,
                 &mut |d: Drained<'_>| match (d, resume) {
-                    (Drained::Read(_), Some(p)) => on(Drained::Read(p)),
+                    (Drained::Read { more, .. }, Some(at)) => on(Drained::Read { at, more }),
                     (d, _) => on(d),
                 },
             );
@@ -374,7 +375,7 @@ impl FileFollower {
             let resume = old.position();
             if let Some(mut prev) = self.retired.take() {
                 prev.drain(&self.path, &mut self.chunk, &mut |d: Drained<'_>| match d {
-                    Drained::Read(_) => on(Drained::Read(resume)),
+                    Drained::Read { more, .. } => on(Drained::Read { at: resume, more }),
                     d => on(d),
                 });
                 prev.lines.flush(&mut |l| on(Drained::Line(l)));
