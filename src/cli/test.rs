@@ -217,10 +217,13 @@ impl Judge {
             Judge::Fail2ban(f) => {
                 // As the daemon: a line the filter's gate turns away is
                 // nothing to it, and its date is not read (but for --json).
-                if !every_date && !f.may_match(line) {
+                let failures = if every_date {
+                    f.failures(line, now)
+                } else if f.may_match(line) {
+                    f.failures_admitted(line, now)
+                } else {
                     return out;
-                }
-                let failures = f.failures(line, now);
+                };
                 let report = f.last_line();
                 out.time = report.time;
                 for &i in report.ignoreregex.iter() {

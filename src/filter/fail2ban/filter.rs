@@ -612,10 +612,21 @@ impl Fail2banFilter {
     /// Every failure the line produces with each failregex tried (fail2ban's
     /// check-all mode, used by its sample tests); usually zero or one.
     pub fn failures(&mut self, line: &str, now: SystemTime) -> Vec<Fail2banMatch> {
+        self.failures_of(line, now, false)
+    }
+
+    /// [`failures`](Self::failures) of a line [`may_match`](Self::may_match)
+    /// let through: the gate is not asked a second time (see
+    /// [`judge`](Self::judge)'s `keys_found`; the answer is the same).
+    pub fn failures_admitted(&mut self, line: &str, now: SystemTime) -> Vec<Fail2banMatch> {
+        self.failures_of(line, now, true)
+    }
+
+    fn failures_of(&mut self, line: &str, now: SystemTime, admitted: bool) -> Vec<Fail2banMatch> {
         let found = self.dates.find(line, now);
         let placed = Placed::new(line, found, &mut self.last_date, now);
         let text = placed.text();
-        self.judge(&placed, &text, now, Mode::All, false, None)
+        self.judge(&placed, &text, now, Mode::All, admitted, None)
     }
 
     /// Feeds a line whose time is already known (a journal entry): no date
