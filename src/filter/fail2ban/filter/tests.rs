@@ -139,6 +139,24 @@ fn filter_options_reach_init_tags() {
     assert!(f.process("normal 192.0.2.1", at()).is_none());
 }
 
+/// The lines of fail2ban's sample log `name`, without its comments.
+fn sample_lines(logs: &Path, name: &str) -> Vec<String> {
+    let bytes = std::fs::read(logs.join(name)).unwrap_or_default();
+    String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Sample lines of four common programs: lines most filters must turn away.
+fn foreign_lines(logs: &Path) -> Vec<String> {
+    ["sshd", "postfix", "dovecot", "apache-auth"]
+        .iter()
+        .flat_map(|n| sample_lines(logs, n))
+        .collect()
+}
+
 /// fail2ban's filter directory, its sample logs, and the names of the
 /// stock filters that have a sample log, sorted; None when either is
 /// not installed.
@@ -167,18 +185,8 @@ fn the_gate_turns_away_only_lines_that_cannot_match() {
         eprintln!("SKIPPED: fail2ban's filters or sample logs are not installed");
         return;
     };
-    let read = |name: &str| -> Vec<String> {
-        let bytes = std::fs::read(logs.join(name)).unwrap_or_default();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(str::to_string)
-            .collect()
-    };
-    let foreign: Vec<String> = ["sshd", "postfix", "dovecot", "apache-auth"]
-        .iter()
-        .flat_map(|n| read(n))
-        .collect();
+    let read = |name: &str| sample_lines(logs, name);
+    let foreign = foreign_lines(logs);
     let (mut compared, mut turned_away) = (0, 0);
     for name in &names {
         let Ok(mut gated) = Fail2banFilter::load(name, filters) else {
@@ -508,18 +516,8 @@ fn a_line_holding_a_key_is_judged_as_the_gate_would_have_it() {
         eprintln!("SKIPPED: fail2ban's filters or sample logs are not installed");
         return;
     };
-    let read = |name: &str| -> Vec<String> {
-        let bytes = std::fs::read(logs.join(name)).unwrap_or_default();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(str::to_string)
-            .collect()
-    };
-    let foreign: Vec<String> = ["sshd", "postfix", "dovecot", "apache-auth"]
-        .iter()
-        .flat_map(|n| read(n))
-        .collect();
+    let read = |name: &str| sample_lines(logs, name);
+    let foreign = foreign_lines(logs);
     let (mut keyed, mut turned_away, mut found) = (0, 0, 0);
     for name in &names {
         for mode in [Mode::All, Mode::First] {
