@@ -304,6 +304,18 @@ pub(crate) fn parse_count(text: &str) -> u32 {
     })
 }
 
+/// Where `item` is in `items`, added at the end if it is not there yet:
+/// a short list of distinct values built once, each use naming its place.
+pub(crate) fn place_of<T: PartialEq>(items: &mut Vec<T>, item: T) -> usize {
+    match items.iter().position(|have| *have == item) {
+        Some(at) => at,
+        None => {
+            items.push(item);
+            items.len() - 1
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -30,7 +30,7 @@ use regex_automata::{Input, Span};
 
 use crate::filter::literal::{required_factors, required_literal, required_literals, Factors};
 use crate::filter::recent::Recent;
-use crate::filter::{hit_and_user_in, parse_count, tags, Filter, Verdict};
+use crate::filter::{hit_and_user_in, parse_count, place_of, tags, Filter, Verdict};
 use crate::message::{Account, JailId};
 
 mod cut;
@@ -276,13 +276,7 @@ impl Matcher {
                         let keys = key_texts
                             .iter()
                             .map(|&text| {
-                                let key = match literals.iter().position(|l| l == text) {
-                                    Some(key) => key,
-                                    None => {
-                                        literals.push(text.to_vec());
-                                        literals.len() - 1
-                                    }
-                                };
+                                let key = place_of(&mut literals, text.to_vec());
                                 (key, memmem::Finder::new(text).into_owned())
                             })
                             .collect();

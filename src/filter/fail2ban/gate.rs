@@ -13,6 +13,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::filter::literal::Factors;
+use crate::filter::place_of;
 
 use super::engine::{ByteSet, Compiled};
 
@@ -155,15 +156,8 @@ impl LineGate {
                     })
                     .map(|(i, _)| i)
                     .collect();
-                let at = match to_try.iter().position(|l| *l == list) {
-                    Some(at) => at,
-                    None => {
-                        to_try.push(list);
-                        to_try.len() - 1
-                    }
-                };
                 // At most 257 lists, one per first byte.
-                u16::try_from(at).unwrap_or(u16::MAX)
+                u16::try_from(place_of(&mut to_try, list)).unwrap_or(u16::MAX)
             })
             .collect();
         let mut gate = LineGate {

@@ -21,6 +21,7 @@ use super::dates::LineDates;
 use super::filter::{Fail2banFilter, Known, Mode, Placed, PrefixHit, Shared};
 use super::keys::KeySet;
 use super::matched::Fail2banMatch;
+use crate::filter::place_of;
 
 /// One search over any number of lines for the keys of all `filters` (see
 /// [`Fail2banFilter::key_search`]): a line without any is nothing to any
@@ -104,17 +105,6 @@ struct Share {
     prefix: usize,
     /// Per failregex: its place in [`Group::known`].
     places: Vec<usize>,
-}
-
-/// Where `item` is in `items`, added at the end if it is not there yet.
-fn place_of<T: PartialEq>(items: &mut Vec<T>, item: T) -> usize {
-    match items.iter().position(|have| *have == item) {
-        Some(at) => at,
-        None => {
-            items.push(item);
-            items.len() - 1
-        }
-    }
 }
 
 impl<K> Group<K> {
