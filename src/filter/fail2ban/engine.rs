@@ -36,8 +36,6 @@ enum Engine {
 #[derive(Debug)]
 pub struct Compiled {
     engine: Engine,
-    /// Per group number: its name, if it has one.
-    names: Vec<Option<Arc<str>>>,
     /// The named groups, shared with each [`Hit`].
     named: Arc<Named>,
     /// For a linear regex with named groups: its captures taken by the
@@ -81,12 +79,12 @@ impl Ahead {
     /// Splits a translated pattern (Rust syntax) into BODY and its
     /// trailing look-ahead; None unless it is of that form and both parts
     /// run on the linear engine with the groups of the whole.
-    fn new(pattern: &str, names: &[Option<Arc<str>>]) -> Option<Ahead> {
+    fn new(pattern: &str, named: &Named) -> Option<Ahead> {
         let (body, look, negative, flags) = split_trailing_lookahead(pattern)?;
         // Its captures as any linear regex's (see [`Direct`]): the lines
         // that reach it have passed its literal gate and mostly match.
         let body = Compiled::linear(body)?;
-        if body.names != names {
+        if *body.named != *named {
             return None;
         }
         let look = regex_automata::meta::Regex::builder()
@@ -348,11 +346,10 @@ struct Named {
 }
 
 impl Named {
-    fn new(names: &[Option<Arc<str>>]) -> Arc<Named> {
+    fn new<'a>(names: impl Iterator<Item = Option<&'a str>>) -> Arc<Named> {
         let (numbers, names) = names
-            .iter()
             .enumerate()
-            .filter_map(|(i, n)| Some((i, Box::from(&**n.as_ref()?))))
+            .filter_map(|(i, n)| Some((i, Box::from(n?))))
             .unzip();
         Arc::new(Named { numbers, names })
     }
@@ -412,12 +409,11 @@ impl Compiled {
             .delegate_size_limit(SIZE_LIMIT)
             .build()
             .map_err(|e| e.to_string())?;
-        let names: Vec<Option<Arc<str>>> = re.capture_names().map(|n| n.map(Arc::from)).collect();
-        let ahead = Ahead::new(&pattern, &names).map(Box::new);
+        let named = Named::new(re.capture_names());
+        let ahead = Ahead::new(&pattern, &named).map(Box::new);
         Ok(Compiled {
             engine: Engine::Backtrack(re),
-            named: Named::new(&names),
-            names,
+            named,
             direct: None,
             ahead,
             anchored: false,
@@ -432,14 +428,13 @@ impl Compiled {
             .size_limit(SIZE_LIMIT)
             .build()
             .ok()?;
-        let names: Vec<Option<Arc<str>>> = re.capture_names().map(|n| n.map(Arc::from)).collect();
-        let find_only = names.iter().all(Option::is_none);
+        let named = Named::new(re.capture_names());
+        let find_only = named.numbers.is_empty();
         let one_pass = Direct::new(re.as_str());
         Some(Compiled {
             anchored: one_pass.is_some(),
             direct: one_pass.filter(|_| !find_only),
-            named: Named::new(&names),
-            names,
+            named,
             engine: Engine::Linear(re),
             ahead: None,
             find_only,
@@ -552,11 +547,11 @@ impl Compiled {
     }
 
     pub fn has_group(&self, name: &str) -> bool {
-        self.names.iter().flatten().any(|n| **n == *name)
+        self.group_names().any(|n| n == name)
     }
 
     pub fn group_names(&self) -> impl Iterator<Item = &str> {
-        self.names.iter().flatten().map(|n| &**n)
+        self.named.names.iter().map(|n| &**n)
     }
 
     /// The first match in `hay`. A backtracking run that exceeds its step
@@ -786,34 +781,21 @@ mod tests {
             let fancy =
                 fancy_regex::Regex::new(&pyregex::translate(pattern).unwrap().pattern).unwrap();
             for line in lines.iter().copied() {
-                let want = fancy.captures(line).unwrap().map(|caps| {
-                    let groups: Vec<_> = (1..caps.len())
-                        .map(|i| caps.get(i).map(|m| m.range()))
+                // Unnamed groups are not reported: compare the named ones.
+                let want: Option<Found> = fancy.captures(line).unwrap().map(|caps| {
+                    let groups: Vec<_> = c
+                        .named
+                        .numbers
+                        .iter()
+                        .map(|&i| caps.get(i).map(|m| m.range()))
                         .collect();
                     (caps.get(0).unwrap().range(), groups)
                 });
-                let got = c.search(line).map(|hit| {
-                    let groups: Vec<_> = (1..c.names.len())
-                        .map(|i| match &c.names[i] {
-                            Some(n) => hit.range_of(n),
-                            None => None,
-                        })
-                        .collect();
+                let got: Option<Found> = c.search(line).map(|hit| {
+                    let groups: Vec<_> = c.group_names().map(|n| hit.range_of(n)).collect();
                     (hit.span.clone(), groups)
                 });
-                // Unnamed groups are not reported: compare the named ones.
-                let named = |v: Option<Found>| {
-                    v.map(|(span, groups)| {
-                        let kept: Vec<_> = groups
-                            .into_iter()
-                            .enumerate()
-                            .filter(|(i, _)| c.names[i + 1].is_some())
-                            .map(|(_, g)| g)
-                            .collect();
-                        (span, kept)
-                    })
-                };
-                assert_eq!(named(got), named(want), "{pattern}: {line:?}");
+                assert_eq!(got, want, "{pattern}: {line:?}");
             }
         }
         // Not of that form: stays on the backtracking engine alone.
