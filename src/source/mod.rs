@@ -69,9 +69,16 @@ pub trait Sink {
 
     /// `lines` whole lines were read and passed over by the [`Sink::gate`]
     /// (none of them holds what a line of use must hold): the sink counts
-    /// them as read.
+    /// them as read. Told only to a sink that [`Sink::counts_passed`].
     fn passed(&mut self, lines: u64) {
         let _ = lines;
+    }
+
+    /// Whether the sink wants to be told how many lines the gate passed
+    /// over. Counting them is a pass over every byte of the read beside
+    /// the gate's search: a sink that keeps no count spares it.
+    fn counts_passed(&self) -> bool {
+        false
     }
 }
 

@@ -53,9 +53,13 @@ pub(super) enum Drained<'a> {
         more: bool,
     },
     /// Before each read's lines: the sink's gate, if it has one, goes in
-    /// here (see [`crate::source::Sink::gate`]).
-    Gate(&'a mut Option<Arc<dyn LineGate>>),
-    /// Whole lines of a read the gate passed over.
+    /// `gate` (see [`crate::source::Sink::gate`]), and whether the lines
+    /// it passes over are to be counted in `count`.
+    Gate {
+        gate: &'a mut Option<Arc<dyn LineGate>>,
+        count: &'a mut bool,
+    },
+    /// Whole lines of a read the gate passed over, when counted.
     Passed(u64),
 }
 
@@ -159,12 +163,15 @@ impl Generation {
                 Ok(n) => {
                     self.offset += n as u64;
                     let Some(data) = chunk.get(..n) else { return };
-                    let mut gate = None;
-                    on(Drained::Gate(&mut gate));
+                    let (mut gate, mut count) = (None, false);
+                    on(Drained::Gate {
+                        gate: &mut gate,
+                        count: &mut count,
+                    });
                     let pushed = match gate {
                         Some(g) => self
                             .lines
-                            .push_gated(data, &*g, &mut |l| on(Drained::Line(l))),
+                            .push_gated(data, &*g, count, &mut |l| on(Drained::Line(l))),
                         None => self.lines.push(data, &mut |l| on(Drained::Line(l))),
                     };
                     if pushed.cut > 0 {

@@ -110,7 +110,7 @@ impl LineSplitter {
     }
 
     /// [`LineSplitter::push`] that delivers only the lines `gate` stops in
-    /// and counts the others in [`Pushed::passed`]. A run of lines the gate
+    /// and, when asked to `count`, counts the others in [`Pushed::passed`]. A run of lines the gate
     /// passes over is only passed over when splitting it would deliver
     /// each of them whole (none to cut at `max_line`); otherwise it is
     /// split as `push` splits it. The line held from the last read and the
@@ -120,6 +120,7 @@ impl LineSplitter {
         &mut self,
         data: &[u8],
         gate: &dyn super::super::LineGate,
+        count: bool,
         on_line: &mut dyn FnMut(&str),
     ) -> Pushed {
         let (Some(first), Some(last)) = (memchr::memchr(b'\n', data), memchr::memrchr(b'\n', data))
@@ -145,7 +146,9 @@ impl LineSplitter {
                 dense = 0;
                 let run = &data[at..run_end];
                 if self.none_to_cut(run) {
-                    pushed.passed += memchr::memchr_iter(b'\n', run).count() as u64;
+                    if count {
+                        pushed.passed += memchr::memchr_iter(b'\n', run).count() as u64;
+                    }
                 } else {
                     pushed.add(self.push(run, on_line));
                 }
@@ -413,16 +416,25 @@ mod tests {
         }
     }
 
-    /// Splits `chunks` by `push` or `push_gated`: the lines delivered, the
-    /// lines passed over, the lines cut, and what is held at the end.
+    /// Splits `chunks` by `push` or `push_gated` (counting the lines passed
+    /// over): the lines delivered, the lines passed over, the lines cut,
+    /// and what is held at the end.
     fn split(gated: bool, chunks: &[&[u8]]) -> (Vec<String>, u64, usize, usize) {
+        split_counting(gated, true, chunks)
+    }
+
+    fn split_counting(
+        gated: bool,
+        count: bool,
+        chunks: &[&[u8]],
+    ) -> (Vec<String>, u64, usize, usize) {
         let mut s = LineSplitter::new(12);
         let mut out = Vec::new();
         let (mut passed, mut cut) = (0, 0);
         for c in chunks {
             let mut on = |l: &str| out.push(l.to_string());
             let p = if gated {
-                s.push_gated(c, &Literal(b"FAIL"), &mut on)
+                s.push_gated(c, &Literal(b"FAIL"), count, &mut on)
             } else {
                 s.push(c, &mut on)
             };
@@ -463,6 +475,14 @@ mod tests {
             for l in &gated.0 {
                 assert!(rest.any(|p| p == l), "{size}: {l:?} out of order");
             }
+            // Not counting the lines passed over changes nothing else.
+            let uncounted = split_counting(true, false, &chunks);
+            assert_eq!(uncounted.1, 0, "{size}");
+            assert_eq!(
+                (&uncounted.0, uncounted.2, uncounted.3),
+                (&gated.0, gated.2, gated.3),
+                "{size}"
+            );
         }
         // One read: the quiet lines are passed over, the long one is not.
         let (lines, passed, cut, _) = split(true, &[text]);

@@ -300,7 +300,10 @@ impl FileFollower {
             }
             Drained::Read { at, more: true } => sink.read_on(mark(at)),
             Drained::Read { at, more: false } => sink.read_to(mark(at)),
-            Drained::Gate(gate) => *gate = sink.gate(),
+            Drained::Gate { gate, count } => {
+                *gate = sink.gate();
+                *count = sink.counts_passed();
+            }
             Drained::Passed(n) => sink.passed(n),
         });
         match self.resume_at() {
