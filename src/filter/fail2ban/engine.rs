@@ -218,7 +218,7 @@ fn split_trailing_lookahead(pattern: &str) -> Option<(&str, &str, bool, String)>
 /// what they can also match leave a choice open.)
 struct Direct {
     /// The byte reading; None when the pattern does not compile so (a
-    /// Unicode property class, say).
+    /// class that lists a non-ASCII character, say).
     ascii: Option<BoundedBacktracker>,
     /// The Unicode reading, for a line with other characters; None when
     /// it does not compile for the backtracker.
@@ -274,9 +274,7 @@ impl Direct {
         let ascii = backtracker(pattern, true).filter(|a| {
             let info = a.get_nfa().group_info();
             info.all_group_len() == re.captures_len()
-                && info
-                    .pattern_names(PatternID::ZERO)
-                    .eq(re.capture_names())
+                && info.pattern_names(PatternID::ZERO).eq(re.capture_names())
         });
         let unicode = OnceLock::new();
         let nfa_anchored = match &ascii {
@@ -333,7 +331,9 @@ impl Direct {
         let (engine, space) = match &self.ascii {
             Some(engine) if ascii => (engine, &mut s.ascii),
             _ => {
-                let unicode = self.unicode.get_or_init(|| backtracker(&self.pattern, false));
+                let unicode = self
+                    .unicode
+                    .get_or_init(|| backtracker(&self.pattern, false));
                 (unicode.as_ref()?, &mut s.unicode)
             }
         };
@@ -420,6 +420,10 @@ impl Named {
         Arc::new(Named { numbers, names })
     }
 }
+
+/// Every group's span, by number (0, the whole match, first).
+#[cfg(test)]
+pub type GroupSpans = Vec<Option<Range<usize>>>;
 
 /// A match: its span and the named groups that took part.
 #[derive(Debug, Clone)]
@@ -670,14 +674,18 @@ impl Compiled {
     /// is one and `hay` is all ASCII (see [`Direct`]). None when this
     /// regex has no such way; a way `hay` is too long for gives no answer.
     #[cfg(test)]
-    pub fn backtracker_groups(&self, hay: &str) -> Option<Vec<Option<Vec<Option<Range<usize>>>>>> {
+    pub fn backtracker_groups(&self, hay: &str) -> Option<Vec<Option<GroupSpans>>> {
         let direct = self.direct.as_ref()?;
         let mut guard = direct.scratch.get();
         let spans = |caps: &Captures| {
             let groups = (0..caps.group_len()).map(|i| caps.get_group(i).map(|s| s.range()));
             caps.is_match().then(|| groups.collect())
         };
-        let mut found: Vec<_> = direct.run(&mut guard, hay, false).map(spans).into_iter().collect();
+        let mut found: Vec<_> = direct
+            .run(&mut guard, hay, false)
+            .map(spans)
+            .into_iter()
+            .collect();
         if hay.is_ascii() && direct.ascii.is_some() {
             found.extend(direct.run(&mut guard, hay, true).map(spans));
         }
@@ -773,6 +781,83 @@ mod tests {
         let hit = c.search(" mx1 sshd[1]: Accepted").unwrap();
         assert_eq!((hit.span.clone(), hit.group_count()), (0..14, 0));
         assert!(c.search("sshd: x").is_none());
+    }
+
+    /// An ASCII line's captures are taken by the pattern read as bytes,
+    /// another's by its Unicode reading, each with the `regex` crate's
+    /// answer: also where the two readings differ off ASCII (a no-break
+    /// space is `\s`, the Kelvin sign is a case-insensitive `k`, `é` is
+    /// `\w`), and on a line too long for the Unicode reading only. A
+    /// pattern the byte reading refuses (a class with a non-ASCII
+    /// character) keeps the Unicode one.
+    #[test]
+    fn ascii_lines_take_the_byte_reading_with_the_same_answer() {
+        let cases: [(&str, &[&str]); 3] = [
+            (
+                r"(?i)^\s*(?P<k>k\w*)\s+(?P<rest>[^\[]*?)(?:\[(?P<n>\d+)\])?$",
+                &[
+                    "  key value[12]",
+                    "\u{a0}key value[12]",
+                    "\u{212a}ey caf\u{e9}",
+                    "Key caf\u{e9}[3]",
+                    "kelvin",
+                    "x key",
+                    "",
+                ],
+            ),
+            (
+                r"^(?P<h>\S+) (?:(?P<a>\w+)|(?P<b>.+))$",
+                &[
+                    "a b",
+                    "a b c",
+                    "\u{e9} \u{e9}",
+                    "a \u{e9}t\u{e9}",
+                    "a\u{a0}b c",
+                ],
+            ),
+            ("^[\u{e9}\\d]+ (?P<w>\\w+)", &["\u{e9}9 x", "12 x", "ab x"]),
+        ];
+        for (pattern, lines) in cases {
+            let c = Compiled::new(pattern, false).unwrap();
+            assert!(c.direct.is_some(), "{pattern}");
+            assert_eq!(c.has_ascii_way(), !pattern.contains('\u{e9}'), "{pattern}");
+            let re = regex::Regex::new(&pyregex::translate(pattern).unwrap().pattern).unwrap();
+            let long = format!("k {}", "v".repeat(20_000));
+            for hay in lines.iter().copied().chain([long.as_str()]) {
+                let want = re.captures(hay).map(|caps| {
+                    (0..caps.len())
+                        .map(|i| caps.get(i).map(|m| m.range()))
+                        .collect::<Vec<_>>()
+                });
+                let ways = c.backtracker_groups(hay).unwrap();
+                // Unicode first, when the line is not too long for it;
+                // then bytes, on an all-ASCII line.
+                let expected = usize::from(hay.len() < 10_000)
+                    + usize::from(hay.is_ascii() && c.has_ascii_way());
+                assert_eq!(ways.len(), expected, "{pattern}: {hay:?}");
+                for got in ways {
+                    assert_eq!(got, want, "{pattern}: {hay:?}");
+                }
+                let named = |n| {
+                    want.as_ref().and_then(|w| {
+                        w[re.capture_names().position(|x| x == Some(n)).unwrap()].clone()
+                    })
+                };
+                let got = c.search(hay);
+                assert_eq!(
+                    got.as_ref().map(|h| h.span.clone()),
+                    want.as_ref().and_then(|w| w[0].clone()),
+                    "{pattern}: {hay:?}"
+                );
+                for name in c.group_names() {
+                    assert_eq!(
+                        got.as_ref().and_then(|h| h.range_of(name)),
+                        named(name),
+                        "{pattern}: {hay:?}"
+                    );
+                }
+            }
+        }
     }
 
     /// An unanchored regex answers as the `regex` crate does whatever
