@@ -5,13 +5,14 @@
 use std::fmt;
 use std::ops::Range;
 use std::panic::{RefUnwindSafe, UnwindSafe};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use regex_automata::nfa::thompson;
 use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
 use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
-use regex_automata::{Anchored, Input};
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input, PatternID};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{Capture, Hir, HirKind};
 
@@ -201,16 +202,41 @@ fn split_trailing_lookahead(pattern: &str) -> Option<(&str, &str, bool, String)>
 /// `regex` crate's otherwise. An unanchored regex always goes the crate's
 /// way: the backtracker alone would try each start in turn, which costs
 /// more than it saves.
+///
+/// A line that is all ASCII (most log lines) goes to a backtracker of the
+/// pattern read as bytes, not Unicode characters. On such text every
+/// class matches the same characters either way (`\w`, `\s`, `.`,
+/// `[^[]`, a case-insensitive letter), and the ways through the pattern
+/// are tried in the pattern's own order either way, so the answer is the
+/// same, captures and all. It is cheaper: a Unicode class compiles to
+/// many states (one per run of UTF-8 sequences), and the backtracker
+/// clears and tracks a set of states times text positions per line. The
+/// Unicode reading is compiled only when a line needs it: most lines
+/// never do, and compiling each regex's twice would slow every start.
+/// (The one-pass DFA, which takes captures in one forward pass, builds
+/// for almost none of fail2ban's stock regexes: `\S+` or `.*` followed by
+/// what they can also match leave a choice open.)
 struct Direct {
-    engine: BoundedBacktracker,
+    /// The byte reading; None when the pattern does not compile so (a
+    /// class that lists a non-ASCII character, say).
+    ascii: Option<BoundedBacktracker>,
+    /// The Unicode reading, for a line with other characters; None when
+    /// it does not compile for the backtracker.
+    unicode: OnceLock<Option<BoundedBacktracker>>,
+    pattern: Box<str>,
     /// Reused between lines, as the `regex` crate keeps its own: the
     /// thread that uses it first takes it without a lock.
     scratch: Pool<Scratch, MakeScratch>,
 }
 
+/// A backtracker's scratch space and captures.
+type Space = (backtrack::Cache, Captures);
+
 struct Scratch {
-    cache: backtrack::Cache,
-    caps: Captures,
+    /// For [`Direct::ascii`] and [`Direct::unicode`], each made when first
+    /// used.
+    ascii: Option<Space>,
+    unicode: Option<Space>,
     /// How often the lines that reached this regex matched it lately.
     recent: Recent,
 }
@@ -223,27 +249,53 @@ impl fmt::Debug for Direct {
     }
 }
 
+/// The backtracker for `pattern`, its classes read as bytes when `bytes`.
+fn backtracker(pattern: &str, bytes: bool) -> Option<BoundedBacktracker> {
+    let mut builder = BoundedBacktracker::builder();
+    if bytes {
+        // A class may then match bytes that are not UTF-8, which only a
+        // line with non-ASCII bytes could hold, and such a line never
+        // takes this way.
+        builder.syntax(syntax::Config::new().unicode(false).utf8(false));
+    }
+    builder
+        .thompson(thompson::Config::new().nfa_size_limit(Some(SIZE_LIMIT)))
+        .build(pattern)
+        .ok()
+}
+
 impl Direct {
-    /// None when `pattern` does not compile for the backtracker or can
-    /// match elsewhere than at the start.
-    fn new(pattern: &str) -> Option<Direct> {
-        let engine = BoundedBacktracker::builder()
-            .thompson(thompson::Config::new().nfa_size_limit(Some(SIZE_LIMIT)))
-            .build(pattern)
-            .ok()?;
-        if !engine.get_nfa().is_always_start_anchored() {
+    /// None when `re` does not compile for the backtracker or can match
+    /// elsewhere than at the start.
+    fn new(re: &regex::Regex) -> Option<Direct> {
+        let pattern = re.as_str();
+        // Both readings have the same groups and anchors: the byte one,
+        // cheaper to compile, tells.
+        let ascii = backtracker(pattern, true).filter(|a| {
+            let info = a.get_nfa().group_info();
+            info.all_group_len() == re.captures_len()
+                && info.pattern_names(PatternID::ZERO).eq(re.capture_names())
+        });
+        let unicode = OnceLock::new();
+        let nfa_anchored = match &ascii {
+            Some(a) => a.get_nfa().is_always_start_anchored(),
+            None => {
+                let u = unicode.get_or_init(|| backtracker(pattern, false));
+                u.as_ref()?.get_nfa().is_always_start_anchored()
+            }
+        };
+        if !nfa_anchored {
             return None;
         }
-        let make: MakeScratch = {
-            let engine = engine.clone();
-            Box::new(move || Scratch {
-                cache: engine.create_cache(),
-                caps: engine.create_captures(),
-                recent: Recent::default(),
-            })
-        };
+        let make: MakeScratch = Box::new(|| Scratch {
+            ascii: None,
+            unicode: None,
+            recent: Recent::default(),
+        });
         Some(Direct {
-            engine,
+            ascii,
+            unicode,
+            pattern: pattern.into(),
             scratch: Pool::new(make),
         })
     }
@@ -260,8 +312,11 @@ impl Direct {
     ) -> Option<T> {
         let mut guard = self.scratch.get();
         let s = &mut *guard;
-        let found = if s.recent.try_line() && self.run(s, hay) {
-            read(&s.caps)
+        let found = if s.recent.try_line() {
+            match self.run(s, hay, hay.is_ascii()) {
+                Some(caps) => read(caps),
+                None => fallback(),
+            }
         } else {
             fallback()
         };
@@ -269,16 +324,27 @@ impl Direct {
         found
     }
 
-    /// The backtracker alone, its answer in `s.caps`; false when `hay` is
-    /// too long for it.
-    fn run(&self, s: &mut Scratch, hay: &str) -> bool {
-        if hay.len() > self.engine.max_haystack_len() {
-            return false;
+    /// The backtracker alone, its answer; the byte reading when `ascii`
+    /// (`hay` is all ASCII) and there is one. None when `hay` is too long
+    /// for it, or the pattern does not compile for it.
+    fn run<'s>(&self, s: &'s mut Scratch, hay: &str, ascii: bool) -> Option<&'s Captures> {
+        let (engine, space) = match &self.ascii {
+            Some(engine) if ascii => (engine, &mut s.ascii),
+            _ => {
+                let unicode = self
+                    .unicode
+                    .get_or_init(|| backtracker(&self.pattern, false));
+                (unicode.as_ref()?, &mut s.unicode)
+            }
+        };
+        if hay.len() > engine.max_haystack_len() {
+            return None;
         }
+        let (cache, caps) =
+            space.get_or_insert_with(|| (engine.create_cache(), engine.create_captures()));
         let input = Input::new(hay).anchored(Anchored::Yes);
-        self.engine
-            .try_captures(&mut s.cache, input, &mut s.caps)
-            .is_ok()
+        engine.try_captures(cache, input, caps).ok()?;
+        Some(caps)
     }
 }
 
@@ -355,6 +421,10 @@ impl Named {
     }
 }
 
+/// Every group's span, by number (0, the whole match, first).
+#[cfg(test)]
+pub type GroupSpans = Vec<Option<Range<usize>>>;
+
 /// A match: its span and the named groups that took part.
 #[derive(Debug, Clone)]
 pub struct Hit {
@@ -430,7 +500,7 @@ impl Compiled {
             .ok()?;
         let named = Named::new(re.capture_names());
         let find_only = named.numbers.is_empty();
-        let one_pass = Direct::new(re.as_str());
+        let one_pass = Direct::new(&re);
         Some(Compiled {
             anchored: one_pass.is_some(),
             direct: one_pass.filter(|_| !find_only),
@@ -598,19 +668,35 @@ impl Compiled {
         }
     }
 
-    /// The spans of every group (0, the whole match, first) as the
-    /// backtracker alone finds them; `None` for no match. None when this
-    /// regex has no such way or `hay` is too long for it.
+    /// The spans of every group (0, the whole match, first) as each way
+    /// of the backtracker alone finds them, `None` for no match: the
+    /// Unicode reading of the pattern, then the byte reading when there
+    /// is one and `hay` is all ASCII (see [`Direct`]). None when this
+    /// regex has no such way; a way `hay` is too long for gives no answer.
     #[cfg(test)]
-    pub fn backtracker_groups(&self, hay: &str) -> Option<Option<Vec<Option<Range<usize>>>>> {
+    pub fn backtracker_groups(&self, hay: &str) -> Option<Vec<Option<GroupSpans>>> {
         let direct = self.direct.as_ref()?;
         let mut guard = direct.scratch.get();
-        if !direct.run(&mut guard, hay) {
-            return None;
+        let spans = |caps: &Captures| {
+            let groups = (0..caps.group_len()).map(|i| caps.get_group(i).map(|s| s.range()));
+            caps.is_match().then(|| groups.collect())
+        };
+        let mut found: Vec<_> = direct
+            .run(&mut guard, hay, false)
+            .map(spans)
+            .into_iter()
+            .collect();
+        if hay.is_ascii() && direct.ascii.is_some() {
+            found.extend(direct.run(&mut guard, hay, true).map(spans));
         }
-        let caps = &guard.caps;
-        let groups = (0..caps.group_len()).map(|i| caps.get_group(i).map(|s| s.range()));
-        Some(caps.is_match().then(|| groups.collect()))
+        Some(found)
+    }
+
+    /// Whether the backtracker has a byte reading of the pattern for
+    /// lines that are all ASCII (see [`Direct`]).
+    #[cfg(test)]
+    pub fn has_ascii_way(&self) -> bool {
+        self.direct.as_ref().is_some_and(|d| d.ascii.is_some())
     }
 
     /// The linear part before a trailing look-ahead (see [`Ahead`]).
@@ -695,6 +781,83 @@ mod tests {
         let hit = c.search(" mx1 sshd[1]: Accepted").unwrap();
         assert_eq!((hit.span.clone(), hit.group_count()), (0..14, 0));
         assert!(c.search("sshd: x").is_none());
+    }
+
+    /// An ASCII line's captures are taken by the pattern read as bytes,
+    /// another's by its Unicode reading, each with the `regex` crate's
+    /// answer: also where the two readings differ off ASCII (a no-break
+    /// space is `\s`, the Kelvin sign is a case-insensitive `k`, `é` is
+    /// `\w`), and on a line too long for the Unicode reading only. A
+    /// pattern the byte reading refuses (a class with a non-ASCII
+    /// character) keeps the Unicode one.
+    #[test]
+    fn ascii_lines_take_the_byte_reading_with_the_same_answer() {
+        let cases: [(&str, &[&str]); 3] = [
+            (
+                r"(?i)^\s*(?P<k>k\w*)\s+(?P<rest>[^\[]*?)(?:\[(?P<n>\d+)\])?$",
+                &[
+                    "  key value[12]",
+                    "\u{a0}key value[12]",
+                    "\u{212a}ey caf\u{e9}",
+                    "Key caf\u{e9}[3]",
+                    "kelvin",
+                    "x key",
+                    "",
+                ],
+            ),
+            (
+                r"^(?P<h>\S+) (?:(?P<a>\w+)|(?P<b>.+))$",
+                &[
+                    "a b",
+                    "a b c",
+                    "\u{e9} \u{e9}",
+                    "a \u{e9}t\u{e9}",
+                    "a\u{a0}b c",
+                ],
+            ),
+            ("^[\u{e9}\\d]+ (?P<w>\\w+)", &["\u{e9}9 x", "12 x", "ab x"]),
+        ];
+        for (pattern, lines) in cases {
+            let c = Compiled::new(pattern, false).unwrap();
+            assert!(c.direct.is_some(), "{pattern}");
+            assert_eq!(c.has_ascii_way(), !pattern.contains('\u{e9}'), "{pattern}");
+            let re = regex::Regex::new(&pyregex::translate(pattern).unwrap().pattern).unwrap();
+            let long = format!("k {}", "v".repeat(20_000));
+            for hay in lines.iter().copied().chain([long.as_str()]) {
+                let want = re.captures(hay).map(|caps| {
+                    (0..caps.len())
+                        .map(|i| caps.get(i).map(|m| m.range()))
+                        .collect::<Vec<_>>()
+                });
+                let ways = c.backtracker_groups(hay).unwrap();
+                // Unicode first, when the line is not too long for it;
+                // then bytes, on an all-ASCII line.
+                let expected = usize::from(hay.len() < 10_000)
+                    + usize::from(hay.is_ascii() && c.has_ascii_way());
+                assert_eq!(ways.len(), expected, "{pattern}: {hay:?}");
+                for got in ways {
+                    assert_eq!(got, want, "{pattern}: {hay:?}");
+                }
+                let named = |n| {
+                    want.as_ref().and_then(|w| {
+                        w[re.capture_names().position(|x| x == Some(n)).unwrap()].clone()
+                    })
+                };
+                let got = c.search(hay);
+                assert_eq!(
+                    got.as_ref().map(|h| h.span.clone()),
+                    want.as_ref().and_then(|w| w[0].clone()),
+                    "{pattern}: {hay:?}"
+                );
+                for name in c.group_names() {
+                    assert_eq!(
+                        got.as_ref().and_then(|h| h.range_of(name)),
+                        named(name),
+                        "{pattern}: {hay:?}"
+                    );
+                }
+            }
+        }
     }
 
     /// An unanchored regex answers as the `regex` crate does whatever

@@ -427,8 +427,12 @@ fn bad_regex_names_filter_key_and_line() {
 /// failregexes, ignoreregexes) takes the same captures by the
 /// backtracker alone as `regex::Regex::captures` takes, every group's
 /// span included, on each sample line and on the prefregex's content of
-/// it (the text a failregex sees); and its search, whichever way it goes
-/// as the share of matching lines moves, reports the same.
+/// it (the text a failregex sees), by both its readings (Unicode, and
+/// bytes on an all-ASCII line); the same on those lines with a
+/// non-ASCII character in (a no-break space, which `\s` matches, or a
+/// letter), which only the Unicode reading takes, and on lines too long
+/// for one reading or both; and its search, whichever way it goes as the
+/// share of matching lines moves, reports the same.
 #[test]
 fn the_backtracker_alone_captures_as_the_regex_crate_does() {
     let Some((filters, logs, names)) = stock_filters_with_samples() else {
@@ -436,6 +440,9 @@ fn the_backtracker_alone_captures_as_the_regex_crate_does() {
         return;
     };
     let (mut bodies, mut matched, mut compared) = (0, 0, 0);
+    // Answers of the Unicode and byte readings compared, and those that
+    // matched; lines one reading or both found too long.
+    let (mut unicode, mut ascii, mut too_long) = ([0, 0], [0, 0], 0);
     // postfix's `auth` mode has a failregex with a trailing look-ahead.
     let auth = ("postfix[mode=auth]".to_string(), "postfix".to_string());
     let specs = names.iter().map(|n| (n.clone(), n.clone())).chain([auth]);
@@ -445,15 +452,26 @@ fn the_backtracker_alone_captures_as_the_regex_crate_does() {
         };
         let bytes = std::fs::read(logs.join(log)).unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
-        let mut hays: Vec<&str> = Vec::new();
-        for line in text.lines() {
-            hays.push(line);
+        let mut hays: Vec<String> = Vec::new();
+        for (i, line) in text.lines().enumerate() {
             let content = f.prefregex.as_ref().and_then(|p| {
                 let hit = p.re.search(line)?;
                 line.get(hit.range_of("content")?)
             });
-            hays.extend(content);
+            for hay in std::iter::once(line).chain(content) {
+                hays.push(hay.to_string());
+                hays.push(hay.replacen(' ', "\u{a0}", 1));
+                hays.push(hay.replacen('a', "\u{e4}", 1));
+                // Longer than the Unicode reading of a large regex takes,
+                // then longer than either takes (a few: they are slow).
+                if i < 4 {
+                    for n in [3000, 300_000] {
+                        hays.push(hay.replacen(' ', &" ".repeat(n), 1));
+                    }
+                }
+            }
         }
+        hays.dedup();
         let rules = f.prefregex.iter().chain(&f.failregex).chain(&f.ignoreregex);
         // A look-ahead's body too: its own captures are the whole's.
         let res = rules.flat_map(|r| {
@@ -473,13 +491,25 @@ fn the_backtracker_alone_captures_as_the_regex_crate_does() {
                 .build()
                 .unwrap();
             for hay in &hays {
+                let hay = hay.as_str();
                 let want = crate_re.captures(hay).map(|caps| {
                     (0..caps.len())
                         .map(|i| caps.get(i).map(|m| m.range()))
                         .collect::<Vec<_>>()
                 });
-                let got = re.backtracker_groups(hay);
-                assert_eq!(got, Some(want.clone()), "{name}: {}: {hay}", re.pattern());
+                let got = re.backtracker_groups(hay).unwrap();
+                let ways = usize::from(hay.is_ascii() && re.has_ascii_way()) + 1;
+                too_long += usize::from(got.len() < ways);
+                for answer in &got {
+                    assert_eq!(*answer, want, "{name}: {}: {hay}", re.pattern());
+                }
+                // The Unicode reading answers first when it takes the line.
+                if got.len() == ways {
+                    unicode[usize::from(want.is_some())] += 1;
+                }
+                if ways == 2 && !got.is_empty() {
+                    ascii[usize::from(want.is_some())] += 1;
+                }
                 let named = |spans: &[Option<std::ops::Range<usize>>]| -> Vec<_> {
                     let names = crate_re.capture_names().enumerate();
                     names
@@ -502,6 +532,12 @@ fn the_backtracker_alone_captures_as_the_regex_crate_does() {
     assert!(
         matched > 500 && compared > matched,
         "{matched} of {compared}"
+    );
+    // Each reading both matched and refused lines, and some lines were
+    // too long for one.
+    assert!(
+        unicode.iter().chain(&ascii).all(|&n| n > 100) && too_long > 50,
+        "unicode {unicode:?}, ascii {ascii:?}, {too_long} too long"
     );
 }
 
