@@ -12,6 +12,7 @@
 
 mod aliases;
 mod readers;
+mod relay;
 mod routes;
 mod scan;
 mod stage;

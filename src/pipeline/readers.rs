@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::{mpsc, Notify};
 use tracing::{error, info};
 
+use super::relay;
 use super::routes::{self, Routes, SourceKey};
 use super::stage::LineStage;
 use crate::config::Config;
@@ -278,15 +279,23 @@ fn thread(
         .map_err(PipelineError::Thread)
 }
 
+/// A file is read on one thread and its lines judged on another (see
+/// [`relay`]); the reading thread ends once the judging one has.
 fn spawn_file(
     mut follower: Box<FileFollower>,
     stop: Stopper,
-    mut stage: LineStage,
+    stage: LineStage,
 ) -> Result<JoinHandle<()>, PipelineError> {
     let path = follower.path().to_path_buf();
+    let (mut relay, judge) =
+        relay::relay(format!("judge:{}", path.display()), stage).map_err(PipelineError::Thread)?;
     thread(format!("source:{}", path.display()), move || {
-        if let Err(e) = follower.follow(&stop, &mut stage) {
+        if let Err(e) = follower.follow(&stop, &mut relay) {
             error!(file = %path.display(), "log source stopped: {e}");
+        }
+        drop(relay);
+        if judge.join().is_err() {
+            error!(file = %path.display(), "the thread judging its lines panicked");
         }
     })
 }

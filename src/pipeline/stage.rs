@@ -74,6 +74,11 @@ impl LineStage {
         }
     }
 
+    /// The routes this stage reads by, swapped on reload.
+    pub(super) fn shared_routes(&self) -> SharedRoutes {
+        Arc::clone(&self.routes)
+    }
+
     /// For a source that marks how far it read (see [`Sink::read_to`]).
     pub(super) fn marking(mut self, marking: bool) -> Self {
         self.marking = marking;
@@ -263,6 +268,12 @@ impl Sink for LineStage {
 /// to read every line alike and to be gated by literals), so the file
 /// source passes it over without splitting it out.
 struct LiteralGate(Arc<Routes>);
+
+/// The gate a file read for `routes` may pass lines over with (see
+/// [`LiteralGate`]), if any.
+pub(super) fn literal_gate(routes: &Arc<Routes>) -> Option<Arc<dyn LineGate>> {
+    LiteralGate::for_routes(routes)
+}
 
 impl LiteralGate {
     fn for_routes(routes: &Arc<Routes>) -> Option<Arc<dyn LineGate>> {
@@ -564,6 +575,83 @@ mod tests {
             ],
             "batches as (read sent after, failures, mark)"
         );
+    }
+
+    /// Through the relay, judged on a thread of its own, a stage hands the
+    /// tracker the same batches as when the source tells it directly: the
+    /// same failures, split alike, each batch with the same mark.
+    #[test]
+    fn the_relay_hands_on_what_the_stage_would() {
+        let mark = |offset| ReadMark {
+            source: Arc::from("/var/log/t.log"),
+            at: ReadAt::File(Position {
+                offset,
+                ..Position::default()
+            }),
+        };
+        let script = |sink: &mut dyn Sink| {
+            let mut n = 0u32;
+            for read in 1..=60u64 {
+                for _ in 0..read % 7 {
+                    n += 1;
+                    let line = if n % 3 == 0 {
+                        format!(
+                            "Mar  5 16:01:38 mx1 sshd[78]: Failed password for root from 192.0.2.{} port 22 ssh2",
+                            n % 250
+                        )
+                    } else {
+                        format!(
+                            "Mar  5 16:01:38 mx1 postfix/smtpd[1]: connect from a[192.0.2.{}]",
+                            n % 250
+                        )
+                    };
+                    sink.line(&Line::plain(&line));
+                }
+                sink.passed(read);
+                if read % 20 == 0 {
+                    sink.read_to(mark(read));
+                } else {
+                    sink.read_on(mark(read));
+                }
+            }
+            sink.caught_up();
+        };
+        let batches = |mut rx: mpsc::Receiver<FailureBatch>| {
+            let mut out = Vec::new();
+            while let Ok(b) = rx.try_recv() {
+                let failures: Vec<String> = b
+                    .failures
+                    .iter()
+                    .map(|f| format!("{} {} {:?} {:?}", f.jail, f.addr, f.line.as_deref(), f.time))
+                    .collect();
+                out.push((failures, b.read_to));
+            }
+            out
+        };
+        let (tx, rx) = mpsc::channel(1 << 10);
+        let mut stage = LineStage::new(routes(), tx).marking(true);
+        script(&mut stage);
+        drop(stage);
+        let direct = batches(rx);
+
+        let (tx, rx) = mpsc::channel(1 << 10);
+        let stage = LineStage::new(routes(), tx).marking(true);
+        let (mut relay, judge) = super::super::relay::relay("judge:test".into(), stage)
+            .unwrap_or_else(|e| panic!("{e}"));
+        script(&mut relay);
+        drop(relay);
+        judge
+            .join()
+            .unwrap_or_else(|_| panic!("the judging thread panicked"));
+        let relayed = batches(rx);
+
+        assert!(direct.len() > 3, "{direct:?}");
+        assert!(direct.iter().map(|(f, _)| f.len()).sum::<usize>() > 50);
+        assert!(
+            direct.iter().all(|(_, m)| m.is_some()),
+            "every batch has its mark"
+        );
+        assert_eq!(relayed, direct);
     }
 
     /// The gate changes nothing the tracker or the metrics see, whatever
