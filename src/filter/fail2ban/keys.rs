@@ -13,6 +13,12 @@
 //! keys it stands for: where a key starts, its anchor starts a known
 //! distance further on, so every key is found, and only keys are reported.
 //! An anchor met without its keys costs one comparison, never a line.
+//!
+//! Any part of a key finds it as well as the whole does, so each anchor is
+//! the part that starts with the bytes the least common in logs: the
+//! searcher stops to check wherever text starts like one of its strings,
+//! and a string that starts with a space or a lower-case word stops it in
+//! most lines.
 
 use std::collections::HashMap;
 
@@ -22,7 +28,18 @@ use aho_corasick::{packed, AhoCorasick, AhoCorasickKind, Input, MatchKind, Span}
 /// shared by keys are everyday words or fragments (`user`, `tion`), met
 /// in most lines of any log: each meeting costs a check and a restart of
 /// the search.
-const SHARED_MIN: usize = 8;
+const SHARED_MIN: usize = 7;
+
+/// The shortest part of a single key it is looked for by (all of it when
+/// shorter): past the bytes the searcher compares before it stops, so that
+/// the part turns up without its key seldom.
+const ALONE_MIN: usize = 6;
+
+/// What one more anchor costs, in the units of [`lead`]: every string
+/// widens the set of bytes its bucket stops at, so a string that stands
+/// for one key is worth it only where the anchor it spares starts much
+/// more commonly.
+const ANCHOR_COST: u64 = 30_000_000_000;
 
 /// Most anchors searched by the slim SIMD searcher (see [`Search::new`]).
 const FAT_FROM: usize = 24;
@@ -175,11 +192,13 @@ impl KeySet {
 }
 
 /// The strings to look for: each with the keys it stands for and where in
-/// each it starts. Greedily, the string of at least [`SHARED_MIN`] bytes
-/// that the most keys not yet covered hold (the longest of those, the
-/// rarer; then the first in byte order, so the choice does not depend on
-/// hashing), while one is held by two or more; every key left is looked
-/// for as itself.
+/// each it starts. Greedily, the string that costs least per key not yet
+/// covered: a string of at least [`SHARED_MIN`] bytes held by two or more
+/// of them, or one key alone, each weighed by how commonly text starts
+/// like its part that starts rarest (see [`rarest_part`]), plus
+/// [`ANCHOR_COST`]. Ties go to the string that covers more keys, then the
+/// longer (it turns up without them the less), then the first in byte
+/// order, so the choice does not depend on hashing.
 fn choose_anchors(keys: &[String]) -> Vec<(String, Vec<(usize, usize)>)> {
     let mut holders: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, k) in keys.iter().enumerate() {
@@ -194,34 +213,121 @@ fn choose_anchors(keys: &[String]) -> Vec<(String, Vec<(usize, usize)>)> {
             }
         }
     }
-    holders.retain(|_, held| held.len() > 1);
+    let cost = |s: &str, least: usize| ANCHOR_COST + lead(rarest_part(s, least).as_bytes());
+    let shared: Vec<(&str, Vec<usize>, u64)> = holders
+        .into_iter()
+        .filter(|(_, held)| held.len() > 1)
+        .map(|(s, held)| (s, held, cost(s, SHARED_MIN)))
+        .collect();
     let mut left = vec![true; keys.len()];
-    let mut out = Vec::new();
+    let mut out: Vec<(String, Vec<(usize, usize)>)> = Vec::new();
     loop {
-        let best = holders
+        let alone = keys
             .iter()
-            .map(|(s, held)| {
-                let n = held.iter().filter(|&&k| left[k]).count();
-                (n, s.len(), std::cmp::Reverse(*s))
-            })
-            .filter(|&(n, ..)| n > 1)
-            .max();
-        let Some((_, _, std::cmp::Reverse(anchor))) = best else {
-            break;
+            .enumerate()
+            .filter(|&(k, _)| left[k])
+            .map(|(k, key)| (key.as_str(), vec![k], cost(key, ALONE_MIN), ALONE_MIN));
+        let together = shared.iter().filter_map(|(s, held, c)| {
+            let held: Vec<usize> = held.iter().copied().filter(|&k| left[k]).collect();
+            (held.len() > 1).then_some((*s, held, *c, SHARED_MIN))
+        });
+        // Costs per key, x.2 / x.1.len() against y.2 / y.1.len(), unrounded.
+        let best = alone.chain(together).min_by(|x, y| {
+            (u128::from(x.2) * y.1.len() as u128)
+                .cmp(&(u128::from(y.2) * x.1.len() as u128))
+                .then(y.1.len().cmp(&x.1.len()))
+                .then(y.0.len().cmp(&x.0.len()))
+                .then(x.0.cmp(y.0))
+        });
+        let Some((s, covered, _, least)) = best else {
+            return out;
         };
-        let mut covered = Vec::new();
-        for &k in &holders[anchor] {
-            if let (true, Some(offset)) = (left[k], keys[k].find(anchor)) {
-                left[k] = false;
-                covered.push((k, offset));
+        let anchor = rarest_part(s, least);
+        let mut held = Vec::new();
+        for k in covered {
+            left[k] = false;
+            if let Some(offset) = keys[k].find(anchor) {
+                held.push((k, offset));
             }
         }
-        out.push((anchor.to_string(), covered));
+        // Keys cut to one string are looked for by it once.
+        match out.iter_mut().find(|(a, _)| a == anchor) {
+            Some((_, h)) => h.extend(held),
+            None => out.push((anchor.to_string(), held)),
+        }
     }
-    for (k, key) in keys.iter().enumerate().filter(|(k, _)| left[*k]) {
-        out.push((key.clone(), vec![(k, 0)]));
+}
+
+/// The part of `s`, of at least `least` bytes (all of it when shorter),
+/// that starts with the rarest bytes (see [`lead`]), running on to the end
+/// of `s`: the longer, the more seldom it turns up without its keys.
+fn rarest_part(s: &str, least: usize) -> &str {
+    let least = least.min(s.len());
+    s.char_indices()
+        .map(|(i, _)| i)
+        .filter(|&i| s.len() - i >= least)
+        .min_by_key(|&i| lead(&s.as_bytes()[i..]))
+        .map_or(s, |i| &s[i..])
+}
+
+/// How commonly text starts like `s`: the product of how common each of
+/// its first [`LEAD`] bytes is in logs (see [`commonness`]).
+fn lead(s: &[u8]) -> u64 {
+    s.iter()
+        .take(LEAD)
+        .map(|&b| u64::from(commonness(b)))
+        .product()
+}
+
+/// The bytes the searcher fingerprints its strings by (when all are at
+/// least as long), which decide where it stops to check.
+const LEAD: usize = 4;
+
+/// About how many of every ten thousand bytes of log text are `b`: what
+/// logs are made of (words in lower case, numbers, addresses, times and
+/// their separators) rather than any one log. Only the order and rough
+/// size matter.
+fn commonness(b: u8) -> u16 {
+    match b {
+        b' ' => 1500,
+        b'e' => 900,
+        b't' => 650,
+        b'a' => 620,
+        b'o' => 600,
+        b'i' => 580,
+        b'n' => 570,
+        b's' => 560,
+        b'r' => 520,
+        b'1' => 450,
+        b'0' | b'2' => 400,
+        b'l' => 380,
+        b'.' | b'd' => 350,
+        b'c' => 320,
+        b':' => 300,
+        b'u' => 280,
+        b'm' => 260,
+        b'h' | b'3'..=b'9' => 250,
+        b'p' => 230,
+        b'f' => 200,
+        b'g' => 170,
+        b'=' => 150,
+        b'y' | b'w' | b'b' => 120,
+        b'/' | b'[' | b']' | b',' | b'-' => 100,
+        b'v' => 90,
+        b'k' | b'S' => 60,
+        b'x' | b'\n' | b'A' => 50,
+        b'_' | b'E' | b'T' | b'R' | b'N' | b'I' | b'O' | b'C' | b'D' => 40,
+        b'L' | b'P' | b'M' => 35,
+        b'<' | b'>' | b'@' | b'(' | b')' | b';' | b'U' | b'F' => 30,
+        b'H' | b'G' | b'B' => 25,
+        b'\'' | b'"' => 20,
+        b'K' | b'V' | b'W' => 15,
+        b'q' | b'j' | b'z' | b'Y' | b'X' | b'+' => 10,
+        b'J' | b'Q' | b'Z' | b'#' | b'!' | b'?' | b'*' | b'%' | b'&' | b'{' | b'}' | b'|' => 5,
+        b'\t' | b'\\' => 5,
+        b'$' | b'~' | b'^' | b'`' => 3,
+        _ => 1,
     }
-    out
 }
 
 enum Search {
@@ -316,6 +422,7 @@ mod tests {
         let Some(set) = KeySet::new(keys.to_vec()) else {
             panic!("keys {keys:?} build");
         };
+        parts_of_their_keys(&set);
         let hay = text.as_bytes();
         let want = starts(keys, hay);
         for set in [&set, &set.on_automaton()] {
@@ -350,8 +457,79 @@ mod tests {
         }
     }
 
-    /// Keys that share long strings are looked for by them; one that
-    /// shares nothing long enough by itself.
+    /// Every key it stands for holds each anchor where the set says, and
+    /// every key has one anchor.
+    fn parts_of_their_keys(set: &KeySet) {
+        let mut seen = vec![0; set.keys.len()];
+        for (a, held) in set.anchors.iter().zip(&set.holders) {
+            for &(k, offset) in held {
+                let key = &set.keys[k];
+                assert_eq!(
+                    key.get(offset..offset + a.len()),
+                    Some(a.as_str()),
+                    "{key:?}"
+                );
+                seen[k] += 1;
+            }
+        }
+        assert!(seen.iter().all(|&n| n == 1), "{:?}: {seen:?}", set.keys);
+    }
+
+    /// A key is looked for by its part that starts with the rarest
+    /// bytes, mid-key here; found through it at the very start and end
+    /// of the text, it is reported where the key starts, and a cut key
+    /// whose part is whole is not reported.
+    #[test]
+    fn a_key_found_by_a_part_within_it_is_reported_where_it_starts() {
+        let key = "note: Quux happened";
+        let keys = vec![key.to_string(), "warning: ".to_string()];
+        let set = KeySet::new(keys.clone()).unwrap();
+        let i = set.anchors.iter().position(|a| a.starts_with('Q')).unwrap();
+        assert_eq!(set.anchors[i], "Quux happened");
+        assert_eq!(set.holders[i], [(0, 6)]);
+        for text in [key, "note: Quux happened\nx", "a note: Quux happened"] {
+            let at = text.find(key).unwrap();
+            assert_eq!(set.find(text.as_bytes(), 0), Some(at), "{text:?}");
+            let mut got = Vec::new();
+            set.each(text.as_bytes(), |k| got.push(k));
+            assert_eq!(got, [0], "{text:?}");
+            check(&keys, text);
+        }
+        for cut in ["ote: Quux happened", "note: Quux happene", "Quux happened"] {
+            assert_eq!(set.find(cut.as_bytes(), 0), None);
+            check(&keys, cut);
+        }
+        check(&keys, "note: Quux happenednote: Quux happened warning: ");
+    }
+
+    /// Each key's anchor is a part of it, in stock filters' keys and in
+    /// keys with bytes past ASCII, where a part starts on a character.
+    #[test]
+    fn an_anchor_is_a_part_of_each_key_it_stands_for() {
+        let keys: Vec<String> = [
+            "Authentication failed for ",
+            "authentication failure",
+            "pam_unix(sshd:auth): authentication failure;",
+            "Connection closed by",
+            "Connection reset by",
+            "Ünknown ÿser ÿ",
+            "ÿÿÿÿÿÿ",
+            "é",
+            "reject:",
+        ]
+        .iter()
+        .map(|k| k.to_string())
+        .collect();
+        let set = KeySet::new(keys.clone()).unwrap();
+        parts_of_their_keys(&set);
+        check(&keys, "x Ünknown ÿser ÿÿÿÿÿÿ é reject: Connection reset by");
+    }
+
+    /// Keys that share a string are looked for by it (`Failed `); a key
+    /// alone, by its part that starts rarest (`failure`, not the word
+    /// before it). Two keys that share only strings starting with
+    /// lower-case letters (`uthentication fail`) are looked for apart, by
+    /// parts that start less commonly.
     #[test]
     fn keys_alike_share_an_anchor() {
         let keys: Vec<String> = [
@@ -366,9 +544,18 @@ mod tests {
         .collect();
         let anchors = choose_anchors(&keys);
         let names: Vec<&str> = anchors.iter().map(|(a, _)| a.as_str()).collect();
-        assert_eq!(names, ["uthentication fail", "invalid user ", "Failed "]);
-        assert_eq!(anchors[0].1, [(0, 1), (1, 1)]);
-        assert_eq!(anchors[1].1, [(3, 21), (4, 0)]);
+        assert_eq!(
+            names,
+            [
+                "Failed ",
+                "Authentication failed for ",
+                "nvalid user ",
+                "failure"
+            ]
+        );
+        assert_eq!(anchors[0].1, [(2, 0), (3, 0)]);
+        assert_eq!(anchors[2].1, [(4, 1)]);
+        assert_eq!(anchors[3].1, [(1, 15)]);
         check(
             &keys,
             "sshd[1]: Failed publickey for invalid user bob\n\
@@ -388,8 +575,9 @@ mod tests {
     }
 
     /// Pieces that keys and lines are made of, so keys overlap, share
-    /// long strings, start alike and hold one another.
-    const PIECES: [&str; 6] = ["ab", "ba ", "aab:b", "b", "abba ab", "a"];
+    /// long strings, start alike and hold one another, and are looked
+    /// for by parts that start mid-key (at a rare byte, `Q`).
+    const PIECES: [&str; 7] = ["ab", "ba ", "aab:b", "b", "abba ab", "a", "Qa"];
 
     fn made_of(pieces: &[&'static str], most: usize) -> impl Strategy<Value = String> {
         prop::collection::vec(prop::sample::select(pieces.to_vec()), 0..most)
@@ -402,7 +590,7 @@ mod tests {
         #[test]
         fn finds_every_key_as_brute_force_does(
             keys in prop::collection::vec(made_of(&PIECES, 5), 1..10),
-            text in made_of(&[PIECES[0], PIECES[1], PIECES[2], PIECES[3], PIECES[4], PIECES[5], "\n", ":"], 24),
+            text in made_of(&[PIECES[0], PIECES[1], PIECES[2], PIECES[3], PIECES[4], PIECES[5], PIECES[6], "\n", ":"], 24),
         ) {
             let mut keys: Vec<String> = keys.into_iter().filter(|k| !k.is_empty()).collect();
             keys.sort();
@@ -410,5 +598,101 @@ mod tests {
             prop_assume!(!keys.is_empty());
             check(&keys, &text);
         }
+    }
+}
+
+/// Timings of the key searches of ten stock filters over a large mail log
+/// (`NFTJAIL_KEYS_LOG`, or `/tmp/m1.log`), as the reader and the filters
+/// run them, for comparing anchor choices:
+/// `cargo test --release --lib keys::timing -- --ignored --nocapture`.
+#[cfg(test)]
+mod timing {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use super::super::filter::Fail2banFilter;
+    use super::*;
+
+    const SPECS: [&str; 10] = [
+        "postfix[mode=auth]",
+        "postfix",
+        "dovecot",
+        "sieve",
+        "sshd",
+        "sshd[mode=aggressive]",
+        "exim",
+        "courier-auth",
+        "cyrus-imap",
+        "sendmail-auth",
+    ];
+
+    fn best_of_5(mut run: impl FnMut() -> usize) -> (Duration, usize) {
+        let mut out = (Duration::MAX, 0);
+        for _ in 0..5 {
+            let t = Instant::now();
+            let n = run();
+            out = (out.0.min(t.elapsed()), n);
+        }
+        out
+    }
+
+    fn show(name: &str, set: &KeySet, hay: &[u8]) {
+        println!(
+            "{name}: {} keys, {} anchors",
+            set.keys.len(),
+            set.anchors.len()
+        );
+        for (a, held) in set.anchors.iter().zip(&set.holders) {
+            let met = memchr::memmem::find_iter(hay, a.as_bytes()).count();
+            println!("  {a:?} for {} keys, met {met} times", held.len());
+        }
+    }
+
+    #[test]
+    #[ignore = "a timing over a large log, for comparing anchor choices"]
+    fn time_stock_filters() {
+        let dir = Path::new(crate::filter::fail2ban::DEFAULT_FILTER_DIR);
+        let log = std::env::var("NFTJAIL_KEYS_LOG").unwrap_or_else(|_| "/tmp/m1.log".into());
+        let Ok(hay) = std::fs::read(&log) else {
+            panic!("no {log} to time the search over");
+        };
+        let filters: Vec<Fail2banFilter> = SPECS
+            .iter()
+            .map(|s| Fail2banFilter::load(s, dir).unwrap())
+            .collect();
+        // As the reader builds it, and as the filters do.
+        let whole = super::super::group::key_search(&filters).unwrap();
+        let mut keys: Vec<String> = Vec::new();
+        for f in &filters {
+            for k in f.gate_keys().unwrap() {
+                crate::filter::place_of(&mut keys, k);
+            }
+        }
+        let line = KeySet::new(keys).unwrap();
+        show("whole", &whole, &hay);
+        show("line", &line, &hay);
+        // The lines the reader stops in, resuming past each.
+        let stops = || {
+            let mut out = Vec::new();
+            let mut at = 0;
+            while let Some(h) = whole.find(&hay, at) {
+                let start = memchr::memrchr(b'\n', &hay[..h]).map_or(0, |i| i + 1);
+                let end = memchr::memchr(b'\n', &hay[h..]).map_or(hay.len(), |i| h + i);
+                out.push((start, end));
+                at = end + 1;
+            }
+            out
+        };
+        let (t, n) = best_of_5(|| stops().len());
+        println!("find: {n} lines stopped in, {t:?}");
+        let lines = stops();
+        let (t, n) = best_of_5(|| {
+            let mut n = 0;
+            for &(s, e) in &lines {
+                line.each(&hay[s..e], |_| n += 1);
+            }
+            n
+        });
+        println!("each: {n} keys in those lines, {t:?}");
     }
 }
