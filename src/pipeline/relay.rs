@@ -114,8 +114,12 @@ fn judge(rx: &Receiver<Chunk>, back: &SyncSender<Chunk>, mut stage: LineStage) {
         }
         chunk.text.clear();
         chunk.lines = 0;
-        // The reader may have enough spare chunks: this one is dropped.
-        let _ = back.try_send(chunk);
+        // Filled again by the reader, unless it grew past the usual (a
+        // flood of long lines): what a quiet daemon holds stays small. The
+        // reader may also have enough spare chunks: then it is dropped.
+        if chunk.text.capacity() <= 2 * SEND_AT {
+            let _ = back.try_send(chunk);
+        }
     }
 }
 
