@@ -59,6 +59,7 @@ pub(super) fn bans(
             work: n as f64,
             unit: "bans/s",
             note: String::new(),
+            cpu: Vec::new(),
         };
         let mut bulk = Row {
             runs: Vec::new(),

@@ -274,6 +274,21 @@ fn stat_fields(pid: &str) -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// CPU seconds process `pid`'s running threads have spent, to the
+/// nanosecond (the scheduler's own count, `/proc/PID/task/*/schedstat`):
+/// clock ticks are too coarse for runs of a tenth of a second.
+pub(super) fn threads_cpu(pid: u32) -> f64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
+}
+
 /// User and system CPU seconds of process `pid`, all its threads.
 fn process_cpu(pid: u32) -> f64 {
     let f = stat_fields(&pid.to_string());
@@ -282,7 +297,7 @@ fn process_cpu(pid: u32) -> f64 {
 }
 
 /// CPU seconds of this process's waited-for children so far.
-fn children_cpu() -> f64 {
+pub(super) fn children_cpu() -> f64 {
     let f = stat_fields("self");
     // cutime and cstime: fields 16 and 17.
     (f.get(13).copied().unwrap_or(0) + f.get(14).copied().unwrap_or(0)) as f64 / ticks()

@@ -82,6 +82,7 @@ pub(super) fn matching(
             work: lines as f64,
             unit: "lines/s",
             note: note.into(),
+            cpu: Vec::new(),
         });
         Ok(())
     };

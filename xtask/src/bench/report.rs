@@ -33,9 +33,18 @@ pub(super) struct Row {
     pub(super) work: f64,
     pub(super) unit: &'static str,
     pub(super) note: String,
+    /// CPU seconds per run (all threads), where measured.
+    pub(super) cpu: Vec<f64>,
 }
 
 impl Row {
+    /// The median of [`Row::cpu`], if measured.
+    pub(super) fn median_cpu(&self) -> Option<f64> {
+        let mut c = self.cpu.clone();
+        c.sort_by(f64::total_cmp);
+        c.get(c.len() / 2).copied()
+    }
+
     pub(super) fn median(&self) -> f64 {
         let mut r = self.runs.clone();
         r.sort_by(f64::total_cmp);

@@ -29,13 +29,14 @@ pub(super) fn ten_jails_section(
         report,
         "\n### 1b. Ten jails (ten different filters of our library) on the same {lines}-line file, through the daemon\n\n\
          Time from renaming the file over the daemon's log (a rotation: the daemon reads the new file from its start; the file is written and synced to disk before the clock starts) until the ban decided by a marker line at its end is in the kernel.\n\n\
-         | runs | median time | median rate | range |\n|---|---|---|---|\n| {} | {:.3} s | {} | {} – {} |\n\n\
+         | runs | median time | median rate | range | CPU time, all threads |\n|---|---|---|---|---|\n| {} | {:.3} s | {} | {} – {} | {} |\n\n\
          Jails: {}. Target ≥ 2 M lines/s.",
         ten.runs.len(),
         ten.median(),
         human(ten.work / ten.median(), "lines/s"),
         human(ten.work / ten.runs.iter().copied().fold(0.0, f64::max), "lines/s"),
         human(ten.work / ten.runs.iter().copied().fold(f64::INFINITY, f64::min), "lines/s"),
+        ten.median_cpu().map_or("—".to_string(), |c| format!("{c:.3} s")),
         TEN_FILTERS.join(", ")
     );
     let ten_rate = ten.work / ten.median();
@@ -129,6 +130,7 @@ pub(super) fn ten_jails_with(
         work: lines as f64,
         unit: "lines/s",
         note: String::new(),
+        cpu: Vec::new(),
     };
     for run in 0..runs {
         let tag = format!("ten-{run}");
@@ -167,6 +169,8 @@ pub(super) fn ten_jails_with(
         // back long before).
         file.sync_all()?;
         drop(file);
+        let pid = d.child.id();
+        let cpu = super::flood::threads_cpu(pid);
         let start = Instant::now();
         std::fs::rename(&next, &d.log)?;
         let seen = probe
@@ -177,6 +181,7 @@ pub(super) fn ten_jails_with(
             )?
             .context("ten jails: the marker's ban did not reach the kernel within 300 s")?;
         row.runs.push((seen - start).as_secs_f64());
+        row.cpu.push(super::flood::threads_cpu(pid) - cpu);
         nl::expect_all(
             &mut probe,
             "nftjail",

@@ -50,8 +50,10 @@ pub(super) fn ten_side_section(
         "\n### 1d. Ten jails on the same {lines}-line file beside fail2ban-rs\n\n\
          nftjail through the daemon, timed as in 1b (rotation → the marker's ban in the kernel); \
          fail2ban-rs {} `dry-run` over the same file with the jails its `gen-config` writes for {} \
-         (a file analysis: no daemon, no kernel). Median of {runs}.\n\n\
-         | tool | jails | median time | median rate | vs fail2ban-rs |\n|---|---|---|---|---|",
+         (a file analysis: no daemon, no kernel). Median of {runs}. CPU time is every thread's, from the \
+         rename to the marker's ban (nftjail: the daemon's threads by the scheduler's count; a file is \
+         read on one thread and judged on another) or of the whole run (fail2ban-rs, one thread).\n\n\
+         | tool | jails | median time | median rate | vs fail2ban-rs | CPU time | vs fail2ban-rs, CPU |\n|---|---|---|---|---|---|---|",
         super::fail2ban_rs::VERSION,
         FAIL2BAN_RS_TEN.join(", "),
     );
@@ -59,6 +61,14 @@ pub(super) fn ten_side_section(
         rs.as_ref().map_or("(not installed)".to_string(), |r| {
             format!("{:.2}×", r.median() / row.median())
         })
+    };
+    let cpu = |row: &Row| {
+        row.median_cpu()
+            .map_or("—".to_string(), |c| format!("{c:.3} s"))
+    };
+    let vs_cpu = |row: &Row| match (rs.as_ref().and_then(Row::median_cpu), row.median_cpu()) {
+        (Some(r), Some(c)) if c > 0.0 => format!("{:.2}×", r / c),
+        _ => "—".to_string(),
     };
     for (label, row) in [
         ("ten filters of our library", &ours),
@@ -69,18 +79,21 @@ pub(super) fn ten_side_section(
     ] {
         let _ = writeln!(
             report,
-            "| nftjail | {label} | {:.3} s | {} | {} |",
+            "| nftjail | {label} | {:.3} s | {} | {} | {} | {} |",
             row.median(),
             human(row.work / row.median(), "lines/s"),
-            vs(row)
+            vs(row),
+            cpu(row),
+            vs_cpu(row)
         );
     }
     if let Some(r) = &rs {
         let _ = writeln!(
             report,
-            "| fail2ban-rs dry-run | its ten filters | {:.3} s | {} | 1× |",
+            "| fail2ban-rs dry-run | its ten filters | {:.3} s | {} | 1× | {} | 1× |",
             r.median(),
             human(r.work / r.median(), "lines/s"),
+            cpu(r),
         );
         for (what, row) in [("library", &ours), ("stock fail2ban files", &files)] {
             let x = r.median() / row.median();
@@ -118,7 +131,9 @@ fn fail2ban_rs_ten(bin: &Path, dir: &Path, log: &Path, lines: usize, runs: usize
     let path = dir.join("f2brs-ten.toml");
     std::fs::write(&path, cfg)?;
     let mut times = Vec::new();
+    let mut cpu = Vec::new();
     for _ in 0..runs {
+        let before = super::flood::children_cpu();
         let (secs, out) = time(
             Command::new(bin)
                 .arg("-c")
@@ -130,6 +145,7 @@ fn fail2ban_rs_ten(bin: &Path, dir: &Path, log: &Path, lines: usize, runs: usize
             bail!("fail2ban-rs dry-run with ten jails printed no matches:\n{out}");
         }
         times.push(secs);
+        cpu.push(super::flood::children_cpu() - before);
     }
     Ok(Row {
         tool: "fail2ban-rs".into(),
@@ -142,6 +158,7 @@ fn fail2ban_rs_ten(bin: &Path, dir: &Path, log: &Path, lines: usize, runs: usize
         work: lines as f64,
         unit: "lines/s",
         note: String::new(),
+        cpu,
     })
 }
 
