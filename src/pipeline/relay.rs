@@ -12,7 +12,6 @@
 //! the mark that covers them.
 
 use std::mem;
-use std::ops::Range;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -38,21 +37,37 @@ const SEND_AT: usize = 64 << 10;
 /// Lines a chunk gathers before it leaves, whatever their length.
 const SEND_LINES: usize = 1024;
 
-/// What one thread tells the other, in order.
+/// What one thread tells the other, in order: lines, and what came
+/// between them. Lines are only their ends (a flood is nearly all lines:
+/// each costs a number, not a step); the rest is a step placed by how
+/// many lines came before it.
 #[derive(Default)]
 struct Chunk {
     /// The lines, end to end.
     text: String,
-    steps: Vec<Step>,
-    lines: usize,
+    /// Where each line ends in `text`.
+    ends: Vec<usize>,
+    /// Each with the number of lines before it.
+    steps: Vec<(usize, Step)>,
 }
 
 enum Step {
-    Line(Range<usize>),
     Passed(u64),
     ReadOn(ReadMark),
     ReadTo(ReadMark),
     CaughtUp,
+}
+
+impl Chunk {
+    fn is_empty(&self) -> bool {
+        self.ends.is_empty() && self.steps.is_empty()
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+        self.steps.clear();
+    }
 }
 
 /// The reading thread's sink: see the module's documentation.
@@ -96,24 +111,31 @@ pub(super) fn relay(
     Ok((relay, thread))
 }
 
-/// The judging thread: each chunk's steps told to `stage` in order.
+/// The judging thread: each chunk's lines and steps told to `stage` in order.
 fn judge(rx: &Receiver<Chunk>, back: &SyncSender<Chunk>, mut stage: LineStage) {
     for mut chunk in rx {
-        for step in chunk.steps.drain(..) {
-            match step {
-                Step::Line(range) => {
-                    if let Some(text) = chunk.text.get(range) {
-                        stage.line(&Line::plain(text));
-                    }
+        let mut line = 0;
+        let mut start = 0;
+        let mut lines_to = |stage: &mut LineStage, to: usize| {
+            for &end in chunk.ends.get(line..to).unwrap_or_default() {
+                if let Some(text) = chunk.text.get(start..end) {
+                    stage.line(&Line::plain(text));
                 }
+                start = end;
+            }
+            line = line.max(to);
+        };
+        for (before, step) in chunk.steps.drain(..) {
+            lines_to(&mut stage, before);
+            match step {
                 Step::Passed(n) => stage.passed(n),
                 Step::ReadOn(mark) => stage.read_on(mark),
                 Step::ReadTo(mark) => stage.read_to(mark),
                 Step::CaughtUp => stage.caught_up(),
             }
         }
-        chunk.text.clear();
-        chunk.lines = 0;
+        lines_to(&mut stage, chunk.ends.len());
+        chunk.clear();
         // Filled again by the reader, unless it grew past the usual (a
         // flood of long lines): what a quiet daemon holds stays small. The
         // reader may also have enough spare chunks: then it is dropped.
@@ -125,7 +147,7 @@ fn judge(rx: &Receiver<Chunk>, back: &SyncSender<Chunk>, mut stage: LineStage) {
 
 impl Relay {
     fn send(&mut self) {
-        if self.chunk.steps.is_empty() {
+        if self.chunk.is_empty() {
             return;
         }
         let fresh = self.spent.try_recv().unwrap_or_default();
@@ -137,16 +159,14 @@ impl Relay {
     }
 
     fn step(&mut self, step: Step) {
-        self.chunk.steps.push(step);
+        self.chunk.steps.push((self.chunk.ends.len(), step));
     }
 }
 
 impl Sink for Relay {
     fn line(&mut self, line: &Line<'_>) -> bool {
-        let start = self.chunk.text.len();
         self.chunk.text.push_str(line.text);
-        self.chunk.lines += 1;
-        self.step(Step::Line(start..self.chunk.text.len()));
+        self.chunk.ends.push(self.chunk.text.len());
         true
     }
 
@@ -162,7 +182,7 @@ impl Sink for Relay {
 
     fn read_on(&mut self, mark: ReadMark) {
         self.step(Step::ReadOn(mark));
-        if self.chunk.text.len() >= SEND_AT || self.chunk.lines >= SEND_LINES {
+        if self.chunk.text.len() >= SEND_AT || self.chunk.ends.len() >= SEND_LINES {
             self.send();
         }
     }

@@ -73,7 +73,12 @@ pub fn bench(args: &[&str], root: &Path) -> Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
         return Ok(());
     }
-    let nftjail = crate::cargo::release_binary(root)?;
+    // A given binary (another build, to set beside this one) instead of
+    // this tree's release build.
+    let nftjail = match std::env::var_os("NFTJAIL_BENCH_BINARY") {
+        Some(bin) => PathBuf::from(bin),
+        None => crate::cargo::release_binary(root)?,
+    };
     if mode != Mode::Smoke {
         fail2ban_rs::install_if_missing()?;
     }
