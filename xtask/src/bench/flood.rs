@@ -47,7 +47,7 @@ pub(super) fn flood_section(
         "\n### 1c. Flood: {lines} lines, every one a Postfix SASL failure, {} attackers ({MAXRETRY} failures each, 10% IPv6), through the daemon\n\n\
          Time from renaming the file (written and synced to disk first) over the daemon's log until every attacker's ban is in the kernel \
          (log backend: until the last line's ban is logged; the run then checks that every attacker's ban was); \
-         one thread reads the file in order; best of {runs}. \
+         the file is read and judged in order (one thread reads, another judges); best of {runs}. \
          Each row adds a stage to the one above it: its CPU time per line less the row above's is that stage's cost \
          (CPU time, all threads: what the work costs whatever else the machine runs).\n\n\
          | what | time | rate | CPU time | CPU per line | stage's CPU per line |\n|---|---|---|---|---|---|",

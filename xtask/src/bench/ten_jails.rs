@@ -67,7 +67,7 @@ const MARKER: &str = "10.255.255.254";
 
 /// The daemon with ten jails on one file: the whole scenario-1 file, then
 /// one sshd failure from [`MARKER`], replaces its log; the `sshd` jail bans on
-/// the first failure, and one thread reads the file in order, so the
+/// the first failure, and the file is read and judged in order, so the
 /// marker's element in the kernel means every line before it was matched by
 /// all ten jails. Also checks the postfix-sasl jail banned every IPv4
 /// attacker of the file.
