@@ -21,7 +21,7 @@ use tracing::error;
 use super::routes::{Routes, SharedRoutes};
 use super::stage::{literal_gate, LineStage};
 use crate::message::ReadMark;
-use crate::source::{Line, LineGate, Sink};
+use crate::source::{liveness, Line, LineGate, Sink};
 
 /// Chunks on their way to the judging thread at most: the reading thread
 /// waits when the judging one is this far behind, so what is held between
@@ -112,8 +112,16 @@ pub(super) fn relay(
 }
 
 /// The judging thread: each chunk's lines and steps told to `stage` in order.
+/// It marks when it waits and when it works, as a reading thread does
+/// (see [`liveness`]): a judging thread wedged on a line is seen by the
+/// service watchdog even while its file is quiet.
 fn judge(rx: &Receiver<Chunk>, back: &SyncSender<Chunk>, mut stage: LineStage) {
-    for mut chunk in rx {
+    loop {
+        liveness::waiting();
+        let Ok(mut chunk) = rx.recv() else {
+            return;
+        };
+        liveness::woke();
         let mut line = 0;
         let mut start = 0;
         let mut lines_to = |stage: &mut LineStage, to: usize| {
