@@ -173,6 +173,8 @@ impl Relay {
 
 impl Sink for Relay {
     fn line(&mut self, line: &Line<'_>) -> bool {
+        // A file's line: its text is all there is to it (no time of its
+        // own, nothing to route by but the text).
         self.chunk.text.push_str(line.text);
         self.chunk.ends.push(self.chunk.text.len());
         true
