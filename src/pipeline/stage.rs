@@ -62,7 +62,7 @@ impl LineStage {
         let filters = filters_for(&current);
         LineStage {
             routes,
-            gate: LiteralGate::for_routes(&current),
+            gate: literal_gate(&current),
             current,
             filters,
             batch: Batch::new(tx),
@@ -145,7 +145,7 @@ impl LineStage {
         }
         self.current = arc_swap::Guard::into_inner(now);
         self.filters = filters_for(&self.current);
-        self.gate = LiteralGate::for_routes(&self.current);
+        self.gate = literal_gate(&self.current);
         self.find_aliases();
         true
     }
@@ -272,18 +272,12 @@ struct LiteralGate(Arc<Routes>);
 /// The gate a file read for `routes` may pass lines over with (see
 /// [`LiteralGate`]), if any.
 pub(super) fn literal_gate(routes: &Arc<Routes>) -> Option<Arc<dyn LineGate>> {
-    LiteralGate::for_routes(routes)
-}
-
-impl LiteralGate {
-    fn for_routes(routes: &Arc<Routes>) -> Option<Arc<dyn LineGate>> {
-        let gated = !routes.routes.is_empty()
-            && routes
-                .routes
-                .iter()
-                .all(|(route, filters)| matches!(route, Route::All) && filters.gated_by_literals());
-        gated.then(|| Arc::new(LiteralGate(Arc::clone(routes))) as Arc<dyn LineGate>)
-    }
+    let gated = !routes.routes.is_empty()
+        && routes
+            .routes
+            .iter()
+            .all(|(route, filters)| matches!(route, Route::All) && filters.gated_by_literals());
+    gated.then(|| Arc::new(LiteralGate(Arc::clone(routes))) as Arc<dyn LineGate>)
 }
 
 impl LineGate for LiteralGate {
