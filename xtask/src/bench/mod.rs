@@ -8,6 +8,7 @@
 //! helpers more than one scenario times its runs with.
 
 mod bans;
+mod cpu;
 mod daemon;
 mod fail2ban_rs;
 mod farm;

@@ -24,6 +24,13 @@ impl Targets {
     }
 }
 
+/// The middle value of `values` (the upper one of an even count).
+fn median_of(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
 #[derive(Clone)]
 pub(super) struct Row {
     pub(super) tool: String,
@@ -40,15 +47,11 @@ pub(super) struct Row {
 impl Row {
     /// The median of [`Row::cpu`], if measured.
     pub(super) fn median_cpu(&self) -> Option<f64> {
-        let mut c = self.cpu.clone();
-        c.sort_by(f64::total_cmp);
-        c.get(c.len() / 2).copied()
+        median_of(&self.cpu)
     }
 
     pub(super) fn median(&self) -> f64 {
-        let mut r = self.runs.clone();
-        r.sort_by(f64::total_cmp);
-        r.get(r.len() / 2).copied().unwrap_or(f64::NAN)
+        median_of(&self.runs).unwrap_or(f64::NAN)
     }
     /// `0.030 s (333.3 k bans/s; 300.1 k – 350.2 k)`: median and range.
     pub(super) fn rate_cell(&self) -> String {

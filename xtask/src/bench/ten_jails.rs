@@ -170,7 +170,7 @@ pub(super) fn ten_jails_with(
         file.sync_all()?;
         drop(file);
         let pid = d.child.id();
-        let cpu = super::flood::threads_cpu(pid);
+        let cpu = super::cpu::threads_cpu(pid);
         let start = Instant::now();
         std::fs::rename(&next, &d.log)?;
         let seen = probe
@@ -181,7 +181,7 @@ pub(super) fn ten_jails_with(
             )?
             .context("ten jails: the marker's ban did not reach the kernel within 300 s")?;
         row.runs.push((seen - start).as_secs_f64());
-        row.cpu.push(super::flood::threads_cpu(pid) - cpu);
+        row.cpu.push(super::cpu::threads_cpu(pid) - cpu);
         nl::expect_all(
             &mut probe,
             "nftjail",

@@ -133,7 +133,7 @@ fn fail2ban_rs_ten(bin: &Path, dir: &Path, log: &Path, lines: usize, runs: usize
     let mut times = Vec::new();
     let mut cpu = Vec::new();
     for _ in 0..runs {
-        let before = super::flood::children_cpu();
+        let before = super::cpu::children_cpu();
         let (secs, out) = time(
             Command::new(bin)
                 .arg("-c")
@@ -145,7 +145,7 @@ fn fail2ban_rs_ten(bin: &Path, dir: &Path, log: &Path, lines: usize, runs: usize
             bail!("fail2ban-rs dry-run with ten jails printed no matches:\n{out}");
         }
         times.push(secs);
-        cpu.push(super::flood::children_cpu() - before);
+        cpu.push(super::cpu::children_cpu() - before);
     }
     Ok(Row {
         tool: "fail2ban-rs".into(),
