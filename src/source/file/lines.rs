@@ -110,10 +110,10 @@ impl LineSplitter {
     }
 
     /// [`LineSplitter::push`] that delivers only the lines `gate` stops in
-    /// and, when asked to `count`, counts the others in [`Pushed::passed`]. A run of lines the gate
-    /// passes over is only passed over when splitting it would deliver
-    /// each of them whole (none to cut at `max_line`); otherwise it is
-    /// split as `push` splits it. The line held from the last read and the
+    /// and, when asked to `count`, counts the others in [`Pushed::passed`].
+    /// A run of lines the gate passes over is only passed over when
+    /// splitting it would deliver each of them whole (none to cut at
+    /// `max_line`); otherwise it is split as `push` splits it. The line held from the last read and the
     /// unfinished last line go through `push` too, so what is held, cut
     /// and delivered is the same as by `push`, less the lines passed over.
     pub fn push_gated(
