@@ -136,6 +136,18 @@ impl Filter {
         })
     }
 
+    /// A fail2ban filter file's regexes, compiled already, as the matcher
+    /// runs them (see [`fail2ban::Fail2banFilter::fold`]): who failed is
+    /// read from fail2ban's `ip4`, `ip6` and `dns` groups.
+    pub fn from_fail2ban(name: &str, failregex: Vec<Regex>, ignoreregex: Vec<Regex>) -> Filter {
+        Filter {
+            name: name.to_string(),
+            users: failregex.iter().map(tags::UserGroup::of).collect(),
+            failregex,
+            ignoreregex,
+        }
+    }
+
     /// Whether failregex `index` may capture an account on `line`, which
     /// it blamed: a regex without a `user` group never does, one whose
     /// group follows fixed text (`sasl_username=`) only on a line holding
@@ -263,19 +275,28 @@ pub(crate) fn hit_in(re: &Regex, line: &str) -> Option<(IpAddr, u32)> {
 }
 
 /// [`hit_in`] with the span of the `user` group when `want_user` and it
-/// took part: one pass of the regex for both.
+/// took part, and the host's: one pass of the regex for all.
 pub(crate) fn hit_and_user_in(
     re: &Regex,
     line: &str,
     want_user: bool,
-) -> Option<(IpAddr, u32, Option<regex_automata::Span>)> {
+) -> Option<(
+    IpAddr,
+    u32,
+    Option<regex_automata::Span>,
+    regex_automata::Span,
+)> {
     let caps = re.captures(line)?;
     let (addr, count) = hit_of(&caps, line)?;
     let user = caps
         .name(tags::USER_GROUP)
         .filter(|_| want_user)
         .map(|u| regex_automata::Span::from(u.range()));
-    Some((addr, count, user))
+    let host = caps
+        .name(tags::HOST_GROUP)
+        .or_else(|| caps.name(tags::HOST_PORT_GROUP))
+        .map_or(regex_automata::Span::from(0..0), |h| h.range().into());
+    Some((addr, count, user, host))
 }
 
 /// [`hit_in`] for captures already taken.

@@ -36,6 +36,7 @@ use regex_automata::util::captures::Captures;
 use regex_automata::{meta, Input, PatternID, Span};
 use regex_syntax::hir::{Hir, HirKind, Look};
 
+use crate::filter::fail2ban::FAIL2BAN_HOST_GROUPS;
 use crate::filter::tags;
 
 /// Literals shorter than this are too common to be unique in a line.
@@ -48,8 +49,8 @@ pub struct Cut {
     before: Regex,
     /// `B`, run anchored right after the literal.
     pub engine: BoundedBacktracker,
-    /// Host, host:port and count group indices in `engine`'s captures.
-    pub groups: [Option<usize>; 3],
+    /// The groups read from `engine`'s captures.
+    pub groups: Groups,
     /// The `user` group's index in `engine`'s captures.
     user: Option<usize>,
     /// The `user` group is in `A`: a line whose account is wanted takes
@@ -64,7 +65,7 @@ pub struct Cut {
 #[derive(Clone)]
 struct Head {
     engine: BoundedBacktracker,
-    groups: [Option<usize>; 3],
+    groups: Groups,
     /// The `user` group's index in `engine`'s captures.
     user: Option<usize>,
     tail: meta::Regex,
@@ -82,19 +83,40 @@ pub struct CutScratch {
 }
 
 /// What [`Cut::captures`] found: captures of the whole pattern (offsets
-/// into the line), the host, host:port and count group indices to read
-/// them by, and the `user` group's span when it was wanted and took part.
-pub type CutCaptures<'s> = (&'s Captures, [Option<usize>; 3], Option<Span>);
+/// into the line), the group indices to read them by, and the `user`
+/// group's span when it was wanted and took part.
+pub type CutCaptures<'s> = (&'s Captures, Groups, Option<Span>);
 
-/// The host, host:port and count group indices of a backtracker.
-pub(super) fn groups(engine: &BoundedBacktracker) -> [Option<usize>; 3] {
+/// Where a pattern's captures say who failed: our tags' host, host:port
+/// and count groups, or, for a fail2ban filter compiled into the matcher,
+/// fail2ban's `ip4`, `ip6` and `dns` (see [`crate::filter::Hosts`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Groups {
+    pub host: Option<usize>,
+    pub host_port: Option<usize>,
+    pub count: Option<usize>,
+    /// fail2ban's host groups, in the order it asks them.
+    pub fail2ban: [Option<usize>; 3],
+}
+
+/// The groups of a backtracker that say who failed.
+pub(super) fn groups(engine: &BoundedBacktracker) -> Groups {
     let info = engine.get_nfa().group_info();
     let group = |name: &str| info.to_index(PatternID::ZERO, name);
-    [
-        group(tags::HOST_GROUP),
-        group(tags::HOST_PORT_GROUP),
-        group(tags::COUNT_GROUP),
-    ]
+    Groups {
+        host: group(tags::HOST_GROUP),
+        host_port: group(tags::HOST_PORT_GROUP),
+        count: group(tags::COUNT_GROUP),
+        fail2ban: FAIL2BAN_HOST_GROUPS.map(group),
+    }
+}
+
+/// Whether `hir` holds a group that says who failed.
+fn holds_host(hir: &Hir) -> bool {
+    [tags::HOST_GROUP, tags::HOST_PORT_GROUP]
+        .iter()
+        .chain(&FAIL2BAN_HOST_GROUPS)
+        .any(|g| has_group(hir, g))
 }
 
 /// The `user` group's index in a backtracker's captures.
@@ -110,9 +132,9 @@ pub(super) fn user_group(engine: &BoundedBacktracker) -> Option<usize> {
 /// (and a backtracker where it holds the account). None when `T` is empty
 /// or holds the count.
 fn split_after_host(b: &[Hir]) -> Option<Head> {
-    let h = b
-        .iter()
-        .position(|p| has_group(p, tags::HOST_GROUP) || has_group(p, tags::HOST_PORT_GROUP))?;
+    // The last part holding one: a fail2ban `<ADDR>` may be split over
+    // several, and all must be in `H`.
+    let h = b.iter().rposition(holds_host)?;
     let (head, tail) = b.split_at(h + 1);
     if tail.is_empty() || tail.iter().any(|p| has_group(p, tags::COUNT_GROUP)) {
         return None;
@@ -145,9 +167,7 @@ impl Cut {
         let HirKind::Concat(parts) = hir.kind() else {
             return None;
         };
-        let host = parts
-            .iter()
-            .position(|p| has_group(p, tags::HOST_GROUP) || has_group(p, tags::HOST_PORT_GROUP))?;
+        let host = parts.iter().position(holds_host)?;
         let at = (0..host)
             .rev()
             .find(|&i| matches!(parts[i].kind(), HirKind::Literal(l) if l.0.len() >= MIN_CUT))?;

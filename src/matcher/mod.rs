@@ -28,6 +28,7 @@ use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
 use regex_automata::{Input, Span};
 
+use crate::filter::fail2ban::{FoldedHit, FoldedJudge, FAIL2BAN_HOST_GROUPS};
 use crate::filter::literal::{required_factors, required_literal, required_literals, Factors};
 use crate::filter::recent::Recent;
 use crate::filter::{hit_and_user_in, parse_count, place_of, tags, Filter, Verdict};
@@ -36,7 +37,7 @@ use crate::message::{Account, JailId};
 mod cut;
 mod literals;
 mod share;
-use cut::{Cut, CutScratch};
+use cut::{Cut, CutScratch, Groups};
 use literals::{search_keys, Literals};
 use share::{share_answers, Kept, KEPT};
 
@@ -107,8 +108,8 @@ struct Anchored {
     /// scratch with an atomic load, no lock; another thread gets one of
     /// its own.
     scratch: Pool<Scratch, MakeScratch>,
-    /// Host, host:port and count group indices (see [`read_hit`]).
-    groups: [Option<usize>; 3],
+    /// The groups that say who failed (see [`read_hit`]).
+    groups: Groups,
     /// The `user` group's index.
     user: Option<usize>,
     /// The same captures from the part of the line after a literal (see
@@ -166,17 +167,17 @@ impl Anchored {
         })
     }
 
-    /// As [`hit_and_user_in`] (`re` is the same pattern), by whichever way
+    /// As [`regex_hit`] (`re` is the same pattern), by whichever way
     /// has been cheaper for this pattern's recent lines.
     fn hit(&self, re: &Regex, line: &str, want_user: bool) -> Option<Hit> {
         let mut s = self.scratch.get();
         let (found, matched) = if s.recent.try_line() {
             match self.direct(&mut s, line, want_user) {
                 Some(found) => found,
-                None => (hit_and_user_in(re, line, want_user), false),
+                None => (regex_hit(re, line, want_user), false),
             }
         } else {
-            let found = hit_and_user_in(re, line, want_user);
+            let found = regex_hit(re, line, want_user);
             (found, found.is_some())
         };
         s.recent.record(matched);
@@ -212,16 +213,28 @@ impl Anchored {
     }
 }
 
-/// A pattern's hit: address, count and, where asked for, the `user`
-/// group's span.
-type Hit = (IpAddr, u32, Option<Span>);
+/// A pattern's answer on a line it matched, when that answer decides
+/// the jail: the next patterns of its jail are not tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hit {
+    /// Who failed. Always there for our patterns: a match whose host is
+    /// not an address is no hit, and the next pattern is tried. A fail2ban
+    /// pattern's match that names a host decides the jail whether or not
+    /// the host is an address (a `<DNS>` name, `999.1.2.3`), as fail2ban's
+    /// first matching failregex does; the daemon never resolves a name.
+    addr: Option<IpAddr>,
+    count: u32,
+    /// The host's text.
+    host: Span,
+    /// The `user` group's span, where asked for and it took part.
+    user: Option<Span>,
+}
 
-/// The hit in captures taken on `line` (`groups`: host, host:port and count
-/// group indices; `user`: that group's span), and whether the pattern
-/// matched.
+/// The hit in captures taken on `line` (`groups`: those that say who
+/// failed; `user`: that group's span), and whether the pattern matched.
 fn read_hit(
     caps: &Captures,
-    [host, host_port, count]: [Option<usize>; 3],
+    groups: Groups,
     user: Option<Span>,
     line: &str,
 ) -> (Option<Hit>, bool) {
@@ -229,14 +242,73 @@ fn read_hit(
         return (None, false);
     }
     let span = |g: Option<usize>| g.and_then(|g| caps.get_group(g));
-    let addr = match span(host) {
-        Some(h) => tags::host_at(line, h.start, h.end),
-        None => span(host_port).and_then(|h| tags::host_port_at(line, h.start, h.end)),
+    if groups.host.is_none() && groups.host_port.is_none() {
+        return (fail2ban_hit(span, groups.fail2ban, user, line), true);
+    }
+    let (host, addr) = match (span(groups.host), span(groups.host_port)) {
+        (Some(h), _) => (h, tags::host_at(line, h.start, h.end)),
+        (None, Some(h)) => (h, tags::host_port_at(line, h.start, h.end)),
+        (None, None) => return (None, true),
     };
-    let count = span(count)
+    let count = span(groups.count)
         .and_then(|c| line.get(c.range()))
         .map_or(1, parse_count);
-    (addr.filter(|_| count > 0).map(|a| (a, count, user)), true)
+    let hit = addr.filter(|_| count > 0).map(|a| Hit {
+        addr: Some(a),
+        count,
+        host,
+        user,
+    });
+    (hit, true)
+}
+
+/// fail2ban's reading of a match: the host is the first of its `ip4`,
+/// `ip6` and `dns` groups that took part (`span` of each group index), an
+/// address when it is one of the first two and parses as one; a match
+/// where none took part names nobody, and fail2ban tries its next
+/// failregex.
+fn fail2ban_hit(
+    span: impl Fn(Option<usize>) -> Option<Span>,
+    [ip4, ip6, dns]: [Option<usize>; 3],
+    user: Option<Span>,
+    line: &str,
+) -> Option<Hit> {
+    let (host, is_addr) = match (span(ip4), span(ip6)) {
+        (Some(h), _) | (None, Some(h)) => (h, true),
+        (None, None) => (span(dns)?, false),
+    };
+    let addr = line
+        .get(host.range())
+        .filter(|_| is_addr)
+        .and_then(|t| t.parse::<IpAddr>().ok());
+    Some(Hit {
+        addr,
+        count: 1,
+        host,
+        user,
+    })
+}
+
+/// The hit by the `regex` crate's captures: what [`read_hit`] reads from
+/// the backtracker's.
+fn regex_hit(re: &Regex, line: &str, want_user: bool) -> Option<Hit> {
+    if !re
+        .capture_names()
+        .any(|n| n == Some(tags::HOST_GROUP) || n == Some(tags::HOST_PORT_GROUP))
+    {
+        let caps = re.captures(line)?;
+        let index = |name: &str| re.capture_names().position(|n| n == Some(name));
+        let span = |g: Option<usize>| g.and_then(|g| caps.get(g)).map(|m| Span::from(m.range()));
+        let user = span(index(tags::USER_GROUP)).filter(|_| want_user);
+        return fail2ban_hit(span, FAIL2BAN_HOST_GROUPS.map(index), user, line);
+    }
+    let (addr, count, user, host) = hit_and_user_in(re, line, want_user)?;
+    Some(Hit {
+        addr: Some(addr),
+        count,
+        host,
+        user,
+    })
 }
 
 enum Gate {
@@ -466,9 +538,10 @@ impl Matcher {
     /// stays the caller's plain one-call-one-failure. Jails are reported in
     /// the order given to [`Matcher::new`].
     pub fn scan(&self, line: &str, mut hit: impl FnMut(JailId, IpAddr)) {
-        self.first_hits(line, false, |p, addr, count, _| {
+        self.first_hits(line, false, |p, h, _| {
+            let Some(addr) = h.addr else { return };
             if self.ignored_by(p.slot, line).next().is_none() {
-                for _ in 0..count {
+                for _ in 0..h.count {
                     hit(self.jails[p.slot].0, addr);
                 }
             }
@@ -479,10 +552,11 @@ impl Matcher {
     /// the pattern that blamed the line captures one (see [`Account`]:
     /// bounded, None for text with control characters).
     pub fn scan_accounts(&self, line: &str, mut hit: impl FnMut(JailId, IpAddr, Option<Account>)) {
-        self.first_hits(line, true, |p, addr, count, user| {
+        self.first_hits(line, true, |p, h, user| {
+            let Some(addr) = h.addr else { return };
             if self.ignored_by(p.slot, line).next().is_none() {
                 let account = user.and_then(Account::new);
-                for _ in 0..count {
+                for _ in 0..h.count {
                     hit(self.jails[p.slot].0, addr, account.clone());
                 }
             }
@@ -498,20 +572,22 @@ impl Matcher {
         line: &str,
         mut hit: impl FnMut(JailId, usize, IpAddr, u32, Vec<usize>),
     ) {
-        self.first_hits(line, false, |p, addr, count, _| {
+        self.first_hits(line, false, |p, h, _| {
+            let Some(addr) = h.addr else { return };
             let ignored_by = self.ignored_by(p.slot, line).collect();
-            hit(self.jails[p.slot].0, p.index, addr, count, ignored_by);
+            hit(self.jails[p.slot].0, p.index, addr, h.count, ignored_by);
         });
     }
 
     /// [`Matcher::explain_fast`] with the `user` group read in the same
     /// pass: per jail, the [`Verdict`] that [`Filter::explain`] gives.
     pub fn explain_verdicts(&self, line: &str, mut hit: impl FnMut(JailId, Verdict)) {
-        self.first_hits(line, true, |p, addr, count, user| {
+        self.first_hits(line, true, |p, h, user| {
+            let Some(addr) = h.addr else { return };
             let verdict = Verdict {
                 regex: p.index,
                 addr,
-                count,
+                count: h.count,
                 user: user.map(str::to_string),
                 ignored_by: self.ignored_by(p.slot, line).collect(),
             };
@@ -539,7 +615,7 @@ impl Matcher {
         &self,
         line: &'l str,
         want_user: bool,
-        mut found: impl FnMut(&Pattern, IpAddr, u32, Option<&'l str>),
+        mut found: impl FnMut(&Pattern, &Hit, Option<&'l str>),
     ) {
         let bytes = line.as_bytes();
         let present = self.literals.as_ref().map(|l| l.scan(bytes));
@@ -560,9 +636,9 @@ impl Matcher {
             let user = want_user && p.user && filter.may_capture_user(p.index, line);
             // Another jail's pattern already answered for this one.
             if let Some(Some(answer)) = p.same_as.filter(|_| !user).and_then(|k| kept.get(k)) {
-                if let Some((addr, count)) = *answer {
+                if let Some(hit) = answer {
                     done_slot = p.slot;
-                    found(p, addr, count, None);
+                    found(p, hit, None);
                 }
                 continue;
             }
@@ -597,16 +673,40 @@ impl Matcher {
             let re = &filter.failregex[p.index];
             let hit = match &p.anchored {
                 Some(a) => a.hit(re, line, user),
-                None => hit_and_user_in(re, line, user),
+                None => regex_hit(re, line, user),
             };
             if let Some(keep) = keep {
-                *keep = Some(hit.map(|(addr, count, _)| (addr, count)));
+                *keep = Some(hit.map(|h| Hit { user: None, ..h }));
             }
-            if let Some((addr, count, user)) = hit {
+            if let Some(hit) = hit {
                 done_slot = p.slot;
-                found(p, addr, count, user.and_then(|u| line.get(u.range())));
+                found(p, &hit, hit.user.and_then(|u| line.get(u.range())));
             }
         }
+    }
+}
+
+/// fail2ban filter files compiled into a matcher of their own (see
+/// [`crate::filter::fail2ban::FoldedJudge`]): the text is a line without
+/// its date, and a jail is a folded filter's number.
+impl FoldedJudge for Matcher {
+    fn judge(&self, text: &str, hit: &mut dyn FnMut(usize, FoldedHit<'_>)) {
+        self.first_hits(text, true, |p, h, user| {
+            // fail2ban: a line an ignoreregex matches is no failure.
+            if self.ignored_by(p.slot, text).next().is_some() {
+                return;
+            }
+            let Some(host) = text.get(h.host.range()) else {
+                return;
+            };
+            let found = FoldedHit {
+                regex: p.index,
+                host,
+                addr: h.addr,
+                user,
+            };
+            hit(self.jails[p.slot].0, found);
+        });
     }
 }
 
@@ -620,7 +720,7 @@ mod tests {
 
     /// [`Anchored::hit`] without the account, as [`hit_in`] answers.
     fn plain(hit: Option<Hit>) -> Option<(IpAddr, u32)> {
-        hit.map(|(addr, count, _)| (addr, count))
+        hit.and_then(|h| Some((h.addr?, h.count)))
     }
 
     fn filter(fail: &[&str], ignore: &[&str]) -> Arc<Filter> {
@@ -834,11 +934,15 @@ mod tests {
                     let re = &f.failregex[p.index];
                     for line in &lines {
                         let want = f.explain(line).filter(|v| v.regex == p.index);
-                        let got = a.hit(re, line, true).map(|(addr, count, user)| {
-                            (addr, count, user.map(|u| line[u.range()].to_string()))
+                        let got = a.hit(re, line, true).map(|h| {
+                            (h.addr, h.count, h.user.map(|u| line[u.range()].to_string()))
                         });
                         if let Some(v) = want {
-                            assert_eq!(got, Some((v.addr, v.count, v.user)), "{name}: {line}");
+                            assert_eq!(
+                                got,
+                                Some((Some(v.addr), v.count, v.user)),
+                                "{name}: {line}"
+                            );
                         }
                     }
                 }

@@ -3,12 +3,11 @@
 //! them that a line reaches answers for the others, so a line both jails
 //! count goes through the capturing engine once.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use regex_syntax::hir::{Hir, HirKind};
 
-use super::Pattern;
+use super::{Hit, Pattern};
 use crate::filter::{tags, Filter};
 use crate::message::JailId;
 
@@ -18,7 +17,7 @@ pub(super) const KEPT: usize = 8;
 
 /// A pattern's answer on a line as kept for another pattern (see
 /// `Pattern::same_as`): None while not asked.
-pub(super) type Kept = Option<Option<(IpAddr, u32)>>;
+pub(super) type Kept = Option<Option<Hit>>;
 
 /// `pattern` less the optional parts at its end that hold no host or
 /// count: two patterns with the same such core match the same lines
@@ -61,9 +60,18 @@ pub(super) fn same_core(pattern: &str) -> Option<Hir> {
 /// Marks the patterns whose answer another, later pattern of another
 /// jail gives too (see [`same_core`]), at most [`KEPT`] of them.
 pub(super) fn share_answers(jails: &[(JailId, Arc<Filter>)], patterns: &mut [Pattern]) {
+    // A fail2ban filter's host groups are not ours: its core would not
+    // keep them (see [`super::fail2ban_hit`]), so it shares nothing.
+    let ours = |re: &regex::Regex| {
+        re.capture_names()
+            .any(|n| n == Some(tags::HOST_GROUP) || n == Some(tags::HOST_PORT_GROUP))
+    };
     let cores: Vec<_> = patterns
         .iter()
-        .map(|p| same_core(jails[p.slot].1.failregex[p.index].as_str()))
+        .map(|p| {
+            let re = &jails[p.slot].1.failregex[p.index];
+            ours(re).then(|| same_core(re.as_str())).flatten()
+        })
         .collect();
     let mut kept = 0;
     for i in 0..patterns.len() {

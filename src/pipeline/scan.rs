@@ -10,7 +10,10 @@ use std::time::{Duration, SystemTime};
 use tracing::{debug, error};
 
 use crate::config::{Fail2banSpec, Jail};
-use crate::filter::fail2ban::{self, Fail2banError, Fail2banFilter, Fail2banFilters, KeySet};
+use crate::filter::fail2ban::{
+    self, Fail2banError, Fail2banFilter, Fail2banFilters, FoldedJudge, KeySet,
+};
+use crate::filter::Filter;
 use crate::matcher::Matcher;
 use crate::message::{Account, JailId};
 use crate::timestamp::DateDetector;
@@ -115,7 +118,7 @@ impl ReaderFilters {
     pub(super) fn new(filters: &JailFilters) -> Self {
         ReaderFilters {
             dates: DateDetector::auto(),
-            fail2ban: Fail2banFilters::new(filters.fail2ban_instances()),
+            fail2ban: Fail2banFilters::with_fold(filters.fail2ban_instances(), &mut fold),
         }
     }
 
@@ -165,6 +168,13 @@ impl ReaderFilters {
             hit(jail, addr, time, account);
         });
     }
+}
+
+/// fail2ban filter files that need nothing but what our matcher does run
+/// in one, over the line without its date (see [`Fail2banFilter::fold`]).
+fn fold(filters: Vec<Filter>) -> Option<Box<dyn FoldedJudge>> {
+    let jails = filters.into_iter().map(Arc::new).enumerate().collect();
+    Some(Box::new(Matcher::new(jails)))
 }
 
 /// The time a failure counts from: the line's own, or now for a line

@@ -610,6 +610,16 @@ impl Compiled {
         }
     }
 
+    /// The regex on Rust's linear engine, when that is all there is to it
+    /// (no look-around or back-reference needs the backtracking one): what
+    /// [`Compiled::search`] finds, it finds (see [`super::fold`]).
+    pub fn linear_regex(&self) -> Option<&regex::Regex> {
+        match (&self.engine, &self.ahead) {
+            (Engine::Linear(re), None) => Some(re),
+            _ => None,
+        }
+    }
+
     /// Whether the regex can only match at the start of the text (and
     /// runs on the linear engine).
     pub fn is_anchored(&self) -> bool {

@@ -105,6 +105,11 @@ impl<'a> Placed<'a> {
         self.pre.is_empty()
     }
 
+    /// The time the line counts from (see [`Placed::new`]).
+    pub(super) fn date(&self) -> Option<SystemTime> {
+        self.date
+    }
+
     /// The text regexes see: the line without its date.
     pub(super) fn text(&self) -> Cow<'a, str> {
         if self.pre.is_empty() {
@@ -114,6 +119,9 @@ impl<'a> Placed<'a> {
         }
     }
 }
+
+/// A prefregex and its head as compiled (see [`Fail2banFilter::prefix_key`]).
+pub(super) type PrefixKey<'a> = (Option<&'a str>, Option<&'a str>);
 
 /// The prefregex's match on a line and its content's range (see
 /// [`Fail2banFilter::prefix_hit`]); None when it does not match.
@@ -297,6 +305,14 @@ impl Mode {
             Judged::Stop => self == Mode::First,
         }
     }
+}
+
+/// A filter's compiled regexes (see [`Fail2banFilter::compiled`]).
+pub(super) struct Regexes<'a> {
+    pub(super) maxlines: usize,
+    pub(super) prefregex: Option<&'a Compiled>,
+    pub(super) failregex: Vec<&'a Compiled>,
+    pub(super) ignoreregex: Vec<&'a Compiled>,
 }
 
 /// What the last line fed to a filter did besides the failures it
@@ -705,7 +721,7 @@ impl Fail2banFilter {
     /// What a line's prefregex answer depends on beside the line: the
     /// prefregex and the head run alone (see [`prefix_hit`](Self::prefix_hit)).
     /// None for a multi-line filter, which shares nothing.
-    pub(super) fn prefix_key(&self) -> Option<(Option<&str>, Option<&str>)> {
+    pub(super) fn prefix_key(&self) -> Option<PrefixKey<'_>> {
         (self.maxlines == 1).then(|| {
             (
                 self.prefregex.as_ref().map(|p| p.re.pattern()),
@@ -714,9 +730,33 @@ impl Fail2banFilter {
         })
     }
 
+    /// What the failregexes see of `text` (a line without its date): the
+    /// prefregex's content, or the text itself without a prefregex or
+    /// when the content is empty; None when the prefregex does not match.
+    /// For a filter of one line at a time.
+    pub(super) fn content<'t>(&self, text: &'t str) -> Option<&'t str> {
+        let Some(pref) = &self.prefregex else {
+            return Some(text);
+        };
+        let (_, content) = self.prefix_hit(pref, text)?;
+        let content = content.and_then(|r| text.get(r));
+        Some(content.filter(|c| !c.is_empty()).unwrap_or(text))
+    }
+
     /// The failregexes' patterns as compiled, in index order.
     pub(super) fn failregex_patterns(&self) -> impl Iterator<Item = &str> {
         self.failregex.iter().map(|r| r.re.pattern())
+    }
+
+    /// The compiled prefregex, failregexes and ignoreregexes, and
+    /// `maxlines`: what [`super::fold`] decides by.
+    pub(super) fn compiled(&self) -> Regexes<'_> {
+        Regexes {
+            maxlines: self.maxlines,
+            prefregex: self.prefregex.as_ref().map(|r| &r.re),
+            failregex: self.failregex.iter().map(|r| &r.re).collect(),
+            ignoreregex: self.ignoreregex.iter().map(|r| &r.re).collect(),
+        }
     }
 
     /// See [`LineGate::keys`].

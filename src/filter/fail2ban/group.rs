@@ -15,10 +15,12 @@
 //! undated line borrows from the line before it: from the last line that
 //! got past the keys here.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::dates::LineDates;
-use super::filter::{Fail2banFilter, Known, Mode, Placed, PrefixHit, Shared};
+use super::filter::{Fail2banFilter, Known, Mode, Placed, PrefixHit, PrefixKey, Shared};
+use super::fold::{Fold, FoldedJudge};
 use super::keys::KeySet;
 use super::matched::Fail2banMatch;
 use crate::filter::place_of;
@@ -98,6 +100,19 @@ struct Group<K> {
     /// Per failregex shared by members of one prefregex: what it made of
     /// the line being judged.
     known: Vec<Known>,
+    /// The members compiled into the matcher, judged there together.
+    folded: Vec<Folded>,
+    /// Per member: it is in one of `folded`.
+    is_folded: Vec<bool>,
+}
+
+/// Members of a group with the same prefregex (or none) that run in one
+/// matcher (see [`super::fold`]), over the prefregex's content.
+struct Folded {
+    judge: Box<dyn FoldedJudge>,
+    /// Per folded filter, as the judge numbers them: its member (the first
+    /// one's prefregex cuts the content for all).
+    members: Vec<usize>,
 }
 
 struct Share {
@@ -135,8 +150,20 @@ impl<K> Group<K> {
 }
 
 impl<K: Copy> Fail2banFilters<K> {
-    /// `filters` each with the key its failures are reported with.
+    /// `filters` each with the key its failures are reported with, all
+    /// run on fail2ban's sequential engine.
     pub fn new(filters: Vec<(K, Fail2banFilter)>) -> Fail2banFilters<K> {
+        Self::build(filters, None)
+    }
+
+    /// [`Fail2banFilters::new`], but those of a date group that can be are
+    /// compiled into one matcher by `fold` (see [`Fail2banFilter::fold`]),
+    /// which answers for them as the engine would.
+    pub fn with_fold(filters: Vec<(K, Fail2banFilter)>, fold: Fold<'_>) -> Fail2banFilters<K> {
+        Self::build(filters, Some(fold))
+    }
+
+    fn build(filters: Vec<(K, Fail2banFilter)>, mut fold: Option<Fold<'_>>) -> Fail2banFilters<K> {
         let mut groups: Vec<Group<K>> = Vec::new();
         for (key, filter) in filters {
             let pattern = filter.datepattern().map(str::to_string);
@@ -156,8 +183,39 @@ impl<K: Copy> Fail2banFilters<K> {
                     share: Vec::new(),
                     prefix: Vec::new(),
                     known: Vec::new(),
+                    folded: Vec::new(),
+                    is_folded: Vec::new(),
                 }),
             }
+        }
+        for g in &mut groups {
+            g.is_folded = vec![false; g.members.len()];
+            let Some(fold) = fold.as_mut() else { continue };
+            // Per prefregex: the members that fold, and their filters.
+            let mut units: Vec<(Option<PrefixKey<'_>>, Vec<usize>, Vec<_>)> = Vec::new();
+            for (i, (_, f)) in g.members.iter().enumerate() {
+                let Ok(filter) = f.fold() else { continue };
+                let key = f.prefix_key();
+                match units.iter_mut().find(|u| u.0 == key) {
+                    Some(u) => {
+                        u.1.push(i);
+                        u.2.push(filter);
+                    }
+                    None => units.push((key, vec![i], vec![filter])),
+                }
+            }
+            let mut folded = Vec::new();
+            for (_, members, filters) in units {
+                if let Some(judge) = fold(filters) {
+                    folded.push(Folded { judge, members });
+                }
+            }
+            for f in &folded {
+                for &i in &f.members {
+                    g.is_folded[i] = true;
+                }
+            }
+            g.folded = folded;
         }
         let mut keys: Vec<String> = Vec::new();
         let mut owners: Vec<Vec<usize>> = Vec::new();
@@ -200,9 +258,19 @@ impl<K: Copy> Fail2banFilters<K> {
         self.groups.is_empty()
     }
 
+    /// How many of the filters run in a matcher (see [`Self::with_fold`]).
+    pub fn folded_count(&self) -> usize {
+        self.groups
+            .iter()
+            .flat_map(|g| &g.folded)
+            .map(|f| f.members.len())
+            .sum()
+    }
+
     /// Feeds `line` to every filter: `hit(key, failure)` for the first
     /// failure each finds (what [`Fail2banFilter::process`] returns), in
-    /// the order the filters were given within a date pattern.
+    /// the order the filters were given within a date pattern, those
+    /// folded into a matcher after the others.
     pub fn scan(&mut self, line: &str, now: SystemTime, mut hit: impl FnMut(K, Fail2banMatch)) {
         self.scan_with_clock(line, || now, |key, m, _| hit(key, m));
     }
@@ -246,7 +314,7 @@ impl<K: Copy> Fail2banFilters<K> {
             g.known.fill(Known::default());
             for (i, (key, f)) in g.members.iter_mut().enumerate() {
                 let found = present[i];
-                if !(found || g.always[i] || !tail) {
+                if g.is_folded[i] || !(found || g.always[i] || !tail) {
                     continue;
                 }
                 let shared = g.share[i].as_ref().and_then(|sh| {
@@ -263,6 +331,34 @@ impl<K: Copy> Fail2banFilters<K> {
                 {
                     hit(*key, m, now);
                 }
+            }
+            let (members, date) = (&g.members, placed.date());
+            for folded in &g.folded {
+                if tail && !folded.members.iter().any(|&i| present[i] || g.always[i]) {
+                    continue;
+                }
+                let Some((_, first)) = folded.members.first().and_then(|&i| members.get(i)) else {
+                    continue;
+                };
+                // Its prefregex does not match: nothing for any of them.
+                let Some(content) = first.content(&text) else {
+                    continue;
+                };
+                folded.judge.judge(content, &mut |k, h| {
+                    let Some((key, _)) = folded.members.get(k).and_then(|&i| members.get(i)) else {
+                        return;
+                    };
+                    let m = Fail2banMatch {
+                        id: h.host.to_string(),
+                        host: Some(h.host.to_string()),
+                        addr: h.addr,
+                        time: date,
+                        user: h.user.map(str::to_string),
+                        fields: BTreeMap::new(),
+                        regex: h.regex,
+                    };
+                    hit(*key, m, now);
+                });
             }
         }
     }

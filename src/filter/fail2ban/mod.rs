@@ -14,6 +14,7 @@ mod dates;
 mod engine;
 mod error;
 mod filter;
+mod fold;
 mod gate;
 mod group;
 mod ini;
@@ -29,6 +30,7 @@ mod tags;
 
 pub use error::Fail2banError;
 pub use filter::{Fail2banFilter, LineReport};
+pub use fold::{Fold, FoldedHit, FoldedJudge, FAIL2BAN_HOST_GROUPS};
 pub use group::{key_search, Fail2banFilters};
 pub use jails::{parse_bool, JailConfig};
 pub use keys::KeySet;
