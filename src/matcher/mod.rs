@@ -690,7 +690,7 @@ impl Matcher {
 /// [`crate::filter::fail2ban::FoldedJudge`]): the text is a line without
 /// its date, and a jail is a folded filter's number.
 impl FoldedJudge for Matcher {
-    fn judge(&self, text: &str, hit: &mut dyn FnMut(usize, FoldedHit<'_>)) {
+    fn judge<'t>(&self, text: &'t str, hit: &mut dyn FnMut(usize, FoldedHit<'t>)) {
         self.first_hits(text, true, |p, h, user| {
             // fail2ban: a line an ignoreregex matches is no failure.
             if self.ignored_by(p.slot, text).next().is_some() {

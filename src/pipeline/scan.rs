@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
 use crate::config::{Fail2banSpec, Jail};
 use crate::filter::fail2ban::{
@@ -45,6 +45,18 @@ impl JailFilters {
             .filter_map(|(id, j)| Some((*id, j.fail2ban.clone()?)))
             .collect();
         let loaded: Vec<_> = fail2ban.iter().map(|(_, spec)| spec.load()).collect();
+        for ((_, spec), f) in fail2ban.iter().zip(&loaded) {
+            if let Ok(f) = f {
+                match f.fold() {
+                    Ok(_) => {
+                        info!(filter = %spec.spec, "fail2ban filter compiled into the matcher")
+                    }
+                    Err(why) => {
+                        info!(filter = %spec.spec, "fail2ban filter runs on fail2ban's engine: {why}")
+                    }
+                }
+            }
+        }
         let fail2ban_keys = if loaded.is_empty() || loaded.iter().any(Result::is_err) {
             None
         } else {

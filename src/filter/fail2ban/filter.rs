@@ -743,6 +743,25 @@ impl Fail2banFilter {
         Some(content.filter(|c| !c.is_empty()).unwrap_or(text))
     }
 
+    /// The failure failregex `index` reports on `text` (what the
+    /// failregexes see of a line), as [`failure`](Self::failure) makes it,
+    /// for a folded filter (see [`super::fold`]): one without a prefregex's
+    /// groups or a connection cache. None when it does not match or names
+    /// no host.
+    pub(super) fn folded_failure(
+        &mut self,
+        index: usize,
+        text: &str,
+        date: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Option<Fail2banMatch> {
+        let hit = self.failregex.get(index)?.re.search(text)?;
+        match self.failure(index, None, &hit, text, date, now) {
+            Judged::Failure(m) => Some(m),
+            Judged::Next | Judged::Stop => None,
+        }
+    }
+
     /// The failregexes' patterns as compiled, in index order.
     pub(super) fn failregex_patterns(&self) -> impl Iterator<Item = &str> {
         self.failregex.iter().map(|r| r.re.pattern())

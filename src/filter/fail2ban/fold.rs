@@ -31,9 +31,45 @@ use crate::filter::Filter;
 /// fail2ban's groups that name who failed, in the order it asks them.
 pub const FAIL2BAN_HOST_GROUPS: [&str; 3] = ["ip4", "ip6", "dns"];
 
-/// The named groups a folded failregex may have: those that say who
-/// failed and the account, which is all the daemon reads of a failure.
-const FOLDED_GROUPS: [&str; 4] = ["ip4", "ip6", "dns", "user"];
+/// The named groups the matcher reads itself: who failed and the
+/// account. A folded filter with others (`<F-ALT_USER>`, `<F-PORT>`, ...)
+/// has its failure's values read by the engine, from the failregex the
+/// matcher found, on the lines it found.
+const MATCHER_GROUPS: [&str; 4] = ["ip4", "ip6", "dns", "user"];
+
+/// Groups that feed fail2ban's connection cache or change what a failure
+/// is counted by: a filter with them stays on the engine.
+const ENGINE_GROUPS: [&str; 8] = [
+    "fid",
+    "mlfid",
+    "nofail",
+    "mlfgained",
+    "mlfforget",
+    "mlfpending",
+    "content",
+    "cidr",
+];
+
+/// Whether a folded failregex may have group `name`.
+fn foldable_group(name: &str) -> bool {
+    if name.starts_with("skiplines") || ENGINE_GROUPS.contains(&name) {
+        return false;
+    }
+    // `<F-ALT_X>` fills X when X is empty: X must be a group that may be.
+    let Some(rest) = name.strip_prefix("alt_") else {
+        return true;
+    };
+    let base = match rest.rsplit_once('_') {
+        Some((b, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => b,
+        _ => rest,
+    };
+    let base = match base {
+        "id" => "fid",
+        "port" => "fport",
+        b => b,
+    };
+    !FAIL2BAN_HOST_GROUPS.contains(&base) && foldable_group(base)
+}
 
 /// What the matcher found for one folded filter on a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +89,7 @@ pub struct FoldedHit<'t> {
 pub trait FoldedJudge: Send {
     /// Calls `hit(filter, found)` for each filter (numbered in the order
     /// they were folded) that finds a failure in `text`.
-    fn judge(&self, text: &str, hit: &mut dyn FnMut(usize, FoldedHit<'_>));
+    fn judge<'t>(&self, text: &'t str, hit: &mut dyn FnMut(usize, FoldedHit<'t>));
 }
 
 /// Builds the judge of a set of folded filters (see
@@ -66,7 +102,7 @@ impl Fail2banFilter {
     pub fn fold(&self) -> Result<Filter, &'static str> {
         let set = self.compiled();
         if set.maxlines > 1 {
-            return Err("reads several lines at once (maxlines)");
+            return Err("it reads several lines at once (maxlines)");
         }
         if let Some(pref) = set.prefregex {
             // Its groups would join each failure's (see `Fail2banFilter::failure`).
@@ -85,8 +121,8 @@ impl Fail2banFilter {
             let linear = re
                 .linear_regex()
                 .ok_or("a failregex needs look-around or back-references")?;
-            if re.group_names().any(|g| !FOLDED_GROUPS.contains(&g)) {
-                return Err("a failregex has groups beyond the host and the account (connection cache, F-ID, F-NOFAIL, other fields)");
+            if re.group_names().any(|g| !foldable_group(g)) {
+                return Err("a failregex feeds the connection cache or names the failure otherwise than by its host (<F-MLFID>, <F-NOFAIL>, <F-ID>, ...)");
             }
             if !FAIL2BAN_HOST_GROUPS.iter().any(|g| re.has_group(g)) {
                 return Err("a failregex names no host");
@@ -100,5 +136,14 @@ impl Fail2banFilter {
             .collect::<Option<Vec<_>>>()
             .ok_or("an ignoreregex needs look-around or back-references")?;
         Ok(Filter::from_fail2ban(self.name(), failregex, ignoreregex))
+    }
+
+    /// Whether a folded filter's failures have values the matcher does
+    /// not read (see [`MATCHER_GROUPS`]).
+    pub(super) fn folded_values(&self) -> bool {
+        self.compiled()
+            .failregex
+            .iter()
+            .any(|re| re.group_names().any(|g| !MATCHER_GROUPS.contains(&g)))
     }
 }

@@ -113,6 +113,8 @@ struct Folded {
     /// Per folded filter, as the judge numbers them: its member (the first
     /// one's prefregex cuts the content for all).
     members: Vec<usize>,
+    /// Per folded filter: its failures have values the engine reads.
+    values: Vec<bool>,
 }
 
 struct Share {
@@ -207,7 +209,15 @@ impl<K: Copy> Fail2banFilters<K> {
             let mut folded = Vec::new();
             for (_, members, filters) in units {
                 if let Some(judge) = fold(filters) {
-                    folded.push(Folded { judge, members });
+                    let values = members
+                        .iter()
+                        .map(|&i| g.members[i].1.folded_values())
+                        .collect();
+                    folded.push(Folded {
+                        judge,
+                        members,
+                        values,
+                    });
                 }
             }
             for f in &folded {
@@ -332,33 +342,47 @@ impl<K: Copy> Fail2banFilters<K> {
                     hit(*key, m, now);
                 }
             }
-            let (members, date) = (&g.members, placed.date());
+            let date = placed.date();
             for folded in &g.folded {
                 if tail && !folded.members.iter().any(|&i| present[i] || g.always[i]) {
                     continue;
                 }
-                let Some((_, first)) = folded.members.first().and_then(|&i| members.get(i)) else {
+                let Some((_, first)) = folded.members.first().and_then(|&i| g.members.get(i))
+                else {
                     continue;
                 };
                 // Its prefregex does not match: nothing for any of them.
                 let Some(content) = first.content(&text) else {
                     continue;
                 };
-                folded.judge.judge(content, &mut |k, h| {
-                    let Some((key, _)) = folded.members.get(k).and_then(|&i| members.get(i)) else {
-                        return;
+                let mut found = Vec::new();
+                folded.judge.judge(content, &mut |k, h| found.push((k, h)));
+                for (k, h) in found {
+                    let (Some(&i), Some(&values)) = (folded.members.get(k), folded.values.get(k))
+                    else {
+                        continue;
                     };
-                    let m = Fail2banMatch {
-                        id: h.host.to_string(),
-                        host: Some(h.host.to_string()),
-                        addr: h.addr,
-                        time: date,
-                        user: h.user.map(str::to_string),
-                        fields: BTreeMap::new(),
-                        regex: h.regex,
+                    let Some((key, f)) = g.members.get_mut(i) else {
+                        continue;
+                    };
+                    let m = if values {
+                        match f.folded_failure(h.regex, content, date, now) {
+                            Some(m) => m,
+                            None => continue,
+                        }
+                    } else {
+                        Fail2banMatch {
+                            id: h.host.to_string(),
+                            host: Some(h.host.to_string()),
+                            addr: h.addr,
+                            time: date,
+                            user: h.user.map(str::to_string),
+                            fields: BTreeMap::new(),
+                            regex: h.regex,
+                        }
                     };
                     hit(*key, m, now);
-                });
+                }
             }
         }
     }
