@@ -266,13 +266,23 @@ fn read_hit(
 /// `ip6` and `dns` groups that took part (`span` of each group index), an
 /// address when it is one of the first two and parses as one; a match
 /// where none took part names nobody, and fail2ban tries its next
-/// failregex.
+/// failregex. A regex without any of them is one whose filter's
+/// prefregex names the host (see [`crate::filter::fail2ban::Fail2banFilter::fold`]):
+/// its every match decides, and the caller reads the host.
 fn fail2ban_hit(
     span: impl Fn(Option<usize>) -> Option<Span>,
     [ip4, ip6, dns]: [Option<usize>; 3],
     user: Option<Span>,
     line: &str,
 ) -> Option<Hit> {
+    if ip4.is_none() && ip6.is_none() && dns.is_none() {
+        return Some(Hit {
+            addr: None,
+            count: 1,
+            host: Span::from(0..0),
+            user,
+        });
+    }
     let (host, is_addr) = match (span(ip4), span(ip6)) {
         (Some(h), _) | (None, Some(h)) => (h, true),
         (None, None) => (span(dns)?, false),

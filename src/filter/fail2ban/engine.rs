@@ -23,7 +23,7 @@ use crate::filter::recent::Recent;
 
 /// Generous: fail2ban's `<HOST>` alternatives repeated in long filters
 /// exceed the default compiled-size limit.
-const SIZE_LIMIT: usize = 64 << 20;
+pub(super) const SIZE_LIMIT: usize = 64 << 20;
 /// More beginnings than this are cut to their first bytes (see
 /// [`Compiled::starts`]): comparing each would cost more than it saves.
 const MAX_STARTS: usize = 16;

@@ -25,6 +25,9 @@
 
 use std::net::IpAddr;
 
+use regex::{Regex, RegexBuilder};
+
+use super::engine::SIZE_LIMIT;
 use super::filter::Fail2banFilter;
 use crate::filter::Filter;
 
@@ -71,6 +74,24 @@ fn foldable_group(name: &str) -> bool {
     !FAIL2BAN_HOST_GROUPS.contains(&base) && foldable_group(base)
 }
 
+/// `re` with fail2ban's host groups renamed, so the matcher takes its
+/// every match as deciding (see `fail2ban_hit` in the matcher). None when
+/// the pattern's text could hold a group's opening as literal text.
+fn hide_hosts(re: &Regex) -> Option<Regex> {
+    let mut pattern = re.as_str().to_string();
+    if pattern.contains("\\(?P<") {
+        return None;
+    }
+    for g in FAIL2BAN_HOST_GROUPS {
+        pattern = pattern.replace(&format!("(?P<{g}>"), &format!("(?P<{g}_in_line>"));
+    }
+    let hidden = RegexBuilder::new(&pattern)
+        .size_limit(SIZE_LIMIT)
+        .build()
+        .ok()?;
+    (hidden.captures_len() == re.captures_len()).then_some(hidden)
+}
+
 /// What the matcher found for one folded filter on a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FoldedHit<'t> {
@@ -104,11 +125,18 @@ impl Fail2banFilter {
         if set.maxlines > 1 {
             return Err("it reads several lines at once (maxlines)");
         }
+        // A prefregex that names the host: every failregex match is then
+        // a failure of that host (its groups join each failure's, see
+        // `Fail2banFilter::failure`).
+        let mut host_in_prefix = false;
         if let Some(pref) = set.prefregex {
-            // Its groups would join each failure's (see `Fail2banFilter::failure`).
-            if pref.group_names().any(|g| g != "content") {
-                return Err("its prefregex has groups of its own");
+            if pref
+                .group_names()
+                .any(|g| g != "content" && !foldable_group(g))
+            {
+                return Err("its prefregex feeds the connection cache (<F-MLFID>, ...)");
             }
+            host_in_prefix = FAIL2BAN_HOST_GROUPS.iter().any(|g| pref.has_group(g));
             // fail2ban asks the ignoreregexes of the whole line first when
             // there are few of them, and of the content after a match
             // otherwise: the matcher sees the content alone.
@@ -124,10 +152,19 @@ impl Fail2banFilter {
             if re.group_names().any(|g| !foldable_group(g)) {
                 return Err("a failregex feeds the connection cache or names the failure otherwise than by its host (<F-MLFID>, <F-NOFAIL>, <F-ID>, ...)");
             }
-            if !FAIL2BAN_HOST_GROUPS.iter().any(|g| re.has_group(g)) {
+            let names_host = FAIL2BAN_HOST_GROUPS.iter().any(|g| re.has_group(g));
+            if !(names_host || host_in_prefix) {
                 return Err("a failregex names no host");
             }
-            failregex.push(linear.clone());
+            // With the host in the prefregex, any match of a failregex is a
+            // failure (of whichever host the engine then reads): the
+            // matcher must not read the failregex's own.
+            let linear = if names_host && host_in_prefix {
+                hide_hosts(linear).ok_or("a failregex's host groups cannot be told apart")?
+            } else {
+                linear.clone()
+            };
+            failregex.push(linear);
         }
         let ignoreregex = set
             .ignoreregex
@@ -139,11 +176,15 @@ impl Fail2banFilter {
     }
 
     /// Whether a folded filter's failures have values the matcher does
-    /// not read (see [`MATCHER_GROUPS`]).
+    /// not read (see [`MATCHER_GROUPS`]): its prefregex's, or others of
+    /// its failregexes'.
     pub(super) fn folded_values(&self) -> bool {
-        self.compiled()
-            .failregex
-            .iter()
-            .any(|re| re.group_names().any(|g| !MATCHER_GROUPS.contains(&g)))
+        let set = self.compiled();
+        set.prefregex
+            .is_some_and(|p| p.group_names().any(|g| g != "content"))
+            || set
+                .failregex
+                .iter()
+                .any(|re| re.group_names().any(|g| !MATCHER_GROUPS.contains(&g)))
     }
 }

@@ -366,7 +366,16 @@ impl<K: Copy> Fail2banFilters<K> {
                         continue;
                     };
                     let m = if values {
-                        match f.folded_failure(h.regex, content, date, now) {
+                        let failure = f.folded_failure(h.regex, content, &text, date, now);
+                        // Where the matcher's answer is not a failure after
+                        // all (a prefregex whose host took no part), the
+                        // engine judges the line as it would unfolded.
+                        let failure = failure.or_else(|| {
+                            f.judge(&placed, &text, now, Mode::First, true, None)
+                                .into_iter()
+                                .next()
+                        });
+                        match failure {
                             Some(m) => m,
                             None => continue,
                         }
