@@ -130,6 +130,8 @@ fn folded_filters_find_what_the_engine_finds() {
     names.extend(
         [
             "postfix[mode=normal]",
+            "postfix[mode=auth]",
+            "postfix[mode=aggressive]",
             "postfix[mode=ddos]",
             "postfix[mode=rbl]",
             "sshd[mode=aggressive]",

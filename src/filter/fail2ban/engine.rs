@@ -620,6 +620,17 @@ impl Compiled {
         }
     }
 
+    /// The linear regex the matcher may run in this one's place (see
+    /// [`super::fold`]): this one, or the part of it before a trailing
+    /// look-ahead, which matches wherever the whole does; then (`false`)
+    /// the engine must confirm each match.
+    pub fn foldable(&self) -> Option<(&regex::Regex, bool)> {
+        if let Some(re) = self.linear_regex() {
+            return Some((re, true));
+        }
+        Some((self.ahead.as_ref()?.body.linear_regex()?, false))
+    }
+
     /// Whether the regex can only match at the start of the text (and
     /// runs on the linear engine).
     pub fn is_anchored(&self) -> bool {

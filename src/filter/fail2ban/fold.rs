@@ -27,7 +27,7 @@ use std::net::IpAddr;
 
 use regex::{Regex, RegexBuilder};
 
-use super::engine::SIZE_LIMIT;
+use super::engine::{Compiled, SIZE_LIMIT};
 use super::filter::Fail2banFilter;
 use crate::filter::Filter;
 
@@ -146,8 +146,8 @@ impl Fail2banFilter {
         }
         let mut failregex = Vec::with_capacity(set.failregex.len());
         for re in &set.failregex {
-            let linear = re
-                .linear_regex()
+            let (linear, _) = re
+                .foldable()
                 .ok_or("a failregex needs look-around or back-references")?;
             if re.group_names().any(|g| !foldable_group(g)) {
                 return Err("a failregex feeds the connection cache or names the failure otherwise than by its host (<F-MLFID>, <F-NOFAIL>, <F-ID>, ...)");
@@ -180,8 +180,13 @@ impl Fail2banFilter {
     /// its failregexes'.
     pub(super) fn folded_values(&self) -> bool {
         let set = self.compiled();
-        set.prefregex
-            .is_some_and(|p| p.group_names().any(|g| g != "content"))
+        // The matcher runs the part before a look-ahead: the engine
+        // confirms its every match.
+        let confirmed = |re: &&Compiled| re.foldable().is_some_and(|(_, exact)| !exact);
+        set.failregex.iter().any(confirmed)
+            || set
+                .prefregex
+                .is_some_and(|p| p.group_names().any(|g| g != "content"))
             || set
                 .failregex
                 .iter()
