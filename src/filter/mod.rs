@@ -93,6 +93,34 @@ pub struct Filter {
     /// Per failregex: whether it captures the account, and what a line
     /// must hold for it to.
     users: Vec<tags::UserGroup>,
+    /// Per failregex of a fail2ban filter compiled in: the look-ahead its
+    /// match must pass where it ends (see [`After`]).
+    after: Vec<Option<After>>,
+}
+
+/// fail2ban's trailing look-ahead (`... failed:(?! Connection lost ...)`),
+/// which Rust's engines lack: the regex before it is matched, and this
+/// checked where that match ends. Where it does not pass, only fail2ban's
+/// engine can say whether the whole matches elsewhere.
+#[derive(Debug, Clone)]
+pub struct After {
+    look: regex_automata::meta::Regex,
+    /// `(?!...)`: it passes where `look` does not match.
+    negative: bool,
+}
+
+impl After {
+    pub fn new(look: regex_automata::meta::Regex, negative: bool) -> After {
+        After { look, negative }
+    }
+
+    /// Whether a match ending at `at` in `line` passes.
+    pub fn passes(&self, line: &str, at: usize) -> bool {
+        let input = regex_automata::Input::new(line)
+            .span(at..line.len())
+            .anchored(regex_automata::Anchored::Yes);
+        self.look.is_match(input) != self.negative
+    }
 }
 
 impl Filter {
@@ -131,6 +159,7 @@ impl Filter {
         Ok(Filter {
             name: name.to_string(),
             users: failregex.iter().map(tags::UserGroup::of).collect(),
+            after: vec![None; failregex.len()],
             failregex,
             ignoreregex,
         })
@@ -139,13 +168,25 @@ impl Filter {
     /// A fail2ban filter file's regexes, compiled already, as the matcher
     /// runs them (see [`fail2ban::Fail2banFilter::fold`]): who failed is
     /// read from fail2ban's `ip4`, `ip6` and `dns` groups.
-    pub fn from_fail2ban(name: &str, failregex: Vec<Regex>, ignoreregex: Vec<Regex>) -> Filter {
+    /// `after`: per failregex, the look-ahead its match must pass.
+    pub fn from_fail2ban(
+        name: &str,
+        failregex: Vec<(Regex, Option<After>)>,
+        ignoreregex: Vec<Regex>,
+    ) -> Filter {
+        let (failregex, after): (Vec<_>, Vec<_>) = failregex.into_iter().unzip();
         Filter {
             name: name.to_string(),
             users: failregex.iter().map(tags::UserGroup::of).collect(),
+            after,
             failregex,
             ignoreregex,
         }
+    }
+
+    /// The look-ahead failregex `index`'s match must pass (see [`After`]).
+    pub fn after(&self, index: usize) -> Option<&After> {
+        self.after.get(index).and_then(Option::as_ref)
     }
 
     /// Whether failregex `index` may capture an account on `line`, which
@@ -163,6 +204,7 @@ impl Filter {
             failregex: Vec::new(),
             ignoreregex: Vec::new(),
             users: Vec::new(),
+            after: Vec::new(),
         }
     }
 
@@ -275,17 +317,9 @@ pub(crate) fn hit_in(re: &Regex, line: &str) -> Option<(IpAddr, u32)> {
 }
 
 /// [`hit_in`] with the span of the `user` group when `want_user` and it
-/// took part, and the host's: one pass of the regex for all.
-pub(crate) fn hit_and_user_in(
-    re: &Regex,
-    line: &str,
-    want_user: bool,
-) -> Option<(
-    IpAddr,
-    u32,
-    Option<regex_automata::Span>,
-    regex_automata::Span,
-)> {
+/// took part, the host's and where the match ends: one pass of the regex
+/// for all.
+pub(crate) fn hit_and_user_in(re: &Regex, line: &str, want_user: bool) -> Option<HitSpans> {
     let caps = re.captures(line)?;
     let (addr, count) = hit_of(&caps, line)?;
     let user = caps
@@ -296,7 +330,25 @@ pub(crate) fn hit_and_user_in(
         .name(tags::HOST_GROUP)
         .or_else(|| caps.name(tags::HOST_PORT_GROUP))
         .map_or(regex_automata::Span::from(0..0), |h| h.range().into());
-    Some((addr, count, user, host))
+    let end = caps.get(0).map_or(0, |m| m.end());
+    Some(HitSpans {
+        addr,
+        count,
+        user,
+        host,
+        end,
+    })
+}
+
+/// What [`hit_and_user_in`] finds.
+pub(crate) struct HitSpans {
+    pub addr: IpAddr,
+    pub count: u32,
+    /// The `user` group's span, when wanted and it took part.
+    pub user: Option<regex_automata::Span>,
+    pub host: regex_automata::Span,
+    /// Where the match ends.
+    pub end: usize,
 }
 
 /// [`hit_in`] for captures already taken.

@@ -36,6 +36,7 @@ use regex_automata::util::captures::Captures;
 use regex_automata::{meta, Input, PatternID, Span};
 use regex_syntax::hir::{Hir, HirKind, Look};
 
+use super::twin::{Twin, TwinSpace};
 use crate::filter::fail2ban::FAIL2BAN_HOST_GROUPS;
 use crate::filter::tags;
 
@@ -48,7 +49,7 @@ pub struct Cut {
     /// `^(?:A)$`, over the text before the literal.
     before: Regex,
     /// `B`, run anchored right after the literal.
-    pub engine: BoundedBacktracker,
+    pub engine: Twin,
     /// The groups read from `engine`'s captures.
     pub groups: Groups,
     /// The `user` group's index in `engine`'s captures.
@@ -64,7 +65,7 @@ pub struct Cut {
 /// `T`, run anchored where `H` ended.
 #[derive(Clone)]
 struct Head {
-    engine: BoundedBacktracker,
+    engine: Twin,
     groups: Groups,
     /// The `user` group's index in `engine`'s captures.
     user: Option<usize>,
@@ -76,16 +77,15 @@ struct Head {
 
 /// Per-thread state of a cut's backtrackers.
 pub struct CutScratch {
-    cache: backtrack::Cache,
-    caps: Captures,
-    head: Option<(backtrack::Cache, Captures)>,
+    space: TwinSpace,
+    head: Option<TwinSpace>,
     user_tail: Option<(backtrack::Cache, Captures)>,
 }
 
 /// What [`Cut::captures`] found: captures of the whole pattern (offsets
-/// into the line), the group indices to read them by, and the `user`
-/// group's span when it was wanted and took part.
-pub type CutCaptures<'s> = (&'s Captures, Groups, Option<Span>);
+/// into the line), the group indices to read them by, the `user` group's
+/// span when it was wanted and took part, and where the match ends.
+pub type CutCaptures<'s> = (&'s Captures, Groups, Option<Span>, usize);
 
 /// Where a pattern's captures say who failed: our tags' host, host:port
 /// and count groups, or, for a fail2ban filter compiled into the matcher,
@@ -139,7 +139,8 @@ fn split_after_host(b: &[Hir]) -> Option<Head> {
     if tail.is_empty() || tail.iter().any(|p| has_group(p, tags::COUNT_GROUP)) {
         return None;
     }
-    let engine = BoundedBacktracker::new(&Hir::concat(head.to_vec()).to_string()).ok()?;
+    let head_text = Hir::concat(head.to_vec()).to_string();
+    let engine = BoundedBacktracker::new(&head_text).ok()?;
     let tail_text = Hir::concat(tail.to_vec()).to_string();
     let user_tail = if tail.iter().any(|p| has_group(p, tags::USER_GROUP)) {
         // Without it the account would be missed on this path.
@@ -153,7 +154,7 @@ fn split_after_host(b: &[Hir]) -> Option<Head> {
     Some(Head {
         groups: groups(&engine),
         user: user_group(&engine),
-        engine,
+        engine: Twin::new(&head_text, engine),
         tail,
         user_tail,
     })
@@ -183,7 +184,8 @@ impl Cut {
             return None;
         }
         let before = Regex::new(&format!("(?:{})\\z", Hir::concat(a.to_vec()))).ok()?;
-        let engine = BoundedBacktracker::new(&Hir::concat(b.to_vec()).to_string()).ok()?;
+        let b_text = Hir::concat(b.to_vec()).to_string();
+        let engine = BoundedBacktracker::new(&b_text).ok()?;
         Some(Cut {
             literal: memmem::Finder::new(&literal.0).into_owned(),
             before,
@@ -191,7 +193,7 @@ impl Cut {
             user: user_group(&engine),
             user_before: a.iter().any(|p| has_group(p, tags::USER_GROUP)),
             head: split_after_host(b),
-            engine,
+            engine: Twin::new(&b_text, engine),
         })
     }
 
@@ -203,12 +205,8 @@ impl Cut {
 
     pub fn scratch(&self) -> CutScratch {
         CutScratch {
-            cache: self.engine.create_cache(),
-            caps: self.engine.create_captures(),
-            head: self
-                .head
-                .as_ref()
-                .map(|h| (h.engine.create_cache(), h.engine.create_captures())),
+            space: self.engine.space(),
+            head: self.head.as_ref().map(|h| h.engine.space()),
             user_tail: self
                 .head
                 .as_ref()
@@ -218,7 +216,8 @@ impl Cut {
     }
 
     /// Captures of the whole pattern on `line` (see [`CutCaptures`]; the
-    /// `user` span only when `want_user`); None when this line needs the
+    /// `user` span only when `want_user`, where the match ends only when
+    /// `want_end`, else 0); None when this line needs the
     /// whole-pattern path (the literal missing or repeated, or the rest too
     /// long for the backtracker).
     pub fn captures<'s>(
@@ -226,6 +225,8 @@ impl Cut {
         s: &'s mut CutScratch,
         line: &str,
         want_user: bool,
+        want_end: bool,
+        ascii: bool,
     ) -> Option<CutCaptures<'s>> {
         if want_user && self.user_before {
             return None;
@@ -236,21 +237,21 @@ impl Cut {
         if self.literal.find(&bytes[at + 1..]).is_some() {
             return None;
         }
-        if line.len() - after > self.engine.max_haystack_len() {
+        if line.len() - after > self.engine.max_haystack_len(ascii) {
             return None;
         }
         if !self.before.is_match(line.get(..at)?) {
-            s.caps.set_pattern(None);
-            return Some((&s.caps, self.groups, None));
+            return Some((s.space.no_match(), self.groups, None, 0));
         }
         let input = Input::new(line)
             .span(after..line.len())
             .anchored(regex_automata::Anchored::Yes);
-        if let (Some(head), Some((cache, caps))) = (&self.head, &mut s.head) {
-            if head.engine.try_captures(cache, input.clone(), caps).is_ok() {
+        if let (Some(head), Some(space)) = (&self.head, &mut s.head) {
+            if let Some(caps) = head.engine.captures(space, input.clone(), ascii) {
+                let caps = &*caps;
                 let Some(end) = caps.get_match().map(|m| m.end()) else {
                     // `H` fails, so `B` does.
-                    return Some((caps, head.groups, None));
+                    return Some((caps, head.groups, None, 0));
                 };
                 let rest = Input::new(line)
                     .span(end..line.len())
@@ -259,24 +260,35 @@ impl Cut {
                 match (user_tail, &mut s.user_tail) {
                     (Some((engine, user)), Some((t_cache, t_caps))) => {
                         // Too long for it: the whole `B` is asked below.
-                        if engine.try_captures(t_cache, rest, t_caps).is_ok() && t_caps.is_match() {
-                            return Some((caps, head.groups, t_caps.get_group(*user)));
+                        if engine.try_captures(t_cache, rest, t_caps).is_ok() {
+                            if let Some(m) = t_caps.get_match() {
+                                let user = t_caps.get_group(*user);
+                                return Some((caps, head.groups, user, m.end()));
+                            }
                         }
                     }
                     _ => {
-                        if head.tail.is_match(rest) {
+                        // Where the match ends is found only when asked:
+                        // whether it matches may be known sooner.
+                        let end = if want_end {
+                            head.tail.search(&rest).map(|m| m.end())
+                        } else {
+                            head.tail.is_match(rest).then_some(0)
+                        };
+                        if let Some(end) = end {
                             let user = head.user.filter(|_| want_user);
-                            return Some((caps, head.groups, user.and_then(|u| caps.get_group(u))));
+                            let user = user.and_then(|u| caps.get_group(u));
+                            return Some((caps, head.groups, user, end));
                         }
                     }
                 }
             }
         }
-        self.engine
-            .try_captures(&mut s.cache, input, &mut s.caps)
-            .ok()?;
+        let caps = self.engine.captures(&mut s.space, input, ascii)?;
         let user = self.user.filter(|_| want_user);
-        Some((&s.caps, self.groups, user.and_then(|u| s.caps.get_group(u))))
+        let end = caps.get_match().map_or(0, |m| m.end());
+        let user = user.and_then(|u| caps.get_group(u));
+        Some((caps, self.groups, user, end))
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use memchr::memmem;
 use regex::{Regex, RegexSet, RegexSetBuilder};
-use regex_automata::nfa::thompson::backtrack::{self, BoundedBacktracker};
+use regex_automata::nfa::thompson::backtrack::BoundedBacktracker;
 use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
 use regex_automata::{Input, Span};
@@ -31,15 +31,17 @@ use regex_automata::{Input, Span};
 use crate::filter::fail2ban::{FoldedHit, FoldedJudge, FAIL2BAN_HOST_GROUPS};
 use crate::filter::literal::{required_factors, required_literal, required_literals, Factors};
 use crate::filter::recent::Recent;
-use crate::filter::{hit_and_user_in, parse_count, place_of, tags, Filter, Verdict};
+use crate::filter::{hit_and_user_in, parse_count, place_of, tags, After, Filter, Verdict};
 use crate::message::{Account, JailId};
 
 mod cut;
 mod literals;
 mod share;
+mod twin;
 use cut::{Cut, CutScratch, Groups};
 use literals::{search_keys, Literals};
 use share::{share_answers, Kept, KEPT};
+use twin::{Twin, TwinSpace};
 
 pub struct Matcher {
     jails: Vec<(JailId, Arc<Filter>)>,
@@ -77,6 +79,9 @@ struct Pattern {
     anchored: Option<Anchored>,
     /// It has a `user` group: the account is taken from a line it blames.
     user: bool,
+    /// The look-ahead its match must pass where it ends (a fail2ban
+    /// filter's, see [`After`]).
+    after: Option<After>,
     /// Its required text holds no U+FFFD, so it is in a line's raw bytes
     /// whenever it is in the line as judged (bad bytes decoded to U+FFFD).
     raw_text: bool,
@@ -102,7 +107,7 @@ struct Pattern {
 /// (every line of a flood) goes straight to the backtracker. Lines longer
 /// than the backtracker takes go to `Regex::captures`.
 struct Anchored {
-    engine: BoundedBacktracker,
+    engine: Twin,
     /// Reused between lines. A pool as the `regex` crate keeps its caches
     /// in: the thread that uses it first (a source's reader) takes its
     /// scratch with an atomic load, no lock; another thread gets one of
@@ -119,13 +124,14 @@ struct Anchored {
     /// its own literals are not searched for first, since the engine,
     /// which answers anyway, would find them all there.
     flood: AtomicBool,
+    /// Where a match ends is read (for a look-ahead, see [`After`]).
+    want_end: bool,
 }
 
 type MakeScratch = Box<dyn Fn() -> Scratch + Send + Sync + UnwindSafe + RefUnwindSafe>;
 
 struct Scratch {
-    cache: backtrack::Cache,
-    caps: Captures,
+    space: TwinSpace,
     cut: Option<CutScratch>,
     /// How often the lines that reached this pattern matched it lately.
     recent: Recent,
@@ -147,11 +153,13 @@ impl Anchored {
 
     fn with(pattern: &str, engine: BoundedBacktracker) -> Option<Anchored> {
         let cut = Cut::new(pattern);
+        let groups = cut::groups(&engine);
+        let user = cut::user_group(&engine);
+        let engine = Twin::new(pattern, engine);
         let make: MakeScratch = {
             let (engine, cut) = (engine.clone(), cut.clone());
             Box::new(move || Scratch {
-                cache: engine.create_cache(),
-                caps: engine.create_captures(),
+                space: engine.space(),
                 cut: cut.as_ref().map(Cut::scratch),
                 recent: Recent::default(),
             })
@@ -159,9 +167,10 @@ impl Anchored {
         let scratch = Pool::new(make);
         Some(Anchored {
             cut,
+            want_end: false,
             flood: AtomicBool::new(false),
-            groups: cut::groups(&engine),
-            user: cut::user_group(&engine),
+            groups,
+            user,
             engine,
             scratch,
         })
@@ -196,20 +205,23 @@ impl Anchored {
     /// `want_user`) and whether the pattern matched; None when the line is
     /// too long for it.
     fn direct(&self, s: &mut Scratch, line: &str, want_user: bool) -> Option<(Option<Hit>, bool)> {
+        let ascii = line.is_ascii();
         if let (Some(cut), Some(cs)) = (&self.cut, &mut s.cut) {
-            if let Some((caps, groups, user)) = cut.captures(cs, line, want_user) {
-                return Some(read_hit(caps, groups, user, line));
+            if let Some((caps, groups, user, end)) =
+                cut.captures(cs, line, want_user, self.want_end, ascii)
+            {
+                return Some(read_hit(caps, groups, user, end, line));
             }
         }
-        if line.len() > self.engine.max_haystack_len() {
+        if line.len() > self.engine.max_haystack_len(ascii) {
             return None;
         }
-        let Scratch { cache, caps, .. } = s;
         let input = Input::new(line).anchored(regex_automata::Anchored::Yes);
-        self.engine.try_captures(cache, input, caps).ok()?;
+        let caps = self.engine.captures(&mut s.space, input, ascii)?;
         let user = self.user.filter(|_| want_user);
         let user = user.and_then(|u| caps.get_group(u));
-        Some(read_hit(caps, self.groups, user, line))
+        let end = caps.get_match().map_or(0, |m| m.end());
+        Some(read_hit(caps, self.groups, user, end, line))
     }
 }
 
@@ -228,14 +240,21 @@ struct Hit {
     host: Span,
     /// The `user` group's span, where asked for and it took part.
     user: Option<Span>,
+    /// Where the match ends.
+    end: usize,
+    /// The pattern's look-ahead refused the match (see [`After`]): only
+    /// fail2ban's engine can say what the line is.
+    unsure: bool,
 }
 
 /// The hit in captures taken on `line` (`groups`: those that say who
-/// failed; `user`: that group's span), and whether the pattern matched.
+/// failed; `user`: that group's span; `end`: where the match ends), and
+/// whether the pattern matched.
 fn read_hit(
     caps: &Captures,
     groups: Groups,
     user: Option<Span>,
+    end: usize,
     line: &str,
 ) -> (Option<Hit>, bool) {
     if !caps.is_match() {
@@ -243,7 +262,7 @@ fn read_hit(
     }
     let span = |g: Option<usize>| g.and_then(|g| caps.get_group(g));
     if groups.host.is_none() && groups.host_port.is_none() {
-        return (fail2ban_hit(span, groups.fail2ban, user, line), true);
+        return (fail2ban_hit(span, groups.fail2ban, user, end, line), true);
     }
     let (host, addr) = match (span(groups.host), span(groups.host_port)) {
         (Some(h), _) => (h, tags::host_at(line, h.start, h.end)),
@@ -258,6 +277,8 @@ fn read_hit(
         count,
         host,
         user,
+        end,
+        unsure: false,
     });
     (hit, true)
 }
@@ -266,23 +287,14 @@ fn read_hit(
 /// `ip6` and `dns` groups that took part (`span` of each group index), an
 /// address when it is one of the first two and parses as one; a match
 /// where none took part names nobody, and fail2ban tries its next
-/// failregex. A regex without any of them is one whose filter's
-/// prefregex names the host (see [`crate::filter::fail2ban::Fail2banFilter::fold`]):
-/// its every match decides, and the caller reads the host.
+/// failregex.
 fn fail2ban_hit(
     span: impl Fn(Option<usize>) -> Option<Span>,
     [ip4, ip6, dns]: [Option<usize>; 3],
     user: Option<Span>,
+    end: usize,
     line: &str,
 ) -> Option<Hit> {
-    if ip4.is_none() && ip6.is_none() && dns.is_none() {
-        return Some(Hit {
-            addr: None,
-            count: 1,
-            host: Span::from(0..0),
-            user,
-        });
-    }
     let (host, is_addr) = match (span(ip4), span(ip6)) {
         (Some(h), _) | (None, Some(h)) => (h, true),
         (None, None) => (span(dns)?, false),
@@ -296,6 +308,8 @@ fn fail2ban_hit(
         count: 1,
         host,
         user,
+        end,
+        unsure: false,
     })
 }
 
@@ -310,14 +324,17 @@ fn regex_hit(re: &Regex, line: &str, want_user: bool) -> Option<Hit> {
         let index = |name: &str| re.capture_names().position(|n| n == Some(name));
         let span = |g: Option<usize>| g.and_then(|g| caps.get(g)).map(|m| Span::from(m.range()));
         let user = span(index(tags::USER_GROUP)).filter(|_| want_user);
-        return fail2ban_hit(span, FAIL2BAN_HOST_GROUPS.map(index), user, line);
+        let end = caps.get(0).map_or(0, |m| m.end());
+        return fail2ban_hit(span, FAIL2BAN_HOST_GROUPS.map(index), user, end, line);
     }
-    let (addr, count, user, host) = hit_and_user_in(re, line, want_user)?;
+    let h = hit_and_user_in(re, line, want_user)?;
     Some(Hit {
-        addr: Some(addr),
-        count,
-        host,
-        user,
+        addr: Some(h.addr),
+        count: h.count,
+        host: h.host,
+        user: h.user,
+        end: h.end,
+        unsure: false,
     })
 }
 
@@ -369,7 +386,11 @@ impl Matcher {
                         Gate::Set(unliteral.len() - 1)
                     }
                 };
-                let anchored = Anchored::new(re.as_str());
+                let mut anchored = Anchored::new(re.as_str());
+                let after = filter.after(index).cloned();
+                if let Some(a) = &mut anchored {
+                    a.want_end = after.is_some();
+                }
                 let replacement = '\u{FFFD}';
                 let raw_text = !required_literals(re.as_str())
                     .iter()
@@ -384,6 +405,7 @@ impl Matcher {
                     gate,
                     alternatives: factors,
                     anchored,
+                    after,
                     user: re.capture_names().any(|n| n == Some(tags::USER_GROUP)),
                 });
             }
@@ -688,7 +710,10 @@ impl Matcher {
             if let Some(keep) = keep {
                 *keep = Some(hit.map(|h| Hit { user: None, ..h }));
             }
-            if let Some(hit) = hit {
+            if let Some(mut hit) = hit {
+                if let Some(after) = &p.after {
+                    hit.unsure = !after.passes(line, hit.end);
+                }
                 done_slot = p.slot;
                 found(p, &hit, hit.user.and_then(|u| line.get(u.range())));
             }
@@ -700,7 +725,7 @@ impl Matcher {
 /// [`crate::filter::fail2ban::FoldedJudge`]): the text is a line without
 /// its date, and a jail is a folded filter's number.
 impl FoldedJudge for Matcher {
-    fn judge<'t>(&self, text: &'t str, hit: &mut dyn FnMut(usize, FoldedHit<'t>)) {
+    fn judge(&self, text: &str, hit: &mut dyn FnMut(usize, FoldedHit<'_>)) {
         self.first_hits(text, true, |p, h, user| {
             // fail2ban: a line an ignoreregex matches is no failure.
             if self.ignored_by(p.slot, text).next().is_some() {
@@ -714,6 +739,7 @@ impl FoldedJudge for Matcher {
                 host,
                 addr: h.addr,
                 user,
+                unsure: h.unsure,
             };
             hit(self.jails[p.slot].0, found);
         });
@@ -878,12 +904,19 @@ mod tests {
             "Mar  5 16:01:34 h prog[1]: from 192.0.2.101 end x",
             "Mar  5 16:01:34 h prog[1]: from 2001:db8::11 end",
         ] {
-            let (caps, groups, user) = cut.captures(&mut s, line, false).unwrap();
-            let (hit, matched) = read_hit(caps, groups, user, line);
-            let hit = plain(hit);
-            assert_eq!(matched, re.is_match(line), "{line}");
-            assert_eq!(hit, hit_in(re, line), "{line}");
-            assert_eq!(plain(a.hit(re, line, false)), hit, "{line}");
+            // Both readings (see `twin`), each with where the match ends.
+            for ascii in [false, true] {
+                let (caps, groups, user, end) =
+                    cut.captures(&mut s, line, false, true, ascii).unwrap();
+                let (hit, matched) = read_hit(caps, groups, user, end, line);
+                if matched {
+                    assert_eq!(Some(end), re.find(line).map(|m| m.end()), "{line}");
+                }
+                let hit = plain(hit);
+                assert_eq!(matched, re.is_match(line), "{line}");
+                assert_eq!(hit, hit_in(re, line), "{line}");
+                assert_eq!(plain(a.hit(re, line, false)), hit, "{line}");
+            }
         }
         // The library's SASL pattern is split there.
         let sasl = &library("postfix-sasl").failregex[0];

@@ -20,10 +20,11 @@ use super::literals::backtrack_factors;
 use super::pyregex;
 use crate::filter::literal::required_factors;
 use crate::filter::recent::Recent;
+use crate::filter::After;
 
 /// Generous: fail2ban's `<HOST>` alternatives repeated in long filters
 /// exceed the default compiled-size limit.
-pub(super) const SIZE_LIMIT: usize = 64 << 20;
+const SIZE_LIMIT: usize = 64 << 20;
 /// More beginnings than this are cut to their first bytes (see
 /// [`Compiled::starts`]): comparing each would cost more than it saves.
 const MAX_STARTS: usize = 16;
@@ -622,13 +623,13 @@ impl Compiled {
 
     /// The linear regex the matcher may run in this one's place (see
     /// [`super::fold`]): this one, or the part of it before a trailing
-    /// look-ahead, which matches wherever the whole does; then (`false`)
-    /// the engine must confirm each match.
-    pub fn foldable(&self) -> Option<(&regex::Regex, bool)> {
-        if let Some(re) = self.linear_regex() {
-            return Some((re, true));
+    /// look-ahead, with that look-ahead to check where its match ends, as
+    /// [`Compiled::search`] does first.
+    pub fn foldable(&self) -> Option<(&Compiled, Option<After>)> {
+        match &self.ahead {
+            None => Some((self, None)),
+            Some(a) => Some((&a.body, Some(After::new(a.look.clone(), a.negative)))),
         }
-        Some((self.ahead.as_ref()?.body.linear_regex()?, false))
     }
 
     /// Whether the regex can only match at the start of the text (and

@@ -743,34 +743,6 @@ impl Fail2banFilter {
         Some(content.filter(|c| !c.is_empty()).unwrap_or(text))
     }
 
-    /// The failure failregex `index` reports on `text` (what the
-    /// failregexes see of a line), as [`failure`](Self::failure) makes it,
-    /// for a folded filter (see [`super::fold`]): one without a connection
-    /// cache. None when it does not match or names no host.
-    ///
-    /// `line`: the text the prefregex was run on, whose groups join the
-    /// failure's.
-    pub(super) fn folded_failure(
-        &mut self,
-        index: usize,
-        text: &str,
-        line: &str,
-        date: Option<SystemTime>,
-        now: SystemTime,
-    ) -> Option<Fail2banMatch> {
-        let hit = self.failregex.get(index)?.re.search(text)?;
-        let pre = self
-            .prefregex
-            .as_ref()
-            .filter(|p| p.re.group_names().any(|g| g != "content"))
-            .and_then(|p| p.re.search(line));
-        let pre = pre.as_ref().map(|h| (h, line));
-        match self.failure(index, pre, &hit, text, date, now) {
-            Judged::Failure(m) => Some(m),
-            Judged::Next | Judged::Stop => None,
-        }
-    }
-
     /// The failregexes' patterns as compiled, in index order.
     pub(super) fn failregex_patterns(&self) -> impl Iterator<Item = &str> {
         self.failregex.iter().map(|r| r.re.pattern())

@@ -25,72 +25,15 @@
 
 use std::net::IpAddr;
 
-use regex::{Regex, RegexBuilder};
-
-use super::engine::{Compiled, SIZE_LIMIT};
 use super::filter::Fail2banFilter;
 use crate::filter::Filter;
 
 /// fail2ban's groups that name who failed, in the order it asks them.
 pub const FAIL2BAN_HOST_GROUPS: [&str; 3] = ["ip4", "ip6", "dns"];
 
-/// The named groups the matcher reads itself: who failed and the
-/// account. A folded filter with others (`<F-ALT_USER>`, `<F-PORT>`, ...)
-/// has its failure's values read by the engine, from the failregex the
-/// matcher found, on the lines it found.
-const MATCHER_GROUPS: [&str; 4] = ["ip4", "ip6", "dns", "user"];
-
-/// Groups that feed fail2ban's connection cache or change what a failure
-/// is counted by: a filter with them stays on the engine.
-const ENGINE_GROUPS: [&str; 8] = [
-    "fid",
-    "mlfid",
-    "nofail",
-    "mlfgained",
-    "mlfforget",
-    "mlfpending",
-    "content",
-    "cidr",
-];
-
-/// Whether a folded failregex may have group `name`.
-fn foldable_group(name: &str) -> bool {
-    if name.starts_with("skiplines") || ENGINE_GROUPS.contains(&name) {
-        return false;
-    }
-    // `<F-ALT_X>` fills X when X is empty: X must be a group that may be.
-    let Some(rest) = name.strip_prefix("alt_") else {
-        return true;
-    };
-    let base = match rest.rsplit_once('_') {
-        Some((b, n)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => b,
-        _ => rest,
-    };
-    let base = match base {
-        "id" => "fid",
-        "port" => "fport",
-        b => b,
-    };
-    !FAIL2BAN_HOST_GROUPS.contains(&base) && foldable_group(base)
-}
-
-/// `re` with fail2ban's host groups renamed, so the matcher takes its
-/// every match as deciding (see `fail2ban_hit` in the matcher). None when
-/// the pattern's text could hold a group's opening as literal text.
-fn hide_hosts(re: &Regex) -> Option<Regex> {
-    let mut pattern = re.as_str().to_string();
-    if pattern.contains("\\(?P<") {
-        return None;
-    }
-    for g in FAIL2BAN_HOST_GROUPS {
-        pattern = pattern.replace(&format!("(?P<{g}>"), &format!("(?P<{g}_in_line>"));
-    }
-    let hidden = RegexBuilder::new(&pattern)
-        .size_limit(SIZE_LIMIT)
-        .build()
-        .ok()?;
-    (hidden.captures_len() == re.captures_len()).then_some(hidden)
-}
+/// The named groups a folded failregex may have: those that say who
+/// failed and the account, which is all the daemon reads of a failure.
+const FOLDED_GROUPS: [&str; 4] = ["ip4", "ip6", "dns", "user"];
 
 /// What the matcher found for one folded filter on a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +46,9 @@ pub struct FoldedHit<'t> {
     pub addr: Option<IpAddr>,
     /// The `user` group's text, when it took part.
     pub user: Option<&'t str>,
+    /// The failregex's look-ahead refused the match: the engine must
+    /// judge the line.
+    pub unsure: bool,
 }
 
 /// Folded filters judged together over a text (a line without its date).
@@ -110,7 +56,7 @@ pub struct FoldedHit<'t> {
 pub trait FoldedJudge: Send {
     /// Calls `hit(filter, found)` for each filter (numbered in the order
     /// they were folded) that finds a failure in `text`.
-    fn judge<'t>(&self, text: &'t str, hit: &mut dyn FnMut(usize, FoldedHit<'t>));
+    fn judge(&self, text: &str, hit: &mut dyn FnMut(usize, FoldedHit<'_>));
 }
 
 /// Builds the judge of a set of folded filters (see
@@ -123,20 +69,12 @@ impl Fail2banFilter {
     pub fn fold(&self) -> Result<Filter, &'static str> {
         let set = self.compiled();
         if set.maxlines > 1 {
-            return Err("it reads several lines at once (maxlines)");
+            return Err("it reads several lines at once (maxlines): fail2ban's multi-line buffer");
         }
-        // A prefregex that names the host: every failregex match is then
-        // a failure of that host (its groups join each failure's, see
-        // `Fail2banFilter::failure`).
-        let mut host_in_prefix = false;
         if let Some(pref) = set.prefregex {
-            if pref
-                .group_names()
-                .any(|g| g != "content" && !foldable_group(g))
-            {
-                return Err("its prefregex feeds the connection cache (<F-MLFID>, ...)");
+            if pref.group_names().any(|g| g != "content") {
+                return Err("its prefregex captures more than its content (the host, <F-MLFID>, ...), which the engine merges into each failure");
             }
-            host_in_prefix = FAIL2BAN_HOST_GROUPS.iter().any(|g| pref.has_group(g));
             // fail2ban asks the ignoreregexes of the whole line first when
             // there are few of them, and of the content after a match
             // otherwise: the matcher sees the content alone.
@@ -146,25 +84,25 @@ impl Fail2banFilter {
         }
         let mut failregex = Vec::with_capacity(set.failregex.len());
         for re in &set.failregex {
-            let (linear, _) = re
+            let (body, after) = re
                 .foldable()
                 .ok_or("a failregex needs look-around or back-references")?;
-            if re.group_names().any(|g| !foldable_group(g)) {
-                return Err("a failregex feeds the connection cache or names the failure otherwise than by its host (<F-MLFID>, <F-NOFAIL>, <F-ID>, ...)");
+            let linear = body
+                .linear_regex()
+                .ok_or("a failregex needs look-around or back-references")?;
+            if re.group_names().any(|g| !FOLDED_GROUPS.contains(&g)) {
+                return Err("a failregex captures more than the host and the account (<F-ALT_USER>, <F-MLFID>, <F-NOFAIL>, <F-ID>, other fields), which the engine reads");
             }
-            let names_host = FAIL2BAN_HOST_GROUPS.iter().any(|g| re.has_group(g));
-            if !(names_host || host_in_prefix) {
+            if !FAIL2BAN_HOST_GROUPS.iter().any(|g| re.has_group(g)) {
                 return Err("a failregex names no host");
             }
-            // With the host in the prefregex, any match of a failregex is a
-            // failure (of whichever host the engine then reads): the
-            // matcher must not read the failregex's own.
-            let linear = if names_host && host_in_prefix {
-                hide_hosts(linear).ok_or("a failregex's host groups cannot be told apart")?
-            } else {
-                linear.clone()
-            };
-            failregex.push(linear);
+            // Before a look-ahead, a match that names no host would leave
+            // the line to the next failregex where the look-ahead might
+            // have refused it (see `After`).
+            if after.is_some() && !body.always_has(&FAIL2BAN_HOST_GROUPS, false) {
+                return Err("a failregex before its look-ahead may name no host");
+            }
+            failregex.push((linear.clone(), after));
         }
         let ignoreregex = set
             .ignoreregex
@@ -173,23 +111,5 @@ impl Fail2banFilter {
             .collect::<Option<Vec<_>>>()
             .ok_or("an ignoreregex needs look-around or back-references")?;
         Ok(Filter::from_fail2ban(self.name(), failregex, ignoreregex))
-    }
-
-    /// Whether a folded filter's failures have values the matcher does
-    /// not read (see [`MATCHER_GROUPS`]): its prefregex's, or others of
-    /// its failregexes'.
-    pub(super) fn folded_values(&self) -> bool {
-        let set = self.compiled();
-        // The matcher runs the part before a look-ahead: the engine
-        // confirms its every match.
-        let confirmed = |re: &&Compiled| re.foldable().is_some_and(|(_, exact)| !exact);
-        set.failregex.iter().any(confirmed)
-            || set
-                .prefregex
-                .is_some_and(|p| p.group_names().any(|g| g != "content"))
-            || set
-                .failregex
-                .iter()
-                .any(|re| re.group_names().any(|g| !MATCHER_GROUPS.contains(&g)))
     }
 }

@@ -113,8 +113,6 @@ struct Folded {
     /// Per folded filter, as the judge numbers them: its member (the first
     /// one's prefregex cuts the content for all).
     members: Vec<usize>,
-    /// Per folded filter: its failures have values the engine reads.
-    values: Vec<bool>,
 }
 
 struct Share {
@@ -209,15 +207,7 @@ impl<K: Copy> Fail2banFilters<K> {
             let mut folded = Vec::new();
             for (_, members, filters) in units {
                 if let Some(judge) = fold(filters) {
-                    let values = members
-                        .iter()
-                        .map(|&i| g.members[i].1.folded_values())
-                        .collect();
-                    folded.push(Folded {
-                        judge,
-                        members,
-                        values,
-                    });
+                    folded.push(Folded { judge, members });
                 }
             }
             for f in &folded {
@@ -347,50 +337,47 @@ impl<K: Copy> Fail2banFilters<K> {
                 if tail && !folded.members.iter().any(|&i| present[i] || g.always[i]) {
                     continue;
                 }
-                let Some((_, first)) = folded.members.first().and_then(|&i| g.members.get(i))
-                else {
+                let members = &g.members;
+                let Some((_, first)) = folded.members.first().and_then(|&i| members.get(i)) else {
                     continue;
                 };
                 // Its prefregex does not match: nothing for any of them.
                 let Some(content) = first.content(&text) else {
                     continue;
                 };
-                let mut found = Vec::new();
-                folded.judge.judge(content, &mut |k, h| found.push((k, h)));
-                for (k, h) in found {
-                    let (Some(&i), Some(&values)) = (folded.members.get(k), folded.values.get(k))
-                    else {
-                        continue;
+                // Members whose look-ahead refused the matcher's match.
+                let mut unsure = Vec::new();
+                folded.judge.judge(content, &mut |k, h| {
+                    let Some(&i) = folded.members.get(k) else {
+                        return;
                     };
+                    if h.unsure {
+                        unsure.push(i);
+                        return;
+                    }
+                    let Some((key, _)) = members.get(i) else {
+                        return;
+                    };
+                    let m = Fail2banMatch {
+                        id: h.host.to_string(),
+                        host: Some(h.host.to_string()),
+                        addr: h.addr,
+                        time: date,
+                        user: h.user.map(str::to_string),
+                        fields: BTreeMap::new(),
+                        regex: h.regex,
+                    };
+                    hit(*key, m, now);
+                });
+                // The engine judges those lines as it would unfolded.
+                for i in unsure {
                     let Some((key, f)) = g.members.get_mut(i) else {
                         continue;
                     };
-                    let m = if values {
-                        let failure = f.folded_failure(h.regex, content, &text, date, now);
-                        // Where the matcher's answer is not a failure after
-                        // all (a prefregex whose host took no part), the
-                        // engine judges the line as it would unfolded.
-                        let failure = failure.or_else(|| {
-                            f.judge(&placed, &text, now, Mode::First, true, None)
-                                .into_iter()
-                                .next()
-                        });
-                        match failure {
-                            Some(m) => m,
-                            None => continue,
-                        }
-                    } else {
-                        Fail2banMatch {
-                            id: h.host.to_string(),
-                            host: Some(h.host.to_string()),
-                            addr: h.addr,
-                            time: date,
-                            user: h.user.map(str::to_string),
-                            fields: BTreeMap::new(),
-                            regex: h.regex,
-                        }
-                    };
-                    hit(*key, m, now);
+                    let judged = f.judge(&placed, &text, now, Mode::First, true, None);
+                    if let Some(m) = judged.into_iter().next() {
+                        hit(*key, m, now);
+                    }
                 }
             }
         }
