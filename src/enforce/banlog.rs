@@ -119,14 +119,36 @@ impl fmt::Display for Shown {
 
 #[derive(Default)]
 pub struct BanLog {
-    /// The messages, `\n`-terminated.
+    /// The messages, `\n`-terminated, each after [`BanLog::prefix`] when
+    /// the lines go straight to the log's writer.
     text: String,
     lines: usize,
+    /// What starts every line written directly: the batch's one timestamp
+    /// and the level, as `tracing` writes them (empty: the lines go
+    /// through `tracing`, which adds its own). Decided at the first line,
+    /// so a flood's lines are formatted once, in their final form.
+    prefix: String,
+    /// Whether [`BanLog::prefix`] was decided for the lines held now.
+    decided: bool,
+    /// The last bantime written and how it reads: a flood's bans share one.
+    bantime: Option<(Duration, String)>,
     /// The same bans as fields, when [`structured_events`] was asked for.
     events: Vec<Decided>,
 }
 
 impl BanLog {
+    /// A log whose lines carry `now` and the level, as written to the
+    /// daemon's log writer directly (for tests; the daemon decides that
+    /// at the first line).
+    #[cfg(test)]
+    fn direct_at(now: jiff::Timestamp) -> BanLog {
+        BanLog {
+            prefix: prefix(now),
+            decided: true,
+            ..BanLog::default()
+        }
+    }
+
     pub fn push(&mut self, verb: &'static str, order: &BanOrder) {
         if structured() {
             self.events.push(Decided {
@@ -137,12 +159,26 @@ impl BanLog {
             });
             return;
         }
+        if !self.decided {
+            self.decided = true;
+            if DIRECT.get().is_some() && tracing::enabled!(tracing::Level::INFO) {
+                self.prefix = prefix(jiff::Timestamp::now());
+            }
+        }
+        if self
+            .bantime
+            .as_ref()
+            .is_none_or(|(d, _)| *d != order.bantime)
+        {
+            self.bantime = Some((order.bantime, human(order.bantime)));
+        }
+        let bantime = self.bantime.as_ref().map_or("", |(_, text)| text.as_str());
+        self.text.push_str(&self.prefix);
         let _ = writeln!(
             self.text,
-            "{verb}: jail={} {} bantime={}",
+            "{verb}: jail={} {} bantime={bantime}",
             order.jail,
             Shown::of(order),
-            human(order.bantime)
         );
         self.lines += 1;
     }
@@ -171,37 +207,34 @@ impl BanLog {
         if self.lines == 0 {
             return;
         }
+        // One line goes through `tracing` like any event: a piece of our
+        // own would save nothing.
         let direct = DIRECT
             .get()
-            .filter(|_| self.lines > 1 && tracing::enabled!(tracing::Level::INFO));
+            .filter(|_| self.lines > 1 && !self.prefix.is_empty());
         match direct {
             Some(writer) => {
                 let mut writer = writer.clone();
-                let _ = writer.write_all(self.prefixed(jiff::Timestamp::now()).as_bytes());
+                let _ = writer.write_all(self.text.as_bytes());
             }
             None => {
+                let skip = self.prefix.len();
                 for line in self.text.lines() {
-                    info!("{line}");
+                    info!("{}", line.get(skip..).unwrap_or(line));
                 }
             }
         }
         self.text.clear();
         self.lines = 0;
+        self.prefix.clear();
+        self.decided = false;
     }
+}
 
-    /// The lines as `tracing_subscriber::fmt` writes an INFO event without
-    /// colours or target: `2026-03-05T16:01:34.123456Z  INFO ban: …`.
-    fn prefixed(&self, now: jiff::Timestamp) -> String {
-        let stamp = now.strftime("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-        let mut out = String::with_capacity(self.text.len() + self.lines * (stamp.len() + 7));
-        for line in self.text.lines() {
-            out.push_str(&stamp);
-            out.push_str("  INFO ");
-            out.push_str(line);
-            out.push('\n');
-        }
-        out
-    }
+/// How `tracing_subscriber::fmt` starts an INFO event without colours or
+/// target: `2026-03-05T16:01:34.123456Z  INFO `.
+fn prefix(now: jiff::Timestamp) -> String {
+    format!("{}  INFO ", now.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
 }
 
 /// A ban by hand (`nftjail ban`) of an address or a prefix.
@@ -275,8 +308,11 @@ mod tests {
     #[test]
     fn lines_written_directly_are_those_tracing_writes() {
         let mut log = BanLog::default();
-        log.push("ban", &order("ssh", "192.0.2.1", 3));
-        log.push("ban extended", &order("smtp", "2001:db8::7", 5));
+        let mut direct = BanLog::direct_at(jiff::Timestamp::now());
+        for log in [&mut log, &mut direct] {
+            log.push("ban", &order("ssh", "192.0.2.1", 3));
+            log.push("ban extended", &order("smtp", "2001:db8::7", 5));
+        }
         let captured = Captured::default();
         let sink = captured.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -290,7 +326,7 @@ mod tests {
             }
         });
         let traced = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-        let ours = log.prefixed(jiff::Timestamp::now());
+        let ours = direct.text;
         // Timestamps differ by when each was taken: compare the rest, and
         // the timestamps' shape.
         let split = |s: &str| -> Vec<(usize, String)> {
@@ -316,19 +352,26 @@ mod tests {
 
     #[test]
     fn every_ban_is_one_line_of_its_own() {
-        let mut log = BanLog::default();
+        let mut log = BanLog::direct_at(jiff::Timestamp::now());
         for i in 0..300 {
+            let bantime = Duration::from_secs(if i == 150 { 60 } else { 3600 });
             log.push(
                 "ban",
-                &order("smtp", &format!("10.0.{}.{}", i / 250, i % 250), 5),
+                &BanOrder {
+                    bantime,
+                    ..order("smtp", &format!("10.0.{}.{}", i / 250, i % 250), 5)
+                },
             );
         }
-        let text = log.prefixed(jiff::Timestamp::now());
+        let text = log.text;
         assert_eq!(text.lines().count(), 300);
         assert!(text
             .lines()
             .nth(299)
             .unwrap()
             .ends_with("  INFO ban: jail=smtp addr=10.0.1.49 failures=5 bantime=1h"));
+        // Each line says its own bantime, though most share one.
+        let bantimes: Vec<&str> = text.lines().map(|l| &l[l.len() - 3..]).collect();
+        assert_eq!(bantimes[149..152], ["=1h", "=1m", "=1h"]);
     }
 }

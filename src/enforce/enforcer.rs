@@ -24,19 +24,19 @@ mod blocklist;
 mod farm;
 mod gone;
 mod manual;
+mod recorded;
 
 pub use blocklist::{Blocklist, BlocklistApplied};
 pub use farm::{Publish, Shared};
 pub use gone::GoneJail;
+use recorded::{Landed, Unrecorded, HOLD_MAX};
 
-use super::banlog::BanLog;
 use super::record::is_host;
 use super::{Applied, Backend, EnforceError, Restore};
 use crate::message::BanOrder;
 use crate::metrics;
 use crate::rules::JailRules;
 use crate::state::writer::{StateMsg, StateTx};
-use crate::state::StoredBan;
 
 /// Most bans applied in one netlink transaction. Within the nft backend's
 /// transaction size, so a batch is applied whole or not at all, which
@@ -240,18 +240,36 @@ impl Enforcer {
 
     /// Runs until [`EnforcerMsg::Stop`] or until every sender is gone.
     /// Whatever queued up while a transaction ran goes into the next one, so a
-    /// flood costs few transactions and a lone ban goes out at once.
+    /// flood costs few transactions and a lone ban goes out at once. While
+    /// more bans wait, the kernel takes them before the bans already
+    /// applied are recorded (see [`Unrecorded`]).
     pub fn run(mut self, mut rx: mpsc::Receiver<EnforcerMsg>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut held = None;
+        let mut unrecorded = Unrecorded::default();
         loop {
             let msg = match held.take() {
                 Some(m) => m,
-                None => match rx.blocking_recv() {
-                    Some(m) => m,
-                    None => break,
+                None => match rx.try_recv() {
+                    Ok(m) => m,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        self.record_held(&mut unrecorded);
+                        // Idle: the flood's spare batches go (`batch` is kept).
+                        unrecorded.spare = Vec::new();
+                        match rx.blocking_recv() {
+                            Some(m) => m,
+                            None => break,
+                        }
+                    }
                 },
             };
+            // Whatever else is asked (a list, a count, an unban, the
+            // watchdog's ping, the tracker's wait before a checkpoint, a
+            // stop) sees every applied ban recorded.
+            if !matches!(msg, EnforcerMsg::Bans(_)) {
+                self.record_held(&mut unrecorded);
+            }
             match msg {
                 EnforcerMsg::Bans(first) => {
                     batch.clear();
@@ -266,9 +284,20 @@ impl Enforcer {
                             Err(_) => break,
                         }
                     }
-                    match self.ban_batch(&batch) {
-                        Ok(_) if self.backend.tampered() => self.heal(),
-                        Ok(_) => {}
+                    let mut landed = Vec::new();
+                    let result = self.ban_batch_landed(&batch, &mut landed);
+                    if result.is_ok() && !self.backend.tampered() {
+                        unrecorded.hold(&mut batch, landed);
+                        if unrecorded.orders >= HOLD_MAX {
+                            self.record_held(&mut unrecorded);
+                        }
+                        continue;
+                    }
+                    // A heal or a retry follows: what landed is recorded first.
+                    self.record_held(&mut unrecorded);
+                    self.record_landed(&batch, landed);
+                    match result {
+                        Ok(_) => self.heal(),
                         // Our table went away under the batch (`nft flush
                         // ruleset` between two of its transactions): rebuild
                         // it, then give the batch one more go; bans that did
@@ -351,6 +380,7 @@ impl Enforcer {
                 }
             }
         }
+        self.record_held(&mut unrecorded);
     }
 
     /// Applies a batch of automatic bans. A batch is one transaction, and a
@@ -362,26 +392,49 @@ impl Enforcer {
     /// them reaches the ban record, the state store or the ban log. Err only
     /// when our table is gone (what landed before stays applied and recorded).
     pub fn ban_batch(&mut self, orders: &[BanOrder]) -> Result<Vec<Refused>, EnforceError> {
+        let mut landed = Vec::new();
+        let result = self.ban_batch_landed(orders, &mut landed);
+        self.record_landed(orders, landed);
+        result
+    }
+
+    /// [`Enforcer::ban_batch`] without recording: the parts of `orders`
+    /// the kernel took, with their outcomes, are added to `landed`, for
+    /// [`Enforcer::record_landed`] (also on an error: what landed before).
+    fn ban_batch_landed(
+        &mut self,
+        orders: &[BanOrder],
+        landed: &mut Vec<Landed>,
+    ) -> Result<Vec<Refused>, EnforceError> {
         let mut refused = Vec::new();
-        self.ban_split(orders, 0, &mut refused)?;
+        self.ban_split(orders, 0, &mut refused, landed)?;
         if !refused.is_empty() {
             metrics::enforcer_error();
         }
         Ok(refused)
     }
 
-    /// [`Enforcer::ban_batch`] on `orders`, which start at `offset` in the batch.
+    /// [`Enforcer::ban_batch_landed`] on `orders`, which start at `offset`
+    /// in the batch.
     fn ban_split(
         &mut self,
         orders: &[BanOrder],
         offset: usize,
         refused: &mut Vec<Refused>,
+        landed: &mut Vec<Landed>,
     ) -> Result<(), EnforceError> {
         if orders.is_empty() {
             return Ok(());
         }
-        let error = match self.ban(orders, Origin::Filter) {
-            Ok(_) => return Ok(()),
+        let error = match self.apply(orders) {
+            Ok((applied, now)) => {
+                landed.push(Landed {
+                    at: offset..offset + orders.len(),
+                    applied,
+                    now,
+                });
+                return Ok(());
+            }
             Err(e) if e.is_missing() => return Err(e),
             Err(e) => e,
         };
@@ -408,92 +461,23 @@ impl Enforcer {
         }
         let half = orders.len() / 2;
         let (first, second) = orders.split_at(half);
-        self.ban_split(first, offset, refused)?;
-        self.ban_split(second, offset + half, refused)
+        self.ban_split(first, offset, refused, landed)?;
+        self.ban_split(second, offset + half, refused, landed)
     }
 
     fn ban(&mut self, orders: &[BanOrder], origin: Origin) -> Result<Vec<Applied>, EnforceError> {
+        let (applied, now) = self.apply(orders)?;
+        self.recorded(orders, &applied, now, origin);
+        Ok(applied)
+    }
+
+    /// The kernel's part of a ban: the backend applies `orders`; returns
+    /// what each became and when.
+    fn apply(&mut self, orders: &[BanOrder]) -> Result<(Vec<Applied>, SystemTime), EnforceError> {
         let now = SystemTime::now();
         let applied = self.backend.ban(orders)?;
         crate::metrics::ban_latency(orders.iter().filter_map(|o| o.read));
-        let mut stored = Vec::new();
-        for (order, outcome) in orders.iter().zip(&applied) {
-            if *outcome == Applied::Unchanged {
-                continue;
-            }
-            // Kept in the store's history for bantime increment after a
-            // restart (the tracker counts the offences of this run).
-            // (A prefix is no one address's offence.)
-            let offence = *outcome == Applied::Added && order.is_host();
-            if self.state.is_some() {
-                stored.push((
-                    StoredBan {
-                        jail: Arc::clone(&order.jail),
-                        net: order.target.trunc(),
-                        start: now,
-                        until: Some(now + order.bantime),
-                        failures: order.failures,
-                        line: order.line.as_deref().map(crate::state::bounded_line),
-                        cause: order.cause.clone(),
-                    },
-                    offence,
-                ));
-            }
-        }
-        if !stored.is_empty() {
-            self.record(StateMsg::Banned(stored));
-        }
-        let mut logged = BanLog::default();
-        // Counted per run of one jail, then added up: a flood is one jail.
-        let mut tally: Vec<(&Arc<str>, u64)> = Vec::new();
-        for (order, outcome) in orders.iter().zip(&applied) {
-            let verb = match outcome {
-                Applied::Added => "ban",
-                Applied::Extended => "ban extended",
-                Applied::Unchanged => {
-                    debug!(jail = %order.jail, addr = %show(&order.target), "already banned for longer");
-                    continue;
-                }
-            };
-            match tally.last_mut() {
-                Some((jail, n)) if ***jail == *order.jail => *n += 1,
-                _ => tally.push((&order.jail, 1)),
-            }
-            match origin {
-                Origin::Manual => {
-                    let target = show(&order.target);
-                    let prefix = !order.is_host();
-                    super::banlog::manual_ban(verb, &order.jail, &target, prefix, order.bantime);
-                }
-                Origin::Farm => info!(
-                    "{verb}: jail={} addr={} from the farm, {}s left",
-                    order.jail,
-                    show(&order.target),
-                    order.bantime.as_secs()
-                ),
-                Origin::Filter => logged.push(verb, order),
-            }
-        }
-        logged.flush();
-        self.share_bans(orders, &applied, now);
-        if !tally.is_empty() {
-            self.changes += 1;
-        }
-        for (jail, n) in tally {
-            let reason = match origin {
-                Origin::Manual => metrics::MANUAL,
-                Origin::Filter => metrics::FILTER,
-                Origin::Farm => farm::FARM,
-            };
-            metrics::banned(jail, reason, n);
-            match self.totals.get_mut(&**jail) {
-                Some(total) => *total += n,
-                None => {
-                    self.totals.insert(jail.to_string(), n);
-                }
-            }
-        }
-        Ok(applied)
+        Ok((applied, now))
     }
 
     /// Rebuilds our table after someone else changed it and puts back every
@@ -717,6 +701,32 @@ mod tests {
                     .map(move |(n, _)| format!("{jail} {}", show(&n)))
             })
             .collect()
+    }
+
+    #[test]
+    fn bans_held_while_more_wait_are_recorded_before_anything_is_answered() {
+        let e = enforcer(Box::new(LogBackend::default()));
+        let (tx, rx) = mpsc::channel(8);
+        // Three batches queued at once: the first two fill a transaction
+        // each and are held while the next waits.
+        let mut sent = 0;
+        for (n, third) in [(MAX_BATCH, 0), (MAX_BATCH, 1), (7, 2)] {
+            let orders = (0..n)
+                .map(|i| order("sshd", &format!("10.{third}.{}.{}", i / 256, i % 256)))
+                .collect();
+            sent += n;
+            tx.try_send(EnforcerMsg::Bans(orders)).expect("room");
+        }
+        let (reply, answer) = oneshot::channel();
+        tx.try_send(EnforcerMsg::List { reply }).expect("room");
+        let thread = std::thread::spawn(move || e.run(rx));
+        let jails = answer.blocking_recv().expect("an answer");
+        let sshd = jails.iter().find(|j| j.jail == "sshd").expect("sshd");
+        assert_eq!((sshd.total, sshd.bans.len()), (sent as u64, sent));
+        drop(tx);
+        thread
+            .join()
+            .expect("the enforcer ends when its senders are gone");
     }
 
     #[test]

@@ -365,7 +365,10 @@ fn run(mut store: Store, rx: Receiver<StateMsg>, purge_age: Duration, mut events
         };
         let mut msgs: Vec<StateMsg> = first.into_iter().collect();
         msgs.extend(rx.try_iter().take(1024));
-        if msgs.iter().any(|m| matches!(m, StateMsg::Banned(_))) {
+        if msgs
+            .iter()
+            .any(|m| matches!(m, StateMsg::Banned(_) | StateMsg::Failures(_)))
+        {
             wait_for_the_flood_to_ebb(&rx, &mut msgs);
         }
         backlog.retry(&mut store, false);
@@ -476,18 +479,22 @@ fn remind(store: &Store, backlog: &Backlog) {
     }
 }
 
-/// Bans keep coming for as long as this waits: no ban for [`QUIET`].
+/// A flood goes on for as long as this waits: nothing new for [`QUIET`].
 const QUIET: Duration = Duration::from_millis(50);
-/// The longest a ban waits to be written while a flood goes on.
+/// The longest a ban or a failure waits to be written while a flood goes on.
 const FLOOD_MAX: Duration = Duration::from_secs(2);
 
-/// Gathers what follows a ban until bans stop coming for [`QUIET`] (or
-/// [`FLOOD_MAX`] passed, or someone waits on a [`StateMsg::Sync`]), so a
-/// flood is written after it, in one transaction. A ban's row costs about
-/// as much as matching its lines; written during the flood, even as a
-/// background job, it takes the cores and caches the bans are racing to the
-/// kernel on. The store may lag the kernel by this much, as it may anyway (see
-/// [`lower_priority`]): a restart adopts the bans it finds in the kernel.
+/// Gathers what follows a ban or a failure for the report until nothing
+/// comes for [`QUIET`] (or [`FLOOD_MAX`] passed, or someone waits on a
+/// [`StateMsg::Sync`]), so a flood is written after it, in one transaction.
+/// A row costs about as much as matching its line; written during the
+/// flood, even as a background job, it takes the cores and caches the bans
+/// are racing to the kernel on (a flood's failures come before its bans:
+/// the addresses reach maxretry last). The store may lag the kernel by this
+/// much, as it may anyway (see [`lower_priority`]): a restart adopts the
+/// bans it finds in the kernel. Failures waiting here still count as
+/// waiting ([`super::events::MAX_WAITING`]): past that, new ones are
+/// dropped and counted, so the wait holds a bounded number of them.
 fn wait_for_the_flood_to_ebb(rx: &Receiver<StateMsg>, msgs: &mut Vec<StateMsg>) {
     let until = Instant::now() + FLOOD_MAX;
     let is_sync = |m: &StateMsg| matches!(m, StateMsg::Sync(_));
@@ -738,6 +745,51 @@ mod tests {
             kinds.contains(&(Kind::Dropped, MAX_WAITING as u64 + 1)),
             "{kinds:?}"
         );
+        drop(tx);
+        thread.join().expect("writer");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Failures wait for a flood to ebb like bans, and while they wait
+    /// they still count as waiting: the next ones are dropped (and
+    /// counted), not held too.
+    #[test]
+    fn failures_wait_for_the_flood_to_ebb_and_still_count_as_waiting() {
+        use crate::state::events::{Kind, MAX_WAITING};
+        let (dir, tx, thread) = writer("events-flood");
+        let failure = |i: u32| {
+            let f = Failure {
+                jail: 0,
+                addr: std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc000_0200 + i)),
+                time: SystemTime::now(),
+                line: Some("fail".into()),
+                read: None,
+                account: None,
+            };
+            (Arc::from("j"), f)
+        };
+        tx.failures((0..MAX_WAITING as u32).map(failure).collect());
+        // The flood goes on (a checkpoint now and then, well within QUIET):
+        // the writer holds the failures, so there is no room for more.
+        for _ in 0..40 {
+            std::thread::sleep(QUIET / 10);
+            tx.send(StateMsg::Checkpoint(Checkpoint::default()));
+        }
+        assert!(!tx.admit_failures(1));
+        tx.sync();
+        let mut kinds = Vec::new();
+        let far = SystemTime::now() + Duration::from_secs(60);
+        Store::open(&dir)
+            .expect("reopen")
+            .scan(SystemTime::UNIX_EPOCH, far, |e| {
+                kinds.push((e.kind, e.count))
+            })
+            .expect("scan");
+        let failures = kinds.iter().filter(|k| k.0 == Kind::Failure).count();
+        assert_eq!(failures, MAX_WAITING);
+        let others: Vec<_> = kinds.iter().filter(|k| k.0 != Kind::Failure).collect();
+        assert!(kinds.contains(&(Kind::Dropped, 1)), "{others:?}");
+        assert!(tx.admit_failures(1), "written: room again");
         drop(tx);
         thread.join().expect("writer");
         let _ = std::fs::remove_dir_all(&dir);

@@ -353,9 +353,18 @@ impl Tracker {
                 (e.insert(Window::new()), true)
             }
         };
-        let count = window.push(t, findtime, maxretry) as u32;
+        let simple = jail.windows.is_empty();
+        // The failure that bans: the ban below removes the window, so `t`
+        // need not join it.
+        let bans = (simple && window.len() + 1 >= maxretry)
+            .then(|| window.count_with(t, findtime, maxretry))
+            .filter(|&n| n >= maxretry);
+        let count = match bans {
+            Some(n) => n,
+            None => window.push(t, findtime, maxretry),
+        } as u32;
         self.unsaved.changed(key, window, new);
-        let mut decided = if jail.windows.is_empty() {
+        let mut decided = if simple {
             (count as usize >= maxretry).then_some((Cause::Window(0), count, jail.bantime))
         } else {
             windows::decide(jail, window.times(), t)

@@ -115,6 +115,18 @@ impl Window {
         self.0 = Repr::Heap { len, flags, t };
     }
 
+    /// How many times [`Window::push`] of `t` would leave, without adding
+    /// it: for the failure that bans, whose window goes at once (an
+    /// address at maxretry would move its times to the heap for nothing).
+    pub(super) fn count_with(&self, t: u64, findtime: u64, cap: usize) -> usize {
+        let kept = self
+            .times()
+            .iter()
+            .filter(|&&x| x + findtime > t && x <= t + findtime)
+            .count();
+        kept.min(cap.max(1) - 1) + 1
+    }
+
     /// Adds `t`, keeps only times inside `(t - findtime, t + findtime]`, drops
     /// the oldest beyond `cap` (at least 1, at most `u8::MAX`); returns how
     /// many remain.
@@ -180,6 +192,12 @@ mod tests {
         let w = Window::with_newest(&[1, 2, 3, 4], 3);
         assert_eq!(w.times(), &[2, 3, 4]);
         assert!(!w.dirty() && !w.stored());
+        // What a push would leave, told without one.
+        let mut w = Window::new();
+        for (t, cap, n) in [(10, 3, 1), (20, 3, 2), (30, 3, 3), (200, 3, 1), (250, 2, 2)] {
+            assert_eq!(w.count_with(t, 100, cap), n, "{t}");
+            assert_eq!(w.push(t, 100, cap), n, "{t}");
+        }
         let mut one = Window::new();
         one.push(1, 100, 1);
         assert_eq!(one.push(2, 100, 1), 1);

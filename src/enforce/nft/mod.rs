@@ -164,9 +164,20 @@ impl NftBackend {
         Ok(seen.into_values().collect())
     }
 
-    fn plan(&self, jail: &str, addr: IpAddr, bantime: Duration, now: Instant) -> ElementChange {
-        match self.bans.addrs(jail).and_then(|bans| bans.get(&addr)) {
-            None if self.is_foreign(jail, addr) => ElementChange::Replace,
+    /// What an order of `jail` needs, judged from these maps of the jail
+    /// (its bans, the foreign elements of its sets): a flood's orders share
+    /// one jail, so they are looked up once per run of orders.
+    fn plan(
+        bans: Option<&crate::AddrMap<IpAddr, Until>>,
+        foreign: Option<&crate::AddrMap<IpNet, Until>>,
+        addr: IpAddr,
+        bantime: Duration,
+        now: Instant,
+    ) -> ElementChange {
+        match bans.and_then(|bans| bans.get(&addr)) {
+            None if foreign.is_some_and(|f| f.contains_key(&IpNet::from(addr))) => {
+                ElementChange::Replace
+            }
             None => ElementChange::Add,
             Some(Until::Never) => ElementChange::Nothing,
             Some(Until::At(t)) if *t > now => {
@@ -192,12 +203,22 @@ impl NftBackend {
     ) -> Result<(), EnforceError> {
         for chunk in todo.chunks(ORDERS_PER_TRANSACTION) {
             self.apply(chunk)?;
-            for (jail, addr, bantime, _) in chunk {
-                self.adopted(jail, &IpNet::from(*addr));
+            // A flood's orders share one jail: its maps are looked up once
+            // per run of orders, not once per order.
+            for run in chunk.chunk_by(|a, b| a.0 == b.0) {
+                let jail = run[0].0;
+                if let Some(foreign) = self.foreign.get_mut(jail).filter(|f| !f.is_empty()) {
+                    for (_, addr, ..) in run {
+                        foreign.remove(&IpNet::from(*addr));
+                    }
+                }
                 if let Some(bans) = self.bans.addrs_mut(jail) {
-                    // The kernel started its clock after `now`: our record may
-                    // end a few ms early, never late (GC_GRACE covers the gap).
-                    bans.insert(*addr, Until::At(now + *bantime));
+                    bans.reserve(run.len());
+                    for (_, addr, bantime, _) in run {
+                        // The kernel started its clock after `now`: our record may
+                        // end a few ms early, never late (GC_GRACE covers the gap).
+                        bans.insert(*addr, Until::At(now + *bantime));
+                    }
                 }
             }
         }
@@ -425,6 +446,7 @@ impl Backend for NftBackend {
             Vec::with_capacity(orders.len());
         // Decided within this call, so a duplicate sees the first one's effect.
         let mut pending: crate::AddrMap<(&str, IpAddr), Duration> = crate::AddrMap::default();
+        let mut maps = None;
         for o in orders {
             if !o.is_host() {
                 outcomes.push(prefixes.next().unwrap_or(Applied::Unchanged));
@@ -448,7 +470,15 @@ impl Backend for NftBackend {
                 }
                 continue;
             }
-            let plan = self.plan(&o.jail, addr, o.bantime, now);
+            let (bans, foreign) = match maps {
+                Some((jail, bans, foreign)) if Arc::ptr_eq(jail, &o.jail) => (bans, foreign),
+                _ => {
+                    let (bans, foreign) = (self.bans.addrs(&o.jail), self.foreign.get(&*o.jail));
+                    maps = Some((&o.jail, bans, foreign));
+                    (bans, foreign)
+                }
+            };
+            let plan = Self::plan(bans, foreign, addr, o.bantime, now);
             outcomes.push(match plan {
                 ElementChange::Add => Applied::Added,
                 ElementChange::Replace if matches!(self.remaining(&o.jail, addr), Some(d) if !d.is_zero()) => {
