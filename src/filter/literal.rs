@@ -325,24 +325,62 @@ fn skip_class(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
     }
 }
 
-/// Whether a flag group turns on case folding (`(?i)`, `(?i:...)`) or
-/// verbose mode (`(?x)`) anywhere: then the written text is not the text a
-/// line must contain, so no literal is claimed at all.
+/// Whether flags that change how text matches (`i`, `x`) are set for the
+/// top level of `pattern`: by `(?i)` outside every group (it holds to the
+/// pattern's end). Set inside a group, `((?i)LOGIN|PLAIN)` or `(?i:...)`,
+/// they hold only to that group's end, and a group's text never counts.
 fn folds_case_or_spaces(pattern: &str) -> bool {
-    pattern.match_indices("(?").any(|(at, _)| {
-        let flags: String = pattern[at + 2..]
-            .chars()
-            .take_while(|c| "imsUxRu-".contains(*c))
-            .collect();
-        let closes = pattern[at + 2 + flags.len()..].starts_with([':', ')']);
-        closes && (flags.contains('i') || flags.contains('x'))
-    })
+    let mut depth = 0usize;
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '[' => skip_class(&mut chars),
+            '(' => {
+                if depth == 0 {
+                    let ahead: String = chars.clone().take(16).collect();
+                    if let Some(rest) = ahead.strip_prefix('?') {
+                        let flags: String = rest
+                            .chars()
+                            .take_while(|c| "imsUxRu-".contains(*c))
+                            .collect();
+                        let sets = rest[flags.len()..].starts_with(')');
+                        if sets && (flags.contains('i') || flags.contains('x')) {
+                            return true;
+                        }
+                    }
+                }
+                depth += 1;
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::required_literal as lit;
+
+    /// Case folding set inside a group holds only there: the text outside
+    /// still counts. Set at the top level, it holds to the end: nothing
+    /// counts.
+    #[test]
+    fn case_folding_counts_only_where_it_holds() {
+        assert_eq!(
+            lit(r"^x\]: SASL ((?i)LOGIN|PLAIN) authentication failed: ").as_deref(),
+            Some(" authentication failed: ")
+        );
+        assert_eq!(lit(r"(?i:abc)defghij").as_deref(), Some("defghij"));
+        assert_eq!(lit(r"[(?i)]abcdefg").as_deref(), Some("abcdefg"));
+        assert_eq!(lit(r"(?i)abcdefg"), None);
+        assert_eq!(lit(r"abcdefg (?i)hijklmnop"), None);
+        assert_eq!(lit(r"abcdefg (?x)hijklmnop"), None);
+    }
 
     #[test]
     fn finds_the_longest_top_level_literal() {
