@@ -24,21 +24,22 @@ use std::sync::Arc;
 use memchr::memmem;
 use regex::{Regex, RegexSet, RegexSetBuilder};
 use regex_automata::nfa::thompson::backtrack::BoundedBacktracker;
-use regex_automata::util::captures::Captures;
 use regex_automata::util::pool::Pool;
-use regex_automata::{Input, Span};
+use regex_automata::Input;
 
-use crate::filter::fail2ban::{FoldedHit, FoldedJudge, FAIL2BAN_HOST_GROUPS};
 use crate::filter::literal::{required_factors, required_literal, required_literals, Factors};
 use crate::filter::recent::Recent;
-use crate::filter::{hit_and_user_in, parse_count, place_of, tags, After, Filter, Verdict};
+use crate::filter::{place_of, tags, After, Filter, Verdict};
 use crate::message::{Account, JailId};
 
 mod cut;
+mod fold;
+mod hit;
 mod literals;
 mod share;
 mod twin;
 use cut::{Cut, CutScratch, Groups};
+use hit::{read_hit, regex_hit, Hit};
 use literals::{search_keys, Literals};
 use share::{share_answers, Kept, KEPT};
 use twin::{Twin, TwinSpace};
@@ -223,119 +224,6 @@ impl Anchored {
         let end = caps.get_match().map_or(0, |m| m.end());
         Some(read_hit(caps, self.groups, user, end, line))
     }
-}
-
-/// A pattern's answer on a line it matched, when that answer decides
-/// the jail: the next patterns of its jail are not tried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Hit {
-    /// Who failed. Always there for our patterns: a match whose host is
-    /// not an address is no hit, and the next pattern is tried. A fail2ban
-    /// pattern's match that names a host decides the jail whether or not
-    /// the host is an address (a `<DNS>` name, `999.1.2.3`), as fail2ban's
-    /// first matching failregex does; the daemon never resolves a name.
-    addr: Option<IpAddr>,
-    count: u32,
-    /// The host's text.
-    host: Span,
-    /// The `user` group's span, where asked for and it took part.
-    user: Option<Span>,
-    /// Where the match ends.
-    end: usize,
-    /// The pattern's look-ahead refused the match (see [`After`]): only
-    /// fail2ban's engine can say what the line is.
-    unsure: bool,
-}
-
-/// The hit in captures taken on `line` (`groups`: those that say who
-/// failed; `user`: that group's span; `end`: where the match ends), and
-/// whether the pattern matched.
-fn read_hit(
-    caps: &Captures,
-    groups: Groups,
-    user: Option<Span>,
-    end: usize,
-    line: &str,
-) -> (Option<Hit>, bool) {
-    if !caps.is_match() {
-        return (None, false);
-    }
-    let span = |g: Option<usize>| g.and_then(|g| caps.get_group(g));
-    if groups.host.is_none() && groups.host_port.is_none() {
-        return (fail2ban_hit(span, groups.fail2ban, user, end, line), true);
-    }
-    let (host, addr) = match (span(groups.host), span(groups.host_port)) {
-        (Some(h), _) => (h, tags::host_at(line, h.start, h.end)),
-        (None, Some(h)) => (h, tags::host_port_at(line, h.start, h.end)),
-        (None, None) => return (None, true),
-    };
-    let count = span(groups.count)
-        .and_then(|c| line.get(c.range()))
-        .map_or(1, parse_count);
-    let hit = addr.filter(|_| count > 0).map(|a| Hit {
-        addr: Some(a),
-        count,
-        host,
-        user,
-        end,
-        unsure: false,
-    });
-    (hit, true)
-}
-
-/// fail2ban's reading of a match: the host is the first of its `ip4`,
-/// `ip6` and `dns` groups that took part (`span` of each group index), an
-/// address when it is one of the first two and parses as one; a match
-/// where none took part names nobody, and fail2ban tries its next
-/// failregex.
-fn fail2ban_hit(
-    span: impl Fn(Option<usize>) -> Option<Span>,
-    [ip4, ip6, dns]: [Option<usize>; 3],
-    user: Option<Span>,
-    end: usize,
-    line: &str,
-) -> Option<Hit> {
-    let (host, is_addr) = match (span(ip4), span(ip6)) {
-        (Some(h), _) | (None, Some(h)) => (h, true),
-        (None, None) => (span(dns)?, false),
-    };
-    let addr = line
-        .get(host.range())
-        .filter(|_| is_addr)
-        .and_then(|t| t.parse::<IpAddr>().ok());
-    Some(Hit {
-        addr,
-        count: 1,
-        host,
-        user,
-        end,
-        unsure: false,
-    })
-}
-
-/// The hit by the `regex` crate's captures: what [`read_hit`] reads from
-/// the backtracker's.
-fn regex_hit(re: &Regex, line: &str, want_user: bool) -> Option<Hit> {
-    if !re
-        .capture_names()
-        .any(|n| n == Some(tags::HOST_GROUP) || n == Some(tags::HOST_PORT_GROUP))
-    {
-        let caps = re.captures(line)?;
-        let index = |name: &str| re.capture_names().position(|n| n == Some(name));
-        let span = |g: Option<usize>| g.and_then(|g| caps.get(g)).map(|m| Span::from(m.range()));
-        let user = span(index(tags::USER_GROUP)).filter(|_| want_user);
-        let end = caps.get(0).map_or(0, |m| m.end());
-        return fail2ban_hit(span, FAIL2BAN_HOST_GROUPS.map(index), user, end, line);
-    }
-    let h = hit_and_user_in(re, line, want_user)?;
-    Some(Hit {
-        addr: Some(h.addr),
-        count: h.count,
-        host: h.host,
-        user: h.user,
-        end: h.end,
-        unsure: false,
-    })
 }
 
 enum Gate {
@@ -718,31 +606,6 @@ impl Matcher {
                 found(p, &hit, hit.user.and_then(|u| line.get(u.range())));
             }
         }
-    }
-}
-
-/// fail2ban filter files compiled into a matcher of their own (see
-/// [`crate::filter::fail2ban::FoldedJudge`]): the text is a line without
-/// its date, and a jail is a folded filter's number.
-impl FoldedJudge for Matcher {
-    fn judge(&self, text: &str, hit: &mut dyn FnMut(usize, FoldedHit<'_>)) {
-        self.first_hits(text, true, |p, h, user| {
-            // fail2ban: a line an ignoreregex matches is no failure.
-            if self.ignored_by(p.slot, text).next().is_some() {
-                return;
-            }
-            let Some(host) = text.get(h.host.range()) else {
-                return;
-            };
-            let found = FoldedHit {
-                regex: p.index,
-                host,
-                addr: h.addr,
-                user,
-                unsure: h.unsure,
-            };
-            hit(self.jails[p.slot].0, found);
-        });
     }
 }
 

@@ -611,24 +611,21 @@ impl Compiled {
         }
     }
 
-    /// The regex on Rust's linear engine, when that is all there is to it
-    /// (no look-around or back-reference needs the backtracking one): what
-    /// [`Compiled::search`] finds, it finds (see [`super::fold`]).
+    /// The regex on Rust's linear engine, when it needs no other.
     pub fn linear_regex(&self) -> Option<&regex::Regex> {
-        match (&self.engine, &self.ahead) {
-            (Engine::Linear(re), None) => Some(re),
-            _ => None,
-        }
+        let Engine::Linear(re) = &self.engine else {
+            return None;
+        };
+        Some(re)
     }
 
-    /// The linear regex the matcher may run in this one's place (see
-    /// [`super::fold`]): this one, or the part of it before a trailing
-    /// look-ahead, with that look-ahead to check where its match ends, as
-    /// [`Compiled::search`] does first.
-    pub fn foldable(&self) -> Option<(&Compiled, Option<After>)> {
+    /// What the matcher may run in this one's place (see [`super::fold`]):
+    /// this, or the part before a trailing look-ahead and the look-ahead to
+    /// check where its match ends, as [`Compiled::search`] does first.
+    pub fn foldable(&self) -> (&Compiled, Option<After>) {
         match &self.ahead {
-            None => Some((self, None)),
-            Some(a) => Some((&a.body, Some(After::new(a.look.clone(), a.negative)))),
+            None => (self, None),
+            Some(a) => (&a.body, Some(After::new(a.look.clone(), a.negative))),
         }
     }
 

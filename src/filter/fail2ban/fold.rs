@@ -84,9 +84,7 @@ impl Fail2banFilter {
         }
         let mut failregex = Vec::with_capacity(set.failregex.len());
         for re in &set.failregex {
-            let (body, after) = re
-                .foldable()
-                .ok_or("a failregex needs look-around or back-references")?;
+            let (body, after) = re.foldable();
             let linear = body
                 .linear_regex()
                 .ok_or("a failregex needs look-around or back-references")?;
