@@ -10,6 +10,8 @@
 //! from the fail2ban source tree `NFTJAIL_F2B_TREE` names; skipped, loudly,
 //! without either.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -33,26 +35,6 @@ fn dirs() -> Option<(PathBuf, PathBuf)> {
         ),
     };
     (filters.is_dir() && logs.is_dir()).then_some((filters, logs))
-}
-
-fn sample_lines(dir: &Path) -> Vec<String> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    names.sort();
-    let mut lines = Vec::new();
-    for p in names {
-        let text = String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
-        lines.extend(
-            text.lines()
-                .filter(|l| !l.starts_with('#'))
-                .map(str::to_string),
-        );
-    }
-    lines
 }
 
 fn fold(filters: Vec<Filter>) -> Option<Box<dyn FoldedJudge>> {
@@ -116,7 +98,7 @@ fn folded_filters_find_what_the_engine_finds() {
         eprintln!("SKIPPED: fail2ban's filters or sample logs are not installed");
         return;
     };
-    let lines = sample_lines(&log_dir);
+    let lines = common::samples::lines(&log_dir);
     assert!(lines.len() > 1000, "{}", lines.len());
     let mut names: Vec<String> = std::fs::read_dir(&filter_dir)
         .unwrap()

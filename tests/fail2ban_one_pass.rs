@@ -5,6 +5,8 @@
 //! each filter also sees the other programs' lines it must turn away).
 //! Needs the Debian `fail2ban` package; skipped, loudly, without it.
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -35,26 +37,6 @@ const SPECS: [&str; 16] = [
     "ejabberd-auth",
 ];
 
-fn sample_lines() -> Vec<String> {
-    let mut names: Vec<_> = std::fs::read_dir(LOG_DIR)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    names.sort();
-    let mut lines = Vec::new();
-    for p in names {
-        let text = String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned();
-        lines.extend(
-            text.lines()
-                .filter(|l| !l.starts_with('#'))
-                .map(str::to_string),
-        );
-    }
-    lines
-}
-
 type Seen = (usize, usize, String, Option<SystemTime>, usize);
 
 #[test]
@@ -63,7 +45,7 @@ fn one_pass_finds_what_each_filter_finds_alone() {
         eprintln!("SKIPPED: fail2ban's filters or sample logs are not installed");
         return;
     }
-    let lines = sample_lines();
+    let lines = common::samples::lines(Path::new(LOG_DIR));
     assert!(lines.len() > 1000, "{}", lines.len());
     let load = |spec: &str| Fail2banFilter::load(spec, Path::new(FILTER_DIR)).unwrap();
     let now = UNIX_EPOCH + Duration::from_secs(1_124_013_600);
