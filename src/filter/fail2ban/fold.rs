@@ -18,10 +18,20 @@
 //! its content goes to the matcher. The prefregex must then capture
 //! nothing but the content (its groups would join each failure's).
 //!
+//! A failregex that ends in a look-ahead (`postfix[mode=auth]`'s
+//! `(?! Connection lost ...)`) folds as the part before it, the
+//! look-ahead checked where that part's match ends ([`crate::filter::After`]),
+//! as the engine itself first tries; where the look-ahead refuses, the
+//! engine judges that line for that filter.
+//!
 //! The rest stays on the sequential engine, and [`Fail2banFilter::fold`]
 //! says why: a multi-line buffer (`maxlines`), the connection cache and
 //! the tags that feed it (`<F-MLFID>`, `<F-NOFAIL>`, `<F-ID>`, ...),
-//! look-around or back-references, and groups of other fields.
+//! other look-around or back-references, and groups the matcher does not
+//! read (`<F-ALT_USER>`, other fields, a prefregex's host). Those last
+//! could be read by the engine from the line the matcher found, but that
+//! is a second capture pass per failure line, dearer than the engine's
+//! own way.
 
 use std::net::IpAddr;
 
