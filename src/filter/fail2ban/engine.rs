@@ -72,9 +72,8 @@ pub struct Compiled {
 #[derive(Debug)]
 struct Ahead {
     body: Compiled,
-    look: regex_automata::meta::Regex,
-    /// `(?!...)`: the look-ahead passes where LOOK does not match.
-    negative: bool,
+    /// The look-ahead, checked where BODY's match ends.
+    look: After,
 }
 
 impl Ahead {
@@ -99,15 +98,8 @@ impl Ahead {
         }
         Some(Ahead {
             body,
-            look,
-            negative,
+            look: After::new(look, negative),
         })
-    }
-
-    /// Whether the look-ahead passes at `at` in `hay`.
-    fn passes(&self, hay: &str, at: usize) -> bool {
-        let input = Input::new(hay).span(at..hay.len()).anchored(Anchored::Yes);
-        self.look.is_match(input) != self.negative
     }
 }
 
@@ -625,7 +617,7 @@ impl Compiled {
     pub fn foldable(&self) -> (&Compiled, Option<After>) {
         match &self.ahead {
             None => (self, None),
-            Some(a) => (&a.body, Some(After::new(a.look.clone(), a.negative))),
+            Some(a) => (&a.body, Some(a.look.clone())),
         }
     }
 
@@ -659,7 +651,7 @@ impl Compiled {
         }
         if let Some(ahead) = &self.ahead {
             let hit = ahead.body.search(hay)?;
-            if ahead.passes(hay, hit.span.end) {
+            if ahead.look.passes(hay, hit.span.end) {
                 return Some(hit);
             }
         }
