@@ -707,6 +707,19 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Failure `i` of a test flood: jail `j`, an address of its own.
+    fn failure(i: u32) -> (Arc<str>, Failure) {
+        let f = Failure {
+            jail: 0,
+            addr: std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc000_0200 + i)),
+            time: SystemTime::now(),
+            line: Some("fail".into()),
+            read: None,
+            account: None,
+        };
+        (Arc::from("j"), f)
+    }
+
     /// Failures reach the events table; those the writer could not take
     /// in time are dropped and their count is stored instead.
     #[test]
@@ -717,17 +730,6 @@ mod tests {
         let keep = Keep::for_age(Duration::from_secs(3600));
         let (tx, thread) =
             spawn(Store::open(&dir).expect("open"), PURGE_EVERY, keep).expect("spawn");
-        let failure = |i: u32| {
-            let f = Failure {
-                jail: 0,
-                addr: std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc000_0200 + i)),
-                time: SystemTime::now(),
-                line: Some("fail".into()),
-                read: None,
-                account: None,
-            };
-            (Arc::from("j"), f)
-        };
         tx.failures((0..=MAX_WAITING as u32).map(failure).collect());
         tx.failures((0..3).map(failure).collect());
         tx.sync();
@@ -757,17 +759,6 @@ mod tests {
     fn failures_wait_for_the_flood_to_ebb_and_still_count_as_waiting() {
         use crate::state::events::{Kind, MAX_WAITING};
         let (dir, tx, thread) = writer("events-flood");
-        let failure = |i: u32| {
-            let f = Failure {
-                jail: 0,
-                addr: std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc000_0200 + i)),
-                time: SystemTime::now(),
-                line: Some("fail".into()),
-                read: None,
-                account: None,
-            };
-            (Arc::from("j"), f)
-        };
         tx.failures((0..MAX_WAITING as u32).map(failure).collect());
         // The flood goes on (a checkpoint now and then, well within QUIET):
         // the writer holds the failures, so there is no room for more.
